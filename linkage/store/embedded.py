@@ -1,0 +1,274 @@
+"""The embedded store: one SQLite file that holds everything a run needs, no server required.
+
+In:  canonical rows from the loaders; entities, clusters and routing from later stages.
+Out: the same as pandas DataFrames for the next stage, the CLI, the Neo4j writer and notebooks.
+
+Every write happens inside a transaction (``with store.transaction():``), so an interrupted load or
+run keeps what was committed and can simply be run again. Tables that record judgements, status
+history, audit and deletions are append-only by convention: this module offers inserts for them, no
+updates.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import pandas as pd
+
+from linkage import model
+from linkage.errors import StoreError
+
+SCHEMA_VERSION = 1
+
+DEFAULT_STORE = "linkage.db"
+
+
+def default_store_path() -> Path:
+    """``$LINKAGE_STORE`` when set, else ``./linkage.db``."""
+    return Path(os.environ.get("LINKAGE_STORE") or DEFAULT_STORE)
+
+
+_VALUE_COLS = ", ".join(f"{f} TEXT" for f in model.VALUE_FIELDS + model.NORMALISED_FIELDS)
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS reports (
+    report_id TEXT PRIMARY KEY,
+    received_at TEXT NOT NULL,
+    category TEXT NOT NULL,
+    category_raw TEXT,
+    description TEXT,
+    reporter_id TEXT,
+    reporter_type TEXT,
+    content_hash TEXT NOT NULL,
+    source_file TEXT,
+    source_row INTEGER
+);
+CREATE TABLE IF NOT EXISTS mentions (
+    mention_id TEXT PRIMARY KEY,
+    report_id TEXT NOT NULL,
+    entity_type TEXT NOT NULL,
+    role TEXT,
+    {_VALUE_COLS},
+    warnings TEXT,
+    parent_mention_id TEXT,
+    content_hash TEXT NOT NULL,
+    source_file TEXT,
+    source_row INTEGER
+);
+CREATE INDEX IF NOT EXISTS mentions_report ON mentions(report_id);
+CREATE TABLE IF NOT EXISTS mention_links (
+    src_mention_id TEXT NOT NULL,
+    dst_mention_id TEXT NOT NULL,
+    rel_type TEXT NOT NULL,
+    report_id TEXT NOT NULL,
+    PRIMARY KEY (src_mention_id, dst_mention_id, rel_type)
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    source_file TEXT NOT NULL,
+    source_row INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    field TEXT,
+    reason TEXT NOT NULL,
+    raw TEXT,
+    PRIMARY KEY (source_file, source_row, kind)
+);
+CREATE TABLE IF NOT EXISTS loads (
+    load_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    file TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    stats TEXT
+);
+CREATE TABLE IF NOT EXISTS entities (
+    entity_id TEXT PRIMARY KEY,
+    entity_type TEXT NOT NULL,
+    label TEXT,
+    n_mentions INTEGER,
+    attributes TEXT
+);
+CREATE TABLE IF NOT EXISTS mention_entities (
+    mention_id TEXT PRIMARY KEY,
+    entity_id TEXT NOT NULL,
+    entity_type TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS mention_entities_entity ON mention_entities(entity_id);
+CREATE TABLE IF NOT EXISTS er_pairs (
+    left_id TEXT NOT NULL,
+    right_id TEXT NOT NULL,
+    weight REAL,
+    probability REAL,
+    matched INTEGER,
+    PRIMARY KEY (left_id, right_id)
+);
+CREATE TABLE IF NOT EXISTS clusters (
+    cluster_id TEXT PRIMARY KEY,
+    rank INTEGER,
+    score REAL,
+    n_reports INTEGER,
+    n_reporters REAL,
+    categories TEXT,
+    agencies TEXT,
+    reason TEXT,
+    signals TEXT,
+    routing TEXT,
+    unrouted_reason TEXT
+);
+CREATE TABLE IF NOT EXISTS report_clusters (
+    report_id TEXT PRIMARY KEY,
+    cluster_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS report_clusters_cluster ON report_clusters(cluster_id);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    stats TEXT
+);
+"""
+
+
+class EmbeddedStore:
+    """A linkage store in one SQLite file.
+
+    Parameters
+    ----------
+    path:
+        The SQLite file; created (with its folder) when missing unless ``must_exist``.
+    must_exist:
+        Raise :class:`StoreError` instead of creating a new store (for read-only commands).
+
+    >>> import tempfile, pathlib
+    >>> s = EmbeddedStore(pathlib.Path(tempfile.mkdtemp()) / "t.db")
+    >>> s.count("reports")
+    0
+    """
+
+    def __init__(self, path: Path | str, must_exist: bool = False) -> None:
+        self.path = Path(path)
+        if must_exist and not self.path.exists():
+            raise StoreError(
+                f"No store at {self.path}. Load reports first (linkage load FILE) or point --store "
+                "(or LINKAGE_STORE) at an existing store."
+            )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute("PRAGMA foreign_keys=OFF")
+            self.conn.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a linkage store or is damaged ({exc}).") from None
+        version = self.get_meta("schema_version")
+        if version is None:
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
+        elif int(version) > SCHEMA_VERSION:
+            raise StoreError(f"{self.path} was written by a newer linkage (schema {version}); upgrade linkage.")
+
+    # --- plumbing ----------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Everything inside commits together or not at all."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "EmbeddedStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def count(self, table: str, where: str = "", params: Sequence[Any] = ()) -> int:
+        """Row count of one of the store's tables (``table`` is a fixed name, never user input)."""
+        return int(self.conn.execute(f"SELECT COUNT(*) FROM {table} {where}", params).fetchone()[0])
+
+    def frame(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> pd.DataFrame:
+        """A query's result as a DataFrame (None stays None; no type guessing on ids)."""
+        cur = self.conn.execute(sql, params)
+        cols = [d[0] for d in cur.description]
+        return pd.DataFrame.from_records(cur.fetchall(), columns=cols)
+
+    def insert_rows(self, table: str, rows: Iterable[Mapping[str, Any]], columns: Sequence[str], mode: str = "INSERT") -> int:
+        """Insert dict rows into ``table`` (``mode`` may be ``INSERT OR REPLACE`` / ``INSERT OR IGNORE``)."""
+        sql = f"{mode} INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+        data = [tuple(_sql_value(r.get(c)) for c in columns) for r in rows]
+        if data:
+            self.conn.executemany(sql, data)
+        return len(data)
+
+    # --- reads for the stages ----------------------------------------------------------------------
+    def reports(self) -> pd.DataFrame:
+        return self.frame(
+            "SELECT report_id, received_at, category, category_raw, description, reporter_id, reporter_type "
+            "FROM reports ORDER BY report_id"
+        )
+
+    def mentions(self) -> pd.DataFrame:
+        cols = ", ".join(model.STORED_MENTION_FIELDS)
+        return self.frame(f"SELECT {cols} FROM mentions ORDER BY mention_id")
+
+    def links(self) -> pd.DataFrame:
+        return self.frame(
+            "SELECT src_mention_id, dst_mention_id, rel_type, report_id FROM mention_links "
+            "ORDER BY src_mention_id, dst_mention_id, rel_type"
+        )
+
+    def entities(self) -> pd.DataFrame:
+        return self.frame("SELECT entity_id, entity_type, label, n_mentions, attributes FROM entities ORDER BY entity_id")
+
+    def mention_entities(self) -> pd.DataFrame:
+        return self.frame("SELECT mention_id, entity_id, entity_type FROM mention_entities ORDER BY mention_id")
+
+    def clusters(self) -> pd.DataFrame:
+        return self.frame("SELECT * FROM clusters ORDER BY rank, cluster_id")
+
+    def report_clusters(self) -> pd.DataFrame:
+        return self.frame("SELECT report_id, cluster_id FROM report_clusters ORDER BY report_id")
+
+    # --- writes of whole stage results -------------------------------------------------------------
+    def replace_table(self, table: str, df: pd.DataFrame, columns: Sequence[str]) -> None:
+        """Replace a derived table's content with ``df`` (inside the caller's transaction)."""
+        self.conn.execute(f"DELETE FROM {table}")
+        if len(df):
+            sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+            sub = df[list(columns)]
+            self.conn.executemany(sql, (tuple(_sql_value(v) for v in row) for row in sub.itertuples(index=False, name=None)))
+
+
+def _sql_value(value: Any) -> Any:
+    """Python/pandas values into what SQLite stores (NaN -> NULL, lists/dicts -> JSON)."""
+    if value is None:
+        return None
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, (list, dict, tuple)):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        try:
+            return value.item()
+        except (AttributeError, ValueError):
+            return value
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return value

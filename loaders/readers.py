@@ -1,0 +1,278 @@
+"""Reading tabular files as analysts have them: CSV (``;`` or ``,``, UTF-8 with or without BOM, or
+Windows-1252), Excel ``.xlsx``, JSON Lines and JSON arrays.
+
+In:  a path.
+Out: :func:`read_table` gives a :class:`Table`: the header (column names as written, stripped) and an
+     iterator of ``(row_number, {column: value})`` where ``row_number`` is what a person sees when
+     opening the file (the header is row 1 in CSV and Excel; JSON Lines count lines from 1).
+     Rows stream; nothing needs the whole file in memory.
+
+Raises :class:`~linkage.errors.InputError` when the file is missing or its format is unknown.
+"""
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as dt
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from linkage.errors import InputError
+
+csv.field_size_limit(10 * 1024 * 1024)
+
+Row = dict[str, Any]
+
+
+@dataclass
+class Table:
+    """One opened input file: its header, how it was read, and its rows (a one-shot iterator)."""
+
+    path: Path
+    columns: list[str]
+    rows: Iterator[tuple[int, Row]]
+    format: str
+    encoding: str | None = None
+    delimiter: str | None = None
+
+
+def detect_encoding(path: Path, probe_bytes: int = 1 << 26) -> str:
+    """``utf-8-sig`` (BOM), ``utf-8`` or ``cp1252``: the first that decodes the whole file.
+
+    The file is scanned in blocks with an incremental decoder, so a Windows-1252 character far down
+    a large file is still found without loading the file.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+        if head.startswith(codecs.BOM_UTF8):
+            return "utf-8-sig"
+        fh.seek(0)
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        try:
+            while True:
+                block = fh.read(probe_bytes)
+                if not block:
+                    decoder.decode(b"", final=True)
+                    break
+                decoder.decode(block)
+        except UnicodeDecodeError:
+            return "cp1252"
+    return "utf-8"
+
+
+def detect_delimiter(header_line: str) -> str:
+    """The delimiter of a CSV header line: the most frequent of ``;``, ``,``, tab and ``|`` outside quotes.
+
+    >>> detect_delimiter('report_id;received_at;category')
+    ';'
+    >>> detect_delimiter('"a;b",c,d')
+    ','
+    """
+    counts = {d: 0 for d in (";", ",", "\t", "|")}
+    quoted = False
+    for ch in header_line:
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch in counts:
+            counts[ch] += 1
+    best = max(counts, key=lambda d: (counts[d], d == ","))
+    return best if counts[best] else ","
+
+
+def _clean_header(columns: list[Any]) -> list[str]:
+    return [("" if c is None else str(c)).strip().lstrip("\ufeff") for c in columns]
+
+
+def _read_csv(path: Path) -> Table:
+    encoding = detect_encoding(path)
+    # newline='' lets the csv module handle quoted line breaks; errors='strict' is safe after detection.
+    fh = open(path, "r", encoding=encoding, newline="")
+    first = fh.readline()
+    if not first.strip():
+        fh.close()
+        raise InputError(f"{path}: the file is empty (no header row).")
+    delimiter = detect_delimiter(first)
+    fh.seek(0)
+    reader = csv.reader(fh, delimiter=delimiter)
+    header = _clean_header(next(reader))
+
+    def rows() -> Iterator[tuple[int, Row]]:
+        try:
+            line_no = 1
+            for record in reader:
+                line_no += 1
+                if not any(cell.strip() for cell in record):
+                    continue  # blank lines are not rows
+                row = {header[i]: record[i] if i < len(record) else None for i in range(len(header))}
+                if len(record) > len(header):
+                    extra = [c for c in record[len(header):] if c.strip()]
+                    if extra:
+                        row["__extra__"] = len(extra)
+                yield line_no, row
+        finally:
+            fh.close()
+
+    return Table(path, header, rows(), "csv", encoding, delimiter)
+
+
+def _excel_value(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat() if value.time() == dt.time(0) else value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
+def _read_xlsx(path: Path) -> Table:
+    try:
+        import openpyxl
+    except ImportError:  # pragma: no cover - dependency is declared
+        raise InputError("Reading .xlsx needs openpyxl (pip install openpyxl).") from None
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many types for broken files
+        raise InputError(f"{path}: not a readable Excel workbook ({type(exc).__name__}).") from None
+    ws = wb.worksheets[0]
+    it = ws.iter_rows(values_only=True)
+    try:
+        header = _clean_header(list(next(it)))
+    except StopIteration:
+        wb.close()
+        raise InputError(f"{path}: the first sheet is empty (no header row).") from None
+    while header and header[-1] == "":
+        header.pop()
+
+    def rows() -> Iterator[tuple[int, Row]]:
+        try:
+            for n, record in enumerate(it, start=2):
+                values = [_excel_value(v) for v in record]
+                if not any(v not in (None, "") and str(v).strip() for v in values):
+                    continue
+                yield n, {header[i]: values[i] if i < len(values) else None for i in range(len(header))}
+        finally:
+            wb.close()
+
+    return Table(path, header, rows(), "xlsx")
+
+
+def _read_jsonl(path: Path) -> Table:
+    encoding = detect_encoding(path)
+    fh = open(path, "r", encoding=encoding)
+    # Peek at the first object for the header; JSON Lines rows may differ in keys.
+    pos_rows: list[tuple[int, str]] = []
+    header: list[str] = []
+    line_no = 0
+    for line in fh:
+        line_no += 1
+        if line.strip():
+            pos_rows.append((line_no, line))
+            try:
+                obj = json.loads(line)
+                if isinstance(obj, dict):
+                    header = list(obj)
+            except json.JSONDecodeError:
+                pass
+            break
+
+    def rows() -> Iterator[tuple[int, Row]]:
+        try:
+            n = line_no
+            pending = list(pos_rows)
+            for num, text in pending:
+                yield num, _json_row(text)
+            for text in fh:
+                n += 1
+                if text.strip():
+                    yield n, _json_row(text)
+        finally:
+            fh.close()
+
+    return Table(path, header, rows(), "jsonl", encoding)
+
+
+def _json_row(text: str) -> Row:
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return {"__error__": f"not valid JSON ({exc.msg} at column {exc.colno})"}
+    if not isinstance(obj, dict):
+        return {"__error__": "a JSON Lines row must be an object {...}"}
+    return {str(k): _json_value(v) for k, v in obj.items()}
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, (int, float)):
+        return _excel_value(v)
+    return v
+
+
+def _read_json(path: Path) -> Table:
+    encoding = detect_encoding(path)
+    with open(path, "r", encoding=encoding) as fh:
+        head = fh.read(64).lstrip()
+    if not head.startswith("["):
+        return _read_jsonl(path)
+    try:
+        data = json.loads(Path(path).read_text(encoding=encoding))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg}).") from None
+    header: list[str] = []
+    for obj in data:
+        if isinstance(obj, dict):
+            header = list(obj)
+            break
+
+    def rows() -> Iterator[tuple[int, Row]]:
+        for n, obj in enumerate(data, start=1):
+            if isinstance(obj, dict):
+                yield n, {str(k): _json_value(v) for k, v in obj.items()}
+            else:
+                yield n, {"__error__": "a JSON array element must be an object {...}"}
+
+    return Table(path, header, rows(), "json", encoding)
+
+
+_READERS: dict[str, Callable[[Path], Table]] = {
+    ".csv": _read_csv,
+    ".txt": _read_csv,
+    ".tsv": _read_csv,
+    ".xlsx": _read_xlsx,
+    ".xlsm": _read_xlsx,
+    ".jsonl": _read_jsonl,
+    ".ndjson": _read_jsonl,
+    ".json": _read_json,
+}
+
+
+def read_table(path: Path | str) -> Table:
+    """Open ``path`` by its extension and stream its rows.
+
+    Raises
+    ------
+    InputError
+        When the file does not exist or has an extension linkage cannot read.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file not found.")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; give the files inside it.")
+    reader = _READERS.get(path.suffix.lower())
+    if reader is None:
+        if path.suffix.lower() == ".xls":
+            raise InputError(f"{path}: old Excel (.xls) is not supported; save it as .xlsx or CSV.")
+        raise InputError(
+            f"{path}: unknown file type '{path.suffix}'. Use CSV (.csv), Excel (.xlsx) or JSON Lines (.jsonl)."
+        )
+    return reader(path)
