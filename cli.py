@@ -159,6 +159,174 @@ def generate(
     out.print(f"Wrote {out_dir}: {summary}")
 
 
+# --- run: the main job ----------------------------------------------------------------------------
+@app.command()
+def run(
+    files: Annotated[Optional[list[Path]], typer.Argument(help="Files to load first (optional).")] = None,
+    mapping: Annotated[Optional[Path], typer.Option("--mapping", help="Mapping TOML for a wide export.")] = None,
+    rules: Annotated[Optional[Path], typer.Option("--rules", help="Routing rules TOML (default linkage/routing.toml).")] = None,
+    top: Annotated[int, typer.Option("--top", min=0, help="How many clusters to show.")] = 10,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for community detection (default from settings).")] = None,
+    neo4j: Annotated[bool, typer.Option("--neo4j", help="Also write the graph to Neo4j (LINKAGE_NEO4J_* settings).")] = False,
+    store: StoreOpt = None,
+    settings: SettingsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the main job: load, resolve entities, find clusters, score and route them, store, report.
+
+    Prints the top clusters ranked by score with their agencies and the strongest reason, then a
+    summary of every stage. Without FILES it re-runs on what the store already holds.
+
+    Example:  linkage run examples/reports.csv examples/mentions.csv --top 5
+    """
+    from linkage.pipeline import run as run_job
+
+    summary = run_job(files or [], store_path(store), settings, mapping, rules, seed, progress_factory=progress_bar,
+                      neo4j=neo4j)
+    _audit(store, "run", {"files": len(files or []), **summary.counts})
+    if as_json:
+        print_json(summary.to_dict(top=top or None))
+        return
+    if summary.load is not None:
+        show_load_summary(summary.load)
+    show_clusters(summary.clusters.head(top), title=f"Top {min(top, len(summary.clusters))} of {len(summary.clusters)} clusters")
+    c, s = summary.counts, summary.seconds
+    out.print(
+        f"Reports {c.get('reports', 0)}, mentions {c.get('mentions', 0)} -> entities {c.get('er_entities', 0)}; "
+        f"{c.get('clustered_reports', 0)} reports in {c.get('clusters', 0)} clusters; "
+        f"{c.get('status_changes', 0)} report status changes."
+    )
+    out.print("Seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in s.items()))
+    if summary.neo4j:
+        out.print(f"Neo4j: {summary.neo4j}")
+    out.print(f"Store: {summary.store}   Next: linkage cluster <id>, linkage export DIR")
+
+
+def _audit(store: Optional[Path], command: str, touched: dict) -> None:
+    """Record a command in the audit log (ids and counts only, never personal data)."""
+    try:
+        from linkage.audit import record
+    except ImportError:  # pragma: no cover - present once the audit module lands
+        return
+    with open_store(store) as s:
+        record(s, command, touched)
+
+
+def _list_text(value: Any) -> str:
+    from linkage.pipeline import _as_list
+
+    return ", ".join(str(v) for v in _as_list(value))
+
+
+def show_clusters(clusters, title: str = "Clusters") -> None:
+    table = Table(title=title)
+    for col in ("rank", "cluster", "score", "reports", "reporters", "categories", "agencies", "reason"):
+        table.add_column(col, justify="right" if col in ("rank", "score", "reports", "reporters") else "left",
+                         overflow="fold")
+    for r in clusters.to_dict("records"):
+        agencies = _list_text(r.get("agencies")) or f"unrouted: {r.get('unrouted_reason') or 'no rule matched'}"
+        table.add_row(str(r["rank"]), str(r["cluster_id"]), f"{r['score']:.2f}", str(r["n_reports"]),
+                      f"{r['n_reporters']:g}", _list_text(r.get("categories")), agencies, str(r.get("reason") or ""))
+    out.print(table)
+
+
+# --- inspecting -----------------------------------------------------------------------------------
+@app.command()
+def clusters(
+    agency: Annotated[Optional[str], typer.Option("--agency", help="Only clusters routed to this agency (id or name).")] = None,
+    min_score: Annotated[Optional[float], typer.Option("--min-score", help="Only clusters with at least this score.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=0, help="At most this many (0 = all).")] = 50,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List clusters ranked by score, optionally for one agency or above a score.
+
+    Example:  linkage clusters --agency politie --min-score 5
+    """
+    from linkage.inspect import list_clusters
+
+    with open_store(store, must_exist=True) as s:
+        df = list_clusters(s, agency=agency, min_score=min_score, limit=limit or None)
+    _audit(store, "clusters", {"clusters": len(df), "agency": agency})
+    if as_json:
+        from linkage.pipeline import cluster_record
+
+        print_json([cluster_record(r) for r in df.to_dict("records")])
+        return
+    show_clusters(df, title=f"{len(df)} clusters" + (f" for {agency}" if agency else ""))
+
+
+@app.command()
+def cluster(
+    cluster_id: Annotated[str, typer.Argument(help="A cluster id from 'linkage clusters'.")],
+    history: Annotated[bool, typer.Option("--history", help="Show how this cluster's id carried over between runs.")] = False,
+    picture: Annotated[Optional[Path], typer.Option("--picture", help="Draw the cluster: out.png, out.svg or out.html.")] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one cluster: reports in time order, entities, signals, routing reasons and a link sketch.
+
+    Example:  linkage cluster c_3f2a9b1c4d5e6f70
+    """
+    from linkage.inspect import cluster_detail, render_cluster_text
+
+    with open_store(store, must_exist=True) as s:
+        detail = cluster_detail(s, cluster_id, with_history=history)
+        if picture is not None:
+            from linkage.report.pictures import draw_cluster
+
+            draw_cluster(s, cluster_id, picture)
+    _audit(store, "cluster", {"cluster_id": cluster_id, "reports": len(detail["reports"])})
+    if as_json:
+        print_json(detail)
+        return
+    out.print(render_cluster_text(detail), markup=False)
+    if picture is not None:
+        out.print(f"Picture: {picture}")
+
+
+@app.command()
+def entity(
+    entity_id: Annotated[str, typer.Argument(help="An entity id (from 'linkage cluster' or export).")],
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one resolved entity: its mentions (the evidence it was made of), reports and clusters.
+
+    Example:  linkage entity e_person_1a2b3c4d5e6f7a8b
+    """
+    from linkage.inspect import entity_detail, render_entity_text
+
+    with open_store(store, must_exist=True) as s:
+        detail = entity_detail(s, entity_id)
+    _audit(store, "entity", {"entity_id": entity_id, "mentions": len(detail["mentions"])})
+    if as_json:
+        print_json(detail)
+        return
+    out.print(render_entity_text(detail), markup=False)
+
+
+@app.command()
+def export(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write entities.csv, clusters.csv, report_clusters.csv into.")],
+    store: StoreOpt = None,
+) -> None:
+    """Export the results as CSV, safe to open in a spreadsheet (formula-like cells are escaped).
+
+    Writes entities.csv (mention_id, entity_id, entity_type), clusters.csv (cluster_id, rank, score,
+    n_reports, agencies, reasons) and report_clusters.csv (report_id, cluster_id; empty when the
+    report is in no cluster).
+
+    Example:  linkage export out/
+    """
+    from linkage.inspect import export_csv
+
+    with open_store(store, must_exist=True) as s:
+        counts = export_csv(s, out_dir)
+    _audit(store, "export", counts)
+    out.print("Wrote " + ", ".join(f"{name} ({n} rows)" for name, n in counts.items()) + f" to {out_dir}")
+
+
 def _exit_code_for(exc: BaseException) -> int:
     return getattr(exc, "exit_code", 1)
 
