@@ -327,6 +327,30 @@ def export(
     out.print("Wrote " + ", ".join(f"{name} ({n} rows)" for name, n in counts.items()) + f" to {out_dir}")
 
 
+@app.command()
+def push(
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write the store's reports, entities, links, clusters and routing into Neo4j.
+
+    Connection from LINKAGE_NEO4J_URI (default bolt://127.0.0.1:7687), LINKAGE_NEO4J_USER (neo4j),
+    LINKAGE_NEO4J_PASSWORD (or the local server's .neo4j/password) and LINKAGE_NEO4J_DATABASE.
+    Pushing twice changes nothing; clusters that no longer exist are removed.
+
+    Example:  make neo4j && linkage push
+    """
+    from linkage.store.neo4j import push as push_graph
+
+    with open_store(store, must_exist=True) as s:
+        summary = push_graph(s)
+    _audit(store, "push", {"elements": summary.elements, "removed": summary.removed})
+    if as_json:
+        print_json(summary.to_dict())
+        return
+    out.print(f"Neo4j: {summary}")
+
+
 def _exit_code_for(exc: BaseException) -> int:
     return getattr(exc, "exit_code", 1)
 

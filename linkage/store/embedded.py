@@ -129,7 +129,79 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_at TEXT,
     stats TEXT
 );
-"""
+""" + """
+-- Lifecycle, judgements, audit and retention (linkage.feedback, linkage.resolve.judgements,
+-- linkage.audit, linkage.retention). Append-only: triggers refuse UPDATE; only retention deletes.
+CREATE TABLE IF NOT EXISTS status_history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    report_id TEXT NOT NULL,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    from_status TEXT,
+    to_status TEXT NOT NULL,
+    note TEXT,
+    agency TEXT
+);
+CREATE INDEX IF NOT EXISTS status_history_report ON status_history(report_id, id);
+CREATE TABLE IF NOT EXISTS feedback_sent (
+    report_id TEXT NOT NULL,
+    history_id INTEGER NOT NULL,
+    sent_at TEXT NOT NULL,
+    channel TEXT,
+    PRIMARY KEY (report_id, history_id)
+);
+CREATE TABLE IF NOT EXISTS judgements (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    id_a TEXT NOT NULL,
+    id_b TEXT NOT NULL,
+    verdict TEXT NOT NULL CHECK (verdict IN ('same', 'different', 'unsure', 'withdrawn')),
+    note TEXT,
+    mention_a TEXT,
+    mention_b TEXT
+);
+CREATE TABLE IF NOT EXISTS audit_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    command TEXT NOT NULL,
+    touched TEXT
+);
+CREATE TABLE IF NOT EXISTS deletions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    older_than_days INTEGER NOT NULL,
+    cutoff TEXT NOT NULL,
+    counts TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cluster_history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    run_id INTEGER,
+    cluster_id TEXT NOT NULL,
+    event TEXT NOT NULL CHECK (event IN ('created', 'kept', 'merged', 'split', 'dissolved')),
+    related_ids TEXT
+);
+CREATE INDEX IF NOT EXISTS cluster_history_cluster ON cluster_history(cluster_id, id);
+CREATE TABLE IF NOT EXISTS cluster_cases (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    cluster_id TEXT NOT NULL,
+    active INTEGER NOT NULL,
+    note TEXT,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL
+);
+""" + "".join(
+    f"CREATE TRIGGER IF NOT EXISTS {t}_append_only BEFORE UPDATE ON {t} "
+    f"BEGIN SELECT RAISE(ABORT, '{t} is append-only'); END;\n"
+    for t in ("status_history", "judgements", "audit_log", "deletions", "cluster_history", "cluster_cases")
+) + "".join(
+    f"CREATE TRIGGER IF NOT EXISTS {t}_no_delete BEFORE DELETE ON {t} "
+    f"BEGIN SELECT RAISE(ABORT, '{t} is never deleted'); END;\n"
+    for t in ("audit_log", "deletions")
+)
 
 
 class EmbeddedStore:
