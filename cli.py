@@ -24,7 +24,7 @@ app = typer.Typer(
         "Link meldingen (reports of ondermijning and woonfraude) through the persons, addresses, "
         "businesses, vehicles, phones and bank accounts they mention; find clusters, route them, "
         "and close the loop with the reporter.\n\n"
-        "Quick start:  linkage run examples/reports.csv examples/mentions.csv"
+        "Example (quick start):  linkage run examples/reports.csv examples/mentions.csv"
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -107,6 +107,8 @@ def load(
     from linkage.pipeline import load_stage
 
     summary = load_stage(files, store_path(store), settings, mapping, progress_bar)
+    _audit(store, "load", {"files": len(files), "rows_read": summary.rows_read, "loaded": summary.loaded,
+                           "quarantined": summary.quarantined})
     if as_json:
         print_json(summary.to_dict())
         return
@@ -286,6 +288,37 @@ def cluster(
 
 
 @app.command()
+def dossier(
+    cluster_id: Annotated[str, typer.Argument(help="A cluster id from 'linkage clusters'.")],
+    agency: Annotated[str, typer.Option("--agency", help="The agency the cluster was routed to (id or name).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the dossier into.")] = Path("dossiers"),
+    pdf: Annotated[Optional[bool], typer.Option("--pdf/--no-pdf", help="Also print a PDF (default: when chromium is installed).",
+                                                show_default=False)] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a hand-over dossier of one cluster for one agency it was routed to (HTML, and PDF).
+
+    The dossier holds only this cluster: routing reasons for this agency, signals, reports in time
+    order with pseudonymised reporters, entities, links and the network picture. Refused when the
+    cluster was not routed to the agency. Every dossier written is recorded in the audit log.
+
+    Example:  linkage dossier c_3f2a9b1c4d5e6f70 --agency politie --out dossiers/
+    """
+    from linkage.report.dossier import write_dossier
+
+    with open_store(store, must_exist=True) as s:
+        result = write_dossier(s, cluster_id, agency, out_dir, pdf=pdf)
+    if as_json:
+        print_json({"html": str(result.html), "pdf": str(result.pdf) if result.pdf else None, "note": result.pdf_note,
+                    "cluster_id": result.cluster_id, "agency": result.agency, "reports": result.reports,
+                    "entities": result.entities})
+        return
+    out.print(f"Dossier for {result.agency}: {result.html} ({result.reports} reports, {result.entities} entities)")
+    out.print(f"PDF: {result.pdf}" if result.pdf else result.pdf_note)
+
+
+@app.command()
 def entity(
     entity_id: Annotated[str, typer.Argument(help="An entity id (from 'linkage cluster' or export).")],
     store: StoreOpt = None,
@@ -349,6 +382,263 @@ def push(
         print_json(summary.to_dict())
         return
     out.print(f"Neo4j: {summary}")
+
+
+# --- lifecycle, terugmelden, judgements, audit, retention -----------------------------------------
+@app.command()
+def status(
+    report_id: Annotated[str, typer.Argument(help="A report id.")],
+    set_to: Annotated[Optional[str], typer.Option(
+        "--set", help="New status: in_behandeling, gekoppeld, doorgezet, afgehandeld or niet_ontvankelijk.")] = None,
+    note: Annotated[Optional[str], typer.Option("--note", help="Why (kept in the history; never sent to the reporter).")] = None,
+    agency: Annotated[Optional[str], typer.Option("--agency", help="For doorgezet: the agency it went to.")] = None,
+    reopen: Annotated[bool, typer.Option("--reopen", help="Take a final report (afgehandeld, niet_ontvankelijk) back "
+                                                          "into behandeling.")] = False,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a report's status and history, or record a new status (an analyst's outcome).
+
+    The history is append-only: every change keeps time, user (LINKAGE_USER or the OS user), old and
+    new status and the note. Illegal changes (say ontvangen -> afgehandeld) are refused.
+
+    Example:  linkage status R-2025-0042 --set afgehandeld --note "adresonderzoek afgerond"
+    """
+    from linkage.audit import record
+    from linkage.feedback.lifecycle import require_report, current_status, history, set_status
+
+    with open_store(store, must_exist=True) as s:
+        require_report(s, report_id)
+        if set_to is not None:
+            set_status(s, report_id, set_to.strip().lower(), note=note, agency=agency, reopen=reopen)
+        hist = history(s, report_id)
+        current = current_status(s, report_id)
+        record(s, "status", {"report_id": report_id, "changed": int(set_to is not None), "history_rows": len(hist)})
+    if as_json:
+        print_json({"report_id": report_id, "status": current, "history": hist.to_dict("records")})
+        return
+    out.print(f"Report {report_id}: {current}", markup=False)
+    if len(hist):
+        table = Table(title="History")
+        for col in ("at", "actor", "from", "to", "agency", "note"):
+            table.add_column(col, overflow="fold")
+        for r in hist.to_dict("records"):
+            table.add_row(*(str(r[k] or "") for k in ("at", "actor", "from_status", "to_status", "agency", "note")))
+        out.print(table)
+
+
+@app.command()
+def feedback(
+    since: Annotated[Optional[str], typer.Option("--since", help="Only status changes from this date (2025-03-01).")] = None,
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="Write the messages to FILE.csv or FILE.json.")] = None,
+    mark_sent: Annotated[Optional[bool], typer.Option(
+        "--mark-sent/--dry-run",
+        help="Record the messages as sent (default: yes with --out, no without), so they are not produced again.",
+        show_default=False)] = None,
+    store: StoreOpt = None,
+    settings: SettingsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Produce one feedback message per report whose status changed since its last feedback.
+
+    Messages come from the Dutch templates (linkage/feedback/templates.toml) and hold only the
+    report's date, its reference code and, when [feedback] name_agency = true, the agency. Writing
+    them with --out marks them as sent (use --dry-run to preview); without --out they are only shown
+    unless --mark-sent is given. Running it twice produces nothing twice.
+
+    Example:  linkage feedback --since 2025-03-01 --out out/terugmelden.csv
+    """
+    from linkage.audit import record
+    from linkage.feedback.messages import build_feedback, load_templates, mark_sent as mark, write_messages
+    from linkage.settings import load_settings
+
+    templates = load_templates(settings=load_settings(settings))
+    do_mark = (out_file is not None) if mark_sent is None else mark_sent
+    with open_store(store, must_exist=True) as s:
+        messages = build_feedback(s, since=since, templates=templates)
+        if out_file is not None:
+            write_messages(messages, out_file)
+        newly = mark(s, messages, channel=templates.channel) if do_mark else 0
+        record(s, "feedback", {"messages": len(messages), "marked_sent": newly,
+                               "report_ids": [m.report_id for m in messages]})
+    if as_json:
+        print_json({"messages": [m.to_dict() for m in messages], "marked_sent": newly,
+                    "out": str(out_file) if out_file else None})
+        return
+    if out_file is None:
+        table = Table(title=f"{len(messages)} feedback messages")
+        for col in ("reference", "reporter", "status", "message"):
+            table.add_column(col, overflow="fold")
+        for m in messages:
+            table.add_row(m.reference, m.reporter_id or "(anoniem)", m.status, m.message)
+        out.print(table)
+    else:
+        out.print(f"Wrote {len(messages)} messages to {out_file}")
+    out.print(f"Marked as sent: {newly}" if do_mark else "Dry run: nothing marked as sent.")
+
+
+@app.command()
+def judge(
+    id_a: Annotated[str, typer.Argument(help="A mention id or entity id.")],
+    id_b: Annotated[str, typer.Argument(help="Another mention id or entity id.")],
+    same: Annotated[bool, typer.Option("--same", help="They are the same: always merge them.")] = False,
+    different: Annotated[bool, typer.Option("--different", help="They differ: never merge them, not even "
+                                                                "through other links.")] = False,
+    unsure: Annotated[bool, typer.Option("--unsure", help="Record doubt (does not constrain the resolver).")] = False,
+    withdraw: Annotated[bool, typer.Option("--withdraw", help="Withdraw the standing judgement on this pair.")] = False,
+    note: Annotated[Optional[str], typer.Option("--note", help="Why.")] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record an analyst judgement on two mentions or entities; every later run honours it.
+
+    Judgements are append-only with user and time; the latest per pair counts, and --withdraw adds a
+    withdrawal instead of deleting anything. See them with linkage judgements.
+
+    Example:  linkage judge m_1a2b3c4d5e6f7a8b m_9f8e7d6c5b4a3921 --different --note "vader en zoon"
+    """
+    from linkage.audit import record
+    from linkage.resolve.judgements import record_judgement
+
+    chosen = [v for v, flag in (("same", same), ("different", different), ("unsure", unsure),
+                                ("withdrawn", withdraw)) if flag]
+    if len(chosen) != 1:
+        raise typer.BadParameter("give exactly one of --same, --different, --unsure, --withdraw.")
+    with open_store(store, must_exist=True) as s:
+        jid = record_judgement(s, id_a, id_b, chosen[0], note=note)
+        record(s, "judge", {"judgement_id": jid, "ids": [id_a, id_b], "verdict": chosen[0]})
+    if as_json:
+        print_json({"judgement_id": jid, "id_a": id_a, "id_b": id_b, "verdict": chosen[0]})
+        return
+    out.print(f"Recorded: {id_a} {chosen[0]} {id_b} (judgement {jid}). The next run honours it.", markup=False)
+
+
+@app.command()
+def judgements(
+    show_all: Annotated[bool, typer.Option("--all", help="The whole log, including replaced and withdrawn entries.")] = False,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the standing analyst judgements (latest per pair), or the whole log with --all.
+
+    Example:  linkage judgements --all --json
+    """
+    from linkage.audit import record
+    from linkage.resolve.judgements import folded_judgements, judgement_log
+
+    with open_store(store, must_exist=True) as s:
+        df = judgement_log(s) if show_all else folded_judgements(s)
+        record(s, "judgements", {"rows": len(df), "all": show_all})
+    if as_json:
+        print_json(df.to_dict("records"))
+        return
+    table = Table(title=f"{len(df)} judgements" + (" (full log)" if show_all else ""))
+    for col in ("id", "at", "actor", "id_a", "id_b", "verdict", "note"):
+        table.add_column(col, overflow="fold")
+    for r in df.to_dict("records"):
+        table.add_row(*(str(r[k] if r[k] is not None else "") for k in ("id", "at", "actor", "id_a", "id_b", "verdict", "note")))
+    out.print(table)
+
+
+@app.command()
+def audit(
+    since: Annotated[Optional[str], typer.Option("--since", help="Only entries from this date (2025-03-01).")] = None,
+    command: Annotated[Optional[str], typer.Option("--command", help="Only entries of this command.")] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the audit log: who ran which command on personal data, when, and what it touched (ids, counts).
+
+    Example:  linkage audit --since 2025-03-01
+    """
+    from linkage.audit import audit_log
+
+    with open_store(store, must_exist=True) as s:
+        df = audit_log(s, since=since, command=command)
+    if as_json:
+        print_json(df.to_dict("records"))
+        return
+    table = Table(title=f"{len(df)} audit entries")
+    for col in ("at", "actor", "command", "touched"):
+        table.add_column(col, overflow="fold")
+    for r in df.to_dict("records"):
+        table.add_row(r["at"], r["actor"], r["command"], json.dumps(r["touched"], ensure_ascii=False, sort_keys=True))
+    out.print(table, markup=False)
+
+
+@app.command()
+def purge(
+    older_than: Annotated[Optional[str], typer.Option(
+        "--older-than", help="Retention period, like 365d, 52w or 1y (default: [retention] days in settings).",
+        show_default=False)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what would be deleted.")] = False,
+    neo4j: Annotated[Optional[bool], typer.Option(
+        "--neo4j/--no-neo4j", help="Also delete from Neo4j (default: when LINKAGE_NEO4J_URI is set).",
+        show_default=False)] = None,
+    store: StoreOpt = None,
+    settings: SettingsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete reports past the retention period, with their mentions, links, orphaned entities and clusters.
+
+    Reports in a cluster marked as an active case (linkage case CLUSTER --active) are kept. A
+    deletion record (time, user, period, counts; no ids, no personal data) is kept in the store.
+
+    Example:  linkage purge --older-than 365d --dry-run
+    """
+    from linkage.audit import record
+    from linkage.retention import parse_duration, purge as run_purge, retention_days
+    from linkage.settings import load_settings
+
+    days = parse_duration(older_than) if older_than else retention_days(load_settings(settings))
+    use_neo4j = bool(os.environ.get("LINKAGE_NEO4J_URI")) if neo4j is None else neo4j
+    hook = None
+    if use_neo4j and not dry_run:
+        from linkage.store.neo4j import delete_reports
+
+        hook = delete_reports
+    with open_store(store, must_exist=True) as s:
+        summary = run_purge(s, days, dry_run=dry_run, on_purge=hook)
+        record(s, "purge", {"older_than_days": days, "dry_run": dry_run, "neo4j": bool(hook), **summary.counts,
+                            "kept_active_case": summary.kept_active_case})
+    if as_json:
+        print_json(summary.to_dict())
+        return
+    verb = "Would delete" if dry_run else "Deleted"
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items()) if v) or "nothing"
+    out.print(f"{verb} (received before {summary.cutoff}): {counts}. "
+              f"Kept {summary.kept_active_case} old reports in active cases.")
+
+
+@app.command()
+def case(
+    cluster_id: Annotated[str, typer.Argument(help="A cluster id from 'linkage clusters'.")],
+    active: Annotated[Optional[bool], typer.Option(
+        "--active/--closed", help="Mark as an active case (kept by purge) or close it; without: show.",
+        show_default=False)] = None,
+    note: Annotated[Optional[str], typer.Option("--note", help="Why (for example the case number).")] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Mark a cluster as an active case (purge keeps its reports) or close it; without a flag, show it.
+
+    Example:  linkage case c_3f2a9b1c4d5e6f70 --active --note "RIEC casus 2025-17"
+    """
+    from linkage.audit import record
+    from linkage.feedback.lifecycle import active_case_clusters, set_case
+
+    with open_store(store, must_exist=True) as s:
+        if active is not None:
+            set_case(s, cluster_id, active, note=note)
+        rows = s.frame("SELECT at, actor, active, note FROM cluster_cases WHERE cluster_id=? ORDER BY id", (cluster_id,))
+        is_active = cluster_id in active_case_clusters(s)
+        record(s, "case", {"cluster_id": cluster_id, "changed": int(active is not None), "active": is_active})
+    if as_json:
+        print_json({"cluster_id": cluster_id, "active": is_active, "history": rows.to_dict("records")})
+        return
+    out.print(f"Cluster {cluster_id}: {'active case' if is_active else 'no active case'}", markup=False)
+    for r in rows.to_dict("records"):
+        out.print(f"  {r['at']}  {r['actor']}  {'active' if r['active'] else 'closed'}  {r['note'] or ''}", markup=False)
 
 
 def _exit_code_for(exc: BaseException) -> int:

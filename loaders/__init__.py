@@ -214,21 +214,30 @@ class _Loader:
         return "unchanged" if prior == h else "conflict"
 
     def _accept_mentions(self, records: list[dict], existing: dict[str, str]) -> str:
-        status = "new"
+        known = 0
         for r in records:
             prior = self.seen_mentions.get(r["mention_id"]) or existing.get(r["mention_id"])
             if prior is not None:
                 if prior != r["content_hash"]:
                     return "conflict"
-                status = "unchanged"
-        if status == "new":
-            for r in records:
-                self.seen_mentions[r["mention_id"]] = r["content_hash"]
-        return status
+                known += 1
+        if known == len(records):
+            return "unchanged"
+        if known:  # the row now carries more (say an address) than was stored under its id
+            return "conflict"
+        for r in records:
+            self.seen_mentions[r["mention_id"]] = r["content_hash"]
+        return "new"
 
     # --- files -------------------------------------------------------------------------------------
     def run_file(self, table: Table, kind: str, mapping: WideMapping | None, label: str) -> FileSummary:
         summary = FileSummary(label, kind, table.format, table.encoding, table.delimiter)
+        # Identical rows are counted over the whole file, not per chunk: derived mention ids must not
+        # depend on chunk_rows (nor on where an interrupted load stopped).
+        self.occurrences: Counter = Counter()
+        # A re-loaded file replaces its own quarantine entries: a row fixed since is no longer listed.
+        with self.store.transaction():
+            self.store.conn.execute("DELETE FROM quarantine WHERE source_file = ?", (label,))
         buffer: list[tuple[int, dict]] = []
         for row_no, row in self._canonical_rows(table, summary, kind):
             buffer.append((row_no, row))
@@ -244,7 +253,7 @@ class _Loader:
         mentions_out: list[dict] = []
         links_out: list[dict] = []
         quarantine: list[dict] = []
-        occurrences: Counter = Counter()
+        occurrences = self.occurrences
 
         # Validate first, then look up prior content for the whole chunk at once.
         staged: list[tuple[Origin, dict, dict | None, list[tuple[list, list]], list[Problem]]] = []

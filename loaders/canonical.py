@@ -16,6 +16,7 @@ from linkage import model
 from linkage.errors import Problem
 from linkage.normalise import identifiers
 from linkage.normalise.dates import parse_date, parse_timestamp
+from linkage.pseudonym import pseudonymise_mention
 from linkage.settings import Settings, label_key
 
 # Which identifier check applies to which raw field, and where its canonical form goes.
@@ -209,7 +210,8 @@ def validate_mention(
     occurrence:
         How many identical rows of the same report came before this one (for derived mention ids).
     require_own_fields:
-        When False (wide exports), a row without fields of its own type yields nothing instead of an error.
+        When False (wide exports), a row without fields of its own type is no error: it yields only the
+        mentions it carries (``<mention_id>~<type>``, without a link), or nothing.
 
     >>> from linkage.settings import load_settings
     >>> ms, links, probs = validate_mention(
@@ -236,9 +238,9 @@ def validate_mention(
     role = text(row.get("role"))
     own = _values_of(row, entity_type)
     carried = {t: v for t in model.ENTITY_TYPES if t != entity_type and (v := _values_of(row, t))}
-    if not own:
-        if not require_own_fields and not carried:
-            return [], [], []
+    if not own and not require_own_fields and not carried:
+        return [], [], []
+    if not own and require_own_fields:
         fields = ", ".join(model.TYPE_FIELDS[entity_type])
         article = "an" if entity_type[0] in "aeiou" else "a"
         problems.append(origin.problem(entity_type, f"{article} {entity_type} row needs at least one of: {fields}."))
@@ -251,14 +253,19 @@ def validate_mention(
 
     mentions: list[dict] = []
     links: list[dict] = []
-    for etype, values, mid, mrole, parent in [(entity_type, own, mention_id, role, None)] + [
-        (t, v, model.derived_mention_id(mention_id, t), None, mention_id) for t, v in carried.items()
+    # A wide-export block with its own fields empty keeps what it carries (a melding about an address
+    # with no known person): those become mentions of their own, without a link.
+    head = [(entity_type, own, mention_id, role, None)] if own else []
+    parent_id = mention_id if own else None
+    for etype, values, mid, mrole, parent in head + [
+        (t, v, model.derived_mention_id(mention_id, t), None, parent_id) for t, v in carried.items()
     ]:
         norm, warn = _normalise(etype, values, origin)
         problems.extend(warn)
         record: dict[str, Any] = {"mention_id": mid, "report_id": report_id, "entity_type": etype, "role": mrole}
         record.update(values)
         record.update(norm)
+        pseudonymise_mention(record)  # with $LINKAGE_PSEUDONYM_KEY: bsn and bsn_norm become keyed hashes
         record["warnings"] = "; ".join(f"{p.field}: {p.message}" for p in warn) or None
         record["parent_mention_id"] = parent
         record["content_hash"] = model.content_hash(record, model.STORED_MENTION_FIELDS[:-1])

@@ -146,13 +146,13 @@ class Allocators:
 
     def bsn(self) -> str:
         """A fresh valid BSN (nine digits, elfproef)."""
+        hi, lo = _bsn_tables()
         while True:
-            prefix = f"{self._bsn(self._bsn_k):08d}"
+            value = self._bsn(self._bsn_k)
             self._bsn_k += 1
-            total = sum(w * int(d) for w, d in zip(BSN_WEIGHTS, prefix))
-            check = total % 11
-            if check <= 9 and prefix != "00000000":
-                return prefix + str(check)
+            check = (hi[value // 10000] + lo[value % 10000]) % 11
+            if check <= 9 and value:
+                return f"{value:08d}{check}"
 
     def kvk(self) -> str:
         """A fresh eight-digit KvK number (first digit not 0)."""
@@ -208,6 +208,20 @@ class Allocators:
             else:
                 out.append(ch)
         return "".join(reversed(out))
+
+
+_BSN_TABLES: tuple[list[int], list[int]] | None = None
+
+
+def _bsn_tables() -> tuple[list[int], list[int]]:
+    """Weighted digit sums of the first and second four BSN digits, for every 4-digit value."""
+    global _BSN_TABLES
+    if _BSN_TABLES is None:
+        def table(weights: tuple[int, ...]) -> list[int]:
+            return [sum(w * int(d) for w, d in zip(weights, f"{v:04d}")) for v in range(10000)]
+
+        _BSN_TABLES = (table(BSN_WEIGHTS[:4]), table(BSN_WEIGHTS[4:8]))
+    return _BSN_TABLES
 
 
 def _sidecode_space(code: str) -> int:

@@ -89,7 +89,10 @@ def typo(text: str, rng: random.Random) -> str:
     if j < 0 or not text[j].isalpha() or text[j] == ch:
         return text[:i] + text[i + 1:]
     a, b = min(i, j), max(i, j)
-    return text[:a] + text[b] + text[a] + text[b + 1:]
+    x, y = text[b], text[a]   # swap the letters, keep the case of each position
+    x = x.upper() if text[a].isupper() else x.lower()
+    y = y.upper() if text[b].isupper() else y.lower()
+    return text[:a] + x + y + text[b + 1:]
 
 
 def digit_typo(digits: str, rng: random.Random) -> str:
@@ -207,7 +210,8 @@ def format_postcode(pc: str, rng: random.Random, rates: NoiseRates = DEFAULT_RAT
             if digits[0] == "0":
                 digits = "1" + digits[1:]
         else:
-            letters = letters[::-1] if letters[0] != letters[1] else letters
+            if letters[::-1] not in ("SA", "SD", "SS"):
+                letters = letters[::-1]
     u = rng.random()
     if u < 0.48:
         return f"{digits} {letters}"
@@ -250,8 +254,8 @@ def format_house_number(number: int, letter: str, toev: str, rng: random.Random,
 
 
 _ABBREVIATIONS = (
-    ("straat", ("str.", "str")), ("laan", ("ln.",)), ("Burgemeester ", ("Burg. ", "Burgem. ")),
-    ("Prinses ", ("Pr. ",)), ("Koningin ", ("Kon. ",)), ("Sint ", ("St. ",)), ("weg", ("wg.",)),
+    ("straat", ("str.", "str.", "str")), ("Burgemeester ", ("Burg. ", "Burgem. ")), ("Prinses ", ("Pr. ",)),
+    ("Koningin ", ("Kon. ",)), ("Sint ", ("St. ",)), ("plein", ("pl.",)),
 )
 
 

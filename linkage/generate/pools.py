@@ -385,7 +385,7 @@ def build_pools(seed: int) -> Pools:
     # streets: the common list plus faker's street names for this seed
     faker_streets = _unique(fake.street_name() for _ in range(400))
     streets = Weighted(list(STREETS) + faker_streets,
-                       [3.0] * len(STREETS) + [1.0] * len(faker_streets))
+                       [8.0] * len(STREETS) + [1.0] * len(faker_streets))
 
     # towns: the big towns with their real postcode ranges plus faker's villages with a random range
     towns = [Town(name, lo, hi) for name, lo, hi, _ in TOWNS]

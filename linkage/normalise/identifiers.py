@@ -15,7 +15,7 @@ from typing import Callable, NamedTuple
 from stdnum import iban as _iban
 from stdnum.nl import bsn as _bsn
 
-_NON_DIGIT = re.compile(r"\D")
+_NON_DIGIT = re.compile(r"[^0-9]")  # ASCII digits only: "\D" keeps digits of other scripts
 _SPACES = re.compile(r"[\s\-./()]+")
 
 
@@ -99,7 +99,7 @@ def normalise_iban(value: object) -> str | None:
     'NL91ABNA0417164300'
     """
     text = _SPACES.sub("", _text(value)).upper()
-    if re.fullmatch(r"[A-Z]{2}\d{2}[A-Z0-9]{8,30}", text):
+    if re.fullmatch(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{8,30}", text):
         return text
     return None
 
@@ -116,7 +116,7 @@ def is_valid_iban(value: object) -> bool:
 
 # --- Postcode --------------------------------------------------------------------------------------
 
-_POSTCODE = re.compile(r"^(?:NL)?[\s\-]*([1-9]\d{3})\s*([A-Z]{2})$")
+_POSTCODE = re.compile(r"^(?:NL)?[\s\-]*([1-9][0-9]{3})\s*([A-Z]{2})$")
 _UNUSED_PAIRS = frozenset({"SA", "SD", "SS"})
 
 
@@ -160,15 +160,15 @@ def normalise_phone(value: object) -> str | None:
     text = text.replace("(0)", "")
     plus = text.lstrip().startswith("+")
     digits = _NON_DIGIT.sub("", text)
-    if not plus and digits.startswith("00"):
+    if digits.startswith("00"):  # 0031..., and the mixed +0031...
         plus, digits = True, digits[2:]
     if plus:
         if digits.startswith("31"):
             rest = digits[2:]
             if rest.startswith("0"):
                 rest = rest[1:]
-            return "+31" + rest if len(rest) == 9 else None
-        return "+" + digits if 8 <= len(digits) <= 15 else None
+            return "+31" + rest if len(rest) == 9 and not rest.startswith("0") else None
+        return "+" + digits if 8 <= len(digits) <= 15 and not digits.startswith("0") else None
     if digits.startswith("0") and len(digits) == 10:
         return "+31" + digits[1:]
     return None

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 TUSSENVOEGSEL_WORDS: frozenset[str] = frozenset({
     "van", "de", "der", "den", "het", "ten", "ter", "te", "t", "in", "op", "uit", "aan", "bij", "onder",
     "over", "voor", "la", "le", "du", "da", "di", "del", "della", "dos", "das", "von", "vander", "vd",
-    "el", "al", "d", "l", "s",
+    "el", "al",
 })
 
 _SPECIAL = str.maketrans({"ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "ł": "l", "đ": "d", "ð": "d", "þ": "th",

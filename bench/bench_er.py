@@ -1,0 +1,276 @@
+"""Entity-resolution benchmark: linkage (and Splink, if installed) on generated Dutch person mentions.
+
+Usage::
+
+    python -m bench.bench_er --sizes 10000,100000,1000000 --seed 7 [--no-splink] [--json out.json]
+
+For each size the project's generator (``linkage.generate.generate_person_mentions``) makes the mentions
+and their truth once (cached under ``$LINKAGE_BENCH_DIR`` or /tmp/linkage_bench); each tool then runs in a
+fresh subprocess so that peak memory (max RSS) is per size and per tool. Printed per row: pairwise
+precision, recall and F1 against the truth, blocking recall (share of true pairs among the compared
+pairs), pairs compared, wall time of the resolution (reading the cached input excluded) and peak memory.
+No threshold is tuned on the truth: both tools run with their defaults (linkage: settings file; Splink:
+match probability 0.9).
+
+Splink is a benchmark-only extra: ``pip install splink``. When it is missing or fails, its row says why.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+CACHE = Path(os.environ.get("LINKAGE_BENCH_DIR", "/tmp/linkage_bench"))
+
+
+# -- data -----------------------------------------------------------------------------------------------
+
+def data_paths(size: int, seed: int) -> tuple[Path, Path]:
+    return CACHE / f"persons_{size}_{seed}.parquet", CACHE / f"truth_{size}_{seed}.parquet"
+
+
+def ensure_data(size: int, seed: int) -> None:
+    """Generate and cache the mentions and truth for one size (no-op when cached)."""
+    mpath, tpath = data_paths(size, seed)
+    if mpath.exists() and tpath.exists():
+        return
+    from linkage.generate.people import generate_person_mentions
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    mentions, truth = generate_person_mentions(size, seed)
+    mentions = mentions.copy()
+    mentions["entity_type"] = "person"
+    mentions["report_id"] = "R" + mentions["mention_id"].str[2:]
+    mentions.to_parquet(mpath, index=False)
+    truth.to_parquet(tpath, index=False)
+
+
+def add_normalised(mentions: pd.DataFrame) -> pd.DataFrame:
+    """What the loader adds: ``birth_date_norm`` and ``bsn_norm`` (computed once per distinct value)."""
+    from linkage.normalise.dates import parse_date
+    from linkage.normalise.identifiers import normalise_bsn
+
+    out = mentions.copy()
+    for col, func in (("birth_date", lambda v: (d.isoformat() if (d := parse_date(v)) else None)),
+                      ("bsn", normalise_bsn)):
+        codes, uniques = pd.factorize(out[col].fillna(""))
+        mapped = np.array([func(u) if u else None for u in uniques], dtype=object)
+        out[f"{col}_norm"] = mapped[codes] if len(uniques) else None
+    return out
+
+
+# -- evaluation -----------------------------------------------------------------------------------------
+
+def _pairs(counts: pd.Series) -> int:
+    c = counts.to_numpy(dtype=np.int64)
+    return int((c * (c - 1) // 2).sum())
+
+
+def pairwise_scores(pred: pd.Series, truth: pd.Series) -> dict[str, float]:
+    """Pairwise precision, recall and F1 of a clustering (``pred``) against ``truth`` (same index).
+
+    >>> pairwise_scores(pd.Series([1, 1, 2, 2]), pd.Series(["a", "a", "a", "b"]))
+    {'precision': 0.5, 'recall': 0.3333333333333333, 'f1': 0.4}
+    """
+    df = pd.DataFrame({"p": pred.to_numpy(), "t": truth.to_numpy()})
+    tp = _pairs(df.groupby(["p", "t"]).size())
+    predicted = _pairs(df.groupby("p").size())
+    actual = _pairs(df.groupby("t").size())
+    precision = tp / predicted if predicted else 1.0
+    recall = tp / actual if actual else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def blocking_recall(left_ids, right_ids, truth: pd.DataFrame) -> float:
+    """Share of true pairs found among the candidate pairs (candidates unique)."""
+    t = truth.set_index("mention_id")["entity_id"]
+    same = int((t.reindex(pd.Index(left_ids)).to_numpy() == t.reindex(pd.Index(right_ids)).to_numpy()).sum())
+    actual = _pairs(truth.groupby("entity_id").size())
+    return same / actual if actual else 1.0
+
+
+def peak_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
+
+
+# -- tools ----------------------------------------------------------------------------------------------
+
+def run_linkage(size: int, seed: int) -> dict:
+    from linkage.resolve import resolve_mentions
+
+    mpath, tpath = data_paths(size, seed)
+    mentions = add_normalised(pd.read_parquet(mpath))
+    stages: list[tuple[str, float]] = []
+    t0 = time.perf_counter()
+    res = resolve_mentions(mentions, progress=lambda s: stages.append((s, time.perf_counter() - t0)),
+                           keep_candidates=True)
+    wall = time.perf_counter() - t0
+    truth = pd.read_parquet(tpath)
+    a = res.assignments.set_index("mention_id")["entity_id"]
+    scores = pairwise_scores(a.reindex(truth["mention_id"]), truth["entity_id"])
+    left, right = res.diagnostics["person"]["candidates"]
+    return {
+        "tool": "linkage", **scores, "blocking_recall": blocking_recall(left, right, truth),
+        "pairs": int(len(left)), "wall_s": wall, "peak_gb": peak_gb(),
+        "stages": [(s, round(t, 2)) for s, t in stages],
+        "prior": res.model["person"]["prior"],
+    }
+
+
+def run_splink(size: int, seed: int, threshold: float = 0.9) -> dict:
+    """Splink 5 on DuckDB with a careful setup: blocking rules like linkage's, name/dob/bsn comparisons
+    with term frequencies, u by random sampling, m by EM on two blocking rules, then predict at 0.9."""
+    import splink.comparison_library as cl
+    from splink import Linker, SettingsCreator, block_on
+    from splink.backends.duckdb import DuckDBAPI
+
+    mpath, tpath = data_paths(size, seed)
+    raw = add_normalised(pd.read_parquet(mpath))
+    t0 = time.perf_counter()
+    from linkage.resolve.features import prepare
+
+    rec = prepare(raw, "person")
+    df = pd.DataFrame({
+        "unique_id": rec["mention_id"],
+        "first_name": rec["first_name"].where(rec["first_name"] != "", None),
+        "initial": rec["first_initial"].where(rec["first_initial"] != "", None),
+        "surname": rec["surname"].where(rec["surname"] != "", None),
+        "dob": rec["birth_date"].where(rec["birth_date"] != "", None),
+        "birth_year": rec["birth_year"].where(rec["birth_year"] != "", None),
+        "bsn": rec["bsn"].where(rec["bsn"] != "", None),
+    })
+    settings = SettingsCreator(
+        link_type="dedupe_only",
+        blocking_rules_to_generate_predictions=[
+            block_on("surname", "birth_year"),
+            block_on("dob"),
+            block_on("bsn"),
+            block_on("first_name", "surname"),
+            block_on("initial", "dob"),
+        ],
+        comparisons=[
+            cl.NameComparison("first_name").configure(term_frequency_adjustments=True),
+            cl.NameComparison("surname").configure(term_frequency_adjustments=True),
+            cl.DateOfBirthComparison("dob", input_is_string=True),
+            cl.ExactMatch("bsn"),
+        ],
+        retain_intermediate_calculation_columns=False,
+    )
+    db_api = DuckDBAPI()
+    sdf = db_api.register(df)
+    linker = Linker(sdf, settings, log_level=None)
+    linker.training.estimate_probability_two_random_records_match(
+        [block_on("first_name", "surname", "dob"), block_on("bsn")], recall=0.8)
+    linker.training.estimate_u_using_random_sampling(max_pairs=2e6)
+    linker.training.estimate_parameters_using_expectation_maximisation(block_on("surname", "birth_year"))
+    linker.training.estimate_parameters_using_expectation_maximisation(block_on("dob"))
+    preds = linker.inference.predict(threshold_match_probability=threshold)
+    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(preds, threshold)
+    cdf = clusters.as_pandas_dataframe()
+    wall = time.perf_counter() - t0
+    truth = pd.read_parquet(tpath)
+    a = cdf.set_index("unique_id")["cluster_id"]
+    scores = pairwise_scores(a.reindex(truth["mention_id"]), truth["entity_id"])
+    n_pairs = None
+    try:
+        from splink.internals.blocking_analysis import count_comparisons_from_blocking_rules
+
+        recs = count_comparisons_from_blocking_rules(
+            sdf, blocking_rules=[block_on("surname", "birth_year"), block_on("dob"), block_on("bsn"),
+                                 block_on("first_name", "surname"), block_on("initial", "dob")],
+            link_type="dedupe_only", record_sample_proportion=1.0)
+        last = recs[-1]
+        n_pairs = int(getattr(last, "cumulative_comparison_count", None) or last["cumulative_comparison_count"])
+    except Exception:
+        n_pairs = None
+    return {"tool": "splink", **scores, "blocking_recall": None, "pairs": n_pairs, "wall_s": wall,
+            "peak_gb": peak_gb()}
+
+
+# -- driver ---------------------------------------------------------------------------------------------
+
+def _one(size: int, seed: int, tool: str, out: Path) -> None:
+    try:
+        result = run_linkage(size, seed) if tool == "linkage" else run_splink(size, seed)
+    except Exception as exc:  # report, don't crash the whole benchmark
+        result = {"tool": tool, "error": f"{type(exc).__name__}: {exc}"[:300], "peak_gb": peak_gb()}
+    result["size"] = size
+    out.write_text(json.dumps(result))
+
+
+def _subprocess(args: list[str], timeout: float) -> int:
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    try:
+        return subprocess.run([sys.executable, "-m", "bench.bench_er", *args], env=env, timeout=timeout,
+                              cwd=root).returncode
+    except subprocess.TimeoutExpired:
+        return -1
+
+
+def _fmt(v, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def print_table(rows: list[dict]) -> None:
+    head = f"{'size':>9}  {'tool':<8} {'precision':>9} {'recall':>7} {'F1':>7} {'block rec':>9} {'pairs':>11} {'wall s':>8} {'peak GB':>8}"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        if "error" in r:
+            print(f"{r['size']:>9}  {r['tool']:<8} failed: {r['error']}")
+            continue
+        print(f"{r['size']:>9}  {r['tool']:<8} {_fmt(r['precision'], '.4f'):>9} {_fmt(r['recall'], '.4f'):>7} "
+              f"{_fmt(r['f1'], '.4f'):>7} {_fmt(r.get('blocking_recall'), '.4f'):>9} {_fmt(r.get('pairs'), ',d'):>11} "
+              f"{_fmt(r['wall_s'], '.1f'):>8} {_fmt(r['peak_gb'], '.2f'):>8}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", default="10000,100000,1000000")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--splink", dest="splink", action="store_true", default=True)
+    ap.add_argument("--no-splink", dest="splink", action="store_false")
+    ap.add_argument("--json", default=None, help="also write the rows as JSON to this file")
+    ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--one", nargs=3, metavar=("SIZE", "TOOL", "OUT"), help=argparse.SUPPRESS)
+    ap.add_argument("--generate", type=int, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.generate is not None:
+        ensure_data(args.generate, args.seed)
+        return 0
+    if args.one:
+        _one(int(args.one[0]), args.seed, args.one[1], Path(args.one[2]))
+        return 0
+    rows = []
+    tools = ["linkage"] + (["splink"] if args.splink else [])
+    for size in [int(s) for s in args.sizes.split(",") if s.strip()]:
+        _subprocess(["--generate", str(size), "--seed", str(args.seed)], args.timeout)
+        for tool in tools:
+            out = CACHE / f"result_{size}_{args.seed}_{tool}.json"
+            out.unlink(missing_ok=True)
+            code = _subprocess(["--one", str(size), tool, str(out), "--seed", str(args.seed)], args.timeout)
+            if out.exists():
+                rows.append(json.loads(out.read_text()))
+            else:
+                rows.append({"size": size, "tool": tool, "error": f"subprocess ended with code {code} (timeout or out of memory)"})
+            print(f"# done: size {size}, {tool}", file=sys.stderr, flush=True)
+    print(f"# seed {args.seed}; pairwise scores against the generator's truth; 2-core machine")
+    print_table(rows)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,398 @@
+"""Report lifecycle: statuses with an append-only history, and the cases and history of clusters.
+
+In:  a store; status changes from analysts (``linkage status``) and from routing
+     (:func:`advance_after_routing`, called by the pipeline after clusters are routed).
+Out: rows in ``status_history`` (never updated); the current status of a report is its last row, and
+     a report without rows is ``ontvangen``. Also ``cluster_cases`` (a cluster marked as an active
+     case is kept by retention) and ``cluster_history`` (created / kept / merged / split / dissolved
+     per run, written by the pipeline).
+
+The legal transitions are data (:data:`TRANSITIONS`)::
+
+    ontvangen        -> in_behandeling | gekoppeld | niet_ontvankelijk
+    in_behandeling   -> gekoppeld | afgehandeld | niet_ontvankelijk
+    gekoppeld        -> doorgezet | afgehandeld | in_behandeling | niet_ontvankelijk
+    doorgezet        -> doorgezet (another agency) | afgehandeld | in_behandeling
+    afgehandeld      -> (final; ``reopen=True`` allows -> in_behandeling)
+    niet_ontvankelijk-> (final; ``reopen=True`` allows -> in_behandeling)
+
+Routing only moves reports forward (to ``gekoppeld``, then ``doorgezet``) and never touches a report
+in a final status; analysts record outcomes. Anything else raises :class:`TransitionError`, whose
+message names the report and both statuses.
+
+>>> import tempfile, pathlib
+>>> from linkage.store import EmbeddedStore
+>>> s = EmbeddedStore(pathlib.Path(tempfile.mkdtemp()) / "l.db")
+>>> _ = s.conn.execute("INSERT INTO reports (report_id, received_at, category, content_hash) "
+...                    "VALUES ('R1', '2025-03-03', 'overig', 'x')")
+>>> current_status(s, "R1")
+'ontvangen'
+>>> _ = set_status(s, "R1", "in_behandeling", actor="ana")
+>>> set_status(s, "R1", "doorgezet", actor="ana")
+Traceback (most recent call last):
+linkage.feedback.lifecycle.TransitionError: Report R1 cannot go from 'in_behandeling' to 'doorgezet'; allowed: gekoppeld, afgehandeld, niet_ontvankelijk.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+import pandas as pd
+
+from linkage.audit import current_actor, now_iso
+from linkage.errors import LinkageError, NotFoundError
+
+#: Every status a report can have, in lifecycle order.
+STATUSES: tuple[str, ...] = ("ontvangen", "in_behandeling", "gekoppeld", "doorgezet", "afgehandeld", "niet_ontvankelijk")
+
+#: The status of a report that has no history rows.
+INITIAL_STATUS = "ontvangen"
+
+#: Legal transitions: from -> the statuses it may go to.
+TRANSITIONS: Mapping[str, tuple[str, ...]] = {
+    "ontvangen": ("in_behandeling", "gekoppeld", "niet_ontvankelijk"),
+    "in_behandeling": ("gekoppeld", "afgehandeld", "niet_ontvankelijk"),
+    "gekoppeld": ("doorgezet", "afgehandeld", "in_behandeling", "niet_ontvankelijk"),
+    "doorgezet": ("doorgezet", "afgehandeld", "in_behandeling"),
+    "afgehandeld": (),
+    "niet_ontvankelijk": (),
+}
+
+#: Final statuses; only an explicit reopen leaves them, and only to :data:`REOPEN_TO`.
+FINAL_STATUSES: frozenset[str] = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
+REOPEN_TO = "in_behandeling"
+
+#: Statuses routing sets by itself; the others are set by analysts.
+AUTOMATIC_STATUSES: frozenset[str] = frozenset({"gekoppeld", "doorgezet"})
+
+CLUSTER_EVENTS: tuple[str, ...] = ("created", "kept", "merged", "split", "dissolved")
+
+
+class TransitionError(LinkageError):
+    """A status change that the lifecycle does not allow (or an unknown status)."""
+
+
+def check_transition(report_id: str, from_status: str, to_status: str, reopen: bool = False,
+                     agency_changed: bool = False) -> None:
+    """Raise :class:`TransitionError` unless ``from_status -> to_status`` is legal.
+
+    ``doorgezet -> doorgezet`` is legal only to another agency (``agency_changed``); leaving a final
+    status needs ``reopen=True`` and goes to ``in_behandeling``.
+
+    >>> check_transition("R1", "ontvangen", "gekoppeld")
+    >>> check_transition("R1", "afgehandeld", "in_behandeling", reopen=True)
+    >>> check_transition("R1", "afgehandeld", "in_behandeling")
+    Traceback (most recent call last):
+    linkage.feedback.lifecycle.TransitionError: Report R1 cannot go from 'afgehandeld' to 'in_behandeling': 'afgehandeld' is final; reopen it explicitly (--reopen) to take it back into behandeling.
+    """
+    if to_status not in STATUSES:
+        raise TransitionError(f"'{to_status[:30]}' is not a status; use one of {', '.join(STATUSES)}.")
+    if from_status in FINAL_STATUSES:
+        if reopen and to_status == REOPEN_TO:
+            return
+        raise TransitionError(
+            f"Report {report_id} cannot go from '{from_status}' to '{to_status}': '{from_status}' is final; "
+            f"reopen it explicitly (--reopen) to take it back into behandeling."
+        )
+    if reopen:
+        raise TransitionError(f"Report {report_id} is '{from_status}', not in a final status; --reopen is not needed.")
+    allowed = TRANSITIONS[from_status]
+    if to_status not in allowed:
+        raise TransitionError(
+            f"Report {report_id} cannot go from '{from_status}' to '{to_status}'; allowed: {', '.join(allowed)}."
+        )
+    if from_status == to_status == "doorgezet" and not agency_changed:
+        raise TransitionError(
+            f"Report {report_id} cannot go from 'doorgezet' to 'doorgezet' without another agency (--agency)."
+        )
+
+
+# --- reading ----------------------------------------------------------------------------------------
+def _last_rows(store, report_ids: Iterable[str] | None = None) -> pd.DataFrame:
+    sql = (
+        "SELECT h.id, h.report_id, h.at, h.actor, h.from_status, h.to_status, h.note, h.agency "
+        "FROM status_history h JOIN (SELECT report_id, MAX(id) AS id FROM status_history GROUP BY report_id) l "
+        "ON h.id = l.id"
+    )
+    df = store.frame(sql + " ORDER BY h.report_id")
+    if report_ids is not None:
+        wanted = set(report_ids)
+        df = df[df["report_id"].isin(wanted)].reset_index(drop=True)
+    return df
+
+
+def current_statuses(store, report_ids: Iterable[str] | None = None) -> dict[str, str]:
+    """Current status per report (every stored report, or the given ids); no history means ``ontvangen``."""
+    ids = list(report_ids) if report_ids is not None else [r[0] for r in store.conn.execute("SELECT report_id FROM reports")]
+    last = dict(zip(*[_last_rows(store)[c] for c in ("report_id", "to_status")])) if ids else {}
+    return {rid: last.get(rid, INITIAL_STATUS) for rid in sorted(ids)}
+
+
+def current_status(store, report_id: str) -> str:
+    """The status of one report (its last history row; ``ontvangen`` without history)."""
+    row = store.conn.execute(
+        "SELECT to_status FROM status_history WHERE report_id=? ORDER BY id DESC LIMIT 1", (report_id,)
+    ).fetchone()
+    return row[0] if row else INITIAL_STATUS
+
+
+def history(store, report_id: str) -> pd.DataFrame:
+    """All status rows of one report, oldest first (id, at, actor, from_status, to_status, note, agency)."""
+    return store.frame(
+        "SELECT id, at, actor, from_status, to_status, note, agency FROM status_history "
+        "WHERE report_id=? ORDER BY id", (report_id,)
+    )
+
+
+def require_report(store, report_id: str) -> None:
+    if store.conn.execute("SELECT 1 FROM reports WHERE report_id=?", (report_id,)).fetchone() is None:
+        raise NotFoundError(f"Report {report_id[:60]} is not in the store; check the id (linkage status lists it).")
+
+
+def _agencies_recorded(store, report_id: str) -> set[str]:
+    rows = store.conn.execute(
+        "SELECT agency FROM status_history WHERE report_id=? AND to_status='doorgezet' AND agency IS NOT NULL",
+        (report_id,),
+    ).fetchall()
+    return {a for (text,) in rows for a in split_agencies(text)}
+
+
+def split_agencies(value: Any) -> list[str]:
+    """Agencies from a list, a JSON list, or text separated by ``;`` / ``,`` / ``|`` (sorted, unique).
+
+    >>> split_agencies('["Politie", "FIOD"]'), split_agencies("Politie; FIOD"), split_agencies(None)
+    (['FIOD', 'Politie'], ['FIOD', 'Politie'], [])
+    """
+    if value is None or (isinstance(value, float) and value != value):
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return []
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                value = [text]
+        else:
+            for sep in ("|", ","):
+                text = text.replace(sep, ";")
+            value = text.split(";")
+    if hasattr(value, "tolist") and not isinstance(value, str):
+        value = value.tolist()
+    items = value if isinstance(value, (list, tuple, set)) else [value]
+    names = set()
+    for item in items:
+        if isinstance(item, Mapping):
+            item = item.get("agency") or item.get("name")
+        if item is not None and str(item).strip():
+            names.add(str(item).strip())
+    return sorted(names)
+
+
+# --- writing ----------------------------------------------------------------------------------------
+def _insert(store, report_id: str, from_status: str, to_status: str, actor: str, note: str | None,
+            agency: str | None, now: dt.datetime | None) -> int:
+    cur = store.conn.execute(
+        "INSERT INTO status_history (report_id, at, actor, from_status, to_status, note, agency) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (report_id, now_iso(now), actor, from_status, to_status, note, agency),
+    )
+    return int(cur.lastrowid)
+
+
+def set_status(store, report_id: str, to_status: str, actor: str | None = None, note: str | None = None,
+               agency: str | None = None, reopen: bool = False, now: dt.datetime | None = None) -> int:
+    """Record a status change of one report after checking it; returns the new history row id.
+
+    Parameters
+    ----------
+    agency:
+        For ``doorgezet``: the agency (or agencies, ``;``-separated) the report was passed to.
+    reopen:
+        Leave a final status (``afgehandeld``, ``niet_ontvankelijk``) back to ``in_behandeling``.
+
+    Raises
+    ------
+    NotFoundError
+        When the report is not in the store.
+    TransitionError
+        When the change is not in :data:`TRANSITIONS` (the message names report and both statuses).
+    """
+    require_report(store, report_id)
+    with store.transaction():
+        current = current_status(store, report_id)
+        changed = False
+        if current == to_status == "doorgezet":
+            changed = bool(set(split_agencies(agency)) - _agencies_recorded(store, report_id))
+        check_transition(report_id, current, to_status, reopen=reopen, agency_changed=changed)
+        if to_status == "doorgezet" and not split_agencies(agency):
+            raise TransitionError(f"Report {report_id} cannot go from '{current}' to 'doorgezet' without naming "
+                                  "the agency (--agency).")
+        agency_text = "; ".join(split_agencies(agency)) or None
+        return _insert(store, report_id, current, to_status, actor or current_actor(), note, agency_text, now)
+
+
+@dataclass
+class AdvanceSummary:
+    """What :func:`advance_after_routing` changed: counts per new status and the reports it moved."""
+
+    gekoppeld: int = 0
+    doorgezet: int = 0
+    skipped_final: int = 0
+    report_ids: list[str] = field(default_factory=list)
+
+    def __int__(self) -> int:
+        """The number of status rows written (what the run summary shows as status changes)."""
+        return self.gekoppeld + self.doorgezet
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"gekoppeld": self.gekoppeld, "doorgezet": self.doorgezet, "skipped_final": self.skipped_final,
+                "reports_changed": len(set(self.report_ids))}
+
+
+def _routing_map(routing_df: pd.DataFrame | None) -> dict[str, list[str]]:
+    """cluster_id -> agencies, from a frame with ``agency`` (one row per agency) or ``agencies`` columns."""
+    if routing_df is None or not len(routing_df):
+        return {}
+    col = "agency" if "agency" in routing_df.columns else "agencies"
+    if col not in routing_df.columns:
+        raise LinkageError("Routing table has neither an 'agency' nor an 'agencies' column.")
+    out: dict[str, set[str]] = {}
+    for cid, value in zip(routing_df["cluster_id"], routing_df[col]):
+        out.setdefault(str(cid), set()).update(split_agencies(value))
+    return {cid: sorted(a) for cid, a in out.items() if a}
+
+
+def advance_after_routing(store, report_clusters_df: pd.DataFrame | None = None,
+                          routing_df: pd.DataFrame | None = None, actor: str = "linkage",
+                          now: dt.datetime | None = None) -> AdvanceSummary:
+    """Move reports forward after a run: in a cluster -> ``gekoppeld``; cluster routed -> ``doorgezet``.
+
+    Parameters
+    ----------
+    report_clusters_df:
+        ``report_id, cluster_id`` (default: the store's ``report_clusters``).
+    routing_df:
+        ``cluster_id`` with ``agency`` (one row per agency) or ``agencies`` (list, JSON list or
+        ``;``-separated text). Default: the store's ``clusters.agencies``.
+
+    Rules, all idempotent (running twice adds no rows):
+
+    * ``ontvangen`` / ``in_behandeling`` -> ``gekoppeld``, unless the report was ``gekoppeld`` before
+      (an analyst who took it back into behandeling is not overruled);
+    * ``gekoppeld`` / ``doorgezet`` -> ``doorgezet`` for the agencies of its cluster that were never
+      recorded for this report (one row naming the new agencies);
+    * reports in a final status are left alone; reports not in any cluster are never moved back.
+
+    Everything is written in one transaction.
+    """
+    if report_clusters_df is None:
+        report_clusters_df = store.report_clusters()
+    if routing_df is None:
+        routing_df = store.frame("SELECT cluster_id, agencies FROM clusters")
+    routed = _routing_map(routing_df)
+    summary = AdvanceSummary()
+    pairs = sorted({(str(r), str(c)) for r, c in zip(report_clusters_df["report_id"], report_clusters_df["cluster_id"])})
+    with store.transaction():
+        statuses = current_statuses(store, [r for r, _ in pairs])
+        known = {r[0] for r in store.conn.execute("SELECT report_id FROM reports")}
+        linked_before = {r[0] for r in store.conn.execute(
+            "SELECT DISTINCT report_id FROM status_history WHERE to_status='gekoppeld'")}
+        recorded: dict[str, set[str]] = {}
+        for rid, text in store.conn.execute(
+                "SELECT report_id, agency FROM status_history WHERE to_status='doorgezet' AND agency IS NOT NULL"):
+            recorded.setdefault(rid, set()).update(split_agencies(text))
+        for report_id, cluster_id in pairs:
+            if report_id not in known:
+                continue
+            status = statuses[report_id]
+            if status in FINAL_STATUSES:
+                summary.skipped_final += 1
+                continue
+            if status in ("ontvangen", "in_behandeling") and report_id not in linked_before:
+                _insert(store, report_id, status, "gekoppeld", actor, f"in cluster {cluster_id}", None, now)
+                linked_before.add(report_id)
+                summary.gekoppeld += 1
+                summary.report_ids.append(report_id)
+                status = "gekoppeld"
+            if status not in ("gekoppeld", "doorgezet"):
+                continue
+            new = [a for a in routed.get(cluster_id, []) if a not in recorded.get(report_id, set())]
+            if not new:
+                continue
+            _insert(store, report_id, status, "doorgezet", actor, f"cluster {cluster_id} routed", "; ".join(new), now)
+            recorded.setdefault(report_id, set()).update(new)
+            summary.doorgezet += 1
+            summary.report_ids.append(report_id)
+    return summary
+
+
+# --- clusters: cases and history ------------------------------------------------------------------
+def set_case(store, cluster_id: str, active: bool, actor: str | None = None, note: str | None = None,
+             now: dt.datetime | None = None) -> int:
+    """Mark a cluster as an active case (kept by retention) or close it; append-only, last row wins.
+
+    Raises
+    ------
+    NotFoundError
+        When the cluster is neither in ``clusters`` nor in ``report_clusters``.
+    """
+    found = store.conn.execute(
+        "SELECT 1 FROM clusters WHERE cluster_id=? UNION SELECT 1 FROM report_clusters WHERE cluster_id=?",
+        (cluster_id, cluster_id),
+    ).fetchone()
+    if found is None:
+        raise NotFoundError(f"Cluster {cluster_id[:60]} is not in the store; run linkage clusters to list them.")
+    with store.transaction():
+        cur = store.conn.execute(
+            "INSERT INTO cluster_cases (cluster_id, active, note, at, actor) VALUES (?, ?, ?, ?, ?)",
+            (cluster_id, int(bool(active)), note, now_iso(now), actor or current_actor()),
+        )
+    return int(cur.lastrowid)
+
+
+def active_case_clusters(store) -> set[str]:
+    """Clusters whose latest case row is active."""
+    rows = store.conn.execute(
+        "SELECT c.cluster_id, c.active FROM cluster_cases c JOIN "
+        "(SELECT cluster_id, MAX(id) AS id FROM cluster_cases GROUP BY cluster_id) l ON c.id = l.id"
+    ).fetchall()
+    return {cid for cid, active in rows if active}
+
+
+def record_cluster_events(store, events: Iterable[tuple[str, str, Iterable[str]] | Mapping[str, Any]],
+                          run_id: int | None = None, now: dt.datetime | None = None) -> int:
+    """Append cluster history rows ``(cluster_id, event, related_ids)`` for one run; returns the count.
+
+    ``event`` is one of :data:`CLUSTER_EVENTS`; ``related_ids`` are the cluster ids it came from or
+    went to (merged from, split into, ...). Call inside the run's transaction or on its own.
+    """
+    at = now_iso(now)
+    rows = []
+    for ev in events:
+        if isinstance(ev, Mapping):
+            cid, kind, related = ev["cluster_id"], ev["event"], ev.get("related_ids") or []
+        else:
+            cid, kind, related = ev
+        if kind not in CLUSTER_EVENTS:
+            raise LinkageError(f"Cluster event '{kind}' is not one of {', '.join(CLUSTER_EVENTS)}.")
+        rows.append((at, run_id, str(cid), kind, json.dumps(sorted(str(r) for r in related))))
+    store.conn.executemany(
+        "INSERT INTO cluster_history (at, run_id, cluster_id, event, related_ids) VALUES (?, ?, ?, ?, ?)", rows
+    )
+    return len(rows)
+
+
+def cluster_history(store, cluster_id: str | None = None) -> pd.DataFrame:
+    """Cluster history rows (oldest first), of one cluster or all; ``related_ids`` parsed."""
+    sql = "SELECT id, at, run_id, cluster_id, event, related_ids FROM cluster_history"
+    params: tuple = ()
+    if cluster_id is not None:
+        sql += " WHERE cluster_id=? OR related_ids LIKE ?"
+        params = (cluster_id, f'%"{cluster_id}"%')
+    df = store.frame(sql + " ORDER BY id", params)
+    df["related_ids"] = [json.loads(v) if v else [] for v in df["related_ids"]]
+    return df

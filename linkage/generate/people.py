@@ -1,0 +1,89 @@
+"""Person mentions for the entity-resolution benchmark: noisy person rows with their true person.
+
+In:  a number of mentions and a seed.
+Out: a mentions DataFrame (``mention_id`` + the person fields of ``model.TYPE_FIELDS``) and a truth DataFrame
+     (``mention_id`` -> ``entity_id``).
+
+Cluster sizes are skewed: about half the true persons are mentioned once, the rest 2-5 times (~2 mentions
+per person on average). The population and the noise are the ones ``generate`` uses (common surnames,
+namesakes, double names, typos, initials, tussenvoegsel and IJ/Y variants, swapped day and month ...).
+"""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pandas as pd
+
+from .. import model
+from .mentions import QUALITY, render_person
+from .pools import Weighted, build_pools
+from .world import World
+
+#: P(a true person has 1, 2, 3, 4, 5 mentions); mean ~2.0.
+CLUSTER_SIZE_P: tuple[float, ...] = (0.5, 0.2, 0.13, 0.1, 0.07)
+
+#: Mix of reporter types behind the mentions (sets how often BSN and birth date are given).
+_QUALITY_MIX = Weighted(["medewerker", "bewoner", "partner", "anoniem"], [0.36, 0.28, 0.16, 0.2])
+
+PERSON_MENTION_COLUMNS: tuple[str, ...] = ("mention_id",) + model.TYPE_FIELDS["person"]
+
+
+def cluster_sizes(n_mentions: int, seed: int) -> np.ndarray:
+    """Mentions per true person, summing to exactly ``n_mentions``.
+
+    >>> int(cluster_sizes(1000, 1).sum())
+    1000
+    """
+    if n_mentions <= 0:
+        return np.zeros(0, dtype=np.int64)
+    gen = np.random.Generator(np.random.PCG64([seed, 7]))
+    mean = sum((k + 1) * p for k, p in enumerate(CLUSTER_SIZE_P))
+    sizes = gen.choice(np.arange(1, len(CLUSTER_SIZE_P) + 1), size=int(n_mentions / mean * 1.2) + 10,
+                       p=np.array(CLUSTER_SIZE_P))
+    cum = np.cumsum(sizes)
+    cut = int(np.searchsorted(cum, n_mentions))
+    sizes = sizes[: cut + 1].copy()
+    sizes[-1] -= int(cum[cut] - n_mentions)
+    return sizes[sizes > 0]
+
+
+def generate_person_mentions(n_mentions: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``n_mentions`` noisy person mentions of ~``n_mentions / 2`` true persons, and their truth.
+
+    Parameters:
+        n_mentions: number of mention rows.
+        seed: seed of every random choice (same seed -> identical frames).
+
+    Returns:
+        ``(mentions, truth)``: ``mentions`` has columns ``PERSON_MENTION_COLUMNS`` (absent values are ``""``),
+        rows in random order with ids ``PM0000001`` ...; ``truth`` has ``mention_id`` and ``entity_id``
+        (``P000001`` ...).
+
+    >>> m, t = generate_person_mentions(100, 1)
+    >>> len(m), len(t), list(t.columns)
+    (100, 100, ['mention_id', 'entity_id'])
+    """
+    sizes = cluster_sizes(n_mentions, seed)
+    world = World(seed, build_pools(seed))
+    rng = random.Random(f"persons:{seed}")
+    order = np.random.Generator(np.random.PCG64([seed, 11])).permutation(int(sizes.sum())).tolist()
+    width = max(7, len(str(n_mentions)))
+    fields = model.TYPE_FIELDS["person"]
+    columns: dict[str, list[str]] = {f: [""] * len(order) for f in fields}
+    entity_ids = [""] * len(order)
+    qualities = {k: QUALITY[k] for k in QUALITY}
+    pos = 0
+    for size in sizes.tolist():
+        p = world.new_person(rng, namesake_p=0.03)
+        for _ in range(size):
+            row = render_person(p, rng, qualities[_QUALITY_MIX.pick(rng)])
+            slot = order[pos]
+            pos += 1
+            entity_ids[slot] = p.eid
+            for f, v in row.items():
+                columns[f][slot] = v
+    mention_ids = [f"PM{i + 1:0{width}d}" for i in range(len(order))]
+    mentions = pd.DataFrame({"mention_id": mention_ids, **columns}, columns=list(PERSON_MENTION_COLUMNS))
+    truth = pd.DataFrame({"mention_id": mention_ids, "entity_id": entity_ids})
+    return mentions, truth

@@ -1,0 +1,288 @@
+"""Communities: clusters of connected suspicions, found fast on integer arrays (no networkx).
+
+In:  the resolved tables ``reports`` (report_id, ...) and ``mentions`` (report_id, entity_id, entity_type);
+     ``links`` and ``entities`` are accepted for a uniform stage signature (a stated link joins two
+     mentions *of one report*, so it adds no report-to-report connection).
+Out: ``DataFrame[report_id, cluster_id]`` with only clustered reports (a report linked to nothing, or
+     left alone by Leiden, is not a cluster), sorted by ``cluster_id, report_id``.
+
+How (all vectorised, see :func:`report_graph`):
+
+1. Reports and entities are integer-coded (reports in sorted id order, so codes are stable).
+2. Every entity mentioned by ``2 <= d <= hub_max_reports`` distinct reports links each pair of them with
+   weight ``specificity(d) * type_factor`` (``linkage.graph.weights``); weights of several shared entities
+   add up.
+3. A *hub* (``d > hub_max_reports``: a municipal office as briefadres, a large flat) never creates a link
+   on its own; it adds its (small) weight to pairs that rarer entities already link. So a hub cannot glue
+   unrelated reports together, yet it still counts where it confirms a link, and it stays in the display
+   graph and in every signal.
+4. Leiden (igraph's C implementation; leidenalg is ~15x slower at this size) with the Constant Potts Model:
+   a group stays together when its link weight per report pair exceeds ``resolution``. Unlike modularity
+   it does not merge small planted groups into large ones on a graph of a million reports. The igraph
+   random generator is seeded from ``seed`` for the call only, so the result is deterministic.
+5. ``cluster_id = "c_" + stable_hash(smallest report_id in the cluster)``.
+
+Timings on this machine (2 cores) are in ``bench/bench_clusters.py``'s docstring.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import igraph as ig
+import numpy as np
+import pandas as pd
+
+from linkage.graph.weights import GraphSettings, as_graph_settings, specificity
+from linkage.model import stable_hash
+
+CLUSTER_COLUMNS = ["report_id", "cluster_id"]
+
+
+@dataclass(frozen=True)
+class ReportGraph:
+    """The weighted report-report graph used for clustering, as integer arrays.
+
+    ``report_ids[k]`` is the id of report code ``k`` (sorted); edges ``u[i] < v[i]`` with ``weight[i]``,
+    sorted by ``(u, v)``. ``n_hubs`` counts hub entities, ``n_hub_confirmed`` the links a hub strengthened.
+    """
+
+    report_ids: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    weight: np.ndarray
+    n_entities_shared: int
+    n_hubs: int
+    n_hub_confirmed: int
+
+    @property
+    def n_edges(self) -> int:
+        return int(len(self.u))
+
+
+def _coded(reports: pd.DataFrame | None, mentions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(report_ids sorted, report code per mention-entity pair, entity code per pair, entity types per code).
+
+    Pairs are distinct (report, entity) and sorted by entity code, then report code.
+    """
+    m = mentions[["report_id", "entity_id", "entity_type"]]
+    m = m[m["entity_id"].notna() & (m["entity_id"].astype(str) != "")]
+    if reports is not None and len(reports):
+        known = pd.Index(reports["report_id"].astype(str).unique())
+        m = m[m["report_id"].astype(str).isin(known)]
+    rep_ids = np.sort(m["report_id"].astype(str).unique()).astype(object)
+    ent_ids = np.sort(m["entity_id"].astype(str).unique()).astype(object)
+    r = pd.Categorical(m["report_id"].astype(str), categories=rep_ids).codes.astype(np.int64)
+    e = pd.Categorical(m["entity_id"].astype(str), categories=ent_ids).codes.astype(np.int64)
+    n_rep = max(len(rep_ids), 1)
+    key = np.unique(e * n_rep + r)
+    e_u, r_u = key // n_rep, key % n_rep
+    types = np.empty(len(ent_ids), dtype=object)
+    types[e] = m["entity_type"].astype(str).to_numpy()
+    return rep_ids, r_u, e_u, types
+
+
+def _clique_pairs(r: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All pairs within each group ``r[starts[g]:starts[g]+sizes[g]]`` -> (left, right, group index)."""
+    if len(sizes) == 0:
+        z = np.zeros(0, dtype=np.int64)
+        return z, z, z
+    group_of_row = np.repeat(np.arange(len(sizes)), sizes)
+    row = np.repeat(starts, sizes) + (np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes))
+    pos = row - np.repeat(starts, sizes)
+    after = np.repeat(sizes, sizes) - 1 - pos
+    left_row = np.repeat(row, after)
+    block_start = np.repeat(np.cumsum(after) - after, after)
+    right_row = left_row + 1 + (np.arange(after.sum()) - block_start)
+    return r[left_row], r[right_row], group_of_row[np.repeat(np.arange(len(row)), after)]
+
+
+def report_graph(mentions: pd.DataFrame, settings: GraphSettings | Mapping[str, Any] | None = None,
+                 reports: pd.DataFrame | None = None) -> ReportGraph:
+    """Project the report-entity graph onto reports, weighting links by specificity (hubs only confirm).
+
+    Parameters
+    ----------
+    mentions:
+        Resolved mentions: ``report_id, entity_id, entity_type`` (other columns ignored).
+    settings:
+        :class:`GraphSettings` or a mapping of overrides; default ``graph.toml``.
+    reports:
+        When given, mentions of reports not in it are ignored.
+
+    >>> m = pd.DataFrame({"report_id": ["R1", "R2", "R3"], "entity_id": ["P", "P", "Q"],
+    ...                   "entity_type": ["person"] * 3})
+    >>> g = report_graph(m)
+    >>> list(g.report_ids), g.u.tolist(), g.v.tolist(), g.weight.tolist()
+    (['R1', 'R2', 'R3'], [0], [1], [1.0])
+    """
+    s = as_graph_settings(settings)
+    rep_ids, r, e, types = _coded(reports, mentions)
+    n_rep = max(len(rep_ids), 1)
+    deg = np.bincount(e, minlength=len(types)) if len(e) else np.zeros(len(types), dtype=np.int64)
+    factor = np.array([float(s.type_factor.get(t, 1.0)) for t in types], dtype=np.float64) if len(types) else np.zeros(0)
+    w_ent = specificity(deg, s.specificity) * factor if len(types) else np.zeros(0)
+
+    # group boundaries in the (entity, report)-sorted pair list
+    starts_all = np.searchsorted(e, np.arange(len(types))) if len(types) else np.zeros(0, dtype=np.int64)
+    shared = (deg >= 2) & (deg <= s.hub_max_reports)
+    hubs = deg > s.hub_max_reports
+    left, right, grp = _clique_pairs(r, starts_all[shared], deg[shared])
+    w = w_ent[np.flatnonzero(shared)][grp] if len(grp) else np.zeros(0)
+
+    if len(left):
+        key = left * n_rep + right
+        uniq, inv = np.unique(key, return_inverse=True)
+        weight = np.bincount(inv, weights=w)
+        u, v = uniq // n_rep, uniq % n_rep
+    else:
+        u = v = np.zeros(0, dtype=np.int64)
+        weight = np.zeros(0)
+
+    n_confirmed = 0
+    if hubs.any() and len(u):
+        hub_rows = np.isin(e, np.flatnonzero(hubs))
+        hm = pd.DataFrame({"r": r[hub_rows], "h": e[hub_rows]})
+        # only edges whose both ends mention some hub can be confirmed
+        has_hub = np.zeros(n_rep, dtype=bool)
+        has_hub[hm["r"].to_numpy()] = True
+        cand = np.flatnonzero(has_hub[u] & has_hub[v])
+        if len(cand):
+            ed = pd.DataFrame({"i": cand, "u": u[cand], "v": v[cand]})
+            a = ed.merge(hm.rename(columns={"r": "u"}), on="u")
+            b = a.merge(hm.rename(columns={"r": "v"}), on=["v", "h"])
+            if len(b):
+                add = np.bincount(b["i"].to_numpy(), weights=w_ent[b["h"].to_numpy()], minlength=len(u))
+                weight = weight + add
+                n_confirmed = int(len(b))
+    return ReportGraph(report_ids=rep_ids, u=u.astype(np.int64), v=v.astype(np.int64), weight=weight.astype(np.float64),
+                       n_entities_shared=int(shared.sum()), n_hubs=int(hubs.sum()), n_hub_confirmed=n_confirmed)
+
+
+def leiden_membership(rg: ReportGraph, settings: GraphSettings | Mapping[str, Any] | None = None,
+                      seed: int | None = None) -> np.ndarray:
+    """Leiden community of every report code (``-1`` for reports without any link).
+
+    Deterministic for a given graph, settings and seed: igraph's random generator is set to
+    ``random.Random(seed)`` for this call and restored afterwards.
+    """
+    s = as_graph_settings(settings)
+    seed = s.seed if seed is None else seed
+    n = len(rg.report_ids)
+    out = np.full(n, -1, dtype=np.int64)
+    if rg.n_edges == 0:
+        return out
+    nodes, inv = np.unique(np.concatenate([rg.u, rg.v]), return_inverse=True)
+    edges = inv.reshape(2, -1).T
+    g = ig.Graph(n=len(nodes), edges=edges.tolist(), directed=False)
+    ig.set_random_number_generator(random.Random(seed))
+    try:
+        part = g.community_leiden(objective_function=s.objective, weights=rg.weight.tolist(),
+                                  resolution=s.resolution, n_iterations=s.iterations)
+    finally:
+        ig.set_random_number_generator(random)
+    out[nodes] = np.asarray(part.membership, dtype=np.int64)
+    return out
+
+
+def components_membership(rg: ReportGraph) -> np.ndarray:
+    """Connected component of every report code in ``rg`` (``-1`` for reports without any link)."""
+    n = len(rg.report_ids)
+    out = np.full(n, -1, dtype=np.int64)
+    if rg.n_edges == 0:
+        return out
+    g = ig.Graph(n=n, edges=np.column_stack([rg.u, rg.v]).tolist(), directed=False)
+    memb = np.asarray(g.connected_components().membership, dtype=np.int64)
+    linked = np.zeros(n, dtype=bool)
+    linked[rg.u] = True
+    linked[rg.v] = True
+    out[linked] = memb[linked]
+    return out
+
+
+def label_clusters(report_ids: np.ndarray, membership: np.ndarray, min_size: int = 2) -> pd.DataFrame:
+    """Turn a membership array into ``DataFrame[report_id, cluster_id]``, dropping groups below ``min_size``.
+
+    ``cluster_id`` is ``"c_" + stable_hash(smallest report_id)``, so it does not depend on the algorithm's
+    internal numbering.
+
+    >>> label_clusters(np.array(["R1", "R2", "R3"], dtype=object), np.array([0, 0, 1]))["report_id"].tolist()
+    ['R1', 'R2']
+    """
+    keep = membership >= 0
+    if not keep.any():
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in CLUSTER_COLUMNS})
+    codes = np.flatnonzero(keep)
+    memb = membership[keep]
+    sizes = np.bincount(memb)
+    big = sizes[memb] >= min_size
+    codes, memb = codes[big], memb[big]
+    if len(codes) == 0:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in CLUSTER_COLUMNS})
+    # smallest report code per community (codes are in sorted-id order)
+    first = np.full(sizes.shape[0], np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first, memb, codes)
+    used = np.unique(memb)
+    cid = np.empty(sizes.shape[0], dtype=object)
+    cid[used] = ["c_" + stable_hash(report_ids[first[k]], length=12) for k in used]
+    out = pd.DataFrame({"report_id": report_ids[codes], "cluster_id": cid[memb]})
+    return out.sort_values(["cluster_id", "report_id"], kind="stable").reset_index(drop=True)
+
+
+def find_clusters(reports: pd.DataFrame | None, mentions: pd.DataFrame, links: pd.DataFrame | None = None,
+                  entities: pd.DataFrame | None = None, seed: int | None = None,
+                  settings: GraphSettings | Mapping[str, Any] | None = None,
+                  method: str = "leiden") -> pd.DataFrame:
+    """Clusters of connected suspicions: ``DataFrame[report_id, cluster_id]``, clustered reports only.
+
+    Parameters
+    ----------
+    reports:
+        ``report_id`` column (others ignored); mentions of other reports are ignored. None: all mentions.
+    mentions:
+        ``report_id, entity_id, entity_type`` (the resolved entity of every mention).
+    links, entities:
+        Accepted for a uniform stage signature; not needed (see the module docstring).
+    seed:
+        Leiden's seed; default ``communities.seed`` of the settings. Same inputs + seed -> same output.
+    settings:
+        :class:`GraphSettings`, a mapping of overrides (``{"resolution": 0.05}``) or None for ``graph.toml``.
+    method:
+        ``"leiden"`` (default) or ``"components"`` (connected components of the same hub-safe report graph;
+        a baseline for the benchmark).
+
+    Returns
+    -------
+    DataFrame with columns ``report_id, cluster_id``, sorted by ``cluster_id, report_id``. Clusters have
+    at least ``min_cluster_size`` (>= 2) reports.
+
+    >>> reports = pd.DataFrame({"report_id": ["R1", "R2", "R3"]})
+    >>> mentions = pd.DataFrame({"report_id": ["R1", "R2", "R3"], "entity_id": ["P", "P", "Q"],
+    ...                          "entity_type": ["person"] * 3})
+    >>> find_clusters(reports, mentions, seed=1)["report_id"].tolist()
+    ['R1', 'R2']
+    """
+    s = as_graph_settings(settings)
+    rg = report_graph(mentions, s, reports)
+    if method == "leiden":
+        memb = leiden_membership(rg, s, seed)
+    elif method == "components":
+        memb = components_membership(rg)
+    else:
+        raise ValueError(f"unknown method {method!r}: use 'leiden' or 'components'")
+    return label_clusters(rg.report_ids, memb, s.min_cluster_size)
+
+
+def bipartite_components(reports: pd.DataFrame | None, mentions: pd.DataFrame, min_size: int = 2) -> pd.DataFrame:
+    """Naive baseline: connected components of the raw report-entity graph (every shared entity, hubs too).
+
+    Same output shape as :func:`find_clusters`. Shows what hubs do when nothing weighs them.
+    """
+    rep_ids, r, e, types = _coded(reports, mentions)
+    n = len(rep_ids)
+    if n == 0 or len(r) == 0:
+        return label_clusters(rep_ids, np.full(n, -1, dtype=np.int64), min_size)
+    g = ig.Graph(n=n + len(types), edges=np.column_stack([r, n + e]).tolist(), directed=False)
+    memb = np.asarray(g.connected_components().membership, dtype=np.int64)[:n]
+    return label_clusters(rep_ids, memb, min_size)

@@ -1,0 +1,180 @@
+"""Clustering scored pairs into entities without chaining weak links into giant ones.
+
+In:  the number of records, links (pairs at or above the match probability, with their log-odds),
+     other scored pairs inside the same linked component (the evidence against), and human judgements
+     as record-index pairs.
+Out: :func:`cluster` gives one label per record: the smallest record index of its entity (deterministic).
+
+Steps:
+
+1. Connected components of links and "same" judgements (fast, igraph).
+2. Components where every scored pair inside is a link are entities as they are (most of them).
+3. Components that hold a scored non-link or a "different" judgement are rebuilt by constrained
+   average-linkage merging: "same" judgements first, then links from the strongest down; two groups merge
+   only when no "different" judgement and no cannot-link pair (probability below the cannot-link
+   threshold) lies between them and the mean log-odds of all scored pairs between them is positive. So a
+   ``J. de Vries`` without birth date cannot glue two ``Jan de Vries`` with different birth dates together.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import igraph as ig
+import numpy as np
+
+
+def components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Component label (smallest member index) per record.
+
+    >>> components(5, np.array([0, 3]), np.array([1, 4])).tolist()
+    [0, 0, 2, 3, 3]
+    """
+    if n == 0:
+        return np.empty(0, np.int64)
+    g = ig.Graph(n=n, edges=np.column_stack([left, right]).astype(np.int64).tolist() if len(left) else [])
+    memb = np.asarray(g.connected_components().membership, dtype=np.int64)
+    smallest = np.full(memb.max() + 1, n, dtype=np.int64)
+    np.minimum.at(smallest, memb, np.arange(n))
+    return smallest[memb]
+
+
+def cluster(n: int, link_left: np.ndarray, link_right: np.ndarray, link_logodds: np.ndarray,
+            other_left: np.ndarray | None = None, other_right: np.ndarray | None = None,
+            other_logodds: np.ndarray | None = None, cannot_logodds: float = -13.3,
+            same: list[tuple[int, int]] | None = None, different: list[tuple[int, int]] | None = None) -> np.ndarray:
+    """Entity label (smallest member index) for each of ``n`` records.
+
+    Parameters
+    ----------
+    link_left, link_right, link_logodds:
+        Links (record indices) and their log-odds in bits (prior + match weight).
+    other_left, other_right, other_logodds:
+        Scored pairs that are not links (evidence against); only those inside a linked component matter.
+    cannot_logodds:
+        Pairs at or below this log-odds are never in one entity.
+    same, different:
+        Human judgements as record-index pairs; they win over the model.
+
+    >>> # 0-1 and 1-2 linked, but 0 and 2 are clearly different: 1 joins the stronger side
+    >>> cluster(3, np.array([0, 1]), np.array([1, 2]), np.array([8.0, 5.0]),
+    ...         np.array([0]), np.array([2]), np.array([-20.0])).tolist()
+    [0, 0, 2]
+    >>> cluster(2, np.array([0]), np.array([1]), np.array([8.0]), different=[(0, 1)]).tolist()
+    [0, 1]
+    """
+    same = list(same or [])
+    different = list(different or [])
+    if other_left is None:
+        other_left = other_right = np.empty(0, np.int64)
+        other_logodds = np.empty(0, float)
+    sl = np.array([a for a, _ in same], dtype=np.int64)
+    sr = np.array([b for _, b in same], dtype=np.int64)
+    comp = components(n, np.r_[link_left, sl].astype(np.int64), np.r_[link_right, sr].astype(np.int64))
+    # components that need the careful treatment
+    inside = comp[other_left] == comp[other_right] if len(other_left) else np.zeros(0, bool)
+    dl = np.array([a for a, _ in different], dtype=np.int64)
+    dr = np.array([b for _, b in different], dtype=np.int64)
+    flagged = set(comp[other_left[inside]].tolist())
+    if len(dl):
+        flagged |= set(comp[dl[comp[dl] == comp[dr]]].tolist())
+    if not flagged:
+        return comp
+    flagged_arr = np.array(sorted(flagged), dtype=np.int64)
+    in_flagged = np.isin(comp, flagged_arr)
+    # gather edges of flagged components
+    lk = in_flagged[link_left] if len(link_left) else np.zeros(0, bool)
+    ok = inside.copy()
+    ok[inside] = in_flagged[other_left[inside]]
+    edges_by_comp: dict[int, list] = defaultdict(list)
+    scored_by_comp: dict[int, list] = defaultdict(list)
+    for a, b, w in zip(link_left[lk].tolist(), link_right[lk].tolist(), link_logodds[lk].tolist()):
+        edges_by_comp[int(comp[a])].append((-w, min(a, b), max(a, b)))
+        scored_by_comp[int(comp[a])].append((a, b, w))
+    for a, b, w in zip(other_left[ok].tolist(), other_right[ok].tolist(), other_logodds[ok].tolist()):
+        scored_by_comp[int(comp[a])].append((a, b, w))
+    same_by_comp: dict[int, list] = defaultdict(list)
+    for a, b in same:
+        if in_flagged[a]:
+            same_by_comp[int(comp[a])].append((min(a, b), max(a, b)))
+    diff_by_comp: dict[int, list] = defaultdict(list)
+    for a, b in different:
+        if comp[a] == comp[b] and in_flagged[a]:
+            diff_by_comp[int(comp[a])].append((a, b))
+    out = comp.copy()
+    for c in flagged_arr.tolist():
+        members = np.flatnonzero(comp == c) if n < 50_000 else None
+        labels = _constrained(sorted(edges_by_comp[c]), scored_by_comp[c], sorted(same_by_comp[c]),
+                              diff_by_comp[c], cannot_logodds)
+        for node, root in labels.items():
+            out[node] = root
+        del members
+    # relabel every group by its smallest member
+    smallest = {}
+    for node in np.flatnonzero(in_flagged).tolist():
+        r = int(out[node])
+        smallest[r] = min(smallest.get(r, node), node)
+    for node in np.flatnonzero(in_flagged).tolist():
+        out[node] = smallest[int(out[node])]
+    return out
+
+
+def _constrained(edges: list[tuple[float, int, int]], scored: list[tuple[int, int, float]],
+                 same: list[tuple[int, int]], different: list[tuple[int, int]], cannot: float) -> dict[int, int]:
+    """Average-linkage merging with cannot-links inside one component; returns node -> group root."""
+    parent: dict[int, int] = {}
+
+    def find(x: int) -> int:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    # cross[r][s] = (sum of log-odds, count, has cannot) between groups r and s
+    cross: dict[int, dict[int, list]] = defaultdict(dict)
+    human_no: dict[int, set[int]] = defaultdict(set)
+    for a, b, w in scored:
+        find(a), find(b)
+        for x, y in ((a, b), (b, a)):
+            entry = cross[x].setdefault(y, [0.0, 0, False])
+            entry[0] += w
+            entry[1] += 1
+            entry[2] = entry[2] or w <= cannot
+    for a, b in different:
+        find(a), find(b)
+        human_no[a].add(b)
+        human_no[b].add(a)
+
+    def merge(ra: int, rb: int) -> None:
+        if len(cross[ra]) < len(cross[rb]):
+            ra, rb = rb, ra
+        parent[rb] = ra
+        for other, (s, k, bad) in cross.pop(rb, {}).items():
+            if other == ra:
+                continue
+            entry = cross[ra].setdefault(other, [0.0, 0, False])
+            entry[0] += s
+            entry[1] += k
+            entry[2] = entry[2] or bad
+            back = cross[other]
+            back.pop(rb, None)
+            back[ra] = entry
+        cross[ra].pop(rb, None)
+        human_no[ra] |= human_no.pop(rb, set())
+        for other in list(human_no[ra]):
+            human_no[other].discard(rb)
+            human_no[other].add(ra)
+
+    for a, b in same:
+        ra, rb = find(a), find(b)
+        if ra != rb and rb not in human_no.get(ra, ()):
+            merge(ra, rb)
+    for _, a, b in edges:
+        ra, rb = find(a), find(b)
+        if ra == rb or rb in human_no.get(ra, ()):
+            continue
+        entry = cross[ra].get(rb)
+        if entry is not None and (entry[2] or entry[0] / max(entry[1], 1) <= 0):
+            continue
+        merge(ra, rb)
+    return {node: find(node) for node in list(parent)}

@@ -1,0 +1,326 @@
+"""Entity resolution end to end: mentions in, one ``entity_id`` per mention out.
+
+In:  mentions (columns of :data:`linkage.model.STORED_MENTION_FIELDS`, all entity types mixed), optional ER
+     settings, human judgements ``(mention_id_a, mention_id_b, "same"|"different")``, an optional frozen
+     model (incremental runs) and a progress callback ``progress(stage_name)``.
+Out: a :class:`Resolution` with ``assignments`` (every mention exactly once), ``entities`` (id, type,
+     label, size, key attributes as JSON), ``pairs`` (the scored pairs that matter: links, likely
+     matches and the cannot-links inside linked groups), ``model`` (per type, JSON-able) and
+     ``blocking_report``.
+
+Person, address and business mentions go through block -> compare -> score -> cluster; vehicles, phones,
+bank accounts and e-mails resolve on their normalised value (a cleaned raw value when that is missing).
+Entity ids are ``e_<type>_`` + a hash of the smallest mention id in the entity: the same input gives the
+same ids, and an entity keeps its id as long as its smallest mention stays in it.
+
+Incremental runs (design): pass ``model=`` (a fitted model dict from an earlier run) to skip fitting,
+``new_mention_ids=`` to score only pairs with at least one new mention, and ``existing_pairs=`` (the
+``pairs`` table of the earlier run). The clustering sees the union of old and new scored pairs, so with
+the same frozen model it gives what a full run with that model gives (up to blocks that cross the
+``max_block`` cap only because of the new records: those are compared as a sorted neighbourhood).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from linkage.blocking import BlockingReport, block
+from linkage.compare import compare
+from linkage.model import stable_hash
+from linkage.resolve.cluster import cluster
+from linkage.er_settings import FUZZY_TYPES, ERSettings, load_er_settings
+from linkage.resolve.features import SIMPLE_TYPES, prepare
+from linkage.scoring import FittedModel, fit
+
+#: Pairs kept in ``Resolution.pairs`` besides links and cannot-links: probability at least this.
+KEEP_PAIR_PROBABILITY = 0.01
+
+
+@dataclass
+class Resolution:
+    """The outcome of :func:`resolve_mentions`."""
+
+    assignments: pd.DataFrame
+    entities: pd.DataFrame
+    pairs: pd.DataFrame
+    model: dict[str, Any]
+    blocking_report: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+    def mentions_of(self, entity_id: str) -> list[str]:
+        """The mention ids an entity was made of (sorted)."""
+        a = self.assignments
+        return sorted(a.loc[a["entity_id"] == entity_id, "mention_id"].tolist())
+
+    def fitted(self, entity_type: str) -> FittedModel:
+        """The fitted model of one fuzzy type."""
+        return FittedModel.from_dict(self.model[entity_type])
+
+
+def _settings(settings: ERSettings | str | Path | None) -> ERSettings:
+    if settings is None or isinstance(settings, (str, Path)):
+        return load_er_settings(settings)
+    return settings
+
+
+def entity_id(entity_type: str, smallest_mention_id: str) -> str:
+    """Deterministic entity id.
+
+    >>> entity_id("person", "m1") == entity_id("person", "m1"), entity_id("person", "m1")[:9]
+    (True, 'e_person_')
+    """
+    return f"e_{entity_type}_{stable_hash(entity_type, smallest_mention_id)}"
+
+
+def _judgement_pairs(judgements: Iterable | None, index: Mapping[str, int]) -> tuple[list, list]:
+    same, different = [], []
+    for item in judgements or ():
+        a, b, verdict = item[0], item[1], str(item[2]).strip().lower()
+        if a not in index or b not in index or a == b:
+            continue
+        pair = (index[a], index[b])
+        if verdict == "same":
+            same.append(pair)
+        elif verdict == "different":
+            different.append(pair)
+    return sorted(set(same)), sorted(set(different))
+
+
+def resolve_mentions(mentions: pd.DataFrame, settings: ERSettings | str | Path | None = None,
+                     judgements: Iterable[tuple[str, str, str]] | None = None,
+                     progress: Callable[[str], None] | None = None, model: Mapping[str, Any] | None = None,
+                     new_mention_ids: Iterable[str] | None = None,
+                     existing_pairs: pd.DataFrame | None = None, keep_candidates: bool = False) -> Resolution:
+    """Resolve every mention into an entity.
+
+    Parameters
+    ----------
+    mentions:
+        One row per mention; at least ``mention_id`` and ``entity_type`` plus the value columns.
+    settings:
+        :class:`ERSettings`, a path to a settings TOML, or None for the default.
+    judgements:
+        ``(mention_id_a, mention_id_b, verdict)`` with verdict "same" (forces a merge) or "different"
+        (forbids the two in one entity, also through other links).
+    progress:
+        Called with a stage name (``"person: blocking"``...) as work proceeds. Nothing is printed.
+    model:
+        A ``Resolution.model`` dict from an earlier run: reuse its fitted parameters instead of fitting.
+    new_mention_ids, existing_pairs:
+        Incremental run: only pairs involving a new mention are scored; ``existing_pairs`` (an earlier
+        ``Resolution.pairs``) are added before clustering.
+    keep_candidates:
+        Keep every candidate pair (mention ids) in ``Resolution.diagnostics`` (for measuring blocking).
+
+    Returns
+    -------
+    Resolution
+
+    Raises
+    ------
+    ValueError
+        When ``mentions`` lacks ``mention_id`` or ``entity_type``, or mention ids repeat.
+
+    >>> df = pd.DataFrame([
+    ...     {"mention_id": "a", "entity_type": "vehicle", "plate": "12-ABC-3", "plate_norm": "12ABC3"},
+    ...     {"mention_id": "b", "entity_type": "vehicle", "plate": "12abc3", "plate_norm": "12ABC3"}])
+    >>> res = resolve_mentions(df)
+    >>> res.assignments["entity_id"].nunique()
+    1
+    """
+    import time
+
+    cfg = _settings(settings)
+    for col in ("mention_id", "entity_type"):
+        if col not in mentions.columns:
+            raise ValueError(f"mentions need a '{col}' column")
+    if mentions["mention_id"].duplicated().any():
+        raise ValueError("mention_id values must be unique")
+    say = progress or (lambda stage: None)
+    judgements = list(judgements or ())
+    new_ids = set(new_mention_ids) if new_mention_ids is not None else None
+    assignments, entities, pair_tables, models, reports, timings, diag = [], [], [], {}, {}, {}, {}
+    types = mentions["entity_type"].astype(str)
+    for etype in sorted(types.unique()):
+        t0 = time.perf_counter()
+        sub = mentions[types == etype]
+        say(f"{etype}: preparing {len(sub)} mentions")
+        records = prepare(sub, etype)
+        index = {mid: k for k, mid in enumerate(records["mention_id"].tolist())}
+        same, different = _judgement_pairs(judgements, index)
+        if etype in FUZZY_TYPES:
+            labels, pairs, fitted, report, cand = _resolve_fuzzy(records, etype, cfg, same, different, say,
+                                                                 (model or {}).get(etype), new_ids, existing_pairs, index)
+            if keep_candidates:
+                mids = records["mention_id"].to_numpy(dtype=object)
+                diag[etype] = {"candidates": (mids[cand.left], mids[cand.right])}
+            models[etype] = fitted.to_dict()
+            reports[etype] = report.to_dict()
+            pair_tables.append(pairs)
+        else:
+            labels = _resolve_simple(records, same, different)
+        say(f"{etype}: naming entities")
+        a, e = _entities(records, labels, etype)
+        assignments.append(a)
+        entities.append(e)
+        timings[etype] = time.perf_counter() - t0
+    cols_a = ["mention_id", "entity_id", "entity_type"]
+    cols_p = ["left_id", "right_id", "entity_type", "match_weight", "match_probability", "matched", "levels", "reason"]
+    return Resolution(
+        assignments=pd.concat(assignments, ignore_index=True) if assignments else pd.DataFrame(columns=cols_a),
+        entities=pd.concat(entities, ignore_index=True) if entities else pd.DataFrame(
+            columns=["entity_id", "entity_type", "label", "n_mentions", "attributes"]),
+        pairs=pd.concat(pair_tables, ignore_index=True) if pair_tables else pd.DataFrame(columns=cols_p),
+        model=models,
+        blocking_report=reports,
+        timings=timings,
+        diagnostics=diag,
+    )
+
+
+def _resolve_simple(records: pd.DataFrame, same: list, different: list) -> np.ndarray:
+    """Exact normalised value; empty values stay alone. Judgements apply as for fuzzy types."""
+    values = records["value"].to_numpy(dtype=object)
+    n = len(values)
+    codes, _ = pd.factorize(pd.Series(values))
+    codes = np.where(values == "", -1 - np.arange(n), codes)
+    order = np.lexsort((np.arange(n), codes))
+    sc = codes[order]
+    follow = np.flatnonzero(sc[1:] == sc[:-1])
+    left, right = order[follow], order[follow + 1]
+    return cluster(n, left, right, np.full(len(left), 30.0), same=same, different=different)
+
+
+def _resolve_fuzzy(records: pd.DataFrame, etype: str, cfg: ERSettings, same: list, different: list, say,
+                   frozen: Mapping[str, Any] | None, new_ids: set | None, existing_pairs: pd.DataFrame | None,
+                   index: Mapping[str, int]):
+    policy = cfg.policy(etype)
+    n = len(records)
+    involving = None
+    if new_ids is not None:
+        involving = records["mention_id"].isin(new_ids).to_numpy()
+    say(f"{etype}: blocking")
+    cand, report = block(records, policy.blocking, etype, cfg.largest_blocks_reported, involving)
+    say(f"{etype}: comparing {len(cand)} pairs")
+    gamma = compare(records, cand.left, cand.right, policy.comparisons, cfg.workers)
+    if frozen is not None:
+        fitted = FittedModel.from_dict(frozen)
+    else:
+        say(f"{etype}: estimating the model")
+        fitted = fit(records, gamma, cand.rule_mask, policy, cfg, cand.left)
+    say(f"{etype}: scoring")
+    weight, prob, decisive = fitted.score(records, cand.left, cand.right, gamma)
+    logodds = weight + fitted.prior_weight
+    matched = (prob >= fitted.match_probability) | decisive
+    left, right = cand.left, cand.right
+    levels = _level_strings(gamma)
+    reason = np.where(decisive & (prob < fitted.match_probability), "decisive identifier",
+                      np.where(matched, "match probability", ""))
+    if existing_pairs is not None and len(existing_pairs):
+        old = existing_pairs[existing_pairs["entity_type"] == etype]
+        li = old["left_id"].map(index)
+        ri = old["right_id"].map(index)
+        ok = li.notna() & ri.notna()
+        old = old[ok]
+        left = np.r_[left, li[ok].to_numpy(np.int64)]
+        right = np.r_[right, ri[ok].to_numpy(np.int64)]
+        weight = np.r_[weight, old["match_weight"].to_numpy(float)]
+        ow = old["match_weight"].to_numpy(float) + fitted.prior_weight
+        logodds = np.r_[logodds, ow]
+        prob = np.r_[prob, old["match_probability"].to_numpy(float)]
+        matched = np.r_[matched, old["matched"].to_numpy(bool)]
+        levels = np.r_[levels, old["levels"].to_numpy(dtype=object)]
+        reason = np.r_[reason, old["reason"].to_numpy(dtype=object)]
+    say(f"{etype}: clustering")
+    cannot = math.log2(fitted.cannot_link_probability / (1 - fitted.cannot_link_probability))
+    # decisive links count as strong links in the clustering
+    link_lo = np.where(matched & (logodds < 1.0), 1.0, logodds)
+    other = ~matched
+    labels = cluster(n, left[matched], right[matched], link_lo[matched], left[other], right[other], logodds[other],
+                     cannot_logodds=cannot, same=same, different=different)
+    # keep the pairs that matter: links, likely matches, and cannot-links inside a linked group's reach
+    keep = matched | (prob >= KEEP_PAIR_PROBABILITY)
+    comp_lab = labels  # pairs between different final entities but with strong evidence against are cannot-links
+    keep |= (logodds <= cannot) & (comp_lab[left] != comp_lab[right]) & _same_component(n, left[matched], right[matched], left, right)
+    mids = records["mention_id"].to_numpy(dtype=object)
+    pairs = pd.DataFrame({
+        "left_id": mids[left[keep]], "right_id": mids[right[keep]], "entity_type": etype,
+        "match_weight": np.round(weight[keep], 4), "match_probability": prob[keep], "matched": matched[keep],
+        "levels": levels[keep], "reason": reason[keep],
+    })
+    return labels, pairs, fitted, report, cand
+
+
+def _same_component(n: int, link_left, link_right, left, right) -> np.ndarray:
+    from linkage.resolve.cluster import components
+
+    comp = components(n, link_left, link_right)
+    return comp[left] == comp[right]
+
+
+def _level_strings(gamma: np.ndarray) -> np.ndarray:
+    """Level indices as one digit per comparison (``'1130'``), compact and enough to re-explain."""
+    if gamma.size == 0:
+        return np.empty(len(gamma), dtype=object)
+    codes = (gamma.astype(np.int64) * (10 ** np.arange(gamma.shape[1] - 1, -1, -1))).sum(axis=1)
+    width = gamma.shape[1]
+    return pd.Series(codes).astype(str).str.zfill(width).to_numpy(dtype=object)
+
+
+def _entities(records: pd.DataFrame, labels: np.ndarray, etype: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    mids = records["mention_id"].to_numpy(dtype=object)
+    frame = pd.DataFrame({"mention_id": mids, "label_idx": labels})
+    smallest = frame.groupby("label_idx")["mention_id"].transform("min")
+    uniq = pd.Series(smallest.unique())
+    id_map = dict(zip(uniq, [entity_id(etype, m) for m in uniq]))
+    frame["entity_id"] = smallest.map(id_map)
+    assignments = pd.DataFrame({"mention_id": mids, "entity_id": frame["entity_id"].to_numpy(), "entity_type": etype})
+    lab = pd.DataFrame({"entity_id": frame["entity_id"], "label": records["label"].to_numpy(dtype=object)})
+    lab["len"] = lab["label"].str.len()
+    counts = lab.groupby(["entity_id", "label"], sort=False).agg(n=("len", "size"), ln=("len", "first")).reset_index()
+    counts = counts.sort_values(["entity_id", "n", "ln", "label"], ascending=[True, False, False, True])
+    best = counts.drop_duplicates("entity_id").set_index("entity_id")["label"]
+    sizes = frame.groupby("entity_id").size()
+    attrs = _attributes(records, frame["entity_id"], etype)
+    ents = pd.DataFrame({"entity_id": sizes.index, "entity_type": etype})
+    ents["label"] = ents["entity_id"].map(best)
+    ents["n_mentions"] = ents["entity_id"].map(sizes).astype(int)
+    ents["attributes"] = ents["entity_id"].map(attrs)
+    return assignments, ents.sort_values("entity_id").reset_index(drop=True)
+
+
+_ATTRIBUTES = {
+    "person": ("first_name", "surname", "birth_date", "bsn"),
+    "address": ("street", "house_number", "suffix", "postcode", "city"),
+    "business": ("name", "kvk"),
+}
+
+
+def _attributes(records: pd.DataFrame, ids: pd.Series, etype: str) -> pd.Series:
+    """Per entity a JSON object of the distinct non-empty key values (sorted lists)."""
+    cols = [c for c in _ATTRIBUTES.get(etype, ("value",)) if c in records.columns]
+    frame = records[cols].copy()
+    frame["entity_id"] = ids.to_numpy()
+    parts = {}
+    for c in cols:
+        vals = frame.loc[frame[c] != "", ["entity_id", c]].drop_duplicates().sort_values(["entity_id", c])
+        parts[c] = vals.groupby("entity_id")[c].agg(list)
+    out = {}
+    all_ids = pd.unique(frame["entity_id"])
+    for c in cols:
+        parts[c] = parts[c].reindex(all_ids)
+    for k, eid in enumerate(all_ids):
+        obj = {}
+        for c in cols:
+            v = parts[c].iloc[k]
+            if isinstance(v, list) and v:
+                obj[c] = v
+        out[eid] = json.dumps(obj, ensure_ascii=False, sort_keys=True)
+    return pd.Series(out)

@@ -1,0 +1,251 @@
+"""Mentions to comparable records: one table per entity type with the columns that blocking and comparing use.
+
+In:  mentions with the columns of :data:`linkage.model.STORED_MENTION_FIELDS` (strings or None/NaN), one
+     entity type per row; optionally an extra ``national_id`` column (generic tables).
+Out: :func:`prepare` gives, for one entity type, a DataFrame with ``mention_id`` and feature columns: text
+     columns hold '' when unknown, never None. Person: ``first_name``, ``initials``, ``first_initial``,
+     ``surname`` (without tussenvoegsel), ``part1``/``part2`` (double-name parts), ``birth_date``
+     (ISO), ``birth_year``, ``birth_date_sorted``, ``bsn`` (only when it passes the elfproef),
+     ``surname_sound``, ``name_tokens_sorted``, ``national_id``, ``label``. Address: ``street``,
+     ``house_number``, ``suffix``, ``postcode``, ``postcode4``, ``city``, ``street_sound``, ``label``.
+     Business: ``name``, ``name_key``, ``name_tokens_sorted``, ``name_sound``, ``kvk``, ``label``.
+     Simple types (vehicle, phone, bank_account, email): ``value``, ``label``.
+
+Parsing runs once per distinct raw value combination, so repeated values cost nothing.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from linkage.normalise.addresses import parse_address
+from linkage.normalise.business import normalise_business_name
+from linkage.normalise.dates import parse_date
+from linkage.normalise.identifiers import (
+    normalise_email, normalise_iban, normalise_kvk, normalise_phone, normalise_plate, normalise_postcode,
+)
+from linkage.normalise.names import fold, parse_name
+
+SIMPLE_TYPES: dict[str, tuple[str, str, object]] = {
+    # entity type -> (raw column, normalised column, normaliser for a missing normalised value)
+    "vehicle": ("plate", "plate_norm", normalise_plate),
+    "phone": ("phone", "phone_norm", normalise_phone),
+    "bank_account": ("iban", "iban_norm", normalise_iban),
+    "email": ("email", "email_norm", normalise_email),
+}
+
+
+def _col(df: pd.DataFrame, name: str) -> pd.Series:
+    """Column as object strings with '' for missing (absent columns give all '')."""
+    if name not in df.columns:
+        return pd.Series([""] * len(df), index=df.index, dtype=object)
+    s = df[name]
+    out = s.astype(object).where(s.notna(), "")
+    return out.map(lambda v: v if isinstance(v, str) else ("" if v is None else str(v))).str.strip().astype(object)
+
+
+def _per_unique(frame: pd.DataFrame, func) -> list:
+    """Apply ``func(*row)`` once per distinct row of ``frame``; return results in row order."""
+    keys = pd.MultiIndex.from_frame(frame) if frame.shape[1] > 1 else pd.Index(frame.iloc[:, 0])
+    codes, uniques = pd.factorize(keys)
+    if frame.shape[1] > 1:
+        results = [func(*u) for u in uniques]
+    else:
+        results = [func(u) for u in uniques]
+    return [results[c] for c in codes]
+
+
+_SOUND_RULES = [
+    (r"sch", "s"), (r"ch", "g"), (r"ph", "f"), (r"ck", "k"), (r"c(?=[eiy])", "s"), (r"c", "k"), (r"q", "k"),
+    (r"x", "ks"), (r"dt\b", "t"), (r"d\b", "t"), (r"z", "s"), (r"v", "f"), (r"w", "v"), (r"y", "i"),
+    (r"th", "t"), (r"h", ""),
+]
+_SOUND_RES = [(re.compile(a), b) for a, b in _SOUND_RULES]
+
+
+def sound_key(value: object, length: int = 6) -> str:
+    """A rough Dutch phonetic key: the first letter, then the consonant skeleton with look-alike sounds
+    merged (``ch``/``g``, ``v``/``f``, ``z``/``s``, ``dt``/``d``/``t``, ``c``/``k``, ``ij``/``y``/``i``).
+
+    >>> sound_key("Schouten") == sound_key("Schoute"), sound_key("Visser") == sound_key("Fisser")
+    (False, True)
+    >>> sound_key("Smit") == sound_key("Smid"), sound_key("")
+    (True, '')
+    """
+    text = re.sub(r"[^a-z]", "", fold(value))
+    if not text:
+        return ""
+    for rx, rep in _SOUND_RES:
+        text = rx.sub(rep, text)
+    if not text:
+        return ""
+    head, rest = text[0], re.sub(r"[aeiou]", "", text[1:])
+    rest = re.sub(r"(.)\1+", r"\1", rest)
+    return (head + rest)[:length]
+
+
+def _valid_bsn(values: pd.Series) -> pd.Series:
+    """Keep 9-digit BSNs passing the elfproef; others become ''. Vectorised."""
+    arr = values.to_numpy(dtype=object)
+    ok = np.array([isinstance(v, str) and len(v) == 9 and v.isdigit() for v in arr], dtype=bool)
+    out = np.full(len(arr), "", dtype=object)
+    if ok.any():
+        digits = np.array([[ord(ch) - 48 for ch in v] for v in arr[ok]], dtype=np.int64).reshape(-1, 9)
+        weights = np.array([9, 8, 7, 6, 5, 4, 3, 2, -1])
+        total = digits @ weights
+        valid = (total % 11 == 0) & (digits.sum(axis=1) > 0)
+        idx = np.flatnonzero(ok)[valid]
+        out[idx] = arr[idx]
+    return pd.Series(out, index=values.index, dtype=object)
+
+
+def _date_parts(iso: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(year, month, day) int arrays from ISO dates; 0 where unknown."""
+    ok = iso.str.match(r"^\d{4}-\d{2}-\d{2}$").fillna(False).astype(bool)
+    parts = []
+    for a, b in ((0, 4), (5, 7), (8, 10)):
+        piece = iso.str[a:b].where(ok, "0")
+        parts.append(pd.to_numeric(piece, errors="coerce").fillna(0).to_numpy(dtype=np.int32))
+    return parts[0], parts[1], parts[2]
+
+
+def _iso_date(raw: object) -> str:
+    parsed = parse_date(raw)
+    return parsed.isoformat() if parsed else ""
+
+
+def prepare(mentions: pd.DataFrame, entity_type: str) -> pd.DataFrame:
+    """Feature table for the mentions of one entity type (rows in the input order).
+
+    >>> df = pd.DataFrame([{"mention_id": "m1", "entity_type": "person", "name": "Vries, J. de",
+    ...                     "birth_date_norm": "1985-03-07", "bsn_norm": "111222333"}])
+    >>> r = prepare(df, "person").iloc[0]
+    >>> (r.initials, r.surname, r.birth_date_sorted, r.bsn)
+    ('j', 'vries', '1985-03-07', '111222333')
+    """
+    df = mentions.reset_index(drop=True)
+    out = pd.DataFrame({"mention_id": _col(df, "mention_id")})
+    if entity_type == "person":
+        _person(df, out)
+    elif entity_type == "address":
+        _address(df, out)
+    elif entity_type == "business":
+        _business(df, out)
+    elif entity_type in SIMPLE_TYPES:
+        raw_col, norm_col, normaliser = SIMPLE_TYPES[entity_type]
+        norm, raw = _col(df, norm_col), _col(df, raw_col)
+        fallback = _per_unique(pd.DataFrame({"r": raw}), lambda v: normaliser(v) or re.sub(r"\s+", " ", v.strip().lower()))
+        out["value"] = np.where(norm != "", norm, np.array(fallback, dtype=object))
+        out["label"] = out["value"]
+    else:
+        raise ValueError(f"unknown entity type {entity_type!r}")
+    if "national_id" in df.columns:
+        out["national_id"] = _col(df, "national_id").str.upper().str.replace(r"[\s\-.]", "", regex=True)
+    elif entity_type in ("person", "address", "business"):
+        out["national_id"] = ""
+    return out
+
+
+def _person(df: pd.DataFrame, out: pd.DataFrame) -> None:
+    names = pd.DataFrame({"n": _col(df, "name"), "f": _col(df, "first_name"), "l": _col(df, "last_name")})
+
+    def parse(n: str, f: str, last: str) -> tuple:
+        p = parse_name(full=n, first=f, last=last) if (f or last) else parse_name(full=n)
+        parts = p.surname_parts
+        given = p.given[0] if p.given else ""
+        display = " ".join(x for x in ((" ".join(p.given) or " ".join(ch.upper() + "." for ch in p.initials)),
+                                        p.surname_full) if x)
+        tokens = " ".join(sorted(x for x in (given, p.surname) if x)) if given and p.surname else ""
+        return (given, p.initials, p.surname, parts[0] if parts else "", parts[1] if len(parts) > 1 else "",
+                sound_key(parts[0]) if parts else "", tokens, display)
+
+    cols = ["first_name", "initials", "surname", "part1", "part2", "surname_sound", "name_tokens_sorted", "_display"]
+    parsed = pd.DataFrame(_per_unique(names, parse), columns=cols)
+    for c in cols:
+        out[c] = parsed[c].to_numpy(dtype=object)
+    out["first_initial"] = out["initials"].str[:1]
+    iso = _col(df, "birth_date_norm")
+    raw = _col(df, "birth_date")
+    need = (iso == "") & (raw != "")
+    if need.any():
+        iso = iso.copy()
+        iso[need] = _per_unique(pd.DataFrame({"r": raw[need]}), _iso_date)
+    out["birth_date"] = iso.to_numpy(dtype=object)
+    y, m, d = _date_parts(iso)
+    out["by"], out["bm"], out["bd"] = y, m, d
+    has = y > 0
+    out["birth_year"] = np.where(has, y.astype(str), "").astype(object)
+    lo, hi = np.minimum(m, d), np.maximum(m, d)
+    sorted_key = pd.Series(y).astype(str) + "-" + pd.Series(lo).astype(str).str.zfill(2) + "-" + pd.Series(hi).astype(str).str.zfill(2)
+    out["birth_date_sorted"] = np.where(has, sorted_key.to_numpy(dtype=object), "").astype(object)
+    out["bsn"] = _valid_bsn(_col(df, "bsn_norm").where(_col(df, "bsn_norm") != "", _col(df, "bsn").str.replace(r"\D", "", regex=True)))
+    disp = out["_display"].str.title()
+    out["label"] = np.where(out["birth_date"] != "", disp + " (" + out["birth_date"] + ")", disp).astype(object)
+    del out["_display"]
+
+
+def _address(df: pd.DataFrame, out: pd.DataFrame) -> None:
+    raw = pd.DataFrame({c: _col(df, c) for c in ("address", "street", "house_number", "postcode", "city")})
+
+    def parse(a: str, s: str, h: str, p: str, c: str) -> tuple:
+        ad = parse_address(a, s, h, p, c)
+        key = re.sub(r"[^a-z0-9]", "", ad.street)
+        number = "" if ad.house_number is None else str(ad.house_number)
+        return key, number, ad.suffix, ad.postcode, ad.city, sound_key(ad.street, 8), ad.canonical(), ad.street
+
+    cols = ["street", "house_number", "suffix", "postcode", "city", "street_sound", "_canon", "_street_display"]
+    parsed = pd.DataFrame(_per_unique(raw, parse), columns=cols)
+    for c in cols:
+        out[c] = parsed[c].to_numpy(dtype=object)
+    pc_norm = _col(df, "postcode_norm")
+    out["postcode"] = np.where(pc_norm != "", pc_norm, out["postcode"]).astype(object)
+    out["postcode4"] = out["postcode"].str[:4]
+    out["label"] = out["_canon"].map(_title_address)
+    del out["_canon"], out["_street_display"]
+
+
+def _title_address(canon: str) -> str:
+    """``kerkstraat 12a, 1234AB amsterdam`` -> ``Kerkstraat 12a, 1234AB Amsterdam``."""
+    return " ".join(w[:1].upper() + w[1:] if w[:1].isalpha() and not re.match(r"^\d{4}[A-Z]{2}$", w) else w
+                    for w in canon.split(" "))
+
+
+def _business(df: pd.DataFrame, out: pd.DataFrame) -> None:
+    names = _col(df, "business_name")
+
+    def parse(n: str) -> tuple:
+        norm = normalise_business_name(n) or ""
+        tokens = norm.split()
+        return norm, norm.replace(" ", ""), " ".join(sorted(tokens)), sound_key(tokens[0], 6) if tokens else "", n.strip()
+
+    cols = ["name", "name_key", "name_tokens_sorted", "name_sound", "_raw"]
+    parsed = pd.DataFrame(_per_unique(pd.DataFrame({"n": names}), parse), columns=cols)
+    for c in cols:
+        out[c] = parsed[c].to_numpy(dtype=object)
+    kvk = _col(df, "kvk_norm")
+    kvk = kvk.where(kvk != "", _col(df, "kvk").map(lambda v: normalise_kvk(v) or ""))
+    out["kvk"] = kvk.where(kvk.str.len() == 8, "").to_numpy(dtype=object)
+    out["label"] = np.where(out["kvk"] != "", out["_raw"] + " (KvK " + out["kvk"] + ")", out["_raw"]).astype(object)
+    del out["_raw"]
+
+
+def normalise_mention_values(row: dict) -> dict:
+    """Fill the normalised identifier columns of one raw mention row (for callers without a loader).
+
+    >>> normalise_mention_values({"postcode": "1234 ab", "birth_date": "7-3-1985"})["postcode_norm"]
+    '1234AB'
+    """
+    from linkage.normalise.identifiers import normalise_bsn
+
+    out = dict(row)
+    pairs = {"bsn": normalise_bsn, "postcode": normalise_postcode, "kvk": normalise_kvk, "plate": normalise_plate,
+             "phone": normalise_phone, "iban": normalise_iban, "email": normalise_email}
+    for field_name, func in pairs.items():
+        if out.get(f"{field_name}_norm") in (None, "") and out.get(field_name) not in (None, ""):
+            out[f"{field_name}_norm"] = func(out.get(field_name))
+    if out.get("birth_date_norm") in (None, "") and out.get("birth_date") not in (None, ""):
+        parsed = parse_date(out.get("birth_date"))
+        out["birth_date_norm"] = parsed.isoformat() if parsed else None
+    return out

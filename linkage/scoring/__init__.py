@@ -1,0 +1,378 @@
+"""Scoring: an unsupervised Fellegi-Sunter model with EM-estimated m, sampled u, and term frequencies.
+
+In:  comparison levels of candidate pairs (from :mod:`linkage.compare`), the feature table, the blocking
+     candidates and the :class:`~linkage.er_settings.TypePolicy` of one entity type.
+Out: :func:`fit` gives a :class:`FittedModel` (m and u per comparison level, the prior, term-frequency
+     tables) that serialises with :meth:`FittedModel.to_dict` and comes back with
+     :meth:`FittedModel.from_dict`; :meth:`FittedModel.score` gives each pair's match weight (bits) and
+     probability.
+
+How the numbers are found, without labels:
+
+* **u** (how often a *non*-matching pair lands in a level) from random record pairs, which are almost all
+  non-matches;
+* **m** (how often a *matching* pair lands in a level) by expectation-maximisation on the candidate pairs
+  of each blocking rule, leaving out the comparisons that rule forces to agree (their agreement says
+  nothing there), u held fixed; per comparison the estimate of the purest rule (highest estimated share
+  of matches, e.g. pairs sharing a BSN) is used, because in mixed blocks look-alike non-matches (namesakes)
+  pull m towards u;
+* the **prior** (chance that two random records match) as the fixed point of "expected matches among the
+  candidates / all record pairs";
+* **term frequency**: an exact agreement on a value is worth ``log2(m / f)`` where ``f`` is that value's
+  frequency, so a shared rare surname counts for more than a shared ``de Jong``.
+
+A level's weight is ``log2(m / u)`` bits; "missing" weighs 0. A pair's match weight is the sum over its
+comparisons; its probability is ``1 / (1 + 2 ** -(prior_weight + match_weight))``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from linkage.compare import compare
+from linkage.er_settings import ERSettings, TypePolicy
+
+MODEL_VERSION = 1
+_EPS = 1e-9
+
+
+@dataclass
+class ComparisonParams:
+    """Fitted m and u of one comparison, one value per level (index 0 "missing" is not used)."""
+
+    name: str
+    level_names: tuple[str, ...]
+    m: np.ndarray
+    u: np.ndarray
+    m_source: str = "default"
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Bits per level; 0 for "missing"."""
+        w = np.log2(np.maximum(self.m, _EPS) / np.maximum(self.u, _EPS))
+        w[0] = 0.0
+        return w
+
+
+@dataclass
+class FittedModel:
+    """A fitted model for one entity type: what :meth:`score` and the explanations use."""
+
+    entity_type: str
+    comparisons: list[ComparisonParams]
+    prior: float
+    match_probability: float
+    cannot_link_probability: float
+    decisive: tuple[str, ...] = ()
+    decisive_min_other_weight: float = -12.0
+    tf: dict[str, dict[str, Any]] = field(default_factory=dict)
+    n_records: int = 0
+    training: dict[str, Any] = field(default_factory=dict)
+
+    # -- weights ---------------------------------------------------------------------------------
+    @property
+    def prior_weight(self) -> float:
+        """The prior as bits: ``log2(prior / (1 - prior))``."""
+        p = min(max(self.prior, 1e-15), 1 - 1e-12)
+        return math.log2(p / (1 - p))
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.comparisons]
+
+    def tf_frequency(self, comparison: str, values: np.ndarray) -> np.ndarray:
+        """Frequencies of ``values`` in the TF table of ``comparison`` (the table's default for unseen)."""
+        table = self.tf[comparison]
+        freq = pd.Series(table["values"], dtype=float)
+        out = pd.Series(values).map(freq).to_numpy(dtype=float)
+        return np.where(np.isnan(out), table["default"], out)
+
+    def level_weight_matrix(self, gamma: np.ndarray) -> np.ndarray:
+        """Bits per pair and comparison (float32), before term-frequency adjustment."""
+        out = np.zeros(gamma.shape, dtype=np.float32)
+        for c, comp in enumerate(self.comparisons):
+            out[:, c] = comp.weights.astype(np.float32)[gamma[:, c]]
+        return out
+
+    def pair_weights(self, records: pd.DataFrame, left: np.ndarray, gamma: np.ndarray) -> np.ndarray:
+        """Bits per pair and comparison with the exact levels of TF comparisons adjusted by value frequency."""
+        w = self.level_weight_matrix(gamma)
+        for c, comp in enumerate(self.comparisons):
+            if comp.name not in self.tf:
+                continue
+            exact = np.flatnonzero(gamma[:, c] == 1)
+            if not len(exact):
+                continue
+            column = self.tf[comp.name]["column"]
+            values = records[column].to_numpy(dtype=object)[left[exact]]
+            freq = np.maximum(self.tf_frequency(comp.name, values), self.tf[comp.name].get("minimum", 1e-6))
+            w[exact, c] = np.log2(np.maximum(comp.m[1], _EPS) / freq).astype(np.float32)
+        return w
+
+    def score(self, records: pd.DataFrame, left: np.ndarray, right: np.ndarray, gamma: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(match weight in bits, match probability, decisive flag) per pair.
+
+        A pair is *decisive* when a decisive comparison (BSN, KvK) is exact and the other comparisons
+        together weigh at least ``decisive_min_other_weight``: it is then linked whatever the total.
+        """
+        w = self.pair_weights(records, left, gamma)
+        total = w.sum(axis=1, dtype=np.float64)
+        prob = 1.0 / (1.0 + np.exp2(-(self.prior_weight + total)))
+        decisive = np.zeros(len(total), dtype=bool)
+        for name in self.decisive:
+            if name in self.names:
+                c = self.names.index(name)
+                hit = gamma[:, c] == 1
+                decisive |= hit & ((total - w[:, c]) >= self.decisive_min_other_weight)
+        return total, prob, decisive
+
+    # -- (de)serialisation -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (store it; :meth:`from_dict` restores it)."""
+        return {
+            "version": MODEL_VERSION,
+            "entity_type": self.entity_type,
+            "prior": self.prior,
+            "match_probability": self.match_probability,
+            "cannot_link_probability": self.cannot_link_probability,
+            "decisive": list(self.decisive),
+            "decisive_min_other_weight": self.decisive_min_other_weight,
+            "n_records": self.n_records,
+            "comparisons": [
+                {"name": c.name, "levels": list(c.level_names), "m": [float(x) for x in c.m],
+                 "u": [float(x) for x in c.u], "m_source": c.m_source}
+                for c in self.comparisons
+            ],
+            "tf": self.tf,
+            "training": self.training,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "FittedModel":
+        comps = [ComparisonParams(c["name"], tuple(c["levels"]), np.asarray(c["m"], float), np.asarray(c["u"], float),
+                                  c.get("m_source", "")) for c in data["comparisons"]]
+        return cls(data["entity_type"], comps, float(data["prior"]), float(data["match_probability"]),
+                   float(data["cannot_link_probability"]), tuple(data.get("decisive", ())),
+                   float(data.get("decisive_min_other_weight", -12.0)), dict(data.get("tf", {})),
+                   int(data.get("n_records", 0)), dict(data.get("training", {})))
+
+
+# -- fitting ------------------------------------------------------------------------------------------
+
+def random_pairs(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``k`` random distinct record pairs (all pairs when there are fewer), deterministic for a seed.
+
+    >>> l, r = random_pairs(4, 100, 1)
+    >>> len(l), bool((l < r).all())
+    (6, True)
+    """
+    total = n * (n - 1) // 2
+    if total <= k:
+        i, j = np.triu_indices(n, 1)
+        return i.astype(np.int64), j.astype(np.int64)
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, n, size=int(k * 1.1) + 10)
+    b = rng.integers(0, n, size=len(a))
+    keep = a != b
+    a, b = a[keep][:k], b[keep][:k]
+    return np.minimum(a, b), np.maximum(a, b)
+
+
+def estimate_u(records: pd.DataFrame, policy: TypePolicy, settings: ERSettings) -> list[np.ndarray]:
+    """u per comparison level from random pairs (missing excluded; empty levels get half a count)."""
+    left, right = random_pairs(len(records), settings.random_pairs_for_u, settings.seed)
+    gamma = compare(records, left, right, policy.comparisons, settings.workers)
+    out = []
+    for c, comp in enumerate(policy.comparisons):
+        counts = np.bincount(gamma[:, c], minlength=comp.n_levels).astype(float)
+        counts[0] = 0.0
+        counts[1:] = np.maximum(counts[1:], 0.5)
+        u = counts / max(counts[1:].sum(), 1.0)
+        u[0] = 1.0
+        out.append(u)
+    return out
+
+
+def _default_m(comp) -> np.ndarray:
+    m = np.ones(comp.n_levels, dtype=float)
+    if comp.m_default:
+        m[1:] = np.asarray(comp.m_default, float)
+    else:
+        m[1:] = np.linspace(1.0, 0.1, comp.n_levels - 1)
+    m[1:] /= m[1:].sum()
+    m[0] = 1.0
+    return m
+
+
+def em(gamma: np.ndarray, u: list[np.ndarray], m_init: list[np.ndarray], max_iter: int = 60, tol: float = 1e-4,
+       lam: float = 0.3) -> tuple[list[np.ndarray], float, int, bool]:
+    """Expectation-maximisation of m (u fixed) and the match share on aggregated level patterns.
+
+    Parameters
+    ----------
+    gamma:
+        Level indices (pairs x comparisons); 0 is "missing" and adds nothing.
+    u, m_init:
+        Per comparison, one value per level.
+
+    Returns
+    -------
+    (m, lambda, iterations, converged)
+
+    >>> rng = np.random.default_rng(0)
+    >>> match = np.column_stack([rng.choice([1, 2], 4000, p=[.9, .1]), rng.choice([1, 2], 4000, p=[.95, .05])])
+    >>> non = np.column_stack([rng.choice([1, 2], 6000, p=[.1, .9]), rng.choice([1, 2], 6000, p=[.2, .8])])
+    >>> u = [np.array([1, .1, .9]), np.array([1, .2, .8])]
+    >>> m, lam, it, ok = em(np.vstack([match, non]).astype(np.int8), u, [np.array([1, .6, .4])] * 2)
+    >>> ok, round(lam, 1), [round(float(x), 1) for x in m[0][1:]]
+    (True, 0.4, [0.9, 0.1])
+    """
+    n_comp = gamma.shape[1]
+    if n_comp == 0 or len(gamma) == 0:
+        return [m.copy() for m in m_init], lam, 0, False
+    radix = np.array([max(len(x), 2) for x in u], dtype=np.int64)
+    mult = np.cumprod(np.r_[1, radix[:-1]])
+    code = (gamma.astype(np.int64) * mult).sum(axis=1)
+    patterns, counts = np.unique(code, return_counts=True)
+    pg = (patterns[:, None] // mult) % radix  # patterns x comparisons
+    counts = counts.astype(float)
+    log_u = np.stack([np.log(np.maximum(u[c][pg[:, c]], _EPS)) * (pg[:, c] > 0) for c in range(n_comp)], axis=1)
+    m = [x.copy() for x in m_init]
+    converged = False
+    it = 0
+    for it in range(1, max_iter + 1):
+        log_m = np.stack([np.log(np.maximum(m[c][pg[:, c]], _EPS)) * (pg[:, c] > 0) for c in range(n_comp)], axis=1)
+        lm = math.log(max(lam, _EPS)) + log_m.sum(axis=1)
+        lu = math.log(max(1 - lam, _EPS)) + log_u.sum(axis=1)
+        post = 1.0 / (1.0 + np.exp(np.clip(lu - lm, -700, 700)))
+        wp = counts * post
+        lam_new = float(wp.sum() / counts.sum())
+        change = abs(lam_new - lam)
+        new_m = []
+        for c in range(n_comp):
+            levels = len(m[c])
+            num = np.bincount(pg[:, c], weights=wp, minlength=levels)
+            num[0] = 0.0
+            total = num[1:].sum()
+            mc = m[c].copy()
+            if total > 0:
+                mc[1:] = (num[1:] + 1e-3) / (total + 1e-3 * (levels - 1))
+            change = max(change, float(np.abs(mc - m[c]).max()))
+            new_m.append(mc)
+        m, lam = new_m, min(max(lam_new, 1e-6), 1 - 1e-6)
+        if change < tol:
+            converged = True
+            break
+    return m, lam, it, converged
+
+
+def term_frequencies(records: pd.DataFrame, column: str, minimum: float, keep_min_count: int = 2) -> dict[str, Any]:
+    """Value frequencies of a column among records that have it; rare values fall back to ``default``.
+
+    >>> tf = term_frequencies(pd.DataFrame({"s": ["jong", "jong", "vries", ""]}), "s", 1e-6)
+    >>> tf["values"], round(tf["default"], 3)
+    ({'jong': 0.667}, 0.333)
+    """
+    col = records[column] if column in records.columns else pd.Series([], dtype=object)
+    col = col[col != ""]
+    n = max(len(col), 1)
+    counts = col.value_counts()
+    default = max(1.0 / n, minimum)
+    common = counts[counts >= keep_min_count]
+    values = {str(k): round(float(v) / n, 12 if n > 1000 else 3) for k, v in common.items()}
+    return {"column": column, "values": values, "default": default, "minimum": minimum}
+
+
+def fit(records: pd.DataFrame, gamma: np.ndarray, rule_mask: np.ndarray, policy: TypePolicy, settings: ERSettings,
+        left: np.ndarray | None = None) -> FittedModel:
+    """Fit m, u, the prior and the TF tables of one entity type (no labels).
+
+    Parameters
+    ----------
+    records:
+        Feature table.
+    gamma:
+        Level indices of the candidate pairs.
+    rule_mask:
+        For each pair the bit mask of the blocking rules that found it (bit k: ``policy.blocking[k]``).
+    left:
+        Left record index of each pair (needed for the TF-aware prior); optional.
+    """
+    comps = policy.comparisons
+    u = estimate_u(records, policy, settings)
+    fits: list[list[tuple[float, np.ndarray, str]]] = [[] for _ in comps]
+    per_rule: dict[str, Any] = {}
+    for r, rule in enumerate(policy.blocking):
+        sel = np.flatnonzero((rule_mask & np.uint32(1 << r)) != 0)
+        free = [c for c, comp in enumerate(comps) if comp.name not in rule.uses]
+        if len(sel) < settings.min_pairs_for_training or not free:
+            per_rule[rule.name] = {"pairs": int(len(sel)), "trained": False}
+            continue
+        # comparisons missing in (almost) every pair of this rule carry no information here
+        g = gamma[np.ix_(sel, free)]
+        present = (g > 0).sum(axis=0)
+        informative = [k for k in range(len(free)) if present[k] > 0]
+        if not informative:
+            per_rule[rule.name] = {"pairs": int(len(sel)), "trained": False}
+            continue
+        free = [free[k] for k in informative]
+        g = g[:, informative]
+        m_fit, lam, iters, ok = em(g, [u[c] for c in free], [_default_m(comps[c]) for c in free],
+                                   settings.em_max_iterations, settings.em_tolerance)
+        per_rule[rule.name] = {"pairs": int(len(sel)), "trained": True, "match_share": lam, "iterations": iters,
+                               "converged": ok, "comparisons": [comps[c].name for c in free]}
+        for k, c in enumerate(free):
+            if present[informative[k]] >= settings.min_pairs_for_training // 2 and len(free) >= 3:
+                fits[c].append((lam, m_fit[k], rule.name))
+    params = []
+    for c, comp in enumerate(comps):
+        if comp.fixed_m:
+            m = _default_m(comp)
+            source = "fixed by policy (settings)"
+        elif fits[c]:
+            # the purest rule (highest estimated match share) is least mixed with look-alike non-matches
+            lam, m, rule_name = max(fits[c], key=lambda f: (f[0], f[2]))
+            m = m.copy()
+            source = f"EM on the pairs of blocking rule '{rule_name}' (estimated match share {lam:.2f})"
+        else:
+            m = _default_m(comp)
+            source = "default (settings)"
+        m[0] = 1.0
+        params.append(ComparisonParams(comp.name, comp.level_names, m, u[c], source))
+    tf = {name: term_frequencies(records, column, settings.tf_minimum) for name, column in policy.tf_columns.items()
+          if name in [c.name for c in comps]}
+    model = FittedModel(policy.entity_type, params, prior=1e-6, match_probability=policy.match_probability,
+                        cannot_link_probability=policy.cannot_link_probability, decisive=policy.decisive,
+                        decisive_min_other_weight=policy.decisive_min_other_weight, tf=tf,
+                        n_records=len(records), training={"rules": per_rule})
+    model.prior = estimate_prior(model, records, left, gamma)
+    model.training["prior"] = model.prior
+    return model
+
+
+def estimate_prior(model: FittedModel, records: pd.DataFrame, left: np.ndarray | None, gamma: np.ndarray,
+                   iterations: int = 30) -> float:
+    """The chance that two random records match: fixed point of expected candidate matches / all pairs."""
+    n = len(records)
+    all_pairs = max(n * (n - 1) / 2, 1.0)
+    if len(gamma) == 0:
+        return 1.0 / all_pairs
+    if left is None:
+        total = model.level_weight_matrix(gamma).sum(axis=1, dtype=np.float64)
+    else:
+        total = model.pair_weights(records, left, gamma).sum(axis=1, dtype=np.float64)
+    prior = min(max(n / all_pairs, 1e-12), 0.5)
+    for _ in range(iterations):
+        pw = math.log2(prior / (1 - prior))
+        expected = float((1.0 / (1.0 + np.exp2(-(pw + total)))).sum())
+        new = min(max(expected / all_pairs, 1e-12), 0.5)
+        if abs(new - prior) <= 1e-3 * prior:
+            prior = new
+            break
+        prior = new
+    return prior

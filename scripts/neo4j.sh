@@ -1,0 +1,574 @@
+#!/usr/bin/env bash
+# Run a real Neo4j 5.26 LTS Community server locally, for development and the test suite.
+#
+#   bash scripts/neo4j.sh start    fetch (first run only), configure and start; waits until Bolt answers
+#   bash scripts/neo4j.sh stop     stop it cleanly (SIGTERM, then SIGKILL after a timeout)
+#   bash scripts/neo4j.sh status   exit 0 and print the URLs when running, exit 3 when not
+#   bash scripts/neo4j.sh log [-f] [N]   the last N (default 80) lines of the server log, -f follows it
+#
+# How it works: the server jars come from Maven Central (org.neo4j:neo4j, the newest 5.26.x, plus
+# org.neo4j.client:neo4j-browser when available) via `mvn dependency:copy-dependencies` into a cache
+# outside the repo. The server is started directly with its entry point
+# (java -cp 'lib/*' org.neo4j.server.CommunityEntryPoint --home-dir=... --config-dir=...), which is
+# what Neo4j's own `bin/neo4j console` runs. Config, data, logs, pid file and password live in
+# .neo4j/ in the repo root (gitignored).
+#
+# Files written in .neo4j/:
+#   conf/neo4j.conf   regenerated on every start
+#   data/ logs/       the database and the server logs (logs/neo4j.log, logs/debug.log, logs/console.log)
+#   password          the password of user neo4j (mode 0600), generated once unless LINKAGE_NEO4J_PASSWORD is set
+#   env               LINKAGE_NEO4J_URI / LINKAGE_NEO4J_USER / ... for the tests (no password); removed on stop
+#   neo4j.pid         pid of the running server
+#
+# Environment (all optional):
+#   LINKAGE_NEO4J_PASSWORD        password for user neo4j (else generated once and kept in .neo4j/password)
+#   LINKAGE_NEO4J_BOLT_PORT       default 7687
+#   LINKAGE_NEO4J_HTTP_PORT       default 7474
+#   LINKAGE_NEO4J_HOME            jar cache (default ~/.cache/linkage/neo4j-5.26.x)
+#   LINKAGE_NEO4J_VERSION         Maven version or range of org.neo4j:neo4j (default [5.26.0,5.27.0) = newest 5.26.x)
+#   LINKAGE_NEO4J_BROWSER_VERSION Maven version or range of the Browser (default [5.0,6.0); "none" to skip it)
+#   LINKAGE_NEO4J_JAVA            java binary to use (default: a Java 17 or 21 found on the machine)
+#   LINKAGE_NEO4J_HEAP_INITIAL / LINKAGE_NEO4J_HEAP_MAX / LINKAGE_NEO4J_PAGECACHE  default 1g / 2g / 1g
+#   LINKAGE_NEO4J_START_TIMEOUT   seconds to wait for the server to answer (default 120)
+#   LINKAGE_NEO4J_STOP_TIMEOUT    seconds to wait after SIGTERM before SIGKILL (default 60)
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STATE_DIR="$REPO_ROOT/.neo4j"
+CONF_DIR="$STATE_DIR/conf"
+DATA_DIR="$STATE_DIR/data"
+LOG_DIR="$STATE_DIR/logs"
+RUN_DIR="$STATE_DIR/run"
+PID_FILE="$STATE_DIR/neo4j.pid"
+PASSWORD_FILE="$STATE_DIR/password"
+ENV_FILE="$STATE_DIR/env"
+SERVER_LOG="$LOG_DIR/neo4j.log"
+CONSOLE_LOG="$LOG_DIR/console.log"   # the JVM's own stdout/stderr (crashes, config errors)
+FETCH_LOG="$STATE_DIR/fetch.log"     # Maven output of the last fetch
+
+CACHE_DIR="${LINKAGE_NEO4J_HOME:-$HOME/.cache/linkage/neo4j-5.26.x}"
+CACHE_MARKER="$CACHE_DIR/.complete"
+NEO4J_VERSION_SPEC="${LINKAGE_NEO4J_VERSION:-[5.26.0,5.27.0)}"
+BROWSER_VERSION_SPEC="${LINKAGE_NEO4J_BROWSER_VERSION:-[5.0,6.0)}"
+
+HOST=127.0.0.1
+BOLT_PORT="${LINKAGE_NEO4J_BOLT_PORT:-7687}"
+HTTP_PORT="${LINKAGE_NEO4J_HTTP_PORT:-7474}"
+NEO4J_USER=neo4j
+HEAP_INITIAL="${LINKAGE_NEO4J_HEAP_INITIAL:-1g}"
+HEAP_MAX="${LINKAGE_NEO4J_HEAP_MAX:-2g}"
+PAGECACHE="${LINKAGE_NEO4J_PAGECACHE:-1g}"
+START_TIMEOUT="${LINKAGE_NEO4J_START_TIMEOUT:-120}"
+STOP_TIMEOUT="${LINKAGE_NEO4J_STOP_TIMEOUT:-60}"
+MAIN_CLASS=org.neo4j.server.CommunityEntryPoint
+
+log()  { echo "neo4j: $*"; }
+warn() { echo "neo4j: $*" >&2; }
+die()  { echo "neo4j: error: $*" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------------------------
+# Process bookkeeping
+# ---------------------------------------------------------------------------------------------
+
+# The command line of a pid, with NULs turned into spaces ("" when the process is gone).
+cmdline_of() {
+    if [[ -r "/proc/$1/cmdline" ]]; then
+        tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null || true
+    else
+        ps -p "$1" -o args= 2>/dev/null || true
+    fi
+}
+
+# True when $1 is a live Neo4j server started from this repo's .neo4j/conf.
+is_our_server() {
+    local pid="$1" args
+    [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+    args="$(cmdline_of "$pid")"
+    [[ "$args" == *"$MAIN_CLASS"* && "$args" == *"--config-dir=$CONF_DIR"* ]]
+}
+
+# Prints the pid of our running server, or returns 1. Falls back to scanning /proc when the pid
+# file is missing or stale (e.g. it was deleted by hand), and repairs the pid file then.
+server_pid() {
+    local pid=""
+    if [[ -f "$PID_FILE" ]]; then
+        pid="$(tr -dc '0-9' <"$PID_FILE")"
+        if is_our_server "$pid"; then echo "$pid"; return 0; fi
+        rm -f "$PID_FILE"
+    fi
+    if [[ -d /proc ]]; then
+        local f
+        for f in /proc/[0-9]*/cmdline; do
+            pid="${f#/proc/}"; pid="${pid%/cmdline}"
+            if is_our_server "$pid"; then
+                mkdir -p "$STATE_DIR" && echo "$pid" >"$PID_FILE"
+                echo "$pid"; return 0
+            fi
+        done
+    fi
+    return 1
+}
+
+# True when something accepts TCP connections on 127.0.0.1:$1.
+port_in_use() {
+    timeout 3 bash -c "exec 3<>/dev/tcp/$HOST/$1" 2>/dev/null
+}
+
+# ---------------------------------------------------------------------------------------------
+# Java
+# ---------------------------------------------------------------------------------------------
+
+java_major() {  # "17.0.15" -> 17
+    "$1" -version 2>&1 | sed -n -E '1s/.*version "([0-9]+)[^"]*".*/\1/p'
+}
+
+# Neo4j 5.26 runs on Java 17 or 21. Prefer LINKAGE_NEO4J_JAVA, then JAVA_HOME, then the Debian
+# OpenJDK paths, then `java` on PATH; skip any that are not 17 or 21 (e.g. a Java 25 JAVA_HOME).
+find_java() {
+    if [[ -n "${LINKAGE_NEO4J_JAVA:-}" ]]; then echo "$LINKAGE_NEO4J_JAVA"; return 0; fi
+    local candidates=() c
+    [[ -n "${JAVA_HOME:-}" ]] && candidates+=("$JAVA_HOME/bin/java")
+    candidates+=(/usr/lib/jvm/java-17-openjdk-*/bin/java /usr/lib/jvm/java-21-openjdk-*/bin/java)
+    command -v java >/dev/null 2>&1 && candidates+=("$(command -v java)")
+    for c in "${candidates[@]}"; do
+        [[ -x "$c" ]] || continue
+        case "$(java_major "$c")" in 17|21) echo "$c"; return 0 ;; esac
+    done
+    die "no Java 17 or 21 found (Neo4j 5.26 needs one); install openjdk-17-jdk-headless or set LINKAGE_NEO4J_JAVA"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Fetching the jars (first run only)
+# ---------------------------------------------------------------------------------------------
+
+# A throwaway pom whose only dependency is $1:$2:$3 (version or range).
+write_fetch_pom() {
+    cat >"$4" <<EOF
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>local.linkage</groupId>
+  <artifactId>neo4j-fetch</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>$1</groupId><artifactId>$2</artifactId><version>$3</version></dependency>
+  </dependencies>
+</project>
+EOF
+}
+
+# The marker records what was asked for, so changing LINKAGE_NEO4J_VERSION triggers a new fetch.
+cache_is_complete() {
+    [[ -f "$CACHE_MARKER" ]] &&
+        grep -qxF "spec=$NEO4J_VERSION_SPEC" "$CACHE_MARKER" &&
+        grep -qxF "browser_spec=$BROWSER_VERSION_SPEC" "$CACHE_MARKER" &&
+        compgen -G "$CACHE_DIR/lib/neo4j-5.*.jar" >/dev/null
+}
+
+cache_value() {  # cache_value neo4j -> 5.26.30
+    sed -n "s/^$1=//p" "$CACHE_MARKER" 2>/dev/null | head -n1
+}
+
+fetch_neo4j() {
+    command -v mvn >/dev/null 2>&1 || die "Maven (mvn) is needed to fetch Neo4j the first time; apt-get install maven"
+    mkdir -p "$(dirname "$CACHE_DIR")" "$STATE_DIR"
+    local tmp start
+    tmp="$(mktemp -d "$CACHE_DIR.fetch.XXXXXX")"
+    start=$SECONDS
+    log "fetching Neo4j $NEO4J_VERSION_SPEC from Maven Central into $CACHE_DIR (first run only; takes a few minutes)"
+    : >"$FETCH_LOG"
+
+    write_fetch_pom org.neo4j neo4j "$NEO4J_VERSION_SPEC" "$tmp/server-pom.xml"
+    if ! mvn -B -ntp -f "$tmp/server-pom.xml" dependency:copy-dependencies \
+            -DincludeScope=runtime -DoutputDirectory="$tmp/lib" >>"$FETCH_LOG" 2>&1; then
+        tail -n 40 "$FETCH_LOG" >&2
+        rm -rf "$tmp"
+        die "Maven could not fetch org.neo4j:neo4j:$NEO4J_VERSION_SPEC (full output: $FETCH_LOG)"
+    fi
+    local jar version
+    jar="$(compgen -G "$tmp/lib/neo4j-5.*.jar" | head -n1 || true)"
+    [[ -n "$jar" ]] || { rm -rf "$tmp"; die "the fetch produced no neo4j-5.x jar (see $FETCH_LOG)"; }
+    version="$(basename "$jar" .jar)"; version="${version#neo4j-}"
+
+    # The Browser is a jar of static files served under /browser; optional.
+    local browser=none
+    if [[ "$BROWSER_VERSION_SPEC" != none ]]; then
+        write_fetch_pom org.neo4j.client neo4j-browser "$BROWSER_VERSION_SPEC" "$tmp/browser-pom.xml"
+        if mvn -B -ntp -f "$tmp/browser-pom.xml" dependency:copy-dependencies \
+                -DincludeScope=runtime -DoutputDirectory="$tmp/browser" >>"$FETCH_LOG" 2>&1 &&
+                compgen -G "$tmp/browser/neo4j-browser-*.jar" >/dev/null; then
+            jar="$(compgen -G "$tmp/browser/neo4j-browser-*.jar" | head -n1)"
+            browser="$(basename "$jar" .jar)"; browser="${browser#neo4j-browser-}"
+            mv "$tmp"/browser/*.jar "$tmp/lib/"
+        else
+            warn "Neo4j Browser not available from Maven ($BROWSER_VERSION_SPEC); continuing without /browser"
+        fi
+        rm -rf "$tmp/browser"
+    fi
+
+    {
+        echo "spec=$NEO4J_VERSION_SPEC"
+        echo "browser_spec=$BROWSER_VERSION_SPEC"
+        echo "neo4j=$version"
+        echo "browser=$browser"
+        echo "fetched=$(date -u +%Y-%m-%dT%H:%M:%SZ) in $((SECONDS - start))s"
+    } >"$tmp/.complete"
+    rm -rf "$CACHE_DIR"
+    mv "$tmp" "$CACHE_DIR"
+    log "fetched Neo4j $version (Browser: $browser) in $((SECONDS - start))s"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Password
+# ---------------------------------------------------------------------------------------------
+
+# The system database exists once the server has started on this data directory; from then on the
+# initial password is fixed (changing it needs ALTER USER, which this script does not do).
+db_initialised() { [[ -d "$DATA_DIR/databases/system" ]]; }
+
+write_password_file() {
+    (umask 077 && printf '%s\n' "$1" >"$PASSWORD_FILE")
+    chmod 600 "$PASSWORD_FILE"
+}
+
+# Sets PASSWORD from LINKAGE_NEO4J_PASSWORD or .neo4j/password, generating one the first time.
+resolve_password() {
+    local stored=""
+    [[ -f "$PASSWORD_FILE" ]] && stored="$(head -n1 "$PASSWORD_FILE")"
+    if [[ -n "${LINKAGE_NEO4J_PASSWORD:-}" ]]; then
+        PASSWORD="$LINKAGE_NEO4J_PASSWORD"
+        if [[ "$PASSWORD" != "$stored" ]]; then
+            if db_initialised; then
+                die "LINKAGE_NEO4J_PASSWORD differs from the password the database in $DATA_DIR was created with ($PASSWORD_FILE). Unset it, or remove $STATE_DIR to start from an empty database."
+            fi
+            write_password_file "$PASSWORD"
+        fi
+    elif [[ -n "$stored" ]]; then
+        PASSWORD="$stored"
+    else
+        if db_initialised; then
+            die "$DATA_DIR holds a database but $PASSWORD_FILE is missing. Set LINKAGE_NEO4J_PASSWORD to its password, or remove $STATE_DIR to start from an empty database."
+        fi
+        # 128 random bits as 32 hex characters
+        PASSWORD="$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
+        write_password_file "$PASSWORD"
+    fi
+    [[ ${#PASSWORD} -ge 8 ]] || die "the password must have at least 8 characters (Neo4j's minimum)"
+    [[ "$PASSWORD" != *$'\n'* ]] || die "the password must not contain a newline"
+    chmod 600 "$PASSWORD_FILE"
+}
+
+# Quote one argument for a java @argfile: "...", with \ and " escaped.
+argfile_quote() {
+    local s="${1//\\/\\\\}"
+    s="${s//\"/\\\"}"
+    printf '"%s"\n' "$s"
+}
+
+# neo4j-admin dbms set-initial-password, run in-process through the java launcher's @argfile so
+# the password never shows up in `ps`. Only has an effect before the first start.
+set_initial_password() {
+    local java="$1" argfile="$RUN_DIR/set-initial-password.args"
+    (
+        umask 077
+        {
+            argfile_quote -cp
+            argfile_quote "$CACHE_DIR/lib/*"
+            argfile_quote org.neo4j.cli.AdminTool
+            argfile_quote dbms
+            argfile_quote set-initial-password
+            argfile_quote "$PASSWORD"
+        } >"$argfile"
+    )
+    local rc=0
+    NEO4J_HOME="$CACHE_DIR" NEO4J_CONF="$CONF_DIR" "$java" "@$argfile" >"$RUN_DIR/set-initial-password.log" 2>&1 || rc=$?
+    rm -f "$argfile"
+    if [[ $rc -ne 0 ]]; then
+        cat "$RUN_DIR/set-initial-password.log" >&2
+        die "setting the initial password failed"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# Config and launch
+# ---------------------------------------------------------------------------------------------
+
+write_conf() {
+    mkdir -p "$CONF_DIR" "$DATA_DIR" "$LOG_DIR" "$RUN_DIR" "$STATE_DIR/plugins" "$STATE_DIR/import"
+    cat >"$CONF_DIR/neo4j.conf" <<EOF
+# Generated by scripts/neo4j.sh on every start; edits here are overwritten.
+# Local development / test server: loopback only, no TLS, auth on.
+server.default_listen_address=$HOST
+server.default_advertised_address=$HOST
+server.bolt.enabled=true
+server.bolt.listen_address=$HOST:$BOLT_PORT
+server.bolt.advertised_address=$HOST:$BOLT_PORT
+server.bolt.tls_level=DISABLED
+server.http.enabled=true
+server.http.listen_address=$HOST:$HTTP_PORT
+server.http.advertised_address=$HOST:$HTTP_PORT
+server.https.enabled=false
+dbms.security.auth_enabled=true
+
+server.directories.data=$DATA_DIR
+server.directories.logs=$LOG_DIR
+server.directories.run=$RUN_DIR
+server.directories.plugins=$STATE_DIR/plugins
+server.directories.import=$STATE_DIR/import
+
+# Sized for a 2-core, 24 GiB machine. The heap flags are also passed to the JVM directly, since
+# Neo4j's bootloader (which normally turns these into -Xms/-Xmx) is not used.
+server.memory.heap.initial_size=$HEAP_INITIAL
+server.memory.heap.max_size=$HEAP_MAX
+server.memory.pagecache.size=$PAGECACHE
+
+# Keep transaction logs small on a dev machine; no usage reports, no remote Browser content.
+db.tx_log.rotation.retention_policy=500M size
+dbms.usage_report.enabled=false
+browser.allow_outgoing_connections=false
+EOF
+}
+
+# The JVM options of Neo4j 5.26's default neo4j.conf (server.jvm.additional), minus
+# -XX:+AlwaysPreTouch (slow start, commits the whole heap) and --enable-native-access (Java 21).
+JVM_OPTS=(
+    -XX:+UseG1GC
+    -XX:-OmitStackTraceInFastThrow
+    -XX:+UnlockExperimentalVMOptions
+    -XX:+TrustFinalNonStaticFields
+    -XX:+DisableExplicitGC
+    -Djdk.nio.maxCachedBufferSize=1024
+    -Dio.netty.tryReflectionSetAccessible=true
+    -Djdk.tls.ephemeralDHKeySize=2048
+    -Djdk.tls.rejectClientInitiatedRenegotiation=true
+    -XX:FlightRecorderOptions=stackdepth=256
+    -XX:+UnlockDiagnosticVMOptions
+    -XX:+DebugNonSafepoints
+    --add-opens=java.base/java.nio=ALL-UNNAMED
+    --add-opens=java.base/java.io=ALL-UNNAMED
+    --add-opens=java.base/sun.nio.ch=ALL-UNNAMED
+    -Dlog4j2.disable.jmx=true
+    -Dlog4j.layout.jsonTemplate.maxStringLength=32768
+    -Dfile.encoding=UTF-8
+)
+
+# Starts the server in its own session (so Ctrl-C in the calling terminal does not reach it),
+# with stdout/stderr to logs/console.log; the pid is written by the wrapper shell that then
+# exec's java, so it is the JVM's pid.
+launch() {
+    local java="$1"
+    : >"$CONSOLE_LOG"
+    rm -f "$PID_FILE"
+    NEO4J_HOME="$CACHE_DIR" NEO4J_CONF="$CONF_DIR" setsid bash -c '
+        pid_file="$1"; shift
+        ulimit -n 40000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+        echo $$ >"$pid_file"
+        exec "$@"
+    ' neo4j-launch "$PID_FILE" \
+        "$java" "-Xms$HEAP_INITIAL" "-Xmx$HEAP_MAX" "${JVM_OPTS[@]}" \
+        -cp "$CONF_DIR/*:$CACHE_DIR/lib/*" "$MAIN_CLASS" \
+        "--home-dir=$CACHE_DIR" "--config-dir=$CONF_DIR" \
+        </dev/null >>"$CONSOLE_LOG" 2>&1 &
+    local i
+    for i in $(seq 50); do [[ -s "$PID_FILE" ]] && return 0; sleep 0.1; done
+    die "the server process did not start (see $CONSOLE_LOG)"
+}
+
+# One readiness probe: Bolt handshake on the Bolt port, then `RETURN 1` through the HTTP
+# transaction endpoint with the password (read from the file, never from argv).
+# Exit 0 ready, 1 not yet, 2 the server refuses our credentials.
+probe() {
+    python3 - "$HOST" "$BOLT_PORT" "$HTTP_PORT" "$PASSWORD_FILE" <<'PY'
+import base64, json, socket, sys, urllib.error, urllib.request
+host, bolt, http, pw_file = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+try:
+    with socket.create_connection((host, bolt), timeout=3) as s:
+        # Bolt magic + four proposed versions (5.x range, 4.4, 4.3, 3); the server answers with one.
+        s.sendall(bytes.fromhex("6060B017" "00000805" "00000404" "00000304" "00000003"))
+        s.settimeout(3)
+        if len(s.recv(4)) != 4:
+            sys.exit(1)
+except OSError:
+    sys.exit(1)
+password = open(pw_file, encoding="utf-8").readline().rstrip("\n")
+token = base64.b64encode(f"neo4j:{password}".encode()).decode()
+req = urllib.request.Request(
+    f"http://{host}:{http}/db/neo4j/tx/commit",
+    data=json.dumps({"statements": [{"statement": "RETURN 1 AS ok"}]}).encode(),
+    headers={"Authorization": f"Basic {token}", "Content-Type": "application/json",
+             "Accept": "application/json"},
+)
+try:
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        body = json.load(resp)
+except urllib.error.HTTPError as e:
+    sys.exit(2 if e.code in (401, 403) else 1)
+except (OSError, ValueError):
+    sys.exit(1)
+if body.get("errors"):
+    codes = " ".join(e.get("code", "") for e in body["errors"])
+    sys.exit(2 if "Security" in codes else 1)
+sys.exit(0 if body["results"][0]["data"][0]["row"][0] == 1 else 1)
+PY
+}
+
+# Prints the tail of the server logs to stderr.
+show_logs() {
+    local n="${1:-80}"
+    if [[ -s "$SERVER_LOG" ]]; then
+        echo "---- last $n lines of $SERVER_LOG ----" >&2
+        tail -n "$n" "$SERVER_LOG" >&2
+    fi
+    if [[ -s "$CONSOLE_LOG" ]]; then
+        echo "---- last $n lines of $CONSOLE_LOG ----" >&2
+        tail -n "$n" "$CONSOLE_LOG" >&2
+    fi
+}
+
+write_env_file() {
+    cat >"$ENV_FILE" <<EOF
+LINKAGE_NEO4J_URI=bolt://$HOST:$BOLT_PORT
+LINKAGE_NEO4J_USER=$NEO4J_USER
+LINKAGE_NEO4J_HTTP_URL=http://$HOST:$HTTP_PORT
+LINKAGE_NEO4J_PASSWORD_FILE=$PASSWORD_FILE
+EOF
+}
+
+print_info() {
+    local browser
+    browser="$(cache_value browser)"
+    echo "  Neo4j:    $(cache_value neo4j) Community (pid $1)"
+    echo "  Bolt:     bolt://$HOST:$BOLT_PORT"
+    if [[ -n "$browser" && "$browser" != none ]]; then
+        echo "  Browser:  http://$HOST:$HTTP_PORT/browser/"
+    else
+        echo "  HTTP:     http://$HOST:$HTTP_PORT/ (Browser not installed)"
+    fi
+    echo "  User:     $NEO4J_USER"
+    echo "  Password: $(head -n1 "$PASSWORD_FILE" 2>/dev/null || echo '?') (in $PASSWORD_FILE)"
+    echo "  Env:      $ENV_FILE   Logs: $LOG_DIR/"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------------------------
+
+cmd_start() {
+    local pid
+    if pid="$(server_pid)"; then
+        log "already running (pid $pid)"
+        resolve_password
+        write_env_file
+        print_info "$pid"
+        return 0
+    fi
+    local port
+    for port in "$BOLT_PORT" "$HTTP_PORT"; do
+        if port_in_use "$port"; then
+            die "port $port on $HOST is already in use by another process (not this repo's Neo4j); free it or set LINKAGE_NEO4J_BOLT_PORT / LINKAGE_NEO4J_HTTP_PORT"
+        fi
+    done
+    command -v python3 >/dev/null 2>&1 || die "python3 is needed to check the server is up"
+
+    cache_is_complete || fetch_neo4j
+    local java
+    java="$(find_java)"
+    mkdir -p "$STATE_DIR"
+    write_conf
+    resolve_password
+    if ! db_initialised; then
+        log "new database in $DATA_DIR: setting the initial password of user $NEO4J_USER"
+        set_initial_password "$java"
+    fi
+
+    local t0=$SECONDS
+    log "starting Neo4j $(cache_value neo4j) (Java $(java_major "$java"), heap $HEAP_INITIAL-$HEAP_MAX, page cache $PAGECACHE)"
+    launch "$java"
+    pid="$(tr -dc '0-9' <"$PID_FILE")"
+
+    local rc
+    while :; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            rm -f "$PID_FILE"
+            show_logs 80
+            die "the server exited during start-up (logs above)"
+        fi
+        rc=0; probe || rc=$?
+        if [[ $rc -eq 0 ]]; then break; fi
+        if [[ $rc -eq 2 ]]; then
+            stop_pid "$pid" >/dev/null
+            die "the server rejected user $NEO4J_USER with the password in $PASSWORD_FILE; remove $STATE_DIR to start from an empty database"
+        fi
+        if (( SECONDS - t0 >= START_TIMEOUT )); then
+            show_logs 80
+            stop_pid "$pid" >/dev/null || true
+            die "the server did not answer within ${START_TIMEOUT}s (logs above)"
+        fi
+        sleep 1
+    done
+    write_env_file
+    log "started in $((SECONDS - t0))s"
+    print_info "$pid"
+}
+
+# SIGTERM, wait up to STOP_TIMEOUT seconds, then SIGKILL.
+stop_pid() {
+    local pid="$1" t0=$SECONDS
+    kill -TERM "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do
+        if (( SECONDS - t0 >= STOP_TIMEOUT )); then
+            warn "still running after ${STOP_TIMEOUT}s; sending SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+            sleep 1
+            break
+        fi
+        sleep 0.5
+    done
+    rm -f "$PID_FILE" "$ENV_FILE"
+    echo "$((SECONDS - t0))"
+}
+
+cmd_stop() {
+    local pid secs
+    if ! pid="$(server_pid)"; then
+        rm -f "$PID_FILE" "$ENV_FILE"
+        log "not running"
+        return 0
+    fi
+    log "stopping (pid $pid)"
+    secs="$(stop_pid "$pid")"
+    log "stopped in ${secs}s"
+}
+
+cmd_status() {
+    local pid
+    if pid="$(server_pid)"; then
+        log "running"
+        print_info "$pid"
+    else
+        log "not running"
+        return 3
+    fi
+}
+
+cmd_log() {
+    local follow="" n=80 a
+    for a in "$@"; do
+        case "$a" in
+            -f|--follow) follow=1 ;;
+            *[!0-9]*|"") die "usage: $0 log [-f] [N]" ;;
+            *) n="$a" ;;
+        esac
+    done
+    [[ -f "$SERVER_LOG" ]] || die "no server log yet ($SERVER_LOG)"
+    if [[ -n "$follow" ]]; then exec tail -n "$n" -f "$SERVER_LOG"; fi
+    tail -n "$n" "$SERVER_LOG"
+}
+
+case "${1:-}" in
+    start)  cmd_start ;;
+    stop)   cmd_stop ;;
+    status) cmd_status ;;
+    log)    shift; cmd_log "$@" ;;
+    *)      echo "usage: $0 {start|stop|status|log [-f] [N]}" >&2; exit 2 ;;
+esac

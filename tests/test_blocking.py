@@ -1,0 +1,77 @@
+"""Blocking: rules, union with rule masks, caps on oversized blocks, the report."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from linkage.blocking import block, deletion_variants, rule_pairs
+from linkage.er_settings import BlockingRule, load_er_settings
+from linkage.resolve.features import prepare
+
+
+def test_all_pairs_inside_small_blocks_only():
+    df = pd.DataFrame({"k": ["a", "a", "b", "b", "b", ""]})
+    left, right, stats = rule_pairs(df, BlockingRule("r", ("k",)))
+    assert sorted(zip(left.tolist(), right.tolist())) == [(0, 1), (2, 3), (2, 4), (3, 4)]
+    assert (stats.blocks, stats.pairs, stats.capped_blocks) == (2, 4, 0)
+
+
+def test_oversized_block_is_capped_to_a_window():
+    n = 1000
+    df = pd.DataFrame({"surname": ["jong"] * n, "first": [f"{i:04d}" for i in range(n)]})
+    rule = BlockingRule("big", ("surname",), max_block=100, window=5, order_by=("first",))
+    left, right, stats = rule_pairs(df, rule)
+    assert stats.capped_blocks == 1
+    assert len(left) <= n * 5 < n * (n - 1) // 2
+    assert stats.largest_blocks[0] == ("jong", n)
+    # neighbours in the sort order are compared
+    assert set(zip(left.tolist(), right.tolist())) >= {(0, 1), (0, 5), (998, 999)}
+
+
+def test_pairs_grow_about_linearly_with_capped_blocks():
+    def count(n):
+        df = pd.DataFrame({"k": ["x"] * n, "o": np.arange(n).astype(str)})
+        return len(rule_pairs(df, BlockingRule("r", ("k",), max_block=50, window=10, order_by=("o",)))[0])
+    assert count(20000) / count(2000) < 11
+
+
+def test_union_marks_every_rule_that_found_a_pair():
+    df = pd.DataFrame({"a": ["x", "x", "y"], "b": ["1", "1", "2"]})
+    cand, report = block(df, [BlockingRule("a", ("a",)), BlockingRule("b", ("b",))])
+    assert list(zip(cand.left.tolist(), cand.right.tolist())) == [(0, 1)]
+    assert cand.rule_mask.tolist() == [3]
+    assert [r.new_pairs for r in report.rules] == [1, 0]
+    assert "rule a" in report.to_text()
+
+
+def test_fuzzy_key_finds_one_typo_apart_and_skips_equal():
+    assert set(deletion_variants("ab")) == {"ab", "a", "b"}
+    df = pd.DataFrame({"i": ["j", "j", "j", "k"], "s": ["schouten", "chouten", "schouten", "chouten"]})
+    cand, _ = block(df, [BlockingRule("f", ("i",), fuzzy_key="s")])
+    assert sorted(zip(cand.left.tolist(), cand.right.tolist())) == [(0, 1), (1, 2)]
+
+
+def test_pair_with_empty_pairs_only_records_missing_the_column():
+    df = pd.DataFrame({"s": ["broeders"] * 3 + ["x"], "fi": ["", "t", "t", ""]})
+    cand, _ = block(df, [BlockingRule("e", ("s",), pair_with_empty="fi")])
+    assert sorted(zip(cand.left.tolist(), cand.right.tolist())) == [(0, 1), (0, 2)]
+
+
+def test_involving_keeps_only_pairs_with_a_new_record():
+    df = pd.DataFrame({"k": ["a", "a", "a"]})
+    cand, _ = block(df, [BlockingRule("r", ("k",))], involving=np.array([False, False, True]))
+    assert sorted(zip(cand.left.tolist(), cand.right.tolist())) == [(0, 2), (1, 2)]
+
+
+def test_person_rules_find_typical_variants():
+    mentions = pd.DataFrame([
+        {"mention_id": "1", "entity_type": "person", "name": "Jan de Vries", "birth_date_norm": "1985-03-07"},
+        {"mention_id": "2", "entity_type": "person", "name": "Vries, J. de", "birth_date_norm": "1985-07-03"},
+        {"mention_id": "3", "entity_type": "person", "first_name": "Jan", "last_name": "Vriess"},
+        {"mention_id": "4", "entity_type": "person", "last_name": "de Vries"},
+    ])
+    records = prepare(mentions, "person")
+    cand, report = block(records, load_er_settings().policy("person").blocking)
+    found = set(zip(cand.left.tolist(), cand.right.tolist()))
+    assert {(0, 1), (0, 2), (0, 3)} <= found
+    assert report.to_dict()["total_pairs"] == len(cand)

@@ -1,0 +1,243 @@
+"""Report lifecycle: every legal transition, every illegal one refused, routing moves reports forward."""
+from __future__ import annotations
+
+import itertools
+import json
+import sqlite3
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import cli
+from linkage.errors import NotFoundError
+from linkage.feedback.lifecycle import (
+    FINAL_STATUSES,
+    STATUSES,
+    TRANSITIONS,
+    TransitionError,
+    active_case_clusters,
+    advance_after_routing,
+    cluster_history,
+    current_status,
+    current_statuses,
+    history,
+    record_cluster_events,
+    set_case,
+    set_status,
+)
+from linkage.store import EmbeddedStore
+
+REPORTS = ["R-1001", "R-2002", "R-3003", "R-4004", "R-5005"]
+
+
+@pytest.fixture()
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("LINKAGE_USER", "tester")
+    s = EmbeddedStore(tmp_path / "l.db")
+    s.insert_rows("reports", [{"report_id": r, "received_at": "2025-03-03", "category": "overig", "content_hash": r}
+                              for r in REPORTS], ["report_id", "received_at", "category", "content_hash"])
+    yield s
+    s.close()
+
+
+#: How to bring a fresh report into each status (legal steps only).
+PATH_TO = {
+    "ontvangen": [],
+    "in_behandeling": [("in_behandeling", None)],
+    "gekoppeld": [("gekoppeld", None)],
+    "doorgezet": [("gekoppeld", None), ("doorgezet", "Politie")],
+    "afgehandeld": [("in_behandeling", None), ("afgehandeld", None)],
+    "niet_ontvankelijk": [("niet_ontvankelijk", None)],
+}
+
+
+def _bring(store, rid, status):
+    for to, agency in PATH_TO[status]:
+        set_status(store, rid, to, agency=agency)
+    assert current_status(store, rid) == status
+
+
+LEGAL = [(f, t) for f, targets in TRANSITIONS.items() for t in targets]
+ILLEGAL = [(f, t) for f, t in itertools.product(STATUSES, STATUSES) if (f, t) not in LEGAL]
+
+
+def test_no_history_means_ontvangen(store):
+    assert current_status(store, "R-1001") == "ontvangen"
+    assert set(current_statuses(store).values()) == {"ontvangen"}
+
+
+@pytest.mark.parametrize("from_status,to_status", LEGAL)
+def test_every_legal_transition(store, from_status, to_status):
+    _bring(store, "R-1001", from_status)
+    agency = "FIOD" if to_status == "doorgezet" else None
+    set_status(store, "R-1001", to_status, note="checked", agency=agency)
+    assert current_status(store, "R-1001") == to_status
+    last = history(store, "R-1001").iloc[-1]
+    assert (last["from_status"], last["to_status"], last["actor"], last["note"]) == (from_status, to_status, "tester", "checked")
+
+
+@pytest.mark.parametrize("from_status,to_status", ILLEGAL)
+def test_every_illegal_transition_is_refused(store, from_status, to_status):
+    _bring(store, "R-1001", from_status)
+    before = len(history(store, "R-1001"))
+    with pytest.raises(TransitionError) as exc:
+        set_status(store, "R-1001", to_status, agency="Politie")
+    msg = str(exc.value)
+    assert "R-1001" in msg and f"'{from_status}'" in msg and f"'{to_status}'" in msg
+    assert len(history(store, "R-1001")) == before
+    assert current_status(store, "R-1001") == from_status
+
+
+def test_doorgezet_again_needs_another_agency(store):
+    _bring(store, "R-1001", "doorgezet")
+    with pytest.raises(TransitionError, match="another agency"):
+        set_status(store, "R-1001", "doorgezet", agency="Politie")
+    set_status(store, "R-1001", "doorgezet", agency="Belastingdienst")
+    assert history(store, "R-1001")["agency"].tolist()[-1] == "Belastingdienst"
+
+
+def test_doorgezet_needs_an_agency(store):
+    _bring(store, "R-1001", "gekoppeld")
+    with pytest.raises(TransitionError, match="--agency"):
+        set_status(store, "R-1001", "doorgezet")
+
+
+@pytest.mark.parametrize("final", sorted(FINAL_STATUSES))
+def test_final_statuses_reopen_only_explicitly(store, final):
+    _bring(store, "R-1001", final)
+    with pytest.raises(TransitionError, match="final"):
+        set_status(store, "R-1001", "in_behandeling")
+    with pytest.raises(TransitionError, match="final"):
+        set_status(store, "R-1001", "gekoppeld", reopen=True)
+    set_status(store, "R-1001", "in_behandeling", reopen=True, note="nieuwe informatie")
+    assert current_status(store, "R-1001") == "in_behandeling"
+
+
+def test_reopen_of_open_report_is_refused(store):
+    with pytest.raises(TransitionError, match="not in a final status"):
+        set_status(store, "R-1001", "in_behandeling", reopen=True)
+
+
+def test_unknown_status_and_unknown_report(store):
+    with pytest.raises(TransitionError, match="is not a status"):
+        set_status(store, "R-1001", "klaar")
+    with pytest.raises(NotFoundError):
+        set_status(store, "R-9999", "in_behandeling")
+
+
+def test_history_is_append_only(store):
+    set_status(store, "R-1001", "in_behandeling")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        store.conn.execute("UPDATE status_history SET to_status='afgehandeld'")
+    assert current_status(store, "R-1001") == "in_behandeling"
+
+
+# --- routing moves reports forward ------------------------------------------------------------------
+def _routing_setup(store):
+    rc = pd.DataFrame({"report_id": ["R-1001", "R-2002", "R-3003", "R-4004"],
+                       "cluster_id": ["C-1", "C-1", "C-2", "C-1"]})
+    routing = pd.DataFrame({"cluster_id": ["C-1", "C-2"], "agencies": [["Politie"], []]})
+    _bring(store, "R-4004", "afgehandeld")
+    return rc, routing
+
+
+def test_advance_after_routing(store):
+    rc, routing = _routing_setup(store)
+    summary = advance_after_routing(store, rc, routing)
+    statuses = current_statuses(store)
+    assert statuses == {"R-1001": "doorgezet", "R-2002": "doorgezet", "R-3003": "gekoppeld",
+                        "R-4004": "afgehandeld", "R-5005": "ontvangen"}
+    assert (summary.gekoppeld, summary.doorgezet, summary.skipped_final) == (3, 2, 1)
+    assert int(summary) == 5
+    last = history(store, "R-1001").iloc[-1]
+    assert (last["agency"], last["actor"]) == ("Politie", "linkage")
+
+
+def test_advance_after_routing_is_idempotent(store):
+    rc, routing = _routing_setup(store)
+    advance_after_routing(store, rc, routing)
+    n = store.count("status_history")
+    again = advance_after_routing(store, rc, routing)
+    assert int(again) == 0 and store.count("status_history") == n
+
+
+def test_new_agency_for_a_routed_cluster_adds_one_row(store):
+    rc, routing = _routing_setup(store)
+    advance_after_routing(store, rc, routing)
+    routing2 = pd.DataFrame({"cluster_id": ["C-1", "C-1"], "agency": ["Politie", "FIOD"]})
+    summary = advance_after_routing(store, rc, routing2)
+    assert summary.doorgezet == 2
+    assert history(store, "R-1001")["agency"].tolist()[-1] == "FIOD"
+    assert int(advance_after_routing(store, rc, routing2)) == 0
+
+
+def test_analyst_taking_a_report_back_is_not_overruled(store):
+    rc, routing = _routing_setup(store)
+    advance_after_routing(store, rc, routing)
+    set_status(store, "R-3003", "in_behandeling", note="eerst zelf uitzoeken")
+    advance_after_routing(store, rc, routing)
+    assert current_status(store, "R-3003") == "in_behandeling"
+
+
+def test_advance_reads_the_store_by_default(store):
+    store.insert_rows("clusters", [{"cluster_id": "C-1", "agencies": json.dumps(["Politie", "RIEC"])}],
+                      ["cluster_id", "agencies"])
+    store.insert_rows("report_clusters", [{"report_id": "R-5005", "cluster_id": "C-1"}], ["report_id", "cluster_id"])
+    advance_after_routing(store)
+    assert current_status(store, "R-5005") == "doorgezet"
+    assert history(store, "R-5005")["agency"].tolist()[-1] == "Politie; RIEC"
+
+
+# --- clusters: cases and history --------------------------------------------------------------------
+def test_cases_last_row_wins(store):
+    store.insert_rows("report_clusters", [{"report_id": "R-1001", "cluster_id": "C-1"}], ["report_id", "cluster_id"])
+    set_case(store, "C-1", True, note="casus 17")
+    assert active_case_clusters(store) == {"C-1"}
+    set_case(store, "C-1", False)
+    assert active_case_clusters(store) == set()
+    assert store.count("cluster_cases") == 2
+    with pytest.raises(NotFoundError):
+        set_case(store, "C-404", True)
+
+
+def test_cluster_history_storage(store):
+    record_cluster_events(store, [("C-1", "created", []), ("C-2", "merged", ["C-7", "C-3"])], run_id=1)
+    record_cluster_events(store, [{"cluster_id": "C-3", "event": "dissolved"}], run_id=2)
+    hist = cluster_history(store, "C-3")
+    assert hist["event"].tolist() == ["merged", "dissolved"]
+    assert hist["related_ids"].tolist()[0] == ["C-3", "C-7"]
+    with pytest.raises(Exception, match="not one of"):
+        record_cluster_events(store, [("C-1", "renamed", [])])
+
+
+# --- CLI ---------------------------------------------------------------------------------------------
+def test_cli_status_show_set_and_refuse(store, tmp_path, capsys):
+    db = str(store.path)
+    runner = CliRunner()
+    res = runner.invoke(cli.app, ["status", "R-1001", "--set", "in_behandeling", "--note", "opgepakt", "--store", db])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(cli.app, ["status", "R-1001", "--store", db, "--json"])
+    data = json.loads(res.stdout)
+    assert data["status"] == "in_behandeling" and data["history"][0]["note"] == "opgepakt"
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["status", "R-1001", "--set", "doorgezet", "--agency", "Politie", "--store", db])
+    assert exc.value.code == 1
+    err = capsys.readouterr().err
+    assert "R-1001" in err and "'in_behandeling'" in err and "'doorgezet'" in err and "Traceback" not in err
+
+
+def test_cli_case(store):
+    store.insert_rows("report_clusters", [{"report_id": "R-1001", "cluster_id": "C-1"}], ["report_id", "cluster_id"])
+    runner = CliRunner()
+    res = runner.invoke(cli.app, ["case", "C-1", "--active", "--note", "casus 17", "--store", str(store.path), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["active"] is True
+    res = runner.invoke(cli.app, ["case", "C-1", "--closed", "--store", str(store.path), "--json"])
+    assert json.loads(res.stdout)["active"] is False
+
+
+@pytest.mark.parametrize("command", ["status", "feedback", "judge", "judgements", "audit", "purge", "case"])
+def test_every_new_command_has_help_with_an_example(command):
+    res = CliRunner().invoke(cli.app, [command, "--help"])
+    assert res.exit_code == 0 and "Example:" in res.stdout
