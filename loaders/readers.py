@@ -88,8 +88,9 @@ def _clean_header(columns: list[Any]) -> list[str]:
 
 def _read_csv(path: Path) -> Table:
     encoding = detect_encoding(path)
-    # newline='' lets the csv module handle quoted line breaks; errors='strict' is safe after detection.
-    fh = open(path, "r", encoding=encoding, newline="")
+    # newline='' lets the csv module handle quoted line breaks. errors='replace': five bytes (0x81, 0x8D,
+    # 0x8F, 0x90, 0x9D) are undefined in Windows-1252 and would otherwise crash the load halfway.
+    fh = open(path, "r", encoding=encoding, newline="", errors="replace")
     first = fh.readline()
     if not first.strip():
         fh.close()
@@ -164,7 +165,7 @@ def _read_xlsx(path: Path) -> Table:
 
 def _read_jsonl(path: Path) -> Table:
     encoding = detect_encoding(path)
-    fh = open(path, "r", encoding=encoding)
+    fh = open(path, "r", encoding=encoding, errors="replace")
     # Peek at the first object for the header; JSON Lines rows may differ in keys.
     pos_rows: list[tuple[int, str]] = []
     header: list[str] = []
@@ -219,12 +220,12 @@ def _json_value(v: Any) -> Any:
 
 def _read_json(path: Path) -> Table:
     encoding = detect_encoding(path)
-    with open(path, "r", encoding=encoding) as fh:
+    with open(path, "r", encoding=encoding, errors="replace") as fh:
         head = fh.read(64).lstrip()
     if not head.startswith("["):
         return _read_jsonl(path)
     try:
-        data = json.loads(Path(path).read_text(encoding=encoding))
+        data = json.loads(Path(path).read_text(encoding=encoding, errors="replace"))
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg}).") from None
     header: list[str] = []

@@ -149,6 +149,15 @@ def test_cp1252_far_down_a_large_file_is_detected(tmp_path):
     assert list(t.rows)[-1][1]["name"] == "Renée Ëlsen"
 
 
+def test_bytes_undefined_in_cp1252_do_not_crash_the_load(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_bytes(b"report_id;received_at;category;description\nR1;2025-03-14;hennep;caf\xe9 \x81\x9d\n")
+    summary, _ = load([path], tmp_path / "s.db")
+    reconciles(summary)
+    assert summary.files[0].encoding == "cp1252" and summary.loaded == 1
+    assert table(tmp_path / "s.db", "SELECT description FROM reports")[0]["description"] == "café \ufffd\ufffd"
+
+
 def test_xlsx(tmp_path):
     openpyxl = pytest.importorskip("openpyxl")
     wb = openpyxl.Workbook()

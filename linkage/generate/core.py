@@ -149,7 +149,8 @@ def generate(n_reports: int, seed: int, out_dir: Path, progress: Callable[[int],
         ValueError: when ``n_reports`` is negative.
 
     >>> import tempfile
-    >>> s = generate(30, 1, Path(tempfile.mkdtemp()))
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     s = generate(30, 1, Path(tmp))
     >>> s.n_reports, s.n_mentions >= 30
     (30, True)
     """

@@ -88,41 +88,41 @@ def build_graph(reports: pd.DataFrame, mentions: pd.DataFrame, links: pd.DataFra
 
     g = nx.MultiDiGraph()
     cols = [c for c in ("report_id", "received_at", "category", "reporter_type") if c in rep.columns]
-    for row in rep[cols].itertuples(index=False):
-        d = row._asdict()
+    for d in rep[cols].astype(object).to_dict("records"):
         rid = str(d["report_id"])
         cat = _str_or_none(d.get("category"))
         day = _str_or_none(d.get("received_at"))
         g.add_node(rid, kind="report", label=" ".join(x for x in (cat, day) if x) or rid,
                    category=cat, received_at=day, reporter_type=_str_or_none(d.get("reporter_type")))
 
-    ent_ids = pd.Index(m["entity_id"].astype(str).unique())
+    ent_ids = pd.Index(m["entity_id"].astype(str).unique().tolist(), dtype=object)
     info = ew.reindex(ent_ids)
     labels: dict[str, Any] = {}
     if entities is not None and len(entities) and "label" in entities.columns:
         e = entities[entities["entity_id"].astype(str).isin(ent_ids)]
-        labels = dict(zip(e["entity_id"].astype(str), e["label"]))
+        labels = dict(zip(e["entity_id"].astype(str).tolist(), e["label"].tolist()))
     g.add_nodes_from(
         (eid, {"kind": et, "label": _str_or_none(labels.get(eid)) or eid, "n_reports": int(n), "weight": float(w),
                "is_hub": bool(h)})
-        for eid, et, n, w, h in zip(ent_ids, info["entity_type"], info["n_reports"], info["weight"], info["is_hub"])
+        for eid, et, n, w, h in zip(ent_ids.tolist(), info["entity_type"].tolist(), info["n_reports"].tolist(),
+                                    info["weight"].tolist(), info["is_hub"].tolist())
     )
-    for rid in m["report_id"].astype(str).unique():  # mentions of reports missing from ``reports``
+    for rid in m["report_id"].astype(str).unique().tolist():  # mentions of reports missing from ``reports``
         if rid not in g:
             g.add_node(rid, kind="report", label=rid, category=None, received_at=None, reporter_type=None)
 
-    weight_of = info["weight"].to_dict()
-    role = m["role"] if "role" in m.columns else pd.Series([None] * len(m), index=m.index)
+    weight_of = dict(zip(ent_ids.tolist(), info["weight"].astype(float).tolist()))
+    role = m["role"].astype(object).tolist() if "role" in m.columns else [None] * len(m)
     g.add_edges_from(
-        (rid, eid, mid, {"type": "MENTIONS", "role": _str_or_none(ro), "mention_id": mid, "weight": float(weight_of[eid])})
-        for rid, eid, mid, ro in zip(m["report_id"].astype(str), m["entity_id"].astype(str),
-                                     m["mention_id"].astype(str), role)
+        (rid, eid, mid, {"type": "MENTIONS", "role": _str_or_none(ro), "mention_id": mid, "weight": weight_of[eid]})
+        for rid, eid, mid, ro in zip(m["report_id"].astype(str).tolist(), m["entity_id"].astype(str).tolist(),
+                                     m["mention_id"].astype(str).tolist(), role)
     )
 
     if links is not None and len(links):
-        ent_of = dict(zip(m["mention_id"].astype(str), m["entity_id"].astype(str)))
-        for src, dst, rel, rid in zip(links["src_mention_id"].astype(str), links["dst_mention_id"].astype(str),
-                                      links["rel_type"].astype(str), links["report_id"].astype(str)):
+        ent_of = dict(zip(m["mention_id"].astype(str).tolist(), m["entity_id"].astype(str).tolist()))
+        for src, dst, rel, rid in zip(*(links[c].astype(str).tolist() for c in
+                                        ("src_mention_id", "dst_mention_id", "rel_type", "report_id"))):
             a, b = ent_of.get(src), ent_of.get(dst)
             if a is None or b is None or a == b:
                 continue

@@ -16,6 +16,7 @@ import math
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 #: Words that make up tussenvoegsels (``van der``, ``in 't`` ...). A name token in this set that stands
 #: before the surname belongs to the tussenvoegsel.
@@ -50,8 +51,14 @@ def fold(value: object) -> str:
     >>> fold(None)
     ''
     """
-    text = unicodedata.normalize("NFKD", _text(value).lower().translate(_SPECIAL))
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    return _fold_text(_text(value))
+
+
+@lru_cache(maxsize=1 << 18)
+def _fold_text(value: str) -> str:
+    text = unicodedata.normalize("NFKD", value.lower().translate(_SPECIAL))
+    if not text.isascii():
+        text = "".join(ch for ch in text if not unicodedata.combining(ch))
     text = text.replace("ĳ", "y").replace("ij", "y")
     text = _NOT_NAME.sub(" ", text).replace(".", " ").replace(",", " ")
     return _SPACES.sub(" ", text).strip()

@@ -346,7 +346,9 @@ def dossier_data(store, cluster_id: str, agency: str, now: Optional[dt.datetime]
     link_rows.sort(key=lambda r: (r["src"].lower(), r["rel"], r["dst"].lower()))
 
     graph = pictures.cluster_graph(detail, report_labels=numbers)
-    svg = pictures.cluster_svg(graph, pictures.layout(graph), lang="nl")
+    n_nodes = graph.number_of_nodes()
+    svg = pictures.cluster_svg(graph, pictures.layout(graph), lang="nl", width=1000 if n_nodes <= 120 else 1300,
+                               aspect=0.72 if n_nodes <= 60 else 0.95)
     dates = [d for d in (_date(r["received_at"]) for r in reports) if d]
     reporters = sorted({r["reporter"] for r in reports if r["reporter"] != "anoniem"})
     signals = [s for s in _as_list(cluster.get("signals")) if isinstance(s, Mapping)]
@@ -414,7 +416,7 @@ tr{break-inside:avoid}
 td.ref,th.ref{white-space:nowrap;width:1%;font-weight:600;color:#1f3a5f}
 .rid{font-weight:400;font-size:11px;color:#666}
 td.nowrap{white-space:nowrap}
-td.num{text-align:right;white-space:nowrap}
+td.num,th.num{text-align:right;white-space:nowrap}
 .dot{display:inline-block;width:10px;height:10px;border-radius:50%;margin-right:6px;vertical-align:baseline;
  -webkit-print-color-adjust:exact;print-color-adjust:exact}
 .tag{display:inline-block;background:#f0f2f5;border-radius:10px;padding:0 8px;margin:1px 3px 1px 0;font-size:12px;

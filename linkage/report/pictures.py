@@ -262,16 +262,18 @@ def _dense_spring(g: nx.Graph, seed: int, k: float, iterations: int) -> dict[Any
 
 
 def labelled_nodes(g: nx.Graph, limit: int = LABEL_LIMIT, hubs: int = HUB_LABELS) -> set:
-    """Nodes that get a label: all of them up to ``limit`` nodes, else the ``hubs`` best-connected entities.
+    """Nodes that get a label: all of them up to ``limit`` nodes, else the hubs: the entities that connect
+    reports (named in two or more of them), most reports first, at most ``hubs``.
 
     >>> len(labelled_nodes(nx.star_graph(5)))
     6
     """
     if g.number_of_nodes() <= limit:
         return set(g.nodes)
-    entities = [v for v, d in g.nodes(data=True) if d.get("kind", "entity") != "report"]
+    entities = [v for v, d in g.nodes(data=True)
+                if d.get("kind", "entity") != "report" and int(d.get("n_reports", 1)) >= 2]
     ranked = sorted(entities, key=lambda v: (-int(g.nodes[v].get("n_reports", 1)), -g.degree(v), str(v)))
-    return {v for v in ranked[:hubs] if g.degree(v) >= 2}
+    return set(ranked[:hubs])
 
 
 def _size(g: nx.Graph, v: Any) -> float:
@@ -295,6 +297,60 @@ def _tooltip(g: nx.Graph, v: Any, lang: str) -> str:
     if d.get("roles"):
         text += f"; {w['roles']}: {str(d['roles']).replace(',', ', ')}"
     return text
+
+
+def place_labels(nodes: list[dict], labels: list[dict]) -> dict[Any, tuple[float, float, str]]:
+    """Greedy label placement without overlaps, in a pixel space with y pointing down.
+
+    ``nodes``: obstacles ``{"x", "y", "r"}``. ``labels`` in priority order: ``{"key", "x", "y", "r", "text",
+    "size"}`` (font size in px) plus optional ``"must"`` (place below even when crowded) and ``"centre"``
+    (only try the anchor point itself, for labels on edges). Each label tries below, above, right, left of
+    its point; the first spot that overlaps no node and no placed label wins, else it is left out (the
+    tooltip still shows it). Returns ``key -> (x, baseline y, anchor)`` with anchor start/middle/end.
+
+    >>> spots = place_labels([{"x": 0, "y": 0, "r": 5}], [{"key": "a", "x": 0, "y": 0, "r": 5, "text": "Jan", "size": 12}])
+    >>> spots["a"][2]
+    'middle'
+    """
+    boxes: list[tuple[float, float, float, float]] = [(n["x"] - n["r"], n["y"] - n["r"], n["x"] + n["r"], n["y"] + n["r"])
+                                                      for n in nodes]
+
+    def hit(box: tuple[float, float, float, float]) -> bool:
+        x0, y0, x1, y1 = box
+        return any(x0 < b[2] and b[0] < x1 and y0 < b[3] and b[1] < y1 for b in boxes)
+
+    out: dict[Any, tuple[float, float, str]] = {}
+    for lab in labels:
+        x, y, r, size = float(lab["x"]), float(lab["y"]), float(lab.get("r", 0)), float(lab["size"])
+        w = 0.58 * size * len(str(lab["text"])) + 2
+        if lab.get("centre"):
+            spots = [(x, y + 0.35 * size, "middle")]
+        else:
+            spots = [(x, y + r + 0.95 * size, "middle"), (x, y - r - 0.35 * size, "middle"),
+                     (x + r + 3, y + 0.35 * size, "start"), (x - r - 3, y + 0.35 * size, "end")]
+        placed = None
+        for sx, sy, anchor in spots:
+            left = sx - w / 2 if anchor == "middle" else sx if anchor == "start" else sx - w
+            box = (left, sy - 0.8 * size, left + w, sy + 0.25 * size)
+            if not hit(box):
+                placed = (sx, sy, anchor, box)
+                break
+        if placed is None and lab.get("must"):
+            sx, sy, anchor = spots[0]
+            placed = (sx, sy, anchor, (sx - w / 2, sy - 0.8 * size, sx + w / 2, sy + 0.25 * size))
+        if placed is not None:
+            boxes.append(placed[3])
+            out[lab["key"]] = (round(placed[0], 1), round(placed[1], 1), placed[2])
+    return out
+
+
+def _label_priority(g: nx.Graph, v: Any) -> tuple:
+    d = g.nodes[v]
+    return (d.get("kind") == "report", -int(d.get("n_reports", 1)), -g.degree(v), str(v))
+
+
+def _rel_text(d: Mapping[str, Any], lang: str) -> str:
+    return " / ".join(rel_name(r, lang) for r in d.get("rels", [d.get("rel")]))
 
 
 # --- matplotlib -----------------------------------------------------------------------------------
@@ -345,23 +401,51 @@ def plot_cluster(g: nx.Graph, ax=None, pos: Mapping | None = None, lang: str = "
         sizes = [(2 * _size(g, v)) ** 2 / 4 for v in nodes]
         ax.scatter(xs, ys, s=sizes, c=COLOURS.get(t, "#999999"), marker="s" if t == "report" else "o",
                    edgecolors="white", linewidths=0.8, zorder=3)
-    # A light box behind labels (not a path-effect halo: that turns SVG text into paths, unsearchable).
-    halo = {"boxstyle": "round,pad=0.12", "fc": "white", "ec": "none", "alpha": 0.75}
-    for v in sorted(labelled_nodes(g), key=str):
-        d = g.nodes[v]
-        x, y = pos[v]
-        is_report = d.get("kind") == "report"
-        ax.annotate(d.get("short", ""), (x, y), xytext=(0, -(_size(g, v) + 7)), textcoords="offset points",
-                    ha="center", va="center", fontsize=6.5 if is_report else (8 if small else 7),
-                    color="#5f6368" if is_report else "#202124", bbox=halo, zorder=5)
-    if small and len(link_labels) <= 40:
-        for x, y, text in link_labels:
-            ax.text(x, y, text, fontsize=6.5, style="italic", color="#3c4043", ha="center", va="center",
-                    bbox=halo, zorder=4)
     ax.set_xlim(-1.12, 1.12)
     ax.set_ylim(-1.12, 1.12)
     ax.set_aspect("equal")
     ax.axis("off")
+    # Labels: placed without overlaps in display space; a light box behind them (not a path-effect halo:
+    # that would turn SVG text into paths, which nobody can search).
+    ax.apply_aspect()
+    to_px = ax.transData.transform
+    from_px = ax.transData.inverted().transform
+    px_per_pt = ax.figure.dpi / 72.0
+    font = {"report": 6.5, "entity": 8.0 if small else 7.0}
+
+    def disp(v: Any) -> tuple[float, float]:
+        x, y = to_px(pos[v])
+        return float(x), -float(y)  # y down, as place_labels expects
+
+    obstacles = [{"x": disp(v)[0], "y": disp(v)[1], "r": _size(g, v) * px_per_pt} for v in g.nodes]
+    items = []
+    for v in sorted(labelled_nodes(g), key=lambda v: _label_priority(g, v)):
+        d = g.nodes[v]
+        kind = "report" if d.get("kind") == "report" else "entity"
+        items.append({"key": ("n", v), "x": disp(v)[0], "y": disp(v)[1], "r": _size(g, v) * px_per_pt,
+                      "text": d.get("short", ""), "size": font[kind] * px_per_pt * 1.1,
+                      "must": kind == "entity" and int(d.get("n_reports", 1)) >= 3})
+    if small:
+        for k, (x, y, text) in enumerate(link_labels):
+            px, py = to_px((x, y))
+            items.append({"key": ("e", k), "x": float(px), "y": -float(py), "text": text, "size": 6.5 * px_per_pt * 1.1,
+                          "centre": True})
+    box = {"boxstyle": "round,pad=0.12", "fc": "white", "ec": "none", "alpha": 0.75}
+    spots = place_labels(obstacles, items)
+    for item in items:
+        if item["key"] not in spots:
+            continue
+        sx, sy, anchor = spots[item["key"]]
+        x, y = from_px((sx, -sy))
+        ha = {"middle": "center", "start": "left", "end": "right"}[anchor]
+        if item["key"][0] == "e":
+            ax.text(x, y, item["text"], fontsize=6.5, style="italic", color="#3c4043", ha=ha, va="baseline", bbox=box,
+                    zorder=4)
+        else:
+            is_report = g.nodes[item["key"][1]].get("kind") == "report"
+            ax.text(x, y, item["text"], fontsize=font["report" if is_report else "entity"], ha=ha, va="baseline",
+                    color="#5f6368" if is_report else "#202124", fontweight="bold" if item.get("must") else "normal",
+                    bbox=box, zorder=5)
     if title:
         ax.set_title(title, fontsize=12, loc="left")
     if legend:
@@ -433,8 +517,11 @@ def draw_cluster(store, cluster_id: str, path: Path | str, seed: int = 42, lang:
     from matplotlib.figure import Figure
 
     with matplotlib.rc_context({"svg.hashsalt": "linkage", "svg.fonttype": "none"}):
-        fig = Figure(figsize=figure_size(g.number_of_nodes()), layout="tight")
+        fig = Figure(figsize=figure_size(g.number_of_nodes()))
         FigureCanvasAgg(fig)
+        # Fixed margins (room for the legend on the right); saving with bbox_inches="tight" only crops,
+        # so the label positions computed while drawing stay where they were placed.
+        fig.subplots_adjust(left=0.01, right=0.80, bottom=0.01, top=0.95)
         ax = fig.add_subplot()
         plot_cluster(g, ax=ax, pos=pos, lang=lang, title=title)
         meta = {"Date": None} if suffix == ".svg" else {"Software": None}
@@ -450,6 +537,7 @@ _SVG_CSS = """
 .lk-net .lk-el{stroke:#202124;stroke-width:2.2}
 .lk-net .lk-lab{font-size:12px;fill:#202124}
 .lk-net .lk-lab.lk-r{font-size:10px;fill:#5f6368}
+.lk-net .lk-lab.lk-hub{font-weight:600;stroke-width:4px}
 .lk-net .lk-rel{font-size:10px;font-style:italic;fill:#3c4043}
 .lk-net .lk-leg{font-size:13px;fill:#202124;stroke:none}
 .lk-net .lk-n>*{stroke:#fff;stroke-width:1.5}
@@ -460,11 +548,13 @@ _SVG_CSS = """
 
 
 def cluster_svg(g: nx.Graph, pos: Mapping | None = None, lang: str = "en", width: int | None = None,
-                interactive: bool = False, seed: int = 42, legend: bool = True) -> str:
+                interactive: bool = False, seed: int = 42, legend: bool = True, aspect: float = 0.72) -> str:
     """The cluster as one ``<svg>`` element (inline CSS, no external resources), with a legend on top.
 
     Static (``interactive=False``) nodes carry a ``<title>`` so viewers show a tooltip on hover;
-    interactive ones carry ``data-tip`` for the script of :func:`cluster_html`.
+    interactive ones carry ``data-tip`` for the script of :func:`cluster_html`. ``width`` is the
+    viewBox width in px (default: grows with the graph, for zooming; pass ~1000 for a page that shows
+    the picture at its natural size so text stays readable); ``aspect`` is the plot's height / width.
 
     >>> svg = cluster_svg(nx.Graph([("a", "b")]))
     >>> svg.startswith("<svg") and "http://www.w3.org/2000/svg" in svg and "<script" not in svg
@@ -477,14 +567,14 @@ def cluster_svg(g: nx.Graph, pos: Mapping | None = None, lang: str = "en", width
     margin = 70
     legend_items = _legend_items(g, lang) if legend else []
     rows, legend_h = _legend_rows(legend_items, width - 2 * 16)
-    plot_h = int(width * 0.72)
+    plot_h = int(width * aspect)
+    shrink = max(0.55, min(1.0, math.sqrt(LABEL_LIMIT / max(n, 1))))  # smaller nodes in a crowded picture
     height = legend_h + plot_h
     span_x, span_y = (width - 2 * margin) / 2, (plot_h - 2 * margin) / 2
-    scale = min(span_x, span_y)
 
     def xy(v: Any) -> tuple[float, float]:
         x, y = pos[v]
-        return (round(width / 2 + x * scale, 1), round(legend_h + plot_h / 2 - y * scale, 1))
+        return (round(width / 2 + x * span_x, 1), round(legend_h + plot_h / 2 - y * span_y, 1))
 
     index = {v: i for i, v in enumerate(g.nodes)}
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="lk-net" viewBox="0 0 {width} {height}" '
@@ -517,14 +607,14 @@ def cluster_svg(g: nx.Graph, pos: Mapping | None = None, lang: str = "en", width
         out.append(f'<line class="{cls}" data-a="{index[a]}" data-b="{index[b]}" '
                    f'x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}"/>')
         if cls == "lk-el":
-            text = " / ".join(rel_name(r, lang) for r in d.get("rels", [d.get("rel")]))
+            text = _rel_text(d, lang)
             rel_labels.append((index[a], index[b], (x1 + x2) / 2, (y1 + y2) / 2, text))
     out.append("</g>")
     labelled = labelled_nodes(g)
     out.append('<g class="lk-nodes">')
     for v, d in g.nodes(data=True):
         x, y = xy(v)
-        r = round(_size(g, v) * 1.25, 1)
+        r = round(_size(g, v) * 1.25 * shrink, 1)
         colour = COLOURS.get(d.get("type"), "#999999")
         tip = html.escape(_tooltip(g, v, lang))
         attrs = f'class="lk-n" data-i="{index[v]}" data-t="{html.escape(str(d.get("type", "")))}"'
@@ -536,18 +626,30 @@ def cluster_svg(g: nx.Graph, pos: Mapping | None = None, lang: str = "en", width
         out.append(f"<g {attrs}>{shape}{title}</g>")
     out.append("</g>")
     out.append('<g class="lk-labels">')
-    if n <= LABEL_LIMIT and len(rel_labels) <= 40:
+    radius = {v: _size(g, v) * 1.25 * shrink for v in g.nodes}
+    obstacles = [{"x": xy(v)[0], "y": xy(v)[1], "r": radius[v]} for v in g.nodes]
+    items = [{"key": ("n", v), "x": xy(v)[0], "y": xy(v)[1], "r": radius[v], "text": g.nodes[v].get("short", ""),
+              "size": 10 if g.nodes[v].get("kind") == "report" else 12,
+              "must": int(g.nodes[v].get("n_reports", 1)) >= 3 and g.nodes[v].get("kind") != "report"}
+             for v in sorted(labelled, key=lambda v: _label_priority(g, v))]
+    if n <= LABEL_LIMIT:
         for i, j, x, y, text in rel_labels:
-            out.append(f'<text class="lk-rel" data-a="{i}" data-b="{j}" x="{round(x, 1)}" y="{round(y + 3, 1)}" '
-                       f'text-anchor="middle">{html.escape(text)}</text>')
-    for v in g.nodes:
-        if v not in labelled:
+            items.append({"key": ("e", i, j), "x": x, "y": y, "text": text, "size": 10, "centre": True})
+    spots = place_labels(obstacles, items)
+    for item in items:
+        if item["key"] not in spots:
             continue
-        d = g.nodes[v]
-        x, y = xy(v)
-        cls = "lk-lab lk-r" if d.get("kind") == "report" else "lk-lab"
-        out.append(f'<text class="{cls}" data-i="{index[v]}" x="{x}" y="{round(y + _size(g, v) * 1.25 + 13, 1)}" '
-                   f'text-anchor="middle">{html.escape(str(d.get("short", "")))}</text>')
+        x, y, anchor = spots[item["key"]]
+        if item["key"][0] == "e":
+            _, i, j = item["key"]
+            out.append(f'<text class="lk-rel" data-a="{i}" data-b="{j}" x="{x}" y="{y}" '
+                       f'text-anchor="{anchor}">{html.escape(item["text"])}</text>')
+        else:
+            v = item["key"][1]
+            d = g.nodes[v]
+            cls = "lk-lab lk-r" if d.get("kind") == "report" else "lk-lab lk-hub" if item["must"] else "lk-lab"
+            out.append(f'<text class="{cls}" data-i="{index[v]}" x="{x}" y="{y}" '
+                       f'text-anchor="{anchor}">{html.escape(str(item["text"]))}</text>')
     out.append("</g></svg>")
     return "\n".join(out)
 

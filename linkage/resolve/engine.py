@@ -312,15 +312,9 @@ def _attributes(records: pd.DataFrame, ids: pd.Series, etype: str) -> pd.Series:
     for c in cols:
         vals = frame.loc[frame[c] != "", ["entity_id", c]].drop_duplicates().sort_values(["entity_id", c])
         parts[c] = vals.groupby("entity_id")[c].agg(list)
+    lookups = {c: parts[c].to_dict() for c in cols}
     out = {}
-    all_ids = pd.unique(frame["entity_id"])
-    for c in cols:
-        parts[c] = parts[c].reindex(all_ids)
-    for k, eid in enumerate(all_ids):
-        obj = {}
-        for c in cols:
-            v = parts[c].iloc[k]
-            if isinstance(v, list) and v:
-                obj[c] = v
+    for eid in pd.unique(frame["entity_id"]).tolist():
+        obj = {c: lookups[c][eid] for c in cols if eid in lookups[c]}
         out[eid] = json.dumps(obj, ensure_ascii=False, sort_keys=True)
     return pd.Series(out)

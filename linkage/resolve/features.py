@@ -16,6 +16,7 @@ Parsing runs once per distinct raw value combination, so repeated values cost no
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -65,6 +66,17 @@ _SOUND_RULES = [
 _SOUND_RES = [(re.compile(a), b) for a, b in _SOUND_RULES]
 
 
+@lru_cache(maxsize=1 << 18)
+def _sound(text: str, length: int) -> str:
+    for rx, rep in _SOUND_RES:
+        text = rx.sub(rep, text)
+    if not text:
+        return ""
+    head, rest = text[0], re.sub(r"[aeiou]", "", text[1:])
+    rest = re.sub(r"(.)\1+", r"\1", rest)
+    return (head + rest)[:length]
+
+
 def sound_key(value: object, length: int = 6) -> str:
     """A rough Dutch phonetic key: the first letter, then the consonant skeleton with look-alike sounds
     merged (``ch``/``g``, ``v``/``f``, ``z``/``s``, ``dt``/``d``/``t``, ``c``/``k``, ``ij``/``y``/``i``).
@@ -75,15 +87,7 @@ def sound_key(value: object, length: int = 6) -> str:
     (True, '')
     """
     text = re.sub(r"[^a-z]", "", fold(value))
-    if not text:
-        return ""
-    for rx, rep in _SOUND_RES:
-        text = rx.sub(rep, text)
-    if not text:
-        return ""
-    head, rest = text[0], re.sub(r"[aeiou]", "", text[1:])
-    rest = re.sub(r"(.)\1+", r"\1", rest)
-    return (head + rest)[:length]
+    return _sound(text, length) if text else ""
 
 
 def _valid_bsn(values: pd.Series) -> pd.Series:

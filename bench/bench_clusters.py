@@ -1,0 +1,217 @@
+"""Community benchmark: do the planted networks come out as clusters, how fast, with how much memory?
+
+In:  sizes (``--reports 10000,100000,1000000``) and a seed; data from ``linkage.generate`` (generated into
+     ``--data-dir`` once and reused).
+Out: a table per size, for Leiden (``find_clusters``), connected components of the same hub-safe report
+     graph, and connected components of the raw report-entity graph (every shared entity, hubs too):
+     planted networks recovered (share of networks whose reports end up >= 80% in one cluster that is
+     >= 80% made of that network), adjusted Rand index (all reports; unclustered and background reports
+     are singletons) and ARI over network reports only, number of clusters, largest cluster, wall time
+     of the clustering call and its peak memory (RSS sampled during the call, above the level before it).
+
+Resolved entities: until entity resolution is wired into this bench, the TRUE entity ids from
+``truth_mentions.csv`` stand in for resolved ones (the output says so). Mentions and stated links are
+derived from the raw CSV here (combined rows give ``<mention_id>~<type>`` mentions, as the loader does).
+
+Usage::
+
+    PYTHONPATH=. python bench/bench_clusters.py --reports 10000,100000,1000000 --seed 7
+    PYTHONPATH=. python bench/bench_clusters.py --reports 100000 --seed 7 --graph   # + networkx build time
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from linkage import model  # noqa: E402
+from linkage.graph import bipartite_components, build_graph, find_clusters, load_graph_settings  # noqa: E402
+
+
+# ---------------------------------------------------------------------------------------------- data
+def ensure_data(n: int, seed: int, data_dir: Path) -> Path:
+    """Generate ``n`` reports with ``seed`` into ``data_dir/n<n>_s<seed>`` unless already there."""
+    out = data_dir / f"n{n}_s{seed}"
+    if not (out / "truth_reports.csv").exists():
+        from linkage.generate import generate
+
+        t = time.perf_counter()
+        generate(n, seed, out)
+        print(f"  generated {n:,} reports in {time.perf_counter() - t:.0f} s -> {out}", flush=True)
+    return out
+
+
+def load_truth_tables(src: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(reports, mentions with TRUE entity ids, stated links, truth_reports) from a generated folder."""
+    raw = pd.read_csv(src / "mentions.csv", usecols=["report_id", "mention_id", "entity_type", "role"],
+                      dtype=str, keep_default_na=False)
+    truth = pd.read_csv(src / "truth_mentions.csv", dtype=str, keep_default_na=False)
+    reports = pd.read_csv(src / "reports.csv", usecols=["report_id", "received_at", "category", "reporter_id",
+                                                         "reporter_type"], dtype=str, keep_default_na=False)
+    truth_reports = pd.read_csv(src / "truth_reports.csv", dtype=str, keep_default_na=False)
+
+    base = truth["mention_id"].str.split("~", n=1, regex=False)
+    truth["parent"] = base.str[0]
+    truth["carried"] = base.str[1]
+    parent = raw.set_index("mention_id")
+    truth["report_id"] = truth["parent"].map(parent["report_id"])
+    truth["role"] = truth["parent"].map(parent["role"])
+    truth["parent_type"] = truth["parent"].map(parent["entity_type"])
+    mentions = truth[["mention_id", "report_id", "entity_type", "role", "entity_id"]].copy()
+    mentions.loc[truth["carried"].notna(), "role"] = ""
+
+    derived = truth[truth["carried"].notna()]
+    rel = [model.link_type(pt, ct, ro) or "RELATED_TO"
+           for pt, ct, ro in zip(derived["parent_type"], derived["carried"], derived["role"])]
+    links = pd.DataFrame({"src_mention_id": derived["parent"].to_numpy(), "dst_mention_id": derived["mention_id"].to_numpy(),
+                          "rel_type": rel, "report_id": derived["report_id"].to_numpy()})
+    return reports, mentions, links, truth_reports
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+def _comb2(x: np.ndarray) -> float:
+    x = x.astype(np.float64)
+    return float((x * (x - 1) / 2).sum())
+
+
+def adjusted_rand_index(truth: np.ndarray, pred: np.ndarray) -> float:
+    """ARI of two labelings (integer codes) of the same items, from the contingency table.
+
+    >>> round(adjusted_rand_index(np.array([0, 0, 1, 1]), np.array([5, 5, 7, 7])), 3)
+    1.0
+    """
+    n = len(truth)
+    if n < 2:
+        return 1.0
+    df = pd.DataFrame({"t": truth, "p": pred})
+    nij = df.groupby(["t", "p"], sort=False).size().to_numpy()
+    a = df.groupby("t", sort=False).size().to_numpy()
+    b = df.groupby("p", sort=False).size().to_numpy()
+    sum_ij, sum_a, sum_b = _comb2(nij), _comb2(a), _comb2(b)
+    expected = sum_a * sum_b / (n * (n - 1) / 2)
+    max_index = (sum_a + sum_b) / 2
+    if max_index == expected:
+        return 1.0
+    return (sum_ij - expected) / (max_index - expected)
+
+
+def evaluate(clusters: pd.DataFrame, reports: pd.DataFrame, truth_reports: pd.DataFrame) -> dict:
+    """Planted networks recovered (80/80), per kind, ARI (all reports / network reports), cluster counts."""
+    tr = truth_reports.set_index("report_id").reindex(reports["report_id"])
+    net = tr["network_id"].fillna("").to_numpy()
+    kind = tr["network_kind"].fillna("").to_numpy()
+    cl = clusters.set_index("report_id")["cluster_id"].reindex(reports["report_id"]).fillna("").to_numpy()
+    df = pd.DataFrame({"net": net, "kind": kind, "cl": cl})
+    nets = df[df["net"] != ""]
+    cl_size = df[df["cl"] != ""].groupby("cl").size()
+    found = nets[nets["cl"] != ""].groupby(["net", "cl"]).size().rename("k").reset_index()
+    best = found.sort_values(["net", "k", "cl"], ascending=[True, False, True]).drop_duplicates("net")
+    net_size = nets.groupby("net").size()
+    best["share"] = best["k"] / best["net"].map(net_size)
+    best["purity"] = best["k"] / best["cl"].map(cl_size)
+    ok = set(best.loc[(best["share"] >= 0.8) & (best["purity"] >= 0.8), "net"])
+    net_kind = nets.drop_duplicates("net").set_index("net")["kind"]
+    per_kind = {k: (sum(1 for n in ids if n in ok), len(ids)) for k, ids in net_kind.groupby(net_kind).groups.items()}
+
+    # singletons get unique labels
+    idx = np.arange(len(df))
+    t_lab = pd.factorize(np.where(net != "", net, "s" + idx.astype(str)))[0]
+    p_lab = pd.factorize(np.where(cl != "", cl, "s" + idx.astype(str)))[0]
+    in_net = net != ""
+    return {
+        "recovered": len(ok) / max(len(net_size), 1), "n_networks": len(net_size), "per_kind": per_kind,
+        "ari": adjusted_rand_index(t_lab, p_lab), "ari_networks": adjusted_rand_index(t_lab[in_net], p_lab[in_net]),
+        "n_clusters": int(len(cl_size)), "largest": int(cl_size.max()) if len(cl_size) else 0,
+        "clustered": int((cl != "").sum()),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- timing
+def measured(fn, *args, **kwargs):
+    """(result, seconds, peak RSS above the starting RSS in MiB) of one call."""
+    gc.collect()
+    proc = psutil.Process()
+    base = proc.memory_info().rss
+    peak = [base]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            stop.wait(0.02)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    t = time.perf_counter()
+    try:
+        out = fn(*args, **kwargs)
+    finally:
+        secs = time.perf_counter() - t
+        stop.set()
+        th.join()
+    peak[0] = max(peak[0], proc.memory_info().rss)
+    return out, secs, (peak[0] - base) / 2**20
+
+
+# ---------------------------------------------------------------------------------------------- main
+def run(sizes: list[int], seed: int, data_dir: Path, graph: bool, methods: list[str]) -> None:
+    settings = load_graph_settings()
+    print(f"settings: objective={settings.objective} resolution={settings.resolution} "
+          f"iterations={settings.iterations} specificity={settings.specificity} "
+          f"hub_max_reports={settings.hub_max_reports}; seed={seed}")
+    print("entity ids: TRUE ids from truth_mentions.csv (entity resolution not in this bench)\n")
+    for n in sizes:
+        src = ensure_data(n, seed, data_dir)
+        t = time.perf_counter()
+        reports, mentions, links, truth_reports = load_truth_tables(src)
+        print(f"== {n:,} reports, {len(mentions):,} mentions, {mentions['entity_id'].nunique():,} entities, "
+              f"{len(links):,} stated links (tables read in {time.perf_counter() - t:.0f} s)", flush=True)
+        runs = {
+            "leiden": lambda: find_clusters(reports, mentions, links, None, seed=seed, settings=settings),
+            "components": lambda: find_clusters(reports, mentions, links, None, settings=settings, method="components"),
+            "raw-components": lambda: bipartite_components(reports, mentions),
+        }
+        print(f"{'method':<15} {'recovered':>9} {'ARI':>6} {'ARI-net':>7} {'clusters':>9} {'largest':>8} "
+              f"{'clustered':>9} {'seconds':>8} {'peak MiB':>8}  per kind (recovered/networks)")
+        for name in methods:
+            clusters, secs, mib = measured(runs[name])
+            ev = evaluate(clusters, reports, truth_reports)
+            kinds = " ".join(f"{k}={a}/{b}" for k, (a, b) in sorted(ev["per_kind"].items()))
+            print(f"{name:<15} {ev['recovered']:>9.3f} {ev['ari']:>6.3f} {ev['ari_networks']:>7.3f} "
+                  f"{ev['n_clusters']:>9,} {ev['largest']:>8,} {ev['clustered']:>9,} {secs:>8.1f} {mib:>8.0f}  {kinds}",
+                  flush=True)
+        if graph:
+            g, secs, mib = measured(build_graph, reports, mentions, links, None, settings)
+            print(f"networkx build_graph: {g.number_of_nodes():,} nodes, {g.number_of_edges():,} edges in "
+                  f"{secs:.1f} s, peak +{mib:.0f} MiB", flush=True)
+            del g
+        print()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--reports", default="10000,100000", help="comma-separated sizes (default 10000,100000)")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--data-dir", type=Path, default=Path("/tmp/linkage-bench"),
+                    help="where generated data is cached (default /tmp/linkage-bench)")
+    ap.add_argument("--methods", default="leiden,components,raw-components")
+    ap.add_argument("--graph", action="store_true", help="also time the networkx display graph build")
+    a = ap.parse_args(argv)
+    sizes = [int(x) for x in a.reports.split(",") if x]
+    run(sizes, a.seed, a.data_dir, a.graph, [m for m in a.methods.split(",") if m])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
