@@ -372,7 +372,15 @@ def load_files(
     tables = []
     for p in paths:
         table = read_table(p)
-        tables.append((table, _classify(table, wide)))
+        kind = _classify(table, wide)
+        if kind == "wide":
+            missing = sorted(wide.columns - set(table.columns))
+            if missing:
+                raise InputError(
+                    f"{table.path}: the mapping {wide.path} names column(s) this file lacks: {', '.join(missing)}. "
+                    "Column names must match exactly (case included); fix the mapping or the header."
+                )
+        tables.append((table, kind))
     order = {"reports": 0, "wide": 1, "mentions": 2}
     tables.sort(key=lambda tk: order[tk[1]])
     loader = _Loader(store, settings, progress, on_commit)

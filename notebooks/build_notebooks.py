@@ -145,7 +145,7 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
                "`linkage cluster ID --picture out.png` (or `.svg`, `.html`)."),
         ("code", "pictures.draw_cluster(store, top[\"cluster_id\"][0], store_path.parent / \"top.html\")"),
         ("md", "## Signal breakdown per cluster\n\nEach bar is a cluster's score split into its signals "
-               "(value × weight)."),
+               "(the points each signal adds)."),
         ("code", "signals = explore.signal_breakdown(store, n=10)\n"
                  "ax = signals.iloc[::-1].plot.barh(stacked=True, figsize=(11, 6), colormap=\"tab20\",\n"
                  "                                  title=\"What drives the top clusters\")\n"

@@ -322,10 +322,9 @@ server.memory.heap.initial_size=$HEAP_INITIAL
 server.memory.heap.max_size=$HEAP_MAX
 server.memory.pagecache.size=$PAGECACHE
 
-# Keep transaction logs small on a dev machine; no usage reports, no remote Browser content.
+# Keep transaction logs small on a dev machine; no usage reports.
 db.tx_log.rotation.retention_policy=500M size
 dbms.usage_report.enabled=false
-browser.allow_outgoing_connections=false
 EOF
 }
 

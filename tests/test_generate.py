@@ -15,6 +15,7 @@ from stdnum.nl import bsn as std_bsn
 from stdnum.nl import postcode as std_postcode
 
 from linkage import model
+from linkage.errors import LinkageError
 from linkage.generate import (
     NETWORK_KINDS,
     WIDE_COLUMNS,
@@ -71,7 +72,7 @@ def test_zero_reports_writes_headers_only(tmp_path):
 
 
 def test_negative_reports_raise(tmp_path):
-    with pytest.raises(ValueError):
+    with pytest.raises(LinkageError):
         generate(-1, 1, tmp_path)
 
 

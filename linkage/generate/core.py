@@ -5,6 +5,12 @@ Out: ``reports.csv``, ``mentions.csv`` (columns ``model.REPORT_FIELDS`` / ``mode
      ``truth_mentions.csv`` (every mention id, derived ``~<type>`` ids included -> true entity id) and
      ``truth_reports.csv`` (report -> planted network), optionally ``wide.csv``.
 
+Truth convention (the loader must derive the same ids): a row of type T that also carries fields of another
+type U (a person row with address fields, a business row with an IBAN ...) stands for two mentions: the row
+itself (``mention_id``) and ``model.derived_mention_id(mention_id, U)`` = ``<mention_id>~<U>``, for every U with
+at least one non-empty field in the row. Person rows carry business fields only with role ``bestuurder`` or
+``eigenaar``.
+
 Steps: plan (network sizes and kinds, a date per report, report ids in date order), then stream: reports are
 generated and written in chunks, so memory stays flat at a million reports. Networks and their entities
 are built up front; background entities live only as long as their chunk (except a bounded pool of
@@ -22,8 +28,9 @@ from typing import Callable
 import numpy as np
 
 from .. import model
+from ..errors import LinkageError
 from .background import Background, Reporters, category_label, description
-from .mentions import QUALITY, Spec, render_spec
+from .mentions import QUALITY, render_spec
 from .networks import KINDS, NETWORK_CLASSES, Network
 from .pools import build_pools
 from .world import REFERENCE_DATE, World
@@ -146,7 +153,7 @@ def generate(n_reports: int, seed: int, out_dir: Path, progress: Callable[[int],
         a ``GenerateSummary`` with counts and the file names written.
 
     Raises:
-        ValueError: when ``n_reports`` is negative.
+        LinkageError: when ``n_reports`` is negative.
 
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as tmp:
@@ -155,7 +162,7 @@ def generate(n_reports: int, seed: int, out_dir: Path, progress: Callable[[int],
     (30, True)
     """
     if n_reports < 0:
-        raise ValueError("n_reports must be 0 or more")
+        raise LinkageError(f"The number of reports must be 0 or more, not {n_reports}.")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pools = build_pools(seed)
@@ -190,14 +197,10 @@ def generate(n_reports: int, seed: int, out_dir: Path, progress: Callable[[int],
         w_men.writerow(model.MENTION_FIELDS)
         w_tm.writerow(TRUTH_MENTION_FIELDS)
         w_tr.writerow(TRUTH_REPORT_FIELDS)
-        order_list = order.tolist()
-        days_list = days.tolist()
-        owner_list = owner.tolist()
         for chunk_start in range(0, n_reports, chunk_size):
             rep_rows, men_rows, tm_rows, tr_rows = [], [], [], []
-            chunk = order_list[chunk_start: chunk_start + chunk_size]
-            for idx in chunk:
-                day, k = days_list[idx], owner_list[idx]
+            chunk = order[chunk_start: chunk_start + chunk_size]
+            for day, k in zip(days[chunk].tolist(), owner[chunk].tolist()):
                 year = day_year[day]
                 seq_per_year[year] = seq_per_year.get(year, 0) + 1
                 rid = f"MLD-{year}-{seq_per_year[year]:06d}"
@@ -266,4 +269,4 @@ def generate(n_reports: int, seed: int, out_dir: Path, progress: Callable[[int],
     )
 
 
-__all__ = ["GenerateSummary", "Spec", "generate", "plan_networks"]
+__all__ = ["GenerateSummary", "generate", "plan_networks"]

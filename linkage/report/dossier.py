@@ -333,8 +333,9 @@ def dossier_data(store, cluster_id: str, agency: str, now: Optional[dt.datetime]
                          "roles": sorted(entity_roles.get(eid, set())), "refs": refs})
         for ref in refs:
             by_ref[ref]["mentions"].append((e.get("entity_type"), labels[eid]))
-    entities.sort(key=lambda e: (_TYPE_ORDER.index(e["type"]) if e["type"] in _TYPE_ORDER else 99,
-                                 -len(e["refs"]), e["label"].lower()))
+    # What connects the reports comes first: most reports, then by type and name.
+    entities.sort(key=lambda e: (-len(e["refs"]), _TYPE_ORDER.index(e["type"]) if e["type"] in _TYPE_ORDER else 99,
+                                 e["label"].lower()))
     links: dict[tuple[str, str, str], set[str]] = {}
     for l in detail.get("link_reports", []):
         ref = numbers.get(str(l["report_id"]))
@@ -348,7 +349,7 @@ def dossier_data(store, cluster_id: str, agency: str, now: Optional[dt.datetime]
     graph = pictures.cluster_graph(detail, report_labels=numbers)
     n_nodes = graph.number_of_nodes()
     svg = pictures.cluster_svg(graph, pictures.layout(graph), lang="nl", width=1000 if n_nodes <= 120 else 1300,
-                               aspect=0.72 if n_nodes <= 60 else 0.95)
+                               aspect=0.72 if n_nodes <= 60 else 0.95, label_reports=True)
     dates = [d for d in (_date(r["received_at"]) for r in reports) if d]
     reporters = sorted({r["reporter"] for r in reports if r["reporter"] != "anoniem"})
     signals = [s for s in _as_list(cluster.get("signals")) if isinstance(s, Mapping)]
@@ -404,6 +405,7 @@ h2{font-size:19px;color:#1f3a5f;margin:26px 0 8px;padding-bottom:4px;border-bott
 h3{font-size:15px;margin:16px 0 6px;color:#333;break-after:avoid}
 p{margin:6px 0}
 .lead{font-size:16px;font-weight:600;color:#1f2328}
+ul.lead{margin:6px 0 8px;padding-left:22px} ul.lead li{margin:2px 0}
 .note{background:#fff8e6;border-left:4px solid #e0a800;padding:8px 12px;margin:12px 0;font-size:13px;
  -webkit-print-color-adjust:exact;print-color-adjust:exact}
 .route{border:1px solid #d0d7de;border-left:5px solid #1f3a5f;border-radius:4px;padding:8px 12px;margin:8px 0}
@@ -459,6 +461,17 @@ def render_dossier(data: Mapping[str, Any]) -> str:
     if d["anonymous"]:
         reporters_text += f" en {_count(d['anonymous'], 'anonieme melding', 'anonieme meldingen')}"
     categories = ", ".join(_category(c) for c in d["categories"]) or "—"
+    reasons = [r.strip() for r in str(d["reason"] or "").split("; ") if r.strip()]
+    if len(reasons) > 1:
+        lead = '<ul class="lead">' + "".join(f"<li>{_e(r.rstrip('.'))}.</li>" for r in reasons) + "</ul>"
+    else:
+        lead = f'<p class="lead">{_e(reasons[0] if reasons else "")}</p>'
+    connectors = [e for e in d["entities"] if len(e["refs"]) >= 2][:4]
+    connect_text = ""
+    if connectors:
+        connect_text = " Wat de meldingen het meest verbindt: " + "; ".join(
+            f"<b>{_e(e['label'])}</b> ({_e(_TYPE_SINGULAR.get(e['type'], e['type']))}, in {len(e['refs'])} meldingen)"
+            for e in connectors) + "."
 
     out = [f"""<!DOCTYPE html>
 <html lang="nl"><head><meta charset="utf-8">
@@ -474,7 +487,7 @@ def render_dossier(data: Mapping[str, Any]) -> str:
 <p class="sub">Cluster <b>{_e(d['cluster_id'])}</b> · voor <b>{agency}</b> · opgesteld op {_e(stamp)} · kenmerk {_e(kenmerk)}</p>
 <div class="facts">
 <div class="fact"><b>{n_rep}</b><span>meldingen</span></div>
-<div class="fact"><b>{_e(_num(d['n_reporters'], 1) if d['n_reporters'] is not None else n_known)}</b><span>onafhankelijke melders</span></div>
+<div class="fact"><b>{n_known}</b><span>bekende melders{' · ' + str(d['anonymous']) + ' anoniem' if d['anonymous'] else ''}</span></div>
 <div class="fact"><b>{len(d['entities'])}</b><span>betrokken entiteiten</span></div>
 <div class="fact"><b>{_e(short_date(d['first']) if d['first'] else '—')}</b><span>eerste melding</span></div>
 <div class="fact"><b>{_e(short_date(d['last']) if d['last'] else '—')}</b><span>laatste melding</span></div>
@@ -482,10 +495,10 @@ def render_dossier(data: Mapping[str, Any]) -> str:
 </header>
 
 <h2>1. Samenvatting</h2>
-<p class="lead">{_e(d['reason'])}</p>
+{lead}
 <p>Dit dossier bundelt <b>{n_rep} meldingen</b> ({_e(categories)}), ontvangen van {_e(period)}. De meldingen zijn met
 elkaar verbonden doordat ze dezelfde personen, adressen, bedrijven, voertuigen, telefoonnummers of
-bankrekeningen noemen: samen gaat het om {_e(entity_text) or 'geen entiteiten'}. Ze komen van
+bankrekeningen noemen: samen gaat het om {_e(entity_text) or 'geen entiteiten'}.{connect_text} Ze komen van
 {_e(reporters_text)}.{' Het cluster staat op plaats ' + _e(d['rank']) + ' van de prioriteitenlijst (score ' + _e(_num(d['score'])) + ').' if d['rank'] is not None else ''}</p>
 <div class="note"><b>Let op bij het lezen.</b> Meldingen zijn signalen, geen vastgestelde feiten ("zachte informatie"):
 ze zijn niet geverifieerd. Welke meldingen over dezelfde persoon, hetzelfde adres of bedrijf gaan, is
@@ -504,15 +517,22 @@ hoofdstuk 4.</div>
                    "met hen af; bij een aanpak met meerdere partners kan het RIEC coördineren.</p>")
 
     out.append("<h2>3. Signalen</h2>")
-    if d["signals"]:
-        out.append("<p>Waarom dit cluster opvalt: de signalen die de prioriteit bepalen, sterkste eerst.</p>")
-        out.append('<table><thead><tr><th>Signaal</th><th class="num">Waarde</th><th class="num">Gewicht</th></tr></thead><tbody>')
-        signals = sorted(d["signals"], key=lambda s: -_weighted(s))
+    fired = [s for s in d["signals"] if _weighted(s) > 0]
+    if fired:
+        quiet = len(d["signals"]) - len(fired)
+        out.append("<p>Waarom dit cluster opvalt: de signalen die de prioriteit bepalen, sterkste eerst"
+                   + (f" ({quiet} signalen die niet bijdragen zijn weggelaten)" if quiet else "") + ".</p>")
+        has_points = any(s.get("points") is not None for s in fired)
+        out.append('<table><thead><tr><th>Signaal</th><th class="num">Waarde</th><th class="num">Gewicht</th>'
+                   + ('<th class="num">Punten</th>' if has_points else "") + "</tr></thead><tbody>")
+        signals = sorted(fired, key=lambda s: -_weighted(s))
         for s in signals:
             name = _e(str(s.get("name") or "").replace("_", " "))
             sentence = _e(s.get("sentence") or "")
+            points = f'<td class="num">{_e(_num(s.get("points"), 1))}</td>' if has_points else ""
             out.append(f"<tr><td>{sentence or name}{'<div class=muted>' + name + '</div>' if sentence else ''}</td>"
-                       f'<td class="num">{_e(_num(s.get("value")))}</td><td class="num">{_e(_num(s.get("weight")))}</td></tr>')
+                       f'<td class="num">{_e(_num(s.get("value")))}</td><td class="num">{_e(_num(s.get("weight")))}</td>'
+                       f"{points}</tr>")
         out.append("</tbody></table>")
     else:
         out.append('<p class="muted">Geen signalen vastgelegd.</p>')
@@ -540,6 +560,8 @@ personen, adressen, bedrijven en andere entiteiten die ze noemen; hoe groter de 
 entiteit noemen. Dunne grijze lijnen: de melding noemt de entiteit. Donkere lijnen: een verband dat in een
 melding staat (bijvoorbeeld "woont op").</figcaption></figure>
 <h3>Entiteiten</h3>
+<p>Alle personen, adressen, bedrijven en andere entiteiten die de meldingen noemen; wat in de meeste meldingen
+voorkomt staat bovenaan. Schrijfwijzen die naar dezelfde entiteit wijzen zijn samengevoegd.</p>
 <table><thead><tr><th>Entiteit</th><th>Soort</th><th>Rol in de meldingen</th><th>Genoemd in</th></tr></thead><tbody>""")
     for e in d["entities"]:
         roles = _e(", ".join(e["roles"])) if e["roles"] else '<span class="muted">—</span>'
@@ -571,7 +593,10 @@ vastgelegd in het verwerkingslogboek.</p>
 
 
 def _weighted(signal: Mapping[str, Any]) -> float:
+    """A signal's contribution: its ``points`` when the scorer gave them, else value x weight."""
     try:
+        if signal.get("points") is not None:
+            return float(signal["points"])
         return float(signal.get("value") or 0) * float(signal.get("weight") or 1)
     except (TypeError, ValueError):
         return 0.0

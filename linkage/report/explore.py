@@ -301,7 +301,8 @@ def top_clusters(store: EmbeddedStore, n: int = 5) -> pd.DataFrame:
 
 
 def signal_breakdown(store: EmbeddedStore, n: int = 10) -> pd.DataFrame:
-    """Per top-``n`` cluster (rows, best first) the contribution ``value x weight`` of each signal (columns)."""
+    """Per top-``n`` cluster (rows, best first) the points of each signal (columns): the scorer's ``points``
+    when stored, else ``value x weight``."""
     rows = {}
     for r in store.clusters().head(int(n)).to_dict("records"):
         signals = r.get("signals")
@@ -315,7 +316,10 @@ def signal_breakdown(store: EmbeddedStore, n: int = 10) -> pd.DataFrame:
             if not isinstance(s, dict):
                 continue
             try:
-                v = float(s.get("value") or 0) * float(s.get("weight") if s.get("weight") is not None else 1)
+                if s.get("points") is not None:
+                    v = float(s["points"])
+                else:
+                    v = float(s.get("value") or 0) * float(s.get("weight") if s.get("weight") is not None else 1)
             except (TypeError, ValueError):
                 continue
             contrib[str(s.get("name"))] = contrib.get(str(s.get("name")), 0.0) + v

@@ -305,7 +305,7 @@ def place_labels(nodes: list[dict], labels: list[dict]) -> dict[Any, tuple[float
     ``nodes``: obstacles ``{"x", "y", "r"}``. ``labels`` in priority order: ``{"key", "x", "y", "r", "text",
     "size"}`` (font size in px) plus optional ``"must"`` (place below even when crowded) and ``"centre"``
     (only try the anchor point itself, for labels on edges). Each label tries below, above, right, left of
-    its point; the first spot that overlaps no node and no placed label wins, else it is left out (the
+    its point (then the four diagonals); the first spot that overlaps no node and no placed label wins, else it is left out (the
     tooltip still shows it). Returns ``key -> (x, baseline y, anchor)`` with anchor start/middle/end.
 
     >>> spots = place_labels([{"x": 0, "y": 0, "r": 5}], [{"key": "a", "x": 0, "y": 0, "r": 5, "text": "Jan", "size": 12}])
@@ -327,7 +327,9 @@ def place_labels(nodes: list[dict], labels: list[dict]) -> dict[Any, tuple[float
             spots = [(x, y + 0.35 * size, "middle")]
         else:
             spots = [(x, y + r + 0.95 * size, "middle"), (x, y - r - 0.35 * size, "middle"),
-                     (x + r + 3, y + 0.35 * size, "start"), (x - r - 3, y + 0.35 * size, "end")]
+                     (x + r + 3, y + 0.35 * size, "start"), (x - r - 3, y + 0.35 * size, "end"),
+                     (x + r, y + r + 0.95 * size, "start"), (x - r, y + r + 0.95 * size, "end"),
+                     (x + r, y - r - 0.35 * size, "start"), (x - r, y - r - 0.35 * size, "end")]
         placed = None
         for sx, sy, anchor in spots:
             left = sx - w / 2 if anchor == "middle" else sx if anchor == "start" else sx - w
@@ -548,13 +550,15 @@ _SVG_CSS = """
 
 
 def cluster_svg(g: nx.Graph, pos: Mapping | None = None, lang: str = "en", width: int | None = None,
-                interactive: bool = False, seed: int = 42, legend: bool = True, aspect: float = 0.72) -> str:
+                interactive: bool = False, seed: int = 42, legend: bool = True, aspect: float = 0.72,
+                label_reports: bool = False) -> str:
     """The cluster as one ``<svg>`` element (inline CSS, no external resources), with a legend on top.
 
     Static (``interactive=False``) nodes carry a ``<title>`` so viewers show a tooltip on hover;
     interactive ones carry ``data-tip`` for the script of :func:`cluster_html`. ``width`` is the
     viewBox width in px (default: grows with the graph, for zooming; pass ~1000 for a page that shows
     the picture at its natural size so text stays readable); ``aspect`` is the plot's height / width.
+    ``label_reports`` also labels reports in large pictures (where room is left after the hubs).
 
     >>> svg = cluster_svg(nx.Graph([("a", "b")]))
     >>> svg.startswith("<svg") and "http://www.w3.org/2000/svg" in svg and "<script" not in svg
@@ -611,6 +615,8 @@ def cluster_svg(g: nx.Graph, pos: Mapping | None = None, lang: str = "en", width
             rel_labels.append((index[a], index[b], (x1 + x2) / 2, (y1 + y2) / 2, text))
     out.append("</g>")
     labelled = labelled_nodes(g)
+    if label_reports:
+        labelled |= {v for v, d in g.nodes(data=True) if d.get("kind") == "report"}
     out.append('<g class="lk-nodes">')
     for v, d in g.nodes(data=True):
         x, y = xy(v)

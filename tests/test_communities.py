@@ -1,0 +1,172 @@
+"""Tests for linkage.graph.communities: planted groups found, hubs cannot glue, determinism, oracle."""
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+import pytest
+
+from linkage.graph import bipartite_components, find_clusters, report_graph
+from linkage.graph.communities import label_clusters
+from linkage.model import stable_hash
+
+# A small world with known truth. Each report: list of (entity_type, entity_id, role).
+#  - landlord L: 3 addresses with 8 residents each, one landlord phone
+#  - cannabis C: two sites, a van and a burner phone
+#  - laundering W: three businesses at one address with two directors
+#  - hub flat H: mentioned by many unrelated reports (and once by the landlord network)
+#  - Z1: a singleton
+HUB_REPORTS = [f"X{i:02d}" for i in range(1, 9)]
+WORLD: dict[str, list[tuple[str, str, str]]] = {
+    "L1": [("address", "A1", "adres"), ("person", "P1a", "bewoner"), ("person", "P1b", "bewoner"), ("phone", "TL", "verhuurder")],
+    "L2": [("address", "A1", "adres"), ("person", "P1c", "bewoner"), ("person", "P1b", "bewoner"), ("address", "H", "adres")],
+    "L3": [("address", "A2", "adres"), ("person", "P2a", "bewoner"), ("phone", "TL", "verhuurder")],
+    "L4": [("address", "A2", "adres"), ("person", "P2b", "bewoner"), ("person", "P2a", "bewoner")],
+    "L5": [("address", "A3", "adres"), ("person", "P3a", "bewoner"), ("phone", "TL", "verhuurder")],
+    "L6": [("address", "A3", "adres"), ("person", "P3b", "bewoner"), ("person", "P3a", "bewoner")],
+    "C1": [("address", "S1", "pand"), ("vehicle", "V1", "voertuig")],
+    "C2": [("address", "S1", "pand"), ("phone", "T2", "contact")],
+    "C3": [("address", "S2", "pand"), ("vehicle", "V1", "voertuig"), ("phone", "T2", "contact")],
+    "C4": [("address", "S2", "pand"), ("person", "PC", "huurder")],
+    "W1": [("business", "B1", "onderneming"), ("address", "AW", "vestigingsadres"), ("person", "D1", "bestuurder")],
+    "W2": [("business", "B2", "onderneming"), ("address", "AW", "vestigingsadres")],
+    "W3": [("business", "B3", "onderneming"), ("person", "D1", "bestuurder"), ("person", "D2", "bestuurder")],
+    "W4": [("business", "B2", "onderneming"), ("person", "D2", "bestuurder")],
+    "Z1": [("person", "PZ", "betrokkene")],
+    **{rid: [("address", "H", "adres"), ("person", f"PX{rid}", "bewoner")] for rid in HUB_REPORTS},
+}
+TRUTH = {"L": [f"L{i}" for i in range(1, 7)], "C": [f"C{i}" for i in range(1, 5)], "W": [f"W{i}" for i in range(1, 5)]}
+#: hub threshold for these tests: H (9 reports) is a hub, nothing else is
+SETTINGS = {"hub_max_reports": 5}
+
+
+def frames(world: dict = WORLD) -> tuple[pd.DataFrame, pd.DataFrame]:
+    reports = pd.DataFrame({"report_id": sorted(world)})
+    rows = [(f"{rid}-M{i}", rid, et, role, eid) for rid, ms in world.items() for i, (et, eid, role) in enumerate(ms, 1)]
+    mentions = pd.DataFrame(rows, columns=["mention_id", "report_id", "entity_type", "role", "entity_id"])
+    return reports, mentions
+
+
+def groups(clusters: pd.DataFrame) -> list[list[str]]:
+    return sorted(sorted(g) for g in clusters.groupby("cluster_id")["report_id"].apply(list))
+
+
+def test_planted_groups_are_found_and_hub_does_not_glue():
+    reports, mentions = frames()
+    out = find_clusters(reports, mentions, seed=1, settings=SETTINGS)
+    assert groups(out) == sorted(sorted(v) for v in TRUTH.values())
+    assert "Z1" not in set(out["report_id"])  # a singleton is never a cluster
+    assert not set(HUB_REPORTS) & set(out["report_id"])  # reports linked only through the hub stay alone
+
+
+def test_output_columns_and_cluster_id_contract():
+    reports, mentions = frames()
+    out = find_clusters(reports, mentions, seed=1, settings=SETTINGS)
+    assert list(out.columns) == ["report_id", "cluster_id"]
+    for cid, ids in out.groupby("cluster_id")["report_id"]:
+        assert cid == "c_" + stable_hash(min(ids), length=12)
+    assert out.equals(out.sort_values(["cluster_id", "report_id"]).reset_index(drop=True))
+
+
+def test_without_hub_threshold_the_hub_merges_everything_in_components():
+    reports, mentions = frames()
+    raw = bipartite_components(reports, mentions)
+    big = max(groups(raw), key=len)
+    assert set(HUB_REPORTS) | set(TRUTH["L"]) <= set(big)
+
+
+def test_deterministic_for_a_seed_and_independent_of_row_order():
+    reports, mentions = frames()
+    a = find_clusters(reports, mentions, seed=7, settings=SETTINGS)
+    b = find_clusters(reports, mentions, seed=7, settings=SETTINGS)
+    shuffled = mentions.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    c = find_clusters(reports.iloc[::-1], shuffled, seed=7, settings=SETTINGS)
+    pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(a, c)
+
+
+def test_hub_only_confirms_existing_links():
+    world = {
+        "R1": [("address", "H", ""), ("phone", "T", "")],
+        "R2": [("address", "H", ""), ("phone", "T", "")],
+        "R3": [("address", "H", "")],
+        "R4": [("address", "H", "")],
+        "R5": [("address", "H", "")],
+        "R6": [("address", "H", "")],
+    }
+    reports, mentions = frames(world)
+    rg = report_graph(mentions, {"hub_max_reports": 4}, reports)
+    assert rg.n_hubs == 1 and rg.n_hub_confirmed == 1
+    assert list(zip(rg.u.tolist(), rg.v.tolist())) == [(0, 1)]  # only R1-R2, which the phone links
+    no_hub = report_graph(mentions, {"hub_max_reports": 40}, reports)
+    assert no_hub.n_edges == 15  # without the threshold H links every pair
+    rg_phone_only = report_graph(mentions[mentions["entity_id"] == "T"], {"hub_max_reports": 4}, reports)
+    assert rg.weight[0] > rg_phone_only.weight[0]  # the hub added its (small) weight
+
+
+def test_weights_add_up_over_shared_entities_and_rare_links_weigh_more():
+    world = {
+        "R1": [("person", "P", ""), ("bank_account", "I", "")],
+        "R2": [("person", "P", ""), ("bank_account", "I", "")],
+        "R3": [("address", "A", "")],
+        "R4": [("address", "A", "")],
+        "R5": [("address", "A", "")],
+        "R6": [("address", "A", "")],
+    }
+    reports, mentions = frames(world)
+    rg = report_graph(mentions, {"type_factor": {"person": 1.0, "bank_account": 1.2, "address": 1.0}}, reports)
+    w = dict(zip(zip(rg.u.tolist(), rg.v.tolist()), rg.weight.tolist()))
+    assert w[(0, 1)] == pytest.approx(2.2)  # person 1.0 + bank account 1.2, both shared by 2 reports
+    assert w[(2, 3)] == pytest.approx(np.log(3) / np.log(5))  # address shared by 4 reports
+
+
+def test_leiden_keeps_two_groups_apart_that_one_weak_link_joins():
+    # CPM joins groups of sizes a and b only when their link weight exceeds resolution * a * b
+    # (0.02 * 8 * 8 = 1.28 > the one shared address, 0.8)
+    a = {f"A{i}": [("phone", "TA", ""), ("person", "PA", "")] for i in range(8)}
+    b = {f"B{i}": [("phone", "TB", ""), ("person", "PB", "")] for i in range(8)}
+    a["A0"] = a["A0"] + [("address", "BRIDGE", "")]
+    b["B0"] = b["B0"] + [("address", "BRIDGE", "")]
+    reports, mentions = frames({**a, **b})
+    leiden = find_clusters(reports, mentions, seed=3)
+    assert groups(leiden) == [sorted(a), sorted(b)]
+    comps = find_clusters(reports, mentions, method="components")
+    assert groups(comps) == [sorted(list(a) + list(b))]
+
+
+def test_components_match_networkx_oracle():
+    reports, mentions = frames()
+    rg = report_graph(mentions, SETTINGS, reports)
+    g = nx.Graph()
+    g.add_edges_from(zip(rg.report_ids[rg.u], rg.report_ids[rg.v]))
+    expected = sorted(sorted(c) for c in nx.connected_components(g))
+    assert groups(find_clusters(reports, mentions, settings=SETTINGS, method="components")) == expected
+
+
+def test_empty_and_unlinked_inputs_give_empty_frames():
+    reports, mentions = frames({"Z1": [("person", "P", "")], "Z2": [("person", "Q", "")]})
+    out = find_clusters(reports, mentions)
+    assert out.empty and list(out.columns) == ["report_id", "cluster_id"]
+    empty = find_clusters(pd.DataFrame({"report_id": []}),
+                          pd.DataFrame(columns=["mention_id", "report_id", "entity_type", "role", "entity_id"]))
+    assert empty.empty
+
+
+def test_mentions_without_entity_or_of_unknown_reports_are_ignored():
+    reports, mentions = frames({"R1": [("person", "P", "")], "R2": [("person", "P", "")]})
+    extra = pd.DataFrame([["x1", "R9", "person", "", "P"], ["x2", "R1", "phone", "", None]], columns=mentions.columns)
+    out = find_clusters(reports, pd.concat([mentions, extra], ignore_index=True))
+    assert sorted(out["report_id"]) == ["R1", "R2"]
+
+
+def test_min_cluster_size_and_label_clusters():
+    ids = np.array(["R1", "R2", "R3", "R4", "R5"], dtype=object)
+    memb = np.array([0, 0, 1, 1, 1])
+    assert sorted(label_clusters(ids, memb, min_size=3)["report_id"]) == ["R3", "R4", "R5"]
+    assert label_clusters(ids, np.full(5, -1), 2).empty
+
+
+def test_unknown_method_raises():
+    reports, mentions = frames()
+    with pytest.raises(ValueError):
+        find_clusters(reports, mentions, method="louvain")
