@@ -411,6 +411,19 @@ sys.exit(0 if body["results"][0]["data"][0]["row"][0] == 1 else 1)
 PY
 }
 
+# While a server runs, its ports are the ones in the conf it was started with (which may differ
+# from the current LINKAGE_NEO4J_*_PORT): read them back from .neo4j/conf/neo4j.conf.
+use_running_ports() {
+    local bolt http
+    bolt="$(sed -n 's/^server\.bolt\.listen_address=.*://p' "$CONF_DIR/neo4j.conf" 2>/dev/null | head -n1)"
+    http="$(sed -n 's/^server\.http\.listen_address=.*://p' "$CONF_DIR/neo4j.conf" 2>/dev/null | head -n1)"
+    if [[ -n "$bolt" && "$bolt" != "$BOLT_PORT" ]] || [[ -n "$http" && "$http" != "$HTTP_PORT" ]]; then
+        warn "the running server uses Bolt port ${bolt:-?} / HTTP port ${http:-?}; stop it first to change ports"
+    fi
+    BOLT_PORT="${bolt:-$BOLT_PORT}"
+    HTTP_PORT="${http:-$HTTP_PORT}"
+}
+
 # Prints the tail of the server logs to stderr.
 show_logs() {
     local n="${1:-80}"
@@ -456,6 +469,7 @@ cmd_start() {
     local pid
     if pid="$(server_pid)"; then
         log "already running (pid $pid)"
+        use_running_ports
         resolve_password
         write_env_file
         print_info "$pid"
@@ -543,6 +557,7 @@ cmd_status() {
     local pid
     if pid="$(server_pid)"; then
         log "running"
+        use_running_ports
         print_info "$pid"
     else
         log "not running"

@@ -53,8 +53,10 @@ def carry_over(old: pd.Series, new: pd.Series) -> tuple[dict[str, str], list[IdE
     overlap = joined.dropna(subset=["old"]).groupby(["new", "old"]).size().rename("n").reset_index()
     new_sizes = new.value_counts()
     old_sizes = old.value_counts() if not old.empty else pd.Series(dtype=int)
-    overlap["share_of_old"] = overlap["n"] / overlap["old"].map(old_sizes)
-    overlap["share_of_new"] = overlap["n"] / overlap["new"].map(new_sizes)
+    old_size_of = {str(k): int(v) for k, v in old_sizes.items()}
+    new_size_of = {str(k): int(v) for k, v in new_sizes.items()}
+    overlap["share_of_old"] = [n / old_size_of[o] for n, o in zip(overlap["n"], overlap["old"])]
+    overlap["share_of_new"] = [n / new_size_of[g] for n, g in zip(overlap["n"], overlap["new"])]
     # Best candidates first: most shared members, then the larger share, then the smaller ids.
     overlap = overlap.sort_values(["n", "share_of_old", "old", "new"], ascending=[False, False, True, True])
     rename: dict[str, str] = {}
