@@ -361,6 +361,74 @@ def export(
 
 
 @app.command()
+def explain(
+    a: Annotated[str, typer.Argument(help="A mention id or entity id.")],
+    b: Annotated[str, typer.Argument(help="Another mention id or entity id.")],
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Explain in plain words why two mentions (or entities) were, or were not, taken as one.
+
+    Shows each field's comparison level and weight, the prior and the total; for entities the
+    closest pair of their mentions. Analyst judgements on the pair are shown too.
+
+    Example:  linkage explain MLD-2025-000123-M1 MLD-2025-000456-M2
+    """
+    from linkage.pipeline import explain_stage
+
+    with open_store(store, must_exist=True) as s:
+        explanation, judgements = explain_stage(s, a, b)
+    _audit(store, "explain", {"ids": [a, b]})
+    if as_json:
+        print_json({**explanation.to_dict(), "judgements": judgements})
+        return
+    out.print(explanation.to_text(), markup=False)
+    for j in judgements:
+        out.print(f"Judgement: {j.get('verdict')} by {j.get('actor')} at {j.get('at')}"
+                  f"{' - ' + j['note'] if j.get('note') else ''}", markup=False)
+
+
+@app.command()
+def resolve(
+    files: Annotated[list[Path], typer.Argument(help="One or more tables (.csv, .xlsx, .jsonl) to resolve together.")],
+    entity_type: Annotated[str, typer.Option("--type", help="person, address or business.")],
+    id_column: Annotated[str, typer.Option("--id", help="The column holding each record's id.")],
+    mapping: Annotated[list[str], typer.Option("--map", help="COLUMN=FIELD, repeatable (fields: first_name, last_name, "
+                                               "name, birth_date, bsn, national_id, street, house_number, postcode, "
+                                               "city, business_name, kvk, ...).")],
+    out_file: Annotated[Path, typer.Option("--out", help="Where to write record_id,entity_id (CSV).")],
+    er_settings: Annotated[Optional[Path], typer.Option("--er-settings", help="Entity-resolution settings TOML.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Resolve any table of persons, addresses or businesses; write record_id,entity_id.
+
+    Records from several files are resolved together, so this also links two sources.
+
+    Example:  linkage resolve klanten.csv brp.csv --type person --id nr --map voornaam=first_name
+              --map achternaam=last_name --map geb=birth_date --out koppeling.csv
+    """
+    from linkage.errors import ConfigError
+    from linkage.resolve import resolve_table
+
+    pairs = {}
+    for item in mapping:
+        if "=" not in item:
+            raise ConfigError(f"--map '{item}': use COLUMN=FIELD, for example --map achternaam=last_name.")
+        col, field_name = item.split("=", 1)
+        pairs[col.strip()] = field_name.strip()
+    summary = resolve_table(files, entity_type, id_column, pairs, out_file, er_settings)
+    if as_json:
+        from dataclasses import asdict
+
+        print_json(asdict(summary))
+        return
+    out.print(f"Resolved {summary.records} records from {len(summary.files)} file(s) into {summary.entities} "
+              f"entities (largest: {summary.largest_entity} records). Wrote {summary.out}.")
+    for note in summary.notes:
+        out.print(f"  note: {note}")
+
+
+@app.command()
 def push(
     store: StoreOpt = None,
     as_json: JsonOpt = False,

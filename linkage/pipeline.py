@@ -330,3 +330,37 @@ def run(
         store.conn.execute("UPDATE runs SET finished_at=?, stats=? WHERE run_id=?",
                            (dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), stats, run_id))
     return summary
+
+
+def explain_stage(store: EmbeddedStore, a: str, b: str):
+    """Explain two mention or entity ids with the model stored by the last run; plus judgements on them.
+
+    Raises
+    ------
+    NotFoundError
+        When the store has no resolution yet or an id is unknown.
+    """
+    from linkage.errors import LinkageError, NotFoundError
+    from linkage.resolve import explain_ids
+
+    raw = store.get_meta("er_model")
+    if raw is None:
+        raise NotFoundError(f"{store.path} has no entity-resolution model yet; run 'linkage run' first.")
+    model = json.loads(raw)
+    mentions = store.mentions()
+    assignments = store.mention_entities()
+    try:
+        explanation = explain_ids(mentions, assignments, a, b, model)
+    except NotFoundError:
+        raise
+    except LinkageError as exc:
+        raise NotFoundError(str(exc)) from None
+    judgements: list[dict] = []
+    try:
+        from linkage.resolve.judgements import judgements_for
+
+        found = judgements_for(store, [a, b])
+        judgements = found.to_dict("records") if hasattr(found, "to_dict") else list(found)
+    except ImportError:  # pragma: no cover
+        pass
+    return explanation, judgements
