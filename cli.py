@@ -220,6 +220,13 @@ def _list_text(value: Any) -> str:
     return ", ".join(str(v) for v in _as_list(value))
 
 
+def _first_sentence(text: Any) -> str:
+    """The one-line reason: the first sentence of the full reason (``linkage cluster ID`` shows all)."""
+    text = str(text or "").strip()
+    cut = text.find("; ")
+    return text if cut < 0 else text[:cut] + "."
+
+
 def show_clusters(clusters, title: str = "Clusters") -> None:
     table = Table(title=title)
     for col in ("rank", "cluster", "score", "reports", "reporters", "categories", "agencies", "reason"):
@@ -228,7 +235,7 @@ def show_clusters(clusters, title: str = "Clusters") -> None:
     for r in clusters.to_dict("records"):
         agencies = _list_text(r.get("agencies")) or f"unrouted: {r.get('unrouted_reason') or 'no rule matched'}"
         table.add_row(str(r["rank"]), str(r["cluster_id"]), f"{r['score']:.2f}", str(r["n_reports"]),
-                      f"{r['n_reporters']:g}", _list_text(r.get("categories")), agencies, str(r.get("reason") or ""))
+                      f"{r['n_reporters']:g}", _list_text(r.get("categories")), agencies, _first_sentence(r.get("reason")))
     out.print(table)
 
 

@@ -94,6 +94,13 @@ class TypePolicy:
     decisive: tuple[str, ...] = ()
     decisive_min_other_weight: float = -12.0
     tf_columns: Mapping[str, str] = field(default_factory=dict)
+    #: Identifying comparisons (birth date, BSN). A link without agreement on any of them ("name only")
+    #: joins two groups only when it is unambiguous; their ``else`` level is a contradiction that keeps
+    #: two records apart (unless another anchor agrees exactly). Empty: every link counts alike.
+    anchors: tuple[str, ...] = ()
+    #: A name-only link to one of several candidate groups is taken only when it beats the runner-up by
+    #: at least this many bits.
+    ambiguity_margin: float = 6.0
 
     def comparison(self, name: str) -> Comparison:
         for comp in self.comparisons:
@@ -180,6 +187,9 @@ def settings_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> ERSet
                                       int(r.get("max_block", 300)), int(r.get("window", 30)),
                                       tuple(r.get("order_by", ())), r.get("fuzzy_key"), r.get("pair_with_empty"),
                                       int(r.get("max_pairs", 2500))))
+        for d in section.get("anchors", []):
+            if d not in names:
+                problems.append(f"[{etype}] anchors names unknown comparison '{d}'")
         for d in section.get("decisive", []):
             if d not in names:
                 problems.append(f"[{etype}] decisive names unknown comparison '{d}'")
@@ -193,7 +203,8 @@ def settings_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> ERSet
             problems.append(f"[{etype}] needs 0 < cannot_link_probability < match_probability < 1")
         types[etype] = TypePolicy(etype, tuple(rules), tuple(comps), p_match, p_cannot,
                                   tuple(section.get("decisive", ())),
-                                  float(section.get("decisive_min_other_weight", -12.0)), tf)
+                                  float(section.get("decisive_min_other_weight", -12.0)), tf,
+                                  tuple(section.get("anchors", ())), float(section.get("ambiguity_margin", 6.0)))
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems) + ".")
     return ERSettings(

@@ -100,7 +100,7 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
         ("code", "pairs = explore.er_pairs(store)\n"
                  "axes = pairs.hist(column=\"weight\", by=\"entity_type\", bins=40, figsize=(12, 3.5), layout=(1, 3),\n"
                  "                  sharex=True, color=\"#0072b2\")\n"
-                 "plt.suptitle(\"Match weight (bits) of scored pairs\")\n"
+                 "plt.suptitle(\"Match weight (bits) of scored pairs\", y=1.04)\n"
                  "plt.show()\n"
                  "pairs.groupby(\"entity_type\")[[\"weight\", \"probability\"]].describe().round(2)"),
         ("md", "## Learned field weights\n\nPer comparison and level: `m` (how often true matches land in "
@@ -125,6 +125,7 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
                  "ax = tf.iloc[::-1].plot.barh(x=\"value\", y=[\"weight_with_tf\", \"weight_without_tf\"], figsize=(9, 6),\n"
                  "                             title=f\"Exact match on {tf.attrs.get('comparison', 'a name')}: weight (bits)\")\n"
                  "ax.set_ylabel(\"\")\n"
+                 "ax.legend(loc=\"lower right\")\n"
                  "plt.show()\n"
                  "tf"),
         ("code", "store.close()"),
@@ -136,10 +137,12 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
         ("code", SETUP),
         ("md", "## The top clusters"),
         ("code", "top = explore.top_clusters(store, n=6)\ntop"),
-        ("code", "fig, axes = plt.subplots(2, 2, figsize=(18, 15))\n"
+        ("code", "fig, axes = plt.subplots(2, 2, figsize=(20, 14))\n"
+                 "fig.subplots_adjust(left=0.01, right=0.99, bottom=0.04, top=0.97, wspace=0.04, hspace=0.08)\n"
                  "for ax, cluster_id in zip(axes.flat, top[\"cluster_id\"]):\n"
-                 "    pictures.plot_cluster(pictures.cluster_graph_for(store, cluster_id), ax=ax, title=cluster_id)\n"
-                 "fig.tight_layout()\n"
+                 "    pictures.plot_cluster(pictures.cluster_graph_for(store, cluster_id), ax=ax, title=cluster_id,\n"
+                 "                          legend=False)\n"
+                 "fig.legend(handles=pictures.legend_handles(), loc=\"lower center\", ncol=11, frameon=False)\n"
                  "plt.show()"),
         ("md", "The same picture as a file, or as an interactive page that works offline:\n"
                "`linkage cluster ID --picture out.png` (or `.svg`, `.html`)."),

@@ -28,9 +28,11 @@
 #   LINKAGE_NEO4J_VERSION         Maven version or range of org.neo4j:neo4j (default [5.26.0,5.27.0) = newest 5.26.x)
 #   LINKAGE_NEO4J_BROWSER_VERSION Maven version or range of the Browser (default [5.0,6.0); "none" to skip it)
 #   LINKAGE_NEO4J_JAVA            java binary to use (default: a Java 17 or 21 found on the machine)
+#   LINKAGE_NEO4J_JAVA_OPTS       extra JVM options (whitespace-separated)
 #   LINKAGE_NEO4J_HEAP_INITIAL / LINKAGE_NEO4J_HEAP_MAX / LINKAGE_NEO4J_PAGECACHE  default 1g / 2g / 1g
-#   LINKAGE_NEO4J_START_TIMEOUT   seconds to wait for the server to answer (default 120)
-#   LINKAGE_NEO4J_STOP_TIMEOUT    seconds to wait after SIGTERM before SIGKILL (default 60)
+#   LINKAGE_NEO4J_START_TIMEOUT   seconds to wait for the server to answer (default 180)
+#   LINKAGE_NEO4J_STOP_TIMEOUT    seconds to wait after SIGTERM before SIGKILL (default 90)
+#   LINKAGE_NEO4J_CDS             0 disables the class-data-sharing archive (see "Class-data sharing" below)
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -58,8 +60,8 @@ NEO4J_USER=neo4j
 HEAP_INITIAL="${LINKAGE_NEO4J_HEAP_INITIAL:-1g}"
 HEAP_MAX="${LINKAGE_NEO4J_HEAP_MAX:-2g}"
 PAGECACHE="${LINKAGE_NEO4J_PAGECACHE:-1g}"
-START_TIMEOUT="${LINKAGE_NEO4J_START_TIMEOUT:-120}"
-STOP_TIMEOUT="${LINKAGE_NEO4J_STOP_TIMEOUT:-60}"
+START_TIMEOUT="${LINKAGE_NEO4J_START_TIMEOUT:-180}"
+STOP_TIMEOUT="${LINKAGE_NEO4J_STOP_TIMEOUT:-90}"
 MAIN_CLASS=org.neo4j.server.CommunityEntryPoint
 
 log()  { echo "neo4j: $*"; }
@@ -350,12 +352,47 @@ JVM_OPTS=(
     -Dlog4j.layout.jsonTemplate.maxStringLength=32768
     -Dfile.encoding=UTF-8
 )
+# Extra JVM options, split on whitespace (e.g. LINKAGE_NEO4J_JAVA_OPTS="-Xlog:gc").
+read -r -a EXTRA_JVM_OPTS <<<"${LINKAGE_NEO4J_JAVA_OPTS:-}"
+
+# Class-data sharing: on a 2-core machine most of the start-up time is class loading. The first
+# run outside CI records the loaded classes (-XX:ArchiveClassesAtExit; the JVM writes the archive,
+# ~120 MB, when it exits, which makes that one `stop` slower); later starts map the archive
+# (-XX:SharedArchiveFile) and start about twice as fast. The archive is keyed by the exact JVM
+# build and lives in the jar cache, so a re-fetch or a Java update simply makes a new one. A JVM
+# that cannot use an archive only warns (in logs/console.log) and starts normally.
+cds_archive() {
+    echo "$CACHE_DIR/cds/java-$("$1" -version 2>&1 | cksum | cut -d' ' -f1).jsa"
+}
+
+cds_options() {  # prints one JVM option, or nothing
+    [[ "${LINKAGE_NEO4J_CDS:-1}" != 0 ]] || return 0
+    local archive
+    archive="$(cds_archive "$1")"
+    rm -f "$CACHE_DIR"/cds/*.jsa.tmp
+    if [[ -s "$archive" ]]; then
+        echo "-XX:SharedArchiveFile=$archive"
+    elif [[ -z "${CI:-}" ]]; then
+        mkdir -p "$CACHE_DIR/cds"
+        echo "-XX:ArchiveClassesAtExit=$archive.tmp"
+    fi
+}
+
+# After the JVM has exited: keep an archive it wrote on a clean exit, drop a partial one.
+cds_finish() {  # cds_finish keep|discard
+    local tmp
+    for tmp in "$CACHE_DIR"/cds/*.jsa.tmp; do
+        [[ -e "$tmp" ]] || continue
+        if [[ "$1" == keep && -s "$tmp" ]]; then mv -f "$tmp" "${tmp%.tmp}"; else rm -f "$tmp"; fi
+    done
+}
 
 # Starts the server in its own session (so Ctrl-C in the calling terminal does not reach it),
 # with stdout/stderr to logs/console.log; the pid is written by the wrapper shell that then
 # exec's java, so it is the JVM's pid.
 launch() {
-    local java="$1"
+    local java="$1" cds
+    cds="$(cds_options "$java")"
     : >"$CONSOLE_LOG"
     rm -f "$PID_FILE"
     NEO4J_HOME="$CACHE_DIR" NEO4J_CONF="$CONF_DIR" setsid bash -c '
@@ -364,7 +401,7 @@ launch() {
         echo $$ >"$pid_file"
         exec "$@"
     ' neo4j-launch "$PID_FILE" \
-        "$java" "-Xms$HEAP_INITIAL" "-Xmx$HEAP_MAX" "${JVM_OPTS[@]}" \
+        "$java" "-Xms$HEAP_INITIAL" "-Xmx$HEAP_MAX" "${JVM_OPTS[@]}" ${cds:+"$cds"} ${EXTRA_JVM_OPTS[@]+"${EXTRA_JVM_OPTS[@]}"} \
         -cp "$CONF_DIR/*:$CACHE_DIR/lib/*" "$MAIN_CLASS" \
         "--home-dir=$CACHE_DIR" "--config-dir=$CONF_DIR" \
         </dev/null >>"$CONSOLE_LOG" 2>&1 &
@@ -424,12 +461,14 @@ use_running_ports() {
     HTTP_PORT="${http:-$HTTP_PORT}"
 }
 
-# Prints the tail of the server logs to stderr.
+# Prints the tail of the server logs to stderr: of neo4j.log only the lines written since this
+# start (it is appended to across runs), and the JVM's console output.
+LOG_MARK=0
 show_logs() {
     local n="${1:-80}"
-    if [[ -s "$SERVER_LOG" ]]; then
-        echo "---- last $n lines of $SERVER_LOG ----" >&2
-        tail -n "$n" "$SERVER_LOG" >&2
+    if [[ -s "$SERVER_LOG" && "$(wc -l <"$SERVER_LOG")" -gt "$LOG_MARK" ]]; then
+        echo "---- last $n lines of $SERVER_LOG (this start) ----" >&2
+        tail -n "+$((LOG_MARK + 1))" "$SERVER_LOG" | tail -n "$n" >&2
     fi
     if [[ -s "$CONSOLE_LOG" ]]; then
         echo "---- last $n lines of $CONSOLE_LOG ----" >&2
@@ -496,6 +535,8 @@ cmd_start() {
 
     local t0=$SECONDS
     log "starting Neo4j $(cache_value neo4j) (Java $(java_major "$java"), heap $HEAP_INITIAL-$HEAP_MAX, page cache $PAGECACHE)"
+    LOG_MARK=0
+    [[ -f "$SERVER_LOG" ]] && LOG_MARK="$(wc -l <"$SERVER_LOG")"
     launch "$java"
     pid="$(tr -dc '0-9' <"$PID_FILE")"
 
@@ -503,6 +544,7 @@ cmd_start() {
     while :; do
         if ! kill -0 "$pid" 2>/dev/null; then
             rm -f "$PID_FILE"
+            cds_finish discard
             show_logs 80
             die "the server exited during start-up (logs above)"
         fi
@@ -510,11 +552,13 @@ cmd_start() {
         if [[ $rc -eq 0 ]]; then break; fi
         if [[ $rc -eq 2 ]]; then
             stop_pid "$pid" >/dev/null
+            cds_finish discard
             die "the server rejected user $NEO4J_USER with the password in $PASSWORD_FILE; remove $STATE_DIR to start from an empty database"
         fi
         if (( SECONDS - t0 >= START_TIMEOUT )); then
             show_logs 80
             stop_pid "$pid" >/dev/null || true
+            cds_finish discard
             die "the server did not answer within ${START_TIMEOUT}s (logs above)"
         fi
         sleep 1
@@ -524,20 +568,22 @@ cmd_start() {
     print_info "$pid"
 }
 
-# SIGTERM, wait up to STOP_TIMEOUT seconds, then SIGKILL.
+# SIGTERM, wait up to STOP_TIMEOUT seconds, then SIGKILL. Prints the seconds it took.
 stop_pid() {
-    local pid="$1" t0=$SECONDS
+    local pid="$1" t0=$SECONDS killed=""
     kill -TERM "$pid" 2>/dev/null || true
     while kill -0 "$pid" 2>/dev/null; do
         if (( SECONDS - t0 >= STOP_TIMEOUT )); then
             warn "still running after ${STOP_TIMEOUT}s; sending SIGKILL"
             kill -KILL "$pid" 2>/dev/null || true
+            killed=1
             sleep 1
             break
         fi
         sleep 0.5
     done
     rm -f "$PID_FILE" "$ENV_FILE"
+    if [[ -n "$killed" ]]; then cds_finish discard; else cds_finish keep; fi
     echo "$((SECONDS - t0))"
 }
 
@@ -549,6 +595,9 @@ cmd_stop() {
         return 0
     fi
     log "stopping (pid $pid)"
+    if [[ "$(cmdline_of "$pid")" == *ArchiveClassesAtExit* ]]; then
+        log "the JVM writes its class-data archive on this first stop (once; speeds up later starts)"
+    fi
     secs="$(stop_pid "$pid")"
     log "stopped in ${secs}s"
 }

@@ -290,9 +290,7 @@ def block(records: pd.DataFrame, rules: tuple[BlockingRule, ...] | list[Blocking
     [(0, 1, 1), (1, 2, 2)]
     """
     n = len(records)
-    keys_acc = np.empty(0, np.int64)
-    mask_acc = np.empty(0, np.uint32)
-    stats_all = []
+    key_parts, rule_parts, stats_all = [], [], []
     for r_i, rule in enumerate(rules):
         if rule.fuzzy_key:
             left, right, stats = _fuzzy_rule_pairs(records, rule, largest)
@@ -304,20 +302,25 @@ def block(records: pd.DataFrame, rules: tuple[BlockingRule, ...] | list[Blocking
             keep = involving[left] | involving[right]
             left, right = left[keep], right[keep]
             stats.pairs = int(len(left))
-        key = np.unique(left * n + right)
-        new = np.setdiff1d(key, keys_acc, assume_unique=True)
-        stats.new_pairs = int(len(new))
-        bit = np.uint32(1 << r_i)
-        # add this rule's bit to pairs already known, and append the new ones
-        pos = np.searchsorted(keys_acc, key)
-        known = pos < len(keys_acc)
-        known[known] = keys_acc[pos[known]] == key[known]
-        mask_acc[pos[known]] |= bit
-        keys_acc = np.concatenate([keys_acc, new])
-        mask_acc = np.concatenate([mask_acc, np.full(len(new), bit, np.uint32)])
-        order = np.argsort(keys_acc, kind="stable")
-        keys_acc, mask_acc = keys_acc[order], mask_acc[order]
+        key_parts.append(left * n + right)
+        rule_parts.append(np.full(len(left), r_i, np.uint8))
         stats_all.append(stats)
-        del left, right, key, new
+        del left, right
+    # one sort over every rule's pairs: the union, each pair's rule mask, and which rule found it first
+    keys = np.concatenate(key_parts) if key_parts else np.empty(0, np.int64)
+    rule_of = np.concatenate(rule_parts) if rule_parts else np.empty(0, np.uint8)
+    del key_parts, rule_parts
+    packed = np.sort(keys * 32 + rule_of.astype(np.int64))  # at most 32 rules
+    keys, rule_of = packed // 32, (packed % 32).astype(np.uint8)
+    del packed
+    first = np.r_[True, keys[1:] != keys[:-1]] if len(keys) else np.zeros(0, bool)
+    starts = np.flatnonzero(first)
+    bits = np.left_shift(np.uint32(1), rule_of.astype(np.uint32))
+    mask_acc = np.bitwise_or.reduceat(bits, starts) if len(starts) else np.empty(0, np.uint32)
+    new_per_rule = np.bincount(rule_of[starts], minlength=len(rules))
+    for r_i, stats in enumerate(stats_all):
+        stats.new_pairs = int(new_per_rule[r_i])
+    keys_acc = keys[starts]
+    del keys, rule_of, bits
     cand = Candidates(keys_acc // max(n, 1), keys_acc % max(n, 1), mask_acc, tuple(r.name for r in rules))
     return cand, BlockingReport(entity_type, n, stats_all, len(cand))

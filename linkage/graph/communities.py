@@ -61,25 +61,43 @@ class ReportGraph:
         return int(len(self.u))
 
 
+def _sorted_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, sorted uniques): like ``pd.factorize`` but numbered in sorted order (stable across row orders)."""
+    codes, uniq = pd.factorize(values)
+    uniq = np.asarray(uniq, dtype=object)
+    order = np.argsort(uniq, kind="stable")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order), dtype=np.int64)
+    return rank[codes], uniq[order]
+
+
+def _as_obj(s: pd.Series) -> np.ndarray:
+    """A string column as a numpy object array (pandas' arrow strings are slow to hash one by one)."""
+    return s.astype(str).to_numpy(dtype=object)
+
+
 def _coded(reports: pd.DataFrame | None, mentions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(report_ids sorted, report code per mention-entity pair, entity code per pair, entity types per code).
 
     Pairs are distinct (report, entity) and sorted by entity code, then report code.
     """
-    m = mentions[["report_id", "entity_id", "entity_type"]]
-    m = m[m["entity_id"].notna() & (m["entity_id"].astype(str) != "")]
+    ent = mentions["entity_id"]
+    keep = ent.notna().to_numpy().copy()
+    rep_arr = _as_obj(mentions["report_id"])
+    ent_arr = _as_obj(ent)
+    keep &= ent_arr != ""
     if reports is not None and len(reports):
-        known = pd.Index(reports["report_id"].astype(str).unique())
-        m = m[m["report_id"].astype(str).isin(known)]
-    rep_ids = np.sort(m["report_id"].astype(str).unique()).astype(object)
-    ent_ids = np.sort(m["entity_id"].astype(str).unique()).astype(object)
-    r = pd.Categorical(m["report_id"].astype(str), categories=rep_ids).codes.astype(np.int64)
-    e = pd.Categorical(m["entity_id"].astype(str), categories=ent_ids).codes.astype(np.int64)
+        known = pd.Index(_as_obj(reports["report_id"])).unique()
+        keep &= known.get_indexer(rep_arr) >= 0
+    rep_arr, ent_arr = rep_arr[keep], ent_arr[keep]
+    type_arr = _as_obj(mentions["entity_type"])[keep]
+    r, rep_ids = _sorted_codes(rep_arr)
+    e, ent_ids = _sorted_codes(ent_arr)
     n_rep = max(len(rep_ids), 1)
     key = np.unique(e * n_rep + r)
     e_u, r_u = key // n_rep, key % n_rep
     types = np.empty(len(ent_ids), dtype=object)
-    types[e] = m["entity_type"].astype(str).to_numpy()
+    types[e] = type_arr
     return rep_ids, r_u, e_u, types
 
 
@@ -121,7 +139,8 @@ def report_graph(mentions: pd.DataFrame, settings: GraphSettings | Mapping[str, 
     rep_ids, r, e, types = _coded(reports, mentions)
     n_rep = max(len(rep_ids), 1)
     deg = np.bincount(e, minlength=len(types)) if len(e) else np.zeros(len(types), dtype=np.int64)
-    factor = np.array([float(s.type_factor.get(t, 1.0)) for t in types], dtype=np.float64) if len(types) else np.zeros(0)
+    tcodes, tnames = pd.factorize(types)
+    factor = np.array([float(s.type_factor.get(t, 1.0)) for t in tnames] + [1.0], dtype=np.float64)[tcodes]
     w_ent = specificity(deg, s.specificity) * factor if len(types) else np.zeros(0)
 
     # group boundaries in the (entity, report)-sorted pair list

@@ -105,8 +105,13 @@ def _is_tussen(token: str) -> bool:
     return token.strip("'") in TUSSENVOEGSEL_WORDS or token == "'t"
 
 
-def _split_surname(words: list[str]) -> tuple[str, str, tuple[str, ...], str]:
-    """(tussenvoegsel, core surname, parts, full surname) from the surname words."""
+def _split_surname(words: list[str] | tuple[str, ...]) -> tuple[str, str, tuple[str, ...], str]:
+    """(tussenvoegsel, core surname, parts, full surname) from the surname words (cached per word tuple)."""
+    return _split_surname_cached(tuple(words))
+
+
+@lru_cache(maxsize=1 << 17)
+def _split_surname_cached(words: tuple[str, ...]) -> tuple[str, str, tuple[str, ...], str]:
     full = " ".join(words)
     full = re.sub(r"\s*-\s*", "-", full).strip("- ")
     if not full:
@@ -126,8 +131,14 @@ def _split_surname(words: list[str]) -> tuple[str, str, tuple[str, ...], str]:
     return " ".join(tussen_words), "-".join(parts), tuple(parts), full
 
 
-def _given_tokens(tokens: list[str], raw_tokens: list[str]) -> tuple[tuple[str, ...], str]:
+def _given_tokens(tokens: list[str] | tuple[str, ...], raw_tokens: list[str] | tuple[str, ...]
+                  ) -> tuple[tuple[str, ...], str]:
     """Written-out given names and initials from given-name tokens (raw tokens tell initials apart)."""
+    return _given_tokens_cached(tuple(tokens), tuple(raw_tokens))
+
+
+@lru_cache(maxsize=1 << 17)
+def _given_tokens_cached(tokens: tuple[str, ...], raw_tokens: tuple[str, ...]) -> tuple[tuple[str, ...], str]:
     given: list[str] = []
     initials = ""
     for tok, raw in zip(tokens, raw_tokens):
@@ -190,7 +201,13 @@ def parse_name(full: object = None, first: object = None, last: object = None) -
 
 
 def _tokens(text: str) -> tuple[list[str], list[str]]:
-    """Folded tokens and the raw tokens they came from (same length)."""
+    """Folded tokens and the raw tokens they came from (same length; fresh lists, cached per text)."""
+    out, out_raw = _tokens_cached(text)
+    return list(out), list(out_raw)
+
+
+@lru_cache(maxsize=1 << 17)
+def _tokens_cached(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     raw = [t for t in re.split(r"\s+", re.sub(r"\s*-\s*", "-", text.replace(",", " ").strip())) if t]
     out_raw, out = [], []
     for r in raw:
@@ -198,27 +215,42 @@ def _tokens(text: str) -> tuple[list[str], list[str]]:
         if f.strip("-'"):
             out_raw.append(r)
             out.append(f)
-    return out, out_raw
+    return tuple(out), tuple(out_raw)
+
+
+@lru_cache(maxsize=1 << 16)
+def _first_field(first_t: str) -> tuple[tuple[str, ...], str, tuple[str, ...]]:
+    """(given names, initials, tussenvoegsel words moved to the surname) of a first-name field."""
+    g_tok, g_raw = _tokens(first_t)
+    # trailing tussenvoegsel words in the first-name field ("Jan de") belong to the surname
+    moved: list[str] = []
+    while g_tok and _is_tussen(g_tok[-1]) and len(g_tok) > 1:
+        moved.insert(0, g_tok.pop())
+        g_raw.pop()
+    given, initials = _given_tokens(g_tok, g_raw)
+    return given, initials, tuple(moved)
+
+
+@lru_cache(maxsize=1 << 16)
+def _last_field(last_t: str) -> tuple[str, ...]:
+    """Folded surname tokens of a last-name field (``Vries, de`` read as ``de Vries``)."""
+    if "," in last_t:  # "Vries, de"
+        core, _, rest = last_t.partition(",")
+        last_t = f"{rest.strip()} {core.strip()}".strip()
+    return _tokens_cached(last_t)[0]
 
 
 def _parse(full: object, first: object, last: object) -> PersonName:
     first_t, last_t = _text(first).strip(), _text(last).strip()
     if first_t or last_t:
-        if "," in last_t:  # "Vries, de"
-            core, _, rest = last_t.partition(",")
-            last_t = f"{rest.strip()} {core.strip()}".strip()
-        g_tok, g_raw = _tokens(first_t)
-        # trailing tussenvoegsel words in the first-name field ("Jan de") belong to the surname
-        moved: list[str] = []
-        while g_tok and _is_tussen(g_tok[-1]) and len(g_tok) > 1:
-            moved.insert(0, g_tok.pop())
-            g_raw.pop()
-        s_tok, _ = _tokens(last_t)
-        given, initials = _given_tokens(g_tok, g_raw)
-        tussen, core, parts, sfull = _split_surname(moved + s_tok)
+        given, initials, moved = _first_field(first_t)
+        tussen, core, parts, sfull = _split_surname_cached(moved + _last_field(last_t))
         return PersonName(given, initials, tussen, core, parts, sfull)
+    return _parse_full(_text(full).strip())
 
-    text = _text(full).strip()
+
+@lru_cache(maxsize=1 << 16)
+def _parse_full(text: str) -> PersonName:
     if "," in text:
         left, _, right = text.partition(",")
         s_tok, _ = _tokens(left)

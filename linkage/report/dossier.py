@@ -446,7 +446,7 @@ def render_dossier(data: Mapping[str, Any]) -> str:
     agency = _e(d["agency_name"])
     now: dt.datetime = d["generated_at"]
     stamp = f"{now.day} {_MONTHS[now.month - 1]} {now.year}, {now:%H:%M}"
-    kenmerk = f"D-{d['cluster_id']}-{re.sub(r'[^A-Za-z0-9]+', '', str(d['agency'])).upper()[:12]}-{now:%Y%m%d}"
+    kenmerk = f"D-{d['cluster_id']}-{re.sub(r'[^A-Za-z0-9]+', '', str(d['agency'])).upper()}-{now:%Y%m%d}"
     n_rep = len(d["reports"])
     period = (f"{long_date(d['first'])} – {long_date(d['last'])}" if d["first"] and d["last"] and d["first"] != d["last"]
               else long_date(d["first"]) if d["first"] else "onbekend")
@@ -463,7 +463,8 @@ def render_dossier(data: Mapping[str, Any]) -> str:
     categories = ", ".join(_category(c) for c in d["categories"]) or "—"
     reasons = [r.strip() for r in str(d["reason"] or "").split("; ") if r.strip()]
     if len(reasons) > 1:
-        lead = '<ul class="lead">' + "".join(f"<li>{_e(r.rstrip('.'))}.</li>" for r in reasons) + "</ul>"
+        lead = ('<p class="muted">Waarom dit cluster opvalt:</p><ul class="lead">'
+                + "".join(f"<li>{_e(r.rstrip('.'))}.</li>" for r in reasons) + "</ul>")
     else:
         lead = f'<p class="lead">{_e(reasons[0] if reasons else "")}</p>'
     connectors = [e for e in d["entities"] if len(e["refs"]) >= 2][:4]
@@ -521,7 +522,8 @@ hoofdstuk 4.</div>
     if fired:
         quiet = len(d["signals"]) - len(fired)
         out.append("<p>Waarom dit cluster opvalt: de signalen die de prioriteit bepalen, sterkste eerst"
-                   + (f" ({quiet} signalen die niet bijdragen zijn weggelaten)" if quiet else "") + ".</p>")
+                   + ((" (1 signaal dat niet bijdraagt is weggelaten)" if quiet == 1 else
+                       f" ({quiet} signalen die niet bijdragen zijn weggelaten)") if quiet else "") + ".</p>")
         has_points = any(s.get("points") is not None for s in fired)
         out.append('<table><thead><tr><th>Signaal</th><th class="num">Waarde</th><th class="num">Gewicht</th>'
                    + ('<th class="num">Punten</th>' if has_points else "") + "</tr></thead><tbody>")

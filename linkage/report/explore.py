@@ -197,7 +197,8 @@ def er_field_weights(store: EmbeddedStore) -> pd.DataFrame:
 
 
 def borderline_pairs(store: EmbeddedStore, n: int = 5, entity_type: str | None = None) -> pd.DataFrame:
-    """The ``n`` pairs closest to the match threshold (the hardest decisions), with both mentions' labels."""
+    """The ``n`` pairs closest to the match threshold (the hardest decisions), with both mentions' values;
+    of pairs with exactly the same weight (the same comparison outcome) only the first is shown."""
     pairs = er_pairs(store)
     models = er_model(store)
     if pairs.empty or not models:
@@ -207,10 +208,14 @@ def borderline_pairs(store: EmbeddedStore, n: int = 5, entity_type: str | None =
     threshold = pairs["entity_type"].map(lambda t: float(models.get(t, {}).get("match_probability", 0.5)))
     logit = lambda p: np.log2(np.clip(p, 1e-12, 1 - 1e-12) / (1 - np.clip(p, 1e-12, 1 - 1e-12)))  # noqa: E731
     pairs = pairs.assign(threshold=threshold, distance=(logit(pairs["probability"]) - logit(threshold)).abs())
-    pairs = pairs.sort_values(["distance", "left_id", "right_id"]).head(int(n))
+    pairs = pairs.sort_values(["distance", "left_id", "right_id"]).head(int(n) * 10)
     labels = _mention_labels(store, list(pairs["left_id"]) + list(pairs["right_id"]))
     pairs["left"] = pairs["left_id"].map(labels)
     pairs["right"] = pairs["right_id"].map(labels)
+    # Pairs with the same weight compared the same way (same levels, e.g. the same two spellings in other
+    # reports) teach nothing new: show one of each.
+    pairs = pairs.assign(_w=pairs["weight"].round(3)).drop_duplicates(["entity_type", "_w"]).drop(columns="_w")
+    pairs = pairs.head(int(n))
     return pairs[["entity_type", "left", "right", "weight", "probability", "threshold", "matched", "left_id",
                   "right_id"]].reset_index(drop=True)
 

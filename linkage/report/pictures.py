@@ -299,23 +299,26 @@ def _tooltip(g: nx.Graph, v: Any, lang: str) -> str:
     return text
 
 
-def place_labels(nodes: list[dict], labels: list[dict]) -> dict[Any, tuple[float, float, str]]:
+def place_labels(nodes: list[dict], labels: list[dict],
+                 bounds: tuple[float, float, float, float] | None = None) -> dict[Any, tuple[float, float, str]]:
     """Greedy label placement without overlaps, in a pixel space with y pointing down.
 
     ``nodes``: obstacles ``{"x", "y", "r"}``. ``labels`` in priority order: ``{"key", "x", "y", "r", "text",
     "size"}`` (font size in px) plus optional ``"must"`` (place below even when crowded) and ``"centre"``
     (only try the anchor point itself, for labels on edges). Each label tries below, above, right, left of
     its point (then the four diagonals); the first spot that overlaps no node and no placed label wins, else it is left out (the
-    tooltip still shows it). Returns ``key -> (x, baseline y, anchor)`` with anchor start/middle/end.
+    tooltip still shows it). ``bounds`` ``(x0, y0, x1, y1)``: the canvas; spots that stick out are not used
+    (a hub's forced label is pushed inside). Returns ``key -> (x, baseline y, anchor)`` with anchor
+    start/middle/end.
 
     >>> spots = place_labels([{"x": 0, "y": 0, "r": 5}], [{"key": "a", "x": 0, "y": 0, "r": 5, "text": "Jan", "size": 12}])
     >>> spots["a"][2]
     'middle'
     """
-    boxes: list[tuple[float, float, float, float]] = [(n["x"] - n["r"], n["y"] - n["r"], n["x"] + n["r"], n["y"] + n["r"])
-                                                      for n in nodes]
+    node_boxes = [(n["x"] - n["r"], n["y"] - n["r"], n["x"] + n["r"], n["y"] + n["r"]) for n in nodes]
+    label_boxes: list[tuple[float, float, float, float]] = []
 
-    def hit(box: tuple[float, float, float, float]) -> bool:
+    def hit(box: tuple[float, float, float, float], boxes: list) -> bool:
         x0, y0, x1, y1 = box
         return any(x0 < b[2] and b[0] < x1 and y0 < b[3] and b[1] < y1 for b in boxes)
 
@@ -330,18 +333,23 @@ def place_labels(nodes: list[dict], labels: list[dict]) -> dict[Any, tuple[float
                      (x + r + 3, y + 0.35 * size, "start"), (x - r - 3, y + 0.35 * size, "end"),
                      (x + r, y + r + 0.95 * size, "start"), (x - r, y + r + 0.95 * size, "end"),
                      (x + r, y - r - 0.35 * size, "start"), (x - r, y - r - 0.35 * size, "end")]
-        placed = None
+        candidates = []
         for sx, sy, anchor in spots:
             left = sx - w / 2 if anchor == "middle" else sx if anchor == "start" else sx - w
-            box = (left, sy - 0.8 * size, left + w, sy + 0.25 * size)
-            if not hit(box):
-                placed = (sx, sy, anchor, box)
-                break
-        if placed is None and lab.get("must"):
-            sx, sy, anchor = spots[0]
-            placed = (sx, sy, anchor, (sx - w / 2, sy - 0.8 * size, sx + w / 2, sy + 0.25 * size))
+            candidates.append((sx, sy, anchor, (left, sy - 0.8 * size, left + w, sy + 0.25 * size)))
+        if bounds is not None:
+            inside = [c for c in candidates if c[3][0] >= bounds[0] and c[3][2] <= bounds[2]
+                      and c[3][1] >= bounds[1] and c[3][3] <= bounds[3]]
+            if not inside and lab.get("must"):  # push the first spot inside the canvas
+                sx, sy, anchor, box = candidates[0]
+                dx = max(bounds[0] - box[0], 0.0) - max(box[2] - bounds[2], 0.0)
+                inside = [(sx + dx, sy, anchor, (box[0] + dx, box[1], box[2] + dx, box[3]))]
+            candidates = inside
+        placed = next((c for c in candidates if not hit(c[3], node_boxes) and not hit(c[3], label_boxes)), None)
+        if placed is None and lab.get("must") and candidates:  # a hub keeps its label: over a node, not a label
+            placed = next((c for c in candidates if not hit(c[3], label_boxes)), candidates[0])
         if placed is not None:
-            boxes.append(placed[3])
+            label_boxes.append(placed[3])
             out[lab["key"]] = (round(placed[0], 1), round(placed[1], 1), placed[2])
     return out
 
@@ -357,9 +365,30 @@ def _rel_text(d: Mapping[str, Any], lang: str) -> str:
 
 # --- matplotlib -----------------------------------------------------------------------------------
 def figure_size(n_nodes: int) -> tuple[float, float]:
-    """Inches for a picture of ``n_nodes``: 9x7 for small clusters, growing to 22x18 for hundreds of nodes."""
+    """Inches for a picture of ``n_nodes`` (legend included): 10x7.5 for small clusters, growing to 24x18 for
+    hundreds of nodes."""
     scale = min(max(math.sqrt(max(n_nodes, 1) / 50.0), 1.0), 2.4)
-    return (round(9.0 * scale, 2), round(7.0 * scale, 2))
+    return (round(10.0 * scale, 2), round(7.5 * scale, 2))
+
+
+def legend_handles(types: Iterable[str] | None = None, lang: str = "en", stated: bool = True) -> list:
+    """Matplotlib legend entries: node types (default: all), the two kinds of line, and what size means.
+
+    For a grid of clusters, draw each with ``legend=False`` and give the figure one legend:
+    ``fig.legend(handles=pictures.legend_handles(), loc="upper center", ncol=6)``.
+    """
+    from matplotlib.lines import Line2D
+
+    w = _words(lang)
+    handles = [Line2D([], [], marker="s" if t == "report" else "o", linestyle="", markersize=9,
+                      markerfacecolor=COLOURS.get(t, "#999999"), markeredgecolor="white", label=type_name(t, lang))
+               for t in (types if types is not None else NODE_TYPES)]
+    handles.append(Line2D([], [], color="#9aa0a6", linewidth=1,
+                          label=f"{type_name('report', lang)} {rel_name(MENTIONS, lang)} …"))
+    if stated:
+        handles.append(Line2D([], [], color="#202124", linewidth=2, label=w["stated"]))
+    handles.append(Line2D([], [], linestyle="", label=w["size"]))
+    return handles
 
 
 def plot_cluster(g: nx.Graph, ax=None, pos: Mapping | None = None, lang: str = "en", title: str | None = None,
@@ -369,7 +398,6 @@ def plot_cluster(g: nx.Graph, ax=None, pos: Mapping | None = None, lang: str = "
     Reports are squares, entities circles coloured by type, sized by reports; MENTIONS edges are thin grey,
     stated links dark and labelled with the relationship in small clusters.
     """
-    from matplotlib.lines import Line2D
     from matplotlib.collections import LineCollection
 
     if ax is None:
@@ -433,7 +461,9 @@ def plot_cluster(g: nx.Graph, ax=None, pos: Mapping | None = None, lang: str = "
             items.append({"key": ("e", k), "x": float(px), "y": -float(py), "text": text, "size": 6.5 * px_per_pt * 1.1,
                           "centre": True})
     box = {"boxstyle": "round,pad=0.12", "fc": "white", "ec": "none", "alpha": 0.75}
-    spots = place_labels(obstacles, items)
+    x0, y0 = to_px((-1.12, 1.12))
+    x1, y1 = to_px((1.12, -1.12))
+    spots = place_labels(obstacles, items, bounds=(float(x0), -float(y0), float(x1), -float(y1)))
     for item in items:
         if item["key"] not in spots:
             continue
@@ -451,15 +481,8 @@ def plot_cluster(g: nx.Graph, ax=None, pos: Mapping | None = None, lang: str = "
     if title:
         ax.set_title(title, fontsize=12, loc="left")
     if legend:
-        w = _words(lang)
-        handles = [Line2D([], [], marker="s" if t == "report" else "o", linestyle="", markersize=9,
-                          markerfacecolor=COLOURS.get(t, "#999999"), markeredgecolor="white", label=type_name(t, lang))
-                   for t in present]
-        handles.append(Line2D([], [], color="#9aa0a6", linewidth=1, label=f"{type_name('report', lang)} "
-                              f"{rel_name(MENTIONS, lang)} …"))
-        handles.append(Line2D([], [], color="#202124", linewidth=2, label=w["stated"]))
-        handles.append(Line2D([], [], linestyle="", label=w["size"]))
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=9)
+        ax.legend(handles=legend_handles(present, lang, stated=bool(link_segments)), loc="upper left",
+                  bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=9)
     return ax
 
 
@@ -521,9 +544,9 @@ def draw_cluster(store, cluster_id: str, path: Path | str, seed: int = 42, lang:
     with matplotlib.rc_context({"svg.hashsalt": "linkage", "svg.fonttype": "none"}):
         fig = Figure(figsize=figure_size(g.number_of_nodes()))
         FigureCanvasAgg(fig)
-        # Fixed margins (room for the legend on the right); saving with bbox_inches="tight" only crops,
+        # Fixed margins; saving with bbox_inches="tight" only crops,
         # so the label positions computed while drawing stay where they were placed.
-        fig.subplots_adjust(left=0.01, right=0.80, bottom=0.01, top=0.95)
+        fig.subplots_adjust(left=0.01, right=0.80, bottom=0.01, top=0.95)  # the legend goes on the right
         ax = fig.add_subplot()
         plot_cluster(g, ax=ax, pos=pos, lang=lang, title=title)
         meta = {"Date": None} if suffix == ".svg" else {"Software": None}
@@ -641,7 +664,7 @@ def cluster_svg(g: nx.Graph, pos: Mapping | None = None, lang: str = "en", width
     if n <= LABEL_LIMIT:
         for i, j, x, y, text in rel_labels:
             items.append({"key": ("e", i, j), "x": x, "y": y, "text": text, "size": 10, "centre": True})
-    spots = place_labels(obstacles, items)
+    spots = place_labels(obstacles, items, bounds=(4, legend_h, width - 4, height - 4))
     for item in items:
         if item["key"] not in spots:
             continue

@@ -17,6 +17,7 @@ Steps:
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 
 import igraph as ig
@@ -178,3 +179,186 @@ def _constrained(edges: list[tuple[float, int, int]], scored: list[tuple[int, in
             continue
         merge(ra, rb)
     return {node: find(node) for node in list(parent)}
+
+
+def _dobs_compatible(a: int, b: int) -> bool:
+    """Two birth dates as ``yyyymmdd`` ints (0 unknown) fit one person: equal, day and month swapped, or
+    at most one of year/month/day different (a typo)."""
+    if not a or not b or a == b:
+        return True
+    ya, ma, da = a // 10000, a // 100 % 100, a % 100
+    yb, mb, db = b // 10000, b // 100 % 100, b % 100
+    if ya == yb and ma == db and da == mb:
+        return True
+    return (ya == yb) + (ma == mb) + (da == db) >= 2
+
+
+class _Groups:
+    """Union-find over records with the identifying values of each group (birth dates, BSNs) and the
+    human "different" judgements, so that a merge can be refused when it would put a contradiction in
+    one entity."""
+
+    def __init__(self, labels: np.ndarray, dob: np.ndarray, ident: np.ndarray, different: list[tuple[int, int]]):
+        self.parent: dict[int, int] = {}
+        self.dobs: dict[int, set[int]] = defaultdict(set)
+        self.ids: dict[int, set[int]] = defaultdict(set)
+        self.human_no: dict[int, set[int]] = defaultdict(set)
+        for node in np.flatnonzero(dob > 0).tolist():
+            self.dobs[int(labels[node])].add(int(dob[node]))
+        for node in np.flatnonzero(ident >= 0).tolist():
+            self.ids[int(labels[node])].add(int(ident[node]))
+        for a, b in different:
+            ra, rb = int(labels[a]), int(labels[b])
+            if ra != rb:
+                self.human_no[ra].add(rb)
+                self.human_no[rb].add(ra)
+
+    def find(self, x: int) -> int:
+        parent = self.parent
+        root = x
+        while parent.get(root, root) != root:
+            root = parent[root]
+        while parent.get(x, x) != root:
+            parent[x], x = root, parent[x]
+        return root
+
+    def anchored(self, root: int) -> bool:
+        return bool(self.dobs.get(root) or self.ids.get(root))
+
+    def compatible(self, ra: int, rb: int) -> bool:
+        if rb in self.human_no.get(ra, ()):
+            return False
+        ia, ib = self.ids.get(ra), self.ids.get(rb)
+        if ia and ib:
+            if ia & ib:
+                return True  # a shared valid identifier outweighs a birth-date difference
+            return False
+        da, db = self.dobs.get(ra), self.dobs.get(rb)
+        if da and db:
+            return all(_dobs_compatible(x, y) for x in da for y in db)
+        return True
+
+    def union(self, ra: int, rb: int) -> int:
+        if len(self.dobs.get(ra, ())) + len(self.ids.get(ra, ())) < len(self.dobs.get(rb, ())) + len(self.ids.get(rb, ())):
+            ra, rb = rb, ra
+        self.parent[rb] = ra
+        if rb in self.dobs:
+            self.dobs[ra] |= self.dobs.pop(rb)
+        if rb in self.ids:
+            self.ids[ra] |= self.ids.pop(rb)
+        no = self.human_no.pop(rb, set())
+        if no:
+            self.human_no[ra] |= no
+            for other in no:
+                self.human_no[other].discard(rb)
+                self.human_no[other].add(ra)
+        return ra
+
+
+def attach_name_only(labels: np.ndarray, left: np.ndarray, right: np.ndarray, logodds: np.ndarray,
+                     dob: np.ndarray, ident: np.ndarray, margin: float = 6.0,
+                     different: list[tuple[int, int]] | None = None) -> np.ndarray:
+    """Add the links that agree on no identifying field ("name only") to a clustering, where unambiguous.
+
+    Parameters
+    ----------
+    labels:
+        Entity label per record from :func:`cluster` on the anchored links.
+    left, right, logodds:
+        The name-only links (record indices, log-odds in bits).
+    dob, ident:
+        Per record the birth date as ``yyyymmdd`` (0 unknown) and an identifier code (-1 unknown); a group
+        holding either is *anchored*.
+    margin:
+        A group without anchor that links to several anchored groups joins the best one only when it beats
+        the runner-up by at least this many bits; otherwise it stays apart (a namesake cannot be told apart).
+    different:
+        Human "different" judgements (record-index pairs); never merged.
+
+    Steps: (1) two anchored groups whose only links are name-only merge when each is the other's only
+    anchored candidate and their birth dates and identifiers fit; (2) an unanchored group joins its
+    anchored candidate when that choice is clear; (3) the remaining name-only links join unanchored groups
+    to each other (strongest first), never two anchored groups and never across a contradiction.
+
+    >>> # record 2 (no birth date) looks like both 0 and 1, who are different people: it stays apart
+    >>> attach_name_only(np.array([0, 1, 2]), np.array([0, 1]), np.array([2, 2]), np.array([5.0, 5.0]),
+    ...                  np.array([19850307, 19620101, 0]), np.array([-1, -1, -1])).tolist()
+    [0, 1, 2]
+    >>> attach_name_only(np.array([0, 1, 2]), np.array([0, 1]), np.array([2, 2]), np.array([5.0, 5.0]),
+    ...                  np.array([19850307, 0, 0]), np.array([-1, -1, -1])).tolist()
+    [0, 0, 0]
+    """
+    labels = np.asarray(labels, dtype=np.int64).copy()
+    if len(left) == 0:
+        return labels
+    groups = _Groups(labels, np.asarray(dob, dtype=np.int64), np.asarray(ident, dtype=np.int64), list(different or []))
+    gl, gr = labels[left], labels[right]
+    keep = gl != gr
+    if not keep.any():
+        return labels
+    a = np.minimum(gl[keep], gr[keep])
+    b = np.maximum(gl[keep], gr[keep])
+    w = np.asarray(logodds, dtype=float)[keep]
+    # strongest link per pair of groups
+    order = np.lexsort((-w, b, a))
+    a, b, w = a[order], b[order], w[order]
+    first = np.r_[True, (a[1:] != a[:-1]) | (b[1:] != b[:-1])]
+    a, b, w = a[first].tolist(), b[first].tolist(), w[first].tolist()
+    cand: dict[int, list[tuple[float, int]]] = defaultdict(list)
+    for x, y, s in zip(a, b, w):
+        cand[x].append((s, y))
+        cand[y].append((s, x))
+
+    def anchored_candidates(g: int) -> list[tuple[float, int]]:
+        best: dict[int, float] = {}
+        for s, other in cand[g]:
+            r = groups.find(other)
+            if r != groups.find(g) and groups.anchored(r) and groups.compatible(groups.find(g), r):
+                best[r] = max(best.get(r, -math.inf), s)
+        return sorted(((s, r) for r, s in best.items()), key=lambda t: (-t[0], t[1]))
+
+    # (1) anchored with anchored: mutual only candidates
+    for g in sorted(cand):
+        if not groups.anchored(g):
+            continue
+        mine = anchored_candidates(g)
+        if len(mine) != 1:
+            continue
+        other = mine[0][1]
+        theirs = anchored_candidates(other)
+        if len(theirs) == 1 and theirs[0][1] == groups.find(g):
+            groups.union(groups.find(g), other)
+    # (2) unanchored groups pick their anchored candidate when the choice is clear
+    ambiguous: set[int] = set()
+    for g in sorted(cand):
+        if groups.anchored(groups.find(g)):
+            continue
+        mine = anchored_candidates(g)
+        if not mine:
+            continue
+        if len(mine) == 1 or mine[0][0] - mine[1][0] >= margin:
+            groups.union(mine[0][1], groups.find(g))
+        else:
+            ambiguous.add(g)
+    # (3) the rest: unanchored groups with each other (or through them to one anchored group)
+    for k in sorted(range(len(a)), key=lambda k: (-w[k], a[k], b[k])):
+        x, y = a[k], b[k]
+        if x in ambiguous or y in ambiguous:
+            continue
+        rx, ry = groups.find(x), groups.find(y)
+        if rx == ry or (groups.anchored(rx) and groups.anchored(ry)) or not groups.compatible(rx, ry):
+            continue
+        groups.union(rx, ry)
+    touched = np.unique(np.r_[gl, gr])
+    roots = np.array([groups.find(int(g)) for g in touched.tolist()], dtype=np.int64)
+    root_of = dict(zip(touched.tolist(), roots.tolist()))
+    members = np.flatnonzero(np.isin(labels, touched))
+    new = np.array([root_of[int(labels[i])] for i in members.tolist()], dtype=np.int64)
+    labels[members] = new
+    # relabel by smallest member
+    smallest: dict[int, int] = {}
+    for i, r in zip(members.tolist(), new.tolist()):
+        if i < smallest.get(r, 1 << 62):
+            smallest[r] = i
+    labels[members] = np.array([smallest[r] for r in new.tolist()], dtype=np.int64)
+    return labels

@@ -21,6 +21,7 @@ the same frozen model it gives what a full run with that model gives (up to bloc
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ import pandas as pd
 from linkage.blocking import BlockingReport, block
 from linkage.compare import compare
 from linkage.model import stable_hash
-from linkage.resolve.cluster import cluster
+from linkage.resolve.cluster import attach_name_only, cluster
 from linkage.er_settings import FUZZY_TYPES, ERSettings, load_er_settings
 from linkage.resolve.features import SIMPLE_TYPES, prepare
 from linkage.scoring import FittedModel, fit
@@ -77,6 +78,18 @@ def entity_id(entity_type: str, smallest_mention_id: str) -> str:
     (True, 'e_person_')
     """
     return f"e_{entity_type}_{stable_hash(entity_type, smallest_mention_id)}"
+
+
+def _entity_ids(entity_type: str, smallest_mention_ids: list[str]) -> list[str]:
+    """:func:`entity_id` for many mention ids at once (same digest as :func:`linkage.model.stable_hash`).
+
+    >>> _entity_ids("person", ["m1"]) == [entity_id("person", "m1")]
+    True
+    """
+    sha1, dumps = hashlib.sha1, json.dumps
+    prefix = f"e_{entity_type}_"
+    return [prefix + sha1(dumps([entity_type, str(m)], ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
+            for m in smallest_mention_ids]
 
 
 def _judgement_pairs(judgements: Iterable | None, index: Mapping[str, int]) -> tuple[list, list]:
@@ -240,11 +253,23 @@ def _resolve_fuzzy(records: pd.DataFrame, etype: str, cfg: ERSettings, same: lis
         reason = np.r_[reason, old["reason"].to_numpy(dtype=object)]
     say(f"{etype}: clustering")
     cannot = math.log2(fitted.cannot_link_probability / (1 - fitted.cannot_link_probability))
+    anchored, contradiction = _anchor_flags(levels, fitted, policy.anchors)
+    # a contradiction (two valid BSNs, or clearly different birth dates, with no exact identifier) is never
+    # a link and keeps its two records apart
+    matched = matched & ~contradiction
+    logodds = np.where(contradiction, np.minimum(logodds, cannot - 1.0), logodds)
+    reason = np.where(contradiction & (reason != ""), "", reason)
     # decisive links count as strong links in the clustering
     link_lo = np.where(matched & (logodds < 1.0), 1.0, logodds)
-    other = ~matched
-    labels = cluster(n, left[matched], right[matched], link_lo[matched], left[other], right[other], logodds[other],
+    strong = matched & anchored
+    weak = matched & ~anchored
+    other = ~strong
+    labels = cluster(n, left[strong], right[strong], link_lo[strong], left[other], right[other], logodds[other],
                      cannot_logodds=cannot, same=same, different=different)
+    if weak.any():
+        dob, ident = _identity(records)
+        labels = attach_name_only(labels, left[weak], right[weak], link_lo[weak], dob, ident,
+                                  policy.ambiguity_margin, different)
     # keep the pairs that matter: links, likely matches, and cannot-links inside a linked group's reach
     keep = matched | (prob >= KEEP_PAIR_PROBABILITY)
     comp_lab = labels  # pairs between different final entities but with strong evidence against are cannot-links
@@ -256,6 +281,50 @@ def _resolve_fuzzy(records: pd.DataFrame, etype: str, cfg: ERSettings, same: lis
         "levels": levels[keep], "reason": reason[keep],
     })
     return labels, pairs, fitted, report, cand
+
+
+def _anchor_flags(levels: np.ndarray, fitted: FittedModel, anchors: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair: does it agree on an identifying comparison (any level above "else"), and does it
+    contradict one (its "else" level) without an exact agreement on another? Read from the level strings,
+    so pairs of an earlier run count alike. Without anchors every pair is anchored, none contradicts."""
+    n = len(levels)
+    names = fitted.names
+    cols = [names.index(a) for a in anchors if a in names]
+    if not cols or n == 0:
+        return np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
+    width = len(names)
+    text = "".join(levels.tolist()).encode("ascii")
+    digits = (np.frombuffer(text, dtype=np.uint8).reshape(n, width) - ord("0")).astype(np.int8)
+    agree = np.zeros(n, dtype=bool)
+    exact = np.zeros(n, dtype=bool)
+    contra = np.zeros(n, dtype=bool)
+    for c in cols:
+        top = len(fitted.comparisons[c].level_names) - 1
+        g = digits[:, c]
+        agree |= (g >= 1) & (g < top)
+        exact |= g == 1
+        contra |= g == top
+    return agree, contra & ~exact
+
+
+def _identity(records: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Birth date as ``yyyymmdd`` (0 unknown) and a BSN code (-1 unknown) per record, for cluster checks."""
+    n = len(records)
+    if "by" in records.columns:
+        dob = (records["by"].to_numpy(np.int64) * 10000 + records["bm"].to_numpy(np.int64) * 100
+               + records["bd"].to_numpy(np.int64))
+        dob = np.where(records["by"].to_numpy(np.int64) > 0, dob, 0)
+    else:
+        dob = np.zeros(n, dtype=np.int64)
+    if "bsn" in records.columns:
+        codes, uniques = pd.factorize(pd.Series(records["bsn"].to_numpy(dtype=object)))
+        empty = np.flatnonzero(np.asarray(uniques, dtype=object) == "")
+        ident = codes.astype(np.int64)
+        if len(empty):
+            ident[ident == empty[0]] = -1
+    else:
+        ident = np.full(n, -1, dtype=np.int64)
+    return dob, ident
 
 
 def _same_component(n: int, link_left, link_right, left, right) -> np.ndarray:
@@ -275,24 +344,37 @@ def _level_strings(gamma: np.ndarray) -> np.ndarray:
 
 
 def _entities(records: pd.DataFrame, labels: np.ndarray, etype: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Assignments and the entity table, vectorised over groups (ids, sizes, labels, attributes)."""
     mids = records["mention_id"].to_numpy(dtype=object)
-    frame = pd.DataFrame({"mention_id": mids, "label_idx": labels})
-    smallest = frame.groupby("label_idx")["mention_id"].transform("min")
-    uniq = pd.Series(smallest.unique())
-    id_map = dict(zip(uniq, [entity_id(etype, m) for m in uniq]))
-    frame["entity_id"] = smallest.map(id_map)
-    assignments = pd.DataFrame({"mention_id": mids, "entity_id": frame["entity_id"].to_numpy(), "entity_type": etype})
-    lab = pd.DataFrame({"entity_id": frame["entity_id"], "label": records["label"].to_numpy(dtype=object)})
-    lab["len"] = lab["label"].str.len()
-    counts = lab.groupby(["entity_id", "label"], sort=False).agg(n=("len", "size"), ln=("len", "first")).reset_index()
-    counts = counts.sort_values(["entity_id", "n", "ln", "label"], ascending=[True, False, False, True])
-    best = counts.drop_duplicates("entity_id").set_index("entity_id")["label"]
-    sizes = frame.groupby("entity_id").size()
-    attrs = _attributes(records, frame["entity_id"], etype)
-    ents = pd.DataFrame({"entity_id": sizes.index, "entity_type": etype})
-    ents["label"] = ents["entity_id"].map(best)
-    ents["n_mentions"] = ents["entity_id"].map(sizes).astype(int)
-    ents["attributes"] = ents["entity_id"].map(attrs)
+    n = len(mids)
+    if n == 0:
+        return (pd.DataFrame(columns=["mention_id", "entity_id", "entity_type"]),
+                pd.DataFrame(columns=["entity_id", "entity_type", "label", "n_mentions", "attributes"]))
+    group, _ = pd.factorize(pd.Series(np.asarray(labels)), sort=True)
+    n_groups = int(group.max()) + 1
+    # smallest mention id per group: order by (group, mention id), take each group's first row
+    mid_rank, mid_uniques = pd.factorize(pd.Series(mids), sort=True)
+    order = np.lexsort((mid_rank, group))
+    g_sorted = group[order]
+    starts = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]])
+    smallest = mids[order[starts]]
+    ids = np.array(_entity_ids(etype, smallest.tolist()), dtype=object)
+    row_ids = ids[group]
+    assignments = pd.DataFrame({"mention_id": mids, "entity_id": row_ids, "entity_type": etype})
+    sizes = np.bincount(group, minlength=n_groups)
+    # label: the most frequent label of the group; ties -> the longest, then alphabetical
+    lab = records["label"].to_numpy(dtype=object)
+    lcode, luniq = pd.factorize(pd.Series(lab), sort=True)
+    lens = np.fromiter((len(x) for x in luniq.tolist()), dtype=np.int64, count=len(luniq))
+    gl = pd.DataFrame({"g": group, "l": lcode}).value_counts(sort=False).reset_index(name="n")
+    gl["len"] = lens[gl["l"].to_numpy()]
+    gl = gl.sort_values(["g", "n", "len", "l"], ascending=[True, False, False, True], kind="stable")
+    best = gl.drop_duplicates("g")
+    label_of = np.empty(n_groups, dtype=object)
+    label_of[best["g"].to_numpy()] = np.asarray(luniq, dtype=object)[best["l"].to_numpy()]
+    attrs = _attributes(records, group, n_groups, etype)
+    ents = pd.DataFrame({"entity_id": ids, "entity_type": etype, "label": label_of, "n_mentions": sizes.astype(int),
+                         "attributes": attrs})
     return assignments, ents.sort_values("entity_id").reset_index(drop=True)
 
 
@@ -303,18 +385,23 @@ _ATTRIBUTES = {
 }
 
 
-def _attributes(records: pd.DataFrame, ids: pd.Series, etype: str) -> pd.Series:
-    """Per entity a JSON object of the distinct non-empty key values (sorted lists)."""
-    cols = [c for c in _ATTRIBUTES.get(etype, ("value",)) if c in records.columns]
-    frame = records[cols].copy()
-    frame["entity_id"] = ids.to_numpy()
-    parts = {}
+def _attributes(records: pd.DataFrame, group: np.ndarray, n_groups: int, etype: str) -> np.ndarray:
+    """Per group a JSON object of the distinct non-empty key values (sorted lists), keys sorted."""
+    cols = sorted(c for c in _ATTRIBUTES.get(etype, ("value",)) if c in records.columns)
+    pieces: list[list[str]] = [[] for _ in range(n_groups)]
     for c in cols:
-        vals = frame.loc[frame[c] != "", ["entity_id", c]].drop_duplicates().sort_values(["entity_id", c])
-        parts[c] = vals.groupby("entity_id")[c].agg(list)
-    lookups = {c: parts[c].to_dict() for c in cols}
-    out = {}
-    for eid in pd.unique(frame["entity_id"]).tolist():
-        obj = {c: lookups[c][eid] for c in cols if eid in lookups[c]}
-        out[eid] = json.dumps(obj, ensure_ascii=False, sort_keys=True)
-    return pd.Series(out)
+        vals = records[c].to_numpy(dtype=object)
+        has = np.flatnonzero(vals != "")
+        if not len(has):
+            continue
+        vcode, vuniq = pd.factorize(pd.Series(vals[has]), sort=True)  # codes in sorted value order
+        encoded = [json.dumps(v, ensure_ascii=False) for v in vuniq.tolist()]
+        key = np.unique(group[has].astype(np.int64) * (len(vuniq) + 1) + vcode)
+        g, v = key // (len(vuniq) + 1), key % (len(vuniq) + 1)
+        bounds = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+        ends = np.r_[bounds[1:], len(g)]
+        head = json.dumps(c) + ": ["
+        v_list = v.tolist()
+        for gs, b, e in zip(g[bounds].tolist(), bounds.tolist(), ends.tolist()):
+            pieces[gs].append(head + ", ".join(encoded[x] for x in v_list[b:e]) + "]")
+    return np.array(["{" + ", ".join(p) + "}" for p in pieces], dtype=object)

@@ -43,8 +43,9 @@ def _col(df: pd.DataFrame, name: str) -> pd.Series:
     if name not in df.columns:
         return pd.Series([""] * len(df), index=df.index, dtype=object)
     s = df[name]
-    out = s.astype(object).where(s.notna(), "")
-    return out.map(lambda v: v if isinstance(v, str) else ("" if v is None else str(v))).str.strip().astype(object)
+    if len(s) == 0:
+        return pd.Series([], index=df.index, dtype=object)
+    return s.astype("string").fillna("").str.strip().astype(object)
 
 
 def _per_unique(frame: pd.DataFrame, func) -> list:
@@ -86,6 +87,14 @@ def sound_key(value: object, length: int = 6) -> str:
     >>> sound_key("Smit") == sound_key("Smid"), sound_key("")
     (True, '')
     """
+    if isinstance(value, str):
+        return _sound_of_text(value, length)
+    text = re.sub(r"[^a-z]", "", fold(value))
+    return _sound(text, length) if text else ""
+
+
+@lru_cache(maxsize=1 << 18)
+def _sound_of_text(value: str, length: int) -> str:
     text = re.sub(r"[^a-z]", "", fold(value))
     return _sound(text, length) if text else ""
 

@@ -87,9 +87,15 @@ class FittedModel:
     def tf_frequency(self, comparison: str, values: np.ndarray) -> np.ndarray:
         """Frequencies of ``values`` in the TF table of ``comparison`` (the table's default for unseen)."""
         table = self.tf[comparison]
-        freq = pd.Series(table["values"], dtype=float)
-        out = pd.Series(values).map(freq).to_numpy(dtype=float)
-        return np.where(np.isnan(out), table["default"], out)
+        codes, uniques = pd.factorize(pd.Series(values, dtype=object))
+        known = table["values"]
+        default = float(table["default"])
+        per_unique = np.fromiter((known.get(v, default) if isinstance(v, str) else default for v in uniques.tolist()),
+                                 dtype=float, count=len(uniques))
+        out = np.full(len(codes), default, dtype=float)
+        ok = codes >= 0
+        out[ok] = per_unique[codes[ok]]
+        return out
 
     def level_weight_matrix(self, gamma: np.ndarray) -> np.ndarray:
         """Bits per pair and comparison (float32), before term-frequency adjustment."""
@@ -108,8 +114,9 @@ class FittedModel:
             if not len(exact):
                 continue
             column = self.tf[comp.name]["column"]
-            values = records[column].to_numpy(dtype=object)[left[exact]]
-            freq = np.maximum(self.tf_frequency(comp.name, values), self.tf[comp.name].get("minimum", 1e-6))
+            # frequency per record once (few records, many pairs), then per pair by index
+            per_record = self.tf_frequency(comp.name, records[column].to_numpy(dtype=object))
+            freq = np.maximum(per_record[left[exact]], self.tf[comp.name].get("minimum", 1e-6))
             w[exact, c] = np.log2(np.maximum(comp.m[1], _EPS) / freq).astype(np.float32)
         return w
 

@@ -1,0 +1,242 @@
+"""Tests for linkage.triage.signals, .policy and .scoring: every signal, contexts from frames, ranking."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pandas as pd
+import pytest
+
+from linkage.errors import ConfigError
+from linkage.triage import SIGNALS, ClusterContext, ReportInfo, Signal, build_contexts, load_scoring_policy, score_clusters
+from linkage.triage.policy import Term
+from linkage.triage.scoring import SCORED_COLUMNS, data_now, explain
+from linkage.triage.signals import (
+    addresses_per_person,
+    category_severity,
+    independent_reporters,
+    n_reports,
+    persons_per_address,
+    recency,
+    shared_director_address,
+    shared_vehicle_account,
+)
+
+NOW = dt.date(2024, 6, 30)
+POLICY = load_scoring_policy()
+
+
+def ctx(**kw) -> ClusterContext:
+    kw.setdefault("reports", ())
+    return ClusterContext("c_test", NOW, policy=POLICY, **kw)
+
+
+def reps(*rows) -> tuple[ReportInfo, ...]:
+    return tuple(ReportInfo(*r) for r in rows)
+
+
+# ------------------------------------------------------------------------------------------------ signals
+def test_every_signal_returns_name_value_sentence_inputs():
+    c = ctx(reports=reps(("R1", NOW, "drugs", "a")))
+    for name, fn in SIGNALS.items():
+        s = fn(c)
+        assert isinstance(s, Signal) and s.name == name
+        assert isinstance(s.value, (int, float)) and s.sentence.endswith(".")
+        json.dumps(dict(s.inputs))  # inputs are JSON-ready
+
+
+def test_n_reports():
+    s = n_reports(ctx(reports=reps(("R1", None, "x"), ("R2", None, "x"), ("R3", None, "x"))))
+    assert (s.value, s.sentence) == (3, "3 reports in the cluster.")
+
+
+@pytest.mark.parametrize("reporters, expected", [
+    (["a", "a", "a", "a", "a"], 1.0),           # one reporter filing five times is one confirmation
+    (["a", "b", "c"], 3.0),
+    ([None, None], 1.0),                          # anonymous reports count half
+    (["a", None, "", "b"], 3.0),                  # empty reporter id is anonymous too
+])
+def test_independent_reporters(reporters, expected):
+    s = independent_reporters(ctx(reports=reps(*[(f"R{i}", None, "x", r) for i, r in enumerate(reporters)])))
+    assert s.value == expected
+    assert "reporter" in s.sentence and s.inputs["anonymous_weight"] == 0.5
+
+
+def test_independent_reporters_anonymous_weight_is_policy(tmp_path):
+    p = tmp_path / "s.toml"
+    p.write_text("[reporters]\nanonymous_weight = 0.25\n", encoding="utf-8")
+    c = ClusterContext("c", NOW, reps(("R1", None, "x", None), ("R2", None, "x", None)), policy=load_scoring_policy(p))
+    assert independent_reporters(c).value == 0.5
+
+
+@pytest.mark.parametrize("days, expected", [(0, 1.0), (90, 0.5), (180, 0.25)])
+def test_recency_halves_every_half_life(days, expected):
+    s = recency(ctx(reports=reps(("R1", NOW - dt.timedelta(days=days + 30), "x"), ("R2", NOW - dt.timedelta(days=days), "x"))))
+    assert s.value == expected and s.inputs["days_since_newest"] == days
+
+
+def test_recency_without_dates_is_zero():
+    assert recency(ctx(reports=reps(("R1", None, "x")))).value == 0.0
+
+
+def test_category_severity_takes_the_most_serious():
+    s = category_severity(ctx(reports=reps(("R1", None, "overbewoning"), ("R2", None, "mensenhandel"), ("R3", None, None))))
+    assert s.value == 5 and s.inputs["most_severe"] == "mensenhandel"
+    assert s.inputs["reports_per_category"] == {"mensenhandel": 1, "overbewoning": 1, "overig": 1}
+    assert category_severity(ctx(reports=reps(("R1", None, "nieuw_soort")))).value == POLICY.default_severity
+
+
+def test_persons_per_address_landlord_three_addresses_of_eight():
+    residence = tuple((f"P{a}{i}", f"A{a}") for a in (1, 2, 3) for i in range(8 if a != 2 else 9))
+    s = persons_per_address(ctx(residence=residence, labels={"A2": "Dorpsstraat 2"}))
+    assert s.value == 9 and s.inputs["address_id"] == "A2" and s.inputs["addresses_with_residents"] == 3
+    assert s.sentence == "9 persons registered at or reported living at Dorpsstraat 2."
+    assert persons_per_address(ctx()).value == 0
+
+
+def test_addresses_per_person_straw_man():
+    residence = (("K", "A1"), ("K", "A2"), ("K", "A3"), ("K", "A4"), ("Q", "A1"))
+    s = addresses_per_person(ctx(residence=residence, labels={"K": "K. Vos"}))
+    assert s.value == 4 and s.inputs["address_ids"] == ["A1", "A2", "A3", "A4"]
+    assert s.sentence.startswith("K. Vos is linked to 4 addresses")
+
+
+def test_shared_director_address_needs_both_director_and_address():
+    directs = (("D1", "B1"), ("D1", "B2"), ("D1", "B3"), ("D2", "B4"))
+    located = (("B1", "AW"), ("B2", "AW"), ("B3", "AW"), ("B4", "AW"))
+    s = shared_director_address(ctx(directs=directs, located=located))
+    assert s.value == 3 and s.inputs == {"director_id": "D1", "address_id": "AW", "business_ids": ["B1", "B2", "B3"]}
+    # same address, different directors: nothing shared
+    none = shared_director_address(ctx(directs=(("D1", "B1"), ("D2", "B2")), located=(("B1", "A"), ("B2", "A"))))
+    assert none.value < 2 and "No two businesses" in none.sentence
+
+
+def test_shared_vehicle_account_counts_unrelated_groups():
+    uses = (("P1", "V"), ("P2", "V"), ("P3", "V"), ("B1", "V"), ("P4", "I"))
+    residence = (("P1", "A"), ("P2", "A"), ("P3", "B"))
+    directs = (("P3", "B1"),)
+    s = shared_vehicle_account(ctx(uses=uses, residence=residence, directs=directs, entity_types={"V": "vehicle"},
+                                   labels={"V": "12-ABC-3"}))
+    # P1 and P2 share an address; P3 directs B1: two unrelated groups behind vehicle V
+    assert s.value == 2 and s.inputs["groups"] == [["B1", "P3"], ["P1", "P2"]]
+    assert s.sentence.startswith("Vehicle 12-ABC-3 is used by 2 unrelated parties")
+    alone = shared_vehicle_account(ctx(uses=(("P1", "I"),), entity_types={"I": "bank_account"}))
+    assert alone.value == 1 and "No vehicle or bank account is shared" in alone.sentence
+    assert shared_vehicle_account(ctx()).value == 0
+
+
+# ------------------------------------------------------------------------------------------------ policy
+def test_term_points_clip_between_floor_and_cap():
+    t = Term(weight=20, floor=1, cap=5)
+    assert [t.points(v) for v in (0, 1, 3, 5, 9)] == [0.0, 0.0, 10.0, 20.0, 20.0]
+
+
+def test_packaged_policy_weights_sum_to_100_and_cover_every_signal():
+    assert set(POLICY.terms) == set(SIGNALS)
+    assert sum(t.weight for t in POLICY.terms.values()) == 100
+
+
+@pytest.mark.parametrize("text, match", [
+    ("[score.n_reports]\nweight = = 3\n", r"line 2"),
+    ("[score.no_such_signal]\nweight = 3\n", r"line 1: unknown signal 'no_such_signal'"),
+    ("[score.n_reports]\nweight = 3\nfloor = 5\ncap = 2\n", "cap must be greater than floor"),
+    ("[severity]\ndrugs = 9\n", r"line 2: severity.drugs must be a whole number from 1 to 5"),
+    ("[reporters]\nanonymous_weight = 2\n", "anonymous_weight"),
+])
+def test_policy_errors_name_the_problem(tmp_path, text, match):
+    p = tmp_path / "scoring.toml"
+    p.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=match):
+        load_scoring_policy(p)
+
+
+# ------------------------------------------------------------------------------------------------ scoring
+REPORTS = pd.DataFrame({
+    "report_id": ["L1", "L2", "L3", "C1", "C2", "S1"],
+    "received_at": ["2024-06-01", "2024-06-20", "2024-06-25", "2024-01-10", "2024-02-01", "2024-06-30"],
+    "category": ["overbewoning", "overbewoning", "illegale_onderverhuur", "hennepteelt", "drugs", "overig"],
+    "reporter_id": ["r1", "r1", None, "r2", "r3", "r4"],
+    "reporter_type": ["medewerker", "medewerker", "anoniem", "partner", "bewoner", "bewoner"],
+})
+MENTIONS = pd.DataFrame([
+    # L1: address + two residents (co-mention, resident role) ; L2: a person row carrying the address
+    ["L1-M1", "L1", "address", "adres", "A1"],
+    ["L1-M2", "L1", "person", "bewoner", "P1"],
+    ["L1-M3", "L1", "person", "huurder", "P2"],
+    ["L1-M4", "L1", "person", "verhuurder", "LL"],     # landlord: not a resident
+    ["L2-M1", "L2", "person", "", "P3"],
+    ["L2-M1~address", "L2", "address", "", "A1"],
+    ["L3-M1", "L3", "address", "adres", "A1"],
+    ["L3-M2", "L3", "person", "bewoner", "P4"],
+    # C1, C2: two tenants, each alone in their report with the same van (co-mention USES)
+    ["C1-M1", "C1", "person", "huurder", "T1"],
+    ["C1-M2", "C1", "vehicle", "voertuig", "V1"],
+    ["C2-M1", "C2", "person", "huurder", "T2"],
+    ["C2-M2", "C2", "vehicle", "voertuig", "V1"],
+    ["S1-M1", "S1", "person", "betrokkene", "PZ"],
+], columns=["mention_id", "report_id", "entity_type", "role", "entity_id"])
+LINKS = pd.DataFrame([["L2-M1", "L2-M1~address", "LIVES_AT", "L2"]],
+                     columns=["src_mention_id", "dst_mention_id", "rel_type", "report_id"])
+CLUSTERS = pd.DataFrame({"report_id": ["L1", "L2", "L3", "C1", "C2"],
+                         "cluster_id": ["c_land", "c_land", "c_land", "c_cann", "c_cann"]})
+ENTITIES = pd.DataFrame({"entity_id": ["A1", "V1"], "label": ["Kerkstraat 1", "12-ABC-3"]})
+
+
+def test_build_contexts_gathers_relations_from_links_and_comentions():
+    cs = {c.cluster_id: c for c in build_contexts(CLUSTERS, REPORTS, MENTIONS, LINKS, ENTITIES, NOW, POLICY)}
+    assert sorted(cs) == ["c_cann", "c_land"]
+    land = cs["c_land"]
+    assert land.residence == (("P1", "A1"), ("P2", "A1"), ("P3", "A1"), ("P4", "A1"))  # landlord LL not a resident
+    assert [r.report_id for r in land.reports] == ["L1", "L2", "L3"]
+    assert land.reports[2].reporter_id is None and land.reports[0].received_at == dt.date(2024, 6, 1)
+    assert cs["c_cann"].uses == (("T1", "V1"), ("T2", "V1"))
+
+
+def test_score_clusters_columns_ranking_and_explanations():
+    out = score_clusters(CLUSTERS, REPORTS, MENTIONS, LINKS, ENTITIES, now=NOW)
+    assert list(out.columns) == SCORED_COLUMNS
+    assert out["rank"].tolist() == [1, 2]
+    assert out["score"].is_monotonic_decreasing
+    land = out.set_index("cluster_id").loc["c_land"]
+    assert land["n_reports"] == 3 and land["n_reporters"] == 2  # r1 twice + one anonymous
+    assert land["categories"] == ["overbewoning", "illegale_onderverhuur"]
+    sigs = {s["name"]: s for s in json.loads(land["signals"])}
+    assert set(sigs) == set(SIGNALS)
+    assert sigs["persons_per_address"]["value"] == 4
+    assert sigs["persons_per_address"]["sentence"] == "4 persons registered at or reported living at Kerkstraat 1."
+    assert all({"name", "value", "weight", "points", "sentence", "inputs"} <= set(s) for s in sigs.values())
+    assert land["score"] == pytest.approx(sum(s["points"] for s in sigs.values()), abs=0.01)
+    cann = {s["name"]: s for s in json.loads(out.set_index("cluster_id").loc["c_cann", "signals"])}
+    assert cann["shared_vehicle_account"]["value"] == 2
+    assert cann["recency"]["inputs"]["days_since_newest"] == (NOW - dt.date(2024, 2, 1)).days
+
+
+def test_score_is_deterministic_and_ties_break_on_cluster_id():
+    a = score_clusters(CLUSTERS, REPORTS, MENTIONS, LINKS, ENTITIES, now=NOW)
+    b = score_clusters(CLUSTERS.iloc[::-1], REPORTS.iloc[::-1], MENTIONS.iloc[::-1], LINKS, ENTITIES, now=NOW)
+    pd.testing.assert_frame_equal(a, b)
+    twins = pd.DataFrame({"report_id": ["C1", "C2", "L1", "L3"], "cluster_id": ["c_b", "c_b", "c_a", "c_a"]})
+    same = REPORTS.assign(category="overig", reporter_id=None, received_at="2024-06-30")
+    bare = MENTIONS[MENTIONS["entity_type"] == "vehicle"]
+    out = score_clusters(twins, same, bare, None, None, now=NOW)
+    assert out["score"].nunique() == 1 and out["cluster_id"].tolist() == ["c_a", "c_b"]
+
+
+def test_reason_names_the_strongest_signals():
+    sigs = [Signal("n_reports", 12, "12 reports in the cluster."), Signal("recency", 0.0, "Old."),
+            Signal("persons_per_address", 10, "10 persons at X.")]
+    score, records, reason = explain(sigs, POLICY)
+    assert reason == "10 persons at X; 12 reports in the cluster."  # most points first
+    assert score == 25.0 and records[1]["points"] == 0.0
+
+
+def test_now_defaults_to_newest_report():
+    assert data_now(REPORTS) == dt.date(2024, 6, 30)
+    default = score_clusters(CLUSTERS, REPORTS, MENTIONS, LINKS, ENTITIES)
+    explicit = score_clusters(CLUSTERS, REPORTS, MENTIONS, LINKS, ENTITIES, now=dt.date(2024, 6, 30))
+    pd.testing.assert_frame_equal(default, explicit)
+
+
+def test_no_clusters_gives_empty_frame_with_columns():
+    out = score_clusters(CLUSTERS.iloc[:0], REPORTS, MENTIONS, LINKS, ENTITIES, now=NOW)
+    assert out.empty and list(out.columns) == SCORED_COLUMNS
