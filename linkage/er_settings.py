@@ -101,6 +101,9 @@ class TypePolicy:
     #: A name-only link to one of several candidate groups is taken only when it beats the runner-up by
     #: at least this many bits.
     ambiguity_margin: float = 6.0
+    #: A name-only pair at or above this probability makes a group a *candidate* for an unanchored group
+    #: (it joins only the one clear candidate); unanchored groups join each other only at ``match_probability``.
+    candidate_probability: float = 0.5
 
     def comparison(self, name: str) -> Comparison:
         for comp in self.comparisons:
@@ -204,7 +207,8 @@ def settings_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> ERSet
         types[etype] = TypePolicy(etype, tuple(rules), tuple(comps), p_match, p_cannot,
                                   tuple(section.get("decisive", ())),
                                   float(section.get("decisive_min_other_weight", -12.0)), tf,
-                                  tuple(section.get("anchors", ())), float(section.get("ambiguity_margin", 6.0)))
+                                  tuple(section.get("anchors", ())), float(section.get("ambiguity_margin", 6.0)),
+                                  float(section.get("candidate_probability", p_match)))
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems) + ".")
     return ERSettings(

@@ -33,6 +33,8 @@ from typing import Any, Mapping
 import igraph as ig
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from linkage.graph.weights import GraphSettings, as_graph_settings, specificity
 from linkage.model import stable_hash
@@ -61,19 +63,21 @@ class ReportGraph:
         return int(len(self.u))
 
 
-def _sorted_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(codes, sorted uniques): like ``pd.factorize`` but numbered in sorted order (stable across row orders)."""
-    codes, uniq = pd.factorize(values)
-    uniq = np.asarray(uniq, dtype=object)
-    order = np.argsort(uniq, kind="stable")
+def _arrow(s: pd.Series) -> pa.Array:
+    """A string column as one pyarrow array (C++ hashing and sorting; no Python string objects)."""
+    arr = pa.array(s.to_numpy(dtype=object), type=pa.string(), from_pandas=True) if s.dtype == object \
+        else pa.array(s.astype("string[pyarrow]"), type=pa.string())
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
+def _sorted_codes(values: pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """(codes, sorted uniques): values numbered in sorted order, so codes do not depend on row order."""
+    enc = pc.dictionary_encode(values)
+    uniq = enc.dictionary
+    order = pc.sort_indices(uniq).to_numpy()
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order), dtype=np.int64)
-    return rank[codes], uniq[order]
-
-
-def _as_obj(s: pd.Series) -> np.ndarray:
-    """A string column as a numpy object array (pandas' arrow strings are slow to hash one by one)."""
-    return s.astype(str).to_numpy(dtype=object)
+    return rank[enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)], uniq.take(pa.array(order))
 
 
 def _coded(reports: pd.DataFrame | None, mentions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -81,24 +85,36 @@ def _coded(reports: pd.DataFrame | None, mentions: pd.DataFrame) -> tuple[np.nda
 
     Pairs are distinct (report, entity) and sorted by entity code, then report code.
     """
-    ent = mentions["entity_id"]
-    keep = ent.notna().to_numpy().copy()
-    rep_arr = _as_obj(mentions["report_id"])
-    ent_arr = _as_obj(ent)
-    keep &= ent_arr != ""
+    rep_arr = _arrow(mentions["report_id"])
+    ent_arr = _arrow(mentions["entity_id"])
+    keep = pc.and_(pc.is_valid(ent_arr), pc.not_equal(ent_arr, ""))
     if reports is not None and len(reports):
-        known = pd.Index(_as_obj(reports["report_id"])).unique()
-        keep &= known.get_indexer(rep_arr) >= 0
-    rep_arr, ent_arr = rep_arr[keep], ent_arr[keep]
-    type_arr = _as_obj(mentions["entity_type"])[keep]
-    r, rep_ids = _sorted_codes(rep_arr)
-    e, ent_ids = _sorted_codes(ent_arr)
-    n_rep = max(len(rep_ids), 1)
-    key = np.unique(e * n_rep + r)
+        keep = pc.and_(keep, pc.is_in(rep_arr, value_set=_arrow(reports["report_id"])))
+    keep = pc.fill_null(keep, False)
+    rep_arr, ent_arr = rep_arr.filter(keep), ent_arr.filter(keep)
+    type_arr = _arrow(mentions["entity_type"]).filter(keep)
+    r, rep_uniq = _sorted_codes(rep_arr)
+    e, ent_uniq = _sorted_codes(ent_arr)
+    n_rep = max(len(rep_uniq), 1)
+    key = _unique_sorted(e * n_rep + r)
     e_u, r_u = key // n_rep, key % n_rep
-    types = np.empty(len(ent_ids), dtype=object)
-    types[e] = type_arr
+    tcodes, tnames = _sorted_codes(type_arr)
+    types_code = np.zeros(len(ent_uniq), dtype=np.int64)
+    types_code[e] = tcodes
+    types = np.asarray(tnames.to_pylist(), dtype=object)[types_code] if len(ent_uniq) else np.zeros(0, dtype=object)
+    rep_ids = np.asarray(rep_uniq.to_numpy(zero_copy_only=False), dtype=object)
     return rep_ids, r_u, e_u, types
+
+
+def _unique_sorted(a: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of an integer array (faster than ``np.unique`` for large int64 arrays)."""
+    if len(a) == 0:
+        return a
+    a = np.sort(a)
+    keep = np.empty(len(a), dtype=bool)
+    keep[0] = True
+    np.not_equal(a[1:], a[:-1], out=keep[1:])
+    return a[keep]
 
 
 def _clique_pairs(r: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -152,8 +168,14 @@ def report_graph(mentions: pd.DataFrame, settings: GraphSettings | Mapping[str, 
 
     if len(left):
         key = left * n_rep + right
-        uniq, inv = np.unique(key, return_inverse=True)
-        weight = np.bincount(inv, weights=w)
+        order = np.argsort(key, kind="stable")
+        key, w = key[order], w[order]
+        start = np.empty(len(key), dtype=bool)
+        start[0] = True
+        np.not_equal(key[1:], key[:-1], out=start[1:])
+        idx = np.flatnonzero(start)
+        weight = np.add.reduceat(w, idx)
+        uniq = key[idx]
         u, v = uniq // n_rep, uniq % n_rep
     else:
         u = v = np.zeros(0, dtype=np.int64)
@@ -192,8 +214,13 @@ def leiden_membership(rg: ReportGraph, settings: GraphSettings | Mapping[str, An
     out = np.full(n, -1, dtype=np.int64)
     if rg.n_edges == 0:
         return out
-    nodes, inv = np.unique(np.concatenate([rg.u, rg.v]), return_inverse=True)
-    edges = inv.reshape(2, -1).T
+    linked = np.zeros(n, dtype=bool)
+    linked[rg.u] = True
+    linked[rg.v] = True
+    nodes = np.flatnonzero(linked)
+    remap = np.full(n, -1, dtype=np.int64)
+    remap[nodes] = np.arange(len(nodes), dtype=np.int64)
+    edges = np.column_stack([remap[rg.u], remap[rg.v]])
     g = ig.Graph(n=len(nodes), edges=edges.tolist(), directed=False)
     ig.set_random_number_generator(random.Random(seed))
     try:
@@ -242,7 +269,7 @@ def label_clusters(report_ids: np.ndarray, membership: np.ndarray, min_size: int
     # smallest report code per community (codes are in sorted-id order)
     first = np.full(sizes.shape[0], np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(first, memb, codes)
-    used = np.unique(memb)
+    used = np.flatnonzero(np.bincount(memb, minlength=sizes.shape[0]))
     cid = np.empty(sizes.shape[0], dtype=object)
     cid[used] = ["c_" + stable_hash(report_ids[first[k]], length=12) for k in used]
     out = pd.DataFrame({"report_id": report_ids[codes], "cluster_id": cid[memb]})

@@ -213,16 +213,42 @@ def layout(g: nx.Graph, seed: int = 42, iterations: int | None = None) -> dict[A
     """Positions in [-1, 1]² from a seeded force-directed layout: the same graph always looks the same.
 
     Up to 500 nodes networkx' Fruchterman-Reingold; larger graphs use it when scipy is installed, else
-    a dense numpy version of the same algorithm.
+    a dense numpy version of the same algorithm. A graph in pieces is laid out piece by piece and the
+    pieces are packed in rows, largest first, each in a cell sized to it (so loose nodes do not push the
+    main network into a corner).
 
     >>> pos = layout(nx.path_graph(4)); pos == layout(nx.path_graph(4))
     True
     >>> all(-1.0 <= c <= 1.0 for p in pos.values() for c in p)
     True
+    >>> len(layout(nx.Graph([(1, 2), (3, 4), (5, 6)])))
+    6
     """
-    n = g.number_of_nodes()
-    if n == 0:
+    if g.number_of_nodes() == 0:
         return {}
+    comps = sorted((sorted(c, key=str) for c in nx.connected_components(g)), key=lambda c: (-len(c), str(c[0])))
+    if len(comps) == 1:
+        return _fill_square(_spring(g, seed, iterations))
+    # Shelf packing: cells with side ~ sqrt(size), rows no wider than the largest cell or sqrt(total area).
+    sides = [math.sqrt(len(c)) for c in comps]
+    row_limit = max(sides[0], math.sqrt(sum(x * x for x in sides)) * 1.1)
+    cells, x, y, row_h = [], 0.0, 0.0, 0.0
+    for side in sides:
+        if x > 0 and x + side > row_limit:
+            x, y, row_h = 0.0, y + row_h, 0.0
+        cells.append((x, y, side))
+        x += side
+        row_h = max(row_h, side)
+    pos: dict[Any, tuple[float, float]] = {}
+    for comp, (cx, cy, side) in zip(comps, cells):
+        sub = _fill_square(_spring(g.subgraph(comp), seed, iterations)) if len(comp) > 1 else {comp[0]: (0.0, 0.0)}
+        for v, (px, py) in sub.items():
+            pos[v] = (cx + side * (0.5 + 0.42 * px), -(cy + side * (0.5 + 0.42 * py)))
+    return _fill_square(pos, stretch=False)
+
+
+def _spring(g: nx.Graph, seed: int, iterations: int | None) -> dict[Any, tuple[float, float]]:
+    n = g.number_of_nodes()
     if n == 1:
         return {next(iter(g.nodes)): (0.0, 0.0)}
     k = 1.8 / math.sqrt(n)
@@ -231,12 +257,19 @@ def layout(g: nx.Graph, seed: int = 42, iterations: int | None = None) -> dict[A
         raw = nx.spring_layout(g, seed=seed, k=k, iterations=iters, weight="weight")
     except ImportError:  # the sparse variant (>= 500 nodes) needs scipy
         raw = _dense_spring(g, seed=seed, k=k, iterations=iters)
+    return {v: (float(p[0]), float(p[1])) for v, p in raw.items()}
+
+
+def _fill_square(raw: Mapping[Any, tuple[float, float]], stretch: bool = True) -> dict[Any, tuple[float, float]]:
+    """Centre and scale positions into [-1, 1]²; ``stretch`` widens the narrow axis (at most to half the other)."""
     xs = [p[0] for p in raw.values()]
     ys = [p[1] for p in raw.values()]
     cx, cy = (max(xs) + min(xs)) / 2, (max(ys) + min(ys)) / 2
-    # Fill the square: stretch the narrow axis, but never more than twice as much as the wide one.
     hx, hy = (max(xs) - min(xs)) / 2 or 1.0, (max(ys) - min(ys)) / 2 or 1.0
-    hx, hy = max(hx, max(hx, hy) / 2), max(hy, max(hx, hy) / 2)
+    if stretch:
+        hx, hy = max(hx, max(hx, hy) / 2), max(hy, max(hx, hy) / 2)
+    else:
+        hx = hy = max(hx, hy)
     return {v: (float((p[0] - cx) / hx), float((p[1] - cy) / hy)) for v, p in raw.items()}
 
 

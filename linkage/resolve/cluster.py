@@ -257,7 +257,7 @@ class _Groups:
 
 def attach_name_only(labels: np.ndarray, left: np.ndarray, right: np.ndarray, logodds: np.ndarray,
                      dob: np.ndarray, ident: np.ndarray, margin: float = 6.0,
-                     different: list[tuple[int, int]] | None = None) -> np.ndarray:
+                     different: list[tuple[int, int]] | None = None, joins: np.ndarray | None = None) -> np.ndarray:
     """Add the links that agree on no identifying field ("name only") to a clustering, where unambiguous.
 
     Parameters
@@ -274,6 +274,9 @@ def attach_name_only(labels: np.ndarray, left: np.ndarray, right: np.ndarray, lo
         the runner-up by at least this many bits; otherwise it stays apart (a namesake cannot be told apart).
     different:
         Human "different" judgements (record-index pairs); never merged.
+    joins:
+        Per link: may it join two groups directly (steps 1 and 3)? Links without (candidates below the match
+        probability) only count in step 2, where ambiguity is checked. Default: all may.
 
     Steps: (1) two anchored groups whose only links are name-only merge when each is the other's only
     anchored candidate and their birth dates and identifiers fit; (2) an unanchored group joins its
@@ -299,19 +302,24 @@ def attach_name_only(labels: np.ndarray, left: np.ndarray, right: np.ndarray, lo
     a = np.minimum(gl[keep], gr[keep])
     b = np.maximum(gl[keep], gr[keep])
     w = np.asarray(logodds, dtype=float)[keep]
+    j = (np.ones(len(left), dtype=bool) if joins is None else np.asarray(joins, dtype=bool))[keep]
     # strongest link per pair of groups
     order = np.lexsort((-w, b, a))
-    a, b, w = a[order], b[order], w[order]
+    a, b, w, j = a[order], b[order], w[order], j[order]
     first = np.r_[True, (a[1:] != a[:-1]) | (b[1:] != b[:-1])]
-    a, b, w = a[first].tolist(), b[first].tolist(), w[first].tolist()
+    a, b, w, j = a[first].tolist(), b[first].tolist(), w[first].tolist(), j[first].tolist()
     cand: dict[int, list[tuple[float, int]]] = defaultdict(list)
-    for x, y, s in zip(a, b, w):
+    direct: dict[int, list[tuple[float, int]]] = defaultdict(list)
+    for x, y, s, ok in zip(a, b, w, j):
         cand[x].append((s, y))
         cand[y].append((s, x))
+        if ok:
+            direct[x].append((s, y))
+            direct[y].append((s, x))
 
-    def anchored_candidates(g: int) -> list[tuple[float, int]]:
+    def anchored_candidates(g: int, links=cand) -> list[tuple[float, int]]:
         best: dict[int, float] = {}
-        for s, other in cand[g]:
+        for s, other in links[g]:
             r = groups.find(other)
             if r != groups.find(g) and groups.anchored(r) and groups.compatible(groups.find(g), r):
                 best[r] = max(best.get(r, -math.inf), s)
@@ -321,8 +329,8 @@ def attach_name_only(labels: np.ndarray, left: np.ndarray, right: np.ndarray, lo
     for g in sorted(cand):
         if not groups.anchored(g):
             continue
-        mine = anchored_candidates(g)
-        if len(mine) != 1:
+        mine = anchored_candidates(g, direct)
+        if len(mine) != 1 or len(anchored_candidates(g)) != 1:
             continue
         other = mine[0][1]
         theirs = anchored_candidates(other)
@@ -343,7 +351,7 @@ def attach_name_only(labels: np.ndarray, left: np.ndarray, right: np.ndarray, lo
     # (3) the rest: unanchored groups with each other (or through them to one anchored group)
     for k in sorted(range(len(a)), key=lambda k: (-w[k], a[k], b[k])):
         x, y = a[k], b[k]
-        if x in ambiguous or y in ambiguous:
+        if not j[k] or x in ambiguous or y in ambiguous:
             continue
         rx, ry = groups.find(x), groups.find(y)
         if rx == ry or (groups.anchored(rx) and groups.anchored(ry)) or not groups.compatible(rx, ry):

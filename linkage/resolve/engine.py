@@ -262,14 +262,14 @@ def _resolve_fuzzy(records: pd.DataFrame, etype: str, cfg: ERSettings, same: lis
     # decisive links count as strong links in the clustering
     link_lo = np.where(matched & (logodds < 1.0), 1.0, logodds)
     strong = matched & anchored
-    weak = matched & ~anchored
+    weak = ~anchored & ~contradiction & (matched | (prob >= policy.candidate_probability))
     other = ~strong
     labels = cluster(n, left[strong], right[strong], link_lo[strong], left[other], right[other], logodds[other],
                      cannot_logodds=cannot, same=same, different=different)
     if weak.any():
         dob, ident = _identity(records)
         labels = attach_name_only(labels, left[weak], right[weak], link_lo[weak], dob, ident,
-                                  policy.ambiguity_margin, different)
+                                  policy.ambiguity_margin, different, joins=matched[weak])
     # keep the pairs that matter: links, likely matches, and cannot-links inside a linked group's reach
     keep = matched | (prob >= KEEP_PAIR_PROBABILITY)
     comp_lab = labels  # pairs between different final entities but with strong evidence against are cannot-links
