@@ -2,7 +2,8 @@
 
 Usage::
 
-    python -m bench.bench_er --sizes 10000,100000,1000000 --seed 7 [--no-splink] [--json out.json]
+    python -m bench.bench_er --sizes 10000,100000,1000000 --seed 7 [--profile benchmark|reports] [--no-splink]
+        [--json out.json] [--splink-timeout 600]
 
 For each size the project's generator (``linkage.generate.generate_person_mentions``) makes the mentions
 and their truth once (cached under ``$LINKAGE_BENCH_DIR`` or /tmp/linkage_bench); each tool then runs in a
@@ -33,19 +34,42 @@ CACHE = Path(os.environ.get("LINKAGE_BENCH_DIR", "/tmp/linkage_bench"))
 
 # -- data -----------------------------------------------------------------------------------------------
 
-def data_paths(size: int, seed: int) -> tuple[Path, Path]:
-    return CACHE / f"persons_{size}_{seed}.parquet", CACHE / f"truth_{size}_{seed}.parquet"
+def supported_profiles() -> tuple[str, ...]:
+    """The generator's completeness profiles (empty when it has none: older generator)."""
+    import inspect
+
+    from linkage.generate.people import generate_person_mentions
+
+    if "profile" not in inspect.signature(generate_person_mentions).parameters:
+        return ()
+    from linkage.generate import people
+
+    return tuple(getattr(people, "PROFILES", ("reports", "benchmark")))
 
 
-def ensure_data(size: int, seed: int) -> None:
-    """Generate and cache the mentions and truth for one size (no-op when cached)."""
-    mpath, tpath = data_paths(size, seed)
+def default_profile() -> str:
+    """``benchmark`` when the generator has it (calibrated to the reference data), else its only data."""
+    profiles = supported_profiles()
+    return "benchmark" if "benchmark" in profiles else (profiles[0] if profiles else "default")
+
+
+def data_paths(size: int, seed: int, profile: str = "default") -> tuple[Path, Path]:
+    tag = "" if profile in ("default", "reports") else f"_{profile}"
+    return CACHE / f"persons_{size}_{seed}{tag}.parquet", CACHE / f"truth_{size}_{seed}{tag}.parquet"
+
+
+def ensure_data(size: int, seed: int, profile: str = "default") -> None:
+    """Generate and cache the mentions and truth for one size and profile (no-op when cached)."""
+    mpath, tpath = data_paths(size, seed, profile)
     if mpath.exists() and tpath.exists():
         return
     from linkage.generate.people import generate_person_mentions
 
     CACHE.mkdir(parents=True, exist_ok=True)
-    mentions, truth = generate_person_mentions(size, seed)
+    if profile in supported_profiles():
+        mentions, truth = generate_person_mentions(size, seed, profile=profile)
+    else:
+        mentions, truth = generate_person_mentions(size, seed)
     mentions = mentions.copy()
     mentions["entity_type"] = "person"
     mentions["report_id"] = "R" + mentions["mention_id"].str[2:]
@@ -104,37 +128,50 @@ def peak_gb() -> float:
 
 # -- tools ----------------------------------------------------------------------------------------------
 
-def run_linkage(size: int, seed: int) -> dict:
+def run_linkage(size: int, seed: int, profile: str = "default") -> dict:
     from linkage.resolve import resolve_mentions
 
-    mpath, tpath = data_paths(size, seed)
+    mpath, tpath = data_paths(size, seed, profile)
     mentions = add_normalised(pd.read_parquet(mpath))
     stages: list[tuple[str, float]] = []
+    c0 = time.process_time()
     t0 = time.perf_counter()
     res = resolve_mentions(mentions, progress=lambda s: stages.append((s, time.perf_counter() - t0)),
                            keep_candidates=True)
     wall = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     truth = pd.read_parquet(tpath)
     a = res.assignments.set_index("mention_id")["entity_id"]
     scores = pairwise_scores(a.reindex(truth["mention_id"]), truth["entity_id"])
     left, right = res.diagnostics["person"]["candidates"]
     return {
         "tool": "linkage", **scores, "blocking_recall": blocking_recall(left, right, truth),
-        "pairs": int(len(left)), "wall_s": wall, "peak_gb": peak_gb(),
+        "pairs": int(len(left)), "wall_s": wall, "cpu_s": cpu, "peak_gb": peak_gb(),
+        "largest_blocks": _largest_blocks(res.blocking_report.get("person", {})),
         "stages": [(s, round(t, 2)) for s, t in stages],
         "prior": res.model["person"]["prior"],
     }
 
 
-def run_splink(size: int, seed: int, threshold: float = 0.9) -> dict:
+def _largest_blocks(report: dict, k: int = 3) -> list:
+    """The biggest blocks over all rules: (rule, key, pairs or records)."""
+    out = []
+    for r in report.get("rules", []):
+        for key, size in r.get("largest_blocks", [])[:k]:
+            out.append((r["rule"], str(key).replace("\x1f", " | "), int(size)))
+    return sorted(out, key=lambda t: -t[2])[:k * 2]
+
+
+def run_splink(size: int, seed: int, profile: str = "default", threshold: float = 0.9) -> dict:
     """Splink 5 on DuckDB with a careful setup: blocking rules like linkage's, name/dob/bsn comparisons
     with term frequencies, u by random sampling, m by EM on two blocking rules, then predict at 0.9."""
     import splink.comparison_library as cl
     from splink import Linker, SettingsCreator, block_on
     from splink.backends.duckdb import DuckDBAPI
 
-    mpath, tpath = data_paths(size, seed)
+    mpath, tpath = data_paths(size, seed, profile)
     raw = add_normalised(pd.read_parquet(mpath))
+    c0 = time.process_time()
     t0 = time.perf_counter()
     from linkage.resolve.features import prepare
 
@@ -177,6 +214,7 @@ def run_splink(size: int, seed: int, threshold: float = 0.9) -> dict:
     clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(preds, threshold)
     cdf = clusters.as_pandas_dataframe()
     wall = time.perf_counter() - t0
+    cpu = time.process_time() - c0  # DuckDB threads included (process CPU time)
     truth = pd.read_parquet(tpath)
     a = cdf.set_index("unique_id")["cluster_id"]
     scores = pairwise_scores(a.reindex(truth["mention_id"]), truth["entity_id"])
@@ -192,15 +230,15 @@ def run_splink(size: int, seed: int, threshold: float = 0.9) -> dict:
         n_pairs = int(getattr(last, "cumulative_comparison_count", None) or last["cumulative_comparison_count"])
     except Exception:
         n_pairs = None
-    return {"tool": "splink", **scores, "blocking_recall": None, "pairs": n_pairs, "wall_s": wall,
+    return {"tool": "splink", **scores, "blocking_recall": None, "pairs": n_pairs, "wall_s": wall, "cpu_s": cpu,
             "peak_gb": peak_gb()}
 
 
 # -- driver ---------------------------------------------------------------------------------------------
 
-def _one(size: int, seed: int, tool: str, out: Path) -> None:
+def _one(size: int, seed: int, tool: str, out: Path, profile: str = "default") -> None:
     try:
-        result = run_linkage(size, seed) if tool == "linkage" else run_splink(size, seed)
+        result = run_linkage(size, seed, profile) if tool == "linkage" else run_splink(size, seed, profile)
     except Exception as exc:  # report, don't crash the whole benchmark
         result = {"tool": tool, "error": f"{type(exc).__name__}: {exc}"[:300], "peak_gb": peak_gb()}
     result["size"] = size
@@ -223,7 +261,8 @@ def _fmt(v, spec: str) -> str:
 
 
 def print_table(rows: list[dict]) -> None:
-    head = f"{'size':>9}  {'tool':<8} {'precision':>9} {'recall':>7} {'F1':>7} {'block rec':>9} {'pairs':>11} {'wall s':>8} {'peak GB':>8}"
+    head = (f"{'size':>9}  {'tool':<8} {'precision':>9} {'recall':>7} {'F1':>7} {'block rec':>9} {'pairs':>11} "
+            f"{'wall s':>8} {'CPU s':>8} {'peak GB':>8}")
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -232,7 +271,7 @@ def print_table(rows: list[dict]) -> None:
             continue
         print(f"{r['size']:>9}  {r['tool']:<8} {_fmt(r['precision'], '.4f'):>9} {_fmt(r['recall'], '.4f'):>7} "
               f"{_fmt(r['f1'], '.4f'):>7} {_fmt(r.get('blocking_recall'), '.4f'):>9} {_fmt(r.get('pairs'), ',d'):>11} "
-              f"{_fmt(r['wall_s'], '.1f'):>8} {_fmt(r['peak_gb'], '.2f'):>8}")
+              f"{_fmt(r['wall_s'], '.1f'):>8} {_fmt(r.get('cpu_s'), '.1f'):>8} {_fmt(r['peak_gb'], '.2f'):>8}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -242,31 +281,45 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--splink", dest="splink", action="store_true", default=True)
     ap.add_argument("--no-splink", dest="splink", action="store_false")
     ap.add_argument("--json", default=None, help="also write the rows as JSON to this file")
-    ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--profile", default=None,
+                    help="generator profile (default: 'benchmark' when the generator has it)")
+    ap.add_argument("--timeout", type=float, default=1800, help="seconds per linkage run")
+    ap.add_argument("--splink-timeout", type=float, default=600, help="seconds per Splink run")
     ap.add_argument("--one", nargs=3, metavar=("SIZE", "TOOL", "OUT"), help=argparse.SUPPRESS)
     ap.add_argument("--generate", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    profile = args.profile or default_profile()
     if args.generate is not None:
-        ensure_data(args.generate, args.seed)
+        ensure_data(args.generate, args.seed, profile)
         return 0
     if args.one:
-        _one(int(args.one[0]), args.seed, args.one[1], Path(args.one[2]))
+        _one(int(args.one[0]), args.seed, args.one[1], Path(args.one[2]), profile)
         return 0
     rows = []
     tools = ["linkage"] + (["splink"] if args.splink else [])
     for size in [int(s) for s in args.sizes.split(",") if s.strip()]:
-        _subprocess(["--generate", str(size), "--seed", str(args.seed)], args.timeout)
+        common = ["--seed", str(args.seed), "--profile", profile]
+        _subprocess(["--generate", str(size), *common], args.timeout)
         for tool in tools:
-            out = CACHE / f"result_{size}_{args.seed}_{tool}.json"
+            out = CACHE / f"result_{size}_{args.seed}_{profile}_{tool}.json"
             out.unlink(missing_ok=True)
-            code = _subprocess(["--one", str(size), tool, str(out), "--seed", str(args.seed)], args.timeout)
+            limit = args.timeout if tool == "linkage" else args.splink_timeout
+            code = _subprocess(["--one", str(size), tool, str(out), *common], limit)
             if out.exists():
                 rows.append(json.loads(out.read_text()))
+            elif code == -1:
+                rows.append({"size": size, "tool": tool, "error": f"timeout (> {limit:.0f} s)"})
             else:
-                rows.append({"size": size, "tool": tool, "error": f"subprocess ended with code {code} (timeout or out of memory)"})
+                rows.append({"size": size, "tool": tool, "error": f"subprocess ended with code {code} (out of memory?)"})
             print(f"# done: size {size}, {tool}", file=sys.stderr, flush=True)
-    print(f"# seed {args.seed}; pairwise scores against the generator's truth; 2-core machine")
+    load = os.getloadavg()
+    print(f"# seed {args.seed}; generator profile '{profile}'; pairwise scores against the generator's truth; "
+          f"{os.cpu_count()}-core machine, load average at the end {load[0]:.1f}")
     print_table(rows)
+    for r in rows:
+        if r.get("largest_blocks"):
+            print(f"# largest blocks, linkage at {r['size']}: " + "; ".join(f"{rule}: {key} ({n:,d})"
+                                                                        for rule, key, n in r["largest_blocks"]))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0

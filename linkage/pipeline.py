@@ -145,7 +145,8 @@ def _pairs_frame(pairs: pd.DataFrame) -> pd.DataFrame:
     right = cols.get("right_id") or cols.get("right") or cols.get("mention_id_r") or pairs.columns[1]
     out = pd.DataFrame({"left_id": pairs[left].astype(str), "right_id": pairs[right].astype(str)})
     out["weight"] = pairs[cols["weight"]] if "weight" in cols else (pairs[cols["match_weight"]] if "match_weight" in cols else None)
-    out["probability"] = pairs[cols["probability"]] if "probability" in cols else None
+    prob = cols.get("probability") or cols.get("match_probability")
+    out["probability"] = pairs[prob] if prob else None
     out["matched"] = pairs[cols["matched"]].astype(int) if "matched" in cols else None
     return out.drop_duplicates(["left_id", "right_id"])
 

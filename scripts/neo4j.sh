@@ -176,8 +176,10 @@ fetch_neo4j() {
     mkdir -p "$(dirname "$CACHE_DIR")" "$STATE_DIR"
     local tmp start
     tmp="$(mktemp -d "$CACHE_DIR.fetch.XXXXXX")"
+    # shellcheck disable=SC2064  # expand $tmp now
+    trap "rm -rf '$tmp'" EXIT
     start=$SECONDS
-    log "fetching Neo4j $NEO4J_VERSION_SPEC from Maven Central into $CACHE_DIR (first run only; takes a few minutes)"
+    log "fetching Neo4j $NEO4J_VERSION_SPEC from Maven Central into $CACHE_DIR (first run only; about 10 minutes on a cold ~/.m2; progress: tail -f $FETCH_LOG)"
     : >"$FETCH_LOG"
 
     write_fetch_pom org.neo4j neo4j "$NEO4J_VERSION_SPEC" "$tmp/server-pom.xml"
@@ -217,6 +219,7 @@ fetch_neo4j() {
     } >"$tmp/.complete"
     rm -rf "$CACHE_DIR"
     mv "$tmp" "$CACHE_DIR"
+    trap - EXIT
     log "fetched Neo4j $version (Browser: $browser) in $((SECONDS - start))s"
 }
 
@@ -289,6 +292,7 @@ set_initial_password() {
         cat "$RUN_DIR/set-initial-password.log" >&2
         die "setting the initial password failed"
     fi
+    rm -f "$RUN_DIR/set-initial-password.log"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -395,6 +399,7 @@ launch() {
     cds="$(cds_options "$java")"
     : >"$CONSOLE_LOG"
     rm -f "$PID_FILE"
+    # shellcheck disable=SC2016  # the inner script expands its own variables
     NEO4J_HOME="$CACHE_DIR" NEO4J_CONF="$CONF_DIR" setsid bash -c '
         pid_file="$1"; shift
         ulimit -n 40000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -405,8 +410,8 @@ launch() {
         -cp "$CONF_DIR/*:$CACHE_DIR/lib/*" "$MAIN_CLASS" \
         "--home-dir=$CACHE_DIR" "--config-dir=$CONF_DIR" \
         </dev/null >>"$CONSOLE_LOG" 2>&1 &
-    local i
-    for i in $(seq 50); do [[ -s "$PID_FILE" ]] && return 0; sleep 0.1; done
+    local _
+    for _ in $(seq 50); do [[ -s "$PID_FILE" ]] && return 0; sleep 0.1; done
     die "the server process did not start (see $CONSOLE_LOG)"
 }
 
@@ -419,8 +424,8 @@ import base64, json, socket, sys, urllib.error, urllib.request
 host, bolt, http, pw_file = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 try:
     with socket.create_connection((host, bolt), timeout=3) as s:
-        # Bolt magic + four proposed versions (5.x range, 4.4, 4.3, 3); the server answers with one.
-        s.sendall(bytes.fromhex("6060B017" "00000805" "00000404" "00000304" "00000003"))
+        # Bolt magic + four proposals (5.8 down to 5.0, 4.4, 4.3, 3); the server answers with 4 bytes.
+        s.sendall(bytes.fromhex("6060B017" "00080805" "00000404" "00000304" "00000003"))
         s.settimeout(3)
         if len(s.recv(4)) != 4:
             sys.exit(1)
