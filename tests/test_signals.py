@@ -79,9 +79,9 @@ def test_recency_without_dates_is_zero():
     assert recency(ctx(reports=reps(("R1", None, "x")))).value == 0.0
 
 
-def test_category_severity_takes_the_most_serious():
+def test_category_severity_averages_over_reports_and_names_the_most_serious():
     s = category_severity(ctx(reports=reps(("R1", None, "overbewoning"), ("R2", None, "mensenhandel"), ("R3", None, None))))
-    assert s.value == 5 and s.inputs["most_severe"] == "mensenhandel"
+    assert s.value == 3.0 and s.inputs["most_severe"] == "mensenhandel" and s.inputs["max_severity"] == 5  # (3+5+1)/3
     assert s.inputs["reports_per_category"] == {"mensenhandel": 1, "overbewoning": 1, "overig": 1}
     assert category_severity(ctx(reports=reps(("R1", None, "nieuw_soort")))).value == POLICY.default_severity
 

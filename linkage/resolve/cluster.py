@@ -294,8 +294,11 @@ def attach_name_only(labels: np.ndarray, left: np.ndarray, right: np.ndarray, lo
     labels = np.asarray(labels, dtype=np.int64).copy()
     if len(left) == 0:
         return labels
-    groups = _Groups(labels, np.asarray(dob, dtype=np.int64), np.asarray(ident, dtype=np.int64), list(different or []))
     gl, gr = labels[left], labels[right]
+    # only the groups these links touch matter: give the union-find their members' birth dates and ids
+    involved = np.isin(labels, np.unique(np.r_[gl, gr]))
+    groups = _Groups(labels, np.where(involved, np.asarray(dob, dtype=np.int64), 0),
+                     np.where(involved, np.asarray(ident, dtype=np.int64), -1), list(different or []))
     keep = gl != gr
     if not keep.any():
         return labels

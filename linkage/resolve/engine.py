@@ -86,9 +86,12 @@ def _entity_ids(entity_type: str, smallest_mention_ids: list[str]) -> list[str]:
     >>> _entity_ids("person", ["m1"]) == [entity_id("person", "m1")]
     True
     """
-    sha1, dumps = hashlib.sha1, json.dumps
+    from json.encoder import encode_basestring  # what json.dumps(..., ensure_ascii=False) writes for a str
+
+    sha1 = hashlib.sha1
     prefix = f"e_{entity_type}_"
-    return [prefix + sha1(dumps([entity_type, str(m)], ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
+    head = "[" + encode_basestring(str(entity_type)) + ", "
+    return [prefix + sha1((head + encode_basestring(str(m)) + "]").encode("utf-8")).hexdigest()[:16]
             for m in smallest_mention_ids]
 
 
@@ -233,7 +236,8 @@ def _resolve_fuzzy(records: pd.DataFrame, etype: str, cfg: ERSettings, same: lis
     logodds = weight + fitted.prior_weight
     matched = (prob >= fitted.match_probability) | decisive
     left, right = cand.left, cand.right
-    levels = _level_strings(gamma)
+    n_new = len(gamma)
+    old_levels = np.empty(0, dtype=object)
     reason = np.where(decisive & (prob < fitted.match_probability), "decisive identifier",
                       np.where(matched, "match probability", ""))
     if existing_pairs is not None and len(existing_pairs):
@@ -249,11 +253,12 @@ def _resolve_fuzzy(records: pd.DataFrame, etype: str, cfg: ERSettings, same: lis
         logodds = np.r_[logodds, ow]
         prob = np.r_[prob, old["match_probability"].to_numpy(float)]
         matched = np.r_[matched, old["matched"].to_numpy(bool)]
-        levels = np.r_[levels, old["levels"].to_numpy(dtype=object)]
+        old_levels = old["levels"].to_numpy(dtype=object)
         reason = np.r_[reason, old["reason"].to_numpy(dtype=object)]
     say(f"{etype}: clustering")
     cannot = math.log2(fitted.cannot_link_probability / (1 - fitted.cannot_link_probability))
-    anchored, contradiction = _anchor_flags(levels, fitted, policy.anchors)
+    anchored, contradiction = _anchor_flags(np.vstack([gamma, _parse_levels(old_levels, gamma.shape[1])]),
+                                            fitted, policy.anchors)
     # a contradiction (two valid BSNs, or clearly different birth dates, with no exact identifier) is never
     # a link and keeps its two records apart
     matched = matched & ~contradiction
@@ -278,29 +283,42 @@ def _resolve_fuzzy(records: pd.DataFrame, etype: str, cfg: ERSettings, same: lis
     pairs = pd.DataFrame({
         "left_id": mids[left[keep]], "right_id": mids[right[keep]], "entity_type": etype,
         "match_weight": np.round(weight[keep], 4), "match_probability": prob[keep], "matched": matched[keep],
-        "levels": levels[keep], "reason": reason[keep],
+        "levels": np.r_[_level_strings(gamma[keep[:n_new]]), old_levels[keep[n_new:]]], "reason": reason[keep],
     })
     return labels, pairs, fitted, report, cand
 
 
-def _anchor_flags(levels: np.ndarray, fitted: FittedModel, anchors: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+def _parse_levels(levels: np.ndarray, width: int) -> np.ndarray:
+    """Level strings (``'1130'``, see :func:`_level_strings`) back to an ``int8`` level matrix."""
+    if len(levels) == 0:
+        return np.zeros((0, width), dtype=np.int8)
+    text = "".join(levels.tolist()).encode("ascii")
+    return (np.frombuffer(text, dtype=np.uint8).reshape(len(levels), width) - ord("0")).astype(np.int8)
+
+
+def _anchor_flags(gamma: np.ndarray, fitted: FittedModel, anchors: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Per pair: does it agree on an identifying comparison (any level above "else"), and does it
-    contradict one (its "else" level) without an exact agreement on another? Read from the level strings,
-    so pairs of an earlier run count alike. Without anchors every pair is anchored, none contradicts."""
-    n = len(levels)
+    contradict one (its "else" level) without an exact agreement on another? Without anchors every pair
+    is anchored and none contradicts.
+
+    >>> from linkage.scoring import ComparisonParams
+    >>> lv = ("missing", "exact", "close", "different")
+    >>> fm = FittedModel("person", [ComparisonParams("birth_date", lv, np.ones(4), np.ones(4))], 1e-6, .5, 1e-4)
+    >>> a, c = _anchor_flags(np.array([[0], [1], [2], [3]], dtype=np.int8), fm, ("birth_date",))
+    >>> a.tolist(), c.tolist()
+    ([False, True, True, False], [False, False, False, True])
+    """
+    n = len(gamma)
     names = fitted.names
     cols = [names.index(a) for a in anchors if a in names]
     if not cols or n == 0:
         return np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
-    width = len(names)
-    text = "".join(levels.tolist()).encode("ascii")
-    digits = (np.frombuffer(text, dtype=np.uint8).reshape(n, width) - ord("0")).astype(np.int8)
     agree = np.zeros(n, dtype=bool)
     exact = np.zeros(n, dtype=bool)
     contra = np.zeros(n, dtype=bool)
     for c in cols:
         top = len(fitted.comparisons[c].level_names) - 1
-        g = digits[:, c]
+        g = gamma[:, c]
         agree |= (g >= 1) & (g < top)
         exact |= g == 1
         contra |= g == top

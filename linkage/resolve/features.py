@@ -4,7 +4,8 @@ In:  mentions with the columns of :data:`linkage.model.STORED_MENTION_FIELDS` (s
      entity type per row; optionally an extra ``national_id`` column (generic tables).
 Out: :func:`prepare` gives, for one entity type, a DataFrame with ``mention_id`` and feature columns: text
      columns hold '' when unknown, never None. Person: ``first_name``, ``initials``, ``first_initial``,
-     ``surname`` (without tussenvoegsel), ``part1``/``part2`` (double-name parts), ``birth_date``
+     ``surname`` (without tussenvoegsel), ``part1``/``part2`` (double-name parts), ``surname_sorted``
+     (the parts of a double name in sorted order, '' for a single name), ``birth_date``
      (ISO), ``birth_year``, ``birth_date_sorted``, ``bsn`` (only when it passes the elfproef),
      ``surname_sound``, ``name_tokens_sorted``, ``national_id``, ``label``. Address: ``street``,
      ``house_number``, ``suffix``, ``postcode``, ``postcode4``, ``city``, ``street_sound``, ``label``.
@@ -172,9 +173,11 @@ def _person(df: pd.DataFrame, out: pd.DataFrame) -> None:
                                         p.surname_full) if x)
         tokens = " ".join(sorted(x for x in (given, p.surname) if x)) if given and p.surname else ""
         return (given, p.initials, p.surname, parts[0] if parts else "", parts[1] if len(parts) > 1 else "",
+                "-".join(sorted(parts)) if len(parts) > 1 else "",
                 sound_key(parts[0]) if parts else "", tokens, display)
 
-    cols = ["first_name", "initials", "surname", "part1", "part2", "surname_sound", "name_tokens_sorted", "_display"]
+    cols = ["first_name", "initials", "surname", "part1", "part2", "surname_sorted", "surname_sound",
+            "name_tokens_sorted", "_display"]
     parsed = pd.DataFrame(_per_unique(names, parse), columns=cols)
     for c in cols:
         out[c] = parsed[c].to_numpy(dtype=object)

@@ -336,6 +336,15 @@ def push(store: EmbeddedStore, driver=None, progress: Callable[[str, int], None]
             SET x.rule = r.rule, x.reason = r.reason, x.push_id = $stamp
             """, routed, stamp=stamp)
         summary.removed = remove_stale(driver, stamp)
+    except Exception as exc:
+        from neo4j.exceptions import Neo4jError, DriverError
+
+        if isinstance(exc, (Neo4jError, DriverError)):
+            raise Neo4jUnavailable(
+                f"Neo4j push stopped ({type(exc).__name__}); what was written is consistent per batch. "
+                "Check the server (make neo4j) and run 'linkage push' again: it is idempotent."
+            ) from None
+        raise
     finally:
         summary.seconds = time.perf_counter() - t0
         if own:

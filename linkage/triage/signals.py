@@ -143,12 +143,17 @@ def recency(ctx: ClusterContext) -> Signal:
 
 
 def category_severity(ctx: ClusterContext) -> Signal:
-    """The highest severity (1-5, ``scoring.toml`` ``[severity]``) among the cluster's report categories.
+    """How serious the reported categories are: severity (1-5, ``scoring.toml`` ``[severity]``) averaged over
+    the cluster's reports.
+
+    The average, not the maximum: one stray report in a serious category should not make a mixed bag of
+    reports look like a serious case; a cluster where every report says ``mensenhandel`` scores 5. The most
+    serious category is named in the inputs either way.
 
     >>> rs = (ReportInfo("R1", None, "overbewoning"), ReportInfo("R2", None, "hennepteelt"))
     >>> s = category_severity(ClusterContext("c1", dt.date(2024, 5, 1), rs))
-    >>> s.value, s.inputs["most_severe"]
-    (4, 'hennepteelt')
+    >>> s.value, s.inputs["most_severe"], s.sentence
+    (3.5, 'hennepteelt', 'Average category severity 3.5 of 5 (most serious: hennepteelt, 1 report).')
     """
     counts: dict[str, int] = defaultdict(int)
     for r in ctx.reports:
@@ -157,9 +162,11 @@ def category_severity(ctx: ClusterContext) -> Signal:
         return Signal("category_severity", ctx.policy.default_severity, "The cluster has no categories.", {})
     sev = {c: ctx.policy.severity_of(c) for c in counts}
     top = min(sev, key=lambda c: (-sev[c], c))
-    return Signal("category_severity", sev[top],
-                  f"Most serious category: {top} (severity {sev[top]} of 5).",
-                  {"most_severe": top, "severity": dict(sorted(sev.items())), "reports_per_category": dict(sorted(counts.items()))})
+    value = round(sum(sev[c] * n for c, n in counts.items()) / sum(counts.values()), 2)
+    return Signal("category_severity", value,
+                  f"Average category severity {value:g} of 5 (most serious: {top}, {_plural(counts[top], 'report')}).",
+                  {"most_severe": top, "max_severity": sev[top], "severity": dict(sorted(sev.items())),
+                   "reports_per_category": dict(sorted(counts.items()))})
 
 
 def persons_per_address(ctx: ClusterContext) -> Signal:
