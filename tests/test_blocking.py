@@ -75,3 +75,12 @@ def test_person_rules_find_typical_variants():
     found = set(zip(cand.left.tolist(), cand.right.tolist()))
     assert {(0, 1), (0, 2), (0, 3)} <= found
     assert report.to_dict()["total_pairs"] == len(cand)
+
+
+def test_new_pairs_count_each_pair_once_for_the_first_rule_that_found_it():
+    df = pd.DataFrame({"a": ["x", "x", "x", "y"], "b": ["1", "1", "2", "2"]})
+    cand, report = block(df, [BlockingRule("a", ("a",)), BlockingRule("b", ("b",)), BlockingRule("a2", ("a",))])
+    assert len(cand) == 4
+    assert [r.new_pairs for r in report.rules] == [3, 1, 0]
+    assert sum(r.new_pairs for r in report.rules) == report.total_pairs
+    assert cand.by_rule("a2").sum() == 3

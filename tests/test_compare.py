@@ -73,3 +73,8 @@ def test_scorer_contract():
     assert similarity(None, "x") == 0.0
     assert similarity("abc", "abc", "levenshtein") == 1.0
     assert 0 <= similarity("abc", "xyz", "damerau") <= 1
+
+
+def test_double_name_parts_in_other_order():
+    rows = [{"mention_id": "a", "last_name": "Dagsburg-van Dijk"}, {"mention_id": "b", "last_name": "van Dijk-Dagsburg"}]
+    assert _levels(rows, [(0, 1)], "surname") == ["same double name, parts in another order"]

@@ -63,3 +63,21 @@ def test_normalise_name_never_raises_and_is_idempotent(text):
 def test_idempotent_on_name_like_text(text):
     once = normalise_name(text)
     assert once is None or normalise_name(once) == once
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=25), st.text(max_size=25), st.text(max_size=25))
+def test_parse_name_never_raises_and_caching_is_invisible(full, first, last):
+    a = parse_name(full=full, first=first, last=last)
+    b = parse_name(full=full, first=first, last=last)
+    assert a == b
+    assert isinstance(a.surname, str) and all(isinstance(g, str) for g in a.given)
+    # a cached result is never shared mutable state: callers cannot change the next answer
+    assert isinstance(a.given, tuple) and isinstance(a.surname_parts, tuple)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="abcdeijyJVDW .,-'", max_size=30))
+def test_canonical_form_of_separate_fields_is_stable(text):
+    once = parse_name(first=text, last="de Vries").canonical()
+    assert normalise_name(once) in (None, normalise_name(normalise_name(once)))

@@ -163,3 +163,102 @@ def test_resolve_table_links_two_sources(tmp_path):
     assert result["a:2"] == result["b2:2"]
     assert result["a:3"] != result["b2:9"]
     assert summary.records == 6 and summary.entities == 4
+
+
+# -- clustering with anchors: contradictions, name-only links, ambiguity --------------------------------
+
+from linkage.resolve.cluster import _dobs_compatible, attach_name_only, components  # noqa: E402
+
+
+def _union_find_components(n, left, right):
+    parent = list(range(n))
+
+    def find(x):
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in zip(left, right):
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    roots = [find(x) for x in range(n)]
+    smallest = {}
+    for x, r in enumerate(roots):
+        smallest.setdefault(r, x)
+    return [smallest[r] for r in roots]
+
+
+def test_components_match_a_plain_union_find():
+    rng = np.random.default_rng(3)
+    for n, m in ((1, 0), (10, 5), (500, 400), (2000, 3000)):
+        left, right = rng.integers(0, n, m), rng.integers(0, n, m)
+        assert components(n, left, right).tolist() == _union_find_components(n, left.tolist(), right.tolist())
+
+
+@pytest.mark.parametrize("a, b, ok", [
+    (19850307, 19850307, True), (19850307, 19850703, True), (19850307, 19860307, True),
+    (19850307, 19850308, True), (19850307, 19621123, False), (19850307, 0, True),
+])
+def test_birth_dates_that_fit_one_person(a, b, ok):
+    assert _dobs_compatible(a, b) is ok
+
+
+def test_name_only_link_joins_the_one_clear_candidate():
+    labels = np.array([0, 1, 2, 3])
+    dob = np.array([19850307, 19620101, 0, 0])
+    none = np.full(4, -1)
+    # 2 looks like 0 and 1 equally (namesakes): stays apart; 3 looks like 0 only: joins 0
+    out = attach_name_only(labels, np.array([0, 1, 0]), np.array([2, 2, 3]), np.array([5.0, 5.0, 5.0]), dob, none)
+    assert out.tolist() == [0, 1, 2, 0]
+    # a clearly better candidate (margin in bits) is taken
+    out = attach_name_only(labels, np.array([0, 1]), np.array([2, 2]), np.array([12.0, 3.0]), dob, none, margin=6)
+    assert out.tolist() == [0, 1, 0, 3]
+
+
+def test_name_only_links_never_join_a_contradiction_or_a_human_no():
+    labels = np.array([0, 1, 2])
+    dob = np.array([19850307, 0, 19621123])
+    ident = np.array([-1, -1, -1])
+    # 1 sits between two people with different birth dates; 0 and 2 must not end up together through it
+    out = attach_name_only(labels, np.array([0, 1]), np.array([1, 2]), np.array([8.0, 8.0]), dob, ident)
+    assert out[0] != out[2]
+    out = attach_name_only(np.array([0, 1]), np.array([0]), np.array([1]), np.array([8.0]), np.array([0, 0]),
+                           np.array([-1, -1]), different=[(0, 1)])
+    assert out.tolist() == [0, 1]
+    # two different valid BSNs never join
+    out = attach_name_only(np.array([0, 1]), np.array([0]), np.array([1]), np.array([8.0]), np.array([0, 0]),
+                           np.array([5, 6]))
+    assert out.tolist() == [0, 1]
+
+
+def test_namesakes_without_birth_date_are_not_glued_to_either():
+    rows = [_person("a1", "Jan de Vries", dob="1985-03-07"), _person("a2", "Jan de Vries", dob="1985-03-07"),
+            _person("b1", "Jan de Vries", dob="1962-11-23"), _person("b2", "Jan de Vries", dob="1962-11-23"),
+            _person("c1", "Jan de Vries")]
+    res = resolve_mentions(pd.DataFrame(rows + _background()))
+    a = res.assignments.set_index("mention_id")["entity_id"]
+    assert a["a1"] == a["a2"] and a["b1"] == a["b2"] and a["a1"] != a["b1"]
+    assert a["c1"] not in (a["a1"], a["b1"])
+
+
+def test_different_valid_bsns_keep_two_mentions_apart():
+    rows = [_person("s1", "Zwaantje Oosterhuis", dob="1971-04-04", bsn="111222333"),
+            _person("s2", "Zwaantje Oosterhuis", dob="1971-04-04", bsn="123456782")]
+    res = resolve_mentions(pd.DataFrame(rows + _background()))
+    a = res.assignments.set_index("mention_id")["entity_id"]
+    assert a["s1"] != a["s2"]
+
+
+def test_entity_ids_and_attributes_are_vectorised_but_unchanged():
+    from linkage.resolve.engine import _entity_ids, entity_id
+
+    assert _entity_ids("person", ["p01", "é\"x"]) == [entity_id("person", "p01"), entity_id("person", "é\"x")]
+    df = pd.DataFrame(MIXED)
+    res = resolve_mentions(df)
+    import json
+
+    for attrs in res.entities["attributes"]:
+        obj = json.loads(attrs)
+        assert all(v == sorted(set(v)) for v in obj.values())

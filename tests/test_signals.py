@@ -17,6 +17,7 @@ from linkage.triage.signals import (
     independent_reporters,
     n_reports,
     persons_per_address,
+    shared_entities,
     recency,
     shared_director_address,
     shared_vehicle_account,
@@ -84,6 +85,17 @@ def test_category_severity_averages_over_reports_and_names_the_most_serious():
     assert s.value == 3.0 and s.inputs["most_severe"] == "mensenhandel" and s.inputs["max_severity"] == 5  # (3+5+1)/3
     assert s.inputs["reports_per_category"] == {"mensenhandel": 1, "overbewoning": 1, "overig": 1}
     assert category_severity(ctx(reports=reps(("R1", None, "nieuw_soort")))).value == POLICY.default_severity
+
+
+def test_shared_entities_counts_entities_that_link_two_reports():
+    mentioned = (("R1", "A1"), ("R2", "A1"), ("R2", "TL"), ("R3", "TL"), ("R3", "P9"), ("R1", "P1"), ("R1", "P1"))
+    s = shared_entities(ctx(mentioned=mentioned, entity_types={"A1": "address", "TL": "phone"}))
+    assert s.value == 2 and s.inputs["entity_ids"] == ["A1", "TL"]
+    assert s.sentence == "2 entities link reports of the cluster (1 address, 1 phone)."
+    # a hotspot: one address, many reports
+    hot = shared_entities(ctx(mentioned=tuple((f"R{i}", "A") for i in range(20)), entity_types={"A": "address"}))
+    assert hot.value == 1
+    assert shared_entities(ctx()).value == 0
 
 
 def test_persons_per_address_landlord_three_addresses_of_eight():
@@ -190,6 +202,7 @@ def test_build_contexts_gathers_relations_from_links_and_comentions():
     assert [r.report_id for r in land.reports] == ["L1", "L2", "L3"]
     assert land.reports[2].reporter_id is None and land.reports[0].received_at == dt.date(2024, 6, 1)
     assert cs["c_cann"].uses == (("T1", "V1"), ("T2", "V1"))
+    assert ("C1", "V1") in cs["c_cann"].mentioned and ("L2", "A1") in land.mentioned
 
 
 def test_score_clusters_columns_ranking_and_explanations():
@@ -227,7 +240,7 @@ def test_reason_names_the_strongest_signals():
             Signal("persons_per_address", 10, "10 persons at X.")]
     score, records, reason = explain(sigs, POLICY)
     assert reason == "10 persons at X; 12 reports in the cluster."  # most points first
-    assert score == 25.0 and records[1]["points"] == 0.0
+    assert score == 15.0 and records[1]["points"] == 0.0  # 10 + 5 with the packaged weights
 
 
 def test_now_defaults_to_newest_report():

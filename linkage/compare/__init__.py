@@ -52,12 +52,14 @@ def similarity(left: object, right: object, metric: str = "jaro_winkler") -> flo
 class PairFrame:
     """The pairs being compared, with cached per-column value codes and metric results."""
 
-    def __init__(self, records: pd.DataFrame, left: np.ndarray, right: np.ndarray, workers: int = -1):
+    def __init__(self, records: pd.DataFrame, left: np.ndarray, right: np.ndarray, workers: int = -1,
+                 codes_cache: dict | None = None):
         self.records = records
         self.left = np.asarray(left, dtype=np.int64)
         self.right = np.asarray(right, dtype=np.int64)
         self.workers = workers
-        self._codes: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}
+        # per-column value codes depend only on the records: share them between PairFrames of one table
+        self._codes: dict[str, tuple[np.ndarray, np.ndarray, int]] = {} if codes_cache is None else codes_cache
         self._metric: dict[tuple[str, str], np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -199,7 +201,8 @@ def compare_one(pf: PairFrame, comp: Comparison) -> np.ndarray:
     return result
 
 
-def compare(records: pd.DataFrame, left: np.ndarray, right: np.ndarray, comparisons, workers: int = -1) -> np.ndarray:
+def compare(records: pd.DataFrame, left: np.ndarray, right: np.ndarray, comparisons, workers: int = -1,
+            codes_cache: dict | None = None) -> np.ndarray:
     """Level indices (``int8``, pairs x comparisons) for every candidate pair.
 
     >>> from linkage.er_settings import load_er_settings
@@ -213,8 +216,11 @@ def compare(records: pd.DataFrame, left: np.ndarray, right: np.ndarray, comparis
     ['exact', 'close', 'day and month swapped']
     >>> [comps[c].level_names[g[1, c]] for c in range(3)]
     ['initials agree', 'exact', 'missing']
+
+    ``codes_cache``: a dict kept by the caller across calls on the *same* ``records`` (value codes are
+    computed once per column).
     """
-    pf = PairFrame(records, left, right, workers)
+    pf = PairFrame(records, left, right, workers, codes_cache)
     out = np.zeros((len(pf), len(comparisons)), dtype=np.int8)
     for c, comp in enumerate(comparisons):
         out[:, c] = compare_one(pf, comp)

@@ -225,12 +225,13 @@ def _resolve_fuzzy(records: pd.DataFrame, etype: str, cfg: ERSettings, same: lis
     say(f"{etype}: blocking")
     cand, report = block(records, policy.blocking, etype, cfg.largest_blocks_reported, involving)
     say(f"{etype}: comparing {len(cand)} pairs")
-    gamma = compare(records, cand.left, cand.right, policy.comparisons, cfg.workers)
+    codes_cache: dict = {}
+    gamma = compare(records, cand.left, cand.right, policy.comparisons, cfg.workers, codes_cache)
     if frozen is not None:
         fitted = FittedModel.from_dict(frozen)
     else:
         say(f"{etype}: estimating the model")
-        fitted = fit(records, gamma, cand.rule_mask, policy, cfg, cand.left)
+        fitted = fit(records, gamma, cand.rule_mask, policy, cfg, cand.left, codes_cache)
     say(f"{etype}: scoring")
     weight, prob, decisive = fitted.score(records, cand.left, cand.right, gamma)
     logodds = weight + fitted.prior_weight
@@ -298,8 +299,9 @@ def _parse_levels(levels: np.ndarray, width: int) -> np.ndarray:
 
 def _anchor_flags(gamma: np.ndarray, fitted: FittedModel, anchors: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Per pair: does it agree on an identifying comparison (any level above "else"), and does it
-    contradict one (its "else" level) without an exact agreement on another? Without anchors every pair
-    is anchored and none contradicts.
+    contradict one (its "else" level)? A contradiction on a decisive identifier (two different valid BSNs)
+    always counts; one on another anchor (clearly different birth dates) is overruled by an exact decisive
+    identifier. Without anchors every pair is anchored and none contradicts.
 
     >>> from linkage.scoring import ComparisonParams
     >>> lv = ("missing", "exact", "close", "different")
@@ -314,15 +316,19 @@ def _anchor_flags(gamma: np.ndarray, fitted: FittedModel, anchors: tuple[str, ..
     if not cols or n == 0:
         return np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
     agree = np.zeros(n, dtype=bool)
-    exact = np.zeros(n, dtype=bool)
+    id_exact = np.zeros(n, dtype=bool)
+    id_contra = np.zeros(n, dtype=bool)
     contra = np.zeros(n, dtype=bool)
     for c in cols:
         top = len(fitted.comparisons[c].level_names) - 1
         g = gamma[:, c]
         agree |= (g >= 1) & (g < top)
-        exact |= g == 1
-        contra |= g == top
-    return agree, contra & ~exact
+        if names[c] in fitted.decisive:  # two different valid identifiers: always two people
+            id_exact |= g == 1
+            id_contra |= g == top
+        else:
+            contra |= g == top
+    return agree, id_contra | (contra & ~id_exact)
 
 
 def _identity(records: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -404,22 +410,32 @@ _ATTRIBUTES = {
 
 
 def _attributes(records: pd.DataFrame, group: np.ndarray, n_groups: int, etype: str) -> np.ndarray:
-    """Per group a JSON object of the distinct non-empty key values (sorted lists), keys sorted."""
+    """Per group a JSON object of the distinct non-empty key values (sorted lists), keys sorted.
+
+    >>> recs = pd.DataFrame({"name": ["b", "a", "a", ""], "kvk": ["1", "", "1", ""]})
+    >>> _attributes(recs, np.array([0, 0, 1, 2]), 3, "business").tolist()
+    ['{"kvk": ["1"], "name": ["a", "b"]}', '{"kvk": ["1"], "name": ["a"]}', '{}']
+    """
     cols = sorted(c for c in _ATTRIBUTES.get(etype, ("value",)) if c in records.columns)
-    pieces: list[list[str]] = [[] for _ in range(n_groups)]
+    out = np.full(n_groups, "", dtype=object)
     for c in cols:
         vals = records[c].to_numpy(dtype=object)
         has = np.flatnonzero(vals != "")
         if not len(has):
             continue
         vcode, vuniq = pd.factorize(pd.Series(vals[has]), sort=True)  # codes in sorted value order
-        encoded = [json.dumps(v, ensure_ascii=False) for v in vuniq.tolist()]
+        encoded = np.array([json.dumps(v, ensure_ascii=False) for v in vuniq.tolist()], dtype=object)
         key = np.unique(group[has].astype(np.int64) * (len(vuniq) + 1) + vcode)
         g, v = key // (len(vuniq) + 1), key % (len(vuniq) + 1)
         bounds = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
-        ends = np.r_[bounds[1:], len(g)]
+        counts = np.diff(np.r_[bounds, len(g)])
         head = json.dumps(c) + ": ["
-        v_list = v.tolist()
-        for gs, b, e in zip(g[bounds].tolist(), bounds.tolist(), ends.tolist()):
-            pieces[gs].append(head + ", ".join(encoded[x] for x in v_list[b:e]) + "]")
-    return np.array(["{" + ", ".join(p) + "}" for p in pieces], dtype=object)
+        piece = np.full(n_groups, "", dtype=object)
+        single = counts == 1
+        piece[g[bounds[single]]] = head + encoded[v[bounds[single]]] + "]"
+        v_list = encoded[v].tolist()
+        for b, k in zip(bounds[~single].tolist(), counts[~single].tolist()):
+            piece[g[b]] = head + ", ".join(v_list[b:b + k]) + "]"
+        filled = piece != ""
+        out = out + np.where((out != "") & filled, ", ", "") + piece
+    return "{" + out + "}"

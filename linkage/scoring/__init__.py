@@ -190,10 +190,11 @@ def random_pairs(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.minimum(a, b), np.maximum(a, b)
 
 
-def estimate_u(records: pd.DataFrame, policy: TypePolicy, settings: ERSettings) -> list[np.ndarray]:
+def estimate_u(records: pd.DataFrame, policy: TypePolicy, settings: ERSettings,
+               codes_cache: dict | None = None) -> list[np.ndarray]:
     """u per comparison level from random pairs (missing excluded; empty levels get half a count)."""
     left, right = random_pairs(len(records), settings.random_pairs_for_u, settings.seed)
-    gamma = compare(records, left, right, policy.comparisons, settings.workers)
+    gamma = compare(records, left, right, policy.comparisons, settings.workers, codes_cache)
     out = []
     for c, comp in enumerate(policy.comparisons):
         counts = np.bincount(gamma[:, c], minlength=comp.n_levels).astype(float)
@@ -296,7 +297,7 @@ def term_frequencies(records: pd.DataFrame, column: str, minimum: float, keep_mi
 
 
 def fit(records: pd.DataFrame, gamma: np.ndarray, rule_mask: np.ndarray, policy: TypePolicy, settings: ERSettings,
-        left: np.ndarray | None = None) -> FittedModel:
+        left: np.ndarray | None = None, codes_cache: dict | None = None) -> FittedModel:
     """Fit m, u, the prior and the TF tables of one entity type (no labels).
 
     Parameters
@@ -311,7 +312,7 @@ def fit(records: pd.DataFrame, gamma: np.ndarray, rule_mask: np.ndarray, policy:
         Left record index of each pair (needed for the TF-aware prior); optional.
     """
     comps = policy.comparisons
-    u = estimate_u(records, policy, settings)
+    u = estimate_u(records, policy, settings, codes_cache)
     fits: list[list[tuple[float, np.ndarray, str]]] = [[] for _ in comps]
     per_rule: dict[str, Any] = {}
     for r, rule in enumerate(policy.blocking):

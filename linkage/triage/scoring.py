@@ -143,6 +143,7 @@ def build_contexts(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.D
     g_dir = _grouped(directs, ["src", "dst"])
     g_loc = _grouped(located, ["src", "dst"])
     g_use = _grouped(uses, ["src", "dst"])
+    g_men = _grouped(m, ["report_id", "entity_id"])
 
     types = dict(zip(_obj(m["entity_id"]), _obj(m["entity_type"])))
     labels: Mapping[str, str] = {}
@@ -156,6 +157,7 @@ def build_contexts(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.D
                              key=lambda r: r.report_id))
         yield ClusterContext(cluster_id=cid, now=now, reports=infos, residence=g_res.get(cid, ()),
                              directs=g_dir.get(cid, ()), located=g_loc.get(cid, ()), uses=g_use.get(cid, ()),
+                             mentioned=g_men.get(cid, ()),
                              entity_types=types, labels=labels, policy=policy)
 
 

@@ -10,6 +10,8 @@ the weights in ``scoring.toml``. Sentences are English and name entities by thei
 
 Relations in the context (all ids are resolved entity ids):
 
+- ``mentioned``: (report, entity) - every entity each report mentions;
+
 - ``residence``: (person, address) - a row stated ``LIVES_AT``, or a report mentions exactly one address and
   the person with a resident role (``scoring.toml`` ``[residence]``);
 - ``directs``: (person, business) - ``DIRECTOR_OF`` or ``OWNER_OF``;
@@ -58,6 +60,7 @@ class ClusterContext:
     directs: tuple[tuple[str, str], ...] = ()
     located: tuple[tuple[str, str], ...] = ()
     uses: tuple[tuple[str, str], ...] = ()
+    mentioned: tuple[tuple[str, str], ...] = ()
     entity_types: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
     policy: ScoringPolicy = field(default_factory=default_policy)
@@ -167,6 +170,33 @@ def category_severity(ctx: ClusterContext) -> Signal:
                   f"Average category severity {value:g} of 5 (most serious: {top}, {_plural(counts[top], 'report')}).",
                   {"most_severe": top, "max_severity": sev[top], "severity": dict(sorted(sev.items())),
                    "reports_per_category": dict(sorted(counts.items()))})
+
+
+def shared_entities(ctx: ClusterContext) -> Signal:
+    """How many distinct entities tie the cluster together: entities mentioned by two or more of its reports.
+
+    A cluster held together by one address that many people report is one place reported often; a cluster
+    tied by many persons, addresses, phones, vehicles and businesses is a network.
+
+    >>> m = (("R1", "A"), ("R2", "A"), ("R2", "T"), ("R3", "T"), ("R3", "X"))
+    >>> s = shared_entities(ClusterContext("c1", dt.date(2024, 5, 1), (), mentioned=m,
+    ...                                    entity_types={"A": "address", "T": "phone", "X": "person"}))
+    >>> s.value, s.inputs["per_type"], s.sentence
+    (2, {'address': 1, 'phone': 1}, '2 entities link reports of the cluster (1 address, 1 phone).')
+    """
+    reports_of: dict[str, set[str]] = defaultdict(set)
+    for rid, eid in ctx.mentioned:
+        reports_of[eid].add(rid)
+    shared = sorted(e for e, rs in reports_of.items() if len(rs) >= 2)
+    per_type: dict[str, int] = defaultdict(int)
+    for e in shared:
+        per_type[ctx.entity_types.get(e, "entity")] += 1
+    if not shared:
+        return Signal("shared_entities", 0, "No entity is mentioned by two reports of the cluster.", {})
+    parts = ", ".join(f"{n} {t}" for t, n in sorted(per_type.items()))
+    return Signal("shared_entities", len(shared),
+                  f"{_plural(len(shared), 'entity', 'entities')} link reports of the cluster ({parts}).",
+                  {"per_type": dict(sorted(per_type.items())), "entity_ids": shared[:25]})
 
 
 def persons_per_address(ctx: ClusterContext) -> Signal:
@@ -290,7 +320,7 @@ def shared_vehicle_account(ctx: ClusterContext) -> Signal:
 #: Every signal, by name, in the order they are reported.
 SIGNALS: dict[str, Callable[[ClusterContext], Signal]] = {
     f.__name__: f
-    for f in (n_reports, independent_reporters, recency, category_severity, persons_per_address,
+    for f in (n_reports, independent_reporters, recency, category_severity, shared_entities, persons_per_address,
               addresses_per_person, shared_director_address, shared_vehicle_account)
 }
 
