@@ -162,7 +162,7 @@ def test_default_rules_route_the_planted_network_kinds(categories, signals, expe
 
 def test_default_rules_leave_weak_clusters_unrouted():
     out = route(scored(("c_1", 12.0, ["overbewoning"], sigs(persons_per_address=2)))).iloc[0]
-    assert out["agencies"] == [] and "score 12 < 25" in out["unrouted_reason"]
+    assert out["agencies"] == [] and "score 12 < 20" in out["unrouted_reason"]
 
 
 # ------------------------------------------------------------------------------------------------ malformed files

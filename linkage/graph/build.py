@@ -81,7 +81,7 @@ def build_graph(reports: pd.DataFrame, mentions: pd.DataFrame, links: pd.DataFra
         keep = pd.Index([str(x) for x in report_ids])
         rep = reports[reports["report_id"].astype(str).isin(keep)]
         m = m_all[m_all["report_id"].astype(str).isin(keep)]
-    clash = set(rep["report_id"].astype(str)) & set(m["entity_id"].astype(str))
+    clash = set(rep["report_id"].astype(str).tolist()) & set(m["entity_id"].astype(str).tolist())
     if clash:
         raise InputError(f"{len(clash)} id(s) are used both as a report id and an entity id; "
                          "entity ids must differ from report ids")

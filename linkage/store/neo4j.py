@@ -6,22 +6,27 @@ Out: the graph model of ``docs/graph-model.md`` in Neo4j, and a :class:`PushSumm
 
 How it writes: constraints and indexes first (idempotent), then batches of ``UNWIND $rows`` with
 ``MERGE`` on ids, values only as parameters (never in query text), each batch in a managed write
-transaction (the driver retries transient errors). Every node and relationship written gets the
-push's stamp; afterwards whatever carries an older stamp (a cluster that no longer exists, a merged
-entity, a purged report) is deleted, so pushing twice leaves identical counts and a push after new
-reports leaves exactly what the store holds.
+transaction (the driver retries transient errors).
+
+How it stays in sync: every node and relationship carries ``push_hash``, a 64-bit hash of exactly the
+values the push wrote to it. A push first reads the hashes already in Neo4j (one list per label or
+relationship type), then writes only the rows whose hash is missing or different, and deletes what
+the store no longer holds: nodes whose id is gone, relationships whose hash is gone (a relationship
+whose content changed is deleted and merged again). So pushing twice leaves identical counts and the
+second push writes nothing; a push after new reports leaves exactly what the store holds (clusters
+that no longer exist are removed). ``push(..., full=True)`` rewrites every row through ``MERGE``
+regardless of the hashes, for a graph edited by hand.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
-import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
-
-import pandas as pd
 
 from linkage import model
 from linkage.errors import ConfigError, Neo4jUnavailable
@@ -41,8 +46,11 @@ ENTITY_LABELS: dict[str, str] = {
 #: Relationship types a stated link can have (fixed vocabulary).
 LINK_RELS: tuple[str, ...] = ("LIVES_AT", "LOCATED_AT", "OWNER_OF", "DIRECTOR_OF", "USES", "RELATED_TO")
 
-BATCH = 5000
-
+#: Rows per write transaction.
+BATCH = 10_000
+#: Part of every ``push_hash``: bump it when the properties a push writes change, so that the next
+#: push rewrites every element once.
+MODEL_VERSION = 2
 
 @dataclass(frozen=True)
 class Neo4jConfig:
@@ -90,7 +98,9 @@ def connect(config: Neo4jConfig | None = None):
     from neo4j.exceptions import AuthError, ServiceUnavailable
 
     config = config or Neo4jConfig.from_env()
-    driver = GraphDatabase.driver(config.uri, auth=(config.user, config.password))
+    # Notifications (deprecations, unknown labels in a count) would go to stderr through logging;
+    # library code stays quiet.
+    driver = GraphDatabase.driver(config.uri, auth=(config.user, config.password), notifications_min_severity="OFF")
     try:
         driver.verify_connectivity()
     except AuthError:
@@ -115,19 +125,20 @@ SCHEMA_STATEMENTS: tuple[str, ...] = (
     "CREATE CONSTRAINT entity_id IF NOT EXISTS FOR (n:Entity) REQUIRE n.entity_id IS UNIQUE",
     "CREATE CONSTRAINT cluster_id IF NOT EXISTS FOR (n:Cluster) REQUIRE n.cluster_id IS UNIQUE",
     "CREATE CONSTRAINT agency_id IF NOT EXISTS FOR (n:Agency) REQUIRE n.agency_id IS UNIQUE",
-    "CREATE INDEX report_stamp IF NOT EXISTS FOR (n:Report) ON (n.push_id)",
-    "CREATE INDEX entity_stamp IF NOT EXISTS FOR (n:Entity) ON (n.push_id)",
-    "CREATE INDEX entity_label IF NOT EXISTS FOR (n:Entity) ON (n.label)",
     "CREATE INDEX cluster_rank IF NOT EXISTS FOR (n:Cluster) ON (n.rank)",
     "CREATE INDEX report_received IF NOT EXISTS FOR (n:Report) ON (n.received_at)",
 ) + tuple(
     f"CREATE INDEX {label.lower()}_label IF NOT EXISTS FOR (n:{label}) ON (n.label)" for label in ENTITY_LABELS.values()
 )
+#: Indexes of earlier versions of this writer, dropped because every write paid for them.
+OBSOLETE_INDEXES: tuple[str, ...] = ("report_stamp", "entity_stamp", "entity_label")
 
 
 def ensure_schema(driver) -> None:
-    """Create constraints and indexes (idempotent) and wait until they are online."""
+    """Create constraints and indexes (idempotent), drop obsolete ones, wait until they are online."""
     with _session(driver) as session:
+        for name in OBSOLETE_INDEXES:
+            session.run(f"DROP INDEX {name} IF EXISTS").consume()
         for stmt in SCHEMA_STATEMENTS:
             session.run(stmt).consume()
         session.run("CALL db.awaitIndexes(300)").consume()
@@ -135,10 +146,16 @@ def ensure_schema(driver) -> None:
 
 @dataclass
 class PushSummary:
-    """What a push wrote: elements per kind, stale elements removed, seconds, elements per second."""
+    """What a push did.
+
+    ``nodes`` and ``relationships``: elements per label / type that match the store after the push
+    (written now or found unchanged); ``written``: how many of them this push wrote; ``removed``:
+    stale elements deleted; ``seconds``; ``elements_per_second`` = elements in sync per second.
+    """
 
     nodes: dict[str, int] = field(default_factory=dict)
     relationships: dict[str, int] = field(default_factory=dict)
+    written: int = 0
     removed: int = 0
     seconds: float = 0.0
 
@@ -147,197 +164,281 @@ class PushSummary:
         return sum(self.nodes.values()) + sum(self.relationships.values())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"nodes": self.nodes, "relationships": self.relationships, "removed": self.removed,
-                "seconds": round(self.seconds, 2), "elements": self.elements,
+        return {"nodes": self.nodes, "relationships": self.relationships, "written": self.written,
+                "removed": self.removed, "seconds": round(self.seconds, 2), "elements": self.elements,
                 "elements_per_second": round(self.elements / self.seconds) if self.seconds else None}
 
     def __str__(self) -> str:
         d = self.to_dict()
-        return (f"{sum(self.nodes.values())} nodes, {sum(self.relationships.values())} relationships written, "
-                f"{self.removed} stale removed in {d['seconds']} s ({d['elements_per_second']} elements/s)")
+        return (f"{sum(self.nodes.values())} nodes, {sum(self.relationships.values())} relationships in sync "
+                f"({self.written} written, {self.elements - self.written} unchanged), {self.removed} stale removed "
+                f"in {d['seconds']} s ({d['elements_per_second']} elements/s)")
 
 
-def _batches(rows: Sequence[dict], size: int = BATCH) -> Iterator[list[dict]]:
+def _batches(rows: Sequence, size: int = BATCH) -> Iterator[list]:
     for i in range(0, len(rows), size):
         yield list(rows[i:i + size])
 
 
-def _write(driver, query: str, rows: Sequence[dict], **params: Any) -> int:
-    """Run ``query`` once per batch of rows, each batch in a managed (retried) write transaction."""
-    def work(tx, batch):
-        tx.run(query, rows=batch, **params).consume()
+def _write(driver, query: str, rows: Sequence, **params: Any) -> int:
+    """Run ``query`` once per batch of rows, each batch in a managed (retried) write transaction.
 
+    The query ends in ``RETURN count(*) AS n``; returns the sum (rows that were actually written).
+    """
+    def work(tx, batch):
+        return tx.run(query, rows=batch, **params).single()["n"]
+
+    n = 0
     with _session(driver) as session:
         for batch in _batches(rows):
-            session.execute_write(work, batch)
-    return len(rows)
+            n += session.execute_write(work, batch)
+    return n
 
 
-def _clean(value: Any) -> Any:
-    if value is None or (isinstance(value, float) and value != value):
-        return None
-    if hasattr(value, "item") and not isinstance(value, str):
-        return value.item()
-    return value
+def _read_list(driver, query: str, **params: Any) -> list:
+    """One ``collect(...) AS c`` list (one record is far cheaper to read than a record per element)."""
+    with _session(driver) as session:
+        return session.execute_read(lambda tx: tx.run(query, **params).single()["c"])
 
 
-def _records(df: pd.DataFrame) -> list[dict]:
-    return [{k: _clean(v) for k, v in r.items()} for r in df.to_dict("records")]
+def _hash(kind: str, values: tuple) -> int:
+    """A signed 64-bit hash of the values a row writes (stable across runs and machines)."""
+    text = f"{MODEL_VERSION}\x1f{kind}\x1f{values!r}"
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
+                          "big", signed=True)
 
 
-def _agencies(clusters: pd.DataFrame) -> tuple[list[dict], list[dict]]:
-    """Agency nodes and ROUTED_TO rows from the clusters' routing decisions."""
-    names: dict[str, str] = {}
-    routed: list[dict] = []
+# --- what the graph holds, read straight from the store ------------------------------------------------
+# Every row is a list [push_hash, key..., values...]; the queries address its items by position.
+
+@dataclass(frozen=True)
+class _NodeKind:
+    name: str  # summary key
+    labels: str  # fixed label expression, e.g. "Entity:Person"
+    key: str  # id property
+    fields: tuple[str, ...]  # properties after the key, in row order
+    extra: str = ""  # further SET items computed by Cypher
+
+    def query(self) -> str:
+        sets = "".join(f", n.{f} = r[{i + 2}]" for i, f in enumerate(self.fields))
+        return (f"UNWIND $rows AS r MERGE (n:{self.labels} {{{self.key}: r[1]}}) "
+                f"SET n.push_hash = r[0]{sets}{self.extra} RETURN count(*) AS n")
+
+
+@dataclass(frozen=True)
+class _RelKind:
+    name: str  # relationship type (fixed vocabulary)
+    src: tuple[str, str]  # (label, id property)
+    dst: tuple[str, str]
+    fields: tuple[str, ...]  # properties, in row order after [hash, src id, dst id]
+    merge_key: bool = False  # the first field identifies the relationship (MERGE on it)
+
+    def query(self) -> str:
+        (sl, sk), (dl, dk) = self.src, self.dst
+        key = f" {{{self.fields[0]}: r[3]}}" if self.merge_key else ""
+        sets = "".join(f", x.{f} = r[{i + 3}]" for i, f in enumerate(self.fields) if not (self.merge_key and i == 0))
+        return (f"UNWIND $rows AS r MATCH (a:{sl} {{{sk}: r[1]}}) MATCH (b:{dl} {{{dk}: r[2]}}) "
+                f"MERGE (a)-[x:{self.name}{key}]->(b) SET x.push_hash = r[0]{sets} RETURN count(*) AS n")
+
+
+REPORT = _NodeKind("Report", "Report", "report_id",
+                   ("received_at", "category", "category_raw", "description", "reporter_id", "reporter_type"),
+                   ", n.received_date = date(substring(r[2], 0, 10))")
+CLUSTER = _NodeKind("Cluster", "Cluster", "cluster_id",
+                    ("rank", "score", "n_reports", "n_reporters", "categories", "agencies", "reason", "reasons",
+                     "signal_names", "signals", "routing", "unrouted_reason"))
+AGENCY = _NodeKind("Agency", "Agency", "agency_id", ("name",))
+ENTITY_FIELDS = ("entity_type", "label", "n_mentions", "attributes")
+ENTITY_KINDS = {etype: _NodeKind(label, f"Entity:{label}", "entity_id", ENTITY_FIELDS)
+                for etype, label in ENTITY_LABELS.items()}
+OTHER_ENTITY = _NodeKind("Entity", "Entity", "entity_id", ENTITY_FIELDS)
+MENTIONS = _RelKind("MENTIONS", ("Report", "report_id"), ("Entity", "entity_id"),
+                    ("mention_id", "role", "as_given"), merge_key=True)
+LINK_KINDS = {rel: _RelKind(rel, ("Entity", "entity_id"), ("Entity", "entity_id"), ("report_ids", "n_reports"))
+              for rel in LINK_RELS}
+IN_CLUSTER = _RelKind("IN_CLUSTER", ("Report", "report_id"), ("Cluster", "cluster_id"), ())
+ROUTED_TO = _RelKind("ROUTED_TO", ("Cluster", "cluster_id"), ("Agency", "agency_id"), ("rule", "rules", "reasons"))
+
+#: Node labels whose ids are compared against the store (every node a push writes has one of them).
+KEYED_LABELS: dict[str, str] = {"Report": "report_id", "Entity": "entity_id", "Cluster": "cluster_id",
+                                "Agency": "agency_id"}
+
+
+def _rows(kind: str, tuples: Iterable[tuple]) -> list[list]:
+    return [[_hash(kind, t), *t] for t in tuples]
+
+
+def _report_rows(store: EmbeddedStore) -> list[list]:
+    return _rows("Report", store.conn.execute(
+        "SELECT report_id, received_at, category, category_raw, description, reporter_id, reporter_type "
+        "FROM reports ORDER BY report_id"))
+
+
+def _entity_rows(store: EmbeddedStore) -> dict[str, list[list]]:
+    out: dict[str, list[list]] = {}
+    for etype, *rest in store.conn.execute(
+            "SELECT entity_type, entity_id, entity_type, label, n_mentions, attributes FROM entities "
+            "ORDER BY entity_type, entity_id"):
+        t = tuple(rest)
+        out.setdefault(etype, []).append([_hash("Entity", t), *t])
+    return out
+
+
+def _mention_rows(store: EmbeddedStore) -> list[list]:
+    # json_patch('{}', ...) drops the NULL members: as_given holds the values the report gave, verbatim.
+    given = ", ".join(f"'{f}', m.{f}" for f in model.VALUE_FIELDS)
+    return _rows("MENTIONS", store.conn.execute(
+        f"SELECT m.report_id, me.entity_id, m.mention_id, m.role, json_patch('{{}}', json_object({given})) "
+        "FROM mentions m JOIN mention_entities me USING (mention_id) ORDER BY m.mention_id"))
+
+
+def _link_rows(store: EmbeddedStore) -> dict[str, list[list]]:
+    out: dict[str, list[list]] = {}
+    for src, dst, rel, ids in store.conn.execute(
+            "SELECT src, dst, rel_type, json_group_array(report_id) FROM ("
+            " SELECT DISTINCT ea.entity_id AS src, eb.entity_id AS dst, l.rel_type, l.report_id"
+            " FROM mention_links l JOIN mention_entities ea ON ea.mention_id = l.src_mention_id"
+            " JOIN mention_entities eb ON eb.mention_id = l.dst_mention_id) "
+            "GROUP BY src, dst, rel_type ORDER BY rel_type, src, dst"):
+        if rel not in LINK_KINDS:  # relationship types come from the fixed vocabulary only
+            continue
+        report_ids = sorted(json.loads(ids))
+        t = (src, dst, report_ids, len(report_ids))
+        out.setdefault(rel, []).append([_hash(rel, t), *t])
+    return out
+
+
+def _fired(signals: Any) -> tuple[list[str], list[str]]:
+    """Names and sentences of the signals that added points (from the stored JSON)."""
     try:
-        from linkage.triage.routing import agency_names  # id -> display name, when the rules define them
-        known = agency_names()
-    except Exception:  # noqa: BLE001 - display names are optional
-        known = {}
-    for r in clusters.to_dict("records"):
-        routing = r.get("routing")
-        routing = json.loads(routing) if isinstance(routing, str) and routing[:1] == "[" else (routing or [])
-        seen = set()
-        for d in routing if isinstance(routing, list) else []:
+        items = json.loads(signals) if isinstance(signals, str) else []
+    except json.JSONDecodeError:
+        return [], []
+    items = [s for s in items if isinstance(s, dict) and (s.get("points") or 0) > 0]
+    return [str(s.get("name")) for s in items], [str(s.get("sentence")) for s in items if s.get("sentence")]
+
+
+def _cluster_rows(store: EmbeddedStore) -> tuple[list[list], list[list], list[list]]:
+    """Cluster rows, Agency rows and ROUTED_TO rows."""
+    clusters, agencies, routed = [], {}, []
+    for (cid, rank, score, n_reports, n_reporters, categories, agency_ids, reason, signals, routing,
+         unrouted) in store.conn.execute(
+            "SELECT cluster_id, rank, score, n_reports, n_reporters, categories, agencies, reason, signals, "
+            "routing, unrouted_reason FROM clusters ORDER BY rank, cluster_id"):
+        names, sentences = _fired(signals)
+        agency_ids = [str(a) for a in _as_list(agency_ids)]
+        t = (cid, rank, score, n_reports, n_reporters, [str(c) for c in _as_list(categories)], agency_ids,
+             reason, sentences, names, signals, routing, unrouted)
+        clusters.append([_hash("Cluster", t), *t])
+        try:
+            decisions = json.loads(routing) if isinstance(routing, str) else []
+        except json.JSONDecodeError:
+            decisions = []
+        per_agency: dict[str, tuple[list[str], list[str]]] = {}
+        for d in decisions if isinstance(decisions, list) else []:
             if not isinstance(d, dict) or not d.get("agency"):
                 continue
             aid = str(d["agency"])
-            names.setdefault(aid, known.get(aid, aid))
-            if aid not in seen:
-                routed.append({"cluster_id": r["cluster_id"], "agency_id": aid, "rule": d.get("rule"),
-                               "reason": d.get("reason")})
-                seen.add(aid)
-        for aid in _as_list(r.get("agencies")):
-            aid = str(aid)
-            names.setdefault(aid, known.get(aid, aid))
-            if aid not in seen:
-                routed.append({"cluster_id": r["cluster_id"], "agency_id": aid, "rule": None, "reason": None})
-                seen.add(aid)
-    return [{"agency_id": k, "name": v} for k, v in sorted(names.items())], routed
+            if d.get("agency_name"):
+                agencies.setdefault(aid, str(d["agency_name"]))
+            rules, reasons = per_agency.setdefault(aid, ([], []))
+            if d.get("rule") is not None and str(d["rule"]) not in rules:
+                rules.append(str(d["rule"]))
+            if d.get("reason") is not None and str(d["reason"]) not in reasons:
+                reasons.append(str(d["reason"]))
+        for aid in agency_ids:
+            per_agency.setdefault(aid, ([], []))
+        for aid, (rules, reasons) in per_agency.items():
+            agencies.setdefault(aid, aid)
+            t = (cid, aid, rules[0] if rules else None, rules, reasons)
+            routed.append([_hash("ROUTED_TO", t), *t])
+    agency_rows = _rows("Agency", sorted(agencies.items()))
+    return clusters, agency_rows, routed
 
 
-def push(store: EmbeddedStore, driver=None, progress: Callable[[str, int], None] | None = None) -> PushSummary:
-    """Write everything the store holds into Neo4j and remove what it no longer holds.
+def _member_rows(store: EmbeddedStore) -> list[list]:
+    return _rows("IN_CLUSTER", store.conn.execute("SELECT report_id, cluster_id FROM report_clusters ORDER BY report_id"))
+
+
+# --- the push ------------------------------------------------------------------------------------------
+
+def push(store: EmbeddedStore, driver=None, progress: Callable[[str, int], None] | None = None,
+         full: bool = False) -> PushSummary:
+    """Make the Neo4j graph hold exactly what the store holds; write only what changed.
+
+    Parameters
+    ----------
+    store:
+        The embedded store after ``linkage run``.
+    driver:
+        An open driver (default: :func:`connect` from the environment, closed afterwards).
+    progress:
+        Called as ``progress(kind, rows)`` after each node label / relationship type.
+    full:
+        Rewrite every row (``MERGE`` + ``SET``) even where the stored hash says it is unchanged.
+
+    Returns
+    -------
+    PushSummary
+        Elements in sync per label and type, how many were written, how many stale ones removed.
 
     Raises
     ------
     Neo4jUnavailable
-        When the server cannot be reached (nothing is written).
+        When the server cannot be reached, refuses the credentials, or fails during the push (what was
+        written is consistent per batch; pushing again completes it).
     """
     own = driver is None
     driver = driver or connect()
     t0 = time.perf_counter()
-    stamp = uuid.uuid4().hex
     summary = PushSummary()
     try:
         ensure_schema(driver)
-        reports = store.frame(
-            "SELECT report_id, received_at, category, category_raw, description, reporter_id, reporter_type "
-            "FROM reports ORDER BY report_id")
-        summary.nodes["Report"] = _write(driver, """
-            UNWIND $rows AS r
-            MERGE (n:Report {report_id: r.report_id})
-            SET n.received_at = r.received_at, n.received_date = date(substring(r.received_at, 0, 10)),
-                n.category = r.category, n.category_raw = r.category_raw, n.description = r.description,
-                n.reporter_id = r.reporter_id, n.reporter_type = r.reporter_type, n.push_id = $stamp
-            """, _records(reports), stamp=stamp)
-        if progress:
-            progress("reports", len(reports))
+        # 1. nodes: write what is new or changed (stale nodes go last, with their relationships)
+        node_plan: list[tuple[_NodeKind, list[list]]] = [(REPORT, _report_rows(store))]
+        entity_rows = _entity_rows(store)
+        node_plan += [(ENTITY_KINDS.get(etype, OTHER_ENTITY), rows) for etype, rows in sorted(entity_rows.items())]
+        clusters, agencies, routed = _cluster_rows(store)
+        node_plan += [(CLUSTER, clusters), (AGENCY, agencies)]
+        existing: dict[str, dict[str, int]] = {
+            label: dict(_read_list(driver, f"MATCH (n:{label}) WHERE n.{key} IS NOT NULL "
+                                           f"RETURN collect([n.{key}, n.push_hash]) AS c"))
+            for label, key in KEYED_LABELS.items()}
+        wanted: dict[str, set[str]] = {label: set() for label in KEYED_LABELS}
+        for kind, rows in node_plan:
+            group = kind.labels.split(":")[0]
+            have = existing[group]
+            wanted[group].update(r[1] for r in rows)
+            todo = rows if full else [r for r in rows if have.get(r[1]) != r[0]]
+            written = _write(driver, kind.query(), todo) if todo else 0
+            summary.nodes[kind.name] = summary.nodes.get(kind.name, 0) + len(rows) - len(todo) + written
+            summary.written += written
+            if progress:
+                progress(kind.name, len(rows))
 
-        entities = store.frame("SELECT entity_id, entity_type, label, n_mentions, attributes FROM entities ORDER BY entity_id")
-        for etype, label in ENTITY_LABELS.items():
-            part = entities[entities["entity_type"] == etype]
-            if part.empty:
-                continue
-            # The label comes from the fixed ENTITY_LABELS table above, never from data.
-            summary.nodes[label] = _write(driver, f"""
-                UNWIND $rows AS r
-                MERGE (n:Entity {{entity_id: r.entity_id}})
-                SET n:{label}, n.entity_type = r.entity_type, n.label = r.label, n.n_mentions = r.n_mentions,
-                    n.attributes = r.attributes, n.push_id = $stamp
-                """, _records(part), stamp=stamp)
-        if progress:
-            progress("entities", len(entities))
+        # 2. relationships: delete those whose content is gone, then merge the missing ones
+        links = _link_rows(store)
+        rel_plan = [(MENTIONS, _mention_rows(store))] + [(LINK_KINDS[rel], links.get(rel, [])) for rel in LINK_RELS]
+        rel_plan += [(IN_CLUSTER, _member_rows(store)), (ROUTED_TO, routed)]
+        for kind, rows in rel_plan:
+            have = Counter(_read_list(driver, f"MATCH ()-[x:{kind.name}]->() RETURN collect(x.push_hash) AS c"))
+            wanted_hashes = {r[0] for r in rows}
+            stale = [h for h, n in have.items() if h is not None and (h not in wanted_hashes or n > 1)]
+            summary.removed += _delete_rels(driver, kind.name, stale, with_null=None in have)
+            todo = rows if full else [r for r in rows if have.get(r[0]) != 1]
+            written = _write(driver, kind.query(), todo) if todo else 0
+            if rows or kind.name not in LINK_RELS:
+                summary.relationships[kind.name] = len(rows) - len(todo) + written
+            summary.written += written
+            if progress:
+                progress(kind.name, len(rows))
 
-        mentions = store.frame(
-            "SELECT m.mention_id, m.report_id, m.role, me.entity_id, "
-            + ", ".join(f"m.{f}" for f in model.VALUE_FIELDS)
-            + " FROM mentions m JOIN mention_entities me USING (mention_id) ORDER BY m.mention_id")
-        rows = []
-        for r in mentions.to_dict("records"):
-            given = {f: r[f] for f in model.VALUE_FIELDS if _clean(r.get(f)) is not None}
-            rows.append({"mention_id": r["mention_id"], "report_id": r["report_id"], "entity_id": r["entity_id"],
-                         "role": _clean(r["role"]), "as_given": json.dumps(given, ensure_ascii=False)})
-        summary.relationships["MENTIONS"] = _write(driver, """
-            UNWIND $rows AS r
-            MATCH (a:Report {report_id: r.report_id})
-            MATCH (b:Entity {entity_id: r.entity_id})
-            MERGE (a)-[m:MENTIONS {mention_id: r.mention_id}]->(b)
-            SET m.role = r.role, m.as_given = r.as_given, m.push_id = $stamp
-            """, rows, stamp=stamp)
-        if progress:
-            progress("mentions", len(rows))
-
-        links = store.frame(
-            "SELECT ea.entity_id AS src, eb.entity_id AS dst, l.rel_type, l.report_id "
-            "FROM mention_links l JOIN mention_entities ea ON ea.mention_id = l.src_mention_id "
-            "JOIN mention_entities eb ON eb.mention_id = l.dst_mention_id ORDER BY src, dst, rel_type, report_id")
-        for rel in LINK_RELS:
-            part = links[links["rel_type"] == rel]
-            if part.empty:
-                continue
-            grouped = part.groupby(["src", "dst"], sort=True)["report_id"].apply(lambda s: sorted(set(s))).reset_index()
-            recs = [{"src": r["src"], "dst": r["dst"], "report_ids": r["report_id"]} for r in grouped.to_dict("records")]
-            summary.relationships[rel] = _write(driver, f"""
-                UNWIND $rows AS r
-                MATCH (a:Entity {{entity_id: r.src}})
-                MATCH (b:Entity {{entity_id: r.dst}})
-                MERGE (a)-[x:{rel}]->(b)
-                SET x.report_ids = r.report_ids, x.n_reports = size(r.report_ids), x.push_id = $stamp
-                """, recs, stamp=stamp)
-
-        clusters = store.clusters()
-        crow = []
-        for r in clusters.to_dict("records"):
-            crow.append({
-                "cluster_id": r["cluster_id"], "rank": _clean(r["rank"]), "score": _clean(r["score"]),
-                "n_reports": _clean(r["n_reports"]), "n_reporters": _clean(r["n_reporters"]),
-                "categories": [str(c) for c in _as_list(r.get("categories"))],
-                "agencies": [str(a) for a in _as_list(r.get("agencies"))],
-                "reason": _clean(r.get("reason")), "signals": _clean(r.get("signals")),
-                "routing": _clean(r.get("routing")), "unrouted_reason": _clean(r.get("unrouted_reason")),
-            })
-        summary.nodes["Cluster"] = _write(driver, """
-            UNWIND $rows AS r
-            MERGE (c:Cluster {cluster_id: r.cluster_id})
-            SET c.rank = r.rank, c.score = r.score, c.n_reports = r.n_reports, c.n_reporters = r.n_reporters,
-                c.categories = r.categories, c.agencies = r.agencies, c.reason = r.reason, c.signals = r.signals,
-                c.routing = r.routing, c.unrouted_reason = r.unrouted_reason, c.push_id = $stamp
-            """, crow, stamp=stamp)
-        members = _records(store.report_clusters())
-        summary.relationships["IN_CLUSTER"] = _write(driver, """
-            UNWIND $rows AS r
-            MATCH (a:Report {report_id: r.report_id})
-            MATCH (c:Cluster {cluster_id: r.cluster_id})
-            MERGE (a)-[x:IN_CLUSTER]->(c)
-            SET x.push_id = $stamp
-            """, members, stamp=stamp)
-        agencies, routed = _agencies(clusters)
-        summary.nodes["Agency"] = _write(driver, """
-            UNWIND $rows AS r
-            MERGE (a:Agency {agency_id: r.agency_id})
-            SET a.name = r.name, a.push_id = $stamp
-            """, agencies, stamp=stamp)
-        summary.relationships["ROUTED_TO"] = _write(driver, """
-            UNWIND $rows AS r
-            MATCH (c:Cluster {cluster_id: r.cluster_id})
-            MATCH (a:Agency {agency_id: r.agency_id})
-            MERGE (c)-[x:ROUTED_TO]->(a)
-            SET x.rule = r.rule, x.reason = r.reason, x.push_id = $stamp
-            """, routed, stamp=stamp)
-        summary.removed = remove_stale(driver, stamp)
+        # 3. nodes the store no longer holds (merged entities, dissolved clusters, purged reports)
+        for label, key in KEYED_LABELS.items():
+            gone = sorted(set(existing[label]) - wanted[label])
+            summary.removed += _delete_nodes(driver, label, key, gone)
     except Exception as exc:
-        from neo4j.exceptions import Neo4jError, DriverError
+        from neo4j.exceptions import DriverError, Neo4jError
 
         if isinstance(exc, (Neo4jError, DriverError)):
             raise Neo4jUnavailable(
@@ -352,45 +453,89 @@ def push(store: EmbeddedStore, driver=None, progress: Callable[[str, int], None]
     return summary
 
 
-def remove_stale(driver, stamp: str) -> int:
-    """Delete relationships and nodes not written by the push ``stamp`` (in batches)."""
+def _delete_rels(driver, rel: str, hashes: Sequence[int], with_null: bool = False, chunk: int = BATCH) -> int:
+    """Delete relationships of type ``rel`` whose ``push_hash`` is in ``hashes`` (or missing, ``with_null``)."""
+    if not hashes and not with_null:
+        return 0
     removed = 0
+    query = (f"MATCH ()-[x:{rel}]->() WHERE x.push_hash IN $hashes OR ($nulls AND x.push_hash IS NULL) "
+             "WITH x LIMIT $chunk DELETE x RETURN count(*) AS n")
     with _session(driver) as session:
-        for rel in ("MENTIONS", "IN_CLUSTER", "ROUTED_TO") + LINK_RELS:
-            while True:
-                rec = session.run(
-                    f"MATCH ()-[x:{rel}]->() WHERE x.push_id IS NULL OR x.push_id <> $stamp "
-                    "WITH x LIMIT 10000 DELETE x RETURN count(*) AS n", stamp=stamp).single()
-                removed += rec["n"]
-                if rec["n"] < 10000:
-                    break
-        for label in ("Report", "Entity", "Cluster", "Agency"):
-            while True:
-                rec = session.run(
-                    f"MATCH (n:{label}) WHERE n.push_id IS NULL OR n.push_id <> $stamp "
-                    "WITH n LIMIT 10000 DETACH DELETE n RETURN count(*) AS n", stamp=stamp).single()
-                removed += rec["n"]
-                if rec["n"] < 10000:
-                    break
-    return removed
+        while True:
+            n = session.execute_write(lambda tx: tx.run(query, hashes=list(hashes), nulls=with_null,
+                                                         chunk=chunk).single()["n"])
+            removed += n
+            if n < chunk:
+                return removed
+
+
+def _delete_nodes(driver, label: str, key: str, ids: Sequence[str]) -> int:
+    """DETACH DELETE the nodes of ``label`` with these ids (``label``/``key`` from the fixed vocabulary)."""
+    if not ids:
+        return 0
+    return _write(driver, f"UNWIND $rows AS id MATCH (n:{label} {{{key}: id}}) DETACH DELETE n RETURN count(*) AS n",
+                  ids)
+
+
+def remove_stale(store: EmbeddedStore, driver=None) -> int:
+    """Delete from Neo4j the nodes the store no longer holds, with their relationships; writes nothing else.
+
+    Returns the number of nodes deleted. (``push`` does this too, and also removes stale relationships.)
+    """
+    own = driver is None
+    driver = driver or connect()
+    try:
+        wanted = {
+            "Report": [r[0] for r in store.conn.execute("SELECT report_id FROM reports")],
+            "Entity": [r[0] for r in store.conn.execute("SELECT entity_id FROM entities")],
+            "Cluster": [r[0] for r in store.conn.execute("SELECT cluster_id FROM clusters")],
+            "Agency": [r[1] for r in _cluster_rows(store)[1]],
+        }
+        removed = 0
+        for label, key in KEYED_LABELS.items():
+            have = _read_list(driver, f"MATCH (n:{label}) WHERE n.{key} IS NOT NULL RETURN collect(n.{key}) AS c")
+            removed += _delete_nodes(driver, label, key, sorted(set(have) - set(wanted[label])))
+        return removed
+    finally:
+        if own:
+            driver.close()
 
 
 def delete_reports(report_ids: Iterable[str], driver=None) -> int:
-    """Remove purged reports (and entities left without mentions) from Neo4j; for ``linkage purge``."""
+    """Remove purged reports from Neo4j, with what hangs on them only; for ``linkage purge``.
+
+    Each stated link loses the purged reports from its ``report_ids`` (and goes when none is left);
+    then entities without mentions, clusters without reports and agencies without clusters go.
+    Returns the number of reports deleted.
+    """
     ids = sorted(set(report_ids))
     if not ids:
         return 0
     own = driver is None
     driver = driver or connect()
+    rels = "|".join(LINK_RELS)
     try:
         with _session(driver) as session:
             n = 0
-            for batch in _batches([{"id": i} for i in ids]):
+            for batch in _batches(ids):
                 n += session.execute_write(lambda tx, b: tx.run(
-                    "UNWIND $rows AS r MATCH (x:Report {report_id: r.id}) DETACH DELETE x RETURN count(*) AS n",
-                    rows=b).single()["n"], batch)
-            session.run("MATCH (e:Entity) WHERE NOT (e)<-[:MENTIONS]-() DETACH DELETE e").consume()
-            session.run("MATCH (c:Cluster) WHERE NOT (c)<-[:IN_CLUSTER]-() DETACH DELETE c").consume()
+                    f"""UNWIND $ids AS id
+                    MATCH (r:Report {{report_id: id}})
+                    CALL {{
+                        WITH r, id
+                        MATCH (r)-[:MENTIONS]->(:Entity)-[x:{rels}]-(:Entity)
+                        WHERE id IN x.report_ids
+                        WITH DISTINCT x, [i IN x.report_ids WHERE i <> id] AS left
+                        SET x.report_ids = left, x.n_reports = size(left), x.push_hash = null
+                        WITH x, left WHERE size(left) = 0
+                        DELETE x
+                    }}
+                    DETACH DELETE r
+                    RETURN count(*) AS n""", ids=b).single()["n"], batch)
+            for stmt in ("MATCH (e:Entity) WHERE NOT (e)<-[:MENTIONS]-() DETACH DELETE e",
+                         "MATCH (c:Cluster) WHERE NOT (c)<-[:IN_CLUSTER]-() DETACH DELETE c",
+                         "MATCH (a:Agency) WHERE NOT (a)<-[:ROUTED_TO]-() DETACH DELETE a"):
+                session.execute_write(lambda tx, q=stmt: tx.run(q).consume())
         return n
     finally:
         if own:

@@ -343,7 +343,7 @@ def route_one(rules: Rules, categories: Iterable[str], score: float,
     >>> route_one(rules, ["overig"], 5.0, {})[2].split(";")[0]
     'no rule matched (categories: overig'
     >>> route_one(rules, ["overig"], 5.0, {})[2].split("; closest: ")[1]
-    "rule 'woonfraude-handhaving' failed on: no category among overbewoning, woonfraude, illegale_onderverhuur, score 5 < 25"
+    "rule 'woonfraude-handhaving' failed on: no category among overbewoning, woonfraude, illegale_onderverhuur, score 5 < 20"
     """
     cats = list(categories)
     agencies: list[str] = []
