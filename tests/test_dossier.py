@@ -145,18 +145,13 @@ def test_cli_dossier_refusal_exit_code(store, tmp_path, capsys):
 # --- a generated cluster, end to end --------------------------------------------------------------
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
-    try:
-        from linkage.generate import generate
-        from linkage.pipeline import run
-    except ImportError as exc:  # pragma: no cover - until the generator and pipeline stages land
-        pytest.skip(f"generator or pipeline not available: {exc}")
+    from linkage.generate import generate
+    from linkage.pipeline import run
+
     base = tmp_path_factory.mktemp("gen")
     generate(400, 11, base / "data")
     db = base / "g.db"
-    try:
-        run([base / "data" / "reports.csv", base / "data" / "mentions.csv"], db)
-    except ImportError as exc:  # pragma: no cover - until the graph and triage stages land
-        pytest.skip(f"pipeline stage not available: {exc}")
+    run([base / "data" / "reports.csv", base / "data" / "mentions.csv"], db)
     return base, db
 
 

@@ -54,8 +54,7 @@ def test_notebook_defines_no_logic(path):
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
-    if not EXAMPLE.exists():
-        pytest.skip("the bundled example (examples/reports.csv) is not there yet")
+    assert EXAMPLE.exists(), "the bundled example (examples/reports.csv) is missing"
     from nbclient import NotebookClient
 
     # The kernel is this interpreter (jupyter_client replaces the spec's "python" by sys.executable);
