@@ -170,6 +170,8 @@ def run(
     top: Annotated[int, typer.Option("--top", min=0, help="How many clusters to show.")] = 10,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for community detection (default from settings).")] = None,
     neo4j: Annotated[bool, typer.Option("--neo4j", help="Also write the graph to Neo4j (LINKAGE_NEO4J_* settings).")] = False,
+    full: Annotated[bool, typer.Option("--full", help="Refit the matching model and compare all pairs again "
+                                       "(default: only new mentions, with the stored model).")] = False,
     store: StoreOpt = None,
     settings: SettingsOpt = None,
     as_json: JsonOpt = False,
@@ -184,7 +186,7 @@ def run(
     from linkage.pipeline import run as run_job
 
     summary = run_job(files or [], store_path(store), settings, mapping, rules, seed, progress_factory=progress_bar,
-                      neo4j=neo4j)
+                      neo4j=neo4j, full=full)
     _audit(store, "run", {"files": len(files or []), **summary.counts})
     if as_json:
         print_json(summary.to_dict(top=top or None))

@@ -97,20 +97,32 @@ def _as_list(value: Any) -> list:
     return list(value)
 
 
-def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[str], None] | None = None) -> dict[str, int]:
+def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[str], None] | None = None,
+                  full: bool = False) -> dict[str, int]:
     """Resolve every stored mention into entities; store entities, assignments, scored pairs and the model.
 
-    Entity ids carry over from the previous run where an entity kept most of its mentions.
+    Incremental by default: when the store holds a model and the pairs of an earlier run, only pairs that
+    involve a mention added since are scored (with the stored, frozen model), then old and new pairs are
+    clustered together, which gives what a full run with that model gives. ``full=True`` refits the model
+    and scores every candidate pair again. Entity ids carry over from the previous run where an entity
+    kept most of its mentions.
     """
     from linkage.resolve import resolve_mentions
 
     mentions = store.mentions()
     judgements = _judgements(store)
-    resolution = resolve_mentions(mentions, judgements=judgements, progress=progress)
+    previous = store.mention_entities()
+    raw_model = store.get_meta("er_model")
+    kwargs: dict[str, Any] = {}
+    if not full and raw_model is not None:
+        kwargs["model"] = json.loads(raw_model)  # frozen: the same model scores old and new pairs alike
+        if len(previous):
+            kwargs["new_mention_ids"] = sorted(set(mentions["mention_id"]) - set(previous["mention_id"]))
+            kwargs["existing_pairs"] = _stored_pairs(store)
+    resolution = resolve_mentions(mentions, judgements=judgements, progress=progress, **kwargs)
     assignments = resolution.assignments.copy()
     entities = resolution.entities.copy()
 
-    previous = store.mention_entities()
     if len(previous):
         rename, _events = carry_over(previous.set_index("mention_id")["entity_id"],
                                      assignments.set_index("mention_id")["entity_id"])
@@ -122,14 +134,23 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
         store.replace_table("mention_entities", assignments, ["mention_id", "entity_id", "entity_type"])
         ent_cols = [c for c in ("entity_id", "entity_type", "label", "n_mentions", "attributes") if c in entities.columns]
         store.replace_table("entities", entities, ent_cols)
-        if pairs is not None and len(pairs):
-            p = _pairs_frame(pairs)
-            store.replace_table("er_pairs", p, list(p.columns))
+        p = _pairs_frame(pairs if pairs is not None else pd.DataFrame(columns=["left_id", "right_id"]))
+        store.replace_table("er_pairs", p, list(p.columns))
         model = getattr(resolution, "model", None)
         if model is not None:
             store.set_meta("er_model", json.dumps(model if isinstance(model, dict) else _model_dict(model), default=str))
     return {"mentions": len(mentions), "entities": len(entities),
+            "new_mentions": len(kwargs.get("new_mention_ids", mentions)),
             "pairs": 0 if pairs is None else len(pairs)}
+
+
+def _stored_pairs(store: EmbeddedStore) -> pd.DataFrame:
+    """The scored pairs of the last run in the form the resolver takes back (``existing_pairs``)."""
+    df = store.frame("SELECT left_id, right_id, entity_type, weight AS match_weight, probability AS match_probability, "
+                     "matched, levels, reason FROM er_pairs")
+    df["matched"] = df["matched"].fillna(0).astype(bool)
+    df["reason"] = df["reason"].fillna("")
+    return df
 
 
 def _model_dict(model: Any) -> Any:
@@ -140,14 +161,21 @@ def _model_dict(model: Any) -> Any:
 
 
 def _pairs_frame(pairs: pd.DataFrame) -> pd.DataFrame:
-    cols = {c.lower(): c for c in pairs.columns}
-    left = cols.get("left_id") or cols.get("left") or cols.get("mention_id_l") or pairs.columns[0]
-    right = cols.get("right_id") or cols.get("right") or cols.get("mention_id_r") or pairs.columns[1]
-    out = pd.DataFrame({"left_id": pairs[left].astype(str), "right_id": pairs[right].astype(str)})
-    out["weight"] = pairs[cols["weight"]] if "weight" in cols else (pairs[cols["match_weight"]] if "match_weight" in cols else None)
-    prob = cols.get("probability") or cols.get("match_probability")
-    out["probability"] = pairs[prob] if prob else None
-    out["matched"] = pairs[cols["matched"]].astype(int) if "matched" in cols else None
+    """The resolver's pairs in the store's ``er_pairs`` columns."""
+    def col(*names: str) -> Any:
+        for n in names:
+            if n in pairs.columns:
+                return pairs[n].to_numpy()
+        return [None] * len(pairs)
+
+    out = pd.DataFrame({
+        "left_id": pairs["left_id"].astype(str).to_numpy(), "right_id": pairs["right_id"].astype(str).to_numpy(),
+        "entity_type": col("entity_type"), "weight": col("match_weight", "weight"),
+        "probability": col("match_probability", "probability"), "matched": col("matched"),
+        "levels": col("levels"), "reason": col("reason"),
+    })
+    if len(out):
+        out["matched"] = out["matched"].astype(bool).astype(int)
     return out.drop_duplicates(["left_id", "right_id"])
 
 
@@ -174,22 +202,45 @@ def graph_inputs(store: EmbeddedStore) -> tuple[pd.DataFrame, pd.DataFrame, pd.D
     return reports, mentions, links, entities
 
 
-def cluster_stage(store: EmbeddedStore, settings: Settings, rules: Optional[Path] = None,
-                  now: Optional[dt.date] = None, seed: Optional[int] = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Communities, then scores and routing. Returns (report_clusters, ranked clusters, counts)."""
-    from linkage.graph import find_clusters
-    from linkage.triage import route, score_clusters
+def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[int] = None):
+    """Build the report graph from resolved entities and find communities.
 
-    reports, mentions, links, entities = graph_inputs(store)
+    Returns ``(report_clusters, inputs)`` where ``inputs`` are the reports, mentions, links and entities
+    the scoring stage reuses.
+    """
+    from linkage.graph import find_clusters
+
+    inputs = graph_inputs(store)
+    reports, mentions, links, entities = inputs
     report_clusters = find_clusters(reports, mentions, links, entities,
                                     seed=settings.cluster_seed if seed is None else seed)
+    return report_clusters, inputs
+
+
+def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = None,
+                now: Optional[dt.date] = None) -> pd.DataFrame:
+    """Score every cluster from its signals and route it by the rules; ranked clusters with reasons."""
+    from linkage.triage import route, score_clusters
+
+    reports, mentions, links, entities = inputs
     if now is None:
         now = _data_now(reports)
     scored = score_clusters(report_clusters, reports, mentions, links, entities, now=now)
     routed = route(scored, rules)
-    clusters = scored.merge(routed, on="cluster_id", how="left", suffixes=("", "_route"))
-    return report_clusters, clusters, {"reports": len(reports), "clusters": clusters["cluster_id"].nunique() if len(clusters) else 0,
-                                       "clustered_reports": len(report_clusters)}
+    return scored.merge(routed, on="cluster_id", how="left", suffixes=("", "_route"))
+
+
+def cluster_stage(store: EmbeddedStore, settings: Settings, rules: Optional[Path] = None,
+                  now: Optional[dt.date] = None, seed: Optional[int] = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Communities, then scores and routing. Returns (report_clusters, ranked clusters, counts)."""
+    report_clusters, inputs = communities_stage(store, settings, seed)
+    clusters = score_stage(report_clusters, inputs, rules, now)
+    return report_clusters, clusters, _cluster_counts(inputs[0], report_clusters, clusters)
+
+
+def _cluster_counts(reports: pd.DataFrame, report_clusters: pd.DataFrame, clusters: pd.DataFrame) -> dict[str, int]:
+    return {"reports": len(reports), "clusters": int(clusters["cluster_id"].nunique()) if len(clusters) else 0,
+            "clustered_reports": len(report_clusters)}
 
 
 def _data_now(reports: pd.DataFrame) -> dt.date:
@@ -256,6 +307,7 @@ def run(
     now: Optional[dt.date] = None,
     progress_factory: Optional[Callable] = None,
     neo4j: bool = False,
+    full: bool = False,
 ) -> RunSummary:
     """The main job: load (optional), resolve, cluster, score and route, store, update report status.
 
@@ -269,6 +321,8 @@ def run(
         Reference date for recency (default: the newest report's date, for reproducible scores).
     neo4j:
         Also push the result to the Neo4j server configured through ``LINKAGE_NEO4J_*``.
+    full:
+        Refit the entity-resolution model and score all pairs again instead of only the new mentions.
     """
     settings = load_settings(settings_path)
     summary = RunSummary(store=Path(store_path))
@@ -300,15 +354,16 @@ def run(
         end("load", t0)
 
         t0 = begin("resolve")
-        summary.counts.update({f"er_{k}": v for k, v in resolve_stage(store, settings).items()})
+        summary.counts.update({f"er_{k}": v for k, v in resolve_stage(store, settings, full=full).items()})
         end("resolve", t0)
 
         t0 = begin("clusters")
-        from linkage.graph import find_clusters  # noqa: F401  (fail early with a clear import error)
-        report_clusters, clusters, counts = cluster_stage(store, settings, rules, now, seed)
+        report_clusters, inputs = communities_stage(store, settings, seed)
         end("clusters", t0)
         t0 = begin("score")
-        summary.counts.update(counts)
+        clusters = score_stage(report_clusters, inputs, rules, now)
+        summary.counts.update(_cluster_counts(inputs[0], report_clusters, clusters))
+        del inputs
         end("score", t0)
 
         t0 = begin("store")

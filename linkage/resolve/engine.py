@@ -276,14 +276,13 @@ def _resolve_fuzzy(records: pd.DataFrame, etype: str, cfg: ERSettings, same: lis
         dob, ident = _identity(records)
         labels = attach_name_only(labels, left[weak], right[weak], link_lo[weak], dob, ident,
                                   policy.ambiguity_margin, different, joins=matched[weak])
-    # keep the pairs that matter: links, likely matches, and cannot-links inside a linked group's reach
-    keep = matched | (prob >= KEEP_PAIR_PROBABILITY)
-    comp_lab = labels  # pairs between different final entities but with strong evidence against are cannot-links
-    keep |= (logodds <= cannot) & (comp_lab[left] != comp_lab[right]) & _same_component(n, left[matched], right[matched], left, right)
+    # Incremental runs re-cluster from the stored pairs, and the clustering weighs every scored pair (negative
+    # evidence included), so every scored pair is kept: that is what makes incremental equal to full.
+    keep = np.ones(len(left), dtype=bool)
     mids = records["mention_id"].to_numpy(dtype=object)
     pairs = pd.DataFrame({
         "left_id": mids[left[keep]], "right_id": mids[right[keep]], "entity_type": etype,
-        "match_weight": np.round(weight[keep], 4), "match_probability": prob[keep], "matched": matched[keep],
+        "match_weight": weight[keep], "match_probability": prob[keep], "matched": matched[keep],
         "levels": np.r_[_level_strings(gamma[keep[:n_new]]), old_levels[keep[n_new:]]], "reason": reason[keep],
     })
     return labels, pairs, fitted, report, cand

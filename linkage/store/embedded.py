@@ -100,9 +100,12 @@ CREATE INDEX IF NOT EXISTS mention_entities_entity ON mention_entities(entity_id
 CREATE TABLE IF NOT EXISTS er_pairs (
     left_id TEXT NOT NULL,
     right_id TEXT NOT NULL,
+    entity_type TEXT,
     weight REAL,
     probability REAL,
     matched INTEGER,
+    levels TEXT,
+    reason TEXT,
     PRIMARY KEY (left_id, right_id)
 );
 CREATE TABLE IF NOT EXISTS clusters (

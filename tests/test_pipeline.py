@@ -1,0 +1,206 @@
+"""The main job end to end on a small generated set with known truth (issues 4 and 6)."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import cli
+from linkage.generate import generate
+from linkage.inspect import escape_cell, export_csv
+from linkage.pipeline import run
+from linkage.store import EmbeddedStore
+
+#: What each planted network kind must be routed to (among possibly more agencies).
+EXPECTED_AGENCY = {"cannabis": "politie", "landlord": "woonfraude", "laundering": "belastingdienst",
+                   "strawman": "burgerzaken"}
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("gen")
+    generate(1500, 7, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def ran(generated, tmp_path_factory):
+    store = tmp_path_factory.mktemp("run") / "s.db"
+    summary = run([generated / "reports.csv", generated / "mentions.csv"], store)
+    return store, summary
+
+
+def _partition(series: pd.Series) -> set[frozenset]:
+    """Groups of members as a set of frozensets (ids of the groups do not matter)."""
+    return {frozenset(g.index) for _, g in series.groupby(series)}
+
+
+def test_planted_networks_are_the_top_clusters_and_routed_as_expected(generated, ran):
+    store_path, summary = ran
+    truth = pd.read_csv(generated / "truth_reports.csv", dtype=str).fillna("")
+    with EmbeddedStore(store_path) as store:
+        members = store.report_clusters().merge(truth, on="report_id")
+        clusters = store.clusters()
+    top = clusters.head(10)
+    assert len(top) == 10
+    planted = 0
+    for row in top.itertuples():
+        sub = members[members.cluster_id == row.cluster_id]
+        network = sub.network_id.value_counts()
+        assert row.reason
+        if network.index[0] == "" or network.iloc[0] / len(sub) < 0.8:
+            continue  # background or mixed
+        planted += 1
+        kind = sub.loc[sub.network_id == network.index[0], "network_kind"].iloc[0]
+        assert EXPECTED_AGENCY[kind] in json.loads(row.agencies), (row.rank, kind, row.agencies)
+    assert planted >= 8, f"only {planted} of the top 10 clusters are (mostly) one planted network"
+
+
+def test_every_cluster_is_routed_or_says_why(ran):
+    store_path, _ = ran
+    with EmbeddedStore(store_path) as store:
+        clusters = store.clusters()
+    assert len(clusters) > 0
+    for row in clusters.itertuples():
+        agencies = json.loads(row.agencies)
+        assert agencies or row.unrouted_reason, row.cluster_id
+        if len(set(agencies) - {"riec"}) >= 3:
+            assert "riec" in agencies
+
+
+def test_same_input_gives_same_ids_and_clusters(generated, ran, tmp_path):
+    store_path, _ = ran
+    other = tmp_path / "again.db"
+    run([generated / "reports.csv", generated / "mentions.csv"], other)
+    with EmbeddedStore(store_path) as a, EmbeddedStore(other) as b:
+        pd.testing.assert_frame_equal(a.mention_entities(), b.mention_entities())
+        pd.testing.assert_frame_equal(a.report_clusters(), b.report_clusters())
+        pd.testing.assert_frame_equal(a.clusters()[["cluster_id", "rank", "score"]],
+                                      b.clusters()[["cluster_id", "rank", "score"]])
+
+
+def test_rerun_without_new_reports_changes_nothing(ran, tmp_path):
+    store_path, _ = ran
+    copy = tmp_path / "copy.db"
+    with EmbeddedStore(store_path) as src:
+        src.conn.execute("VACUUM INTO ?", (str(copy),))
+    run([], copy)
+    with EmbeddedStore(store_path) as a, EmbeddedStore(copy) as b:
+        assert _partition(a.mention_entities().set_index("mention_id")["entity_id"]) == \
+            _partition(b.mention_entities().set_index("mention_id")["entity_id"])
+        pd.testing.assert_frame_equal(a.report_clusters(), b.report_clusters())
+
+
+def _split(generated: Path, out: Path, first: int) -> tuple[list[Path], list[Path]]:
+    """Write the first ``first`` reports (and their mentions) and the rest into two file pairs."""
+    reports = pd.read_csv(generated / "reports.csv", dtype=str, keep_default_na=False)
+    mentions = pd.read_csv(generated / "mentions.csv", dtype=str, keep_default_na=False)
+    head_ids = set(reports.report_id.iloc[:first])
+    out.mkdir(parents=True, exist_ok=True)
+    parts = []
+    for name, keep in (("a", True), ("b", False)):
+        r = reports[reports.report_id.isin(head_ids) == keep]
+        m = mentions[mentions.report_id.isin(head_ids) == keep]
+        r.to_csv(out / f"reports_{name}.csv", index=False)
+        m.to_csv(out / f"mentions_{name}.csv", index=False)
+        parts.append([out / f"reports_{name}.csv", out / f"mentions_{name}.csv"])
+    return parts[0], parts[1]
+
+
+def test_incremental_run_equals_full_run_with_the_same_model(generated, tmp_path):
+    first, second = _split(generated, tmp_path / "parts", 1200)
+    inc = tmp_path / "incremental.db"
+    run(first, inc)
+    run(second, inc)  # only the new mentions are compared, with the stored model
+    full = tmp_path / "full.db"
+    with EmbeddedStore(inc) as a, EmbeddedStore(full) as b:
+        b.set_meta("er_model", a.get_meta("er_model"))
+    run(first + second, full)
+    with EmbeddedStore(inc) as a, EmbeddedStore(full) as b:
+        ea = a.mention_entities().set_index("mention_id")["entity_id"]
+        eb = b.mention_entities().set_index("mention_id")["entity_id"]
+        assert _partition(ea) == _partition(eb)
+        ca = a.report_clusters().set_index("report_id")["cluster_id"]
+        cb = b.report_clusters().set_index("report_id")["cluster_id"]
+        assert _partition(ca) == _partition(cb)
+
+
+def test_cluster_ids_carry_over_and_history_records_changes(generated, tmp_path):
+    first, second = _split(generated, tmp_path / "parts", 1200)
+    store = tmp_path / "s.db"
+    run(first, store)
+    with EmbeddedStore(store) as s:
+        before = s.report_clusters().set_index("report_id")["cluster_id"]
+    run(second, store)
+    with EmbeddedStore(store) as s:
+        after = s.report_clusters().set_index("report_id")["cluster_id"]
+        history = s.frame("SELECT event FROM cluster_history")
+    common = before.index.intersection(after.index)
+    kept = (before[common] == after[common]).mean()
+    assert kept > 0.9, f"only {kept:.0%} of clustered reports kept their cluster id"
+    assert len(history) > 0  # new clusters at least are recorded as created
+
+
+# --- CLI on the result ----------------------------------------------------------------------------
+def _cli(capsys, *args: str) -> str:
+    with pytest.raises(SystemExit) as info:
+        cli.main(list(args))
+        raise SystemExit(0)
+    captured = capsys.readouterr()
+    assert info.value.code in (0, None), captured.err
+    return captured.out
+
+
+def test_cli_clusters_cluster_entity_export(ran, capsys, tmp_path):
+    store_path, _ = ran
+    data = json.loads(_cli(capsys, "clusters", "--store", str(store_path), "--json"))
+    assert data and data[0]["rank"] == 1
+    politie = json.loads(_cli(capsys, "clusters", "--agency", "politie", "--store", str(store_path), "--json"))
+    assert politie and all("politie" in c["agencies"] for c in politie)
+    top = data[0]["cluster_id"]
+    text = _cli(capsys, "cluster", top, "--store", str(store_path))
+    assert top in text and "Reports (oldest first)" in text and "Routing" in text
+    detail = json.loads(_cli(capsys, "cluster", top, "--store", str(store_path), "--json"))
+    dates = [r["received_at"] for r in detail["reports"]]
+    assert dates == sorted(dates)
+    entity_id = detail["entities"][0]["entity_id"]
+    ent = json.loads(_cli(capsys, "entity", entity_id, "--store", str(store_path), "--json"))
+    assert ent["entity"]["entity_id"] == entity_id and ent["mentions"]
+    out_dir = tmp_path / "export"
+    _cli(capsys, "export", str(out_dir), "--store", str(store_path))
+    with open(out_dir / "clusters.csv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["cluster_id", "rank", "score", "n_reports", "agencies", "reasons"]
+    with open(out_dir / "report_clusters.csv", encoding="utf-8") as fh:
+        rc = list(csv.DictReader(fh))
+    assert any(r["cluster_id"] == "" for r in rc) and any(r["cluster_id"] == top for r in rc)
+
+
+def test_unknown_cluster_is_a_clear_error(ran, capsys):
+    store_path, _ = ran
+    with pytest.raises(SystemExit) as info:
+        cli.main(["cluster", "c_nope", "--store", str(store_path)])
+    assert info.value.code == 1
+    assert "No cluster 'c_nope'" in capsys.readouterr().err
+
+
+def test_export_escapes_formula_cells(tmp_path):
+    reports = tmp_path / "r.csv"
+    reports.write_text("report_id,received_at,category\n=1+1,2025-01-01,drugs\n@SUM(A1),2025-01-02,drugs\n",
+                       encoding="utf-8")
+    mentions = tmp_path / "m.csv"
+    mentions.write_text("report_id,mention_id,entity_type,plate\n=1+1,+cmd,vehicle,12-ABC-3\n"
+                        "@SUM(A1),-2,vehicle,12-ABC-3\n", encoding="utf-8")
+    store = tmp_path / "s.db"
+    run([reports, mentions], store)
+    with EmbeddedStore(store) as s:
+        export_csv(s, tmp_path / "out")
+    for name in ("entities.csv", "report_clusters.csv"):
+        with open(tmp_path / "out" / name, encoding="utf-8") as fh:
+            for row in csv.reader(fh):
+                for cell in row:
+                    assert not cell.startswith(("=", "+", "-", "@")), (name, cell)
+    assert escape_cell("=A1") == "'=A1"
