@@ -76,3 +76,67 @@ def test_address_idempotent_on_address_like_text(text):
 def test_business_never_raises_and_is_idempotent(text):
     once = normalise_business_name(text)
     assert once is None or normalise_business_name(once) == once
+
+
+# -- a place name after the house number, without comma or postcode, is the city, not a toevoeging --------------
+@pytest.mark.parametrize("text, expected", [
+    ("Stadhuisplein 32 Tilburg", ("stadhuisplein", 32, "", "", "", "tilburg")),
+    ("Hoofdstraat 142b Rotterdam", ("hoofdstraat", 142, "b", "", "", "rotterdam")),
+    ("Tulpstr 42 H AMSTERDAM", ("tulpstraat", 42, "", "hs", "", "amsterdam")),
+    ("Lorenzohof 6-1 HEKENDORP", ("lorenzohof", 6, "", "1", "", "hekendorp")),
+    ("Keizersgracht 12 Den Haag", ("keizersgracht", 12, "", "", "", "'s-gravenhage")),
+    ("Kerkstraat 12 III Utrecht", ("kerkstraat", 12, "", "3", "", "utrecht")),
+    # toevoeging words stay toevoegingen
+    ("Kerkstraat 12 begane grond", ("kerkstraat", 12, "", "bg", "", "")),
+    ("Kerkstraat 12 achter", ("kerkstraat", 12, "", "achter", "", "")),
+    ("Kerkstraat 12 bis", ("kerkstraat", 12, "", "bis", "", "")),
+    # a city found elsewhere (comma, postcode) is kept; the old reading stays
+    ("Kerkstraat 12 A, Utrecht", ("kerkstraat", 12, "a", "", "", "utrecht")),
+    ("Julianastraat 58-A 9742LA", ("julianastraat", 58, "a", "", "9742LA", "")),
+])
+def test_trailing_city_is_not_a_toevoeging(text, expected):
+    a = parse_address(text)
+    assert (a.street, a.house_number, a.house_letter, a.addition, a.postcode, a.city) == expected
+
+
+@pytest.mark.parametrize("left, right", [
+    ("Stadhuisplein 32 Tilburg", "Stadhuisplein 32, 5024 LE Tilburg"),
+    ("Hoofdstraat 142b Rotterdam", "Hoofdstraat 142B, 3020 JP Rotterdam"),
+])
+def test_trailing_city_gives_the_same_suffix(left, right):
+    assert parse_address(left).suffix == parse_address(right).suffix
+    assert parse_address(left).city == parse_address(right).city
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["Kerkstraat", "Stationsln", "Burg. de Withstr."]), st.integers(1, 999),  # "1000 hs" reads as a postcode
+       st.sampled_from(["", "a", " A", "-2", "-II", " hs", " bis", "/3"]),
+       st.sampled_from(["", " Tilburg", " Den Haag", ", Utrecht", " 1234 AB Amsterdam"]))
+def test_built_addresses_keep_number_and_are_idempotent(street, number, suffix, place):
+    text = f"{street} {number}{suffix}{place}"
+    a = parse_address(text)
+    assert a.house_number == number
+    once = normalise_address(text)
+    assert once is not None and normalise_address(once) == once
+
+
+# -- resolution of flats: both toevoegingen given and different -> never one entity ---------------------------
+def _resolve_addresses(rows):
+    import pandas as pd
+
+    from linkage.resolve import resolve_mentions
+    from linkage.resolve.features import normalise_mention_values
+
+    df = pd.DataFrame([normalise_mention_values({"mention_id": f"m{k}", "entity_type": "address", **r})
+                       for k, r in enumerate(rows)])
+    a = resolve_mentions(df).assignments.set_index("mention_id")["entity_id"]
+    return [a[f"m{k}"] for k in range(len(rows))]
+
+
+def test_distinct_flats_are_not_merged_but_a_missing_toevoeging_may_link():
+    flats = [{"address": f"Bijlmerdreef 13-{t}, 1102 AB Amsterdam"} for t in ("1", "2", "3") for _ in range(3)]
+    plain = [{"address": f"Kerkstraat {n}, 1234 AB Amsterdam"} for n in range(1, 40)]
+    ids = _resolve_addresses(flats + plain + [{"address": "Bijlmerdreef 13, 1102 AB Amsterdam"}])
+    f = ids[:9]
+    # 13-1, 13-2, 13-3 are three dwellings, also with a "13" (toevoeging unknown) that looks like each of them
+    assert not {f[0], f[1], f[2]} & {f[3], f[4], f[5]} and not {f[0], f[1], f[2], f[3], f[4], f[5]} & {f[6], f[7], f[8]}

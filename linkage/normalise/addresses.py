@@ -172,6 +172,29 @@ def parse_house_number(value: object) -> tuple[int | None, str, str]:
     return number, letter, addition
 
 
+#: Words that may follow a house number as (part of) the toevoeging, besides :data:`ADDITION_WORDS`.
+_ADDITION_EXTRA = frozenset({"begane", "grond", "verdieping", "etage", "beneden", "hoog", "huis", "bis", "ter"})
+
+
+def _split_trailing_city(text: str) -> tuple[str, str]:
+    """Split ``"32 b tilburg"`` into the house-number part and trailing place words (``("32 b", "tilburg")``).
+
+    The number part runs as long as the words look like a toevoeging: digits, one or two letters, roman
+    numerals or known toevoeging words; the first longer word starts the place name.
+
+    >>> _split_trailing_city("142b rotterdam"), _split_trailing_city("12 begane grond"), _split_trailing_city("6-1")
+    (('142b', 'rotterdam'), ('12 begane grond', ''), ('6-1', ''))
+    """
+    words = text.split(" ")
+    for k, word in enumerate(words[1:], start=1):
+        bare = word.strip("-/.,")
+        if (not bare or len(bare) <= 2 or re.fullmatch(r"[0-9]+[a-z]?|[a-z]?[0-9]+", bare) or bare in _ROMAN
+                or bare in ADDITION_WORDS or bare in _ADDITION_EXTRA or not re.search(r"[a-z]{3}", bare)):
+            continue
+        return " ".join(words[:k]).strip(), " ".join(words[k:]).strip(" ,.")
+    return text, ""
+
+
 def parse_address(address: object = None, street: object = None, house_number: object = None,
                   postcode: object = None, city: object = None) -> Address:
     """Parse an address given as one string, as separate fields, or both (fields win when given).
@@ -215,7 +238,12 @@ def _parse(address: object, street: object, house_number: object, postcode: obje
             break
         if nm:
             s_street = text[: nm.start()]
-            s_num, s_letter, s_add = parse_house_number(text[nm.start():])
+            number_part, trailing = _split_trailing_city(text[nm.start():])
+            if trailing and not s_city:  # "Stadhuisplein 32 Tilburg": the city is not a toevoeging
+                s_city = trailing
+            else:
+                number_part = text[nm.start():]
+            s_num, s_letter, s_add = parse_house_number(number_part)
         else:
             s_street = text
     f_num = parse_house_number(house_number) if _text(house_number).strip() else (None, "", "")
