@@ -277,8 +277,7 @@ def _report_rows(store: EmbeddedStore) -> list[list]:
 def _entity_rows(store: EmbeddedStore) -> dict[str, list[list]]:
     out: dict[str, list[list]] = {}
     for etype, *rest in store.conn.execute(
-            "SELECT entity_type, entity_id, entity_type, label, n_mentions, attributes FROM entities "
-            "ORDER BY entity_type, entity_id"):
+            "SELECT entity_type, entity_id, entity_type, label, n_mentions, attributes FROM entities ORDER BY entity_id"):
         t = tuple(rest)
         out.setdefault(etype, []).append([_hash("Entity", t), *t])
     return out
