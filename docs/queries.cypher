@@ -1,4 +1,5 @@
 // Ready Cypher queries for investigators, for Neo4j Browser (http://127.0.0.1:7474/browser/).
+// The example parameters fit the bundled example (linkage run examples/reports.csv examples/mentions.csv --neo4j).
 //
 // How to use one: set its parameters with the ":param" lines shown above it (paste them into the
 // Browser's editor and run them, one at a time or together), then paste and run the query. Example:
@@ -86,7 +87,7 @@ RETURN 'cluster' AS kind, c.cluster_id AS id, 'rank ' + toString(c.rank) AS capt
 // name: paths_between
 // How two entities are connected: all shortest paths (up to 8 steps) over stated links and shared
 // reports (entity - report - entity). Clusters and agencies are not used as shortcuts.
-// :param from_id => 'e_person_8afef46c2ca26ced'
+// :param from_id => 'e_person_223254b7f36e146b'
 // :param to_id => 'e_address_a172d868fa5dd650'
 MATCH (a:Entity {entity_id: $from_id}), (b:Entity {entity_id: $to_id})
 MATCH p = allShortestPaths((a)-[:MENTIONS|LIVES_AT|LOCATED_AT|OWNER_OF|DIRECTOR_OF|USES|RELATED_TO*..8]-(b))
@@ -97,7 +98,7 @@ LIMIT 25;
 
 // name: persons_at_many_addresses
 // Persons registered at or reported living at many addresses (adresfraude, katvangers).
-// :param min_addresses => 3
+// :param min_addresses => 2
 MATCH (p:Person)-[:LIVES_AT]->(a:Address)
 WITH p, a ORDER BY a.label, a.entity_id
 WITH p, collect(DISTINCT a.entity_id) AS address_ids, collect(a.label) AS addresses
