@@ -39,9 +39,6 @@ from linkage.er_settings import FUZZY_TYPES, ERSettings, load_er_settings
 from linkage.resolve.features import SIMPLE_TYPES, prepare
 from linkage.scoring import FittedModel, fit
 
-#: Pairs kept in ``Resolution.pairs`` besides links and cannot-links: probability at least this.
-KEEP_PAIR_PROBABILITY = 0.01
-
 
 @dataclass
 class Resolution:
@@ -348,13 +345,6 @@ def _identity(records: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     else:
         ident = np.full(n, -1, dtype=np.int64)
     return dob, ident
-
-
-def _same_component(n: int, link_left, link_right, left, right) -> np.ndarray:
-    from linkage.resolve.cluster import components
-
-    comp = components(n, link_left, link_right)
-    return comp[left] == comp[right]
 
 
 def _level_strings(gamma: np.ndarray) -> np.ndarray:
