@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from linkage import model
 from linkage.errors import InputError, Problem
+from linkage.pseudonym import pseudonymise_bsn
 from linkage.settings import Settings, load_settings
 from linkage.store.embedded import EmbeddedStore
 from loaders.canonical import Origin, canonical_column, text, validate_mention, validate_report
@@ -178,7 +179,8 @@ class _Loader:
             "source_file": origin.file, "source_row": origin.row, "kind": kind,
             "field": ",".join(sorted({p.field for p in errors if p.field})) or None,
             "reason": " | ".join(p.message for p in errors),
-            "raw": json.dumps({k: v for k, v in raw.items() if not k.startswith("__")}, ensure_ascii=False, default=str),
+            "raw": json.dumps({k: (pseudonymise_bsn(v) if k == "bsn" else v) for k, v in raw.items()
+                               if not k.startswith("__")}, ensure_ascii=False, default=str),
         }
 
     def _canonical_rows(self, table: Table, summary: FileSummary, kind: str):

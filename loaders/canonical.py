@@ -16,7 +16,7 @@ from linkage import model
 from linkage.errors import Problem
 from linkage.normalise import identifiers
 from linkage.normalise.dates import parse_date, parse_timestamp
-from linkage.pseudonym import pseudonymise_mention
+from linkage.pseudonym import pseudonymise_bsn, pseudonymise_mention
 from linkage.settings import Settings, label_key
 
 # Which identifier check applies to which raw field, and where its canonical form goes.
@@ -249,6 +249,8 @@ def validate_mention(
     mention_id = text(row.get("mention_id"))
     if not mention_id:
         all_values = {k: v for t in model.ENTITY_TYPES for k, v in _values_of(row, t).items()}
+        if "bsn" in all_values:  # with a pseudonym key, the id must not be a hash of the plain BSN
+            all_values["bsn"] = pseudonymise_bsn(all_values["bsn"])
         mention_id = model.derive_mention_id(report_id, entity_type, role, all_values, occurrence)
 
     mentions: list[dict] = []

@@ -110,3 +110,29 @@ def test_check_key_guards_mixed_keys(tmp_path, monkeypatch):
     _load(tmp_path, db)
     with EmbeddedStore(db) as s, pytest.raises(ConfigError, match="plain BSNs"):
         check_key(s, KEY)
+
+
+def test_derived_ids_and_quarantine_never_hold_the_plain_bsn(tmp_path, monkeypatch):
+    """With a key, a mention without mention_id gets an id that is no hash of the plain BSN, and a
+    quarantined row keeps only the pseudonym."""
+    import hashlib
+
+    from loaders import load_files, quarantine_path
+    from linkage.settings import load_settings
+
+    monkeypatch.setenv("LINKAGE_PSEUDONYM_KEY", KEY.decode())
+    (tmp_path / "r.csv").write_text("report_id,received_at,category\nR1,2025-01-01,woonfraude\n", encoding="utf-8")
+    (tmp_path / "m.csv").write_text("report_id,entity_type,bsn\nR1,person,111222333\nR9,person,123456782\n",
+                                    encoding="utf-8")
+    db = tmp_path / "q.db"
+    with EmbeddedStore(db) as s:
+        summary = load_files([tmp_path / "r.csv", tmp_path / "m.csv"], s, load_settings())
+        ids = [r[0] for r in s.conn.execute("SELECT mention_id FROM mentions")]
+    assert summary.quarantined == 1 and len(ids) == 1
+    from linkage import model
+
+    plain_id = "m_" + model.stable_hash("R1", "person", "", [("bsn", "111222333")], 0)
+    assert ids[0] != plain_id
+    text = quarantine_path(db).read_text(encoding="utf-8")
+    assert "123456782" not in text and "R9" in text
+    assert hashlib.sha1(b"123456782").hexdigest() not in text
