@@ -230,14 +230,6 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
     return scored.merge(routed, on="cluster_id", how="left", suffixes=("", "_route"))
 
 
-def cluster_stage(store: EmbeddedStore, settings: Settings, rules: Optional[Path] = None,
-                  now: Optional[dt.date] = None, seed: Optional[int] = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Communities, then scores and routing. Returns (report_clusters, ranked clusters, counts)."""
-    report_clusters, inputs = communities_stage(store, settings, seed)
-    clusters = score_stage(report_clusters, inputs, rules, now)
-    return report_clusters, clusters, _cluster_counts(inputs[0], report_clusters, clusters)
-
-
 def _cluster_counts(reports: pd.DataFrame, report_clusters: pd.DataFrame, clusters: pd.DataFrame) -> dict[str, int]:
     return {"reports": len(reports), "clusters": int(clusters["cluster_id"].nunique()) if len(clusters) else 0,
             "clustered_reports": len(report_clusters)}
@@ -260,11 +252,12 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
     clusters = clusters.assign(cluster_id=clusters["cluster_id"].map(rename))
     clusters = clusters.sort_values(["rank", "cluster_id"]).reset_index(drop=True)
     rows = clusters.copy()
-    for col in ("categories", "agencies", "signals", "routing"):
+    for col in ("categories", "agencies"):  # lists -> JSON text
         if col in rows.columns:
-            rows[col] = rows[col].map(lambda v: json.dumps(_as_list(v) if col in ("categories", "agencies") else v,
-                                                           ensure_ascii=False, default=str)
-                                      if not isinstance(v, str) else v)
+            rows[col] = rows[col].map(lambda v: json.dumps(_as_list(v), ensure_ascii=False))
+    for col in ("signals", "routing"):  # already JSON text from triage; other values are encoded here
+        if col in rows.columns:
+            rows[col] = rows[col].map(lambda v: v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str))
     cols = [c for c in ("cluster_id", "rank", "score", "n_reports", "n_reporters", "categories", "agencies", "reason",
                         "signals", "routing", "unrouted_reason") if c in rows.columns]
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
