@@ -11,8 +11,13 @@ again (idempotent: nothing changed). With ``--full`` a third push rewrites every
 MERGE regardless of the stored hashes. For every push it prints the graph elements (nodes +
 relationships in sync with the store), how many were written, seconds and elements per second,
 and checks that the counts in Neo4j equal the store's after each push. Generation and the pipeline
-are not timed. The target of issue 5: at least 20,000 elements/s for the first push on the
-development machine, and a second push at least as fast.
+are not timed. CPU seconds are printed next to the wall time: the client's (this process, all
+threads) and, for the local server of ``scripts/neo4j.sh`` (pid in ``.neo4j/neo4j.pid``), the
+server's (utime + stime of the JVM from ``/proc``), because the machine is usually shared and wall
+times then depend on the other jobs. ``--warmup N`` first pushes (and removes) the graph of N
+reports, so that the timed first push runs on a JIT-compiled server rather than a freshly started
+one. The target of issue 5: at least 20,000 elements/s for the first push on the development
+machine, and a second push at least as fast.
 """
 from __future__ import annotations
 
@@ -21,7 +26,25 @@ import json
 import os
 import platform
 import sys
+import time
 from pathlib import Path
+
+PID_FILE = Path(".neo4j/neo4j.pid")
+
+
+def server_cpu() -> float | None:
+    """CPU seconds (user + system) of the local Neo4j server so far; None when it is not ours/local."""
+    try:
+        pid = int(PID_FILE.read_text().strip())
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _empty(driver) -> None:
+    with driver.session(database=getattr(driver, "_linkage_database", None)) as session:
+        session.run("MATCH (n) CALL { WITH n DETACH DELETE n } IN TRANSACTIONS OF 20000 ROWS").consume()
 
 
 def _store(reports: int, seed: int, data: Path, rebuild: bool) -> Path:
@@ -89,49 +112,64 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rebuild", action="store_true", help="run the pipeline again even if the store exists")
     ap.add_argument("--full", action="store_true", help="a third push that rewrites everything through MERGE")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
+    ap.add_argument("--warmup", type=int, default=0, metavar="N",
+                    help="push the graph of N reports first (not timed) so that the server's JIT is warm")
+    ap.add_argument("--writers", type=int, default=None, help="sessions writing at once (default: the writer's)")
     args = ap.parse_args(argv)
 
     from linkage.store import EmbeddedStore
     from linkage.store.neo4j import connect, counts, push
 
     store_path = _store(args.reports, args.seed, args.data, args.rebuild)
+    warm_path = _store(args.warmup, args.seed, args.data, False) if args.warmup else None
     driver = connect()
     rows = []
     try:
-        with driver.session(database=getattr(driver, "_linkage_database", None)) as session:
-            print("emptying the Neo4j database ...", file=sys.stderr, flush=True)
-            session.run("MATCH (n) CALL { WITH n DETACH DELETE n } IN TRANSACTIONS OF 20000 ROWS").consume()
+        if warm_path:
+            print(f"warm-up: pushing the graph of {args.warmup} reports (not timed) ...", file=sys.stderr, flush=True)
+            _empty(driver)
+            with EmbeddedStore(warm_path, must_exist=True) as store:
+                push(store, driver, writers=args.writers)
+        print("emptying the Neo4j database ...", file=sys.stderr, flush=True)
+        _empty(driver)
         with EmbeddedStore(store_path, must_exist=True) as store:
             want = expected_counts(store)
             pushes = [("first", False), ("second (idempotent)", False)] + ([("full rewrite", True)] if args.full else [])
             for name, full in pushes:
                 load = os.getloadavg()[0]
-                s = push(store, driver, full=full)
+                cpu0, server0 = time.process_time(), server_cpu()
+                s = push(store, driver, full=full, writers=args.writers)
+                client_cpu, server1 = time.process_time() - cpu0, server_cpu()
                 got = counts(driver)
                 bad = {k: (got.get(k, 0), v) for k, v in want.items() if got.get(k, 0) != v}
                 rows.append({"push": name, "elements": s.elements, "nodes": sum(s.nodes.values()),
                              "relationships": sum(s.relationships.values()), "written": s.written,
                              "removed": s.removed, "seconds": round(s.seconds, 2),
                              "elements_per_second": round(s.elements / s.seconds), "load_before": round(load, 2),
+                             "client_cpu_s": round(client_cpu, 1),
+                             "server_cpu_s": round(server1 - server0, 1) if server0 is not None and server1 else None,
                              "counts_equal_store": not bad})
                 if bad:
                     print(f"counts differ after the {name} push (neo4j, store): {bad}", file=sys.stderr)
     finally:
         driver.close()
 
-    info = {"reports": args.reports, "seed": args.seed, "store": str(store_path), "cpus": os.cpu_count(),
+    info = {"reports": args.reports, "seed": args.seed, "warmup": args.warmup, "store": str(store_path),
+            "cpus": os.cpu_count(),
             "python": platform.python_version(), "rust_packstream": _rust_extension(), "pushes": rows}
     if args.json:
         print(json.dumps(info, indent=2))
     else:
         print(f"{args.reports} reports (seed {args.seed}), {os.cpu_count()} CPUs, driver Rust extension: "
-              f"{'yes' if info['rust_packstream'] else 'no (pip install neo4j-rust-ext for faster packing)'}")
+              f"{'yes' if info['rust_packstream'] else 'no (pip install neo4j-rust-ext for faster packing)'}"
+              f"{f', warm-up push of {args.warmup} reports' if args.warmup else ', server not warmed up'}")
         print(f"{'push':<22}{'elements':>10}{'nodes':>9}{'rels':>9}{'written':>10}{'removed':>9}{'seconds':>9}"
-              f"{'elements/s':>12}{'load':>6}  counts = store")
+              f"{'elements/s':>12}{'client CPU s':>14}{'server CPU s':>14}{'load':>6}  counts = store")
         for r in rows:
+            server = "-" if r["server_cpu_s"] is None else r["server_cpu_s"]
             print(f"{r['push']:<22}{r['elements']:>10}{r['nodes']:>9}{r['relationships']:>9}{r['written']:>10}"
-                  f"{r['removed']:>9}{r['seconds']:>9}{r['elements_per_second']:>12}{r['load_before']:>6}  "
-                  f"{'yes' if r['counts_equal_store'] else 'NO'}")
+                  f"{r['removed']:>9}{r['seconds']:>9}{r['elements_per_second']:>12}{r['client_cpu_s']:>14}"
+                  f"{server:>14}{r['load_before']:>6}  {'yes' if r['counts_equal_store'] else 'NO'}")
     return 0 if all(r["counts_equal_store"] for r in rows) else 1
 
 

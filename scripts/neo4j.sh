@@ -29,7 +29,7 @@
 #   LINKAGE_NEO4J_BROWSER_VERSION Maven version or range of the Browser (default [5.0,6.0); "none" to skip it)
 #   LINKAGE_NEO4J_JAVA            java binary to use (default: a Java 17 or 21 found on the machine)
 #   LINKAGE_NEO4J_JAVA_OPTS       extra JVM options (whitespace-separated)
-#   LINKAGE_NEO4J_HEAP_INITIAL / LINKAGE_NEO4J_HEAP_MAX / LINKAGE_NEO4J_PAGECACHE  default 1g / 2g / 1g
+#   LINKAGE_NEO4J_HEAP_INITIAL / LINKAGE_NEO4J_HEAP_MAX / LINKAGE_NEO4J_PAGECACHE  default 4g / 4g / 2g
 #   LINKAGE_NEO4J_START_TIMEOUT   seconds to wait for the server to answer (default 180)
 #   LINKAGE_NEO4J_STOP_TIMEOUT    seconds to wait after SIGTERM before SIGKILL (default 90)
 #   LINKAGE_NEO4J_CDS             0 disables the class-data-sharing archive (see "Class-data sharing" below)
@@ -57,9 +57,9 @@ HOST=127.0.0.1
 BOLT_PORT="${LINKAGE_NEO4J_BOLT_PORT:-7687}"
 HTTP_PORT="${LINKAGE_NEO4J_HTTP_PORT:-7474}"
 NEO4J_USER=neo4j
-HEAP_INITIAL="${LINKAGE_NEO4J_HEAP_INITIAL:-1g}"
-HEAP_MAX="${LINKAGE_NEO4J_HEAP_MAX:-2g}"
-PAGECACHE="${LINKAGE_NEO4J_PAGECACHE:-1g}"
+HEAP_INITIAL="${LINKAGE_NEO4J_HEAP_INITIAL:-4g}"
+HEAP_MAX="${LINKAGE_NEO4J_HEAP_MAX:-4g}"
+PAGECACHE="${LINKAGE_NEO4J_PAGECACHE:-2g}"
 START_TIMEOUT="${LINKAGE_NEO4J_START_TIMEOUT:-180}"
 STOP_TIMEOUT="${LINKAGE_NEO4J_STOP_TIMEOUT:-90}"
 MAIN_CLASS=org.neo4j.server.CommunityEntryPoint
@@ -323,13 +323,19 @@ server.directories.plugins=$STATE_DIR/plugins
 server.directories.import=$STATE_DIR/import
 
 # Sized for a 2-core, 24 GiB machine. The heap flags are also passed to the JVM directly, since
-# Neo4j's bootloader (which normally turns these into -Xms/-Xmx) is not used.
+# Neo4j's bootloader (which normally turns these into -Xms/-Xmx) is not used. A fixed 4 GB heap
+# (initial = max) keeps the young generation large: with 1-2 GB, garbage collection took about 40 %
+# of the server's CPU during a first push (transaction state of 10,000-row batches was promoted and
+# then marked concurrently); with 4 GB 8-18 %. The page cache holds the whole store of 100,000
+# reports (about 650 MB).
 server.memory.heap.initial_size=$HEAP_INITIAL
 server.memory.heap.max_size=$HEAP_MAX
 server.memory.pagecache.size=$PAGECACHE
 
-# Keep transaction logs small on a dev machine; no usage reports.
+# Keep transaction logs small on a dev machine; no usage reports. Checkpoint after 1 GB of log
+# instead of 250 MB (fewer page-cache flushes during a bulk push; recovery replays at most that).
 db.tx_log.rotation.retention_policy=500M size
+db.checkpoint.interval.volume=1g
 dbms.usage_report.enabled=false
 EOF
 }

@@ -554,6 +554,59 @@ def test_purge_removes_the_reports_from_neo4j(data, tmp_path, neo4j_env, neo4j_d
         assert neo.counts(neo4j_driver) == got and healed.removed <= healed.written
 
 
+def _duplicates(driver) -> int:
+    """Relationships that exist more than once (same type, endpoints and mention id)."""
+    return rows(driver, "MATCH (a)-[x]->(b) WITH type(x) AS t, a, b, x.mention_id AS m, count(*) AS n WHERE n > 1 "
+                        "RETURN count(*) AS n")[0]["n"]
+
+
+def test_first_push_creates_and_a_rerun_after_a_crash_leaves_no_duplicates(data, neo4j_driver, monkeypatch):
+    """New nodes and their relationships go through CREATE; a push that died halfway, run again, heals."""
+    from neo4j.exceptions import ServiceUnavailable
+
+    from linkage.errors import Neo4jUnavailable
+
+    wipe(neo4j_driver)
+    real_write = neo._write
+    calls = []
+
+    def dying_write(driver, query, rows_, *args, **kwargs):
+        calls.append(query)
+        if "CREATE (a)-[x:MENTIONS" in query:  # half of the mentions are committed, then the server goes
+            real_write(driver, query, rows_[: len(rows_) // 2], *args, **kwargs)
+            raise ServiceUnavailable("simulated crash")
+        return real_write(driver, query, rows_, *args, **kwargs)
+
+    monkeypatch.setattr(neo, "_write", dying_write)
+    with EmbeddedStore(data["store"], must_exist=True) as store:
+        with pytest.raises(Neo4jUnavailable, match="idempotent"):
+            neo.push(store, neo4j_driver)
+        assert any(q.startswith("UNWIND $rows AS r CREATE (n:Report") for q in calls)
+        monkeypatch.setattr(neo, "_write", real_write)
+        half = neo.counts(neo4j_driver)["MENTIONS"]
+        want = expected_counts(store)
+        assert 0 < half < want["MENTIONS"]
+        again = neo.push(store, neo4j_driver)  # nodes exist now: their relationships go through MERGE
+        got = neo.counts(neo4j_driver)
+        assert {k: got[k] for k in want} == want
+        assert _duplicates(neo4j_driver) == 0
+        assert again.removed == 0 and again.written == want["MENTIONS"] - half + sum(
+            want[r] for r in ("IN_CLUSTER", "ROUTED_TO") + neo.LINK_RELS)
+        assert neo.push(store, neo4j_driver).written == 0
+
+
+def test_parallel_writers_give_the_same_graph(data, neo4j_driver, monkeypatch):
+    monkeypatch.setattr(neo, "BATCH", 97)  # many small batches, two sessions writing at once
+    wipe(neo4j_driver)
+    with EmbeddedStore(data["store"], must_exist=True) as store:
+        first = neo.push(store, neo4j_driver, writers=2)
+        want = expected_counts(store)
+        got = neo.counts(neo4j_driver)
+        assert {k: got[k] for k in want} == want and _duplicates(neo4j_driver) == 0
+        assert first.written == first.elements
+        assert neo.push(store, neo4j_driver, writers=2).written == 0
+
+
 def test_remove_stale_deletes_only_what_the_store_does_not_hold(graph):
     driver, store, _ = graph
     before = neo.counts(driver)

@@ -6,7 +6,12 @@ Out: the graph model of ``docs/graph-model.md`` in Neo4j, and a :class:`PushSumm
 
 How it writes: constraints and indexes first (idempotent), then batches of ``UNWIND $rows`` with
 ``MERGE`` on ids, values only as parameters (never in query text), each batch in a managed write
-transaction (the driver retries transient errors).
+transaction (the driver retries transient errors). Where nothing can exist yet it writes with
+``CREATE`` instead, which costs the server far less than ``MERGE``: a node whose id the graph did not
+hold when the push began (the uniqueness constraint makes a node that appeared meanwhile an error,
+never a duplicate), and a relationship with an endpoint that this push created (no relationship can
+have reached that node before). A push that stopped halfway leaves committed batches; the next push
+reads what exists again, so those nodes and their relationships go through ``MERGE``.
 
 How it stays in sync: every node and relationship carries ``push_hash``, a 64-bit hash of exactly the
 values the push wrote to it. A push first reads the hashes already in Neo4j (one list per label or
@@ -48,6 +53,10 @@ LINK_RELS: tuple[str, ...] = ("LIVES_AT", "LOCATED_AT", "OWNER_OF", "DIRECTOR_OF
 
 #: Rows per write transaction.
 BATCH = 10_000
+#: Sessions writing at once during a push. More than one lets the client pack a batch while the server
+#: writes another; on the shared 2-core development machine it gained nothing and cost server CPU, so
+#: the default is one (``LINKAGE_NEO4J_WRITERS`` or ``push(..., writers=)`` to change it).
+WRITERS = 1
 #: Part of every ``push_hash``: bump it when the properties a push writes change, so that the next
 #: push rewrites every element once.
 MODEL_VERSION = 2
@@ -180,19 +189,47 @@ def _batches(rows: Sequence, size: int = BATCH) -> Iterator[list]:
         yield list(rows[i:i + size])
 
 
-def _write(driver, query: str, rows: Sequence, **params: Any) -> int:
+def _write(driver, query: str, rows: Sequence, writers: int = 1, **params: Any) -> int:
     """Run ``query`` once per batch of rows, each batch in a managed (retried) write transaction.
 
     The query ends in ``RETURN count(*) AS n``; returns the sum (rows that were actually written).
+    ``writers`` > 1 runs that many sessions at once (each in its own thread), so that the client packs
+    the next batch while the server works on the previous one; every batch is still one managed
+    transaction, and a lock conflict between them is a transient error the driver retries.
     """
     def work(tx, batch):
         return tx.run(query, rows=batch, **params).single()["n"]
 
-    n = 0
-    with _session(driver) as session:
-        for batch in _batches(rows):
-            n += session.execute_write(work, batch)
-    return n
+    batches = _batches(rows, BATCH)
+    if writers <= 1 or len(rows) <= BATCH:
+        n = 0
+        with _session(driver) as session:
+            for batch in batches:
+                n += session.execute_write(work, batch)
+        return n
+
+    import threading
+
+    lock = threading.Lock()
+    total = [0]
+
+    def worker() -> None:
+        with _session(driver) as session:
+            while True:
+                with lock:
+                    batch = next(batches, None)
+                if batch is None:
+                    return
+                n = session.execute_write(work, batch)
+                with lock:
+                    total[0] += n
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="neo4j-push") as pool:
+        for future in [pool.submit(worker) for _ in range(writers)]:
+            future.result()  # re-raises a failed batch (after the driver's own retries)
+    return total[0]
 
 
 def _read_list(driver, query: str, **params: Any) -> list:
@@ -224,6 +261,15 @@ class _NodeKind:
         return (f"UNWIND $rows AS r MERGE (n:{self.labels} {{{self.key}: r[1]}}) "
                 f"SET n.push_hash = r[0]{sets}{self.extra} RETURN count(*) AS n")
 
+    def create_query(self) -> str:
+        """For ids the graph did not hold when the push began: ``CREATE`` (the uniqueness constraint turns
+        a node that appeared meanwhile into an error, never into a duplicate)."""
+        props = "".join(f", {f}: r[{i + 2}]" for i, f in enumerate(self.fields))
+        # ", n.p = expr, n.q = expr" -> ", p: expr, q: expr": every property in the one CREATE
+        extra = "".join(f", {item.strip().replace(' = ', ': ', 1)}" for item in self.extra.split(", n.")[1:])
+        return (f"UNWIND $rows AS r CREATE (n:{self.labels} {{{self.key}: r[1], push_hash: r[0]{props}{extra}}}) "
+                "RETURN count(*) AS n")
+
 
 @dataclass(frozen=True)
 class _RelKind:
@@ -239,6 +285,13 @@ class _RelKind:
         sets = "".join(f", x.{f} = r[{i + 3}]" for i, f in enumerate(self.fields) if not (self.merge_key and i == 0))
         return (f"UNWIND $rows AS r MATCH (a:{sl} {{{sk}: r[1]}}) MATCH (b:{dl} {{{dk}: r[2]}}) "
                 f"MERGE (a)-[x:{self.name}{key}]->(b) SET x.push_hash = r[0]{sets} RETURN count(*) AS n")
+
+    def create_query(self) -> str:
+        """For relationships that cannot exist yet (an endpoint was created by this push): ``CREATE``."""
+        (sl, sk), (dl, dk) = self.src, self.dst
+        props = "".join(f", {f}: r[{i + 3}]" for i, f in enumerate(self.fields))
+        return (f"UNWIND $rows AS r MATCH (a:{sl} {{{sk}: r[1]}}) MATCH (b:{dl} {{{dk}: r[2]}}) "
+                f"CREATE (a)-[x:{self.name} {{push_hash: r[0]{props}}}]->(b) RETURN count(*) AS n")
 
 
 REPORT = _NodeKind("Report", "Report", "report_id",
@@ -362,7 +415,7 @@ def _member_rows(store: EmbeddedStore) -> list[list]:
 # --- the push ------------------------------------------------------------------------------------------
 
 def push(store: EmbeddedStore, driver=None, progress: Callable[[str, int], None] | None = None,
-         full: bool = False) -> PushSummary:
+         full: bool = False, writers: int | None = None) -> PushSummary:
     """Make the Neo4j graph hold exactly what the store holds; write only what changed.
 
     Parameters
@@ -375,6 +428,8 @@ def push(store: EmbeddedStore, driver=None, progress: Callable[[str, int], None]
         Called as ``progress(kind, rows)`` after each node label / relationship type.
     full:
         Rewrite every row (``MERGE`` + ``SET``) even where the stored hash says it is unchanged.
+    writers:
+        Sessions that write at once (default :data:`WRITERS`, or ``LINKAGE_NEO4J_WRITERS``).
 
     Returns
     -------
@@ -389,6 +444,8 @@ def push(store: EmbeddedStore, driver=None, progress: Callable[[str, int], None]
     """
     own = driver is None
     driver = driver or connect()
+    if writers is None:
+        writers = int(os.environ.get("LINKAGE_NEO4J_WRITERS") or WRITERS)
     t0 = time.perf_counter()
     summary = PushSummary()
     try:
@@ -404,12 +461,18 @@ def push(store: EmbeddedStore, driver=None, progress: Callable[[str, int], None]
                                            f"RETURN collect([n.{key}, n.push_hash]) AS c"))
             for label, key in KEYED_LABELS.items()}
         wanted: dict[str, set[str]] = {label: set() for label in KEYED_LABELS}
+        # ids this push CREATEd, per label group: a relationship with such an endpoint cannot exist yet
+        created: dict[str, set[str]] = {label: set() for label in KEYED_LABELS}
         for kind, rows in node_plan:
             group = kind.labels.split(":")[0]
             have = existing[group]
             wanted[group].update(r[1] for r in rows)
             todo = rows if full else [r for r in rows if have.get(r[1]) != r[0]]
-            written = _write(driver, kind.query(), todo) if todo else 0
+            new = [] if full else [r for r in todo if r[1] not in have]
+            changed = todo if full else [r for r in todo if r[1] in have]
+            written = _write(driver, kind.create_query(), new, writers) if new else 0
+            created[group].update(r[1] for r in new)
+            written += _write(driver, kind.query(), changed, writers) if changed else 0
             summary.nodes[kind.name] = summary.nodes.get(kind.name, 0) + len(rows) - len(todo) + written
             summary.written += written
             if progress:
@@ -425,7 +488,11 @@ def push(store: EmbeddedStore, driver=None, progress: Callable[[str, int], None]
             stale = [h for h, n in have.items() if h is not None and (h not in wanted_hashes or n > 1)]
             summary.removed += _delete_rels(driver, kind.name, stale, with_null=None in have)
             todo = rows if full else [r for r in rows if have.get(r[0]) != 1]
-            written = _write(driver, kind.query(), todo) if todo else 0
+            src_new, dst_new = created[kind.src[0]], created[kind.dst[0]]
+            new = [r for r in todo if r[1] in src_new or r[2] in dst_new]
+            changed = [r for r in todo if not (r[1] in src_new or r[2] in dst_new)] if new else todo
+            written = _write(driver, kind.create_query(), new, writers) if new else 0
+            written += _write(driver, kind.query(), changed, writers) if changed else 0
             if rows or kind.name not in LINK_RELS:
                 summary.relationships[kind.name] = len(rows) - len(todo) + written
             summary.written += written
