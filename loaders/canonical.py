@@ -8,8 +8,11 @@ Values are kept as given; normalised forms are added next to them. Problems neve
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
+from functools import lru_cache
+from json.encoder import encode_basestring as _json_str
 from typing import Any, Mapping
 
 from linkage import model
@@ -115,82 +118,7 @@ def validate_report(row: Mapping[str, Any], settings: Settings, origin: Origin) 
     >>> rep["received_at"], rep["category"], rep["reporter_type"], probs
     ('2025-03-14', 'hennepteelt', 'anoniem', [])
     """
-    problems: list[Problem] = []
-    report_id = text(row.get("report_id"))
-    if not report_id:
-        problems.append(origin.problem("report_id", "report_id is empty; every report needs a unique id."))
-    raw_date = text(row.get("received_at"))
-    received = parse_timestamp(raw_date) if raw_date else None
-    if not raw_date:
-        problems.append(origin.problem("received_at", "received_at is empty; give the date the report came in."))
-    elif received is None:
-        problems.append(origin.problem("received_at", "received_at is not a date; use 2025-03-14 or 14-03-2025."))
-    raw_cat = text(row.get("category"))
-    category = None
-    if not raw_cat:
-        problems.append(origin.problem("category", "category is empty; use one of the documented categories."))
-    else:
-        category, known = settings.category(raw_cat)
-        if not known:
-            problems.append(
-                origin.problem("category", f"unknown category label '{raw_cat[:40]}' recorded as 'overig'.", "warning")
-            )
-    reporter_id = text(row.get("reporter_id"))
-    reporter_type = text(row.get("reporter_type"))
-    if reporter_type:
-        reporter_type = label_key(reporter_type)
-        if reporter_type not in model.REPORTER_TYPES:
-            problems.append(
-                origin.problem(
-                    "reporter_type",
-                    f"reporter_type is not one of {', '.join(model.REPORTER_TYPES)}; left empty.",
-                    "warning",
-                )
-            )
-            reporter_type = None
-    if not reporter_id and not reporter_type:
-        reporter_type = "anoniem"
-    if any(p.severity == "error" for p in problems):
-        return None, problems
-    report = {
-        "report_id": report_id,
-        "received_at": received,
-        "category": category,
-        "category_raw": raw_cat,
-        "description": text(row.get("description")),
-        "reporter_id": reporter_id,
-        "reporter_type": reporter_type,
-    }
-    report["content_hash"] = model.content_hash(
-        {k: text(row.get(k)) for k in model.REPORT_FIELDS}, model.REPORT_FIELDS
-    )
-    return report, problems
-
-
-def _values_of(row: Mapping[str, Any], entity_type: str) -> dict[str, str]:
-    return {f: v for f in model.TYPE_FIELDS[entity_type] if (v := text(row.get(f))) is not None}
-
-
-def _normalise(entity_type: str, values: Mapping[str, str], origin: Origin) -> tuple[dict[str, str | None], list[Problem]]:
-    """Canonical forms for one mention's fields, with a warning for each present-but-invalid value."""
-    out: dict[str, str | None] = {}
-    problems: list[Problem] = []
-    for field, value in values.items():
-        if field == "birth_date":
-            parsed = parse_date(value)
-            out["birth_date_norm"] = parsed.isoformat() if parsed else None
-            if parsed is None:
-                problems.append(origin.problem("birth_date", "birth_date is not a date; kept as given.", "warning"))
-            continue
-        check = _FIELD_CHECKS.get(field)
-        if check is None:
-            continue
-        kind, target = check
-        checked = identifiers.check(kind, value)
-        out[target] = checked.normalised
-        if checked.problem:
-            problems.append(origin.problem(field, checked.problem + "; kept as given.", "warning"))
-    return out, problems
+    return row_checker(settings).report(row, origin)
 
 
 def validate_mention(
@@ -220,59 +148,297 @@ def validate_mention(
     >>> [(m["mention_id"], m["entity_type"]) for m in ms], links[0]["rel_type"], ms[1]["postcode_norm"]
     ([('M1', 'person'), ('M1~address', 'address')], 'LIVES_AT', '1234AB')
     """
-    problems: list[Problem] = []
-    report_id = text(row.get("report_id"))
-    if not report_id:
-        problems.append(origin.problem("report_id", "report_id is empty; a mention must name its report."))
-    raw_type = text(row.get("entity_type"))
-    entity_type = settings.entity_type(raw_type) if raw_type else None
-    if not raw_type:
-        problems.append(origin.problem("entity_type", f"entity_type is empty; use one of {', '.join(model.ENTITY_TYPES)}."))
-    elif entity_type is None:
-        problems.append(
-            origin.problem("entity_type", f"entity_type '{raw_type[:30]}' is not one of {', '.join(model.ENTITY_TYPES)}.")
-        )
-    if problems:
-        return [], [], problems
+    return row_checker(settings).mention(row, origin, occurrence, require_own_fields)
 
-    role = text(row.get("role"))
-    own = _values_of(row, entity_type)
-    carried = {t: v for t in model.ENTITY_TYPES if t != entity_type and (v := _values_of(row, t))}
-    if not own and not require_own_fields and not carried:
-        return [], [], []
-    if not own and require_own_fields:
-        fields = ", ".join(model.TYPE_FIELDS[entity_type])
-        article = "an" if entity_type[0] in "aeiou" else "a"
-        problems.append(origin.problem(entity_type, f"{article} {entity_type} row needs at least one of: {fields}."))
-        return [], [], problems
 
-    mention_id = text(row.get("mention_id"))
-    if not mention_id:
-        all_values = {k: v for t in model.ENTITY_TYPES for k, v in _values_of(row, t).items()}
-        if "bsn" in all_values:  # with a pseudonym key, the id must not be a hash of the plain BSN
-            all_values["bsn"] = pseudonymise_bsn(all_values["bsn"])
-        mention_id = model.derive_mention_id(report_id, entity_type, role, all_values, occurrence)
+# --- the work behind validate_report / validate_mention ---------------------------------------------
+# Loading calls these once per row, hundreds of thousands of times, so the per-row path is kept lean:
+# values are read once, normalising runs once per distinct (field, value), labels are mapped once per
+# distinct label, and the content hash is built from precomputed pieces (the same digest as
+# ``model.content_hash``).
 
-    mentions: list[dict] = []
-    links: list[dict] = []
-    # A wide-export block with its own fields empty keeps what it carries (a melding about an address
-    # with no known person): those become mentions of their own, without a link.
-    head = [(entity_type, own, mention_id, role, None)] if own else []
-    parent_id = mention_id if own else None
-    for etype, values, mid, mrole, parent in head + [
-        (t, v, model.derived_mention_id(mention_id, t), None, parent_id) for t, v in carried.items()
-    ]:
-        norm, warn = _normalise(etype, values, origin)
-        problems.extend(warn)
-        record: dict[str, Any] = {"mention_id": mid, "report_id": report_id, "entity_type": etype, "role": mrole}
-        record.update(values)
-        record.update(norm)
-        pseudonymise_mention(record)  # with $LINKAGE_PSEUDONYM_KEY: bsn and bsn_norm become keyed hashes
-        record["warnings"] = "; ".join(f"{p.field}: {p.message}" for p in warn) or None
-        record["parent_mention_id"] = parent
-        record["content_hash"] = model.content_hash(record, model.STORED_MENTION_FIELDS[:-1])
-        mentions.append(record)
-        if parent is not None:
-            rel = model.link_type(entity_type, etype, role) or "RELATED_TO"
-            links.append({"src_mention_id": parent, "dst_mention_id": mid, "rel_type": rel, "report_id": report_id})
-    return mentions, links, problems
+def _strip(value: Any) -> str | None:
+    """:func:`text` with a fast path for the common case (a ``str``)."""
+    if value.__class__ is str:
+        value = value.strip()
+        return value or None
+    return text(value)
+
+
+def _value_fields() -> tuple[tuple[str, str], ...]:
+    """(field, entity type) for every raw value field, in ``model.VALUE_FIELDS`` order."""
+    out = [(f, t) for t in model.ENTITY_TYPES for f in model.TYPE_FIELDS[t]]
+    if tuple(f for f, _ in out) != model.VALUE_FIELDS or len({f for f, _ in out}) != len(out):
+        raise AssertionError("model.TYPE_FIELDS must give every value field to exactly one entity type")
+    return tuple(out)
+
+
+_VALUE_FIELDS = _value_fields()
+_FIELD_NAMES: tuple[str, ...] = tuple(f for f, _ in _VALUE_FIELDS)
+_FIELD_TYPE: dict[str, str] = dict(_VALUE_FIELDS)
+#: Raw fields that have a normalised form (see :func:`_normalised`).
+_NORMALISED_BY = frozenset(_FIELD_CHECKS) | {"birth_date"}
+_HASHED_MENTION_FIELDS: tuple[str, ...] = model.STORED_MENTION_FIELDS[:-1]
+
+
+@lru_cache(maxsize=1 << 18)
+def _normalised(field: str, value: str) -> tuple[str, str | None, str | None]:
+    """(target column, canonical form, warning message or None) of one raw value of a field in
+    :data:`_NORMALISED_BY`. Pure, so cached per distinct value."""
+    if field == "birth_date":
+        parsed = parse_date(value)
+        if parsed is None:
+            return "birth_date_norm", None, "birth_date is not a date; kept as given."
+        return "birth_date_norm", parsed.isoformat(), None
+    kind, target = _FIELD_CHECKS[field]
+    checked = identifiers.check(kind, value)
+    return target, checked.normalised, (checked.problem + "; kept as given.") if checked.problem else None
+
+
+@lru_cache(maxsize=1 << 16)
+def _timestamp(value: str) -> str | None:
+    return parse_timestamp(value)
+
+
+_SHA1 = hashlib.sha1()
+
+
+class _Hasher:
+    """``model.content_hash(record, fields)``, the same digest, without re-encoding the parts that are
+    the same in every row (an absent field); values other than text take the model's own path."""
+
+    def __init__(self, fields: tuple[str, ...]) -> None:
+        self.fields = fields
+        self.index = {f: i for i, f in enumerate(fields)}
+        self.absent = [_json_str(str((f, None))) for f in fields]
+        self.prefix = [f"({f!r}, " for f in fields]
+
+    def __call__(self, record: Mapping[str, Any]) -> str:
+        parts = self.absent.copy()
+        index, prefix = self.index, self.prefix
+        for key, value in record.items():
+            i = index.get(key)
+            if i is None or value is None:
+                continue
+            if value.__class__ is str:
+                parts[i] = _json_str(prefix[i] + repr(value) + ")")  # == str((key, value))
+            else:
+                parts[i] = _json_str(str((key, value)))
+        digest = _SHA1.copy()  # cheaper than hashlib.sha1(), which looks the algorithm up each time
+        digest.update(("[" + ", ".join(parts) + "]").encode("utf-8"))
+        return digest.hexdigest()[:20]
+
+
+_mention_hash = _Hasher(_HASHED_MENTION_FIELDS)
+_report_hash = _Hasher(model.REPORT_FIELDS)
+
+_CHECKERS: dict[int, tuple[Settings, "RowChecker"]] = {}
+
+
+def row_checker(settings: Settings) -> "RowChecker":
+    """The :class:`RowChecker` of one settings object (label mappings depend on the settings)."""
+    entry = _CHECKERS.get(id(settings))
+    if entry is None or entry[0] is not settings:
+        if len(_CHECKERS) >= 16:
+            _CHECKERS.clear()
+        entry = _CHECKERS[id(settings)] = (settings, RowChecker(settings))
+    return entry[1]
+
+
+class RowChecker:
+    """Row validation for one settings object, with its label lookups remembered.
+
+    :meth:`report` and :meth:`mention` are :func:`validate_report` and :func:`validate_mention` (their
+    ``occurrence`` and ``require_own_fields`` given positionally), without the per-call lookup.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._categories: dict[str, tuple[str, bool]] = {}
+        self._entity_types: dict[str, str | None] = {}
+        self._reporter_types: dict[str, str] = {}
+
+    def _category(self, raw: str) -> tuple[str, bool]:
+        got = self._categories.get(raw)
+        if got is None:
+            if len(self._categories) > 10000:
+                self._categories.clear()
+            got = self._categories[raw] = self.settings.category(raw)
+        return got
+
+    def _entity_type(self, raw: str) -> str | None:
+        try:
+            return self._entity_types[raw]
+        except KeyError:
+            if len(self._entity_types) > 10000:
+                self._entity_types.clear()
+            got = self._entity_types[raw] = self.settings.entity_type(raw)
+            return got
+
+    def _reporter_type(self, raw: str) -> str:
+        got = self._reporter_types.get(raw)
+        if got is None:
+            if len(self._reporter_types) > 10000:
+                self._reporter_types.clear()
+            got = self._reporter_types[raw] = label_key(raw)
+        return got
+
+    # --- reports -----------------------------------------------------------------------------------
+    def report(self, row: Mapping[str, Any], origin: Origin) -> tuple[dict | None, list[Problem]]:
+        get = row.get
+        problems: list[Problem] = []
+        report_id = _strip(get("report_id"))
+        if not report_id:
+            problems.append(origin.problem("report_id", "report_id is empty; every report needs a unique id."))
+        raw_date = _strip(get("received_at"))
+        received = _timestamp(raw_date) if raw_date else None
+        if not raw_date:
+            problems.append(origin.problem("received_at", "received_at is empty; give the date the report came in."))
+        elif received is None:
+            problems.append(origin.problem("received_at", "received_at is not a date; use 2025-03-14 or 14-03-2025."))
+        raw_cat = _strip(get("category"))
+        category = None
+        if not raw_cat:
+            problems.append(origin.problem("category", "category is empty; use one of the documented categories."))
+        else:
+            category, known = self._category(raw_cat)
+            if not known:
+                problems.append(
+                    origin.problem("category", f"unknown category label '{raw_cat[:40]}' recorded as 'overig'.", "warning")
+                )
+        reporter_id = _strip(get("reporter_id"))
+        raw_reporter_type = _strip(get("reporter_type"))
+        reporter_type = raw_reporter_type
+        if reporter_type:
+            reporter_type = self._reporter_type(reporter_type)
+            if reporter_type not in model.REPORTER_TYPES:
+                problems.append(
+                    origin.problem(
+                        "reporter_type",
+                        f"reporter_type is not one of {', '.join(model.REPORTER_TYPES)}; left empty.",
+                        "warning",
+                    )
+                )
+                reporter_type = None
+        if not reporter_id and not reporter_type:
+            reporter_type = "anoniem"
+        if problems and any(p.severity == "error" for p in problems):
+            return None, problems
+        description = _strip(get("description"))
+        report = {
+            "report_id": report_id,
+            "received_at": received,
+            "category": category,
+            "category_raw": raw_cat,
+            "description": description,
+            "reporter_id": reporter_id,
+            "reporter_type": reporter_type,
+        }
+        # The hash covers the fields as given (stripped), not their canonical forms.
+        report["content_hash"] = _report_hash({
+            "report_id": report_id, "received_at": raw_date, "category": raw_cat, "description": description,
+            "reporter_id": reporter_id, "reporter_type": raw_reporter_type,
+        })
+        return report, problems
+
+    # --- mentions ----------------------------------------------------------------------------------
+    def mention(
+        self, row: Mapping[str, Any], origin: Origin, occurrence: int, require_own_fields: bool
+    ) -> tuple[list[dict], list[dict], list[Problem]]:
+        get = row.get
+        problems: list[Problem] = []
+        report_id = get("report_id")
+        report_id = (report_id.strip() or None) if report_id.__class__ is str else text(report_id)
+        if not report_id:
+            problems.append(origin.problem("report_id", "report_id is empty; a mention must name its report."))
+        raw_type = get("entity_type")
+        raw_type = (raw_type.strip() or None) if raw_type.__class__ is str else text(raw_type)
+        entity_type = self._entity_type(raw_type) if raw_type else None
+        if not raw_type:
+            problems.append(origin.problem("entity_type", f"entity_type is empty; use one of {', '.join(model.ENTITY_TYPES)}."))
+        elif entity_type is None:
+            problems.append(
+                origin.problem("entity_type", f"entity_type '{raw_type[:30]}' is not one of {', '.join(model.ENTITY_TYPES)}.")
+            )
+        if problems:
+            return [], [], problems
+
+        role = get("role")
+        role = (role.strip() or None) if role.__class__ is str else text(role)
+        # Every present value once, grouped by the entity type it belongs to (model order kept). Empty
+        # text and None are skipped up front; other empty-looking values (0) go through text().
+        by_type: dict[str, dict[str, str]] = {}
+        for field, value in zip(_FIELD_NAMES, map(get, _FIELD_NAMES)):
+            if not value and (value is None or value.__class__ is str):
+                continue
+            if value.__class__ is str:
+                value = value.strip()
+                if not value:
+                    continue
+            else:
+                value = text(value)
+                if value is None:
+                    continue
+            etype = _FIELD_TYPE[field]
+            values = by_type.get(etype)
+            if values is None:
+                by_type[etype] = {field: value}
+            else:
+                values[field] = value
+        own = by_type.get(entity_type)
+        if own is not None and len(by_type) == 1:
+            carried = ()
+        else:
+            carried = [(t, v) for t, v in by_type.items() if t != entity_type]
+        if not own:
+            if not require_own_fields:
+                if not carried:
+                    return [], [], []
+            else:
+                fields = ", ".join(model.TYPE_FIELDS[entity_type])
+                article = "an" if entity_type[0] in "aeiou" else "a"
+                problems.append(origin.problem(entity_type, f"{article} {entity_type} row needs at least one of: {fields}."))
+                return [], [], problems
+
+        mention_id = get("mention_id")
+        mention_id = (mention_id.strip() or None) if mention_id.__class__ is str else text(mention_id)
+        if not mention_id:
+            all_values = {k: v for values in by_type.values() for k, v in values.items()}
+            if "bsn" in all_values:  # with a pseudonym key, the id must not be a hash of the plain BSN
+                all_values["bsn"] = pseudonymise_bsn(all_values["bsn"])
+            mention_id = model.derive_mention_id(report_id, entity_type, role, all_values, occurrence)
+
+        mentions: list[dict] = []
+        links: list[dict] = []
+        # A wide-export block with its own fields empty keeps what it carries (a melding about an address
+        # with no known person): those become mentions of their own, without a link.
+        todo = [(entity_type, own, mention_id, role, None)] if own else []
+        parent_id = mention_id if own else None
+        for t, v in carried:
+            todo.append((t, v, f"{mention_id}~{t}", None, parent_id))  # model.derived_mention_id
+        for etype, values, mid, mrole, parent in todo:
+            record: dict[str, Any] = {"mention_id": mid, "report_id": report_id, "entity_type": etype, "role": mrole}
+            record.update(values)
+            warned = None
+            for field, value in values.items():
+                if field not in _NORMALISED_BY:
+                    continue
+                target, norm, message = _normalised(field, value)
+                record[target] = norm
+                if message is not None:
+                    problem = origin.problem(field, message, "warning")
+                    problems.append(problem)
+                    if warned is None:
+                        warned = [problem]
+                    else:
+                        warned.append(problem)
+            if "bsn" in values:  # with $LINKAGE_PSEUDONYM_KEY: bsn and bsn_norm become keyed hashes
+                pseudonymise_mention(record)
+            record["content_hash"] = _mention_hash(record)
+            record["warnings"] = "; ".join(f"{p.field}: {p.message}" for p in warned) if warned else None
+            record["parent_mention_id"] = parent
+            mentions.append(record)
+            if parent is not None:
+                rel = model.link_type(entity_type, etype, role) or "RELATED_TO"
+                links.append({"src_mention_id": parent, "dst_mention_id": mid, "rel_type": rel, "report_id": report_id})
+        return mentions, links, problems

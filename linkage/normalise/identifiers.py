@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 import re
+from functools import lru_cache
 from typing import Callable, NamedTuple
 
 from stdnum import iban as _iban
-from stdnum.nl import bsn as _bsn
 
 _NON_DIGIT = re.compile(r"[^0-9]")  # ASCII digits only: "\D" keeps digits of other scripts
 _SPACES = re.compile(r"[\s\-./()]+")
@@ -58,8 +58,18 @@ def is_valid_bsn(value: object) -> bool:
     >>> is_valid_bsn("111222333"), is_valid_bsn("111222334")
     (True, False)
     """
-    norm = normalise_bsn(value)
-    return bool(norm) and norm != "000000000" and _bsn.is_valid(norm)
+    return _valid_bsn(normalise_bsn(value))
+
+
+_BSN_WEIGHTS = (9, 8, 7, 6, 5, 4, 3, 2, -1)
+
+
+def _valid_bsn(norm: str | None) -> bool:
+    # The elfproef on the nine ASCII digits normalise_bsn gives (what stdnum's bsn.is_valid checks
+    # for such a string, without its cleaning steps).
+    if not norm or norm == "000000000":
+        return False
+    return sum(w * (ord(ch) - 48) for w, ch in zip(_BSN_WEIGHTS, norm)) % 11 == 0
 
 
 # --- KvK -------------------------------------------------------------------------------------------
@@ -86,7 +96,10 @@ def is_valid_kvk(value: object) -> bool:
     >>> is_valid_kvk("12345678"), is_valid_kvk("000012345678")
     (True, False)
     """
-    norm = normalise_kvk(value)
+    return _valid_kvk(normalise_kvk(value))
+
+
+def _valid_kvk(norm: str | None) -> bool:
     return bool(norm) and len(norm) == 8
 
 
@@ -110,7 +123,11 @@ def is_valid_iban(value: object) -> bool:
     >>> is_valid_iban("NL91 ABNA 0417 1643 00"), is_valid_iban("NL92ABNA0417164300")
     (True, False)
     """
-    norm = normalise_iban(value)
+    return _valid_iban(normalise_iban(value))
+
+
+@lru_cache(maxsize=1 << 16)
+def _valid_iban(norm: str | None) -> bool:
     return bool(norm) and _iban.is_valid(norm)
 
 
@@ -138,7 +155,10 @@ def is_valid_postcode(value: object) -> bool:
     >>> is_valid_postcode("1234 AB"), is_valid_postcode("1234 SS")
     (True, False)
     """
-    norm = normalise_postcode(value)
+    return _valid_postcode(normalise_postcode(value))
+
+
+def _valid_postcode(norm: str | None) -> bool:
     return bool(norm) and norm[4:] not in _UNUSED_PAIRS
 
 
@@ -180,7 +200,11 @@ def is_valid_phone(value: object) -> bool:
     >>> is_valid_phone("010-1234567"), is_valid_phone("12345")
     (True, False)
     """
-    return normalise_phone(value) is not None
+    return _valid_phone(normalise_phone(value))
+
+
+def _valid_phone(norm: str | None) -> bool:
+    return norm is not None
 
 
 # --- Licence plate ---------------------------------------------------------------------------------
@@ -209,8 +233,14 @@ def is_valid_plate(value: object) -> bool:
     >>> is_valid_plate("12-ABC-3"), is_valid_plate("ABCDEF")
     (True, False)
     """
-    norm = normalise_plate(value)
-    return bool(norm) and any(rx.match(norm) for rx in _SIDECODE_RES)
+    return _valid_plate(normalise_plate(value))
+
+
+_SIDECODE_ANY = re.compile("|".join(f"(?:{rx.pattern})" for rx in _SIDECODE_RES))
+
+
+def _valid_plate(norm: str | None) -> bool:
+    return bool(norm) and _SIDECODE_ANY.match(norm) is not None
 
 
 # --- E-mail ----------------------------------------------------------------------------------------
@@ -234,7 +264,10 @@ def is_valid_email(value: object) -> bool:
     >>> is_valid_email("a@b.nl"), is_valid_email("a@b")
     (True, False)
     """
-    norm = normalise_email(value)
+    return _valid_email(normalise_email(value))
+
+
+def _valid_email(norm: str | None) -> bool:
     return bool(norm) and bool(_EMAIL.match(norm))
 
 
@@ -247,14 +280,16 @@ class Checked(NamedTuple):
     problem: str | None
 
 
-_KINDS: dict[str, tuple[Callable[[object], str | None], Callable[[object], bool], str]] = {
-    "bsn": (normalise_bsn, is_valid_bsn, "not a valid BSN (9 digits passing the elfproef)"),
-    "kvk": (normalise_kvk, is_valid_kvk, "not a valid KvK-nummer (8 digits)"),
-    "iban": (normalise_iban, is_valid_iban, "not a valid IBAN (checksum mod 97 fails or wrong shape)"),
-    "postcode": (normalise_postcode, is_valid_postcode, "not a valid Dutch postcode (like 1234 AB)"),
-    "phone": (normalise_phone, is_valid_phone, "not a recognisable phone number (like 06-12345678)"),
-    "plate": (normalise_plate, is_valid_plate, "not a Dutch licence plate (like 12-ABC-3)"),
-    "email": (normalise_email, is_valid_email, "not an e-mail address"),
+# kind -> (normalise, is the normalised form valid, reason). ``is_valid_<kind>(v)`` is exactly
+# ``valid(normalise_<kind>(v))``, so check() normalises once.
+_KINDS: dict[str, tuple[Callable[[object], str | None], Callable[[str | None], bool], str]] = {
+    "bsn": (normalise_bsn, _valid_bsn, "not a valid BSN (9 digits passing the elfproef)"),
+    "kvk": (normalise_kvk, _valid_kvk, "not a valid KvK-nummer (8 digits)"),
+    "iban": (normalise_iban, _valid_iban, "not a valid IBAN (checksum mod 97 fails or wrong shape)"),
+    "postcode": (normalise_postcode, _valid_postcode, "not a valid Dutch postcode (like 1234 AB)"),
+    "phone": (normalise_phone, _valid_phone, "not a recognisable phone number (like 06-12345678)"),
+    "plate": (normalise_plate, _valid_plate, "not a Dutch licence plate (like 12-ABC-3)"),
+    "email": (normalise_email, _valid_email, "not an e-mail address"),
 }
 
 IDENTIFIER_KINDS: tuple[str, ...] = tuple(_KINDS)
@@ -273,8 +308,8 @@ def check(kind: str, value: object) -> Checked:
     >>> check("iban", None)
     Checked(normalised=None, problem=None)
     """
-    normalise, is_valid, reason = _KINDS[kind]
+    normalise, valid, reason = _KINDS[kind]
     if not _text(value):
         return Checked(None, None)
     norm = normalise(value)
-    return Checked(norm, None if is_valid(value) else reason)
+    return Checked(norm, None if valid(norm) else reason)

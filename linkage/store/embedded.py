@@ -287,9 +287,19 @@ class EmbeddedStore:
     def insert_rows(self, table: str, rows: Iterable[Mapping[str, Any]], columns: Sequence[str], mode: str = "INSERT") -> int:
         """Insert dict rows into ``table`` (``mode`` may be ``INSERT OR REPLACE`` / ``INSERT OR IGNORE``)."""
         sql = f"{mode} INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
-        data = [tuple(_sql_value(r.get(c)) for c in columns) for r in rows]
+        columns = list(columns)
+        plain = _PLAIN_TYPES
+        data = []
+        append = data.append
+        for r in rows:
+            values = tuple(map(r.get, columns))
+            # Most rows hold only text, integers and None, which SQLite takes as they are.
+            if not plain.issuperset(map(type, values)):
+                values = tuple(_sql_value(v) for v in values)
+            append(values)
         if data:
-            self.conn.executemany(sql, data)
+            with _binding_none():
+                self.conn.executemany(sql, data)
         return len(data)
 
     # --- reads for the stages ----------------------------------------------------------------------
@@ -328,7 +338,46 @@ class EmbeddedStore:
         if len(df):
             sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
             sub = df[list(columns)]
-            self.conn.executemany(sql, (tuple(_sql_value(v) for v in row) for row in sub.itertuples(index=False, name=None)))
+            with _binding_none():
+                self.conn.executemany(sql, _sql_rows(sub.itertuples(index=False, name=None)))
+
+
+_NONE_KEY = (type(None), sqlite3.PrepareProtocol)
+
+
+@contextlib.contextmanager
+def _binding_none() -> Iterator[None]:
+    """Bind None as NULL without sqlite3's adapter search.
+
+    sqlite3 looks for an adapter for every parameter that is not int, float, str or bytes; for None
+    that search fails through two attribute lookups that raise and format an AttributeError, which
+    made up most of the cost of writing wide, mostly empty rows. An adapter registered for None
+    (which returns None, so the stored value is still NULL) ends the search at once. The registry is
+    process-wide: an adapter someone else registered is left alone, and ours is removed afterwards.
+    """
+    ours = _NONE_KEY not in sqlite3.adapters
+    if ours:
+        sqlite3.adapters[_NONE_KEY] = _NO_VALUE.get
+    try:
+        yield
+    finally:
+        if ours:
+            sqlite3.adapters.pop(_NONE_KEY, None)
+
+
+_NO_VALUE: dict = {}  # _NO_VALUE.get(None) is None: a C-level adapter that returns NULL for None
+
+#: Types whose values :func:`_sql_value` returns unchanged (exact types: subclasses take the long way).
+_PLAIN_TYPES = frozenset({str, int, bytes, type(None)})
+
+
+def _sql_rows(rows: Iterable[tuple]) -> Iterator[tuple]:
+    """Rows with :func:`_sql_value` applied, streamed; rows of plain values pass as they are."""
+    plain = _PLAIN_TYPES
+    for row in rows:
+        if not plain.issuperset(map(type, row)):
+            row = tuple(_sql_value(v) for v in row)
+        yield row
 
 
 def _sql_value(value: Any) -> Any:

@@ -1,0 +1,105 @@
+"""The loader's fast paths give exactly what the plain definitions give: content hashes, identifier
+checks, CSV rows keyed by canonical names, SQLite writes of None, and the garbage collector restored."""
+from __future__ import annotations
+
+import gc
+import random
+import sqlite3
+
+import pytest
+from stdnum.nl import bsn as stdnum_bsn
+
+from linkage import model
+from linkage.normalise import identifiers
+from linkage.settings import load_settings
+from linkage.store import EmbeddedStore
+from loaders import load_files
+from loaders.canonical import Origin, _mention_hash, _report_hash, canonical_column, validate_mention
+from loaders.readers import read_table
+
+TRICKY = ["", "a", "it's", 'say "hi"', "back\\slash", "tab\there", "new\nline", "\x00", "é ü ß", "\u2028",
+          "\ud800", "emoji \U0001F600", "'both' \"quotes\"", "  spaced  "]
+
+
+@pytest.mark.parametrize("value", TRICKY + [12, 3.5, True])
+def test_content_hash_equals_the_model(value):
+    record = {"mention_id": "M1", "report_id": value, "role": None, "name": value, "bsn_norm": value}
+    assert _mention_hash(record) == model.content_hash(record, model.STORED_MENTION_FIELDS[:-1])
+    report = {"report_id": value, "description": value, "category": None}
+    assert _report_hash(report) == model.content_hash(report, model.REPORT_FIELDS)
+
+
+def test_validated_mentions_carry_the_model_hash():
+    row = {"report_id": "R1", "mention_id": "M'1", "entity_type": "persoon", "name": 'Jan "de" Vries',
+           "bsn": "111222333", "postcode": "1234 ab", "phone": "06-12345678"}
+    mentions, _, _ = validate_mention(row, load_settings(), Origin("m.csv", 2))
+    assert len(mentions) == 3
+    for m in mentions:
+        assert m["content_hash"] == model.content_hash(m, model.STORED_MENTION_FIELDS[:-1])
+
+
+def test_identifier_check_equals_normalise_and_is_valid():
+    rng = random.Random(3)
+    values = [None, "", "000000000", "12345672", 111222333, 12345672.0, "NL91 ABNA 0417 1643 00", "12-ABC-3",
+              "a@b.nl", "1234 SS", "06-12345678", "+31 (0)6 1234 5678", "kvk 1234 5678"]
+    values += ["".join(rng.choice("0123456789 -.ABNLX@") for _ in range(rng.randint(1, 20))) for _ in range(3000)]
+    for kind in identifiers.IDENTIFIER_KINDS:
+        normalise = getattr(identifiers, f"normalise_{kind}")
+        is_valid = getattr(identifiers, f"is_valid_{kind}")
+        for v in values:
+            checked = identifiers.check(kind, v)
+            if not identifiers._text(v):
+                assert checked == (None, None)
+            else:
+                assert checked.normalised == normalise(v)
+                assert (checked.problem is None) == is_valid(v)
+
+
+def test_elfproef_agrees_with_stdnum():
+    rng = random.Random(5)
+    numbers = ["%09d" % rng.randrange(10**9) for _ in range(20000)] + ["111222333", "123456782", "000000000"]
+    for n in numbers:
+        assert identifiers.is_valid_bsn(n) == (n != "000000000" and stdnum_bsn.is_valid(n)), n
+
+
+def test_keyed_csv_rows_equal_renamed_rows(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("Report ID;Naam;name;Kenteken;x\nR1;Jan;Piet;12-ABC-3;1\n\n;;;;\nR2;Kees\nR3;a;b;c;d;e;\n",
+                    encoding="utf-8")
+    table = read_table(path)
+    renamed = [(n, {canonical_column(k) if not k.startswith("__") else k: v for k, v in r.items()})
+               for n, r in table.rows]
+    table = read_table(path)
+    keyed = list(table.keyed_rows([canonical_column(c) for c in table.columns]))
+    assert keyed == renamed
+    assert [n for n, _ in keyed] == [2, 5, 6]
+    assert keyed[1][1]["plate"] is None and keyed[2][1]["__extra__"] == 1
+
+
+def test_insert_rows_binds_none_as_null_and_leaves_sqlite_as_it_was(tmp_path):
+    key = (type(None), sqlite3.PrepareProtocol)
+    assert key not in sqlite3.adapters
+    with EmbeddedStore(tmp_path / "s.db") as store:
+        with store.transaction():
+            store.insert_rows("meta", [{"key": "a", "value": None}, {"key": "b", "value": float("nan")},
+                                       {"key": "c", "value": [1, 2]}, {"key": "d"}], ["key", "value"])
+        rows = store.conn.execute("SELECT key, value, typeof(value) FROM meta WHERE key IN ('a','b','c','d') "
+                                  "ORDER BY key").fetchall()
+    assert rows == [("a", None, "null"), ("b", None, "null"), ("c", "[1, 2]", "text"), ("d", None, "null")]
+    assert key not in sqlite3.adapters
+
+
+def test_load_restores_the_garbage_collector(tmp_path):
+    reports = tmp_path / "r.csv"
+    reports.write_text("report_id,received_at,category\nR1,2025-03-14,hennep\n", encoding="utf-8")
+    assert gc.isenabled()
+    with EmbeddedStore(tmp_path / "s.db") as store:
+        load_files([reports], store)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with EmbeddedStore(tmp_path / "t.db") as store:
+            load_files([reports], store)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
