@@ -290,23 +290,117 @@ def block(records: pd.DataFrame, rules: tuple[BlockingRule, ...] | list[Blocking
     [(0, 1, 1), (1, 2, 2)]
     """
     n = len(records)
-    key_parts, rule_parts, stats_all = [], [], []
-    for r_i, rule in enumerate(rules):
-        if rule.fuzzy_key:
-            left, right, stats = _fuzzy_rule_pairs(records, rule, largest)
-        elif rule.pair_with_empty:
-            left, right, stats = _empty_rule_pairs(records, rule, largest)
-        else:
-            left, right, stats = rule_pairs(records, rule, largest)
+    parts = []
+    for rule in rules:
+        left, right, stats = _one_rule(records, rule, largest)
         if involving is not None and len(left):
             keep = involving[left] | involving[right]
             left, right = left[keep], right[keep]
             stats.pairs = int(len(left))
-        key_parts.append(left * n + right)
-        rule_parts.append(np.full(len(left), r_i, np.uint8))
-        stats_all.append(stats)
+        parts.append((left.astype(np.int64) * n + right, stats))
         del left, right
-    # one sort over every rule's pairs: the union, each pair's rule mask, and which rule found it first
+    return _union(n, rules, parts, entity_type)
+
+
+def _one_rule(records: pd.DataFrame, rule: BlockingRule, largest: int):
+    if rule.fuzzy_key:
+        return _fuzzy_rule_pairs(records, rule, largest)
+    if rule.pair_with_empty:
+        return _empty_rule_pairs(records, rule, largest)
+    return rule_pairs(records, rule, largest)
+
+
+def _rule_columns(rule: BlockingRule) -> list[str]:
+    cols = list(rule.keys) + list(rule.order_by)
+    for extra in (rule.fuzzy_key, rule.pair_with_empty):
+        if extra:
+            cols.append(extra)
+    return list(dict.fromkeys(cols))
+
+
+def _fuzzy_neighbours(values: np.ndarray, new_values: set) -> np.ndarray:
+    """Mask over ``values``: equal to a value of ``new_values`` or one deletion-edit from one (shares a
+    deletion variant), as :func:`_fuzzy_rule_pairs` pairs them."""
+    variants = set()
+    for v in new_values:
+        variants.update(deletion_variants(v))
+    inverse, uniq = pd.factorize(pd.Series(values, dtype=object))
+    hit = np.fromiter((bool(variants.intersection(deletion_variants(str(u)))) for u in uniq.tolist()), dtype=bool,
+                      count=len(uniq))
+    return hit[inverse]
+
+
+def block_involving(records: pd.DataFrame, rules: tuple[BlockingRule, ...] | list[BlockingRule],
+                    involving: np.ndarray, order: np.ndarray, entity_type: str = "",
+                    largest: int = 10) -> tuple[Candidates, BlockingReport]:
+    """The pairs :func:`block` gives with ``involving``, with work that grows with the involved records.
+
+    Each rule looks only at the records of the blocks that hold an involved record (whole blocks, so that
+    the ``max_block`` caps and sorted neighbourhoods are those of a run over everything). ``order`` is the
+    sort key of the records in a run over everything (e.g. the mention ids when that run has them sorted):
+    record-index ties break in that order, so the pairs are the same as :func:`block` on records in that
+    order. Pairs come back as indices into ``records`` (``left < right``).
+
+    >>> df = pd.DataFrame({"a": ["x", "x", "y", "y"], "b": ["1", "2", "2", "3"]})
+    >>> cand, _ = block_involving(df, [BlockingRule("a", ("a",)), BlockingRule("b", ("b",))],
+    ...                           np.array([False, False, False, True]), np.arange(4))
+    >>> list(zip(cand.left.tolist(), cand.right.tolist(), cand.rule_mask.tolist()))
+    [(2, 3, 1)]
+    """
+    n = len(records)
+    new_idx = np.flatnonzero(involving)
+    parts = []
+    values: dict[str, np.ndarray] = {}
+
+    def column(name: str) -> np.ndarray:
+        if name not in values:
+            values[name] = records[name].to_numpy(dtype=object)
+        return values[name]
+
+    for rule in rules:
+        cols = [c for c in _rule_columns(rule) if c in records.columns]
+        if not len(new_idx) or any(k not in records.columns for k in rule.keys) or (
+                rule.fuzzy_key and rule.fuzzy_key not in records.columns):
+            parts.append((np.empty(0, np.int64), RuleStats(rule.name, 0, 0, 0, 0, 0, [])))
+            continue
+        mask = np.ones(n, dtype=bool)
+        for k in rule.keys:  # a superset of the blocks holding a new record (whole blocks)
+            col = column(k)
+            wanted = set(col[new_idx].tolist()) - {""}
+            mask &= pd.Series(col, dtype=object).isin(wanted).to_numpy()
+        if rule.fuzzy_key:
+            col = column(rule.fuzzy_key)
+            wanted = set(col[new_idx][mask[new_idx]].tolist()) - {""}
+            sel = np.flatnonzero(mask)
+            mask[:] = False
+            if wanted and len(sel):
+                mask[sel[_fuzzy_neighbours(col[sel], wanted)]] = True
+        sub = np.flatnonzero(mask)
+        if rule.pair_with_empty and rule.pair_with_empty in records.columns and len(sub):
+            # only blocks that hold a record with the empty column give pairs: keep those blocks
+            keys = block_keys(records.iloc[sub], rule).to_numpy(dtype=object)
+            blank = column(rule.pair_with_empty)[sub] == ""
+            sub = sub[pd.Series(keys, dtype=object).isin(set(keys[blank].tolist()) - {""}).to_numpy()]
+        sub = sub[np.argsort(np.asarray(order)[sub], kind="stable")]
+        part = records[cols].iloc[sub].reset_index(drop=True)
+        left, right, stats = _one_rule(part, rule, largest)
+        left, right = sub[left], sub[right]
+        keep = involving[left] | involving[right]
+        left, right = left[keep], right[keep]
+        stats.pairs = int(len(left))
+        parts.append((np.minimum(left, right).astype(np.int64) * n + np.maximum(left, right), stats))
+    return _union(n, rules, parts, entity_type)
+
+
+def _union(n: int, rules, parts: list, entity_type: str) -> tuple[Candidates, BlockingReport]:
+    """One sort over every rule's pairs (``left * n + right`` keys): the union, each pair's rule mask, and
+    which rule found it first."""
+    key_parts, rule_parts, stats_all = [], [], []
+    for r_i, (key, stats) in enumerate(parts):
+        key_parts.append(key)
+        rule_parts.append(np.full(len(key), r_i, np.uint8))
+        stats_all.append(stats)
+    parts.clear()
     keys = np.concatenate(key_parts) if key_parts else np.empty(0, np.int64)
     rule_of = np.concatenate(rule_parts) if rule_parts else np.empty(0, np.uint8)
     del key_parts, rule_parts

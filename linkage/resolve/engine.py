@@ -4,9 +4,9 @@ In:  mentions (columns of :data:`linkage.model.STORED_MENTION_FIELDS`, all entit
      settings, human judgements ``(mention_id_a, mention_id_b, "same"|"different")``, an optional frozen
      model (incremental runs) and a progress callback ``progress(stage_name)``.
 Out: a :class:`Resolution` with ``assignments`` (every mention exactly once), ``entities`` (id, type,
-     label, size, key attributes as JSON), ``pairs`` (the scored pairs that matter: links, likely
-     matches and the cannot-links inside linked groups), ``model`` (per type, JSON-able) and
-     ``blocking_report``.
+     label, size, key attributes as JSON), ``scored`` (every scored pair per fuzzy type, compact: record
+     indices, float weights, level codes; ``pairs`` gives them as one table with mention ids, built on first
+     use), ``model`` (per type, JSON-able) and ``blocking_report``.
 
 Person, address and business mentions go through block -> compare -> score -> cluster; vehicles, phones,
 bank accounts and e-mails resolve on their normalised value (a cleaned raw value when that is missing).
@@ -15,9 +15,12 @@ same ids, and an entity keeps its id as long as its smallest mention stays in it
 
 Incremental runs (design): pass ``model=`` (a fitted model dict from an earlier run) to skip fitting,
 ``new_mention_ids=`` to score only pairs with at least one new mention, and ``existing_pairs=`` (the
-``pairs`` table of the earlier run). The clustering sees the union of old and new scored pairs, so with
-the same frozen model it gives what a full run with that model gives (up to blocks that cross the
-``max_block`` cap only because of the new records: those are compared as a sorted neighbourhood).
+``pairs`` table or the compact ``scored`` pairs of the earlier run). The clustering sees the union of old
+and new scored pairs, so with the same frozen model it gives what a full run with that model gives (up to
+blocks that cross the ``max_block`` cap only because of the new records: those are compared as a sorted
+neighbourhood). :mod:`linkage.resolve.incremental` does the same with work proportional to the new
+mentions: it keeps the prepared features and scored pairs of the last run and re-clusters only the part
+of the data the new pairs reach.
 """
 from __future__ import annotations
 
@@ -40,17 +43,71 @@ from linkage.resolve.features import SIMPLE_TYPES, prepare
 from linkage.scoring import FittedModel, fit
 
 
+REASONS: tuple[str, ...] = ("", "match probability", "decisive identifier")
+
+
+@dataclass
+class ScoredPairs:
+    """The scored pairs of one entity type, compact: record indices, numbers and level codes, no strings.
+
+    ``left``/``right`` index ``mention_ids`` (``int32``); ``weight`` and ``prob`` are the match weight (bits)
+    and probability (``float64``, exactly what clustering used); ``levels`` holds one level index per
+    comparison (``int8``, pairs x comparisons); ``reason`` indexes :data:`REASONS`. Strings are made only in
+    :meth:`frame` (writing, explaining).
+    """
+
+    entity_type: str
+    mention_ids: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    weight: np.ndarray
+    prob: np.ndarray
+    matched: np.ndarray
+    levels: np.ndarray
+    reason: np.ndarray
+
+    def __len__(self) -> int:
+        return int(len(self.left))
+
+    def frame(self) -> pd.DataFrame:
+        """The pairs as a table: ``left_id, right_id, entity_type, match_weight, match_probability, matched,
+        levels, reason`` (levels as digit strings, see :func:`_level_strings`)."""
+        mids = np.asarray(self.mention_ids, dtype=object)
+        return pd.DataFrame({
+            "left_id": mids[self.left], "right_id": mids[self.right], "entity_type": self.entity_type,
+            "match_weight": self.weight, "match_probability": self.prob, "matched": self.matched,
+            "levels": _level_strings(self.levels), "reason": np.asarray(REASONS, dtype=object)[self.reason],
+        })
+
+
+PAIR_COLUMNS = ["left_id", "right_id", "entity_type", "match_weight", "match_probability", "matched", "levels", "reason"]
+
+
 @dataclass
 class Resolution:
-    """The outcome of :func:`resolve_mentions`."""
+    """The outcome of :func:`resolve_mentions`.
+
+    ``scored`` holds every scored pair per fuzzy type in compact form (:class:`ScoredPairs`); ``pairs`` is
+    the same as one table with mention ids and level strings, built on first use.
+    """
 
     assignments: pd.DataFrame
     entities: pd.DataFrame
-    pairs: pd.DataFrame
+    scored: list[ScoredPairs]
     model: dict[str, Any]
     blocking_report: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
     diagnostics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pairs(self) -> pd.DataFrame:
+        """Every scored pair as a table (see :meth:`ScoredPairs.frame`); built once, on first use."""
+        cached = self.__dict__.get("_pairs")
+        if cached is None:
+            frames = [sp.frame() for sp in self.scored]
+            cached = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PAIR_COLUMNS)
+            self.__dict__["_pairs"] = cached
+        return cached
 
     def mentions_of(self, entity_id: str) -> list[str]:
         """The mention ids an entity was made of (sorted)."""
@@ -110,7 +167,8 @@ def resolve_mentions(mentions: pd.DataFrame, settings: ERSettings | str | Path |
                      judgements: Iterable[tuple[str, str, str]] | None = None,
                      progress: Callable[[str], None] | None = None, model: Mapping[str, Any] | None = None,
                      new_mention_ids: Iterable[str] | None = None,
-                     existing_pairs: pd.DataFrame | None = None, keep_candidates: bool = False) -> Resolution:
+                     existing_pairs: pd.DataFrame | None = None, keep_candidates: bool = False,
+                     keep_records: bool = False) -> Resolution:
     """Resolve every mention into an entity.
 
     Parameters
@@ -128,9 +186,13 @@ def resolve_mentions(mentions: pd.DataFrame, settings: ERSettings | str | Path |
         A ``Resolution.model`` dict from an earlier run: reuse its fitted parameters instead of fitting.
     new_mention_ids, existing_pairs:
         Incremental run: only pairs involving a new mention are scored; ``existing_pairs`` (an earlier
-        ``Resolution.pairs``) are added before clustering.
+        ``Resolution.pairs`` table, or its compact ``Resolution.scored``) are added before clustering.
     keep_candidates:
-        Keep every candidate pair (mention ids) in ``Resolution.diagnostics`` (for measuring blocking).
+        Keep the candidate pairs of this run in ``Resolution.diagnostics[type]`` (for measuring blocking):
+        ``candidate_index`` (left and right record indices) into ``mention_ids``.
+    keep_records:
+        Keep each type's prepared feature table in ``Resolution.diagnostics["records"][type]`` (the state
+        of incremental runs, :mod:`linkage.resolve.incremental`).
 
     Returns
     -------
@@ -169,11 +231,11 @@ def resolve_mentions(mentions: pd.DataFrame, settings: ERSettings | str | Path |
         index = {mid: k for k, mid in enumerate(records["mention_id"].tolist())}
         same, different = _judgement_pairs(judgements, index)
         if etype in FUZZY_TYPES:
-            labels, pairs, fitted, report, cand = _resolve_fuzzy(records, etype, cfg, same, different, say,
+            labels, pairs, fitted, report, n_cand = _resolve_fuzzy(records, etype, cfg, same, different, say,
                                                                  (model or {}).get(etype), new_ids, existing_pairs, index)
             if keep_candidates:
-                mids = records["mention_id"].to_numpy(dtype=object)
-                diag[etype] = {"candidates": (mids[cand.left], mids[cand.right])}
+                diag[etype] = {"candidate_index": (pairs.left[:n_cand], pairs.right[:n_cand]),
+                               "mention_ids": pairs.mention_ids}
             models[etype] = fitted.to_dict()
             reports[etype] = report.to_dict()
             pair_tables.append(pairs)
@@ -181,16 +243,17 @@ def resolve_mentions(mentions: pd.DataFrame, settings: ERSettings | str | Path |
             labels = _resolve_simple(records, same, different)
         say(f"{etype}: naming entities")
         a, e = _entities(records, labels, etype)
+        if keep_records:
+            diag.setdefault("records", {})[etype] = records
         assignments.append(a)
         entities.append(e)
         timings[etype] = time.perf_counter() - t0
     cols_a = ["mention_id", "entity_id", "entity_type"]
-    cols_p = ["left_id", "right_id", "entity_type", "match_weight", "match_probability", "matched", "levels", "reason"]
     return Resolution(
         assignments=pd.concat(assignments, ignore_index=True) if assignments else pd.DataFrame(columns=cols_a),
         entities=pd.concat(entities, ignore_index=True) if entities else pd.DataFrame(
             columns=["entity_id", "entity_type", "label", "n_mentions", "attributes"]),
-        pairs=pd.concat(pair_tables, ignore_index=True) if pair_tables else pd.DataFrame(columns=cols_p),
+        scored=pair_tables,
         model=models,
         blocking_report=reports,
         timings=timings,
@@ -212,7 +275,7 @@ def _resolve_simple(records: pd.DataFrame, same: list, different: list) -> np.nd
 
 
 def _resolve_fuzzy(records: pd.DataFrame, etype: str, cfg: ERSettings, same: list, different: list, say,
-                   frozen: Mapping[str, Any] | None, new_ids: set | None, existing_pairs: pd.DataFrame | None,
+                   frozen: Mapping[str, Any] | None, new_ids: set | None, existing_pairs: Any,
                    index: Mapping[str, int]):
     policy = cfg.policy(etype)
     n = len(records)
@@ -230,42 +293,89 @@ def _resolve_fuzzy(records: pd.DataFrame, etype: str, cfg: ERSettings, same: lis
         say(f"{etype}: estimating the model")
         fitted = fit(records, gamma, cand.rule_mask, policy, cfg, cand.left, codes_cache)
     say(f"{etype}: scoring")
-    weight, prob, decisive = fitted.score(records, cand.left, cand.right, gamma)
-    logodds = weight + fitted.prior_weight
-    matched = (prob >= fitted.match_probability) | decisive
-    left, right = cand.left, cand.right
-    n_new = len(gamma)
-    old_levels = np.empty(0, dtype=object)
-    reason = np.where(decisive & (prob < fitted.match_probability), "decisive identifier",
-                      np.where(matched, "match probability", ""))
-    if existing_pairs is not None and len(existing_pairs):
-        old = existing_pairs[existing_pairs["entity_type"] == etype]
-        li = old["left_id"].map(index)
-        ri = old["right_id"].map(index)
-        ok = li.notna() & ri.notna()
-        old = old[ok]
-        left = np.r_[left, li[ok].to_numpy(np.int64)]
-        right = np.r_[right, ri[ok].to_numpy(np.int64)]
-        weight = np.r_[weight, old["match_weight"].to_numpy(float)]
-        ow = old["match_weight"].to_numpy(float) + fitted.prior_weight
-        logodds = np.r_[logodds, ow]
-        prob = np.r_[prob, old["match_probability"].to_numpy(float)]
-        matched = np.r_[matched, old["matched"].to_numpy(bool)]
-        old_levels = old["levels"].to_numpy(dtype=object)
-        reason = np.r_[reason, old["reason"].to_numpy(dtype=object)]
+    del codes_cache
+    weight, prob, matched, reason = _score(fitted, records, cand.left, cand.right, gamma)
+    left, right, levels = cand.left.astype(np.int32), cand.right.astype(np.int32), gamma
+    n_candidates = len(cand)
+    old = _old_pairs(existing_pairs, etype, records, gamma.shape[1])
+    if old is not None:
+        left, right = np.r_[left, old.left], np.r_[right, old.right]
+        weight, prob = np.r_[weight, old.weight], np.r_[prob, old.prob]
+        matched, reason = np.r_[matched, old.matched], np.r_[reason, old.reason]
+        levels = np.vstack([levels, old.levels])
+    del cand
     say(f"{etype}: clustering")
+    labels, matched, reason = _cluster_scored(records, left, right, weight, prob, matched, levels, reason, fitted,
+                                              policy, same, different)
+    # Incremental runs re-cluster from the stored pairs, and the clustering weighs every scored pair (negative
+    # evidence included), so every scored pair is kept: that is what makes incremental equal to full.
+    pairs = ScoredPairs(etype, records["mention_id"].to_numpy(dtype=object), left.astype(np.int32, copy=False),
+                        right.astype(np.int32, copy=False), weight, prob, matched, levels, reason)
+    return labels, pairs, fitted, report, n_candidates
+
+
+def _score(fitted: FittedModel, records: pd.DataFrame, left: np.ndarray, right: np.ndarray, gamma: np.ndarray):
+    """(weight, probability, matched, reason code) of freshly compared pairs."""
+    weight, prob, decisive = fitted.score(records, left, right, gamma)
+    above = prob >= fitted.match_probability
+    matched = above | decisive
+    reason = np.where(decisive & ~above, 2, np.where(matched, 1, 0)).astype(np.uint8)
+    return weight, prob, matched, reason
+
+
+def _old_pairs(existing: Any, etype: str, records: pd.DataFrame, width: int) -> ScoredPairs | None:
+    """Earlier scored pairs of ``etype`` (a ``Resolution.pairs`` table or :class:`ScoredPairs`) re-indexed onto
+    ``records``; pairs whose mentions are gone are dropped."""
+    if existing is None:
+        return None
+    mids = records["mention_id"].to_numpy(dtype=object)
+    where = pd.Index(mids)
+    if isinstance(existing, pd.DataFrame):
+        if not len(existing):
+            return None
+        old = existing[existing["entity_type"] == etype]
+        li = where.get_indexer(old["left_id"].to_numpy(dtype=object))
+        ri = where.get_indexer(old["right_id"].to_numpy(dtype=object))
+        ok = (li >= 0) & (ri >= 0)
+        old = old[ok]
+        reason_code = {r: k for k, r in enumerate(REASONS)}
+        return ScoredPairs(etype, mids, li[ok], ri[ok], old["match_weight"].to_numpy(float),
+                           old["match_probability"].to_numpy(float), old["matched"].to_numpy(bool),
+                           _parse_levels(old["levels"].to_numpy(dtype=object), width),
+                           np.array([reason_code.get(r, 0) for r in old["reason"].tolist()], dtype=np.uint8))
+    parts = [p for p in (existing if isinstance(existing, (list, tuple)) else [existing]) if p.entity_type == etype]
+    if not parts:
+        return None
+    out = []
+    for p in parts:
+        pos = where.get_indexer(np.asarray(p.mention_ids, dtype=object))
+        li, ri = pos[p.left], pos[p.right]
+        ok = (li >= 0) & (ri >= 0)
+        out.append(ScoredPairs(etype, mids, li[ok], ri[ok], p.weight[ok], p.prob[ok], p.matched[ok], p.levels[ok],
+                               p.reason[ok]))
+    if len(out) == 1:
+        return out[0]
+    return ScoredPairs(etype, mids, *(np.concatenate([getattr(o, f) for o in out]) for f in
+                                      ("left", "right", "weight", "prob", "matched", "levels", "reason")))
+
+
+def _cluster_scored(records: pd.DataFrame, left: np.ndarray, right: np.ndarray, weight: np.ndarray,
+                    prob: np.ndarray, matched: np.ndarray, levels: np.ndarray, reason: np.ndarray,
+                    fitted: FittedModel, policy, same: list, different: list):
+    """Labels per record from scored pairs, and the pairs' final ``matched`` and reason codes (a pair that
+    contradicts an anchor is never a link)."""
+    n = len(records)
+    logodds = weight + fitted.prior_weight
     cannot = math.log2(fitted.cannot_link_probability / (1 - fitted.cannot_link_probability))
-    anchored, contradiction = _anchor_flags(np.vstack([gamma, _parse_levels(old_levels, gamma.shape[1])]),
-                                            fitted, policy.anchors)
+    anchored, contradiction = _anchor_flags(levels, fitted, policy.anchors)
     # a contradiction (two valid BSNs, or clearly different birth dates, with no exact identifier) is never
     # a link and keeps its two records apart
     matched = matched & ~contradiction
     logodds = np.where(contradiction, np.minimum(logodds, cannot - 1.0), logodds)
-    reason = np.where(contradiction & (reason != ""), "", reason)
+    reason = np.where(contradiction, 0, reason).astype(np.uint8)
     # decisive links count as strong links in the clustering
     link_lo = np.where(matched & (logodds < 1.0), 1.0, logodds)
-    strong = matched & anchored
-    weak = ~anchored & ~contradiction & (matched | (prob >= policy.candidate_probability))
+    strong, weak = _link_kinds(matched, anchored, contradiction, prob, policy)
     other = ~strong
     labels = cluster(n, left[strong], right[strong], link_lo[strong], left[other], right[other], logodds[other],
                      cannot_logodds=cannot, same=same, different=different)
@@ -273,16 +383,29 @@ def _resolve_fuzzy(records: pd.DataFrame, etype: str, cfg: ERSettings, same: lis
         dob, ident = _identity(records)
         labels = attach_name_only(labels, left[weak], right[weak], link_lo[weak], dob, ident,
                                   policy.ambiguity_margin, different, joins=matched[weak])
-    # Incremental runs re-cluster from the stored pairs, and the clustering weighs every scored pair (negative
-    # evidence included), so every scored pair is kept: that is what makes incremental equal to full.
-    keep = np.ones(len(left), dtype=bool)
-    mids = records["mention_id"].to_numpy(dtype=object)
-    pairs = pd.DataFrame({
-        "left_id": mids[left[keep]], "right_id": mids[right[keep]], "entity_type": etype,
-        "match_weight": weight[keep], "match_probability": prob[keep], "matched": matched[keep],
-        "levels": np.r_[_level_strings(gamma[keep[:n_new]]), old_levels[keep[n_new:]]], "reason": reason[keep],
-    })
-    return labels, pairs, fitted, report, cand
+    return labels, matched, reason
+
+
+def _link_kinds(matched: np.ndarray, anchored: np.ndarray, contradiction: np.ndarray, prob: np.ndarray, policy):
+    """(strong, weak) per pair: links agreeing on an anchor, and name-only links or candidates."""
+    strong = matched & anchored
+    weak = ~anchored & ~contradiction & (matched | (prob >= policy.candidate_probability))
+    return strong, weak
+
+
+def _pair_flags(levels: np.ndarray, weight: np.ndarray, prob: np.ndarray, matched: np.ndarray,
+                fitted: FittedModel, policy) -> np.ndarray:
+    """Per pair: can it join two records in the clustering (a strong or a name-only link or candidate)?
+    Records not connected through such pairs (or "same" judgements) never influence each other's entity."""
+    anchored, contradiction = _anchor_flags(levels, fitted, policy.anchors)
+    strong, weak = _link_kinds(matched & ~contradiction, anchored, contradiction, prob, policy)
+    return strong | weak
+
+
+def _finalise(levels: np.ndarray, matched: np.ndarray, reason: np.ndarray, fitted: FittedModel, policy):
+    """``matched`` and reason codes as stored: a pair contradicting an anchor is no link."""
+    _, contradiction = _anchor_flags(levels, fitted, policy.anchors)
+    return matched & ~contradiction, np.where(contradiction, 0, reason).astype(np.uint8)
 
 
 def _parse_levels(levels: np.ndarray, width: int) -> np.ndarray:
@@ -348,12 +471,15 @@ def _identity(records: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _level_strings(gamma: np.ndarray) -> np.ndarray:
-    """Level indices as one digit per comparison (``'1130'``), compact and enough to re-explain."""
+    """Level indices as one digit per comparison (``'1130'``), compact and enough to re-explain.
+
+    >>> _level_strings(np.array([[1, 1, 3, 0], [0, 2, 0, 9]], dtype=np.int8)).tolist()
+    ['1130', '0209']
+    """
     if gamma.size == 0:
         return np.empty(len(gamma), dtype=object)
-    codes = (gamma.astype(np.int64) * (10 ** np.arange(gamma.shape[1] - 1, -1, -1))).sum(axis=1)
-    width = gamma.shape[1]
-    return pd.Series(codes).astype(str).str.zfill(width).to_numpy(dtype=object)
+    digits = np.ascontiguousarray(gamma.astype(np.uint8) + np.uint8(ord("0")))
+    return digits.view(f"S{gamma.shape[1]}").ravel().astype(str).astype(object)
 
 
 def _entities(records: pd.DataFrame, labels: np.ndarray, etype: str) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -1,0 +1,496 @@
+"""Incremental entity resolution: new mentions against a stored state, with work that grows with the new ones.
+
+In:  the state of the last run (:class:`ERState`: per entity type the prepared feature table, every scored
+     pair as record indices, and per record the label of its *cluster region*), the frozen model of that run,
+     the new mentions and the human judgements.
+Out: :func:`resolve_new` gives an :class:`IncrementalResult`: per type the new records, the newly scored
+     pairs, the assignments and entities of the mentions whose entity may have changed (everything else keeps
+     its entity), and the updated state.
+
+Why the answer equals a full run with the same model: a cluster region is a connected component of the
+graph of anchored links, name-only candidate links and "same" judgements, the only pairs through which
+clustering (:func:`linkage.resolve.cluster.cluster`, :func:`~linkage.resolve.cluster.attach_name_only`) lets
+one record influence another. New pairs all involve a new mention, so only the regions that a new link
+reaches (and the regions of judgements that changed) can change; they are clustered again from all their
+stored and new pairs, with record indices in the order of a full run (mention ids sorted), so ties break
+alike. Blocking looks only at the blocks that hold a new record (:func:`linkage.blocking.block_involving`),
+comparing and scoring only at the new pairs.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from linkage.blocking import block_involving
+from linkage.compare import compare
+from linkage.er_settings import FUZZY_TYPES, ERSettings
+from linkage.resolve.cluster import components
+from linkage.resolve.engine import (
+    ScoredPairs, _cluster_scored, _entities, _finalise, _pair_flags, _resolve_simple, _score, _settings,
+)
+from linkage.resolve.features import prepare
+from linkage.scoring import FittedModel
+
+STATE_VERSION = 1
+_PAIR_FIELDS = ("left", "right", "weight", "prob", "matched", "levels", "reason")
+
+
+@dataclass
+class TypeState:
+    """What one entity type needs from the last run: records (feature table, in state order: the order
+    mentions were added), scored pairs as indices into them, and each record's cluster-region label."""
+
+    records: pd.DataFrame
+    pairs: dict[str, np.ndarray]
+    region: np.ndarray
+
+    @property
+    def mention_ids(self) -> np.ndarray:
+        return self.records["mention_id"].to_numpy(dtype=object)
+
+
+@dataclass
+class ERState:
+    """The per-type states, the hash of the model they were scored with, and the judgements they saw."""
+
+    model_hash: str
+    types: dict[str, TypeState] = field(default_factory=dict)
+    judgements: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def n_mentions(self) -> int:
+        return sum(len(t.records) for t in self.types.values())
+
+
+def model_hash(model: Mapping[str, Any]) -> str:
+    """A digest of a model dict (the state is only valid for the model it was scored with)."""
+    return hashlib.sha1(json.dumps(model, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
+def region_labels(n: int, left: np.ndarray, right: np.ndarray, flags: np.ndarray | None,
+                  same: list[tuple[int, int]]) -> np.ndarray:
+    """Cluster-region label (smallest member index) per record: components of the pairs whose ``flags``
+    mark them as anchored or name-only links (``None``: every pair) and of the "same" judgements."""
+    if flags is not None:
+        left, right = left[flags], right[flags]
+    sl = np.array([a for a, _ in same], dtype=np.int64)
+    sr = np.array([b for _, b in same], dtype=np.int64)
+    return components(n, np.r_[left.astype(np.int64), sl], np.r_[right.astype(np.int64), sr])
+
+
+def state_from_resolution(resolution, mentions_by_type: Mapping[str, pd.DataFrame], model: Mapping[str, Any],
+                          judgements: list, settings: ERSettings | None = None) -> ERState:
+    """The state after a full run: ``mentions_by_type`` are the prepared records each type was resolved on
+    (same order as in the run)."""
+    cfg = _settings(settings)
+    state = ERState(model_hash(model), judgements=sorted(_norm_judgements(judgements)))
+    scored = {sp.entity_type: sp for sp in resolution.scored}
+    for etype, records in mentions_by_type.items():
+        index = pd.Index(records["mention_id"].to_numpy(dtype=object))
+        same = _judgement_index(judgements, index, "same")
+        if etype in scored:
+            sp = scored[etype]
+            fitted = FittedModel.from_dict(model[etype])
+            flags = _pair_flags(sp.levels, sp.weight, sp.prob, sp.matched, fitted, cfg.policy(etype))
+            region = region_labels(len(records), sp.left, sp.right, flags, same)
+            pairs = {f: getattr(sp, f) for f in _PAIR_FIELDS}
+        else:
+            region = _simple_regions(records, same)
+            pairs = {}
+        state.types[etype] = TypeState(records.reset_index(drop=True), pairs, region)
+    return state
+
+
+def _simple_regions(records: pd.DataFrame, same: list) -> np.ndarray:
+    values = records["value"].to_numpy(dtype=object)
+    n = len(values)
+    codes, _ = pd.factorize(pd.Series(values))
+    codes = np.where(values == "", -1 - np.arange(n), codes)
+    order = np.lexsort((np.arange(n), codes))
+    sc = codes[order]
+    follow = np.flatnonzero(sc[1:] == sc[:-1])
+    return region_labels(n, order[follow], order[follow + 1], None, same)
+
+
+def _norm_judgements(judgements: Iterable) -> set[tuple[str, str, str]]:
+    return {(str(a), str(b), str(v).strip().lower()) for a, b, v, *_ in (tuple(j) for j in judgements or ())}
+
+
+def _judgement_index(judgements: Iterable, index: pd.Index, verdict: str) -> list[tuple[int, int]]:
+    out = set()
+    for a, b, v in _norm_judgements(judgements):
+        if v != verdict:
+            continue
+        i, j = index.get_indexer([a, b])
+        if i >= 0 and j >= 0 and i != j:
+            out.add((int(i), int(j)))
+    return sorted(out)
+
+
+@dataclass
+class TypeUpdate:
+    """What an incremental run changed for one entity type."""
+
+    entity_type: str
+    new_records: pd.DataFrame
+    new_pairs: ScoredPairs | None
+    touched_old: np.ndarray          # mention ids of earlier mentions whose entity may have changed
+    assignments: pd.DataFrame        # mention_id, entity_id, entity_type for every touched and new mention
+    entities: pd.DataFrame           # the entities of those mentions
+    region: np.ndarray               # the updated region labels of all records (old, then new)
+
+
+@dataclass
+class IncrementalResult:
+    """Per type what changed; ``state`` is the state to store for the next run."""
+
+    updates: list[TypeUpdate]
+    state: ERState
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def resolve_new(state: ERState, new_mentions: pd.DataFrame, model: Mapping[str, Any],
+                judgements: Iterable[tuple[str, str, str]] | None = None, settings: ERSettings | str | None = None,
+                progress: Callable[[str], None] | None = None) -> IncrementalResult:
+    """Resolve ``new_mentions`` against ``state`` with the frozen ``model``.
+
+    Raises
+    ------
+    ValueError
+        When a new mention id is already in the state.
+    """
+    import time
+
+    cfg = _settings(settings)
+    say = progress or (lambda stage: None)
+    judgements = sorted(_norm_judgements(judgements or ()))
+    changed = set(judgements) ^ set(state.judgements)
+    changed_ids = {a for a, _, _ in changed} | {b for _, b, _ in changed}
+    types = new_mentions["entity_type"].astype(str) if len(new_mentions) else pd.Series([], dtype=object)
+    updates, timings = [], {}
+    new_state = ERState(state.model_hash, dict(state.types), judgements)
+    for etype in sorted(set(types.unique()) | set(state.types)):
+        t0 = time.perf_counter()
+        sub = new_mentions[types == etype] if len(new_mentions) else new_mentions
+        old = state.types.get(etype)
+        if old is None and etype in FUZZY_TYPES and etype not in model:
+            raise ValueError(f"no model for {etype}")
+        say(f"{etype}: preparing {len(sub)} new mentions")
+        new_records = prepare(sub, etype) if len(sub) else None
+        upd, tstate = _update_type(etype, old, new_records, model, judgements, changed_ids, cfg, say)
+        if upd is not None:
+            updates.append(upd)
+        if tstate is not None:
+            new_state.types[etype] = tstate
+        timings[etype] = time.perf_counter() - t0
+    return IncrementalResult(updates, new_state, timings)
+
+
+def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None, model, judgements, changed_ids,
+                 cfg: ERSettings, say):
+    n_old = 0 if old is None else len(old.records)
+    if new_records is None or not len(new_records):
+        new_records = None
+    old_mids = old.mention_ids if old is not None else np.empty(0, dtype=object)
+    touched_by_judgement = np.flatnonzero(pd.Series(old_mids).isin(changed_ids).to_numpy()) if changed_ids else np.empty(0, np.int64)
+    if new_records is None and not len(touched_by_judgement):
+        return None, old
+    if old is None:
+        records = new_records.reset_index(drop=True) if new_records is not None else None
+    elif new_records is None:
+        records = old.records
+    else:
+        cols = list(old.records.columns)
+        records = pd.concat([old.records, new_records.reindex(columns=cols, fill_value="")], ignore_index=True)
+    mids = records["mention_id"].to_numpy(dtype=object)
+    n = len(records)
+    index = pd.Index(mids)
+    if index.has_duplicates:
+        raise ValueError(f"{etype}: new mention ids already resolved")
+    involving = np.zeros(n, dtype=bool)
+    involving[n_old:] = True
+    region = np.r_[old.region if old is not None else np.empty(0, np.int64), np.arange(n_old, n, dtype=np.int64)]
+    seeds = [np.arange(n_old, n), touched_by_judgement]
+    new_pairs = None
+    fuzzy = etype in FUZZY_TYPES
+    if fuzzy:
+        policy = cfg.policy(etype)
+        fitted = FittedModel.from_dict(model[etype])
+        say(f"{etype}: blocking")
+        cand, _report = block_involving(records, policy.blocking, involving, mids, etype, cfg.largest_blocks_reported)
+        left, right = cand.left, cand.right
+        # each pair oriented as in a full run (records in mention-id order): the smaller mention id left
+        swap = mids[left] > mids[right]
+        left, right = np.where(swap, right, left), np.where(swap, left, right)
+        # compare and score on the records these pairs touch only (values, not positions, decide)
+        used = np.unique(np.r_[left, right])
+        part = records.iloc[used].reset_index(drop=True)
+        ll, rr = np.searchsorted(used, left), np.searchsorted(used, right)
+        say(f"{etype}: comparing {len(left)} pairs")
+        gamma = compare(part, ll, rr, policy.comparisons, cfg.workers)
+        weight, prob, matched, reason = _score(fitted, part, ll, rr, gamma)
+        matched, reason = _finalise(gamma, matched, reason, fitted, policy)
+        new_pairs = ScoredPairs(etype, mids, left.astype(np.int32), right.astype(np.int32), weight, prob, matched,
+                                gamma, reason)
+        flags = _pair_flags(gamma, weight, prob, matched, fitted, policy)
+        seeds.append(left[flags])
+        seeds.append(right[flags])
+    else:
+        values = records["value"].to_numpy(dtype=object)
+        wanted = set(values[n_old:].tolist()) - {""}
+        if wanted and n_old:
+            seeds.append(np.flatnonzero(pd.Series(values[:n_old]).isin(wanted).to_numpy()))
+    seed = np.unique(np.concatenate([np.asarray(s, dtype=np.int64) for s in seeds]))
+    hit_regions = np.unique(region[seed])
+    members = np.flatnonzero(np.isin(region, hit_regions))
+    # the region's records in the order of a full run (mention ids sorted)
+    members = members[np.argsort(mids[members], kind="stable")]
+    k = len(members)
+    local = np.full(n, -1, dtype=np.int64)
+    local[members] = np.arange(k)
+    rec_r = records.iloc[members].reset_index(drop=True)
+    r_index = pd.Index(mids[members])
+    same = _judgement_index(judgements, r_index, "same")
+    different = _judgement_index(judgements, r_index, "different")
+    say(f"{etype}: clustering {k} records")
+    if fuzzy:
+        parts = []
+        if old is not None and old.pairs and len(old.pairs["left"]):
+            ol, orr = old.pairs["left"], old.pairs["right"]
+            keep = (local[ol] >= 0) & (local[orr] >= 0)
+            parts.append({f: old.pairs[f][keep] for f in _PAIR_FIELDS})
+        keep = (local[new_pairs.left] >= 0) & (local[new_pairs.right] >= 0)
+        parts.append({f: getattr(new_pairs, f)[keep] for f in _PAIR_FIELDS})
+        p = {f: np.concatenate([x[f] for x in parts]) for f in _PAIR_FIELDS}
+        a, b = local[p["left"]], local[p["right"]]
+        pl, pr = np.minimum(a, b), np.maximum(a, b)
+        order = np.lexsort((pr, pl))  # a full run's pair order: sorted by (left, right)
+        pl, pr = pl[order], pr[order]
+        p = {f: v[order] for f, v in p.items()}
+        labels, matched_r, _ = _cluster_scored(rec_r, pl, pr, p["weight"], p["prob"], p["matched"], p["levels"],
+                                               p["reason"], fitted, policy, same, different)
+        flags_r = _pair_flags(p["levels"], p["weight"], p["prob"], p["matched"], fitted, policy)
+        region_r = region_labels(k, pl, pr, flags_r, same)
+    else:
+        labels = _resolve_simple(rec_r, same, different)
+        region_r = _simple_regions(rec_r, same)
+    region = region.copy()
+    region[members] = members[region_r]
+    say(f"{etype}: naming entities")
+    assignments, entities = _entities(rec_r, labels, etype)
+    touched_old = mids[members[members < n_old]]
+    new_part = records.iloc[n_old:].reset_index(drop=True)
+    pairs_state = dict(old.pairs) if old is not None and old.pairs else {}
+    if new_pairs is not None:
+        if pairs_state:
+            pairs_state = {f: np.concatenate([pairs_state[f], getattr(new_pairs, f)]) for f in _PAIR_FIELDS}
+        else:
+            pairs_state = {f: getattr(new_pairs, f) for f in _PAIR_FIELDS}
+    upd = TypeUpdate(etype, new_part, new_pairs, touched_old, assignments, entities, region)
+    return upd, TypeState(records, pairs_state, region)
+
+
+# -- persistence ---------------------------------------------------------------------------------------
+
+STATE_TABLE = ("CREATE TABLE IF NOT EXISTS er_state (entity_type TEXT NOT NULL, part TEXT NOT NULL, "
+               "seq INTEGER NOT NULL, data BLOB, PRIMARY KEY (entity_type, part, seq))")
+
+
+def _npz(arrays: Mapping[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _parquet(df: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+def save_state(conn, state: ERState, appended: Mapping[str, tuple[pd.DataFrame, ScoredPairs | None]] | None = None) -> None:
+    """Write ``state`` into the ``er_state`` table of a SQLite connection (inside the caller's transaction).
+
+    ``appended=None`` rewrites everything; otherwise only the new records and pairs of each type are added
+    as another chunk (``{type: (new records, new pairs)}``) and the region labels are rewritten.
+    """
+    conn.execute(STATE_TABLE)
+    meta = {"version": STATE_VERSION, "model_hash": state.model_hash, "judgements": state.judgements,
+            "n": {t: len(s.records) for t, s in state.types.items()}}
+    if appended is None:
+        conn.execute("DELETE FROM er_state")
+        for etype, ts in state.types.items():
+            conn.execute("INSERT INTO er_state VALUES (?, 'records', 0, ?)", (etype, _parquet(ts.records)))
+            if ts.pairs:
+                conn.execute("INSERT INTO er_state VALUES (?, 'pairs', 0, ?)", (etype, _npz(ts.pairs)))
+            conn.execute("INSERT OR REPLACE INTO er_state VALUES (?, 'region', 0, ?)", (etype, _npz({"region": ts.region})))
+    else:
+        for etype, (records, pairs) in appended.items():
+            seq = conn.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM er_state WHERE entity_type = ? AND part = 'records'",
+                               (etype,)).fetchone()[0]
+            if records is not None and len(records):
+                conn.execute("INSERT INTO er_state VALUES (?, 'records', ?, ?)", (etype, seq, _parquet(records)))
+            if pairs is not None and len(pairs):
+                conn.execute("INSERT INTO er_state VALUES (?, 'pairs', ?, ?)",
+                             (etype, seq, _npz({f: getattr(pairs, f) for f in _PAIR_FIELDS})))
+        for etype, ts in state.types.items():
+            conn.execute("INSERT OR REPLACE INTO er_state VALUES (?, 'region', 0, ?)", (etype, _npz({"region": ts.region})))
+    conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('er_state', ?)", (json.dumps(meta),))
+
+
+def load_state(conn, model: Mapping[str, Any]) -> ERState | None:
+    """The stored state when it exists and was made with ``model``; None otherwise."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'er_state'").fetchone()
+    if row is None:
+        return None
+    meta = json.loads(row[0])
+    if meta.get("version") != STATE_VERSION or meta.get("model_hash") != model_hash(model):
+        return None
+    has = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'er_state'").fetchone()
+    if has is None:
+        return None
+    state = ERState(meta["model_hash"], judgements=[tuple(j) for j in meta.get("judgements", [])])
+    chunks: dict[str, dict[str, list]] = {}
+    for etype, part, _seq, data in conn.execute("SELECT entity_type, part, seq, data FROM er_state ORDER BY entity_type, part, seq"):
+        chunks.setdefault(etype, {}).setdefault(part, []).append(data)
+    for etype, parts in chunks.items():
+        records = [pd.read_parquet(io.BytesIO(b)) for b in parts.get("records", [])]
+        rec = pd.concat(records, ignore_index=True) if len(records) > 1 else records[0]
+        pairs: dict[str, np.ndarray] = {}
+        loaded = [np.load(io.BytesIO(b)) for b in parts.get("pairs", [])]
+        if loaded:
+            pairs = {f: np.concatenate([x[f] for x in loaded]) if len(loaded) > 1 else loaded[0][f] for f in _PAIR_FIELDS}
+        region = np.load(io.BytesIO(parts["region"][0]))["region"]
+        if len(region) != len(rec) or meta["n"].get(etype) != len(rec):
+            return None
+        state.types[etype] = TypeState(rec, pairs, region)
+    return state
+
+
+# -- the store side ------------------------------------------------------------------------------------
+
+def _executemany(conn, table: str, columns: list[str], rows: Iterable[tuple], mode: str = "INSERT") -> None:
+    sql = f"{mode} INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+    conn.executemany(sql, rows)
+
+
+def write_pairs(conn, scored: Iterable[ScoredPairs], replace: bool) -> int:
+    """Write scored pairs into ``er_pairs`` (all of them when ``replace``, else appended): ids oriented
+    smallest first, rows in key order. Values are the same as :meth:`ScoredPairs.frame` gives."""
+    from linkage.resolve.engine import REASONS, _level_strings
+
+    if replace:
+        conn.execute("DELETE FROM er_pairs")
+    total = 0
+    reasons = np.asarray(REASONS, dtype=object)
+    for sp in scored:
+        if not len(sp):
+            continue
+        mids = np.asarray(sp.mention_ids, dtype=object)
+        lid, rid = mids[sp.left], mids[sp.right]
+        order = np.lexsort((sp.right, sp.left))  # record order is mention-id order in a full run: key order
+        rows = zip(lid[order].tolist(), rid[order].tolist(), [sp.entity_type] * len(order),
+                   sp.weight[order].tolist(), sp.prob[order].tolist(), sp.matched[order].astype(int).tolist(),
+                   _level_strings(sp.levels[order]).tolist(), reasons[sp.reason[order]].tolist())
+        _executemany(conn, "er_pairs", ["left_id", "right_id", "entity_type", "weight", "probability", "matched",
+                                        "levels", "reason"], rows, "INSERT OR IGNORE")
+        total += len(order)
+    return total
+
+
+def write_frame(conn, table: str, df: pd.DataFrame, columns: list[str]) -> None:
+    """Insert a frame's rows (plain str/int values, no NaN) in one executemany."""
+    if len(df):
+        cols = [df[c].tolist() for c in columns]
+        _executemany(conn, table, columns, zip(*cols))
+
+
+def _temp_ids(conn, ids: Iterable[str]) -> None:
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS _er_ids (id TEXT PRIMARY KEY)")
+    conn.execute("DELETE FROM _er_ids")
+    conn.executemany("INSERT OR IGNORE INTO _er_ids VALUES (?)", ((str(i),) for i in ids))
+
+
+def resolve_store_incremental(store, model: Mapping[str, Any], judgements: list, progress=None,
+                              settings: ERSettings | None = None) -> dict[str, int] | None:
+    """Resolve the mentions added to ``store`` since the last run against its stored state, writing only what
+    changed: the new pairs are appended to ``er_pairs``; ``mention_entities`` and ``entities`` change only for
+    the touched entities (ids carried over as in a full run). Returns counts, or None when the store has no
+    usable state (no state, another model, or mentions were deleted): then run the full path.
+    """
+    from linkage import model as schema
+
+    conn = store.conn
+    state = load_state(conn, model)
+    if state is None:
+        return None
+    cols = ", ".join(schema.STORED_MENTION_FIELDS)
+    new = store.frame(f"SELECT {cols} FROM mentions WHERE mention_id NOT IN (SELECT mention_id FROM mention_entities) "
+                      "ORDER BY mention_id")
+    n_mentions = store.count("mentions")
+    if n_mentions != state.n_mentions() + len(new) or store.count("mention_entities") != state.n_mentions():
+        return None  # mentions were deleted or assignments changed outside the resolver: rebuild
+    if any(t in FUZZY_TYPES and t not in model for t in set(new["entity_type"].astype(str))):
+        return None  # a type without a fitted model: the full path fits it
+    result = resolve_new(state, new, model, judgements, settings, progress)
+    try:
+        counts = _write_update(store, result, n_mentions, len(new))
+    except _Rebuild:
+        return None
+    return counts
+
+
+def _write_update(store, result: IncrementalResult, n_mentions: int, n_new: int) -> dict[str, int]:
+    from linkage.store.stable_ids import carry_over
+
+    conn = store.conn
+    assignments = [u.assignments for u in result.updates if len(u.assignments)]
+    touched_old = [x for u in result.updates for x in u.touched_old.tolist()]
+    fresh = pd.concat(assignments, ignore_index=True) if assignments else pd.DataFrame(
+        columns=["mention_id", "entity_id", "entity_type"])
+    ents = pd.concat([u.entities for u in result.updates if len(u.entities)], ignore_index=True) if assignments else \
+        pd.DataFrame(columns=["entity_id", "entity_type", "label", "n_mentions", "attributes"])
+    with store.transaction():
+        _temp_ids(conn, touched_old)
+        previous = store.frame("SELECT mention_id, entity_id FROM mention_entities WHERE mention_id IN (SELECT id FROM _er_ids)")
+        rename, _ = carry_over(previous.set_index("mention_id")["entity_id"], fresh.set_index("mention_id")["entity_id"])
+        old_ids = set(previous["entity_id"].tolist())
+        final = {g: rename.get(g, g) for g in set(fresh["entity_id"].tolist())}
+        # carry_over numbers a fresh id that an old entity still has ("<id>.<k>") by how many ids were
+        # claimed or made before it; over the whole store that count includes every untouched entity
+        # (each keeps its id), so add those to the count made over the touched part
+        untouched = store.count("entities") - len(old_ids)
+        for g, f in final.items():
+            if f != g and f not in old_ids:
+                stem, _, k = f.rpartition(".")
+                final[g] = f"{stem}.{int(k) + untouched}"
+        # a fresh id equal to an untouched entity's id is numbered against the whole store in a full run:
+        # let the caller do the full run then
+        clash = [f for f in final.values() if f not in old_ids]
+        if clash:
+            _temp_ids(conn, clash)
+            if conn.execute("SELECT COUNT(*) FROM entities WHERE entity_id IN (SELECT id FROM _er_ids)").fetchone()[0]:
+                raise _Rebuild()
+        fresh["entity_id"] = fresh["entity_id"].map(final)
+        ents["entity_id"] = ents["entity_id"].map(final)
+        _temp_ids(conn, old_ids)
+        conn.execute("DELETE FROM entities WHERE entity_id IN (SELECT id FROM _er_ids)")
+        _temp_ids(conn, touched_old)
+        conn.execute("DELETE FROM mention_entities WHERE mention_id IN (SELECT id FROM _er_ids)")
+        write_frame(conn, "mention_entities", fresh, ["mention_id", "entity_id", "entity_type"])
+        ents["n_mentions"] = ents["n_mentions"].astype(int)
+        write_frame(conn, "entities", ents, ["entity_id", "entity_type", "label", "n_mentions", "attributes"])
+        write_pairs(conn, [u.new_pairs for u in result.updates if u.new_pairs is not None], replace=False)
+        save_state(conn, result.state, {u.entity_type: (u.new_records, u.new_pairs) for u in result.updates})
+    n_pairs = sum(len(t.pairs["left"]) for t in result.state.types.values() if t.pairs)
+    return {"mentions": n_mentions, "entities": store.count("entities"), "new_mentions": n_new, "pairs": n_pairs,
+            "touched_mentions": len(fresh)}
+
+
+class _Rebuild(Exception):
+    """Raised inside the incremental write when only a full carry-over gives the ids a full run gives."""
