@@ -59,6 +59,7 @@ class RunSummary:
     load: Any = None
     counts: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
     clusters: pd.DataFrame = field(default_factory=pd.DataFrame)
     neo4j: Any = None
 
@@ -101,47 +102,64 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
                   full: bool = False) -> dict[str, int]:
     """Resolve every stored mention into entities; store entities, assignments, scored pairs and the model.
 
-    Incremental by default: when the store holds a model and the pairs of an earlier run, only pairs that
-    involve a mention added since are scored (with the stored, frozen model), then old and new pairs are
-    clustered together, which gives what a full run with that model gives. ``full=True`` refits the model
-    and scores every candidate pair again. Entity ids carry over from the previous run where an entity
-    kept most of its mentions.
+    Incremental by default: when the store holds a model and the state of an earlier run (``er_state``:
+    prepared features, every scored pair in compact form, cluster regions; see
+    :mod:`linkage.resolve.incremental`), only the new mentions are prepared, blocked against the stored
+    features, compared and scored with the stored, frozen model; only the cluster regions they reach are
+    clustered again, and only changed rows are written. That gives what a full run with that model gives.
+    Without a usable state (older stores, deleted mentions) the stored ``er_pairs`` are re-read instead.
+    ``full=True`` refits the model and scores every candidate pair again. Entity ids carry over from the
+    previous run where an entity kept most of its mentions.
     """
     from linkage.resolve import resolve_mentions
+    from linkage.resolve.incremental import resolve_store_incremental, save_state, state_from_resolution, write_frame, write_pairs
 
-    mentions = store.mentions()
     judgements = _judgements(store)
-    previous = store.mention_entities()
     raw_model = store.get_meta("er_model")
+    if not full and raw_model is not None:
+        # the stored state (features, scored pairs, cluster regions) lets only the new mentions be worked on
+        counts = resolve_store_incremental(store, json.loads(raw_model), judgements, progress)
+        if counts is not None:
+            return counts
+    mentions = store.mentions()
+    previous = store.mention_entities()
     kwargs: dict[str, Any] = {}
     if not full and raw_model is not None:
         kwargs["model"] = json.loads(raw_model)  # frozen: the same model scores old and new pairs alike
         if len(previous):
             kwargs["new_mention_ids"] = sorted(set(mentions["mention_id"]) - set(previous["mention_id"]))
             kwargs["existing_pairs"] = _stored_pairs(store)
-    resolution = resolve_mentions(mentions, judgements=judgements, progress=progress, **kwargs)
+    resolution = resolve_mentions(mentions, judgements=judgements, progress=progress, keep_records=True, **kwargs)
+    del mentions
     assignments = resolution.assignments.copy()
     entities = resolution.entities.copy()
 
+    say = progress or (lambda stage: None)
     if len(previous):
+        say("carrying entity ids over")
         rename, _events = carry_over(previous.set_index("mention_id")["entity_id"],
                                      assignments.set_index("mention_id")["entity_id"])
         assignments["entity_id"] = assignments["entity_id"].map(rename)
         entities["entity_id"] = entities["entity_id"].map(rename)
 
-    pairs = getattr(resolution, "pairs", None)
-    with store.transaction():
-        store.replace_table("mention_entities", assignments, ["mention_id", "entity_id", "entity_type"])
+    say("writing entities, pairs and the incremental state")
+    model = resolution.model if isinstance(resolution.model, dict) else _model_dict(resolution.model)
+    model_json = json.dumps(model, default=str)
+    state = state_from_resolution(resolution, resolution.diagnostics.pop("records", {}), json.loads(model_json),
+                                  judgements)
+    with store.transaction() as conn:
+        conn.execute("DELETE FROM mention_entities")
+        write_frame(conn, "mention_entities", assignments, ["mention_id", "entity_id", "entity_type"])
         ent_cols = [c for c in ("entity_id", "entity_type", "label", "n_mentions", "attributes") if c in entities.columns]
-        store.replace_table("entities", entities, ent_cols)
-        p = _pairs_frame(pairs if pairs is not None else pd.DataFrame(columns=["left_id", "right_id"]))
-        store.replace_table("er_pairs", p, list(p.columns))
-        model = getattr(resolution, "model", None)
-        if model is not None:
-            store.set_meta("er_model", json.dumps(model if isinstance(model, dict) else _model_dict(model), default=str))
-    return {"mentions": len(mentions), "entities": len(entities),
-            "new_mentions": len(kwargs.get("new_mention_ids", mentions)),
-            "pairs": 0 if pairs is None else len(pairs)}
+        entities["n_mentions"] = entities["n_mentions"].astype(int)
+        conn.execute("DELETE FROM entities")
+        write_frame(conn, "entities", entities, ent_cols)
+        n_pairs = write_pairs(conn, resolution.scored, replace=True)
+        store.set_meta("er_model", model_json)
+        save_state(conn, state)
+    return {"mentions": len(assignments), "entities": len(entities),
+            "new_mentions": len(kwargs.get("new_mention_ids", assignments)),
+            "pairs": n_pairs}
 
 
 def _stored_pairs(store: EmbeddedStore) -> pd.DataFrame:
@@ -160,25 +178,6 @@ def _model_dict(model: Any) -> Any:
     return str(model)
 
 
-def _pairs_frame(pairs: pd.DataFrame) -> pd.DataFrame:
-    """The resolver's pairs in the store's ``er_pairs`` columns."""
-    def col(*names: str) -> Any:
-        for n in names:
-            if n in pairs.columns:
-                return pairs[n].to_numpy()
-        return [None] * len(pairs)
-
-    out = pd.DataFrame({
-        "left_id": pairs["left_id"].astype(str).to_numpy(), "right_id": pairs["right_id"].astype(str).to_numpy(),
-        "entity_type": col("entity_type"), "weight": col("match_weight", "weight"),
-        "probability": col("match_probability", "probability"), "matched": col("matched"),
-        "levels": col("levels"), "reason": col("reason"),
-    })
-    if len(out):
-        out["matched"] = out["matched"].astype(bool).astype(int)
-    return out.drop_duplicates(["left_id", "right_id"])
-
-
 def _judgements(store: EmbeddedStore) -> list[tuple[str, str, str]]:
     try:
         from linkage.resolve.judgements import current_judgements
@@ -187,8 +186,13 @@ def _judgements(store: EmbeddedStore) -> list[tuple[str, str, str]]:
     return list(current_judgements(store))
 
 
-def graph_inputs(store: EmbeddedStore) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """reports, mentions (with entity_id), links and entities as the graph stage expects them."""
+def graph_inputs(store: EmbeddedStore, entities: bool = True
+                 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, Optional[pd.DataFrame]]:
+    """reports, mentions (with entity_id), links and entities as the graph stage expects them.
+
+    ``entities=False`` leaves the entities out (None): clustering does not need them and the scoring stage
+    reads the labels of the clustered entities only (:func:`entity_rows`).
+    """
     reports = store.frame(
         "SELECT report_id, substr(received_at, 1, 10) AS received_at, category, reporter_id, reporter_type "
         "FROM reports ORDER BY report_id"
@@ -198,23 +202,40 @@ def graph_inputs(store: EmbeddedStore) -> tuple[pd.DataFrame, pd.DataFrame, pd.D
         "JOIN mention_entities e USING (mention_id) ORDER BY m.mention_id"
     )
     links = store.links()
-    entities = store.frame("SELECT entity_id, entity_type, label, n_mentions FROM entities ORDER BY entity_id")
-    return reports, mentions, links, entities
+    ents = store.frame("SELECT entity_id, entity_type, label, n_mentions FROM entities ORDER BY entity_id") \
+        if entities else None
+    return reports, mentions, links, ents
+
+
+def entity_rows(store: EmbeddedStore, entity_ids: Sequence[str]) -> pd.DataFrame:
+    """``entity_id, entity_type, label, n_mentions`` of the given entities, sorted by id (one indexed join)."""
+    conn = store.conn
+    with store.transaction():
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_entities (entity_id TEXT PRIMARY KEY)")
+        conn.execute("DELETE FROM temp.wanted_entities")
+        conn.executemany("INSERT OR IGNORE INTO temp.wanted_entities (entity_id) VALUES (?)",
+                         [(str(e),) for e in entity_ids])
+    out = store.frame("SELECT e.entity_id, e.entity_type, e.label, e.n_mentions FROM temp.wanted_entities w "
+                      "JOIN entities e ON e.entity_id = w.entity_id ORDER BY e.entity_id")
+    conn.execute("DROP TABLE temp.wanted_entities")
+    return out
 
 
 def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[int] = None):
     """Build the report graph from resolved entities and find communities.
 
     Returns ``(report_clusters, inputs)`` where ``inputs`` are the reports, mentions, links and entities
-    the scoring stage reuses.
+    the scoring stage reuses (entities: only those the clustered reports mention).
     """
     from linkage.graph import find_clusters
+    from linkage.triage.scoring import _isin
 
-    inputs = graph_inputs(store)
-    reports, mentions, links, entities = inputs
-    report_clusters = find_clusters(reports, mentions, links, entities,
+    reports, mentions, links, _ = graph_inputs(store, entities=False)
+    report_clusters = find_clusters(reports, mentions, links, None,
                                     seed=settings.cluster_seed if seed is None else seed)
-    return report_clusters, inputs
+    clustered = mentions.loc[_isin(mentions["report_id"], report_clusters["report_id"].tolist()), "entity_id"]
+    entities = entity_rows(store, clustered.dropna().unique().tolist())
+    return report_clusters, (reports, mentions, links, entities)
 
 
 def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = None,
@@ -242,9 +263,19 @@ def _data_now(reports: pd.DataFrame) -> dt.date:
     return dt.date.fromisoformat(str(reports["received_at"].max())[:10])
 
 
+CLUSTER_TABLE_COLUMNS = ("cluster_id", "rank", "score", "n_reports", "n_reporters", "categories", "agencies",
+                         "reason", "signals", "routing", "unrouted_reason")
+
+
 def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters: pd.DataFrame,
-                   run_id: Optional[int] = None) -> pd.DataFrame:
-    """Write clusters with ids carried over from the previous run; record merges and splits."""
+                   run_id: Optional[int] = None, full: bool = False) -> pd.DataFrame:
+    """Write clusters with ids carried over from the previous run; record merges and splits.
+
+    Only what changed is written: a cluster whose row is unchanged but for its rank gets its rank updated,
+    removed clusters and memberships are deleted, new or changed ones written; ``full=True`` rewrites both
+    tables. Returns the clusters with their final ids, sorted by rank, as ``store.clusters()`` would read
+    them back (JSON columns as text).
+    """
     previous = store.report_clusters()
     rename, events = carry_over(previous.set_index("report_id")["cluster_id"] if len(previous) else pd.Series(dtype=str),
                                 report_clusters.set_index("report_id")["cluster_id"])
@@ -254,16 +285,20 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
     rows = clusters.copy()
     for col in ("categories", "agencies"):  # lists -> JSON text
         if col in rows.columns:
-            rows[col] = rows[col].map(lambda v: json.dumps(_as_list(v), ensure_ascii=False))
+            rows[col] = [json.dumps(_as_list(v), ensure_ascii=False) for v in rows[col].tolist()]
     for col in ("signals", "routing"):  # already JSON text from triage; other values are encoded here
         if col in rows.columns:
-            rows[col] = rows[col].map(lambda v: v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str))
-    cols = [c for c in ("cluster_id", "rank", "score", "n_reports", "n_reporters", "categories", "agencies", "reason",
-                        "signals", "routing", "unrouted_reason") if c in rows.columns]
+            rows[col] = [v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
+                         for v in rows[col].tolist()]
+    cols = [c for c in CLUSTER_TABLE_COLUMNS if c in rows.columns]
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     with store.transaction():
-        store.replace_table("clusters", rows, cols)
-        store.replace_table("report_clusters", report_clusters, ["report_id", "cluster_id"])
+        if full or not len(previous):
+            store.replace_table("clusters", rows, cols)
+            store.replace_table("report_clusters", report_clusters, ["report_id", "cluster_id"])
+        else:
+            _write_changed_clusters(store, rows, cols)
+            _write_changed_members(store, previous, report_clusters)
         if _has_table(store, "cluster_history"):
             changes = [e for e in events if e.event != "kept"]
             store.insert_rows(
@@ -272,7 +307,73 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
                   "related_ids": list(e.related)} for e in changes],
                 ["at", "run_id", "cluster_id", "event", "related_ids"],
             )
-    return clusters
+    return _as_stored_clusters(rows, cols)
+
+
+def _sql_rows(df: pd.DataFrame, columns: Sequence[str]) -> list[tuple]:
+    """Rows of ``df[columns]`` as SQLite values (NaN -> None, numpy scalars -> Python)."""
+    arrays = []
+    for c in columns:
+        vals = df[c].astype(object).tolist()
+        arrays.append([None if (v is None or (isinstance(v, float) and v != v)) else v for v in vals])
+    return list(zip(*arrays))
+
+
+def _write_changed_clusters(store: EmbeddedStore, rows: pd.DataFrame, cols: list[str]) -> None:
+    """Bring the ``clusters`` table to ``rows`` writing only the rows that differ (ranks separately)."""
+    stored = store.conn.execute(f"SELECT {', '.join(cols)} FROM clusters").fetchall()
+    rank_at = cols.index("rank") if "rank" in cols else None
+    other = [i for i, c in enumerate(cols) if c not in ("cluster_id", "rank")]
+    old = {r[0]: r for r in stored}
+    new_rows = _sql_rows(rows, cols)
+    upsert, reranked = [], []
+    for r in new_rows:
+        o = old.pop(r[0], None)
+        if o is None or any(not _same_value(o[i], r[i]) for i in other):
+            upsert.append(r)
+        elif rank_at is not None and o[rank_at] != r[rank_at]:
+            reranked.append((r[rank_at], r[0]))
+    if old:
+        store.conn.executemany("DELETE FROM clusters WHERE cluster_id = ?", [(k,) for k in old])
+    if reranked:
+        store.conn.executemany("UPDATE clusters SET rank = ? WHERE cluster_id = ?", reranked)
+    if upsert:
+        store.conn.executemany(f"INSERT OR REPLACE INTO clusters ({', '.join(cols)}) "
+                               f"VALUES ({', '.join('?' for _ in cols)})", upsert)
+
+
+def _same_value(stored: Any, new: Any) -> bool:
+    """Whether a stored SQLite value equals a new one (a REAL column gives 3.0 back for 3)."""
+    if stored is None or new is None:
+        return stored is None and new is None
+    if isinstance(stored, float) or isinstance(new, float):
+        try:
+            return float(stored) == float(new)
+        except (TypeError, ValueError):
+            return False
+    return stored == new
+
+
+def _write_changed_members(store: EmbeddedStore, previous: pd.DataFrame, report_clusters: pd.DataFrame) -> None:
+    """Bring ``report_clusters`` to ``report_clusters`` deleting and writing only the rows that changed."""
+    old = dict(zip(previous["report_id"].tolist(), previous["cluster_id"].tolist()))
+    changed = []
+    for rid, cid in zip(report_clusters["report_id"].astype(str).tolist(), report_clusters["cluster_id"].tolist()):
+        if old.pop(rid, None) != cid:
+            changed.append((rid, cid))
+    if old:
+        store.conn.executemany("DELETE FROM report_clusters WHERE report_id = ?", [(k,) for k in old])
+    if changed:
+        store.conn.executemany("INSERT OR REPLACE INTO report_clusters (report_id, cluster_id) VALUES (?, ?)", changed)
+
+
+def _as_stored_clusters(rows: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    """``rows`` as ``store.clusters()`` reads them back (same construction, REAL columns as floats)."""
+    out = pd.DataFrame.from_records(_sql_rows(rows, cols), columns=cols)
+    for c in ("score", "n_reporters"):  # REAL columns: SQLite gives 3.0 back for 3
+        if c in out.columns and len(out) and pd.api.types.is_numeric_dtype(out[c]):
+            out[c] = out[c].astype("float64")
+    return out.sort_values(["rank", "cluster_id"], kind="stable").reset_index(drop=True) if len(out) else out
 
 
 def _has_table(store: EmbeddedStore, name: str) -> bool:
@@ -326,13 +427,17 @@ def run(
             for name in STAGES + (("neo4j",) if neo4j else ()):
                 stages[name] = bar.add_task(f"{name:<9}", total=1, start=False)
 
+        cpu0: dict[str, float] = {}
+
         def begin(name: str) -> float:
             if bar is not None:
                 bar.start_task(stages[name])
+            cpu0[name] = time.process_time()
             return time.perf_counter()
 
         def end(name: str, t0: float) -> None:
             summary.seconds[name] = time.perf_counter() - t0
+            summary.cpu_seconds[name] = time.process_time() - cpu0[name]
             if bar is not None:
                 bar.update(stages[name], completed=1)
 
@@ -360,8 +465,8 @@ def run(
         end("score", t0)
 
         t0 = begin("store")
-        clusters = store_clusters(store, report_clusters, clusters, run_id)
-        summary.clusters = store.clusters()
+        summary.clusters = store_clusters(store, report_clusters, clusters, run_id, full=full)
+        del clusters
         end("store", t0)
 
         t0 = begin("status")

@@ -204,3 +204,96 @@ def test_export_escapes_formula_cells(tmp_path):
                 for cell in row:
                     assert not cell.startswith(("=", "+", "-", "@")), (name, cell)
     assert escape_cell("=A1") == "'=A1"
+
+
+# --- stable ids and the store stage on literal data -----------------------------------------------
+def _carry_over_reference(old: pd.Series, new: pd.Series):
+    """The carry-over rule written plainly (row by row), as an oracle for the vectorised version."""
+    if new.empty:
+        return {}, [(g, "dissolved", ()) for g in sorted(set(old.values))]
+    old_d, new_d = dict(old.items()), dict(new.items())
+    old_size = pd.Series(list(old_d.values()), dtype=object).value_counts().to_dict() if old_d else {}
+    new_size = pd.Series(list(new_d.values()), dtype=object).value_counts().to_dict()
+    overlap: dict[tuple, int] = {}
+    for m, g in new_d.items():
+        if m in old_d:
+            overlap[(g, old_d[m])] = overlap.get((g, old_d[m]), 0) + 1
+    rows = sorted(((n, n / old_size[o], o, g, n / new_size[g]) for (g, o), n in overlap.items()),
+                  key=lambda r: (-r[0], -r[1], r[2], r[3]))
+    rename, taken = {}, set()
+    for n, so, o, g, sn in rows:
+        if g not in rename and o not in taken and (so > 0.5 or sn > 0.5):
+            rename[g] = o
+            taken.add(o)
+    used = set(rename.values())
+    for g in sorted(set(new_d.values())):
+        if g not in rename:
+            final = f"{g}.{len(used)}" if (g in used or g in old_size) else g
+            rename[g] = final
+            used.add(final)
+    events = []
+    for final in sorted(set(rename.values())):
+        olds = tuple(sorted({o for (g, o) in overlap if rename[g] == final}))
+        if final in taken:
+            others = tuple(o for o in olds if o != final)
+            events.append((final, "merged" if others else "kept", others))
+        else:
+            events.append((final, "split" if olds else "created", olds))
+    for o in sorted(set(old_size) - taken):
+        succ = tuple(sorted({rename[g] for (g, oo) in overlap if oo == o}))
+        events.append((o, "dissolved" if len(succ) <= 1 else "split", succ))
+    return {k: rename[k] for k in sorted(rename)}, sorted(events, key=lambda e: (e[0], e[1]))
+
+
+def test_carry_over_matches_the_plain_rule_on_random_partitions():
+    import random
+
+    from linkage.store.stable_ids import carry_over
+
+    rng = random.Random(3)
+    for _ in range(400):
+        members = [f"m{i}" for i in range(rng.randint(0, 25))]
+        pool = [f"g{i}" for i in range(rng.randint(1, 6))] + ["A", "B"]  # old and new ids may coincide
+        old = pd.Series({m: rng.choice(pool) for m in members if rng.random() < 0.8}, dtype=object)
+        new = pd.Series({m: rng.choice(pool) for m in members if rng.random() < 0.8}, dtype=object)
+        rename, events = carry_over(old, new)
+        assert (rename, [tuple(e) for e in events]) == _carry_over_reference(old, new)
+
+
+def _literal_store(tmp_path: Path) -> EmbeddedStore:
+    store = EmbeddedStore(tmp_path / "lit.db")
+    store.conn.executemany("INSERT INTO reports (report_id, received_at, category, content_hash) VALUES (?, ?, ?, 'x')",
+                           [(f"R{i}", "2025-01-0{}".format(1 + i % 9), "overig") for i in range(8)])
+    return store
+
+
+def _scored(ids: list[str], ranks: list[int], scores: list[float]) -> pd.DataFrame:
+    return pd.DataFrame({"cluster_id": ids, "rank": ranks, "score": scores, "n_reports": [2] * len(ids),
+                         "n_reporters": [2] * len(ids), "categories": [["overig"]] * len(ids),
+                         "agencies": [[]] * len(ids), "reason": ["r"] * len(ids), "signals": ["[]"] * len(ids),
+                         "routing": ["[]"] * len(ids), "unrouted_reason": ["none matched"] * len(ids)})
+
+
+def test_store_clusters_writes_what_a_full_rewrite_writes_and_returns_the_stored_rows(tmp_path):
+    from linkage.pipeline import store_clusters
+
+    store = _literal_store(tmp_path)
+    rc1 = pd.DataFrame({"report_id": ["R0", "R1", "R2", "R3"], "cluster_id": ["a", "a", "b", "b"]})
+    out1 = store_clusters(store, rc1, _scored(["a", "b"], [1, 2], [9.0, 5.0]), run_id=1)
+    pd.testing.assert_frame_equal(out1, store.clusters())
+    # second run: b keeps its members and row but drops a rank, a loses R1, c is new
+    rc2 = pd.DataFrame({"report_id": ["R0", "R4", "R2", "R3", "R5", "R6"],
+                        "cluster_id": ["x", "x", "y", "y", "z", "z"]})
+    scored2 = _scored(["x", "y", "z"], [1, 3, 2], [9.5, 5.0, 7.0])
+    full = tmp_path / "full.db"
+    store.conn.execute("VACUUM INTO ?", (str(full),))
+    out2 = store_clusters(store, rc2, scored2, run_id=2)
+    with EmbeddedStore(full) as other:
+        out_full = store_clusters(other, rc2, scored2, run_id=2, full=True)
+        pd.testing.assert_frame_equal(store.clusters(), other.clusters())
+        pd.testing.assert_frame_equal(store.report_clusters(), other.report_clusters())
+    pd.testing.assert_frame_equal(out2, store.clusters())
+    pd.testing.assert_frame_equal(out2, out_full)
+    # y kept all of b's reports, so it keeps b's id (with its new rank); a lost half: x and z are new ids
+    assert store.clusters()[["cluster_id", "rank"]].values.tolist() == [["x", 1], ["z", 2], ["b", 3]]
+    store.close()

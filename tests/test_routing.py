@@ -227,3 +227,15 @@ def test_rules_file_override_is_used(rules_file):
     custom = route(scored(("c_1", 60.0, ["witwassen"], sigs(category_severity=4))), rules_file)
     assert default.iloc[0]["agencies"] == ["belastingdienst", "bibob"]
     assert custom.iloc[0]["agencies"] == []
+
+
+@pytest.mark.parametrize("categories, score, signals", [
+    (["overig"], 5.0, {}),
+    (["hennepteelt"], 29.9, {}),
+    (["hennepteelt", "drugs"], 95.0, {"persons_per_address": 7}),
+    (["overbewoning"], 25.0, {"persons_per_address": 2, "addresses_per_person": 4}),
+    ([], 0.0, {"shared_vehicle_account": 3, "shared_director_address": 2}),
+])
+def test_counting_failures_agrees_with_the_phrases(categories, score, signals):
+    for rule in load_rules().rules:
+        assert rule.n_failures(set(categories), score, signals) == len(rule.failures(categories, score, signals))

@@ -295,38 +295,53 @@ def advance_after_routing(store, report_clusters_df: pd.DataFrame | None = None,
         routing_df = store.frame("SELECT cluster_id, agencies FROM clusters")
     routed = _routing_map(routing_df)
     summary = AdvanceSummary()
-    pairs = sorted({(str(r), str(c)) for r, c in zip(report_clusters_df["report_id"], report_clusters_df["cluster_id"])})
+    pairs = sorted(set(zip(report_clusters_df["report_id"].astype(str).tolist(),
+                           report_clusters_df["cluster_id"].astype(str).tolist())))
+    at = now_iso(now)
+    rows: list[tuple] = []
     with store.transaction():
-        statuses = current_statuses(store, [r for r, _ in pairs])
-        known = {r[0] for r in store.conn.execute("SELECT report_id FROM reports")}
-        linked_before = {r[0] for r in store.conn.execute(
+        conn = store.conn
+        # the last status of every report that has history (the rest are 'ontvangen')
+        last = dict(conn.execute(
+            "SELECT report_id, to_status FROM status_history "
+            "WHERE id IN (SELECT MAX(id) FROM status_history GROUP BY report_id)").fetchall())
+        known = {r for (r,) in conn.execute("SELECT report_id FROM reports")}
+        linked_before = {r for (r,) in conn.execute(
             "SELECT DISTINCT report_id FROM status_history WHERE to_status='gekoppeld'")}
         recorded: dict[str, set[str]] = {}
-        for rid, text in store.conn.execute(
+        for rid, text in conn.execute(
                 "SELECT report_id, agency FROM status_history WHERE to_status='doorgezet' AND agency IS NOT NULL"):
             recorded.setdefault(rid, set()).update(split_agencies(text))
         for report_id, cluster_id in pairs:
             if report_id not in known:
                 continue
-            status = statuses[report_id]
+            status = last.get(report_id, INITIAL_STATUS)
             if status in FINAL_STATUSES:
                 summary.skipped_final += 1
                 continue
             if status in ("ontvangen", "in_behandeling") and report_id not in linked_before:
-                _insert(store, report_id, status, "gekoppeld", actor, f"in cluster {cluster_id}", None, now)
+                rows.append((report_id, at, actor, status, "gekoppeld", f"in cluster {cluster_id}", None))
                 linked_before.add(report_id)
                 summary.gekoppeld += 1
                 summary.report_ids.append(report_id)
                 status = "gekoppeld"
             if status not in ("gekoppeld", "doorgezet"):
                 continue
-            new = [a for a in routed.get(cluster_id, []) if a not in recorded.get(report_id, set())]
+            agencies = routed.get(cluster_id)
+            if not agencies:
+                continue
+            seen = recorded.get(report_id, set())
+            new = [a for a in agencies if a not in seen]
             if not new:
                 continue
-            _insert(store, report_id, status, "doorgezet", actor, f"cluster {cluster_id} routed", "; ".join(new), now)
+            rows.append((report_id, at, actor, status, "doorgezet", f"cluster {cluster_id} routed", "; ".join(new)))
             recorded.setdefault(report_id, set()).update(new)
             summary.doorgezet += 1
             summary.report_ids.append(report_id)
+        if rows:  # one statement for all rows, in the order decided above (ids as one by one)
+            conn.executemany(
+                "INSERT INTO status_history (report_id, at, actor, from_status, to_status, note, agency) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
     return summary
 
 

@@ -11,14 +11,16 @@ Ties break on the smaller id, so the result is deterministic.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 
-@dataclass(frozen=True)
-class IdEvent:
-    """One change in group identity between two runs."""
+class IdEvent(NamedTuple):
+    """One change in group identity between two runs (a named tuple: cheap to make by the million)."""
 
     group_id: str
     event: str  # created | kept | merged | split | dissolved
@@ -38,6 +40,9 @@ def carry_over(old: pd.Series, new: pd.Series) -> tuple[dict[str, str], list[IdE
     (rename, events):
         ``rename[new_id] -> final_id`` for every new group; ``events`` sorted by group id.
 
+    Runs on integer codes (group ids numbered in sorted order), so it stays fast with millions of members
+    and hundreds of thousands of groups (entities) as well as with a few thousand (clusters).
+
     >>> old = pd.Series({"r1": "A", "r2": "A", "r3": "A", "r4": "B", "r5": "B"})
     >>> new = pd.Series({"r1": "x", "r2": "x", "r3": "x", "r4": "x", "r6": "y", "r7": "y"})
     >>> rename, events = carry_over(old, new)
@@ -49,45 +54,125 @@ def carry_over(old: pd.Series, new: pd.Series) -> tuple[dict[str, str], list[IdE
     if new.empty:
         events = [IdEvent(g, "dissolved") for g in sorted(set(old.values))]
         return {}, events
-    joined = pd.DataFrame({"new": new}).join(pd.DataFrame({"old": old}), how="left")
-    overlap = joined.dropna(subset=["old"]).groupby(["new", "old"]).size().rename("n").reset_index()
-    new_sizes = new.value_counts()
-    old_sizes = old.value_counts() if not old.empty else pd.Series(dtype=int)
-    old_size_of = {str(k): int(v) for k, v in old_sizes.items()}
-    new_size_of = {str(k): int(v) for k, v in new_sizes.items()}
-    overlap["share_of_old"] = [n / old_size_of[o] for n, o in zip(overlap["n"], overlap["old"])]
-    overlap["share_of_new"] = [n / new_size_of[g] for n, g in zip(overlap["n"], overlap["new"])]
+    old_vals = old.to_numpy(dtype=object)
+    # one numbering of every group id (old and new), in sorted order: code order is id order
+    codes, names = _sorted_codes(np.concatenate([old_vals, new.to_numpy(dtype=object)]))
+    n_names = max(len(names), 1)
+    old_code, new_code = codes[: len(old_vals)], codes[len(old_vals):]
+    new_size = np.bincount(new_code[new_code >= 0], minlength=n_names)
+    old_size = np.bincount(old_code[old_code >= 0], minlength=n_names)
+    # the old group of every new member (-1: the member is new)
+    pos = old.index.get_indexer(new.index) if len(old) else np.full(len(new), -1)
+    prev = old_code[np.maximum(pos, 0)] if len(old_code) else np.full(len(new), -1)
+    has = (pos >= 0) & (prev >= 0) & (new_code >= 0)
+    key, p_n = np.unique(new_code[has] * n_names + prev[has], return_counts=True)
+    p_new, p_old = key // n_names, key % n_names
+    share_old = p_n / old_size[p_old].astype(float)
+    share_new = p_n / new_size[p_new].astype(float)
+    # A pair that holds all members of both groups (the usual case: a group that did not change) can only
+    # match itself, whatever the order below; it is settled at once, without the loops.
+    perfect = (p_n == old_size[p_old]) & (p_n == new_size[p_new])
+    rest = np.flatnonzero(~perfect)
     # Best candidates first: most shared members, then the larger share, then the smaller ids.
-    overlap = overlap.sort_values(["n", "share_of_old", "old", "new"], ascending=[False, False, True, True])
-    rename: dict[str, str] = {}
-    taken: set[str] = set()
-    for row in overlap.itertuples(index=False):
-        if row.new in rename or row.old in taken:
+    order = rest[np.lexsort((p_new[rest], p_old[rest], -share_old[rest], -p_n[rest]))]
+    rename_code: dict[int, int] = {}
+    taken_code: set[int] = set()
+    for g, o, so, sn in zip(p_new[order].tolist(), p_old[order].tolist(), share_old[order].tolist(),
+                            share_new[order].tolist()):
+        if g in rename_code or o in taken_code:
             continue
-        if row.share_of_old > 0.5 or row.share_of_new > 0.5:
-            rename[row.new] = row.old
-            taken.add(row.old)
-    used = set(rename.values())
-    for gid in sorted(set(new.values)):
-        if gid not in rename:
+        if so > 0.5 or sn > 0.5:
+            rename_code[g] = o
+            taken_code.add(o)
+    final_of = np.full(n_names, -1, dtype=np.int64)  # new group code -> code of the old id it keeps
+    final_of[p_new[perfect]] = p_old[perfect]
+    if rename_code:
+        final_of[np.fromiter(rename_code.keys(), dtype=np.int64)] = np.fromiter(rename_code.values(), dtype=np.int64)
+    new_groups = np.flatnonzero(new_size)  # in id order
+    taken_mask = np.zeros(n_names, dtype=bool)
+    taken_mask[final_of[final_of >= 0]] = True
+    name_list = names.tolist()
+    final_names = [name_list[o] if o >= 0 else None for o in final_of[new_groups].tolist()]
+    old_ids = set(names[np.flatnonzero(old_size)].tolist())
+    used = set(names[taken_mask].tolist())
+    unmatched = []
+    for i, g in enumerate(new_groups.tolist()):
+        if final_names[i] is None:
+            gid = name_list[g]
             final = gid
-            if final in used or final in set(old_sizes.index):
+            if final in used or final in old_ids:
                 final = f"{gid}.{len(used)}"  # an old id that lives on elsewhere must not be reused
-            rename[gid] = final
             used.add(final)
+            final_names[i] = final
+            unmatched.append(final)
+    rename = dict(zip(names[new_groups].tolist(), final_names))
 
+    # events: per final id its contributing old ids; per old id that lost its id its successors
+    perfect_finals = set(names[p_old[perfect]].tolist())
+    if perfect_finals.isdisjoint(unmatched):
+        pairs = rest  # a group kept whole is 'kept' with nothing related
+    else:  # an invented id equals a kept one (never in practice): group every pair by its final id
+        pairs, perfect_finals = np.arange(len(p_new)), set()
+    f_names = np.asarray(final_names, dtype=object)
+    pos_of = np.full(n_names, -1, dtype=np.int64)
+    pos_of[new_groups] = np.arange(len(new_groups))
+    pf = pos_of[p_new[pairs]]
+    olds_of = _sorted_groups(pf, p_old[pairs], f_names, names)
+    succ_of = _sorted_groups(p_old[pairs], pf, names, f_names)
+    taken = set(names[taken_mask].tolist())
     events: list[IdEvent] = []
-    final_of = {n: rename[n] for n in rename}
-    contributors = overlap.assign(final=overlap["new"].map(final_of))
-    for final in sorted(set(final_of.values())):
-        olds = sorted(set(contributors.loc[contributors["final"] == final, "old"]))
+    for final in set(final_names):
+        if final in perfect_finals:
+            events.append(IdEvent(final, "kept", ()))
+            continue
+        contributors = olds_of.get(final, ())
         if final in taken:
-            others = tuple(o for o in olds if o != final)
+            others = tuple(o for o in contributors if o != final)
             events.append(IdEvent(final, "merged" if others else "kept", others))
         else:
-            events.append(IdEvent(final, "split" if olds else "created", tuple(olds)))
-    for gid in sorted(set(old_sizes.index) - taken):
-        succ = tuple(sorted(set(contributors.loc[contributors["old"] == gid, "final"])))
+            events.append(IdEvent(final, "split" if contributors else "created", contributors))
+    for gid in old_ids - taken:
+        succ = succ_of.get(gid, ())
         events.append(IdEvent(gid, "dissolved" if len(succ) <= 1 else "split", succ))
-    events.sort(key=lambda e: (e.group_id, e.event))
-    return {k: rename[k] for k in sorted(rename)}, events
+    # sorted by (group id, event) in C (arrow) rather than by Python comparisons
+    keys = pa.table({"g": pa.array([e[0] for e in events], type=pa.string()),
+                     "e": pa.array([e[1] for e in events], type=pa.string())})
+    order = pc.sort_indices(keys, sort_keys=[("g", "ascending"), ("e", "ascending")]).to_numpy()
+    return rename, [events[i] for i in order.tolist()]
+
+
+def _sorted_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, names): ids numbered in sorted order (-1 for a missing value); names[code] is the id."""
+    try:
+        arr = pa.array(values, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # ids that are not strings: the slower generic way
+        codes, uniq = pd.factorize(pd.Series(values, dtype=object), sort=True)
+        return codes.astype(np.int64), np.asarray(uniq, dtype=object)
+    enc = pc.dictionary_encode(arr)
+    order = pc.sort_indices(enc.dictionary).to_numpy()
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order), dtype=np.int64)
+    idx = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    codes = np.where(idx >= 0, rank[np.maximum(idx, 0)] if len(rank) else -1, -1)
+    names = np.asarray(enc.dictionary.take(pa.array(order)).to_pylist(), dtype=object)
+    return codes, names
+
+
+def _sorted_groups(keys: np.ndarray, values: np.ndarray, key_names: np.ndarray,
+                   value_names: np.ndarray) -> dict[str, tuple[str, ...]]:
+    """key name -> the sorted distinct names of its values (``keys``/``values``: parallel integer codes)."""
+    if len(keys) == 0:
+        return {}
+    # value codes in name order (finals are not numbered in sorted order)
+    v_rank = np.empty(len(value_names), dtype=np.int64)
+    v_rank[np.argsort(np.asarray(value_names, dtype=str), kind="stable")] = np.arange(len(value_names))
+    order = np.lexsort((v_rank[values], keys))
+    k, v = keys[order], values[order]
+    keep = np.ones(len(k), dtype=bool)
+    keep[1:] = (k[1:] != k[:-1]) | (v[1:] != v[:-1])
+    k, v = k[keep], v[keep]
+    v_list = value_names[v].tolist()
+    brk = np.flatnonzero(k[1:] != k[:-1]) + 1
+    starts = [0] + brk.tolist()
+    ends = brk.tolist() + [len(k)]
+    return {name: tuple(v_list[s:e]) for name, s, e in zip(key_names[k[starts]].tolist(), starts, ends)}

@@ -95,6 +95,24 @@ class Rule:
             out.append("none of " + " / ".join(str(c) for c in self.signals_any))
         return out
 
+    def n_failures(self, cats: set[str], score: float, signals: Mapping[str, float]) -> int:
+        """``len(self.failures(...))`` without building the phrases (``cats`` is a set)."""
+        n = 0
+        if self.categories_any and not cats.intersection(self.categories_any):
+            n += 1
+        if self.categories_all and any(c not in cats for c in self.categories_all):
+            n += 1
+        if self.min_score is not None and score < self.min_score:
+            n += 1
+        if self.max_score is not None and score > self.max_score:
+            n += 1
+        for c in self.signals:
+            if not c.holds(signals):
+                n += 1
+        if self.signals_any and not any(c.holds(signals) for c in self.signals_any):
+            n += 1
+        return n
+
 
 @dataclass(frozen=True)
 class Rules:
@@ -348,12 +366,13 @@ def route_one(rules: Rules, categories: Iterable[str], score: float,
     cats = list(categories)
     agencies: list[str] = []
     routing: list[dict[str, str]] = []
-    best: tuple[int, int, Rule, list[str]] | None = None
-    for idx, rule in enumerate(rules.rules):
-        fails = rule.failures(cats, score, signals)
-        if fails:
-            if best is None or len(fails) < best[0]:
-                best = (len(fails), idx, rule, fails)
+    cat_set = set(cats)
+    best: tuple[int, Rule] | None = None
+    for rule in rules.rules:
+        n_fails = rule.n_failures(cat_set, score, signals)
+        if n_fails:
+            if best is None or n_fails < best[0]:
+                best = (n_fails, rule)
             continue
         for a in rule.agencies:
             routing.append({"agency": a, "agency_name": rules.agencies[a], "rule": rule.name, "reason": rule.reason})
@@ -369,7 +388,7 @@ def route_one(rules: Rules, categories: Iterable[str], score: float,
         return agencies, routing, None
     why = f"no rule matched (categories: {', '.join(cats) or 'none'}; score {score:g})"
     if best is not None:
-        why += f"; closest: rule '{best[2].name}' failed on: {', '.join(best[3])}"
+        why += f"; closest: rule '{best[1].name}' failed on: {', '.join(best[1].failures(cats, score, signals))}"
     return [], [], why
 
 

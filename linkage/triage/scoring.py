@@ -20,6 +20,8 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from linkage.triage.policy import ScoringPolicy, as_policy
 from linkage.triage.signals import SIGNALS, ClusterContext, ReportInfo, Signal
@@ -62,15 +64,46 @@ def data_now(reports: pd.DataFrame) -> dt.date:
     return max(d) if d else dt.date.today()
 
 
+def _isin(s: pd.Series, values: Any) -> np.ndarray:
+    """``s.isin(values)`` as a boolean array, fast for string columns (pandas boxes every value of ``values``)."""
+    vals = list(values)
+    try:
+        arr = pa.array(s.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+        value_set = pa.array(vals, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # not strings: pandas' own way
+        return s.isin(vals).to_numpy()
+    return pc.fill_null(pc.is_in(arr, value_set=value_set), False).to_numpy(zero_copy_only=False)
+
+
+def _group_bounds(keys: pd.Series) -> tuple[list, np.ndarray, list[int], list[int]]:
+    """(sorted distinct keys, row order grouping them, group starts, group ends) for one key column."""
+    codes, uniq = pd.factorize(keys, sort=True)
+    order = np.argsort(codes, kind="stable")
+    sc = codes[order]
+    brk = (np.flatnonzero(sc[1:] != sc[:-1]) + 1).tolist()
+    starts = [0] + brk
+    ends = brk + [len(sc)]
+    names = list(uniq) if len(sc) else []
+    return names, order, starts, ends
+
+
 def _grouped(df: pd.DataFrame, cols: list[str]) -> dict[str, tuple]:
     """cluster_id -> tuple of row tuples over ``cols`` (distinct, sorted)."""
     if len(df) == 0:
         return {}
-    arrays = [_obj(df[c]) for c in cols]
-    out: dict[str, tuple] = {}
-    for cid, idx in df.groupby("cluster_id", sort=False).indices.items():
-        out[cid] = tuple(sorted(set(zip(*(a[idx] for a in arrays)))))
-    return out
+    codes = [pd.factorize(df[c], sort=True)[0] for c in ["cluster_id"] + cols]
+    order = np.lexsort(codes[::-1])  # by cluster, then the columns in their (sorted) value order
+    sorted_codes = np.column_stack([c[order] for c in codes])
+    keep = np.ones(len(order), dtype=bool)
+    keep[1:] = (sorted_codes[1:] != sorted_codes[:-1]).any(axis=1)
+    order = order[keep]
+    arrays = [_obj(df[c])[order].tolist() for c in cols]
+    rows = list(zip(*arrays))
+    cl = codes[0][order]
+    brk = (np.flatnonzero(cl[1:] != cl[:-1]) + 1).tolist()
+    starts, ends = [0] + brk, brk + [len(cl)]
+    cids = _obj(df["cluster_id"])[order].tolist()
+    return {cids[a]: tuple(rows[a:b]) for a, b in zip(starts, ends)}
 
 
 def build_contexts(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFrame,
@@ -109,7 +142,7 @@ def build_contexts(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.D
     one_addr = addr.groupby("report_id")["entity_id"].agg(["first", "size"])
     one_addr = one_addr[one_addr["size"] == 1]["first"]
     pers = m[(m["entity_type"] == "person") & role.isin(policy.resident_roles)]
-    pers = pers[pers["report_id"].isin(one_addr.index)]
+    pers = pers[_isin(pers["report_id"], one_addr.index)]
     comention = pd.DataFrame({"cluster_id": pers["cluster_id"], "src": pers["entity_id"],
                               "dst": pers["report_id"].map(one_addr)})
     residence = pd.concat([lives[["cluster_id", "src", "dst"]], comention], ignore_index=True)
@@ -123,7 +156,7 @@ def build_contexts(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.D
     parties = m[m["entity_type"].isin(_PARTIES)].drop_duplicates(["report_id", "entity_id"])
     one_party = parties.groupby("report_id")["entity_id"].agg(["first", "size"])
     one_party = one_party[one_party["size"] == 1]["first"]
-    idents = m[m["entity_type"].isin(_IDENTIFIERS) & m["report_id"].isin(one_party.index)]
+    idents = m[m["entity_type"].isin(_IDENTIFIERS).to_numpy() & _isin(m["report_id"], one_party.index)]
     uses = pd.concat([uses[["cluster_id", "src", "dst"]],
                       pd.DataFrame({"cluster_id": idents["cluster_id"], "src": idents["report_id"].map(one_party),
                                     "dst": idents["entity_id"]})], ignore_index=True)
@@ -138,7 +171,8 @@ def build_contexts(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.D
     })
     rep_arrays = [_obj(rep_rows[c]) if c != "received_at" else rep_rows[c].to_numpy(object)
                   for c in ("report_id", "received_at", "category", "reporter_id")]
-    rep_groups = rep_rows.groupby("cluster_id", sort=True).indices
+    names, order, starts, ends = _group_bounds(rep_rows["cluster_id"])
+    rep_groups = {cid: order[a:b] for cid, a, b in zip(names, starts, ends)}
     g_res = _grouped(residence, ["src", "dst"])
     g_dir = _grouped(directs, ["src", "dst"])
     g_loc = _grouped(located, ["src", "dst"])
@@ -148,7 +182,7 @@ def build_contexts(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.D
     types = dict(zip(_obj(m["entity_id"]), _obj(m["entity_type"])))
     labels: Mapping[str, str] = {}
     if entities is not None and len(entities) and "label" in entities.columns:
-        e = entities[entities["entity_id"].astype(str).isin(set(types))]
+        e = entities[_isin(entities["entity_id"].astype(str), types)]
         labels = dict(zip(_obj(e["entity_id"].astype(str)), _obj(e["label"])))
 
     for cid in sorted(rep_groups):
