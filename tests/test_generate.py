@@ -331,3 +331,17 @@ def test_generate_person_mentions_shapes():
 def test_doctests(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
+
+
+def test_reference_profile_is_benchmark_with_fewer_errors():
+    from linkage.generate.people import PROFILE_SETTINGS
+
+    b, r = PROFILE_SETTINGS["benchmark"], PROFILE_SETTINGS["reference"]
+    for name in ("name_typo", "first_typo", "initials", "tv_variant", "date_swap", "date_typo", "bsn_typo"):
+        assert getattr(r.rates, name) == pytest.approx(getattr(b.rates, name) * 0.2)
+    assert 1 - r.quality.birth == pytest.approx((1 - b.quality.birth) * 0.2)
+    assert r.namesake_p == b.namesake_p and r.quality.bsn == b.quality.bsn
+    m, t = generate_person_mentions(2000, 7, profile="reference")
+    assert len(m) == len(t) == 2000 and (m["birth_date"] != "").mean() > 0.95
+    with pytest.raises(ValueError):
+        generate_person_mentions(10, 7, profile="nope")

@@ -262,3 +262,17 @@ def test_entity_ids_and_attributes_are_vectorised_but_unchanged():
     for attrs in res.entities["attributes"]:
         obj = json.loads(attrs)
         assert all(v == sorted(set(v)) for v in obj.values())
+
+
+@pytest.mark.parametrize("a, b", [
+    (_person("d1", "Eline Haan-Spier", dob="1996-07-27"), _person("d2", "Eline Spier-Haan", dob="1997-07-27")),
+    (_person("d1", "Fleur Leene-Heyden", dob="1978-04-30"), _person("d2", "F. Heyden", dob="1878-04-30")),
+    (_person("d1", "Adam Aziz", dob="1953-03-04"), _person("d2", "A. Aziz", dob="1653-03-04")),
+])
+def test_double_names_and_year_typos_are_candidates(a, b):
+    # background with many A./F./E. mentions of the same surnames, so that the plain name blocks are capped
+    crowd = [_person(f"c{i:03d}", f"{'AEF'[i % 3]}{'abcdefghij'[i % 10]}{i} {s}", dob=f"{1940 + i % 50}-0{1 + i % 9}-1{i % 9}")
+             for i in range(240) for s in ("Haan", "Heyden", "Aziz")[i % 3:i % 3 + 1]]
+    res = resolve_mentions(pd.DataFrame([a, b] + crowd + _background()), keep_candidates=True)
+    left, right = res.diagnostics["person"]["candidates"]
+    assert {("d1", "d2"), ("d2", "d1")} & set(zip(left.tolist(), right.tolist()))

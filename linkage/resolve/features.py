@@ -5,8 +5,10 @@ In:  mentions with the columns of :data:`linkage.model.STORED_MENTION_FIELDS` (s
 Out: :func:`prepare` gives, for one entity type, a DataFrame with ``mention_id`` and feature columns: text
      columns hold '' when unknown, never None. Person: ``first_name``, ``initials``, ``first_initial``,
      ``surname`` (without tussenvoegsel), ``part1``/``part2`` (double-name parts), ``surname_sorted``
-     (the parts of a double name in sorted order, '' for a single name), ``birth_date``
-     (ISO), ``birth_year``, ``birth_date_sorted``, ``bsn`` (only when it passes the elfproef),
+     (the parts of a double name in sorted order, '' for a single name), ``last_part`` (the last part of
+     the surname: a double name's second part, else the surname), ``single_name`` ('x', or '' for a
+     double name), ``birth_date``
+     (ISO), ``birth_year``, ``birth_date_sorted``, ``birth_month_day`` (``MM-DD``: finds a typo in the year), ``bsn`` (only when it passes the elfproef),
      ``surname_sound``, ``name_tokens_sorted``, ``national_id``, ``label``. Address: ``street``,
      ``house_number``, ``suffix``, ``postcode``, ``postcode4``, ``city``, ``street_sound``, ``label``.
      Business: ``name``, ``name_key``, ``name_tokens_sorted``, ``name_sound``, ``kvk``, ``label``.
@@ -174,10 +176,11 @@ def _person(df: pd.DataFrame, out: pd.DataFrame) -> None:
         tokens = " ".join(sorted(x for x in (given, p.surname) if x)) if given and p.surname else ""
         return (given, p.initials, p.surname, parts[0] if parts else "", parts[1] if len(parts) > 1 else "",
                 "-".join(sorted(parts)) if len(parts) > 1 else "",
-                sound_key(parts[0]) if parts else "", tokens, display)
+                sound_key(parts[0]) if parts else "", tokens, parts[-1] if parts else "",
+                "" if len(parts) > 1 else "x", display)
 
     cols = ["first_name", "initials", "surname", "part1", "part2", "surname_sorted", "surname_sound",
-            "name_tokens_sorted", "_display"]
+            "name_tokens_sorted", "last_part", "single_name", "_display"]
     parsed = pd.DataFrame(_per_unique(names, parse), columns=cols)
     for c in cols:
         out[c] = parsed[c].to_numpy(dtype=object)
@@ -196,6 +199,8 @@ def _person(df: pd.DataFrame, out: pd.DataFrame) -> None:
     lo, hi = np.minimum(m, d), np.maximum(m, d)
     sorted_key = pd.Series(y).astype(str) + "-" + pd.Series(lo).astype(str).str.zfill(2) + "-" + pd.Series(hi).astype(str).str.zfill(2)
     out["birth_date_sorted"] = np.where(has, sorted_key.to_numpy(dtype=object), "").astype(object)
+    month_day = pd.Series(m).astype(str).str.zfill(2) + "-" + pd.Series(d).astype(str).str.zfill(2)
+    out["birth_month_day"] = np.where(has & (m > 0) & (d > 0), month_day.to_numpy(dtype=object), "").astype(object)
     out["bsn"] = _valid_bsn(_col(df, "bsn_norm").where(_col(df, "bsn_norm") != "", _col(df, "bsn").str.replace(r"\D", "", regex=True)))
     disp = out["_display"].str.title()
     out["label"] = np.where(out["birth_date"] != "", disp + " (" + out["birth_date"] + ")", disp).astype(object)
