@@ -274,5 +274,7 @@ def test_double_names_and_year_typos_are_candidates(a, b):
     crowd = [_person(f"c{i:03d}", f"{'AEF'[i % 3]}{'abcdefghij'[i % 10]}{i} {s}", dob=f"{1940 + i % 50}-0{1 + i % 9}-1{i % 9}")
              for i in range(240) for s in ("Haan", "Heyden", "Aziz")[i % 3:i % 3 + 1]]
     res = resolve_mentions(pd.DataFrame([a, b] + crowd + _background()), keep_candidates=True)
-    left, right = res.diagnostics["person"]["candidates"]
-    assert {("d1", "d2"), ("d2", "d1")} & set(zip(left.tolist(), right.tolist()))
+    diag = res.diagnostics["person"]
+    ids = diag["mention_ids"]
+    left, right = diag["candidate_index"]
+    assert {("d1", "d2"), ("d2", "d1")} & set(zip(ids[left].tolist(), ids[right].tolist()))
