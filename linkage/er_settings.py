@@ -103,6 +103,7 @@ class TypePolicy:
     ambiguity_margin: float = 6.0
     #: A name-only pair at or above this probability makes a group a *candidate* for an unanchored group
     #: (it joins only the one clear candidate); unanchored groups join each other only at ``match_probability``.
+    #: Name-only pairs below it play no part (above ``match_probability`` it is the bar for name-only links).
     candidate_probability: float = 0.5
 
     def comparison(self, name: str) -> Comparison:

@@ -389,7 +389,7 @@ def _cluster_scored(records: pd.DataFrame, left: np.ndarray, right: np.ndarray, 
 def _link_kinds(matched: np.ndarray, anchored: np.ndarray, contradiction: np.ndarray, prob: np.ndarray, policy):
     """(strong, weak) per pair: links agreeing on an anchor, and name-only links or candidates."""
     strong = matched & anchored
-    weak = ~anchored & ~contradiction & (matched | (prob >= policy.candidate_probability))
+    weak = ~anchored & ~contradiction & (prob >= policy.candidate_probability)
     return strong, weak
 
 
