@@ -140,3 +140,11 @@ def test_distinct_flats_are_not_merged_but_a_missing_toevoeging_may_link():
     f = ids[:9]
     # 13-1, 13-2, 13-3 are three dwellings, also with a "13" (toevoeging unknown) that looks like each of them
     assert not {f[0], f[1], f[2]} & {f[3], f[4], f[5]} and not {f[0], f[1], f[2], f[3], f[4], f[5]} & {f[6], f[7], f[8]}
+
+
+def test_house_number_with_a_toevoeging_is_not_read_as_a_postcode():
+    a = parse_address("Kerkstraat 1000 hs")
+    assert (a.street, a.house_number, a.addition, a.postcode) == ("kerkstraat", 1000, "hs", "")
+    # a comma before it, or a house number already given, keeps it a postcode
+    assert parse_address("Kerkstraat, 1000 HS Amsterdam").postcode == "1000HS"
+    assert parse_address("Kerkstraat 12 1000 HS").postcode == "1000HS"

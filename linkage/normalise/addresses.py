@@ -213,11 +213,35 @@ def parse_address(address: object = None, street: object = None, house_number: o
         return Address()
 
 
+#: Two-letter toevoegingen that are also valid postcode letters (hs = huis, bg = begane grond, ...).
+_TWO_LETTER_ADDITIONS = frozenset({"hs", "bg", "hg", "rd", "zw", "bv", "bs"})
+
+
+def _is_number_with_addition(text: str, pm: re.Match) -> bool:
+    """Does a postcode-shaped match ("1000 hs") read better as a house number with a toevoeging?
+
+    Only when a street comes right before it (no comma, no other number), nothing with a digit follows, and
+    the letters are a common toevoeging.
+
+    >>> _is_number_with_addition("kerkstraat 1000 hs", _POSTCODE_IN.search("kerkstraat 1000 hs"))
+    True
+    >>> _is_number_with_addition("kerkstraat, 1000 hs amsterdam", _POSTCODE_IN.search("kerkstraat, 1000 hs amsterdam"))
+    False
+    >>> _is_number_with_addition("kerkstraat 12 1000 hs", _POSTCODE_IN.search("kerkstraat 12 1000 hs"))
+    False
+    """
+    before, after = text[: pm.start()], text[pm.end():]
+    return (pm.group(2) in _TWO_LETTER_ADDITIONS and bool(before.strip()) and "," not in before
+            and not re.search(r"[0-9]", before) and not re.search(r"[0-9]", after))
+
+
 def _parse(address: object, street: object, house_number: object, postcode: object, city: object) -> Address:
     s_street, s_num, s_letter, s_add, s_pc, s_city = "", None, "", "", "", ""
     text = _fold(address)
     if text:
         pm = _POSTCODE_IN.search(text)
+        if pm and _is_number_with_addition(text, pm):
+            pm = None  # "Kerkstraat 1000 hs": house number 1000, toevoeging "hs" (huis), not postcode 1000HS
         if pm:
             s_pc = normalise_postcode(pm.group(1) + pm.group(2)) or ""
             before, after = text[: pm.start()].strip(" ,"), text[pm.end():].strip(" ,.")
