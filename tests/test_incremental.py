@@ -166,3 +166,22 @@ def test_deleted_mentions_fall_back_to_the_full_path(parts, tmp_path):
     assert "touched_mentions" not in counts
     with EmbeddedStore(tmp_path / "s.db") as s:
         assert s.count("mention_entities") == s.count("mentions")
+
+
+def test_state_stored_in_small_chunks_gives_the_same_result(parts, tmp_path, monkeypatch):
+    # SQLite refuses blobs over 1 GB (1M mentions of one type score > 30 M pairs): the state is chunked
+    import linkage.resolve.incremental as inc
+
+    first, second = parts
+    expected = _two_runs(first, second, tmp_path / "whole.db")
+    monkeypatch.setattr(inc, "PAIRS_PER_CHUNK", 97)
+    monkeypatch.setattr(inc, "RECORDS_PER_CHUNK", 53)
+    chunked = _two_runs(first, second, tmp_path / "chunked.db")
+    assert chunked == expected
+    with EmbeddedStore(tmp_path / "chunked.db") as s:
+        n_chunks = s.conn.execute("SELECT COUNT(*) FROM er_state WHERE part = 'pairs'").fetchone()[0]
+        assert n_chunks > 10
+        state = load_state(s.conn, __import__("json").loads(s.get_meta("er_model")))
+        assert state is not None and state.n_mentions() == chunked["mentions"]
+    for a, b in zip(_tables(tmp_path / "whole.db"), _tables(tmp_path / "chunked.db")):
+        pd.testing.assert_frame_equal(a, b)

@@ -313,6 +313,27 @@ def _parquet(df: pd.DataFrame) -> bytes:
     return buf.getvalue()
 
 
+#: Rows per stored chunk: SQLite refuses a blob over 1 GB, and 1,000,000 mentions of one type can score over
+#: 30 M pairs. A pair takes ~30 bytes, a prepared record well under 100 bytes compressed.
+PAIRS_PER_CHUNK = 4_000_000
+RECORDS_PER_CHUNK = 1_000_000
+
+
+def _insert_records(conn, etype: str, seq: int, records: pd.DataFrame) -> None:
+    """Store ``records`` as parquet blobs of at most :data:`RECORDS_PER_CHUNK` rows, from ``seq`` on, in order."""
+    for k, start in enumerate(range(0, max(len(records), 1), RECORDS_PER_CHUNK)):
+        part = records.iloc[start:start + RECORDS_PER_CHUNK].reset_index(drop=True)
+        conn.execute("INSERT INTO er_state VALUES (?, 'records', ?, ?)", (etype, seq + k, _parquet(part)))
+
+
+def _insert_pairs(conn, etype: str, seq: int, pairs: Mapping[str, np.ndarray]) -> None:
+    """Store pair arrays as npz blobs of at most :data:`PAIRS_PER_CHUNK` pairs, from ``seq`` on, in order."""
+    n = len(next(iter(pairs.values())))
+    for k, start in enumerate(range(0, max(n, 1), PAIRS_PER_CHUNK)):
+        part = {f: a[start:start + PAIRS_PER_CHUNK] for f, a in pairs.items()}
+        conn.execute("INSERT INTO er_state VALUES (?, 'pairs', ?, ?)", (etype, seq + k, _npz(part)))
+
+
 def save_state(conn, state: ERState, appended: Mapping[str, tuple[pd.DataFrame, ScoredPairs | None]] | None = None) -> None:
     """Write ``state`` into the ``er_state`` table of a SQLite connection (inside the caller's transaction).
 
@@ -325,19 +346,19 @@ def save_state(conn, state: ERState, appended: Mapping[str, tuple[pd.DataFrame, 
     if appended is None:
         conn.execute("DELETE FROM er_state")
         for etype, ts in state.types.items():
-            conn.execute("INSERT INTO er_state VALUES (?, 'records', 0, ?)", (etype, _parquet(ts.records)))
+            _insert_records(conn, etype, 0, ts.records)
             if ts.pairs:
-                conn.execute("INSERT INTO er_state VALUES (?, 'pairs', 0, ?)", (etype, _npz(ts.pairs)))
+                _insert_pairs(conn, etype, 0, ts.pairs)
             conn.execute("INSERT OR REPLACE INTO er_state VALUES (?, 'region', 0, ?)", (etype, _npz({"region": ts.region})))
     else:
         for etype, (records, pairs) in appended.items():
-            seq = conn.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM er_state WHERE entity_type = ? AND part = 'records'",
-                               (etype,)).fetchone()[0]
+            def next_seq(part: str) -> int:
+                return conn.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM er_state WHERE entity_type = ? AND part = ?",
+                                    (etype, part)).fetchone()[0]
             if records is not None and len(records):
-                conn.execute("INSERT INTO er_state VALUES (?, 'records', ?, ?)", (etype, seq, _parquet(records)))
+                _insert_records(conn, etype, next_seq("records"), records)
             if pairs is not None and len(pairs):
-                conn.execute("INSERT INTO er_state VALUES (?, 'pairs', ?, ?)",
-                             (etype, seq, _npz({f: getattr(pairs, f) for f in _PAIR_FIELDS})))
+                _insert_pairs(conn, etype, next_seq("pairs"), {f: getattr(pairs, f) for f in _PAIR_FIELDS})
         for etype, ts in state.types.items():
             conn.execute("INSERT OR REPLACE INTO er_state VALUES (?, 'region', 0, ?)", (etype, _npz({"region": ts.region})))
     conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('er_state', ?)", (json.dumps(meta),))
