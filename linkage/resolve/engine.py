@@ -261,8 +261,9 @@ def resolve_mentions(mentions: pd.DataFrame, settings: ERSettings | str | Path |
     )
 
 
-def _resolve_simple(records: pd.DataFrame, same: list, different: list) -> np.ndarray:
-    """Exact normalised value; empty values stay alone. Judgements apply as for fuzzy types."""
+def equal_value_pairs(records: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs chaining the records of equal non-empty ``value`` (each record to the next one with its value,
+    in record order); records with an empty value are in no pair."""
     values = records["value"].to_numpy(dtype=object)
     n = len(values)
     codes, _ = pd.factorize(pd.Series(values))
@@ -270,8 +271,13 @@ def _resolve_simple(records: pd.DataFrame, same: list, different: list) -> np.nd
     order = np.lexsort((np.arange(n), codes))
     sc = codes[order]
     follow = np.flatnonzero(sc[1:] == sc[:-1])
-    left, right = order[follow], order[follow + 1]
-    return cluster(n, left, right, np.full(len(left), 30.0), same=same, different=different)
+    return order[follow], order[follow + 1]
+
+
+def _resolve_simple(records: pd.DataFrame, same: list, different: list) -> np.ndarray:
+    """Exact normalised value; empty values stay alone. Judgements apply as for fuzzy types."""
+    left, right = equal_value_pairs(records)
+    return cluster(len(records), left, right, np.full(len(left), 30.0), same=same, different=different)
 
 
 def _resolve_fuzzy(records: pd.DataFrame, etype: str, cfg: ERSettings, same: list, different: list, say,

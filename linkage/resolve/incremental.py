@@ -33,6 +33,7 @@ from linkage.er_settings import FUZZY_TYPES, ERSettings
 from linkage.resolve.cluster import components
 from linkage.resolve.engine import (
     ScoredPairs, _cluster_scored, _entities, _finalise, _pair_flags, _resolve_simple, _score, _settings,
+    equal_value_pairs,
 )
 from linkage.resolve.features import prepare
 from linkage.scoring import FittedModel
@@ -107,14 +108,8 @@ def state_from_resolution(resolution, mentions_by_type: Mapping[str, pd.DataFram
 
 
 def _simple_regions(records: pd.DataFrame, same: list) -> np.ndarray:
-    values = records["value"].to_numpy(dtype=object)
-    n = len(values)
-    codes, _ = pd.factorize(pd.Series(values))
-    codes = np.where(values == "", -1 - np.arange(n), codes)
-    order = np.lexsort((np.arange(n), codes))
-    sc = codes[order]
-    follow = np.flatnonzero(sc[1:] == sc[:-1])
-    return region_labels(n, order[follow], order[follow + 1], None, same)
+    left, right = equal_value_pairs(records)
+    return region_labels(len(records), left, right, None, same)
 
 
 def _norm_judgements(judgements: Iterable) -> set[tuple[str, str, str]]:
