@@ -1,12 +1,17 @@
 """Terugmelden: a message per status, content rules, anonymous reporters, agency naming, idempotency."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 import csv
 import datetime as dt
 import json
 
 import pytest
 from typer.testing import CliRunner
+
+sys.path.insert(0, str(Path(__file__).parent))
+from lifecycle_paths import PATH_TO, bring  # noqa: E402
 
 import cli
 from linkage.errors import ConfigError, InputError
@@ -51,21 +56,6 @@ def store(tmp_path, monkeypatch):
     s.close()
 
 
-PATH_TO = {
-    "ontvangen": [],
-    "in_behandeling": [("in_behandeling", None)],
-    "gekoppeld": [("gekoppeld", None)],
-    "doorgezet": [("gekoppeld", None), ("doorgezet", "Politie")],
-    "afgehandeld": [("in_behandeling", None), ("afgehandeld", None)],
-    "niet_ontvankelijk": [("niet_ontvankelijk", None)],
-}
-
-
-def _bring(store, rid, status):
-    for to, agency in PATH_TO[status]:
-        set_status(store, rid, to, agency=agency)
-
-
 def test_dutch_dates():
     assert format_dutch_date("2025-03-03") == "3 maart 2025"
     assert format_dutch_date(dt.date(2025, 5, 1)) == "1 mei 2025"
@@ -73,7 +63,7 @@ def test_dutch_dates():
 
 @pytest.mark.parametrize("status", [s for s in STATUSES if s != "ontvangen"])
 def test_a_message_for_each_status(store, status):
-    _bring(store, "R-1001", status)
+    bring(store, "R-1001", status)
     [msg] = build_feedback(store)
     templates = load_templates()
     assert msg.status == status and msg.report_id == msg.reference == "R-1001"
@@ -82,7 +72,7 @@ def test_a_message_for_each_status(store, status):
 
 
 def test_ontvangen_back_after_reopen_gets_the_in_behandeling_message(store):
-    _bring(store, "R-1001", "niet_ontvankelijk")
+    bring(store, "R-1001", "niet_ontvankelijk")
     set_status(store, "R-1001", "in_behandeling", reopen=True)
     [msg] = build_feedback(store)
     assert msg.status == "in_behandeling" and "in behandeling" in msg.message
@@ -102,7 +92,7 @@ def _all_values():
 @pytest.mark.parametrize("name_agency", [False, True])
 def test_messages_never_leak(store, name_agency):
     for rid, status in (("R-1001", "doorgezet"), ("R-2002", "gekoppeld"), ("R-3003", "afgehandeld")):
-        _bring(store, rid, status)
+        bring(store, rid, status)
     messages = build_feedback(store, templates=load_templates(name_agency=name_agency))
     assert [m.report_id for m in messages] == ["R-1001", "R-2002", "R-3003"]
     reporters = {"MW-771", "BW-882"}
@@ -120,8 +110,8 @@ def test_messages_never_leak(store, name_agency):
 
 
 def test_anonymous_reporter_is_keyed_by_reference(store):
-    _bring(store, "R-2002", "gekoppeld")
-    _bring(store, "R-1001", "gekoppeld")
+    bring(store, "R-2002", "gekoppeld")
+    bring(store, "R-1001", "gekoppeld")
     by_id = {m.report_id: m for m in build_feedback(store)}
     assert by_id["R-2002"].reporter_id is None and by_id["R-2002"].reference == "R-2002"
     assert "kenmerk R-2002" in by_id["R-2002"].message
@@ -129,7 +119,7 @@ def test_anonymous_reporter_is_keyed_by_reference(store):
 
 
 def test_agency_named_only_when_configured(store):
-    _bring(store, "R-1001", "doorgezet")
+    bring(store, "R-1001", "doorgezet")
     [plain] = build_feedback(store)
     assert "juiste instantie" in plain.message and "olitie" not in plain.message
     [named] = build_feedback(store, templates=load_templates(name_agency=True))
@@ -142,14 +132,14 @@ def test_agency_naming_from_settings(store, tmp_path):
     path = tmp_path / "settings.toml"
     path.write_text(DEFAULT_SETTINGS.read_text(encoding="utf-8").replace("name_agency = false", "name_agency = true"),
                     encoding="utf-8")
-    _bring(store, "R-1001", "doorgezet")
+    bring(store, "R-1001", "doorgezet")
     [msg] = build_feedback(store, templates=load_templates(settings=load_settings(path)))
     assert "naar de politie" in msg.message
 
 
 def test_marking_sent_is_idempotent(store):
-    _bring(store, "R-1001", "gekoppeld")
-    _bring(store, "R-2002", "gekoppeld")
+    bring(store, "R-1001", "gekoppeld")
+    bring(store, "R-2002", "gekoppeld")
     first = build_feedback(store)
     assert mark_sent(store, first) == 2
     assert mark_sent(store, first) == 0
@@ -160,7 +150,7 @@ def test_marking_sent_is_idempotent(store):
 
 
 def test_same_status_again_sends_nothing_new(store):
-    _bring(store, "R-1001", "doorgezet")
+    bring(store, "R-1001", "doorgezet")
     mark_sent(store, build_feedback(store))
     set_status(store, "R-1001", "doorgezet", agency="FIOD")
     assert build_feedback(store) == []
@@ -193,7 +183,7 @@ def test_templates_may_not_use_other_placeholders(tmp_path):
 
 
 def test_write_csv_and_json(store, tmp_path):
-    _bring(store, "R-2002", "gekoppeld")
+    bring(store, "R-2002", "gekoppeld")
     messages = build_feedback(store)
     rows = list(csv.DictReader(write_messages(messages, tmp_path / "m.csv").open(encoding="utf-8")))
     assert rows[0]["reference"] == "R-2002" and rows[0]["reporter_id"] == ""
@@ -204,8 +194,8 @@ def test_write_csv_and_json(store, tmp_path):
 
 
 def test_cli_feedback(store, tmp_path):
-    _bring(store, "R-1001", "doorgezet")
-    _bring(store, "R-2002", "gekoppeld")
+    bring(store, "R-1001", "doorgezet")
+    bring(store, "R-2002", "gekoppeld")
     runner = CliRunner()
     db = str(store.path)
     res = runner.invoke(cli.app, ["feedback", "--store", db])  # preview: nothing marked

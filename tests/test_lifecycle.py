@@ -1,6 +1,8 @@
 """Report lifecycle: every legal transition, every illegal one refused, routing moves reports forward."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 import itertools
 import json
 import sqlite3
@@ -8,6 +10,9 @@ import sqlite3
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
+
+sys.path.insert(0, str(Path(__file__).parent))
+from lifecycle_paths import PATH_TO, bring  # noqa: E402
 
 import cli
 from linkage.errors import NotFoundError
@@ -41,23 +46,6 @@ def store(tmp_path, monkeypatch):
     s.close()
 
 
-#: How to bring a fresh report into each status (legal steps only).
-PATH_TO = {
-    "ontvangen": [],
-    "in_behandeling": [("in_behandeling", None)],
-    "gekoppeld": [("gekoppeld", None)],
-    "doorgezet": [("gekoppeld", None), ("doorgezet", "Politie")],
-    "afgehandeld": [("in_behandeling", None), ("afgehandeld", None)],
-    "niet_ontvankelijk": [("niet_ontvankelijk", None)],
-}
-
-
-def _bring(store, rid, status):
-    for to, agency in PATH_TO[status]:
-        set_status(store, rid, to, agency=agency)
-    assert current_status(store, rid) == status
-
-
 LEGAL = [(f, t) for f, targets in TRANSITIONS.items() for t in targets]
 ILLEGAL = [(f, t) for f, t in itertools.product(STATUSES, STATUSES) if (f, t) not in LEGAL]
 
@@ -69,7 +57,7 @@ def test_no_history_means_ontvangen(store):
 
 @pytest.mark.parametrize("from_status,to_status", LEGAL)
 def test_every_legal_transition(store, from_status, to_status):
-    _bring(store, "R-1001", from_status)
+    bring(store, "R-1001", from_status)
     agency = "FIOD" if to_status == "doorgezet" else None
     set_status(store, "R-1001", to_status, note="checked", agency=agency)
     assert current_status(store, "R-1001") == to_status
@@ -79,7 +67,7 @@ def test_every_legal_transition(store, from_status, to_status):
 
 @pytest.mark.parametrize("from_status,to_status", ILLEGAL)
 def test_every_illegal_transition_is_refused(store, from_status, to_status):
-    _bring(store, "R-1001", from_status)
+    bring(store, "R-1001", from_status)
     before = len(history(store, "R-1001"))
     with pytest.raises(TransitionError) as exc:
         set_status(store, "R-1001", to_status, agency="Politie")
@@ -90,7 +78,7 @@ def test_every_illegal_transition_is_refused(store, from_status, to_status):
 
 
 def test_doorgezet_again_needs_another_agency(store):
-    _bring(store, "R-1001", "doorgezet")
+    bring(store, "R-1001", "doorgezet")
     with pytest.raises(TransitionError, match="another agency"):
         set_status(store, "R-1001", "doorgezet", agency="Politie")
     set_status(store, "R-1001", "doorgezet", agency="Belastingdienst")
@@ -98,14 +86,14 @@ def test_doorgezet_again_needs_another_agency(store):
 
 
 def test_doorgezet_needs_an_agency(store):
-    _bring(store, "R-1001", "gekoppeld")
+    bring(store, "R-1001", "gekoppeld")
     with pytest.raises(TransitionError, match="--agency"):
         set_status(store, "R-1001", "doorgezet")
 
 
 @pytest.mark.parametrize("final", sorted(FINAL_STATUSES))
 def test_final_statuses_reopen_only_explicitly(store, final):
-    _bring(store, "R-1001", final)
+    bring(store, "R-1001", final)
     with pytest.raises(TransitionError, match="final"):
         set_status(store, "R-1001", "in_behandeling")
     with pytest.raises(TransitionError, match="final"):
@@ -138,7 +126,7 @@ def _routing_setup(store):
     rc = pd.DataFrame({"report_id": ["R-1001", "R-2002", "R-3003", "R-4004"],
                        "cluster_id": ["C-1", "C-1", "C-2", "C-1"]})
     routing = pd.DataFrame({"cluster_id": ["C-1", "C-2"], "agencies": [["Politie"], []]})
-    _bring(store, "R-4004", "afgehandeld")
+    bring(store, "R-4004", "afgehandeld")
     return rc, routing
 
 
