@@ -215,6 +215,68 @@ def split_ceiling(mentions: pd.DataFrame, truth_reports: pd.DataFrame) -> float:
     return float((biggest.reindex(size.index).fillna(0) / size >= 0.8).mean())
 
 
+def diagnose(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFrame, truth_reports: pd.DataFrame,
+             truth_mentions: pd.Series) -> dict:
+    """Why each planted network that is not recovered is missed, as counts (printed by ``--diagnose``).
+
+    Every missed network gets one reason:
+
+    - ``split by ER``: its reports are not >= 80% connected through its own (resolved) entities, so no
+      clustering of this graph can recover it (see :func:`split_ceiling`);
+    - ``split by clustering``: connected, but its best cluster holds < 80% of it;
+    - ``impure``: its best cluster holds >= 80% of it, but other reports make up > 20% of that cluster.
+
+    For impure clusters, the *glue* entities (shared by a network report and a foreign report in that
+    cluster) are counted by entity type, by whether the two sides are truly one entity (``genuine``) or a
+    false merge of entity resolution, and by whether all their mentions are anchored (``anchored`` column).
+    """
+    tr = truth_reports.set_index("report_id")
+    net = tr["network_id"].reindex(reports["report_id"]).fillna("").to_numpy()
+    kind = tr["network_kind"].reindex(reports["report_id"]).fillna("").to_numpy()
+    cl = clusters.set_index("report_id")["cluster_id"].reindex(reports["report_id"]).fillna("").to_numpy()
+    df = pd.DataFrame({"report_id": reports["report_id"].to_numpy(), "net": net, "kind": kind, "cl": cl})
+    nets = df[df["net"] != ""]
+    cl_size = df[df["cl"] != ""].groupby("cl").size()
+    net_size = nets.groupby("net").size()
+    found = nets[nets["cl"] != ""].groupby(["net", "cl"]).size().rename("k").reset_index()
+    best = found.sort_values(["net", "k", "cl"], ascending=[True, False, True]).drop_duplicates("net").set_index("net")
+    best = best.reindex(net_size.index)
+    share = (best["k"].fillna(0) / net_size).to_numpy()
+    purity = (best["k"].fillna(0) / best["cl"].map(cl_size).fillna(1)).to_numpy()
+    # connectivity through the network's own entities
+    netmap = df.set_index("report_id")["net"]
+    m = mentions[mentions["entity_id"].notna()]
+    m = m.assign(net=m["report_id"].map(netmap).to_numpy())
+    own = m[m["net"] != ""]
+    own = own.assign(entity_id=own["entity_id"].astype(str) + "|" + own["net"])
+    comps = bipartite_components(None, own, min_size=1)
+    conn = comps.assign(net=comps["report_id"].map(netmap)).groupby(["net", "cluster_id"]).size().groupby("net").max()
+    connected = (conn.reindex(net_size.index).fillna(0) / net_size >= 0.8).to_numpy()
+    ok = (share >= 0.8) & (purity >= 0.8)
+    why = np.where(ok, "recovered", np.where(share < 0.8, np.where(connected, "split by clustering", "split by ER"),
+                                              "impure"))
+    nk = nets.drop_duplicates("net").set_index("net")["kind"].reindex(net_size.index).to_numpy()
+    table = pd.crosstab(pd.Series(why, name="reason"), pd.Series(nk, name="kind"))
+    # glue entities of impure best clusters
+    mc = m.assign(cl=m["report_id"].map(df.set_index("report_id")["cl"]).to_numpy(),
+                  true_id=m["mention_id"].map(truth_mentions).to_numpy())
+    if "anchored" not in mc.columns:
+        mc = mc.assign(anchored=True)
+    mc = mc.assign(anchored=mc["anchored"].astype("boolean").fillna(True).astype(bool))
+    impure_best = best.loc[why == "impure", "cl"] if (why == "impure").any() else pd.Series(dtype=object)
+    rows = []
+    for n, c in impure_best.items():
+        inside = mc[mc["cl"] == c]
+        mine, other = inside[inside["net"] == n], inside[inside["net"] != n]
+        for e in set(mine["entity_id"]) & set(other["entity_id"]):
+            a, b = mine[mine["entity_id"] == e], other[other["entity_id"] == e]
+            rows.append((a["entity_type"].iloc[0], bool(set(a["true_id"]) & set(b["true_id"])),
+                         bool(a["anchored"].all() and b["anchored"].all())))
+    glue = pd.DataFrame(rows, columns=["type", "genuine", "anchored"])
+    glue_table = glue.groupby(["type", "genuine", "anchored"]).size().rename("glue entities") if len(glue) else glue
+    return {"reasons": table, "glue": glue_table}
+
+
 # ---------------------------------------------------------------------------------------------- timing
 def measured(fn, *args, **kwargs):
     """(result, wall seconds, CPU seconds, peak RSS above the starting RSS in MiB) of one call."""
@@ -245,11 +307,12 @@ def measured(fn, *args, **kwargs):
 
 
 # ---------------------------------------------------------------------------------------------- main
-def run(sizes: list[int], seed: int, data_dir: Path, graph: bool, methods: list[str], resolved: bool = False) -> None:
-    settings = load_graph_settings()
-    print(f"settings: objective={settings.objective} resolution={settings.resolution} "
+def run(sizes: list[int], seed: int, data_dir: Path, graph: bool, methods: list[str], resolved: bool = False,
+        graph_toml: Path | None = None, diagnosis: bool = False) -> None:
+    settings = load_graph_settings(graph_toml)
+    print(f"settings ({graph_toml or 'packaged graph.toml'}): objective={settings.objective} resolution={settings.resolution} "
           f"iterations={settings.iterations} specificity={settings.specificity} "
-          f"hub_max_reports={settings.hub_max_reports}; seed={seed}")
+          f"hub_max_reports={settings.hub_max_reports} name_only_factor={dict(settings.name_only_factor)}; seed={seed}")
     print("entity ids: " + ("RESOLVED by linkage's pipeline (load + resolve)" if resolved else
                             "TRUE ids from truth_mentions.csv (measures clustering alone; --resolved for end-to-end)"))
     print(f"machine: {psutil.cpu_count()} CPUs, load average {', '.join(f'{x:.1f}' for x in psutil.getloadavg())} "
@@ -276,6 +339,14 @@ def run(sizes: list[int], seed: int, data_dir: Path, graph: bool, methods: list[
             print(f"{name:<15} {ev['recovered']:>9.3f} {ev['ari']:>6.3f} {ev['ari_networks']:>7.3f} "
                   f"{ev['n_clusters']:>9,} {ev['largest']:>8,} {ev['clustered']:>9,} {secs:>7.1f} {cpu:>6.1f} {mib:>8.0f}  {kinds}",
                   flush=True)
+            if diagnosis:
+                truth_m = pd.read_csv(src / "truth_mentions.csv", usecols=["mention_id", "entity_id"], dtype=str,
+                                      keep_default_na=False).set_index("mention_id")["entity_id"]
+                d = diagnose(clusters, reports, mentions, truth_reports, truth_m)
+                print(f"  why networks are missed ({name}):\n" + "\n".join("    " + x for x in d["reasons"].to_string().splitlines()))
+                if len(d["glue"]):
+                    print("  entities gluing foreign reports into an impure network's cluster (genuine = truly shared):\n"
+                          + "\n".join("    " + x for x in d["glue"].to_string().splitlines()), flush=True)
         if graph:
             g, secs, cpu, mib = measured(build_graph, reports, mentions, links, None, settings)
             print(f"networkx build_graph: {g.number_of_nodes():,} nodes, {g.number_of_edges():,} edges in "
@@ -292,11 +363,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="where generated data is cached (default /tmp/linkage-bench)")
     ap.add_argument("--methods", default="leiden,components,raw-components")
     ap.add_argument("--graph", action="store_true", help="also time the networkx display graph build")
+    ap.add_argument("--graph-toml", type=Path, default=None,
+                    help="a graph.toml copy to compare settings (default: the packaged one)")
+    ap.add_argument("--diagnose", action="store_true",
+                    help="say why each missed network is missed (split by ER / by clustering, impure and what glues)")
     ap.add_argument("--resolved", action="store_true",
                     help="cluster linkage-resolved entities instead of the true ones (loads + resolves once)")
     a = ap.parse_args(argv)
     sizes = [int(x) for x in a.reports.split(",") if x]
-    run(sizes, a.seed, a.data_dir, a.graph, [m for m in a.methods.split(",") if m], a.resolved)
+    run(sizes, a.seed, a.data_dir, a.graph, [m for m in a.methods.split(",") if m], a.resolved, a.graph_toml, a.diagnose)
     return 0
 
 
