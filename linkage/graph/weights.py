@@ -297,7 +297,8 @@ def link_rows(mentions: pd.DataFrame, settings: GraphSettings | None = None) -> 
     entities (``name_only_factor`` + the rest of ``type_factor``, see :func:`link_factor`); a pair where a
     side gives the name only shares one (``name_only_factor``). Each row is weighted by the specificity of
     its own entity, so the anchored part of a person mentioned by many reports is at least as specific as
-    the whole.
+    the whole; likewise the hub test: a person named in more than ``hub_max_reports`` reports whose
+    anchored mentions are fewer still links those anchored reports (they identify one person).
 
     Without an ``anchored`` column (or with no ``name_only_factor``) the mentions are returned unchanged and
     every link counts its full ``type_factor``; a missing value in ``anchored`` counts as anchored.
