@@ -21,26 +21,40 @@ Usage::
     PYTHONPATH=. python bench/bench_clusters.py --reports 100000 --seed 7 --graph   # + networkx build time
     PYTHONPATH=. python bench/bench_clusters.py --reports 10000 --seed 7 --resolved  # on resolved entities
 
-Measured (2 CPUs shared with other jobs, load average 4-6; seed 7; graph.toml defaults CPM 0.02):
+Measured (2 CPUs shared with other jobs; seed = data seed = Leiden seed; graph.toml defaults CPM 0.02).
+"before" = the same graph.toml without [anchors]/[name_only_factor] (``--graph-toml``), i.e. every person
+link at type_factor 0.6; "after" = name-only person links at 0.1. Fresh data and stores (``--data-dir``),
+resolved with the default ER settings:
 
-=========  ========  =========  =====  =======================  ====================  ==========
-entities   reports   method     recov  ARI (all / networks)     CPU s (wall s)        peak MiB
-=========  ========  =========  =====  =======================  ====================  ==========
-true       1,000,000 leiden     0.993  0.878 / 0.991            14.5 (19.5)           +509
-true       1,000,000 components 1.000  0.875 / 1.000             8.0 (12.2)           +383
-true       1,000,000 raw comp.  1.000  0.008 / 1.000            12.7 (15.5)           +706
-true         100,000 leiden     0.994  0.891 / 0.990             1.0 (1.6)
-resolved     100,000 leiden     0.699  0.781 / 0.897             1.6 (3.6)     ceiling 0.780
-resolved     100,000 components 0.666  0.749 / 0.880
-resolved     100,000 raw comp.  0.657  0.010 / 0.467
-resolved      10,000 leiden     0.743  0.761 / 0.910                           ceiling 0.849
-resolved      10,000 components 0.648  0.650 / 0.843
-=========  ========  =========  =====  =======================  ====================  ==========
+=========  =========  ====  ======================  ======================  ===============  =======
+entities   reports    seed  leiden recovered        leiden ARI              components       ceiling
+                            before -> after         before -> after         recovered / ARI
+=========  =========  ====  ======================  ======================  ===============  =======
+resolved      10,000     7  0.726 -> 0.827          0.742 -> 0.802          0.626 / 0.547    0.872
+resolved      10,000    11  0.707 -> 0.771          0.769 -> 0.805          0.654 / 0.623    0.856
+resolved      10,000    23  0.677 -> 0.786          0.700 -> 0.761          0.607 / 0.513    0.871
+resolved     100,000     7  0.725 -> 0.730          0.784 -> 0.794          0.703 / 0.765    0.788
+resolved     100,000    11  0.703 -> 0.712          0.789 -> 0.804          0.669 / 0.747    0.772
+resolved     100,000    23  0.721 -> 0.736          0.771 -> 0.783          0.704 / 0.705    0.791
+true       1,000,000     7  0.993                   0.878                   1.000 / 0.875    1.000
+=========  =========  ====  ======================  ======================  ===============  =======
 
-With true ids the generated networks are disjoint, so components already find them; the raw graph's hubs
-glue everything (ARI ~0). On resolved entities Leiden's gain shows; what remains is entity resolution
-splitting networks apart (the "ceiling" line). The networkx display graph of 100,000 reports (390k nodes,
-511k edges) builds in 13 s CPU and +720 MiB; at 1,000,000 expect ~10x (use ``cluster_subgraph`` instead).
+Leiden CPU: 0.1 s at 10k; 1.3-1.7 s at 100k (1.1-1.3 s before: the anchored person rows add ~15 % link
+rows); components ignore weights (unchanged).
+1,000,000 reports with an ``anchored`` column derived from the raw BSN/birth date (true ids): 13.4 s CPU
+(31 s wall at load average 4), against 11.7 s without it: clustering stays far under a minute.
+
+``ceiling`` is the share of networks whose own reports are >= 80% connected through their resolved
+entities; no clustering can pass it. With the name-only discount Leiden gets close to it at 10k; at 100k
+more namesakes make person resolution leave more name-only mentions unlinked, the ceiling drops to ~0.78
+and the graph settings barely matter (resolution 0.01-0.03, hub threshold 20-80, person/address factors
+all within +-0.01). ``--diagnose`` says why networks are missed: at 100k seed 7, 381 of 484 missed networks
+are split by ER, 56 split by clustering, 48 impure (glued by falsely merged addresses, 53 entities, and
+persons, 10; never by a truly shared entity). Replacing resolved ids by the true ones for one type (100k
+seed 7): persons 0.901, businesses 0.804, addresses 0.788, persons + businesses 0.945 (10k seed 7: 0.939,
+0.883, 0.838, 0.983). So the 0.9 target needs person (then business) resolution of name-only mentions.
+The networkx display graph of 100,000 reports (390k nodes, 511k edges) builds in 13 s CPU and +720 MiB; at
+1,000,000 expect ~10x (use ``cluster_subgraph`` instead).
 """
 from __future__ import annotations
 
@@ -215,6 +229,68 @@ def split_ceiling(mentions: pd.DataFrame, truth_reports: pd.DataFrame) -> float:
     return float((biggest.reindex(size.index).fillna(0) / size >= 0.8).mean())
 
 
+def diagnose(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFrame, truth_reports: pd.DataFrame,
+             truth_mentions: pd.Series) -> dict:
+    """Why each planted network that is not recovered is missed, as counts (printed by ``--diagnose``).
+
+    Every missed network gets one reason:
+
+    - ``split by ER``: its reports are not >= 80% connected through its own (resolved) entities, so no
+      clustering of this graph can recover it (see :func:`split_ceiling`);
+    - ``split by clustering``: connected, but its best cluster holds < 80% of it;
+    - ``impure``: its best cluster holds >= 80% of it, but other reports make up > 20% of that cluster.
+
+    For impure clusters, the *glue* entities (shared by a network report and a foreign report in that
+    cluster) are counted by entity type, by whether the two sides are truly one entity (``genuine``) or a
+    false merge of entity resolution, and by whether all their mentions are anchored (``anchored`` column).
+    """
+    tr = truth_reports.set_index("report_id")
+    net = tr["network_id"].reindex(reports["report_id"]).fillna("").to_numpy()
+    kind = tr["network_kind"].reindex(reports["report_id"]).fillna("").to_numpy()
+    cl = clusters.set_index("report_id")["cluster_id"].reindex(reports["report_id"]).fillna("").to_numpy()
+    df = pd.DataFrame({"report_id": reports["report_id"].to_numpy(), "net": net, "kind": kind, "cl": cl})
+    nets = df[df["net"] != ""]
+    cl_size = df[df["cl"] != ""].groupby("cl").size()
+    net_size = nets.groupby("net").size()
+    found = nets[nets["cl"] != ""].groupby(["net", "cl"]).size().rename("k").reset_index()
+    best = found.sort_values(["net", "k", "cl"], ascending=[True, False, True]).drop_duplicates("net").set_index("net")
+    best = best.reindex(net_size.index)
+    share = (best["k"].fillna(0) / net_size).to_numpy()
+    purity = (best["k"].fillna(0) / best["cl"].map(cl_size).fillna(1)).to_numpy()
+    # connectivity through the network's own entities
+    netmap = df.set_index("report_id")["net"]
+    m = mentions[mentions["entity_id"].notna()]
+    m = m.assign(net=m["report_id"].map(netmap).to_numpy())
+    own = m[m["net"] != ""]
+    own = own.assign(entity_id=own["entity_id"].astype(str) + "|" + own["net"])
+    comps = bipartite_components(None, own, min_size=1)
+    conn = comps.assign(net=comps["report_id"].map(netmap)).groupby(["net", "cluster_id"]).size().groupby("net").max()
+    connected = (conn.reindex(net_size.index).fillna(0) / net_size >= 0.8).to_numpy()
+    ok = (share >= 0.8) & (purity >= 0.8)
+    why = np.where(ok, "recovered", np.where(share < 0.8, np.where(connected, "split by clustering", "split by ER"),
+                                              "impure"))
+    nk = nets.drop_duplicates("net").set_index("net")["kind"].reindex(net_size.index).to_numpy()
+    table = pd.crosstab(pd.Series(why, name="reason"), pd.Series(nk, name="kind"))
+    # glue entities of impure best clusters
+    mc = m.assign(cl=m["report_id"].map(df.set_index("report_id")["cl"]).to_numpy(),
+                  true_id=m["mention_id"].map(truth_mentions).to_numpy())
+    if "anchored" not in mc.columns:
+        mc = mc.assign(anchored=True)
+    mc = mc.assign(anchored=mc["anchored"].astype("boolean").fillna(True).astype(bool))
+    impure_best = best.loc[why == "impure", "cl"] if (why == "impure").any() else pd.Series(dtype=object)
+    rows = []
+    for n, c in impure_best.items():
+        inside = mc[mc["cl"] == c]
+        mine, other = inside[inside["net"] == n], inside[inside["net"] != n]
+        for e in set(mine["entity_id"]) & set(other["entity_id"]):
+            a, b = mine[mine["entity_id"] == e], other[other["entity_id"] == e]
+            rows.append((a["entity_type"].iloc[0], bool(set(a["true_id"]) & set(b["true_id"])),
+                         bool(a["anchored"].all() and b["anchored"].all())))
+    glue = pd.DataFrame(rows, columns=["type", "genuine", "anchored"])
+    glue_table = glue.groupby(["type", "genuine", "anchored"]).size().rename("glue entities") if len(glue) else glue
+    return {"reasons": table, "glue": glue_table}
+
+
 # ---------------------------------------------------------------------------------------------- timing
 def measured(fn, *args, **kwargs):
     """(result, wall seconds, CPU seconds, peak RSS above the starting RSS in MiB) of one call."""
@@ -245,11 +321,12 @@ def measured(fn, *args, **kwargs):
 
 
 # ---------------------------------------------------------------------------------------------- main
-def run(sizes: list[int], seed: int, data_dir: Path, graph: bool, methods: list[str], resolved: bool = False) -> None:
-    settings = load_graph_settings()
-    print(f"settings: objective={settings.objective} resolution={settings.resolution} "
+def run(sizes: list[int], seed: int, data_dir: Path, graph: bool, methods: list[str], resolved: bool = False,
+        graph_toml: Path | None = None, diagnosis: bool = False) -> None:
+    settings = load_graph_settings(graph_toml)
+    print(f"settings ({graph_toml or 'packaged graph.toml'}): objective={settings.objective} resolution={settings.resolution} "
           f"iterations={settings.iterations} specificity={settings.specificity} "
-          f"hub_max_reports={settings.hub_max_reports}; seed={seed}")
+          f"hub_max_reports={settings.hub_max_reports} name_only_factor={dict(settings.name_only_factor)}; seed={seed}")
     print("entity ids: " + ("RESOLVED by linkage's pipeline (load + resolve)" if resolved else
                             "TRUE ids from truth_mentions.csv (measures clustering alone; --resolved for end-to-end)"))
     print(f"machine: {psutil.cpu_count()} CPUs, load average {', '.join(f'{x:.1f}' for x in psutil.getloadavg())} "
@@ -276,6 +353,14 @@ def run(sizes: list[int], seed: int, data_dir: Path, graph: bool, methods: list[
             print(f"{name:<15} {ev['recovered']:>9.3f} {ev['ari']:>6.3f} {ev['ari_networks']:>7.3f} "
                   f"{ev['n_clusters']:>9,} {ev['largest']:>8,} {ev['clustered']:>9,} {secs:>7.1f} {cpu:>6.1f} {mib:>8.0f}  {kinds}",
                   flush=True)
+            if diagnosis:
+                truth_m = pd.read_csv(src / "truth_mentions.csv", usecols=["mention_id", "entity_id"], dtype=str,
+                                      keep_default_na=False).set_index("mention_id")["entity_id"]
+                d = diagnose(clusters, reports, mentions, truth_reports, truth_m)
+                print(f"  why networks are missed ({name}):\n" + "\n".join("    " + x for x in d["reasons"].to_string().splitlines()))
+                if len(d["glue"]):
+                    print("  entities gluing foreign reports into an impure network's cluster (genuine = truly shared):\n"
+                          + "\n".join("    " + x for x in d["glue"].to_string().splitlines()), flush=True)
         if graph:
             g, secs, cpu, mib = measured(build_graph, reports, mentions, links, None, settings)
             print(f"networkx build_graph: {g.number_of_nodes():,} nodes, {g.number_of_edges():,} edges in "
@@ -292,11 +377,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="where generated data is cached (default /tmp/linkage-bench)")
     ap.add_argument("--methods", default="leiden,components,raw-components")
     ap.add_argument("--graph", action="store_true", help="also time the networkx display graph build")
+    ap.add_argument("--graph-toml", type=Path, default=None,
+                    help="a graph.toml copy to compare settings (default: the packaged one)")
+    ap.add_argument("--diagnose", action="store_true",
+                    help="say why each missed network is missed (split by ER / by clustering, impure and what glues)")
     ap.add_argument("--resolved", action="store_true",
                     help="cluster linkage-resolved entities instead of the true ones (loads + resolves once)")
     a = ap.parse_args(argv)
     sizes = [int(x) for x in a.reports.split(",") if x]
-    run(sizes, a.seed, a.data_dir, a.graph, [m for m in a.methods.split(",") if m], a.resolved)
+    run(sizes, a.seed, a.data_dir, a.graph, [m for m in a.methods.split(",") if m], a.resolved, a.graph_toml, a.diagnose)
     return 0
 
 

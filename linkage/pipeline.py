@@ -191,14 +191,19 @@ def graph_inputs(store: EmbeddedStore, entities: bool = True
     """reports, mentions (with entity_id), links and entities as the graph stage expects them.
 
     ``entities=False`` leaves the entities out (None): clustering does not need them and the scoring stage
-    reads the labels of the clustered entities only (:func:`entity_rows`).
+    reads the labels of the clustered entities only (:func:`entity_rows`). ``mentions.anchored`` is 1 when
+    a mention gives an identifying field (a person's BSN or birth date, ``[anchors]`` in ``graph.toml``):
+    the graph counts a link that rests on a name match only less.
     """
+    from linkage.graph.weights import anchored_sql
+
     reports = store.frame(
         "SELECT report_id, substr(received_at, 1, 10) AS received_at, category, reporter_id, reporter_type "
         "FROM reports ORDER BY report_id"
     )
     mentions = store.frame(
-        "SELECT m.mention_id, m.report_id, m.entity_type, m.role, e.entity_id FROM mentions m "
+        f"SELECT m.mention_id, m.report_id, m.entity_type, m.role, e.entity_id, {anchored_sql()} AS anchored "
+        "FROM mentions m "
         "JOIN mention_entities e USING (mention_id) ORDER BY m.mention_id"
     )
     links = store.links()

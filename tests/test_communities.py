@@ -170,3 +170,43 @@ def test_unknown_method_raises():
     reports, mentions = frames()
     with pytest.raises(ValueError):
         find_clusters(reports, mentions, method="louvain")
+
+
+# --- links that rest on a name match only (weights.link_rows) -----------------------------------------
+ANCHOR_SETTINGS = {"type_factor": {"person": 0.6}, "name_only_factor": {"person": 0.1},
+                   "anchors": {"person": ("bsn", "birth_date")}}
+
+
+@pytest.mark.parametrize("anchored, expected", [
+    ((True, True), 0.6),     # both reports give BSN or birth date: the full person factor
+    ((True, False), 0.1),    # one side names the person only: the link rests on a name match
+    ((False, False), 0.1),
+])
+def test_person_link_counts_fully_only_when_both_mentions_are_anchored(anchored, expected):
+    reports, mentions = frames({"R1": [("person", "P", "")], "R2": [("person", "P", "")]})
+    mentions["anchored"] = list(anchored)
+    rg = report_graph(mentions, ANCHOR_SETTINGS, reports)
+    assert rg.weight.tolist() == pytest.approx([expected])
+    assert rg.n_entities_shared == 1  # the anchored part is not counted as an entity of its own
+
+
+def test_without_anchored_column_every_link_counts_its_type_factor():
+    reports, mentions = frames({"R1": [("person", "P", "")], "R2": [("person", "P", "")]})
+    assert report_graph(mentions, ANCHOR_SETTINGS, reports).weight.tolist() == pytest.approx([0.6])
+    mentions["anchored"] = [None, None]  # unknown counts as anchored
+    assert report_graph(mentions, ANCHOR_SETTINGS, reports).weight.tolist() == pytest.approx([0.6])
+
+
+def test_name_only_person_cannot_glue_a_background_report_to_a_group():
+    # group G: four reports sharing a phone and an anchored person; X names that person only
+    world = {f"G{i}": [("phone", "T", ""), ("person", "P", "")] for i in range(4)}
+    world["X"] = [("person", "P", ""), ("address", "AX", "")]
+    world["Y"] = [("address", "AX", "")]
+    reports, mentions = frames(world)
+    mentions["anchored"] = [True] * len(mentions)
+    mentions.loc[mentions["report_id"] == "X", "anchored"] = False
+    settings = {**ANCHOR_SETTINGS, "resolution": 0.1}  # a tiny graph: CPM needs a higher bar to split at all
+    assert groups(find_clusters(reports, mentions, seed=1, settings=settings)) == [["G0", "G1", "G2", "G3"], ["X", "Y"]]
+    mentions["anchored"] = True  # the same data with X anchored: X joins the group
+    joined = find_clusters(reports, mentions, seed=1, settings=settings).set_index("report_id")["cluster_id"]
+    assert joined["X"] == joined["G0"]

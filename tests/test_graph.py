@@ -173,3 +173,28 @@ def test_graph_settings_file_errors_name_the_line(tmp_path):
     p.write_text("[comunities]\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="unknown section"):
         load_graph_settings(p)
+
+
+def test_anchored_sql_marks_mentions_with_an_identifying_field():
+    import sqlite3
+
+    from linkage.graph.weights import anchored_sql
+
+    con = sqlite3.connect(":memory:")
+    con.execute("CREATE TABLE mentions (mention_id TEXT, entity_type TEXT, bsn_norm TEXT, birth_date_norm TEXT)")
+    con.executemany("INSERT INTO mentions VALUES (?, ?, ?, ?)", [
+        ("M1", "person", "123456782", None), ("M2", "person", None, "1990-01-02"), ("M3", "person", "", None),
+        ("M4", "phone", None, None)])
+    got = con.execute(f"SELECT mention_id, {anchored_sql()} FROM mentions m ORDER BY mention_id").fetchall()
+    assert got == [("M1", 1), ("M2", 1), ("M3", 0), ("M4", 1)]
+
+
+def test_name_only_factor_is_validated():
+    s = load_graph_settings()
+    assert s.name_only_factor["person"] <= s.type_factor["person"]
+    with pytest.raises(ConfigError, match="name_only_factor.person must be a number between 0"):
+        s.with_(name_only_factor={"person": 0.9})
+    with pytest.raises(ConfigError, match="needs anchors.phone"):
+        s.with_(name_only_factor={"phone": 0.5})
+    with pytest.raises(ConfigError, match="anchors.person must be a non-empty list"):
+        s.with_(anchors={"person": ("shoe_size",)})

@@ -11,7 +11,8 @@ How (all vectorised, see :func:`report_graph`):
 1. Reports and entities are integer-coded (reports in sorted id order, so codes are stable).
 2. Every entity mentioned by ``2 <= d <= hub_max_reports`` distinct reports links each pair of them with
    weight ``specificity(d) * type_factor`` (``linkage.graph.weights``); weights of several shared entities
-   add up.
+   add up. A person link counts fully only when both reports' mentions are anchored (BSN or birth date);
+   a link that rests on a name match counts ``name_only_factor`` (``weights.link_rows``).
 3. A *hub* (``d > hub_max_reports``: a municipal office as briefadres, a large flat) never creates a link
    on its own; it adds its (small) weight to pairs that rarer entities already link. So a hub cannot glue
    unrelated reports together, yet it still counts where it confirms a link, and it stays in the display
@@ -37,7 +38,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from linkage.graph.weights import GraphSettings, as_graph_settings, specificity
+from linkage.graph.weights import ANCHORED_SUFFIX, GraphSettings, as_graph_settings, link_factor, link_rows, specificity
 from linkage.model import stable_hash
 
 CLUSTER_COLUMNS = ["report_id", "cluster_id"]
@@ -155,11 +156,13 @@ def report_graph(mentions: pd.DataFrame, settings: GraphSettings | Mapping[str, 
     (['R1', 'R2', 'R3'], [0], [1], [1.0])
     """
     s = as_graph_settings(settings)
-    rep_ids, r, e, types = _coded(reports, mentions)
+    # name-only links weakened: anchored mentions add a second link row (linkage.graph.weights.link_rows)
+    rep_ids, r, e, types = _coded(reports, link_rows(mentions, s))
     n_rep = max(len(rep_ids), 1)
     deg = np.bincount(e, minlength=len(types)) if len(e) else np.zeros(len(types), dtype=np.int64)
     tcodes, tnames = pd.factorize(types)
-    factor = np.array([float(s.type_factor.get(t, 1.0)) for t in tnames] + [1.0], dtype=np.float64)[tcodes]
+    factor = np.array([link_factor(str(t), s) for t in tnames] + [1.0], dtype=np.float64)[tcodes]
+    real = ~np.array([str(t).endswith(ANCHORED_SUFFIX) for t in tnames] + [False], dtype=bool)[tcodes]
     w_ent = specificity(deg, s.specificity) * factor if len(types) else np.zeros(0)
 
     # group boundaries in the (entity, report)-sorted pair list
@@ -201,7 +204,7 @@ def report_graph(mentions: pd.DataFrame, settings: GraphSettings | Mapping[str, 
                 weight = weight + add
                 n_confirmed = int(len(b))
     return ReportGraph(report_ids=rep_ids, u=u.astype(np.int64), v=v.astype(np.int64), weight=weight.astype(np.float64),
-                       n_entities_shared=int(shared.sum()), n_hubs=int(hubs.sum()), n_hub_confirmed=n_confirmed)
+                       n_entities_shared=int((shared & real).sum()), n_hubs=int((hubs & real).sum()), n_hub_confirmed=n_confirmed)
 
 
 def leiden_membership(rg: ReportGraph, settings: GraphSettings | Mapping[str, Any] | None = None,
