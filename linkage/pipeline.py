@@ -100,19 +100,21 @@ def _as_list(value: Any) -> list:
 
 def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[str], None] | None = None,
                   full: bool = False) -> dict[str, int]:
-    """Resolve every stored mention into entities; store entities, assignments, scored pairs and the model.
+    """Resolve every stored mention into entities; store entities, assignments, the model and the state.
 
     Incremental by default: when the store holds a model and the state of an earlier run (``er_state``:
     prepared features, every scored pair in compact form, cluster regions; see
     :mod:`linkage.resolve.incremental`), only the new mentions are prepared, blocked against the stored
     features, compared and scored with the stored, frozen model; only the cluster regions they reach are
     clustered again, and only changed rows are written. That gives what a full run with that model gives.
-    Without a usable state (older stores, deleted mentions) the stored ``er_pairs`` are re-read instead.
+    Without a usable state (deleted mentions, changed judgements) the stored pairs are re-read and only pairs
+    with a new mention are scored (older stores: from the ``er_pairs`` table). The scored pairs are kept in the
+    state only; ``er_pairs`` stays empty (:func:`linkage.report.explore.er_pairs` reads them from the state).
     ``full=True`` refits the model and scores every candidate pair again. Entity ids carry over from the
     previous run where an entity kept most of its mentions.
     """
     from linkage.resolve import resolve_mentions
-    from linkage.resolve.incremental import resolve_store_incremental, save_state, state_from_resolution, write_frame, write_pairs
+    from linkage.resolve.incremental import resolve_store_incremental, save_state, state_from_resolution, write_frame
 
     judgements = _judgements(store)
     raw_model = store.get_meta("er_model")
@@ -154,7 +156,10 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
         entities["n_mentions"] = entities["n_mentions"].astype(int)
         conn.execute("DELETE FROM entities")
         write_frame(conn, "entities", entities, ent_cols)
-        n_pairs = write_pairs(conn, resolution.scored, replace=True)
+        # every scored pair is kept in the state (compact: indices, numbers, level codes), not as 4.6 M rows
+        # of ``er_pairs`` at 100,000 reports; explore.er_pairs and the full path read them from there
+        conn.execute("DELETE FROM er_pairs")
+        n_pairs = sum(len(sp) for sp in resolution.scored)
         store.set_meta("er_model", model_json)
         save_state(conn, state)
     return {"mentions": len(assignments), "entities": len(entities),
@@ -162,8 +167,14 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
             "pairs": n_pairs}
 
 
-def _stored_pairs(store: EmbeddedStore) -> pd.DataFrame:
-    """The scored pairs of the last run in the form the resolver takes back (``existing_pairs``)."""
+def _stored_pairs(store: EmbeddedStore):
+    """The scored pairs of the last run in the form the resolver takes back (``existing_pairs``): from the
+    stored state (compact), or from the ``er_pairs`` table of a store an older version wrote."""
+    from linkage.resolve.incremental import stored_scored_pairs
+
+    scored = stored_scored_pairs(store.conn)
+    if scored is not None:
+        return scored
     df = store.frame("SELECT left_id, right_id, entity_type, weight AS match_weight, probability AS match_probability, "
                      "matched, levels, reason FROM er_pairs")
     df["matched"] = df["matched"].fillna(0).astype(bool)
