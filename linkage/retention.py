@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable, Sequence
 from linkage.audit import current_actor, now_iso
 from linkage.errors import ConfigError, InputError
 from linkage.feedback.lifecycle import active_case_clusters
+from linkage.graph.incremental import drop_state as drop_cluster_state
 from linkage.resolve.incremental import prune_state
 
 DEFAULT_RETENTION_DAYS = 365
@@ -157,6 +158,8 @@ def purge(store, older_than_days: int, now: dt.datetime | None = None, dry_run: 
                                           f"OR left_id IN {in_e} OR right_id IN {in_e}")
             # the scored pairs and prepared records (names, addresses) kept for incremental runs
             c["er_pairs"] += prune_state(conn, mentions)
+            # the clusters and scores kept for the next run (their sentences name entities): cluster again
+            drop_cluster_state(conn)
             c["judgements"] = _delete(conn, f"DELETE FROM judgements WHERE id_a IN {in_m} OR id_b IN {in_m} "
                                             f"OR id_a IN {in_e} OR id_b IN {in_e}")
             c["mentions"] = _delete(conn, f"DELETE FROM mentions WHERE mention_id IN {in_m}")

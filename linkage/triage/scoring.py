@@ -270,3 +270,61 @@ def score_clusters(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.D
     out = pd.DataFrame(rows).sort_values(["score", "cluster_id"], ascending=[False, True], kind="stable")
     out.insert(1, "rank", np.arange(1, len(out) + 1))
     return out[SCORED_COLUMNS].reset_index(drop=True)
+
+
+#: The only signal that depends on the reference date ``now`` (see :func:`refresh_recency`).
+NOW_SIGNALS = ("recency",)
+
+
+def refresh_recency(scored: pd.DataFrame, clusters: pd.DataFrame, reports: pd.DataFrame, now: dt.date,
+                    settings: ScoringPolicy | str | None = None) -> pd.DataFrame:
+    """Rows :func:`score_clusters` gave earlier, brought to another reference date ``now``.
+
+    Only :data:`NOW_SIGNALS` read ``now``; every other signal is a function of the cluster's own reports,
+    mentions and links. So for a cluster whose members are unchanged, the stored signals are kept, the
+    recency signal is computed again from its reports' dates and the score and reason are explained again:
+    the row equals what :func:`score_clusters` gives for that cluster at ``now``. ``rank`` is left out (it
+    depends on all clusters); the order of the rows is kept.
+
+    Parameters
+    ----------
+    scored:
+        ``cluster_id, score, n_reports, n_reporters, categories, signals, reason`` (``signals`` JSON text).
+    clusters, reports:
+        ``report_id, cluster_id`` of (at least) these clusters; ``report_id, received_at``.
+    """
+    policy = as_policy(settings)
+    if len(scored) == 0:
+        return scored.drop(columns=["rank"], errors="ignore")
+    rc = clusters[_isin(clusters["cluster_id"], scored["cluster_id"].astype(str).tolist())]
+    rep = reports[["report_id", "received_at"]].merge(rc[["report_id", "cluster_id"]], on="report_id", how="inner")
+    dates = _dates(rep["received_at"])
+    by_cluster: dict[str, list] = {}
+    for cid, rid, day in zip(_obj(rep["cluster_id"]).tolist(), _obj(rep["report_id"]).tolist(), dates.tolist()):
+        by_cluster.setdefault(cid, []).append(ReportInfo(rid, day, None))
+    fresh = {name: SIGNALS[name] for name in NOW_SIGNALS}
+    scores, signals, reasons = [], [], []
+    for cid, text in zip(scored["cluster_id"].tolist(), scored["signals"].tolist()):
+        infos = tuple(sorted(by_cluster.get(cid, ()), key=lambda r: r.report_id))
+        ctx = ClusterContext(cluster_id=cid, now=now, reports=infos, policy=policy)
+        sigs = [fresh[r["name"]](ctx) if r["name"] in fresh else Signal(r["name"], r["value"], r["sentence"], r["inputs"])
+                for r in json.loads(text)]
+        score, records, reason = explain(sigs, policy)
+        scores.append(score)
+        signals.append(json.dumps(records, ensure_ascii=False, sort_keys=False, default=str))
+        reasons.append(reason)
+    out = scored.drop(columns=["rank"], errors="ignore").copy()
+    out["score"], out["signals"], out["reason"] = scores, signals, reasons
+    return out
+
+
+def rank_scored(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Scored rows of several parts (fresh and carried over) as one ranked table, as :func:`score_clusters`
+    ranks: by score (desc), then cluster_id."""
+    parts = [p.drop(columns=["rank"], errors="ignore") for p in parts if len(p)]
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in SCORED_COLUMNS})
+    out = pd.concat(parts, ignore_index=True)
+    out = out.sort_values(["score", "cluster_id"], ascending=[False, True], kind="stable")
+    out.insert(1, "rank", np.arange(1, len(out) + 1))
+    return out[SCORED_COLUMNS].reset_index(drop=True)
