@@ -270,7 +270,13 @@ def _policy_fingerprint() -> str:
 
     from linkage.triage.policy import as_policy
 
-    return hashlib.sha1(repr(as_policy(None)).encode("utf-8")).hexdigest()
+    from dataclasses import asdict
+
+    def plain(o: Any) -> Any:  # sets in sorted order: their iteration order changes between processes
+        return sorted(o) if isinstance(o, (set, frozenset)) else str(o)
+
+    data = {k: v for k, v in asdict(as_policy(None)).items() if k != "source"}
+    return hashlib.sha1(json.dumps(data, sort_keys=True, default=plain).encode("utf-8")).hexdigest()
 
 
 def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = None,

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from linkage.graph.communities import (
     CLUSTER_COLUMNS, components_membership, label_clusters, leiden_components, report_graph,
@@ -36,19 +37,20 @@ from linkage.graph.communities import (
 from linkage.graph.weights import GraphSettings, as_graph_settings
 
 #: Bump when what a state means changes (how communities are found, how the incidence is kept).
-STATE_VERSION = 1
+STATE_VERSION = 2
 #: The incidence's leading columns; any other column of the mentions given follows, sorted by name.
 INCIDENCE_COLUMNS = ["report_id", "entity_id", "entity_type"]
 
 
 @dataclass
 class ClusterState:
-    """What the next run needs of this one: the settings fingerprint, which report mentions which entity
-    (distinct, sorted), and the clusters (``report_id, cluster_id``, as :func:`find_clusters` gives)."""
+    """What the next run needs of this one: the settings fingerprint, the incidence (:func:`incidence`) and
+    the columns it was made of, and the clusters (``report_id, cluster_id``, as :func:`find_clusters` gives)."""
 
     fingerprint: str
-    incidence: pd.DataFrame
+    incidence: pa.Array
     clusters: pd.DataFrame
+    columns: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -75,38 +77,55 @@ def fingerprint(settings: GraphSettings, seed: int) -> str:
     return hashlib.sha1(payload.encode("utf-8")).hexdigest()
 
 
-def incidence(reports: pd.DataFrame | None, mentions: pd.DataFrame) -> pd.DataFrame:
-    """The resolved mentions the report graph is made of (of ``reports`` when given; with an entity), every
-    column as text, sorted: whatever a mention carries that the graph may weigh (``anchored``, say) is part
-    of it, so a change in any of it marks the entity dirty.
+def _text(values: pd.Series) -> pa.Array:
+    """A column as one arrow string array, missing values as ''."""
+    try:
+        arr = pa.array(values, from_pandas=True)
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        arr = arr.cast(pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):  # mixed objects: their str()
+        arr = pa.array([None if v is None or v != v else str(v) for v in values.tolist()], type=pa.string())
+    return pc.fill_null(arr, "")
+
+
+def incidence(reports: pd.DataFrame | None, mentions: pd.DataFrame) -> pa.Array:
+    """The resolved mentions the report graph is made of (of ``reports`` when given; with an entity) as one
+    distinct text key per mention row (in the order of ``mentions``): ``report_id, entity_id, entity_type`` and then every other column of
+    ``mentions`` by name, joined by ``\\x1f``. Whatever a mention carries that the graph may weigh
+    (``anchored``, say) is part of the key, so a change in any of it marks the entity dirty.
 
     >>> m = pd.DataFrame({"report_id": ["R2", "R1", "R1"], "entity_id": ["E", "E", None], "entity_type": ["x"] * 3})
-    >>> incidence(None, m).values.tolist()
-    [['R1', 'E', 'x'], ['R2', 'E', 'x']]
+    >>> sorted(k.replace("\\x1f", "|") for k in incidence(None, m).to_pylist())
+    ['R1|E|x', 'R2|E|x']
     """
-    m = mentions[mentions["entity_id"].notna() & (mentions["entity_id"].astype(str) != "")]
+    cols = INCIDENCE_COLUMNS + sorted(set(mentions.columns) - set(INCIDENCE_COLUMNS))
+    arrays = {c: _text(mentions[c]) for c in cols}
+    keep = pc.not_equal(arrays["entity_id"], "")
     if reports is not None:
-        m = m[m["report_id"].isin(reports["report_id"])]
-    m = m.astype(object).where(m.notna(), "").astype(str).drop_duplicates()
-    cols = INCIDENCE_COLUMNS + sorted(set(m.columns) - set(INCIDENCE_COLUMNS))
-    return m[cols].sort_values(cols, kind="stable").reset_index(drop=True)
+        keep = pc.and_(keep, pc.is_in(arrays["report_id"], value_set=_text(reports["report_id"])))
+    keys = pc.binary_join_element_wise(*[arrays[c].filter(keep) for c in cols], "\x1f")
+    return pc.unique(keys)
 
 
-def _keys(df: pd.DataFrame) -> pa.Array:
-    parts = [pa.array(df[c].to_numpy(dtype=object), type=pa.string()) for c in df.columns]
-    return pc.binary_join_element_wise(*parts, "\x1f")
+def _split_keys(keys: pa.Array) -> tuple[list[str], list[str]]:
+    """(report ids, entity ids) of incidence keys."""
+    parts = pc.split_pattern(keys, "\x1f", max_splits=2)
+    return (pc.list_element(parts, 0).to_pylist(), pc.list_element(parts, 1).to_pylist())
 
 
-def dirty_reports(old: pd.DataFrame, new: pd.DataFrame) -> np.ndarray:
-    """Report ids (sorted) that mention, in ``new``, an entity whose set of reports differs between the two
-    incidences, plus the reports of the rows that differ."""
-    ko, kn = _keys(old), _keys(new)
-    gone = ~pc.is_in(ko, value_set=kn).to_numpy(zero_copy_only=False)
-    came = ~pc.is_in(kn, value_set=ko).to_numpy(zero_copy_only=False)
-    ents = pd.concat([old.loc[gone, "entity_id"], new.loc[came, "entity_id"]]).unique()
-    touching = new["entity_id"].isin(ents).to_numpy()
-    reps = pd.concat([new.loc[touching, "report_id"], new.loc[came, "report_id"], old.loc[gone, "report_id"]])
-    return np.sort(reps.unique().astype(object))
+def dirty_reports(old: pa.Array, new: pa.Array, mentions: pd.DataFrame) -> np.ndarray:
+    """Report ids (sorted) that mention (in ``mentions``) an entity whose mention rows differ between the
+    incidences ``old`` and ``new``, plus the reports of the rows that differ."""
+    gone = old.filter(pc.invert(pc.is_in(old, value_set=new)))
+    came = new.filter(pc.invert(pc.is_in(new, value_set=old)))
+    r_gone, e_gone = _split_keys(gone)
+    r_came, e_came = _split_keys(came)
+    ents = pa.array(sorted(set(e_gone) | set(e_came)), type=pa.string())
+    m_ents = pa.array(mentions["entity_id"].to_numpy(dtype=object, na_value=None), type=pa.string())
+    touching = pc.fill_null(pc.is_in(m_ents, value_set=ents), False).to_numpy(zero_copy_only=False)
+    reps = set(mentions.loc[touching, "report_id"].astype(str).tolist()) | set(r_gone) | set(r_came)
+    return np.asarray(sorted(reps), dtype=object)
 
 
 def update_clusters(reports: pd.DataFrame | None, mentions: pd.DataFrame, previous: ClusterState | None = None,
@@ -129,19 +148,20 @@ def update_clusters(reports: pd.DataFrame | None, mentions: pd.DataFrame, previo
     seed = s.seed if seed is None else seed
     fp = fingerprint(s, seed)
     inc = incidence(reports, mentions)
+    columns = INCIDENCE_COLUMNS + sorted(set(mentions.columns) - set(INCIDENCE_COLUMNS))
     rg = report_graph(mentions, s, reports)
     comp = components_membership(rg)
     all_comps = np.unique(comp[comp >= 0])
     stats = {"components": int(len(all_comps))}
     usable = (previous is not None and previous.fingerprint == fp and s.objective == "CPM"
-              and list(previous.incidence.columns) == list(inc.columns))
+              and previous.columns == columns)
     if not usable:
         from linkage.graph.communities import leiden_membership
 
         clusters = label_clusters(rg.report_ids, leiden_membership(rg, s, seed), s.min_cluster_size)
         stats["components_reclustered"] = stats["components"]
-        return ClusterUpdate(clusters, ClusterState(fp, inc, clusters), set(clusters["cluster_id"]), stats, True)
-    dirty = dirty_reports(previous.incidence, inc)
+        return ClusterUpdate(clusters, ClusterState(fp, inc, clusters, columns), set(clusters["cluster_id"]), stats, True)
+    dirty = dirty_reports(previous.incidence, inc, mentions)
     codes = pd.Index(rg.report_ids).get_indexer(dirty)
     codes = codes[codes >= 0]
     redo = np.unique(comp[codes])
@@ -149,17 +169,17 @@ def update_clusters(reports: pd.DataFrame | None, mentions: pd.DataFrame, previo
     stats["components_reclustered"] = int(len(redo))
     fresh = label_clusters(rg.report_ids, leiden_components(rg, comp, redo, s, seed), s.min_cluster_size)
     # every report of a component that is not re-clustered keeps its stored cluster (or none)
-    keep = np.ones(len(rg.report_ids), dtype=bool)
+    keep = comp >= 0  # a report without links is in no cluster, whatever it was in before
     if len(redo):
         redo_mask = np.zeros(int(comp.max()) + 1, dtype=bool)
         redo_mask[redo] = True
         keep &= ~((comp >= 0) & redo_mask[np.maximum(comp, 0)])
-    kept_ids = rg.report_ids[keep]
+    kept_ids = pa.array(rg.report_ids[keep], type=pa.string())
     prev = previous.clusters
-    reused = prev[prev["report_id"].isin(kept_ids)]
+    reused = prev[pc.is_in(_text(prev["report_id"]), value_set=kept_ids).to_numpy(zero_copy_only=False)]
     clusters = pd.concat([fresh, reused], ignore_index=True)
     clusters = clusters.sort_values(["cluster_id", "report_id"], kind="stable").reset_index(drop=True)[CLUSTER_COLUMNS]
-    return ClusterUpdate(clusters, ClusterState(fp, inc, clusters), set(fresh["cluster_id"]), stats, False)
+    return ClusterUpdate(clusters, ClusterState(fp, inc, clusters, columns), set(fresh["cluster_id"]), stats, False)
 
 
 # -- persistence ---------------------------------------------------------------------------------------
@@ -179,10 +199,12 @@ def save_state(conn, state: ClusterState, extra: Mapping[str, pd.DataFrame] | No
     transaction). Each part is one parquet blob; 1,000,000 reports keep well under SQLite's 1 GB limit."""
     conn.execute(STATE_TABLE)
     conn.execute("DELETE FROM graph_state")
-    parts = {"incidence": state.incidence, "clusters": state.clusters, **dict(extra or {})}
+    parts = {"incidence": pd.DataFrame({"key": pd.Series(state.incidence.to_numpy(zero_copy_only=False), dtype=object)}),
+             "clusters": state.clusters, **dict(extra or {})}
     for name, df in parts.items():
         conn.execute("INSERT INTO graph_state VALUES (?, ?)", (name, _parquet(df)))
-    info = {"version": STATE_VERSION, "fingerprint": state.fingerprint, **dict(meta or {})}
+    info = {"version": STATE_VERSION, "fingerprint": state.fingerprint, "columns": list(state.columns),
+            **dict(meta or {})}
     conn.execute("INSERT INTO graph_state VALUES ('meta', ?)", (json.dumps(info, sort_keys=True).encode("utf-8"),))
 
 
@@ -198,8 +220,12 @@ def load_state(conn) -> tuple[ClusterState, dict[str, pd.DataFrame], dict[str, A
     meta = json.loads(parts.pop("meta").decode("utf-8"))
     if meta.get("version") != STATE_VERSION:
         return None
-    tables = {k: pd.read_parquet(io.BytesIO(v)) for k, v in parts.items()}
-    state = ClusterState(meta["fingerprint"], tables.pop("incidence"), tables.pop("clusters"))
+    try:
+        keys = pq.read_table(io.BytesIO(parts.pop("incidence"))).column("key").combine_chunks().cast(pa.string())
+        tables = {k: pd.read_parquet(io.BytesIO(v)) for k, v in parts.items()}
+        state = ClusterState(meta["fingerprint"], keys, tables.pop("clusters"), list(meta["columns"]))
+    except (KeyError, ValueError, OSError, pa.ArrowException):  # damaged or foreign: cluster everything
+        return None
     return state, tables, meta
 
 
