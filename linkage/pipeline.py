@@ -114,7 +114,7 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
     previous run where an entity kept most of its mentions.
     """
     from linkage.resolve import resolve_mentions
-    from linkage.resolve.incremental import resolve_store_incremental, save_state, state_from_resolution, write_frame
+    from linkage.resolve.incremental import resolve_store_incremental, save_state, state_from_resolution
 
     judgements = _judgements(store)
     raw_model = store.get_meta("er_model")
@@ -150,12 +150,10 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
     state = state_from_resolution(resolution, resolution.diagnostics.pop("records", {}), json.loads(model_json),
                                   judgements)
     with store.transaction() as conn:
-        conn.execute("DELETE FROM mention_entities")
-        write_frame(conn, "mention_entities", assignments, ["mention_id", "entity_id", "entity_type"])
+        store.bulk_replace("mention_entities", assignments, ["mention_id", "entity_id", "entity_type"], "mention_id")
         ent_cols = [c for c in ("entity_id", "entity_type", "label", "n_mentions", "attributes") if c in entities.columns]
         entities["n_mentions"] = entities["n_mentions"].astype(int)
-        conn.execute("DELETE FROM entities")
-        write_frame(conn, "entities", entities, ent_cols)
+        store.bulk_replace("entities", entities, ent_cols, "entity_id")
         # every scored pair is kept in the state (compact: indices, numbers, level codes), not as 4.6 M rows
         # of ``er_pairs`` at 100,000 reports; explore.er_pairs and the full path read them from there
         conn.execute("DELETE FROM er_pairs")
@@ -267,10 +265,9 @@ def _policy_fingerprint() -> str:
     """A digest of the scoring policy in effect (stored scores are only valid under the same policy;
     routing is always decided again, so the routing rules do not count)."""
     import hashlib
+    from dataclasses import asdict
 
     from linkage.triage.policy import as_policy
-
-    from dataclasses import asdict
 
     def plain(o: Any) -> Any:  # sets in sorted order: their iteration order changes between processes
         return sorted(o) if isinstance(o, (set, frozenset)) else str(o)

@@ -318,3 +318,17 @@ def test_store_clusters_writes_what_a_full_rewrite_writes_and_returns_the_stored
     # y kept all of b's reports, so it keeps b's id (with its new rank); a lost half: x and z are new ids
     assert store.clusters()[["cluster_id", "rank"]].values.tolist() == [["x", 1], ["z", 2], ["b", 3]]
     store.close()
+
+
+def test_bulk_replace_leaves_the_rows_and_indexes_that_row_inserts_leave(tmp_path):
+    with EmbeddedStore(tmp_path / "b.db") as s:
+        indexes = s.frame("SELECT name, sql FROM sqlite_master WHERE tbl_name = 'mention_entities' ORDER BY name")
+        s.insert_rows("mention_entities", [{"mention_id": "old", "entity_id": "E0", "entity_type": "x"}],
+                      ["mention_id", "entity_id", "entity_type"])
+        df = pd.DataFrame({"mention_id": ["m3", "m1", "m2"], "entity_id": ["E2", "E1", "E1"], "entity_type": ["x"] * 3})
+        with s.transaction():
+            assert s.bulk_replace("mention_entities", df, ["mention_id", "entity_id", "entity_type"], "mention_id") == 3
+        got = s.frame("SELECT * FROM mention_entities ORDER BY mention_id")
+        pd.testing.assert_frame_equal(got, df.sort_values("mention_id").reset_index(drop=True))
+        pd.testing.assert_frame_equal(indexes, s.frame("SELECT name, sql FROM sqlite_master "
+                                                       "WHERE tbl_name = 'mention_entities' ORDER BY name"))

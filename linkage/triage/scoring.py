@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from typing import Any, Iterator, Mapping
 
 import numpy as np
@@ -307,15 +308,58 @@ def refresh_recency(scored: pd.DataFrame, clusters: pd.DataFrame, reports: pd.Da
     for cid, text in zip(scored["cluster_id"].tolist(), scored["signals"].tolist()):
         infos = tuple(sorted(by_cluster.get(cid, ()), key=lambda r: r.report_id))
         ctx = ClusterContext(cluster_id=cid, now=now, reports=infos, policy=policy)
-        sigs = [fresh[r["name"]](ctx) if r["name"] in fresh else Signal(r["name"], r["value"], r["sentence"], r["inputs"])
-                for r in json.loads(text)]
-        score, records, reason = explain(sigs, policy)
-        scores.append(score)
-        signals.append(json.dumps(records, ensure_ascii=False, sort_keys=False, default=str))
-        reasons.append(reason)
+        quick = _swap_recency(text, SIGNALS["recency"](ctx), policy) if NOW_SIGNALS == ("recency",) else None
+        if quick is None:  # the general way: every record parsed and explained again
+            sigs = [fresh[r["name"]](ctx) if r["name"] in fresh else Signal(r["name"], r["value"], r["sentence"], r["inputs"])
+                    for r in json.loads(text)]
+            quick = explain(sigs, policy)
+            quick = (quick[0], json.dumps(quick[1], ensure_ascii=False, sort_keys=False, default=str), quick[2])
+        scores.append(quick[0])
+        signals.append(quick[1])
+        reasons.append(quick[2])
     out = scored.drop(columns=["rank"], errors="ignore").copy()
     out["score"], out["signals"], out["reason"] = scores, signals, reasons
     return out
+
+
+_RECORD_TAIL = re.compile(r'"points": (-?[0-9][0-9.eE+-]*), "sentence": ("(?:[^"\\]|\\.)*"), "inputs": ')
+
+
+def _swap_recency(text: str, signal: Signal, policy: ScoringPolicy) -> tuple[float, str, str] | None:
+    """(score, signals JSON, reason) of stored signals JSON ``text`` with its recency record replaced by
+    ``signal``, as :func:`explain` and ``json.dumps`` give them, without parsing the other records (their
+    points and sentences are read off the text; sums run in record order as in :func:`explain`). None when
+    the text does not look as expected: the caller parses it then.
+    """
+    start = text.find('{"name": "recency", ')
+    if start < 0:
+        return None
+    end = text.find("}}", start) + 2
+    if end < 2 or text[end:end + 2] not in (", ", "]"):
+        return None
+    tails = list(_RECORD_TAIL.finditer(text))
+    if len(tails) != text.count('{"name": ') or not tails:
+        return None
+    term = policy.terms.get(signal.name)
+    pts = round(term.points(signal.value), 3) if term else 0.0
+    record = {"name": signal.name, "value": signal.value, "weight": term.weight if term else 0.0, "points": pts,
+              "sentence": signal.sentence, "inputs": dict(signal.inputs)}
+    points, sentences = [], []
+    for m in tails:
+        if start <= m.start() < end:
+            points.append(pts)
+            sentences.append(signal.sentence)
+        else:
+            points.append(float(m.group(1)))
+            sentences.append(json.loads(m.group(2)))
+    total = 0.0
+    for p in points:
+        total += p
+    order = sorted(range(len(points)), key=lambda i: (-points[i], i))
+    top = [sentences[i].rstrip(".") for i in order[:3] if points[i] > 0]
+    reason = "; ".join(top) + "." if top else "No signal scored."
+    new_text = text[:start] + json.dumps(record, ensure_ascii=False, sort_keys=False, default=str) + text[end:]
+    return round(total, 2), new_text, reason
 
 
 def rank_scored(parts: list[pd.DataFrame]) -> pd.DataFrame:
