@@ -344,19 +344,20 @@ def _swap_recency(text: str, signal: Signal, policy: ScoringPolicy) -> tuple[flo
     pts = round(term.points(signal.value), 3) if term else 0.0
     record = {"name": signal.name, "value": signal.value, "weight": term.weight if term else 0.0, "points": pts,
               "sentence": signal.sentence, "inputs": dict(signal.inputs)}
-    points, sentences = [], []
+    points, sentences = [], []  # sentences: the recency one, the others still JSON text (decoded if needed)
     for m in tails:
         if start <= m.start() < end:
             points.append(pts)
-            sentences.append(signal.sentence)
+            sentences.append(None)
         else:
             points.append(float(m.group(1)))
-            sentences.append(json.loads(m.group(2)))
+            sentences.append(m.group(2))
     total = 0.0
     for p in points:
         total += p
     order = sorted(range(len(points)), key=lambda i: (-points[i], i))
-    top = [sentences[i].rstrip(".") for i in order[:3] if points[i] > 0]
+    top = [(signal.sentence if sentences[i] is None else json.loads(sentences[i])).rstrip(".")
+           for i in order[:3] if points[i] > 0]
     reason = "; ".join(top) + "." if top else "No signal scored."
     new_text = text[:start] + json.dumps(record, ensure_ascii=False, sort_keys=False, default=str) + text[end:]
     return round(total, 2), new_text, reason
