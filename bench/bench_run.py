@@ -5,7 +5,8 @@ Usage:  make bench ARGS="--sizes 10000,100000,1000000"
         python -m bench.bench_run --sizes 100000 --seed 1 --incremental 1000
 
 Each size runs in a fresh subprocess, so its peak memory (max RSS) is its own. Generated data is cached
-under ``--data`` (default ``out/bench-data``) by size and seed; generation time is not counted.
+under ``--data`` (default ``out/bench-data``) by size and seed; generation time is not counted. The stores
+go to ``--stores`` (default ``out/bench-stores``), never into the data cache, which may be shared.
 Prints a table (reports, mentions, wall (CPU) seconds per stage, total, CPU seconds, peak GB) and, with
 ``--json``, the raw figures.
 
@@ -72,9 +73,10 @@ def _timed_run(files: list[Path], store: Path, **kwargs) -> dict:
             "total_seconds": round(total, 2), "cpu_seconds": round(cpu, 2)}
 
 
-def _one(size: int, seed: int, data: Path, neo4j: bool) -> dict:
+def _one(size: int, seed: int, data: Path, neo4j: bool, stores: Path) -> dict:
     folder = _data(size, seed, data)
-    store = folder / "bench.db"
+    stores.mkdir(parents=True, exist_ok=True)
+    store = stores / f"reports-{size}-seed-{seed}.db"
     _fresh(store)
     out = _timed_run([folder / "reports.csv", folder / "mentions.csv"], store, neo4j=neo4j)
     out["reports"] = size
@@ -120,12 +122,14 @@ def split_newest(folder: Path, k: int, out: Path) -> tuple[Path, Path]:
     return first, added
 
 
-def _one_incremental(size: int, k: int, seed: int, data: Path) -> dict:
+def _one_incremental(size: int, k: int, seed: int, data: Path, stores: Path) -> dict:
     from linkage.store import EmbeddedStore
 
     folder = _data(size + k, seed, data)
     first, added = split_newest(folder, k, data / f"split-{size}+{k}-seed-{seed}")
-    store, copy = first.parent / "incremental.db", first.parent / "full.db"
+    stores.mkdir(parents=True, exist_ok=True)
+    store = stores / f"split-{size}+{k}-seed-{seed}-incremental.db"
+    copy = stores / f"split-{size}+{k}-seed-{seed}-full.db"
     _fresh(store)
     _fresh(copy)
     out = {"reports": size, "added": k}
@@ -149,6 +153,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--data", type=Path, default=Path("out/bench-data"))
+    ap.add_argument("--stores", type=Path, default=Path("out/bench-stores"),
+                    help="where the benchmark's stores are written (kept apart from the data cache, which may be "
+                         "shared and is only read)")
     ap.add_argument("--neo4j", action="store_true", help="also push to Neo4j (stage 'neo4j')")
     ap.add_argument("--incremental", type=int, metavar="K",
                     help="measure adding K new reports to a store of each size (incremental vs --full)")
@@ -157,14 +164,14 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.one:
         if args.incremental:
-            print(json.dumps(_one_incremental(args.one, args.incremental, args.seed, args.data)))
+            print(json.dumps(_one_incremental(args.one, args.incremental, args.seed, args.data, args.stores)))
         else:
-            print(json.dumps(_one(args.one, args.seed, args.data, args.neo4j)))
+            print(json.dumps(_one(args.one, args.seed, args.data, args.neo4j, args.stores)))
         return
     rows = []
     for size in [int(s) for s in args.sizes.split(",") if s]:
         cmd = [sys.executable, "-m", "bench.bench_run", "--one", str(size), "--seed", str(args.seed),
-               "--data", str(args.data)] + (["--neo4j"] if args.neo4j else []) \
+               "--data", str(args.data), "--stores", str(args.stores)] + (["--neo4j"] if args.neo4j else []) \
             + (["--incremental", str(args.incremental)] if args.incremental else [])
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:

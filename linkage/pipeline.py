@@ -100,19 +100,21 @@ def _as_list(value: Any) -> list:
 
 def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[str], None] | None = None,
                   full: bool = False) -> dict[str, int]:
-    """Resolve every stored mention into entities; store entities, assignments, scored pairs and the model.
+    """Resolve every stored mention into entities; store entities, assignments, the model and the state.
 
     Incremental by default: when the store holds a model and the state of an earlier run (``er_state``:
     prepared features, every scored pair in compact form, cluster regions; see
     :mod:`linkage.resolve.incremental`), only the new mentions are prepared, blocked against the stored
     features, compared and scored with the stored, frozen model; only the cluster regions they reach are
     clustered again, and only changed rows are written. That gives what a full run with that model gives.
-    Without a usable state (older stores, deleted mentions) the stored ``er_pairs`` are re-read instead.
+    Without a usable state (deleted mentions, changed judgements) the stored pairs are re-read and only pairs
+    with a new mention are scored (older stores: from the ``er_pairs`` table). The scored pairs are kept in the
+    state only; ``er_pairs`` stays empty (:func:`linkage.report.explore.er_pairs` reads them from the state).
     ``full=True`` refits the model and scores every candidate pair again. Entity ids carry over from the
     previous run where an entity kept most of its mentions.
     """
     from linkage.resolve import resolve_mentions
-    from linkage.resolve.incremental import resolve_store_incremental, save_state, state_from_resolution, write_frame, write_pairs
+    from linkage.resolve.incremental import resolve_store_incremental, save_state, state_from_resolution
 
     judgements = _judgements(store)
     raw_model = store.get_meta("er_model")
@@ -148,13 +150,14 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
     state = state_from_resolution(resolution, resolution.diagnostics.pop("records", {}), json.loads(model_json),
                                   judgements)
     with store.transaction() as conn:
-        conn.execute("DELETE FROM mention_entities")
-        write_frame(conn, "mention_entities", assignments, ["mention_id", "entity_id", "entity_type"])
+        store.bulk_replace("mention_entities", assignments, ["mention_id", "entity_id", "entity_type"], "mention_id")
         ent_cols = [c for c in ("entity_id", "entity_type", "label", "n_mentions", "attributes") if c in entities.columns]
         entities["n_mentions"] = entities["n_mentions"].astype(int)
-        conn.execute("DELETE FROM entities")
-        write_frame(conn, "entities", entities, ent_cols)
-        n_pairs = write_pairs(conn, resolution.scored, replace=True)
+        store.bulk_replace("entities", entities, ent_cols, "entity_id")
+        # every scored pair is kept in the state (compact: indices, numbers, level codes), not as 4.6 M rows
+        # of ``er_pairs`` at 100,000 reports; explore.er_pairs and the full path read them from there
+        conn.execute("DELETE FROM er_pairs")
+        n_pairs = sum(len(sp) for sp in resolution.scored)
         store.set_meta("er_model", model_json)
         save_state(conn, state)
     return {"mentions": len(assignments), "entities": len(entities),
@@ -162,8 +165,14 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
             "pairs": n_pairs}
 
 
-def _stored_pairs(store: EmbeddedStore) -> pd.DataFrame:
-    """The scored pairs of the last run in the form the resolver takes back (``existing_pairs``)."""
+def _stored_pairs(store: EmbeddedStore):
+    """The scored pairs of the last run in the form the resolver takes back (``existing_pairs``): from the
+    stored state (compact), or from the ``er_pairs`` table of a store an older version wrote."""
+    from linkage.resolve.incremental import stored_scored_pairs
+
+    scored = stored_scored_pairs(store.conn)
+    if scored is not None:
+        return scored
     df = store.frame("SELECT left_id, right_id, entity_type, weight AS match_weight, probability AS match_probability, "
                      "matched, levels, reason FROM er_pairs")
     df["matched"] = df["matched"].fillna(0).astype(bool)
@@ -226,34 +235,101 @@ def entity_rows(store: EmbeddedStore, entity_ids: Sequence[str]) -> pd.DataFrame
     return out
 
 
-def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[int] = None):
+@dataclass
+class ClusterStep:
+    """What the clusters stage hands the scoring stage: the clusters, the inputs the scoring reuses, and
+    what the last run left to re-use (see :func:`communities_stage`)."""
+
+    report_clusters: pd.DataFrame
+    inputs: tuple
+    update: Any = None              # linkage.graph.incremental.ClusterUpdate
+    previous_scores: Optional[pd.DataFrame] = None
+    previous_meta: dict = field(default_factory=dict)
+
+
+def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[int] = None,
+                      full: bool = False) -> ClusterStep:
     """Build the report graph from resolved entities and find communities.
 
-    Returns ``(report_clusters, inputs)`` where ``inputs`` are the reports, mentions, links and entities
-    the scoring stage reuses (entities: only those the clustered reports mention).
+    Incremental by default: the clusters of the last run (kept in ``graph_state``) are re-used for every
+    connected component of the report graph whose links did not change, and only the others are clustered
+    again; that gives what clustering everything gives (:mod:`linkage.graph.incremental`). ``full=True``
+    clusters everything. The scoring stage reuses the reports, mentions, links and entities read here
+    (entities: only those the re-scored clusters mention).
     """
-    from linkage.graph import find_clusters
-    from linkage.triage.scoring import _isin
+    from linkage.graph.incremental import load_state, update_clusters
 
     reports, mentions, links, _ = graph_inputs(store, entities=False)
-    report_clusters = find_clusters(reports, mentions, links, None,
-                                    seed=settings.cluster_seed if seed is None else seed)
-    clustered = mentions.loc[_isin(mentions["report_id"], report_clusters["report_id"].tolist()), "entity_id"]
-    entities = entity_rows(store, clustered.dropna().unique().tolist())
-    return report_clusters, (reports, mentions, links, entities)
+    loaded = None if full else load_state(store.conn)
+    previous, tables, meta = loaded if loaded is not None else (None, {}, {})
+    update = update_clusters(reports, mentions, previous, seed=settings.cluster_seed if seed is None else seed)
+    return ClusterStep(update.clusters, (reports, mentions, links, None), update, tables.get("scores"), meta)
+
+
+def _policy_fingerprint() -> str:
+    """A digest of the scoring policy in effect (stored scores are only valid under the same policy;
+    routing is always decided again, so the routing rules do not count)."""
+    import hashlib
+    from dataclasses import asdict
+
+    from linkage.triage.policy import as_policy
+
+    def plain(o: Any) -> Any:  # sets in sorted order: their iteration order changes between processes
+        return sorted(o) if isinstance(o, (set, frozenset)) else str(o)
+
+    data = {k: v for k, v in asdict(as_policy(None)).items() if k != "source"}
+    return hashlib.sha1(json.dumps(data, sort_keys=True, default=plain).encode("utf-8")).hexdigest()
 
 
 def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = None,
-                now: Optional[dt.date] = None) -> pd.DataFrame:
-    """Score every cluster from its signals and route it by the rules; ranked clusters with reasons."""
+                now: Optional[dt.date] = None, step: Optional[ClusterStep] = None,
+                store: Optional[EmbeddedStore] = None) -> pd.DataFrame:
+    """Score every cluster from its signals and route it by the rules; ranked clusters with reasons.
+
+    With ``step`` (from :func:`communities_stage`) and ``store``, a cluster the last run scored and whose
+    component was not clustered again keeps its stored signals, with the recency signal computed again when
+    the reference date moved (:func:`linkage.triage.scoring.refresh_recency`); only the other clusters are
+    scored from scratch. Ranks and routing are always decided over all clusters.
+    """
     from linkage.triage import route, score_clusters
+    from linkage.triage.scoring import SCORED_COLUMNS, _isin, rank_scored, refresh_recency
 
     reports, mentions, links, entities = inputs
     if now is None:
         now = _data_now(reports)
-    scored = score_clusters(report_clusters, reports, mentions, links, entities, now=now)
+    fresh_rc, kept = report_clusters, None
+    cached = step.previous_scores if step is not None else None
+    if (step is not None and step.update is not None and not step.update.everything and cached is not None
+            and step.previous_meta.get("scoring") == _policy_fingerprint()):
+        redo = step.update.recomputed
+        all_ids = set(report_clusters["cluster_id"].tolist())
+        kept = cached[cached["cluster_id"].isin(all_ids - redo)]
+        fresh_rc = report_clusters[~report_clusters["cluster_id"].isin(set(kept["cluster_id"]))]
+    if entities is None and store is not None:
+        clustered = mentions.loc[_isin(mentions["report_id"], fresh_rc["report_id"].tolist()), "entity_id"]
+        entities = entity_rows(store, clustered.dropna().unique().tolist())
+    scored = score_clusters(fresh_rc, reports, mentions, links, entities, now=now)
+    if kept is not None and len(kept):
+        kept = kept.assign(categories=[json.loads(c) for c in kept["categories"]])
+        if step.previous_meta.get("now") != now.isoformat():
+            kept = refresh_recency(kept, report_clusters, reports, now)
+        scored = rank_scored([scored, kept])
+    scored = scored[SCORED_COLUMNS]
     routed = route(scored, rules)
     return scored.merge(routed, on="cluster_id", how="left", suffixes=("", "_route"))
+
+
+def save_cluster_state(store: EmbeddedStore, step: ClusterStep, scored: pd.DataFrame, now: dt.date) -> None:
+    """Keep the clusters and their scores (before routing, raw cluster ids) for the next run's reuse."""
+    from linkage.graph.incremental import save_state
+    from linkage.triage.scoring import SCORED_COLUMNS
+
+    cols = [c for c in SCORED_COLUMNS if c != "rank"]
+    scores = scored[cols].copy()
+    scores["categories"] = [json.dumps(_as_list(v), ensure_ascii=False) for v in scores["categories"].tolist()]
+    with store.transaction() as conn:
+        save_state(conn, step.update.state, {"scores": scores},
+                   {"now": now.isoformat(), "scoring": _policy_fingerprint()})
 
 
 def _cluster_counts(reports: pd.DataFrame, report_clusters: pd.DataFrame, clusters: pd.DataFrame) -> dict[str, int]:
@@ -461,15 +537,19 @@ def run(
         end("resolve", t0)
 
         t0 = begin("clusters")
-        report_clusters, inputs = communities_stage(store, settings, seed)
+        step = communities_stage(store, settings, seed, full=full)
+        report_clusters = step.report_clusters
+        summary.counts.update(step.update.stats)
         end("clusters", t0)
         t0 = begin("score")
-        clusters = score_stage(report_clusters, inputs, rules, now)
-        summary.counts.update(_cluster_counts(inputs[0], report_clusters, clusters))
-        del inputs
+        when = now if now is not None else _data_now(step.inputs[0])
+        clusters = score_stage(report_clusters, step.inputs, rules, when, step=step, store=store)
+        summary.counts.update(_cluster_counts(step.inputs[0], report_clusters, clusters))
         end("score", t0)
 
         t0 = begin("store")
+        save_cluster_state(store, step, clusters, when)
+        del step
         summary.clusters = store_clusters(store, report_clusters, clusters, run_id, full=full)
         del clusters
         end("store", t0)

@@ -4,7 +4,7 @@ In:  a store, the retention period (``--older-than 365d``; default ``[retention]
      the clusters marked as active cases (``linkage case CLUSTER --active``).
 Out: the reports received before the cutoff are deleted unless they are in an active-case cluster,
      cascading to their mentions, links, mention->entity rows, entities left without mentions, ER
-     pairs, cluster membership, clusters left without reports (and their case rows), status history,
+     pairs and the prepared records of the incremental state (``er_state``), cluster membership, clusters left without reports (and their case rows), status history,
      feedback records, judgements on deleted mentions/entities and quarantined rows of those reports.
      A ``deletions`` row records time, actor, period, cutoff and counts - never ids or values.
      ``on_purge(report_ids)`` is called before the commit (for the Neo4j graph); if it raises,
@@ -24,6 +24,8 @@ from typing import Any, Callable, Iterable, Sequence
 from linkage.audit import current_actor, now_iso
 from linkage.errors import ConfigError, InputError
 from linkage.feedback.lifecycle import active_case_clusters
+from linkage.graph.incremental import drop_state as drop_cluster_state
+from linkage.resolve.incremental import prune_state
 
 DEFAULT_RETENTION_DAYS = 365
 
@@ -154,6 +156,10 @@ def purge(store, older_than_days: int, now: dt.datetime | None = None, dry_run: 
             c["entities"] = _delete(conn, f"DELETE FROM entities WHERE entity_id IN {in_e}")
             c["er_pairs"] = _delete(conn, f"DELETE FROM er_pairs WHERE left_id IN {in_m} OR right_id IN {in_m} "
                                           f"OR left_id IN {in_e} OR right_id IN {in_e}")
+            # the scored pairs and prepared records (names, addresses) kept for incremental runs
+            c["er_pairs"] += prune_state(conn, mentions)
+            # the clusters and scores kept for the next run (their sentences name entities): cluster again
+            drop_cluster_state(conn)
             c["judgements"] = _delete(conn, f"DELETE FROM judgements WHERE id_a IN {in_m} OR id_b IN {in_m} "
                                             f"OR id_a IN {in_e} OR id_b IN {in_e}")
             c["mentions"] = _delete(conn, f"DELETE FROM mentions WHERE mention_id IN {in_m}")

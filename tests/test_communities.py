@@ -210,3 +210,38 @@ def test_name_only_person_cannot_glue_a_background_report_to_a_group():
     mentions["anchored"] = True  # the same data with X anchored: X joins the group
     joined = find_clusters(reports, mentions, seed=1, settings=settings).set_index("report_id")["cluster_id"]
     assert joined["X"] == joined["G0"]
+
+
+def test_a_components_clusters_do_not_depend_on_the_rest_of_the_graph():
+    # Leiden runs per connected component, seeded from the component: clustering a component alone gives
+    # what clustering the whole graph gives for it (what lets an incremental run skip untouched components)
+    rng = np.random.default_rng(3)
+    rows = []
+    for k in range(40):  # 40 groups of 3-12 reports sharing some of a few entities each, some hubs
+        n = int(rng.integers(3, 13))
+        ents = [f"E{k}-{j}" for j in range(int(rng.integers(2, 6)))]
+        for i in range(n):
+            for e in rng.choice(ents, size=2, replace=False):
+                rows.append((f"R{k:02d}-{i:02d}", str(e), "person"))
+    mentions = pd.DataFrame(rows, columns=["report_id", "entity_id", "entity_type"]).drop_duplicates()
+    reports = pd.DataFrame({"report_id": sorted(mentions["report_id"].unique())})
+    whole = find_clusters(reports, mentions, seed=5)
+    for k in (0, 7, 19, 33):
+        mine = mentions[mentions["report_id"].str.startswith(f"R{k:02d}-")]
+        alone = find_clusters(reports[reports["report_id"].isin(mine["report_id"])], mine, seed=5)
+        part = whole[whole["report_id"].isin(mine["report_id"])].reset_index(drop=True)
+        pd.testing.assert_frame_equal(alone, part)
+
+
+def test_update_clusters_reuses_untouched_components_and_equals_a_full_clustering():
+    from linkage.graph.incremental import update_clusters
+
+    reports, mentions = frames()
+    old = ~mentions["report_id"].isin(["C4"])
+    first = update_clusters(reports[reports["report_id"].isin(mentions.loc[old, "report_id"])], mentions[old], None,
+                            seed=3, settings=SETTINGS)
+    again = update_clusters(reports, mentions, first.state, seed=3, settings=SETTINGS)
+    assert not again.everything and again.stats["components_reclustered"] < again.stats["components"]
+    pd.testing.assert_frame_equal(again.clusters, find_clusters(reports, mentions, seed=3, settings=SETTINGS))
+    # another seed clusters everything again
+    assert update_clusters(reports, mentions, first.state, seed=4, settings=SETTINGS).everything

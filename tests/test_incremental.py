@@ -118,9 +118,11 @@ def _two_runs(first, second, store: Path, drop_state: bool = False, between=None
 
 
 def _tables(store: Path):
+    from linkage.report.explore import er_pairs
+
     with EmbeddedStore(store) as s:
-        return (s.mention_entities(), s.entities(),
-                s.frame("SELECT * FROM er_pairs ORDER BY left_id, right_id"))
+        assert s.count("er_pairs") == 0  # the scored pairs are kept in the state only
+        return (s.mention_entities(), s.entities(), er_pairs(s))
 
 
 def test_store_incremental_equals_the_pair_table_path(parts, tmp_path):
@@ -143,8 +145,10 @@ def test_a_new_judgement_is_applied_incrementally(parts, tmp_path):
 
     def judge(store: Path):
         with EmbeddedStore(store) as s:
-            pairs = s.frame("SELECT left_id, right_id FROM er_pairs WHERE matched = 1 AND entity_type = 'person' "
-                            "ORDER BY left_id LIMIT 2")
+            from linkage.report.explore import er_pairs
+
+            pairs = er_pairs(s)
+            pairs = pairs[pairs["matched"] & (pairs["entity_type"] == "person")].head(2).reset_index(drop=True)
             record_judgement(s, pairs.left_id[0], pairs.right_id[0], "different", actor="test")
             record_judgement(s, pairs.left_id[1], pairs.right_id[1], "different", actor="test")
 
@@ -185,3 +189,31 @@ def test_state_stored_in_small_chunks_gives_the_same_result(parts, tmp_path, mon
         assert state is not None and state.n_mentions() == chunked["mentions"]
     for a, b in zip(_tables(tmp_path / "whole.db"), _tables(tmp_path / "chunked.db")):
         pd.testing.assert_frame_equal(a, b)
+
+
+def test_purge_removes_its_mentions_from_the_state_and_the_next_run_rereads_the_rest(parts, tmp_path):
+    import datetime as dt
+
+    from linkage.report.explore import er_pairs
+    from linkage.resolve.incremental import stored_scored_pairs
+    from linkage.retention import purge
+
+    first, second = parts
+
+    def purge_oldest(store: Path):
+        with EmbeddedStore(store) as s:
+            day = s.frame("SELECT substr(received_at, 1, 10) AS d FROM reports ORDER BY received_at LIMIT 1 OFFSET 50").d[0]
+            now = dt.datetime.fromisoformat(day).replace(tzinfo=dt.timezone.utc)
+            pairs_before = len(er_pairs(s))
+            summary = purge(s, 0, now=now, actor="test")
+            assert summary.report_ids and summary.counts["mentions"] and summary.counts["er_pairs"]
+            kept = stored_scored_pairs(s.conn)
+            ids = {m for sp in kept for m in sp.mention_ids}
+            left = set(s.frame("SELECT mention_id FROM mentions").mention_id)
+            assert ids <= left  # no purged mention's record or pair stays in the state
+            assert len(er_pairs(s)) == pairs_before - summary.counts["er_pairs"]
+
+    counts = _two_runs(first, second, tmp_path / "p.db", between=purge_oldest)
+    assert "touched_mentions" not in counts  # the state was marked unusable: the full path re-read the pairs
+    with EmbeddedStore(tmp_path / "p.db") as s:
+        assert s.count("mention_entities") == s.count("mentions")

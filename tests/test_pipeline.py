@@ -128,6 +128,27 @@ def test_incremental_run_equals_full_run_with_the_same_model(generated, tmp_path
         assert _partition(ca) == _partition(cb)
 
 
+def test_reused_clusters_and_scores_equal_clustering_and_scoring_everything_again(generated, tmp_path):
+    # the same two runs into two stores; before the second run one store forgets the clusters and scores it
+    # kept, so it clusters every component and scores every cluster again: every table must come out equal
+    first, second = _split(generated, tmp_path / "parts", 1200)
+    stores = [tmp_path / "reuse.db", tmp_path / "again.db"]
+    for store in stores:
+        run(first, store)
+    with EmbeddedStore(stores[1]) as s:
+        s.conn.execute("DELETE FROM graph_state")
+    counts = [run(second, store).counts for store in stores]
+    assert 0 < counts[0]["components_reclustered"] < counts[0]["components"]
+    assert counts[1]["components_reclustered"] == counts[1]["components"]
+    with EmbeddedStore(stores[0]) as a, EmbeddedStore(stores[1]) as b:
+        for table in ("clusters", "report_clusters", "mention_entities", "entities"):
+            pd.testing.assert_frame_equal(a.frame(f"SELECT * FROM {table} ORDER BY 1"),
+                                          b.frame(f"SELECT * FROM {table} ORDER BY 1"))
+        for sql in ("SELECT cluster_id, event, related_ids FROM cluster_history ORDER BY 1, 2, 3",
+                    "SELECT report_id, to_status FROM status_history ORDER BY 1, id"):
+            pd.testing.assert_frame_equal(a.frame(sql), b.frame(sql))
+
+
 def test_cluster_ids_carry_over_and_history_records_changes(generated, tmp_path):
     first, second = _split(generated, tmp_path / "parts", 1200)
     store = tmp_path / "s.db"
@@ -297,3 +318,17 @@ def test_store_clusters_writes_what_a_full_rewrite_writes_and_returns_the_stored
     # y kept all of b's reports, so it keeps b's id (with its new rank); a lost half: x and z are new ids
     assert store.clusters()[["cluster_id", "rank"]].values.tolist() == [["x", 1], ["z", 2], ["b", 3]]
     store.close()
+
+
+def test_bulk_replace_leaves_the_rows_and_indexes_that_row_inserts_leave(tmp_path):
+    with EmbeddedStore(tmp_path / "b.db") as s:
+        indexes = s.frame("SELECT name, sql FROM sqlite_master WHERE tbl_name = 'mention_entities' ORDER BY name")
+        s.insert_rows("mention_entities", [{"mention_id": "old", "entity_id": "E0", "entity_type": "x"}],
+                      ["mention_id", "entity_id", "entity_type"])
+        df = pd.DataFrame({"mention_id": ["m3", "m1", "m2"], "entity_id": ["E2", "E1", "E1"], "entity_type": ["x"] * 3})
+        with s.transaction():
+            assert s.bulk_replace("mention_entities", df, ["mention_id", "entity_id", "entity_type"], "mention_id") == 3
+        got = s.frame("SELECT * FROM mention_entities ORDER BY mention_id")
+        pd.testing.assert_frame_equal(got, df.sort_values("mention_id").reset_index(drop=True))
+        pd.testing.assert_frame_equal(indexes, s.frame("SELECT name, sql FROM sqlite_master "
+                                                       "WHERE tbl_name = 'mention_entities' ORDER BY name"))

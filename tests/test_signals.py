@@ -253,3 +253,20 @@ def test_now_defaults_to_newest_report():
 def test_no_clusters_gives_empty_frame_with_columns():
     out = score_clusters(CLUSTERS.iloc[:0], REPORTS, MENTIONS, LINKS, ENTITIES, now=NOW)
     assert out.empty and list(out.columns) == SCORED_COLUMNS
+
+
+@pytest.mark.parametrize("later", [0, 1, 45, 400])
+def test_refresh_recency_equals_scoring_again_at_the_new_date(later):
+    from linkage.triage.scoring import _swap_recency, rank_scored, refresh_recency
+
+    before = score_clusters(CLUSTERS, REPORTS, MENTIONS, LINKS, ENTITIES, now=NOW)
+    when = NOW + dt.timedelta(days=later)
+    want = score_clusters(CLUSTERS, REPORTS, MENTIONS, LINKS, ENTITIES, now=when)
+    got = rank_scored([refresh_recency(before, CLUSTERS, REPORTS, when)])
+    pd.testing.assert_frame_equal(got, want)
+    # the quick path (recency swapped in the text) was the one taken, and a sentence with quotes survives it
+    text = before["signals"][0]
+    assert _swap_recency(text, SIGNALS["recency"](ctx(reports=reps())), POLICY) is not None
+    odd = text.replace('reports in the cluster.', 'reports \\"in\\" the \\\\ cluster.')
+    score, new_text, reason = _swap_recency(odd, SIGNALS["recency"](ctx(reports=reps())), POLICY)
+    assert json.loads(new_text)[0]["sentence"] == json.loads(odd)[0]["sentence"]

@@ -155,10 +155,19 @@ def _prior_bits(model: dict[str, Any]) -> float:
 def er_pairs(store: EmbeddedStore) -> pd.DataFrame:
     """The scored mention pairs of the last run with their entity type, weight (bits), probability, matched.
 
-    A missing probability is recomputed from the weight and the type's prior.
+    The pairs come from the run's stored state (:func:`linkage.resolve.incremental.stored_scored_pairs`), or
+    from the ``er_pairs`` table of a store an older version wrote. Pairs of mentions deleted since (retention)
+    are left out. A missing probability is recomputed from the weight and the type's prior.
     """
-    df = store.frame("SELECT p.left_id, p.right_id, m.entity_type, p.weight, p.probability, p.matched "
-                     "FROM er_pairs p LEFT JOIN mentions m ON m.mention_id = p.left_id ORDER BY p.left_id, p.right_id")
+    from linkage.resolve.incremental import pairs_table, stored_scored_pairs
+
+    scored = stored_scored_pairs(store.conn)
+    if scored is not None:
+        df = pairs_table(scored)[["left_id", "right_id", "entity_type", "weight", "probability", "matched"]]
+    else:
+        df = store.frame("SELECT p.left_id, p.right_id, m.entity_type, p.weight, p.probability, p.matched "
+                         "FROM er_pairs p LEFT JOIN mentions m ON m.mention_id = p.left_id "
+                         "ORDER BY p.left_id, p.right_id")
     if df.empty:
         return df
     models = er_model(store)

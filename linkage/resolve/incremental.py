@@ -388,35 +388,116 @@ def load_state(conn, model: Mapping[str, Any]) -> ERState | None:
     return state
 
 
+def _has_state_table(conn) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'er_state'").fetchone() is not None
+
+
+def stored_scored_pairs(conn) -> list[ScoredPairs] | None:
+    """Every scored pair the stored state holds, per fuzzy type as :class:`ScoredPairs` over that type's
+    records (mention ids in state order); None when the store has no state (an older store: read the
+    ``er_pairs`` table instead).
+
+    This reads the record and pair blobs only, not the state's meta, so it also serves the full path when the
+    state cannot be used incrementally (mentions deleted since, judgements changed): the pairs of mentions that
+    are gone are dropped by the resolver (:func:`linkage.resolve.engine._old_pairs`).
+    """
+    if not _has_state_table(conn):
+        return None
+    mids: dict[str, list] = {}
+    pairs: dict[str, list] = {}
+    rows = conn.execute("SELECT entity_type, part, data FROM er_state WHERE part IN ('records', 'pairs') "
+                        "ORDER BY entity_type, part, seq")
+    for etype, part, data in rows:
+        if part == "records":
+            mids.setdefault(etype, []).append(
+                pd.read_parquet(io.BytesIO(data), columns=["mention_id"])["mention_id"].to_numpy(dtype=object))
+        else:
+            loaded = np.load(io.BytesIO(data))
+            pairs.setdefault(etype, []).append({f: loaded[f] for f in _PAIR_FIELDS})
+    if not mids:
+        return None
+    out = []
+    for etype in sorted(pairs):
+        if etype not in mids:
+            continue
+        p = {f: np.concatenate([x[f] for x in pairs[etype]]) for f in _PAIR_FIELDS}
+        ids = np.concatenate(mids[etype])
+        out.append(ScoredPairs(etype, ids, p["left"].astype(np.int32, copy=False), p["right"].astype(np.int32, copy=False),
+                               p["weight"], p["prob"], p["matched"].astype(bool, copy=False), p["levels"],
+                               p["reason"]))
+    return out
+
+
+def pairs_table(scored: Iterable[ScoredPairs]) -> pd.DataFrame:
+    """Scored pairs as the rows ``er_pairs`` held: ``left_id, right_id, entity_type, weight, probability,
+    matched, levels, reason``, ids oriented smallest first, sorted by ``left_id, right_id``."""
+    from linkage.resolve.engine import REASONS, _level_strings
+
+    frames = []
+    reasons = np.asarray(REASONS, dtype=object)
+    for sp in scored:
+        mids = np.asarray(sp.mention_ids, dtype=object)
+        lid, rid = mids[sp.left], mids[sp.right]
+        swap = lid > rid
+        lid, rid = np.where(swap, rid, lid), np.where(swap, lid, rid)
+        frames.append(pd.DataFrame({
+            "left_id": lid, "right_id": rid, "entity_type": sp.entity_type, "weight": sp.weight,
+            "probability": sp.prob, "matched": sp.matched.astype(int), "levels": _level_strings(sp.levels),
+            "reason": reasons[sp.reason]}))
+    cols = ["left_id", "right_id", "entity_type", "weight", "probability", "matched", "levels", "reason"]
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+    out = pd.concat(frames, ignore_index=True)
+    out = out.drop_duplicates(["left_id", "right_id"], keep="first")  # as INSERT OR IGNORE into er_pairs did
+    return out.sort_values(["left_id", "right_id"], kind="stable").reset_index(drop=True)[cols]
+
+
+def prune_state(conn, mention_ids: Iterable[str]) -> int:
+    """Remove ``mention_ids`` from the stored state (their prepared records and every pair they are in), for
+    retention: no personal data of a purged mention stays behind in the state. Returns the pairs removed.
+
+    The state is then marked unusable for an incremental run (its cluster regions and the entities of the
+    remaining mentions may change), so the next run takes the full path, which re-reads the remaining pairs
+    (:func:`stored_scored_pairs`) instead of scoring them again. Call inside the caller's transaction.
+    """
+    gone = set(str(m) for m in mention_ids)
+    if not gone or not _has_state_table(conn):
+        return 0
+    removed = 0
+    types = [r[0] for r in conn.execute("SELECT DISTINCT entity_type FROM er_state ORDER BY entity_type")]
+    for etype in types:
+        chunks = conn.execute("SELECT part, data FROM er_state WHERE entity_type = ? AND part IN ('records', 'pairs') "
+                              "ORDER BY part, seq", (etype,)).fetchall()
+        recs = [pd.read_parquet(io.BytesIO(d)) for part, d in chunks if part == "records"]
+        if not recs:
+            continue
+        records = pd.concat(recs, ignore_index=True)
+        drop = records["mention_id"].astype(str).isin(gone).to_numpy()
+        if not drop.any():
+            continue
+        keep_idx = np.flatnonzero(~drop)
+        new_pos = np.full(len(records), -1, dtype=np.int64)
+        new_pos[keep_idx] = np.arange(len(keep_idx))
+        loaded = [np.load(io.BytesIO(d)) for part, d in chunks if part == "pairs"]
+        pairs = {f: np.concatenate([x[f] for x in loaded]) for f in _PAIR_FIELDS} if loaded else {}
+        conn.execute("DELETE FROM er_state WHERE entity_type = ? AND part IN ('records', 'pairs', 'region')", (etype,))
+        _insert_records(conn, etype, 0, records.iloc[keep_idx].reset_index(drop=True))
+        if pairs:
+            ok = (new_pos[pairs["left"]] >= 0) & (new_pos[pairs["right"]] >= 0)
+            removed += int((~ok).sum())
+            kept = {f: a[ok] for f, a in pairs.items()}
+            kept["left"] = new_pos[kept["left"]].astype(pairs["left"].dtype)
+            kept["right"] = new_pos[kept["right"]].astype(pairs["right"].dtype)
+            _insert_pairs(conn, etype, 0, kept)
+    conn.execute("DELETE FROM meta WHERE key = 'er_state'")  # regions and counts no longer hold: full path next
+    return removed
+
+
 # -- the store side ------------------------------------------------------------------------------------
 
 def _executemany(conn, table: str, columns: list[str], rows: Iterable[tuple], mode: str = "INSERT") -> None:
     sql = f"{mode} INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
     conn.executemany(sql, rows)
-
-
-def write_pairs(conn, scored: Iterable[ScoredPairs], replace: bool) -> int:
-    """Write scored pairs into ``er_pairs`` (all of them when ``replace``, else appended): ids oriented
-    smallest first, rows in key order. Values are the same as :meth:`ScoredPairs.frame` gives."""
-    from linkage.resolve.engine import REASONS, _level_strings
-
-    if replace:
-        conn.execute("DELETE FROM er_pairs")
-    total = 0
-    reasons = np.asarray(REASONS, dtype=object)
-    for sp in scored:
-        if not len(sp):
-            continue
-        mids = np.asarray(sp.mention_ids, dtype=object)
-        lid, rid = mids[sp.left], mids[sp.right]
-        order = np.lexsort((sp.right, sp.left))  # record order is mention-id order in a full run: key order
-        rows = zip(lid[order].tolist(), rid[order].tolist(), [sp.entity_type] * len(order),
-                   sp.weight[order].tolist(), sp.prob[order].tolist(), sp.matched[order].astype(int).tolist(),
-                   _level_strings(sp.levels[order]).tolist(), reasons[sp.reason[order]].tolist())
-        _executemany(conn, "er_pairs", ["left_id", "right_id", "entity_type", "weight", "probability", "matched",
-                                        "levels", "reason"], rows, "INSERT OR IGNORE")
-        total += len(order)
-    return total
 
 
 def write_frame(conn, table: str, df: pd.DataFrame, columns: list[str]) -> None:
@@ -435,7 +516,7 @@ def _temp_ids(conn, ids: Iterable[str]) -> None:
 def resolve_store_incremental(store, model: Mapping[str, Any], judgements: list, progress=None,
                               settings: ERSettings | None = None) -> dict[str, int] | None:
     """Resolve the mentions added to ``store`` since the last run against its stored state, writing only what
-    changed: the new pairs are appended to ``er_pairs``; ``mention_entities`` and ``entities`` change only for
+    changed: the new records and pairs are appended to the state; ``mention_entities`` and ``entities`` change only for
     the touched entities (ids carried over as in a full run). Returns counts, or None when the store has no
     usable state (no state, another model, or mentions were deleted): then run the full path.
     """
@@ -501,7 +582,9 @@ def _write_update(store, result: IncrementalResult, n_mentions: int, n_new: int)
         write_frame(conn, "mention_entities", fresh, ["mention_id", "entity_id", "entity_type"])
         ents["n_mentions"] = ents["n_mentions"].astype(int)
         write_frame(conn, "entities", ents, ["entity_id", "entity_type", "label", "n_mentions", "attributes"])
-        write_pairs(conn, [u.new_pairs for u in result.updates if u.new_pairs is not None], replace=False)
+        # the scored pairs live in the state only (see :func:`stored_scored_pairs`); rows an older version
+        # wrote into ``er_pairs`` would be stale now
+        conn.execute("DELETE FROM er_pairs")
         save_state(conn, result.state, {u.entity_type: (u.new_records, u.new_pairs) for u in result.updates})
     n_pairs = sum(len(t.pairs["left"]) for t in result.state.types.values() if t.pairs)
     return {"mentions": n_mentions, "entities": store.count("entities"), "new_mentions": n_new, "pairs": n_pairs,

@@ -332,6 +332,26 @@ class EmbeddedStore:
         return self.frame("SELECT report_id, cluster_id FROM report_clusters ORDER BY report_id")
 
     # --- writes of whole stage results -------------------------------------------------------------
+    def bulk_replace(self, table: str, df: pd.DataFrame, columns: Sequence[str], key: str) -> int:
+        """Replace all of ``table`` (a fixed name) with ``df[columns]`` (plain str/int values, no NaN), fast:
+        rows go in ordered by ``key`` (the primary key: B-tree appends) and the table's secondary indexes are
+        dropped before and built again after (one sort instead of 400,000 random inserts). Inside the
+        caller's transaction; the table ends exactly as row-by-row inserts leave it. Returns the rows written.
+        """
+        indexes = self.conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+                                    "AND sql IS NOT NULL ORDER BY name", (table,)).fetchall()
+        self.conn.execute(f"DELETE FROM {table}")
+        for name, _sql in indexes:
+            self.conn.execute(f'DROP INDEX "{name}"')
+        if len(df):
+            rows = df.sort_values(key, kind="stable")
+            sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+            with _binding_none():
+                self.conn.executemany(sql, zip(*(rows[c].tolist() for c in columns)))
+        for _name, sql in indexes:
+            self.conn.execute(sql)
+        return len(df)
+
     def replace_table(self, table: str, df: pd.DataFrame, columns: Sequence[str]) -> None:
         """Replace a derived table's content with ``df`` (inside the caller's transaction)."""
         self.conn.execute(f"DELETE FROM {table}")

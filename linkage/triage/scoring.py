@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from typing import Any, Iterator, Mapping
 
 import numpy as np
@@ -268,5 +269,107 @@ def score_clusters(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.D
     if not rows:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in SCORED_COLUMNS})
     out = pd.DataFrame(rows).sort_values(["score", "cluster_id"], ascending=[False, True], kind="stable")
+    out.insert(1, "rank", np.arange(1, len(out) + 1))
+    return out[SCORED_COLUMNS].reset_index(drop=True)
+
+
+#: The only signal that depends on the reference date ``now`` (see :func:`refresh_recency`).
+NOW_SIGNALS = ("recency",)
+
+
+def refresh_recency(scored: pd.DataFrame, clusters: pd.DataFrame, reports: pd.DataFrame, now: dt.date,
+                    settings: ScoringPolicy | str | None = None) -> pd.DataFrame:
+    """Rows :func:`score_clusters` gave earlier, brought to another reference date ``now``.
+
+    Only :data:`NOW_SIGNALS` read ``now``; every other signal is a function of the cluster's own reports,
+    mentions and links. So for a cluster whose members are unchanged, the stored signals are kept, the
+    recency signal is computed again from its reports' dates and the score and reason are explained again:
+    the row equals what :func:`score_clusters` gives for that cluster at ``now``. ``rank`` is left out (it
+    depends on all clusters); the order of the rows is kept.
+
+    Parameters
+    ----------
+    scored:
+        ``cluster_id, score, n_reports, n_reporters, categories, signals, reason`` (``signals`` JSON text).
+    clusters, reports:
+        ``report_id, cluster_id`` of (at least) these clusters; ``report_id, received_at``.
+    """
+    policy = as_policy(settings)
+    if len(scored) == 0:
+        return scored.drop(columns=["rank"], errors="ignore")
+    rc = clusters[_isin(clusters["cluster_id"], scored["cluster_id"].astype(str).tolist())]
+    rep = reports[["report_id", "received_at"]].merge(rc[["report_id", "cluster_id"]], on="report_id", how="inner")
+    dates = _dates(rep["received_at"])
+    by_cluster: dict[str, list] = {}
+    for cid, rid, day in zip(_obj(rep["cluster_id"]).tolist(), _obj(rep["report_id"]).tolist(), dates.tolist()):
+        by_cluster.setdefault(cid, []).append(ReportInfo(rid, day, None))
+    fresh = {name: SIGNALS[name] for name in NOW_SIGNALS}
+    scores, signals, reasons = [], [], []
+    for cid, text in zip(scored["cluster_id"].tolist(), scored["signals"].tolist()):
+        infos = tuple(sorted(by_cluster.get(cid, ()), key=lambda r: r.report_id))
+        ctx = ClusterContext(cluster_id=cid, now=now, reports=infos, policy=policy)
+        quick = _swap_recency(text, SIGNALS["recency"](ctx), policy) if NOW_SIGNALS == ("recency",) else None
+        if quick is None:  # the general way: every record parsed and explained again
+            sigs = [fresh[r["name"]](ctx) if r["name"] in fresh else Signal(r["name"], r["value"], r["sentence"], r["inputs"])
+                    for r in json.loads(text)]
+            quick = explain(sigs, policy)
+            quick = (quick[0], json.dumps(quick[1], ensure_ascii=False, sort_keys=False, default=str), quick[2])
+        scores.append(quick[0])
+        signals.append(quick[1])
+        reasons.append(quick[2])
+    out = scored.drop(columns=["rank"], errors="ignore").copy()
+    out["score"], out["signals"], out["reason"] = scores, signals, reasons
+    return out
+
+
+_RECORD_TAIL = re.compile(r'"points": (-?[0-9][0-9.eE+-]*), "sentence": ("(?:[^"\\]|\\.)*"), "inputs": ')
+
+
+def _swap_recency(text: str, signal: Signal, policy: ScoringPolicy) -> tuple[float, str, str] | None:
+    """(score, signals JSON, reason) of stored signals JSON ``text`` with its recency record replaced by
+    ``signal``, as :func:`explain` and ``json.dumps`` give them, without parsing the other records (their
+    points and sentences are read off the text; sums run in record order as in :func:`explain`). None when
+    the text does not look as expected: the caller parses it then.
+    """
+    start = text.find('{"name": "recency", ')
+    if start < 0:
+        return None
+    end = text.find("}}", start) + 2
+    if end < 2 or text[end:end + 2] not in (", ", "]"):
+        return None
+    tails = list(_RECORD_TAIL.finditer(text))
+    if len(tails) != text.count('{"name": ') or not tails:
+        return None
+    term = policy.terms.get(signal.name)
+    pts = round(term.points(signal.value), 3) if term else 0.0
+    record = {"name": signal.name, "value": signal.value, "weight": term.weight if term else 0.0, "points": pts,
+              "sentence": signal.sentence, "inputs": dict(signal.inputs)}
+    points, sentences = [], []  # sentences: the recency one, the others still JSON text (decoded if needed)
+    for m in tails:
+        if start <= m.start() < end:
+            points.append(pts)
+            sentences.append(None)
+        else:
+            points.append(float(m.group(1)))
+            sentences.append(m.group(2))
+    total = 0.0
+    for p in points:
+        total += p
+    order = sorted(range(len(points)), key=lambda i: (-points[i], i))
+    top = [(signal.sentence if sentences[i] is None else json.loads(sentences[i])).rstrip(".")
+           for i in order[:3] if points[i] > 0]
+    reason = "; ".join(top) + "." if top else "No signal scored."
+    new_text = text[:start] + json.dumps(record, ensure_ascii=False, sort_keys=False, default=str) + text[end:]
+    return round(total, 2), new_text, reason
+
+
+def rank_scored(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Scored rows of several parts (fresh and carried over) as one ranked table, as :func:`score_clusters`
+    ranks: by score (desc), then cluster_id."""
+    parts = [p.drop(columns=["rank"], errors="ignore") for p in parts if len(p)]
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in SCORED_COLUMNS})
+    out = pd.concat(parts, ignore_index=True)
+    out = out.sort_values(["score", "cluster_id"], ascending=[False, True], kind="stable")
     out.insert(1, "rank", np.arange(1, len(out) + 1))
     return out[SCORED_COLUMNS].reset_index(drop=True)
