@@ -295,26 +295,34 @@ class _RelKind:
 
     def _ends(self, by_id: bool) -> str:
         """Find both endpoints: by key through the uniqueness constraints' indexes, or (``by_id``) by the
-        internal ids appended to the row, checked against the key (a row whose id no longer holds its
-        node matches nothing, and :func:`_write` then runs the batch again by key)."""
+        internal ids appended to the row (a seek without index or lock)."""
         (sl, sk), (dl, dk) = self.src, self.dst
         if not by_id:
             return f"MATCH (a:{sl} {{{sk}: r[1]}}) MATCH (b:{dl} {{{dk}: r[2]}})"
         i = 3 + len(self.fields)
-        return (f"MATCH (a:{sl}) WHERE id(a) = r[{i}] AND a.{sk} = r[1] "
-                f"MATCH (b:{dl}) WHERE id(b) = r[{i + 1}] AND b.{dk} = r[2]")
+        return f"MATCH (a:{sl}) WHERE id(a) = r[{i}] MATCH (b:{dl}) WHERE id(b) = r[{i + 1}]"
+
+    def _written(self, by_id: bool) -> str:
+        """``n``: the rows written. By id, only rows whose endpoints still hold their keys count, so a
+        stale id (a node deleted and its id reused meanwhile) shows as a shortfall and :func:`_write`
+        rolls the batch back and writes it by key. (The check sits here, after the write, because a
+        key predicate next to the id would make the planner seek the index instead.)"""
+        (_, sk), (_, dk) = self.src, self.dst
+        if not by_id:
+            return "count(*) AS n"
+        return f"sum(CASE WHEN a.{sk} = r[1] AND b.{dk} = r[2] THEN 1 ELSE 0 END) AS n"
 
     def query(self, by_id: bool = False) -> str:
         key = f" {{{self.fields[0]}: r[3]}}" if self.merge_key else ""
         sets = "".join(f", x.{f} = r[{i + 3}]" for i, f in enumerate(self.fields) if not (self.merge_key and i == 0))
         return (f"UNWIND $rows AS r {self._ends(by_id)} "
-                f"MERGE (a)-[x:{self.name}{key}]->(b) SET x.push_hash = r[0]{sets} RETURN count(*) AS n")
+                f"MERGE (a)-[x:{self.name}{key}]->(b) SET x.push_hash = r[0]{sets} RETURN {self._written(by_id)}")
 
     def create_query(self, by_id: bool = False) -> str:
         """For relationships that cannot exist yet (an endpoint was created by this push): ``CREATE``."""
         props = "".join(f", {f}: r[{i + 3}]" for i, f in enumerate(self.fields))
         return (f"UNWIND $rows AS r {self._ends(by_id)} "
-                f"CREATE (a)-[x:{self.name} {{push_hash: r[0]{props}}}]->(b) RETURN count(*) AS n")
+                f"CREATE (a)-[x:{self.name} {{push_hash: r[0]{props}}}]->(b) RETURN {self._written(by_id)}")
 
 
 REPORT = _NodeKind("Report", "Report", "report_id",
@@ -485,12 +493,12 @@ class _Jobs:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _read_existing(driver) -> tuple[dict[str, dict[str, tuple[int, int]]], dict[str, Counter]]:
-    """What the graph holds now: per keyed label ``{id: (push_hash, internal id)}``, per relationship
-    type a Counter of ``push_hash`` values."""
-    nodes = {label: {k: (h, i) for k, h, i in _read_list(
-        driver, f"MATCH (n:{label}) WHERE n.{key} IS NOT NULL RETURN collect([n.{key}, n.push_hash, id(n)]) AS c")}
-        for label, key in KEYED_LABELS.items()}
+def _read_existing(driver) -> tuple[dict[str, dict[str, int]], dict[str, Counter]]:
+    """What the graph holds now: per keyed label ``{id: push_hash}``, per relationship type a Counter of
+    ``push_hash`` values."""
+    nodes = {label: dict(_read_list(driver, f"MATCH (n:{label}) WHERE n.{key} IS NOT NULL "
+                                            f"RETURN collect([n.{key}, n.push_hash]) AS c"))
+             for label, key in KEYED_LABELS.items()}
     rel_types = ("MENTIONS",) + LINK_RELS + ("IN_CLUSTER", "ROUTED_TO")
     rels = {rel: Counter(_read_list(driver, f"MATCH ()-[x:{rel}]->() RETURN collect(x.push_hash) AS c"))
             for rel in rel_types}
@@ -535,8 +543,8 @@ def push(store: EmbeddedStore, driver=None, progress: Callable[[str, int], None]
     t0 = time.perf_counter()
     summary = PushSummary()
     jobs = _Jobs()
-    # Internal ids of the nodes that hold the store's ids, per label group: read at the start, and
-    # returned by every node write. Filled and read by the writer thread only.
+    # Internal ids of the nodes this push wrote, per label group, as the node writes return them; a
+    # relationship between two of them is written by id, any other by key. Used by the writer thread only.
     node_ids: dict[str, dict[str, int]] = {label: {} for label in KEYED_LABELS}
 
     def write_nodes(kind: _NodeKind, group: str, rows: list[list], new: list[list], changed: list[list]) -> None:
@@ -595,14 +603,13 @@ def push(store: EmbeddedStore, driver=None, progress: Callable[[str, int], None]
 
         report_rows = _report_rows(store)
         existing, have_rels = reading.result()
-        node_ids.update({label: {k: i for k, (_, i) in have.items()} for label, have in existing.items()})
         # 1. nodes: write what is new or changed (stale nodes go last, with their relationships)
         for kind, rows in itertools.chain([(REPORT, report_rows)], node_plan()):
             group = kind.labels.split(":")[0]
             have = existing[group]
             wanted[group].update(r[1] for r in rows)
             new = [] if full else [r for r in rows if r[1] not in have]
-            changed = rows if full else [r for r in rows if r[1] in have and have[r[1]][0] != r[0]]
+            changed = rows if full else [r for r in rows if r[1] in have and have[r[1]] != r[0]]
             created[group].update(r[1] for r in new)
             jobs.submit(write_nodes, kind, group, rows, new, changed)
 
