@@ -586,7 +586,9 @@ def push(store: EmbeddedStore, driver=None, progress: Callable[[str, int], None]
 
     try:
         ensure_schema(driver)
-        reading = jobs.submit(_read_existing, driver)  # the server reads while the client prepares rows
+        # Read before preparing rows, not alongside: a thread receiving a large result while the other
+        # computes gets the GIL back only every switch interval, which made the read several times slower.
+        existing, have_rels = _read_existing(driver)
 
         wanted: dict[str, set[str]] = {label: set() for label in KEYED_LABELS}
         # ids this push CREATEs, per label group: a relationship with such an endpoint cannot exist yet
@@ -602,7 +604,6 @@ def push(store: EmbeddedStore, driver=None, progress: Callable[[str, int], None]
             yield AGENCY, agencies
 
         report_rows = _report_rows(store)
-        existing, have_rels = reading.result()
         # 1. nodes: write what is new or changed (stale nodes go last, with their relationships)
         for kind, rows in itertools.chain([(REPORT, report_rows)], node_plan()):
             group = kind.labels.split(":")[0]
