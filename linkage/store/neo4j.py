@@ -13,6 +13,14 @@ never a duplicate), and a relationship with an endpoint that this push created (
 have reached that node before). A push that stopped halfway leaves committed batches; the next push
 reads what exists again, so those nodes and their relationships go through ``MERGE``.
 
+How it finds endpoints: every node write returns the internal ids of the nodes it wrote, and a
+relationship between two nodes written by the same push finds them by those ids (a seek without
+index or lock) rather than through the uniqueness indexes; the query counts only rows whose endpoints
+still hold their keys, and a batch that falls short (an id deleted and reused meanwhile) is rolled
+back and written by key. Relationships to nodes this push did not write go by key. While a
+background thread writes one kind, the calling thread prepares the rows of the next (SQLite reads
+and hashing), so client and server work at the same time over one session.
+
 How it stays in sync: every node and relationship carries ``push_hash``, a 64-bit hash of exactly the
 values the push wrote to it. A push first reads the hashes already in Neo4j (one list per label or
 relationship type), then writes only the rows whose hash is missing or different, and deletes what
@@ -55,8 +63,9 @@ LINK_RELS: tuple[str, ...] = ("LIVES_AT", "LOCATED_AT", "OWNER_OF", "DIRECTOR_OF
 #: Rows per write transaction.
 BATCH = 10_000
 #: Sessions writing at once during a push. More than one lets the client pack a batch while the server
-#: writes another; on the shared 2-core development machine it gained nothing and cost server CPU, so
-#: the default is one (``LINKAGE_NEO4J_WRITERS`` or ``push(..., writers=)`` to change it).
+#: writes another; on the shared 2-core development machine it gained nothing and cost server CPU
+#: (lock waits: 99 server CPU s against 43 for a first push of 100,000 reports), so the default is one
+#: (``LINKAGE_NEO4J_WRITERS`` or ``push(..., writers=)`` to change it).
 WRITERS = 1
 #: Part of every ``push_hash``: bump it when the properties a push writes change, so that the next
 #: push rewrites every element once.
@@ -185,9 +194,27 @@ class PushSummary:
                 f"in {d['seconds']} s ({d['elements_per_second']} elements/s)")
 
 
-def _batches(rows: Sequence, size: int = BATCH) -> Iterator[list]:
+class _Rows(list):
+    """A batch of rows whose ``repr`` is short.
+
+    The driver formats every RUN message for its debug log, parameters included, whether or not
+    debug logging is on (neo4j 6.4: ``" ".join(map(repr, fields))``); for a batch of 10,000 rows that
+    cost about as much client CPU as packing it (15 of 31 ms), on the path where the server waits.
+    A list subclass packs like a list.
+
+    >>> _Rows([[1, "a"], [2, "b"]])
+    <2 rows>
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} rows>"
+
+
+def _batches(rows: Sequence, size: int = BATCH) -> Iterator[_Rows]:
     for i in range(0, len(rows), size):
-        yield list(rows[i:i + size])
+        yield _Rows(rows[i:i + size])
 
 
 class _Unmatched(Exception):
