@@ -42,6 +42,23 @@ def server_cpu() -> float | None:
         return None
 
 
+def _wait_idle(limit: float = 180.0, interval: float = 2.0) -> float:
+    """Wait until the local server uses less than a tenth of a core (at most ``limit`` seconds).
+
+    Emptying a large graph leaves the server busy for a while afterwards (freed ids, index cleanup,
+    a checkpoint); a push timed right after it would be charged for that work. Returns the seconds
+    waited (0 when the server's CPU cannot be read).
+    """
+    before, t0 = server_cpu(), time.perf_counter()
+    while before is not None and time.perf_counter() - t0 < limit:
+        time.sleep(interval)
+        now = server_cpu()
+        if now is None or now - before < 0.1 * interval:
+            break
+        before = now
+    return time.perf_counter() - t0
+
+
 def _empty(driver) -> None:
     with driver.session(database=getattr(driver, "_linkage_database", None)) as session:
         session.run("MATCH (n) CALL { WITH n DETACH DELETE n } IN TRANSACTIONS OF 20000 ROWS").consume()
@@ -132,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                 push(store, driver, writers=args.writers)
         print("emptying the Neo4j database ...", file=sys.stderr, flush=True)
         _empty(driver)
+        print(f"waited {_wait_idle():.0f} s for the server to finish its clean-up", file=sys.stderr, flush=True)
         with EmbeddedStore(store_path, must_exist=True) as store:
             want = expected_counts(store)
             pushes = [("first", False), ("second (idempotent)", False)] + ([("full rewrite", True)] if args.full else [])

@@ -32,6 +32,7 @@
 #   LINKAGE_NEO4J_HEAP_INITIAL / LINKAGE_NEO4J_HEAP_MAX / LINKAGE_NEO4J_PAGECACHE  default 4g / 4g / 2g
 #   LINKAGE_NEO4J_START_TIMEOUT   seconds to wait for the server to answer (default 180)
 #   LINKAGE_NEO4J_STOP_TIMEOUT    seconds to wait after SIGTERM before SIGKILL (default 90)
+#   LINKAGE_NEO4J_GC              garbage collector: g1 (Neo4j's default) or parallel (default g1; see JVM_OPTS)
 #   LINKAGE_NEO4J_CDS             0 disables the class-data-sharing archive (see "Class-data sharing" below)
 set -euo pipefail
 
@@ -342,8 +343,13 @@ EOF
 
 # The JVM options of Neo4j 5.26's default neo4j.conf (server.jvm.additional), minus
 # -XX:+AlwaysPreTouch (slow start, commits the whole heap) and --enable-native-access (Java 21).
+case "${LINKAGE_NEO4J_GC:-g1}" in
+    g1) GC_OPT=-XX:+UseG1GC ;;
+    parallel) GC_OPT=-XX:+UseParallelGC ;;
+    *) die "LINKAGE_NEO4J_GC must be g1 or parallel" ;;
+esac
 JVM_OPTS=(
-    -XX:+UseG1GC
+    "$GC_OPT"
     -XX:-OmitStackTraceInFastThrow
     -XX:+UnlockExperimentalVMOptions
     -XX:+TrustFinalNonStaticFields

@@ -607,6 +607,23 @@ def test_parallel_writers_give_the_same_graph(data, neo4j_driver, monkeypatch):
         assert neo.push(store, neo4j_driver, writers=2).written == 0
 
 
+def test_relationships_by_an_internal_id_that_no_longer_holds_its_node_are_written_by_key(neo4j_driver):
+    """Endpoints found by internal id are checked against their keys; a mismatch rolls the batch back and
+    writes it by key, so a stale id never links the wrong node and never loses a row."""
+    wipe(neo4j_driver)
+    with neo4j_driver.session() as s:
+        ids = s.run("CREATE (r:Report {report_id: 'R-1'}), (p:Entity:Person {entity_id: 'E-p'}), "
+                    "(a:Entity:Address {entity_id: 'E-a'}) RETURN id(r) AS r, id(p) AS p, id(a) AS a").single()
+    wrong = [[1, "R-1", "E-p", "M-1", "subject", "{}", ids["r"], ids["a"]],  # E-a's id for E-p
+             [2, "R-1", "E-a", "M-2", "address", "{}", ids["r"], -1]]  # an id no node has
+    n, _ = neo._write(neo4j_driver, neo.MENTIONS.create_query(by_id=True), wrong,
+                      fallback=neo.MENTIONS.create_query())
+    assert n == 2
+    got = rows(neo4j_driver, "MATCH (:Report {report_id: 'R-1'})-[m:MENTIONS]->(e) "
+                             "RETURN m.mention_id AS m, e.entity_id AS e ORDER BY m")
+    assert [(r["m"], r["e"]) for r in got] == [("M-1", "E-p"), ("M-2", "E-a")]
+
+
 def test_remove_stale_deletes_only_what_the_store_does_not_hold(graph):
     driver, store, _ = graph
     before = neo.counts(driver)

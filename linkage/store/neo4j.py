@@ -13,6 +13,14 @@ never a duplicate), and a relationship with an endpoint that this push created (
 have reached that node before). A push that stopped halfway leaves committed batches; the next push
 reads what exists again, so those nodes and their relationships go through ``MERGE``.
 
+How it finds endpoints: every node write returns the internal ids of the nodes it wrote, and a
+relationship between two nodes written by the same push finds them by those ids (a seek without
+index or lock) rather than through the uniqueness indexes; the query counts only rows whose endpoints
+still hold their keys, and a batch that falls short (an id deleted and reused meanwhile) is rolled
+back and written by key. Relationships to nodes this push did not write go by key. While a
+background thread writes one kind, the calling thread prepares the rows of the next (SQLite reads
+and hashing), so client and server work at the same time over one session.
+
 How it stays in sync: every node and relationship carries ``push_hash``, a 64-bit hash of exactly the
 values the push wrote to it. A push first reads the hashes already in Neo4j (one list per label or
 relationship type), then writes only the rows whose hash is missing or different, and deletes what
@@ -25,6 +33,7 @@ regardless of the hashes, for a graph edited by hand.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import time
@@ -54,8 +63,9 @@ LINK_RELS: tuple[str, ...] = ("LIVES_AT", "LOCATED_AT", "OWNER_OF", "DIRECTOR_OF
 #: Rows per write transaction.
 BATCH = 10_000
 #: Sessions writing at once during a push. More than one lets the client pack a batch while the server
-#: writes another; on the shared 2-core development machine it gained nothing and cost server CPU, so
-#: the default is one (``LINKAGE_NEO4J_WRITERS`` or ``push(..., writers=)`` to change it).
+#: writes another; on the shared 2-core development machine it gained nothing and cost server CPU
+#: (lock waits: 99 server CPU s against 43 for a first push of 100,000 reports), so the default is one
+#: (``LINKAGE_NEO4J_WRITERS`` or ``push(..., writers=)`` to change it).
 WRITERS = 1
 #: Part of every ``push_hash``: bump it when the properties a push writes change, so that the next
 #: push rewrites every element once.
@@ -184,52 +194,82 @@ class PushSummary:
                 f"in {d['seconds']} s ({d['elements_per_second']} elements/s)")
 
 
-def _batches(rows: Sequence, size: int = BATCH) -> Iterator[list]:
+class _Rows(list):
+    """A batch of rows whose ``repr`` is short.
+
+    The driver formats every RUN message for its debug log, parameters included, whether or not
+    debug logging is on (neo4j 6.4: ``" ".join(map(repr, fields))``); for a batch of 10,000 rows that
+    cost about as much client CPU as packing it (15 of 31 ms), on the path where the server waits.
+    A list subclass packs like a list.
+
+    >>> _Rows([[1, "a"], [2, "b"]])
+    <2 rows>
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} rows>"
+
+
+def _batches(rows: Sequence, size: int = BATCH) -> Iterator[_Rows]:
     for i in range(0, len(rows), size):
-        yield list(rows[i:i + size])
+        yield _Rows(rows[i:i + size])
 
 
-def _write(driver, query: str, rows: Sequence, writers: int = 1, **params: Any) -> int:
+class _Unmatched(Exception):
+    """A batch addressed by internal ids found fewer endpoints than rows (an id no longer means its node)."""
+
+
+def _write(driver, query: str, rows: Sequence, writers: int = 1, fallback: str | None = None,
+           **params: Any) -> tuple[int, list[int]]:
     """Run ``query`` once per batch of rows, each batch in a managed (retried) write transaction.
 
-    The query ends in ``RETURN count(*) AS n``; returns the sum (rows that were actually written).
-    ``writers`` > 1 runs that many sessions at once (each in its own thread), so that the client packs
-    the next batch while the server works on the previous one; every batch is still one managed
-    transaction, and a lock conflict between them is a transient error the driver retries.
+    The query returns one record with ``n``, the rows it wrote, and optionally ``ids``, the internal
+    ids of the nodes it wrote in row order. Returns the sum of ``n`` and the ids of all batches in row
+    order. With ``fallback``, a batch whose ``n`` falls short of its rows is rolled back and run again
+    with ``fallback`` (the same write addressing nodes by key instead of internal id).
+    ``writers`` > 1 runs that many sessions at once (each in its own thread); every batch is still
+    one managed transaction, and a lock conflict between them is a transient error the driver retries.
     """
-    def work(tx, batch):
-        return tx.run(query, rows=batch, **params).single()["n"]
+    def work(tx, batch, q, strict):
+        record = tx.run(q, rows=batch, **params).single()
+        if strict and record["n"] != len(batch):
+            raise _Unmatched  # the managed transaction rolls back
+        return record["n"], (record["ids"] if "ids" in record.keys() else [])
 
-    batches = _batches(rows, BATCH)
-    if writers <= 1 or len(rows) <= BATCH:
-        n = 0
+    def one(session, batch):
+        try:
+            return session.execute_write(work, batch, query, fallback is not None)
+        except _Unmatched:
+            return session.execute_write(work, batch, fallback, False)
+
+    batches = list(_batches(rows, BATCH))
+    results: list[tuple[int, list[int]]] = [(0, [])] * len(batches)
+    if writers <= 1 or len(batches) <= 1:
         with _session(driver) as session:
-            for batch in batches:
-                n += session.execute_write(work, batch)
-        return n
+            for i, batch in enumerate(batches):
+                results[i] = one(session, batch)
+    else:
+        import threading
+        from concurrent.futures import ThreadPoolExecutor
 
-    import threading
+        lock = threading.Lock()
+        todo = iter(enumerate(batches))
 
-    lock = threading.Lock()
-    total = [0]
+        def worker() -> None:
+            with _session(driver) as session:
+                while True:
+                    with lock:
+                        item = next(todo, None)
+                    if item is None:
+                        return
+                    results[item[0]] = one(session, item[1])
 
-    def worker() -> None:
-        with _session(driver) as session:
-            while True:
-                with lock:
-                    batch = next(batches, None)
-                if batch is None:
-                    return
-                n = session.execute_write(work, batch)
-                with lock:
-                    total[0] += n
-
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="neo4j-push") as pool:
-        for future in [pool.submit(worker) for _ in range(writers)]:
-            future.result()  # re-raises a failed batch (after the driver's own retries)
-    return total[0]
+        with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="neo4j-push") as pool:
+            for future in [pool.submit(worker) for _ in range(writers)]:
+                future.result()  # re-raises a failed batch (after the driver's own retries)
+    return sum(n for n, _ in results), [i for _, ids in results for i in ids]
 
 
 def _read_list(driver, query: str, **params: Any) -> list:
@@ -257,9 +297,10 @@ class _NodeKind:
     extra: str = ""  # further SET items computed by Cypher
 
     def query(self) -> str:
+        """``MERGE`` on the id, then ``SET`` every property; returns ``n`` and the nodes' internal ``ids``."""
         sets = "".join(f", n.{f} = r[{i + 2}]" for i, f in enumerate(self.fields))
         return (f"UNWIND $rows AS r MERGE (n:{self.labels} {{{self.key}: r[1]}}) "
-                f"SET n.push_hash = r[0]{sets}{self.extra} RETURN count(*) AS n")
+                f"SET n.push_hash = r[0]{sets}{self.extra} RETURN count(*) AS n, collect(id(n)) AS ids")
 
     def create_query(self) -> str:
         """For ids the graph did not hold when the push began: ``CREATE`` (the uniqueness constraint turns
@@ -268,7 +309,7 @@ class _NodeKind:
         # ", n.p = expr, n.q = expr" -> ", p: expr, q: expr": every property in the one CREATE
         extra = "".join(f", {item.strip().replace(' = ', ': ', 1)}" for item in self.extra.split(", n.")[1:])
         return (f"UNWIND $rows AS r CREATE (n:{self.labels} {{{self.key}: r[1], push_hash: r[0]{props}{extra}}}) "
-                "RETURN count(*) AS n")
+                "RETURN count(*) AS n, collect(id(n)) AS ids")
 
 
 @dataclass(frozen=True)
@@ -279,19 +320,36 @@ class _RelKind:
     fields: tuple[str, ...]  # properties, in row order after [hash, src id, dst id]
     merge_key: bool = False  # the first field identifies the relationship (MERGE on it)
 
-    def query(self) -> str:
+    def _ends(self, by_id: bool) -> str:
+        """Find both endpoints: by key through the uniqueness constraints' indexes, or (``by_id``) by the
+        internal ids appended to the row (a seek without index or lock)."""
         (sl, sk), (dl, dk) = self.src, self.dst
+        if not by_id:
+            return f"MATCH (a:{sl} {{{sk}: r[1]}}) MATCH (b:{dl} {{{dk}: r[2]}})"
+        i = 3 + len(self.fields)
+        return f"MATCH (a:{sl}) WHERE id(a) = r[{i}] MATCH (b:{dl}) WHERE id(b) = r[{i + 1}]"
+
+    def _written(self, by_id: bool) -> str:
+        """``n``: the rows written. By id, only rows whose endpoints still hold their keys count, so a
+        stale id (a node deleted and its id reused meanwhile) shows as a shortfall and :func:`_write`
+        rolls the batch back and writes it by key. (The check sits here, after the write, because a
+        key predicate next to the id would make the planner seek the index instead.)"""
+        (_, sk), (_, dk) = self.src, self.dst
+        if not by_id:
+            return "count(*) AS n"
+        return f"sum(CASE WHEN a.{sk} = r[1] AND b.{dk} = r[2] THEN 1 ELSE 0 END) AS n"
+
+    def query(self, by_id: bool = False) -> str:
         key = f" {{{self.fields[0]}: r[3]}}" if self.merge_key else ""
         sets = "".join(f", x.{f} = r[{i + 3}]" for i, f in enumerate(self.fields) if not (self.merge_key and i == 0))
-        return (f"UNWIND $rows AS r MATCH (a:{sl} {{{sk}: r[1]}}) MATCH (b:{dl} {{{dk}: r[2]}}) "
-                f"MERGE (a)-[x:{self.name}{key}]->(b) SET x.push_hash = r[0]{sets} RETURN count(*) AS n")
+        return (f"UNWIND $rows AS r {self._ends(by_id)} "
+                f"MERGE (a)-[x:{self.name}{key}]->(b) SET x.push_hash = r[0]{sets} RETURN {self._written(by_id)}")
 
-    def create_query(self) -> str:
+    def create_query(self, by_id: bool = False) -> str:
         """For relationships that cannot exist yet (an endpoint was created by this push): ``CREATE``."""
-        (sl, sk), (dl, dk) = self.src, self.dst
         props = "".join(f", {f}: r[{i + 3}]" for i, f in enumerate(self.fields))
-        return (f"UNWIND $rows AS r MATCH (a:{sl} {{{sk}: r[1]}}) MATCH (b:{dl} {{{dk}: r[2]}}) "
-                f"CREATE (a)-[x:{self.name} {{push_hash: r[0]{props}}}]->(b) RETURN count(*) AS n")
+        return (f"UNWIND $rows AS r {self._ends(by_id)} "
+                f"CREATE (a)-[x:{self.name} {{push_hash: r[0]{props}}}]->(b) RETURN {self._written(by_id)}")
 
 
 REPORT = _NodeKind("Report", "Report", "report_id",
@@ -412,6 +470,68 @@ def _member_rows(store: EmbeddedStore) -> list[list]:
     return _rows("IN_CLUSTER", store.conn.execute("SELECT report_id, cluster_id FROM report_clusters ORDER BY report_id"))
 
 
+class _Jobs:
+    """Runs jobs one after another in one background thread, in the order they were submitted.
+
+    The push prepares rows (SQLite reads and hashing: client CPU) in the calling thread while this
+    thread waits for the server to write the previous ones, so that client and server work at once
+    without a second session. After a job fails, the jobs queued behind it do not run.
+    """
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="neo4j-push")
+        self._futures: list = []
+        self._failed = False
+
+    def submit(self, fn: Callable[..., Any], *args: Any):
+        """Queue ``fn(*args)``; returns its future. Raises the error of a job that already failed."""
+        def job() -> Any:
+            if self._failed:
+                return None
+            try:
+                return fn(*args)
+            except BaseException:
+                self._failed = True
+                raise
+
+        self.raise_failure()
+        future = self._pool.submit(job)
+        self._futures.append(future)
+        return future
+
+    def raise_failure(self) -> None:
+        for future in self._futures:
+            if future.done() and future.exception() is not None:
+                raise future.exception()
+
+    def finish(self) -> None:
+        """Wait for every job; raises the first error."""
+        try:
+            for future in self._futures:
+                future.result()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop: jobs not yet started are dropped, the running one is waited for."""
+        self._failed = True
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _read_existing(driver) -> tuple[dict[str, dict[str, int]], dict[str, Counter]]:
+    """What the graph holds now: per keyed label ``{id: push_hash}``, per relationship type a Counter of
+    ``push_hash`` values."""
+    nodes = {label: dict(_read_list(driver, f"MATCH (n:{label}) WHERE n.{key} IS NOT NULL "
+                                            f"RETURN collect([n.{key}, n.push_hash]) AS c"))
+             for label, key in KEYED_LABELS.items()}
+    rel_types = ("MENTIONS",) + LINK_RELS + ("IN_CLUSTER", "ROUTED_TO")
+    rels = {rel: Counter(_read_list(driver, f"MATCH ()-[x:{rel}]->() RETURN collect(x.push_hash) AS c"))
+            for rel in rel_types}
+    return nodes, rels
+
+
 # --- the push ------------------------------------------------------------------------------------------
 
 def push(store: EmbeddedStore, driver=None, progress: Callable[[str, int], None] | None = None,
@@ -425,7 +545,8 @@ def push(store: EmbeddedStore, driver=None, progress: Callable[[str, int], None]
     driver:
         An open driver (default: :func:`connect` from the environment, closed afterwards).
     progress:
-        Called as ``progress(kind, rows)`` after each node label / relationship type.
+        Called as ``progress(kind, rows)`` after each node label / relationship type is written (from
+        the push's background writer thread).
     full:
         Rewrite every row (``MERGE`` + ``SET``) even where the stored hash says it is unchanged.
     writers:
@@ -448,62 +569,103 @@ def push(store: EmbeddedStore, driver=None, progress: Callable[[str, int], None]
         writers = int(os.environ.get("LINKAGE_NEO4J_WRITERS") or WRITERS)
     t0 = time.perf_counter()
     summary = PushSummary()
+    jobs = _Jobs()
+    # Internal ids of the nodes this push wrote, per label group, as the node writes return them; a
+    # relationship between two of them is written by id, any other by key. Used by the writer thread only.
+    node_ids: dict[str, dict[str, int]] = {label: {} for label in KEYED_LABELS}
+
+    def write_nodes(kind: _NodeKind, group: str, rows: list[list], new: list[list], changed: list[list]) -> None:
+        written = 0
+        for query, part in ((kind.create_query(), new), (kind.query(), changed)):
+            if not part:
+                continue
+            n, ids = _write(driver, query, part, writers)
+            if len(ids) == len(part):
+                node_ids[group].update(zip((r[1] for r in part), ids))
+            written += n
+        summary.nodes[kind.name] = summary.nodes.get(kind.name, 0) + len(rows) - len(new) - len(changed) + written
+        summary.written += written
+        if progress:
+            progress(kind.name, len(rows))
+
+    def write_rels(kind: _RelKind, rows: list[list], todo: list[list], new: list[list], changed: list[list],
+                   stale: list[int], with_null: bool) -> None:
+        summary.removed += _delete_rels(driver, kind.name, stale, with_null=with_null)
+        src_ids, dst_ids = node_ids[kind.src[0]], node_ids[kind.dst[0]]
+        written = 0
+        for make, part in ((kind.create_query, new), (kind.query, changed)):
+            by_id, by_key = [], []
+            for r in part:
+                s, d = src_ids.get(r[1]), dst_ids.get(r[2])
+                if s is None or d is None:
+                    by_key.append(r)
+                else:
+                    by_id.append([*r, s, d])
+            if by_id:
+                written += _write(driver, make(by_id=True), by_id, writers, fallback=make(by_id=False))[0]
+            if by_key:
+                written += _write(driver, make(by_id=False), by_key, writers)[0]
+        if rows or kind.name not in LINK_RELS:
+            summary.relationships[kind.name] = len(rows) - len(todo) + written
+        summary.written += written
+        if progress:
+            progress(kind.name, len(rows))
+
     try:
         ensure_schema(driver)
-        # 1. nodes: write what is new or changed (stale nodes go last, with their relationships)
-        node_plan: list[tuple[_NodeKind, list[list]]] = [(REPORT, _report_rows(store))]
-        entity_rows = _entity_rows(store)
-        node_plan += [(ENTITY_KINDS.get(etype, OTHER_ENTITY), rows) for etype, rows in sorted(entity_rows.items())]
-        clusters, agencies, routed = _cluster_rows(store)
-        node_plan += [(CLUSTER, clusters), (AGENCY, agencies)]
-        existing: dict[str, dict[str, int]] = {
-            label: dict(_read_list(driver, f"MATCH (n:{label}) WHERE n.{key} IS NOT NULL "
-                                           f"RETURN collect([n.{key}, n.push_hash]) AS c"))
-            for label, key in KEYED_LABELS.items()}
+        # Read before preparing rows, not alongside: a thread receiving a large result while the other
+        # computes gets the GIL back only every switch interval, which made the read several times slower.
+        existing, have_rels = _read_existing(driver)
+
         wanted: dict[str, set[str]] = {label: set() for label in KEYED_LABELS}
-        # ids this push CREATEd, per label group: a relationship with such an endpoint cannot exist yet
+        # ids this push CREATEs, per label group: a relationship with such an endpoint cannot exist yet
         created: dict[str, set[str]] = {label: set() for label in KEYED_LABELS}
-        for kind, rows in node_plan:
+        routed: list[list] = []
+
+        def node_plan() -> Iterator[tuple[_NodeKind, list[list]]]:
+            # built one kind at a time, while the writer thread writes the previous one
+            for etype, rows in sorted(_entity_rows(store).items()):
+                yield ENTITY_KINDS.get(etype, OTHER_ENTITY), rows
+            clusters, agencies, routed[:] = _cluster_rows(store)
+            yield CLUSTER, clusters
+            yield AGENCY, agencies
+
+        report_rows = _report_rows(store)
+        # 1. nodes: write what is new or changed (stale nodes go last, with their relationships)
+        for kind, rows in itertools.chain([(REPORT, report_rows)], node_plan()):
             group = kind.labels.split(":")[0]
             have = existing[group]
             wanted[group].update(r[1] for r in rows)
-            todo = rows if full else [r for r in rows if have.get(r[1]) != r[0]]
-            new = [] if full else [r for r in todo if r[1] not in have]
-            changed = todo if full else [r for r in todo if r[1] in have]
-            written = _write(driver, kind.create_query(), new, writers) if new else 0
+            new = [] if full else [r for r in rows if r[1] not in have]
+            changed = rows if full else [r for r in rows if r[1] in have and have[r[1]] != r[0]]
             created[group].update(r[1] for r in new)
-            written += _write(driver, kind.query(), changed, writers) if changed else 0
-            summary.nodes[kind.name] = summary.nodes.get(kind.name, 0) + len(rows) - len(todo) + written
-            summary.written += written
-            if progress:
-                progress(kind.name, len(rows))
+            jobs.submit(write_nodes, kind, group, rows, new, changed)
 
-        # 2. relationships: delete those whose content is gone, then merge the missing ones
+        # 2. relationships: delete those whose content is gone, then write the missing ones
         links = _link_rows(store)
-        rel_plan = [(MENTIONS, _mention_rows(store))] + [(LINK_KINDS[rel], links.get(rel, [])) for rel in LINK_RELS]
-        rel_plan += [(IN_CLUSTER, _member_rows(store)), (ROUTED_TO, routed)]
-        for kind, rows in rel_plan:
-            have = Counter(_read_list(driver, f"MATCH ()-[x:{kind.name}]->() RETURN collect(x.push_hash) AS c"))
+        rel_plan: list[tuple[_RelKind, Callable[[], list[list]]]] = [(MENTIONS, lambda: _mention_rows(store))]
+        rel_plan += [(LINK_KINDS[rel], lambda rel=rel: links.get(rel, [])) for rel in LINK_RELS]
+        rel_plan += [(IN_CLUSTER, lambda: _member_rows(store)), (ROUTED_TO, lambda: routed)]
+        for kind, make_rows in rel_plan:
+            rows = make_rows()
+            have = have_rels[kind.name]
             wanted_hashes = {r[0] for r in rows}
             stale = [h for h, n in have.items() if h is not None and (h not in wanted_hashes or n > 1)]
-            summary.removed += _delete_rels(driver, kind.name, stale, with_null=None in have)
             todo = rows if full else [r for r in rows if have.get(r[0]) != 1]
             src_new, dst_new = created[kind.src[0]], created[kind.dst[0]]
             new = [r for r in todo if r[1] in src_new or r[2] in dst_new]
             changed = [r for r in todo if not (r[1] in src_new or r[2] in dst_new)] if new else todo
-            written = _write(driver, kind.create_query(), new, writers) if new else 0
-            written += _write(driver, kind.query(), changed, writers) if changed else 0
-            if rows or kind.name not in LINK_RELS:
-                summary.relationships[kind.name] = len(rows) - len(todo) + written
-            summary.written += written
-            if progress:
-                progress(kind.name, len(rows))
+            jobs.submit(write_rels, kind, rows, todo, new, changed, stale, None in have)
 
         # 3. nodes the store no longer holds (merged entities, dissolved clusters, purged reports)
         for label, key in KEYED_LABELS.items():
             gone = sorted(set(existing[label]) - wanted[label])
-            summary.removed += _delete_nodes(driver, label, key, gone)
+            if gone:
+                jobs.submit(lambda label=label, key=key, gone=gone: setattr(
+                    summary, "removed", summary.removed + _delete_nodes(driver, label, key, gone)))
+        jobs.finish()
     except Exception as exc:
+        jobs.close()
         from neo4j.exceptions import DriverError, Neo4jError
 
         if isinstance(exc, (Neo4jError, DriverError)):
@@ -540,7 +702,7 @@ def _delete_nodes(driver, label: str, key: str, ids: Sequence[str]) -> int:
     if not ids:
         return 0
     return _write(driver, f"UNWIND $rows AS id MATCH (n:{label} {{{key}: id}}) DETACH DELETE n RETURN count(*) AS n",
-                  ids)
+                  ids)[0]
 
 
 def remove_stale(store: EmbeddedStore, driver=None) -> int:
