@@ -86,6 +86,17 @@ class BlockingReport:
         return "\n".join(lines)
 
 
+def _sorted_unique(keys: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of an integer array (a plain sort: numpy's hash-based ``np.unique`` is several
+    times slower on millions of pair keys).
+
+    >>> _sorted_unique(np.array([5, 1, 5, 3])).tolist()
+    [1, 3, 5]
+    """
+    keys = np.sort(keys)
+    return keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys
+
+
 def _codes(values: pd.Series) -> np.ndarray:
     """Sort-order codes of a column (deterministic: factorize with sort)."""
     codes, _ = pd.factorize(values, sort=True)
@@ -154,13 +165,13 @@ def rule_pairs(records: pd.DataFrame, rule: BlockingRule, largest: int = 10) -> 
         active = active[limit[active] >= k]
     if rule.incomplete_block > 0 and (block_size > rule.max_block).any():
         extra_left, extra_right = _incomplete_pairs(records, rule, idx, order, rec_sorted, blk_sorted,
-                                                    block_size > rule.max_block)
+                                                    block_size > rule.max_block, order_cols[1:-1])
         lefts.append(extra_left)
         rights.append(extra_right)
     left = np.concatenate(lefts) if lefts else np.empty(0, np.int64)
     right = np.concatenate(rights) if rights else np.empty(0, np.int64)
     if rule.incomplete_block > 0 and len(left):
-        key = np.unique(left.astype(np.int64) * len(records) + right)
+        key = _sorted_unique(left.astype(np.int64) * len(records) + right)
         left, right = key // len(records), key % len(records)
     top = np.argsort(-sizes, kind="stable")[:largest]
     sub_sorted = sub.to_numpy(dtype=object)[order]
@@ -170,20 +181,20 @@ def rule_pairs(records: pd.DataFrame, rule: BlockingRule, largest: int = 10) -> 
 
 
 def _incomplete_pairs(records: pd.DataFrame, rule: BlockingRule, idx: np.ndarray, order: np.ndarray,
-                      rec_sorted: np.ndarray, blk_sorted: np.ndarray, oversized: np.ndarray
-                      ) -> tuple[np.ndarray, np.ndarray]:
+                      rec_sorted: np.ndarray, blk_sorted: np.ndarray, oversized: np.ndarray,
+                      order_codes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Pairs of each record of an oversized block that lacks an ``order_by`` value with every record of its
     block sharing the ``order_by`` values it has (up to ``rule.incomplete_block`` records; see
     :class:`BlockingRule`). Positions are those of the sorted order of :func:`rule_pairs` (block, then
-    ``order_by``), so each such group is one contiguous run."""
+    ``order_by``), so each such group is one contiguous run; ``order_codes`` are the sort codes of the
+    ``order_by`` columns present (over ``idx``, unsorted)."""
     cols = [c for c in rule.order_by if c in records.columns]
     if not cols:
         return np.empty(0, np.int64), np.empty(0, np.int64)
     codes, first_empty = [], np.full(len(idx), len(cols), dtype=np.int64)
     for j, col in enumerate(cols):
-        values = records[col].iloc[idx].astype(str)
-        codes.append(_codes(values)[order])
-        empty = (values.to_numpy(dtype=object) == "")[order]
+        codes.append(order_codes[j][order])
+        empty = (records[col].astype(str).to_numpy(dtype=object)[idx] == "")[order]
         first_empty = np.where(empty & (first_empty == len(cols)), j, first_empty)
     lefts, rights = [], []
     change = blk_sorted[1:] != blk_sorted[:-1]
@@ -282,7 +293,7 @@ def _fuzzy_rule_pairs(records: pd.DataFrame, rule: BlockingRule, largest: int):
         return np.empty(0, np.int64), np.empty(0, np.int64), empty
     va, vb = np.concatenate(a_list), np.concatenate(b_list)
     keep = va != vb
-    vpair = np.unique(np.minimum(va[keep], vb[keep]) * len(vocab) + np.maximum(va[keep], vb[keep]))
+    vpair = _sorted_unique(np.minimum(va[keep], vb[keep]) * len(vocab) + np.maximum(va[keep], vb[keep]))
     va, vb = vpair // len(vocab), vpair % len(vocab)
     product = counts[va] * counts[vb]
     ok = product <= rule.max_pairs
@@ -319,7 +330,7 @@ def _empty_rule_pairs(records: pd.DataFrame, rule: BlockingRule, largest: int):
     ok = product <= rule.max_pairs
     left, right = _cross(blanks_sorted, bstart[ok], bcount[ok], starts[blk[ok]], counts[blk[ok]], sorted_recs)
     if len(left):
-        key = np.unique(left * len(records) + right)
+        key = _sorted_unique(left * len(records) + right)
         left, right = key // len(records), key % len(records)
     top = np.argsort(-product, kind="stable")[:largest]
     biggest = [(str(uniques[blk[t]]), int(product[t])) for t in top]
