@@ -69,7 +69,13 @@ class BlockingRule:
     With ``fuzzy_key`` the records must share ``keys`` and have values of ``fuzzy_key`` at most one edit
     apart but not equal (found through their one-deletion variants); with ``pair_with_empty`` only the
     records whose ``pair_with_empty`` column is empty are paired, with everyone in their block. Both
-    kinds skip a group whose pair count would exceed ``max_pairs`` (reported as capped)."""
+    kinds skip a group whose pair count would exceed ``max_pairs`` (reported as capped).
+
+    A record without a value in an ``order_by`` column has no place in the sorted order (a mention without
+    birth date sorts before all the others), so a window would compare it with arbitrary neighbours. With
+    ``incomplete_block`` > 0 such a record in an oversized block is instead compared with every record of
+    its block that shares the ``order_by`` values it does have (the columns before the first empty one),
+    when those are at most ``incomplete_block`` records; beyond that it keeps its window."""
 
     name: str
     keys: tuple[str, ...]
@@ -80,6 +86,7 @@ class BlockingRule:
     fuzzy_key: str | None = None
     pair_with_empty: str | None = None
     max_pairs: int = 2500
+    incomplete_block: int = 0
 
 
 @dataclass(frozen=True)
@@ -190,7 +197,7 @@ def settings_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> ERSet
             rules.append(BlockingRule(str(r.get("name", f"rule{k + 1}")), tuple(r["keys"]), tuple(r.get("uses", ())),
                                       int(r.get("max_block", 300)), int(r.get("window", 30)),
                                       tuple(r.get("order_by", ())), r.get("fuzzy_key"), r.get("pair_with_empty"),
-                                      int(r.get("max_pairs", 2500))))
+                                      int(r.get("max_pairs", 2500)), int(r.get("incomplete_block", 0))))
         for d in section.get("anchors", []):
             if d not in names:
                 problems.append(f"[{etype}] anchors names unknown comparison '{d}'")

@@ -28,6 +28,36 @@ def test_oversized_block_is_capped_to_a_window():
     assert set(zip(left.tolist(), right.tolist())) >= {(0, 1), (0, 5), (998, 999)}
 
 
+def test_record_without_order_value_meets_its_whole_block_not_a_window():
+    # a big "jansen" block ordered by birth date; record 0 has no birth date, so a window would only show it
+    # the earliest-born records: with incomplete_block it meets all of them
+    dates = [""] + [f"19{i:02d}-01-01" for i in range(30)]
+    df = pd.DataFrame({"surname": ["jansen"] * 31, "birth_date": dates})
+    windowed = BlockingRule("r", ("surname",), max_block=10, window=3, order_by=("birth_date",))
+    left, right, _ = rule_pairs(df, windowed)
+    assert sum(1 for a in left.tolist() if a == 0) == 3
+    full = BlockingRule("r", ("surname",), max_block=10, window=3, order_by=("birth_date",), incomplete_block=100)
+    left, right, stats = rule_pairs(df, full)
+    pairs = set(zip(left.tolist(), right.tolist()))
+    assert {(0, k) for k in range(1, 31)} <= pairs
+    assert len(pairs) == len(left)  # no pair twice
+    assert (1, 30) not in pairs  # complete records keep their window
+    small = BlockingRule("r", ("surname",), max_block=10, window=3, order_by=("birth_date",), incomplete_block=20)
+    assert sum(1 for a in rule_pairs(df, small)[0].tolist() if a == 0) == 3  # block too big: window only
+
+
+def test_incomplete_record_meets_records_sharing_the_order_values_it_has():
+    # order by (first name, birth date): "klaas" without birth date meets every klaas, not every jansen
+    first = ["klaas"] * 6 + ["piet"] * 6
+    dates = [""] + [f"19{i:02d}-01-01" for i in range(11)]
+    df = pd.DataFrame({"surname": ["jansen"] * 12, "first_name": first, "birth_date": dates})
+    rule = BlockingRule("r", ("surname",), max_block=4, window=1, order_by=("first_name", "birth_date"),
+                        incomplete_block=50)
+    pairs = set(zip(*(a.tolist() for a in rule_pairs(df, rule)[:2])))
+    assert {(0, k) for k in range(1, 6)} <= pairs
+    assert not any(a == 0 and b >= 6 for a, b in pairs)
+
+
 def test_pairs_grow_about_linearly_with_capped_blocks():
     def count(n):
         df = pd.DataFrame({"k": ["x"] * n, "o": np.arange(n).astype(str)})

@@ -10,7 +10,11 @@ A block is the set of records that share every key of a rule (records with an em
 that rule). A block of up to ``max_block`` records is compared all-against-all; a bigger one (a common
 surname, a large flat) is compared as a sorted neighbourhood: records ordered by the rule's ``order_by``
 columns, each compared with the next ``window`` records. So pairs grow at most like ``n * window`` per
-rule: close to linear in the data. Everything is vectorised; the order of pairs is deterministic.
+rule: close to linear in the data. A record that lacks an ``order_by`` value has no place in that order (a
+mention without birth date sorts before everyone), so with the rule's ``incomplete_block`` it is compared
+with every record of its block that shares the ``order_by`` values it has, when those are few enough;
+such records are rare, so the pairs stay close to linear. Everything is vectorised; the order of pairs is
+deterministic.
 """
 from __future__ import annotations
 
@@ -82,6 +86,17 @@ class BlockingReport:
         return "\n".join(lines)
 
 
+def _sorted_unique(keys: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of an integer array (a plain sort: numpy's hash-based ``np.unique`` is several
+    times slower on millions of pair keys).
+
+    >>> _sorted_unique(np.array([5, 1, 5, 3])).tolist()
+    [1, 3, 5]
+    """
+    keys = np.sort(keys)
+    return keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys
+
+
 def _codes(values: pd.Series) -> np.ndarray:
     """Sort-order codes of a column (deterministic: factorize with sort)."""
     codes, _ = pd.factorize(values, sort=True)
@@ -148,13 +163,65 @@ def rule_pairs(records: pd.DataFrame, rule: BlockingRule, largest: int = 10) -> 
         rights.append(np.maximum(a, b))
         k += 1
         active = active[limit[active] >= k]
+    if rule.incomplete_block > 0 and (block_size > rule.max_block).any():
+        extra_left, extra_right = _incomplete_pairs(records, rule, idx, order, rec_sorted, blk_sorted,
+                                                    block_size > rule.max_block, order_cols[1:-1])
+        lefts.append(extra_left)
+        rights.append(extra_right)
     left = np.concatenate(lefts) if lefts else np.empty(0, np.int64)
     right = np.concatenate(rights) if rights else np.empty(0, np.int64)
+    if rule.incomplete_block > 0 and len(left):
+        key = _sorted_unique(left.astype(np.int64) * len(records) + right)
+        left, right = key // len(records), key % len(records)
     top = np.argsort(-sizes, kind="stable")[:largest]
     sub_sorted = sub.to_numpy(dtype=object)[order]
     biggest = [(str(sub_sorted[starts[t]]), int(sizes[t])) for t in top if sizes[t] > 1]
     stats = RuleStats(rule.name, int(n), int(len(starts)), int(len(left)), 0, int((sizes > rule.max_block).sum()), biggest)
     return left.astype(np.int64), right.astype(np.int64), stats
+
+
+def _incomplete_pairs(records: pd.DataFrame, rule: BlockingRule, idx: np.ndarray, order: np.ndarray,
+                      rec_sorted: np.ndarray, blk_sorted: np.ndarray, oversized: np.ndarray,
+                      order_codes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of each record of an oversized block that lacks an ``order_by`` value with every record of its
+    block sharing the ``order_by`` values it has (up to ``rule.incomplete_block`` records; see
+    :class:`BlockingRule`). Positions are those of the sorted order of :func:`rule_pairs` (block, then
+    ``order_by``), so each such group is one contiguous run; ``order_codes`` are the sort codes of the
+    ``order_by`` columns present (over ``idx``, unsorted)."""
+    cols = [c for c in rule.order_by if c in records.columns]
+    if not cols:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    codes, first_empty = [], np.full(len(idx), len(cols), dtype=np.int64)
+    for j, col in enumerate(cols):
+        codes.append(order_codes[j][order])
+        empty = (records[col].astype(str).to_numpy(dtype=object)[idx] == "")[order]
+        first_empty = np.where(empty & (first_empty == len(cols)), j, first_empty)
+    lefts, rights = [], []
+    change = blk_sorted[1:] != blk_sorted[:-1]
+    for j in range(len(cols)):
+        if j:
+            change = change | (codes[j - 1][1:] != codes[j - 1][:-1])
+        pos = np.flatnonzero(oversized & (first_empty == j))
+        if not len(pos):
+            continue
+        run_start = np.flatnonzero(np.r_[True, change])
+        run_size = np.diff(np.r_[run_start, len(blk_sorted)])
+        run_of = np.repeat(np.arange(len(run_start)), run_size)
+        start, size = run_start[run_of[pos]], run_size[run_of[pos]]
+        ok = (size > 1) & (size <= rule.incomplete_block)
+        pos, start, size = pos[ok], start[ok], size[ok]
+        if not len(pos):
+            continue
+        total = int(size.sum())
+        me = np.repeat(pos, size)
+        other = np.repeat(start, size) + np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(size) - size, size)
+        keep = me != other
+        a, b = rec_sorted[me[keep]], rec_sorted[other[keep]]
+        lefts.append(np.minimum(a, b))
+        rights.append(np.maximum(a, b))
+    if not lefts:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    return np.concatenate(lefts), np.concatenate(rights)
 
 
 def deletion_variants(value: str) -> list[str]:
@@ -226,7 +293,7 @@ def _fuzzy_rule_pairs(records: pd.DataFrame, rule: BlockingRule, largest: int):
         return np.empty(0, np.int64), np.empty(0, np.int64), empty
     va, vb = np.concatenate(a_list), np.concatenate(b_list)
     keep = va != vb
-    vpair = np.unique(np.minimum(va[keep], vb[keep]) * len(vocab) + np.maximum(va[keep], vb[keep]))
+    vpair = _sorted_unique(np.minimum(va[keep], vb[keep]) * len(vocab) + np.maximum(va[keep], vb[keep]))
     va, vb = vpair // len(vocab), vpair % len(vocab)
     product = counts[va] * counts[vb]
     ok = product <= rule.max_pairs
@@ -263,7 +330,7 @@ def _empty_rule_pairs(records: pd.DataFrame, rule: BlockingRule, largest: int):
     ok = product <= rule.max_pairs
     left, right = _cross(blanks_sorted, bstart[ok], bcount[ok], starts[blk[ok]], counts[blk[ok]], sorted_recs)
     if len(left):
-        key = np.unique(left * len(records) + right)
+        key = _sorted_unique(left * len(records) + right)
         left, right = key // len(records), key % len(records)
     top = np.argsort(-product, kind="stable")[:largest]
     biggest = [(str(uniques[blk[t]]), int(product[t])) for t in top]
