@@ -50,9 +50,9 @@ more namesakes make person resolution leave more name-only mentions unlinked, th
 and the graph settings barely matter (resolution 0.01-0.03, hub threshold 20-80, person/address factors
 all within +-0.01). ``--diagnose`` says why networks are missed: at 100k seed 7, 381 of 484 missed networks
 are split by ER, 56 split by clustering, 48 impure (glued by falsely merged addresses, 53 entities, and
-persons, 10; never by a truly shared entity). Replacing resolved ids by the true ones for one type (100k
-seed 7): persons 0.901, businesses 0.804, addresses 0.788, persons + businesses 0.945 (10k seed 7: 0.939,
-0.883, 0.838, 0.983). So the 0.9 target needs person (then business) resolution of name-only mentions.
+persons, 10; never by a truly shared entity). Replacing resolved ids by the true ones for one type
+(``--true-ids person`` etc., after per-component Leiden; 100k seed 7): persons 0.900, businesses 0.805,
+addresses 0.788, persons + businesses 0.946 (10k seed 7: 0.939, 0.888, 0.844, 0.983). So the 0.9 target needs person (then business) resolution of name-only mentions.
 The networkx display graph of 100,000 reports (390k nodes, 511k edges) builds in 13 s CPU and +720 MiB; at
 1,000,000 expect ~10x (use ``cluster_subgraph`` instead).
 """
@@ -321,8 +321,25 @@ def measured(fn, *args, **kwargs):
 
 
 # ---------------------------------------------------------------------------------------------- main
+def true_ids_for(mentions: pd.DataFrame, truth_mentions: pd.Series, types: set[str]) -> pd.DataFrame:
+    """``mentions`` with the entity ids of the given types replaced by the true ones (what a perfect
+    resolution of those types would give); other types keep their resolved ids. A true id is certain, so
+    those mentions also count as anchored (their links are not discounted as name matches).
+
+    >>> m = pd.DataFrame({"mention_id": ["a", "b"], "entity_type": ["person", "phone"], "entity_id": ["e1", "e2"]})
+    >>> true_ids_for(m, pd.Series({"a": "P9", "b": "T9"}), {"person"})["entity_id"].tolist()
+    ['true:P9', 'e2']
+    """
+    out = mentions.copy()
+    pick = out["entity_type"].isin(types) & out["mention_id"].isin(truth_mentions.index)
+    out.loc[pick, "entity_id"] = "true:" + out.loc[pick, "mention_id"].map(truth_mentions)
+    if "anchored" in out.columns:
+        out.loc[pick, "anchored"] = 1
+    return out
+
+
 def run(sizes: list[int], seed: int, data_dir: Path, graph: bool, methods: list[str], resolved: bool = False,
-        graph_toml: Path | None = None, diagnosis: bool = False) -> None:
+        graph_toml: Path | None = None, diagnosis: bool = False, true_types: set[str] | None = None) -> None:
     settings = load_graph_settings(graph_toml)
     print(f"settings ({graph_toml or 'packaged graph.toml'}): objective={settings.objective} resolution={settings.resolution} "
           f"iterations={settings.iterations} specificity={settings.specificity} "
@@ -335,6 +352,13 @@ def run(sizes: list[int], seed: int, data_dir: Path, graph: bool, methods: list[
         src = ensure_data(n, seed, data_dir)
         t = time.perf_counter()
         reports, mentions, links, truth_reports = (load_resolved_tables if resolved else load_truth_tables)(src)
+        truth_m = None
+        if diagnosis or (resolved and true_types):
+            truth_m = pd.read_csv(src / "truth_mentions.csv", usecols=["mention_id", "entity_id"], dtype=str,
+                                  keep_default_na=False).set_index("mention_id")["entity_id"]
+        if resolved and true_types:
+            mentions = true_ids_for(mentions, truth_m, true_types)
+            print(f"true ids for: {', '.join(sorted(true_types))} (resolved ids for the other types)")
         print(f"== {n:,} reports, {len(mentions):,} mentions, {mentions['entity_id'].nunique():,} entities, "
               f"{len(links):,} stated links (tables read in {time.perf_counter() - t:.0f} s)", flush=True)
         runs = {
@@ -354,8 +378,6 @@ def run(sizes: list[int], seed: int, data_dir: Path, graph: bool, methods: list[
                   f"{ev['n_clusters']:>9,} {ev['largest']:>8,} {ev['clustered']:>9,} {secs:>7.1f} {cpu:>6.1f} {mib:>8.0f}  {kinds}",
                   flush=True)
             if diagnosis:
-                truth_m = pd.read_csv(src / "truth_mentions.csv", usecols=["mention_id", "entity_id"], dtype=str,
-                                      keep_default_na=False).set_index("mention_id")["entity_id"]
                 d = diagnose(clusters, reports, mentions, truth_reports, truth_m)
                 print(f"  why networks are missed ({name}):\n" + "\n".join("    " + x for x in d["reasons"].to_string().splitlines()))
                 if len(d["glue"]):
@@ -383,9 +405,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="say why each missed network is missed (split by ER / by clustering, impure and what glues)")
     ap.add_argument("--resolved", action="store_true",
                     help="cluster linkage-resolved entities instead of the true ones (loads + resolves once)")
+    ap.add_argument("--true-ids", default="", metavar="TYPES",
+                    help="with --resolved: comma-separated entity types (person,business,...) that keep their TRUE ids")
     a = ap.parse_args(argv)
     sizes = [int(x) for x in a.reports.split(",") if x]
-    run(sizes, a.seed, a.data_dir, a.graph, [m for m in a.methods.split(",") if m], a.resolved, a.graph_toml, a.diagnose)
+    run(sizes, a.seed, a.data_dir, a.graph, [m for m in a.methods.split(",") if m], a.resolved, a.graph_toml, a.diagnose,
+        {t for t in a.true_ids.split(",") if t})
     return 0
 
 
