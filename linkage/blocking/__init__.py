@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from linkage.arrays import sorted_unique
 from linkage.er_settings import BlockingRule
 
 KEY_SEP = "\x1f"
@@ -84,17 +85,6 @@ class BlockingReport:
             lines.append(f"  rule {r.rule}: {r.pairs} pairs ({r.new_pairs} not found by earlier rules) in {r.blocks} "
                          f"blocks; {r.capped_blocks} blocks capped; largest: {big or '-'}")
         return "\n".join(lines)
-
-
-def _sorted_unique(keys: np.ndarray) -> np.ndarray:
-    """Sorted distinct values of an integer array (a plain sort: numpy's hash-based ``np.unique`` is several
-    times slower on millions of pair keys).
-
-    >>> _sorted_unique(np.array([5, 1, 5, 3])).tolist()
-    [1, 3, 5]
-    """
-    keys = np.sort(keys)
-    return keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys
 
 
 def _codes(values: pd.Series) -> np.ndarray:
@@ -171,7 +161,7 @@ def rule_pairs(records: pd.DataFrame, rule: BlockingRule, largest: int = 10) -> 
     left = np.concatenate(lefts) if lefts else np.empty(0, np.int64)
     right = np.concatenate(rights) if rights else np.empty(0, np.int64)
     if rule.incomplete_block > 0 and len(left):
-        key = _sorted_unique(left.astype(np.int64) * len(records) + right)
+        key = sorted_unique(left.astype(np.int64) * len(records) + right)
         left, right = key // len(records), key % len(records)
     top = np.argsort(-sizes, kind="stable")[:largest]
     sub_sorted = sub.to_numpy(dtype=object)[order]
@@ -293,7 +283,7 @@ def _fuzzy_rule_pairs(records: pd.DataFrame, rule: BlockingRule, largest: int):
         return np.empty(0, np.int64), np.empty(0, np.int64), empty
     va, vb = np.concatenate(a_list), np.concatenate(b_list)
     keep = va != vb
-    vpair = _sorted_unique(np.minimum(va[keep], vb[keep]) * len(vocab) + np.maximum(va[keep], vb[keep]))
+    vpair = sorted_unique(np.minimum(va[keep], vb[keep]) * len(vocab) + np.maximum(va[keep], vb[keep]))
     va, vb = vpair // len(vocab), vpair % len(vocab)
     product = counts[va] * counts[vb]
     ok = product <= rule.max_pairs
@@ -330,7 +320,7 @@ def _empty_rule_pairs(records: pd.DataFrame, rule: BlockingRule, largest: int):
     ok = product <= rule.max_pairs
     left, right = _cross(blanks_sorted, bstart[ok], bcount[ok], starts[blk[ok]], counts[blk[ok]], sorted_recs)
     if len(left):
-        key = _sorted_unique(left * len(records) + right)
+        key = sorted_unique(left * len(records) + right)
         left, right = key // len(records), key % len(records)
     top = np.argsort(-product, kind="stable")[:largest]
     biggest = [(str(uniques[blk[t]]), int(product[t])) for t in top]

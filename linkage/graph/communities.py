@@ -40,6 +40,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from linkage.arrays import sorted_unique
 from linkage.graph.weights import ANCHORED_SUFFIX, GraphSettings, as_graph_settings, link_factor, link_rows, specificity
 from linkage.model import stable_hash
 
@@ -102,7 +103,7 @@ def _coded(reports: pd.DataFrame | None, mentions: pd.DataFrame) -> tuple[np.nda
     r, rep_uniq = _sorted_codes(rep_arr)
     e, ent_uniq = _sorted_codes(ent_arr)
     n_rep = max(len(rep_uniq), 1)
-    key = _unique_sorted(e * n_rep + r)
+    key = sorted_unique(e * n_rep + r)
     e_u, r_u = key // n_rep, key % n_rep
     tcodes, tnames = _sorted_codes(type_arr)
     types_code = np.zeros(len(ent_uniq), dtype=np.int64)
@@ -110,17 +111,6 @@ def _coded(reports: pd.DataFrame | None, mentions: pd.DataFrame) -> tuple[np.nda
     types = np.asarray(tnames.to_pylist(), dtype=object)[types_code] if len(ent_uniq) else np.zeros(0, dtype=object)
     rep_ids = np.asarray(rep_uniq.to_numpy(zero_copy_only=False), dtype=object)
     return rep_ids, r_u, e_u, types
-
-
-def _unique_sorted(a: np.ndarray) -> np.ndarray:
-    """Sorted distinct values of an integer array (faster than ``np.unique`` for large int64 arrays)."""
-    if len(a) == 0:
-        return a
-    a = np.sort(a)
-    keep = np.empty(len(a), dtype=bool)
-    keep[0] = True
-    np.not_equal(a[1:], a[:-1], out=keep[1:])
-    return a[keep]
 
 
 def _clique_pairs(r: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
