@@ -2,6 +2,7 @@
 while only the touched entities and the new pairs are written."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -125,6 +126,12 @@ def _tables(store: Path):
         return (s.mention_entities(), s.entities(), er_pairs(s))
 
 
+def _assert_same_tables(a: Path, b: Path) -> None:
+    """The two stores hold the same mention_entities, entities and scored pairs."""
+    for x, y in zip(_tables(a), _tables(b)):
+        pd.testing.assert_frame_equal(x, y)
+
+
 def test_store_incremental_equals_the_pair_table_path(parts, tmp_path):
     first, second = parts
     counts = _two_runs(first, second, tmp_path / "state.db")
@@ -132,10 +139,9 @@ def test_store_incremental_equals_the_pair_table_path(parts, tmp_path):
     assert counts["new_mentions"] > 0
     reread = _two_runs(first, second, tmp_path / "pairs.db", drop_state=True)
     assert "touched_mentions" not in reread
-    for a, b in zip(_tables(tmp_path / "state.db"), _tables(tmp_path / "pairs.db")):
-        pd.testing.assert_frame_equal(a, b)
+    _assert_same_tables(tmp_path / "state.db", tmp_path / "pairs.db")
     with EmbeddedStore(tmp_path / "state.db") as s:
-        model = __import__("json").loads(s.get_meta("er_model"))
+        model = json.loads(s.get_meta("er_model"))
         state = load_state(s.conn, model)
         assert state is not None and state.n_mentions() == counts["mentions"]
 
@@ -154,8 +160,7 @@ def test_a_new_judgement_is_applied_incrementally(parts, tmp_path):
 
     _two_runs(first, second, tmp_path / "state.db", between=judge)
     _two_runs(first, second, tmp_path / "pairs.db", drop_state=True, between=judge)
-    for a, b in zip(_tables(tmp_path / "state.db"), _tables(tmp_path / "pairs.db")):
-        pd.testing.assert_frame_equal(a, b)
+    _assert_same_tables(tmp_path / "state.db", tmp_path / "pairs.db")
 
 
 def test_deleted_mentions_fall_back_to_the_full_path(parts, tmp_path):
@@ -185,10 +190,9 @@ def test_state_stored_in_small_chunks_gives_the_same_result(parts, tmp_path, mon
     with EmbeddedStore(tmp_path / "chunked.db") as s:
         n_chunks = s.conn.execute("SELECT COUNT(*) FROM er_state WHERE part = 'pairs'").fetchone()[0]
         assert n_chunks > 10
-        state = load_state(s.conn, __import__("json").loads(s.get_meta("er_model")))
+        state = load_state(s.conn, json.loads(s.get_meta("er_model")))
         assert state is not None and state.n_mentions() == chunked["mentions"]
-    for a, b in zip(_tables(tmp_path / "whole.db"), _tables(tmp_path / "chunked.db")):
-        pd.testing.assert_frame_equal(a, b)
+    _assert_same_tables(tmp_path / "whole.db", tmp_path / "chunked.db")
 
 
 def test_purge_removes_its_mentions_from_the_state_and_the_next_run_rereads_the_rest(parts, tmp_path):

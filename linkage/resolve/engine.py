@@ -399,8 +399,8 @@ def _link_kinds(matched: np.ndarray, anchored: np.ndarray, contradiction: np.nda
     return strong, weak
 
 
-def _pair_flags(levels: np.ndarray, weight: np.ndarray, prob: np.ndarray, matched: np.ndarray,
-                fitted: FittedModel, policy) -> np.ndarray:
+def _pair_flags(levels: np.ndarray, prob: np.ndarray, matched: np.ndarray, fitted: FittedModel,
+                policy) -> np.ndarray:
     """Per pair: can it join two records in the clustering (a strong or a name-only link or candidate)?
     Records not connected through such pairs (or "same" judgements) never influence each other's entity."""
     anchored, contradiction = _anchor_flags(levels, fitted, policy.anchors)

@@ -97,7 +97,7 @@ def state_from_resolution(resolution, mentions_by_type: Mapping[str, pd.DataFram
         if etype in scored:
             sp = scored[etype]
             fitted = FittedModel.from_dict(model[etype])
-            flags = _pair_flags(sp.levels, sp.weight, sp.prob, sp.matched, fitted, cfg.policy(etype))
+            flags = _pair_flags(sp.levels, sp.prob, sp.matched, fitted, cfg.policy(etype))
             region = region_labels(len(records), sp.left, sp.right, flags, same)
             pairs = {f: getattr(sp, f) for f in _PAIR_FIELDS}
         else:
@@ -137,7 +137,6 @@ class TypeUpdate:
     touched_old: np.ndarray          # mention ids of earlier mentions whose entity may have changed
     assignments: pd.DataFrame        # mention_id, entity_id, entity_type for every touched and new mention
     entities: pd.DataFrame           # the entities of those mentions
-    region: np.ndarray               # the updated region labels of all records (old, then new)
 
 
 @dataclass
@@ -146,7 +145,6 @@ class IncrementalResult:
 
     updates: list[TypeUpdate]
     state: ERState
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 def resolve_new(state: ERState, new_mentions: pd.DataFrame, model: Mapping[str, Any],
@@ -159,18 +157,15 @@ def resolve_new(state: ERState, new_mentions: pd.DataFrame, model: Mapping[str, 
     ValueError
         When a new mention id is already in the state.
     """
-    import time
-
     cfg = _settings(settings)
     say = progress or (lambda stage: None)
     judgements = sorted(_norm_judgements(judgements or ()))
     changed = set(judgements) ^ set(state.judgements)
     changed_ids = {a for a, _, _ in changed} | {b for _, b, _ in changed}
     types = new_mentions["entity_type"].astype(str) if len(new_mentions) else pd.Series([], dtype=object)
-    updates, timings = [], {}
+    updates = []
     new_state = ERState(state.model_hash, dict(state.types), judgements)
     for etype in sorted(set(types.unique()) | set(state.types)):
-        t0 = time.perf_counter()
         sub = new_mentions[types == etype] if len(new_mentions) else new_mentions
         old = state.types.get(etype)
         if old is None and etype in FUZZY_TYPES and etype not in model:
@@ -182,8 +177,7 @@ def resolve_new(state: ERState, new_mentions: pd.DataFrame, model: Mapping[str, 
             updates.append(upd)
         if tstate is not None:
             new_state.types[etype] = tstate
-        timings[etype] = time.perf_counter() - t0
-    return IncrementalResult(updates, new_state, timings)
+    return IncrementalResult(updates, new_state)
 
 
 def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None, model, judgements, changed_ids,
@@ -232,7 +226,7 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
         matched, reason = _finalise(gamma, matched, reason, fitted, policy)
         new_pairs = ScoredPairs(etype, mids, left.astype(np.int32), right.astype(np.int32), weight, prob, matched,
                                 gamma, reason)
-        flags = _pair_flags(gamma, weight, prob, matched, fitted, policy)
+        flags = _pair_flags(gamma, prob, matched, fitted, policy)
         seeds.append(left[flags])
         seeds.append(right[flags])
     else:
@@ -269,7 +263,7 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
         p = {f: v[order] for f, v in p.items()}
         labels, matched_r, _ = _cluster_scored(rec_r, pl, pr, p["weight"], p["prob"], p["matched"], p["levels"],
                                                p["reason"], fitted, policy, same, different)
-        flags_r = _pair_flags(p["levels"], p["weight"], p["prob"], p["matched"], fitted, policy)
+        flags_r = _pair_flags(p["levels"], p["prob"], p["matched"], fitted, policy)
         region_r = region_labels(k, pl, pr, flags_r, same)
     else:
         labels = _resolve_simple(rec_r, same, different)
@@ -286,7 +280,7 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
             pairs_state = {f: np.concatenate([pairs_state[f], getattr(new_pairs, f)]) for f in _PAIR_FIELDS}
         else:
             pairs_state = {f: getattr(new_pairs, f) for f in _PAIR_FIELDS}
-    upd = TypeUpdate(etype, new_part, new_pairs, touched_old, assignments, entities, region)
+    upd = TypeUpdate(etype, new_part, new_pairs, touched_old, assignments, entities)
     return upd, TypeState(records, pairs_state, region)
 
 
@@ -354,8 +348,9 @@ def save_state(conn, state: ERState, appended: Mapping[str, tuple[pd.DataFrame, 
                 _insert_records(conn, etype, next_seq("records"), records)
             if pairs is not None and len(pairs):
                 _insert_pairs(conn, etype, next_seq("pairs"), {f: getattr(pairs, f) for f in _PAIR_FIELDS})
-        for etype, ts in state.types.items():
-            conn.execute("INSERT OR REPLACE INTO er_state VALUES (?, 'region', 0, ?)", (etype, _npz({"region": ts.region})))
+        for etype in appended:  # a type without an update kept its region (resolve_new returns it unchanged)
+            region = state.types[etype].region
+            conn.execute("INSERT OR REPLACE INTO er_state VALUES (?, 'region', 0, ?)", (etype, _npz({"region": region})))
     conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('er_state', ?)", (json.dumps(meta),))
 
 
@@ -367,8 +362,7 @@ def load_state(conn, model: Mapping[str, Any]) -> ERState | None:
     meta = json.loads(row[0])
     if meta.get("version") != STATE_VERSION or meta.get("model_hash") != model_hash(model):
         return None
-    has = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'er_state'").fetchone()
-    if has is None:
+    if not _has_state_table(conn):
         return None
     state = ERState(meta["model_hash"], judgements=[tuple(j) for j in meta.get("judgements", [])])
     chunks: dict[str, dict[str, list]] = {}
