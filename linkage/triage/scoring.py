@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -196,23 +196,33 @@ def build_contexts(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.D
                              entity_types=types, labels=labels, policy=policy)
 
 
+def _record(s: Signal, policy: ScoringPolicy) -> dict[str, Any]:
+    """One signal as stored: name, value, its term's weight, the points it earns, sentence and inputs."""
+    term = policy.terms.get(s.name)
+    pts = round(term.points(s.value), 3) if term else 0.0
+    return {"name": s.name, "value": s.value, "weight": term.weight if term else 0.0, "points": pts,
+            "sentence": s.sentence, "inputs": dict(s.inputs)}
+
+
+def _summary(points: list[float], sentence: Callable[[int], str]) -> tuple[float, str]:
+    """(score, reason) of signals with these ``points`` in registry order; ``sentence(i)`` gives signal i's
+    sentence (only the up to three that make the reason are asked for)."""
+    total = 0.0
+    for p in points:  # summed in record order, so the score is the same float wherever it is computed
+        total += p
+    order = sorted(range(len(points)), key=lambda i: (-points[i], i))
+    top = [sentence(i).rstrip(".") for i in order[:3] if points[i] > 0]
+    return round(total, 2), ("; ".join(top) + "." if top else "No signal scored.")
+
+
 def explain(signals: list[Signal], policy: ScoringPolicy) -> tuple[float, list[dict[str, Any]], str]:
     """(score, signal records with weight and points, reason line) for one cluster's signals.
 
     The reason joins the sentences of the (up to) three signals with the most points (ties: registry order).
     """
-    records = []
-    total = 0.0
-    for s in signals:
-        term = policy.terms.get(s.name)
-        pts = round(term.points(s.value), 3) if term else 0.0
-        total += pts
-        records.append({"name": s.name, "value": s.value, "weight": term.weight if term else 0.0, "points": pts,
-                        "sentence": s.sentence, "inputs": dict(s.inputs)})
-    order = sorted(range(len(records)), key=lambda i: (-records[i]["points"], i))
-    top = [records[i]["sentence"].rstrip(".") for i in order[:3] if records[i]["points"] > 0]
-    reason = "; ".join(top) + "." if top else "No signal scored."
-    return round(total, 2), records, reason
+    records = [_record(s, policy) for s in signals]
+    score, reason = _summary([r["points"] for r in records], lambda i: records[i]["sentence"])
+    return score, records, reason
 
 
 def score_clusters(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFrame,
@@ -304,11 +314,12 @@ def refresh_recency(scored: pd.DataFrame, clusters: pd.DataFrame, reports: pd.Da
     for cid, rid, day in zip(_obj(rep["cluster_id"]).tolist(), _obj(rep["report_id"]).tolist(), dates.tolist()):
         by_cluster.setdefault(cid, []).append(ReportInfo(rid, day, None))
     fresh = {name: SIGNALS[name] for name in NOW_SIGNALS}
+    swap = NOW_SIGNALS == ("recency",)  # the text shortcut knows how to replace this one record only
     scores, signals, reasons = [], [], []
     for cid, text in zip(scored["cluster_id"].tolist(), scored["signals"].tolist()):
         infos = tuple(sorted(by_cluster.get(cid, ()), key=lambda r: r.report_id))
         ctx = ClusterContext(cluster_id=cid, now=now, reports=infos, policy=policy)
-        quick = _swap_recency(text, SIGNALS["recency"](ctx), policy) if NOW_SIGNALS == ("recency",) else None
+        quick = _swap_recency(text, SIGNALS["recency"](ctx), policy) if swap else None
         if quick is None:  # the general way: every record parsed and explained again
             sigs = [fresh[r["name"]](ctx) if r["name"] in fresh else Signal(r["name"], r["value"], r["sentence"], r["inputs"])
                     for r in json.loads(text)]
@@ -340,27 +351,18 @@ def _swap_recency(text: str, signal: Signal, policy: ScoringPolicy) -> tuple[flo
     tails = list(_RECORD_TAIL.finditer(text))
     if len(tails) != text.count('{"name": ') or not tails:
         return None
-    term = policy.terms.get(signal.name)
-    pts = round(term.points(signal.value), 3) if term else 0.0
-    record = {"name": signal.name, "value": signal.value, "weight": term.weight if term else 0.0, "points": pts,
-              "sentence": signal.sentence, "inputs": dict(signal.inputs)}
+    record = _record(signal, policy)
     points, sentences = [], []  # sentences: the recency one, the others still JSON text (decoded if needed)
     for m in tails:
         if start <= m.start() < end:
-            points.append(pts)
+            points.append(record["points"])
             sentences.append(None)
         else:
             points.append(float(m.group(1)))
             sentences.append(m.group(2))
-    total = 0.0
-    for p in points:
-        total += p
-    order = sorted(range(len(points)), key=lambda i: (-points[i], i))
-    top = [(signal.sentence if sentences[i] is None else json.loads(sentences[i])).rstrip(".")
-           for i in order[:3] if points[i] > 0]
-    reason = "; ".join(top) + "." if top else "No signal scored."
+    score, reason = _summary(points, lambda i: signal.sentence if sentences[i] is None else json.loads(sentences[i]))
     new_text = text[:start] + json.dumps(record, ensure_ascii=False, sort_keys=False, default=str) + text[end:]
-    return round(total, 2), new_text, reason
+    return score, new_text, reason
 
 
 def rank_scored(parts: list[pd.DataFrame]) -> pd.DataFrame:
