@@ -307,7 +307,6 @@ class _Loader:
         mention_ids = [m["mention_id"] for s in staged for ms, _ in s[3] for m in ms]
         existing_reports = self._existing("reports", "report_id", report_ids) if report_ids else {}
         existing_mentions = self._existing("mentions", "mention_id", mention_ids) if mention_ids else {}
-        seen_mentions = self.seen_mentions
         known_reports = self._reports_known() if kind == "mentions" else None
         qkind = {"reports": "report", "mentions": "mention", "wide": "wide"}[kind]
         new = unchanged = quarantined = conflicts = 0
@@ -334,19 +333,8 @@ class _Loader:
             report_status = self._accept_report(report, existing_reports) if report is not None else None
             status = report_status or "new"
             if report_status != "conflict" and all_mentions:
-                if len(all_mentions) == 1 and report_status is None:
-                    # One mention (the usual mentions row): the rule of _accept_mentions, inline.
-                    m = all_mentions[0]
-                    mid = m["mention_id"]
-                    prior = seen_mentions.get(mid) or existing_mentions.get(mid)
-                    if prior is None:
-                        seen_mentions[mid] = m["content_hash"]
-                        status = "new"
-                    else:
-                        status = "unchanged" if prior == m["content_hash"] else "conflict"
-                else:
-                    mention_status = self._accept_mentions(all_mentions, existing_mentions)
-                    status = mention_status if report_status in (None, "unchanged") or mention_status == "conflict" else status
+                mention_status = self._accept_mentions(all_mentions, existing_mentions)
+                status = mention_status if report_status in (None, "unchanged") or mention_status == "conflict" else status
             if status == "conflict":
                 quarantined += 1
                 conflicts += 1

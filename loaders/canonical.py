@@ -348,11 +348,11 @@ class RowChecker:
         get = row.get
         problems: list[Problem] = []
         report_id = get("report_id")
-        report_id = (report_id.strip() or None) if report_id.__class__ is str else text(report_id)
+        report_id = _strip(report_id)
         if not report_id:
             problems.append(origin.problem("report_id", "report_id is empty; a mention must name its report."))
         raw_type = get("entity_type")
-        raw_type = (raw_type.strip() or None) if raw_type.__class__ is str else text(raw_type)
+        raw_type = _strip(raw_type)
         entity_type = self._entity_type(raw_type) if raw_type else None
         if not raw_type:
             problems.append(origin.problem("entity_type", f"entity_type is empty; use one of {', '.join(model.ENTITY_TYPES)}."))
@@ -364,7 +364,7 @@ class RowChecker:
             return [], [], problems
 
         role = get("role")
-        role = (role.strip() or None) if role.__class__ is str else text(role)
+        role = _strip(role)
         # Every present value once, grouped by the entity type it belongs to (model order kept). Empty
         # text and None are skipped up front; other empty-looking values (0) go through text().
         by_type: dict[str, dict[str, str]] = {}
@@ -401,7 +401,7 @@ class RowChecker:
                 return [], [], problems
 
         mention_id = get("mention_id")
-        mention_id = (mention_id.strip() or None) if mention_id.__class__ is str else text(mention_id)
+        mention_id = _strip(mention_id)
         if not mention_id:
             all_values = {k: v for values in by_type.values() for k, v in values.items()}
             if "bsn" in all_values:  # with a pseudonym key, the id must not be a hash of the plain BSN
@@ -415,7 +415,7 @@ class RowChecker:
         todo = [(entity_type, own, mention_id, role, None)] if own else []
         parent_id = mention_id if own else None
         for t, v in carried:
-            todo.append((t, v, f"{mention_id}~{t}", None, parent_id))  # model.derived_mention_id
+            todo.append((t, v, model.derived_mention_id(mention_id, t), None, parent_id))
         for etype, values, mid, mrole, parent in todo:
             record: dict[str, Any] = {"mention_id": mid, "report_id": report_id, "entity_type": etype, "role": mrole}
             record.update(values)
