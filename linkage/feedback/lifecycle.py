@@ -110,23 +110,17 @@ def check_transition(report_id: str, from_status: str, to_status: str, reopen: b
 
 
 # --- reading ----------------------------------------------------------------------------------------
-def _last_rows(store, report_ids: Iterable[str] | None = None) -> pd.DataFrame:
-    sql = (
-        "SELECT h.id, h.report_id, h.at, h.actor, h.from_status, h.to_status, h.note, h.agency "
-        "FROM status_history h JOIN (SELECT report_id, MAX(id) AS id FROM status_history GROUP BY report_id) l "
-        "ON h.id = l.id"
-    )
-    df = store.frame(sql + " ORDER BY h.report_id")
-    if report_ids is not None:
-        wanted = set(report_ids)
-        df = df[df["report_id"].isin(wanted)].reset_index(drop=True)
-    return df
+def _last_statuses(conn) -> dict[str, str]:
+    """report_id -> its last ``to_status``, for every report that has history (one indexed pass)."""
+    return dict(conn.execute("SELECT report_id, to_status FROM status_history "
+                             "WHERE id IN (SELECT MAX(id) FROM status_history GROUP BY report_id)").fetchall())
 
 
 def current_statuses(store, report_ids: Iterable[str] | None = None) -> dict[str, str]:
-    """Current status per report (every stored report, or the given ids); no history means ``ontvangen``."""
+    """Current status per report (every stored report, or the given ids), sorted by id; no history means
+    ``ontvangen``."""
     ids = list(report_ids) if report_ids is not None else [r[0] for r in store.conn.execute("SELECT report_id FROM reports")]
-    last = dict(zip(*[_last_rows(store)[c] for c in ("report_id", "to_status")])) if ids else {}
+    last = _last_statuses(store.conn) if ids else {}
     return {rid: last.get(rid, INITIAL_STATUS) for rid in sorted(ids)}
 
 
@@ -190,6 +184,20 @@ def split_agencies(value: Any) -> list[str]:
         if item is not None and str(item).strip():
             names.add(str(item).strip())
     return sorted(names)
+
+
+def _split_cached():
+    """:func:`split_agencies` remembering the answer per text: a store holds few distinct agency texts, and
+    the status step splits one per routed report (other values, lists say, are split each time)."""
+    seen: dict[str, list[str]] = {}
+
+    def split(value: Any) -> list[str]:
+        if not isinstance(value, str):
+            return split_agencies(value)
+        if value not in seen:
+            seen[value] = split_agencies(value)
+        return seen[value]
+    return split
 
 
 # --- writing ----------------------------------------------------------------------------------------
@@ -261,8 +269,9 @@ def _routing_map(routing_df: pd.DataFrame | None) -> dict[str, list[str]]:
     if col not in routing_df.columns:
         raise LinkageError("Routing table has neither an 'agency' nor an 'agencies' column.")
     out: dict[str, set[str]] = {}
-    for cid, value in zip(routing_df["cluster_id"], routing_df[col]):
-        out.setdefault(str(cid), set()).update(split_agencies(value))
+    split = _split_cached()
+    for cid, value in zip(routing_df["cluster_id"].tolist(), routing_df[col].tolist()):
+        out.setdefault(str(cid), set()).update(split(value))
     return {cid: sorted(a) for cid, a in out.items() if a}
 
 
@@ -301,17 +310,15 @@ def advance_after_routing(store, report_clusters_df: pd.DataFrame | None = None,
     rows: list[tuple] = []
     with store.transaction():
         conn = store.conn
-        # the last status of every report that has history (the rest are 'ontvangen')
-        last = dict(conn.execute(
-            "SELECT report_id, to_status FROM status_history "
-            "WHERE id IN (SELECT MAX(id) FROM status_history GROUP BY report_id)").fetchall())
+        last = _last_statuses(conn)  # reports without history are 'ontvangen'
         known = {r for (r,) in conn.execute("SELECT report_id FROM reports")}
         linked_before = {r for (r,) in conn.execute(
             "SELECT DISTINCT report_id FROM status_history WHERE to_status='gekoppeld'")}
         recorded: dict[str, set[str]] = {}
+        split = _split_cached()
         for rid, text in conn.execute(
                 "SELECT report_id, agency FROM status_history WHERE to_status='doorgezet' AND agency IS NOT NULL"):
-            recorded.setdefault(rid, set()).update(split_agencies(text))
+            recorded.setdefault(rid, set()).update(split(text))
         for report_id, cluster_id in pairs:
             if report_id not in known:
                 continue
