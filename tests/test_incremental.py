@@ -16,7 +16,9 @@ from linkage.generate import generate
 from linkage.pipeline import load_stage, resolve_stage
 from linkage.resolve import resolve_mentions
 from linkage.resolve.judgements import record_judgement
-from linkage.resolve.incremental import load_state, resolve_new, state_from_resolution
+from linkage.resolve.incremental import (
+    block_key_hashes, load_state, narrowed_blocking, resolve_new, rules_digest, state_from_resolution,
+)
 from linkage.settings import load_settings
 from linkage.store import EmbeddedStore
 sys.path.insert(0, str(Path(__file__).parent))
@@ -52,6 +54,51 @@ def test_block_involving_gives_the_pairs_of_a_full_blocking():
     order = np.argsort(key)
     assert np.array_equal(key[order], full.left * n + full.right)
     assert np.array_equal(inc.rule_mask[order], full.rule_mask)
+
+
+def _blocking_case(seed: int = 5, n: int = 600):
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({
+        "mention_id": [f"m{i:04d}" for i in range(n)],
+        "s": rng.choice(["jansen", "janssen", "jansens", "vries", "visser", "", "bakker"], n),
+        "i": rng.choice(["a", "b", ""], n),
+        "y": rng.choice(["1980", "1981", ""], n),
+        "o": rng.choice(list("pqrstu"), n),
+    })
+    rules = [BlockingRule("sy", ("s", "y"), max_block=20, window=4, order_by=("o",)),
+             BlockingRule("fuzzy", ("i",), fuzzy_key="s", max_pairs=400),
+             BlockingRule("blank", ("s",), pair_with_empty="i", max_pairs=300),
+             BlockingRule("everyone", (), fuzzy_key="s", max_pairs=400)]
+    involving = np.zeros(n, dtype=bool)
+    involving[rng.choice(n, 40, replace=False)] = True
+    return df, rules, involving
+
+
+@pytest.mark.parametrize("collide", [False, True])
+def test_narrowed_blocking_gives_the_pairs_of_block_involving(collide):
+    df, rules, involving = _blocking_case()
+    order = df["mention_id"].to_numpy(object)
+    want, _ = block_involving(df, rules, involving, order)
+    hashes = block_key_hashes(df, rules)
+    if collide:  # every non-empty key of a rule shares one hash: each rule sees all its keyed records
+        hashes = np.where(hashes != 0, np.uint64(7), np.uint64(0))
+    left, right = narrowed_blocking(df, rules, hashes, involving, order)
+    assert np.array_equal(left, want.left) and np.array_equal(right, want.right)
+
+
+def test_block_key_hashes_equal_exactly_for_equal_keys():
+    df, rules, _ = _blocking_case()
+    from linkage.blocking import block_keys
+
+    h = block_key_hashes(df, rules)
+    assert not h[:, 3].any()  # a rule without keys: no hash
+    for j, rule in enumerate(rules[:3]):
+        keys = block_keys(df, rule).to_numpy(object)
+        assert ((h[:, j] == 0) == (keys == "")).all()
+        codes = pd.factorize(pd.Series(keys))[0]
+        assert len(set(zip(codes.tolist(), h[:, j].tolist()))) == len(set(codes.tolist()))  # no collision here
+    # the hashes of a part are those of the whole (the state appends new records' hashes)
+    assert np.array_equal(block_key_hashes(df.iloc[100:], rules), h[100:])
 
 
 def test_resolve_new_equals_a_full_run_with_the_same_model():
@@ -144,6 +191,31 @@ def test_store_incremental_equals_the_pair_table_path(parts, tmp_path):
         model = json.loads(s.get_meta("er_model"))
         state = load_state(s.conn, model)
         assert state is not None and state.n_mentions() == counts["mentions"]
+        # the block-key hashes were kept by the first run and appended to by the second
+        from linkage.resolve.engine import _settings
+
+        for etype, ts in state.types.items():
+            if ts.keys is not None:
+                rules = _settings(None).policy(etype).blocking
+                assert ts.key_rules == rules_digest(rules)
+                assert np.array_equal(ts.keys, block_key_hashes(ts.records, rules))
+        assert state.types["person"].keys is not None
+
+
+def test_a_state_without_block_key_hashes_makes_them_and_gives_the_same_result(parts, tmp_path):
+    first, second = parts
+
+    def forget_keys(store: Path):
+        with EmbeddedStore(store) as s:
+            s.conn.execute("DELETE FROM er_state WHERE part = 'keys'")
+
+    counts = _two_runs(first, second, tmp_path / "nokeys.db", between=forget_keys)
+    assert "touched_mentions" in counts  # still incremental
+    _two_runs(first, second, tmp_path / "keys.db")
+    _assert_same_tables(tmp_path / "nokeys.db", tmp_path / "keys.db")
+    with EmbeddedStore(tmp_path / "nokeys.db") as s:
+        state = load_state(s.conn, json.loads(s.get_meta("er_model")))
+        assert state.types["person"].keys is not None and len(state.types["person"].keys) == len(state.types["person"].records)
 
 
 def test_a_new_judgement_is_applied_incrementally(parts, tmp_path):

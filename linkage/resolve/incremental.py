@@ -29,7 +29,7 @@ import pandas as pd
 
 from linkage.blocking import block_involving
 from linkage.compare import compare
-from linkage.er_settings import FUZZY_TYPES, ERSettings
+from linkage.er_settings import FUZZY_TYPES, BlockingRule, ERSettings
 from linkage.resolve.cluster import components
 from linkage.resolve.engine import (
     ScoredPairs, _cluster_scored, _entities, _finalise, _pair_flags, _resolve_simple, _score, _settings,
@@ -45,11 +45,15 @@ _PAIR_FIELDS = ("left", "right", "weight", "prob", "matched", "levels", "reason"
 @dataclass
 class TypeState:
     """What one entity type needs from the last run: records (feature table, in state order: the order
-    mentions were added), scored pairs as indices into them, and each record's cluster-region label."""
+    mentions were added), scored pairs as indices into them, each record's cluster-region label, and (fuzzy
+    types) each record's block-key hash per blocking rule (:func:`block_key_hashes`; None: not kept, or kept
+    for other rules; ``key_rules`` is the :func:`rules_digest` they were made for)."""
 
     records: pd.DataFrame
     pairs: dict[str, np.ndarray]
     region: np.ndarray
+    keys: np.ndarray | None = None
+    key_rules: str = ""
 
     @property
     def mention_ids(self) -> np.ndarray:
@@ -71,6 +75,84 @@ class ERState:
 def model_hash(model: Mapping[str, Any]) -> str:
     """A digest of a model dict (the state is only valid for the model it was scored with)."""
     return hashlib.sha1(json.dumps(model, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
+def rules_digest(rules: Iterable[BlockingRule]) -> str:
+    """A digest of what decides the block keys of a list of rules (their ``keys`` columns, in order)."""
+    return hashlib.sha1(json.dumps([list(r.keys) for r in rules]).encode("utf-8")).hexdigest()
+
+
+_MIX = np.uint64(0x100000001B3)
+
+
+def block_key_hashes(records: pd.DataFrame, rules: Iterable[BlockingRule]) -> np.ndarray:
+    """Per record and rule a 64-bit hash of the record's block key for that rule (the ``keys`` columns that
+    :func:`linkage.blocking.block_keys` joins), as an ``(n, rules)`` uint64 array; 0 when a key column is
+    empty (the record is in no block of that rule), when a column is missing or the rule has no keys.
+
+    Equal keys give equal hashes in every process (:func:`pandas.util.hash_array` with its fixed key), so the
+    hashes of stored records can be kept and compared with those of new records. Two keys may share a hash:
+    the records of a hash are a superset of a block, which is all :func:`narrowed_blocking` needs.
+
+    >>> df = pd.DataFrame({"s": ["vries", "vries", "", "bakker"], "y": ["1985", "1985", "1985", "1985"]})
+    >>> h = block_key_hashes(df, [BlockingRule("r", ("s", "y"))])
+    >>> bool(h[0, 0] == h[1, 0] != h[3, 0]), int(h[2, 0])
+    (True, 0)
+    """
+    rules = list(rules)
+    n = len(records)
+    out = np.zeros((n, len(rules)), dtype=np.uint64)
+    columns: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for j, rule in enumerate(rules):
+        if not rule.keys or any(k not in records.columns for k in rule.keys):
+            continue
+        h = np.zeros(n, dtype=np.uint64)
+        empty = np.zeros(n, dtype=bool)
+        for k in rule.keys:
+            if k not in columns:
+                values = records[k].astype(str).to_numpy(dtype=object)
+                columns[k] = (pd.util.hash_array(values, categorize=True), values == "")
+            hk, ek = columns[k]
+            h = (h * _MIX) ^ hk  # order matters: ("a", "b") and ("b", "a") are other keys
+            empty |= ek
+        h[h == 0] = 1
+        h[empty] = 0
+        out[:, j] = h
+    return out
+
+
+def narrowed_blocking(records: pd.DataFrame, rules: Iterable[BlockingRule], hashes: np.ndarray,
+                      involving: np.ndarray, order: np.ndarray, entity_type: str = "",
+                      largest: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs :func:`linkage.blocking.block_involving` gives (record indices, ``left < right``, sorted by
+    ``(left, right)``), with each rule looking only at the records whose block-key hash (``hashes``, from
+    :func:`block_key_hashes`) is that of an involved record.
+
+    Those records hold every block of an involved record whole (plus, on a hash collision, part of another
+    block, whose pairs involve no involved record and are dropped), so each rule gives the pairs it gives
+    over all records. A rule without keys looks at all records.
+    """
+    n = len(records)
+    new_idx = np.flatnonzero(involving)
+    keys = [np.empty(0, np.int64)]
+    order = np.asarray(order)
+    for j, rule in enumerate(rules):
+        if rule.keys and all(k in records.columns for k in rule.keys):
+            wanted = np.unique(hashes[new_idx, j])
+            wanted = wanted[wanted != 0]
+            if not len(wanted):
+                continue
+            sub = np.flatnonzero(np.isin(hashes[:, j], wanted))
+        else:
+            sub = np.arange(n)
+        cols = [c for c in dict.fromkeys(list(rule.keys) + list(rule.order_by) + [rule.fuzzy_key, rule.pair_with_empty])
+                if c and c in records.columns]
+        part = records[cols].iloc[sub].reset_index(drop=True)
+        cand, _ = block_involving(part, [rule], involving[sub], order[sub], entity_type, largest)
+        left, right = sub[cand.left], sub[cand.right]  # sub is sorted: left < right still
+        keys.append(left.astype(np.int64) * n + right)
+    key = np.unique(np.concatenate(keys))
+    return key // n, key % n
 
 
 def region_labels(n: int, left: np.ndarray, right: np.ndarray, flags: np.ndarray | None,
@@ -103,7 +185,11 @@ def state_from_resolution(resolution, mentions_by_type: Mapping[str, pd.DataFram
         else:
             region = _simple_regions(records, same)
             pairs = {}
-        state.types[etype] = TypeState(records.reset_index(drop=True), pairs, region)
+        keys, key_rules = None, ""
+        if etype in FUZZY_TYPES:
+            rules = cfg.policy(etype).blocking
+            keys, key_rules = block_key_hashes(records, rules), rules_digest(rules)
+        state.types[etype] = TypeState(records.reset_index(drop=True), pairs, region, keys, key_rules)
     return state
 
 
@@ -137,6 +223,7 @@ class TypeUpdate:
     touched_old: np.ndarray          # mention ids of earlier mentions whose entity may have changed
     assignments: pd.DataFrame        # mention_id, entity_id, entity_type for every touched and new mention
     entities: pd.DataFrame           # the entities of those mentions
+    new_keys: np.ndarray | None = None  # block-key hashes of the new records (None: all were made again)
 
 
 @dataclass
@@ -210,9 +297,15 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
     if fuzzy:
         policy = cfg.policy(etype)
         fitted = FittedModel.from_dict(model[etype])
+        key_rules = rules_digest(policy.blocking)
+        if old is not None and old.keys is not None and old.key_rules == key_rules and len(old.keys) == n_old:
+            new_keys = block_key_hashes(records.iloc[n_old:], policy.blocking)
+            keys = np.concatenate([old.keys, new_keys])
+        else:  # no hashes kept, or kept for other rules: make them all (and store them all)
+            new_keys, keys = None, block_key_hashes(records, policy.blocking)
         say(f"{etype}: blocking")
-        cand, _report = block_involving(records, policy.blocking, involving, mids, etype, cfg.largest_blocks_reported)
-        left, right = cand.left, cand.right
+        left, right = narrowed_blocking(records, policy.blocking, keys, involving, mids, etype,
+                                        cfg.largest_blocks_reported)
         # each pair oriented as in a full run (records in mention-id order): the smaller mention id left
         swap = mids[left] > mids[right]
         left, right = np.where(swap, right, left), np.where(swap, left, right)
@@ -280,8 +373,10 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
             pairs_state = {f: np.concatenate([pairs_state[f], getattr(new_pairs, f)]) for f in _PAIR_FIELDS}
         else:
             pairs_state = {f: getattr(new_pairs, f) for f in _PAIR_FIELDS}
-    upd = TypeUpdate(etype, new_part, new_pairs, touched_old, assignments, entities)
-    return upd, TypeState(records, pairs_state, region)
+    if not fuzzy:
+        keys, key_rules, new_keys = None, "", None
+    upd = TypeUpdate(etype, new_part, new_pairs, touched_old, assignments, entities, new_keys)
+    return upd, TypeState(records, pairs_state, region, keys, key_rules)
 
 
 # -- persistence ---------------------------------------------------------------------------------------
@@ -315,6 +410,12 @@ def _insert_records(conn, etype: str, seq: int, records: pd.DataFrame) -> None:
         conn.execute("INSERT INTO er_state VALUES (?, 'records', ?, ?)", (etype, seq + k, _parquet(part)))
 
 
+def _insert_keys(conn, etype: str, seq: int, keys: np.ndarray) -> None:
+    """Store block-key hashes as npy blobs of at most :data:`RECORDS_PER_CHUNK` rows, from ``seq`` on, in order."""
+    for k, start in enumerate(range(0, max(len(keys), 1), RECORDS_PER_CHUNK)):
+        conn.execute("INSERT INTO er_state VALUES (?, 'keys', ?, ?)", (etype, seq + k, _npz({"keys": keys[start:start + RECORDS_PER_CHUNK]})))
+
+
 def _insert_pairs(conn, etype: str, seq: int, pairs: Mapping[str, np.ndarray]) -> None:
     """Store pair arrays as npz blobs of at most :data:`PAIRS_PER_CHUNK` pairs, from ``seq`` on, in order."""
     n = len(next(iter(pairs.values())))
@@ -326,21 +427,25 @@ def _insert_pairs(conn, etype: str, seq: int, pairs: Mapping[str, np.ndarray]) -
 def save_state(conn, state: ERState, appended: Mapping[str, tuple[pd.DataFrame, ScoredPairs | None]] | None = None) -> None:
     """Write ``state`` into the ``er_state`` table of a SQLite connection (inside the caller's transaction).
 
-    ``appended=None`` rewrites everything; otherwise only the new records and pairs of each type are added
-    as another chunk (``{type: (new records, new pairs)}``) and the region labels are rewritten.
+    ``appended=None`` rewrites everything; otherwise only the new records, pairs and block-key hashes of each
+    type are added as another chunk (``{type: (new records, new pairs, new hashes)}``; hashes None: the
+    type's hashes were all made again and are rewritten) and the region labels are rewritten.
     """
     conn.execute(STATE_TABLE)
     meta = {"version": STATE_VERSION, "model_hash": state.model_hash, "judgements": state.judgements,
-            "n": {t: len(s.records) for t, s in state.types.items()}}
+            "n": {t: len(s.records) for t, s in state.types.items()},
+            "key_rules": {t: s.key_rules for t, s in state.types.items() if s.keys is not None}}
     if appended is None:
         conn.execute("DELETE FROM er_state")
         for etype, ts in state.types.items():
             _insert_records(conn, etype, 0, ts.records)
             if ts.pairs:
                 _insert_pairs(conn, etype, 0, ts.pairs)
+            if ts.keys is not None:
+                _insert_keys(conn, etype, 0, ts.keys)
             conn.execute("INSERT OR REPLACE INTO er_state VALUES (?, 'region', 0, ?)", (etype, _npz({"region": ts.region})))
     else:
-        for etype, (records, pairs) in appended.items():
+        for etype, (records, pairs, new_keys) in appended.items():
             def next_seq(part: str) -> int:
                 return conn.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM er_state WHERE entity_type = ? AND part = ?",
                                     (etype, part)).fetchone()[0]
@@ -348,6 +453,13 @@ def save_state(conn, state: ERState, appended: Mapping[str, tuple[pd.DataFrame, 
                 _insert_records(conn, etype, next_seq("records"), records)
             if pairs is not None and len(pairs):
                 _insert_pairs(conn, etype, next_seq("pairs"), {f: getattr(pairs, f) for f in _PAIR_FIELDS})
+            keys = state.types[etype].keys
+            if new_keys is not None and len(new_keys):
+                _insert_keys(conn, etype, next_seq("keys"), new_keys)
+            elif new_keys is None:
+                conn.execute("DELETE FROM er_state WHERE entity_type = ? AND part = 'keys'", (etype,))
+                if keys is not None:
+                    _insert_keys(conn, etype, 0, keys)
         for etype in appended:  # a type without an update kept its region (resolve_new returns it unchanged)
             region = state.types[etype].region
             conn.execute("INSERT OR REPLACE INTO er_state VALUES (?, 'region', 0, ?)", (etype, _npz({"region": region})))
@@ -365,21 +477,44 @@ def load_state(conn, model: Mapping[str, Any]) -> ERState | None:
     if not _has_state_table(conn):
         return None
     state = ERState(meta["model_hash"], judgements=[tuple(j) for j in meta.get("judgements", [])])
-    chunks: dict[str, dict[str, list]] = {}
-    for etype, part, _seq, data in conn.execute("SELECT entity_type, part, seq, data FROM er_state ORDER BY entity_type, part, seq"):
-        chunks.setdefault(etype, {}).setdefault(part, []).append(data)
-    for etype, parts in chunks.items():
-        records = [pd.read_parquet(io.BytesIO(b)) for b in parts.get("records", [])]
-        rec = pd.concat(records, ignore_index=True) if len(records) > 1 else records[0]
-        pairs: dict[str, np.ndarray] = {}
-        loaded = [np.load(io.BytesIO(b)) for b in parts.get("pairs", [])]
-        if loaded:
-            pairs = {f: np.concatenate([x[f] for x in loaded]) if len(loaded) > 1 else loaded[0][f] for f in _PAIR_FIELDS}
+    key_rules = meta.get("key_rules", {})
+    for etype, parts in _read_chunks(conn, ("records", "pairs", "region", "keys")).items():
+        rec = _records(parts.get("records", []))
+        pairs = _pairs(parts.get("pairs", []))
         region = np.load(io.BytesIO(parts["region"][0]))["region"]
         if len(region) != len(rec) or meta["n"].get(etype) != len(rec):
             return None
-        state.types[etype] = TypeState(rec, pairs, region)
+        keys = None
+        if parts.get("keys") and etype in key_rules:
+            keys = np.concatenate([np.load(io.BytesIO(b))["keys"] for b in parts["keys"]])
+            if len(keys) != len(rec):  # not kept for every record: made again by the next update
+                keys = None
+        state.types[etype] = TypeState(rec, pairs, region, keys, key_rules.get(etype, "") if keys is not None else "")
     return state
+
+
+def _read_chunks(conn, parts: tuple[str, ...], etype: str | None = None) -> dict[str, dict[str, list[bytes]]]:
+    """The stored blobs of ``parts`` per entity type (only ``etype`` when given), each part's chunks in order."""
+    sql = (f"SELECT entity_type, part, data FROM er_state WHERE part IN ({', '.join('?' for _ in parts)})"
+           + (" AND entity_type = ?" if etype is not None else "") + " ORDER BY entity_type, part, seq")
+    out: dict[str, dict[str, list[bytes]]] = {}
+    for t, part, data in conn.execute(sql, tuple(parts) + ((etype,) if etype is not None else ())):
+        out.setdefault(t, {}).setdefault(part, []).append(data)
+    return out
+
+
+def _records(blobs: list[bytes], columns: list[str] | None = None) -> pd.DataFrame:
+    """Record chunks as one table, in order."""
+    frames = [pd.read_parquet(io.BytesIO(b), columns=columns) for b in blobs]
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def _pairs(blobs: list[bytes]) -> dict[str, np.ndarray]:
+    """Pair chunks as one array per field, in order ({} without chunks)."""
+    loaded = [np.load(io.BytesIO(b)) for b in blobs]
+    if not loaded:
+        return {}
+    return {f: np.concatenate([x[f] for x in loaded]) if len(loaded) > 1 else loaded[0][f] for f in _PAIR_FIELDS}
 
 
 def _has_state_table(conn) -> bool:
@@ -397,25 +532,15 @@ def stored_scored_pairs(conn) -> list[ScoredPairs] | None:
     """
     if not _has_state_table(conn):
         return None
-    mids: dict[str, list] = {}
-    pairs: dict[str, list] = {}
-    rows = conn.execute("SELECT entity_type, part, data FROM er_state WHERE part IN ('records', 'pairs') "
-                        "ORDER BY entity_type, part, seq")
-    for etype, part, data in rows:
-        if part == "records":
-            mids.setdefault(etype, []).append(
-                pd.read_parquet(io.BytesIO(data), columns=["mention_id"])["mention_id"].to_numpy(dtype=object))
-        else:
-            loaded = np.load(io.BytesIO(data))
-            pairs.setdefault(etype, []).append({f: loaded[f] for f in _PAIR_FIELDS})
-    if not mids:
+    chunks = _read_chunks(conn, ("records", "pairs"))
+    if not any(parts.get("records") for parts in chunks.values()):
         return None
     out = []
-    for etype in sorted(pairs):
-        if etype not in mids:
+    for etype, parts in sorted(chunks.items()):
+        if not parts.get("pairs") or not parts.get("records"):
             continue
-        p = {f: np.concatenate([x[f] for x in pairs[etype]]) for f in _PAIR_FIELDS}
-        ids = np.concatenate(mids[etype])
+        p = _pairs(parts["pairs"])
+        ids = _records(parts["records"], ["mention_id"])["mention_id"].to_numpy(dtype=object)
         out.append(ScoredPairs(etype, ids, p["left"].astype(np.int32, copy=False), p["right"].astype(np.int32, copy=False),
                                p["weight"], p["prob"], p["matched"].astype(bool, copy=False), p["levels"],
                                p["reason"]))
@@ -460,21 +585,20 @@ def prune_state(conn, mention_ids: Iterable[str]) -> int:
     removed = 0
     types = [r[0] for r in conn.execute("SELECT DISTINCT entity_type FROM er_state ORDER BY entity_type")]
     for etype in types:
-        chunks = conn.execute("SELECT part, data FROM er_state WHERE entity_type = ? AND part IN ('records', 'pairs') "
-                              "ORDER BY part, seq", (etype,)).fetchall()
-        recs = [pd.read_parquet(io.BytesIO(d)) for part, d in chunks if part == "records"]
-        if not recs:
+        parts = _read_chunks(conn, ("records", "pairs"), etype).get(etype, {})
+        if not parts.get("records"):
             continue
-        records = pd.concat(recs, ignore_index=True)
+        records = _records(parts["records"])
         drop = records["mention_id"].astype(str).isin(gone).to_numpy()
         if not drop.any():
             continue
         keep_idx = np.flatnonzero(~drop)
         new_pos = np.full(len(records), -1, dtype=np.int64)
         new_pos[keep_idx] = np.arange(len(keep_idx))
-        loaded = [np.load(io.BytesIO(d)) for part, d in chunks if part == "pairs"]
-        pairs = {f: np.concatenate([x[f] for x in loaded]) for f in _PAIR_FIELDS} if loaded else {}
-        conn.execute("DELETE FROM er_state WHERE entity_type = ? AND part IN ('records', 'pairs', 'region')", (etype,))
+        pairs = _pairs(parts.get("pairs", []))
+        # the block-key hashes go too (the next run is a full one and makes them again)
+        conn.execute("DELETE FROM er_state WHERE entity_type = ? AND part IN ('records', 'pairs', 'region', 'keys')",
+                     (etype,))
         _insert_records(conn, etype, 0, records.iloc[keep_idx].reset_index(drop=True))
         if pairs:
             ok = (new_pos[pairs["left"]] >= 0) & (new_pos[pairs["right"]] >= 0)
@@ -579,7 +703,7 @@ def _write_update(store, result: IncrementalResult, n_mentions: int, n_new: int)
         # the scored pairs live in the state only (see :func:`stored_scored_pairs`); rows an older version
         # wrote into ``er_pairs`` would be stale now
         conn.execute("DELETE FROM er_pairs")
-        save_state(conn, result.state, {u.entity_type: (u.new_records, u.new_pairs) for u in result.updates})
+        save_state(conn, result.state, {u.entity_type: (u.new_records, u.new_pairs, u.new_keys) for u in result.updates})
     n_pairs = sum(len(t.pairs["left"]) for t in result.state.types.values() if t.pairs)
     return {"mentions": n_mentions, "entities": store.count("entities"), "new_mentions": n_new, "pairs": n_pairs,
             "touched_mentions": len(fresh)}
