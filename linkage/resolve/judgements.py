@@ -120,6 +120,17 @@ def folded_judgements(store) -> pd.DataFrame:
     return pd.DataFrame(sorted(rows, key=lambda r: r["id"]), columns=cols)
 
 
+def _existing_mentions(store, ids: Iterable[str | None]) -> set[str]:
+    """Those of ``ids`` that are stored mentions (looked up by key, not by reading every mention id)."""
+    wanted = sorted({str(i) for i in ids if i is not None})
+    found: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start:start + 500]
+        found.update(r[0] for r in store.conn.execute(
+            f"SELECT mention_id FROM mentions WHERE mention_id IN ({','.join('?' for _ in chunk)})", chunk))
+    return found
+
+
 def current_judgements(store) -> list[tuple[str, str, str]]:
     """The constraints for the resolver: sorted ``(mention_a, mention_b, verdict)``, verdict same/different.
 
@@ -127,11 +138,10 @@ def current_judgements(store) -> list[tuple[str, str, str]]:
     id itself when it is a mention, else the entity's smallest mention. Pairs whose ids no longer
     resolve (purged) or resolve to one mention are left out.
     """
-    existing = {r[0] for r in store.conn.execute("SELECT mention_id FROM mentions")}
+    rows = [row for row in _latest(store).values() if row["verdict"] in BINDING]
+    existing = _existing_mentions(store, {row[k] for row in rows for k in ("mention_a", "mention_b")})
     out: set[tuple[str, str, str]] = set()
-    for row in _latest(store).values():
-        if row["verdict"] not in BINDING:
-            continue
+    for row in rows:
         ends = []
         for recorded, given in ((row["mention_a"], row["id_a"]), (row["mention_b"], row["id_b"])):
             ends.append(recorded if recorded in existing else _representative(store, given))
