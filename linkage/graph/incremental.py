@@ -199,9 +199,10 @@ def save_state(conn, state: ClusterState, extra: Mapping[str, pd.DataFrame] | No
     transaction). Each part is one parquet blob; 1,000,000 reports keep well under SQLite's 1 GB limit."""
     conn.execute(STATE_TABLE)
     conn.execute("DELETE FROM graph_state")
-    parts = {"incidence": pd.DataFrame({"key": pd.Series(state.incidence.to_numpy(zero_copy_only=False), dtype=object)}),
-             "clusters": state.clusters, **dict(extra or {})}
-    for name, df in parts.items():
+    buf = io.BytesIO()  # the incidence straight from arrow (no detour through 400k Python strings)
+    pq.write_table(pa.table({"key": state.incidence.cast(pa.string())}), buf)
+    conn.execute("INSERT INTO graph_state VALUES ('incidence', ?)", (buf.getvalue(),))
+    for name, df in {"clusters": state.clusters, **dict(extra or {})}.items():
         conn.execute("INSERT INTO graph_state VALUES (?, ?)", (name, _parquet(df)))
     info = {"version": STATE_VERSION, "fingerprint": state.fingerprint, "columns": list(state.columns),
             **dict(meta or {})}
