@@ -625,12 +625,6 @@ def write_frame(conn, table: str, df: pd.DataFrame, columns: list[str]) -> None:
         _executemany(conn, table, columns, zip(*cols))
 
 
-def _temp_ids(conn, ids: Iterable[str]) -> None:
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS _er_ids (id TEXT PRIMARY KEY)")
-    conn.execute("DELETE FROM _er_ids")
-    conn.executemany("INSERT OR IGNORE INTO _er_ids VALUES (?)", ((str(i),) for i in ids))
-
-
 def resolve_store_incremental(store, model: Mapping[str, Any], judgements: list, progress=None,
                               settings: ERSettings | None = None) -> dict[str, int] | None:
     """Resolve the mentions added to ``store`` since the last run against its stored state, writing only what
@@ -661,6 +655,7 @@ def resolve_store_incremental(store, model: Mapping[str, Any], judgements: list,
 
 
 def _write_update(store, result: IncrementalResult, n_mentions: int, n_new: int) -> dict[str, int]:
+    from linkage.retention import _temp_ids  # retention imports this module: import here
     from linkage.store.stable_ids import carry_over
 
     conn = store.conn
@@ -671,8 +666,9 @@ def _write_update(store, result: IncrementalResult, n_mentions: int, n_new: int)
     ents = pd.concat([u.entities for u in result.updates if len(u.entities)], ignore_index=True) if assignments else \
         pd.DataFrame(columns=["entity_id", "entity_type", "label", "n_mentions", "attributes"])
     with store.transaction():
-        _temp_ids(conn, touched_old)
-        previous = store.frame("SELECT mention_id, entity_id FROM mention_entities WHERE mention_id IN (SELECT id FROM _er_ids)")
+        _temp_ids(conn, "er_touched", (str(m) for m in touched_old))
+        previous = store.frame("SELECT mention_id, entity_id FROM mention_entities "
+                               "WHERE mention_id IN (SELECT id FROM temp.er_touched)")
         rename, _ = carry_over(previous.set_index("mention_id")["entity_id"], fresh.set_index("mention_id")["entity_id"])
         old_ids = set(previous["entity_id"].tolist())
         final = {g: rename.get(g, g) for g in set(fresh["entity_id"].tolist())}
@@ -688,15 +684,14 @@ def _write_update(store, result: IncrementalResult, n_mentions: int, n_new: int)
         # let the caller do the full run then
         clash = [f for f in final.values() if f not in old_ids]
         if clash:
-            _temp_ids(conn, clash)
-            if conn.execute("SELECT COUNT(*) FROM entities WHERE entity_id IN (SELECT id FROM _er_ids)").fetchone()[0]:
+            _temp_ids(conn, "er_clash", clash)
+            if conn.execute("SELECT COUNT(*) FROM entities WHERE entity_id IN (SELECT id FROM temp.er_clash)").fetchone()[0]:
                 raise _Rebuild()
         fresh["entity_id"] = fresh["entity_id"].map(final)
         ents["entity_id"] = ents["entity_id"].map(final)
-        _temp_ids(conn, old_ids)
-        conn.execute("DELETE FROM entities WHERE entity_id IN (SELECT id FROM _er_ids)")
-        _temp_ids(conn, touched_old)
-        conn.execute("DELETE FROM mention_entities WHERE mention_id IN (SELECT id FROM _er_ids)")
+        _temp_ids(conn, "er_old_entities", old_ids)
+        conn.execute("DELETE FROM entities WHERE entity_id IN (SELECT id FROM temp.er_old_entities)")
+        conn.execute("DELETE FROM mention_entities WHERE mention_id IN (SELECT id FROM temp.er_touched)")
         write_frame(conn, "mention_entities", fresh, ["mention_id", "entity_id", "entity_type"])
         ents["n_mentions"] = ents["n_mentions"].astype(int)
         write_frame(conn, "entities", ents, ["entity_id", "entity_type", "label", "n_mentions", "attributes"])
