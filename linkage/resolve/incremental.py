@@ -109,9 +109,10 @@ def block_key_hashes(records: pd.DataFrame, rules: Iterable[BlockingRule]) -> np
         h = np.zeros(n, dtype=np.uint64)
         empty = np.zeros(n, dtype=bool)
         for k in rule.keys:
-            if k not in columns:
-                values = records[k].astype(str).to_numpy(dtype=object)
-                columns[k] = (pd.util.hash_array(values, categorize=True), values == "")
+            if k not in columns:  # each distinct value hashed once
+                codes, uniques = pd.factorize(records[k].astype(str), use_na_sentinel=False)
+                uniques = np.asarray(uniques, dtype=object)
+                columns[k] = (pd.util.hash_array(uniques, categorize=False)[codes], (uniques == "")[codes])
             hk, ek = columns[k]
             h = (h * _MIX) ^ hk  # order matters: ("a", "b") and ("b", "a") are other keys
             empty |= ek
