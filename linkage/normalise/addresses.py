@@ -14,6 +14,7 @@ import math
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 from linkage.normalise.identifiers import normalise_postcode
 
@@ -63,8 +64,19 @@ def _text(value: object) -> str:
 
 
 def _fold(value: object) -> str:
-    text = unicodedata.normalize("NFKD", _text(value).lower().translate(_SPECIAL))
-    text = "".join(ch for ch in text if not unicodedata.combining(ch) and ch.isprintable())
+    return _fold_text(_text(value))
+
+
+#: Size of the per-distinct-text caches below: street names, cities and house numbers repeat across
+#: many addresses, so each is folded and parsed once (the functions are pure; results are immutable).
+_CACHE = 1 << 18
+
+
+@lru_cache(maxsize=_CACHE)
+def _fold_text(value: str) -> str:
+    text = unicodedata.normalize("NFKD", value.lower().translate(_SPECIAL))
+    if not (text.isascii() and text.isprintable()):  # ASCII has no combining marks: nothing to drop
+        text = "".join(ch for ch in text if not unicodedata.combining(ch) and ch.isprintable())
     return re.sub(r"\s+", " ", text).strip()
 
 
@@ -104,7 +116,12 @@ def normalise_street(value: object) -> str:
     >>> normalise_street("Burg. de Withstr."), normalise_street("Stationsln"), normalise_street("Kerk straat")
     ('burgemeester de withstraat', 'stationslaan', 'kerk straat')
     """
-    text = _fold(value).replace(".", ". ")
+    return _street_text(_text(value))
+
+
+@lru_cache(maxsize=_CACHE)
+def _street_text(value: str) -> str:
+    text = _fold_text(value).replace(".", ". ")
     words = [w for w in re.split(r"[\s,]+", text) if w]
     out: list[str] = []
     for w in words:
@@ -138,7 +155,12 @@ def normalise_city(value: object) -> str:
     >>> normalise_city("Den Haag"), normalise_city(" Utrecht ")
     ("'s-gravenhage", 'utrecht')
     """
-    text = _fold(value).strip(" ,.")
+    return _city_text(_text(value))
+
+
+@lru_cache(maxsize=_CACHE)
+def _city_text(value: str) -> str:
+    text = _fold_text(value).strip(" ,.")
     return CITY_ALIASES.get(text, text)
 
 
@@ -150,7 +172,12 @@ def parse_house_number(value: object) -> tuple[int | None, str, str]:
     >>> parse_house_number("12a-3"), parse_house_number("geen")
     ((12, 'a', '3'), (None, '', ''))
     """
-    text = _fold(value)
+    return _house_number_text(_text(value))
+
+
+@lru_cache(maxsize=_CACHE)
+def _house_number_text(value: str) -> tuple[int | None, str, str]:
+    text = _fold_text(value)
     m = _NUMBER.search(text)
     if not m:
         return None, "", ""
