@@ -221,14 +221,29 @@ def graph_inputs(store: EmbeddedStore, entities: bool = True
     return reports, mentions, links, ents
 
 
+#: :func:`entity_rows` reads the whole ``entities`` table and filters it when at least this share of it is
+#: wanted (a full run wants most entities: one scan beats 300,000 inserts into a temporary table and a join).
+ENTITY_SCAN_SHARE = 0.25
+
+
 def entity_rows(store: EmbeddedStore, entity_ids: Sequence[str]) -> pd.DataFrame:
-    """``entity_id, entity_type, label, n_mentions`` of the given entities, sorted by id (one indexed join)."""
+    """``entity_id, entity_type, label, n_mentions`` of the given entities, sorted by id.
+
+    A few ids: one indexed join through a temporary table. Many (at least :data:`ENTITY_SCAN_SHARE` of the
+    table): the whole table in id order, filtered; both give the same rows in the same order.
+    """
+    from linkage.triage.scoring import _isin
+
     conn = store.conn
+    wanted = [str(e) for e in entity_ids]
+    if wanted and len(wanted) >= ENTITY_SCAN_SHARE * store.count("entities"):
+        every = store.frame("SELECT entity_id, entity_type, label, n_mentions FROM entities ORDER BY entity_id")
+        return every[_isin(every["entity_id"], wanted)].reset_index(drop=True)
     with store.transaction():
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_entities (entity_id TEXT PRIMARY KEY)")
         conn.execute("DELETE FROM temp.wanted_entities")
         conn.executemany("INSERT OR IGNORE INTO temp.wanted_entities (entity_id) VALUES (?)",
-                         [(str(e),) for e in entity_ids])
+                         [(e,) for e in wanted])
     out = store.frame("SELECT e.entity_id, e.entity_type, e.label, e.n_mentions FROM temp.wanted_entities w "
                       "JOIN entities e ON e.entity_id = w.entity_id ORDER BY e.entity_id")
     conn.execute("DROP TABLE temp.wanted_entities")
