@@ -94,6 +94,11 @@ _SOUND_RULES = [
     (r"th", "t"), (r"h", ""),
 ]
 _SOUND_RES = [(re.compile(a), b) for a, b in _SOUND_RULES]
+_VOWELS = re.compile(r"[aeiou]")
+_REPEATS = re.compile(r"(.)\1+")
+_NOT_LETTER = re.compile(r"[^a-z]")
+_NOT_ALNUM = re.compile(r"[^a-z0-9]")
+_POSTCODE_WORD = re.compile(r"^\d{4}[A-Z]{2}$")
 
 
 @lru_cache(maxsize=1 << 18)
@@ -102,8 +107,8 @@ def _sound(text: str, length: int) -> str:
         text = rx.sub(rep, text)
     if not text:
         return ""
-    head, rest = text[0], re.sub(r"[aeiou]", "", text[1:])
-    rest = re.sub(r"(.)\1+", r"\1", rest)
+    head, rest = text[0], _VOWELS.sub("", text[1:])
+    rest = _REPEATS.sub(r"\1", rest)
     return (head + rest)[:length]
 
 
@@ -118,13 +123,13 @@ def sound_key(value: object, length: int = 6) -> str:
     """
     if isinstance(value, str):
         return _sound_of_text(value, length)
-    text = re.sub(r"[^a-z]", "", fold(value))
+    text = _NOT_LETTER.sub("", fold(value))
     return _sound(text, length) if text else ""
 
 
 @lru_cache(maxsize=1 << 18)
 def _sound_of_text(value: str, length: int) -> str:
-    text = re.sub(r"[^a-z]", "", fold(value))
+    text = _NOT_LETTER.sub("", fold(value))
     return _sound(text, length) if text else ""
 
 
@@ -238,7 +243,7 @@ def _address(df: pd.DataFrame, out: pd.DataFrame) -> None:
 
     def parse(a: str, s: str, h: str, p: str, c: str) -> tuple:
         ad = parse_address(a, s, h, p, c)
-        key = re.sub(r"[^a-z0-9]", "", ad.street)
+        key = _NOT_ALNUM.sub("", ad.street)
         number = "" if ad.house_number is None else str(ad.house_number)
         return key, number, ad.suffix, ad.postcode, ad.city, sound_key(ad.street, 8), _title_address(ad.canonical())
 
@@ -254,7 +259,7 @@ def _address(df: pd.DataFrame, out: pd.DataFrame) -> None:
 
 def _title_address(canon: str) -> str:
     """``kerkstraat 12a, 1234AB amsterdam`` -> ``Kerkstraat 12a, 1234AB Amsterdam``."""
-    return " ".join(w[:1].upper() + w[1:] if w[:1].isalpha() and not re.match(r"^\d{4}[A-Z]{2}$", w) else w
+    return " ".join(w[:1].upper() + w[1:] if w[:1].isalpha() and not _POSTCODE_WORD.match(w) else w
                     for w in canon.split(" "))
 
 
