@@ -28,12 +28,25 @@ STAGES = ("load", "resolve", "clusters", "score", "store", "status")
 
 def load_stage(files: Sequence[Path], store_path: Path, settings_path: Optional[Path] = None,
                mapping: Optional[Path] = None, progress_factory: Optional[Callable] = None):
-    """Load ``files`` into the store at ``store_path``; returns a :class:`loaders.LoadSummary`."""
+    """Load ``files`` into the store at ``store_path``; returns a :class:`loaders.LoadSummary`.
+
+    When the store did not exist and the files cannot be loaded at all (missing, of an unknown kind), no
+    store is left behind: the empty one just created is removed before the error is raised.
+    """
+    from linkage.errors import InputError
+
     settings = load_settings(settings_path)
-    with EmbeddedStore(store_path) as store:
-        bar_cm = progress_factory() if progress_factory else nullcontext(None)
-        with bar_cm as bar:
-            return _load(files, store, settings, mapping, bar)
+    new_store = not Path(store_path).exists()
+    try:
+        with EmbeddedStore(store_path) as store:
+            bar_cm = progress_factory() if progress_factory else nullcontext(None)
+            with bar_cm as bar:
+                return _load(files, store, settings, mapping, bar)
+    except InputError:
+        if new_store:
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(store_path) + suffix).unlink(missing_ok=True)
+        raise
 
 
 def _load(files, store, settings, mapping, bar):
@@ -387,13 +400,14 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
             rows[col] = [v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
                          for v in rows[col].tolist()]
     cols = [c for c in CLUSTER_TABLE_COLUMNS if c in rows.columns]
+    values = _sqlite_values(rows, cols)  # built once: written, and returned as the stored rows
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     with store.transaction():
         if full or not len(previous):
             store.replace_table("clusters", rows, cols)
             store.replace_table("report_clusters", report_clusters, ["report_id", "cluster_id"])
         else:
-            _write_changed_clusters(store, rows, cols)
+            _write_changed_clusters(store, values, cols)
             _write_changed_members(store, previous, report_clusters)
         if _has_table(store, "cluster_history"):
             changes = [e for e in events if e.event != "kept"]
@@ -403,11 +417,12 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
                   "related_ids": list(e.related)} for e in changes],
                 ["at", "run_id", "cluster_id", "event", "related_ids"],
             )
-    return _as_stored_clusters(rows, cols)
+    return _as_stored_clusters(values, cols)
 
 
-def _sql_rows(df: pd.DataFrame, columns: Sequence[str]) -> list[tuple]:
-    """Rows of ``df[columns]`` as SQLite values (NaN -> None, numpy scalars -> Python)."""
+def _sqlite_values(df: pd.DataFrame, columns: Sequence[str]) -> list[tuple]:
+    """Rows of ``df[columns]`` as tuples of plain values (NaN -> None, numpy scalars -> Python), as SQLite
+    stores and reads them back (unlike :func:`linkage.store.embedded._sql_rows`, lists stay as they are)."""
     arrays = []
     for c in columns:
         vals = df[c].astype(object).tolist()
@@ -415,13 +430,13 @@ def _sql_rows(df: pd.DataFrame, columns: Sequence[str]) -> list[tuple]:
     return list(zip(*arrays))
 
 
-def _write_changed_clusters(store: EmbeddedStore, rows: pd.DataFrame, cols: list[str]) -> None:
-    """Bring the ``clusters`` table to ``rows`` writing only the rows that differ (ranks separately)."""
+def _write_changed_clusters(store: EmbeddedStore, new_rows: list[tuple], cols: list[str]) -> None:
+    """Bring the ``clusters`` table to ``new_rows`` (:func:`_sqlite_values` over ``cols``) writing only the
+    rows that differ (ranks separately)."""
     stored = store.conn.execute(f"SELECT {', '.join(cols)} FROM clusters").fetchall()
     rank_at = cols.index("rank") if "rank" in cols else None
     other = [i for i, c in enumerate(cols) if c not in ("cluster_id", "rank")]
     old = {r[0]: r for r in stored}
-    new_rows = _sql_rows(rows, cols)
     upsert, reranked = [], []
     for r in new_rows:
         o = old.pop(r[0], None)
@@ -463,9 +478,10 @@ def _write_changed_members(store: EmbeddedStore, previous: pd.DataFrame, report_
         store.conn.executemany("INSERT OR REPLACE INTO report_clusters (report_id, cluster_id) VALUES (?, ?)", changed)
 
 
-def _as_stored_clusters(rows: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
-    """``rows`` as ``store.clusters()`` reads them back (same construction, REAL columns as floats)."""
-    out = pd.DataFrame.from_records(_sql_rows(rows, cols), columns=cols)
+def _as_stored_clusters(values: list[tuple], cols: list[str]) -> pd.DataFrame:
+    """Rows (:func:`_sqlite_values`) as ``store.clusters()`` reads them back (same construction, REAL
+    columns as floats)."""
+    out = pd.DataFrame.from_records(values, columns=cols)
     for c in ("score", "n_reporters"):  # REAL columns: SQLite gives 3.0 back for 3
         if c in out.columns and len(out) and pd.api.types.is_numeric_dtype(out[c]):
             out[c] = out[c].astype("float64")
