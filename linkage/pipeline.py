@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import pandas as pd
 
+from linkage.gcpause import paused_gc
 from linkage.settings import Settings, load_settings
 from linkage.store import EmbeddedStore
 from linkage.store.stable_ids import carry_over
@@ -563,18 +564,23 @@ def run(
         summary.counts["mentions"] = store.count("mentions")
         end("load", t0)
 
+        # resolving, clustering and scoring build millions of small objects without cycles: the cyclic
+        # garbage collector is paused inside each of these stages (linkage.gcpause)
         t0 = begin("resolve")
-        summary.counts.update({f"er_{k}": v for k, v in resolve_stage(store, settings, full=full).items()})
+        with paused_gc():
+            summary.counts.update({f"er_{k}": v for k, v in resolve_stage(store, settings, full=full).items()})
         end("resolve", t0)
 
         t0 = begin("clusters")
-        step = communities_stage(store, settings, seed, full=full)
+        with paused_gc():
+            step = communities_stage(store, settings, seed, full=full)
         report_clusters = step.report_clusters
         summary.counts.update(step.update.stats)
         end("clusters", t0)
         t0 = begin("score")
         when = now if now is not None else _data_now(step.inputs[0])
-        clusters = score_stage(report_clusters, step.inputs, rules, when, step=step, store=store)
+        with paused_gc():
+            clusters = score_stage(report_clusters, step.inputs, rules, when, step=step, store=store)
         summary.counts.update(_cluster_counts(step.inputs[0], report_clusters, clusters))
         end("score", t0)
 
