@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import pandas as pd
 
+from linkage.gcpause import paused_gc
 from linkage.settings import Settings, load_settings
 from linkage.store import EmbeddedStore
 from linkage.store.stable_ids import carry_over
@@ -28,12 +29,25 @@ STAGES = ("load", "resolve", "clusters", "score", "store", "status")
 
 def load_stage(files: Sequence[Path], store_path: Path, settings_path: Optional[Path] = None,
                mapping: Optional[Path] = None, progress_factory: Optional[Callable] = None):
-    """Load ``files`` into the store at ``store_path``; returns a :class:`loaders.LoadSummary`."""
+    """Load ``files`` into the store at ``store_path``; returns a :class:`loaders.LoadSummary`.
+
+    When the store did not exist and the files cannot be loaded at all (missing, of an unknown kind), no
+    store is left behind: the empty one just created is removed before the error is raised.
+    """
+    from linkage.errors import InputError
+
     settings = load_settings(settings_path)
-    with EmbeddedStore(store_path) as store:
-        bar_cm = progress_factory() if progress_factory else nullcontext(None)
-        with bar_cm as bar:
-            return _load(files, store, settings, mapping, bar)
+    new_store = not Path(store_path).exists()
+    try:
+        with EmbeddedStore(store_path) as store:
+            bar_cm = progress_factory() if progress_factory else nullcontext(None)
+            with bar_cm as bar:
+                return _load(files, store, settings, mapping, bar)
+    except InputError:
+        if new_store:
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(store_path) + suffix).unlink(missing_ok=True)
+        raise
 
 
 def _load(files, store, settings, mapping, bar):
@@ -221,14 +235,29 @@ def graph_inputs(store: EmbeddedStore, entities: bool = True
     return reports, mentions, links, ents
 
 
+#: :func:`entity_rows` reads the whole ``entities`` table and filters it when at least this share of it is
+#: wanted (a full run wants most entities: one scan beats 300,000 inserts into a temporary table and a join).
+ENTITY_SCAN_SHARE = 0.25
+
+
 def entity_rows(store: EmbeddedStore, entity_ids: Sequence[str]) -> pd.DataFrame:
-    """``entity_id, entity_type, label, n_mentions`` of the given entities, sorted by id (one indexed join)."""
+    """``entity_id, entity_type, label, n_mentions`` of the given entities, sorted by id.
+
+    A few ids: one indexed join through a temporary table. Many (at least :data:`ENTITY_SCAN_SHARE` of the
+    table): the whole table in id order, filtered; both give the same rows in the same order.
+    """
+    from linkage.triage.scoring import _isin
+
     conn = store.conn
+    wanted = [str(e) for e in entity_ids]
+    if wanted and len(wanted) >= ENTITY_SCAN_SHARE * store.count("entities"):
+        every = store.frame("SELECT entity_id, entity_type, label, n_mentions FROM entities ORDER BY entity_id")
+        return every[_isin(every["entity_id"], wanted)].reset_index(drop=True)
     with store.transaction():
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_entities (entity_id TEXT PRIMARY KEY)")
         conn.execute("DELETE FROM temp.wanted_entities")
         conn.executemany("INSERT OR IGNORE INTO temp.wanted_entities (entity_id) VALUES (?)",
-                         [(str(e),) for e in entity_ids])
+                         [(e,) for e in wanted])
     out = store.frame("SELECT e.entity_id, e.entity_type, e.label, e.n_mentions FROM temp.wanted_entities w "
                       "JOIN entities e ON e.entity_id = w.entity_id ORDER BY e.entity_id")
     conn.execute("DROP TABLE temp.wanted_entities")
@@ -372,13 +401,14 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
             rows[col] = [v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
                          for v in rows[col].tolist()]
     cols = [c for c in CLUSTER_TABLE_COLUMNS if c in rows.columns]
+    values = _sqlite_values(rows, cols)  # built once: written, and returned as the stored rows
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     with store.transaction():
         if full or not len(previous):
             store.replace_table("clusters", rows, cols)
             store.replace_table("report_clusters", report_clusters, ["report_id", "cluster_id"])
         else:
-            _write_changed_clusters(store, rows, cols)
+            _write_changed_clusters(store, values, cols)
             _write_changed_members(store, previous, report_clusters)
         if _has_table(store, "cluster_history"):
             changes = [e for e in events if e.event != "kept"]
@@ -388,11 +418,12 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
                   "related_ids": list(e.related)} for e in changes],
                 ["at", "run_id", "cluster_id", "event", "related_ids"],
             )
-    return _as_stored_clusters(rows, cols)
+    return _as_stored_clusters(values, cols)
 
 
-def _sql_rows(df: pd.DataFrame, columns: Sequence[str]) -> list[tuple]:
-    """Rows of ``df[columns]`` as SQLite values (NaN -> None, numpy scalars -> Python)."""
+def _sqlite_values(df: pd.DataFrame, columns: Sequence[str]) -> list[tuple]:
+    """Rows of ``df[columns]`` as tuples of plain values (NaN -> None, numpy scalars -> Python), as SQLite
+    stores and reads them back (unlike :func:`linkage.store.embedded._sql_rows`, lists stay as they are)."""
     arrays = []
     for c in columns:
         vals = df[c].astype(object).tolist()
@@ -400,13 +431,13 @@ def _sql_rows(df: pd.DataFrame, columns: Sequence[str]) -> list[tuple]:
     return list(zip(*arrays))
 
 
-def _write_changed_clusters(store: EmbeddedStore, rows: pd.DataFrame, cols: list[str]) -> None:
-    """Bring the ``clusters`` table to ``rows`` writing only the rows that differ (ranks separately)."""
+def _write_changed_clusters(store: EmbeddedStore, new_rows: list[tuple], cols: list[str]) -> None:
+    """Bring the ``clusters`` table to ``new_rows`` (:func:`_sqlite_values` over ``cols``) writing only the
+    rows that differ (ranks separately)."""
     stored = store.conn.execute(f"SELECT {', '.join(cols)} FROM clusters").fetchall()
     rank_at = cols.index("rank") if "rank" in cols else None
     other = [i for i, c in enumerate(cols) if c not in ("cluster_id", "rank")]
     old = {r[0]: r for r in stored}
-    new_rows = _sql_rows(rows, cols)
     upsert, reranked = [], []
     for r in new_rows:
         o = old.pop(r[0], None)
@@ -448,9 +479,10 @@ def _write_changed_members(store: EmbeddedStore, previous: pd.DataFrame, report_
         store.conn.executemany("INSERT OR REPLACE INTO report_clusters (report_id, cluster_id) VALUES (?, ?)", changed)
 
 
-def _as_stored_clusters(rows: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
-    """``rows`` as ``store.clusters()`` reads them back (same construction, REAL columns as floats)."""
-    out = pd.DataFrame.from_records(_sql_rows(rows, cols), columns=cols)
+def _as_stored_clusters(values: list[tuple], cols: list[str]) -> pd.DataFrame:
+    """Rows (:func:`_sqlite_values`) as ``store.clusters()`` reads them back (same construction, REAL
+    columns as floats)."""
+    out = pd.DataFrame.from_records(values, columns=cols)
     for c in ("score", "n_reporters"):  # REAL columns: SQLite gives 3.0 back for 3
         if c in out.columns and len(out) and pd.api.types.is_numeric_dtype(out[c]):
             out[c] = out[c].astype("float64")
@@ -532,18 +564,23 @@ def run(
         summary.counts["mentions"] = store.count("mentions")
         end("load", t0)
 
+        # resolving, clustering and scoring build millions of small objects without cycles: the cyclic
+        # garbage collector is paused inside each of these stages (linkage.gcpause)
         t0 = begin("resolve")
-        summary.counts.update({f"er_{k}": v for k, v in resolve_stage(store, settings, full=full).items()})
+        with paused_gc():
+            summary.counts.update({f"er_{k}": v for k, v in resolve_stage(store, settings, full=full).items()})
         end("resolve", t0)
 
         t0 = begin("clusters")
-        step = communities_stage(store, settings, seed, full=full)
+        with paused_gc():
+            step = communities_stage(store, settings, seed, full=full)
         report_clusters = step.report_clusters
         summary.counts.update(step.update.stats)
         end("clusters", t0)
         t0 = begin("score")
         when = now if now is not None else _data_now(step.inputs[0])
-        clusters = score_stage(report_clusters, step.inputs, rules, when, step=step, store=store)
+        with paused_gc():
+            clusters = score_stage(report_clusters, step.inputs, rules, when, step=step, store=store)
         summary.counts.update(_cluster_counts(step.inputs[0], report_clusters, clusters))
         end("score", t0)
 

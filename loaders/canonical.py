@@ -233,6 +233,8 @@ _mention_hash = _Hasher(_HASHED_MENTION_FIELDS)
 _report_hash = _Hasher(model.REPORT_FIELDS)
 
 _CHECKERS: dict[int, tuple[Settings, "RowChecker"]] = {}
+#: Distinct raw labels (categories, entity types, reporter types) a :class:`RowChecker` remembers.
+_LABELS_CACHED = 10000
 
 
 def row_checker(settings: Settings) -> "RowChecker":
@@ -254,34 +256,10 @@ class RowChecker:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._categories: dict[str, tuple[str, bool]] = {}
-        self._entity_types: dict[str, str | None] = {}
-        self._reporter_types: dict[str, str] = {}
-
-    def _category(self, raw: str) -> tuple[str, bool]:
-        got = self._categories.get(raw)
-        if got is None:
-            if len(self._categories) > 10000:
-                self._categories.clear()
-            got = self._categories[raw] = self.settings.category(raw)
-        return got
-
-    def _entity_type(self, raw: str) -> str | None:
-        try:
-            return self._entity_types[raw]
-        except KeyError:
-            if len(self._entity_types) > 10000:
-                self._entity_types.clear()
-            got = self._entity_types[raw] = self.settings.entity_type(raw)
-            return got
-
-    def _reporter_type(self, raw: str) -> str:
-        got = self._reporter_types.get(raw)
-        if got is None:
-            if len(self._reporter_types) > 10000:
-                self._reporter_types.clear()
-            got = self._reporter_types[raw] = label_key(raw)
-        return got
+        # label -> canonical label, once per distinct raw label (these mappings are pure)
+        self._category = lru_cache(maxsize=_LABELS_CACHED)(settings.category)
+        self._entity_type = lru_cache(maxsize=_LABELS_CACHED)(settings.entity_type)
+        self._reporter_type = lru_cache(maxsize=_LABELS_CACHED)(label_key)
 
     # --- reports -----------------------------------------------------------------------------------
     def report(self, row: Mapping[str, Any], origin: Origin) -> tuple[dict | None, list[Problem]]:

@@ -158,3 +158,19 @@ def test_unknown_command_and_missing_argument_exit_2(capsys):
         cli.main(["load"])
     assert exc.value.code == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_file_that_cannot_be_loaded_leaves_no_new_store(tmp_path, files, capsys):
+    (tmp_path / "vreemd.csv").write_text("a;b\n1;2\n", encoding="utf-8")
+    db = tmp_path / "nieuw.db"
+    with pytest.raises(SystemExit):
+        cli.main(["load", str(tmp_path / "vreemd.csv"), "--store", str(db)])
+    assert not any(tmp_path.glob("nieuw.db*"))
+    # an existing store is kept as it was
+    with pytest.raises(SystemExit) as ok:
+        cli.main(["load", str(files[0]), "--store", str(db)])
+    assert ok.value.code in (0, None)
+    with pytest.raises(SystemExit):
+        cli.main(["load", str(tmp_path / "vreemd.csv"), "--store", str(db)])
+    assert db.exists()
+    capsys.readouterr()

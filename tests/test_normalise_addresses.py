@@ -148,3 +148,15 @@ def test_house_number_with_a_toevoeging_is_not_read_as_a_postcode():
     # a comma before it, or a house number already given, keeps it a postcode
     assert parse_address("Kerkstraat, 1000 HS Amsterdam").postcode == "1000HS"
     assert parse_address("Kerkstraat 12 1000 HS").postcode == "1000HS"
+
+
+def test_cached_parts_depend_on_the_text_only():
+    # street, city and house-number parsing are cached per text: a value of another type gives what its
+    # text gives, and True (== 1 as a dict key) is not taken for 1
+    from linkage.normalise.addresses import normalise_city, normalise_street, parse_house_number
+
+    assert parse_house_number(12.0) == parse_house_number("12") == parse_house_number(12) == (12, "", "")
+    assert parse_house_number(True) == (None, "", "") and parse_house_number(1) == (1, "", "")
+    assert normalise_city(None) == normalise_city(float("nan")) == ""
+    assert normalise_street("Kerkstr.") == normalise_street("Kerkstr.") == "kerkstraat"
+    assert normalise_street("Čapekstraat") == "capekstraat"  # non-ASCII still loses its accents

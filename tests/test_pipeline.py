@@ -332,3 +332,17 @@ def test_bulk_replace_leaves_the_rows_and_indexes_that_row_inserts_leave(tmp_pat
         pd.testing.assert_frame_equal(got, df.sort_values("mention_id").reset_index(drop=True))
         pd.testing.assert_frame_equal(indexes, s.frame("SELECT name, sql FROM sqlite_master "
                                                        "WHERE tbl_name = 'mention_entities' ORDER BY name"))
+
+
+def test_entity_rows_by_scan_equals_entity_rows_by_join(ran, monkeypatch):
+    import linkage.pipeline as pipeline
+
+    with EmbeddedStore(ran[0]) as store:
+        every = store.frame("SELECT entity_id FROM entities ORDER BY entity_id")["entity_id"].tolist()
+        for wanted in (every[::3] + ["e_unknown"], every, every[:1], []):
+            monkeypatch.setattr(pipeline, "ENTITY_SCAN_SHARE", 0.0)
+            scanned = pipeline.entity_rows(store, list(reversed(wanted)))
+            monkeypatch.setattr(pipeline, "ENTITY_SCAN_SHARE", 2.0)
+            joined = pipeline.entity_rows(store, list(reversed(wanted)))
+            pd.testing.assert_frame_equal(scanned, joined)
+            assert scanned["entity_id"].tolist() == sorted(set(wanted) - {"e_unknown"})

@@ -14,6 +14,7 @@ import math
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 from linkage.normalise.identifiers import normalise_postcode
 
@@ -49,6 +50,16 @@ _ROMAN = {"i": "1", "ii": "2", "iii": "3", "iv": "4", "v": "5", "vi": "6", "vii"
 _SPECIAL = str.maketrans({"ß": "ss", "’": "'", "‘": "'", "`": "'", "´": "'"})
 _POSTCODE_IN = re.compile(r"(?<![0-9])(?:nl[\s\-]*)?([1-9][0-9]{3})\s?([a-z]{2})(?![a-z])")
 _NUMBER = re.compile(r"(?<![0-9a-z])([0-9]{1,5})(?![0-9])\s*(.*)$")
+_NUMBER_AT = re.compile(r"(?<![0-9a-z])([0-9]{1,5})(?![0-9])")
+_ORDINAL = re.compile(r"(?:e|ste|de)\s+[a-z]")  # "2e Hugo de Grootstraat": the number is part of the street
+_LETTER = re.compile(r"^([a-z])(?![a-z])[\s\-/.]*(.*)$")
+_NUMBERISH = re.compile(r"[0-9]+[a-z]?|[a-z]?[0-9]+")
+_THREE_LETTERS = re.compile(r"[a-z]{3}")
+_DIGIT = re.compile(r"[0-9]")
+_SPACES = re.compile(r"\s+")
+_WORD_SPLIT = re.compile(r"[\s,]+")
+_NOT_ALNUM = re.compile(r"[^a-z0-9]")
+_NOT_ALNUM_SPACE = re.compile(r"[^a-z0-9 ]")
 
 
 def _text(value: object) -> str:
@@ -63,9 +74,20 @@ def _text(value: object) -> str:
 
 
 def _fold(value: object) -> str:
-    text = unicodedata.normalize("NFKD", _text(value).lower().translate(_SPECIAL))
-    text = "".join(ch for ch in text if not unicodedata.combining(ch) and ch.isprintable())
-    return re.sub(r"\s+", " ", text).strip()
+    return _fold_text(_text(value))
+
+
+#: Size of the per-distinct-text caches below: street names, cities and house numbers repeat across
+#: many addresses, so each is folded and parsed once (the functions are pure; results are immutable).
+_CACHE = 1 << 18
+
+
+@lru_cache(maxsize=_CACHE)
+def _fold_text(value: str) -> str:
+    text = unicodedata.normalize("NFKD", value.lower().translate(_SPECIAL))
+    if not (text.isascii() and text.isprintable()):  # ASCII has no combining marks: nothing to drop
+        text = "".join(ch for ch in text if not unicodedata.combining(ch) and ch.isprintable())
+    return _SPACES.sub(" ", text).strip()
 
 
 @dataclass(frozen=True)
@@ -104,8 +126,13 @@ def normalise_street(value: object) -> str:
     >>> normalise_street("Burg. de Withstr."), normalise_street("Stationsln"), normalise_street("Kerk straat")
     ('burgemeester de withstraat', 'stationslaan', 'kerk straat')
     """
-    text = _fold(value).replace(".", ". ")
-    words = [w for w in re.split(r"[\s,]+", text) if w]
+    return _street_text(_text(value))
+
+
+@lru_cache(maxsize=_CACHE)
+def _street_text(value: str) -> str:
+    text = _fold_text(value).replace(".", ". ")
+    words = [w for w in _WORD_SPLIT.split(text) if w]
     out: list[str] = []
     for w in words:
         bare = w.strip(".")
@@ -128,7 +155,7 @@ def street_key(value: object) -> str:
     >>> street_key("Kerk straat") == street_key("Kerkstr.")
     True
     """
-    return re.sub(r"[^a-z0-9]", "", normalise_street(value))
+    return _NOT_ALNUM.sub("", normalise_street(value))
 
 
 def normalise_city(value: object) -> str:
@@ -138,7 +165,12 @@ def normalise_city(value: object) -> str:
     >>> normalise_city("Den Haag"), normalise_city(" Utrecht ")
     ("'s-gravenhage", 'utrecht')
     """
-    text = _fold(value).strip(" ,.")
+    return _city_text(_text(value))
+
+
+@lru_cache(maxsize=_CACHE)
+def _city_text(value: str) -> str:
+    text = _fold_text(value).strip(" ,.")
     return CITY_ALIASES.get(text, text)
 
 
@@ -150,18 +182,23 @@ def parse_house_number(value: object) -> tuple[int | None, str, str]:
     >>> parse_house_number("12a-3"), parse_house_number("geen")
     ((12, 'a', '3'), (None, '', ''))
     """
-    text = _fold(value)
+    return _house_number_text(_text(value))
+
+
+@lru_cache(maxsize=_CACHE)
+def _house_number_text(value: str) -> tuple[int | None, str, str]:
+    text = _fold_text(value)
     m = _NUMBER.search(text)
     if not m:
         return None, "", ""
     number = int(m.group(1))
     rest = m.group(2).strip(" -/.,")
     letter, addition = "", ""
-    lm = re.match(r"^([a-z])(?![a-z])[\s\-/.]*(.*)$", rest)
+    lm = _LETTER.match(rest)
     if lm and lm.group(1) not in ("h",) and not (lm.group(1) in ("i", "v", "x") and not lm.group(2) and rest.startswith("-")):
         letter, rest = lm.group(1), lm.group(2)
-    rest = re.sub(r"[^a-z0-9 ]", " ", rest).strip()
-    rest = re.sub(r"\s+", " ", rest)
+    rest = _NOT_ALNUM_SPACE.sub(" ", rest).strip()
+    rest = _SPACES.sub(" ", rest)
     if rest:
         if rest in _ROMAN:
             addition = _ROMAN[rest]
@@ -188,8 +225,8 @@ def _split_trailing_city(text: str) -> tuple[str, str]:
     words = text.split(" ")
     for k, word in enumerate(words[1:], start=1):
         bare = word.strip("-/.,")
-        if (not bare or len(bare) <= 2 or re.fullmatch(r"[0-9]+[a-z]?|[a-z]?[0-9]+", bare) or bare in _ROMAN
-                or bare in ADDITION_WORDS or bare in _ADDITION_EXTRA or not re.search(r"[a-z]{3}", bare)):
+        if (not bare or len(bare) <= 2 or _NUMBERISH.fullmatch(bare) or bare in _ROMAN
+                or bare in ADDITION_WORDS or bare in _ADDITION_EXTRA or not _THREE_LETTERS.search(bare)):
             continue
         return " ".join(words[:k]).strip(), " ".join(words[k:]).strip(" ,.")
     return text, ""
@@ -232,7 +269,7 @@ def _is_number_with_addition(text: str, pm: re.Match) -> bool:
     """
     before, after = text[: pm.start()], text[pm.end():]
     return (pm.group(2) in _TWO_LETTER_ADDITIONS and bool(before.strip()) and "," not in before
-            and not re.search(r"[0-9]", before) and not re.search(r"[0-9]", after))
+            and not _DIGIT.search(before) and not _DIGIT.search(after))
 
 
 def _parse(address: object, street: object, house_number: object, postcode: object, city: object) -> Address:
@@ -245,7 +282,7 @@ def _parse(address: object, street: object, house_number: object, postcode: obje
         if pm:
             s_pc = normalise_postcode(pm.group(1) + pm.group(2)) or ""
             before, after = text[: pm.start()].strip(" ,"), text[pm.end():].strip(" ,.")
-            if before or not re.search(r"[0-9]", after):
+            if before or not _DIGIT.search(after):
                 s_city, text = after, before
             else:  # "1234AB 7-II": the number follows the postcode
                 text = after
@@ -255,8 +292,8 @@ def _parse(address: object, street: object, house_number: object, postcode: obje
             parts = parts[:-1]
         text = " ".join(p for p in parts if p)
         nm = None
-        for cand in re.finditer(r"(?<![0-9a-z])([0-9]{1,5})(?![0-9])", text):
-            if re.match(r"(?:e|ste|de)\s+[a-z]", text[cand.end():]):  # "2e Hugo de Grootstraat"
+        for cand in _NUMBER_AT.finditer(text):
+            if _ORDINAL.match(text, cand.end()):  # "2e Hugo de Grootstraat"
                 continue
             nm = cand
             break

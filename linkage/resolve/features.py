@@ -53,13 +53,39 @@ def _col(df: pd.DataFrame, name: str) -> pd.Series:
 
 def _per_unique(frame: pd.DataFrame, func) -> list:
     """Apply ``func(*row)`` once per distinct row of ``frame``; return results in row order."""
+    codes, results = _unique_results(frame, func)
+    return [results[c] for c in codes]
+
+
+def _unique_results(frame: pd.DataFrame, func) -> tuple[np.ndarray, list]:
+    """``(codes, results)``: ``func(*row)`` once per distinct row of ``frame`` (``results``, in order of
+    first appearance) and, per row, the index of its result (``codes``)."""
     keys = pd.MultiIndex.from_frame(frame) if frame.shape[1] > 1 else pd.Index(frame.iloc[:, 0])
     codes, uniques = pd.factorize(keys)
     if frame.shape[1] > 1:
         results = [func(*u) for u in uniques]
     else:
         results = [func(u) for u in uniques]
-    return [results[c] for c in codes]
+    return codes, results
+
+
+def _per_unique_columns(frame: pd.DataFrame, func, names: list[str]) -> dict[str, np.ndarray]:
+    """Like :func:`_per_unique` for a ``func`` that returns one tuple of ``len(names)`` values: per name an
+    object array in row order (the same values as ``pd.DataFrame(_per_unique(...), columns=names)``,
+    built from the distinct results without a tuple per row).
+
+    >>> cols = _per_unique_columns(pd.DataFrame({"x": ["a", "b", "a"]}), lambda v: (v.upper(), v * 2), ["u", "d"])
+    >>> cols["u"].tolist(), cols["d"].tolist()
+    (['A', 'B', 'A'], ['aa', 'bb', 'aa'])
+    """
+    codes, results = _unique_results(frame, func)
+    columns = zip(*results) if results else [()] * len(names)
+    out = {}
+    for name, values in zip(names, columns):
+        arr = np.empty(len(values), dtype=object)
+        arr[:] = values
+        out[name] = arr[codes]
+    return out
 
 
 _SOUND_RULES = [
@@ -68,6 +94,11 @@ _SOUND_RULES = [
     (r"th", "t"), (r"h", ""),
 ]
 _SOUND_RES = [(re.compile(a), b) for a, b in _SOUND_RULES]
+_VOWELS = re.compile(r"[aeiou]")
+_REPEATS = re.compile(r"(.)\1+")
+_NOT_LETTER = re.compile(r"[^a-z]")
+_NOT_ALNUM = re.compile(r"[^a-z0-9]")
+_POSTCODE_WORD = re.compile(r"^\d{4}[A-Z]{2}$")
 
 
 @lru_cache(maxsize=1 << 18)
@@ -76,8 +107,8 @@ def _sound(text: str, length: int) -> str:
         text = rx.sub(rep, text)
     if not text:
         return ""
-    head, rest = text[0], re.sub(r"[aeiou]", "", text[1:])
-    rest = re.sub(r"(.)\1+", r"\1", rest)
+    head, rest = text[0], _VOWELS.sub("", text[1:])
+    rest = _REPEATS.sub(r"\1", rest)
     return (head + rest)[:length]
 
 
@@ -92,13 +123,13 @@ def sound_key(value: object, length: int = 6) -> str:
     """
     if isinstance(value, str):
         return _sound_of_text(value, length)
-    text = re.sub(r"[^a-z]", "", fold(value))
+    text = _NOT_LETTER.sub("", fold(value))
     return _sound(text, length) if text else ""
 
 
 @lru_cache(maxsize=1 << 18)
 def _sound_of_text(value: str, length: int) -> str:
-    text = re.sub(r"[^a-z]", "", fold(value))
+    text = _NOT_LETTER.sub("", fold(value))
     return _sound(text, length) if text else ""
 
 
@@ -181,9 +212,9 @@ def _person(df: pd.DataFrame, out: pd.DataFrame) -> None:
 
     cols = ["first_name", "initials", "surname", "part1", "part2", "surname_sorted", "surname_sound",
             "name_tokens_sorted", "last_part", "single_name", "_display"]
-    parsed = pd.DataFrame(_per_unique(names, parse), columns=cols)
+    parsed = _per_unique_columns(names, parse, cols)
     for c in cols:
-        out[c] = parsed[c].to_numpy(dtype=object)
+        out[c] = parsed[c]
     out["first_initial"] = out["initials"].str[:1]
     iso = _col(df, "birth_date_norm")
     raw = _col(df, "birth_date")
@@ -212,24 +243,23 @@ def _address(df: pd.DataFrame, out: pd.DataFrame) -> None:
 
     def parse(a: str, s: str, h: str, p: str, c: str) -> tuple:
         ad = parse_address(a, s, h, p, c)
-        key = re.sub(r"[^a-z0-9]", "", ad.street)
+        key = _NOT_ALNUM.sub("", ad.street)
         number = "" if ad.house_number is None else str(ad.house_number)
-        return key, number, ad.suffix, ad.postcode, ad.city, sound_key(ad.street, 8), ad.canonical(), ad.street
+        return key, number, ad.suffix, ad.postcode, ad.city, sound_key(ad.street, 8), _title_address(ad.canonical())
 
-    cols = ["street", "house_number", "suffix", "postcode", "city", "street_sound", "_canon", "_street_display"]
-    parsed = pd.DataFrame(_per_unique(raw, parse), columns=cols)
-    for c in cols:
-        out[c] = parsed[c].to_numpy(dtype=object)
+    cols = ["street", "house_number", "suffix", "postcode", "city", "street_sound", "label"]
+    parsed = _per_unique_columns(raw, parse, cols)
+    for c in cols[:-1]:
+        out[c] = parsed[c]
     pc_norm = _col(df, "postcode_norm")
     out["postcode"] = np.where(pc_norm != "", pc_norm, out["postcode"]).astype(object)
     out["postcode4"] = out["postcode"].str[:4]
-    out["label"] = out["_canon"].map(_title_address)
-    del out["_canon"], out["_street_display"]
+    out["label"] = parsed["label"]
 
 
 def _title_address(canon: str) -> str:
     """``kerkstraat 12a, 1234AB amsterdam`` -> ``Kerkstraat 12a, 1234AB Amsterdam``."""
-    return " ".join(w[:1].upper() + w[1:] if w[:1].isalpha() and not re.match(r"^\d{4}[A-Z]{2}$", w) else w
+    return " ".join(w[:1].upper() + w[1:] if w[:1].isalpha() and not _POSTCODE_WORD.match(w) else w
                     for w in canon.split(" "))
 
 
@@ -242,9 +272,9 @@ def _business(df: pd.DataFrame, out: pd.DataFrame) -> None:
         return norm, norm.replace(" ", ""), " ".join(sorted(tokens)), sound_key(tokens[0], 6) if tokens else "", n.strip()
 
     cols = ["name", "name_key", "name_tokens_sorted", "name_sound", "_raw"]
-    parsed = pd.DataFrame(_per_unique(pd.DataFrame({"n": names}), parse), columns=cols)
+    parsed = _per_unique_columns(pd.DataFrame({"n": names}), parse, cols)
     for c in cols:
-        out[c] = parsed[c].to_numpy(dtype=object)
+        out[c] = parsed[c]
     kvk = _col(df, "kvk_norm")
     kvk = kvk.where(kvk != "", _col(df, "kvk").map(lambda v: normalise_kvk(v) or ""))
     out["kvk"] = kvk.where(kvk.str.len() == 8, "").to_numpy(dtype=object)
