@@ -148,7 +148,7 @@ def explain_pair(left: Any, right: Any, model: Any, settings: ERSettings | None 
     records = prepare(frame, etype)
     left_idx, right_idx = np.array([0]), np.array([1])
     gamma = compare(records, left_idx, right_idx, comps, workers=1)
-    w = fitted.pair_weights(records, left_idx, gamma)[0]
+    w = fitted.pair_weights(records, left_idx, gamma, right_idx)[0]
     total, prob, decisive = fitted.score(records, left_idx, right_idx, gamma)
     rows = []
     for c, (comp, params) in enumerate(zip(comps, fitted.comparisons)):
