@@ -297,6 +297,10 @@ def test_her_own_and_her_partners_surname_are_one_person_when_a_double_name_join
         weights.append(float(pairs.loc[("y1", "y4"), "match_weight"]))
         a = res.assignments.set_index("mention_id")["entity_id"]
         assert a["y1"] == a["y2"] == a["y3"] == a["y4"] != a["k1"]  # her partner (other birth date) stays apart
+        if settings is None:
+            df = pd.DataFrame(rows).set_index("mention_id", drop=False)
+            row = {r.field: r for r in explain_pair(df.loc["y1"], df.loc["y4"], res.model).rows}["surname"]
+            assert row.level == "different" and row.weight > 0 and "parts of a double name" in row.sentence
     surname = res.fitted("person").comparisons[1]
     gain = float(surname.weights[surname.level_names.index("shares part of a double name")] - surname.weights[-1])
     assert weights[0] - weights[1] == pytest.approx(gain, abs=0.01)
