@@ -112,6 +112,10 @@ class TypePolicy:
     #: (it joins only the one clear candidate); unanchored groups join each other only at ``match_probability``.
     #: Name-only pairs below it play no part (above ``match_probability`` it is the bar for name-only links).
     candidate_probability: float = 0.5
+    #: Two single surnames that are the two parts of a double name carried by a mention with the same ``via``
+    #: value (birth date) weigh as ``level`` of ``comparison`` instead of its "different" level (her own name,
+    #: her partner's, or both). Keys ``comparison``, ``level``, ``via``; empty: off.
+    double_name_evidence: Mapping[str, str] = field(default_factory=dict)
 
     def comparison(self, name: str) -> Comparison:
         for comp in self.comparisons:
@@ -208,6 +212,12 @@ def settings_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> ERSet
         for cname in tf:
             if cname not in names:
                 problems.append(f"[{etype}] tf_columns names unknown comparison '{cname}'")
+        evidence = dict(section.get("double_name_evidence", {}))
+        if evidence:
+            target = next((c for c in comps if c.name == evidence.get("comparison")), None)
+            if target is None or evidence.get("level") not in target.level_names or not evidence.get("via"):
+                problems.append(f"[{etype}] double_name_evidence needs a known 'comparison', one of its level names "
+                                "as 'level' and a 'via' column")
         p_match = float(section.get("match_probability", 0.9))
         p_cannot = float(section.get("cannot_link_probability", 0.0001))
         if not 0 < p_cannot < p_match < 1:
@@ -216,7 +226,7 @@ def settings_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> ERSet
                                   tuple(section.get("decisive", ())),
                                   float(section.get("decisive_min_other_weight", -12.0)), tf,
                                   tuple(section.get("anchors", ())), float(section.get("ambiguity_margin", 6.0)),
-                                  float(section.get("candidate_probability", p_match)))
+                                  float(section.get("candidate_probability", p_match)), evidence)
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems) + ".")
     return ERSettings(

@@ -278,3 +278,29 @@ def test_double_names_and_year_typos_are_candidates(a, b):
     ids = diag["mention_ids"]
     left, right = diag["candidate_index"]
     assert {("d1", "d2"), ("d2", "d1")} & set(zip(ids[left].tolist(), ids[right].tolist()))
+
+
+def test_her_own_and_her_partners_surname_are_one_person_when_a_double_name_joins_them():
+    from linkage.er_settings import DEFAULT_ER_SETTINGS, settings_from_dict
+    from linkage.settings import read_toml
+
+    rows = [_person("y1", "Esra Yilmaz", dob="1971-02-18"), _person("y2", "Esra Yilmaz", dob="1971-02-18"),
+            _person("y3", "E. Yilmaz-Cornelisse", dob="1971-02-18"), _person("y4", "Esra Cornelisse", dob="1971-02-18"),
+            _person("k1", "Piet Cornelisse", dob="1968-05-01")]
+    data = read_toml(DEFAULT_ER_SETTINGS)
+    off = settings_from_dict({**data, "person": {k: v for k, v in data["person"].items()
+                                                 if k != "double_name_evidence"}})
+    weights = []
+    for settings in (None, off):
+        res = resolve_mentions(pd.DataFrame(rows + _background()), settings=settings)
+        pairs = res.pairs.set_index(["left_id", "right_id"])
+        weights.append(float(pairs.loc[("y1", "y4"), "match_weight"]))
+        a = res.assignments.set_index("mention_id")["entity_id"]
+        assert a["y1"] == a["y2"] == a["y3"] == a["y4"] != a["k1"]  # her partner (other birth date) stays apart
+        if settings is None:
+            df = pd.DataFrame(rows).set_index("mention_id", drop=False)
+            row = {r.field: r for r in explain_pair(df.loc["y1"], df.loc["y4"], res.model).rows}["surname"]
+            assert row.level == "different" and row.weight > 0 and "parts of a double name" in row.sentence
+    surname = res.fitted("person").comparisons[1]
+    gain = float(surname.weights[surname.level_names.index("shares part of a double name")] - surname.weights[-1])
+    assert weights[0] - weights[1] == pytest.approx(gain, abs=0.01)

@@ -81,3 +81,28 @@ def test_settings_load_and_validate():
     s = load_er_settings()
     assert set(s.types) == {"person", "address", "business"}
     assert s.policy("person").comparison("bsn").fixed_m
+
+
+def test_parts_of_a_seen_double_name_weigh_as_a_shared_part_not_as_different():
+    from linkage.scoring import double_name_table
+
+    levels = ("missing", "exact", "shares part of a double name", "different")
+    comp = ComparisonParams("surname", levels, np.array([1, .8, .1, .1]), np.array([1, .01, .001, .989]))
+    records = pd.DataFrame({
+        "part1": ["yilmaz", "yilmaz", "cornelisse", "cornelisse", "bakker"],
+        "part2": ["cornelisse", "", "", "", ""],
+        "birth_date": ["1971-02-18", "1971-02-18", "1971-02-18", "1968-05-01", "1971-02-18"]})
+    table = double_name_table(records, {"comparison": "surname", "level": levels[2], "via": "birth_date"})
+    model = FittedModel("person", [comp], prior=1e-4, match_probability=0.5, cannot_link_probability=1e-4,
+                        double_names=table)
+    # her own name ~ her partner's name, same birth date: the pair is in the table; bakker is not; the
+    # partner himself (other birth date) still shares the name pair through her birth date
+    left, right = np.array([1, 1, 1]), np.array([2, 4, 3])
+    gamma = np.array([[3], [3], [3]], dtype=np.int8)
+    w = model.pair_weights(records, left, gamma, right)[:, 0]
+    assert w[0] == np.float32(comp.weights[2]) and w[1] == np.float32(comp.weights[3])
+    assert w[2] == np.float32(comp.weights[2])
+    # without the right-hand records (old callers) nothing changes; the table survives JSON
+    assert (model.pair_weights(records, left, gamma)[:, 0] == np.float32(comp.weights[3])).all()
+    back = FittedModel.from_dict(json.loads(json.dumps(model.to_dict())))
+    assert (back.pair_weights(records, left, gamma, right) == model.pair_weights(records, left, gamma, right)).all()

@@ -297,7 +297,7 @@ def _resolve_fuzzy(records: pd.DataFrame, etype: str, cfg: ERSettings, same: lis
         fitted = FittedModel.from_dict(frozen)
     else:
         say(f"{etype}: estimating the model")
-        fitted = fit(records, gamma, cand.rule_mask, policy, cfg, cand.left, codes_cache)
+        fitted = fit(records, gamma, cand.rule_mask, policy, cfg, cand.left, codes_cache, right=cand.right)
     say(f"{etype}: scoring")
     del codes_cache
     weight, prob, matched, reason = _score(fitted, records, cand.left, cand.right, gamma)

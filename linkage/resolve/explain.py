@@ -148,7 +148,7 @@ def explain_pair(left: Any, right: Any, model: Any, settings: ERSettings | None 
     records = prepare(frame, etype)
     left_idx, right_idx = np.array([0]), np.array([1])
     gamma = compare(records, left_idx, right_idx, comps, workers=1)
-    w = fitted.pair_weights(records, left_idx, gamma)[0]
+    w = fitted.pair_weights(records, left_idx, gamma, right_idx)[0]
     total, prob, decisive = fitted.score(records, left_idx, right_idx, gamma)
     rows = []
     for c, (comp, params) in enumerate(zip(comps, fitted.comparisons)):
@@ -171,6 +171,13 @@ def _sentence(field: str, level_name: str, level: int, weight: float, params, fi
     direction = "for" if weight > 0 else "against" if weight < 0 else "neither for nor against"
     text = (f"{field} is '{level_name}': true matches land here {m:.1%} of the time, "
             f"non-matches {u:.3%}; this counts {direction} a match")
+    evidence = fitted.double_names
+    if level == len(params.level_names) - 1 and evidence.get("comparison") == field \
+            and evidence.get("level") in params.level_names \
+            and np.float32(weight) == np.float32(params.weights[params.level_names.index(evidence["level"])]):
+        return (f"{field}: the two names differ, but they are the two parts of a double name that a mention with "
+                f"the same {evidence.get('via', 'birth date')} carries (her own name and her partner's), so this "
+                f"counts as '{evidence['level']}', for a match.")
     if level == 1 and field in fitted.tf and value:
         freq = float(fitted.tf_frequency(field, np.array([value], dtype=object))[0])
         text += f" (adjusted for how common this value is: {freq:.3%} of records)"

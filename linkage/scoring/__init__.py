@@ -72,6 +72,9 @@ class FittedModel:
     tf: dict[str, dict[str, Any]] = field(default_factory=dict)
     n_records: int = 0
     training: dict[str, Any] = field(default_factory=dict)
+    #: Double names seen in the data (see :func:`double_name_table`): two single surnames that are the two
+    #: parts of a double name carried by a mention with the same birth date count as that level, not "different"
+    double_names: dict[str, Any] = field(default_factory=dict)
 
     # -- weights ---------------------------------------------------------------------------------
     @property
@@ -104,9 +107,20 @@ class FittedModel:
             out[:, c] = comp.weights.astype(np.float32)[gamma[:, c]]
         return out
 
-    def pair_weights(self, records: pd.DataFrame, left: np.ndarray, gamma: np.ndarray) -> np.ndarray:
-        """Bits per pair and comparison with the exact levels of TF comparisons adjusted by value frequency."""
+    def pair_weights(self, records: pd.DataFrame, left: np.ndarray, gamma: np.ndarray,
+                     right: np.ndarray | None = None) -> np.ndarray:
+        """Bits per pair and comparison with the exact levels of TF comparisons adjusted by value frequency,
+        and (given ``right``) "different" surnames that are the parts of one seen double name weighed as
+        :attr:`double_names` says."""
         w = self.level_weight_matrix(gamma)
+        if right is not None and self.double_names and self.double_names.get("comparison") in self.names:
+            c = self.names.index(self.double_names["comparison"])
+            comp = self.comparisons[c]
+            other = np.flatnonzero(gamma[:, c] == len(comp.level_names) - 1)
+            if len(other):
+                hit = double_name_pairs(records, left[other], right[other], self.double_names)
+                level = comp.level_names.index(self.double_names["level"])
+                w[other[hit], c] = np.float32(comp.weights[level])
         for c, comp in enumerate(self.comparisons):
             if comp.name not in self.tf:
                 continue
@@ -127,7 +141,7 @@ class FittedModel:
         A pair is *decisive* when a decisive comparison (BSN, KvK) is exact and the other comparisons
         together weigh at least ``decisive_min_other_weight``: it is then linked whatever the total.
         """
-        w = self.pair_weights(records, left, gamma)
+        w = self.pair_weights(records, left, gamma, right)
         total = w.sum(axis=1, dtype=np.float64)
         prob = 1.0 / (1.0 + np.exp2(-(self.prior_weight + total)))
         decisive = np.zeros(len(total), dtype=bool)
@@ -157,6 +171,7 @@ class FittedModel:
             ],
             "tf": self.tf,
             "training": self.training,
+            "double_names": self.double_names,
         }
 
     @classmethod
@@ -166,7 +181,8 @@ class FittedModel:
         return cls(data["entity_type"], comps, float(data["prior"]), float(data["match_probability"]),
                    float(data["cannot_link_probability"]), tuple(data.get("decisive", ())),
                    float(data.get("decisive_min_other_weight", -12.0)), dict(data.get("tf", {})),
-                   int(data.get("n_records", 0)), dict(data.get("training", {})))
+                   int(data.get("n_records", 0)), dict(data.get("training", {})),
+                   dict(data.get("double_names", {})))
 
 
 # -- fitting ------------------------------------------------------------------------------------------
@@ -297,7 +313,7 @@ def term_frequencies(records: pd.DataFrame, column: str, minimum: float, keep_mi
 
 
 def fit(records: pd.DataFrame, gamma: np.ndarray, rule_mask: np.ndarray, policy: TypePolicy, settings: ERSettings,
-        left: np.ndarray | None = None, codes_cache: dict | None = None) -> FittedModel:
+        left: np.ndarray | None = None, codes_cache: dict | None = None, right: np.ndarray | None = None) -> FittedModel:
     """Fit m, u, the prior and the TF tables of one entity type (no labels).
 
     Parameters
@@ -308,8 +324,8 @@ def fit(records: pd.DataFrame, gamma: np.ndarray, rule_mask: np.ndarray, policy:
         Level indices of the candidate pairs.
     rule_mask:
         For each pair the bit mask of the blocking rules that found it (bit k: ``policy.blocking[k]``).
-    left:
-        Left record index of each pair (needed for the TF-aware prior); optional.
+    left, right:
+        Record indices of each pair (needed for the TF- and double-name-aware prior); optional.
     """
     comps = policy.comparisons
     u = estimate_u(records, policy, settings, codes_cache)
@@ -357,14 +373,15 @@ def fit(records: pd.DataFrame, gamma: np.ndarray, rule_mask: np.ndarray, policy:
     model = FittedModel(policy.entity_type, params, prior=1e-6, match_probability=policy.match_probability,
                         cannot_link_probability=policy.cannot_link_probability, decisive=policy.decisive,
                         decisive_min_other_weight=policy.decisive_min_other_weight, tf=tf,
-                        n_records=len(records), training={"rules": per_rule})
-    model.prior = estimate_prior(model, records, left, gamma)
+                        n_records=len(records), training={"rules": per_rule},
+                        double_names=double_name_table(records, policy.double_name_evidence))
+    model.prior = estimate_prior(model, records, left, gamma, right=right)
     model.training["prior"] = model.prior
     return model
 
 
 def estimate_prior(model: FittedModel, records: pd.DataFrame, left: np.ndarray | None, gamma: np.ndarray,
-                   iterations: int = 30) -> float:
+                   iterations: int = 30, right: np.ndarray | None = None) -> float:
     """The chance that two random records match: fixed point of expected candidate matches / all pairs."""
     n = len(records)
     all_pairs = max(n * (n - 1) / 2, 1.0)
@@ -373,7 +390,7 @@ def estimate_prior(model: FittedModel, records: pd.DataFrame, left: np.ndarray |
     if left is None:
         total = model.level_weight_matrix(gamma).sum(axis=1, dtype=np.float64)
     else:
-        total = model.pair_weights(records, left, gamma).sum(axis=1, dtype=np.float64)
+        total = model.pair_weights(records, left, gamma, right).sum(axis=1, dtype=np.float64)
     prior = min(max(n / all_pairs, 1e-12), 0.5)
     for _ in range(iterations):
         pw = math.log2(prior / (1 - prior))
@@ -384,3 +401,69 @@ def estimate_prior(model: FittedModel, records: pd.DataFrame, left: np.ndarray |
             break
         prior = new
     return prior
+
+
+def double_name_table(records: pd.DataFrame, evidence: Mapping[str, str]) -> dict[str, Any]:
+    """The double names of the data with the ``via`` value (birth date) of the mention carrying them.
+
+    A woman may be written with her own surname, her partner's, or both as a double name; when a mention
+    ``Yilmaz-Cornelisse`` born 1971-02-18 exists, ``Esra Yilmaz`` and ``Esra Cornelisse`` with that birth date
+    are evidence of one person, not a surname that differs. ``evidence`` is the policy's
+    ``double_name_evidence`` (``comparison``, ``level``, ``via``); empty gives an empty table.
+
+    >>> df = pd.DataFrame({"part1": ["yilmaz", "yilmaz"], "part2": ["cornelisse", ""],
+    ...                    "birth_date": ["1971-02-18", "1971-02-18"]})
+    >>> [k.split(chr(31)) for k in double_name_table(df, {"comparison": "surname", "level": "x", "via": "birth_date"})["keys"]]
+    [['cornelisse', 'yilmaz', '1971-02-18']]
+    """
+    if not evidence or "part1" not in records.columns or evidence.get("via") not in records.columns:
+        return {}
+    p1 = records["part1"].to_numpy(dtype=object)
+    p2 = records["part2"].to_numpy(dtype=object)
+    via = records[evidence["via"]].to_numpy(dtype=object)
+    double = np.flatnonzero((p1 != "") & (p2 != "") & (via != ""))
+    keys = sorted({_SEP.join(sorted((p1[i], p2[i]))) + _SEP + via[i] for i in double.tolist()})
+    return {**dict(evidence), "keys": keys}
+
+
+_SEP = "\x1f"
+
+
+def double_name_pairs(records: pd.DataFrame, left: np.ndarray, right: np.ndarray, table: Mapping[str, Any]
+                      ) -> np.ndarray:
+    """Per pair: are the two single surnames the two parts of a double name in ``table`` (see
+    :func:`double_name_table`) seen with the ``via`` value of one of the two records?
+
+    >>> df = pd.DataFrame({"part1": ["yilmaz", "cornelisse", "bakker"], "part2": ["", "", ""],
+    ...                    "birth_date": ["1971-02-18", "1971-02-18", "1971-02-18"]})
+    >>> t = {"via": "birth_date", "keys": [chr(31).join(["cornelisse", "yilmaz", "1971-02-18"])]}
+    >>> double_name_pairs(df, np.array([0, 0]), np.array([1, 2]), t).tolist()
+    [True, False]
+    """
+    out = np.zeros(len(left), dtype=bool)
+    keys = table.get("keys") or []
+    via_col = table.get("via")
+    if not keys or not len(left) or via_col not in records.columns or "part1" not in records.columns:
+        return out
+    ka, kb, kv = (np.array(x, dtype=object) for x in zip(*(k.split(_SEP) for k in keys)))
+    p1 = records["part1"].to_numpy(dtype=object)
+    p2 = records["part2"].to_numpy(dtype=object)
+    n, t = len(p1), len(ka)
+    # integer codes shared by the records and the table: names (k of them) and via values (v of them)
+    pcodes, puniques = pd.factorize(np.concatenate([p1, ka, kb]))
+    vcodes, vuniques = pd.factorize(np.concatenate([records[via_col].to_numpy(dtype=object), kv]))
+    k, v = np.int64(len(puniques)), np.int64(len(vuniques))
+    name, ta, tb = pcodes[:n].astype(np.int64), pcodes[n:n + t].astype(np.int64), pcodes[n + t:].astype(np.int64)
+    rv, tv = vcodes[:n].astype(np.int64), vcodes[n:].astype(np.int64)
+    seen = np.unique((np.minimum(ta, tb) * k + np.maximum(ta, tb)) * v + tv)
+    # only single-named records whose (name, via) is a part of a seen double name can take part (few):
+    # per record first, then per pair by index
+    single = (p1 != "") & (p2 == "")
+    own = single & np.isin(name * v + rv, np.unique(np.r_[ta * v + tv, tb * v + tv]))
+    todo = np.flatnonzero(own[left] | own[right])
+    lt, rt = left[todo], right[todo]
+    keep = single[lt] & single[rt] & (name[lt] != name[rt])
+    todo, lt, rt = todo[keep], lt[keep], rt[keep]
+    names = np.minimum(name[lt], name[rt]) * k + np.maximum(name[lt], name[rt])
+    out[todo] = np.isin(names * v + rv[lt], seen) | np.isin(names * v + rv[rt], seen)
+    return out
