@@ -62,6 +62,8 @@ class Settings:
     entity_type_aliases: Mapping[str, str]
     chunk_rows: int = 20000
     cluster_seed: int = 42
+    resolve_processes: int = 1
+    resolve_parallel_min_mentions: int = 20000
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     def category(self, label: object) -> tuple[str, bool]:
@@ -111,6 +113,10 @@ def _load(path: str) -> Settings:
             )
     loading = data.get("loading", {})
     clusters = data.get("clusters", {})
+    resolving = data.get("resolve", {})
+    processes = int(resolving.get("processes", 1))
+    if processes < 1:
+        raise ConfigError(f"{path}: [resolve] processes = {processes} must be at least 1.")
     return Settings(
         source=path,
         categories=known,
@@ -118,5 +124,7 @@ def _load(path: str) -> Settings:
         entity_type_aliases=et_aliases,
         chunk_rows=int(loading.get("chunk_rows", 20000)),
         cluster_seed=int(clusters.get("seed", 42)),
+        resolve_processes=processes,
+        resolve_parallel_min_mentions=int(resolving.get("parallel_min_mentions", 20000)),
         raw=data,
     )

@@ -1,0 +1,111 @@
+"""Entity types resolved in worker processes give exactly what one process gives (issue 4, speed)."""
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from linkage.errors import ConfigError
+from linkage.generate import generate
+from linkage.pipeline import run
+from linkage.resolve import resolve_mentions
+from linkage.resolve.engine import type_groups
+from linkage.settings import DEFAULT_SETTINGS, load_settings
+
+
+def _person(i: int, first: str, last: str, dob: str) -> dict:
+    return {"mention_id": f"p{i:04d}", "report_id": f"RP{i}", "entity_type": "person", "name": f"{first} {last}",
+            "first_name": first, "last_name": last, "birth_date_norm": dob, "bsn_norm": None}
+
+
+FIRSTS = ["Anna", "Bram", "Carla", "Daan", "Eva", "Finn", "Gijs", "Hanna", "Iris", "Joris", "Lotte", "Milan"]
+LASTS = ["Visser", "Smits", "Mulder", "Bos", "Vos", "Peters", "Hendriks", "Dekker", "Brouwer", "Kok"]
+MIXED = [_person(i, FIRSTS[i % 12], LASTS[(i // 12) % 10] + ("" if i % 5 else "s"), f"{1940 + i % 60}-0{1 + i % 9}-1{i % 9}")
+         for i in range(400)] + [
+    {"mention_id": "v1", "report_id": "R1", "entity_type": "vehicle", "plate": "12-ABC-3", "plate_norm": "12ABC3"},
+    {"mention_id": "v2", "report_id": "R2", "entity_type": "vehicle", "plate": "12abc3", "plate_norm": "12ABC3"},
+    {"mention_id": "ph1", "report_id": "R3", "entity_type": "phone", "phone": "06-12345678", "phone_norm": None},
+    {"mention_id": "ph2", "report_id": "R3", "entity_type": "phone", "phone": "+31612345678",
+     "phone_norm": "+31612345678"},
+]
+
+ADDRESSES = [
+    {"mention_id": f"a{i:03d}", "report_id": f"RA{i}", "entity_type": "address",
+     "street": ["Dorpsstraat", "Kerkweg", "Molenlaan"][i % 3], "house_number": str(1 + i % 17),
+     "postcode": f"{1000 + i % 40}AB", "city": "Utrecht"}
+    for i in range(120)
+]
+
+
+def _resolve(processes: int, messages: list[str]):
+    return resolve_mentions(pd.DataFrame(MIXED + ADDRESSES), keep_records=True, keep_candidates=True,
+                            progress=messages.append, processes=processes)
+
+
+def test_two_processes_give_exactly_the_serial_result():
+    said_serial, said_parallel = [], []
+    serial, parallel = _resolve(1, said_serial), _resolve(2, said_parallel)
+    pd.testing.assert_frame_equal(serial.assignments, parallel.assignments)
+    pd.testing.assert_frame_equal(serial.entities, parallel.entities)
+    pd.testing.assert_frame_equal(serial.pairs, parallel.pairs)
+    assert [sp.entity_type for sp in serial.scored] == [sp.entity_type for sp in parallel.scored]
+    for a, b in zip(serial.scored, parallel.scored):
+        for f in ("mention_ids", "left", "right", "weight", "prob", "matched", "levels", "reason"):
+            np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
+            assert getattr(a, f).dtype == getattr(b, f).dtype
+    assert serial.model == parallel.model
+    assert serial.blocking_report == parallel.blocking_report
+    assert list(serial.timings) == list(parallel.timings)
+    assert list(serial.diagnostics) == list(parallel.diagnostics)
+    for etype, records in serial.diagnostics["records"].items():
+        pd.testing.assert_frame_equal(records, parallel.diagnostics["records"][etype])
+    # every stage message still arrives (worker messages forwarded), plus one "done" per worker type
+    assert set(said_serial) <= set(said_parallel)
+    groups = type_groups(pd.DataFrame(MIXED + ADDRESSES)["entity_type"].value_counts().to_dict(), 2)
+    assert {m for m in said_parallel if m.endswith(": done")} == {f"{t}: done" for t in groups[1]}
+
+
+def test_types_are_spread_heaviest_first_and_deterministically():
+    counts = {"person": 40_000, "address": 45_000, "business": 8_000, "phone": 9_000, "vehicle": 5_000,
+              "email": 1_000, "bank_account": 2_000}
+    groups = type_groups(counts, 2)
+    assert groups == type_groups(dict(reversed(list(counts.items()))), 2)
+    assert sorted(t for g in groups for t in g) == sorted(counts)
+    # person and address, the two heavy types, go to different processes
+    assert not any("person" in g and "address" in g for g in groups)
+    assert type_groups(counts, 1) == [sorted(counts)]
+    assert type_groups({"phone": 3}, 4) == [["phone"]]
+
+
+def test_processes_setting(tmp_path):
+    assert load_settings().resolve_processes == 2
+    bad = tmp_path / "bad.toml"
+    bad.write_text(Path(DEFAULT_SETTINGS).read_text().replace("processes = 2", "processes = 0"))
+    with pytest.raises(ConfigError, match="processes"):
+        load_settings(bad)
+
+
+def _tables(path: Path) -> dict[str, list]:
+    con = sqlite3.connect(path)
+    out = {}
+    for t in ("mention_entities", "entities", "er_state", "report_clusters", "clusters", "mention_links"):
+        cols = [r[1] for r in con.execute(f"PRAGMA table_info({t})") if r[1] not in ("at", "started_at")]
+        out[t] = con.execute(f"SELECT {', '.join(cols)} FROM {t} ORDER BY {', '.join(cols)}").fetchall()
+    con.close()
+    return out
+
+
+def test_pipeline_with_worker_processes_equals_one_process(tmp_path):
+    folder = tmp_path / "gen"
+    generate(400, 3, folder)
+    files = [folder / "reports.csv", folder / "mentions.csv"]
+    text = Path(DEFAULT_SETTINGS).read_text()
+    serial_toml, parallel_toml = tmp_path / "serial.toml", tmp_path / "parallel.toml"
+    serial_toml.write_text(text.replace("processes = 2", "processes = 1"))
+    parallel_toml.write_text(text.replace("parallel_min_mentions = 20000", "parallel_min_mentions = 0"))
+    run(files, tmp_path / "serial.db", settings_path=serial_toml)
+    run(files, tmp_path / "parallel.db", settings_path=parallel_toml)
+    assert _tables(tmp_path / "serial.db") == _tables(tmp_path / "parallel.db")
