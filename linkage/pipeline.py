@@ -303,8 +303,8 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
             and step.previous_meta.get("scoring") == _policy_fingerprint()):
         redo = step.update.recomputed
         all_ids = set(report_clusters["cluster_id"].tolist())
-        kept = cached[cached["cluster_id"].isin(all_ids - redo)]
-        fresh_rc = report_clusters[~report_clusters["cluster_id"].isin(set(kept["cluster_id"]))]
+        kept = cached[_isin(cached["cluster_id"], all_ids - redo)]
+        fresh_rc = report_clusters[~_isin(report_clusters["cluster_id"], kept["cluster_id"].tolist())]
     if entities is None and store is not None:
         clustered = mentions.loc[_isin(mentions["report_id"], fresh_rc["report_id"].tolist()), "entity_id"]
         entities = entity_rows(store, clustered.dropna().unique().tolist())
