@@ -332,3 +332,21 @@ def test_bulk_replace_leaves_the_rows_and_indexes_that_row_inserts_leave(tmp_pat
         pd.testing.assert_frame_equal(got, df.sort_values("mention_id").reset_index(drop=True))
         pd.testing.assert_frame_equal(indexes, s.frame("SELECT name, sql FROM sqlite_master "
                                                        "WHERE tbl_name = 'mention_entities' ORDER BY name"))
+
+
+def test_report_links_are_the_links_of_those_reports_source_mentions_in_order(ran):
+    """report_links (what the incremental scoring reads) equals store.links() cut to the links whose source
+    mention is in the given reports, in the same row order."""
+    from linkage.pipeline import report_links
+
+    store_path, _ = ran
+    with EmbeddedStore(store_path) as store:
+        every = store.links()
+        assert len(every)
+        of = store.frame("SELECT mention_id, report_id FROM mentions")
+        wanted = sorted(set(every["report_id"]))[::3]
+        src_in = set(of.loc[of["report_id"].isin(wanted), "mention_id"])
+        want = every[every["src_mention_id"].isin(src_in)].reset_index(drop=True)
+        got = report_links(store, wanted)
+        pd.testing.assert_frame_equal(got, want)
+        assert report_links(store, []).empty
