@@ -219,12 +219,13 @@ def _judgements(store: EmbeddedStore) -> list[tuple[str, str, str]]:
     return list(current_judgements(store))
 
 
-def graph_inputs(store: EmbeddedStore, entities: bool = True
-                 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, Optional[pd.DataFrame]]:
+def graph_inputs(store: EmbeddedStore, entities: bool = True, links: bool = True
+                 ) -> tuple[pd.DataFrame, pd.DataFrame, Optional[pd.DataFrame], Optional[pd.DataFrame]]:
     """reports, mentions (with entity_id), links and entities as the graph stage expects them.
 
     ``entities=False`` leaves the entities out (None): clustering does not need them and the scoring stage
-    reads the labels of the clustered entities only (:func:`entity_rows`). ``mentions.anchored`` is 1 when
+    reads the labels of the clustered entities only (:func:`entity_rows`); ``links=False`` likewise leaves
+    the links out (:func:`report_links` reads those of the reports scored). ``mentions.anchored`` is 1 when
     a mention gives an identifying field (a person's BSN or birth date, ``[anchors]`` in ``graph.toml``):
     the graph counts a link that rests on a name match only less.
     """
@@ -239,7 +240,7 @@ def graph_inputs(store: EmbeddedStore, entities: bool = True
         "FROM mentions m "
         "JOIN mention_entities e USING (mention_id) ORDER BY m.mention_id"
     )
-    links = store.links()
+    links = store.links() if links else None
     ents = store.frame("SELECT entity_id, entity_type, label, n_mentions FROM entities ORDER BY entity_id") \
         if entities else None
     return reports, mentions, links, ents
@@ -274,6 +275,26 @@ def entity_rows(store: EmbeddedStore, entity_ids: Sequence[str]) -> pd.DataFrame
     return out
 
 
+def report_links(store: EmbeddedStore, report_ids: Sequence[str]) -> pd.DataFrame:
+    """The rows of ``store.links()`` whose source mention is in one of ``report_ids``, in the same order
+    (``src_mention_id, dst_mention_id, rel_type``): all that scoring those reports' clusters reads of the links
+    (:func:`linkage.triage.scoring.build_contexts` joins a link on its source mention)."""
+    conn = store.conn
+    with store.transaction():
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_reports (report_id TEXT PRIMARY KEY)")
+        conn.execute("DELETE FROM temp.wanted_reports")
+        conn.executemany("INSERT OR IGNORE INTO temp.wanted_reports (report_id) VALUES (?)",
+                         [(str(r),) for r in report_ids])
+    out = store.frame("SELECT l.src_mention_id, l.dst_mention_id, l.rel_type, l.report_id "
+                      # CROSS JOIN keeps this loop order (wanted reports outermost): a plain JOIN lets
+                      # SQLite scan every link to follow the ORDER BY index
+                      "FROM temp.wanted_reports w CROSS JOIN mentions m ON m.report_id = w.report_id "
+                      "CROSS JOIN mention_links l ON l.src_mention_id = m.mention_id "
+                      "ORDER BY l.src_mention_id, l.dst_mention_id, l.rel_type")
+    conn.execute("DROP TABLE temp.wanted_reports")
+    return out
+
+
 @dataclass
 class ClusterStep:
     """What the clusters stage hands the scoring stage: the clusters, the inputs the scoring reuses, and
@@ -294,12 +315,14 @@ def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[i
     connected component of the report graph whose links did not change, and only the others are clustered
     again; that gives what clustering everything gives (:mod:`linkage.graph.incremental`). ``full=True``
     clusters everything. The scoring stage reuses the reports, mentions, links and entities read here
-    (entities: only those the re-scored clusters mention).
+    (entities: only those the re-scored clusters mention; links: None when a state was loaded, the scoring
+    stage then reads only the re-scored clusters' links with :func:`report_links`).
     """
     from linkage.graph.incremental import load_state, update_clusters
 
-    reports, mentions, links, _ = graph_inputs(store, entities=False)
     loaded = None if full else load_state(store.conn)
+    # with a state to re-use only the re-scored clusters' links are needed: the scoring stage reads those
+    reports, mentions, links, _ = graph_inputs(store, entities=False, links=loaded is None)
     previous, tables, meta = loaded if loaded is not None else (None, {}, {})
     update = update_clusters(reports, mentions, previous, seed=settings.cluster_seed if seed is None else seed)
     return ClusterStep(update.clusters, (reports, mentions, links, None), update, tables.get("scores"), meta)
@@ -342,11 +365,13 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
             and step.previous_meta.get("scoring") == _policy_fingerprint()):
         redo = step.update.recomputed
         all_ids = set(report_clusters["cluster_id"].tolist())
-        kept = cached[cached["cluster_id"].isin(all_ids - redo)]
-        fresh_rc = report_clusters[~report_clusters["cluster_id"].isin(set(kept["cluster_id"]))]
+        kept = cached[_isin(cached["cluster_id"], all_ids - redo)]
+        fresh_rc = report_clusters[~_isin(report_clusters["cluster_id"], kept["cluster_id"].tolist())]
     if entities is None and store is not None:
         clustered = mentions.loc[_isin(mentions["report_id"], fresh_rc["report_id"].tolist()), "entity_id"]
         entities = entity_rows(store, clustered.dropna().unique().tolist())
+    if links is None and store is not None:
+        links = report_links(store, fresh_rc["report_id"].tolist())
     scored = score_clusters(fresh_rc, reports, mentions, links, entities, now=now)
     if kept is not None and len(kept):
         kept = kept.assign(categories=[json.loads(c) for c in kept["categories"]])

@@ -346,3 +346,21 @@ def test_entity_rows_by_scan_equals_entity_rows_by_join(ran, monkeypatch):
             joined = pipeline.entity_rows(store, list(reversed(wanted)))
             pd.testing.assert_frame_equal(scanned, joined)
             assert scanned["entity_id"].tolist() == sorted(set(wanted) - {"e_unknown"})
+
+
+def test_report_links_are_the_links_of_those_reports_source_mentions_in_order(ran):
+    """report_links (what the incremental scoring reads) equals store.links() cut to the links whose source
+    mention is in the given reports, in the same row order."""
+    from linkage.pipeline import report_links
+
+    store_path, _ = ran
+    with EmbeddedStore(store_path) as store:
+        every = store.links()
+        assert len(every)
+        of = store.frame("SELECT mention_id, report_id FROM mentions")
+        wanted = sorted(set(every["report_id"]))[::3]
+        src_in = set(of.loc[of["report_id"].isin(wanted), "mention_id"])
+        want = every[every["src_mention_id"].isin(src_in)].reset_index(drop=True)
+        got = report_links(store, wanted)
+        pd.testing.assert_frame_equal(got, want)
+        assert report_links(store, []).empty

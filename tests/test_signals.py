@@ -270,3 +270,32 @@ def test_refresh_recency_equals_scoring_again_at_the_new_date(later):
     odd = text.replace('reports in the cluster.', 'reports \\"in\\" the \\\\ cluster.')
     score, new_text, reason = _swap_recency(odd, SIGNALS["recency"](ctx(reports=reps())), POLICY)
     assert json.loads(new_text)[0]["sentence"] == json.loads(odd)[0]["sentence"]
+
+
+def test_refresh_recency_shares_signals_by_newest_date_and_handles_undated_clusters():
+    """refresh_recency computes one recency record per newest date: clusters sharing it (with different oldest
+    dates), a cluster with an undated report and a cluster without any date all equal scoring them again."""
+    from linkage.triage.scoring import rank_scored, refresh_recency
+
+    reports = pd.concat([REPORTS, pd.DataFrame({
+        "report_id": ["D1", "D2", "D3", "U1", "U2"],
+        # D*: c_land's newest date (another oldest) plus an undated report
+        "received_at": ["2024-06-10", "2024-06-25", None, None, None],
+        "category": ["overbewoning", "drugs", "overig", "overig", "drugs"],
+        "reporter_id": ["r7", "r8", None, "r9", None],
+        "reporter_type": ["bewoner", "bewoner", "anoniem", "bewoner", "anoniem"],
+    })], ignore_index=True)
+    mentions = pd.concat([MENTIONS, pd.DataFrame([
+        ["D1-M1", "D1", "person", "bewoner", "PD"], ["D2-M1", "D2", "person", "bewoner", "PD"],
+        ["D3-M1", "D3", "person", "bewoner", "PD"],
+        ["U1-M1", "U1", "person", "bewoner", "PU"], ["U2-M1", "U2", "person", "bewoner", "PU"],
+    ], columns=MENTIONS.columns)], ignore_index=True)
+    clusters = pd.concat([CLUSTERS, pd.DataFrame({"report_id": ["D1", "D2", "D3", "U1", "U2"],
+                                                  "cluster_id": ["c_d", "c_d", "c_d", "c_u", "c_u"]})],
+                         ignore_index=True)
+    before = score_clusters(clusters, reports, mentions, LINKS, ENTITIES, now=NOW)
+    for later in (3, 200):
+        when = NOW + dt.timedelta(days=later)
+        want = score_clusters(clusters, reports, mentions, LINKS, ENTITIES, now=when)
+        got = rank_scored([refresh_recency(before, clusters, reports, when)])
+        pd.testing.assert_frame_equal(got, want)

@@ -34,15 +34,17 @@ import random
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-import igraph as ig
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from linkage.arrays import sorted_unique
+from linkage.graph.igraph_module import load_igraph
 from linkage.graph.weights import ANCHORED_SUFFIX, GraphSettings, as_graph_settings, link_factor, link_rows, specificity
 from linkage.model import stable_hash
+
+ig = load_igraph()  # igraph without its matplotlib import (~2 s at start-up)
 
 CLUSTER_COLUMNS = ["report_id", "cluster_id"]
 

@@ -310,17 +310,46 @@ def refresh_recency(scored: pd.DataFrame, clusters: pd.DataFrame, reports: pd.Da
     rc = clusters[_isin(clusters["cluster_id"], scored["cluster_id"].astype(str).tolist())]
     rep = reports[["report_id", "received_at"]].merge(rc[["report_id", "cluster_id"]], on="report_id", how="inner")
     dates = _dates(rep["received_at"])
-    by_cluster: dict[str, list] = {}
-    for cid, rid, day in zip(_obj(rep["cluster_id"]).tolist(), _obj(rep["report_id"]).tolist(), dates.tolist()):
-        by_cluster.setdefault(cid, []).append(ReportInfo(rid, day, None))
+    # recency reads only the newest and oldest dated report (and now, policy), and the oldest enters only its
+    # inputs: one signal per distinct newest date, from a stand-in context holding just that date; a
+    # cluster's own oldest date is then written into the record's JSON text (a plain ISO date, no escaping)
+    span: dict[str, tuple] = {}
+    for cid, day in zip(_obj(rep["cluster_id"]).tolist(), dates.tolist()):
+        if day is not None:
+            lo_hi = span.get(cid)
+            span[cid] = (day, day) if lo_hi is None else (min(lo_hi[0], day), max(lo_hi[1], day))
     fresh = {name: SIGNALS[name] for name in NOW_SIGNALS}
     swap = NOW_SIGNALS == ("recency",)  # the text shortcut knows how to replace this one record only
+    records: dict[Any, tuple[Signal, dict[str, Any], str, str]] = {}
     scores, signals, reasons = [], [], []
     for cid, text in zip(scored["cluster_id"].tolist(), scored["signals"].tolist()):
-        infos = tuple(sorted(by_cluster.get(cid, ()), key=lambda r: r.report_id))
-        ctx = ClusterContext(cluster_id=cid, now=now, reports=infos, policy=policy)
-        quick = _swap_recency(text, SIGNALS["recency"](ctx), policy) if swap else None
+        quick = None
+        if swap:
+            lo_hi = span.get(cid)
+            newest = None if lo_hi is None else lo_hi[1]
+            if newest not in records:
+                stand_in = () if newest is None else (ReportInfo("", newest, None),)
+                sig = SIGNALS["recency"](ClusterContext(cluster_id=cid, now=now, reports=stand_in, policy=policy))
+                rec = _record(sig, policy)
+                dumped = json.dumps(rec, ensure_ascii=False, sort_keys=False, default=str)
+                marker = "" if newest is None else f'"oldest": "{newest.isoformat()}"'
+                records[newest] = (sig, rec, dumped, marker if marker and dumped.count(marker) == 1 else "")
+            sig, rec, dumped, marker = records[newest]
+            if lo_hi is not None and lo_hi[0] != newest:
+                if marker:
+                    dumped = dumped.replace(marker, f'"oldest": "{lo_hi[0].isoformat()}"')
+                else:  # the record is not as expected: this cluster's own signal
+                    stand_in = (ReportInfo("", lo_hi[0], None), ReportInfo("", newest, None))
+                    sig = SIGNALS["recency"](ClusterContext(cluster_id=cid, now=now, reports=stand_in, policy=policy))
+                    rec = _record(sig, policy)
+                    dumped = json.dumps(rec, ensure_ascii=False, sort_keys=False, default=str)
+            quick = _swap_recency(text, sig, policy, rec, dumped)
         if quick is None:  # the general way: every record parsed and explained again
+            rep_c = rep[rep["cluster_id"] == cid]
+            infos = tuple(sorted((ReportInfo(r, d, None) for r, d in zip(_obj(rep_c["report_id"]).tolist(),
+                                                                          dates[rep_c.index.to_numpy()].tolist())),
+                                 key=lambda r: r.report_id))
+            ctx = ClusterContext(cluster_id=cid, now=now, reports=infos, policy=policy)
             sigs = [fresh[r["name"]](ctx) if r["name"] in fresh else Signal(r["name"], r["value"], r["sentence"], r["inputs"])
                     for r in json.loads(text)]
             quick = explain(sigs, policy)
@@ -333,14 +362,21 @@ def refresh_recency(scored: pd.DataFrame, clusters: pd.DataFrame, reports: pd.Da
     return out
 
 
-_RECORD_TAIL = re.compile(r'"points": (-?[0-9][0-9.eE+-]*), "sentence": ("(?:[^"\\]|\\.)*"), "inputs": ')
+_RECORD_TAIL = re.compile(r'"points": (-?[0-9][0-9.eE+-]*), "sentence": ("[^"\\]*(?:\\.[^"\\]*)*"), "inputs": ')
 
 
-def _swap_recency(text: str, signal: Signal, policy: ScoringPolicy) -> tuple[float, str, str] | None:
+def _json_text(quoted: str) -> str:
+    """The string a JSON string literal (with its quotes) stands for; no parse when it holds no escape."""
+    return quoted[1:-1] if "\\" not in quoted else json.loads(quoted)
+
+
+def _swap_recency(text: str, signal: Signal, policy: ScoringPolicy, record: dict[str, Any] | None = None,
+                  dumped: str | None = None) -> tuple[float, str, str] | None:
     """(score, signals JSON, reason) of stored signals JSON ``text`` with its recency record replaced by
     ``signal``, as :func:`explain` and ``json.dumps`` give them, without parsing the other records (their
     points and sentences are read off the text; sums run in record order as in :func:`explain`). None when
-    the text does not look as expected: the caller parses it then.
+    the text does not look as expected: the caller parses it then. ``record`` and ``dumped`` (the signal's
+    :func:`_record` and its JSON text) may be passed when the caller already has them.
     """
     start = text.find('{"name": "recency", ')
     if start < 0:
@@ -351,7 +387,10 @@ def _swap_recency(text: str, signal: Signal, policy: ScoringPolicy) -> tuple[flo
     tails = list(_RECORD_TAIL.finditer(text))
     if len(tails) != text.count('{"name": ') or not tails:
         return None
-    record = _record(signal, policy)
+    if record is None:
+        record = _record(signal, policy)
+    if dumped is None:
+        dumped = json.dumps(record, ensure_ascii=False, sort_keys=False, default=str)
     points, sentences = [], []  # sentences: the recency one, the others still JSON text (decoded if needed)
     for m in tails:
         if start <= m.start() < end:
@@ -360,9 +399,8 @@ def _swap_recency(text: str, signal: Signal, policy: ScoringPolicy) -> tuple[flo
         else:
             points.append(float(m.group(1)))
             sentences.append(m.group(2))
-    score, reason = _summary(points, lambda i: signal.sentence if sentences[i] is None else json.loads(sentences[i]))
-    new_text = text[:start] + json.dumps(record, ensure_ascii=False, sort_keys=False, default=str) + text[end:]
-    return score, new_text, reason
+    score, reason = _summary(points, lambda i: signal.sentence if sentences[i] is None else _json_text(sentences[i]))
+    return score, text[:start] + dumped + text[end:], reason
 
 
 def rank_scored(parts: list[pd.DataFrame]) -> pd.DataFrame:
