@@ -202,7 +202,7 @@ def report_graph(mentions: pd.DataFrame, settings: GraphSettings | Mapping[str, 
 
 
 def leiden_membership(rg: ReportGraph, settings: GraphSettings | Mapping[str, Any] | None = None,
-                      seed: int | None = None) -> np.ndarray:
+                      seed: int | None = None, comp: np.ndarray | None = None) -> np.ndarray:
     """Leiden community of every report code (``-1`` for reports without any link).
 
     With the (default) CPM objective Leiden runs on each connected component of the report graph on its own,
@@ -212,6 +212,8 @@ def leiden_membership(rg: ReportGraph, settings: GraphSettings | Mapping[str, An
     incremental run re-clusters only the components new reports touch and gets what a full run gets
     (:func:`leiden_components`). The modularity objective compares with the whole graph's total weight, so
     it runs on the whole graph in one call.
+
+    ``comp``: the components (:func:`components_membership` of ``rg``) when the caller has them already.
 
     Deterministic for a given graph, settings and seed: igraph's random generator is set to
     ``random.Random(...)`` for each call and restored afterwards.
@@ -223,7 +225,8 @@ def leiden_membership(rg: ReportGraph, settings: GraphSettings | Mapping[str, An
         return np.full(n, -1, dtype=np.int64)
     if s.objective != "CPM":
         return _leiden_whole(rg, s, seed)
-    comp = components_membership(rg)
+    if comp is None:
+        comp = components_membership(rg)
     return leiden_components(rg, comp, np.unique(comp[comp >= 0]), s, seed)
 
 
@@ -286,7 +289,7 @@ def leiden_components(rg: ReportGraph, comp: np.ndarray, which: np.ndarray,
     local[nodes] = np.arange(len(nodes)) - np.repeat(starts, ends - starts)
     # edges of the wanted components, grouped by component, in (u, v) order within each
     e_comp = comp[rg.u]
-    e_keep = np.flatnonzero(wanted[np.maximum(e_comp, 0)] & (e_comp >= 0))
+    e_keep = np.flatnonzero(wanted[e_comp])  # an edge's ends are linked reports: e_comp >= 0
     e_keep = e_keep[np.argsort(e_comp[e_keep], kind="stable")]
     ec = e_comp[e_keep]
     e_starts = np.searchsorted(ec, node_comp[starts], side="left")

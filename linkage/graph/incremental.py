@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from linkage.graph.communities import (
-    CLUSTER_COLUMNS, components_membership, label_clusters, leiden_components, report_graph,
+    CLUSTER_COLUMNS, components_membership, label_clusters, leiden_components, leiden_membership, report_graph,
 )
 from linkage.graph.weights import GraphSettings, as_graph_settings
 
@@ -156,9 +156,8 @@ def update_clusters(reports: pd.DataFrame | None, mentions: pd.DataFrame, previo
     usable = (previous is not None and previous.fingerprint == fp and s.objective == "CPM"
               and previous.columns == columns)
     if not usable:
-        from linkage.graph.communities import leiden_membership
-
-        clusters = label_clusters(rg.report_ids, leiden_membership(rg, s, seed), s.min_cluster_size)
+        membership = leiden_membership(rg, s, seed, comp=comp)
+        clusters = label_clusters(rg.report_ids, membership, s.min_cluster_size)
         stats["components_reclustered"] = stats["components"]
         return ClusterUpdate(clusters, ClusterState(fp, inc, clusters, columns), set(clusters["cluster_id"]), stats, True)
     dirty = dirty_reports(previous.incidence, inc, mentions)
@@ -173,7 +172,7 @@ def update_clusters(reports: pd.DataFrame | None, mentions: pd.DataFrame, previo
     if len(redo):
         redo_mask = np.zeros(int(comp.max()) + 1, dtype=bool)
         redo_mask[redo] = True
-        keep &= ~((comp >= 0) & redo_mask[np.maximum(comp, 0)])
+        keep &= ~redo_mask[np.maximum(comp, 0)]  # unlinked reports (comp -1) are not kept anyway
     kept_ids = pa.array(rg.report_ids[keep], type=pa.string())
     prev = previous.clusters
     reused = prev[pc.is_in(_text(prev["report_id"]), value_set=kept_ids).to_numpy(zero_copy_only=False)]
