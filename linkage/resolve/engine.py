@@ -215,8 +215,6 @@ def resolve_mentions(mentions: pd.DataFrame, settings: ERSettings | str | Path |
     >>> res.assignments["entity_id"].nunique()
     1
     """
-    import time
-
     cfg = _settings(settings)
     for col in ("mention_id", "entity_type"):
         if col not in mentions.columns:

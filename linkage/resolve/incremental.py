@@ -27,7 +27,8 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from linkage.blocking import block_involving
+from linkage.arrays import sorted_unique
+from linkage.blocking import _rule_columns, block_involving
 from linkage.compare import compare
 from linkage.er_settings import FUZZY_TYPES, BlockingRule, ERSettings
 from linkage.resolve.cluster import components
@@ -146,13 +147,12 @@ def narrowed_blocking(records: pd.DataFrame, rules: Iterable[BlockingRule], hash
             sub = np.flatnonzero(np.isin(hashes[:, j], wanted))
         else:
             sub = np.arange(n)
-        cols = [c for c in dict.fromkeys(list(rule.keys) + list(rule.order_by) + [rule.fuzzy_key, rule.pair_with_empty])
-                if c and c in records.columns]
+        cols = [c for c in _rule_columns(rule) if c in records.columns]
         part = records[cols].iloc[sub].reset_index(drop=True)
         cand, _ = block_involving(part, [rule], involving[sub], order[sub], entity_type, largest)
         left, right = sub[cand.left], sub[cand.right]  # sub is sorted: left < right still
         keys.append(left.astype(np.int64) * n + right)
-    key = np.unique(np.concatenate(keys))
+    key = sorted_unique(np.concatenate(keys))
     return key // n, key % n
 
 

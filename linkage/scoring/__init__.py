@@ -33,6 +33,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from linkage.blocking import KEY_SEP
 from linkage.compare import compare
 from linkage.er_settings import ERSettings, TypePolicy
 
@@ -422,11 +423,8 @@ def double_name_table(records: pd.DataFrame, evidence: Mapping[str, str]) -> dic
     p2 = records["part2"].to_numpy(dtype=object)
     via = records[evidence["via"]].to_numpy(dtype=object)
     double = np.flatnonzero((p1 != "") & (p2 != "") & (via != ""))
-    keys = sorted({_SEP.join(sorted((p1[i], p2[i]))) + _SEP + via[i] for i in double.tolist()})
+    keys = sorted({KEY_SEP.join(sorted((p1[i], p2[i]))) + KEY_SEP + via[i] for i in double.tolist()})
     return {**dict(evidence), "keys": keys}
-
-
-_SEP = "\x1f"
 
 
 def double_name_pairs(records: pd.DataFrame, left: np.ndarray, right: np.ndarray, table: Mapping[str, Any]
@@ -445,7 +443,7 @@ def double_name_pairs(records: pd.DataFrame, left: np.ndarray, right: np.ndarray
     via_col = table.get("via")
     if not keys or not len(left) or via_col not in records.columns or "part1" not in records.columns:
         return out
-    ka, kb, kv = (np.array(x, dtype=object) for x in zip(*(k.split(_SEP) for k in keys)))
+    ka, kb, kv = (np.array(x, dtype=object) for x in zip(*(k.split(KEY_SEP) for k in keys)))
     p1 = records["part1"].to_numpy(dtype=object)
     p2 = records["part2"].to_numpy(dtype=object)
     n, t = len(p1), len(ka)
