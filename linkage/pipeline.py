@@ -305,6 +305,7 @@ class ClusterStep:
     update: Any = None              # linkage.graph.incremental.ClusterUpdate
     previous_scores: Optional[pd.DataFrame] = None
     previous_meta: dict = field(default_factory=dict)
+    parts: Optional[pd.DataFrame] = None  # set by score_stage: every cluster's scoring parts, kept for the next run
 
 
 def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[int] = None,
@@ -349,12 +350,14 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
     """Score every cluster from its signals and route it by the rules; ranked clusters with reasons.
 
     With ``step`` (from :func:`communities_stage`) and ``store``, a cluster the last run scored and whose
-    component was not clustered again keeps its stored signals, with the recency signal computed again when
-    the reference date moved (:func:`linkage.triage.scoring.refresh_recency`); only the other clusters are
-    scored from scratch. Ranks and routing are always decided over all clusters.
+    component was not clustered again is not scored from its reports: its score, signals and reason at ``now``
+    are computed from the parts the last run kept (:func:`linkage.triage.scoring.rescore`: the recency signal
+    again, the other signals' points as kept); only the other clusters are scored from scratch. Ranks and
+    routing are always decided over all clusters. Every cluster's parts are left in ``step.parts`` for
+    :func:`save_cluster_state`.
     """
-    from linkage.triage import route, score_clusters
-    from linkage.triage.scoring import SCORED_COLUMNS, _isin, rank_scored, refresh_recency
+    from linkage.triage import SIGNALS, route
+    from linkage.triage.scoring import PART_COLUMNS, SCORED_COLUMNS, _isin, rank_scored, rescore, score_with_parts
 
     reports, mentions, links, entities = inputs
     if now is None:
@@ -362,38 +365,51 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
     fresh_rc, kept = report_clusters, None
     cached = step.previous_scores if step is not None else None
     if (step is not None and step.update is not None and not step.update.everything and cached is not None
-            and step.previous_meta.get("scoring") == _policy_fingerprint()):
+            and step.previous_meta.get("scoring") == _policy_fingerprint()
+            and step.previous_meta.get("signals") == list(SIGNALS) and "points" in cached.columns):
         redo = step.update.recomputed
         all_ids = set(report_clusters["cluster_id"].tolist())
-        kept = cached[_isin(cached["cluster_id"], all_ids - redo)]
+        kept = cached[_isin(cached["cluster_id"], all_ids - redo)].reset_index(drop=True)
         fresh_rc = report_clusters[~_isin(report_clusters["cluster_id"], kept["cluster_id"].tolist())]
     if entities is None and store is not None:
         clustered = mentions.loc[_isin(mentions["report_id"], fresh_rc["report_id"].tolist()), "entity_id"]
         entities = entity_rows(store, clustered.dropna().unique().tolist())
     if links is None and store is not None:
         links = report_links(store, fresh_rc["report_id"].tolist())
-    scored = score_clusters(fresh_rc, reports, mentions, links, entities, now=now)
+    scored, parts = score_with_parts(fresh_rc, reports, mentions, links, entities, now=now)
+    names = list(SIGNALS)
+    values = {cid: dict(zip(names, v)) for cid, v in zip(parts["cluster_id"].tolist(), parts["values"].tolist())}
     if kept is not None and len(kept):
-        kept = kept.assign(categories=[json.loads(c) for c in kept["categories"]])
-        if step.previous_meta.get("now") != now.isoformat():
-            kept = refresh_recency(kept, report_clusters, reports, now)
-        scored = rank_scored([scored, kept])
+        scores, signals, reasons, kept_values = rescore(kept, now)
+        values.update(zip(kept["cluster_id"].tolist(), kept_values))
+        again = pd.DataFrame({"cluster_id": kept["cluster_id"], "score": scores, "n_reports": kept["n_reports"],
+                              "n_reporters": kept["n_reporters"],
+                              "categories": [json.loads(c) for c in kept["categories"].tolist()],
+                              "signals": signals, "reason": reasons})
+        scored = rank_scored([scored, again])
+        parts = pd.concat([parts, kept[PART_COLUMNS]], ignore_index=True)
     scored = scored[SCORED_COLUMNS]
-    routed = route(scored, rules)
+    if step is not None:
+        step.parts = parts
+    # routing reads the signal values: given as name -> value (no JSON to parse again)
+    routed = route(scored[["cluster_id", "score", "categories"]].assign(
+        signals=[values[c] for c in scored["cluster_id"].tolist()]), rules)
     return scored.merge(routed, on="cluster_id", how="left", suffixes=("", "_route"))
 
 
 def save_cluster_state(store: EmbeddedStore, step: ClusterStep, scored: pd.DataFrame, now: dt.date) -> None:
-    """Keep the clusters and their scores (before routing, raw cluster ids) for the next run's reuse."""
+    """Keep the clusters and, per cluster (raw ids), its counts, categories and scoring parts
+    (:data:`linkage.triage.scoring.PART_COLUMNS`, from ``step.parts``) for the next run's reuse."""
     from linkage.graph.incremental import save_state
-    from linkage.triage.scoring import SCORED_COLUMNS
+    from linkage.triage import SIGNALS
 
-    cols = [c for c in SCORED_COLUMNS if c != "rank"]
-    scores = scored[cols].copy()
+    scores = scored[["cluster_id", "n_reports", "n_reporters", "categories"]].copy()
     scores["categories"] = [json.dumps(_as_list(v), ensure_ascii=False) for v in scores["categories"].tolist()]
+    if step.parts is not None:
+        scores = scores.merge(step.parts, on="cluster_id", how="left")
     with store.transaction() as conn:
         save_state(conn, step.update.state, {"scores": scores},
-                   {"now": now.isoformat(), "scoring": _policy_fingerprint()})
+                   {"now": now.isoformat(), "scoring": _policy_fingerprint(), "signals": list(SIGNALS)})
 
 
 def _cluster_counts(reports: pd.DataFrame, report_clusters: pd.DataFrame, clusters: pd.DataFrame) -> dict[str, int]:
