@@ -627,11 +627,14 @@ def write_frame(conn, table: str, df: pd.DataFrame, columns: list[str]) -> None:
 
 
 def resolve_store_incremental(store, model: Mapping[str, Any], judgements: list, progress=None,
-                              settings: ERSettings | None = None) -> dict[str, int] | None:
+                              settings: ERSettings | None = None, changed: list | None = None) -> dict[str, int] | None:
     """Resolve the mentions added to ``store`` since the last run against its stored state, writing only what
     changed: the new records and pairs are appended to the state; ``mention_entities`` and ``entities`` change only for
     the touched entities (ids carried over as in a full run). Returns counts, or None when the store has no
     usable state (no state, another model, or mentions were deleted): then run the full path.
+
+    ``changed``, when given, is extended with the ids of the mentions whose assignment was written (the new
+    ones and the touched ones): every other mention kept its entity. Left as it was when None is returned.
     """
     from linkage import model as schema
 
@@ -649,13 +652,15 @@ def resolve_store_incremental(store, model: Mapping[str, Any], judgements: list,
         return None  # a type without a fitted model: the full path fits it
     result = resolve_new(state, new, model, judgements, settings, progress)
     try:
-        counts = _write_update(store, result, n_mentions, len(new))
+        counts, written = _write_update(store, result, n_mentions, len(new))
     except _Rebuild:
         return None
+    if changed is not None:
+        changed.extend(written)
     return counts
 
 
-def _write_update(store, result: IncrementalResult, n_mentions: int, n_new: int) -> dict[str, int]:
+def _write_update(store, result: IncrementalResult, n_mentions: int, n_new: int) -> tuple[dict[str, int], list[str]]:
     from linkage.retention import _temp_ids  # retention imports this module: import here
     from linkage.store.stable_ids import carry_over
 
@@ -701,8 +706,8 @@ def _write_update(store, result: IncrementalResult, n_mentions: int, n_new: int)
         conn.execute("DELETE FROM er_pairs")
         save_state(conn, result.state, {u.entity_type: (u.new_records, u.new_pairs, u.new_keys) for u in result.updates})
     n_pairs = sum(len(t.pairs["left"]) for t in result.state.types.values() if t.pairs)
-    return {"mentions": n_mentions, "entities": store.count("entities"), "new_mentions": n_new, "pairs": n_pairs,
-            "touched_mentions": len(fresh)}
+    return ({"mentions": n_mentions, "entities": store.count("entities"), "new_mentions": n_new, "pairs": n_pairs,
+             "touched_mentions": len(fresh)}, fresh["mention_id"].astype(str).tolist())
 
 
 class _Rebuild(Exception):
