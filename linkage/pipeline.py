@@ -601,14 +601,18 @@ def _has_table(store: EmbeddedStore, name: str) -> bool:
 
 
 def status_stage(store: EmbeddedStore, clusters: pd.DataFrame) -> int:
-    """Move reports forward: clustered reports become 'gekoppeld', routed ones 'doorgezet'."""
+    """Move reports forward: clustered reports become 'gekoppeld', routed ones 'doorgezet'.
+
+    Only the reports whose cluster, cluster agencies or history changed since the last run's status stage are
+    looked at (:func:`linkage.feedback.lifecycle.advance_changed`); the rows written are the same.
+    """
     try:
-        from linkage.feedback.lifecycle import advance_after_routing
+        from linkage.feedback.lifecycle import advance_changed
     except ImportError:  # pragma: no cover - present once the lifecycle module lands
         return 0
     report_clusters = store.report_clusters()
     routing = clusters[["cluster_id", "agencies"]].copy() if "agencies" in clusters.columns else pd.DataFrame()
-    return int(advance_after_routing(store, report_clusters, routing) or 0)
+    return int(advance_changed(store, report_clusters, routing) or 0)
 
 
 def run(
