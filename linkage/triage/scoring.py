@@ -385,7 +385,7 @@ def rescore(parts: pd.DataFrame, now: dt.date, settings: ScoringPolicy | str | N
         rec_values.append(got[1])
         rec_texts.append(got[2])
         rec_sentences.append(got[3])
-    points = np.array(parts["points"].tolist(), dtype=np.float64).reshape(n, len(names))
+    points = _matrix(parts["points"], len(names))
     points[:, k] = rec_points
     total = np.zeros(n, dtype=np.float64)
     for j in range(len(names)):  # in registry order, as explain sums: the same floats
@@ -400,11 +400,19 @@ def rescore(parts: pd.DataFrame, now: dt.date, settings: ScoringPolicy | str | N
         cands.sort(key=lambda c: (-c[1], c[0]))
         reasons.append("; ".join(s.rstrip(".") for _, _, s in cands[:3]) + "." if cands else "No signal scored.")
     values = []
-    for row, v in zip(parts["values"].tolist(), rec_values):
+    for row, v in zip(_matrix(parts["values"], len(names)).tolist(), rec_values):  # Python floats
         d = dict(zip(names, row))
         d[NOW_SIGNAL] = v
         values.append(d)
     return scores, signals, reasons, values
+
+
+def _matrix(column: pd.Series, width: int) -> np.ndarray:
+    """A column of equal-length number lists (or arrays, as parquet gives them back) as a float64 matrix."""
+    rows = column.tolist()
+    if not rows:
+        return np.zeros((0, width), dtype=np.float64)
+    return np.vstack([np.asarray(r, dtype=np.float64) for r in rows]).reshape(len(rows), width)
 
 
 def rank_scored(parts: list[pd.DataFrame]) -> pd.DataFrame:
