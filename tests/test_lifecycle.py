@@ -234,6 +234,18 @@ def test_advance_changed_looks_at_a_report_whose_history_changed_since(store):
     assert int(advance_changed(store, rc, routing2)) == 0
 
 
+def test_purge_forgets_what_the_status_stage_saw_of_purged_reports(store):
+    import datetime as dt
+
+    from linkage.retention import purge
+
+    rc, routing = _routing_setup(store)
+    advance_changed(store, rc, routing)
+    assert store.count("status_inputs") == 4
+    purge(store, 30, now=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), actor="test")
+    assert store.count("reports") == 0 and store.count("status_inputs") == 0
+
+
 # --- clusters: cases and history --------------------------------------------------------------------
 def test_cases_last_row_wins(store):
     store.insert_rows("report_clusters", [{"report_id": "R-1001", "cluster_id": "C-1"}], ["report_id", "cluster_id"])
