@@ -1,7 +1,8 @@
 """Report lifecycle: statuses with an append-only history, and the cases and history of clusters.
 
 In:  a store; status changes from analysts (``linkage status``) and from routing
-     (:func:`advance_after_routing`, called by the pipeline after clusters are routed).
+     (:func:`advance_after_routing`; the pipeline calls :func:`advance_changed`, which applies the same rules
+     to the reports whose cluster, agencies or history changed since its last call).
 Out: rows in ``status_history`` (never updated); the current status of a report is its last row, and
      a report without rows is ``ontvangen``. Also ``cluster_cases`` (a cluster marked as an active
      case is kept by retention) and ``cluster_history`` (created / kept / merged / split / dissolved
