@@ -112,6 +112,28 @@ def _as_list(value: Any) -> list:
     return list(value)
 
 
+def _json_lists(values: Sequence[Any]) -> list[str]:
+    """``json.dumps(_as_list(v), ensure_ascii=False)`` of each value, each distinct list encoded once (clusters
+    share a few category and agency lists: 11,000 clusters, some hundreds of lists).
+
+    >>> _json_lists([["a", "b"], "a;b", None, ["a", "b"]])
+    ['["a", "b"]', '["a", "b"]', '[]', '["a", "b"]']
+    """
+    done: dict[tuple, str] = {}
+    out = []
+    for v in values:
+        items = tuple(_as_list(v))
+        try:
+            text = done.get(items)
+        except TypeError:  # unhashable items: encoded as they are
+            out.append(json.dumps(list(items), ensure_ascii=False))
+            continue
+        if text is None:
+            text = done[items] = json.dumps(list(items), ensure_ascii=False)
+        out.append(text)
+    return out
+
+
 def _cpu_time() -> float:
     """CPU seconds of this process and of its finished child processes (the resolve workers)."""
     import resource
@@ -121,7 +143,7 @@ def _cpu_time() -> float:
 
 
 def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[str], None] | None = None,
-                  full: bool = False) -> dict[str, int]:
+                  full: bool = False, changed: Optional[list] = None) -> dict[str, int]:
     """Resolve every stored mention into entities; store entities, assignments, the model and the state.
 
     Incremental by default: when the store holds a model and the state of an earlier run (``er_state``:
@@ -133,7 +155,9 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
     with a new mention are scored (older stores: from the ``er_pairs`` table). The scored pairs are kept in the
     state only; ``er_pairs`` stays empty (:func:`linkage.report.explore.er_pairs` reads them from the state).
     ``full=True`` refits the model and scores every candidate pair again. Entity ids carry over from the
-    previous run where an entity kept most of its mentions.
+    previous run where an entity kept most of its mentions. ``changed``, when given, receives the ids of the
+    mentions whose entity may have changed when the incremental path ran (counts then hold
+    ``touched_mentions``); it stays empty otherwise.
     """
     from linkage.resolve import resolve_mentions
     from linkage.resolve.incremental import resolve_store_incremental, save_state, state_from_resolution
@@ -142,7 +166,7 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
     raw_model = store.get_meta("er_model")
     if not full and raw_model is not None:
         # the stored state (features, scored pairs, cluster regions) lets only the new mentions be worked on
-        counts = resolve_store_incremental(store, json.loads(raw_model), judgements, progress)
+        counts = resolve_store_incremental(store, json.loads(raw_model), judgements, progress, changed=changed)
         if counts is not None:
             return counts
     mentions = store.mentions()
@@ -305,10 +329,13 @@ class ClusterStep:
     update: Any = None              # linkage.graph.incremental.ClusterUpdate
     previous_scores: Optional[pd.DataFrame] = None
     previous_meta: dict = field(default_factory=dict)
+    parts: Optional[pd.DataFrame] = None  # set by score_stage: every cluster's scoring parts, kept for the next run
+    now: Optional[dt.date] = None         # the newest report's date, when ``inputs`` hold only some reports
+    n_reports: Optional[int] = None       # the number of stored reports, likewise
 
 
 def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[int] = None,
-                      full: bool = False) -> ClusterStep:
+                      full: bool = False, changed: Optional[Sequence[str]] = None) -> ClusterStep:
     """Build the report graph from resolved entities and find communities.
 
     Incremental by default: the clusters of the last run (kept in ``graph_state``) are re-used for every
@@ -317,15 +344,68 @@ def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[i
     clusters everything. The scoring stage reuses the reports, mentions, links and entities read here
     (entities: only those the re-scored clusters mention; links: None when a state was loaded, the scoring
     stage then reads only the re-scored clusters' links with :func:`report_links`).
+
+    ``changed`` (the mentions the resolve stage wrote, see :func:`resolve_stage`) lets a run whose kept state
+    and scores can be used read only those mentions and, for the components they reach, their reports and
+    mentions (:func:`linkage.graph.incremental.update_changed`); ``inputs`` then hold just those, and
+    ``now`` and ``n_reports`` are read from the store.
     """
-    from linkage.graph.incremental import load_state, update_clusters
+    from linkage.graph.incremental import load_state, update_changed, update_clusters
 
     loaded = None if full else load_state(store.conn)
+    if loaded is not None and changed is not None and _scores_usable(loaded[1].get("scores"), loaded[2]):
+        cluster_seed = settings.cluster_seed if seed is None else seed
+        rows = _graph_mentions(store, "mention_id", changed)
+        n_resolved = store.count("mention_entities", "WHERE entity_id IS NOT NULL AND entity_id <> ''")
+        update = update_changed(loaded[0], rows, changed, seed=cluster_seed, n_resolved=n_resolved)
+        if update is not None:
+            region = update.region.tolist()
+            reports = _graph_reports(store, region)
+            mentions = _graph_mentions(store, "report_id", region)
+            newest = store.conn.execute("SELECT MAX(substr(received_at, 1, 10)) FROM reports").fetchone()[0]
+            return ClusterStep(update.clusters, (reports, mentions, None, None), update, loaded[1].get("scores"),
+                               loaded[2], now=dt.date.fromisoformat(newest) if newest else dt.date.today(),
+                               n_reports=store.count("reports"))
     # with a state to re-use only the re-scored clusters' links are needed: the scoring stage reads those
     reports, mentions, links, _ = graph_inputs(store, entities=False, links=loaded is None)
     previous, tables, meta = loaded if loaded is not None else (None, {}, {})
     update = update_clusters(reports, mentions, previous, seed=settings.cluster_seed if seed is None else seed)
     return ClusterStep(update.clusters, (reports, mentions, links, None), update, tables.get("scores"), meta)
+
+
+def _graph_reports(store: EmbeddedStore, report_ids: Sequence[str]) -> pd.DataFrame:
+    """The rows of :func:`graph_inputs`' reports for ``report_ids``, in the same order."""
+    from linkage.retention import _temp_ids
+
+    with store.transaction():
+        _temp_ids(store.conn, "graph_reports", (str(r) for r in report_ids))
+    return store.frame(
+        "SELECT report_id, substr(received_at, 1, 10) AS received_at, category, reporter_id, reporter_type "
+        "FROM reports WHERE report_id IN (SELECT id FROM temp.graph_reports) ORDER BY report_id")
+
+
+def _graph_mentions(store: EmbeddedStore, column: str, ids: Sequence[str]) -> pd.DataFrame:
+    """The rows of :func:`graph_inputs`' mentions whose ``column`` (``mention_id`` or ``report_id``) is one of
+    ``ids``, in the same order."""
+    from linkage.graph.weights import anchored_sql
+    from linkage.retention import _temp_ids
+
+    assert column in ("mention_id", "report_id")
+    with store.transaction():
+        _temp_ids(store.conn, "graph_ids", (str(i) for i in ids))
+    return store.frame(
+        f"SELECT m.mention_id, m.report_id, m.entity_type, m.role, e.entity_id, {anchored_sql()} AS anchored "
+        "FROM mentions m "
+        f"JOIN mention_entities e USING (mention_id) WHERE m.{column} IN (SELECT id FROM temp.graph_ids) "
+        "ORDER BY m.mention_id")
+
+
+def _scores_usable(cached: Optional[pd.DataFrame], meta: dict) -> bool:
+    """Whether the scores a state kept can be re-used (same scoring policy and signals, parts kept)."""
+    from linkage.triage import SIGNALS
+
+    return (cached is not None and meta.get("scoring") == _policy_fingerprint()
+            and meta.get("signals") == list(SIGNALS) and "points" in cached.columns)
 
 
 def _policy_fingerprint() -> str:
@@ -349,51 +429,65 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
     """Score every cluster from its signals and route it by the rules; ranked clusters with reasons.
 
     With ``step`` (from :func:`communities_stage`) and ``store``, a cluster the last run scored and whose
-    component was not clustered again keeps its stored signals, with the recency signal computed again when
-    the reference date moved (:func:`linkage.triage.scoring.refresh_recency`); only the other clusters are
-    scored from scratch. Ranks and routing are always decided over all clusters.
+    component was not clustered again is not scored from its reports: its score, signals and reason at ``now``
+    are computed from the parts the last run kept (:func:`linkage.triage.scoring.rescore`: the recency signal
+    again, the other signals' points as kept); only the other clusters are scored from scratch. Ranks and
+    routing are always decided over all clusters. Every cluster's parts are left in ``step.parts`` for
+    :func:`save_cluster_state`.
     """
-    from linkage.triage import route, score_clusters
-    from linkage.triage.scoring import SCORED_COLUMNS, _isin, rank_scored, refresh_recency
+    from linkage.triage import SIGNALS, route
+    from linkage.triage.scoring import PART_COLUMNS, SCORED_COLUMNS, _isin, rank_scored, rescore, score_with_parts
 
     reports, mentions, links, entities = inputs
     if now is None:
         now = _data_now(reports)
     fresh_rc, kept = report_clusters, None
     cached = step.previous_scores if step is not None else None
-    if (step is not None and step.update is not None and not step.update.everything and cached is not None
-            and step.previous_meta.get("scoring") == _policy_fingerprint()):
+    if (step is not None and step.update is not None and not step.update.everything
+            and _scores_usable(cached, step.previous_meta)):
         redo = step.update.recomputed
         all_ids = set(report_clusters["cluster_id"].tolist())
-        kept = cached[_isin(cached["cluster_id"], all_ids - redo)]
+        kept = cached[_isin(cached["cluster_id"], all_ids - redo)].reset_index(drop=True)
         fresh_rc = report_clusters[~_isin(report_clusters["cluster_id"], kept["cluster_id"].tolist())]
     if entities is None and store is not None:
         clustered = mentions.loc[_isin(mentions["report_id"], fresh_rc["report_id"].tolist()), "entity_id"]
         entities = entity_rows(store, clustered.dropna().unique().tolist())
     if links is None and store is not None:
         links = report_links(store, fresh_rc["report_id"].tolist())
-    scored = score_clusters(fresh_rc, reports, mentions, links, entities, now=now)
+    scored, parts = score_with_parts(fresh_rc, reports, mentions, links, entities, now=now)
+    names = list(SIGNALS)
+    values = {cid: dict(zip(names, v)) for cid, v in zip(parts["cluster_id"].tolist(), parts["values"].tolist())}
     if kept is not None and len(kept):
-        kept = kept.assign(categories=[json.loads(c) for c in kept["categories"]])
-        if step.previous_meta.get("now") != now.isoformat():
-            kept = refresh_recency(kept, report_clusters, reports, now)
-        scored = rank_scored([scored, kept])
+        scores, signals, reasons, kept_values = rescore(kept, now)
+        values.update(zip(kept["cluster_id"].tolist(), kept_values))
+        again = pd.DataFrame({"cluster_id": kept["cluster_id"], "score": scores, "n_reports": kept["n_reports"],
+                              "n_reporters": kept["n_reporters"],
+                              "categories": [json.loads(c) for c in kept["categories"].tolist()],
+                              "signals": signals, "reason": reasons})
+        scored = rank_scored([scored, again])
+        parts = pd.concat([parts, kept[PART_COLUMNS]], ignore_index=True)
     scored = scored[SCORED_COLUMNS]
-    routed = route(scored, rules)
+    if step is not None:
+        step.parts = parts
+    # routing reads the signal values: given as name -> value (no JSON to parse again)
+    routed = route(scored[["cluster_id", "score", "categories"]].assign(
+        signals=[values[c] for c in scored["cluster_id"].tolist()]), rules)
     return scored.merge(routed, on="cluster_id", how="left", suffixes=("", "_route"))
 
 
 def save_cluster_state(store: EmbeddedStore, step: ClusterStep, scored: pd.DataFrame, now: dt.date) -> None:
-    """Keep the clusters and their scores (before routing, raw cluster ids) for the next run's reuse."""
+    """Keep the clusters and, per cluster (raw ids), its counts, categories and scoring parts
+    (:data:`linkage.triage.scoring.PART_COLUMNS`, from ``step.parts``) for the next run's reuse."""
     from linkage.graph.incremental import save_state
-    from linkage.triage.scoring import SCORED_COLUMNS
+    from linkage.triage import SIGNALS
 
-    cols = [c for c in SCORED_COLUMNS if c != "rank"]
-    scores = scored[cols].copy()
-    scores["categories"] = [json.dumps(_as_list(v), ensure_ascii=False) for v in scores["categories"].tolist()]
+    scores = scored[["cluster_id", "n_reports", "n_reporters", "categories"]].copy()
+    scores["categories"] = _json_lists(scores["categories"].tolist())
+    if step.parts is not None:
+        scores = scores.merge(step.parts, on="cluster_id", how="left")
     with store.transaction() as conn:
         save_state(conn, step.update.state, {"scores": scores},
-                   {"now": now.isoformat(), "scoring": _policy_fingerprint()})
+                   {"now": now.isoformat(), "scoring": _policy_fingerprint(), "signals": list(SIGNALS)})
 
 
 def _cluster_counts(reports: pd.DataFrame, report_clusters: pd.DataFrame, clusters: pd.DataFrame) -> dict[str, int]:
@@ -430,7 +524,7 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
     rows = clusters.copy()
     for col in ("categories", "agencies"):  # lists -> JSON text
         if col in rows.columns:
-            rows[col] = [json.dumps(_as_list(v), ensure_ascii=False) for v in rows[col].tolist()]
+            rows[col] = _json_lists(rows[col].tolist())
     for col in ("signals", "routing"):  # already JSON text from triage; other values are encoded here
         if col in rows.columns:
             rows[col] = [v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
@@ -529,14 +623,18 @@ def _has_table(store: EmbeddedStore, name: str) -> bool:
 
 
 def status_stage(store: EmbeddedStore, clusters: pd.DataFrame) -> int:
-    """Move reports forward: clustered reports become 'gekoppeld', routed ones 'doorgezet'."""
+    """Move reports forward: clustered reports become 'gekoppeld', routed ones 'doorgezet'.
+
+    Only the reports whose cluster, cluster agencies or history changed since the last run's status stage are
+    looked at (:func:`linkage.feedback.lifecycle.advance_changed`); the rows written are the same.
+    """
     try:
-        from linkage.feedback.lifecycle import advance_after_routing
+        from linkage.feedback.lifecycle import advance_changed
     except ImportError:  # pragma: no cover - present once the lifecycle module lands
         return 0
     report_clusters = store.report_clusters()
     routing = clusters[["cluster_id", "agencies"]].copy() if "agencies" in clusters.columns else pd.DataFrame()
-    return int(advance_after_routing(store, report_clusters, routing) or 0)
+    return int(advance_changed(store, report_clusters, routing) or 0)
 
 
 def run(
@@ -602,21 +700,26 @@ def run(
         # resolving, clustering and scoring build millions of small objects without cycles: the cyclic
         # garbage collector is paused inside each of these stages (linkage.gcpause)
         t0 = begin("resolve")
+        changed: list = []
         with paused_gc():
-            summary.counts.update({f"er_{k}": v for k, v in resolve_stage(store, settings, full=full).items()})
+            er_counts = resolve_stage(store, settings, full=full, changed=changed)
+            summary.counts.update({f"er_{k}": v for k, v in er_counts.items()})
         end("resolve", t0)
 
         t0 = begin("clusters")
         with paused_gc():
-            step = communities_stage(store, settings, seed, full=full)
+            step = communities_stage(store, settings, seed, full=full,
+                                     changed=changed if "touched_mentions" in er_counts else None)
         report_clusters = step.report_clusters
         summary.counts.update(step.update.stats)
         end("clusters", t0)
         t0 = begin("score")
-        when = now if now is not None else _data_now(step.inputs[0])
+        when = now if now is not None else (step.now if step.now is not None else _data_now(step.inputs[0]))
         with paused_gc():
             clusters = score_stage(report_clusters, step.inputs, rules, when, step=step, store=store)
         summary.counts.update(_cluster_counts(step.inputs[0], report_clusters, clusters))
+        if step.n_reports is not None:
+            summary.counts["reports"] = step.n_reports
         end("score", t0)
 
         t0 = begin("store")

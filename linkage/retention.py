@@ -171,6 +171,9 @@ def purge(store, older_than_days: int, now: dt.datetime | None = None, dry_run: 
             c["clusters"] = _delete(conn, f"DELETE FROM clusters WHERE cluster_id IN {in_c}")
             c["cluster_cases"] = _delete(conn, f"DELETE FROM cluster_cases WHERE cluster_id IN {in_c}")
             c["status_history"] = _delete(conn, f"DELETE FROM status_history WHERE report_id IN {in_r}")
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'status_inputs'").fetchone():
+                # what the last status stage saw of these reports (linkage.feedback.lifecycle.advance_changed)
+                conn.execute(f"DELETE FROM status_inputs WHERE report_id IN {in_r}")
             c["feedback_sent"] = _delete(conn, f"DELETE FROM feedback_sent WHERE report_id IN {in_r}")
             c["quarantine"] = _delete(
                 conn, f"DELETE FROM quarantine WHERE json_valid(raw) AND "

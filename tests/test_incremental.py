@@ -296,3 +296,66 @@ def test_purge_removes_its_mentions_from_the_state_and_the_next_run_rereads_the_
     assert "touched_mentions" not in counts  # the state was marked unusable: the full path re-read the pairs
     with EmbeddedStore(tmp_path / "p.db") as s:
         assert s.count("mention_entities") == s.count("mentions")
+
+
+# --- incremental clustering from the changed mentions only (linkage.graph.incremental.update_changed) -------
+_TYPES = ("person", "address", "phone", "person", "address")
+
+
+def _graph_world(rng: np.random.Generator, n_groups: int = 30, prefix: str = "R") -> pd.DataFrame:
+    """Mentions of groups of reports sharing a few entities each, a few hubs mentioned across groups, persons
+    anchored or not (so the anchored link rows and hub confirmations are exercised)."""
+    rows = []
+    for k in range(n_groups):  # an entity's type follows from its id (E<group>-<j>: type j), as resolved ids do
+        ents = [(f"E{k}-{j}", _TYPES[j]) for j in range(int(rng.integers(2, 6)))]
+        for i in range(int(rng.integers(2, 10))):
+            rid = f"{prefix}{k:02d}-{i:02d}"
+            picks = [ents[j] for j in rng.choice(len(ents), size=2, replace=False)]
+            if rng.random() < 0.3:
+                picks.append((f"HUB{int(rng.integers(0, 2))}", "address"))
+            for m, (eid, etype) in enumerate(picks):
+                rows.append((f"{rid}-M{m}", rid, etype, "x", eid, int(rng.random() < 0.7)))
+    return pd.DataFrame(rows, columns=["mention_id", "report_id", "entity_type", "role", "entity_id", "anchored"])
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_update_changed_equals_clustering_everything(seed):
+    """Runs that add reports and re-assign mentions give, from the changed mentions alone, the clusters and
+    components that clustering the whole graph gives."""
+    from linkage.graph.incremental import component_table, update_changed, update_clusters
+    from linkage.graph.communities import components_membership, report_graph
+    from linkage.graph.weights import as_graph_settings
+
+    rng = np.random.default_rng(seed)
+    settings = {"hub_max_reports": 6}
+    mentions = _graph_world(rng)
+    state = update_clusters(None, mentions, None, seed=seed, settings=settings).state
+    partial = []
+    for step in range(3):
+        # some new reports (in existing groups and new ones) and some mentions moved to another entity
+        new = _graph_world(rng, n_groups=8, prefix=f"N{step}-")
+        new["entity_id"] = [e if e.startswith("HUB") or rng.random() < 0.5
+                            else f"E{int(rng.integers(0, 30))}-{e.split('-')[1]}" for e in new["entity_id"]]
+        moved = mentions.sample(frac=0.02, random_state=seed + step).index
+        mentions = mentions.copy()
+        mentions.loc[moved, "entity_id"] = [e if e.startswith("HUB") else f"E{int(rng.integers(0, 30))}-{e.split('-')[1]}"
+                                            for e in mentions.loc[moved, "entity_id"]]
+        mentions = pd.concat([mentions, new], ignore_index=True)
+        changed_ids = mentions.loc[moved, "mention_id"].tolist() + new["mention_id"].tolist()
+        changed = mentions[mentions["mention_id"].isin(changed_ids)]
+        got = update_changed(state, changed, changed_ids, seed=seed, settings=settings, n_resolved=len(mentions))
+        want = update_clusters(None, mentions, None, seed=seed, settings=settings)
+        assert got is not None and not got.everything
+        pd.testing.assert_frame_equal(got.clusters, want.clusters)
+        rg = report_graph(mentions, as_graph_settings(settings))
+        comps = component_table(rg.report_ids, components_membership(rg))
+        pd.testing.assert_frame_equal(got.state.components.reset_index(drop=True), comps)
+        assert got.stats["components"] == want.stats["components"]
+        partial.append(0 < got.stats["components_reclustered"] < got.stats["components"])
+        state = got.state
+    assert any(partial)  # some runs left components alone
+    # a wrong count of resolved mentions, another seed or a state without components: not usable
+    assert update_changed(state, changed, changed_ids, seed=seed, settings=settings, n_resolved=1) is None
+    assert update_changed(state, changed, changed_ids, seed=seed + 1, settings=settings) is None
+    state.components = None
+    assert update_changed(state, changed, changed_ids, seed=seed, settings=settings) is None

@@ -23,6 +23,7 @@ from linkage.feedback.lifecycle import (
     TransitionError,
     active_case_clusters,
     advance_after_routing,
+    advance_changed,
     cluster_history,
     current_status,
     current_statuses,
@@ -175,6 +176,74 @@ def test_advance_reads_the_store_by_default(store):
     advance_after_routing(store)
     assert current_status(store, "R-5005") == "doorgezet"
     assert history(store, "R-5005")["agency"].tolist()[-1] == "Politie; RIEC"
+
+
+def _histories(store) -> list[tuple]:
+    return store.conn.execute("SELECT id, report_id, actor, from_status, to_status, note, agency FROM status_history "
+                              "ORDER BY id").fetchall()
+
+
+def test_advance_changed_writes_what_advance_after_routing_writes(tmp_path, monkeypatch):
+    """Two stores go through the same runs and analyst actions; one advances through advance_changed (looking
+    only at reports whose inputs or history changed), the other through advance_after_routing: every history
+    row, ids included, is the same after each step."""
+    monkeypatch.setenv("LINKAGE_USER", "tester")
+    reports = [f"R-{i:02d}" for i in range(12)]
+    stores = []
+    for name in ("changed", "all"):
+        s = EmbeddedStore(tmp_path / f"{name}.db")
+        s.insert_rows("reports", [{"report_id": r, "received_at": "2025-03-03", "category": "overig", "content_hash": r}
+                                  for r in reports], ["report_id", "received_at", "category", "content_hash"])
+        stores.append(s)
+    runs = [  # (report -> cluster, cluster -> agencies, analyst action before the run)
+        ({"R-00": "C1", "R-01": "C1", "R-02": "C2", "R-03": "C2"}, {"C1": ["politie"], "C2": []}, None),
+        ({"R-00": "C1", "R-01": "C1", "R-02": "C2", "R-03": "C2"}, {"C1": ["politie"], "C2": []}, None),
+        ({"R-00": "C1", "R-01": "C1", "R-02": "C2", "R-03": "C2", "R-04": "C2"}, {"C1": ["politie"], "C2": ["fiod"]},
+         ("R-00", "in_behandeling")),
+        ({"R-00": "C1", "R-01": "C3", "R-02": "C2", "R-04": "C2", "R-05": "C3"}, {"C1": ["politie", "riec"],
+                                                                                 "C2": ["fiod"], "C3": ["politie"]},
+         ("R-02", "afgehandeld")),
+        ({"R-00": "C1", "R-01": "C3", "R-02": "C2", "R-04": "C2", "R-05": "C3", "R-06": "C3"},
+         {"C1": ["politie", "riec"], "C2": ["fiod"], "C3": ["politie"]}, ("R-03", "in_behandeling")),
+    ]
+    for members, agencies, action in runs:
+        rc = pd.DataFrame({"report_id": list(members), "cluster_id": list(members.values())})
+        routing = pd.DataFrame({"cluster_id": list(agencies), "agencies": list(agencies.values())})
+        counts = []
+        for s, advance in zip(stores, (advance_changed, advance_after_routing)):
+            if action is not None:
+                set_status(s, action[0], action[1], note="analist")
+            counts.append(int(advance(s, rc, routing)))
+        assert counts[0] == counts[1]
+        assert _histories(stores[0]) == _histories(stores[1])
+    assert len(_histories(stores[0])) >= 12  # the runs moved reports forward several times
+    for s in stores:
+        s.close()
+
+
+def test_advance_changed_looks_at_a_report_whose_history_changed_since(store):
+    """An analyst's row since the last call makes the report looked at again, even with unchanged inputs."""
+    rc, routing = _routing_setup(store)
+    advance_changed(store, rc, routing)
+    set_status(store, "R-1001", "in_behandeling", note="terug")
+    set_status(store, "R-1001", "gekoppeld", note="toch")
+    routing2 = pd.DataFrame({"cluster_id": ["C-1", "C-2"], "agencies": [["Politie"], ["FIOD"]]})
+    summary = advance_changed(store, rc, routing2)
+    assert summary.doorgezet == 1 and current_status(store, "R-3003") == "doorgezet"
+    assert current_status(store, "R-1001") == "gekoppeld"  # Politie was recorded for it already
+    assert int(advance_changed(store, rc, routing2)) == 0
+
+
+def test_purge_forgets_what_the_status_stage_saw_of_purged_reports(store):
+    import datetime as dt
+
+    from linkage.retention import purge
+
+    rc, routing = _routing_setup(store)
+    advance_changed(store, rc, routing)
+    assert store.count("status_inputs") == 4
+    purge(store, 30, now=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), actor="test")
+    assert store.count("reports") == 0 and store.count("status_inputs") == 0
 
 
 # --- clusters: cases and history --------------------------------------------------------------------

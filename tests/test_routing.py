@@ -239,3 +239,30 @@ def test_rules_file_override_is_used(rules_file):
 def test_counting_failures_agrees_with_the_phrases(categories, score, signals):
     for rule in load_rules().rules:
         assert rule.n_failures(set(categories), score, signals) == len(rule.failures(categories, score, signals))
+
+
+def test_route_gives_what_route_one_gives_for_every_cluster():
+    """route counts the conditions for all clusters at once and makes each fired-rule set's routing once;
+    every row must equal route_one's for that cluster (random categories, scores and signal values)."""
+    import numpy as np
+
+    from linkage.triage import SIGNALS, route_one
+    from linkage.triage.routing import _known_categories
+
+    rng = np.random.default_rng(3)
+    cats = sorted(_known_categories())
+    rows = []
+    for i in range(400):
+        chosen = list(rng.choice(cats, size=int(rng.integers(0, 4)), replace=False))
+        values = {name: float(rng.choice([0, 1, 2, 3, 4, 6, 8, 0.5])) for name in SIGNALS if rng.random() < 0.7}
+        rows.append((f"c_{i:03d}", float(rng.choice([0.0, 5.5, 19.99, 20.0, 29.9, 30.0, 45.0, 60.0, 90.0, 95.5])),
+                     chosen, values))
+    frame = pd.DataFrame(rows, columns=["cluster_id", "score", "categories", "signals"])
+    rules = load_rules()
+    got = route(frame)
+    for (cid, score, chosen, values), row in zip(rows, got.to_dict("records")):
+        ags, routing, why = route_one(rules, chosen, score, values)
+        row["unrouted_reason"] = None if pd.isna(row["unrouted_reason"]) else row["unrouted_reason"]
+        assert row == {"cluster_id": cid, "agencies": ags, "agency_names": [rules.agencies[a] for a in ags],
+                       "routing": json.dumps(routing, ensure_ascii=False), "unrouted_reason": why}
+    assert got["unrouted_reason"].isna().any() and got["unrouted_reason"].notna().any()

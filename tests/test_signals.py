@@ -255,27 +255,51 @@ def test_no_clusters_gives_empty_frame_with_columns():
     assert out.empty and list(out.columns) == SCORED_COLUMNS
 
 
-@pytest.mark.parametrize("later", [0, 1, 45, 400])
-def test_refresh_recency_equals_scoring_again_at_the_new_date(later):
-    from linkage.triage.scoring import _swap_recency, rank_scored, refresh_recency
+def _rescored(parts: pd.DataFrame, scored: pd.DataFrame, when: dt.date) -> pd.DataFrame:
+    """The rows rescore gives from ``parts`` at ``when`` (counts and categories from ``scored``), ranked."""
+    from linkage.triage.scoring import rank_scored, rescore
 
-    before = score_clusters(CLUSTERS, REPORTS, MENTIONS, LINKS, ENTITIES, now=NOW)
+    scores, signals, reasons, _ = rescore(parts, when)
+    base = scored.set_index("cluster_id").loc[parts["cluster_id"]].reset_index()
+    return rank_scored([base.assign(score=scores, signals=signals, reason=reasons)])
+
+
+@pytest.mark.parametrize("later", [-30, 0, 1, 45, 400])
+def test_rescore_equals_scoring_again_at_the_new_date(later):
+    from linkage.triage.scoring import PART_COLUMNS, rescore, score_with_parts
+
+    before, parts = score_with_parts(CLUSTERS, REPORTS, MENTIONS, LINKS, ENTITIES, now=NOW)
+    pd.testing.assert_frame_equal(before, score_clusters(CLUSTERS, REPORTS, MENTIONS, LINKS, ENTITIES, now=NOW))
+    assert list(parts.columns) == PART_COLUMNS
     when = NOW + dt.timedelta(days=later)
     want = score_clusters(CLUSTERS, REPORTS, MENTIONS, LINKS, ENTITIES, now=when)
-    got = rank_scored([refresh_recency(before, CLUSTERS, REPORTS, when)])
-    pd.testing.assert_frame_equal(got, want)
-    # the quick path (recency swapped in the text) was the one taken, and a sentence with quotes survives it
-    text = before["signals"][0]
-    assert _swap_recency(text, SIGNALS["recency"](ctx(reports=reps())), POLICY) is not None
-    odd = text.replace('reports in the cluster.', 'reports \\"in\\" the \\\\ cluster.')
-    score, new_text, reason = _swap_recency(odd, SIGNALS["recency"](ctx(reports=reps())), POLICY)
-    assert json.loads(new_text)[0]["sentence"] == json.loads(odd)[0]["sentence"]
+    pd.testing.assert_frame_equal(_rescored(parts, before, when), want)
+    # the values routing reads are the signals' values at ``when``
+    _, _, _, values = rescore(parts, when)
+    for cid, vals in zip(parts["cluster_id"], values):
+        sigs = json.loads(want.set_index("cluster_id").loc[cid, "signals"])
+        assert vals == {r["name"]: float(r["value"]) for r in sigs}
 
 
-def test_refresh_recency_shares_signals_by_newest_date_and_handles_undated_clusters():
-    """refresh_recency computes one recency record per newest date: clusters sharing it (with different oldest
-    dates), a cluster with an undated report and a cluster without any date all equal scoring them again."""
-    from linkage.triage.scoring import rank_scored, refresh_recency
+def test_rescore_survives_a_parquet_round_trip_and_quotes_in_sentences(tmp_path):
+    """Parts are kept as parquet between runs; a sentence with quotes and backslashes stays as it was."""
+    from linkage.triage.scoring import score_with_parts
+
+    ents = ENTITIES.assign(label=ENTITIES["label"].astype(str) + ' "quoted" \\ x')
+    before, parts = score_with_parts(CLUSTERS, REPORTS, MENTIONS, LINKS, ents, now=NOW)
+    parts.to_parquet(tmp_path / "p.parquet", index=False)
+    back = pd.read_parquet(tmp_path / "p.parquet")
+    when = NOW + dt.timedelta(days=10)
+    want = score_clusters(CLUSTERS, REPORTS, MENTIONS, LINKS, ents, now=when)
+    assert any('\\"quoted\\"' in s for s in want["signals"])
+    pd.testing.assert_frame_equal(_rescored(back, before, when), want)
+
+
+def test_rescore_shares_records_by_dates_and_handles_undated_clusters():
+    """rescore makes one recency record per (newest, oldest): clusters sharing a newest date (with different
+    oldest dates), a cluster with an undated report and a cluster without any date all equal scoring them
+    again."""
+    from linkage.triage.scoring import score_with_parts
 
     reports = pd.concat([REPORTS, pd.DataFrame({
         "report_id": ["D1", "D2", "D3", "U1", "U2"],
@@ -293,9 +317,9 @@ def test_refresh_recency_shares_signals_by_newest_date_and_handles_undated_clust
     clusters = pd.concat([CLUSTERS, pd.DataFrame({"report_id": ["D1", "D2", "D3", "U1", "U2"],
                                                   "cluster_id": ["c_d", "c_d", "c_d", "c_u", "c_u"]})],
                          ignore_index=True)
-    before = score_clusters(clusters, reports, mentions, LINKS, ENTITIES, now=NOW)
+    before, parts = score_with_parts(clusters, reports, mentions, LINKS, ENTITIES, now=NOW)
+    assert parts.set_index("cluster_id").loc["c_u", "newest"] == ""
     for later in (3, 200):
         when = NOW + dt.timedelta(days=later)
         want = score_clusters(clusters, reports, mentions, LINKS, ENTITIES, now=when)
-        got = rank_scored([refresh_recency(before, clusters, reports, when)])
-        pd.testing.assert_frame_equal(got, want)
+        pd.testing.assert_frame_equal(_rescored(parts, before, when), want)

@@ -389,7 +389,7 @@ def _fuzzy_neighbours(values: np.ndarray, new_values: set) -> np.ndarray:
 
 def block_involving(records: pd.DataFrame, rules: tuple[BlockingRule, ...] | list[BlockingRule],
                     involving: np.ndarray, order: np.ndarray, entity_type: str = "",
-                    largest: int = 10) -> tuple[Candidates, BlockingReport]:
+                    largest: int = 10, hashes: np.ndarray | None = None) -> tuple[Candidates, BlockingReport]:
     """The pairs :func:`block` gives with ``involving``, with work that grows with the involved records.
 
     Each rule looks only at the records of the blocks that hold an involved record (whole blocks, so that
@@ -397,6 +397,11 @@ def block_involving(records: pd.DataFrame, rules: tuple[BlockingRule, ...] | lis
     sort key of the records in a run over everything (e.g. the mention ids when that run has them sorted):
     record-index ties break in that order, so the pairs are the same as :func:`block` on records in that
     order. Pairs come back as indices into ``records`` (``left < right``).
+
+    ``hashes`` (optional, ``(records, rules)``: each record's block-key hash per rule, 0 for no key, as
+    :func:`linkage.resolve.incremental.block_key_hashes` makes them) finds those blocks by comparing
+    numbers instead of key values: the records sharing an involved record's hash hold its blocks whole (and,
+    on a collision, another block whole, whose pairs involve no involved record and are dropped).
 
     >>> df = pd.DataFrame({"a": ["x", "x", "y", "y"], "b": ["1", "2", "2", "3"]})
     >>> cand, _ = block_involving(df, [BlockingRule("a", ("a",)), BlockingRule("b", ("b",))],
@@ -414,29 +419,33 @@ def block_involving(records: pd.DataFrame, rules: tuple[BlockingRule, ...] | lis
             values[name] = records[name].to_numpy(dtype=object)
         return values[name]
 
-    for rule in rules:
+    for j, rule in enumerate(rules):
         cols = [c for c in _rule_columns(rule) if c in records.columns]
         if not len(new_idx) or any(k not in records.columns for k in rule.keys) or (
                 rule.fuzzy_key and rule.fuzzy_key not in records.columns):
             parts.append((np.empty(0, np.int64), RuleStats(rule.name, 0, 0, 0, 0, 0, [])))
             continue
-        mask = np.ones(n, dtype=bool)
-        for k in rule.keys:  # a superset of the blocks holding a new record (whole blocks)
-            col = column(k)
-            wanted = set(col[new_idx].tolist()) - {""}
-            mask &= pd.Series(col, dtype=object).isin(wanted).to_numpy()
+        if hashes is not None and rule.keys:  # the records sharing an involved record's block-key hash
+            wanted_h = np.unique(hashes[new_idx, j])
+            mask = np.isin(hashes[:, j], wanted_h[wanted_h != 0])
+        else:
+            mask = np.ones(n, dtype=bool)
+            for k in rule.keys:  # a superset of the blocks holding a new record (whole blocks)
+                col = column(k)
+                wanted = set(col[new_idx].tolist()) - {""}
+                mask &= pd.Series(col, dtype=object).isin(wanted).to_numpy()
         if rule.fuzzy_key:
-            col = column(rule.fuzzy_key)
-            wanted = set(col[new_idx][mask[new_idx]].tolist()) - {""}
             sel = np.flatnonzero(mask)
+            fuzzy = records[rule.fuzzy_key]
+            wanted = set(fuzzy.iloc[new_idx[mask[new_idx]]].to_numpy(dtype=object).tolist()) - {""}
             mask[:] = False
             if wanted and len(sel):
-                mask[sel[_fuzzy_neighbours(col[sel], wanted)]] = True
+                mask[sel[_fuzzy_neighbours(fuzzy.iloc[sel].to_numpy(dtype=object), wanted)]] = True
         sub = np.flatnonzero(mask)
         if rule.pair_with_empty and rule.pair_with_empty in records.columns and len(sub):
             # only blocks that hold a record with the empty column give pairs: keep those blocks
             keys = block_keys(records.iloc[sub], rule).to_numpy(dtype=object)
-            blank = column(rule.pair_with_empty)[sub] == ""
+            blank = records[rule.pair_with_empty].iloc[sub].to_numpy(dtype=object) == ""
             sub = sub[pd.Series(keys, dtype=object).isin(set(keys[blank].tolist()) - {""}).to_numpy()]
         sub = sub[np.argsort(np.asarray(order)[sub], kind="stable")]
         part = records[cols].iloc[sub].reset_index(drop=True)

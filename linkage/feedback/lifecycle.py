@@ -1,7 +1,8 @@
 """Report lifecycle: statuses with an append-only history, and the cases and history of clusters.
 
 In:  a store; status changes from analysts (``linkage status``) and from routing
-     (:func:`advance_after_routing`, called by the pipeline after clusters are routed).
+     (:func:`advance_after_routing`; the pipeline calls :func:`advance_changed`, which applies the same rules
+     to the reports whose cluster, agencies or history changed since its last call).
 Out: rows in ``status_history`` (never updated); the current status of a report is its last row, and
      a report without rows is ``ontvangen``. Also ``cluster_cases`` (a cluster marked as an active
      case is kept by retention) and ``cluster_history`` (created / kept / merged / split / dissolved
@@ -303,52 +304,122 @@ def advance_after_routing(store, report_clusters_df: pd.DataFrame | None = None,
     if routing_df is None:
         routing_df = store.frame("SELECT cluster_id, agencies FROM clusters")
     routed = _routing_map(routing_df)
-    summary = AdvanceSummary()
     pairs = sorted(set(zip(report_clusters_df["report_id"].astype(str).tolist(),
                            report_clusters_df["cluster_id"].astype(str).tolist())))
-    at = now_iso(now)
-    rows: list[tuple] = []
+    with store.transaction():
+        return _advance(store.conn, pairs, routed, actor, now_iso(now), None)
+
+
+#: What :func:`advance_changed` keeps of its last call: each clustered report's cluster and that cluster's
+#: agencies (JSON list); ``meta`` key :data:`STATUS_MARK` holds the last ``status_history`` id it left.
+STATUS_INPUTS_TABLE = ("CREATE TABLE IF NOT EXISTS status_inputs (report_id TEXT PRIMARY KEY, cluster_id TEXT NOT NULL, "
+                       "agencies TEXT NOT NULL)")
+STATUS_MARK = "status_mark"
+
+
+def advance_changed(store, report_clusters_df: pd.DataFrame, routing_df: pd.DataFrame, actor: str = "linkage",
+                    now: dt.datetime | None = None) -> AdvanceSummary:
+    """What :func:`advance_after_routing` does, looking only at the reports whose outcome can differ from its
+    last call's: those whose cluster or cluster agencies differ from what the last call saw (kept in
+    ``status_inputs``), and those with a history row written since (anyone's: ``id`` above the mark the last
+    call left). Every other report has the inputs and the history it had after the last call, and the rules
+    are idempotent, so it would get no row. The rows written, their order and so their ids are those
+    :func:`advance_after_routing` writes; ``skipped_final`` counts only the reports looked at. The first
+    call (no mark yet) looks at every report.
+
+    Everything, the kept inputs and the mark included, is written in one transaction.
+    """
+    routed = _routing_map(routing_df)
+    pairs = sorted(set(zip(report_clusters_df["report_id"].astype(str).tolist(),
+                           report_clusters_df["cluster_id"].astype(str).tolist())))
+    texts = {cid: json.dumps(ags) for cid, ags in routed.items()}
+    current = {rid: (cid, texts.get(cid, "[]")) for rid, cid in pairs}
     with store.transaction():
         conn = store.conn
+        conn.execute(STATUS_INPUTS_TABLE)
+        mark = conn.execute("SELECT value FROM meta WHERE key = ?", (STATUS_MARK,)).fetchone()
+        seen = {r: (c, a) for r, c, a in conn.execute("SELECT report_id, cluster_id, agencies FROM status_inputs")}
+        changed = [r for r, v in current.items() if seen.get(r) != v]
+        if mark is None:
+            only = None
+        else:
+            only = set(changed) | {r for (r,) in conn.execute(
+                "SELECT DISTINCT report_id FROM status_history WHERE id > ?", (int(mark[0]),))}
+        summary = _advance(conn, [p for p in pairs if only is None or p[0] in only], routed, actor, now_iso(now),
+                           only)
+        gone = [r for r in seen if r not in current]
+        if gone:
+            conn.executemany("DELETE FROM status_inputs WHERE report_id = ?", [(r,) for r in gone])
+        if changed:
+            conn.executemany("INSERT OR REPLACE INTO status_inputs (report_id, cluster_id, agencies) VALUES (?, ?, ?)",
+                             [(r, *current[r]) for r in changed])
+        last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM status_history").fetchone()[0]
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (STATUS_MARK, str(last)))
+    return summary
+
+
+def _advance(conn, pairs: list[tuple[str, str]], routed: Mapping[str, list[str]], actor: str, at: str,
+             only: set[str] | None) -> AdvanceSummary:
+    """The rules of :func:`advance_after_routing` over ``pairs`` (sorted ``(report_id, cluster_id)``), in the
+    caller's transaction; the history read is that of the reports in ``only`` (None: all)."""
+    summary = AdvanceSummary()
+    rows: list[tuple] = []
+    if only is None:
         last = _last_statuses(conn)  # reports without history are 'ontvangen'
         known = {r for (r,) in conn.execute("SELECT report_id FROM reports")}
         linked_before = {r for (r,) in conn.execute(
             "SELECT DISTINCT report_id FROM status_history WHERE to_status='gekoppeld'")}
-        recorded: dict[str, set[str]] = {}
-        split = _split_cached()
-        for rid, text in conn.execute(
-                "SELECT report_id, agency FROM status_history WHERE to_status='doorgezet' AND agency IS NOT NULL"):
-            recorded.setdefault(rid, set()).update(split(text))
-        for report_id, cluster_id in pairs:
-            if report_id not in known:
-                continue
-            status = last.get(report_id, INITIAL_STATUS)
-            if status in FINAL_STATUSES:
-                summary.skipped_final += 1
-                continue
-            if status in ("ontvangen", "in_behandeling") and report_id not in linked_before:
-                rows.append((report_id, at, actor, status, "gekoppeld", f"in cluster {cluster_id}", None))
-                linked_before.add(report_id)
-                summary.gekoppeld += 1
-                summary.report_ids.append(report_id)
-                status = "gekoppeld"
-            if status not in ("gekoppeld", "doorgezet"):
-                continue
-            agencies = routed.get(cluster_id)
-            if not agencies:
-                continue
-            seen = recorded.get(report_id, set())
-            new = [a for a in agencies if a not in seen]
-            if not new:
-                continue
-            rows.append((report_id, at, actor, status, "doorgezet", f"cluster {cluster_id} routed", "; ".join(new)))
-            recorded.setdefault(report_id, set()).update(new)
-            summary.doorgezet += 1
+        doorgezet = conn.execute(
+            "SELECT report_id, agency FROM status_history WHERE to_status='doorgezet' AND agency IS NOT NULL")
+    else:
+        conn.execute("DROP TABLE IF EXISTS temp.advance_ids")
+        conn.execute("CREATE TEMP TABLE advance_ids (id TEXT PRIMARY KEY)")
+        conn.executemany("INSERT OR IGNORE INTO temp.advance_ids (id) VALUES (?)", ((r,) for r in only))
+        last = dict(conn.execute(
+            "SELECT h.report_id, h.to_status FROM status_history h WHERE h.id IN (SELECT MAX(id) FROM status_history "
+            "WHERE report_id IN (SELECT id FROM temp.advance_ids) GROUP BY report_id)").fetchall())
+        known = {r for (r,) in conn.execute("SELECT report_id FROM reports WHERE report_id IN "
+                                            "(SELECT id FROM temp.advance_ids)")}
+        linked_before = {r for (r,) in conn.execute(
+            "SELECT DISTINCT report_id FROM status_history WHERE to_status='gekoppeld' "
+            "AND report_id IN (SELECT id FROM temp.advance_ids)")}
+        doorgezet = conn.execute(
+            "SELECT report_id, agency FROM status_history WHERE to_status='doorgezet' AND agency IS NOT NULL "
+            "AND report_id IN (SELECT id FROM temp.advance_ids)")
+    recorded: dict[str, set[str]] = {}
+    split = _split_cached()
+    for rid, text in doorgezet:
+        recorded.setdefault(rid, set()).update(split(text))
+    for report_id, cluster_id in pairs:
+        if report_id not in known:
+            continue
+        status = last.get(report_id, INITIAL_STATUS)
+        if status in FINAL_STATUSES:
+            summary.skipped_final += 1
+            continue
+        if status in ("ontvangen", "in_behandeling") and report_id not in linked_before:
+            rows.append((report_id, at, actor, status, "gekoppeld", f"in cluster {cluster_id}", None))
+            linked_before.add(report_id)
+            summary.gekoppeld += 1
             summary.report_ids.append(report_id)
-        if rows:  # one statement for all rows, in the order decided above (ids as one by one)
-            conn.executemany(
-                "INSERT INTO status_history (report_id, at, actor, from_status, to_status, note, agency) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            status = "gekoppeld"
+        if status not in ("gekoppeld", "doorgezet"):
+            continue
+        agencies = routed.get(cluster_id)
+        if not agencies:
+            continue
+        seen = recorded.get(report_id, set())
+        new = [a for a in agencies if a not in seen]
+        if not new:
+            continue
+        rows.append((report_id, at, actor, status, "doorgezet", f"cluster {cluster_id} routed", "; ".join(new)))
+        recorded.setdefault(report_id, set()).update(new)
+        summary.doorgezet += 1
+        summary.report_ids.append(report_id)
+    if rows:  # one statement for all rows, in the order decided above (ids as one by one)
+        conn.executemany(
+            "INSERT INTO status_history (report_id, at, actor, from_status, to_status, note, agency) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
     return summary
 
 

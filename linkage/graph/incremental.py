@@ -16,6 +16,14 @@ it mentions a dirty entity, now or before. A component without a dirty report ha
 and weights it had, so its clusters are the ones stored; the components with a dirty report are clustered
 again. Another seed, other graph settings, the modularity objective (not separable by component) or a state
 of another version cluster everything again.
+
+When the caller knows which mentions changed (:func:`update_changed`: the new mentions and those the
+resolver re-assigned), nothing else is read: the state keeps every resolved mention's row and each linked
+report's component (its smallest report id), so the dirty reports, the components they are in and the rows
+of those components' entities are found in the state. Only that part of the graph is built: a report of
+another component shares no entity of degree 2 to ``hub_max_reports`` with it (else both would be in one
+component), so the part holds every link of those components, each with its full weight (every row of each
+entity they mention is in it, so degrees and hub confirmations are those of the whole graph).
 """
 from __future__ import annotations
 
@@ -37,7 +45,7 @@ from linkage.graph.communities import (
 from linkage.graph.weights import GraphSettings, as_graph_settings
 
 #: Bump when what a state means changes (how communities are found, how the incidence is kept).
-STATE_VERSION = 2
+STATE_VERSION = 3
 #: The incidence's leading columns; any other column of the mentions given follows, sorted by name.
 INCIDENCE_COLUMNS = ["report_id", "entity_id", "entity_type"]
 
@@ -45,12 +53,15 @@ INCIDENCE_COLUMNS = ["report_id", "entity_id", "entity_type"]
 @dataclass
 class ClusterState:
     """What the next run needs of this one: the settings fingerprint, the incidence (:func:`incidence`) and
-    the columns it was made of, and the clusters (``report_id, cluster_id``, as :func:`find_clusters` gives)."""
+    the columns it was made of, the clusters (``report_id, cluster_id``, as :func:`find_clusters` gives) and
+    each linked report's connected component (``report_id, component``: the component's smallest report id;
+    None when not kept)."""
 
     fingerprint: str
-    incidence: pa.Array
+    incidence: pa.Table
     clusters: pd.DataFrame
     columns: list[str] = field(default_factory=list)
+    components: pd.DataFrame | None = None
 
 
 @dataclass
@@ -63,6 +74,7 @@ class ClusterUpdate:
     recomputed: set[str]
     stats: dict[str, int] = field(default_factory=dict)
     everything: bool = True
+    region: np.ndarray | None = None  # update_changed: the report ids whose clusters were decided again
 
 
 def fingerprint(settings: GraphSettings, seed: int) -> str:
@@ -89,43 +101,78 @@ def _text(values: pd.Series) -> pa.Array:
     return pc.fill_null(arr, "")
 
 
-def incidence(reports: pd.DataFrame | None, mentions: pd.DataFrame) -> pa.Array:
-    """The resolved mentions the report graph is made of (of ``reports`` when given; with an entity) as one
-    distinct text key per mention row (in the order of ``mentions``): ``report_id, entity_id, entity_type`` and then every other column of
-    ``mentions`` by name, joined by ``\\x1f``. Whatever a mention carries that the graph may weigh
-    (``anchored``, say) is part of the key, so a change in any of it marks the entity dirty.
+def incidence(reports: pd.DataFrame | None, mentions: pd.DataFrame) -> pa.Table:
+    """The resolved mentions the report graph is made of (of ``reports`` when given; with an entity), as an
+    arrow table of the columns ``report_id, entity_id, entity_type`` and then every other column of
+    ``mentions`` by name, in the order of ``mentions``. Whatever a mention carries that the graph may weigh
+    (``anchored``, say) is in it, so a change in any of it marks the entity dirty (:func:`row_keys`).
 
     >>> m = pd.DataFrame({"report_id": ["R2", "R1", "R1"], "entity_id": ["E", "E", None], "entity_type": ["x"] * 3})
-    >>> sorted(k.replace("\\x1f", "|") for k in incidence(None, m).to_pylist())
-    ['R1|E|x', 'R2|E|x']
+    >>> incidence(None, m).column("report_id").to_pylist()
+    ['R2', 'R1']
     """
     cols = INCIDENCE_COLUMNS + sorted(set(mentions.columns) - set(INCIDENCE_COLUMNS))
-    arrays = {c: _text(mentions[c]) for c in cols}
-    keep = pc.not_equal(arrays["entity_id"], "")
+    keep = pc.not_equal(_text(mentions["entity_id"]), "")
     if reports is not None:
-        keep = pc.and_(keep, pc.is_in(arrays["report_id"], value_set=_text(reports["report_id"])))
-    keys = pc.binary_join_element_wise(*[arrays[c].filter(keep) for c in cols], "\x1f")
-    return pc.unique(keys)
+        keep = pc.and_(keep, pc.is_in(_text(mentions["report_id"]), value_set=_text(reports["report_id"])))
+    table = pa.Table.from_pandas(mentions[cols], preserve_index=False)
+    return table.filter(keep).combine_chunks()
 
 
-def _split_keys(keys: pa.Array) -> tuple[list[str], list[str]]:
-    """(report ids, entity ids) of incidence keys."""
-    parts = pc.split_pattern(keys, "\x1f", max_splits=2)
-    return (pc.list_element(parts, 0).to_pylist(), pc.list_element(parts, 1).to_pylist())
+def row_keys(table: pa.Table) -> pa.Array:
+    """One text key per incidence row: its columns as text (missing: ''), joined by ``\\x1f``.
+
+    >>> row_keys(incidence(None, pd.DataFrame({"report_id": ["R1"], "entity_id": ["E"], "entity_type": ["x"],
+    ...                                        "anchored": [1]}))).to_pylist()
+    ['R1\\x1fE\\x1fx\\x1f1']
+    """
+    if not table.num_rows:
+        return pa.array([], pa.string())
+    arrays = [pc.fill_null(_column(table, c), "") for c in table.column_names]
+    return pc.binary_join_element_wise(*arrays, "\x1f")
 
 
-def dirty_reports(old: pa.Array, new: pa.Array, mentions: pd.DataFrame) -> np.ndarray:
-    """Report ids (sorted) that mention (in ``mentions``) an entity whose mention rows differ between the
+def _column(table: pa.Table, name: str) -> pa.Array:
+    col = table.column(name)
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    return col.cast(pa.string())
+
+
+def _dirty(old: pa.Table, new: pa.Table, old_keys: pa.Array, new_keys: pa.Array) -> tuple[set[str], pa.Array]:
+    """(reports of the rows that differ between ``old`` and ``new``, entity ids of those rows): rows are given
+    with their :func:`row_keys`."""
+    gone = pc.invert(pc.is_in(old_keys, value_set=new_keys))
+    came = pc.invert(pc.is_in(new_keys, value_set=old_keys))
+    ents = pa.concat_arrays([_column(old, "entity_id").filter(gone), _column(new, "entity_id").filter(came)])
+    reps = set(_column(old, "report_id").filter(gone).to_pylist()) | set(_column(new, "report_id").filter(came).to_pylist())
+    return reps, pc.unique(ents)
+
+
+def dirty_reports(old: pa.Table, new: pa.Table) -> np.ndarray:
+    """Report ids (sorted) that mention (in ``new``) an entity whose mention rows differ between the
     incidences ``old`` and ``new``, plus the reports of the rows that differ."""
-    gone = old.filter(pc.invert(pc.is_in(old, value_set=new)))
-    came = new.filter(pc.invert(pc.is_in(new, value_set=old)))
-    r_gone, e_gone = _split_keys(gone)
-    r_came, e_came = _split_keys(came)
-    ents = pa.array(sorted(set(e_gone) | set(e_came)), type=pa.string())
-    m_ents = pa.array(mentions["entity_id"].to_numpy(dtype=object, na_value=None), type=pa.string())
-    touching = pc.fill_null(pc.is_in(m_ents, value_set=ents), False).to_numpy(zero_copy_only=False)
-    reps = set(mentions.loc[touching, "report_id"].astype(str).tolist()) | set(r_gone) | set(r_came)
+    reps, ents = _dirty(old, new, row_keys(old), row_keys(new))
+    touching = pc.fill_null(pc.is_in(_column(new, "entity_id"), value_set=ents), False)
+    reps |= set(_column(new, "report_id").filter(touching).to_pylist())
     return np.asarray(sorted(reps), dtype=object)
+
+
+def component_table(report_ids: np.ndarray, comp: np.ndarray) -> pd.DataFrame:
+    """``report_id, component`` of every linked report (``comp >= 0``): a component is named by its smallest
+    report id (``report_ids`` sorted, as :func:`report_graph` gives them), so names do not depend on codes.
+
+    >>> component_table(np.array(["R1", "R2", "R3", "R4"], dtype=object), np.array([1, -1, 1, 0]))
+      report_id component
+    0        R1        R1
+    1        R3        R1
+    2        R4        R4
+    """
+    linked = np.flatnonzero(comp >= 0)
+    if not len(linked):
+        return pd.DataFrame({"report_id": pd.Series(dtype=object), "component": pd.Series(dtype=object)})
+    first = np.full(int(comp.max()) + 1, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first, comp[linked], linked)
+    return pd.DataFrame({"report_id": report_ids[linked], "component": report_ids[first[comp[linked]]]})
 
 
 def update_clusters(reports: pd.DataFrame | None, mentions: pd.DataFrame, previous: ClusterState | None = None,
@@ -151,6 +198,7 @@ def update_clusters(reports: pd.DataFrame | None, mentions: pd.DataFrame, previo
     columns = INCIDENCE_COLUMNS + sorted(set(mentions.columns) - set(INCIDENCE_COLUMNS))
     rg = report_graph(mentions, s, reports)
     comp = components_membership(rg)
+    comps = component_table(rg.report_ids, comp)
     all_comps = np.unique(comp[comp >= 0])
     stats = {"components": int(len(all_comps))}
     usable = (previous is not None and previous.fingerprint == fp and s.objective == "CPM"
@@ -159,8 +207,9 @@ def update_clusters(reports: pd.DataFrame | None, mentions: pd.DataFrame, previo
         membership = leiden_membership(rg, s, seed, comp=comp)
         clusters = label_clusters(rg.report_ids, membership, s.min_cluster_size)
         stats["components_reclustered"] = stats["components"]
-        return ClusterUpdate(clusters, ClusterState(fp, inc, clusters, columns), set(clusters["cluster_id"]), stats, True)
-    dirty = dirty_reports(previous.incidence, inc, mentions)
+        return ClusterUpdate(clusters, ClusterState(fp, inc, clusters, columns, comps), set(clusters["cluster_id"]),
+                             stats, True)
+    dirty = dirty_reports(previous.incidence, inc)
     codes = pd.Index(rg.report_ids).get_indexer(dirty)
     codes = codes[codes >= 0]
     redo = np.unique(comp[codes])
@@ -174,11 +223,95 @@ def update_clusters(reports: pd.DataFrame | None, mentions: pd.DataFrame, previo
         redo_mask[redo] = True
         keep &= ~redo_mask[np.maximum(comp, 0)]  # unlinked reports (comp -1) are not kept anyway
     kept_ids = pa.array(rg.report_ids[keep], type=pa.string())
-    prev = previous.clusters
-    reused = prev[pc.is_in(_text(prev["report_id"]), value_set=kept_ids).to_numpy(zero_copy_only=False)]
+    clusters = _merge_clusters(previous.clusters, fresh, kept_ids)
+    return ClusterUpdate(clusters, ClusterState(fp, inc, clusters, columns, comps), set(fresh["cluster_id"]), stats,
+                         False)
+
+
+def _merge_clusters(previous: pd.DataFrame, fresh: pd.DataFrame, kept_ids: pa.Array) -> pd.DataFrame:
+    """The stored clusters of the ``kept_ids`` reports plus the ``fresh`` ones, sorted as find_clusters sorts."""
+    reused = previous[pc.is_in(_text(previous["report_id"]), value_set=kept_ids).to_numpy(zero_copy_only=False)]
     clusters = pd.concat([fresh, reused], ignore_index=True)
-    clusters = clusters.sort_values(["cluster_id", "report_id"], kind="stable").reset_index(drop=True)[CLUSTER_COLUMNS]
-    return ClusterUpdate(clusters, ClusterState(fp, inc, clusters, columns), set(fresh["cluster_id"]), stats, False)
+    return clusters.sort_values(["cluster_id", "report_id"], kind="stable").reset_index(drop=True)[CLUSTER_COLUMNS]
+
+
+def update_changed(previous: ClusterState | None, changed: pd.DataFrame, changed_ids: Any,
+                   seed: int | None = None, settings: GraphSettings | Mapping[str, Any] | None = None,
+                   n_resolved: int | None = None) -> ClusterUpdate | None:
+    """What :func:`update_clusters` gives when only the mentions ``changed_ids`` changed since ``previous`` (new
+    ones, re-assigned ones), without the other mentions: ``changed`` holds the current graph rows of those
+    mentions (the columns the state was made of; mentions without an entity may be left out).
+
+    Returns None when ``previous`` cannot be used this way (another fingerprint or version, other columns, no
+    components kept, objective not CPM) or when ``n_resolved`` (the number of mentions with an entity now, if
+    given) is not the number of rows the patched incidence has: the caller then reads everything.
+
+    ``region`` of the result holds the report ids whose clusters were decided again (every report of a
+    re-clustered component, and every dirty report).
+    """
+    s = as_graph_settings(settings)
+    seed = s.seed if seed is None else seed
+    if (previous is None or previous.components is None or previous.fingerprint != fingerprint(s, seed)
+            or s.objective != "CPM" or sorted(changed.columns) != sorted(previous.columns)):
+        return None
+    old = previous.incidence
+    ids = pa.array([str(m) for m in changed_ids], type=pa.string())
+    mention_col = "mention_id" if "mention_id" in previous.columns else None
+    if mention_col is None:
+        return None
+    new_rows = incidence(None, changed[previous.columns])
+    try:
+        new_rows = new_rows.cast(old.schema) if new_rows.num_rows else old.slice(0, 0)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+        return None
+    in_changed = pc.fill_null(pc.is_in(_column(old, mention_col), value_set=ids), False)
+    old_rows = old.filter(in_changed)
+    inc = pa.concat_tables([old.filter(pc.invert(in_changed)), new_rows]).combine_chunks()
+    if n_resolved is not None and inc.num_rows != n_resolved:
+        return None
+    reps, ents = _dirty(old_rows, new_rows, row_keys(old_rows), row_keys(new_rows))
+    inc_reports, inc_entities = _column(inc, "report_id"), _column(inc, "entity_id")
+    touching = pc.fill_null(pc.is_in(inc_entities, value_set=ents), False)
+    dirty = reps | set(inc_reports.filter(touching).to_pylist())
+    # the components the dirty reports were in, and all their reports
+    comps = previous.components
+    hit = comps[_isin_text(comps["report_id"], dirty)]["component"].unique().tolist()
+    region = set(dirty) | set(comps.loc[_isin_text(comps["component"], hit), "report_id"].tolist())
+    region_arr = pa.array(sorted(region), type=pa.string())
+    in_region = pc.fill_null(pc.is_in(inc_reports, value_set=region_arr), False)
+    region_ents = pc.unique(inc_entities.filter(in_region))
+    # every row of every entity the region mentions: degrees and hub confirmations as in the whole graph
+    part = inc.filter(pc.or_(in_region, pc.fill_null(pc.is_in(inc_entities, value_set=region_ents), False)))
+    rg = report_graph(part.to_pandas(), s)
+    comp = components_membership(rg)
+    codes = pd.Index(rg.report_ids).get_indexer(np.asarray(sorted(region), dtype=object))
+    codes = codes[codes >= 0]
+    redo = np.unique(comp[codes])
+    redo = redo[redo >= 0]
+    fresh = label_clusters(rg.report_ids, leiden_components(rg, comp, redo, s, seed), s.min_cluster_size)
+    kept = comps[~_isin_text(comps["report_id"], region)]
+    kept_ids = pa.array(kept["report_id"].tolist(), type=pa.string())
+    clusters = _merge_clusters(previous.clusters, fresh, kept_ids)
+    # the region's components now (each named by its smallest report id); others as they were
+    in_redo = np.zeros(len(rg.report_ids), dtype=bool)
+    if len(redo):
+        redo_mask = np.zeros(int(comp.max()) + 1, dtype=bool)
+        redo_mask[redo] = True
+        in_redo = (comp >= 0) & redo_mask[np.maximum(comp, 0)]
+    now_comps = component_table(rg.report_ids, np.where(in_redo, comp, -1))
+    components = pd.concat([kept, now_comps], ignore_index=True).sort_values("report_id", kind="stable")
+    n_comps = int(components["component"].nunique())
+    stats = {"components": n_comps, "components_reclustered": int(len(redo))}
+    state = ClusterState(previous.fingerprint, inc, clusters, list(previous.columns),
+                         components.reset_index(drop=True))
+    return ClusterUpdate(clusters, state, set(fresh["cluster_id"]), stats, False,
+                         np.asarray(sorted(region), dtype=object))
+
+
+def _isin_text(s: pd.Series, values: Any) -> np.ndarray:
+    """``s.isin(values)`` for text columns as a boolean array (arrow's hash set)."""
+    value_set = pa.array(list(values), type=pa.string())
+    return pc.fill_null(pc.is_in(_text(s), value_set=value_set), False).to_numpy(zero_copy_only=False)
 
 
 # -- persistence ---------------------------------------------------------------------------------------
@@ -198,10 +331,13 @@ def save_state(conn, state: ClusterState, extra: Mapping[str, pd.DataFrame] | No
     transaction). Each part is one parquet blob; 1,000,000 reports keep well under SQLite's 1 GB limit."""
     conn.execute(STATE_TABLE)
     conn.execute("DELETE FROM graph_state")
-    buf = io.BytesIO()  # the incidence straight from arrow (no detour through 400k Python strings)
-    pq.write_table(pa.table({"key": state.incidence.cast(pa.string())}), buf)
+    buf = io.BytesIO()  # the incidence straight from arrow (no detour through 400k Python objects)
+    pq.write_table(state.incidence, buf)
     conn.execute("INSERT INTO graph_state VALUES ('incidence', ?)", (buf.getvalue(),))
-    for name, df in {"clusters": state.clusters, **dict(extra or {})}.items():
+    tables = {"clusters": state.clusters, **dict(extra or {})}
+    if state.components is not None:
+        tables["components"] = state.components
+    for name, df in tables.items():
         conn.execute("INSERT INTO graph_state VALUES (?, ?)", (name, _parquet(df)))
     info = {"version": STATE_VERSION, "fingerprint": state.fingerprint, "columns": list(state.columns),
             **dict(meta or {})}
@@ -221,9 +357,10 @@ def load_state(conn) -> tuple[ClusterState, dict[str, pd.DataFrame], dict[str, A
     if meta.get("version") != STATE_VERSION:
         return None
     try:
-        keys = pq.read_table(io.BytesIO(parts.pop("incidence"))).column("key").combine_chunks().cast(pa.string())
+        inc = pq.read_table(io.BytesIO(parts.pop("incidence"))).combine_chunks()
         tables = {k: pd.read_parquet(io.BytesIO(v)) for k, v in parts.items()}
-        state = ClusterState(meta["fingerprint"], keys, tables.pop("clusters"), list(meta["columns"]))
+        state = ClusterState(meta["fingerprint"], inc, tables.pop("clusters"), list(meta["columns"]),
+                             tables.pop("components", None))
     except (KeyError, ValueError, OSError, pa.ArrowException):  # damaged or foreign: cluster everything
         return None
     return state, tables, meta

@@ -26,9 +26,10 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from linkage.arrays import sorted_unique
-from linkage.blocking import _rule_columns, block_involving
+from linkage.blocking import block_involving
 from linkage.compare import compare
 from linkage.er_settings import FUZZY_TYPES, BlockingRule, ERSettings
 from linkage.resolve.cluster import components
@@ -123,37 +124,29 @@ def block_key_hashes(records: pd.DataFrame, rules: Iterable[BlockingRule]) -> np
     return out
 
 
+def order_rank(ids: np.ndarray) -> np.ndarray:
+    """Each id's position in sorted order (ids distinct), as int64: a sort key equal to the ids themselves
+    that sorts as integers (blocking sorts many subsets by it; sorting Python strings is slow).
+
+    >>> order_rank(np.array(["m3", "m1", "m2"], dtype=object)).tolist()
+    [2, 0, 1]
+    """
+    order = pc.sort_indices(pa.array(ids, type=pa.string())).to_numpy()
+    rank = np.empty(len(ids), dtype=np.int64)
+    rank[order] = np.arange(len(ids), dtype=np.int64)
+    return rank
+
+
 def narrowed_blocking(records: pd.DataFrame, rules: Iterable[BlockingRule], hashes: np.ndarray,
                       involving: np.ndarray, order: np.ndarray, entity_type: str = "",
                       largest: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """The pairs :func:`linkage.blocking.block_involving` gives (record indices, ``left < right``, sorted by
-    ``(left, right)``), with each rule looking only at the records whose block-key hash (``hashes``, from
-    :func:`block_key_hashes`) is that of an involved record.
-
-    Those records hold every block of an involved record whole (plus, on a hash collision, part of another
-    block, whose pairs involve no involved record and are dropped), so each rule gives the pairs it gives
-    over all records. A rule without keys looks at all records.
+    ``(left, right)``), each rule looking only at the records whose block-key hash (``hashes``, from
+    :func:`block_key_hashes`) is that of an involved record (``block_involving``'s ``hashes``). A rule
+    without keys looks at all records.
     """
-    n = len(records)
-    new_idx = np.flatnonzero(involving)
-    keys = [np.empty(0, np.int64)]
-    order = np.asarray(order)
-    for j, rule in enumerate(rules):
-        if rule.keys and all(k in records.columns for k in rule.keys):
-            wanted = np.unique(hashes[new_idx, j])
-            wanted = wanted[wanted != 0]
-            if not len(wanted):
-                continue
-            sub = np.flatnonzero(np.isin(hashes[:, j], wanted))
-        else:
-            sub = np.arange(n)
-        cols = [c for c in _rule_columns(rule) if c in records.columns]
-        part = records[cols].iloc[sub].reset_index(drop=True)
-        cand, _ = block_involving(part, [rule], involving[sub], order[sub], entity_type, largest)
-        left, right = sub[cand.left], sub[cand.right]  # sub is sorted: left < right still
-        keys.append(left.astype(np.int64) * n + right)
-    key = sorted_unique(np.concatenate(keys))
-    return key // n, key % n
+    cand, _ = block_involving(records, list(rules), involving, np.asarray(order), entity_type, largest, hashes=hashes)
+    return cand.left, cand.right
 
 
 def region_labels(n: int, left: np.ndarray, right: np.ndarray, flags: np.ndarray | None,
@@ -305,7 +298,7 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
         else:  # no hashes kept, or kept for other rules: make them all (and store them all)
             new_keys, keys = None, block_key_hashes(records, policy.blocking)
         say(f"{etype}: blocking")
-        left, right = narrowed_blocking(records, policy.blocking, keys, involving, mids, etype,
+        left, right = narrowed_blocking(records, policy.blocking, keys, involving, order_rank(mids), etype,
                                         cfg.largest_blocks_reported)
         # each pair oriented as in a full run (records in mention-id order): the smaller mention id left
         swap = mids[left] > mids[right]
@@ -627,11 +620,14 @@ def write_frame(conn, table: str, df: pd.DataFrame, columns: list[str]) -> None:
 
 
 def resolve_store_incremental(store, model: Mapping[str, Any], judgements: list, progress=None,
-                              settings: ERSettings | None = None) -> dict[str, int] | None:
+                              settings: ERSettings | None = None, changed: list | None = None) -> dict[str, int] | None:
     """Resolve the mentions added to ``store`` since the last run against its stored state, writing only what
     changed: the new records and pairs are appended to the state; ``mention_entities`` and ``entities`` change only for
     the touched entities (ids carried over as in a full run). Returns counts, or None when the store has no
     usable state (no state, another model, or mentions were deleted): then run the full path.
+
+    ``changed``, when given, is extended with the ids of the mentions whose assignment was written (the new
+    ones and the touched ones): every other mention kept its entity. Left as it was when None is returned.
     """
     from linkage import model as schema
 
@@ -649,13 +645,15 @@ def resolve_store_incremental(store, model: Mapping[str, Any], judgements: list,
         return None  # a type without a fitted model: the full path fits it
     result = resolve_new(state, new, model, judgements, settings, progress)
     try:
-        counts = _write_update(store, result, n_mentions, len(new))
+        counts, written = _write_update(store, result, n_mentions, len(new))
     except _Rebuild:
         return None
+    if changed is not None:
+        changed.extend(written)
     return counts
 
 
-def _write_update(store, result: IncrementalResult, n_mentions: int, n_new: int) -> dict[str, int]:
+def _write_update(store, result: IncrementalResult, n_mentions: int, n_new: int) -> tuple[dict[str, int], list[str]]:
     from linkage.retention import _temp_ids  # retention imports this module: import here
     from linkage.store.stable_ids import carry_over
 
@@ -701,8 +699,8 @@ def _write_update(store, result: IncrementalResult, n_mentions: int, n_new: int)
         conn.execute("DELETE FROM er_pairs")
         save_state(conn, result.state, {u.entity_type: (u.new_records, u.new_pairs, u.new_keys) for u in result.updates})
     n_pairs = sum(len(t.pairs["left"]) for t in result.state.types.values() if t.pairs)
-    return {"mentions": n_mentions, "entities": store.count("entities"), "new_mentions": n_new, "pairs": n_pairs,
-            "touched_mentions": len(fresh)}
+    return ({"mentions": n_mentions, "entities": store.count("entities"), "new_mentions": n_new, "pairs": n_pairs,
+             "touched_mentions": len(fresh)}, fresh["mention_id"].astype(str).tolist())
 
 
 class _Rebuild(Exception):

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from linkage import model
@@ -400,11 +401,15 @@ def route(scored_clusters: pd.DataFrame, rules_path: Path | str | None = None,
     ----------
     scored_clusters:
         At least ``cluster_id, score, categories`` (list, JSON list or ';'-joined) and ``signals`` (JSON list
-        of ``{name, value, ...}`` as :func:`linkage.triage.score_clusters` writes it, or a list of dicts).
+        of ``{name, value, ...}`` as :func:`linkage.triage.score_clusters` writes it, a list of dicts, or a
+        mapping name -> value).
     rules_path:
         Rules TOML; default ``linkage/routing.toml``.
     categories:
         Category vocabulary for validating the rules (default: the settings' known categories).
+
+    Each row is what :func:`route_one` gives for that cluster; the conditions are counted for all clusters at
+    once (:func:`failure_counts`) and the routing of each distinct set of fired rules is made once.
 
     Raises
     ------
@@ -417,13 +422,97 @@ def route(scored_clusters: pd.DataFrame, rules_path: Path | str | None = None,
     [['belastingdienst', 'bibob']]
     """
     rules = load_rules(rules_path, categories)
-    rows = []
-    sig_col = scored_clusters["signals"] if "signals" in scored_clusters.columns else [None] * len(scored_clusters)
-    for cid, score, cats, sigs in zip(scored_clusters["cluster_id"].tolist(), scored_clusters["score"].tolist(),
-                                      scored_clusters["categories"].tolist(), list(sig_col)):
-        ags, routing, why = route_one(rules, _categories(cats), float(score), _signal_values(sigs))
-        rows.append({"cluster_id": cid, "agencies": ags, "agency_names": [rules.agencies[a] for a in ags],
-                     "routing": json.dumps(routing, ensure_ascii=False), "unrouted_reason": why})
-    if not rows:
+    if not len(scored_clusters):
         return pd.DataFrame({c: pd.Series(dtype=object) for c in ROUTE_COLUMNS})
+    sig_col = scored_clusters["signals"] if "signals" in scored_clusters.columns else [None] * len(scored_clusters)
+    cats = [_categories(c) for c in scored_clusters["categories"].tolist()]
+    scores = [float(x) for x in scored_clusters["score"].tolist()]
+    signals = [_signal_values(x) for x in list(sig_col)]
+    fails = failure_counts(rules, cats, scores, signals)
+    made: dict[tuple[int, ...], tuple[list[str], list[str], str]] = {}
+    rows = []
+    for i, cid in enumerate(scored_clusters["cluster_id"].tolist()):
+        f = fails[i]
+        fired = tuple(np.flatnonzero(f == 0).tolist())
+        if fired:
+            got = made.get(fired)
+            if got is None:
+                ags, routing, _ = _routed(rules, [rules.rules[k] for k in fired])
+                got = made[fired] = (ags, [rules.agencies[a] for a in ags], json.dumps(routing, ensure_ascii=False))
+            ags, names, routing_text = got
+            rows.append({"cluster_id": cid, "agencies": list(ags), "agency_names": list(names),
+                         "routing": routing_text, "unrouted_reason": None})
+            continue
+        why = f"no rule matched (categories: {', '.join(cats[i]) or 'none'}; score {scores[i]:g})"
+        if len(f):
+            best = rules.rules[int(np.argmin(f))]  # the first rule with the fewest failures, as route_one picks
+            why += f"; closest: rule '{best.name}' failed on: {', '.join(best.failures(cats[i], scores[i], signals[i]))}"
+        rows.append({"cluster_id": cid, "agencies": [], "agency_names": [], "routing": "[]", "unrouted_reason": why})
     return pd.DataFrame(rows, columns=ROUTE_COLUMNS)
+
+
+def _routed(rules: Rules, fired: Sequence[Rule]) -> tuple[list[str], list[dict[str, str]], None]:
+    """(agency ids, routing decisions, None) of a cluster whose fired rules are ``fired`` (in rule order), with
+    the RIEC added as :func:`route_one` adds it."""
+    agencies: list[str] = []
+    routing: list[dict[str, str]] = []
+    for rule in fired:
+        for a in rule.agencies:
+            routing.append({"agency": a, "agency_name": rules.agencies[a], "rule": rule.name, "reason": rule.reason})
+            if a not in agencies:
+                agencies.append(a)
+    partners = [a for a in agencies if a != rules.riec_agency]
+    if len(partners) >= rules.riec_min_partners and rules.riec_agency not in agencies:
+        agencies.append(rules.riec_agency)
+        routing.append({"agency": rules.riec_agency, "agency_name": rules.agencies[rules.riec_agency],
+                        "rule": rules.riec_rule,
+                        "reason": f"{rules.riec_reason} ({len(partners)} partners: {', '.join(partners)})"})
+    return agencies, routing, None
+
+
+def failure_counts(rules: Rules, categories: Sequence[Iterable[str]], scores: Sequence[float],
+                   signals: Sequence[Mapping[str, float]]) -> np.ndarray:
+    """``(clusters, rules)`` array: for each cluster and rule, :meth:`Rule.n_failures` (0: the rule fires),
+    counted with array operations over all clusters.
+
+    >>> rules = load_rules()
+    >>> f = failure_counts(rules, [["hennepteelt"], ["overig"]], [60.0, 5.0], [{}, {}])
+    >>> [rules.rules[k].name for k in np.flatnonzero(f[0] == 0)]
+    ['hennep-politie-netbeheerder']
+    >>> f[1].tolist() == [r.n_failures({"overig"}, 5.0, {}) for r in rules.rules]
+    True
+    """
+    n, k = len(scores), len(rules.rules)
+    out = np.zeros((n, k), dtype=np.int64)
+    if n == 0 or k == 0:
+        return out
+    cat_sets = [set(c) for c in categories]
+    score = np.asarray(scores, dtype=np.float64)
+    values: dict[str, np.ndarray] = {}
+
+    def holds(c: Condition) -> np.ndarray:
+        if c.signal not in values:
+            values[c.signal] = np.array([float(s.get(c.signal, 0) or 0) for s in signals], dtype=np.float64)
+        return _OPS[c.op](values[c.signal], c.threshold)
+
+    def has(cat: str) -> np.ndarray:
+        return np.fromiter((cat in cs for cs in cat_sets), dtype=bool, count=n)
+
+    for j, rule in enumerate(rules.rules):
+        f = out[:, j]
+        if rule.categories_any:
+            any_of = np.zeros(n, dtype=bool)
+            for cat in rule.categories_any:
+                any_of |= has(cat)
+            f += ~any_of
+        if rule.categories_all:
+            f += ~np.logical_and.reduce([has(cat) for cat in rule.categories_all])
+        if rule.min_score is not None:
+            f += score < rule.min_score
+        if rule.max_score is not None:
+            f += score > rule.max_score
+        for c in rule.signals:
+            f += ~holds(c)
+        if rule.signals_any:
+            f += ~np.logical_or.reduce([holds(c) for c in rule.signals_any])
+    return out

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
@@ -256,13 +255,68 @@ def score_clusters(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.D
     >>> out[["cluster_id", "rank", "n_reports", "n_reporters"]].values.tolist(), out["categories"][0]
     ([['c_1', 1, 2, 2]], ['drugs', 'hennepteelt'])
     """
+    return _score_clusters(clusters, reports, mentions, links, entities, now, settings, keep_parts=False)[0]
+
+
+def score_with_parts(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFrame,
+                     links: pd.DataFrame | None = None, entities: pd.DataFrame | None = None,
+                     now: dt.date | None = None, settings: ScoringPolicy | str | None = None
+                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(scored, parts)``: what :func:`score_clusters` gives, and per cluster the :data:`PART_COLUMNS` that
+    let :func:`rescore` give the same row at another reference date without the cluster's reports.
+
+    >>> clusters = pd.DataFrame({"report_id": ["R1", "R2"], "cluster_id": ["c_1", "c_1"]})
+    >>> reports = pd.DataFrame({"report_id": ["R1", "R2"], "received_at": ["2024-05-01", "2024-05-02"],
+    ...                         "category": ["drugs", "drugs"], "reporter_id": ["a", "b"]})
+    >>> mentions = pd.DataFrame({"mention_id": ["m1", "m2"], "report_id": ["R1", "R2"], "entity_type": ["phone"] * 2,
+    ...                          "role": [None, None], "entity_id": ["T1", "T1"]})
+    >>> scored, parts = score_with_parts(clusters, reports, mentions)
+    >>> parts[["cluster_id", "newest", "oldest"]].values.tolist()
+    [['c_1', '2024-05-02', '2024-05-01']]
+    """
+    return _score_clusters(clusters, reports, mentions, links, entities, now, settings, keep_parts=True)
+
+
+#: The only signal that reads the reference date ``now``; every other signal is a function of the cluster's own
+#: reports, mentions and links (see :func:`rescore`).
+NOW_SIGNAL = "recency"
+#: What :func:`score_with_parts` keeps per cluster: the newest and oldest report date (``YYYY-MM-DD``, '' when
+#: no report has a date), every signal's points and value in :data:`SIGNALS` order, the (up to) three
+#: other signals that scored most, as JSON ``[[index, points, sentence], ...]``, and the signals JSON text
+#: before and after the recency record (``head + recency record + tail`` is the ``signals`` column).
+PART_COLUMNS = ["cluster_id", "newest", "oldest", "points", "values", "top", "head", "tail"]
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=False, default=str)
+
+
+def _score_clusters(clusters, reports, mentions, links, entities, now, settings, keep_parts: bool):
     policy = as_policy(settings)
     if now is None:
         now = data_now(reports)
-    rows = []
+    names = list(SIGNALS)
+    k = names.index(NOW_SIGNAL) if keep_parts else -1
+    rows, parts = [], []
     for ctx in build_contexts(clusters, reports, mentions, links, entities, now, policy):
         sigs = [fn(ctx) for fn in SIGNALS.values()]
-        score, records, reason = explain(sigs, policy)
+        records = [_record(s, policy) for s in sigs]
+        points = [r["points"] for r in records]
+        score, reason = _summary(points, lambda i: records[i]["sentence"])
+        if keep_parts:  # [r0, .., rk-1] + rk + [rk+1, ..]: json.dumps joins list items with ", "
+            head, rec, tail = _dumps(records[:k]), _dumps(records[k]), _dumps(records[k + 1:])
+            head = head[:-1] + ", " if k else "["
+            tail = ", " + tail[1:] if k + 1 < len(records) else "]"
+            signals = head + rec + tail
+            dates = [r.received_at for r in ctx.reports if r.received_at is not None]
+            top = sorted((i for i in range(len(points)) if i != k and points[i] > 0), key=lambda i: (-points[i], i))
+            parts.append({
+                "cluster_id": ctx.cluster_id,
+                "newest": max(dates).isoformat() if dates else "", "oldest": min(dates).isoformat() if dates else "",
+                "points": [float(p) for p in points], "values": [float(s.value) for s in sigs],
+                "top": _dumps([[i, points[i], records[i]["sentence"]] for i in top[:3]]), "head": head, "tail": tail})
+        else:
+            signals = _dumps(records)
         cats: dict[str, int] = {}
         for r in ctx.reports:
             c = r.category or "overig"
@@ -273,134 +327,92 @@ def score_clusters(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.D
             "cluster_id": ctx.cluster_id, "score": score, "n_reports": len(ctx.reports),
             "n_reporters": len(named) + anon,
             "categories": sorted(cats, key=lambda c: (-cats[c], c)),
-            "signals": json.dumps(records, ensure_ascii=False, sort_keys=False, default=str),
+            "signals": signals,
             "reason": reason,
         })
+    parts_df = pd.DataFrame(parts, columns=PART_COLUMNS)
     if not rows:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in SCORED_COLUMNS})
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in SCORED_COLUMNS}), parts_df
     out = pd.DataFrame(rows).sort_values(["score", "cluster_id"], ascending=[False, True], kind="stable")
     out.insert(1, "rank", np.arange(1, len(out) + 1))
-    return out[SCORED_COLUMNS].reset_index(drop=True)
+    return out[SCORED_COLUMNS].reset_index(drop=True), parts_df
 
 
-#: The only signal that depends on the reference date ``now`` (see :func:`refresh_recency`).
-NOW_SIGNALS = ("recency",)
+def rescore(parts: pd.DataFrame, now: dt.date, settings: ScoringPolicy | str | None = None
+            ) -> tuple[list[float], list[str], list[str], list[dict[str, float]]]:
+    """``(scores, signals JSON texts, reasons, signal values)`` of clusters at reference date ``now``, from the
+    :data:`PART_COLUMNS` :func:`score_with_parts` kept (rows in the order given).
 
+    Only :data:`NOW_SIGNAL` reads ``now``, and it reads only the newest and oldest report date: its record is
+    made once per distinct ``(newest, oldest)`` from a stand-in context holding just those dates; the score is
+    the other signals' kept points plus its points, summed in registry order as :func:`explain` sums
+    (vectorised over the clusters); the reason is picked from the kept top three and the recency sentence. So
+    each row equals what :func:`score_clusters` gives for that cluster at ``now``. ``values`` (name -> value,
+    per cluster) is what routing reads.
 
-def refresh_recency(scored: pd.DataFrame, clusters: pd.DataFrame, reports: pd.DataFrame, now: dt.date,
-                    settings: ScoringPolicy | str | None = None) -> pd.DataFrame:
-    """Rows :func:`score_clusters` gave earlier, brought to another reference date ``now``.
-
-    Only :data:`NOW_SIGNALS` read ``now``; every other signal is a function of the cluster's own reports,
-    mentions and links. So for a cluster whose members are unchanged, the stored signals are kept, the
-    recency signal is computed again from its reports' dates and the score and reason are explained again:
-    the row equals what :func:`score_clusters` gives for that cluster at ``now``. ``rank`` is left out (it
-    depends on all clusters); the order of the rows is kept.
-
-    Parameters
-    ----------
-    scored:
-        ``cluster_id, score, n_reports, n_reporters, categories, signals, reason`` (``signals`` JSON text).
-    clusters, reports:
-        ``report_id, cluster_id`` of (at least) these clusters; ``report_id, received_at``.
+    >>> clusters = pd.DataFrame({"report_id": ["R1", "R2"], "cluster_id": ["c_1", "c_1"]})
+    >>> reports = pd.DataFrame({"report_id": ["R1", "R2"], "received_at": ["2024-05-01", "2024-05-02"],
+    ...                         "category": ["drugs", "drugs"], "reporter_id": ["a", "b"]})
+    >>> mentions = pd.DataFrame({"mention_id": ["m1", "m2"], "report_id": ["R1", "R2"], "entity_type": ["phone"] * 2,
+    ...                          "role": [None, None], "entity_id": ["T1", "T1"]})
+    >>> later = dt.date(2024, 8, 1)
+    >>> _, parts = score_with_parts(clusters, reports, mentions)
+    >>> again = score_clusters(clusters, reports, mentions, now=later)
+    >>> scores, signals, reasons, values = rescore(parts, later)
+    >>> (scores, signals, reasons) == (again["score"].tolist(), again["signals"].tolist(), again["reason"].tolist())
+    True
     """
     policy = as_policy(settings)
-    if len(scored) == 0:
-        return scored.drop(columns=["rank"], errors="ignore")
-    rc = clusters[_isin(clusters["cluster_id"], scored["cluster_id"].astype(str).tolist())]
-    rep = reports[["report_id", "received_at"]].merge(rc[["report_id", "cluster_id"]], on="report_id", how="inner")
-    dates = _dates(rep["received_at"])
-    # recency reads only the newest and oldest dated report (and now, policy), and the oldest enters only its
-    # inputs: one signal per distinct newest date, from a stand-in context holding just that date; a
-    # cluster's own oldest date is then written into the record's JSON text (a plain ISO date, no escaping)
-    span: dict[str, tuple] = {}
-    for cid, day in zip(_obj(rep["cluster_id"]).tolist(), dates.tolist()):
-        if day is not None:
-            lo_hi = span.get(cid)
-            span[cid] = (day, day) if lo_hi is None else (min(lo_hi[0], day), max(lo_hi[1], day))
-    fresh = {name: SIGNALS[name] for name in NOW_SIGNALS}
-    swap = NOW_SIGNALS == ("recency",)  # the text shortcut knows how to replace this one record only
-    records: dict[Any, tuple[Signal, dict[str, Any], str, str]] = {}
-    scores, signals, reasons = [], [], []
-    for cid, text in zip(scored["cluster_id"].tolist(), scored["signals"].tolist()):
-        quick = None
-        if swap:
-            lo_hi = span.get(cid)
-            newest = None if lo_hi is None else lo_hi[1]
-            if newest not in records:
-                stand_in = () if newest is None else (ReportInfo("", newest, None),)
-                sig = SIGNALS["recency"](ClusterContext(cluster_id=cid, now=now, reports=stand_in, policy=policy))
-                rec = _record(sig, policy)
-                dumped = json.dumps(rec, ensure_ascii=False, sort_keys=False, default=str)
-                marker = "" if newest is None else f'"oldest": "{newest.isoformat()}"'
-                records[newest] = (sig, rec, dumped, marker if marker and dumped.count(marker) == 1 else "")
-            sig, rec, dumped, marker = records[newest]
-            if lo_hi is not None and lo_hi[0] != newest:
-                if marker:
-                    dumped = dumped.replace(marker, f'"oldest": "{lo_hi[0].isoformat()}"')
-                else:  # the record is not as expected: this cluster's own signal
-                    stand_in = (ReportInfo("", lo_hi[0], None), ReportInfo("", newest, None))
-                    sig = SIGNALS["recency"](ClusterContext(cluster_id=cid, now=now, reports=stand_in, policy=policy))
-                    rec = _record(sig, policy)
-                    dumped = json.dumps(rec, ensure_ascii=False, sort_keys=False, default=str)
-            quick = _swap_recency(text, sig, policy, rec, dumped)
-        if quick is None:  # the general way: every record parsed and explained again
-            rep_c = rep[rep["cluster_id"] == cid]
-            infos = tuple(sorted((ReportInfo(r, d, None) for r, d in zip(_obj(rep_c["report_id"]).tolist(),
-                                                                          dates[rep_c.index.to_numpy()].tolist())),
-                                 key=lambda r: r.report_id))
-            ctx = ClusterContext(cluster_id=cid, now=now, reports=infos, policy=policy)
-            sigs = [fresh[r["name"]](ctx) if r["name"] in fresh else Signal(r["name"], r["value"], r["sentence"], r["inputs"])
-                    for r in json.loads(text)]
-            quick = explain(sigs, policy)
-            quick = (quick[0], json.dumps(quick[1], ensure_ascii=False, sort_keys=False, default=str), quick[2])
-        scores.append(quick[0])
-        signals.append(quick[1])
-        reasons.append(quick[2])
-    out = scored.drop(columns=["rank"], errors="ignore").copy()
-    out["score"], out["signals"], out["reason"] = scores, signals, reasons
-    return out
+    names = list(SIGNALS)
+    k = names.index(NOW_SIGNAL)
+    n = len(parts)
+    if n == 0:
+        return [], [], [], []
+    made: dict[tuple[str, str], tuple[float, float, str, str]] = {}
+    rec_points = np.empty(n, dtype=np.float64)
+    rec_values, rec_texts, rec_sentences = [], [], []
+    fn = SIGNALS[NOW_SIGNAL]
+    for i, key in enumerate(zip(parts["newest"].tolist(), parts["oldest"].tolist())):
+        got = made.get(key)
+        if got is None:
+            newest, oldest = key
+            stand_in = () if not newest else tuple(
+                ReportInfo("", dt.date.fromisoformat(d), None) for d in sorted({oldest, newest}))
+            sig = fn(ClusterContext(cluster_id="", now=now, reports=stand_in, policy=policy))
+            rec = _record(sig, policy)
+            got = made[key] = (rec["points"], float(sig.value), _dumps(rec), sig.sentence)
+        rec_points[i] = got[0]
+        rec_values.append(got[1])
+        rec_texts.append(got[2])
+        rec_sentences.append(got[3])
+    points = _matrix(parts["points"], len(names))
+    points[:, k] = rec_points
+    total = np.zeros(n, dtype=np.float64)
+    for j in range(len(names)):  # in registry order, as explain sums: the same floats
+        total = total + points[:, j]
+    scores = [round(t, 2) for t in total.tolist()]
+    signals = [h + r + t for h, r, t in zip(parts["head"].tolist(), rec_texts, parts["tail"].tolist())]
+    reasons = []
+    for top, p, sentence in zip(parts["top"].tolist(), rec_points.tolist(), rec_sentences):
+        cands = [(i, q, s) for i, q, s in json.loads(top)]
+        if p > 0:
+            cands.append((k, p, sentence))
+        cands.sort(key=lambda c: (-c[1], c[0]))
+        reasons.append("; ".join(s.rstrip(".") for _, _, s in cands[:3]) + "." if cands else "No signal scored.")
+    values = []
+    for row, v in zip(_matrix(parts["values"], len(names)).tolist(), rec_values):  # Python floats
+        d = dict(zip(names, row))
+        d[NOW_SIGNAL] = v
+        values.append(d)
+    return scores, signals, reasons, values
 
 
-_RECORD_TAIL = re.compile(r'"points": (-?[0-9][0-9.eE+-]*), "sentence": ("[^"\\]*(?:\\.[^"\\]*)*"), "inputs": ')
-
-
-def _json_text(quoted: str) -> str:
-    """The string a JSON string literal (with its quotes) stands for; no parse when it holds no escape."""
-    return quoted[1:-1] if "\\" not in quoted else json.loads(quoted)
-
-
-def _swap_recency(text: str, signal: Signal, policy: ScoringPolicy, record: dict[str, Any] | None = None,
-                  dumped: str | None = None) -> tuple[float, str, str] | None:
-    """(score, signals JSON, reason) of stored signals JSON ``text`` with its recency record replaced by
-    ``signal``, as :func:`explain` and ``json.dumps`` give them, without parsing the other records (their
-    points and sentences are read off the text; sums run in record order as in :func:`explain`). None when
-    the text does not look as expected: the caller parses it then. ``record`` and ``dumped`` (the signal's
-    :func:`_record` and its JSON text) may be passed when the caller already has them.
-    """
-    start = text.find('{"name": "recency", ')
-    if start < 0:
-        return None
-    end = text.find("}}", start) + 2
-    if end < 2 or text[end:end + 2] not in (", ", "]"):
-        return None
-    tails = list(_RECORD_TAIL.finditer(text))
-    if len(tails) != text.count('{"name": ') or not tails:
-        return None
-    if record is None:
-        record = _record(signal, policy)
-    if dumped is None:
-        dumped = json.dumps(record, ensure_ascii=False, sort_keys=False, default=str)
-    points, sentences = [], []  # sentences: the recency one, the others still JSON text (decoded if needed)
-    for m in tails:
-        if start <= m.start() < end:
-            points.append(record["points"])
-            sentences.append(None)
-        else:
-            points.append(float(m.group(1)))
-            sentences.append(m.group(2))
-    score, reason = _summary(points, lambda i: signal.sentence if sentences[i] is None else _json_text(sentences[i]))
-    return score, text[:start] + dumped + text[end:], reason
+def _matrix(column: pd.Series, width: int) -> np.ndarray:
+    """A column of equal-length number lists (or arrays, as parquet gives them back) as a float64 matrix."""
+    rows = column.tolist()
+    if not rows:
+        return np.zeros((0, width), dtype=np.float64)
+    return np.vstack([np.asarray(r, dtype=np.float64) for r in rows]).reshape(len(rows), width)
 
 
 def rank_scored(parts: list[pd.DataFrame]) -> pd.DataFrame:
