@@ -318,13 +318,17 @@ def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[i
     (entities: only those the re-scored clusters mention; links: None when a state was loaded, the scoring
     stage then reads only the re-scored clusters' links with :func:`report_links`).
     """
+    from linkage.graph.candidates import stored_candidate_rows, with_candidates
     from linkage.graph.incremental import load_state, update_clusters
 
     loaded = None if full else load_state(store.conn)
     # with a state to re-use only the re-scored clusters' links are needed: the scoring stage reads those
     reports, mentions, links, _ = graph_inputs(store, entities=False, links=loaded is None)
     previous, tables, meta = loaded if loaded is not None else (None, {}, {})
-    update = update_clusters(reports, mentions, previous, seed=settings.cluster_seed if seed is None else seed)
+    # clustering also sees corroborated possible matches from the ER state (linkage.graph.candidates); they are
+    # links, not mentions: scoring gets the mentions alone
+    clustered = with_candidates(mentions, stored_candidate_rows(store.conn, reports, mentions))
+    update = update_clusters(reports, clustered, previous, seed=settings.cluster_seed if seed is None else seed)
     return ClusterStep(update.clusters, (reports, mentions, links, None), update, tables.get("scores"), meta)
 
 
