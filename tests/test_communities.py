@@ -122,7 +122,7 @@ def test_weights_add_up_over_shared_entities_and_rare_links_weigh_more():
 
 def test_leiden_keeps_two_groups_apart_that_one_weak_link_joins():
     # CPM joins groups of sizes a and b only when their link weight exceeds resolution * a * b
-    # (0.02 * 8 * 8 = 1.28 > the one shared address, 0.8)
+    # (0.015 * 8 * 8 = 0.96 > the one shared address, 0.8)
     a = {f"A{i}": [("phone", "TA", ""), ("person", "PA", "")] for i in range(8)}
     b = {f"B{i}": [("phone", "TB", ""), ("person", "PB", "")] for i in range(8)}
     a["A0"] = a["A0"] + [("address", "BRIDGE", "")]

@@ -71,7 +71,7 @@ class GraphSettings:
     candidates_factor: Mapping[str, float] = field(default_factory=dict)
     candidates_min_probability: float = 0.001
     objective: str = "CPM"
-    resolution: float = 0.02
+    resolution: float = 0.015
     iterations: int = 3
     seed: int = 42
     min_cluster_size: int = 2
@@ -145,7 +145,7 @@ def load_graph_settings(path: Path | str | None = None, overrides: Mapping[str, 
         candidates_factor=dict(cand.get("factor", {})),
         candidates_min_probability=cand.get("min_probability", 0.001),
         objective=comm.get("objective", "CPM"),
-        resolution=comm.get("resolution", 0.02),
+        resolution=comm.get("resolution", 0.015),
         iterations=comm.get("iterations", 3),
         seed=comm.get("seed", 42),
         min_cluster_size=comm.get("min_cluster_size", 2),
