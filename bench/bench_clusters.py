@@ -49,10 +49,13 @@ Candidate links: ~210 at 10k, ~2,200 at 100k; reading them from the ER state cos
 
 What did not help (10k/100k seed 7, recovered): candidate links without the same-reporter condition, weighted
 by probability / number of candidate entities (0.70-0.83), or only a mention's best candidate with a margin of
-1-6 bits (0.72-0.83; businesses only, factor 0.15-0.6: 0.804-0.832 at 10k, 0.727-0.731 at 100k); the same-reporter links capped at
-5 or 20 candidate entities per mention (0.737 / 0.747 at 100k), with min_probability 0.05 (0.747), with both
+1-6 bits (0.72-0.83; businesses only, factor 0.15-0.6: 0.804-0.832 at 10k, 0.727-0.731 at 100k); the
+same-reporter links capped at 5 or 20 candidate entities per mention (0.737 / 0.747 at 100k), with min_probability 0.05 (0.747), with both
 anchored person mentions allowed (0.763 vs 0.761); "two candidate mentions between the same two reports" as
 corroboration instead of the reporter (0.633 at 100k: namesakes come in pairs too).
+
+True entity ids, 1,000,000 reports, seed 7, session 5 settings (load average 5-6): Leiden 0.997 / ARI 0.881,
+23.7 s CPU (41 s wall); session 4's code on the same data and machine 0.993 / 0.878, 24.0 s CPU.
 
 Session 3/4 (before the candidate links): on true entity ids, 1,000,000 reports, seed 7: Leiden 0.993 / ARI
 0.878, components 1.000 / 0.875. Leiden CPU: 0.1 s at 10k; 1.3-1.7 s at 100k. 1,000,000 reports with an
