@@ -21,38 +21,52 @@ Usage::
     PYTHONPATH=. python bench/bench_clusters.py --reports 100000 --seed 7 --graph   # + networkx build time
     PYTHONPATH=. python bench/bench_clusters.py --reports 10000 --seed 7 --resolved  # on resolved entities
 
-Measured (2 CPUs shared with other jobs; seed = data seed = Leiden seed; graph.toml defaults CPM 0.02).
-"before" = the same graph.toml without [anchors]/[name_only_factor] (``--graph-toml``), i.e. every person
-link at type_factor 0.6; "after" = name-only person links at 0.1. Fresh data and stores (``--data-dir``),
-resolved with the default ER settings:
+With ``--resolved`` the clustering also gets the corroborated possible-match links that the main job's clusters
+stage adds (:mod:`linkage.graph.candidates`, read from the store's ER state; ``--no-candidates`` leaves them out),
+and "components" are the connected components of that same graph. The ceiling is printed twice: through the
+networks' own resolved entities, and through them plus the candidate links.
 
-=========  =========  ====  ======================  ======================  ===============  =======
-entities   reports    seed  leiden recovered        leiden ARI              components       ceiling
-                            before -> after         before -> after         recovered / ARI
-=========  =========  ====  ======================  ======================  ===============  =======
-resolved      10,000     7  0.726 -> 0.827          0.742 -> 0.802          0.626 / 0.547    0.872
-resolved      10,000    11  0.707 -> 0.771          0.769 -> 0.805          0.654 / 0.623    0.856
-resolved      10,000    23  0.677 -> 0.786          0.700 -> 0.761          0.607 / 0.513    0.871
-resolved     100,000     7  0.725 -> 0.730          0.784 -> 0.794          0.703 / 0.765    0.788
-resolved     100,000    11  0.703 -> 0.712          0.789 -> 0.804          0.669 / 0.747    0.772
-resolved     100,000    23  0.721 -> 0.736          0.771 -> 0.783          0.704 / 0.705    0.791
-true       1,000,000     7  0.993                   0.878                   1.000 / 0.875    1.000
-=========  =========  ====  ======================  ======================  ===============  =======
+Measured, session 5 (2 CPUs shared with other jobs, load average 4-7; seed = data seed = Leiden seed; fresh data
+and stores per seed under ``--data-dir``, default ER settings). "before" = session 4's code (no candidate links,
+CPM resolution 0.02); "after" = candidate links + resolution 0.015 (the packaged graph.toml):
 
-Leiden CPU: 0.1 s at 10k; 1.3-1.7 s at 100k (1.1-1.3 s before: the anchored person rows add ~15 % link
-rows); components ignore weights (unchanged).
-1,000,000 reports with an ``anchored`` column derived from the raw BSN/birth date (true ids): 13.4 s CPU
-(31 s wall at load average 4), against 11.7 s without it: clustering stays far under a minute.
+=======  ====  ======================  ======================  ===============  ===============  ===============
+reports  seed  leiden recovered        leiden ARI              components       components       ceiling
+               before -> after         before -> after         before           after            entities / +links
+=======  ====  ======================  ======================  ===============  ===============  ===============
+ 10,000     7  0.827 -> 0.832          0.801 -> 0.788          0.626 / 0.544    0.615 / 0.460    0.872 / 0.894
+ 10,000    11  0.771 -> 0.793          0.810 -> 0.810          0.654 / 0.622    0.654 / 0.581    0.856 / 0.894
+ 10,000    23  0.786 -> 0.786          0.760 -> 0.759          0.602 / 0.512    0.572 / 0.410    0.871 / 0.886
+100,000     7  0.730 -> 0.769          0.789 -> 0.796          0.693 / 0.744    0.689 / 0.708    0.795 / 0.831
+100,000    11  0.712 -> 0.748          0.802 -> 0.810          0.657 / 0.730    0.662 / 0.697    0.774 / 0.816
+100,000    23  0.737 -> 0.770          0.780 -> 0.789          0.691 / 0.679    0.685 / 0.631    0.796 / 0.835
+=======  ====  ======================  ======================  ===============  ===============  ===============
+
+(components: recovered / ARI). ``--diagnose`` at 100k seed 7, before -> after: split by ER 367 -> 303, split by
+clustering 63 -> 42, impure 55 -> 70 (glue: falsely merged addresses 59 -> 66 entities, persons 17 -> 29).
+Candidate links: ~210 at 10k, ~2,200 at 100k; reading them from the ER state costs 1.1-2 s CPU at 100k
+(mostly reading the pair blobs), Leiden 2.5-3.1 s CPU at 100k.
+
+What did not help (10k/100k seed 7, recovered): candidate links without the same-reporter condition, weighted
+by probability / number of candidate entities (0.70-0.83), or only a mention's best candidate with a margin of
+1-6 bits (0.72-0.83; businesses only, factor 0.15-0.6: 0.804-0.832 at 10k, 0.727-0.731 at 100k); the
+same-reporter links capped at 5 or 20 candidate entities per mention (0.737 / 0.747 at 100k), with min_probability 0.05 (0.747), with both
+anchored person mentions allowed (0.763 vs 0.761); "two candidate mentions between the same two reports" as
+corroboration instead of the reporter (0.633 at 100k: namesakes come in pairs too).
+
+True entity ids, 1,000,000 reports, seed 7, session 5 settings (load average 5-6): Leiden 0.997 / ARI 0.881,
+23.7 s CPU (41 s wall); session 4's code on the same data and machine 0.993 / 0.878, 24.0 s CPU.
+
+Session 3/4 (before the candidate links): on true entity ids, 1,000,000 reports, seed 7: Leiden 0.993 / ARI
+0.878, components 1.000 / 0.875. Leiden CPU: 0.1 s at 10k; 1.3-1.7 s at 100k. 1,000,000 reports with an
+``anchored`` column derived from the raw BSN/birth date (true ids): 13.4 s CPU (31 s wall at load average 4),
+against 11.7 s without it: clustering stays far under a minute.
 
 ``ceiling`` is the share of networks whose own reports are >= 80% connected through their resolved
-entities; no clustering can pass it. With the name-only discount Leiden gets close to it at 10k; at 100k
-more namesakes make person resolution leave more name-only mentions unlinked, the ceiling drops to ~0.78
-and the graph settings barely matter (resolution 0.01-0.03, hub threshold 20-80, person/address factors
-all within +-0.01). ``--diagnose`` says why networks are missed: at 100k seed 7, 381 of 484 missed networks
-are split by ER, 56 split by clustering, 48 impure (glued by falsely merged addresses, 53 entities, and
-persons, 10; never by a truly shared entity). Replacing resolved ids by the true ones for one type
-(``--true-ids person`` etc., after per-component Leiden; 100k seed 7): persons 0.900, businesses 0.805,
-addresses 0.788, persons + businesses 0.946 (10k seed 7: 0.939, 0.888, 0.844, 0.983). So the 0.9 target needs person (then business) resolution of name-only mentions.
+entities; no clustering can pass it. ``--diagnose`` says why networks are missed. Replacing resolved ids by the
+true ones for one type (``--true-ids person`` etc.; session 4, 100k seed 7, without candidate links): persons
+0.900, businesses 0.805, addresses 0.788, persons + businesses 0.946 (10k seed 7: 0.939, 0.888, 0.844, 0.983).
+So the 0.9 target needs person (then business) resolution of name-only mentions.
 The networkx display graph of 100,000 reports (390k nodes, 511k edges) builds in 13 s CPU and +720 MiB; at
 1,000,000 expect ~10x (use ``cluster_subgraph`` instead).
 """
@@ -75,6 +89,7 @@ if str(ROOT) not in sys.path:
 
 from linkage import model  # noqa: E402
 from linkage.graph import bipartite_components, build_graph, find_clusters, load_graph_settings  # noqa: E402
+from linkage.graph.candidates import CANDIDATE_COLUMNS, with_candidates  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -132,8 +147,13 @@ def _derive_tables(src: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame,
     return reports, mentions, links, truth_reports
 
 
-def load_resolved_tables(src: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(reports, mentions with RESOLVED entity ids, links, truth_reports): load + resolve into ``src/store.db``."""
+def load_resolved_tables(src: Path, settings=None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame,
+                                                          pd.DataFrame]:
+    """(reports, mentions with RESOLVED entity ids, links, truth_reports, candidate rows): load + resolve into
+    ``src/store.db``; the candidate rows (:mod:`linkage.graph.candidates`) are read from its ER state as the
+    main job's clusters stage reads them."""
+    from linkage.graph.candidates import stored_candidate_rows
+
     from linkage.pipeline import graph_inputs, load_stage, resolve_stage
     from linkage.settings import load_settings
     from linkage.store import EmbeddedStore
@@ -151,8 +171,9 @@ def load_resolved_tables(src: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.Data
         print(f"  loaded and resolved in {time.perf_counter() - t:.0f} s -> {store_path}", flush=True)
     with EmbeddedStore(store_path) as store:
         reports, mentions, links, _entities = graph_inputs(store)
+        candidates = stored_candidate_rows(store.conn, reports, mentions, settings)
     truth_reports = pd.read_csv(src / "truth_reports.csv", dtype=str, keep_default_na=False)
-    return reports, mentions, links, truth_reports
+    return reports, mentions, links, truth_reports, candidates
 
 
 # ---------------------------------------------------------------------------------------------- metrics
@@ -272,6 +293,8 @@ def diagnose(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFra
     nk = nets.drop_duplicates("net").set_index("net")["kind"].reindex(net_size.index).to_numpy()
     table = pd.crosstab(pd.Series(why, name="reason"), pd.Series(nk, name="kind"))
     # glue entities of impure best clusters
+    if "link_weight" in m.columns:  # candidate links connect (above) but are no entities to glue with
+        m = m[m["link_weight"].isna()]
     mc = m.assign(cl=m["report_id"].map(df.set_index("report_id")["cl"]).to_numpy(),
                   true_id=m["mention_id"].map(truth_mentions).to_numpy())
     if "anchored" not in mc.columns:
@@ -339,11 +362,15 @@ def true_ids_for(mentions: pd.DataFrame, truth_mentions: pd.Series, types: set[s
 
 
 def run(sizes: list[int], seed: int, data_dir: Path, graph: bool, methods: list[str], resolved: bool = False,
-        graph_toml: Path | None = None, diagnosis: bool = False, true_types: set[str] | None = None) -> None:
+        graph_toml: Path | None = None, diagnosis: bool = False, true_types: set[str] | None = None,
+        candidates: bool = True) -> None:
     settings = load_graph_settings(graph_toml)
+    if not candidates:
+        settings = settings.with_(candidates_factor={})
     print(f"settings ({graph_toml or 'packaged graph.toml'}): objective={settings.objective} resolution={settings.resolution} "
           f"iterations={settings.iterations} specificity={settings.specificity} "
-          f"hub_max_reports={settings.hub_max_reports} name_only_factor={dict(settings.name_only_factor)}; seed={seed}")
+          f"hub_max_reports={settings.hub_max_reports} name_only_factor={dict(settings.name_only_factor)} "
+          f"candidates={dict(settings.candidates_factor)} (p >= {settings.candidates_min_probability}); seed={seed}")
     print("entity ids: " + ("RESOLVED by linkage's pipeline (load + resolve)" if resolved else
                             "TRUE ids from truth_mentions.csv (measures clustering alone; --resolved for end-to-end)"))
     print(f"machine: {psutil.cpu_count()} CPUs, load average {', '.join(f'{x:.1f}' for x in psutil.getloadavg())} "
@@ -351,7 +378,11 @@ def run(sizes: list[int], seed: int, data_dir: Path, graph: bool, methods: list[
     for n in sizes:
         src = ensure_data(n, seed, data_dir)
         t = time.perf_counter()
-        reports, mentions, links, truth_reports = (load_resolved_tables if resolved else load_truth_tables)(src)
+        if resolved:
+            reports, mentions, links, truth_reports, cand = load_resolved_tables(src, settings)
+        else:  # true ids: no entity resolution, so no candidate pairs
+            reports, mentions, links, truth_reports = load_truth_tables(src)
+            cand = pd.DataFrame(columns=CANDIDATE_COLUMNS)
         truth_m = None
         if diagnosis or (resolved and true_types):
             truth_m = pd.read_csv(src / "truth_mentions.csv", usecols=["mention_id", "entity_id"], dtype=str,
@@ -360,14 +391,18 @@ def run(sizes: list[int], seed: int, data_dir: Path, graph: bool, methods: list[
             mentions = true_ids_for(mentions, truth_m, true_types)
             print(f"true ids for: {', '.join(sorted(true_types))} (resolved ids for the other types)")
         print(f"== {n:,} reports, {len(mentions):,} mentions, {mentions['entity_id'].nunique():,} entities, "
-              f"{len(links):,} stated links (tables read in {time.perf_counter() - t:.0f} s)", flush=True)
+              f"{len(links):,} stated links, {len(cand) // 2:,} candidate links "
+              f"(tables read in {time.perf_counter() - t:.0f} s)", flush=True)
+        # what clustering sees: the mentions and the candidate links (linkage.graph.candidates), as the main job
+        clustered = with_candidates(mentions, cand)
         runs = {
-            "leiden": lambda: find_clusters(reports, mentions, links, None, seed=seed, settings=settings),
-            "components": lambda: find_clusters(reports, mentions, links, None, settings=settings, method="components"),
+            "leiden": lambda: find_clusters(reports, clustered, links, None, seed=seed, settings=settings),
+            "components": lambda: find_clusters(reports, clustered, links, None, settings=settings, method="components"),
             "raw-components": lambda: bipartite_components(reports, mentions),
         }
         print(f"ceiling: {split_ceiling(mentions, truth_reports):.3f} of the planted networks are >= 80% connected "
-              "through their own entities (no clustering can recover the rest)")
+              f"through their own entities, {split_ceiling(clustered, truth_reports):.3f} with the candidate links "
+              "(no clustering can recover the rest)")
         print(f"{'method':<15} {'recovered':>9} {'ARI':>6} {'ARI-net':>7} {'clusters':>9} {'largest':>8} "
               f"{'clustered':>9} {'wall s':>7} {'cpu s':>6} {'peak MiB':>8}  per kind (recovered/networks)")
         for name in methods:
@@ -378,7 +413,7 @@ def run(sizes: list[int], seed: int, data_dir: Path, graph: bool, methods: list[
                   f"{ev['n_clusters']:>9,} {ev['largest']:>8,} {ev['clustered']:>9,} {secs:>7.1f} {cpu:>6.1f} {mib:>8.0f}  {kinds}",
                   flush=True)
             if diagnosis:
-                d = diagnose(clusters, reports, mentions, truth_reports, truth_m)
+                d = diagnose(clusters, reports, clustered, truth_reports, truth_m)
                 print(f"  why networks are missed ({name}):\n" + "\n".join("    " + x for x in d["reasons"].to_string().splitlines()))
                 if len(d["glue"]):
                     print("  entities gluing foreign reports into an impure network's cluster (genuine = truly shared):\n"
@@ -407,10 +442,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="cluster linkage-resolved entities instead of the true ones (loads + resolves once)")
     ap.add_argument("--true-ids", default="", metavar="TYPES",
                     help="with --resolved: comma-separated entity types (person,business,...) that keep their TRUE ids")
+    ap.add_argument("--no-candidates", action="store_true",
+                    help="with --resolved: cluster without the candidate links of [candidates] (for comparison)")
     a = ap.parse_args(argv)
     sizes = [int(x) for x in a.reports.split(",") if x]
     run(sizes, a.seed, a.data_dir, a.graph, [m for m in a.methods.split(",") if m], a.resolved, a.graph_toml, a.diagnose,
-        {t for t in a.true_ids.split(",") if t})
+        {t for t in a.true_ids.split(",") if t}, not a.no_candidates)
     return 0
 
 

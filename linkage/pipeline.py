@@ -350,10 +350,14 @@ def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[i
     mentions (:func:`linkage.graph.incremental.update_changed`); ``inputs`` then hold just those, and
     ``now`` and ``n_reports`` are read from the store.
     """
+    from linkage.graph.candidates import candidates_on, stored_candidate_rows, with_candidates
     from linkage.graph.incremental import load_state, update_changed, update_clusters
 
     loaded = None if full else load_state(store.conn)
-    if loaded is not None and changed is not None and _scores_usable(loaded[1].get("scores"), loaded[2]):
+    # candidate links (linkage.graph.candidates) are derived from all stored ER pairs: with them switched on
+    # a run reads everything (update_changed knows only the mentions' own rows)
+    if (loaded is not None and changed is not None and not candidates_on()
+            and _scores_usable(loaded[1].get("scores"), loaded[2])):
         cluster_seed = settings.cluster_seed if seed is None else seed
         rows = _graph_mentions(store, "mention_id", changed)
         n_resolved = store.count("mention_entities", "WHERE entity_id IS NOT NULL AND entity_id <> ''")
@@ -369,7 +373,11 @@ def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[i
     # with a state to re-use only the re-scored clusters' links are needed: the scoring stage reads those
     reports, mentions, links, _ = graph_inputs(store, entities=False, links=loaded is None)
     previous, tables, meta = loaded if loaded is not None else (None, {}, {})
-    update = update_clusters(reports, mentions, previous, seed=settings.cluster_seed if seed is None else seed)
+    # clustering also sees corroborated possible matches from the ER state (linkage.graph.candidates); they are
+    # links, not mentions: scoring gets the mentions alone
+    candidates = stored_candidate_rows(store.conn, reports, mentions)  # none while [candidates] is off
+    clustered = with_candidates(mentions, candidates) if len(candidates) else mentions
+    update = update_clusters(reports, clustered, previous, seed=settings.cluster_seed if seed is None else seed)
     return ClusterStep(update.clusters, (reports, mentions, links, None), update, tables.get("scores"), meta)
 
 

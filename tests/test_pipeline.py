@@ -149,6 +149,43 @@ def test_reused_clusters_and_scores_equal_clustering_and_scoring_everything_agai
             pd.testing.assert_frame_equal(a.frame(sql), b.frame(sql))
 
 
+@pytest.fixture
+def candidate_links_on(monkeypatch):
+    """The packaged graph policy with [candidates] switched on (off by default, see graph.toml)."""
+    from linkage.graph import weights
+
+    packaged = weights.load_graph_settings
+
+    def with_candidates(path=None, overrides=None):
+        on = {"candidates_factor": {"person": 1.0, "business": 1.0, "address": 1.0}, "resolution": 0.015}
+        return packaged(path, {**on, **(overrides or {})})
+
+    monkeypatch.setattr(weights, "load_graph_settings", with_candidates)
+
+
+def test_with_candidate_links_on_an_incremental_run_equals_clustering_everything_again(generated, tmp_path,
+                                                                                      candidate_links_on):
+    # candidate links come from all stored ER pairs, so the run reads everything; it must still give what
+    # clustering and scoring everything again gives, and the links must be there to matter
+    from linkage.graph.candidates import stored_candidate_rows
+    from linkage.pipeline import graph_inputs
+
+    first, second = _split(generated, tmp_path / "parts", 1200)
+    stores = [tmp_path / "reuse.db", tmp_path / "again.db"]
+    for store in stores:
+        run(first, store)
+    with EmbeddedStore(stores[1]) as s:
+        s.conn.execute("DELETE FROM graph_state")
+    for store in stores:
+        run(second, store)
+    with EmbeddedStore(stores[0]) as a, EmbeddedStore(stores[1]) as b:
+        reports, mentions, _, _ = graph_inputs(a, entities=False, links=False)
+        assert len(stored_candidate_rows(a.conn, reports, mentions)) > 0
+        for table in ("clusters", "report_clusters", "mention_entities"):
+            pd.testing.assert_frame_equal(a.frame(f"SELECT * FROM {table} ORDER BY 1"),
+                                          b.frame(f"SELECT * FROM {table} ORDER BY 1"))
+
+
 def test_cluster_ids_carry_over_and_history_records_changes(generated, tmp_path):
     first, second = _split(generated, tmp_path / "parts", 1200)
     store = tmp_path / "s.db"

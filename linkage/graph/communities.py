@@ -130,6 +130,37 @@ def _clique_pairs(r: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> tuple
     return r[left_row], r[right_row], group_of_row[np.repeat(np.arange(len(row)), after)]
 
 
+def _split_fixed(mentions: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(the mentions' own rows, rows with a ``link_weight``): the latter are links of a fixed weight
+    (:mod:`linkage.graph.candidates`), not mentions of an entity."""
+    if "link_weight" not in mentions.columns:
+        return mentions, None
+    has = mentions["link_weight"].notna().to_numpy()
+    if not has.any():
+        return mentions, None
+    return mentions.loc[~has], mentions.loc[has, ["report_id", "entity_id", "link_weight"]]
+
+
+def _fixed_pairs(rows: pd.DataFrame, rep_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(left, right, weight) report-code pairs of fixed-weight rows: every pair of reports sharing such an
+    entity id gets that entity's (largest) ``link_weight``; reports without a code are left out."""
+    code = pd.Index(rep_ids).get_indexer(rows["report_id"].astype(str).to_numpy(dtype=object))
+    ent, _ = pd.factorize(rows["entity_id"].astype(str), sort=True)
+    ok = code >= 0
+    df = pd.DataFrame({"e": ent[ok], "r": code[ok], "w": rows["link_weight"].to_numpy(dtype=np.float64)[ok]})
+    w_ent = df.groupby("e")["w"].max()
+    df = df.drop_duplicates(["e", "r"]).sort_values(["e", "r"], kind="stable")
+    e, r = df["e"].to_numpy(), df["r"].to_numpy()
+    if len(e) == 0:
+        z = np.zeros(0, dtype=np.int64)
+        return z, z, np.zeros(0)
+    starts = np.r_[0, np.flatnonzero(e[1:] != e[:-1]) + 1]
+    sizes = np.diff(np.r_[starts, len(e)])
+    two = sizes >= 2
+    left, right, grp = _clique_pairs(r, starts[two], sizes[two])
+    return left, right, w_ent.reindex(e[starts[two]]).to_numpy()[grp]
+
+
 def report_graph(mentions: pd.DataFrame, settings: GraphSettings | Mapping[str, Any] | None = None,
                  reports: pd.DataFrame | None = None) -> ReportGraph:
     """Project the report-entity graph onto reports, weighting links by specificity (hubs only confirm).
@@ -150,6 +181,7 @@ def report_graph(mentions: pd.DataFrame, settings: GraphSettings | Mapping[str, 
     (['R1', 'R2', 'R3'], [0], [1], [1.0])
     """
     s = as_graph_settings(settings)
+    mentions, fixed = _split_fixed(mentions)
     # name-only links weakened: anchored mentions add a second link row (linkage.graph.weights.link_rows)
     rep_ids, r, e, types = _coded(reports, link_rows(mentions, s))
     n_rep = max(len(rep_ids), 1)
@@ -165,6 +197,9 @@ def report_graph(mentions: pd.DataFrame, settings: GraphSettings | Mapping[str, 
     hubs = deg > s.hub_max_reports
     left, right, grp = _clique_pairs(r, starts_all[shared], deg[shared])
     w = w_ent[np.flatnonzero(shared)][grp] if len(grp) else np.zeros(0)
+    if fixed is not None:  # possible-match links (linkage.graph.candidates): their own weight, never a hub
+        fl, fr, fw = _fixed_pairs(fixed, rep_ids)
+        left, right, w = np.r_[left, fl], np.r_[right, fr], np.r_[w, fw]
 
     if len(left):
         key = left * n_rep + right

@@ -58,8 +58,9 @@ class GraphSettings:
     Attributes mirror ``graph.toml``: ``specificity`` (function name), ``hub_max_reports``,
     ``type_factor`` (entity type -> multiplier), ``anchors`` (entity type -> mention fields that anchor
     its resolution), ``name_only_factor`` (entity type -> multiplier of a link that a side's anchor does not
-    back), ``objective`` ("CPM" or "modularity"), ``resolution``, ``iterations``, ``seed``,
-    ``min_cluster_size``.
+    back), ``candidates_factor`` / ``candidates_min_probability`` (``[candidates]``: corroborated possible
+    matches, :mod:`linkage.graph.candidates`), ``objective`` ("CPM" or "modularity"), ``resolution``,
+    ``iterations``, ``seed``, ``min_cluster_size``.
     """
 
     specificity: str = "inverse_log"
@@ -67,6 +68,8 @@ class GraphSettings:
     type_factor: Mapping[str, float] = field(default_factory=dict)
     anchors: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     name_only_factor: Mapping[str, float] = field(default_factory=dict)
+    candidates_factor: Mapping[str, float] = field(default_factory=dict)
+    candidates_min_probability: float = 0.001
     objective: str = "CPM"
     resolution: float = 0.02
     iterations: int = 3
@@ -121,7 +124,8 @@ def load_graph_settings(path: Path | str | None = None, overrides: Mapping[str, 
     doc, _text = read_toml(path)
     problems: list[str] = []
     known = {"specificity": {"function", "hub_max_reports"}, "type_factor": None, "anchors": None,
-             "name_only_factor": None, "communities": {"objective", "resolution", "iterations", "seed", "min_cluster_size"}}
+             "name_only_factor": None, "candidates": {"factor", "min_probability"},
+             "communities": {"objective", "resolution", "iterations", "seed", "min_cluster_size"}}
     for section, value in doc.items():
         if section not in known:
             problems.append(f"unknown section [{section}]")
@@ -131,12 +135,15 @@ def load_graph_settings(path: Path | str | None = None, overrides: Mapping[str, 
         raise ConfigError(f"{path}: " + "; ".join(problems))
     spec = doc.get("specificity", {})
     comm = doc.get("communities", {})
+    cand = doc.get("candidates", {})
     s = GraphSettings(
         specificity=spec.get("function", "inverse_log"),
         hub_max_reports=spec.get("hub_max_reports", 40),
         type_factor=dict(doc.get("type_factor", {})),
         anchors={k: tuple(v) if isinstance(v, list) else v for k, v in doc.get("anchors", {}).items()},
         name_only_factor=dict(doc.get("name_only_factor", {})),
+        candidates_factor=dict(cand.get("factor", {})),
+        candidates_min_probability=cand.get("min_probability", 0.001),
         objective=comm.get("objective", "CPM"),
         resolution=comm.get("resolution", 0.02),
         iterations=comm.get("iterations", 3),
@@ -169,6 +176,11 @@ def _validate(s: GraphSettings, where: str) -> GraphSettings:
             problems.append(f"name_only_factor.{k} must be a number between 0 and type_factor.{k} ({full})")
         if k not in s.anchors:
             problems.append(f"name_only_factor.{k} needs anchors.{k} (which fields make a mention anchored)")
+    for k, v in s.candidates_factor.items():
+        if not isinstance(v, (int, float)) or v < 0:
+            problems.append(f"candidates.factor.{k} must be a number >= 0")
+    if not isinstance(s.candidates_min_probability, (int, float)) or not 0 < s.candidates_min_probability <= 1:
+        problems.append("candidates.min_probability must be a number in (0, 1]")
     if s.objective not in OBJECTIVES:
         problems.append(f"communities.objective must be one of {', '.join(OBJECTIVES)}")
     if not isinstance(s.resolution, (int, float)) or s.resolution <= 0:

@@ -541,6 +541,46 @@ def stored_scored_pairs(conn) -> list[ScoredPairs] | None:
     return out
 
 
+@dataclass(frozen=True)
+class PairProbabilities:
+    """The scored pairs of one type, reduced to what the graph reads: record mention ids, pair indices into
+    them and match probabilities (:func:`stored_pair_probabilities`)."""
+
+    entity_type: str
+    mention_ids: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    prob: np.ndarray
+
+
+def stored_pair_probabilities(conn, min_probability: float = 0.0) -> list[PairProbabilities]:
+    """Read-only: per fuzzy type the stored scored pairs with a match probability of at least
+    ``min_probability`` (indices, probabilities and the records' mention ids only; [] without a state).
+
+    Loads only the ``left``, ``right`` and ``prob`` arrays of each pair chunk and the ``mention_id`` column of
+    the records, so the graph stage can read the pairs of 1,000,000 reports cheaply
+    (:mod:`linkage.graph.candidates`).
+    """
+    if not _has_state_table(conn):
+        return []
+    out = []
+    for etype, parts in sorted(_read_chunks(conn, ("records", "pairs")).items()):
+        if not parts.get("pairs") or not parts.get("records"):
+            continue
+        left, right, prob = [], [], []
+        for blob in parts["pairs"]:
+            with np.load(io.BytesIO(blob)) as z:
+                p = z["prob"]
+                keep = np.flatnonzero(p >= min_probability)
+                left.append(z["left"][keep])
+                right.append(z["right"][keep])
+                prob.append(p[keep])
+        ids = _records(parts["records"], ["mention_id"])["mention_id"].to_numpy(dtype=object)
+        out.append(PairProbabilities(etype, ids, np.concatenate(left).astype(np.int64), np.concatenate(right).astype(np.int64),
+                                     np.concatenate(prob)))
+    return out
+
+
 def pairs_table(scored: Iterable[ScoredPairs]) -> pd.DataFrame:
     """Scored pairs as the rows ``er_pairs`` held: ``left_id, right_id, entity_type, weight, probability,
     matched, levels, reason``, ids oriented smallest first, sorted by ``left_id, right_id``."""

@@ -1,0 +1,136 @@
+"""Tests for linkage.graph.candidates: corroborated possible matches as report links."""
+from __future__ import annotations
+
+import math
+import sqlite3
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from linkage.errors import ConfigError
+from linkage.graph import find_clusters, load_graph_settings, report_graph
+from linkage.graph.candidates import (
+    CANDIDATE_PREFIX, candidate_pairs, candidate_rows, candidates_on, stored_candidate_rows, with_candidates,
+)
+from linkage.graph.incremental import update_clusters
+
+SETTINGS = {"candidates_factor": {"person": 1.0, "business": 0.5}, "candidates_min_probability": 0.01}
+
+# R1..R3 by reporter rep-a, R4 by rep-b, R5 anonymous. Each report names one person (own entity: resolution
+# kept them apart); R2's person is anchored, R6's too.
+REPORTS = pd.DataFrame({"report_id": ["R1", "R2", "R3", "R4", "R5", "R6"],
+                        "reporter_id": ["rep-a", "rep-a", "rep-a", "rep-b", "", "rep-a"]})
+MENTIONS = pd.DataFrame({
+    "mention_id": ["m1", "m2", "m3", "m4", "m5", "m6", "m7"],
+    "report_id": ["R1", "R2", "R3", "R4", "R5", "R6", "R1"],
+    "entity_type": ["person"] * 6 + ["business"],
+    "entity_id": ["P1", "P2", "P2", "P4", "P5", "P6", "B1"],
+    "anchored": [0, 1, 0, 0, 0, 1, 1],
+})
+
+
+def scored(etype: str, ids: list[str], pairs: list[tuple[int, int, float]]) -> SimpleNamespace:
+    return SimpleNamespace(entity_type=etype, mention_ids=np.array(ids, dtype=object),
+                           left=np.array([a for a, _, _ in pairs]), right=np.array([b for _, b, _ in pairs]),
+                           prob=np.array([p for _, _, p in pairs]))
+
+
+PERSONS = ["m1", "m2", "m3", "m4", "m5", "m6"]
+
+
+def pairs_of(sp, reports=REPORTS, mentions=MENTIONS, settings=SETTINGS) -> list[tuple]:
+    return [tuple(r) for r in candidate_pairs(sp, mentions, reports, settings).itertuples(index=False)]
+
+
+def spec(n: int) -> float:
+    return round(math.log(3) / math.log1p(max(n, 2)), 6)
+
+
+def test_only_reports_of_one_known_reporter_are_linked():
+    # m1-m2 same reporter (rep-a, 4 reports), m1-m4 other reporter, m1-m5 anonymous
+    sp = scored("person", PERSONS, [(0, 1, 0.3), (0, 3, 0.9), (0, 4, 0.9)])
+    assert pairs_of([sp]) == [("R1", "R2", "person", spec(4))]
+
+
+def test_pairs_kept_apart_on_identifying_evidence_same_entity_or_low_probability_link_nothing():
+    # m2-m6 both anchored persons; m2-m3 already one entity; m1-m3 below min_probability
+    sp = scored("person", PERSONS, [(1, 5, 0.9), (1, 2, 0.99), (0, 2, 0.005)])
+    assert pairs_of([sp]) == []
+    # a type without anchors: every mention counts as name-only, so anchored flags do not matter
+    biz = scored("business", ["m7", "m2"], [(0, 1, 0.2)])
+    m = MENTIONS.assign(entity_type=["person"] * 6 + ["business"])
+    m.loc[m["mention_id"] == "m2", ["entity_type", "entity_id"]] = ["business", "B2"]
+    assert pairs_of([biz], mentions=m) == [("R1", "R2", "business", round(0.5 * spec(4), 6))]
+
+
+def test_types_without_a_factor_and_unknown_mentions_are_ignored():
+    sp = scored("address", ["m1", "m2"], [(0, 1, 0.9)])
+    gone = scored("person", ["m1", "purged"], [(0, 1, 0.9)])
+    assert pairs_of([sp, gone]) == []
+    assert pairs_of([scored("person", PERSONS, [(0, 1, 0.9)])], reports=REPORTS.drop(columns="reporter_id")) == []
+
+
+def test_rows_two_per_pair_and_deterministic():
+    sp = scored("person", PERSONS, [(1, 0, 0.3), (0, 1, 0.4)])  # one report pair, twice, either orientation
+    rows = candidate_rows([sp], MENTIONS, REPORTS, SETTINGS)
+    assert rows["report_id"].tolist() == ["R1", "R2"]
+    assert rows["entity_id"].tolist() == [f"{CANDIDATE_PREFIX}R1|R2|person"] * 2
+    assert rows["entity_type"].tolist() == ["person~candidate"] * 2
+    shuffled = MENTIONS.sample(frac=1.0, random_state=3)
+    assert rows.equals(candidate_rows([sp], shuffled, REPORTS.iloc[::-1], SETTINGS))
+
+
+def test_report_graph_gives_a_candidate_link_exactly_its_weight():
+    rows = pd.DataFrame({"report_id": ["R1", "R2"], "entity_id": ["~cand:x"] * 2, "entity_type": ["person~candidate"] * 2,
+                         "link_weight": [0.37, 0.37]})
+    base = report_graph(MENTIONS, load_graph_settings())
+    g = report_graph(with_candidates(MENTIONS, rows), load_graph_settings())
+    assert (base.n_edges, g.n_edges) == (1, 2)  # R2-R3 share P2
+    assert g.weight[list(zip(g.u.tolist(), g.v.tolist())).index((0, 1))] == pytest.approx(0.37)
+    assert g.n_entities_shared == base.n_entities_shared  # a candidate link is no shared entity
+
+
+def test_a_report_joins_a_network_through_a_candidate_link_and_incremental_equals_full():
+    # a small network N1-N4 (phone T, address A) and X, whose name-only person resolution kept apart
+    reports = pd.DataFrame({"report_id": ["N1", "N2", "N3", "N4", "X"], "reporter_id": ["r"] * 5})
+    mentions = pd.DataFrame({"mention_id": [f"k{i}" for i in range(9)],
+                             "report_id": ["N1", "N2", "N3", "N4", "N1", "N2", "N3", "X", "N4"],
+                             "entity_type": ["phone"] * 4 + ["address"] * 3 + ["person"] * 2,
+                             "entity_id": ["T"] * 4 + ["A"] * 3 + ["P9", "P1"], "anchored": [1] * 7 + [0, 1]})
+    alone = find_clusters(reports, mentions, seed=1)
+    assert "X" not in set(alone["report_id"])
+    sp = scored("person", ["k7", "k8"], [(0, 1, 0.4)])
+    rows = candidate_rows([sp], mentions, reports, SETTINGS)
+    joined = find_clusters(reports, with_candidates(mentions, rows), seed=1)
+    assert sorted(joined["report_id"]) == ["N1", "N2", "N3", "N4", "X"]
+    first = update_clusters(reports, with_candidates(mentions, rows.iloc[:0]), None, seed=1)
+    second = update_clusters(reports, with_candidates(mentions, rows), first.state, seed=1)
+    assert not second.everything and second.clusters.equals(joined)
+
+
+def test_stored_candidate_rows_read_the_er_state(tmp_path):
+    from linkage.resolve.incremental import STATE_TABLE, _insert_pairs, _insert_records
+
+    con = sqlite3.connect(tmp_path / "s.db")
+    assert stored_candidate_rows(con, REPORTS, MENTIONS, SETTINGS).empty  # no state: no rows
+    con.execute(STATE_TABLE)
+    _insert_records(con, "person", 0, pd.DataFrame({"mention_id": PERSONS}))
+    _insert_pairs(con, "person", 0, {"left": np.array([0, 0], dtype=np.int32), "right": np.array([1, 3], dtype=np.int32),
+                                     "weight": np.zeros(2), "prob": np.array([0.5, 0.5]),
+                                     "matched": np.zeros(2, dtype=bool), "levels": np.zeros((2, 3), dtype=np.int8),
+                                     "reason": np.zeros(2, dtype=np.uint8)})
+    rows = stored_candidate_rows(con, REPORTS, MENTIONS, SETTINGS)
+    assert rows["report_id"].tolist() == ["R1", "R2"]
+    assert stored_candidate_rows(con, REPORTS, MENTIONS, {"candidates_factor": {}}).empty  # switched off
+
+
+def test_candidate_settings_are_validated():
+    s = load_graph_settings()
+    assert not candidates_on(s) and 0 < s.candidates_min_probability <= 1  # off by default (graph.toml)
+    assert candidates_on(s.with_(candidates_factor={"person": 1.0}))
+    with pytest.raises(ConfigError, match="candidates.factor.person"):
+        s.with_(candidates_factor={"person": -1})
+    with pytest.raises(ConfigError, match="candidates.min_probability"):
+        s.with_(candidates_min_probability=0)
