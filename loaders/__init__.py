@@ -232,20 +232,22 @@ class _Loader:
             return "new"
         return "unchanged" if prior == h else "conflict"
 
-    def _accept_mentions(self, keys: list[tuple[str, str]], existing: dict[str, str]) -> str:
+    def _accept_mentions(self, rows: list[tuple], existing: dict[str, str]) -> str:
+        """'new', 'unchanged' or 'conflict' for the validated mention rows of one input row."""
         known = 0
-        for mid, h in keys:
-            prior = self.seen_mentions.get(mid) or existing.get(mid)
+        at = _MENTION_HASH_AT
+        for r in rows:
+            prior = self.seen_mentions.get(r[0]) or existing.get(r[0])
             if prior is not None:
-                if prior != h:
+                if prior != r[at]:
                     return "conflict"
                 known += 1
-        if known == len(keys):
+        if known == len(rows):
             return "unchanged"
         if known:  # the row now carries more (say an address) than was stored under its id
             return "conflict"
-        for mid, h in keys:
-            self.seen_mentions[mid] = h
+        for r in rows:
+            self.seen_mentions[r[0]] = r[at]
         return "new"
 
     # --- files -------------------------------------------------------------------------------------
@@ -325,7 +327,7 @@ class _Loader:
             if self.pool is None:  # pragma: no cover - no fork on this platform
                 self.workers = 0
         if self.pool is not None:
-            pending.append((task, self.pool.apply_async(_validate_task, (task,))))
+            pending.append((task, self.pool.apply_async(_validate_task, (_pack(task),))))
         else:
             pending.append((task, _validate(self.checker, self.mapping, task)))
 
@@ -341,15 +343,14 @@ class _Loader:
         quarantine: list[dict] = []
 
         report_ids = [s[2][0] for s in staged if s[2] is not None]
-        mention_ids = [mid for s in staged for mid, _ in s[4]]
+        mention_ids = [m[0] for s in staged for m in s[3]]
         existing_reports = self._existing("reports", "report_id", report_ids) if report_ids else {}
         existing_mentions = self._existing("mentions", "mention_id", mention_ids) if mention_ids else {}
         known_reports = self._reports_known() if kind == "mentions" else None
         qkind = {"reports": "report", "mentions": "mention", "wide": "wide"}[kind]
         new = unchanged = quarantined = conflicts = 0
 
-        for (row_no, errors, report_key, report_row, mention_keys, mention_rows, link_rows, problems), item \
-                in zip(staged, chunk):
+        for (row_no, errors, report_row, mention_rows, link_rows, problems), item in zip(staged, chunk):
             if not errors and kind == "mentions":
                 rid = mention_rows[0][1] if mention_rows else None
                 if rid and rid not in known_reports:
@@ -359,10 +360,12 @@ class _Loader:
                 quarantined += 1
                 quarantine.append(self._quarantine_row(Origin(label, row_no), qkind, errors, _raw(keys, item)))
                 continue
-            report_status = self._accept_report(*report_key, existing_reports) if report_key is not None else None
+            report_status = None
+            if report_row is not None:
+                report_status = self._accept_report(report_row[0], report_row[_REPORT_HASH_AT], existing_reports)
             status = report_status or "new"
-            if report_status != "conflict" and mention_keys:
-                mention_status = self._accept_mentions(mention_keys, existing_mentions)
+            if report_status != "conflict" and mention_rows:
+                mention_status = self._accept_mentions(mention_rows, existing_mentions)
                 status = mention_status if report_status in (None, "unchanged") or mention_status == "conflict" else status
             if status == "conflict":
                 quarantined += 1
@@ -408,6 +411,8 @@ _LINK_INSERT = ("INSERT OR IGNORE INTO mention_links (src_mention_id, dst_mentio
                 "VALUES (?, ?, ?, ?)")
 _REPORT_FIELDS_OUT = _REPORT_COLUMNS[:-2]   # source_file and source_row are added per row
 _MENTION_FIELDS_OUT = _MENTION_COLUMNS[:-2]
+_REPORT_HASH_AT = _REPORT_COLUMNS.index("content_hash")    # ids are the first column of both
+_MENTION_HASH_AT = _MENTION_COLUMNS.index("content_hash")
 
 
 def _occurrence_key(row: dict) -> tuple:
@@ -432,9 +437,10 @@ def _sql_tuple(record: Mapping[str, Any], fields: Sequence[str], file: str, row:
 
 
 def _validate(checker, mapping: WideMapping | None, task: tuple) -> list[tuple]:
-    """Validate one chunk of rows: per row, in order, ``(row number, errors, report key, report row,
-    mention keys, mention rows, link rows, problems)``: the rows as SQLite tuples (``None``/empty when the row
-    is rejected), keys as ``(id, content hash)``. Pure (no store, no state), so it can run in a worker."""
+    """Validate one chunk of rows: per row, in order, ``(row number, errors, report row, mention rows, link rows,
+    problems)``: the rows as SQLite tuples (``None``/empty when the row is rejected; ids first, content hashes
+    at :data:`_REPORT_HASH_AT` / :data:`_MENTION_HASH_AT`), problems None when there are none. Pure (no store,
+    no state), so it can run in a worker."""
     kind, label, keys, chunk = task
     extra_cells = "row has more cells than the header; extra cells ignored."
     out: list[tuple] = []
@@ -448,7 +454,7 @@ def _validate(checker, mapping: WideMapping | None, task: tuple) -> list[tuple]:
             row = item[1]
         origin = Origin(label, row_no)
         if "__error__" in row:
-            stage((row_no, [origin.problem(None, row["__error__"])], None, None, no_rows, no_rows, no_rows, None))
+            stage((row_no, [origin.problem(None, row["__error__"])], None, no_rows, no_rows, None))
             continue
         problems: list[Problem] = []
         if row.get("__extra__"):
@@ -474,20 +480,16 @@ def _validate(checker, mapping: WideMapping | None, task: tuple) -> list[tuple]:
         if not errors and kind != "mentions" and report is None:
             errors = [origin.problem(None, "row could not be read as a report.")]
         if errors:
-            stage((row_no, errors, None, None, no_rows, no_rows, no_rows, None))
+            stage((row_no, errors, None, no_rows, no_rows, None))
             continue
-        report_key = report_row = None
-        if report is not None:
-            report_key = (report["report_id"], report["content_hash"])
-            report_row = _sql_tuple(report, _REPORT_FIELDS_OUT, label, row_no)
-        mention_keys, mention_rows, link_rows = [], [], []
+        report_row = None if report is None else _sql_tuple(report, _REPORT_FIELDS_OUT, label, row_no)
+        mention_rows, link_rows = [], []
         for ms, ls in parts:
             for m in ms:
-                mention_keys.append((m["mention_id"], m["content_hash"]))
                 mention_rows.append(_sql_tuple(m, _MENTION_FIELDS_OUT, label, row_no))
             for link in ls:
                 link_rows.append((link["src_mention_id"], link["dst_mention_id"], link["rel_type"], link["report_id"]))
-        stage((row_no, None, report_key, report_row, mention_keys, mention_rows, link_rows, problems))
+        stage((row_no, None, report_row, mention_rows, link_rows, problems or None))
     return out
 
 
@@ -515,7 +517,34 @@ def _worker_init() -> None:
 
 
 def _validate_task(task: tuple) -> list[tuple]:
-    return _validate(row_checker(_FORKED["settings"]), _FORKED["mapping"], task)
+    return _validate(row_checker(_FORKED["settings"]), _FORKED["mapping"], _unpack(task))
+
+
+_CELL, _ROW = "\x1f", "\x1e"  # unit and record separators
+
+
+def _pack(task: tuple) -> tuple:
+    """A chunk of cell lists as one string (a fifth of the cost of pickling the lists) when no cell is None
+    (a short row) or holds a separator; other chunks as they are. :func:`_unpack` gives the chunk back."""
+    kind, label, keys, chunk = task
+    if keys is None:
+        return task
+    try:
+        text = _ROW.join([_CELL.join(item[1]) for item in chunk])
+    except TypeError:  # a None cell
+        return task
+    if text.count(_CELL) != len(chunk) * (len(keys) - 1) or text.count(_ROW) != len(chunk) - 1:
+        return task
+    return kind, label, keys, ([item[0] for item in chunk], [item[2] for item in chunk],
+                               [item[3] for item in chunk], text)
+
+
+def _unpack(task: tuple) -> tuple:
+    kind, label, keys, chunk = task
+    if not isinstance(chunk, tuple):
+        return task
+    numbers, extras, occs, text = chunk
+    return kind, label, keys, list(zip(numbers, [r.split(_CELL) for r in text.split(_ROW)], extras, occs))
 
 
 def load_files(
