@@ -169,15 +169,22 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
         counts = resolve_store_incremental(store, json.loads(raw_model), judgements, progress, changed=changed)
         if counts is not None:
             return counts
-    mentions = store.mentions()
+    from functools import partial
+
+    from linkage.resolve.engine import MentionsByType
+    from linkage.store.embedded import mentions_of_type
+
+    # each entity type's mentions are read by the process that resolves the type (in parallel)
+    mentions = MentionsByType(store.mention_type_counts(), partial(mentions_of_type, store.path))
     previous = store.mention_entities()
     kwargs: dict[str, Any] = {}
     if not full and raw_model is not None:
         kwargs["model"] = json.loads(raw_model)  # frozen: the same model scores old and new pairs alike
         if len(previous):
-            kwargs["new_mention_ids"] = sorted(set(mentions["mention_id"]) - set(previous["mention_id"]))
+            stored_ids = [r[0] for r in store.conn.execute("SELECT mention_id FROM mentions")]
+            kwargs["new_mention_ids"] = sorted(set(stored_ids) - set(previous["mention_id"]))
             kwargs["existing_pairs"] = _stored_pairs(store)
-    if len(mentions) >= settings.resolve_parallel_min_mentions:
+    if sum(mentions.counts.values()) >= settings.resolve_parallel_min_mentions:
         kwargs["processes"] = settings.resolve_processes
     resolution = resolve_mentions(mentions, judgements=judgements, progress=progress, keep_records=True, **kwargs)
     del mentions

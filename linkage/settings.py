@@ -64,6 +64,8 @@ class Settings:
     cluster_seed: int = 42
     resolve_processes: int = 1
     resolve_parallel_min_mentions: int = 20000
+    load_workers: int = 0
+    load_parallel_min_rows: int = 40000
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     def category(self, label: object) -> tuple[str, bool]:
@@ -86,6 +88,12 @@ class Settings:
         if key in model.ENTITY_TYPES:
             return key
         return self.entity_type_aliases.get(key)
+
+
+def _at_least(path: str, name: str, value: int, low: int) -> int:
+    if value < low:
+        raise ConfigError(f"{path}: {name} = {value} must be at least {low}.")
+    return value
 
 
 def load_settings(path: Path | str | None = None) -> Settings:
@@ -126,5 +134,7 @@ def _load(path: str) -> Settings:
         cluster_seed=int(clusters.get("seed", 42)),
         resolve_processes=processes,
         resolve_parallel_min_mentions=int(resolving.get("parallel_min_mentions", 20000)),
+        load_workers=_at_least(path, "[loading] workers", int(loading.get("workers", 0)), 0),
+        load_parallel_min_rows=int(loading.get("parallel_min_rows", 40000)),
         raw=data,
     )

@@ -14,19 +14,19 @@ from __future__ import annotations
 
 import csv
 import json
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from linkage import model
 from linkage.errors import InputError, Problem
 from linkage.gcpause import paused_gc
 from linkage.pseudonym import pseudonymise_bsn
 from linkage.settings import Settings, load_settings
-from linkage.store.embedded import EmbeddedStore
+from linkage.store.embedded import _PLAIN_TYPES, EmbeddedStore, _binding_none, _sql_value
 from loaders.canonical import Origin, canonical_column, row_checker, text
-from loaders.readers import Table, read_table
+from loaders.readers import Table, read_table, record_row
 from loaders.wide import WideMapping, load_mapping
 
 __all__ = ["FileSummary", "LoadSummary", "load_files", "quarantine_path", "read_table", "load_mapping"]
@@ -139,12 +139,18 @@ def _classify(table: Table, mapping: WideMapping | None) -> str:
 
 
 class _Loader:
-    def __init__(self, store: EmbeddedStore, settings: Settings, progress, on_commit) -> None:
+    def __init__(self, store: EmbeddedStore, settings: Settings, progress, on_commit,
+                 mapping: WideMapping | None = None) -> None:
         self.store = store
         self.settings = settings
         self.progress = progress
         self.on_commit = on_commit
+        self.mapping = mapping
         self.chunk = max(1, settings.chunk_rows)
+        self.checker = row_checker(settings)
+        self.workers = max(0, settings.load_workers)
+        self.parallel_min_rows = settings.load_parallel_min_rows
+        self.pool = None
         self.known_reports: set[str] | None = None
         self.seen_reports: dict[str, str] = {}
         self.seen_mentions: dict[str, str] = {}
@@ -202,19 +208,23 @@ class _Loader:
             else:
                 yield row_no, {rename.get(k, k): v for k, v in row.items()}
 
-    def _commit(self, reports: list[dict], mentions: list[dict], links: list[dict], quarantine: list[dict]) -> None:
+    def _commit(self, reports: list[tuple], mentions: list[tuple], links: list[tuple], quarantine: list[dict]) -> None:
         with self.store.transaction():
-            self.store.insert_rows("reports", reports, _REPORT_COLUMNS)
-            self.store.insert_rows("mentions", mentions, _MENTION_COLUMNS)
-            self.store.insert_rows("mention_links", links, ["src_mention_id", "dst_mention_id", "rel_type", "report_id"], "INSERT OR IGNORE")
+            with _binding_none():
+                conn = self.store.conn
+                if reports:
+                    conn.executemany(_REPORT_INSERT, reports)
+                if mentions:
+                    conn.executemany(_MENTION_INSERT, mentions)
+                if links:
+                    conn.executemany(_LINK_INSERT, links)
             self.store.insert_rows("quarantine", quarantine, _QUARANTINE_COLUMNS, "INSERT OR REPLACE")
         if self.on_commit:
             self.on_commit()
 
     # --- per-row handling --------------------------------------------------------------------------
-    def _accept_report(self, report: dict, existing: dict[str, str]) -> str:
+    def _accept_report(self, rid: str, h: str, existing: dict[str, str]) -> str:
         """'new', 'unchanged' or 'conflict' for a validated report (and remember it)."""
-        rid, h = report["report_id"], report["content_hash"]
         prior = self.seen_reports.get(rid) or existing.get(rid)
         if prior is None:
             self.seen_reports[rid] = h
@@ -222,126 +232,149 @@ class _Loader:
             return "new"
         return "unchanged" if prior == h else "conflict"
 
-    def _accept_mentions(self, records: list[dict], existing: dict[str, str]) -> str:
+    def _accept_mentions(self, rows: list[tuple], existing: dict[str, str]) -> str:
+        """'new', 'unchanged' or 'conflict' for the validated mention rows of one input row."""
         known = 0
-        for r in records:
-            prior = self.seen_mentions.get(r["mention_id"]) or existing.get(r["mention_id"])
+        at = _MENTION_HASH_AT
+        for r in rows:
+            prior = self.seen_mentions.get(r[0]) or existing.get(r[0])
             if prior is not None:
-                if prior != r["content_hash"]:
+                if prior != r[at]:
                     return "conflict"
                 known += 1
-        if known == len(records):
+        if known == len(rows):
             return "unchanged"
         if known:  # the row now carries more (say an address) than was stored under its id
             return "conflict"
-        for r in records:
-            self.seen_mentions[r["mention_id"]] = r["content_hash"]
+        for r in rows:
+            self.seen_mentions[r[0]] = r[at]
         return "new"
 
     # --- files -------------------------------------------------------------------------------------
     def run_file(self, table: Table, kind: str, mapping: WideMapping | None, label: str) -> FileSummary:
         summary = FileSummary(label, kind, table.format, table.encoding, table.delimiter)
-        # Identical rows are counted over the whole file, not per chunk: derived mention ids must not
-        # depend on chunk_rows (nor on where an interrupted load stopped).
-        self.occurrences: Counter = Counter()
         # A re-loaded file replaces its own quarantine entries: a row fixed since is no longer listed.
         with self.store.transaction():
             self.store.conn.execute("DELETE FROM quarantine WHERE source_file = ?", (label,))
-        buffer: list[tuple[int, dict]] = []
-        for row_no, row in self._canonical_rows(table, summary, kind):
-            buffer.append((row_no, row))
-            if len(buffer) >= self.chunk:
-                self._flush(buffer, kind, mapping, summary, label)
-                buffer = []
-        if buffer:
-            self._flush(buffer, kind, mapping, summary, label)
+        # Identical rows are counted over the whole file, not per chunk: derived mention ids must not
+        # depend on chunk_rows (nor on where an interrupted load stopped). Rows with a mention_id never
+        # need the count (and their keys, which hold that id, never equal the key of a row without one).
+        occurrences: Counter = Counter()
+        count = kind == "mentions"
+        keys = self._record_keys(table, summary, kind)
+        if keys is not None:
+            # rows as cell lists under ``keys`` (cheap to hand to a worker process); dicts only where needed
+            # the cell a row's mention_id comes from (the last of repeated names, as in a dict of the row)
+            mid_at = max((i for i, k in enumerate(keys) if k == "mention_id"), default=None)
+            rows: Iterable = table.records()
+        else:
+            rows = self._canonical_rows(table, summary, kind)
+        chunk: list[tuple] = []
+        pending: deque = deque()
+        read = 0
+        try:
+            for item in rows:
+                if keys is not None:
+                    row_no, cells, extra = item
+                    occ = 0
+                    if count and (mid_at is None or not text(cells[mid_at])):
+                        row = record_row(keys, cells, extra)
+                        key = _occurrence_key(row)
+                        occ = occurrences[key]
+                        occurrences[key] += 1
+                    chunk.append((row_no, cells, extra, occ))
+                else:
+                    row_no, row = item
+                    occ = 0
+                    if count and "__error__" not in row and not text(row.get("mention_id")):
+                        key = _occurrence_key(row)
+                        occ = occurrences[key]
+                        occurrences[key] += 1
+                    chunk.append((row_no, row, occ))
+                if len(chunk) >= self.chunk:
+                    read += len(chunk)
+                    self._submit((kind, label, keys, chunk), pending, read)
+                    chunk = []
+                    # with workers, a few chunks are validated ahead of the one being written
+                    while len(pending) > (2 * self.workers if self.pool is not None else 0):
+                        self._apply(*pending.popleft(), mapping, summary)
+            if chunk:
+                read += len(chunk)
+                self._submit((kind, label, keys, chunk), pending, read)
+            while pending:
+                self._apply(*pending.popleft(), mapping, summary)
+        finally:
+            if pending:  # interrupted: the chunks handed out are not written (their work is discarded)
+                self.close_pool()
         return summary
 
-    def _flush(self, buffer, kind, mapping, summary: FileSummary, label: str) -> None:
-        reports_out: list[dict] = []
-        mentions_out: list[dict] = []
-        links_out: list[dict] = []
+    def _record_keys(self, table: Table, summary: FileSummary, kind: str) -> list[str] | None:
+        """The keys to read ``table.records()`` under (the canonical column names; a wide file's own names),
+        or None when rows must be read as dicts (no records, repeated or clashing header names)."""
+        rename = {c: canonical_column(c) for c in table.columns}
+        if kind != "wide":
+            known = set(model.REPORT_FIELDS if kind == "reports" else model.MENTION_FIELDS)
+            summary.ignored_columns = sorted(c for c, k in rename.items() if k not in known and c)
+        if (table.records is None or len(set(table.columns)) != len(table.columns)
+                or {"__extra__", "__error__"} & set(table.columns)):
+            return None
+        return list(table.columns) if kind == "wide" else [rename[c] for c in table.columns]
+
+    def _submit(self, task: tuple, pending: deque, read: int) -> None:
+        """Validate one chunk: here, or in the worker pool once the load is large enough to be worth it."""
+        if self.pool is None and self.workers > 0 and read > self.parallel_min_rows:
+            self.pool = _start_pool(self.workers, self.settings, self.mapping)
+            if self.pool is None:  # pragma: no cover - no fork on this platform
+                self.workers = 0
+        if self.pool is not None:
+            pending.append((task, self.pool.apply_async(_validate_task, (_pack(task),))))
+        else:
+            pending.append((task, _validate(self.checker, self.mapping, task)))
+
+    def _apply(self, task: tuple, staged, mapping, summary: FileSummary) -> None:
+        """Decide new / unchanged / conflict / quarantined for each validated row of a chunk, in row order, and
+        commit the chunk."""
+        if not isinstance(staged, list):
+            staged = staged.get()
+        kind, label, keys, chunk = task
+        reports_out: list[tuple] = []
+        mentions_out: list[tuple] = []
+        links_out: list[tuple] = []
         quarantine: list[dict] = []
-        occurrences = self.occurrences
-        checker = row_checker(self.settings)
-        extra_cells = "row has more cells than the header; extra cells ignored."
 
-        # Validate first, then look up prior content for the whole chunk at once.
-        staged: list[tuple[Origin, dict, dict | None, list[tuple[list, list]], list[Problem]]] = []
-        stage = staged.append
-        for row_no, row in buffer:
-            origin = Origin(label, row_no)
-            if "__error__" in row:
-                stage((origin, row, None, [], [origin.problem(None, row["__error__"])]))
-                continue
-            problems: list[Problem] = []
-            if row.get("__extra__"):
-                problems.append(origin.problem(None, extra_cells, "warning"))
-            report = None
-            parts: list[tuple[list, list]] = []
-            if kind != "mentions":
-                rep_row, mention_rows = mapping.split(row) if kind == "wide" else (row, [])
-                report, probs = checker.report(rep_row, origin)
-                problems.extend(probs)
-                for mrow in mention_rows:
-                    ms, ls, probs = checker.mention(mrow, origin, 0, False)
-                    problems.extend(probs)
-                    if ms:
-                        parts.append((ms, ls))
-            else:
-                occ = 0
-                if not text(row.get("mention_id")):
-                    # Rows with a mention_id never need the count (and their keys, which hold that id,
-                    # never equal the key of a row without one), so only these rows are counted.
-                    key = (text(row.get("report_id")), tuple(sorted((k, str(v)) for k, v in row.items() if text(v))))
-                    occ = occurrences[key]
-                    occurrences[key] += 1
-                ms, ls, probs = checker.mention(row, origin, occ, True)
-                if probs:
-                    problems.extend(probs)
-                if ms:
-                    parts.append((ms, ls))
-            stage((origin, row, report, parts, problems))
-
-        report_ids = [s[2]["report_id"] for s in staged if s[2]]
-        mention_ids = [m["mention_id"] for s in staged for ms, _ in s[3] for m in ms]
+        report_ids = [s[2][0] for s in staged if s[2] is not None]
+        mention_ids = [m[0] for s in staged for m in s[3]]
         existing_reports = self._existing("reports", "report_id", report_ids) if report_ids else {}
         existing_mentions = self._existing("mentions", "mention_id", mention_ids) if mention_ids else {}
         known_reports = self._reports_known() if kind == "mentions" else None
         qkind = {"reports": "report", "mentions": "mention", "wide": "wide"}[kind]
         new = unchanged = quarantined = conflicts = 0
-        file, row_key, file_key = label, "source_row", "source_file"
 
-        for origin, row, report, parts, problems in staged:
-            errors = [p for p in problems if p.severity == "error"] if problems else problems
-            if not errors and kind != "mentions" and report is None:
-                errors = [origin.problem(None, "row could not be read as a report.")]
+        for (row_no, errors, report_row, mention_rows, link_rows, problems), item in zip(staged, chunk):
             if not errors and kind == "mentions":
-                rid = parts[0][0][0]["report_id"] if parts else None
+                rid = mention_rows[0][1] if mention_rows else None
                 if rid and rid not in known_reports:
-                    errors = [origin.problem(
-                        "report_id", "report_id is not among the loaded reports; load its report first "
-                        "(or see the quarantine: it may have been rejected).")]
+                    errors = [Problem(label, row_no, "report_id", "report_id is not among the loaded reports; load "
+                                      "its report first (or see the quarantine: it may have been rejected).")]
             if errors:
                 quarantined += 1
-                quarantine.append(self._quarantine_row(origin, qkind, errors, row))
+                quarantine.append(self._quarantine_row(Origin(label, row_no), qkind, errors, _raw(keys, item)))
                 continue
-            if len(parts) == 1 and len(parts[0][0]) == 1:
-                all_mentions = parts[0][0]
-            else:
-                all_mentions = [m for ms, _ in parts for m in ms]
-            report_status = self._accept_report(report, existing_reports) if report is not None else None
+            report_status = None
+            if report_row is not None:
+                report_status = self._accept_report(report_row[0], report_row[_REPORT_HASH_AT], existing_reports)
             status = report_status or "new"
-            if report_status != "conflict" and all_mentions:
-                mention_status = self._accept_mentions(all_mentions, existing_mentions)
+            if report_status != "conflict" and mention_rows:
+                mention_status = self._accept_mentions(mention_rows, existing_mentions)
                 status = mention_status if report_status in (None, "unchanged") or mention_status == "conflict" else status
             if status == "conflict":
                 quarantined += 1
                 conflicts += 1
                 what = "report_id" if kind != "mentions" else "mention_id"
+                origin = Origin(label, row_no)
                 quarantine.append(self._quarantine_row(origin, qkind, [origin.problem(
                     what, f"conflict: this {what} was already loaded with different content; the stored "
-                    "version is kept. Give the corrected row a new id or remove the old one first.")], row))
+                    "version is kept. Give the corrected row a new id or remove the old one first.")], _raw(keys, item)))
                 continue
             if problems:
                 self._warn(summary, problems)
@@ -350,15 +383,10 @@ class _Loader:
                 continue
             new += 1
             if report_status == "new":
-                report[file_key] = file
-                report[row_key] = origin.row
-                reports_out.append(report)
-            for ms, ls in parts:
-                for m in ms:
-                    m[file_key] = file
-                    m[row_key] = origin.row
-                mentions_out.extend(ms)
-                links_out.extend(ls)
+                reports_out.append(report_row)
+            if mention_rows:
+                mentions_out.extend(mention_rows)
+                links_out.extend(link_rows)
         summary.rows_read += len(staged)
         summary.new += new
         summary.unchanged += unchanged
@@ -367,7 +395,156 @@ class _Loader:
         summary.mentions_added += len(mentions_out)
         self._commit(reports_out, mentions_out, links_out, quarantine)
         if self.progress:
-            self.progress(label, len(buffer))
+            self.progress(label, len(chunk))
+
+    def close_pool(self) -> None:
+        """Stop the worker processes (at the end of a load, or at once when it is interrupted)."""
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+            self.pool = None
+
+
+_REPORT_INSERT = f"INSERT INTO reports ({', '.join(_REPORT_COLUMNS)}) VALUES ({', '.join('?' * len(_REPORT_COLUMNS))})"
+_MENTION_INSERT = f"INSERT INTO mentions ({', '.join(_MENTION_COLUMNS)}) VALUES ({', '.join('?' * len(_MENTION_COLUMNS))})"
+_LINK_INSERT = ("INSERT OR IGNORE INTO mention_links (src_mention_id, dst_mention_id, rel_type, report_id) "
+                "VALUES (?, ?, ?, ?)")
+_REPORT_FIELDS_OUT = _REPORT_COLUMNS[:-2]   # source_file and source_row are added per row
+_MENTION_FIELDS_OUT = _MENTION_COLUMNS[:-2]
+_REPORT_HASH_AT = _REPORT_COLUMNS.index("content_hash")    # ids are the first column of both
+_MENTION_HASH_AT = _MENTION_COLUMNS.index("content_hash")
+
+
+def _occurrence_key(row: dict) -> tuple:
+    """What makes two rows without a mention_id identical (see :meth:`_Loader.run_file`)."""
+    return (text(row.get("report_id")), tuple(sorted((k, str(v)) for k, v in row.items() if text(v))))
+
+
+def _raw(keys: list[str] | None, item: tuple) -> dict:
+    """The row of a chunk item as read (for the quarantine)."""
+    if keys is None:
+        return item[1]
+    return record_row(keys, item[1], item[2])
+
+
+def _sql_tuple(record: Mapping[str, Any], fields: Sequence[str], file: str, row: int) -> tuple:
+    """``record``'s values of ``fields`` and then ``file, row``, as SQLite stores them (as
+    :meth:`EmbeddedStore.insert_rows` writes a dict row)."""
+    values = tuple(map(record.get, fields)) + (file, row)
+    if not _PLAIN_TYPES.issuperset(map(type, values)):
+        values = tuple(_sql_value(v) for v in values)
+    return values
+
+
+def _validate(checker, mapping: WideMapping | None, task: tuple) -> list[tuple]:
+    """Validate one chunk of rows: per row, in order, ``(row number, errors, report row, mention rows, link rows,
+    problems)``: the rows as SQLite tuples (``None``/empty when the row is rejected; ids first, content hashes
+    at :data:`_REPORT_HASH_AT` / :data:`_MENTION_HASH_AT`), problems None when there are none. Pure (no store,
+    no state), so it can run in a worker."""
+    kind, label, keys, chunk = task
+    extra_cells = "row has more cells than the header; extra cells ignored."
+    out: list[tuple] = []
+    stage = out.append
+    no_rows: tuple = ()
+    for item in chunk:
+        row_no = item[0]
+        if keys is not None:
+            row = record_row(keys, item[1], item[2])
+        else:
+            row = item[1]
+        origin = Origin(label, row_no)
+        if "__error__" in row:
+            stage((row_no, [origin.problem(None, row["__error__"])], None, no_rows, no_rows, None))
+            continue
+        problems: list[Problem] = []
+        if row.get("__extra__"):
+            problems.append(origin.problem(None, extra_cells, "warning"))
+        report = None
+        parts: list[tuple[list, list]] = []
+        if kind != "mentions":
+            rep_row, mention_rows = mapping.split(row) if kind == "wide" else (row, [])
+            report, probs = checker.report(rep_row, origin)
+            problems.extend(probs)
+            for mrow in mention_rows:
+                ms, ls, probs = checker.mention(mrow, origin, 0, False)
+                problems.extend(probs)
+                if ms:
+                    parts.append((ms, ls))
+        else:
+            ms, ls, probs = checker.mention(row, origin, item[-1], True)
+            if probs:
+                problems.extend(probs)
+            if ms:
+                parts.append((ms, ls))
+        errors = [p for p in problems if p.severity == "error"] if problems else problems
+        if not errors and kind != "mentions" and report is None:
+            errors = [origin.problem(None, "row could not be read as a report.")]
+        if errors:
+            stage((row_no, errors, None, no_rows, no_rows, None))
+            continue
+        report_row = None if report is None else _sql_tuple(report, _REPORT_FIELDS_OUT, label, row_no)
+        mention_rows, link_rows = [], []
+        for ms, ls in parts:
+            for m in ms:
+                mention_rows.append(_sql_tuple(m, _MENTION_FIELDS_OUT, label, row_no))
+            for link in ls:
+                link_rows.append((link["src_mention_id"], link["dst_mention_id"], link["rel_type"], link["report_id"]))
+        stage((row_no, None, report_row, mention_rows, link_rows, problems or None))
+    return out
+
+
+# --- validation in worker processes ------------------------------------------------------------------
+# Validating rows (checks, normalising, content hashes) is most of a load's CPU and needs nothing but the
+# row; reading the file, deciding new / unchanged / conflict and writing need the store and stay in this
+# process. With [loading] workers > 0, chunks are validated by forked worker processes while this process
+# reads the next chunks and writes the finished ones, in file order, so the store is the same.
+_FORKED: dict[str, Any] = {}
+
+
+def _start_pool(workers: int, settings: Settings, mapping: WideMapping | None):
+    import multiprocessing as mp
+
+    if "fork" not in mp.get_all_start_methods():  # pragma: no cover - Linux has fork
+        return None
+    _FORKED.update(settings=settings, mapping=mapping)
+    return mp.get_context("fork").Pool(workers, initializer=_worker_init)
+
+
+def _worker_init() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled by the loading process, which stops us
+
+
+def _validate_task(task: tuple) -> list[tuple]:
+    return _validate(row_checker(_FORKED["settings"]), _FORKED["mapping"], _unpack(task))
+
+
+_CELL, _ROW = "\x1f", "\x1e"  # unit and record separators
+
+
+def _pack(task: tuple) -> tuple:
+    """A chunk of cell lists as one string (a fifth of the cost of pickling the lists) when no cell is None
+    (a short row) or holds a separator; other chunks as they are. :func:`_unpack` gives the chunk back."""
+    kind, label, keys, chunk = task
+    if keys is None:
+        return task
+    try:
+        text = _ROW.join([_CELL.join(item[1]) for item in chunk])
+    except TypeError:  # a None cell
+        return task
+    if text.count(_CELL) != len(chunk) * (len(keys) - 1) or text.count(_ROW) != len(chunk) - 1:
+        return task
+    return kind, label, keys, ([item[0] for item in chunk], [item[2] for item in chunk],
+                               [item[3] for item in chunk], text)
+
+
+def _unpack(task: tuple) -> tuple:
+    kind, label, keys, chunk = task
+    if not isinstance(chunk, tuple):
+        return task
+    numbers, extras, occs, text = chunk
+    return kind, label, keys, list(zip(numbers, [r.split(_CELL) for r in text.split(_ROW)], extras, occs))
 
 
 def load_files(
@@ -412,14 +589,17 @@ def load_files(
         tables.append((table, kind))
     order = {"reports": 0, "wide": 1, "mentions": 2}
     tables.sort(key=lambda tk: order[tk[1]])
-    loader = _Loader(store, settings, progress, on_commit)
+    loader = _Loader(store, settings, progress, on_commit, wide)
     summaries = []
     # Loading builds millions of small dicts and tuples that live until their chunk is written, and
     # none of them form reference cycles; the cyclic garbage collector would rescan them over and over
     # (about a third of the load's CPU at 100,000 reports). It is paused for the load and restored after.
-    with paused_gc():
-        for table, kind in tables:
-            summaries.append(loader.run_file(table, kind, wide, str(table.path)))
+    try:
+        with paused_gc():
+            for table, kind in tables:
+                summaries.append(loader.run_file(table, kind, wide, str(table.path)))
+    finally:
+        loader.close_pool()
     qfile = write_quarantine(store)
     return LoadSummary(summaries, qfile, store.path)
 

@@ -41,6 +41,23 @@ class Table:
     #: place of the header's names: the same rows as :attr:`rows` with renamed columns, built without a
     #: second dict per row. Only for readers that can (CSV); use instead of :attr:`rows`, not besides it.
     keyed_rows: Callable[[list[str]], Iterator[tuple[int, Row]]] | None = None
+    #: ``records()`` gives the rows as ``(row_number, cells, extra)``: exactly one cell per header column
+    #: (short rows padded with None, long rows cut) and the number of non-empty cells cut off;
+    #: :func:`record_row` turns one into the row :attr:`rows` gives. Rows as lists are cheap to hand to
+    #: another process. Only for readers that can (CSV); use instead of :attr:`rows`, not besides it.
+    records: Callable[[], Iterator[tuple[int, list, int]]] | None = None
+
+
+def record_row(keys: list[str], cells: list, extra: int) -> Row:
+    """The row of one :attr:`Table.records` item under ``keys`` (``__extra__`` when cells were cut off).
+
+    >>> record_row(["a", "b"], ["1", None], 0), record_row(["a"], ["1"], 2)
+    ({'a': '1', 'b': None}, {'a': '1', '__extra__': 2})
+    """
+    row = dict(zip(keys, cells))
+    if extra:
+        row["__extra__"] = extra
+    return row
 
 
 def detect_encoding(path: Path, probe_bytes: int = 1 << 26) -> str:
@@ -104,32 +121,31 @@ def _read_csv(path: Path) -> Table:
     reader = csv.reader(fh, delimiter=delimiter)
     header = _clean_header(next(reader))
 
-    def rows(keys: list[str] = header) -> Iterator[tuple[int, Row]]:
-        width = len(keys)
+    def records() -> Iterator[tuple[int, list, int]]:
+        width = len(header)
         try:
             line_no = 1
             for record in reader:
                 line_no += 1
                 if len(record) == width:
-                    row = dict(zip(keys, record))
                     if not "".join(record).strip():
                         continue  # blank lines are not rows
-                    yield line_no, row
+                    yield line_no, record, 0
                     continue
                 if not "".join(record).strip():
                     continue
                 if len(record) < width:
-                    row = dict(zip(keys, record + [None] * (width - len(record))))
+                    yield line_no, record + [None] * (width - len(record)), 0
                 else:
-                    row = dict(zip(keys, record[:width]))
-                    extra = [c for c in record[width:] if c.strip()]
-                    if extra:
-                        row["__extra__"] = len(extra)
-                yield line_no, row
+                    yield line_no, record[:width], sum(1 for c in record[width:] if c.strip())
         finally:
             fh.close()
 
-    return Table(path, header, rows(), "csv", encoding, delimiter, keyed_rows=rows)
+    def rows(keys: list[str] = header) -> Iterator[tuple[int, Row]]:
+        for line_no, cells, extra in records():
+            yield line_no, record_row(keys, cells, extra)
+
+    return Table(path, header, rows(), "csv", encoding, delimiter, keyed_rows=rows, records=records)
 
 
 def _excel_value(value: Any) -> Any:

@@ -103,3 +103,17 @@ def test_load_restores_the_garbage_collector(tmp_path):
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_chunks_handed_to_workers_come_back_as_they_were():
+    from loaders import _pack, _unpack
+
+    keys = ["a", "b", "c"]
+    plain = [(2, ["x", "", "y z"], 0, 0), (3, ["", "", "é"], 2, 1)]
+    packed = _pack(("mentions", "f.csv", keys, plain))
+    assert isinstance(packed[3], tuple) and _unpack(packed) == ("mentions", "f.csv", keys, plain)
+    for odd in ([(2, ["x", None, None], 0, 0)], [(2, ["x\x1fy", "", ""], 0, 0)], [(2, ["x\x1e", "", ""], 0, 0)]):
+        task = ("mentions", "f.csv", keys, odd)
+        assert _pack(task) is task and _unpack(task) == task
+    one = ("reports", "r.csv", ["a"], [(2, [""], 0, 0), (3, ["q"], 0, 0)])
+    assert _unpack(_pack(one)) == one

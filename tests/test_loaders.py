@@ -693,3 +693,79 @@ def test_streaming_load_of_a_large_file(tmp_path):
     assert (summary.rows_read, summary.loaded, summary.quarantined) == (n, n - 50, 50)
     assert len(commits) == 10
     assert elapsed < 10, f"loading {n} rows took {elapsed:.1f}s of CPU"  # about 3.5 s on a laptop core
+
+
+# --- validation in worker processes ----------------------------------------------------------------
+def parallel(chunk_rows: int, workers: int = 2):
+    """Settings that validate every chunk in ``workers`` forked processes (0: all in this process)."""
+    return dataclasses.replace(load_settings(), chunk_rows=chunk_rows, load_workers=workers, load_parallel_min_rows=0)
+
+
+def mixed_files(tmp_path: Path, encoding: str, sep: str) -> list[Path]:
+    """Bad, duplicate, conflicting and id-less rows, in one encoding and separator."""
+    def conv(text: str) -> str:
+        return text.replace(";", sep) if sep != ";" else text
+
+    reports = BAD_REPORTS + "R1;14-03-2025;hennep;\nR1;15-03-2025;hennep\nR6;2025-03-17;drugs\nR7;2025-03-18;Zoë\n"
+    m_ids = MENTIONS_NO_IDS + "R6;person;;José;1234AB;12\nR6;person;;José;1234AB;12\nR7;persoon;;Ëlsen;;\n"
+    return [write(tmp_path / f"r-{encoding}.csv", conv(reports), encoding),
+            write(tmp_path / f"m-{encoding}.csv", conv(BAD_MENTIONS), encoding),
+            write(tmp_path / f"m2-{encoding}.csv", conv(m_ids), encoding),
+            write(tmp_path / "wide.csv", WIDE, "cp1252")]
+
+
+@pytest.mark.parametrize("encoding,sep", [("utf-8", ";"), ("cp1252", ","), ("utf-8-sig", "\t")])
+def test_workers_give_the_store_of_a_serial_load(tmp_path, encoding, sep):
+    files = mixed_files(tmp_path, encoding, sep)
+    serial, serial_dump = load(files, tmp_path / "serial.db", settings=parallel(3, workers=0), mapping=WIDE_MAPPING)
+    for workers in (1, 2):
+        db = tmp_path / f"workers{workers}.db"
+        summary, dumped = load(files, db, settings=parallel(3, workers), mapping=WIDE_MAPPING)
+        reconciles(summary)
+        assert dumped == serial_dump
+        assert summary.to_dict()["files"] == serial.to_dict()["files"]
+        assert quarantine_path(db).read_bytes() == quarantine_path(tmp_path / "serial.db").read_bytes()
+        with EmbeddedStore(db) as a, EmbeddedStore(tmp_path / "serial.db") as b:  # same insertion order too
+            for t in ("reports", "mentions", "mention_links"):
+                assert a.conn.execute(f"SELECT rowid, * FROM {t} ORDER BY rowid").fetchall() == \
+                    b.conn.execute(f"SELECT rowid, * FROM {t} ORDER BY rowid").fetchall()
+    # loading again with workers: every row unchanged or a conflict, as serially
+    again = load(files, tmp_path / "serial.db", settings=parallel(3, 2), mapping=WIDE_MAPPING)[0]
+    assert again.to_dict()["files"] != serial.to_dict()["files"] and again.loaded == serial.loaded
+    assert sum(f.new for f in again.files) == 0
+
+
+def test_workers_read_json_lines_too(tmp_path):
+    rows = [{"report_id": f"R{i}", "received_at": "2025-03-14" if i % 7 else "gisteren", "category": "hennep"}
+            for i in range(40)]
+    path = tmp_path / "r.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n{kapot\n", encoding="utf-8")
+    serial = load([path], tmp_path / "a.db", settings=parallel(4, 0))
+    par = load([path], tmp_path / "b.db", settings=parallel(4, 2))
+    assert par[1] == serial[1] and par[0].to_dict()["files"] == serial[0].to_dict()["files"]
+    assert par[0].quarantined == 7
+
+
+@pytest.mark.parametrize("stop_after", [1, 3, 6])
+def test_interrupted_load_with_workers_rerun_equals_one_clean_run(tmp_path, stop_after):
+    files = mixed_files(tmp_path, "utf-8", ";")
+    small = parallel(2, 2)
+    clean, clean_dump = load(files, tmp_path / "clean.db", settings=small, mapping=WIDE_MAPPING)
+    db = tmp_path / "halfway.db"
+    with EmbeddedStore(db) as store:
+        with pytest.raises(Interrupt):
+            load_files(files, store, small, mapping=WIDE_MAPPING, on_commit=interrupt_after(stop_after))
+        halfway = dump(store)
+        # exactly the chunks committed before the interruption are in the store
+        assert sum(len(v) for v in halfway.values()) < sum(len(v) for v in clean_dump.values())
+    rerun, rerun_dump = load(files, db, settings=small, mapping=WIDE_MAPPING)
+    reconciles(rerun)
+    assert rerun_dump == clean_dump
+
+
+def test_load_workers_setting_is_checked(tmp_path):
+    path = write(tmp_path / "s.toml", (ROOT / "linkage" / "settings.toml").read_text(encoding="utf-8")
+                 .replace("workers = 2", "workers = -1"))
+    with pytest.raises(ConfigError, match=r"\[loading\] workers"):
+        load_settings(path)
+    assert load_settings().load_workers >= 0

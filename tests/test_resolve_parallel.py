@@ -109,3 +109,33 @@ def test_pipeline_with_worker_processes_equals_one_process(tmp_path):
     run(files, tmp_path / "serial.db", settings_path=serial_toml)
     run(files, tmp_path / "parallel.db", settings_path=parallel_toml)
     assert _tables(tmp_path / "serial.db") == _tables(tmp_path / "parallel.db")
+
+
+def test_mentions_read_per_type_by_each_process_give_the_result_of_the_whole_table(tmp_path):
+    from functools import partial
+
+    from linkage.resolve.engine import MentionsByType
+    from linkage.store import EmbeddedStore
+    from linkage.store.embedded import mentions_of_type
+    from loaders import load_files
+
+    folder = tmp_path / "gen"
+    generate(300, 5, folder)
+    with EmbeddedStore(tmp_path / "s.db") as store:
+        load_files([folder / "reports.csv", folder / "mentions.csv"], store)
+        whole = store.mentions()
+        by_type = MentionsByType(store.mention_type_counts(), partial(mentions_of_type, store.path))
+        assert sum(by_type.counts.values()) == len(whole) and len(by_type.counts) >= 5
+        for etype in by_type.counts:
+            part = by_type.read(etype)
+            assert part["mention_id"].tolist() == whole.loc[whole["entity_type"] == etype, "mention_id"].tolist()
+            assert list(part.columns) == list(whole.columns)
+        expected = resolve_mentions(whole, keep_records=True)
+        for processes in (1, 2):
+            got = resolve_mentions(by_type, keep_records=True, processes=processes)
+            pd.testing.assert_frame_equal(expected.assignments, got.assignments)
+            pd.testing.assert_frame_equal(expected.entities, got.entities)
+            pd.testing.assert_frame_equal(expected.pairs, got.pairs)
+            assert expected.model == got.model
+            for etype, records in expected.diagnostics["records"].items():
+                pd.testing.assert_frame_equal(records, got.diagnostics["records"][etype])

@@ -163,7 +163,19 @@ def _judgement_pairs(judgements: Iterable | None, index: Mapping[str, int]) -> t
     return sorted(set(same)), sorted(set(different))
 
 
-def resolve_mentions(mentions: pd.DataFrame, settings: ERSettings | str | Path | None = None,
+@dataclass(frozen=True)
+class MentionsByType:
+    """Mentions that are read one entity type at a time, by the process that resolves that type (a store's
+    mentions: see :func:`linkage.store.embedded.mentions_by_type`). ``read(entity_type)`` gives the type's
+    mentions sorted by ``mention_id``, as ``mentions[mentions.entity_type == entity_type]`` of the whole table
+    would (index aside); ``counts`` gives the number of mentions per type. Mention ids are unique. ``read``
+    must be safe to call in a forked process (open its own connection)."""
+
+    counts: Mapping[str, int]
+    read: Callable[[str], pd.DataFrame]
+
+
+def resolve_mentions(mentions: pd.DataFrame | MentionsByType, settings: ERSettings | str | Path | None = None,
                      judgements: Iterable[tuple[str, str, str]] | None = None,
                      progress: Callable[[str], None] | None = None, model: Mapping[str, Any] | None = None,
                      new_mention_ids: Iterable[str] | None = None,
@@ -174,7 +186,8 @@ def resolve_mentions(mentions: pd.DataFrame, settings: ERSettings | str | Path |
     Parameters
     ----------
     mentions:
-        One row per mention; at least ``mention_id`` and ``entity_type`` plus the value columns.
+        One row per mention; at least ``mention_id`` and ``entity_type`` plus the value columns. Or a
+        :class:`MentionsByType`: each type is then read by the process that resolves it, in parallel.
     settings:
         :class:`ERSettings`, a path to a settings TOML, or None for the default.
     judgements:
@@ -216,18 +229,24 @@ def resolve_mentions(mentions: pd.DataFrame, settings: ERSettings | str | Path |
     1
     """
     cfg = _settings(settings)
-    for col in ("mention_id", "entity_type"):
-        if col not in mentions.columns:
-            raise ValueError(f"mentions need a '{col}' column")
-    if mentions["mention_id"].duplicated().any():
-        raise ValueError("mention_id values must be unique")
+    if isinstance(mentions, MentionsByType):
+        types = None
+        counts = {str(t): int(n) for t, n in mentions.counts.items() if n}
+    else:
+        for col in ("mention_id", "entity_type"):
+            if col not in mentions.columns:
+                raise ValueError(f"mentions need a '{col}' column")
+        if mentions["mention_id"].duplicated().any():
+            raise ValueError("mention_id values must be unique")
+        types = mentions["entity_type"].astype(str)
+        counts = {str(t): int(n) for t, n in types.value_counts().items()}
     say = progress or (lambda stage: None)
     judgements = list(judgements or ())
     new_ids = set(new_mention_ids) if new_mention_ids is not None else None
     assignments, entities, pair_tables, models, reports, timings, diag = [], [], [], {}, {}, {}, {}
-    types = mentions["entity_type"].astype(str)
-    order = sorted(types.unique())
-    job = _TypeJob(mentions, types, cfg, judgements, model, new_ids, existing_pairs, keep_candidates, keep_records)
+    order = sorted(counts)
+    job = _TypeJob(mentions, types, counts, cfg, judgements, model, new_ids, existing_pairs, keep_candidates,
+                   keep_records)
     for etype, out in _run_types(job, order, processes, say):
         if out["pairs"] is not None:
             if keep_candidates:
@@ -259,8 +278,9 @@ def resolve_mentions(mentions: pd.DataFrame, settings: ERSettings | str | Path |
 class _TypeJob:
     """What resolving one entity type needs (workers inherit it through fork, nothing is pickled in)."""
 
-    mentions: pd.DataFrame
-    types: pd.Series
+    mentions: pd.DataFrame | MentionsByType
+    types: pd.Series | None          # the entity type per row of a mentions table (None: MentionsByType)
+    counts: Mapping[str, int]        # mentions per type
     cfg: ERSettings
     judgements: list
     model: Mapping[str, Any] | None
@@ -275,7 +295,7 @@ def _resolve_type(job: _TypeJob, etype: str, say: Callable[[str], None]) -> dict
     import time
 
     t0 = time.perf_counter()
-    sub = job.mentions[job.types == etype]
+    sub = job.mentions.read(etype) if job.types is None else job.mentions[job.types == etype]
     say(f"{etype}: preparing {len(sub)} mentions")
     records = prepare(sub, etype)
     index = {mid: k for k, mid in enumerate(records["mention_id"].tolist())}
@@ -347,8 +367,7 @@ def _run_types(job: _TypeJob, order: list[str], processes: int, say: Callable[[s
     from concurrent.futures import ProcessPoolExecutor
     import queue as queue_mod
 
-    counts = job.types.value_counts().to_dict()
-    groups = type_groups({t: int(counts[t]) for t in order}, min(processes, len(order)))
+    groups = type_groups({t: int(job.counts[t]) for t in order}, min(processes, len(order)))
     ctx = mp.get_context("fork")
     messages = ctx.Queue()
 

@@ -313,6 +313,10 @@ class EmbeddedStore:
         cols = ", ".join(model.STORED_MENTION_FIELDS)
         return self.frame(f"SELECT {cols} FROM mentions ORDER BY mention_id")
 
+    def mention_type_counts(self) -> dict[str, int]:
+        """Mentions per entity type."""
+        return dict(self.conn.execute("SELECT entity_type, COUNT(*) FROM mentions GROUP BY entity_type").fetchall())
+
     def links(self) -> pd.DataFrame:
         return self.frame(
             "SELECT src_mention_id, dst_mention_id, rel_type, report_id FROM mention_links "
@@ -360,6 +364,20 @@ class EmbeddedStore:
             sub = df[list(columns)]
             with _binding_none():
                 self.conn.executemany(sql, _sql_rows(sub.itertuples(index=False, name=None)))
+
+
+def mentions_of_type(path: Path | str, entity_type: str) -> pd.DataFrame:
+    """The mentions of one entity type in the store at ``path``, as :meth:`EmbeddedStore.mentions` gives them
+    (same columns, sorted by ``mention_id``), read through a connection of its own: safe in a forked process
+    while the parent holds the store open (each entity type can be read by the process that resolves it)."""
+    conn = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True, timeout=30)
+    try:
+        cur = conn.execute(f"SELECT {', '.join(model.STORED_MENTION_FIELDS)} FROM mentions WHERE entity_type = ? "
+                           "ORDER BY mention_id", (entity_type,))
+        cols = [d[0] for d in cur.description]
+        return pd.DataFrame.from_records(cur.fetchall(), columns=cols)
+    finally:
+        conn.close()
 
 
 _NONE_KEY = (type(None), sqlite3.PrepareProtocol)
