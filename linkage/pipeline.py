@@ -22,6 +22,7 @@ import pandas as pd
 from linkage.gcpause import paused_gc
 from linkage.settings import Settings, load_settings
 from linkage.store import EmbeddedStore
+from linkage.store.embedded import bump_er_generation, er_generation
 from linkage.store.stable_ids import carry_over
 
 STAGES = ("load", "resolve", "clusters", "score", "store", "status")
@@ -206,6 +207,7 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
                                   judgements)
     with store.transaction() as conn:
         store.bulk_replace("mention_entities", assignments, ["mention_id", "entity_id", "entity_type"], "mention_id")
+        bump_er_generation(conn)
         ent_cols = [c for c in ("entity_id", "entity_type", "label", "n_mentions", "attributes") if c in entities.columns]
         entities["n_mentions"] = entities["n_mentions"].astype(int)
         store.bulk_replace("entities", entities, ent_cols, "entity_id")
@@ -342,7 +344,8 @@ class ClusterStep:
 
 
 def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[int] = None,
-                      full: bool = False, changed: Optional[Sequence[str]] = None) -> ClusterStep:
+                      full: bool = False, changed: Optional[Sequence[str]] = None,
+                      er_generation_before: Optional[int] = None) -> ClusterStep:
     """Build the report graph from resolved entities and find communities.
 
     Incremental by default: the clusters of the last run (kept in ``graph_state``) are re-used for every
@@ -355,7 +358,10 @@ def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[i
     ``changed`` (the mentions the resolve stage wrote, see :func:`resolve_stage`) lets a run whose kept state
     and scores can be used read only those mentions and, for the components they reach, their reports and
     mentions (:func:`linkage.graph.incremental.update_changed`); ``inputs`` then hold just those, and
-    ``now`` and ``n_reports`` are read from the store.
+    ``now`` and ``n_reports`` are read from the store. That path needs ``er_generation_before`` (the store's
+    :func:`~linkage.store.embedded.er_generation` before this run's resolve stage) to equal the generation
+    the kept state was built from: after a run interrupted between resolving and saving its clusters, the
+    state misses that run's changes, so everything is read.
     """
     from linkage.graph.candidates import candidates_on, stored_candidate_rows, with_candidates
     from linkage.graph.incremental import load_state, update_changed, update_clusters
@@ -364,6 +370,7 @@ def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[i
     # candidate links (linkage.graph.candidates) are derived from all stored ER pairs: with them switched on
     # a run reads everything (update_changed knows only the mentions' own rows)
     if (loaded is not None and changed is not None and not candidates_on()
+            and er_generation_before is not None and loaded[2].get("er_generation") == er_generation_before
             and _scores_usable(loaded[1].get("scores"), loaded[2])):
         cluster_seed = settings.cluster_seed if seed is None else seed
         rows = _graph_mentions(store, "mention_id", changed)
@@ -382,8 +389,10 @@ def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[i
     previous, tables, meta = loaded if loaded is not None else (None, {}, {})
     # clustering also sees corroborated possible matches from the ER state (linkage.graph.candidates); they are
     # links, not mentions: scoring gets the mentions alone
-    candidates = stored_candidate_rows(store.conn, reports, mentions)  # none while [candidates] is off
-    clustered = with_candidates(mentions, candidates) if len(candidates) else mentions
+    # with [candidates] on, always the same columns (link_weight), so a run with no candidate rows does not
+    # make the next one re-cluster everything
+    clustered = (with_candidates(mentions, stored_candidate_rows(store.conn, reports, mentions)) if candidates_on()
+                 else mentions)
     update = update_clusters(reports, clustered, previous, seed=settings.cluster_seed if seed is None else seed)
     return ClusterStep(update.clusters, (reports, mentions, links, None), update, tables.get("scores"), meta)
 
@@ -416,11 +425,13 @@ def _graph_mentions(store: EmbeddedStore, column: str, ids: Sequence[str]) -> pd
 
 
 def _scores_usable(cached: Optional[pd.DataFrame], meta: dict) -> bool:
-    """Whether the scores a state kept can be re-used (same scoring policy and signals, parts kept)."""
+    """Whether the scores a state kept can be re-used (same scoring policy, scoring code version and
+    signals, every part kept)."""
     from linkage.triage import SIGNALS
+    from linkage.triage.scoring import PART_COLUMNS
 
     return (cached is not None and meta.get("scoring") == _policy_fingerprint()
-            and meta.get("signals") == list(SIGNALS) and "points" in cached.columns)
+            and meta.get("signals") == list(SIGNALS) and set(PART_COLUMNS) <= set(cached.columns))
 
 
 def _policy_fingerprint() -> str:
@@ -434,7 +445,10 @@ def _policy_fingerprint() -> str:
     def plain(o: Any) -> Any:  # sets in sorted order: their iteration order changes between processes
         return sorted(o) if isinstance(o, (set, frozenset)) else str(o)
 
+    from linkage.triage.scoring import PARTS_VERSION
+
     data = {k: v for k, v in asdict(as_policy(None)).items() if k != "source"}
+    data["parts_version"] = PARTS_VERSION
     return hashlib.sha1(json.dumps(data, sort_keys=True, default=plain).encode("utf-8")).hexdigest()
 
 
@@ -502,7 +516,8 @@ def save_cluster_state(store: EmbeddedStore, step: ClusterStep, scored: pd.DataF
         scores = scores.merge(step.parts, on="cluster_id", how="left")
     with store.transaction() as conn:
         save_state(conn, step.update.state, {"scores": scores},
-                   {"now": now.isoformat(), "scoring": _policy_fingerprint(), "signals": list(SIGNALS)})
+                   {"now": now.isoformat(), "scoring": _policy_fingerprint(), "signals": list(SIGNALS),
+                    "er_generation": er_generation(conn)})
 
 
 def _cluster_counts(reports: pd.DataFrame, report_clusters: pd.DataFrame, clusters: pd.DataFrame) -> dict[str, int]:
@@ -716,6 +731,7 @@ def run(
         # garbage collector is paused inside each of these stages (linkage.gcpause)
         t0 = begin("resolve")
         changed: list = []
+        generation = er_generation(store.conn)
         with paused_gc():
             er_counts = resolve_stage(store, settings, full=full, changed=changed)
             summary.counts.update({f"er_{k}": v for k, v in er_counts.items()})
@@ -724,7 +740,8 @@ def run(
         t0 = begin("clusters")
         with paused_gc():
             step = communities_stage(store, settings, seed, full=full,
-                                     changed=changed if "touched_mentions" in er_counts else None)
+                                     changed=changed if "touched_mentions" in er_counts else None,
+                                     er_generation_before=generation)
         report_clusters = step.report_clusters
         summary.counts.update(step.update.stats)
         end("clusters", t0)

@@ -26,6 +26,7 @@ from linkage.errors import ConfigError, InputError
 from linkage.feedback.lifecycle import active_case_clusters
 from linkage.graph.incremental import drop_state as drop_cluster_state
 from linkage.resolve.incremental import prune_state
+from linkage.store.embedded import bump_er_generation
 
 DEFAULT_RETENTION_DAYS = 365
 
@@ -149,6 +150,7 @@ def purge(store, older_than_days: int, now: dt.datetime | None = None, dry_run: 
             c["mention_links"] = _delete(conn, f"DELETE FROM mention_links WHERE report_id IN {in_r} "
                                                f"OR src_mention_id IN {in_m} OR dst_mention_id IN {in_m}")
             c["mention_entities"] = _delete(conn, f"DELETE FROM mention_entities WHERE mention_id IN {in_m}")
+            bump_er_generation(conn)
             orphans = [e for e in entities if conn.execute(
                 "SELECT 1 FROM mention_entities WHERE entity_id=? LIMIT 1", (e,)).fetchone() is None]
             _temp_ids(conn, "purge_entities", orphans)

@@ -39,6 +39,7 @@ from linkage.resolve.engine import (
 )
 from linkage.resolve.features import prepare
 from linkage.scoring import FittedModel
+from linkage.store.embedded import bump_er_generation
 
 STATE_VERSION = 1
 _PAIR_FIELDS = ("left", "right", "weight", "prob", "matched", "levels", "reason")
@@ -732,6 +733,7 @@ def _write_update(store, result: IncrementalResult, n_mentions: int, n_new: int)
         conn.execute("DELETE FROM entities WHERE entity_id IN (SELECT id FROM temp.er_old_entities)")
         conn.execute("DELETE FROM mention_entities WHERE mention_id IN (SELECT id FROM temp.er_touched)")
         write_frame(conn, "mention_entities", fresh, ["mention_id", "entity_id", "entity_type"])
+        bump_er_generation(conn)
         ents["n_mentions"] = ents["n_mentions"].astype(int)
         write_frame(conn, "entities", ents, ["entity_id", "entity_type", "label", "n_mentions", "attributes"])
         # the scored pairs live in the state only (see :func:`stored_scored_pairs`); rows an older version

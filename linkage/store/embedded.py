@@ -366,6 +366,27 @@ class EmbeddedStore:
                 self.conn.executemany(sql, _sql_rows(sub.itertuples(index=False, name=None)))
 
 
+#: ``meta`` key of the entity-resolution generation (:func:`bump_er_generation`).
+ER_GENERATION = "er_generation"
+
+
+def bump_er_generation(conn: sqlite3.Connection) -> None:
+    """Count one more write of ``mention_entities`` (call it inside the transaction that writes them).
+
+    The clusters stage keeps the generation its state was built from; a state that is not exactly one
+    resolve write behind (a run interrupted after resolving, before the clusters were saved) is not patched
+    with the last write's changes but rebuilt (:func:`linkage.pipeline.communities_stage`).
+    """
+    conn.execute(f"INSERT INTO meta(key, value) VALUES ('{ER_GENERATION}', '1') "
+                 "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1")
+
+
+def er_generation(conn: sqlite3.Connection) -> int:
+    """How many times ``mention_entities`` were written (0 for a store from before the counter)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (ER_GENERATION,)).fetchone()
+    return int(row[0]) if row else 0
+
+
 def mentions_of_type(path: Path | str, entity_type: str) -> pd.DataFrame:
     """The mentions of one entity type in the store at ``path``, as :meth:`EmbeddedStore.mentions` gives them
     (same columns, sorted by ``mention_id``), read through a connection of its own: safe in a forked process

@@ -285,6 +285,10 @@ NOW_SIGNAL = "recency"
 #: other signals that scored most, as JSON ``[[index, points, sentence], ...]``, and the signals JSON text
 #: before and after the recency record (``head + recency record + tail`` is the ``signals`` column).
 PART_COLUMNS = ["cluster_id", "newest", "oldest", "points", "values", "top", "head", "tail"]
+#: Version of the kept parts and of the signals' sentences and points: raise it whenever a signal's
+#: computation or sentence, :data:`PART_COLUMNS` or the record layout changes, so that scores kept by a run
+#: of older code are computed again instead of mixed with new ones (``linkage.pipeline._scores_usable``).
+PARTS_VERSION = 1
 
 
 def _dumps(value: Any) -> str:
