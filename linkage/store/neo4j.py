@@ -19,7 +19,8 @@ index or lock) rather than through the uniqueness indexes; the query counts only
 still hold their keys, and a batch that falls short (an id deleted and reused meanwhile) is rolled
 back and written by key. Relationships to nodes this push did not write go by key. While a
 background thread writes one kind, the calling thread prepares the rows of the next (SQLite reads
-and hashing), so client and server work at the same time over one session.
+and hashing), so client and server work at the same time over one session. Python's cyclic garbage
+collector is paused during a push (its full collections walked every row list held).
 
 How it stays in sync: every node and relationship carries ``push_hash``, a 64-bit hash of exactly the
 values the push wrote to it. A push first reads the hashes already in Neo4j (one list per label or
@@ -66,7 +67,8 @@ LINK_RELS: tuple[str, ...] = ("LIVES_AT", "LOCATED_AT", "OWNER_OF", "DIRECTOR_OF
 BATCH = 10_000
 #: Sessions writing at once during a push. More than one lets the client pack a batch while the server
 #: writes another; on the shared 2-core development machine it gained nothing and cost server CPU
-#: (lock waits: 99 server CPU s against 43 for a first push of 100,000 reports), so the default is one
+#: (99 server CPU s against 43 for a first push of 100,000 reports in session 3; in session 5, Bolt
+#: workers 37.6 against 33.0 CPU s with no retried transaction, and a longer wall), so the default is one
 #: (``LINKAGE_NEO4J_WRITERS`` or ``push(..., writers=)`` to change it).
 WRITERS = 1
 #: Part of every ``push_hash``: bump it when the properties a push writes change, so that the next
@@ -548,8 +550,8 @@ def _gc_paused() -> Iterator[None]:
     """Pause Python's cyclic garbage collector while a push runs (it is switched on again afterwards).
 
     A push of 100,000 reports holds about a million row lists at once, and every full collection walks
-    all of them: 1-4 of its 12-14 client CPU seconds of preparing rows. The rows hold no cycles, so
-    pausing the collector frees nothing later than it would have.
+    all of them: about 2.5 of the 14-17 client CPU seconds of preparing its rows (measured at load 5-6).
+    The rows hold no reference cycles, so pausing the collector frees nothing later than it would have.
     """
     enabled = gc.isenabled()
     gc.disable()
