@@ -624,6 +624,28 @@ def test_relationships_by_an_internal_id_that_no_longer_holds_its_node_are_writt
     assert [(r["m"], r["e"]) for r in got] == [("M-1", "E-p"), ("M-2", "E-a")]
 
 
+def test_a_push_leaves_the_garbage_collector_as_it_found_it(graph, monkeypatch):
+    """The push pauses Python's cyclic collector while it holds its rows, and only then."""
+    import gc
+
+    driver, store, _ = graph
+    seen: list[bool] = []
+    was = gc.isenabled()
+    try:
+        for enabled in (True, False):
+            (gc.enable if enabled else gc.disable)()
+            neo.push(store, driver, progress=lambda kind, n: seen.append(gc.isenabled()))
+            assert gc.isenabled() is enabled
+        gc.enable()
+        monkeypatch.setattr(neo, "_report_rows", lambda store: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            neo.push(store, driver)
+        assert gc.isenabled()
+    finally:
+        (gc.enable if was else gc.disable)()
+    assert seen and not any(seen)
+
+
 def test_remove_stale_deletes_only_what_the_store_does_not_hold(graph):
     driver, store, _ = graph
     before = neo.counts(driver)

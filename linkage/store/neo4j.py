@@ -19,7 +19,8 @@ index or lock) rather than through the uniqueness indexes; the query counts only
 still hold their keys, and a batch that falls short (an id deleted and reused meanwhile) is rolled
 back and written by key. Relationships to nodes this push did not write go by key. While a
 background thread writes one kind, the calling thread prepares the rows of the next (SQLite reads
-and hashing), so client and server work at the same time over one session.
+and hashing), so client and server work at the same time over one session. Python's cyclic garbage
+collector is paused during a push (its full collections walked every row list held).
 
 How it stays in sync: every node and relationship carries ``push_hash``, a 64-bit hash of exactly the
 values the push wrote to it. A push first reads the hashes already in Neo4j (one list per label or
@@ -32,12 +33,14 @@ regardless of the hashes, for a graph edited by hand.
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import itertools
 import json
 import os
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -64,7 +67,8 @@ LINK_RELS: tuple[str, ...] = ("LIVES_AT", "LOCATED_AT", "OWNER_OF", "DIRECTOR_OF
 BATCH = 10_000
 #: Sessions writing at once during a push. More than one lets the client pack a batch while the server
 #: writes another; on the shared 2-core development machine it gained nothing and cost server CPU
-#: (lock waits: 99 server CPU s against 43 for a first push of 100,000 reports), so the default is one
+#: (99 server CPU s against 43 for a first push of 100,000 reports in session 3; in session 5, Bolt
+#: workers 37.6 against 33.0 CPU s with no retried transaction, and a longer wall), so the default is one
 #: (``LINKAGE_NEO4J_WRITERS`` or ``push(..., writers=)`` to change it).
 WRITERS = 1
 #: Part of every ``push_hash``: bump it when the properties a push writes change, so that the next
@@ -278,6 +282,25 @@ def _read_list(driver, query: str, **params: Any) -> list:
         return session.execute_read(lambda tx: tx.run(query, **params).single()["c"])
 
 
+def _hasher(kind: str) -> Callable[[tuple], int]:
+    """The hash function of one kind of row: ``values -> signed 64-bit blake2b`` of
+    ``"{MODEL_VERSION}\x1f{kind}\x1f{values!r}"`` in UTF-8 (stable across runs and machines).
+
+    The prefix is encoded once per kind rather than once per row (about 10 % of the hashing).
+
+    >>> _hasher("Agency")(("politie", "Politie")) == _hash("Agency", ("politie", "Politie"))
+    True
+    """
+    prefix = f"{MODEL_VERSION}\x1f{kind}\x1f".encode("utf-8", "surrogatepass")
+    blake2b, from_bytes = hashlib.blake2b, int.from_bytes
+
+    def hash_values(values: tuple) -> int:
+        return from_bytes(blake2b(prefix + repr(values).encode("utf-8", "surrogatepass"), digest_size=8).digest(),
+                          "big", signed=True)
+
+    return hash_values
+
+
 def _hash(kind: str, values: tuple) -> int:
     """A signed 64-bit hash of the values a row writes (stable across runs and machines)."""
     text = f"{MODEL_VERSION}\x1f{kind}\x1f{values!r}"
@@ -376,7 +399,8 @@ KEYED_LABELS: dict[str, str] = {"Report": "report_id", "Entity": "entity_id", "C
 
 
 def _rows(kind: str, tuples: Iterable[tuple]) -> list[list]:
-    return [[_hash(kind, t), *t] for t in tuples]
+    h = _hasher(kind)
+    return [[h(t), *t] for t in tuples]
 
 
 def _report_rows(store: EmbeddedStore) -> list[list]:
@@ -387,10 +411,11 @@ def _report_rows(store: EmbeddedStore) -> list[list]:
 
 def _entity_rows(store: EmbeddedStore) -> dict[str, list[list]]:
     out: dict[str, list[list]] = {}
+    h = _hasher("Entity")
     for etype, *rest in store.conn.execute(
             "SELECT entity_type, entity_id, entity_type, label, n_mentions, attributes FROM entities ORDER BY entity_id"):
         t = tuple(rest)
-        out.setdefault(etype, []).append([_hash("Entity", t), *t])
+        out.setdefault(etype, []).append([h(t), *t])
     return out
 
 
@@ -520,6 +545,23 @@ class _Jobs:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a push runs (it is switched on again afterwards).
+
+    A push of 100,000 reports holds about a million row lists at once, and every full collection walks
+    all of them: about 2.5 of the 14-17 client CPU seconds of preparing its rows (measured at load 5-6).
+    The rows hold no reference cycles, so pausing the collector frees nothing later than it would have.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _read_existing(driver) -> tuple[dict[str, dict[str, int]], dict[str, Counter]]:
     """What the graph holds now: per keyed label ``{id: push_hash}``, per relationship type a Counter of
     ``push_hash`` values."""
@@ -611,73 +653,74 @@ def push(store: EmbeddedStore, driver=None, progress: Callable[[str, int], None]
         if progress:
             progress(kind.name, len(rows))
 
-    try:
-        ensure_schema(driver)
-        # Read before preparing rows, not alongside: a thread receiving a large result while the other
-        # computes gets the GIL back only every switch interval, which made the read several times slower.
-        existing, have_rels = _read_existing(driver)
+    with _gc_paused():
+        try:
+            ensure_schema(driver)
+            # Read before preparing rows, not alongside: a thread receiving a large result while the other
+            # computes gets the GIL back only every switch interval, which made the read several times slower.
+            existing, have_rels = _read_existing(driver)
 
-        wanted: dict[str, set[str]] = {label: set() for label in KEYED_LABELS}
-        # ids this push CREATEs, per label group: a relationship with such an endpoint cannot exist yet
-        created: dict[str, set[str]] = {label: set() for label in KEYED_LABELS}
-        routed: list[list] = []
+            wanted: dict[str, set[str]] = {label: set() for label in KEYED_LABELS}
+            # ids this push CREATEs, per label group: a relationship with such an endpoint cannot exist yet
+            created: dict[str, set[str]] = {label: set() for label in KEYED_LABELS}
+            routed: list[list] = []
 
-        def node_plan() -> Iterator[tuple[_NodeKind, list[list]]]:
-            # built one kind at a time, while the writer thread writes the previous one
-            for etype, rows in sorted(_entity_rows(store).items()):
-                yield ENTITY_KINDS.get(etype, OTHER_ENTITY), rows
-            clusters, agencies, routed[:] = _cluster_rows(store)
-            yield CLUSTER, clusters
-            yield AGENCY, agencies
+            def node_plan() -> Iterator[tuple[_NodeKind, list[list]]]:
+                # built one kind at a time, while the writer thread writes the previous one
+                for etype, rows in sorted(_entity_rows(store).items()):
+                    yield ENTITY_KINDS.get(etype, OTHER_ENTITY), rows
+                clusters, agencies, routed[:] = _cluster_rows(store)
+                yield CLUSTER, clusters
+                yield AGENCY, agencies
 
-        report_rows = _report_rows(store)
-        # 1. nodes: write what is new or changed (stale nodes go last, with their relationships)
-        for kind, rows in itertools.chain([(REPORT, report_rows)], node_plan()):
-            group = kind.labels.split(":")[0]
-            have = existing[group]
-            wanted[group].update(r[1] for r in rows)
-            new = [] if full else [r for r in rows if r[1] not in have]
-            changed = rows if full else [r for r in rows if r[1] in have and have[r[1]] != r[0]]
-            created[group].update(r[1] for r in new)
-            jobs.submit(write_nodes, kind, group, rows, new, changed)
+            report_rows = _report_rows(store)
+            # 1. nodes: write what is new or changed (stale nodes go last, with their relationships)
+            for kind, rows in itertools.chain([(REPORT, report_rows)], node_plan()):
+                group = kind.labels.split(":")[0]
+                have = existing[group]
+                wanted[group].update(r[1] for r in rows)
+                new = [] if full else [r for r in rows if r[1] not in have]
+                changed = rows if full else [r for r in rows if r[1] in have and have[r[1]] != r[0]]
+                created[group].update(r[1] for r in new)
+                jobs.submit(write_nodes, kind, group, rows, new, changed)
 
-        # 2. relationships: delete those whose content is gone, then write the missing ones
-        links = _link_rows(store)
-        rel_plan: list[tuple[_RelKind, Callable[[], list[list]]]] = [(MENTIONS, lambda: _mention_rows(store))]
-        rel_plan += [(LINK_KINDS[rel], lambda rel=rel: links.get(rel, [])) for rel in LINK_RELS]
-        rel_plan += [(IN_CLUSTER, lambda: _member_rows(store)), (ROUTED_TO, lambda: routed)]
-        for kind, make_rows in rel_plan:
-            rows = make_rows()
-            have = have_rels[kind.name]
-            wanted_hashes = {r[0] for r in rows}
-            stale = [h for h, n in have.items() if h is not None and (h not in wanted_hashes or n > 1)]
-            todo = rows if full else [r for r in rows if have.get(r[0]) != 1]
-            src_new, dst_new = created[kind.src[0]], created[kind.dst[0]]
-            new = [r for r in todo if r[1] in src_new or r[2] in dst_new]
-            changed = [r for r in todo if not (r[1] in src_new or r[2] in dst_new)] if new else todo
-            jobs.submit(write_rels, kind, rows, todo, new, changed, stale, None in have)
+            # 2. relationships: delete those whose content is gone, then write the missing ones
+            links = _link_rows(store)
+            rel_plan: list[tuple[_RelKind, Callable[[], list[list]]]] = [(MENTIONS, lambda: _mention_rows(store))]
+            rel_plan += [(LINK_KINDS[rel], lambda rel=rel: links.get(rel, [])) for rel in LINK_RELS]
+            rel_plan += [(IN_CLUSTER, lambda: _member_rows(store)), (ROUTED_TO, lambda: routed)]
+            for kind, make_rows in rel_plan:
+                rows = make_rows()
+                have = have_rels[kind.name]
+                wanted_hashes = {r[0] for r in rows}
+                stale = [h for h, n in have.items() if h is not None and (h not in wanted_hashes or n > 1)]
+                todo = rows if full else [r for r in rows if have.get(r[0]) != 1]
+                src_new, dst_new = created[kind.src[0]], created[kind.dst[0]]
+                new = [r for r in todo if r[1] in src_new or r[2] in dst_new]
+                changed = [r for r in todo if not (r[1] in src_new or r[2] in dst_new)] if new else todo
+                jobs.submit(write_rels, kind, rows, todo, new, changed, stale, None in have)
 
-        # 3. nodes the store no longer holds (merged entities, dissolved clusters, purged reports)
-        for label, key in KEYED_LABELS.items():
-            gone = sorted(set(existing[label]) - wanted[label])
-            if gone:
-                jobs.submit(lambda label=label, key=key, gone=gone: setattr(
-                    summary, "removed", summary.removed + _delete_nodes(driver, label, key, gone)))
-        jobs.finish()
-    except Exception as exc:
-        jobs.close()
-        from neo4j.exceptions import DriverError, Neo4jError
+            # 3. nodes the store no longer holds (merged entities, dissolved clusters, purged reports)
+            for label, key in KEYED_LABELS.items():
+                gone = sorted(set(existing[label]) - wanted[label])
+                if gone:
+                    jobs.submit(lambda label=label, key=key, gone=gone: setattr(
+                        summary, "removed", summary.removed + _delete_nodes(driver, label, key, gone)))
+            jobs.finish()
+        except Exception as exc:
+            jobs.close()
+            from neo4j.exceptions import DriverError, Neo4jError
 
-        if isinstance(exc, (Neo4jError, DriverError)):
-            raise Neo4jUnavailable(
-                f"Neo4j push stopped ({type(exc).__name__}); what was written is consistent per batch. "
-                "Check the server (make neo4j) and run 'linkage push' again: it is idempotent."
-            ) from None
-        raise
-    finally:
-        summary.seconds = time.perf_counter() - t0
-        if own:
-            driver.close()
+            if isinstance(exc, (Neo4jError, DriverError)):
+                raise Neo4jUnavailable(
+                    f"Neo4j push stopped ({type(exc).__name__}); what was written is consistent per batch. "
+                    "Check the server (make neo4j) and run 'linkage push' again: it is idempotent."
+                ) from None
+            raise
+        finally:
+            summary.seconds = time.perf_counter() - t0
+            if own:
+                driver.close()
     return summary
 
 
