@@ -62,9 +62,9 @@ class Settings:
     entity_type_aliases: Mapping[str, str]
     chunk_rows: int = 20000
     cluster_seed: int = 42
-    resolve_processes: int = 1
+    resolve_processes: int = 2
     resolve_parallel_min_mentions: int = 20000
-    load_workers: int = 0
+    load_workers: int = 2
     load_parallel_min_rows: int = 40000
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
@@ -90,9 +90,10 @@ class Settings:
         return self.entity_type_aliases.get(key)
 
 
-def _at_least(path: str, name: str, value: int, low: int) -> int:
-    if value < low:
-        raise ConfigError(f"{path}: {name} = {value} must be at least {low}.")
+def _at_least(path: str, name: str, value: Any, low: int) -> int:
+    """``value`` as a whole number of at least ``low``, or a ConfigError naming the file and the setting."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{path}: {name} = {value!r} must be a whole number of at least {low}.")
     return value
 
 
@@ -122,9 +123,7 @@ def _load(path: str) -> Settings:
     loading = data.get("loading", {})
     clusters = data.get("clusters", {})
     resolving = data.get("resolve", {})
-    processes = int(resolving.get("processes", 1))
-    if processes < 1:
-        raise ConfigError(f"{path}: [resolve] processes = {processes} must be at least 1.")
+    processes = _at_least(path, "[resolve] processes", resolving.get("processes", 2), 1)
     return Settings(
         source=path,
         categories=known,
@@ -134,7 +133,7 @@ def _load(path: str) -> Settings:
         cluster_seed=int(clusters.get("seed", 42)),
         resolve_processes=processes,
         resolve_parallel_min_mentions=int(resolving.get("parallel_min_mentions", 20000)),
-        load_workers=_at_least(path, "[loading] workers", int(loading.get("workers", 0)), 0),
-        load_parallel_min_rows=int(loading.get("parallel_min_rows", 40000)),
+        load_workers=_at_least(path, "[loading] workers", loading.get("workers", 2), 0),
+        load_parallel_min_rows=_at_least(path, "[loading] parallel_min_rows", loading.get("parallel_min_rows", 40000), 0),
         raw=data,
     )

@@ -15,12 +15,13 @@ from __future__ import annotations
 import csv
 import json
 from collections import Counter, deque
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from linkage import model
-from linkage.errors import InputError, Problem
+from linkage.errors import InputError, LinkageError, Problem
 from linkage.gcpause import paused_gc
 from linkage.pseudonym import pseudonymise_bsn
 from linkage.settings import Settings, load_settings
@@ -327,16 +328,22 @@ class _Loader:
             if self.pool is None:  # pragma: no cover - no fork on this platform
                 self.workers = 0
         if self.pool is not None:
-            pending.append((task, self.pool.apply_async(_validate_task, (_pack(task),))))
+            pending.append((task, self.pool.submit(_validate_task, _pack(task))))
         else:
             pending.append((task, _validate(self.checker, self.mapping, task)))
 
     def _apply(self, task: tuple, staged, mapping, summary: FileSummary) -> None:
         """Decide new / unchanged / conflict / quarantined for each validated row of a chunk, in row order, and
         commit the chunk."""
-        if not isinstance(staged, list):
-            staged = staged.get()
         kind, label, keys, chunk = task
+        if not isinstance(staged, list):
+            try:
+                staged = staged.result()
+            except BrokenProcessPool:
+                raise LinkageError(
+                    f"{label}: a row-checking worker process stopped unexpectedly (killed, or out of memory?) while "
+                    f"checking rows {chunk[0][0]}-{chunk[-1][0]}; the rows before them are loaded, and loading "
+                    f"again continues after them ([loading] workers = 0 checks rows in this process)") from None
         reports_out: list[tuple] = []
         mentions_out: list[tuple] = []
         links_out: list[tuple] = []
@@ -350,7 +357,7 @@ class _Loader:
         qkind = {"reports": "report", "mentions": "mention", "wide": "wide"}[kind]
         new = unchanged = quarantined = conflicts = 0
 
-        for (row_no, errors, report_row, mention_rows, link_rows, problems), item in zip(staged, chunk):
+        for (row_no, errors, report_row, mention_rows, link_rows, problems), item in zip(staged, chunk, strict=True):
             if not errors and kind == "mentions":
                 rid = mention_rows[0][1] if mention_rows else None
                 if rid and rid not in known_reports:
@@ -387,7 +394,7 @@ class _Loader:
             if mention_rows:
                 mentions_out.extend(mention_rows)
                 links_out.extend(link_rows)
-        summary.rows_read += len(staged)
+        summary.rows_read += len(chunk)
         summary.new += new
         summary.unchanged += unchanged
         summary.quarantined += quarantined
@@ -400,9 +407,13 @@ class _Loader:
     def close_pool(self) -> None:
         """Stop the worker processes (at the end of a load, or at once when it is interrupted)."""
         if self.pool is not None:
-            self.pool.terminate()
-            self.pool.join()
-            self.pool = None
+            pool, self.pool = self.pool, None
+            processes = list((getattr(pool, "_processes", None) or {}).values())  # no public list before 3.14
+            pool.shutdown(wait=False, cancel_futures=True)
+            for p in processes:
+                p.terminate()
+            for p in processes:
+                p.join()
 
 
 _REPORT_INSERT = f"INSERT INTO reports ({', '.join(_REPORT_COLUMNS)}) VALUES ({', '.join('?' * len(_REPORT_COLUMNS))})"
@@ -506,8 +517,12 @@ def _start_pool(workers: int, settings: Settings, mapping: WideMapping | None):
 
     if "fork" not in mp.get_all_start_methods():  # pragma: no cover - Linux has fork
         return None
+    from concurrent.futures import ProcessPoolExecutor
+
     _FORKED.update(settings=settings, mapping=mapping)
-    return mp.get_context("fork").Pool(workers, initializer=_worker_init)
+    # an executor, not multiprocessing.Pool: a worker that dies (killed, out of memory) breaks the executor,
+    # which raises BrokenProcessPool, where a Pool would replace the worker and wait for its task forever
+    return ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=_worker_init)
 
 
 def _worker_init() -> None:

@@ -6,12 +6,14 @@ import csv
 import dataclasses
 import datetime as dt
 import json
+import multiprocessing
 import time
 from pathlib import Path
 
 import pytest
 
-from linkage.errors import ConfigError, InputError
+import loaders
+from linkage.errors import ConfigError, InputError, LinkageError
 from linkage.settings import load_settings
 from linkage.store import EmbeddedStore
 from loaders import load_files, quarantine_path
@@ -758,14 +760,38 @@ def test_interrupted_load_with_workers_rerun_equals_one_clean_run(tmp_path, stop
         halfway = dump(store)
         # exactly the chunks committed before the interruption are in the store
         assert sum(len(v) for v in halfway.values()) < sum(len(v) for v in clean_dump.values())
+    assert multiprocessing.active_children() == []  # the workers were stopped
     rerun, rerun_dump = load(files, db, settings=small, mapping=WIDE_MAPPING)
     reconciles(rerun)
     assert rerun_dump == clean_dump
+
+
+_VALIDATE_TASK = loaders._validate_task
+
+
+def _die_on_chunk_with_r3(task):  # in the worker: the process ends as if killed (out of memory, SIGKILL)
+    import os
+
+    if "R3" in str(task[-1]):
+        os._exit(3)
+    return _VALIDATE_TASK(task)
+
+
+def test_a_worker_that_dies_stops_the_load_with_a_clear_error(tmp_path, monkeypatch):
+    files = mixed_files(tmp_path, "utf-8", ";")
+    monkeypatch.setattr(loaders, "_validate_task", _die_on_chunk_with_r3)
+    with EmbeddedStore(tmp_path / "s.db") as store:
+        with pytest.raises(LinkageError, match=r"r-utf-8\.csv: a row-checking worker process stopped unexpectedly"):
+            load_files(files, store, parallel(2, 2), mapping=WIDE_MAPPING)
+    assert multiprocessing.active_children() == []
 
 
 def test_load_workers_setting_is_checked(tmp_path):
     path = write(tmp_path / "s.toml", (ROOT / "linkage" / "settings.toml").read_text(encoding="utf-8")
                  .replace("workers = 2", "workers = -1"))
     with pytest.raises(ConfigError, match=r"\[loading\] workers"):
+        load_settings(path)
+    path.write_text(path.read_text(encoding="utf-8").replace("workers = -1", 'workers = "two"'), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"\[loading\] workers = 'two' must be a whole number"):
         load_settings(path)
     assert load_settings().load_workers >= 0
