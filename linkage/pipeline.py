@@ -175,14 +175,16 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
     from linkage.resolve.engine import MentionsByType
     from linkage.store.embedded import mentions_of_type
 
-    # each entity type's mentions are read by the process that resolves the type (in parallel)
-    mentions = MentionsByType(store.mention_type_counts(), partial(mentions_of_type, store.path))
+    # each entity type's mentions are read by the process that resolves the type (in parallel); all reads stop
+    # at the mentions stored now (rowid bound), so a load committing meanwhile cannot split what they see
+    bound = store.conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM mentions").fetchone()[0]
+    mentions = MentionsByType(store.mention_type_counts(bound), partial(mentions_of_type, store.path, max_rowid=bound))
     previous = store.mention_entities()
     kwargs: dict[str, Any] = {}
     if not full and raw_model is not None:
         kwargs["model"] = json.loads(raw_model)  # frozen: the same model scores old and new pairs alike
         if len(previous):
-            stored_ids = [r[0] for r in store.conn.execute("SELECT mention_id FROM mentions")]
+            stored_ids = [r[0] for r in store.conn.execute("SELECT mention_id FROM mentions WHERE rowid <= ?", (bound,))]
             kwargs["new_mention_ids"] = sorted(set(stored_ids) - set(previous["mention_id"]))
             kwargs["existing_pairs"] = _stored_pairs(store)
     if sum(mentions.counts.values()) >= settings.resolve_parallel_min_mentions:

@@ -313,9 +313,11 @@ class EmbeddedStore:
         cols = ", ".join(model.STORED_MENTION_FIELDS)
         return self.frame(f"SELECT {cols} FROM mentions ORDER BY mention_id")
 
-    def mention_type_counts(self) -> dict[str, int]:
-        """Mentions per entity type."""
-        return dict(self.conn.execute("SELECT entity_type, COUNT(*) FROM mentions GROUP BY entity_type").fetchall())
+    def mention_type_counts(self, max_rowid: int | None = None) -> dict[str, int]:
+        """Mentions per entity type (only those with ``rowid <= max_rowid`` when given)."""
+        where, params = ("WHERE rowid <= ?", (max_rowid,)) if max_rowid is not None else ("", ())
+        return dict(self.conn.execute(f"SELECT entity_type, COUNT(*) FROM mentions {where} GROUP BY entity_type",
+                                      params).fetchall())
 
     def links(self) -> pd.DataFrame:
         return self.frame(
@@ -387,14 +389,17 @@ def er_generation(conn: sqlite3.Connection) -> int:
     return int(row[0]) if row else 0
 
 
-def mentions_of_type(path: Path | str, entity_type: str) -> pd.DataFrame:
+def mentions_of_type(path: Path | str, entity_type: str, max_rowid: int | None = None) -> pd.DataFrame:
     """The mentions of one entity type in the store at ``path``, as :meth:`EmbeddedStore.mentions` gives them
     (same columns, sorted by ``mention_id``), read through a connection of its own: safe in a forked process
-    while the parent holds the store open (each entity type can be read by the process that resolves it)."""
+    while the parent holds the store open (each entity type can be read by the process that resolves it).
+    ``max_rowid`` leaves out mentions written after the caller took its snapshot of the store (a load running
+    at the same time), so every process resolves the same mentions."""
     conn = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True, timeout=30)
     try:
-        cur = conn.execute(f"SELECT {', '.join(model.STORED_MENTION_FIELDS)} FROM mentions WHERE entity_type = ? "
-                           "ORDER BY mention_id", (entity_type,))
+        bound = "" if max_rowid is None else f" AND rowid <= {int(max_rowid)}"
+        cur = conn.execute(f"SELECT {', '.join(model.STORED_MENTION_FIELDS)} FROM mentions WHERE entity_type = ?"
+                           f"{bound} ORDER BY mention_id", (entity_type,))
         cols = [d[0] for d in cur.description]
         return pd.DataFrame.from_records(cur.fetchall(), columns=cols)
     finally:
