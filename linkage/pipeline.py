@@ -264,17 +264,8 @@ def graph_inputs(store: EmbeddedStore, entities: bool = True, links: bool = True
     a mention gives an identifying field (a person's BSN or birth date, ``[anchors]`` in ``graph.toml``):
     the graph counts a link that rests on a name match only less.
     """
-    from linkage.graph.weights import anchored_sql
-
-    reports = store.frame(
-        "SELECT report_id, substr(received_at, 1, 10) AS received_at, category, reporter_id, reporter_type "
-        "FROM reports ORDER BY report_id"
-    )
-    mentions = store.frame(
-        f"SELECT m.mention_id, m.report_id, m.entity_type, m.role, e.entity_id, {anchored_sql()} AS anchored "
-        "FROM mentions m "
-        "JOIN mention_entities e USING (mention_id) ORDER BY m.mention_id"
-    )
+    reports = store.frame(_graph_reports_sql())
+    mentions = store.frame(_graph_mentions_sql())
     links = store.links() if links else None
     ents = store.frame("SELECT entity_id, entity_type, label, n_mentions FROM entities ORDER BY entity_id") \
         if entities else None
@@ -399,31 +390,39 @@ def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[i
     return ClusterStep(update.clusters, (reports, mentions, links, None), update, tables.get("scores"), meta)
 
 
+def _graph_reports_sql(where: str = "") -> str:
+    """The query of :func:`graph_inputs`' reports (``where``: a fixed filter, never a value)."""
+    return ("SELECT report_id, substr(received_at, 1, 10) AS received_at, category, reporter_id, reporter_type "
+            f"FROM reports {where} ORDER BY report_id")
+
+
+def _graph_mentions_sql(where: str = "") -> str:
+    """The query of :func:`graph_inputs`' mentions (``where``: a fixed filter on ``m``, never a value)."""
+    from linkage.graph.weights import anchored_sql
+
+    return (f"SELECT m.mention_id, m.report_id, m.entity_type, m.role, e.entity_id, {anchored_sql()} AS anchored "
+            f"FROM mentions m JOIN mention_entities e USING (mention_id) {where} ORDER BY m.mention_id")
+
+
 def _graph_reports(store: EmbeddedStore, report_ids: Sequence[str]) -> pd.DataFrame:
     """The rows of :func:`graph_inputs`' reports for ``report_ids``, in the same order."""
     from linkage.retention import _temp_ids
 
     with store.transaction():
         _temp_ids(store.conn, "graph_reports", (str(r) for r in report_ids))
-    return store.frame(
-        "SELECT report_id, substr(received_at, 1, 10) AS received_at, category, reporter_id, reporter_type "
-        "FROM reports WHERE report_id IN (SELECT id FROM temp.graph_reports) ORDER BY report_id")
+    return store.frame(_graph_reports_sql("WHERE report_id IN (SELECT id FROM temp.graph_reports)"))
 
 
 def _graph_mentions(store: EmbeddedStore, column: str, ids: Sequence[str]) -> pd.DataFrame:
     """The rows of :func:`graph_inputs`' mentions whose ``column`` (``mention_id`` or ``report_id``) is one of
     ``ids``, in the same order."""
-    from linkage.graph.weights import anchored_sql
     from linkage.retention import _temp_ids
 
-    assert column in ("mention_id", "report_id")
+    if column not in ("mention_id", "report_id"):  # a fixed name put into the SQL text below
+        raise ValueError(f"_graph_mentions reads by mention_id or report_id, not {column!r}")
     with store.transaction():
         _temp_ids(store.conn, "graph_ids", (str(i) for i in ids))
-    return store.frame(
-        f"SELECT m.mention_id, m.report_id, m.entity_type, m.role, e.entity_id, {anchored_sql()} AS anchored "
-        "FROM mentions m "
-        f"JOIN mention_entities e USING (mention_id) WHERE m.{column} IN (SELECT id FROM temp.graph_ids) "
-        "ORDER BY m.mention_id")
+    return store.frame(_graph_mentions_sql(f"WHERE m.{column} IN (SELECT id FROM temp.graph_ids)"))
 
 
 def _scores_usable(cached: Optional[pd.DataFrame], meta: dict) -> bool:

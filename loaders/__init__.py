@@ -252,7 +252,10 @@ class _Loader:
         return "new"
 
     # --- files -------------------------------------------------------------------------------------
-    def run_file(self, table: Table, kind: str, mapping: WideMapping | None, label: str) -> FileSummary:
+    def run_file(self, table: Table, kind: str, label: str) -> FileSummary:
+        """Load one ``table`` of ``kind`` ("reports", "mentions" or "wide", with the loader's mapping) chunk by
+        chunk, committing each chunk in file order; returns its summary (rows read = loaded + quarantined).
+        ``label`` names the file in the summary, the quarantine and every message."""
         summary = FileSummary(label, kind, table.format, table.encoding, table.delimiter)
         # A re-loaded file replaces its own quarantine entries: a row fixed since is no longer listed.
         with self.store.transaction():
@@ -298,12 +301,12 @@ class _Loader:
                     chunk = []
                     # with workers, a few chunks are validated ahead of the one being written
                     while len(pending) > (2 * self.workers if self.pool is not None else 0):
-                        self._apply(*pending.popleft(), mapping, summary)
+                        self._apply(*pending.popleft(), summary)
             if chunk:
                 read += len(chunk)
                 self._submit((kind, label, keys, chunk), pending, read)
             while pending:
-                self._apply(*pending.popleft(), mapping, summary)
+                self._apply(*pending.popleft(), summary)
         finally:
             if pending:  # interrupted: the chunks handed out are not written (their work is discarded)
                 self.close_pool()
@@ -332,7 +335,7 @@ class _Loader:
         else:
             pending.append((task, _validate(self.checker, self.mapping, task)))
 
-    def _apply(self, task: tuple, staged, mapping, summary: FileSummary) -> None:
+    def _apply(self, task: tuple, staged, summary: FileSummary) -> None:
         """Decide new / unchanged / conflict / quarantined for each validated row of a chunk, in row order, and
         commit the chunk."""
         kind, label, keys, chunk = task
@@ -612,7 +615,7 @@ def load_files(
     try:
         with paused_gc():
             for table, kind in tables:
-                summaries.append(loader.run_file(table, kind, wide, str(table.path)))
+                summaries.append(loader.run_file(table, kind, str(table.path)))
     finally:
         loader.close_pool()
     qfile = write_quarantine(store)

@@ -11,6 +11,7 @@ from linkage.feedback.lifecycle import (
     TransitionError,
     active_case_clusters,
     advance_after_routing,
+    advance_changed,
     check_transition,
     cluster_history,
     current_status,
@@ -24,6 +25,7 @@ from linkage.feedback.messages import FeedbackMessage, Templates, build_feedback
 
 __all__ = [
     "STATUSES", "TRANSITIONS", "AdvanceSummary", "TransitionError", "active_case_clusters", "advance_after_routing",
+    "advance_changed",
     "check_transition", "cluster_history", "current_status", "current_statuses", "history", "record_cluster_events",
     "set_case", "set_status", "FeedbackMessage", "Templates", "build_feedback", "load_templates", "mark_sent",
     "write_messages",

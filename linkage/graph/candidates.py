@@ -99,7 +99,7 @@ def candidate_pairs(scored: Iterable[Any], mentions: pd.DataFrame, reports: pd.D
     m = mentions[mentions["entity_id"].notna()]
     names = pc.unique(_arrow(reports["report_id"]).drop_null())
     names = names.take(pc.sort_indices(names))
-    who = _arrow(reports["reporter_id"]) if "reporter_id" in reports.columns else pa.nulls(len(reports), pa.string())
+    who = _arrow(reports["reporter_id"])
     who = pc.if_else(pc.equal(who, ""), pa.scalar(None, pa.string()), who)
     reporter_names = pc.unique(who.drop_null())
     filed = np.zeros(len(reporter_names), dtype=np.int64)

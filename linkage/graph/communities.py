@@ -168,7 +168,10 @@ def report_graph(mentions: pd.DataFrame, settings: GraphSettings | Mapping[str, 
     Parameters
     ----------
     mentions:
-        Resolved mentions: ``report_id, entity_id, entity_type`` (other columns ignored).
+        Resolved mentions: ``report_id, entity_id, entity_type`` (other columns ignored, but for ``anchored``
+        (see :func:`~linkage.graph.weights.link_rows`) and ``link_weight``: rows with a ``link_weight`` are
+        links of exactly that weight between the reports sharing their ``entity_id``,
+        :mod:`linkage.graph.candidates`).
     settings:
         :class:`GraphSettings` or a mapping of overrides; default ``graph.toml``.
     reports:
