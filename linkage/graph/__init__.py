@@ -6,7 +6,6 @@ Out: :func:`find_clusters` -> ``DataFrame[report_id, cluster_id]`` (fast, intege
 
 Policy (weights, hub threshold, Leiden objective/resolution/seed) lives in ``linkage/graph/graph.toml``.
 """
-from linkage.graph.build import build_graph, cluster_subgraph
 from linkage.graph.communities import (
     ReportGraph,
     bipartite_components,
@@ -15,6 +14,18 @@ from linkage.graph.communities import (
     report_graph,
 )
 from linkage.graph.weights import GraphSettings, entity_weights, load_graph_settings, specificity
+
+
+
+def __getattr__(name: str):
+    """``build_graph`` and ``cluster_subgraph`` import networkx (~0.3 s): loaded on first use only, so the
+    clustering path of a run does not pay for the display graph."""
+    if name in ("build_graph", "cluster_subgraph"):
+        from linkage.graph import build
+
+        return getattr(build, name)
+    raise AttributeError(f"module 'linkage.graph' has no attribute {name!r}")
+
 
 __all__ = [
     "GraphSettings",
