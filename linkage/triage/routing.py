@@ -365,32 +365,19 @@ def route_one(rules: Rules, categories: Iterable[str], score: float,
     "rule 'woonfraude-handhaving' failed on: no category among overbewoning, woonfraude, illegale_onderverhuur, score 5 < 20"
     """
     cats = list(categories)
-    agencies: list[str] = []
-    routing: list[dict[str, str]] = []
     cat_set = set(cats)
     best: tuple[int, Rule] | None = None
+    fired: list[Rule] = []
     for rule in rules.rules:
         n_fails = rule.n_failures(cat_set, score, signals)
         if n_fails:
             if best is None or n_fails < best[0]:
                 best = (n_fails, rule)
-            continue
-        for a in rule.agencies:
-            routing.append({"agency": a, "agency_name": rules.agencies[a], "rule": rule.name, "reason": rule.reason})
-            if a not in agencies:
-                agencies.append(a)
-    partners = [a for a in agencies if a != rules.riec_agency]
-    if len(partners) >= rules.riec_min_partners and rules.riec_agency not in agencies:
-        agencies.append(rules.riec_agency)
-        routing.append({"agency": rules.riec_agency, "agency_name": rules.agencies[rules.riec_agency],
-                        "rule": rules.riec_rule,
-                        "reason": f"{rules.riec_reason} ({len(partners)} partners: {', '.join(partners)})"})
-    if agencies:
-        return agencies, routing, None
-    why = f"no rule matched (categories: {', '.join(cats) or 'none'}; score {score:g})"
-    if best is not None:
-        why += f"; closest: rule '{best[1].name}' failed on: {', '.join(best[1].failures(cats, score, signals))}"
-    return [], [], why
+        else:
+            fired.append(rule)
+    if fired:
+        return _routed(rules, fired)
+    return [], [], _unrouted_reason(cats, score, signals, best[1] if best is not None else None)
 
 
 def route(scored_clusters: pd.DataFrame, rules_path: Path | str | None = None,
@@ -443,17 +430,24 @@ def route(scored_clusters: pd.DataFrame, rules_path: Path | str | None = None,
             rows.append({"cluster_id": cid, "agencies": list(ags), "agency_names": list(names),
                          "routing": routing_text, "unrouted_reason": None})
             continue
-        why = f"no rule matched (categories: {', '.join(cats[i]) or 'none'}; score {scores[i]:g})"
-        if len(f):
-            best = rules.rules[int(np.argmin(f))]  # the first rule with the fewest failures, as route_one picks
-            why += f"; closest: rule '{best.name}' failed on: {', '.join(best.failures(cats[i], scores[i], signals[i]))}"
+        # the first rule with the fewest failures, as route_one picks
+        closest = rules.rules[int(np.argmin(f))] if len(f) else None
+        why = _unrouted_reason(cats[i], scores[i], signals[i], closest)
         rows.append({"cluster_id": cid, "agencies": [], "agency_names": [], "routing": "[]", "unrouted_reason": why})
     return pd.DataFrame(rows, columns=ROUTE_COLUMNS)
 
 
+def _unrouted_reason(cats: list[str], score: float, signals: Mapping[str, float], closest: Rule | None) -> str:
+    """Why no rule matched, naming the rule that came closest (fewest failed conditions) and its failures."""
+    why = f"no rule matched (categories: {', '.join(cats) or 'none'}; score {score:g})"
+    if closest is not None:
+        why += f"; closest: rule '{closest.name}' failed on: {', '.join(closest.failures(cats, score, signals))}"
+    return why
+
+
 def _routed(rules: Rules, fired: Sequence[Rule]) -> tuple[list[str], list[dict[str, str]], None]:
-    """(agency ids, routing decisions, None) of a cluster whose fired rules are ``fired`` (in rule order), with
-    the RIEC added as :func:`route_one` adds it."""
+    """(agency ids, routing decisions, None) of a cluster whose fired rules are ``fired`` (in rule order, at
+    least one), with the RIEC added when the cluster needs ``riec_min_partners`` partners or more."""
     agencies: list[str] = []
     routing: list[dict[str, str]] = []
     for rule in fired:
