@@ -648,6 +648,23 @@ def interrupt_after(n: int):
     return on_commit
 
 
+def interrupted_then_rerun(files: list[Path], tmp_path: Path, small, stop_after: int, clean_dump: dict) -> Path:
+    """Load ``files`` into a new store, interrupted after ``stop_after`` commits, then again to the end: the
+    first leaves part of the rows (and no worker process), the second the store of one clean load."""
+    db = tmp_path / "halfway.db"
+    with EmbeddedStore(db) as store:
+        with pytest.raises(Interrupt):
+            load_files(files, store, small, mapping=WIDE_MAPPING, on_commit=interrupt_after(stop_after))
+        halfway = dump(store)
+    # exactly the chunks committed before the interruption are in the store
+    assert sum(len(v) for v in halfway.values()) < sum(len(v) for v in clean_dump.values())
+    assert multiprocessing.active_children() == []  # the workers (if any) were stopped
+    rerun, rerun_dump = load(files, db, settings=small, mapping=WIDE_MAPPING)
+    reconciles(rerun)
+    assert rerun_dump == clean_dump
+    return db
+
+
 @pytest.mark.parametrize("stop_after", [1, 2, 4, 7])
 def test_interrupted_load_rerun_equals_one_clean_run(tmp_path, stop_after):
     r = write(tmp_path / "r.csv", BAD_REPORTS + "R1;14-03-2025;hennep;\nR1;15-03-2025;hennep\nR6;2025-03-17;drugs\n")
@@ -661,15 +678,7 @@ def test_interrupted_load_rerun_equals_one_clean_run(tmp_path, stop_after):
     reconciles(clean)
     assert clean_dump["quarantine"] and clean_dump["mention_links"]
 
-    db = tmp_path / "halfway.db"
-    with EmbeddedStore(db) as store:
-        with pytest.raises(Interrupt):
-            load_files(files, store, small, mapping=WIDE_MAPPING, on_commit=interrupt_after(stop_after))
-        halfway = dump(store)
-    assert sum(len(v) for v in halfway.values()) < sum(len(v) for v in clean_dump.values())
-    rerun, rerun_dump = load(files, db, settings=small, mapping=WIDE_MAPPING)
-    reconciles(rerun)
-    assert rerun_dump == clean_dump
+    db = interrupted_then_rerun(files, tmp_path, small, stop_after, clean_dump)
     assert quarantine_path(db).read_text(encoding="utf-8") == quarantine_path(tmp_path / "clean.db").read_text(encoding="utf-8")
     # And a clean run with the default chunk size gives the same store.
     _, big_dump = load(files, tmp_path / "big.db", mapping=WIDE_MAPPING)
@@ -753,17 +762,7 @@ def test_interrupted_load_with_workers_rerun_equals_one_clean_run(tmp_path, stop
     files = mixed_files(tmp_path, "utf-8", ";")
     small = parallel(2, 2)
     clean, clean_dump = load(files, tmp_path / "clean.db", settings=small, mapping=WIDE_MAPPING)
-    db = tmp_path / "halfway.db"
-    with EmbeddedStore(db) as store:
-        with pytest.raises(Interrupt):
-            load_files(files, store, small, mapping=WIDE_MAPPING, on_commit=interrupt_after(stop_after))
-        halfway = dump(store)
-        # exactly the chunks committed before the interruption are in the store
-        assert sum(len(v) for v in halfway.values()) < sum(len(v) for v in clean_dump.values())
-    assert multiprocessing.active_children() == []  # the workers were stopped
-    rerun, rerun_dump = load(files, db, settings=small, mapping=WIDE_MAPPING)
-    reconciles(rerun)
-    assert rerun_dump == clean_dump
+    interrupted_then_rerun(files, tmp_path, small, stop_after, clean_dump)
 
 
 _VALIDATE_TASK = loaders._validate_task

@@ -130,16 +130,22 @@ def test_incremental_run_equals_full_run_with_the_same_model(generated, tmp_path
         assert _partition(ca) == _partition(cb)
 
 
-def test_reused_clusters_and_scores_equal_clustering_and_scoring_everything_again(generated, tmp_path):
-    # the same two runs into two stores; before the second run one store forgets the clusters and scores it
-    # kept, so it clusters every component and scores every cluster again: every table must come out equal
+def _reuse_and_again(generated: Path, tmp_path: Path) -> tuple[list[Path], list[dict]]:
+    """Two stores given the same first run; one forgets its graph state; both get the same second run.
+    Returns the stores ("reuse", "again") and the second runs' counts."""
     first, second = _split(generated, tmp_path / "parts", 1200)
     stores = [tmp_path / "reuse.db", tmp_path / "again.db"]
     for store in stores:
         run(first, store)
     with EmbeddedStore(stores[1]) as s:
         s.conn.execute("DELETE FROM graph_state")
-    counts = [run(second, store).counts for store in stores]
+    return stores, [run(second, store).counts for store in stores]
+
+
+def test_reused_clusters_and_scores_equal_clustering_and_scoring_everything_again(generated, tmp_path):
+    # the same two runs into two stores; before the second run one store forgets the clusters and scores it
+    # kept, so it clusters every component and scores every cluster again: every table must come out equal
+    stores, counts = _reuse_and_again(generated, tmp_path)
     assert 0 < counts[0]["components_reclustered"] < counts[0]["components"]
     assert counts[1]["components_reclustered"] == counts[1]["components"]
     with EmbeddedStore(stores[0]) as a, EmbeddedStore(stores[1]) as b:
@@ -172,14 +178,7 @@ def test_with_candidate_links_on_an_incremental_run_equals_clustering_everything
     from linkage.graph.candidates import stored_candidate_rows
     from linkage.pipeline import graph_inputs
 
-    first, second = _split(generated, tmp_path / "parts", 1200)
-    stores = [tmp_path / "reuse.db", tmp_path / "again.db"]
-    for store in stores:
-        run(first, store)
-    with EmbeddedStore(stores[1]) as s:
-        s.conn.execute("DELETE FROM graph_state")
-    for store in stores:
-        run(second, store)
+    stores, _ = _reuse_and_again(generated, tmp_path)
     with EmbeddedStore(stores[0]) as a, EmbeddedStore(stores[1]) as b:
         reports, mentions, _, _ = graph_inputs(a, entities=False, links=False)
         assert len(stored_candidate_rows(a.conn, reports, mentions)) > 0
