@@ -359,3 +359,30 @@ def test_update_changed_equals_clustering_everything(seed):
     assert update_changed(state, changed, changed_ids, seed=seed + 1, settings=settings) is None
     state.components = None
     assert update_changed(state, changed, changed_ids, seed=seed, settings=settings) is None
+
+
+def test_graph_state_reads_the_parquet_incidence_of_an_earlier_version():
+    """The incidence is kept as an Arrow IPC file; a graph state an earlier version wrote (parquet) still loads,
+    to the same table."""
+    import io
+    import sqlite3
+
+    import pyarrow.parquet as pq
+
+    from linkage.graph.incremental import load_state, save_state, update_clusters
+
+    reports = pd.DataFrame({"report_id": ["R1", "R2", "R3"]})
+    m = pd.DataFrame({"report_id": ["R1", "R2", "R3"], "entity_id": ["P", "P", "Q"], "entity_type": ["person"] * 3,
+                      "mention_id": ["m1", "m2", "m3"], "anchored": [1, 0, 1]})
+    state = update_clusters(reports, m, None, seed=1).state
+    conn = sqlite3.connect(":memory:")
+    save_state(conn, state)
+    assert conn.execute("SELECT substr(data, 1, 6) FROM graph_state WHERE part = 'incidence'").fetchone()[0] == b"ARROW1"
+    again = load_state(conn)[0]
+    assert again.incidence.equals(state.incidence)
+    buf = io.BytesIO()
+    pq.write_table(state.incidence, buf)
+    conn.execute("UPDATE graph_state SET data = ? WHERE part = 'incidence'", (buf.getvalue(),))
+    older = load_state(conn)[0]
+    assert older.incidence.equals(state.incidence)
+    pd.testing.assert_frame_equal(older.clusters, again.clusters)

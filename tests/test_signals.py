@@ -323,3 +323,26 @@ def test_rescore_shares_records_by_dates_and_handles_undated_clusters():
         when = NOW + dt.timedelta(days=later)
         want = score_clusters(clusters, reports, mentions, LINKS, ENTITIES, now=when)
         pd.testing.assert_frame_equal(_rescored(parts, before, when), want)
+
+
+def test_recency_records_equal_the_record_of_each_clusters_own_dates():
+    """_recency_records fills each cluster's oldest date into a record made once per newest date; the text
+    equals the record made from the cluster's own dates, also for one date, no date and the stand-in's date."""
+    import json
+
+    from linkage.triage.policy import as_policy
+    from linkage.triage.scoring import _record, _recency_records
+    from linkage.triage.signals import ClusterContext, ReportInfo
+
+    policy = as_policy(None)
+    when = dt.date(2024, 7, 1)
+    pairs = [("2024-06-10", "2024-01-02"), ("2024-06-10", "2023-12-31"), ("2024-06-10", "2024-06-10"),
+             ("", ""), ("2024-05-01", "0001-01-01"), ("0001-01-01", "0001-01-01")]
+    got = _recency_records([n for n, _ in pairs], [o for _, o in pairs], when, policy)
+    for (newest, oldest), (points, value, text, sentence) in zip(pairs, got):
+        dates = tuple(ReportInfo(f"R{i}", dt.date.fromisoformat(d), None)
+                      for i, d in enumerate(sorted({newest, oldest} - {""})))
+        sig = recency(ClusterContext("c", when, dates, policy=policy))
+        rec = _record(sig, policy)
+        assert (points, value, sentence) == (rec["points"], float(sig.value), sig.sentence)
+        assert text == json.dumps(rec, ensure_ascii=False, default=str)

