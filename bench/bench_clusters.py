@@ -366,11 +366,13 @@ def run(sizes: list[int], seed: int, data_dir: Path, graph: bool, methods: list[
         candidates: bool = True) -> None:
     settings = load_graph_settings(graph_toml)
     if not candidates:
-        settings = settings.with_(candidates_factor={})
+        settings = settings.with_(candidates_factor={}, co_mentioned_factor={})
     print(f"settings ({graph_toml or 'packaged graph.toml'}): objective={settings.objective} resolution={settings.resolution} "
           f"iterations={settings.iterations} specificity={settings.specificity} "
           f"hub_max_reports={settings.hub_max_reports} name_only_factor={dict(settings.name_only_factor)} "
-          f"candidates={dict(settings.candidates_factor)} (p >= {settings.candidates_min_probability}); seed={seed}")
+          f"candidates={dict(settings.candidates_factor)} (p >= {settings.candidates_min_probability}) "
+          f"co_mentioned={dict(settings.co_mentioned_factor)} by {list(settings.co_mentioned_by)} "
+          f"(p >= {settings.co_mentioned_min_probability}); seed={seed}")
     print("entity ids: " + ("RESOLVED by linkage's pipeline (load + resolve)" if resolved else
                             "TRUE ids from truth_mentions.csv (measures clustering alone; --resolved for end-to-end)"))
     print(f"machine: {psutil.cpu_count()} CPUs, load average {', '.join(f'{x:.1f}' for x in psutil.getloadavg())} "
