@@ -16,7 +16,8 @@ from linkage.graph.candidates import (
 )
 from linkage.graph.incremental import update_clusters
 
-SETTINGS = {"candidates_factor": {"person": 1.0, "business": 0.5}, "candidates_min_probability": 0.01}
+OFF = {"candidates_factor": {}, "co_mentioned_factor": {}, "co_located_factor": {}}  # every corroboration off
+SETTINGS = {**OFF, "candidates_factor": {"person": 1.0, "business": 0.5}, "candidates_min_probability": 0.01}
 
 # R1..R3 by reporter rep-a, R4 by rep-b, R5 anonymous. Each report names one person (own entity: resolution
 # kept them apart); R2's person is anchored, R6's too.
@@ -126,13 +127,14 @@ def test_stored_candidate_rows_read_the_er_state(tmp_path):
                                      "reason": np.zeros(2, dtype=np.uint8)})
     rows = stored_candidate_rows(con, REPORTS, MENTIONS, SETTINGS)
     assert rows["report_id"].tolist() == ["R1", "R2"]
-    assert stored_candidate_rows(con, REPORTS, MENTIONS, {"candidates_factor": {}}).empty  # switched off
+    assert stored_candidate_rows(con, REPORTS, MENTIONS, OFF).empty  # switched off
 
 
 def test_candidate_settings_are_validated():
     s = load_graph_settings()
-    assert not candidates_on(s) and 0 < s.candidates_min_probability <= 1  # off by default (graph.toml)
-    assert candidates_on(s.with_(candidates_factor={"person": 1.0}))
+    assert candidates_on(s) and 0 < s.candidates_min_probability <= 1  # on by default since session 6 (graph.toml)
+    assert not candidates_on(s.with_(**OFF))
+    assert candidates_on(s.with_(**{**OFF, "candidates_factor": {"person": 1.0}}))
     with pytest.raises(ConfigError, match="candidates.factor.person"):
         s.with_(candidates_factor={"person": -1})
     with pytest.raises(ConfigError, match="candidates.min_probability"):
@@ -149,7 +151,7 @@ CO_MENTIONS = pd.DataFrame({
     "entity_id": ["P1", "B1", "P2", "B2", "P3", "A", "A", "B4", "A5"],
     "anchored": [0, 1, 0, 1, 0, 1, 1, 1, 1],
 })
-CO_SETTINGS = {"co_mentioned_factor": {"person": 0.5, "business": 0.4}, "co_mentioned_by": ("person", "business", "address"),
+CO_SETTINGS = {**OFF, "co_mentioned_factor": {"person": 0.5, "business": 0.4}, "co_mentioned_by": ("person", "business", "address"),
                "co_mentioned_min_probability": 0.01}
 
 
@@ -201,7 +203,7 @@ def test_both_corroborations_give_one_link_with_the_larger_weight():
     got = candidate_pairs([persons, businesses], CO_MENTIONS, reports, s)
     person = got[got["entity_type"] == "person"].iloc[0]
     assert person["corroboration"] == "reporter+co-mentioned" and person["link_weight"] == pytest.approx(spec(2))
-    assert candidates_on(load_graph_settings().with_(co_mentioned_factor={"person": 0.3}))
+    assert candidates_on(load_graph_settings().with_(**{**OFF, "co_mentioned_factor": {"person": 0.3}}))
     with pytest.raises(ConfigError, match="co_mentioned_min_probability"):
         load_graph_settings().with_(co_mentioned_min_probability=2)
 
@@ -212,7 +214,7 @@ def test_a_possible_match_between_reports_in_one_place_is_co_located():
                            "city": ["amsterdam", "amsterdam", "utrecht", "amsterdam"]})
     persons = scored("person", ["p1", "p2", "p3"], [(0, 1, 0.3), (0, 2, 0.3)])
     businesses = scored("business", ["b1", "b4"], [(0, 1, 0.05)])
-    s = {"co_located_factor": {"person": 0.5, "business": 0.8}, "co_located_on": {"person": "postcode4", "business": "city"},
+    s = {**OFF, "co_located_factor": {"person": 0.5, "business": 0.8}, "co_located_on": {"person": "postcode4", "business": "city"},
          "co_located_min_probability": 0.01}
     got = candidate_pairs([persons, businesses], CO_MENTIONS, CO_REPORTS, s, places)
     # p1 ~ p2: both reports in 1011; p1 ~ p3: another place; b1 ~ b4: R4 names no place
@@ -236,6 +238,6 @@ def test_stored_candidate_rows_read_the_places_of_the_reports(tmp_path):
                                      "weight": np.zeros(2), "prob": np.array([0.3, 0.3]),
                                      "matched": np.zeros(2, dtype=bool), "levels": np.zeros((2, 3), dtype=np.int8),
                                      "reason": np.zeros(2, dtype=np.uint8)})
-    s = {"co_located_factor": {"person": 1.0}, "co_located_on": {"person": "postcode4"}}
+    s = {**OFF, "co_located_factor": {"person": 1.0}, "co_located_on": {"person": "postcode4"}}
     rows = stored_candidate_rows(con, CO_REPORTS, CO_MENTIONS, s)
     assert rows["report_id"].tolist() == ["R1", "R2"] and rows["link_weight"].tolist() == [1.0, 1.0]

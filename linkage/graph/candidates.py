@@ -30,7 +30,12 @@ So a candidate link joins two reports when
 - not both mentions are anchored (for a type with ``[anchors]``: a person with BSN or birth date on both
   sides was kept apart on identifying evidence, which a candidate link does not overrule).
 
-Its weight is ``factor[type] * specificity(reports filed by that reporter)``: a reporter who files very many
+Two more corroborations (``co_mentioned_factor`` and ``co_located_factor``; see :func:`co_mentioned` and
+``graph.toml`` for their measured precision): a possible match of *another* type joining the two reports'
+neighbourhoods, and the two reports naming a common place (postcode area or city). The pair rows say which
+corroborations hold (``corroboration``).
+
+A reporter-corroborated link's weight is ``factor[type] * specificity(reports filed by that reporter)``: a reporter who files very many
 reports corroborates less (the same specificity function as for shared entities). Several candidate pairs of
 one type between the same two reports count once. A candidate link is never more than a link: Leiden decides
 with all the others whether the two reports belong together.
@@ -358,9 +363,11 @@ def with_candidates(mentions: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def candidates_on(settings: GraphSettings | Mapping[str, Any] | None = None) -> bool:
-    """Whether ``[candidates]`` lists a type with a factor above 0 (off by default: see ``graph.toml``).
+    """Whether ``[candidates]`` lists a type with a factor above 0 in any corroboration (on by default since
+    session 6: see ``graph.toml``).
 
-    >>> candidates_on({"candidates_factor": {"person": 1.0}}), candidates_on({"candidates_factor": {}})
+    >>> off = {"candidates_factor": {}, "co_mentioned_factor": {}, "co_located_factor": {}}
+    >>> candidates_on({**off, "candidates_factor": {"person": 1.0}}), candidates_on(off)
     (True, False)
     """
     s = as_graph_settings(settings)
