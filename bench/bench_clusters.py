@@ -26,6 +26,49 @@ stage adds (:mod:`linkage.graph.candidates`, read from the store's ER state; ``-
 and "components" are the connected components of that same graph. The ceiling is printed twice: through the
 networks' own resolved entities, and through them plus the candidate links.
 
+Measured, session 6 (load average 6-9; default ER settings, ER unchanged; "before" = session 5's defaults, no
+candidate links, resolution 0.02; "after" = the packaged graph.toml: reporter, co-mentioned and co-located
+corroborations on, resolution 0.02; see ``[candidates]`` in ``linkage/graph/graph.toml``):
+
+=======  ====  ======================  ======================  ======================
+reports  seed  leiden recovered        leiden ARI              ceiling
+               before -> after         before -> after         before -> after
+=======  ====  ======================  ======================  ======================
+ 10,000     7  0.827 -> 0.849          0.801 -> 0.810          0.872 -> 0.939
+ 10,000    11  0.771 -> 0.803          0.810 -> 0.808          0.856 -> 0.926
+ 10,000    23  0.786 -> 0.796          0.760 -> 0.770          0.871 -> 0.905
+100,000     7  0.730 -> 0.776          0.789 -> 0.797          0.795 -> 0.848
+100,000    11  0.712 -> 0.751          0.802 -> 0.805          0.774 -> 0.834
+100,000    23  0.737 -> 0.780          0.780 -> 0.787          0.796 -> 0.862
+=======  ====  ======================  ======================  ======================
+
+``--diagnose`` at 100k, before -> after: seed 7 split by ER 367 -> 272, split by clustering 63 -> 61, impure 55 -> 69;
+seed 11 split by ER 329, impure 96; seed 23 split by ER 271, impure 85 (after). Components lose (10k seed 7:
+0.626 -> 0.575): the links join more reports, and only Leiden cuts the weak ones.
+
+Why networks split by entity resolution (10k, seed 7; true co-referring mention pairs in two reports of one
+network that resolution left apart, 2,418 pairs over 550 true entities: person 367, business 112, address 35,
+vehicle 19, phone 10, bank account 7):
+
+========  ===========  =========  ==========  ===========  ==========  ==================
+type      not blocked  p < 0.01   0.01-0.15   0.15-0.5     >= 0.5      typical levels
+========  ===========  =========  ==========  ===========  ==========  ==================
+person    88           36         439         627          187 (a)     name only (b)
+business  62           28         819         0            0           exact name, no KvK
+address   63           6          12          1            50 (a)      no postcode/city
+========  ===========  =========  ==========  ===========  ==========  ==================
+
+(a) scored above the threshold but not linked: a name-only link to one of several candidate groups (ambiguity
+margin). (b) "initials agree"/"exact" first name, exact surname, no birth date or BSN on one side. Merging all
+scored true pairs of one type would lift the ceiling 0.872 -> person 0.933, business 0.939, address 0.883
+(all scored: 0.989; the never-blocked pairs alone: 0.894). The generator plants namesakes on purpose: among
+unmerged possible matches, an exact business name without KvK is one business in 16-34 % of pairs, a
+name-only person pair at p 0.15-0.5 in 10-13 %; merging on the name alone is not honest, hence corroborations.
+False address merges (10k, seed 7): 152 resolved addresses hold more than one true address, 124 of them without
+any huisletter/toevoeging (a street + number without postcode or city joined to a full address of that street in
+some town), 27 mix "11" and "11b"; pairs at the level "one side without letter or addition" are one address in
+1-7 % (70 % of those merged).
+
 Measured, session 5 (2 CPUs shared with other jobs, load average 4-7; seed = data seed = Leiden seed; fresh data
 and stores per seed under ``--data-dir``, default ER settings). "before" = session 4's code (no candidate links,
 CPM resolution 0.02); "after" = candidate links + resolution 0.015 (the packaged graph.toml):
@@ -366,11 +409,13 @@ def run(sizes: list[int], seed: int, data_dir: Path, graph: bool, methods: list[
         candidates: bool = True) -> None:
     settings = load_graph_settings(graph_toml)
     if not candidates:
-        settings = settings.with_(candidates_factor={})
+        settings = settings.with_(candidates_factor={}, co_mentioned_factor={})
     print(f"settings ({graph_toml or 'packaged graph.toml'}): objective={settings.objective} resolution={settings.resolution} "
           f"iterations={settings.iterations} specificity={settings.specificity} "
           f"hub_max_reports={settings.hub_max_reports} name_only_factor={dict(settings.name_only_factor)} "
-          f"candidates={dict(settings.candidates_factor)} (p >= {settings.candidates_min_probability}); seed={seed}")
+          f"candidates={dict(settings.candidates_factor)} (p >= {settings.candidates_min_probability}) "
+          f"co_mentioned={dict(settings.co_mentioned_factor)} by {list(settings.co_mentioned_by)} "
+          f"(p >= {settings.co_mentioned_min_probability}); seed={seed}")
     print("entity ids: " + ("RESOLVED by linkage's pipeline (load + resolve)" if resolved else
                             "TRUE ids from truth_mentions.csv (measures clustering alone; --resolved for end-to-end)"))
     print(f"machine: {psutil.cpu_count()} CPUs, load average {', '.join(f'{x:.1f}' for x in psutil.getloadavg())} "

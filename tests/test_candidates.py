@@ -16,7 +16,8 @@ from linkage.graph.candidates import (
 )
 from linkage.graph.incremental import update_clusters
 
-SETTINGS = {"candidates_factor": {"person": 1.0, "business": 0.5}, "candidates_min_probability": 0.01}
+OFF = {"candidates_factor": {}, "co_mentioned_factor": {}, "co_located_factor": {}}  # every corroboration off
+SETTINGS = {**OFF, "candidates_factor": {"person": 1.0, "business": 0.5}, "candidates_min_probability": 0.01}
 
 # R1..R3 by reporter rep-a, R4 by rep-b, R5 anonymous. Each report names one person (own entity: resolution
 # kept them apart); R2's person is anchored, R6's too.
@@ -40,8 +41,11 @@ def scored(etype: str, ids: list[str], pairs: list[tuple[int, int, float]]) -> S
 PERSONS = ["m1", "m2", "m3", "m4", "m5", "m6"]
 
 
-def pairs_of(sp, reports=REPORTS, mentions=MENTIONS, settings=SETTINGS) -> list[tuple]:
-    return [tuple(r) for r in candidate_pairs(sp, mentions, reports, settings).itertuples(index=False)]
+def pairs_of(sp, reports=REPORTS, mentions=MENTIONS, settings=SETTINGS, corroboration="reporter") -> list[tuple]:
+    """The pairs without their corroboration column, after checking it says ``corroboration``."""
+    df = candidate_pairs(sp, mentions, reports, settings)
+    assert set(df["corroboration"]) <= {corroboration}
+    return [tuple(r) for r in df.drop(columns="corroboration").itertuples(index=False)]
 
 
 def spec(n: int) -> float:
@@ -123,14 +127,117 @@ def test_stored_candidate_rows_read_the_er_state(tmp_path):
                                      "reason": np.zeros(2, dtype=np.uint8)})
     rows = stored_candidate_rows(con, REPORTS, MENTIONS, SETTINGS)
     assert rows["report_id"].tolist() == ["R1", "R2"]
-    assert stored_candidate_rows(con, REPORTS, MENTIONS, {"candidates_factor": {}}).empty  # switched off
+    assert stored_candidate_rows(con, REPORTS, MENTIONS, OFF).empty  # switched off
 
 
 def test_candidate_settings_are_validated():
     s = load_graph_settings()
-    assert not candidates_on(s) and 0 < s.candidates_min_probability <= 1  # off by default (graph.toml)
-    assert candidates_on(s.with_(candidates_factor={"person": 1.0}))
+    assert candidates_on(s) and 0 < s.candidates_min_probability <= 1  # on by default since session 6 (graph.toml)
+    assert not candidates_on(s.with_(**OFF))
+    assert candidates_on(s.with_(**{**OFF, "candidates_factor": {"person": 1.0}}))
     with pytest.raises(ConfigError, match="candidates.factor.person"):
         s.with_(candidates_factor={"person": -1})
     with pytest.raises(ConfigError, match="candidates.min_probability"):
         s.with_(candidates_min_probability=0)
+
+
+# Co-mentioned corroboration: R1 and R2 each name a person and a business that resolution kept apart (namesakes
+# possible); R3 names only a person; R4 shares the resolved address A with R2 and names a business.
+CO_REPORTS = pd.DataFrame({"report_id": ["R1", "R2", "R3", "R4", "R5"], "reporter_id": ["a", "b", "c", "d", "e"]})
+CO_MENTIONS = pd.DataFrame({
+    "mention_id": ["p1", "b1", "p2", "b2", "p3", "a2", "a4", "b4", "a5"],
+    "report_id": ["R1", "R1", "R2", "R2", "R3", "R2", "R4", "R4", "R5"],
+    "entity_type": ["person", "business", "person", "business", "person", "address", "address", "business", "address"],
+    "entity_id": ["P1", "B1", "P2", "B2", "P3", "A", "A", "B4", "A5"],
+    "anchored": [0, 1, 0, 1, 0, 1, 1, 1, 1],
+})
+CO_SETTINGS = {**OFF, "co_mentioned_factor": {"person": 0.5, "business": 0.4}, "co_mentioned_by": ("person", "business", "address"),
+               "co_mentioned_min_probability": 0.01}
+
+
+def co_pairs(scored_pairs, settings=CO_SETTINGS, mentions=CO_MENTIONS) -> list[tuple]:
+    return [tuple(r) for r in candidate_pairs(scored_pairs, mentions, CO_REPORTS, settings).itertuples(index=False)]
+
+
+def test_a_possible_match_is_corroborated_by_one_of_another_type_between_the_same_reports():
+    persons = scored("person", ["p1", "p2", "p3"], [(0, 1, 0.3), (0, 2, 0.3)])
+    businesses = scored("business", ["b1", "b2"], [(0, 1, 0.05)])
+    assert co_pairs([persons, businesses]) == [("R1", "R2", "business", 0.4, "co-mentioned"),
+                                               ("R1", "R2", "person", 0.5, "co-mentioned")]
+    # alone, a possible match is a namesake as often as not: no link (R1-R3 has no second coincidence)
+    assert co_pairs([persons]) == []
+    # below co_mentioned_min_probability the second possible match does not count
+    assert co_pairs([persons, scored("business", ["b1", "b2"], [(0, 1, 0.005)])]) == []
+
+
+def test_the_corroborating_match_may_join_the_neighbours_of_the_two_reports():
+    # b1 ~ b4 links R1 to R4, a neighbour of R2 (both mention address A): p1 ~ p2 (R1-R2) is corroborated, and so
+    # is b1 ~ b4 by p1 ~ p2 (R2 is R4's neighbour)
+    persons = scored("person", ["p1", "p2"], [(0, 1, 0.3)])
+    businesses = scored("business", ["b1", "b4"], [(0, 1, 0.05)])
+    assert co_pairs([persons, businesses]) == [("R1", "R2", "person", 0.5, "co-mentioned"),
+                                               ("R1", "R4", "business", 0.4, "co-mentioned")]
+    # a type outside co_mentioned_by corroborates nothing
+    assert co_pairs([persons, businesses], {**CO_SETTINGS, "co_mentioned_by": ("address",)}) == []
+    # an entity of more than hub_max_reports reports makes no neighbours
+    hub = CO_MENTIONS.assign(report_id=CO_MENTIONS["report_id"].where(CO_MENTIONS["mention_id"] != "a5", "R3"),
+                             entity_id=CO_MENTIONS["entity_id"].where(CO_MENTIONS["mention_id"] != "a5", "A"))
+    assert co_pairs([persons, businesses], {**CO_SETTINGS, "hub_max_reports": 2}, mentions=hub) == []
+    assert len(co_pairs([persons, businesses], {**CO_SETTINGS, "hub_max_reports": 3}, mentions=hub)) == 2
+
+
+def test_an_address_possible_match_corroborates_but_is_not_linked_unless_listed():
+    persons = scored("person", ["p1", "p2"], [(0, 1, 0.3)])
+    addresses = scored("address", ["a2", "a5"], [(0, 1, 0.9)])  # R2 - R5: no person pair there
+    assert co_pairs([persons, addresses]) == []
+    far = CO_MENTIONS.copy()
+    far.loc[far["mention_id"] == "a5", "report_id"] = "R1"  # now R1 - R2 have both coincidences
+    assert co_pairs([persons, addresses], mentions=far) == [("R1", "R2", "person", 0.5, "co-mentioned")]
+
+
+def test_both_corroborations_give_one_link_with_the_larger_weight():
+    persons = scored("person", ["p1", "p2"], [(0, 1, 0.3)])
+    businesses = scored("business", ["b1", "b2"], [(0, 1, 0.05)])
+    reports = CO_REPORTS.assign(reporter_id=["a", "a", "c", "d", "e"])
+    s = {**CO_SETTINGS, "candidates_factor": {"person": 1.0}, "candidates_min_probability": 0.01}
+    got = candidate_pairs([persons, businesses], CO_MENTIONS, reports, s)
+    person = got[got["entity_type"] == "person"].iloc[0]
+    assert person["corroboration"] == "reporter+co-mentioned" and person["link_weight"] == pytest.approx(spec(2))
+    assert candidates_on(load_graph_settings().with_(**{**OFF, "co_mentioned_factor": {"person": 0.3}}))
+    with pytest.raises(ConfigError, match="co_mentioned_min_probability"):
+        load_graph_settings().with_(co_mentioned_min_probability=2)
+
+
+def test_a_possible_match_between_reports_in_one_place_is_co_located():
+    # R1 and R2 name addresses in postcode area 1011 (Amsterdam), R3 one in 3511 (Utrecht), R4 none
+    places = pd.DataFrame({"report_id": ["R1", "R2", "R3", "R2"], "postcode4": ["1011", "1011", "3511", ""],
+                           "city": ["amsterdam", "amsterdam", "utrecht", "amsterdam"]})
+    persons = scored("person", ["p1", "p2", "p3"], [(0, 1, 0.3), (0, 2, 0.3)])
+    businesses = scored("business", ["b1", "b4"], [(0, 1, 0.05)])
+    s = {**OFF, "co_located_factor": {"person": 0.5, "business": 0.8}, "co_located_on": {"person": "postcode4", "business": "city"},
+         "co_located_min_probability": 0.01}
+    got = candidate_pairs([persons, businesses], CO_MENTIONS, CO_REPORTS, s, places)
+    # p1 ~ p2: both reports in 1011; p1 ~ p3: another place; b1 ~ b4: R4 names no place
+    assert [tuple(r) for r in got.itertuples(index=False)] == [("R1", "R2", "person", 0.5, "co-located")]
+    assert candidate_pairs([persons], CO_MENTIONS, CO_REPORTS, s, None).empty  # no places given: nothing
+    assert candidate_pairs([persons], CO_MENTIONS, CO_REPORTS, {**s, "co_located_min_probability": 0.5}, places).empty
+    with pytest.raises(ConfigError, match="co_located_on.person"):
+        load_graph_settings().with_(co_located_factor={"person": 1.0}, co_located_on={"person": "street"})
+
+
+def test_stored_candidate_rows_read_the_places_of_the_reports(tmp_path):
+    from linkage.resolve.incremental import STATE_TABLE, _insert_pairs, _insert_records
+
+    con = sqlite3.connect(tmp_path / "s.db")
+    con.execute(STATE_TABLE)
+    con.execute("CREATE TABLE mentions (mention_id TEXT, report_id TEXT, postcode_norm TEXT, city TEXT)")
+    con.executemany("INSERT INTO mentions VALUES (?, ?, ?, ?)", [("x1", "R1", "1011AB", "Amsterdam"),
+                                                                 ("x2", "R2", "1011CD", ""), ("x3", "R3", "", "Utrecht")])
+    _insert_records(con, "person", 0, pd.DataFrame({"mention_id": ["p1", "p2", "p3"]}))
+    _insert_pairs(con, "person", 0, {"left": np.array([0, 0], dtype=np.int32), "right": np.array([1, 2], dtype=np.int32),
+                                     "weight": np.zeros(2), "prob": np.array([0.3, 0.3]),
+                                     "matched": np.zeros(2, dtype=bool), "levels": np.zeros((2, 3), dtype=np.int8),
+                                     "reason": np.zeros(2, dtype=np.uint8)})
+    s = {**OFF, "co_located_factor": {"person": 1.0}, "co_located_on": {"person": "postcode4"}}
+    rows = stored_candidate_rows(con, CO_REPORTS, CO_MENTIONS, s)
+    assert rows["report_id"].tolist() == ["R1", "R2"] and rows["link_weight"].tolist() == [1.0, 1.0]

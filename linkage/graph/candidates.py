@@ -30,7 +30,12 @@ So a candidate link joins two reports when
 - not both mentions are anchored (for a type with ``[anchors]``: a person with BSN or birth date on both
   sides was kept apart on identifying evidence, which a candidate link does not overrule).
 
-Its weight is ``factor[type] * specificity(reports filed by that reporter)``: a reporter who files very many
+Two more corroborations (``co_mentioned_factor`` and ``co_located_factor``; see :func:`co_mentioned` and
+``graph.toml`` for their measured precision): a possible match of *another* type joining the two reports'
+neighbourhoods, and the two reports naming a common place (postcode area or city). The pair rows say which
+corroborations hold (``corroboration``).
+
+A reporter-corroborated link's weight is ``factor[type] * specificity(reports filed by that reporter)``: a reporter who files very many
 reports corroborates less (the same specificity function as for shared entities). Several candidate pairs of
 one type between the same two reports count once. A candidate link is never more than a link: Leiden decides
 with all the others whether the two reports belong together.
@@ -51,7 +56,7 @@ CANDIDATE_PREFIX = "~cand:"
 #: Suffix of the entity type of candidate rows (``person~candidate``).
 CANDIDATE_SUFFIX = "~candidate"
 CANDIDATE_COLUMNS = ["report_id", "entity_id", "entity_type", "link_weight"]
-PAIR_COLUMNS = ["report_a", "report_b", "entity_type", "link_weight"]
+PAIR_COLUMNS = ["report_a", "report_b", "entity_type", "link_weight", "corroboration"]
 
 
 def _empty(columns: list[str]) -> pd.DataFrame:
@@ -70,7 +75,8 @@ def _codes(values: pa.Array, within: pa.Array) -> np.ndarray:
 
 
 def candidate_pairs(scored: Iterable[Any], mentions: pd.DataFrame, reports: pd.DataFrame,
-                    settings: GraphSettings | Mapping[str, Any] | None = None) -> pd.DataFrame:
+                    settings: GraphSettings | Mapping[str, Any] | None = None,
+                    places: pd.DataFrame | None = None) -> pd.DataFrame:
     """The report pairs that corroborated possible matches link, with their weight (see the module docstring).
 
     Parameters
@@ -79,75 +85,244 @@ def candidate_pairs(scored: Iterable[Any], mentions: pd.DataFrame, reports: pd.D
         Scored pairs per entity type: objects with ``entity_type``, ``mention_ids`` (record order) and
         ``left``, ``right`` (indices into them), ``prob`` (as :class:`~linkage.resolve.engine.ScoredPairs`).
     mentions:
-        Resolved mentions: ``mention_id, report_id, entity_id`` and optionally ``anchored`` (missing: no
-        mention counts as anchored). Pairs of mentions not in it (purged since) are ignored.
+        Resolved mentions: ``mention_id, report_id, entity_id, entity_type`` and optionally ``anchored``
+        (missing: no mention counts as anchored). Pairs of mentions not in it (purged since) are ignored.
     reports:
         ``report_id, reporter_id`` (empty or missing: anonymous).
     settings:
-        Graph policy (``candidates_factor``, ``candidates_min_probability``, ``specificity``, ``anchors``).
+        Graph policy (``candidates_factor``, ``candidates_min_probability``, ``co_mentioned_factor``,
+        ``co_mentioned_by``, ``co_mentioned_min_probability``, ``co_located_factor``, ``co_located_on``,
+        ``co_located_min_probability``, ``specificity``, ``hub_max_reports``, ``anchors``).
+    places:
+        ``report_id, postcode4, city`` of the reports' address-bearing mentions (normalised; empty: not given),
+        for co-located possible matches; None: none.
 
     Returns
     -------
-    ``DataFrame[report_a, report_b, entity_type, link_weight]`` with ``report_a < report_b``, sorted.
+    ``DataFrame[report_a, report_b, entity_type, link_weight, corroboration]`` with ``report_a < report_b``,
+    sorted; one row per report pair and type, ``link_weight`` the larger of its two corroborations' weights,
+    ``corroboration`` the corroborations that hold, joined by ``+`` (``reporter``, ``co-mentioned``, ``co-located``).
     """
     s = as_graph_settings(settings)
-    factors = {t: float(f) for t, f in s.candidates_factor.items() if f > 0}
-    scored = [sp for sp in scored if str(sp.entity_type) in factors and len(sp.left)]
-    if not scored or "reporter_id" not in reports.columns or len(reports) == 0:
+    by_reporter = {t: float(f) for t, f in s.candidates_factor.items() if f > 0}
+    co_factor = {t: float(f) for t, f in s.co_mentioned_factor.items() if f > 0}
+    co_by = set(s.co_mentioned_by) if co_factor else set()
+    at_place = {t: float(f) for t, f in s.co_located_factor.items() if f > 0} if places is not None else {}
+    if "reporter_id" not in reports.columns:
+        by_reporter = {}
+    wanted = set(by_reporter) | set(co_factor) | co_by | set(at_place)
+    scored = [sp for sp in scored if str(sp.entity_type) in wanted and len(sp.left)]
+    if not scored or len(reports) == 0:
         return _empty(PAIR_COLUMNS)
     # codes through arrow (C++ hashing): reports in sorted id order, the reporter of each (-1: anonymous)
     m = mentions[mentions["entity_id"].notna()]
+    if "link_weight" in m.columns:  # candidate rows already added are links, not mentions
+        m = m[m["link_weight"].isna()]
     names = pc.unique(_arrow(reports["report_id"]).drop_null())
     names = names.take(pc.sort_indices(names))
-    who = _arrow(reports["reporter_id"])
-    who = pc.if_else(pc.equal(who, ""), pa.scalar(None, pa.string()), who)
-    reporter_names = pc.unique(who.drop_null())
-    filed = np.zeros(len(reporter_names), dtype=np.int64)
     reporter = np.full(len(names), -1, dtype=np.int64)
     at = _codes(_arrow(reports["report_id"]), names)
-    code = _codes(who, reporter_names)
-    known = (at >= 0) & (code >= 0)
-    reporter[at[known]] = code[known]
-    np.add.at(filed, code[known], 1)
+    if by_reporter:
+        who = _arrow(reports["reporter_id"])
+        who = pc.if_else(pc.equal(who, ""), pa.scalar(None, pa.string()), who)
+        reporter_names = pc.unique(who.drop_null())
+        filed = np.zeros(len(reporter_names), dtype=np.int64)
+        code = _codes(who, reporter_names)
+        known = (at >= 0) & (code >= 0)
+        reporter[at[known]] = code[known]
+        np.add.at(filed, code[known], 1)
     rep = _codes(_arrow(m["report_id"]), names)
     ent = m["entity_id"].astype(str).to_numpy(dtype=object)
     anchored = (m["anchored"].astype("boolean").fillna(False).to_numpy(dtype=bool) if "anchored" in m.columns
                 else np.zeros(len(m), dtype=bool))
     mention_ids = _arrow(m["mention_id"])
 
-    parts = []
+    types = sorted(wanted)
+    parts = []      # reporter-corroborated: (a, b, type code, weight)
+    possible = []   # every possible match of a co-mentioned type: (a, b, type code)
     for sp in scored:
         etype = str(sp.entity_type)
         prob = np.asarray(sp.prob, dtype=np.float64)
-        keep = np.flatnonzero(prob >= s.candidates_min_probability)
+        floor = min([s.candidates_min_probability] * (etype in by_reporter)
+                    + [s.co_mentioned_min_probability] * (etype in co_factor or etype in co_by)
+                    + [s.co_located_min_probability] * (etype in at_place))
+        keep = np.flatnonzero(prob >= floor)
         pos = _codes(pa.array(np.asarray(sp.mention_ids, dtype=object), type=pa.string()), mention_ids)
-        li, ri = pos[np.asarray(sp.left)[keep]], pos[np.asarray(sp.right)[keep]]
+        li, ri, p = pos[np.asarray(sp.left)[keep]], pos[np.asarray(sp.right)[keep]], prob[keep]
         ok = (li >= 0) & (ri >= 0)
-        li, ri = li[ok], ri[ok]
-        ra, rb = rep[li], rep[ri]
-        # the corroboration first (cheap, integer codes): two reports of one known reporter
-        ok = (ra >= 0) & (rb >= 0) & (ra != rb)
-        ok[ok] = (reporter[ra[ok]] >= 0) & (reporter[ra[ok]] == reporter[rb[ok]])
-        if etype in s.anchors:
+        ok[ok] = rep[li[ok]] != rep[ri[ok]]
+        ok &= (rep[li] >= 0) & (rep[ri] >= 0)
+        if etype in s.anchors:  # identifying evidence kept these two apart: no candidate link overrules it
             ok &= ~(anchored[li] & anchored[ri])
-        li, ri, ra, rb = li[ok], ri[ok], ra[ok], rb[ok]
+        li, ri, p = li[ok], ri[ok], p[ok]
         apart = ent[li] != ent[ri]
-        li, ri, ra, rb = li[apart], ri[apart], ra[apart], rb[apart]
-        if len(ra) == 0:
+        li, ri, p = li[apart], ri[apart], p[apart]
+        if len(li) == 0:
             continue
-        w = factors[etype] * specificity(filed[reporter[ra]], s.specificity)
-        parts.append(pd.DataFrame({"a": np.minimum(ra, rb), "b": np.maximum(ra, rb), "t": etype, "w": w}))
+        ra, rb = rep[li], rep[ri]
+        a, b = np.minimum(ra, rb), np.maximum(ra, rb)
+        t = types.index(etype)
+        if etype in by_reporter:
+            # the corroboration first (cheap, integer codes): two reports of one known reporter
+            one = (p >= s.candidates_min_probability) & (reporter[ra] >= 0) & (reporter[ra] == reporter[rb])
+            if one.any():
+                w = by_reporter[etype] * specificity(filed[reporter[ra[one]]], s.specificity)
+                parts.append(pd.DataFrame({"a": a[one], "b": b[one], "t": t, "w": w, "c": 1}))
+        if etype in co_factor or etype in co_by:
+            one = p >= s.co_mentioned_min_probability
+            possible.append(pd.DataFrame({"a": a[one], "b": b[one], "t": t}))
+        if etype in at_place:
+            one = p >= s.co_located_min_probability
+            same = one.copy()
+            same[one] = _share_place(a[one], b[one], places, s.co_located_on[etype], names)
+            if same.any():
+                parts.append(pd.DataFrame({"a": a[same], "b": b[same], "t": t, "w": at_place[etype], "c": 4}))
+    if possible:
+        co = co_mentioned(pd.concat(possible, ignore_index=True).drop_duplicates(), m, names, rep, types,
+                          co_factor, co_by, s.hub_max_reports)
+        if len(co):
+            parts.append(co.assign(c=2))
     if not parts:
         return _empty(PAIR_COLUMNS)
-    df = pd.concat(parts, ignore_index=True).drop_duplicates(["a", "b", "t"]).sort_values(["a", "b", "t"])
+    df = pd.concat(parts, ignore_index=True)
+    df = df.groupby(["a", "b", "t"], sort=True).agg(w=("w", "max"), c=("c", lambda x: int(np.bitwise_or.reduce(x.to_numpy()))))
+    df = df.reset_index()
+    kinds = ("reporter", "co-mentioned", "co-located")
+    label = np.array(["+".join(k for i, k in enumerate(kinds) if c >> i & 1) for c in range(8)], dtype=object)
     report_names = np.asarray(names.to_pylist(), dtype=object)
     return pd.DataFrame({"report_a": report_names[df["a"].to_numpy()], "report_b": report_names[df["b"].to_numpy()],
-                         "entity_type": df["t"].to_numpy(dtype=object),
-                         "link_weight": np.round(df["w"].to_numpy(dtype=np.float64), 6)}).reset_index(drop=True)
+                         "entity_type": np.asarray(types, dtype=object)[df["t"].to_numpy()],
+                         "link_weight": np.round(df["w"].to_numpy(dtype=np.float64), 6),
+                         "corroboration": label[df["c"].to_numpy()]}).reset_index(drop=True)
+
+
+def _report_keys(m: pd.DataFrame, rep: np.ndarray, n_reports: int, hub_max_reports: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Per report (code), its *neighbourhood keys* as CSR (``indptr``, ``keys``): the report itself (key = its
+    code) and every resolved entity it mentions that 2..``hub_max_reports`` reports mention (key = ``n_reports``
+    + entity code). Two reports are neighbours when they share a key."""
+    ok = rep >= 0
+    ecode, _ = pd.factorize(m["entity_id"].astype(str).to_numpy(dtype=object)[ok])
+    n_ent = np.int64(ecode.max()) + 1 if len(ecode) else np.int64(1)
+    both = _sorted_set(rep[ok] * n_ent + ecode.astype(np.int64))
+    pairs = np.column_stack([both // n_ent, both % n_ent])
+    per_entity = np.bincount(pairs[:, 1], minlength=int(pairs[:, 1].max()) + 1 if len(pairs) else 0)
+    keep = (per_entity[pairs[:, 1]] >= 2) & (per_entity[pairs[:, 1]] <= hub_max_reports)
+    pairs = pairs[keep]
+    r = np.concatenate([np.arange(n_reports, dtype=np.int64), pairs[:, 0]])
+    k = np.concatenate([np.arange(n_reports, dtype=np.int64), pairs[:, 1] + n_reports])
+    order = np.lexsort((k, r))
+    r, k = r[order], k[order]
+    indptr = np.zeros(n_reports + 1, dtype=np.int64)
+    np.add.at(indptr, r + 1, 1)
+    return np.cumsum(indptr), k
+
+
+def _expand(a: np.ndarray, b: np.ndarray, indptr: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every (key of a, key of b) per pair: (pair index, key a, key b)."""
+    na, nb = indptr[a + 1] - indptr[a], indptr[b + 1] - indptr[b]
+    n = na * nb
+    pair = np.repeat(np.arange(len(a), dtype=np.int64), n)
+    start = np.repeat(np.cumsum(n) - n, n)
+    j = np.arange(len(pair), dtype=np.int64) - start          # 0 .. na*nb-1 within the pair
+    nbp = np.repeat(nb, n)
+    ka = keys[np.repeat(indptr[a], n) + j // nbp]
+    kb = keys[np.repeat(indptr[b], n) + j % nbp]
+    return pair, ka, kb
+
+
+def co_mentioned(possible: pd.DataFrame, m: pd.DataFrame, names, rep: np.ndarray, types: list[str],
+                 factor: Mapping[str, float], by: set[str], hub_max_reports: int) -> pd.DataFrame:
+    """Possible matches corroborated by a possible match of another type between the same two neighbourhoods.
+
+    ``possible`` holds report-code pairs ``a < b`` and a type code ``t`` (into ``types``) per possible match.
+    A possible match of a type in ``factor`` between reports A and B is corroborated when a possible match of a
+    *different* type in ``by`` joins a report of A's neighbourhood to one of B's (either way round); a report's
+    neighbourhood is itself and the reports sharing a resolved, non-hub entity with it (:func:`_report_keys`).
+    Why: a namesake is a coincidence of one name; two different coincidences (a person and a business, or a
+    person and an address, each possibly the same) around the same two reports rarely meet by chance. On
+    generated data (10k reports, seed 7) 87 % of the report pairs linked this way lie in one planted network,
+    against 3-10 % of the possible matches alone.
+
+    Returns ``DataFrame[a, b, t, w]`` (``w`` = ``factor`` of the type), one row per corroborated pair.
+    """
+    link_t = [types.index(t) for t in factor if t in types]
+    by_t = [types.index(t) for t in by if t in types]
+    links = possible[possible["t"].isin(link_t)].reset_index(drop=True)
+    support = possible[possible["t"].isin(by_t)]
+    if len(links) == 0 or len(support) == 0:
+        return pd.DataFrame({"a": [], "b": [], "t": [], "w": []})
+    indptr, keys = _report_keys(m, rep, len(names), hub_max_reports)
+    n_keys = np.int64(len(names)) + (np.int64(keys.max()) + 1 if len(keys) else 0)
+    sa, sb = support["a"].to_numpy(np.int64), support["b"].to_numpy(np.int64)
+    _, ka, kb = _expand(np.concatenate([sa, sb]), np.concatenate([sb, sa]), indptr, keys)
+    st = np.repeat(np.concatenate([support["t"].to_numpy(), support["t"].to_numpy()]),
+                   _expand_counts(np.concatenate([sa, sb]), np.concatenate([sb, sa]), indptr))
+    support_codes = {int(t): _sorted_set(ka[st == t] * n_keys + kb[st == t]) for t in np.unique(st)}
+    found = np.zeros(len(links), dtype=bool)
+    la, lb, lt = links["a"].to_numpy(np.int64), links["b"].to_numpy(np.int64), links["t"].to_numpy()
+    pair, xa, xb = _expand(la, lb, indptr, keys)
+    code = xa * n_keys + xb
+    for t in np.unique(lt):
+        mine = np.flatnonzero(lt[pair] == t)
+        hit = np.zeros(len(mine), dtype=bool)
+        for u, codes in support_codes.items():
+            if u != t:
+                hit |= _member(codes, code[mine])
+        found[pair[mine[hit]]] = True
+    out = links[found]
+    w = np.array([factor[types[t]] for t in out["t"]], dtype=np.float64)
+    return pd.DataFrame({"a": out["a"].to_numpy(), "b": out["b"].to_numpy(), "t": out["t"].to_numpy(), "w": w})
+
+
+def _share_place(a: np.ndarray, b: np.ndarray, places: pd.DataFrame, kind: str, names) -> np.ndarray:
+    """Whether reports ``a`` and ``b`` (codes into ``names``) name a common place of ``kind`` (``postcode4``
+    or ``city``) in any of their address-bearing mentions (``places``)."""
+    values = places[kind].fillna("").astype(str)
+    given = places[values != ""]
+    rep = _codes(_arrow(given["report_id"]), names)
+    place, _ = pd.factorize(values[values != ""].to_numpy(dtype=object))
+    ok = rep >= 0
+    n = np.int64(len(names))
+    known = _sorted_set(place[ok].astype(np.int64) * n + rep[ok])  # (place, report)
+    by_report = _sorted_set(rep[ok] * (np.int64(place.max()) + 1 if len(place) else 1) + place[ok])
+    if len(known) == 0 or len(a) == 0:
+        return np.zeros(len(a), dtype=bool)
+    width = np.int64(place.max()) + 1
+    r_of, p_of = by_report // width, by_report % width  # the places of each report, grouped by report
+    indptr = np.zeros(len(names) + 1, dtype=np.int64)
+    np.add.at(indptr, r_of + 1, 1)
+    indptr = np.cumsum(indptr)
+    counts = indptr[a + 1] - indptr[a]
+    pair = np.repeat(np.arange(len(a), dtype=np.int64), counts)
+    j = np.arange(len(pair), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    hit = _member(known, p_of[np.repeat(indptr[a], counts) + j] * n + b[pair])
+    out = np.zeros(len(a), dtype=bool)
+    out[pair[hit]] = True
+    return out
+
+
+def _sorted_set(values: np.ndarray) -> np.ndarray:
+    """The distinct values, sorted (a sort and a diff: faster than hashing for millions of int64 codes)."""
+    v = np.sort(values, kind="stable")
+    return v[np.concatenate([[True], v[1:] != v[:-1]])] if len(v) else v
+
+
+def _member(sorted_set: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Whether each value is in ``sorted_set`` (sorted, distinct)."""
+    if len(sorted_set) == 0:
+        return np.zeros(len(values), dtype=bool)
+    at = np.searchsorted(sorted_set, values)
+    return sorted_set[np.minimum(at, len(sorted_set) - 1)] == values
+
+
+def _expand_counts(a: np.ndarray, b: np.ndarray, indptr: np.ndarray) -> np.ndarray:
+    return (indptr[a + 1] - indptr[a]) * (indptr[b + 1] - indptr[b])
 
 
 def candidate_rows(scored: Iterable[Any], mentions: pd.DataFrame, reports: pd.DataFrame,
-                   settings: GraphSettings | Mapping[str, Any] | None = None) -> pd.DataFrame:
+                   settings: GraphSettings | Mapping[str, Any] | None = None,
+                   places: pd.DataFrame | None = None) -> pd.DataFrame:
     """Corroborated possible matches as rows the report graph takes: two per linked report pair.
 
     >>> from types import SimpleNamespace as NS
@@ -160,7 +335,7 @@ def candidate_rows(scored: Iterable[Any], mentions: pd.DataFrame, reports: pd.Da
     >>> candidate_rows([sp], mentions, reports, s).values.tolist()  # R3 is anonymous: no corroboration
     [['R1', '~cand:R1|R2|person', 'person~candidate', 1.0], ['R2', '~cand:R1|R2|person', 'person~candidate', 1.0]]
     """
-    pairs = candidate_pairs(scored, mentions, reports, settings)
+    pairs = candidate_pairs(scored, mentions, reports, settings, places)
     if len(pairs) == 0:
         return _empty(CANDIDATE_COLUMNS)
     a, b = pairs["report_a"].to_numpy(dtype=object), pairs["report_b"].to_numpy(dtype=object)
@@ -188,12 +363,16 @@ def with_candidates(mentions: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def candidates_on(settings: GraphSettings | Mapping[str, Any] | None = None) -> bool:
-    """Whether ``[candidates]`` lists a type with a factor above 0 (off by default: see ``graph.toml``).
+    """Whether ``[candidates]`` lists a type with a factor above 0 in any corroboration (on by default since
+    session 6: see ``graph.toml``).
 
-    >>> candidates_on({"candidates_factor": {"person": 1.0}}), candidates_on({"candidates_factor": {}})
+    >>> off = {"candidates_factor": {}, "co_mentioned_factor": {}, "co_located_factor": {}}
+    >>> candidates_on({**off, "candidates_factor": {"person": 1.0}}), candidates_on(off)
     (True, False)
     """
-    return any(f > 0 for f in as_graph_settings(settings).candidates_factor.values())
+    s = as_graph_settings(settings)
+    return any(f > 0 for f in (*s.candidates_factor.values(), *s.co_mentioned_factor.values(),
+                               *s.co_located_factor.values()))
 
 
 def stored_candidate_rows(conn, reports: pd.DataFrame, mentions: pd.DataFrame,
@@ -210,6 +389,15 @@ def stored_candidate_rows(conn, reports: pd.DataFrame, mentions: pd.DataFrame,
         return _empty(CANDIDATE_COLUMNS)
     from linkage.resolve.incremental import stored_pair_probabilities  # the graph reads ER's state, never writes
 
-    scored = [p for p in stored_pair_probabilities(conn, s.candidates_min_probability)
-              if s.candidates_factor.get(p.entity_type, 0) > 0]
-    return candidate_rows(scored, mentions, reports, s)
+    located = {t for t, f in s.co_located_factor.items() if f > 0}
+    types = ({t for t, f in s.candidates_factor.items() if f > 0} | {t for t, f in s.co_mentioned_factor.items() if f > 0}
+             | (set(s.co_mentioned_by) if any(f > 0 for f in s.co_mentioned_factor.values()) else set()) | located)
+    floor = min(s.candidates_min_probability, s.co_mentioned_min_probability, s.co_located_min_probability)
+    scored = [p for p in stored_pair_probabilities(conn, floor) if p.entity_type in types]
+    places = None
+    if located:  # the place names and postcode areas the reports' mentions give (read only)
+        places = pd.read_sql_query(
+            "SELECT report_id, substr(coalesce(postcode_norm, ''), 1, 4) AS postcode4, "
+            "lower(trim(coalesce(city, ''))) AS city FROM mentions "
+            "WHERE coalesce(postcode_norm, '') <> '' OR coalesce(city, '') <> ''", conn)
+    return candidate_rows(scored, mentions, reports, s, places)

@@ -49,6 +49,9 @@ ANCHORED_SUFFIX = "+anchored"
 #: Suffix of the entity type of every mention's own link row when anchoring is known (:func:`link_rows`).
 ANY_SUFFIX = "+any"
 OBJECTIVES = ("CPM", "modularity")
+#: Places two reports can share for a co-located possible match (linkage.graph.candidates): the first four
+#: digits of a postcode, or a place name, given by any address-bearing mention of the report.
+PLACES = ("postcode4", "city")
 
 
 @dataclass(frozen=True)
@@ -58,8 +61,10 @@ class GraphSettings:
     Attributes mirror ``graph.toml``: ``specificity`` (function name), ``hub_max_reports``,
     ``type_factor`` (entity type -> multiplier), ``anchors`` (entity type -> mention fields that anchor
     its resolution), ``name_only_factor`` (entity type -> multiplier of a link that a side's anchor does not
-    back), ``candidates_factor`` / ``candidates_min_probability`` (``[candidates]``: corroborated possible
-    matches, :mod:`linkage.graph.candidates`), ``objective`` ("CPM" or "modularity"), ``resolution``,
+    back), ``candidates_factor`` / ``candidates_min_probability`` and ``co_mentioned_factor`` /
+    ``co_mentioned_by`` / ``co_mentioned_min_probability``, ``co_located_factor`` / ``co_located_on`` /
+    ``co_located_min_probability`` (``[candidates]``: corroborated possible matches,
+    :mod:`linkage.graph.candidates`), ``objective`` ("CPM" or "modularity"), ``resolution``,
     ``iterations``, ``seed``, ``min_cluster_size``.
     """
 
@@ -70,6 +75,12 @@ class GraphSettings:
     name_only_factor: Mapping[str, float] = field(default_factory=dict)
     candidates_factor: Mapping[str, float] = field(default_factory=dict)
     candidates_min_probability: float = 0.001
+    co_mentioned_factor: Mapping[str, float] = field(default_factory=dict)
+    co_mentioned_by: tuple[str, ...] = ()
+    co_mentioned_min_probability: float = 0.01
+    co_located_factor: Mapping[str, float] = field(default_factory=dict)
+    co_located_on: Mapping[str, str] = field(default_factory=dict)
+    co_located_min_probability: float = 0.01
     objective: str = "CPM"
     resolution: float = 0.02
     iterations: int = 3
@@ -124,7 +135,10 @@ def load_graph_settings(path: Path | str | None = None, overrides: Mapping[str, 
     doc, _text = read_toml(path)
     problems: list[str] = []
     known = {"specificity": {"function", "hub_max_reports"}, "type_factor": None, "anchors": None,
-             "name_only_factor": None, "candidates": {"factor", "min_probability"},
+             "name_only_factor": None, "candidates": {"factor", "min_probability", "co_mentioned_factor",
+                                                                        "co_mentioned_by", "co_mentioned_min_probability",
+                                                                        "co_located_factor", "co_located_on",
+                                                                        "co_located_min_probability"},
              "communities": {"objective", "resolution", "iterations", "seed", "min_cluster_size"}}
     for section, value in doc.items():
         if section not in known:
@@ -144,6 +158,12 @@ def load_graph_settings(path: Path | str | None = None, overrides: Mapping[str, 
         name_only_factor=dict(doc.get("name_only_factor", {})),
         candidates_factor=dict(cand.get("factor", {})),
         candidates_min_probability=cand.get("min_probability", 0.001),
+        co_mentioned_factor=dict(cand.get("co_mentioned_factor", {})),
+        co_mentioned_by=tuple(cand.get("co_mentioned_by", ())),
+        co_mentioned_min_probability=cand.get("co_mentioned_min_probability", 0.01),
+        co_located_factor=dict(cand.get("co_located_factor", {})),
+        co_located_on=dict(cand.get("co_located_on", {})),
+        co_located_min_probability=cand.get("co_located_min_probability", 0.01),
         objective=comm.get("objective", "CPM"),
         resolution=comm.get("resolution", 0.02),
         iterations=comm.get("iterations", 3),
@@ -181,6 +201,20 @@ def _validate(s: GraphSettings, where: str) -> GraphSettings:
             problems.append(f"candidates.factor.{k} must be a number >= 0")
     if not isinstance(s.candidates_min_probability, (int, float)) or not 0 < s.candidates_min_probability <= 1:
         problems.append("candidates.min_probability must be a number in (0, 1]")
+    for k, v in s.co_mentioned_factor.items():
+        if not isinstance(v, (int, float)) or v < 0:
+            problems.append(f"candidates.co_mentioned_factor.{k} must be a number >= 0")
+    if not isinstance(s.co_mentioned_by, (list, tuple)) or not all(isinstance(t, str) for t in s.co_mentioned_by):
+        problems.append("candidates.co_mentioned_by must be a list of entity types")
+    if not isinstance(s.co_mentioned_min_probability, (int, float)) or not 0 < s.co_mentioned_min_probability <= 1:
+        problems.append("candidates.co_mentioned_min_probability must be a number in (0, 1]")
+    for k, v in s.co_located_factor.items():
+        if not isinstance(v, (int, float)) or v < 0:
+            problems.append(f"candidates.co_located_factor.{k} must be a number >= 0")
+        elif v > 0 and s.co_located_on.get(k) not in PLACES:
+            problems.append(f"candidates.co_located_on.{k} must be one of {', '.join(PLACES)}")
+    if not isinstance(s.co_located_min_probability, (int, float)) or not 0 < s.co_located_min_probability <= 1:
+        problems.append("candidates.co_located_min_probability must be a number in (0, 1]")
     if s.objective not in OBJECTIVES:
         problems.append(f"communities.objective must be one of {', '.join(OBJECTIVES)}")
     if not isinstance(s.resolution, (int, float)) or s.resolution <= 0:
