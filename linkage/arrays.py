@@ -27,7 +27,7 @@ def sorted_unique(keys: np.ndarray) -> np.ndarray:
 
 
 def stable_hashes(head: Sequence[object], values: Iterable[object], length: int = 16) -> list[str]:
-    """:func:`linkage.model.stable_hash` of ``(*head, value)`` for every value (the same digests), without
+    r""":func:`linkage.model.stable_hash` of ``(*head, value)`` for every value (the same digests), without
     a ``json.dumps`` per value: the JSON list is written directly, its fixed head once.
 
     >>> from linkage.model import stable_hash
