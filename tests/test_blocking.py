@@ -114,3 +114,23 @@ def test_new_pairs_count_each_pair_once_for_the_first_rule_that_found_it():
     assert [r.new_pairs for r in report.rules] == [3, 1, 0]
     assert sum(r.new_pairs for r in report.rules) == report.total_pairs
     assert cand.by_rule("a2").sum() == 3
+
+
+def test_block_codes_number_blocks_as_the_key_strings_sort():
+    """The coded blocks of a rule equal the sort-order codes of its key strings (prefixes, empties and
+    non-ASCII included); a value holding a character at or below the key separator falls back to strings."""
+    from linkage.blocking import KEY_SEP, _codes, _Columns, block_keys
+
+    df = pd.DataFrame({"a": ["ab", "abc", "ab", "", "zoë", "ab c", "abc", "b"],
+                       "b": ["1", "1", "2", "1", "", "1", "1", "10"]})
+    rule = BlockingRule("r", ("a", "b"))
+    idx, codes = _Columns(df).block_codes(rule.keys)
+    keys = block_keys(df, rule)
+    expect_idx = np.flatnonzero((keys != "").to_numpy())
+    assert idx.tolist() == expect_idx.tolist()
+    assert codes.tolist() == _codes(keys.iloc[expect_idx]).tolist()
+    assert _Columns(df).key_of(rule.keys, 1) == "abc" + KEY_SEP + "1"
+    low = df.assign(a=df["a"].where(df.index != 2, "a\tb"))
+    assert _Columns(low).block_codes(rule.keys) is None
+    left, right, stats = rule_pairs(low, rule)  # the key strings decide
+    assert sorted(zip(left.tolist(), right.tolist())) == [(1, 6)] and stats.blocks == 5

@@ -245,3 +245,37 @@ def test_update_clusters_reuses_untouched_components_and_equals_a_full_clusterin
     pd.testing.assert_frame_equal(again.clusters, find_clusters(reports, mentions, seed=3, settings=SETTINGS))
     # another seed clusters everything again
     assert update_clusters(reports, mentions, first.state, seed=4, settings=SETTINGS).everything
+
+
+def test_two_report_components_get_what_leiden_gives():
+    """Components of two reports skip the Leiden call: the labels must be Leiden's own, for link weights
+    below, at and above the resolution, next to a larger component that still runs Leiden."""
+    import dataclasses
+    import random
+
+    from linkage.graph.communities import ReportGraph, components_membership, leiden_components
+    from linkage.graph.igraph_module import load_igraph
+    from linkage.graph.weights import as_graph_settings
+
+    ig = load_igraph()
+    for resolution in (0.02, 0.5):
+        s = dataclasses.replace(as_graph_settings(None), resolution=resolution)
+        weights = [resolution / 2, resolution, np.nextafter(resolution, 1.0), 2 * resolution, 3.0]
+        # pairs (0,1), (2,3), ... then a triangle at the end
+        u = [2 * k for k in range(len(weights))]
+        v = [2 * k + 1 for k in range(len(weights))]
+        t = 2 * len(weights)
+        u, v = u + [t, t, t + 1], v + [t + 1, t + 2, t + 2]
+        w = np.array(weights + [1.0, 1.0, 1.0])
+        ids = np.array([f"R{k:02d}" for k in range(t + 3)], dtype=object)
+        rg = ReportGraph(ids, np.array(u), np.array(v), w, 0, 0, 0)
+        comp = components_membership(rg)
+        got = leiden_components(rg, comp, np.unique(comp), s, seed=3)
+        for k, weight in enumerate(weights):
+            g = ig.Graph(n=2, edges=[(0, 1)], directed=False)
+            ig.set_random_number_generator(random.Random(k))
+            expect = g.community_leiden(objective_function="CPM", weights=[float(weight)], resolution=resolution,
+                                        n_iterations=s.iterations).membership
+            ig.set_random_number_generator(random)
+            assert (got[2 * k + 1] - got[2 * k]) == expect[1] - expect[0], (resolution, weight)
+        assert got[t] == got[t + 1] == got[t + 2]

@@ -93,6 +93,58 @@ def _codes(values: pd.Series) -> np.ndarray:
     return codes.astype(np.int64)
 
 
+class _Columns:
+    """Sort-order codes of the columns of one feature table, made once and shared by its blocking rules.
+
+    A rule's block of a record is its key string (:func:`block_keys`); :meth:`block_codes` numbers the blocks
+    from the key columns' codes instead, in the same order: key strings join the values with
+    :data:`KEY_SEP`, so they sort (and are equal) as the tuples of their values do, as long as no value holds
+    a character at or below :data:`KEY_SEP` (checked; otherwise the caller uses the key strings).
+    """
+
+    def __init__(self, records: pd.DataFrame) -> None:
+        self.records = records
+        self._coded: dict[str, tuple[np.ndarray, np.ndarray, int, bool]] = {}
+
+    def _column(self, name: str) -> tuple[np.ndarray, np.ndarray, int, bool]:
+        """(codes, distinct values in sorted order, code of '' or -1, no value holds a low character)."""
+        if name not in self._coded:
+            codes, uniques = pd.factorize(self.records[name].astype(str), sort=True)
+            values = np.asarray(uniques, dtype=object)
+            empty = int(np.flatnonzero(values == "")[0]) if (values == "").any() else -1
+            safe = not any(v and min(v) <= KEY_SEP for v in values.tolist())
+            self._coded[name] = (codes.astype(np.int64), values, empty, safe)
+        return self._coded[name]
+
+    def codes(self, name: str) -> np.ndarray:
+        """Sort-order codes of one column (as :func:`_codes` of its text; over all records)."""
+        return self._column(name)[0]
+
+    def block_codes(self, keys: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(idx, block_code)``: the records with every key non-empty, and their block numbers in the sort
+        order of their key strings (what ``_codes`` of those strings gives); None when a key column is
+        missing or a value holds a character at or below :data:`KEY_SEP`."""
+        if not keys or any(k not in self.records.columns for k in keys):
+            return None
+        cols = [self._column(k) for k in keys]
+        if not all(c[3] for c in cols):
+            return None
+        has = np.ones(len(self.records), dtype=bool)
+        for codes, _, empty, _ in cols:
+            if empty >= 0:
+                has &= codes != empty
+        idx = np.flatnonzero(has)
+        combined = cols[0][0][idx]
+        for codes, values, _, _ in cols[1:]:
+            # dense ranks first, so the product stays far below 2**63 (ranks keep the tuple order)
+            combined = np.unique(combined, return_inverse=True)[1].astype(np.int64) * len(values) + codes[idx]
+        return idx, np.unique(combined, return_inverse=True)[1].astype(np.int64).reshape(-1)
+
+    def key_of(self, keys: tuple[str, ...], record: int) -> str:
+        """The key string of one record (as :func:`block_keys` writes it)."""
+        return KEY_SEP.join(str(self._column(k)[1][self._column(k)[0][record]]) for k in keys)
+
+
 def block_keys(records: pd.DataFrame, rule: BlockingRule) -> pd.Series:
     """The block key of every record for ``rule`` ('' when any key column is empty).
 
@@ -112,26 +164,33 @@ def block_keys(records: pd.DataFrame, rule: BlockingRule) -> pd.Series:
     return key.where(~empty, "").astype(object)
 
 
-def rule_pairs(records: pd.DataFrame, rule: BlockingRule, largest: int = 10) -> tuple[np.ndarray, np.ndarray, RuleStats]:
-    """All pairs one rule proposes, as record indices (left < right), plus its statistics.
+def rule_pairs(records: pd.DataFrame, rule: BlockingRule, largest: int = 10,
+               columns: "_Columns | None" = None) -> tuple[np.ndarray, np.ndarray, RuleStats]:
+    """All pairs one rule proposes, as record indices (left < right), plus its statistics. ``columns``: the
+    coded columns of ``records`` (:class:`_Columns`), shared by the rules of one :func:`block` call.
 
     >>> df = pd.DataFrame({"k": ["a", "a", "a", "b", ""]})
     >>> left, right, stats = rule_pairs(df, BlockingRule("r", ("k",)))
     >>> sorted(zip(left.tolist(), right.tolist())), stats.blocks
     ([(0, 1), (0, 2), (1, 2)], 2)
     """
-    keys = block_keys(records, rule)
-    has = (keys != "").to_numpy()
-    idx = np.flatnonzero(has)
+    columns = _Columns(records) if columns is None else columns
+    coded = columns.block_codes(rule.keys)
+    if coded is None:  # a key column is missing or holds a separator-like character: the key strings decide
+        keys = block_keys(records, rule)
+        idx = np.flatnonzero((keys != "").to_numpy())
+        sub = keys.iloc[idx]
+        block_code = _codes(sub) if len(idx) >= 2 else None
+    else:
+        idx, block_code = coded
+        sub = None
     if len(idx) < 2:
         return (np.empty(0, np.int64), np.empty(0, np.int64),
                 RuleStats(rule.name, int(len(idx)), int(len(idx)), 0, 0, 0, []))
-    sub = keys.iloc[idx]
-    block_code = _codes(sub)
     order_cols = [block_code]
     for col in rule.order_by:
         if col in records.columns:
-            order_cols.append(_codes(records[col].iloc[idx].astype(str)))
+            order_cols.append(columns.codes(col)[idx])
     order_cols.append(idx)  # final tie-break: record index
     order = np.lexsort(tuple(reversed(order_cols)))
     rec_sorted = idx[order]
@@ -164,8 +223,11 @@ def rule_pairs(records: pd.DataFrame, rule: BlockingRule, largest: int = 10) -> 
         key = sorted_unique(left.astype(np.int64) * len(records) + right)
         left, right = key // len(records), key % len(records)
     top = np.argsort(-sizes, kind="stable")[:largest]
-    sub_sorted = sub.to_numpy(dtype=object)[order]
-    biggest = [(str(sub_sorted[starts[t]]), int(sizes[t])) for t in top if sizes[t] > 1]
+    if sub is None:
+        biggest = [(columns.key_of(rule.keys, int(rec_sorted[starts[t]])), int(sizes[t])) for t in top if sizes[t] > 1]
+    else:
+        sub_sorted = sub.to_numpy(dtype=object)[order]
+        biggest = [(str(sub_sorted[starts[t]]), int(sizes[t])) for t in top if sizes[t] > 1]
     stats = RuleStats(rule.name, int(n), int(len(starts)), int(len(left)), 0, int((sizes > rule.max_block).sum()), biggest)
     return left.astype(np.int64), right.astype(np.int64), stats
 
@@ -348,8 +410,9 @@ def block(records: pd.DataFrame, rules: tuple[BlockingRule, ...] | list[Blocking
     """
     n = len(records)
     parts = []
+    columns = _Columns(records)
     for rule in rules:
-        left, right, stats = _one_rule(records, rule, largest)
+        left, right, stats = _one_rule(records, rule, largest, columns)
         if involving is not None and len(left):
             keep = involving[left] | involving[right]
             left, right = left[keep], right[keep]
@@ -359,12 +422,12 @@ def block(records: pd.DataFrame, rules: tuple[BlockingRule, ...] | list[Blocking
     return _union(n, rules, parts, entity_type)
 
 
-def _one_rule(records: pd.DataFrame, rule: BlockingRule, largest: int):
+def _one_rule(records: pd.DataFrame, rule: BlockingRule, largest: int, columns: _Columns | None = None):
     if rule.fuzzy_key:
         return _fuzzy_rule_pairs(records, rule, largest)
     if rule.pair_with_empty:
         return _empty_rule_pairs(records, rule, largest)
-    return rule_pairs(records, rule, largest)
+    return rule_pairs(records, rule, largest, columns)
 
 
 def _rule_columns(rule: BlockingRule) -> list[str]:

@@ -39,7 +39,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from linkage.arrays import sorted_unique
+from linkage.arrays import sorted_unique, stable_hashes
 from linkage.graph.igraph_module import load_igraph
 from linkage.graph.weights import ANCHORED_SUFFIX, GraphSettings, as_graph_settings, link_factor, link_rows, specificity
 from linkage.model import stable_hash
@@ -335,11 +335,22 @@ def leiden_components(rg: ReportGraph, comp: np.ndarray, which: np.ndarray,
     lu, lv, w = local[rg.u[e_keep]].tolist(), local[rg.v[e_keep]].tolist(), rg.weight[e_keep].tolist()
     ids = rg.report_ids
     objective, resolution, iterations = s.objective, s.resolution, s.iterations
+    # Two reports joined by one link (most components) need no Leiden run: CPM puts them together exactly
+    # when the link weighs more than the resolution (joining gains w - resolution), whatever the seed; apart,
+    # Leiden numbers them 0 and 1 in node order. Same labels as the Leiden call, without building a graph.
+    pair = ((ends - starts) == 2) & ((e_ends - e_starts) == 1)
+    if objective == "CPM" and iterations != 0 and pair.any():
+        first = starts[pair]
+        together = rg.weight[e_keep][e_starts[pair]] > resolution
+        out[nodes[first]] = first
+        out[nodes[first + 1]] = np.where(together, first, first + 1)
+        starts, ends, e_starts, e_ends = starts[~pair], ends[~pair], e_starts[~pair], e_ends[~pair]
+    # component_seed of every component left, at once
+    seeds = [int(h, 16) for h in stable_hashes([seed], ids[nodes[starts]].tolist(), length=15)]
     try:
-        for a, b, ea, eb in zip(starts.tolist(), ends.tolist(), e_starts.tolist(), e_ends.tolist()):
-            first = int(nodes[a])
+        for a, b, ea, eb, component in zip(starts.tolist(), ends.tolist(), e_starts.tolist(), e_ends.tolist(), seeds):
             g = ig.Graph(n=b - a, edges=list(zip(lu[ea:eb], lv[ea:eb])), directed=False)
-            ig.set_random_number_generator(random.Random(component_seed(seed, ids[first])))
+            ig.set_random_number_generator(random.Random(component))
             part = g.community_leiden(objective_function=objective, weights=w[ea:eb], resolution=resolution,
                                       n_iterations=iterations)
             out[nodes[a:b]] = a + np.asarray(part.membership, dtype=np.int64)
@@ -387,7 +398,7 @@ def label_clusters(report_ids: np.ndarray, membership: np.ndarray, min_size: int
     np.minimum.at(first, memb, codes)
     used = np.flatnonzero(np.bincount(memb, minlength=sizes.shape[0]))
     cid = np.empty(sizes.shape[0], dtype=object)
-    cid[used] = ["c_" + stable_hash(report_ids[first[k]], length=12) for k in used]
+    cid[used] = ["c_" + h for h in stable_hashes((), report_ids[first[used]].tolist(), length=12)]
     out = pd.DataFrame({"report_id": report_ids[codes], "cluster_id": cid[memb]})
     return out.sort_values(["cluster_id", "report_id"], kind="stable").reset_index(drop=True)
 

@@ -24,7 +24,6 @@ of the data the new pairs reach.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from linkage.arrays import stable_hashes
 from linkage.blocking import BlockingReport, block
 from linkage.compare import compare
 from linkage.model import stable_hash
@@ -140,13 +140,8 @@ def _entity_ids(entity_type: str, smallest_mention_ids: list[str]) -> list[str]:
     >>> _entity_ids("person", ["m1"]) == [entity_id("person", "m1")]
     True
     """
-    from json.encoder import encode_basestring  # what json.dumps(..., ensure_ascii=False) writes for a str
-
-    sha1 = hashlib.sha1
     prefix = f"e_{entity_type}_"
-    head = "[" + encode_basestring(str(entity_type)) + ", "
-    return [prefix + sha1((head + encode_basestring(str(m)) + "]").encode("utf-8")).hexdigest()[:16]
-            for m in smallest_mention_ids]
+    return [prefix + h for h in stable_hashes([entity_type], smallest_mention_ids)]
 
 
 def _judgement_pairs(judgements: Iterable | None, index: Mapping[str, int]) -> tuple[list, list]:
