@@ -74,6 +74,15 @@ WRITERS = 1
 #: Part of every ``push_hash``: bump it when the properties a push writes change, so that the next
 #: push rewrites every element once.
 MODEL_VERSION = 2
+#: Query options in front of every batched write. ``replan=skip`` keeps the cached plan while the graph
+#: grows: by default the server discards a plan once the counts it was made for have changed by 75 %
+#: (at least 10 s after it was made), which a first push into an empty graph triggers for every query,
+#: again and again (about 20 times per push of 100,000 reports), and every new plan brings new generated
+#: code that the JVM runs slowly until it has compiled it again. These plans cannot get better with new
+#: counts: every node is found by its uniqueness index or by internal id. Investigators' queries are
+#: replanned as usual. (Session 6, fresh server, load 7-10: Bolt worker 45.7 against 51.1 CPU s, JIT
+#: compiler threads 13.3 against 15.9, server 65.6 against 74.2 for the first push of 100,000 reports.)
+WRITE_OPTIONS = "CYPHER replan=skip "
 
 @dataclass(frozen=True)
 class Neo4jConfig:
@@ -322,7 +331,7 @@ class _NodeKind:
     def query(self) -> str:
         """``MERGE`` on the id, then ``SET`` every property; returns ``n`` and the nodes' internal ``ids``."""
         sets = "".join(f", n.{f} = r[{i + 2}]" for i, f in enumerate(self.fields))
-        return (f"UNWIND $rows AS r MERGE (n:{self.labels} {{{self.key}: r[1]}}) "
+        return (f"{WRITE_OPTIONS}UNWIND $rows AS r MERGE (n:{self.labels} {{{self.key}: r[1]}}) "
                 f"SET n.push_hash = r[0]{sets}{self.extra} RETURN count(*) AS n, collect(id(n)) AS ids")
 
     def create_query(self) -> str:
@@ -331,7 +340,7 @@ class _NodeKind:
         props = "".join(f", {f}: r[{i + 2}]" for i, f in enumerate(self.fields))
         # ", n.p = expr, n.q = expr" -> ", p: expr, q: expr": every property in the one CREATE
         extra = "".join(f", {item.strip().replace(' = ', ': ', 1)}" for item in self.extra.split(", n.")[1:])
-        return (f"UNWIND $rows AS r CREATE (n:{self.labels} {{{self.key}: r[1], push_hash: r[0]{props}{extra}}}) "
+        return (f"{WRITE_OPTIONS}UNWIND $rows AS r CREATE (n:{self.labels} {{{self.key}: r[1], push_hash: r[0]{props}{extra}}}) "
                 "RETURN count(*) AS n, collect(id(n)) AS ids")
 
 
@@ -365,13 +374,13 @@ class _RelKind:
     def query(self, by_id: bool = False) -> str:
         key = f" {{{self.fields[0]}: r[3]}}" if self.merge_key else ""
         sets = "".join(f", x.{f} = r[{i + 3}]" for i, f in enumerate(self.fields) if not (self.merge_key and i == 0))
-        return (f"UNWIND $rows AS r {self._ends(by_id)} "
+        return (f"{WRITE_OPTIONS}UNWIND $rows AS r {self._ends(by_id)} "
                 f"MERGE (a)-[x:{self.name}{key}]->(b) SET x.push_hash = r[0]{sets} RETURN {self._written(by_id)}")
 
     def create_query(self, by_id: bool = False) -> str:
         """For relationships that cannot exist yet (an endpoint was created by this push): ``CREATE``."""
         props = "".join(f", {f}: r[{i + 3}]" for i, f in enumerate(self.fields))
-        return (f"UNWIND $rows AS r {self._ends(by_id)} "
+        return (f"{WRITE_OPTIONS}UNWIND $rows AS r {self._ends(by_id)} "
                 f"CREATE (a)-[x:{self.name} {{push_hash: r[0]{props}}}]->(b) RETURN {self._written(by_id)}")
 
 
