@@ -196,6 +196,7 @@ def load_resolved_tables(src: Path, settings=None) -> tuple[pd.DataFrame, pd.Dat
     ``src/store.db``; the candidate rows (:mod:`linkage.graph.candidates`) are read from its ER state as the
     main job's clusters stage reads them."""
     from linkage.graph.candidates import stored_candidate_rows
+    from linkage.resolve.judgements import different_pairs
 
     from linkage.pipeline import graph_inputs, load_stage, resolve_stage
     from linkage.settings import load_settings
@@ -214,7 +215,8 @@ def load_resolved_tables(src: Path, settings=None) -> tuple[pd.DataFrame, pd.Dat
         print(f"  loaded and resolved in {time.perf_counter() - t:.0f} s -> {store_path}", flush=True)
     with EmbeddedStore(store_path) as store:
         reports, mentions, links, _entities = graph_inputs(store)
-        candidates = stored_candidate_rows(store.conn, reports, mentions, settings)
+        candidates = stored_candidate_rows(store.conn, reports, mentions, settings,
+                                           different=different_pairs(store))
     truth_reports = pd.read_csv(src / "truth_reports.csv", dtype=str, keep_default_na=False)
     return reports, mentions, links, truth_reports, candidates
 
@@ -409,7 +411,7 @@ def run(sizes: list[int], seed: int, data_dir: Path, graph: bool, methods: list[
         candidates: bool = True) -> None:
     settings = load_graph_settings(graph_toml)
     if not candidates:
-        settings = settings.with_(candidates_factor={}, co_mentioned_factor={})
+        settings = settings.with_(candidates_factor={}, co_mentioned_factor={}, co_located_factor={})
     print(f"settings ({graph_toml or 'packaged graph.toml'}): objective={settings.objective} resolution={settings.resolution} "
           f"iterations={settings.iterations} specificity={settings.specificity} "
           f"hub_max_reports={settings.hub_max_reports} name_only_factor={dict(settings.name_only_factor)} "

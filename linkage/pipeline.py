@@ -358,6 +358,7 @@ def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[i
     """
     from linkage.graph.candidates import candidates_on, stored_candidate_rows, with_candidates
     from linkage.graph.incremental import load_state, update_changed, update_clusters
+    from linkage.resolve.judgements import different_pairs
 
     loaded = None if full else load_state(store.conn)
     # candidate links (linkage.graph.candidates) are derived from all stored ER pairs: with them switched on
@@ -383,9 +384,11 @@ def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[i
     # clustering also sees corroborated possible matches from the ER state (linkage.graph.candidates); they are
     # links, not mentions: scoring gets the mentions alone
     # with [candidates] on, always the same columns (link_weight), so a run with no candidate rows does not
-    # make the next one re-cluster everything
-    clustered = (with_candidates(mentions, stored_candidate_rows(store.conn, reports, mentions)) if candidates_on()
-                 else mentions)
+    # make the next one re-cluster everything; analysts' --different judgements hold for these links too
+    clustered = mentions
+    if candidates_on():
+        candidates = stored_candidate_rows(store.conn, reports, mentions, different=different_pairs(store))
+        clustered = with_candidates(mentions, candidates)
     update = update_clusters(reports, clustered, previous, seed=settings.cluster_seed if seed is None else seed)
     return ClusterStep(update.clusters, (reports, mentions, links, None), update, tables.get("scores"), meta)
 

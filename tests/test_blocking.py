@@ -134,3 +134,9 @@ def test_block_codes_number_blocks_as_the_key_strings_sort():
     assert _Columns(low).block_codes(rule.keys) is None
     left, right, stats = rule_pairs(low, rule)  # the key strings decide
     assert sorted(zip(left.tolist(), right.tolist())) == [(1, 6)] and stats.blocks == 5
+    # a missing value (None/NaN: records from outside features.prepare) also takes the key-string path, so
+    # (x, 2) is never paired with (y, missing)
+    gaps = pd.DataFrame({"a": ["x", "x", None, None, "y", "y"], "b": ["1", "2", "1", "2", None, None]}, dtype=object)
+    assert _Columns(gaps).block_codes(rule.keys) is None
+    left, right, _ = rule_pairs(gaps, rule)
+    assert (1, 4) not in set(zip(left.tolist(), right.tolist()))

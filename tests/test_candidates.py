@@ -139,6 +139,30 @@ def test_candidate_settings_are_validated():
         s.with_(candidates_factor={"person": -1})
     with pytest.raises(ConfigError, match="candidates.min_probability"):
         s.with_(candidates_min_probability=0)
+    with pytest.raises(ConfigError, match="co_mentioned_by must be a list"):  # not ('a', 'd', 'd', ...)
+        s.with_(co_mentioned_by="address")
+    with pytest.raises(ConfigError, match="co_mentioned_by must be a list"):
+        s.with_(co_mentioned_by=("adres",))
+    with pytest.raises(ConfigError, match="co_mentioned_factor.persoon: unknown entity type"):
+        s.with_(co_mentioned_factor={"persoon": 0.3})
+    with pytest.raises(ConfigError, match="candidates.factor.person must be a number"):
+        s.with_(candidates_factor={"person": True})
+
+
+def test_a_different_judgement_is_never_overruled_by_a_candidate_link():
+    # m1 (R1) ~ m2 (R2): same reporter, possible match -> a link; judged different -> none. m3 belongs to P2 too
+    # (R3), so a judgement on m1 vs m3 forbids the entities P1 and P2, and with them the m1 ~ m2 link as well.
+    sp = scored("person", PERSONS, [(0, 1, 0.3)])
+    mentions = MENTIONS.assign(anchored=0)
+    assert pairs_of([sp], mentions=mentions) == [("R1", "R2", "person", spec(4))]
+    for judged in ([("m1", "m2")], [("m2", "m1")], [("m3", "m1")]):
+        assert candidate_pairs([sp], mentions, REPORTS, SETTINGS, different=judged).empty
+    assert len(candidate_pairs([sp], mentions, REPORTS, SETTINGS, different=[("m1", "m4"), ("gone", "m2")])) == 1
+    # nor does a judged pair corroborate a possible match of another type between the same reports
+    co = [scored("person", ["p1", "p2"], [(0, 1, 0.3)]), scored("business", ["b1", "b2"], [(0, 1, 0.05)])]
+    assert [r[2] for r in co_pairs(co)] == ["business", "person"]
+    got = candidate_pairs(co, CO_MENTIONS, CO_REPORTS, CO_SETTINGS, different=[("p1", "p2")])
+    assert got.empty
 
 
 # Co-mentioned corroboration: R1 and R2 each name a person and a business that resolution kept apart (namesakes

@@ -107,12 +107,15 @@ class _Columns:
         self._coded: dict[str, tuple[np.ndarray, np.ndarray, int, bool]] = {}
 
     def _column(self, name: str) -> tuple[np.ndarray, np.ndarray, int, bool]:
-        """(codes, distinct values in sorted order, code of '' or -1, no value holds a low character)."""
+        """(codes, distinct values in sorted order, code of '' or -1, codes usable: no missing value and no
+        value holding a low character)."""
         if name not in self._coded:
             codes, uniques = pd.factorize(self.records[name].astype(str), sort=True)
             values = np.asarray(uniques, dtype=object)
             empty = int(np.flatnonzero(values == "")[0]) if (values == "").any() else -1
-            safe = not any(v and min(v) <= KEY_SEP for v in values.tolist())
+            # a missing value (NaN/None stays missing through astype(str) under pandas 3) has code -1, which
+            # the code path cannot order as the key strings do: such a column takes the key-string path
+            safe = not (codes < 0).any() and not any(v and min(v) <= KEY_SEP for v in values.tolist())
             self._coded[name] = (codes.astype(np.int64), values, empty, safe)
         return self._coded[name]
 

@@ -76,7 +76,8 @@ def _codes(values: pa.Array, within: pa.Array) -> np.ndarray:
 
 def candidate_pairs(scored: Iterable[Any], mentions: pd.DataFrame, reports: pd.DataFrame,
                     settings: GraphSettings | Mapping[str, Any] | None = None,
-                    places: pd.DataFrame | None = None) -> pd.DataFrame:
+                    places: pd.DataFrame | None = None,
+                    different: Iterable[tuple[str, str]] = ()) -> pd.DataFrame:
     """The report pairs that corroborated possible matches link, with their weight (see the module docstring).
 
     Parameters
@@ -96,6 +97,11 @@ def candidate_pairs(scored: Iterable[Any], mentions: pd.DataFrame, reports: pd.D
     places:
         ``report_id, postcode4, city`` of the reports' address-bearing mentions (normalised; empty: not given),
         for co-located possible matches; None: none.
+    different:
+        Mention pairs an analyst judged different (``linkage judge A B --different``, as
+        :func:`linkage.resolve.judgements.current_judgements` gives them). A possible match between the two
+        entities such a pair's mentions now belong to never becomes a link nor corroborates one: the
+        judgement forbids them to be one, also through a candidate link.
 
     Returns
     -------
@@ -136,6 +142,7 @@ def candidate_pairs(scored: Iterable[Any], mentions: pd.DataFrame, reports: pd.D
     anchored = (m["anchored"].astype("boolean").fillna(False).to_numpy(dtype=bool) if "anchored" in m.columns
                 else np.zeros(len(m), dtype=bool))
     mention_ids = _arrow(m["mention_id"])
+    judged_apart = _judged_apart(different, m)
 
     types = sorted(wanted)
     parts = []      # reporter-corroborated: (a, b, type code, weight)
@@ -156,6 +163,8 @@ def candidate_pairs(scored: Iterable[Any], mentions: pd.DataFrame, reports: pd.D
             ok &= ~(anchored[li] & anchored[ri])
         li, ri, p = li[ok], ri[ok], p[ok]
         apart = ent[li] != ent[ri]
+        if len(judged_apart):
+            apart &= ~np.isin(ent[li] + "\x1f" + ent[ri], judged_apart)
         li, ri, p = li[apart], ri[apart], p[apart]
         if len(li) == 0:
             continue
@@ -194,6 +203,25 @@ def candidate_pairs(scored: Iterable[Any], mentions: pd.DataFrame, reports: pd.D
                          "entity_type": np.asarray(types, dtype=object)[df["t"].to_numpy()],
                          "link_weight": np.round(df["w"].to_numpy(dtype=np.float64), 6),
                          "corroboration": label[df["c"].to_numpy()]}).reset_index(drop=True)
+
+
+def _judged_apart(different: Iterable[tuple[str, str]], m: pd.DataFrame) -> np.ndarray:
+    r"""``entity_a + "\x1f" + entity_b`` (both orders) of the entities that judged-different mention pairs belong to.
+
+    >>> m = pd.DataFrame({"mention_id": ["a", "b", "c"], "entity_id": ["P1", "P2", "P2"]})
+    >>> _judged_apart([("a", "c"), ("a", "x")], m).tolist()  # "x" is not (or no longer) a mention
+    ['P1\x1fP2', 'P2\x1fP1']
+    """
+    pairs = list(different)
+    if not pairs:
+        return np.array([], dtype=object)
+    entity_of = dict(zip(m["mention_id"].astype(str), m["entity_id"].astype(str)))
+    keys: set[str] = set()
+    for a, b in pairs:
+        ea, eb = entity_of.get(str(a)), entity_of.get(str(b))
+        if ea is not None and eb is not None and ea != eb:
+            keys.update((f"{ea}\x1f{eb}", f"{eb}\x1f{ea}"))
+    return np.array(sorted(keys), dtype=object)
 
 
 def _report_keys(m: pd.DataFrame, rep: np.ndarray, n_reports: int, hub_max_reports: int
@@ -322,7 +350,8 @@ def _expand_counts(a: np.ndarray, b: np.ndarray, indptr: np.ndarray) -> np.ndarr
 
 def candidate_rows(scored: Iterable[Any], mentions: pd.DataFrame, reports: pd.DataFrame,
                    settings: GraphSettings | Mapping[str, Any] | None = None,
-                   places: pd.DataFrame | None = None) -> pd.DataFrame:
+                   places: pd.DataFrame | None = None,
+                   different: Iterable[tuple[str, str]] = ()) -> pd.DataFrame:
     """Corroborated possible matches as rows the report graph takes: two per linked report pair.
 
     >>> from types import SimpleNamespace as NS
@@ -335,7 +364,7 @@ def candidate_rows(scored: Iterable[Any], mentions: pd.DataFrame, reports: pd.Da
     >>> candidate_rows([sp], mentions, reports, s).values.tolist()  # R3 is anonymous: no corroboration
     [['R1', '~cand:R1|R2|person', 'person~candidate', 1.0], ['R2', '~cand:R1|R2|person', 'person~candidate', 1.0]]
     """
-    pairs = candidate_pairs(scored, mentions, reports, settings, places)
+    pairs = candidate_pairs(scored, mentions, reports, settings, places, different)
     if len(pairs) == 0:
         return _empty(CANDIDATE_COLUMNS)
     a, b = pairs["report_a"].to_numpy(dtype=object), pairs["report_b"].to_numpy(dtype=object)
@@ -376,13 +405,15 @@ def candidates_on(settings: GraphSettings | Mapping[str, Any] | None = None) -> 
 
 
 def stored_candidate_rows(conn, reports: pd.DataFrame, mentions: pd.DataFrame,
-                          settings: GraphSettings | Mapping[str, Any] | None = None) -> pd.DataFrame:
+                          settings: GraphSettings | Mapping[str, Any] | None = None,
+                          different: Iterable[tuple[str, str]] = ()) -> pd.DataFrame:
     """:func:`candidate_rows` from the scored pairs a store keeps (its ER state, read only, through
     :func:`linkage.resolve.incremental.stored_pair_probabilities`); no rows when ``[candidates]`` lists no
     type or the store has no state.
 
     ``conn`` is the store's SQLite connection; ``reports`` and ``mentions`` as :func:`linkage.pipeline.graph_inputs`
-    reads them.
+    reads them; ``different``: the standing ``--different`` judgements
+    (:func:`linkage.resolve.judgements.different_pairs`), which no candidate link may overrule.
     """
     s = as_graph_settings(settings)
     if not candidates_on(s):
@@ -400,4 +431,4 @@ def stored_candidate_rows(conn, reports: pd.DataFrame, mentions: pd.DataFrame,
             "SELECT report_id, substr(coalesce(postcode_norm, ''), 1, 4) AS postcode4, "
             "lower(trim(coalesce(city, ''))) AS city FROM mentions "
             "WHERE coalesce(postcode_norm, '') <> '' OR coalesce(city, '') <> ''", conn)
-    return candidate_rows(scored, mentions, reports, s, places)
+    return candidate_rows(scored, mentions, reports, s, places, different)

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from linkage.errors import ConfigError
+from linkage.model import ENTITY_TYPES
 
 #: The default graph policy file.
 DEFAULT_GRAPH_TOML = Path(__file__).with_name("graph.toml")
@@ -159,7 +160,7 @@ def load_graph_settings(path: Path | str | None = None, overrides: Mapping[str, 
         candidates_factor=dict(cand.get("factor", {})),
         candidates_min_probability=cand.get("min_probability", 0.001),
         co_mentioned_factor=dict(cand.get("co_mentioned_factor", {})),
-        co_mentioned_by=tuple(cand.get("co_mentioned_by", ())),
+        co_mentioned_by=_as_tuple(cand.get("co_mentioned_by", ())),
         co_mentioned_min_probability=cand.get("co_mentioned_min_probability", 0.01),
         co_located_factor=dict(cand.get("co_located_factor", {})),
         co_located_on=dict(cand.get("co_located_on", {})),
@@ -196,25 +197,25 @@ def _validate(s: GraphSettings, where: str) -> GraphSettings:
             problems.append(f"name_only_factor.{k} must be a number between 0 and type_factor.{k} ({full})")
         if k not in s.anchors:
             problems.append(f"name_only_factor.{k} needs anchors.{k} (which fields make a mention anchored)")
-    for k, v in s.candidates_factor.items():
-        if not isinstance(v, (int, float)) or v < 0:
-            problems.append(f"candidates.factor.{k} must be a number >= 0")
-    if not isinstance(s.candidates_min_probability, (int, float)) or not 0 < s.candidates_min_probability <= 1:
-        problems.append("candidates.min_probability must be a number in (0, 1]")
-    for k, v in s.co_mentioned_factor.items():
-        if not isinstance(v, (int, float)) or v < 0:
-            problems.append(f"candidates.co_mentioned_factor.{k} must be a number >= 0")
-    if not isinstance(s.co_mentioned_by, (list, tuple)) or not all(isinstance(t, str) for t in s.co_mentioned_by):
-        problems.append("candidates.co_mentioned_by must be a list of entity types")
-    if not isinstance(s.co_mentioned_min_probability, (int, float)) or not 0 < s.co_mentioned_min_probability <= 1:
-        problems.append("candidates.co_mentioned_min_probability must be a number in (0, 1]")
-    for k, v in s.co_located_factor.items():
-        if not isinstance(v, (int, float)) or v < 0:
-            problems.append(f"candidates.co_located_factor.{k} must be a number >= 0")
-        elif v > 0 and s.co_located_on.get(k) not in PLACES:
-            problems.append(f"candidates.co_located_on.{k} must be one of {', '.join(PLACES)}")
-    if not isinstance(s.co_located_min_probability, (int, float)) or not 0 < s.co_located_min_probability <= 1:
-        problems.append("candidates.co_located_min_probability must be a number in (0, 1]")
+    def number(v: Any) -> bool:  # True/False are ints to Python, never a weight to an analyst
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    for name, factors in (("factor", s.candidates_factor), ("co_mentioned_factor", s.co_mentioned_factor),
+                          ("co_located_factor", s.co_located_factor)):
+        for k, v in factors.items():
+            if k not in ENTITY_TYPES:
+                problems.append(f"candidates.{name}.{k}: unknown entity type (one of {', '.join(ENTITY_TYPES)})")
+            if not number(v) or v < 0:
+                problems.append(f"candidates.{name}.{k} must be a number >= 0")
+            elif name == "co_located_factor" and v > 0 and s.co_located_on.get(k) not in PLACES:
+                problems.append(f"candidates.co_located_on.{k} must be one of {', '.join(PLACES)}")
+    for name in ("min_probability", "co_mentioned_min_probability", "co_located_min_probability"):
+        v = getattr(s, "candidates_min_probability" if name == "min_probability" else name)
+        if not number(v) or not 0 < v <= 1:
+            problems.append(f"candidates.{name} must be a number in (0, 1]")
+    if (not isinstance(s.co_mentioned_by, (list, tuple))
+            or not all(isinstance(t, str) and t in ENTITY_TYPES for t in s.co_mentioned_by)):
+        problems.append(f"candidates.co_mentioned_by must be a list of entity types ({', '.join(ENTITY_TYPES)})")
     if s.objective not in OBJECTIVES:
         problems.append(f"communities.objective must be one of {', '.join(OBJECTIVES)}")
     if not isinstance(s.resolution, (int, float)) or s.resolution <= 0:
@@ -228,6 +229,12 @@ def _validate(s: GraphSettings, where: str) -> GraphSettings:
     if problems:
         raise ConfigError(f"{where}: " + "; ".join(problems))
     return s
+
+
+def _as_tuple(value: Any) -> Any:
+    """A TOML list as a tuple; anything else unchanged, so that validation names it (``"address"`` is not
+    the list ``["address"]``)."""
+    return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
 def as_graph_settings(settings: GraphSettings | Mapping[str, Any] | None) -> GraphSettings:

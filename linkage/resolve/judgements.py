@@ -152,6 +152,12 @@ def current_judgements(store) -> list[tuple[str, str, str]]:
     return sorted(out)
 
 
+def different_pairs(store) -> list[tuple[str, str]]:
+    """The standing ``different`` constraints of :func:`current_judgements` as mention pairs: what clustering's
+    candidate links (:mod:`linkage.graph.candidates`) must not overrule either."""
+    return [(a, b) for a, b, verdict in current_judgements(store) if verdict == "different"]
+
+
 def judgements_for(store, ids: Iterable[str]) -> pd.DataFrame:
     """Standing judgements that involve any of ``ids`` (mention or entity ids) - for ``linkage explain``.
 
