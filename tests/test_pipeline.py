@@ -112,7 +112,7 @@ def _split(generated: Path, out: Path, first: int) -> tuple[list[Path], list[Pat
     return parts[0], parts[1]
 
 
-def test_incremental_run_equals_full_run_with_the_same_model(generated, tmp_path):
+def test_incremental_run_equals_full_run_with_the_same_model(generated, tmp_path, candidate_policy):
     first, second = _split(generated, tmp_path / "parts", 1200)
     inc = tmp_path / "incremental.db"
     run(first, inc)
@@ -142,7 +142,8 @@ def _reuse_and_again(generated: Path, tmp_path: Path) -> tuple[list[Path], list[
     return stores, [run(second, store).counts for store in stores]
 
 
-def test_reused_clusters_and_scores_equal_clustering_and_scoring_everything_again(generated, tmp_path):
+def test_reused_clusters_and_scores_equal_clustering_and_scoring_everything_again(generated, tmp_path,
+                                                                                    candidate_policy):
     # the same two runs into two stores; before the second run one store forgets the clusters and scores it
     # kept, so it clusters every component and scores every cluster again: every table must come out equal
     stores, counts = _reuse_and_again(generated, tmp_path)
@@ -157,22 +158,25 @@ def test_reused_clusters_and_scores_equal_clustering_and_scoring_everything_agai
             pd.testing.assert_frame_equal(a.frame(sql), b.frame(sql))
 
 
-@pytest.fixture
-def candidate_links_on(monkeypatch):
-    """The packaged graph policy with [candidates] switched on (off by default, see graph.toml)."""
-    from linkage.graph import weights
+@pytest.fixture(params=["packaged", "candidates off"])
+def candidate_policy(request, monkeypatch):
+    """The packaged graph policy (candidate links on since session 6: every run clusters all mentions again)
+    and the same with every [candidates] corroboration off (an incremental run then takes the changed-components
+    path, ``update_changed``, guarded by ``er_generation``): the tests that take it must hold on both paths."""
+    if request.param == "candidates off":
+        from linkage.graph import weights
 
-    packaged = weights.load_graph_settings
+        packaged = weights.load_graph_settings
+        off = {"candidates_factor": {}, "co_mentioned_factor": {}, "co_located_factor": {}}
 
-    def with_candidates(path=None, overrides=None):
-        on = {"candidates_factor": {"person": 1.0, "business": 1.0, "address": 1.0}, "resolution": 0.015}
-        return packaged(path, {**on, **(overrides or {})})
+        def without_candidates(path=None, overrides=None):
+            return packaged(path, {**off, **(overrides or {})})
 
-    monkeypatch.setattr(weights, "load_graph_settings", with_candidates)
+        monkeypatch.setattr(weights, "load_graph_settings", without_candidates)
+    return request.param
 
 
-def test_with_candidate_links_on_an_incremental_run_equals_clustering_everything_again(generated, tmp_path,
-                                                                                      candidate_links_on):
+def test_with_candidate_links_on_an_incremental_run_equals_clustering_everything_again(generated, tmp_path):
     # candidate links come from all stored ER pairs, so the run reads everything; it must still give what
     # clustering and scoring everything again gives, and the links must be there to matter
     from linkage.graph.candidates import stored_candidate_rows
@@ -187,7 +191,7 @@ def test_with_candidate_links_on_an_incremental_run_equals_clustering_everything
                                           b.frame(f"SELECT * FROM {table} ORDER BY 1"))
 
 
-def test_a_run_interrupted_after_resolving_does_not_leave_stale_clusters(generated, tmp_path):
+def test_a_run_interrupted_after_resolving_does_not_leave_stale_clusters(generated, tmp_path, candidate_policy):
     # a judgement splits the entity behind a two-report cluster; the next run dies after its resolve stage
     # (a broken routing file); the run after that must still cluster what is resolved, as a store that
     # forgot its graph state does
