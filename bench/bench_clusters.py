@@ -27,7 +27,7 @@ and "components" are the connected components of that same graph. The ceiling is
 networks' own resolved entities, and through them plus the candidate links.
 
 Measured, session 6 (load average 6-9; default ER settings, ER unchanged; "before" = session 5's defaults, no
-candidate links, resolution 0.02; "after" = the packaged graph.toml: reporter, co-mentioned and co-located
+candidate links, resolution 0.02; "after" = ``--candidates-on`` (off by default again: see graph.toml): reporter, co-mentioned and co-located
 corroborations on, resolution 0.02; see ``[candidates]`` in ``linkage/graph/graph.toml``):
 
 =======  ====  ======================  ======================  ======================
@@ -406,10 +406,18 @@ def true_ids_for(mentions: pd.DataFrame, truth_mentions: pd.Series, types: set[s
     return out
 
 
+#: The corroborations of graph.toml's [candidates] as measured in session 6 (off by default there).
+CANDIDATES_ON = {"candidates_factor": {"person": 1.0, "business": 1.0, "address": 1.0},
+                 "co_mentioned_factor": {"person": 0.3, "business": 0.3},
+                 "co_located_factor": {"person": 0.5, "business": 0.5}}
+
+
 def run(sizes: list[int], seed: int, data_dir: Path, graph: bool, methods: list[str], resolved: bool = False,
         graph_toml: Path | None = None, diagnosis: bool = False, true_types: set[str] | None = None,
-        candidates: bool = True) -> None:
+        candidates: bool = True, candidates_on: bool = False) -> None:
     settings = load_graph_settings(graph_toml)
+    if candidates_on:
+        settings = settings.with_(**CANDIDATES_ON)
     if not candidates:
         settings = settings.with_(candidates_factor={}, co_mentioned_factor={}, co_located_factor={})
     print(f"settings ({graph_toml or 'packaged graph.toml'}): objective={settings.objective} resolution={settings.resolution} "
@@ -417,7 +425,7 @@ def run(sizes: list[int], seed: int, data_dir: Path, graph: bool, methods: list[
           f"hub_max_reports={settings.hub_max_reports} name_only_factor={dict(settings.name_only_factor)} "
           f"candidates={dict(settings.candidates_factor)} (p >= {settings.candidates_min_probability}) "
           f"co_mentioned={dict(settings.co_mentioned_factor)} by {list(settings.co_mentioned_by)} "
-          f"(p >= {settings.co_mentioned_min_probability}); seed={seed}")
+          f"(p >= {settings.co_mentioned_min_probability}) co_located={dict(settings.co_located_factor)}; seed={seed}")
     print("entity ids: " + ("RESOLVED by linkage's pipeline (load + resolve)" if resolved else
                             "TRUE ids from truth_mentions.csv (measures clustering alone; --resolved for end-to-end)"))
     print(f"machine: {psutil.cpu_count()} CPUs, load average {', '.join(f'{x:.1f}' for x in psutil.getloadavg())} "
@@ -491,10 +499,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="with --resolved: comma-separated entity types (person,business,...) that keep their TRUE ids")
     ap.add_argument("--no-candidates", action="store_true",
                     help="with --resolved: cluster without the candidate links of [candidates] (for comparison)")
+    ap.add_argument("--candidates-on", action="store_true",
+                    help="with --resolved: all three corroborations of [candidates] on, as graph.toml documents them "
+                         "(they are off by default)")
     a = ap.parse_args(argv)
     sizes = [int(x) for x in a.reports.split(",") if x]
     run(sizes, a.seed, a.data_dir, a.graph, [m for m in a.methods.split(",") if m], a.resolved, a.graph_toml, a.diagnose,
-        {t for t in a.true_ids.split(",") if t}, not a.no_candidates)
+        {t for t in a.true_ids.split(",") if t}, not a.no_candidates, a.candidates_on)
     return 0
 
 

@@ -132,7 +132,7 @@ def test_stored_candidate_rows_read_the_er_state(tmp_path):
 
 def test_candidate_settings_are_validated():
     s = load_graph_settings()
-    assert candidates_on(s) and 0 < s.candidates_min_probability <= 1  # on by default since session 6 (graph.toml)
+    assert not candidates_on(s) and 0 < s.candidates_min_probability <= 1  # off by default (graph.toml)
     assert not candidates_on(s.with_(**OFF))
     assert candidates_on(s.with_(**{**OFF, "candidates_factor": {"person": 1.0}}))
     with pytest.raises(ConfigError, match="candidates.factor.person"):

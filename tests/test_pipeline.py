@@ -158,25 +158,31 @@ def test_reused_clusters_and_scores_equal_clustering_and_scoring_everything_agai
             pd.testing.assert_frame_equal(a.frame(sql), b.frame(sql))
 
 
-@pytest.fixture(params=["packaged", "candidates off"])
+ON = {"candidates_factor": {"person": 1.0, "business": 1.0, "address": 1.0},
+      "co_mentioned_factor": {"person": 0.3, "business": 0.3}, "co_located_factor": {"person": 0.5, "business": 0.5}}
+
+
+@pytest.fixture(params=["packaged", "candidates on"])
 def candidate_policy(request, monkeypatch):
-    """The packaged graph policy (candidate links on since session 6: every run clusters all mentions again)
-    and the same with every [candidates] corroboration off (an incremental run then takes the changed-components
-    path, ``update_changed``, guarded by ``er_generation``): the tests that take it must hold on both paths."""
-    if request.param == "candidates off":
+    """The packaged graph policy (candidate links off: an incremental run takes the changed-components path,
+    ``update_changed``, guarded by ``er_generation``) and the same with all three [candidates] corroborations
+    on as graph.toml documents them (every run then clusters all mentions again): the tests that take it must
+    hold on both paths."""
+    if request.param == "candidates on":
         from linkage.graph import weights
 
         packaged = weights.load_graph_settings
-        off = {"candidates_factor": {}, "co_mentioned_factor": {}, "co_located_factor": {}}
 
-        def without_candidates(path=None, overrides=None):
-            return packaged(path, {**off, **(overrides or {})})
+        def with_candidates(path=None, overrides=None):
+            return packaged(path, {**ON, **(overrides or {})})
 
-        monkeypatch.setattr(weights, "load_graph_settings", without_candidates)
+        monkeypatch.setattr(weights, "load_graph_settings", with_candidates)
     return request.param
 
 
-def test_with_candidate_links_on_an_incremental_run_equals_clustering_everything_again(generated, tmp_path):
+@pytest.mark.parametrize("candidate_policy", ["candidates on"], indirect=True)
+def test_with_candidate_links_on_an_incremental_run_equals_clustering_everything_again(generated, tmp_path,
+                                                                                      candidate_policy):
     # candidate links come from all stored ER pairs, so the run reads everything; it must still give what
     # clustering and scoring everything again gives, and the links must be there to matter
     from linkage.graph.candidates import stored_candidate_rows

@@ -392,8 +392,8 @@ def with_candidates(mentions: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def candidates_on(settings: GraphSettings | Mapping[str, Any] | None = None) -> bool:
-    """Whether ``[candidates]`` lists a type with a factor above 0 in any corroboration (on by default since
-    session 6: see ``graph.toml``).
+    """Whether ``[candidates]`` lists a type with a factor above 0 in any corroboration (off by default: see
+    ``graph.toml``).
 
     >>> off = {"candidates_factor": {}, "co_mentioned_factor": {}, "co_located_factor": {}}
     >>> candidates_on({**off, "candidates_factor": {"person": 1.0}}), candidates_on(off)
