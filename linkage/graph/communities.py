@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -42,7 +42,6 @@ import pyarrow.compute as pc
 from linkage.arrays import sorted_unique, stable_hashes
 from linkage.graph.igraph_module import load_igraph
 from linkage.graph.weights import ANCHORED_SUFFIX, GraphSettings, as_graph_settings, link_factor, link_rows, specificity
-from linkage.model import stable_hash
 
 ig = load_igraph()  # igraph without its matplotlib import (~2 s at start-up)
 
@@ -244,7 +243,7 @@ def leiden_membership(rg: ReportGraph, settings: GraphSettings | Mapping[str, An
     """Leiden community of every report code (``-1`` for reports without any link).
 
     With the (default) CPM objective Leiden runs on each connected component of the report graph on its own,
-    seeded from ``seed`` and the component's smallest report id (:func:`component_seed`); CPM scores each
+    seeded from ``seed`` and the component's smallest report id (:func:`component_seeds`); CPM scores each
     community by its own links and size only, and Leiden's communities are connected, so the split changes
     what is optimised in no way. It makes a component's communities depend on that component alone: an
     incremental run re-clusters only the components new reports touch and gets what a full run gets
@@ -289,14 +288,16 @@ def _leiden_whole(rg: ReportGraph, s: GraphSettings, seed: int) -> np.ndarray:
     return out
 
 
-def component_seed(seed: int, first_report_id: str) -> int:
-    """The Leiden seed of one connected component: from the run's ``seed`` and the component's smallest
-    report id, so it does not depend on what else is in the graph.
+def component_seeds(seed: int, first_report_ids: Iterable[str]) -> list[int]:
+    """The Leiden seed of each connected component: from the run's ``seed`` and the component's smallest
+    report id, so it does not depend on what else is in the graph (``stable_hash(seed, id, length=15)`` as
+    an integer, hashed for all components in one pass).
 
-    >>> component_seed(42, "R1") == component_seed(42, "R1") != component_seed(43, "R1")
+    >>> a, b = component_seeds(42, ["R1", "R2"])
+    >>> a == component_seeds(42, ["R1"])[0] != component_seeds(43, ["R1"])[0] and a != b
     True
     """
-    return int(stable_hash(seed, first_report_id, length=15), 16)
+    return [int(h, 16) for h in stable_hashes([seed], first_report_ids, length=15)]
 
 
 def leiden_components(rg: ReportGraph, comp: np.ndarray, which: np.ndarray,
@@ -332,7 +333,8 @@ def leiden_components(rg: ReportGraph, comp: np.ndarray, which: np.ndarray,
     ec = e_comp[e_keep]
     e_starts = np.searchsorted(ec, node_comp[starts], side="left")
     e_ends = np.searchsorted(ec, node_comp[starts], side="right")
-    lu, lv, w = local[rg.u[e_keep]].tolist(), local[rg.v[e_keep]].tolist(), rg.weight[e_keep].tolist()
+    kept_weight = rg.weight[e_keep]
+    lu, lv, w = local[rg.u[e_keep]].tolist(), local[rg.v[e_keep]].tolist(), kept_weight.tolist()
     ids = rg.report_ids
     objective, resolution, iterations = s.objective, s.resolution, s.iterations
     # Two reports joined by one link (most components) need no Leiden run: CPM puts them together exactly
@@ -341,12 +343,11 @@ def leiden_components(rg: ReportGraph, comp: np.ndarray, which: np.ndarray,
     pair = ((ends - starts) == 2) & ((e_ends - e_starts) == 1)
     if objective == "CPM" and iterations != 0 and pair.any():
         first = starts[pair]
-        together = rg.weight[e_keep][e_starts[pair]] > resolution
+        together = kept_weight[e_starts[pair]] > resolution
         out[nodes[first]] = first
         out[nodes[first + 1]] = np.where(together, first, first + 1)
         starts, ends, e_starts, e_ends = starts[~pair], ends[~pair], e_starts[~pair], e_ends[~pair]
-    # component_seed of every component left, at once
-    seeds = [int(h, 16) for h in stable_hashes([seed], ids[nodes[starts]].tolist(), length=15)]
+    seeds = component_seeds(seed, ids[nodes[starts]].tolist())
     try:
         for a, b, ea, eb, component in zip(starts.tolist(), ends.tolist(), e_starts.tolist(), e_ends.tolist(), seeds):
             g = ig.Graph(n=b - a, edges=list(zip(lu[ea:eb], lv[ea:eb])), directed=False)
