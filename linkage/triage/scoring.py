@@ -442,8 +442,7 @@ def _recency_records(newest: list[str], oldest: list[str], now: dt.date, policy:
             tpl = by_newest[new] = (points, value, pieces, sentence) if len(pieces) == 2 else None
         if tpl is not None and old and old != _OLDEST_MARK.isoformat():
             points, value, pieces, sentence = tpl
-            text = f'"{old}"' if old.isascii() and old.replace("-", "").isdigit() else _dumps(old)  # a date: no escapes
-            out.append((points, value, pieces[0] + text + pieces[1], sentence))
+            out.append((points, value, pieces[0] + _dumps(old) + pieces[1], sentence))
             continue
         got = by_pair.get((new, old))
         if got is None:
