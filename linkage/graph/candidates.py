@@ -49,6 +49,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from linkage.arrays import sorted_unique
 from linkage.graph.weights import GraphSettings, as_graph_settings, specificity
 
 #: Prefix of candidate link ids (a resolved entity id never starts with it).
@@ -232,7 +233,7 @@ def _report_keys(m: pd.DataFrame, rep: np.ndarray, n_reports: int, hub_max_repor
     ok = rep >= 0
     ecode, _ = pd.factorize(m["entity_id"].astype(str).to_numpy(dtype=object)[ok])
     n_ent = np.int64(ecode.max()) + 1 if len(ecode) else np.int64(1)
-    both = _sorted_set(rep[ok] * n_ent + ecode.astype(np.int64))
+    both = sorted_unique(rep[ok] * n_ent + ecode.astype(np.int64))
     pairs = np.column_stack([both // n_ent, both % n_ent])
     per_entity = np.bincount(pairs[:, 1], minlength=int(pairs[:, 1].max()) + 1 if len(pairs) else 0)
     keep = (per_entity[pairs[:, 1]] >= 2) & (per_entity[pairs[:, 1]] <= hub_max_reports)
@@ -283,10 +284,9 @@ def co_mentioned(possible: pd.DataFrame, m: pd.DataFrame, names, rep: np.ndarray
     indptr, keys = _report_keys(m, rep, len(names), hub_max_reports)
     n_keys = np.int64(len(names)) + (np.int64(keys.max()) + 1 if len(keys) else 0)
     sa, sb = support["a"].to_numpy(np.int64), support["b"].to_numpy(np.int64)
-    _, ka, kb = _expand(np.concatenate([sa, sb]), np.concatenate([sb, sa]), indptr, keys)
-    st = np.repeat(np.concatenate([support["t"].to_numpy(), support["t"].to_numpy()]),
-                   _expand_counts(np.concatenate([sa, sb]), np.concatenate([sb, sa]), indptr))
-    support_codes = {int(t): _sorted_set(ka[st == t] * n_keys + kb[st == t]) for t in np.unique(st)}
+    spair, ka, kb = _expand(np.concatenate([sa, sb]), np.concatenate([sb, sa]), indptr, keys)
+    st = np.concatenate([support["t"].to_numpy(), support["t"].to_numpy()])[spair]
+    support_codes = {int(t): sorted_unique(ka[st == t] * n_keys + kb[st == t]) for t in np.unique(st)}
     found = np.zeros(len(links), dtype=bool)
     la, lb, lt = links["a"].to_numpy(np.int64), links["b"].to_numpy(np.int64), links["t"].to_numpy()
     pair, xa, xb = _expand(la, lb, indptr, keys)
@@ -312,8 +312,8 @@ def _share_place(a: np.ndarray, b: np.ndarray, places: pd.DataFrame, kind: str, 
     place, _ = pd.factorize(values[values != ""].to_numpy(dtype=object))
     ok = rep >= 0
     n = np.int64(len(names))
-    known = _sorted_set(place[ok].astype(np.int64) * n + rep[ok])  # (place, report)
-    by_report = _sorted_set(rep[ok] * (np.int64(place.max()) + 1 if len(place) else 1) + place[ok])
+    known = sorted_unique(place[ok].astype(np.int64) * n + rep[ok])  # (place, report)
+    by_report = sorted_unique(rep[ok] * (np.int64(place.max()) + 1 if len(place) else 1) + place[ok])
     if len(known) == 0 or len(a) == 0:
         return np.zeros(len(a), dtype=bool)
     width = np.int64(place.max()) + 1
@@ -330,22 +330,12 @@ def _share_place(a: np.ndarray, b: np.ndarray, places: pd.DataFrame, kind: str, 
     return out
 
 
-def _sorted_set(values: np.ndarray) -> np.ndarray:
-    """The distinct values, sorted (a sort and a diff: faster than hashing for millions of int64 codes)."""
-    v = np.sort(values, kind="stable")
-    return v[np.concatenate([[True], v[1:] != v[:-1]])] if len(v) else v
-
-
 def _member(sorted_set: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Whether each value is in ``sorted_set`` (sorted, distinct)."""
     if len(sorted_set) == 0:
         return np.zeros(len(values), dtype=bool)
     at = np.searchsorted(sorted_set, values)
     return sorted_set[np.minimum(at, len(sorted_set) - 1)] == values
-
-
-def _expand_counts(a: np.ndarray, b: np.ndarray, indptr: np.ndarray) -> np.ndarray:
-    return (indptr[a + 1] - indptr[a]) * (indptr[b + 1] - indptr[b])
 
 
 def candidate_rows(scored: Iterable[Any], mentions: pd.DataFrame, reports: pd.DataFrame,
