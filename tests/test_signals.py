@@ -70,10 +70,38 @@ def test_independent_reporters_anonymous_weight_is_policy(tmp_path):
     assert independent_reporters(c).value == 0.5
 
 
-@pytest.mark.parametrize("days, expected", [(0, 1.0), (90, 0.5), (180, 0.25)])
-def test_recency_halves_every_half_life(days, expected):
+@pytest.mark.parametrize("days, expected, within", [(0, 1.0, 30), (30, 1.0, 30), (31, 0.6, 90), (90, 0.6, 90),
+                                                     (91, 0.35, 180), (365, 0.15, 365), (366, 0.0, None)])
+def test_recency_is_the_level_of_the_newest_reports_age(days, expected, within):
     s = recency(ctx(reports=reps(("R1", NOW - dt.timedelta(days=days + 30), "x"), ("R2", NOW - dt.timedelta(days=days), "x"))))
-    assert s.value == expected and s.inputs["days_since_newest"] == days
+    assert s.value == expected and s.inputs["within_days"] == within
+    assert s.inputs["newest"] == (NOW - dt.timedelta(days=days)).isoformat()
+    # the explanation names the level, never the reference date or the day count (they move every run)
+    assert not {"now", "days_since_newest"} & set(s.inputs)
+    level = POLICY.recency_level(days)
+    tail = level.label if level else "more than 365 days before the reference date"
+    assert s.sentence == f"Newest report {s.inputs['newest']}, {tail}."
+
+
+def test_recency_changes_only_when_the_newest_report_crosses_a_level():
+    """Moving the reference date leaves the signal exactly as it was (value, sentence, inputs) until the
+    newest report's age crosses a level boundary."""
+    rs = reps(("R1", dt.date(2024, 5, 1), "x"), ("R2", dt.date(2024, 6, 1), "x"))
+    at = {d: recency(ClusterContext("c", dt.date(2024, 6, 1) + dt.timedelta(days=d), rs, policy=POLICY))
+          for d in (0, 10, 30, 31, 89, 90, 91)}
+    assert at[0] == at[10] == at[30] != at[31]
+    assert at[31] == at[89] == at[90] != at[91]
+
+
+def test_recency_ladder_is_policy(tmp_path):
+    p = tmp_path / "s.toml"
+    p.write_text('[[recency.levels]]\nwithin_days = 7\nvalue = 1\nlabel = "this week"\n', encoding="utf-8")
+    policy = load_scoring_policy(p)
+    rs = reps(("R1", NOW - dt.timedelta(days=7), "x"))
+    s = recency(ClusterContext("c", NOW, rs, policy=policy))
+    assert (s.value, s.sentence) == (1.0, f"Newest report {(NOW - dt.timedelta(days=7)).isoformat()}, this week.")
+    old = recency(ClusterContext("c", NOW + dt.timedelta(days=1), rs, policy=policy))
+    assert old.value == 0.0 and "more than 7 days before the reference date" in old.sentence
 
 
 def test_recency_without_dates_is_zero():
@@ -154,6 +182,12 @@ def test_packaged_policy_weights_sum_to_100_and_cover_every_signal():
     ("[score.n_reports]\nweight = 3\nfloor = 5\ncap = 2\n", "cap must be greater than floor"),
     ("[severity]\ndrugs = 9\n", r"line 2: severity.drugs must be a whole number from 1 to 5"),
     ("[reporters]\nanonymous_weight = 2\n", "anonymous_weight"),
+    ("[recency]\nhalf_life_days = 90\n", r"line 2: \[recency\]: unknown key\(s\) half_life_days"),
+    ('[[recency.levels]]\nwithin_days = 30\nvalue = 2\nlabel = "x"\n', "recency level 1: value must be a number from 0 to 1"),
+    ('[[recency.levels]]\nwithin_days = 30\nvalue = 1\nlabel = "a"\n[[recency.levels]]\nwithin_days = 30\nvalue = 0.5\n'
+     'label = "b"\n', "recency level 2: within_days must grow"),
+    ('[[recency.levels]]\nwithin_days = -1\nvalue = 1\nlabel = "a"\n', "within_days must be a whole number"),
+    ('[[recency.levels]]\nwithin_days = 3\nvalue = 1\n', "label must be a non-empty text"),
 ])
 def test_policy_errors_name_the_problem(tmp_path, text, match):
     p = tmp_path / "scoring.toml"
@@ -221,7 +255,7 @@ def test_score_clusters_columns_ranking_and_explanations():
     assert land["score"] == pytest.approx(sum(s["points"] for s in sigs.values()), abs=0.01)
     cann = {s["name"]: s for s in json.loads(out.set_index("cluster_id").loc["c_cann", "signals"])}
     assert cann["shared_vehicle_account"]["value"] == 2
-    assert cann["recency"]["inputs"]["days_since_newest"] == (NOW - dt.date(2024, 2, 1)).days
+    assert cann["recency"]["inputs"]["newest"] == "2024-02-01" and cann["recency"]["value"] == 0.35
 
 
 def test_score_is_deterministic_and_ties_break_on_cluster_id():

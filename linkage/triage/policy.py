@@ -38,6 +38,25 @@ class Term:
 
 
 @dataclass(frozen=True)
+class RecencyLevel:
+    """One step of the recency ladder (``scoring.toml`` ``[[recency.levels]]``): a cluster whose newest report
+    is at most ``within_days`` days before the reference date gets ``value``; ``label`` says so in its sentence."""
+
+    within_days: int
+    value: float
+    label: str
+
+
+#: The packaged ladder (``scoring.toml`` repeats it): used when a policy file has no ``[[recency.levels]]``.
+DEFAULT_RECENCY_LEVELS = (
+    RecencyLevel(30, 1.0, "within 30 days of the reference date"),
+    RecencyLevel(90, 0.6, "within 90 days of the reference date"),
+    RecencyLevel(180, 0.35, "within 180 days of the reference date"),
+    RecencyLevel(365, 0.15, "within a year of the reference date"),
+)
+
+
+@dataclass(frozen=True)
 class ScoringPolicy:
     """Validated scoring policy (see ``scoring.toml`` for what each value means)."""
 
@@ -45,7 +64,7 @@ class ScoringPolicy:
     severity: Mapping[str, int]
     default_severity: int = 2
     anonymous_weight: float = 0.5
-    half_life_days: float = 90.0
+    recency_levels: tuple[RecencyLevel, ...] = DEFAULT_RECENCY_LEVELS
     resident_roles: frozenset[str] = frozenset()
     source: str = field(default="", compare=False)
 
@@ -58,6 +77,18 @@ class ScoringPolicy:
         if not category:
             return self.default_severity
         return int(self.severity.get(str(category), self.default_severity))
+
+    def recency_level(self, days: int) -> RecencyLevel | None:
+        """The first level (by ``within_days``) that ``days`` does not exceed; None when older than every level.
+
+        >>> p = load_scoring_policy()
+        >>> p.recency_level(0).value, p.recency_level(30).value, p.recency_level(31).value, p.recency_level(400)
+        (1.0, 1.0, 0.6, None)
+        """
+        for level in self.recency_levels:
+            if days <= level.within_days:
+                return level
+        return None
 
 
 def load_scoring_policy(path: Path | str | None = None) -> ScoringPolicy:
@@ -117,9 +148,7 @@ def load_scoring_policy(path: Path | str | None = None) -> ScoringPolicy:
     anon = doc.get("reporters", {}).get("anonymous_weight", 0.5)
     if not isinstance(anon, (int, float)) or not 0 <= anon <= 1:
         problems.append(f"{line_of('anonymous_weight')}reporters.anonymous_weight must be between 0 and 1")
-    half = doc.get("recency", {}).get("half_life_days", 90)
-    if not isinstance(half, (int, float)) or half <= 0:
-        problems.append(f"{line_of('half_life_days')}recency.half_life_days must be > 0")
+    levels = _recency_levels(doc.get("recency", {}), line_of, problems)
     roles = doc.get("residence", {}).get("resident_roles", [])
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         problems.append(f"{line_of('resident_roles')}residence.resident_roles must be a list of strings")
@@ -127,8 +156,46 @@ def load_scoring_policy(path: Path | str | None = None) -> ScoringPolicy:
     if problems:
         raise ConfigError(f"{path}: " + "; ".join(problems))
     return ScoringPolicy(terms=terms, severity=severity, default_severity=int(default), anonymous_weight=float(anon),
-                         half_life_days=float(half), resident_roles=frozenset(r.strip().lower() for r in roles),
+                         recency_levels=levels, resident_roles=frozenset(r.strip().lower() for r in roles),
                          source=str(path))
+
+
+def _recency_levels(section: Any, line_of, problems: list[str]) -> tuple[RecencyLevel, ...]:
+    """The ``[[recency.levels]]`` ladder of a policy document (the packaged ladder when absent); each problem
+    is added to ``problems`` naming the line and the level."""
+    if not isinstance(section, dict):
+        problems.append(f"{line_of('[recency')}[recency] must be a table")
+        return DEFAULT_RECENCY_LEVELS
+    bad = [k for k in section if k != "levels"]
+    if bad:
+        problems.append(f"{line_of(bad[0])}[recency]: unknown key(s) {', '.join(bad)} (the ladder is [[recency.levels]])")
+    raw = section.get("levels")
+    if raw is None:
+        return DEFAULT_RECENCY_LEVELS
+    if not isinstance(raw, list) or not raw or not all(isinstance(x, dict) for x in raw):
+        problems.append(f"{line_of('recency.levels')}[[recency.levels]] must be one or more tables")
+        return DEFAULT_RECENCY_LEVELS
+    out: list[RecencyLevel] = []
+    where = line_of("recency.levels")
+    for i, spec in enumerate(raw, 1):
+        unknown = [k for k in spec if k not in ("within_days", "value", "label")]
+        if unknown:
+            problems.append(f"{where}recency level {i}: unknown key(s) {', '.join(unknown)}")
+        days, value, label = spec.get("within_days"), spec.get("value"), spec.get("label")
+        if isinstance(days, bool) or not isinstance(days, int) or days < 0:
+            problems.append(f"{where}recency level {i}: within_days must be a whole number >= 0")
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            problems.append(f"{where}recency level {i}: value must be a number from 0 to 1")
+            continue
+        if not isinstance(label, str) or not label.strip():
+            problems.append(f"{where}recency level {i}: label must be a non-empty text")
+            continue
+        if out and days <= out[-1].within_days:
+            problems.append(f"{where}recency level {i}: within_days must grow from level to level")
+            continue
+        out.append(RecencyLevel(days, float(value), label.strip()))
+    return tuple(out)
 
 
 @lru_cache(maxsize=1)

@@ -288,7 +288,7 @@ PART_COLUMNS = ["cluster_id", "newest", "oldest", "points", "values", "top", "he
 #: Version of the kept parts and of the signals' sentences and points: raise it whenever a signal's
 #: computation or sentence, :data:`PART_COLUMNS` or the record layout changes, so that scores kept by a run
 #: of older code are computed again instead of mixed with new ones (``linkage.pipeline._scores_usable``).
-PARTS_VERSION = 1
+PARTS_VERSION = 2
 
 
 def _dumps(value: Any) -> str:

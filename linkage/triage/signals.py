@@ -123,26 +123,38 @@ def independent_reporters(ctx: ClusterContext) -> Signal:
 
 
 def recency(ctx: ClusterContext) -> Signal:
-    """How recent the newest report is: ``0.5 ** (days / half_life_days)`` (1.0 when it came in on ``now``).
+    """How recent the newest report is, as a level of the ladder in ``scoring.toml`` (``[[recency.levels]]``):
+    the days between the newest report and ``now`` (the reference date: the newest report's date in the store)
+    fall into the first level whose ``within_days`` they do not exceed; the value is that level's value, 0 when
+    older than every level.
 
-    Reports without a date are ignored; a cluster without any dated report gets 0.
+    A ladder rather than a continuous decay, so that the signal (its value, sentence and inputs) changes only
+    when the newest report crosses a level boundary: a run that moves the reference date by a few days leaves
+    every other cluster's score and explanation as they were. The sentence and inputs therefore name the level,
+    not the reference date or the day count. Reports without a date are ignored; a cluster without any dated
+    report gets 0.
 
     >>> rs = (ReportInfo("R1", dt.date(2024, 1, 1), "drugs"), ReportInfo("R2", dt.date(2024, 3, 31), "drugs"))
     >>> s = recency(ClusterContext("c1", dt.date(2024, 6, 29), rs))
-    >>> s.value, s.inputs["days_since_newest"]
-    (0.5, 90)
+    >>> s.value, s.inputs["within_days"], s.sentence
+    (0.6, 90, 'Newest report 2024-03-31, within 90 days of the reference date.')
+    >>> recency(ClusterContext("c1", dt.date(2025, 6, 29), rs)).sentence
+    'Newest report 2024-03-31, more than 365 days before the reference date.'
     """
     dates = [r.received_at for r in ctx.reports if r.received_at is not None]
-    half = ctx.policy.half_life_days
     if not dates:
-        return Signal("recency", 0.0, "No report in the cluster has a date.", {"half_life_days": half})
+        return Signal("recency", 0.0, "No report in the cluster has a date.", {})
     newest = max(dates)
     days = max(0, (ctx.now - newest).days)
-    value = round(0.5 ** (days / half), 4)
-    return Signal("recency", value,
-                  f"Newest report {_plural(days, 'day')} before {ctx.now.isoformat()} (newest {newest.isoformat()}).",
-                  {"newest": newest.isoformat(), "oldest": min(dates).isoformat(), "now": ctx.now.isoformat(),
-                   "days_since_newest": days, "half_life_days": half})
+    level = ctx.policy.recency_level(days)
+    inputs = {"newest": newest.isoformat(), "oldest": min(dates).isoformat()}
+    if level is None:
+        beyond = ctx.policy.recency_levels[-1].within_days if ctx.policy.recency_levels else 0
+        return Signal("recency", 0.0,
+                      f"Newest report {newest.isoformat()}, more than {_plural(beyond, 'day')} before the reference date.",
+                      {**inputs, "within_days": None, "older_than_days": beyond})
+    return Signal("recency", float(level.value), f"Newest report {newest.isoformat()}, {level.label}.",
+                  {**inputs, "within_days": level.within_days})
 
 
 def category_severity(ctx: ClusterContext) -> Signal:
