@@ -56,6 +56,28 @@ def test_block_involving_gives_the_pairs_of_a_full_blocking():
     assert np.array_equal(inc.rule_mask[order], full.rule_mask)
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_block_involving_finds_every_fuzzy_neighbour_per_block_key(seed):
+    """The fuzzy rules look only at the records whose (block key, value) is one deletion from an involved
+    record's: over many random one-edit neighbours (and caps that bite) the pairs are still a full blocking's."""
+    rng = np.random.default_rng(seed)
+    n = 800
+    stems = ["jan", "vri", "bak", "vis", "dam"]
+    names = [st + "".join(rng.choice(list("aeéns"), rng.integers(0, 3))) for st in rng.choice(stems, n)]
+    df = pd.DataFrame({"mention_id": [f"m{i:04d}" for i in range(n)], "s": names,
+                       "i": rng.choice(["a", "b", "c", ""], n), "o": rng.choice(list("pq"), n)})
+    rules = [BlockingRule("fuzzy", ("i",), fuzzy_key="s", max_pairs=150),
+             BlockingRule("everyone", (), fuzzy_key="s", max_pairs=300)]
+    involving = np.zeros(n, dtype=bool)
+    involving[rng.choice(n, 30, replace=False)] = True
+    full, _ = block(df, rules, "x", 10, involving)
+    order = df["mention_id"].to_numpy(object)
+    for hashes in (None, block_key_hashes(df, rules)):
+        inc, _ = block_involving(df, rules, involving, order, hashes=hashes)
+        assert np.array_equal(inc.left * n + inc.right, full.left * n + full.right)
+        assert np.array_equal(inc.rule_mask, full.rule_mask)
+
+
 def _blocking_case(seed: int = 5, n: int = 600):
     rng = np.random.default_rng(seed)
     df = pd.DataFrame({
