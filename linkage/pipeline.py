@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+import numpy as np
 import pandas as pd
 
 from linkage.gcpause import paused_gc
@@ -462,19 +463,24 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
     """Score every cluster from its signals and route it by the rules; ranked clusters with reasons.
 
     With ``step`` (from :func:`communities_stage`) and ``store``, a cluster the last run scored and whose
-    component was not clustered again is not scored from its reports: its score, signals and reason at ``now``
-    are computed from the parts the last run kept (:func:`linkage.triage.scoring.rescore`: the recency signal
-    again, the other signals' points as kept); only the other clusters are scored from scratch. Ranks and
-    routing are always decided over all clusters. Every cluster's parts are left in ``step.parts`` for
-    :func:`save_cluster_state`.
+    component was not clustered again is not scored from its reports. When its recency level is the one it had
+    at the last run's reference date (:func:`linkage.triage.scoring.recency_level_moved`), the scoring policy
+    and routing rules are those of the last run and the ``clusters`` table holds that run's rows, its stored row
+    is taken as it is (every signal, the score, reason and routing are functions of the cluster's reports, the
+    level and the policies alone: :func:`_stored_rows`); otherwise its score, signals and reason at ``now`` are
+    computed from the parts the last run kept (:func:`linkage.triage.scoring.rescore`) and it is routed again.
+    Only the other clusters are scored from scratch. Ranks are always decided over all clusters. Every
+    cluster's parts are left in ``step.parts`` for :func:`save_cluster_state`.
     """
     from linkage.triage import SIGNALS, route
-    from linkage.triage.scoring import PART_COLUMNS, SCORED_COLUMNS, _isin, rank_scored, rescore, score_with_parts
+    from linkage.triage.scoring import (
+        PART_COLUMNS, SCORED_COLUMNS, _isin, rank_scored, recency_level_moved, rescore, score_with_parts,
+    )
 
     reports, mentions, links, entities = inputs
     if now is None:
         now = _data_now(reports)
-    fresh_rc, kept = report_clusters, None
+    fresh_rc, kept, reused = report_clusters, None, None
     cached = step.previous_scores if step is not None else None
     if (step is not None and step.update is not None and not step.update.everything
             and _scores_usable(cached, step.previous_meta)):
@@ -482,6 +488,13 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
         all_ids = set(report_clusters["cluster_id"].tolist())
         kept = cached[_isin(cached["cluster_id"], all_ids - redo)].reset_index(drop=True)
         fresh_rc = report_clusters[~_isin(report_clusters["cluster_id"], kept["cluster_id"].tolist())]
+        before = step.previous_meta.get("now")
+        if (store is not None and before and step.previous_meta.get("routing") == _routing_fingerprint(rules)
+                and step.previous_meta.get("run_id") is not None
+                and str(store.get_meta(CLUSTERS_RUN)) == str(step.previous_meta.get("run_id"))):
+            still = ~recency_level_moved(kept["newest"].tolist(), dt.date.fromisoformat(before), now)
+            reused = _stored_rows(store, report_clusters, kept[still], rules)
+            kept = kept[~_isin(kept["cluster_id"], reused["cluster_id"].tolist())].reset_index(drop=True)
     if entities is None and store is not None:
         clustered = mentions.loc[_isin(mentions["report_id"], fresh_rc["report_id"].tolist()), "entity_id"]
         entities = entity_rows(store, clustered.dropna().unique().tolist())
@@ -500,17 +513,88 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
         scored = rank_scored([scored, again])
         parts = pd.concat([parts, kept[PART_COLUMNS]], ignore_index=True)
     scored = scored[SCORED_COLUMNS]
-    if step is not None:
-        step.parts = parts
     # routing reads the signal values: given as name -> value (no JSON to parse again)
     routed = route(scored[["cluster_id", "score", "categories"]].assign(
         signals=[values[c] for c in scored["cluster_id"].tolist()]), rules)
-    return scored.merge(routed, on="cluster_id", how="left", suffixes=("", "_route"))
+    out = scored.merge(routed, on="cluster_id", how="left", suffixes=("", "_route"))
+    if reused is not None and len(reused):
+        parts = pd.concat([parts, cached[_isin(cached["cluster_id"], reused["cluster_id"].tolist())][PART_COLUMNS]],
+                          ignore_index=True)
+        out = pd.concat([out.drop(columns=["rank"]), reused[[c for c in out.columns if c != "rank"]]],
+                        ignore_index=True)
+        out = out.sort_values(["score", "cluster_id"], ascending=[False, True], kind="stable").reset_index(drop=True)
+        out.insert(1, "rank", np.arange(1, len(out) + 1))
+        out.attrs["reused"] = dict(zip(reused["cluster_id"].tolist(), reused["stored_id"].tolist()))
+    if step is not None:
+        step.parts = parts
+    return out
 
 
-def save_cluster_state(store: EmbeddedStore, step: ClusterStep, scored: pd.DataFrame, now: dt.date) -> None:
+#: ``meta`` key: the run whose cluster rows the ``clusters`` table holds (written with them by
+#: :func:`store_clusters`; :func:`score_stage` re-uses stored rows only when the kept state is of that run).
+CLUSTERS_RUN = "clusters_run"
+
+
+def _routing_fingerprint(rules: Optional[Path]) -> str:
+    """A digest of the routing rules in effect (the rules file's bytes, with the scoring parts' version): a
+    stored cluster's routing is re-used only under the same rules."""
+    import hashlib
+
+    from linkage.triage.routing import DEFAULT_RULES
+    from linkage.triage.scoring import PARTS_VERSION
+
+    data = Path(rules if rules is not None else DEFAULT_RULES).read_bytes()
+    return hashlib.sha1(data + f"\x00{PARTS_VERSION}".encode("ascii")).hexdigest()
+
+
+def _stored_rows(store: EmbeddedStore, report_clusters: pd.DataFrame, kept: pd.DataFrame,
+                 rules: Optional[Path]) -> pd.DataFrame:
+    """The stored ``clusters`` rows of the ``kept`` clusters (raw ids, whose members are unchanged since the last
+    run), as :func:`score_stage` rows: ``cluster_id`` the raw id, ``stored_id`` the id the row is stored under
+    (found through a member report in ``report_clusters``), JSON list columns as lists, and ``agency_names``.
+    A cluster whose stored row is missing or has another report count is left out (it is rescored)."""
+    from linkage.retention import _temp_ids
+    from linkage.triage.routing import load_rules
+    from linkage.triage.scoring import _isin
+
+    cols = ["cluster_id", "score", "n_reports", "n_reporters", "categories", "signals", "reason", "agencies",
+            "routing", "unrouted_reason"]
+    if not len(kept):
+        return pd.DataFrame(columns=cols + ["agency_names", "stored_id"])
+    members = report_clusters[_isin(report_clusters["cluster_id"], kept["cluster_id"].tolist())]
+    first = members.sort_values("report_id", kind="stable").drop_duplicates("cluster_id")
+    with store.transaction():
+        _temp_ids(store.conn, "kept_reports", first["report_id"].astype(str).tolist())
+    stored = store.frame(f"SELECT r.report_id, {', '.join('c.' + c for c in cols)} FROM temp.kept_reports k "
+                         "JOIN report_clusters r ON r.report_id = k.id JOIN clusters c ON c.cluster_id = r.cluster_id")
+    store.conn.execute("DROP TABLE temp.kept_reports")
+    stored = stored.rename(columns={"cluster_id": "stored_id"})
+    raw = dict(zip(first["report_id"].astype(str).tolist(), first["cluster_id"].tolist()))
+    stored["cluster_id"] = [raw[r] for r in stored["report_id"].tolist()]
+    counts = dict(zip(kept["cluster_id"].tolist(), kept["n_reports"].tolist()))
+    stored = stored[[int(counts[c]) == int(n) for c, n in zip(stored["cluster_id"].tolist(),
+                                                               stored["n_reports"].tolist())]]
+    names = load_rules(rules).agencies
+    lists = {}
+
+    def as_list(text: Any) -> list:
+        got = lists.get(text)
+        if got is None:
+            got = lists[text] = json.loads(text) if isinstance(text, str) and text else []
+        return list(got)
+
+    stored = stored.assign(categories=[as_list(t) for t in stored["categories"].tolist()],
+                           agencies=[as_list(t) for t in stored["agencies"].tolist()])
+    stored["agency_names"] = [[names.get(a, a) for a in ags] for ags in stored["agencies"].tolist()]
+    return stored.drop(columns=["report_id"]).reset_index(drop=True)
+
+
+def save_cluster_state(store: EmbeddedStore, step: ClusterStep, scored: pd.DataFrame, now: dt.date,
+                       rules: Optional[Path] = None, run_id: Optional[int] = None) -> None:
     """Keep the clusters and, per cluster (raw ids), its counts, categories and scoring parts
-    (:data:`linkage.triage.scoring.PART_COLUMNS`, from ``step.parts``) for the next run's reuse."""
+    (:data:`linkage.triage.scoring.PART_COLUMNS`, from ``step.parts``) for the next run's reuse, with the
+    reference date, the scoring and routing fingerprints and ``run_id`` (:func:`store_clusters` records the run
+    whose rows the ``clusters`` table holds: the next run re-uses stored rows only when the two agree)."""
     from linkage.graph.incremental import save_state
     from linkage.triage import SIGNALS
 
@@ -521,7 +605,8 @@ def save_cluster_state(store: EmbeddedStore, step: ClusterStep, scored: pd.DataF
     with store.transaction() as conn:
         save_state(conn, step.update.state, {"scores": scores},
                    {"now": now.isoformat(), "scoring": _policy_fingerprint(), "signals": list(SIGNALS),
-                    "er_generation": er_generation(conn)})
+                    "er_generation": er_generation(conn), "routing": _routing_fingerprint(rules),
+                    "run_id": run_id})
 
 
 def _cluster_counts(reports: pd.DataFrame, report_clusters: pd.DataFrame, clusters: pd.DataFrame) -> dict[str, int]:
@@ -549,6 +634,7 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
     tables. Returns the clusters with their final ids, sorted by rank, as ``store.clusters()`` would read
     them back (JSON columns as text).
     """
+    reused = dict(clusters.attrs.get("reused") or {})  # raw id -> stored id of rows score_stage took as stored
     previous = store.report_clusters()
     rename, events = carry_over(previous.set_index("report_id")["cluster_id"] if len(previous) else pd.Series(dtype=str),
                                 report_clusters.set_index("report_id")["cluster_id"])
@@ -571,8 +657,11 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
             store.replace_table("clusters", rows, cols)
             store.replace_table("report_clusters", report_clusters, ["report_id", "cluster_id"])
         else:
-            _write_changed_clusters(store, values, cols)
+            # a re-used row kept its members, so it keeps its stored id: only its rank can differ
+            unchanged = {f for raw, f in ((r, rename.get(r, r)) for r in reused) if f == reused[raw]}
+            _write_changed_clusters(store, values, cols, unchanged)
             _write_changed_members(store, previous, report_clusters)
+        store.set_meta(CLUSTERS_RUN, "" if run_id is None else str(run_id))
         if _has_table(store, "cluster_history"):
             changes = [e for e in events if e.event != "kept"]
             store.insert_rows(
@@ -594,27 +683,48 @@ def _sqlite_values(df: pd.DataFrame, columns: Sequence[str]) -> list[tuple]:
     return list(zip(*arrays))
 
 
-def _write_changed_clusters(store: EmbeddedStore, new_rows: list[tuple], cols: list[str]) -> None:
+def _write_changed_clusters(store: EmbeddedStore, new_rows: list[tuple], cols: list[str],
+                            unchanged: set[str] | frozenset = frozenset()) -> None:
     """Bring the ``clusters`` table to ``new_rows`` (:func:`_sqlite_values` over ``cols``) writing only the
-    rows that differ (ranks separately)."""
-    stored = store.conn.execute(f"SELECT {', '.join(cols)} FROM clusters").fetchall()
+    rows that differ (ranks separately). ``unchanged`` names clusters whose row is known to be the stored one
+    but for the rank (:func:`score_stage` took it from the table): only their rank is read and compared."""
+    conn = store.conn
     rank_at = cols.index("rank") if "rank" in cols else None
     other = [i for i, c in enumerate(cols) if c not in ("cluster_id", "rank")]
+    if unchanged and rank_at is not None:
+        ranks = dict(conn.execute("SELECT cluster_id, rank FROM clusters").fetchall())
+        from linkage.retention import _temp_ids
+
+        _temp_ids(conn, "changed_clusters", (r[0] for r in new_rows if r[0] not in unchanged))
+        stored = conn.execute(f"SELECT {', '.join(cols)} FROM clusters "
+                              "WHERE cluster_id IN (SELECT id FROM temp.changed_clusters)").fetchall()
+        conn.execute("DROP TABLE temp.changed_clusters")
+        gone = set(ranks) - {r[0] for r in new_rows}
+    else:
+        ranks = {}
+        stored = conn.execute(f"SELECT {', '.join(cols)} FROM clusters").fetchall()
+        gone = None
     old = {r[0]: r for r in stored}
     upsert, reranked = [], []
     for r in new_rows:
+        if r[0] in unchanged and r[0] in ranks:
+            if ranks[r[0]] != r[rank_at]:
+                reranked.append((r[rank_at], r[0]))
+            continue
         o = old.pop(r[0], None)
         if o is None or any(not _same_value(o[i], r[i]) for i in other):
             upsert.append(r)
         elif rank_at is not None and o[rank_at] != r[rank_at]:
             reranked.append((r[rank_at], r[0]))
-    if old:
-        store.conn.executemany("DELETE FROM clusters WHERE cluster_id = ?", [(k,) for k in old])
+    if gone is None:
+        gone = set(old)
+    if gone:
+        conn.executemany("DELETE FROM clusters WHERE cluster_id = ?", [(k,) for k in sorted(gone)])
     if reranked:
-        store.conn.executemany("UPDATE clusters SET rank = ? WHERE cluster_id = ?", reranked)
+        conn.executemany("UPDATE clusters SET rank = ? WHERE cluster_id = ?", reranked)
     if upsert:
-        store.conn.executemany(f"INSERT OR REPLACE INTO clusters ({', '.join(cols)}) "
-                               f"VALUES ({', '.join('?' for _ in cols)})", upsert)
+        conn.executemany(f"INSERT OR REPLACE INTO clusters ({', '.join(cols)}) "
+                         f"VALUES ({', '.join('?' for _ in cols)})", upsert)
 
 
 def _same_value(stored: Any, new: Any) -> bool:
@@ -754,12 +864,13 @@ def run(
         with paused_gc():
             clusters = score_stage(report_clusters, step.inputs, rules, when, step=step, store=store)
         summary.counts.update(_cluster_counts(step.inputs[0], report_clusters, clusters))
+        summary.counts["clusters_reused"] = len(clusters.attrs.get("reused") or {})
         if step.n_reports is not None:
             summary.counts["reports"] = step.n_reports
         end("score", t0)
 
         t0 = begin("store")
-        save_cluster_state(store, step, clusters, when)
+        save_cluster_state(store, step, clusters, when, rules, run_id)
         del step
         summary.clusters = store_clusters(store, report_clusters, clusters, run_id, full=full)
         del clusters

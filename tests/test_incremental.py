@@ -408,3 +408,55 @@ def test_graph_state_reads_the_parquet_incidence_of_an_earlier_version():
     older = load_state(conn)[0]
     assert older.incidence.equals(state.incidence)
     pd.testing.assert_frame_equal(older.clusters, again.clusters)
+
+
+# ---------------------------------------------------------------------------------------------------- scoring
+def _rounds(folder: Path, out: Path, sizes: list[int]) -> list[list[Path]]:
+    """The generated reports (in date order) split into consecutive rounds of ``sizes`` reports."""
+    reports = pd.read_csv(folder / "reports.csv", dtype=str, keep_default_na=False)
+    mentions = pd.read_csv(folder / "mentions.csv", dtype=str, keep_default_na=False)
+    reports = reports.sort_values(["received_at", "report_id"], kind="stable")
+    out.mkdir(parents=True, exist_ok=True)
+    files, start = [], 0
+    for k, size in enumerate(sizes):
+        ids = set(reports["report_id"].iloc[start:start + size])
+        start += size
+        reports[reports["report_id"].isin(ids)].to_csv(out / f"reports_{k}.csv", index=False)
+        mentions[mentions["report_id"].isin(ids)].to_csv(out / f"mentions_{k}.csv", index=False)
+        files.append([out / f"reports_{k}.csv", out / f"mentions_{k}.csv"])
+    return files
+
+
+def test_stored_cluster_rows_are_reused_only_where_they_equal_scoring_again(tmp_path, monkeypatch):
+    """Three incremental rounds: a kept cluster whose recency level did not move takes its stored row; every
+    table equals the one a store gets that rescores and routes every kept cluster (no stored row re-used),
+    and a state whose run did not store its clusters (interrupted) re-uses nothing."""
+    import linkage.pipeline as pipeline
+
+    folder = tmp_path / "gen"
+    generate(1200, 11, folder)
+    rounds = _rounds(folder, tmp_path / "rounds", [1000, 100, 100])
+    stores = {"reuse": tmp_path / "reuse.db", "again": tmp_path / "again.db"}
+    reused = []
+    original = pipeline._stored_rows
+    for k, files in enumerate(rounds):
+        for name, path in stores.items():
+            if name == "again":
+                monkeypatch.setattr(pipeline, "_stored_rows",
+                                    lambda store, rc, kept, rules: original(store, rc, kept.iloc[:0], rules))
+            counts = pipeline.run(files, path).counts
+            monkeypatch.undo()
+            if name == "reuse" and k:
+                reused.append(counts["clusters_reused"])
+            elif k:
+                assert counts["clusters_reused"] == 0
+    assert all(n > 0 for n in reused)
+    with EmbeddedStore(stores["reuse"]) as a, EmbeddedStore(stores["again"]) as b:
+        for table in ("clusters", "report_clusters", "status_inputs"):
+            pd.testing.assert_frame_equal(a.frame(f"SELECT * FROM {table} ORDER BY 1"),
+                                          b.frame(f"SELECT * FROM {table} ORDER BY 1"))
+        for sql in ("SELECT cluster_id, event, related_ids FROM cluster_history ORDER BY 1, 2, 3",
+                    "SELECT report_id, from_status, to_status, agency FROM status_history ORDER BY 1, id"):
+            pd.testing.assert_frame_equal(a.frame(sql), b.frame(sql))
+        a.set_meta(pipeline.CLUSTERS_RUN, "another run")  # as if the last run stopped before storing clusters
+    assert pipeline.run([], stores["reuse"]).counts["clusters_reused"] == 0

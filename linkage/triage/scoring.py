@@ -399,6 +399,31 @@ def rescore(parts: pd.DataFrame, now: dt.date, settings: ScoringPolicy | str | N
     return scores, signals, reasons, values
 
 
+def recency_level_moved(newest: list[str], before: dt.date, now: dt.date,
+                        settings: ScoringPolicy | str | None = None) -> np.ndarray:
+    """Per cluster (its newest report date, ``YYYY-MM-DD`` or '' when none is dated): whether its recency level
+    (``[[recency.levels]]``) at reference date ``now`` differs from the one at ``before``. Every other cluster's
+    recency signal, and so its score, signals and reason, is exactly what it was at ``before``
+    (:func:`linkage.triage.signals.recency` reads nothing else).
+
+    >>> recency_level_moved(["2024-06-01", "2024-05-02", ""], dt.date(2024, 6, 1), dt.date(2024, 6, 5)).tolist()
+    [False, True, False]
+    """
+    policy = as_policy(settings)
+    bounds = np.asarray([lv.within_days for lv in policy.recency_levels], dtype=np.int64)
+    dated = np.asarray([bool(d) for d in newest], dtype=bool)
+    days = np.zeros(len(newest), dtype=np.int64)
+    if dated.any():
+        stamp = np.asarray([d for d in newest if d], dtype="datetime64[D]")
+        days[dated] = stamp.astype(np.int64)
+
+    def level(at: dt.date) -> np.ndarray:
+        age = np.maximum(np.datetime64(at.isoformat(), "D").astype(np.int64) - days, 0)
+        return np.searchsorted(bounds, age, side="left")  # the first level with within_days >= age
+
+    return dated & (level(before) != level(now))
+
+
 #: A stand-in oldest date for :func:`_recency_records`: no report is dated on it, so its text occurs in a
 #: recency record only where the record repeats the oldest date (its ``inputs``).
 _OLDEST_MARK = dt.date(1, 1, 1)
