@@ -240,6 +240,32 @@ def test_a_state_without_block_key_hashes_makes_them_and_gives_the_same_result(p
         assert state.types["person"].keys is not None and len(state.types["person"].keys) == len(state.types["person"].records)
 
 
+def test_records_an_earlier_version_kept_as_parquet_are_read(parts, tmp_path):
+    """A store whose state keeps its records as parquet (as versions before the Arrow IPC chunks did) gives
+    the same incremental result; the new chunk is appended in the current format."""
+    import io
+
+    first, second = parts
+
+    def as_parquet(store: Path):
+        from linkage.resolve.incremental import _records_chunk
+
+        with EmbeddedStore(store) as s:
+            rows = s.conn.execute("SELECT rowid, data FROM er_state WHERE part = 'records'").fetchall()
+            for rowid, blob in rows:
+                buf = io.BytesIO()
+                _records_chunk(blob).to_parquet(buf, index=False)
+                s.conn.execute("UPDATE er_state SET data = ? WHERE rowid = ?", (buf.getvalue(), rowid))
+
+    counts = _two_runs(first, second, tmp_path / "parquet.db", between=as_parquet)
+    assert "touched_mentions" in counts  # still incremental
+    _two_runs(first, second, tmp_path / "ipc.db")
+    _assert_same_tables(tmp_path / "parquet.db", tmp_path / "ipc.db")
+    with EmbeddedStore(tmp_path / "parquet.db") as s:
+        magic = {bytes(b[:4]) for (b,) in s.conn.execute("SELECT data FROM er_state WHERE part = 'records'")}
+    assert magic == {b"PAR1", b"ARRO"}
+
+
 def test_a_new_judgement_is_applied_incrementally(parts, tmp_path):
     first, second = parts
 

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.ipc as ipc
 
 from linkage.blocking import block_involving
 from linkage.compare import compare
@@ -388,10 +389,32 @@ def _npz(arrays: Mapping[str, np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
-def _parquet(df: pd.DataFrame) -> bytes:
-    buf = io.BytesIO()
-    df.to_parquet(buf, index=False)
-    return buf.getvalue()
+#: Prepared records are kept in the Arrow IPC file format, LZ4-compressed (every incremental run reads all of
+#: them): at 100,000 reports 0.17 CPU s to read against 0.68 for parquet, 0.31 to write against 0.49, at twice
+#: parquet's size (31 against 16 MB). Chunks an earlier version wrote as parquet are still read.
+RECORDS_CODEC = "lz4" if pa.Codec.is_available("lz4") else None
+
+
+def _records_blob(df: pd.DataFrame) -> bytes:
+    """A records chunk as an Arrow IPC file (the frame's pandas metadata kept, so it reads back equal)."""
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    sink = io.BytesIO()
+    with ipc.new_file(sink, table.schema, options=ipc.IpcWriteOptions(compression=RECORDS_CODEC)) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+def _records_chunk(blob: bytes, columns: list[str] | None = None) -> pd.DataFrame:
+    """A records chunk from :func:`_records_blob`, or from the parquet blob an earlier version wrote.
+
+    >>> df = pd.DataFrame({"mention_id": ["m1", "m2"], "surname": ["vries", ""], "n": [1, 2]})
+    >>> _records_chunk(_records_blob(df)).equals(df), _records_chunk(_records_blob(df), ["n"])["n"].tolist()
+    (True, [1, 2])
+    """
+    if bytes(blob[:6]) == b"ARROW1":
+        table = ipc.open_file(pa.BufferReader(blob)).read_all()
+        return (table.select(columns) if columns is not None else table).to_pandas()
+    return pd.read_parquet(io.BytesIO(blob), columns=columns)
 
 
 #: Rows per stored chunk: SQLite refuses a blob over 1 GB, and 1,000,000 mentions of one type can score over
@@ -404,7 +427,7 @@ def _insert_records(conn, etype: str, seq: int, records: pd.DataFrame) -> None:
     """Store ``records`` as parquet blobs of at most :data:`RECORDS_PER_CHUNK` rows, from ``seq`` on, in order."""
     for k, start in enumerate(range(0, max(len(records), 1), RECORDS_PER_CHUNK)):
         part = records.iloc[start:start + RECORDS_PER_CHUNK].reset_index(drop=True)
-        conn.execute("INSERT INTO er_state VALUES (?, 'records', ?, ?)", (etype, seq + k, _parquet(part)))
+        conn.execute("INSERT INTO er_state VALUES (?, 'records', ?, ?)", (etype, seq + k, _records_blob(part)))
 
 
 def _insert_keys(conn, etype: str, seq: int, keys: np.ndarray) -> None:
@@ -503,7 +526,7 @@ def _read_chunks(conn, parts: tuple[str, ...], etype: str | None = None) -> dict
 
 def _records(blobs: list[bytes], columns: list[str] | None = None) -> pd.DataFrame:
     """Record chunks as one table, in order."""
-    frames = [pd.read_parquet(io.BytesIO(b), columns=columns) for b in blobs]
+    frames = [_records_chunk(b, columns) for b in blobs]
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
