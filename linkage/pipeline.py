@@ -335,6 +335,7 @@ class ClusterStep:
     parts: Optional[pd.DataFrame] = None  # set by score_stage: every cluster's scoring parts, kept for the next run
     now: Optional[dt.date] = None         # the newest report's date, when ``inputs`` hold only some reports
     n_reports: Optional[int] = None       # the number of stored reports, likewise
+    reused: dict = field(default_factory=dict)  # set by score_stage: raw id -> stored id of rows taken as stored
 
 
 def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[int] = None,
@@ -524,9 +525,11 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
                         ignore_index=True)
         out = out.sort_values(["score", "cluster_id"], ascending=[False, True], kind="stable").reset_index(drop=True)
         out.insert(1, "rank", np.arange(1, len(out) + 1))
-        out.attrs["reused"] = dict(zip(reused["cluster_id"].tolist(), reused["stored_id"].tolist()))
     if step is not None:
         step.parts = parts
+        # not in ``out.attrs``: pandas deep-copies attrs into every frame derived from ``out``
+        step.reused = dict(zip(reused["cluster_id"].tolist(), reused["stored_id"].tolist())) \
+            if reused is not None and len(reused) else {}
     return out
 
 
@@ -626,15 +629,17 @@ CLUSTER_TABLE_COLUMNS = ("cluster_id", "rank", "score", "n_reports", "n_reporter
 
 
 def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters: pd.DataFrame,
-                   run_id: Optional[int] = None, full: bool = False) -> pd.DataFrame:
+                   run_id: Optional[int] = None, full: bool = False, reused: Optional[dict] = None) -> pd.DataFrame:
     """Write clusters with ids carried over from the previous run; record merges and splits.
 
     Only what changed is written: a cluster whose row is unchanged but for its rank gets its rank updated,
     removed clusters and memberships are deleted, new or changed ones written; ``full=True`` rewrites both
-    tables. Returns the clusters with their final ids, sorted by rank, as ``store.clusters()`` would read
+    tables. ``reused`` (raw id -> stored id, :attr:`ClusterStep.reused`) names rows :func:`score_stage` took
+    from the table: only their ranks are compared. The run id is recorded in ``meta`` (:data:`CLUSTERS_RUN`)
+    with the rows. Returns the clusters with their final ids, sorted by rank, as ``store.clusters()`` would read
     them back (JSON columns as text).
     """
-    reused = dict(clusters.attrs.get("reused") or {})  # raw id -> stored id of rows score_stage took as stored
+    reused = dict(reused or {})  # raw id -> stored id of the rows score_stage took as stored (ClusterStep.reused)
     previous = store.report_clusters()
     rename, events = carry_over(previous.set_index("report_id")["cluster_id"] if len(previous) else pd.Series(dtype=str),
                                 report_clusters.set_index("report_id")["cluster_id"])
@@ -864,15 +869,16 @@ def run(
         with paused_gc():
             clusters = score_stage(report_clusters, step.inputs, rules, when, step=step, store=store)
         summary.counts.update(_cluster_counts(step.inputs[0], report_clusters, clusters))
-        summary.counts["clusters_reused"] = len(clusters.attrs.get("reused") or {})
+        summary.counts["clusters_reused"] = len(step.reused)
         if step.n_reports is not None:
             summary.counts["reports"] = step.n_reports
         end("score", t0)
 
         t0 = begin("store")
         save_cluster_state(store, step, clusters, when, rules, run_id)
+        reused = step.reused
         del step
-        summary.clusters = store_clusters(store, report_clusters, clusters, run_id, full=full)
+        summary.clusters = store_clusters(store, report_clusters, clusters, run_id, full=full, reused=reused)
         del clusters
         end("store", t0)
 
