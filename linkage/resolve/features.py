@@ -41,13 +41,36 @@ SIMPLE_TYPES: dict[str, tuple[str, str, object]] = {
 }
 
 
+#: The mention columns :func:`prepare` reads, per entity type (``mention_id`` and, in generic tables,
+#: ``national_id`` besides): a reader may leave every other column out (:func:`linkage.store.embedded.mentions_of_type`).
+INPUT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "person": ("name", "first_name", "last_name", "birth_date", "birth_date_norm", "bsn", "bsn_norm"),
+    "address": ("address", "street", "house_number", "postcode", "city", "postcode_norm"),
+    "business": ("business_name", "kvk", "kvk_norm"),
+} | {etype: (raw, norm) for etype, (raw, norm, _) in SIMPLE_TYPES.items()}
+
+
 def _col(df: pd.DataFrame, name: str) -> pd.Series:
-    """Column as object strings with '' for missing (absent columns give all '')."""
+    """Column as object strings with '' for missing (absent columns give all '').
+
+    An object column of Python strings (a store's mentions read as plain values) is stripped string by
+    string; anything else goes through pandas' string dtype. Both give the same values (Python's
+    ``str.strip`` and the string dtype's ``strip`` remove the same characters, checked over all of Unicode).
+
+    >>> _col(pd.DataFrame({"a": [" x ", None, float("nan"), 7]}, dtype=object), "a").tolist()
+    ['x', '', '', '7']
+    """
     if name not in df.columns:
         return pd.Series([""] * len(df), index=df.index, dtype=object)
     s = df[name]
     if len(s) == 0:
         return pd.Series([], index=df.index, dtype=object)
+    if s.dtype == object:
+        values = s.tolist()
+        if all(type(v) is str or v is None for v in values):
+            out = np.empty(len(values), dtype=object)
+            out[:] = ["" if v is None else v.strip() for v in values]
+            return pd.Series(out, index=df.index, dtype=object)
     return s.astype("string").fillna("").str.strip().astype(object)
 
 
