@@ -174,12 +174,15 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
     from functools import partial
 
     from linkage.resolve.engine import MentionsByType
+    from linkage.resolve.features import INPUT_COLUMNS
     from linkage.store.embedded import mentions_of_type
 
     # each entity type's mentions are read by the process that resolves the type (in parallel); all reads stop
     # at the mentions stored now (rowid bound), so a load committing meanwhile cannot split what they see
     bound = store.conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM mentions").fetchone()[0]
-    mentions = MentionsByType(store.mention_type_counts(bound), partial(mentions_of_type, store.path, max_rowid=bound))
+    # (only the columns feature preparation reads, as plain values)
+    read = partial(mentions_of_type, store.path, max_rowid=bound, columns=INPUT_COLUMNS)
+    mentions = MentionsByType(store.mention_type_counts(bound), read)
     previous = store.mention_entities()
     kwargs: dict[str, Any] = {}
     if not full and raw_model is not None:

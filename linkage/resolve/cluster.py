@@ -116,12 +116,10 @@ def cluster(n: int, link_left: np.ndarray, link_right: np.ndarray, link_logodds:
             diff_by_comp[int(comp[a])].append((a, b))
     out = comp.copy()
     for c in flagged_arr.tolist():
-        members = np.flatnonzero(comp == c) if n < 50_000 else None
         labels = _constrained(sorted(edges_by_comp[c]), scored_by_comp[c], sorted(same_by_comp[c]),
                               diff_by_comp[c], cannot_logodds)
         for node, root in labels.items():
             out[node] = root
-        del members
     # relabel every group by its smallest member
     smallest = {}
     for node in np.flatnonzero(in_flagged).tolist():
