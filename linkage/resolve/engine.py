@@ -528,8 +528,8 @@ def _cluster_scored(records: pd.DataFrame, left: np.ndarray, right: np.ndarray, 
     # decisive links count as strong links in the clustering
     link_lo = np.where(matched & (logodds < 1.0), 1.0, logodds)
     strong, weak = _link_kinds(matched, anchored, contradiction, prob, policy)
-    if policy.unplaced:  # an address without postcode or city joins a placed one only when it is the only candidate
-        strong &= ~unplaced_ambiguous(records, left, right, strong, prob, policy.unplaced, policy.candidate_probability)
+    for fields in policy.unplaced:  # e.g. an address without postcode or city joins only its one candidate place
+        strong &= ~unplaced_ambiguous(records, left, right, strong, prob, fields, policy.candidate_probability)
     other = ~strong
     labels = cluster(n, left[strong], right[strong], link_lo[strong], left[other], right[other], logodds[other],
                      cannot_logodds=cannot, same=same, different=different)

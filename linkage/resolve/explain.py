@@ -154,13 +154,13 @@ def explain_pair(left: Any, right: Any, model: Any, settings: ERSettings | None 
     w = fitted.pair_weights(records, left_idx, gamma, right_idx)[0]
     total, prob, decisive = fitted.score(records, left_idx, right_idx, gamma)
     notes = []
-    if policy.unplaced:
-        gives = [any(str(records.iloc[k].get(f, "") or "").strip() for f in policy.unplaced) for k in (0, 1)]
+    for fields in policy.unplaced:
+        gives = [any(str(records.iloc[k].get(f, "") or "").strip() for f in fields) for k in (0, 1)]
         if gives[0] != gives[1]:
             bare = (a, b)[gives.index(False)].get("mention_id", "one side")
-            notes.append(f"{bare} gives no {' or '.join(policy.unplaced)}: it joins the other's {etype} only when "
-                         f"that is its only candidate (match probability >= {policy.candidate_probability:g}) in any "
-                         f"place; with several, it stays apart from all (er_settings [{etype}] unplaced)")
+            notes.append(f"{bare} gives no {' or '.join(fields)}: it joins the other's {etype} only when that is its "
+                         f"only candidate (match probability >= {policy.candidate_probability:g}) among those giving "
+                         f"one; with several, it stays apart from all (er_settings [{etype}] unplaced)")
     rows = []
     for c, (comp, params) in enumerate(zip(comps, fitted.comparisons)):
         level = int(gamma[0, c])
