@@ -63,3 +63,17 @@ def test_the_rule_is_policy_and_off_without_fields():
     # a candidate below the candidate probability does not make the choice ambiguous
     assert unplaced_ambiguous(rec, l, r, np.array([True, False]), np.array([.9, .3]), ("postcode", "city"),
                               .8).tolist() == [False, False]
+
+
+def test_a_number_without_huisletter_joins_the_one_dwelling_but_not_one_of_two():
+    rows = _filler() + [
+        _address("a1", "Veldweg", "11a", "1037LE", "Amsterdam"),
+        _address("a2", "Veldweg", "11b", "1037LE", "Amsterdam"),
+        _address("a3", "Veldweg", 11, "1037LE", "Amsterdam"),       # 11a or 11b? it stays apart from both
+        _address("b1", "Beekweg", "4c", "3511AB", "Utrecht"),
+        _address("b2", "Beekweg", 4, "3511AB", "Utrecht"),          # one dwelling known at this number: joins it
+    ]
+    res = resolve_mentions(pd.DataFrame(rows))
+    assert len({_entity(res, "a1"), _entity(res, "a2"), _entity(res, "a3")}) == 3
+    assert _entity(res, "b1") == _entity(res, "b2")
+    assert ("suffix",) in load_er_settings().policy("address").unplaced

@@ -268,13 +268,16 @@ def _expand(a: np.ndarray, b: np.ndarray, indptr: np.ndarray, keys: np.ndarray,
         indptr_b, keys_b = indptr, keys
     na, nb = indptr[a + 1] - indptr[a], indptr_b[b + 1] - indptr_b[b]
     n = na * nb
-    pair = np.repeat(np.arange(len(a), dtype=np.int64), n)
-    start = np.repeat(np.cumsum(n) - n, n)
-    j = np.arange(len(pair), dtype=np.int64) - start          # 0 .. na*nb-1 within the pair
+    total = int(n.sum())
+    small = np.int32 if max(total, len(keys), len(keys_b)) < 2**31 - 1 else np.int64  # half the memory when it fits
+    keep = np.flatnonzero(n)                                    # pairs with no key pair take no part
+    n, nb = n[keep].astype(small), nb[keep].astype(small)
+    pair = np.repeat(keep.astype(small), n)
+    j = np.arange(total, dtype=small) - np.repeat(np.cumsum(n, dtype=small) - n, n)  # 0 .. na*nb-1 within a pair
     nbp = np.repeat(nb, n)
-    ka = keys[np.repeat(indptr[a], n) + j // nbp]
-    kb = keys_b[np.repeat(indptr_b[b], n) + j % nbp]
-    return pair, ka, kb
+    ka = keys[np.repeat(indptr[a[keep]].astype(small), n) + j // nbp]
+    kb = keys_b[np.repeat(indptr_b[b[keep]].astype(small), n) + j % nbp]
+    return pair.astype(np.int64), ka, kb
 
 
 def _key_slices(indptr: np.ndarray, keys: np.ndarray, a: np.ndarray, b: np.ndarray, budget: int):
@@ -303,7 +306,7 @@ def _key_slices(indptr: np.ndarray, keys: np.ndarray, a: np.ndarray, b: np.ndarr
 
 #: Key pairs expanded at once in :func:`co_mentioned` (int64 each, a few arrays of this length are alive): at
 #: 1,000,000 reports the expansion of every possible match would take several GB at once.
-EXPAND_BUDGET = 20_000_000
+EXPAND_BUDGET = 8_000_000
 
 
 def co_mentioned(possible: pd.DataFrame, m: pd.DataFrame, names, rep: np.ndarray, types: list[str],
