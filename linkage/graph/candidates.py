@@ -143,7 +143,7 @@ def candidate_pairs(scored: Iterable[Any], mentions: pd.DataFrame, reports: pd.D
     ent_code, _ = pd.factorize(ent)  # integer entity codes: comparing millions of pairs' strings is slow
     anchored = (m["anchored"].astype("boolean").fillna(False).to_numpy(dtype=bool) if "anchored" in m.columns
                 else np.zeros(len(m), dtype=bool))
-    mention_ids = _arrow(m["mention_id"])
+    mention_index = pd.Index(m["mention_id"].astype(str).to_numpy(dtype=object))  # hashed once for every type
     judged_apart = _judged_apart(different, m)
 
     types = sorted(wanted)
@@ -156,7 +156,7 @@ def candidate_pairs(scored: Iterable[Any], mentions: pd.DataFrame, reports: pd.D
                     + [s.co_mentioned_min_probability] * (etype in co_factor or etype in co_by)
                     + [s.co_located_min_probability] * (etype in at_place))
         keep = np.flatnonzero(prob >= floor)
-        pos = _codes(pa.array(np.asarray(sp.mention_ids, dtype=object), type=pa.string()), mention_ids)
+        pos = mention_index.get_indexer(np.asarray(sp.mention_ids, dtype=object)).astype(np.int64)
         li, ri, p = pos[np.asarray(sp.left)[keep]], pos[np.asarray(sp.right)[keep]], prob[keep]
         ok = (li >= 0) & (ri >= 0)
         ok[ok] = rep[li[ok]] != rep[ri[ok]]
@@ -337,26 +337,55 @@ def co_mentioned(possible: pd.DataFrame, m: pd.DataFrame, names, rep: np.ndarray
     st_all = np.concatenate([support["t"].to_numpy(), support["t"].to_numpy()]).astype(np.int64)
     found = np.zeros(len(links), dtype=bool)
     la, lb, lt = links["a"].to_numpy(np.int64), links["b"].to_numpy(np.int64), links["t"].to_numpy().astype(np.int64)
+    # a support pair (either way round) can only meet a link of another type whose first report shares a key with
+    # its first report and whose second report one with its second: keep only those (exact; the person possible
+    # matches, by far the most, then only expand where business links are)
+    useful = np.zeros(len(sa), dtype=bool)
+    for u in np.flatnonzero(np.bincount(st_all, minlength=len(types))):
+        other = lt != u
+        mine = st_all == u
+        useful[mine] = (_touches(indptr, keys, la[other], n_keys)[sa[mine]]
+                        & _touches(indptr, keys, lb[other], n_keys)[sb[mine]])
+    sa, sb, st_all = sa[useful], sb[useful], st_all[useful]
     both_a, both_b = np.concatenate([sa, la]), np.concatenate([sb, lb])
     # slice by the first key (the expansions of both sides together stay within EXPAND_BUDGET per slice)
     for indptr_a, keys_a in _key_slices(indptr, keys, both_a, both_b, EXPAND_BUDGET):
         spair, ka, kb = _expand(sa, sb, indptr_a, keys_a, indptr, keys)
-        st = st_all[spair]
-        support_codes = {int(t): sorted_unique(ka[st == t] * n_keys + kb[st == t]) for t in np.unique(st)}
-        del spair, ka, kb, st
+        scode, st = ka * n_keys + kb, st_all[spair]
+        del spair, ka, kb
         pair, xa, xb = _expand(la, lb, indptr_a, keys_a, indptr, keys)
         code = xa * n_keys + xb
         del xa, xb
-        for t in np.unique(lt):
-            mine = np.flatnonzero(lt[pair] == t)
-            hit = np.zeros(len(mine), dtype=bool)
-            for u, codes in support_codes.items():
-                if u != t:
-                    hit |= _member(codes, code[mine])
+        ptype = lt[pair]
+        for t in np.flatnonzero(np.bincount(ptype, minlength=len(types))):
+            mine = np.flatnonzero(ptype == t)
+            theirs = scode[st != t]
+            # sort the smaller side: the link codes met by a support code, or the support codes themselves
+            if len(theirs) > len(mine):
+                met = theirs[_member(sorted_unique(code[mine]), theirs)]
+                hit = _member(sorted_unique(met), code[mine])
+            else:
+                hit = _member(sorted_unique(theirs), code[mine])
             found[pair[mine[hit]]] = True
     out = links[found]
     w = np.array([factor[types[t]] for t in out["t"]], dtype=np.float64)
     return pd.DataFrame({"a": out["a"].to_numpy(), "b": out["b"].to_numpy(), "t": out["t"].to_numpy(), "w": w})
+
+
+def _touches(indptr: np.ndarray, keys: np.ndarray, reports: np.ndarray, n_keys: int) -> np.ndarray:
+    """Per report (code): does it share a neighbourhood key with any of ``reports``?
+
+    >>> indptr, keys = np.array([0, 2, 3, 4]), np.array([0, 5, 1, 5])
+    >>> _touches(indptr, keys, np.array([0]), 6).tolist()   # report 2 shares key 5 with report 0
+    [True, False, True]
+    """
+    mark = np.zeros(int(n_keys), dtype=bool)
+    if len(reports):
+        width = indptr[reports + 1] - indptr[reports]
+        j = np.arange(int(width.sum()), dtype=np.int64) - np.repeat(np.cumsum(width) - width, width)
+        mark[keys[np.repeat(indptr[reports], width) + j]] = True
+    owner = np.repeat(np.arange(len(indptr) - 1), indptr[1:] - indptr[:-1])
+    return np.bincount(owner, weights=mark[keys], minlength=len(indptr) - 1) > 0
 
 
 def _share_place(a: np.ndarray, b: np.ndarray, places: pd.DataFrame, kind: str, names) -> np.ndarray:
