@@ -77,3 +77,28 @@ def test_a_number_without_huisletter_joins_the_one_dwelling_but_not_one_of_two()
     assert len({_entity(res, "a1"), _entity(res, "a2"), _entity(res, "a3")}) == 3
     assert _entity(res, "b1") == _entity(res, "b2")
     assert ("suffix",) in load_er_settings().policy("address").unplaced
+
+
+def test_incremental_equals_full_when_a_second_town_makes_a_bare_address_ambiguous():
+    from linkage.resolve.incremental import resolve_new, state_from_resolution
+
+    rows = _filler() + [
+        _address("h1", "Havenweg", 7, "1234AC", "Amsterdam"),
+        _address("h3", "Havenweg", 7),                              # first run: Amsterdam is its only candidate
+        _address("h2", "Havenweg", 7, "3511AA", "Utrecht"),         # added later: now it has two
+    ]
+    df = pd.DataFrame(rows).sort_values("mention_id").reset_index(drop=True)
+    model = resolve_mentions(df).model
+    old = df[df["mention_id"] != "h2"]
+    first = resolve_mentions(old, model=model, keep_records=True)
+    assert _entity(first, "h3") == _entity(first, "h1")
+    state = state_from_resolution(first, first.diagnostics["records"], model, [])
+    result = resolve_new(state, df[df["mention_id"] == "h2"], model, [])
+    got = first.assignments.set_index("mention_id")["entity_id"].copy()
+    for upd in result.updates:
+        got = got.drop(upd.touched_old)
+        got = pd.concat([got, upd.assignments.set_index("mention_id")["entity_id"]])
+    full = resolve_mentions(df, model=model)
+    assert len({_entity(full, "h1"), _entity(full, "h2"), _entity(full, "h3")}) == 3
+    want = full.assignments.set_index("mention_id")["entity_id"]
+    assert (got.sort_index() == want.sort_index()).all()
