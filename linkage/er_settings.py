@@ -116,6 +116,10 @@ class TypePolicy:
     #: value (birth date) weigh as ``level`` of ``comparison`` instead of its "different" level (her own name,
     #: her partner's, or both). Keys ``comparison``, ``level``, ``via``; empty: off.
     double_name_evidence: Mapping[str, str] = field(default_factory=dict)
+    #: Sets of record columns, each a rule: a record giving none of a set's columns (an address without postcode
+    #: and city; one without huisletter/toevoeging) joins a group of records giving one only when that group is its
+    #: only candidate (see :func:`linkage.scoring.unplaced_ambiguous`). Empty: off.
+    unplaced: tuple[tuple[str, ...], ...] = ()
 
     def comparison(self, name: str) -> Comparison:
         for comp in self.comparisons:
@@ -205,6 +209,11 @@ def settings_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> ERSet
         for d in section.get("anchors", []):
             if d not in names:
                 problems.append(f"[{etype}] anchors names unknown comparison '{d}'")
+        columns = {c.column for c in comps} | {lv.column for c in comps for lv in c.levels if lv.column}
+        for fields in section.get("unplaced", []):
+            for d in (fields if isinstance(fields, list) else [fields]):
+                if d not in columns:
+                    problems.append(f"[{etype}] unplaced names '{d}', which no comparison reads")
         for d in section.get("decisive", []):
             if d not in names:
                 problems.append(f"[{etype}] decisive names unknown comparison '{d}'")
@@ -226,7 +235,9 @@ def settings_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> ERSet
                                   tuple(section.get("decisive", ())),
                                   float(section.get("decisive_min_other_weight", -12.0)), tf,
                                   tuple(section.get("anchors", ())), float(section.get("ambiguity_margin", 6.0)),
-                                  float(section.get("candidate_probability", p_match)), evidence)
+                                  float(section.get("candidate_probability", p_match)), evidence,
+                                  tuple(tuple(str(f) for f in (fs if isinstance(fs, list) else [fs]))
+                                        for fs in section.get("unplaced", ())))
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems) + ".")
     return ERSettings(

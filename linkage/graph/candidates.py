@@ -140,9 +140,10 @@ def candidate_pairs(scored: Iterable[Any], mentions: pd.DataFrame, reports: pd.D
         np.add.at(filed, code[known], 1)
     rep = _codes(_arrow(m["report_id"]), names)
     ent = m["entity_id"].astype(str).to_numpy(dtype=object)
+    ent_code, _ = pd.factorize(ent)  # integer entity codes: comparing millions of pairs' strings is slow
     anchored = (m["anchored"].astype("boolean").fillna(False).to_numpy(dtype=bool) if "anchored" in m.columns
                 else np.zeros(len(m), dtype=bool))
-    mention_ids = _arrow(m["mention_id"])
+    mention_index = pd.Index(m["mention_id"].astype(str).to_numpy(dtype=object))  # hashed once for every type
     judged_apart = _judged_apart(different, m)
 
     types = sorted(wanted)
@@ -155,7 +156,7 @@ def candidate_pairs(scored: Iterable[Any], mentions: pd.DataFrame, reports: pd.D
                     + [s.co_mentioned_min_probability] * (etype in co_factor or etype in co_by)
                     + [s.co_located_min_probability] * (etype in at_place))
         keep = np.flatnonzero(prob >= floor)
-        pos = _codes(pa.array(np.asarray(sp.mention_ids, dtype=object), type=pa.string()), mention_ids)
+        pos = mention_index.get_indexer(np.asarray(sp.mention_ids, dtype=object)).astype(np.int64)
         li, ri, p = pos[np.asarray(sp.left)[keep]], pos[np.asarray(sp.right)[keep]], prob[keep]
         ok = (li >= 0) & (ri >= 0)
         ok[ok] = rep[li[ok]] != rep[ri[ok]]
@@ -163,7 +164,7 @@ def candidate_pairs(scored: Iterable[Any], mentions: pd.DataFrame, reports: pd.D
         if etype in s.anchors:  # identifying evidence kept these two apart: no candidate link overrules it
             ok &= ~(anchored[li] & anchored[ri])
         li, ri, p = li[ok], ri[ok], p[ok]
-        apart = ent[li] != ent[ri]
+        apart = ent_code[li] != ent_code[ri]
         if len(judged_apart):
             apart &= ~np.isin(ent[li] + "\x1f" + ent[ri], judged_apart)
         li, ri, p = li[apart], ri[apart], p[apart]
@@ -188,15 +189,21 @@ def candidate_pairs(scored: Iterable[Any], mentions: pd.DataFrame, reports: pd.D
             if same.any():
                 parts.append(pd.DataFrame({"a": a[same], "b": b[same], "t": t, "w": at_place[etype], "c": 4}))
     if possible:
-        co = co_mentioned(pd.concat(possible, ignore_index=True).drop_duplicates(), m, names, rep, types,
+        # distinct (a, b, t) through one int64 code (a hash-based drop_duplicates of millions of rows is slow)
+        code = sorted_unique(np.concatenate([(f["a"].to_numpy(np.int64) * len(names) + f["b"].to_numpy(np.int64))
+                                             * len(types) + f["t"].to_numpy(np.int64) for f in possible]))
+        del possible
+        ab, t = np.divmod(code, len(types))
+        co = co_mentioned(pd.DataFrame({"a": ab // len(names), "b": ab % len(names), "t": t}), m, names, rep, types,
                           co_factor, co_by, s.hub_max_reports)
         if len(co):
             parts.append(co.assign(c=2))
     if not parts:
         return _empty(PAIR_COLUMNS)
     df = pd.concat(parts, ignore_index=True)
-    df = df.groupby(["a", "b", "t"], sort=True).agg(w=("w", "max"), c=("c", lambda x: int(np.bitwise_or.reduce(x.to_numpy()))))
-    df = df.reset_index()
+    # per (a, b, t): the largest weight and the corroborations that hold (distinct bits add up to their "or")
+    bits = df.drop_duplicates(["a", "b", "t", "c"]).groupby(["a", "b", "t"], sort=True)["c"].sum()
+    df = df.groupby(["a", "b", "t"], sort=True).agg(w=("w", "max")).assign(c=bits).reset_index()
     kinds = ("reporter", "co-mentioned", "co-located")
     label = np.array(["+".join(k for i, k in enumerate(kinds) if c >> i & 1) for c in range(8)], dtype=object)
     report_names = np.asarray(names.to_pylist(), dtype=object)
@@ -247,17 +254,59 @@ def _report_keys(m: pd.DataFrame, rep: np.ndarray, n_reports: int, hub_max_repor
     return np.cumsum(indptr), k
 
 
-def _expand(a: np.ndarray, b: np.ndarray, indptr: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every (key of a, key of b) per pair: (pair index, key a, key b)."""
-    na, nb = indptr[a + 1] - indptr[a], indptr[b + 1] - indptr[b]
+def _expand(a: np.ndarray, b: np.ndarray, indptr: np.ndarray, keys: np.ndarray,
+            indptr_b: np.ndarray | None = None, keys_b: np.ndarray | None = None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every (key of a, key of b) per pair: (pair index, key a, key b). ``a``'s keys come from the CSR
+    ``indptr, keys``, ``b``'s from ``indptr_b, keys_b`` (default: the same CSR).
+
+    >>> indptr, keys = np.array([0, 2, 3]), np.array([0, 5, 1])
+    >>> [x.tolist() for x in _expand(np.array([0]), np.array([1]), indptr, keys)]
+    [[0, 0], [0, 5], [1, 1]]
+    """
+    if indptr_b is None:
+        indptr_b, keys_b = indptr, keys
+    na, nb = indptr[a + 1] - indptr[a], indptr_b[b + 1] - indptr_b[b]
     n = na * nb
-    pair = np.repeat(np.arange(len(a), dtype=np.int64), n)
-    start = np.repeat(np.cumsum(n) - n, n)
-    j = np.arange(len(pair), dtype=np.int64) - start          # 0 .. na*nb-1 within the pair
+    total = int(n.sum())
+    small = np.int32 if max(total, len(keys), len(keys_b)) < 2**31 - 1 else np.int64  # half the memory when it fits
+    keep = np.flatnonzero(n)                                    # pairs with no key pair take no part
+    n, nb = n[keep].astype(small), nb[keep].astype(small)
+    pair = np.repeat(keep.astype(small), n)
+    j = np.arange(total, dtype=small) - np.repeat(np.cumsum(n, dtype=small) - n, n)  # 0 .. na*nb-1 within a pair
     nbp = np.repeat(nb, n)
-    ka = keys[np.repeat(indptr[a], n) + j // nbp]
-    kb = keys[np.repeat(indptr[b], n) + j % nbp]
-    return pair, ka, kb
+    ka = keys[np.repeat(indptr[a[keep]].astype(small), n) + j // nbp]
+    kb = keys_b[np.repeat(indptr_b[b[keep]].astype(small), n) + j % nbp]
+    return pair.astype(np.int64), ka, kb
+
+
+def _key_slices(indptr: np.ndarray, keys: np.ndarray, a: np.ndarray, b: np.ndarray, budget: int):
+    """Split the expansion of the pairs ``(a, b)`` into slices of the first key's value, so that no slice
+    expands to much more than ``budget`` key pairs: yields ``(indptr, keys)`` CSRs holding only the keys ``k``
+    with ``k % parts == part``. A key pair can only meet its equal in the same slice, so matching slice by
+    slice finds exactly what matching everything at once finds, with a fraction of the memory.
+
+    >>> indptr, keys = np.array([0, 2, 3]), np.array([0, 5, 1])
+    >>> [k.tolist() for _, k in _key_slices(indptr, keys, np.array([0]), np.array([1]), 1)]
+    [[0], [5, 1]]
+    """
+    width = indptr[1:] - indptr[:-1]
+    total = int(np.sum(width[a] * width[b]))
+    parts = max(1, -(-total // max(1, budget)))
+    if parts == 1:
+        yield indptr, keys
+        return
+    owner = np.repeat(np.arange(len(width), dtype=np.int64), width)
+    for part in range(parts):
+        mine = keys % parts == part
+        sub = np.zeros(len(indptr), dtype=np.int64)
+        np.add.at(sub, owner[mine] + 1, 1)
+        yield np.cumsum(sub), keys[mine]
+
+
+#: Key pairs expanded at once in :func:`co_mentioned` (int64 each, a few arrays of this length are alive): at
+#: 1,000,000 reports the expansion of every possible match would take several GB at once.
+EXPAND_BUDGET = 8_000_000
 
 
 def co_mentioned(possible: pd.DataFrame, m: pd.DataFrame, names, rep: np.ndarray, types: list[str],
@@ -284,23 +333,59 @@ def co_mentioned(possible: pd.DataFrame, m: pd.DataFrame, names, rep: np.ndarray
     indptr, keys = _report_keys(m, rep, len(names), hub_max_reports)
     n_keys = np.int64(len(names)) + (np.int64(keys.max()) + 1 if len(keys) else 0)
     sa, sb = support["a"].to_numpy(np.int64), support["b"].to_numpy(np.int64)
-    spair, ka, kb = _expand(np.concatenate([sa, sb]), np.concatenate([sb, sa]), indptr, keys)
-    st = np.concatenate([support["t"].to_numpy(), support["t"].to_numpy()])[spair]
-    support_codes = {int(t): sorted_unique(ka[st == t] * n_keys + kb[st == t]) for t in np.unique(st)}
+    sa, sb = np.concatenate([sa, sb]), np.concatenate([sb, sa])
+    st_all = np.concatenate([support["t"].to_numpy(), support["t"].to_numpy()]).astype(np.int64)
     found = np.zeros(len(links), dtype=bool)
-    la, lb, lt = links["a"].to_numpy(np.int64), links["b"].to_numpy(np.int64), links["t"].to_numpy()
-    pair, xa, xb = _expand(la, lb, indptr, keys)
-    code = xa * n_keys + xb
-    for t in np.unique(lt):
-        mine = np.flatnonzero(lt[pair] == t)
-        hit = np.zeros(len(mine), dtype=bool)
-        for u, codes in support_codes.items():
-            if u != t:
-                hit |= _member(codes, code[mine])
-        found[pair[mine[hit]]] = True
+    la, lb, lt = links["a"].to_numpy(np.int64), links["b"].to_numpy(np.int64), links["t"].to_numpy().astype(np.int64)
+    # a support pair (either way round) can only meet a link of another type whose first report shares a key with
+    # its first report and whose second report one with its second: keep only those (exact; the person possible
+    # matches, by far the most, then only expand where business links are)
+    useful = np.zeros(len(sa), dtype=bool)
+    for u in np.flatnonzero(np.bincount(st_all, minlength=len(types))):
+        other = lt != u
+        mine = st_all == u
+        useful[mine] = (_touches(indptr, keys, la[other], n_keys)[sa[mine]]
+                        & _touches(indptr, keys, lb[other], n_keys)[sb[mine]])
+    sa, sb, st_all = sa[useful], sb[useful], st_all[useful]
+    both_a, both_b = np.concatenate([sa, la]), np.concatenate([sb, lb])
+    # slice by the first key (the expansions of both sides together stay within EXPAND_BUDGET per slice)
+    for indptr_a, keys_a in _key_slices(indptr, keys, both_a, both_b, EXPAND_BUDGET):
+        spair, ka, kb = _expand(sa, sb, indptr_a, keys_a, indptr, keys)
+        scode, st = ka * n_keys + kb, st_all[spair]
+        del spair, ka, kb
+        pair, xa, xb = _expand(la, lb, indptr_a, keys_a, indptr, keys)
+        code = xa * n_keys + xb
+        del xa, xb
+        ptype = lt[pair]
+        for t in np.flatnonzero(np.bincount(ptype, minlength=len(types))):
+            mine = np.flatnonzero(ptype == t)
+            theirs = scode[st != t]
+            # sort the smaller side: the link codes met by a support code, or the support codes themselves
+            if len(theirs) > len(mine):
+                met = theirs[_member(sorted_unique(code[mine]), theirs)]
+                hit = _member(sorted_unique(met), code[mine])
+            else:
+                hit = _member(sorted_unique(theirs), code[mine])
+            found[pair[mine[hit]]] = True
     out = links[found]
     w = np.array([factor[types[t]] for t in out["t"]], dtype=np.float64)
     return pd.DataFrame({"a": out["a"].to_numpy(), "b": out["b"].to_numpy(), "t": out["t"].to_numpy(), "w": w})
+
+
+def _touches(indptr: np.ndarray, keys: np.ndarray, reports: np.ndarray, n_keys: int) -> np.ndarray:
+    """Per report (code): does it share a neighbourhood key with any of ``reports``?
+
+    >>> indptr, keys = np.array([0, 2, 3, 4]), np.array([0, 5, 1, 5])
+    >>> _touches(indptr, keys, np.array([0]), 6).tolist()   # report 2 shares key 5 with report 0
+    [True, False, True]
+    """
+    mark = np.zeros(int(n_keys), dtype=bool)
+    if len(reports):
+        width = indptr[reports + 1] - indptr[reports]
+        j = np.arange(int(width.sum()), dtype=np.int64) - np.repeat(np.cumsum(width) - width, width)
+        mark[keys[np.repeat(indptr[reports], width) + j]] = True
+    owner = np.repeat(np.arange(len(indptr) - 1), indptr[1:] - indptr[:-1])
+    return np.bincount(owner, weights=mark[keys], minlength=len(indptr) - 1) > 0
 
 
 def _share_place(a: np.ndarray, b: np.ndarray, places: pd.DataFrame, kind: str, names) -> np.ndarray:
@@ -359,9 +444,12 @@ def candidate_rows(scored: Iterable[Any], mentions: pd.DataFrame, reports: pd.Da
         return _empty(CANDIDATE_COLUMNS)
     a, b = pairs["report_a"].to_numpy(dtype=object), pairs["report_b"].to_numpy(dtype=object)
     t = pairs["entity_type"].to_numpy(dtype=object)
-    eid = np.array([f"{CANDIDATE_PREFIX}{x}|{y}|{z}" for x, y, z in zip(a, b, t)], dtype=object)
+    # the ids joined in arrow (C++), not one Python f-string per pair: millions of pairs at 1,000,000 reports
+    eid = pc.binary_join_element_wise(pa.array(a, type=pa.string()), pa.array(b, type=pa.string()),
+                                      pa.array(t, type=pa.string()), "|")
+    eid = pc.binary_join_element_wise(pa.scalar(CANDIDATE_PREFIX), eid, "").to_numpy(zero_copy_only=False)
     return pd.DataFrame({"report_id": np.column_stack([a, b]).ravel(), "entity_id": np.repeat(eid, 2),
-                         "entity_type": np.repeat(np.array([f"{z}{CANDIDATE_SUFFIX}" for z in t], dtype=object), 2),
+                         "entity_type": np.repeat(pd.Series(t).astype(str).add(CANDIDATE_SUFFIX).to_numpy(dtype=object), 2),
                          "link_weight": np.repeat(pairs["link_weight"].to_numpy(dtype=np.float64), 2)})
 
 

@@ -40,7 +40,7 @@ from linkage.model import stable_hash
 from linkage.resolve.cluster import attach_name_only, cluster
 from linkage.er_settings import FUZZY_TYPES, ERSettings, load_er_settings
 from linkage.resolve.features import SIMPLE_TYPES, prepare
-from linkage.scoring import FittedModel, fit
+from linkage.scoring import FittedModel, fit, unplaced_ambiguous
 
 
 REASONS: tuple[str, ...] = ("", "match probability", "decisive identifier")
@@ -528,6 +528,8 @@ def _cluster_scored(records: pd.DataFrame, left: np.ndarray, right: np.ndarray, 
     # decisive links count as strong links in the clustering
     link_lo = np.where(matched & (logodds < 1.0), 1.0, logodds)
     strong, weak = _link_kinds(matched, anchored, contradiction, prob, policy)
+    for fields in policy.unplaced:  # e.g. an address without postcode or city joins only its one candidate place
+        strong &= ~unplaced_ambiguous(records, left, right, strong, prob, fields, policy.candidate_probability)
     other = ~strong
     labels = cluster(n, left[strong], right[strong], link_lo[strong], left[other], right[other], logodds[other],
                      cannot_logodds=cannot, same=same, different=different)

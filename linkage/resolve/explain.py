@@ -49,6 +49,8 @@ class Explanation:
     matched: bool
     decisive: bool
     threshold: float
+    #: Clustering rules that apply to this pair beyond its probability (e.g. an address without postcode or city).
+    notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,6 +76,7 @@ class Explanation:
         else:
             verdict = f"DIFFERENT: the probability is below the threshold {self.threshold:g}"
         lines.append(verdict)
+        lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
 
 
@@ -150,6 +153,14 @@ def explain_pair(left: Any, right: Any, model: Any, settings: ERSettings | None 
     gamma = compare(records, left_idx, right_idx, comps, workers=1)
     w = fitted.pair_weights(records, left_idx, gamma, right_idx)[0]
     total, prob, decisive = fitted.score(records, left_idx, right_idx, gamma)
+    notes = []
+    for fields in policy.unplaced:
+        gives = [any(str(records.iloc[k].get(f, "") or "").strip() for f in fields) for k in (0, 1)]
+        if gives[0] != gives[1]:
+            bare = (a, b)[gives.index(False)].get("mention_id", "one side")
+            notes.append(f"{bare} gives no {' or '.join(fields)}: it joins the other's {etype} only when that is its "
+                         f"only candidate (match probability >= {policy.candidate_probability:g}) among those giving "
+                         f"one; with several, it stays apart from all (er_settings [{etype}] unplaced)")
     rows = []
     for c, (comp, params) in enumerate(zip(comps, fitted.comparisons)):
         level = int(gamma[0, c])
@@ -161,7 +172,7 @@ def explain_pair(left: Any, right: Any, model: Any, settings: ERSettings | None 
     return Explanation(etype, str(a.get("mention_id", "left")), str(b.get("mention_id", "right")), tuple(rows),
                        round(fitted.prior_weight, 3), round(float(total[0]), 3), float(prob[0]),
                        bool(prob[0] >= fitted.match_probability or decisive[0]), bool(decisive[0]),
-                       fitted.match_probability)
+                       fitted.match_probability, tuple(notes))
 
 
 def _sentence(field: str, level_name: str, level: int, weight: float, params, fitted: FittedModel, value: str) -> str:
