@@ -690,7 +690,7 @@ def test_browser_style_gives_each_label_a_colour_and_caption():
 
 
 def test_bench_server_threads_groups_every_thread(tmp_path, monkeypatch):
-    """The benchmark's per-thread CPU: every thread of the process lands in one group, none is lost."""
+    """The benchmark's per-thread CPU: every live thread of the process lands in one group."""
     import os
     import time
 
@@ -707,6 +707,7 @@ def test_bench_server_threads_groups_every_thread(tmp_path, monkeypatch):
     assert set(threads) == {name for name, _ in bench_neo4j.THREAD_GROUPS} | {"other"}
     assert all(v >= 0 for v in threads.values())
     assert threads["other"] > 0
-    assert abs(sum(threads.values()) - bench_neo4j.server_cpu()) < 0.5
+    # threads that have ended (e.g. a push's writer thread earlier in this run) drop out of the groups
+    assert 0 < sum(threads.values()) <= bench_neo4j.server_cpu() + 0.1
     pid_file.write_text("not a pid\n")
     assert bench_neo4j.server_threads() is None
