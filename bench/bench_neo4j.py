@@ -42,6 +42,41 @@ def server_cpu() -> float | None:
         return None
 
 
+# Server threads grouped by what they do, from the names in /proc/<pid>/task/*/comm (the kernel keeps
+# the first 15 characters of a Java thread's name). Everything else is "other".
+THREAD_GROUPS = (
+    ("bolt", ("neo4j.BoltWorke",)),
+    ("jit_c2", ("C2 CompilerThre",)),
+    ("jit_c1", ("C1 CompilerThre",)),
+    ("gc", ("GC Thread", "G1 ", "VM Thread")),
+    ("checkpoint", ("neo4j.CheckPoin",)),
+)
+
+
+def server_threads() -> dict[str, float] | None:
+    """CPU seconds of the local server's threads so far, summed per group of THREAD_GROUPS (+ "other").
+
+    A thread that ended between two readings drops out of its group, so a difference of two readings
+    can undercount "other" (short-lived threads); the named groups live as long as the server.
+    """
+    try:
+        pid = int(PID_FILE.read_text().strip())
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except (OSError, ValueError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {name: 0.0 for name, _ in THREAD_GROUPS} | {"other": 0.0}
+    for task in tasks:
+        try:
+            comm = (task / "comm").read_text().rstrip("\n")
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        group = next((name for name, prefixes in THREAD_GROUPS if comm.startswith(prefixes)), "other")
+        out[group] += (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def _wait_idle(limit: float = 180.0, interval: float = 2.0) -> float:
     """Wait until the local server uses less than a tenth of a core (at most ``limit`` seconds).
 
@@ -155,9 +190,9 @@ def main(argv: list[str] | None = None) -> int:
             pushes = [("first", False), ("second (idempotent)", False)] + ([("full rewrite", True)] if args.full else [])
             for name, full in pushes:
                 load = os.getloadavg()[0]
-                cpu0, server0 = time.process_time(), server_cpu()
+                cpu0, server0, threads0 = time.process_time(), server_cpu(), server_threads()
                 s = push(store, driver, full=full, writers=args.writers)
-                client_cpu, server1 = time.process_time() - cpu0, server_cpu()
+                client_cpu, server1, threads1 = time.process_time() - cpu0, server_cpu(), server_threads()
                 got = counts(driver)
                 bad = {k: (got.get(k, 0), v) for k, v in want.items() if got.get(k, 0) != v}
                 rows.append({"push": name, "elements": s.elements, "nodes": sum(s.nodes.values()),
@@ -166,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
                              "elements_per_second": round(s.elements / s.seconds), "load_before": round(load, 2),
                              "client_cpu_s": round(client_cpu, 1),
                              "server_cpu_s": round(server1 - server0, 1) if server0 is not None and server1 else None,
+                             "server_threads_cpu_s": {k: round(threads1[k] - threads0.get(k, 0.0), 1) for k in threads1}
+                             if threads0 is not None and threads1 else None,
                              "counts_equal_store": not bad})
                 if bad:
                     print(f"counts differ after the {name} push (neo4j, store): {bad}", file=sys.stderr)
@@ -188,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{r['push']:<22}{r['elements']:>10}{r['nodes']:>9}{r['relationships']:>9}{r['written']:>10}"
                   f"{r['removed']:>9}{r['seconds']:>9}{r['elements_per_second']:>12}{r['client_cpu_s']:>14}"
                   f"{server:>14}{r['load_before']:>6}  {'yes' if r['counts_equal_store'] else 'NO'}")
+        for r in rows:
+            if r["server_threads_cpu_s"]:
+                print(f"  server threads, {r['push']}: "
+                      + ", ".join(f"{k} {v}" for k, v in r["server_threads_cpu_s"].items()) + " CPU s")
     return 0 if all(r["counts_equal_store"] for r in rows) else 1
 
 

