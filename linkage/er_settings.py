@@ -210,8 +210,14 @@ def settings_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> ERSet
             if d not in names:
                 problems.append(f"[{etype}] anchors names unknown comparison '{d}'")
         columns = {c.column for c in comps} | {lv.column for c in comps for lv in c.levels if lv.column}
-        for fields in section.get("unplaced", []):
-            for d in (fields if isinstance(fields, list) else [fields]):
+        unplaced = section.get("unplaced", [])
+        if not isinstance(unplaced, list) or not all(isinstance(fs, list) and fs and all(isinstance(d, str) for d in fs)
+                                                      for fs in unplaced):
+            problems.append(f"[{etype}] unplaced must be a list of lists of column names, one list per rule "
+                            '(e.g. [["postcode", "city"], ["suffix"]])')
+            unplaced = []
+        for fields in unplaced:
+            for d in fields:
                 if d not in columns:
                     problems.append(f"[{etype}] unplaced names '{d}', which no comparison reads")
         for d in section.get("decisive", []):
@@ -236,8 +242,7 @@ def settings_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> ERSet
                                   float(section.get("decisive_min_other_weight", -12.0)), tf,
                                   tuple(section.get("anchors", ())), float(section.get("ambiguity_margin", 6.0)),
                                   float(section.get("candidate_probability", p_match)), evidence,
-                                  tuple(tuple(str(f) for f in (fs if isinstance(fs, list) else [fs]))
-                                        for fs in section.get("unplaced", ())))
+                                  tuple(tuple(fs) for fs in unplaced))
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems) + ".")
     return ERSettings(

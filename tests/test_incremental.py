@@ -224,6 +224,26 @@ def test_store_incremental_equals_the_pair_table_path(parts, tmp_path):
         assert state.types["person"].keys is not None
 
 
+def test_a_state_made_under_another_clustering_policy_is_not_used(parts, tmp_path):
+    """The model dict holds no clustering policy (anchors, candidate probability, ambiguity margin,
+    ``unplaced``): a state decided under another one is not used, so the full path re-clusters everything
+    instead of applying the new policy only where new mentions land (an upgraded store)."""
+    import dataclasses
+
+    from linkage.resolve.engine import _settings
+
+    first, second = parts
+    _two_runs(first, second, tmp_path / "policy.db")
+    cfg = _settings(None)
+    other = dataclasses.replace(cfg, types={**cfg.types, "address": dataclasses.replace(cfg.types["address"],
+                                                                                          unplaced=())})
+    with EmbeddedStore(tmp_path / "policy.db") as s:
+        model = json.loads(s.get_meta("er_model"))
+        assert load_state(s.conn, model) is not None
+        assert load_state(s.conn, model, cfg) is not None
+        assert load_state(s.conn, model, other) is None
+
+
 def test_a_state_without_block_key_hashes_makes_them_and_gives_the_same_result(parts, tmp_path):
     first, second = parts
 

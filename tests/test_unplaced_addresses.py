@@ -2,6 +2,8 @@
 candidate (er_settings [address] unplaced): small hand-made data of known truth."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -58,11 +60,27 @@ def test_the_rule_is_policy_and_off_without_fields():
     assert ("postcode", "city") in load_er_settings().policy("address").unplaced
     rec = pd.DataFrame({"postcode": ["1234AB", "3511AA", ""], "city": ["", "", ""]})
     l, r = np.array([0, 1]), np.array([2, 2])
-    assert unplaced_ambiguous(rec, l, r, np.ones(2, bool), np.full(2, .9), ("postcode", "city"), .8).tolist() == [True, True]
-    assert unplaced_ambiguous(rec, l, r, np.ones(2, bool), np.full(2, .9), (), .8).tolist() == [False, False]
-    # a candidate below the candidate probability does not make the choice ambiguous
-    assert unplaced_ambiguous(rec, l, r, np.array([True, False]), np.array([.9, .3]), ("postcode", "city"),
-                              .8).tolist() == [False, False]
+    both = np.ones(2, bool)
+    assert unplaced_ambiguous(rec, l, r, both, both, ("postcode", "city")).tolist() == [True, True]
+    assert unplaced_ambiguous(rec, l, r, both, both, ()).tolist() == [False, False]
+    # a pair that cannot join them (below the candidate probability, or contradicting an anchor: 86d is no
+    # candidate for 86e) does not make the choice ambiguous
+    assert unplaced_ambiguous(rec, l, r, np.array([True, False]), np.array([True, False]),
+                              ("postcode", "city")).tolist() == [False, False]
+
+
+def test_judgements_count_in_the_rule():
+    rec = pd.DataFrame({"postcode": ["1234AB", "3511AA", "", ""], "city": ["", "", "", ""]})
+    l, r = np.array([0, 1]), np.array([2, 2])
+    both = np.ones(2, bool)
+    # judged different from one of its two candidates: the other is its only one
+    assert unplaced_ambiguous(rec, l, r, both, both, ("postcode", "city"), different=[(1, 2)]).tolist() == [False, False]
+    # the two candidate places judged the same: one candidate group
+    assert unplaced_ambiguous(rec, l, r, both, both, ("postcode", "city"), same=[(0, 1)]).tolist() == [False, False]
+    # an unplaced record judged the same as another unplaced one shares its candidates
+    l, r = np.array([0, 1]), np.array([2, 3])
+    assert unplaced_ambiguous(rec, l, r, both, both, ("postcode", "city"), same=[(2, 3)]).tolist() == [True, True]
+    assert unplaced_ambiguous(rec, l, r, both, both, ("postcode", "city")).tolist() == [False, False]
 
 
 def test_a_number_without_huisletter_joins_the_one_dwelling_but_not_one_of_two():
@@ -102,3 +120,44 @@ def test_incremental_equals_full_when_a_second_town_makes_a_bare_address_ambiguo
     assert len({_entity(full, "h1"), _entity(full, "h2"), _entity(full, "h3")}) == 3
     want = full.assignments.set_index("mention_id")["entity_id"]
     assert (got.sort_index() == want.sort_index()).all()
+
+
+def test_a_pair_contradicting_a_huisletter_is_no_candidate_place_in_full_and_incremental_runs():
+    """86d is never 86e: a bare 'Havenweg 7d' keeps Amsterdam's Havenweg 7 as its only candidate when a
+    Havenweg 7e in Utrecht arrives, in a full run and in an incremental one alike."""
+    from linkage.resolve.incremental import resolve_new, state_from_resolution
+
+    rows = _filler() + [
+        _address("h1", "Havenweg", 7, "1234AC", "Amsterdam"),
+        _address("h3", "Havenweg", "7d"),                           # bare, huisletter d
+        _address("h2", "Havenweg", "7e", "3511AA", "Utrecht"),      # added later: another dwelling
+    ]
+    df = pd.DataFrame(rows).sort_values("mention_id").reset_index(drop=True)
+    model = resolve_mentions(df).model
+    first = resolve_mentions(df[df["mention_id"] != "h2"], model=model, keep_records=True)
+    state = state_from_resolution(first, first.diagnostics["records"], model, [])
+    result = resolve_new(state, df[df["mention_id"] == "h2"], model, [])
+    got = first.assignments.set_index("mention_id")["entity_id"].copy()
+    for upd in result.updates:
+        got = got.drop(upd.touched_old)
+        got = pd.concat([got, upd.assignments.set_index("mention_id")["entity_id"]])
+    full = resolve_mentions(df, model=model)
+    want = full.assignments.set_index("mention_id")["entity_id"]
+    assert (got.sort_index() == want.sort_index()).all()
+    assert _entity(full, "h3") == _entity(full, "h1") != _entity(full, "h2")
+
+
+def test_unplaced_must_be_a_list_of_lists(tmp_path):
+    """``unplaced = ["postcode", "city"]`` would read as two one-field rules: it is refused, with the form named."""
+    import pytest
+
+    from linkage import er_settings
+    from linkage.errors import ConfigError
+
+    text = (Path(er_settings.__file__).with_name("er_settings.toml")).read_text(encoding="utf-8")
+    assert 'unplaced = [["postcode", "city"], ["suffix"]]' in text
+    for wrong in ('unplaced = ["postcode", "city"]', 'unplaced = "postcode"'):
+        path = tmp_path / "er.toml"
+        path.write_text(text.replace('unplaced = [["postcode", "city"], ["suffix"]]', wrong), encoding="utf-8")
+        with pytest.raises(ConfigError, match=r"\[address\] unplaced must be a list of lists"):
+            load_er_settings(path)

@@ -162,8 +162,10 @@ def _judgement_pairs(judgements: Iterable | None, index: Mapping[str, int]) -> t
 class MentionsByType:
     """Mentions that are read one entity type at a time, by the process that resolves that type (a store's
     mentions: see :func:`linkage.store.embedded.mentions_by_type`). ``read(entity_type)`` gives the type's
-    mentions sorted by ``mention_id``, as ``mentions[mentions.entity_type == entity_type]`` of the whole table
-    would (index aside); ``counts`` gives the number of mentions per type. Mention ids are unique. ``read``
+    mentions sorted by ``mention_id``, the rows ``mentions[mentions.entity_type == entity_type]`` of the whole
+    table would give (index aside; the columns may be only those the type's feature preparation reads,
+    :data:`linkage.resolve.features.INPUT_COLUMNS`, as plain object values); ``counts`` gives the number of
+    mentions per type. Mention ids are unique. ``read``
     must be safe to call in a forked process (open its own connection)."""
 
     counts: Mapping[str, int]
@@ -528,8 +530,9 @@ def _cluster_scored(records: pd.DataFrame, left: np.ndarray, right: np.ndarray, 
     # decisive links count as strong links in the clustering
     link_lo = np.where(matched & (logodds < 1.0), 1.0, logodds)
     strong, weak = _link_kinds(matched, anchored, contradiction, prob, policy)
+    joinable = strong | weak  # the pairs an incremental run's regions are built from (_pair_flags)
     for fields in policy.unplaced:  # e.g. an address without postcode or city joins only its one candidate place
-        strong &= ~unplaced_ambiguous(records, left, right, strong, prob, fields, policy.candidate_probability)
+        strong &= ~unplaced_ambiguous(records, left, right, strong, joinable, fields, same, different)
     other = ~strong
     labels = cluster(n, left[strong], right[strong], link_lo[strong], left[other], right[other], logodds[other],
                      cannot_logodds=cannot, same=same, different=different)

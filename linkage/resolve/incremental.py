@@ -83,6 +83,16 @@ def model_hash(model: Mapping[str, Any]) -> str:
     return hashlib.sha1(json.dumps(model, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
 
+def state_hash(model: Mapping[str, Any], settings: ERSettings | None = None) -> str:
+    """A digest of what a state's groups were decided with: the model and each type's clustering policy
+    (anchors, candidate probability, ambiguity margin, ``unplaced``), which the model dict does not hold. A
+    state made under another policy is not used: the full path re-clusters from the stored pairs."""
+    cfg = _settings(settings)
+    policy = {t: [list(p.anchors), p.candidate_probability, p.ambiguity_margin, [list(f) for f in p.unplaced]]
+              for t, p in sorted(cfg.types.items())}
+    return model_hash({"model": model, "clustering": policy})
+
+
 def rules_digest(rules: Iterable[BlockingRule]) -> str:
     """A digest of what decides the block keys of a list of rules (their ``keys`` columns, in order)."""
     return hashlib.sha1(json.dumps([list(r.keys) for r in rules]).encode("utf-8")).hexdigest()
@@ -169,7 +179,7 @@ def state_from_resolution(resolution, mentions_by_type: Mapping[str, pd.DataFram
     """The state after a full run: ``mentions_by_type`` are the prepared records each type was resolved on
     (same order as in the run)."""
     cfg = _settings(settings)
-    state = ERState(model_hash(model), judgements=sorted(_norm_judgements(judgements)))
+    state = ERState(state_hash(model, cfg), judgements=sorted(_norm_judgements(judgements)))
     scored = {sp.entity_type: sp for sp in resolution.scored}
     for etype, records in mentions_by_type.items():
         index = pd.Index(records["mention_id"].to_numpy(dtype=object))
@@ -486,13 +496,14 @@ def save_state(conn, state: ERState, appended: Mapping[str, tuple[pd.DataFrame, 
     conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('er_state', ?)", (json.dumps(meta),))
 
 
-def load_state(conn, model: Mapping[str, Any]) -> ERState | None:
-    """The stored state when it exists and was made with ``model``; None otherwise."""
+def load_state(conn, model: Mapping[str, Any], settings: ERSettings | None = None) -> ERState | None:
+    """The stored state when it exists and was made with ``model`` and the clustering policy of ``settings``
+    (:func:`state_hash`); None otherwise."""
     row = conn.execute("SELECT value FROM meta WHERE key = 'er_state'").fetchone()
     if row is None:
         return None
     meta = json.loads(row[0])
-    if meta.get("version") != STATE_VERSION or meta.get("model_hash") != model_hash(model):
+    if meta.get("version") != STATE_VERSION or meta.get("model_hash") != state_hash(model, settings):
         return None
     if not _has_state_table(conn):
         return None
@@ -729,7 +740,7 @@ def resolve_store_incremental(store, model: Mapping[str, Any], judgements: list,
     from linkage import model as schema
 
     conn = store.conn
-    state = load_state(conn, model)
+    state = load_state(conn, model, settings)
     if state is None:
         return None
     cols = ", ".join(schema.STORED_MENTION_FIELDS)

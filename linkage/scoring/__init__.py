@@ -468,7 +468,7 @@ def double_name_pairs(records: pd.DataFrame, left: np.ndarray, right: np.ndarray
 
 
 def unplaced_ambiguous(records: pd.DataFrame, left: np.ndarray, right: np.ndarray, link: np.ndarray,
-                       prob: np.ndarray, fields: tuple[str, ...], candidate_probability: float) -> np.ndarray:
+                       candidate: np.ndarray, fields: tuple[str, ...], same=(), different=()) -> np.ndarray:
     """Per pair: is it a link of an *unplaced* record to one of several candidate places (then it is not taken)?
 
     A record is unplaced when it gives none of ``fields`` (an address: no postcode and no city, only a street
@@ -476,19 +476,26 @@ def unplaced_ambiguous(records: pd.DataFrame, left: np.ndarray, right: np.ndarra
     to all of them merges addresses that have nothing in common but their street name (session 6, 10k
     reports: 124 of 152 false address merges). So an unplaced group (unplaced records linked to each other)
     joins a placed group (placed records linked to each other) only when it is its ONLY candidate: a pair of
-    the two at ``candidate_probability`` or more. With two or more candidate groups, its links to placed
-    records are all left out of the clustering (the pairs keep their scores; ``linkage entity`` / the ER
-    explain output name this rule). Links between placed records, and between unplaced ones, are untouched.
+    the two that could join them in the clustering (``candidate``: a link, or a pair at ``candidate_probability``
+    or more that contradicts no anchor; 86d is no candidate place for 86e). With two or more candidate groups,
+    its links to placed records are all left out of the clustering (the pairs keep their scores and stored
+    decisions; ``linkage explain`` notes the rule for such a pair). Links between placed records, and between
+    unplaced ones, are untouched. Analyst judgements count: ``same`` pairs (record indices) join groups as
+    links do, a pair judged ``different`` is no candidate.
 
-    ``link``: the pairs that would link (strong links); ``fields`` empty: the rule is off (all False).
+    ``link``: the pairs that would link (strong links); ``fields`` empty: the rule is off (all False). The
+    candidates are the same pairs an incremental run's regions are built from, so incremental equals full.
 
     >>> rec = pd.DataFrame({"postcode": ["1234AB", "3511AA", "", ""], "city": ["Amsterdam", "", "", ""]})
     >>> l, r = np.array([0, 1, 0]), np.array([2, 2, 3])   # record 2 looks like both 0 and 1; 3 only like 0
-    >>> unplaced_ambiguous(rec, l, r, np.ones(3, bool), np.full(3, .9), ("postcode", "city"), .8).tolist()
+    >>> unplaced_ambiguous(rec, l, r, np.ones(3, bool), np.ones(3, bool), ("postcode", "city")).tolist()
     [True, True, False]
+    >>> # judged different from 1, record 2 has one candidate left (the clustering keeps it apart from 1)
+    >>> unplaced_ambiguous(rec, l, r, np.ones(3, bool), np.ones(3, bool), ("postcode", "city"), different=[(2, 1)]).tolist()
+    [False, False, False]
     >>> # 2 and 3 linked to each other are one group, whose candidates are 0 and 1: none of its places is taken
     >>> l, r = np.array([0, 1, 0, 2]), np.array([2, 2, 3, 3])
-    >>> unplaced_ambiguous(rec, l, r, np.ones(4, bool), np.full(4, .9), ("postcode", "city"), .8).tolist()
+    >>> unplaced_ambiguous(rec, l, r, np.ones(4, bool), np.ones(4, bool), ("postcode", "city")).tolist()
     [True, True, True, False]
     """
     from linkage.resolve.cluster import components
@@ -508,8 +515,15 @@ def unplaced_ambiguous(records: pd.DataFrame, left: np.ndarray, right: np.ndarra
         return out
     # groups: placed records through links among placed ones, unplaced through links among unplaced ones
     inner = link & ~mixed
-    group = components(n, left[inner], right[inner])
-    cand = mixed & ((np.asarray(prob) >= candidate_probability) | link)
+    sl = np.array([a for a, b in same if bare[a] == bare[b]], dtype=np.int64)
+    sr = np.array([b for a, b in same if bare[a] == bare[b]], dtype=np.int64)
+    group = components(n, np.r_[left[inner], sl], np.r_[right[inner], sr])
+    cand = mixed & (np.asarray(candidate, dtype=bool) | link)
+    if len(different):
+        apart = {(min(a, b), max(a, b)) for a, b in different}
+        idx = np.flatnonzero(cand)  # few: the mixed candidate pairs
+        lo, hi = np.minimum(left[idx], right[idx]).tolist(), np.maximum(left[idx], right[idx]).tolist()
+        cand[idx[[(a, b) in apart for a, b in zip(lo, hi)]]] = False
     u = np.where(bl, left, right)[cand]
     p = np.where(bl, right, left)[cand]
     gu, gp = group[u], group[p]

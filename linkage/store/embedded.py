@@ -391,8 +391,8 @@ def er_generation(conn: sqlite3.Connection) -> int:
 
 def mentions_of_type(path: Path | str, entity_type: str, max_rowid: int | None = None,
                      columns: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
-    """The mentions of one entity type in the store at ``path``, as :meth:`EmbeddedStore.mentions` gives them
-    (same columns, sorted by ``mention_id``), read through a connection of its own: safe in a forked process
+    """The mentions of one entity type in the store at ``path``, the rows :meth:`EmbeddedStore.mentions` gives
+    (all its columns unless ``columns`` narrows them; sorted by ``mention_id``), read through a connection of its own: safe in a forked process
     while the parent holds the store open (each entity type can be read by the process that resolves it).
     ``max_rowid`` leaves out mentions written after the caller took its snapshot of the store (a load running
     at the same time), so every process resolves the same mentions.
