@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from linkage.errors import ConfigError
 from linkage.gcpause import paused_gc
 from linkage.settings import Settings, load_settings
 from linkage.store import EmbeddedStore
@@ -444,8 +445,8 @@ def _scores_usable(cached: Optional[pd.DataFrame], meta: dict) -> bool:
 
 
 def _policy_fingerprint() -> str:
-    """A digest of the scoring policy in effect (stored scores are only valid under the same policy;
-    routing is always decided again, so the routing rules do not count)."""
+    """A digest of the scoring policy in effect (stored scores are only valid under the same policy; the
+    routing rules have their own fingerprint, :func:`_routing_fingerprint`)."""
     import hashlib
     from dataclasses import asdict
 
@@ -542,15 +543,20 @@ CLUSTERS_RUN = "clusters_run"
 
 
 def _routing_fingerprint(rules: Optional[Path]) -> str:
-    """A digest of the routing rules in effect (the rules file's bytes, with the scoring parts' version): a
-    stored cluster's routing is re-used only under the same rules."""
+    """A digest of the routing rules in effect (the rules file's bytes, with the scoring parts' and the routing
+    code's versions): a stored cluster's routing is re-used only under the same rules and routing code. An
+    unreadable rules file is a :class:`~linkage.errors.ConfigError` naming it, as :func:`route` gives."""
     import hashlib
 
-    from linkage.triage.routing import DEFAULT_RULES
+    from linkage.triage.routing import DEFAULT_RULES, ROUTING_VERSION
     from linkage.triage.scoring import PARTS_VERSION
 
-    data = Path(rules if rules is not None else DEFAULT_RULES).read_bytes()
-    return hashlib.sha1(data + f"\x00{PARTS_VERSION}".encode("ascii")).hexdigest()
+    path = Path(rules if rules is not None else DEFAULT_RULES)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read file ({exc.strerror or exc})") from None
+    return hashlib.sha1(data + f"\x00{PARTS_VERSION}\x00{ROUTING_VERSION}".encode("ascii")).hexdigest()
 
 
 def _stored_rows(store: EmbeddedStore, report_clusters: pd.DataFrame, kept: pd.DataFrame,

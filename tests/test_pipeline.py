@@ -451,3 +451,16 @@ def test_report_links_are_the_links_of_those_reports_source_mentions_in_order(ra
         got = report_links(store, wanted)
         pd.testing.assert_frame_equal(got, want)
         assert report_links(store, []).empty
+
+
+def test_an_unreadable_rules_file_is_a_config_error_naming_it_in_an_incremental_run(tmp_path):
+    """The stored rows' routing fingerprint reads the rules file before routing does: a missing file is the same
+    ConfigError a first run gives, not an internal error."""
+    import pytest
+
+    from linkage.errors import ConfigError
+    from linkage.pipeline import _routing_fingerprint
+
+    with pytest.raises(ConfigError, match="nope.toml: cannot read file"):
+        _routing_fingerprint(tmp_path / "nope.toml")
+    assert _routing_fingerprint(None) == _routing_fingerprint(None)

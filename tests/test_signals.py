@@ -185,7 +185,9 @@ def test_packaged_policy_weights_sum_to_100_and_cover_every_signal():
     ("[recency]\nhalf_life_days = 90\n", r"line 2: \[recency\]: unknown key\(s\) half_life_days"),
     ('[[recency.levels]]\nwithin_days = 30\nvalue = 2\nlabel = "x"\n', "recency level 1: value must be a number from 0 to 1"),
     ('[[recency.levels]]\nwithin_days = 30\nvalue = 1\nlabel = "a"\n[[recency.levels]]\nwithin_days = 30\nvalue = 0.5\n'
-     'label = "b"\n', "recency level 2: within_days must grow"),
+     'label = "b"\n', r"line 5: recency level 2: within_days must grow"),
+    ('# [[recency.levels]] a comment first\n[[recency.levels]]\nwithin_days = 30\nvalue = 2\nlabel = "x"\n',
+     r"line 2: recency level 1: value must be"),
     ('[[recency.levels]]\nwithin_days = -1\nvalue = 1\nlabel = "a"\n', "within_days must be a whole number"),
     ('[[recency.levels]]\nwithin_days = 3\nvalue = 1\n', "label must be a non-empty text"),
 ])

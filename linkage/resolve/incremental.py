@@ -434,7 +434,7 @@ RECORDS_PER_CHUNK = 1_000_000
 
 
 def _insert_records(conn, etype: str, seq: int, records: pd.DataFrame) -> None:
-    """Store ``records`` as parquet blobs of at most :data:`RECORDS_PER_CHUNK` rows, from ``seq`` on, in order."""
+    """Store ``records`` as LZ4 Arrow IPC blobs (:func:`_records_blob`) of at most :data:`RECORDS_PER_CHUNK` rows, from ``seq`` on, in order."""
     for k, start in enumerate(range(0, max(len(records), 1), RECORDS_PER_CHUNK)):
         part = records.iloc[start:start + RECORDS_PER_CHUNK].reset_index(drop=True)
         conn.execute("INSERT INTO er_state VALUES (?, 'records', ?, ?)", (etype, seq + k, _records_blob(part)))

@@ -148,7 +148,11 @@ def load_scoring_policy(path: Path | str | None = None) -> ScoringPolicy:
     anon = doc.get("reporters", {}).get("anonymous_weight", 0.5)
     if not isinstance(anon, (int, float)) or not 0 <= anon <= 1:
         problems.append(f"{line_of('anonymous_weight')}reporters.anonymous_weight must be between 0 and 1")
-    levels = _recency_levels(doc.get("recency", {}), line_of, problems)
+    def level_line(i: int) -> str:  # the line of the i-th [[recency.levels]] table
+        heads = [n for n, line in enumerate(text.splitlines(), 1) if line.strip().startswith("[[recency.levels]]")]
+        return f"line {heads[i - 1]}: " if 0 < i <= len(heads) else line_of("levels")
+
+    levels = _recency_levels(doc.get("recency", {}), line_of, problems, level_line)
     roles = doc.get("residence", {}).get("resident_roles", [])
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         problems.append(f"{line_of('resident_roles')}residence.resident_roles must be a list of strings")
@@ -160,7 +164,7 @@ def load_scoring_policy(path: Path | str | None = None) -> ScoringPolicy:
                          source=str(path))
 
 
-def _recency_levels(section: Any, line_of, problems: list[str]) -> tuple[RecencyLevel, ...]:
+def _recency_levels(section: Any, line_of, problems: list[str], level_line) -> tuple[RecencyLevel, ...]:
     """The ``[[recency.levels]]`` ladder of a policy document (the packaged ladder when absent); each problem
     is added to ``problems`` naming the line and the level."""
     if not isinstance(section, dict):
@@ -173,11 +177,11 @@ def _recency_levels(section: Any, line_of, problems: list[str]) -> tuple[Recency
     if raw is None:
         return DEFAULT_RECENCY_LEVELS
     if not isinstance(raw, list) or not raw or not all(isinstance(x, dict) for x in raw):
-        problems.append(f"{line_of('recency.levels')}[[recency.levels]] must be one or more tables")
+        problems.append(f"{level_line(1)}[[recency.levels]] must be one or more tables")
         return DEFAULT_RECENCY_LEVELS
     out: list[RecencyLevel] = []
-    where = line_of("recency.levels")
     for i, spec in enumerate(raw, 1):
+        where = level_line(i)
         unknown = [k for k in spec if k not in ("within_days", "value", "label")]
         if unknown:
             problems.append(f"{where}recency level {i}: unknown key(s) {', '.join(unknown)}")

@@ -34,6 +34,11 @@ from linkage.triage.signals import SIGNALS
 #: The default rules file.
 DEFAULT_RULES = Path(__file__).resolve().parents[1] / "routing.toml"
 
+#: Bump when what :func:`route` makes of the same rules changes (conditions, RIEC, reasons, the routing
+#: JSON): stored clusters' routing is re-used across incremental runs only under the same version
+#: (``linkage.pipeline._routing_fingerprint``).
+ROUTING_VERSION = 1
+
 ROUTE_COLUMNS = ["cluster_id", "agencies", "agency_names", "routing", "unrouted_reason"]
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq, "!=": operator.ne,
