@@ -340,6 +340,7 @@ class ClusterStep:
     now: Optional[dt.date] = None         # the newest report's date, when ``inputs`` hold only some reports
     n_reports: Optional[int] = None       # the number of stored reports, likewise
     reused: dict = field(default_factory=dict)  # set by score_stage: raw id -> stored id of rows taken as stored
+    routing: str = ""                     # set by score_stage: the routing fingerprint its routing was decided under
 
 
 def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[int] = None,
@@ -487,6 +488,7 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
         now = _data_now(reports)
     fresh_rc, kept, reused = report_clusters, None, None
     cached = step.previous_scores if step is not None else None
+    fingerprint = _routing_fingerprint(rules) if step is not None else ""  # read once: checked and saved alike
     if (step is not None and step.update is not None and not step.update.everything
             and _scores_usable(cached, step.previous_meta)):
         redo = step.update.recomputed
@@ -494,7 +496,7 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
         kept = cached[_isin(cached["cluster_id"], all_ids - redo)].reset_index(drop=True)
         fresh_rc = report_clusters[~_isin(report_clusters["cluster_id"], kept["cluster_id"].tolist())]
         before = step.previous_meta.get("now")
-        if (store is not None and before and step.previous_meta.get("routing") == _routing_fingerprint(rules)
+        if (store is not None and before and step.previous_meta.get("routing") == fingerprint
                 and step.previous_meta.get("run_id") is not None
                 and str(store.get_meta(CLUSTERS_RUN)) == str(step.previous_meta.get("run_id"))):
             still = ~recency_level_moved(kept["newest"].tolist(), dt.date.fromisoformat(before), now)
@@ -531,6 +533,7 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
         out.insert(1, "rank", np.arange(1, len(out) + 1))
     if step is not None:
         step.parts = parts
+        step.routing = fingerprint
         # not in ``out.attrs``: pandas deep-copies attrs into every frame derived from ``out``
         step.reused = dict(zip(reused["cluster_id"].tolist(), reused["stored_id"].tolist())) \
             if reused is not None and len(reused) else {}
@@ -617,7 +620,7 @@ def save_cluster_state(store: EmbeddedStore, step: ClusterStep, scored: pd.DataF
     with store.transaction() as conn:
         save_state(conn, step.update.state, {"scores": scores},
                    {"now": now.isoformat(), "scoring": _policy_fingerprint(), "signals": list(SIGNALS),
-                    "er_generation": er_generation(conn), "routing": _routing_fingerprint(rules),
+                    "er_generation": er_generation(conn), "routing": step.routing or _routing_fingerprint(rules),
                     "run_id": run_id})
 
 

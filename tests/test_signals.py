@@ -382,3 +382,28 @@ def test_recency_records_equal_the_record_of_each_clusters_own_dates():
         rec = _record(sig, policy)
         assert (points, value, sentence) == (rec["points"], float(sig.value), sig.sentence)
         assert text == json.dumps(rec, ensure_ascii=False, default=str)
+
+
+def test_recency_level_moved_agrees_with_the_signal_s_level_rule():
+    """The level rule is written twice: a loop in ``ScoringPolicy.recency_level`` (what the recency signal
+    reads) and a searchsorted in ``recency_level_moved`` (what decides which stored rows an incremental run
+    re-uses). They must agree, future dates included."""
+    import random
+
+    from linkage.triage.policy import load_scoring_policy
+    from linkage.triage.scoring import recency_level_moved
+
+    policy = load_scoring_policy()
+    rng = random.Random(7)
+    base = dt.date(2024, 1, 1)
+    newest, befores, nows = [], [], []
+    for _ in range(3000):
+        newest.append(base + dt.timedelta(days=rng.randint(-50, 900)))
+        befores.append(base + dt.timedelta(days=rng.randint(0, 800)))
+        nows.append(base + dt.timedelta(days=rng.randint(0, 800)))
+    for n, b, w in zip(newest, befores, nows):
+        def lv(at):
+            level = policy.recency_level(max(0, (at - n).days))
+            return None if level is None else level.within_days
+        want = lv(b) != lv(w)
+        assert recency_level_moved([n.isoformat()], b, w, policy).tolist() == [want], (n, b, w)
