@@ -37,6 +37,23 @@ def _entity(res, mid):
     return a[mid]
 
 
+def _incremental_and_full(df, added):
+    """Entity ids per mention after resolving ``df`` without ``added`` and then ``added`` incrementally, and
+    after one full run of ``df``, both with the model fitted on ``df``; and the first run."""
+    from linkage.resolve.incremental import resolve_new, state_from_resolution
+
+    model = resolve_mentions(df).model
+    first = resolve_mentions(df[df["mention_id"] != added], model=model, keep_records=True)
+    state = state_from_resolution(first, first.diagnostics["records"], model, [])
+    result = resolve_new(state, df[df["mention_id"] == added], model, [])
+    got = first.assignments.set_index("mention_id")["entity_id"].copy()
+    for upd in result.updates:
+        got = got.drop(upd.touched_old)
+        got = pd.concat([got, upd.assignments.set_index("mention_id")["entity_id"]])
+    full = resolve_mentions(df, model=model)
+    return got.sort_index(), full, first
+
+
 def test_a_street_and_number_alone_joins_its_only_candidate_but_not_one_of_two_towns():
     rows = _filler() + [
         _address("k1", "Kerkstraat", 12, "1234AB", "Amsterdam"),
@@ -98,25 +115,14 @@ def test_a_number_without_huisletter_joins_the_one_dwelling_but_not_one_of_two()
 
 
 def test_incremental_equals_full_when_a_second_town_makes_a_bare_address_ambiguous():
-    from linkage.resolve.incremental import resolve_new, state_from_resolution
-
     rows = _filler() + [
         _address("h1", "Havenweg", 7, "1234AC", "Amsterdam"),
         _address("h3", "Havenweg", 7),                              # first run: Amsterdam is its only candidate
         _address("h2", "Havenweg", 7, "3511AA", "Utrecht"),         # added later: now it has two
     ]
     df = pd.DataFrame(rows).sort_values("mention_id").reset_index(drop=True)
-    model = resolve_mentions(df).model
-    old = df[df["mention_id"] != "h2"]
-    first = resolve_mentions(old, model=model, keep_records=True)
+    got, full, first = _incremental_and_full(df, "h2")
     assert _entity(first, "h3") == _entity(first, "h1")
-    state = state_from_resolution(first, first.diagnostics["records"], model, [])
-    result = resolve_new(state, df[df["mention_id"] == "h2"], model, [])
-    got = first.assignments.set_index("mention_id")["entity_id"].copy()
-    for upd in result.updates:
-        got = got.drop(upd.touched_old)
-        got = pd.concat([got, upd.assignments.set_index("mention_id")["entity_id"]])
-    full = resolve_mentions(df, model=model)
     assert len({_entity(full, "h1"), _entity(full, "h2"), _entity(full, "h3")}) == 3
     want = full.assignments.set_index("mention_id")["entity_id"]
     assert (got.sort_index() == want.sort_index()).all()
@@ -125,23 +131,13 @@ def test_incremental_equals_full_when_a_second_town_makes_a_bare_address_ambiguo
 def test_a_pair_contradicting_a_huisletter_is_no_candidate_place_in_full_and_incremental_runs():
     """86d is never 86e: a bare 'Havenweg 7d' keeps Amsterdam's Havenweg 7 as its only candidate when a
     Havenweg 7e in Utrecht arrives, in a full run and in an incremental one alike."""
-    from linkage.resolve.incremental import resolve_new, state_from_resolution
-
     rows = _filler() + [
         _address("h1", "Havenweg", 7, "1234AC", "Amsterdam"),
         _address("h3", "Havenweg", "7d"),                           # bare, huisletter d
         _address("h2", "Havenweg", "7e", "3511AA", "Utrecht"),      # added later: another dwelling
     ]
     df = pd.DataFrame(rows).sort_values("mention_id").reset_index(drop=True)
-    model = resolve_mentions(df).model
-    first = resolve_mentions(df[df["mention_id"] != "h2"], model=model, keep_records=True)
-    state = state_from_resolution(first, first.diagnostics["records"], model, [])
-    result = resolve_new(state, df[df["mention_id"] == "h2"], model, [])
-    got = first.assignments.set_index("mention_id")["entity_id"].copy()
-    for upd in result.updates:
-        got = got.drop(upd.touched_old)
-        got = pd.concat([got, upd.assignments.set_index("mention_id")["entity_id"]])
-    full = resolve_mentions(df, model=model)
+    got, full, _ = _incremental_and_full(df, "h2")
     want = full.assignments.set_index("mention_id")["entity_id"]
     assert (got.sort_index() == want.sort_index()).all()
     assert _entity(full, "h3") == _entity(full, "h1") != _entity(full, "h2")

@@ -20,7 +20,7 @@ from linkage.compare import compare
 from linkage.errors import LinkageError
 from linkage.er_settings import ERSettings, load_er_settings
 from linkage.resolve.features import prepare
-from linkage.scoring import FittedModel
+from linkage.scoring import FittedModel, gives_none
 
 
 @dataclass(frozen=True)
@@ -155,9 +155,9 @@ def explain_pair(left: Any, right: Any, model: Any, settings: ERSettings | None 
     total, prob, decisive = fitted.score(records, left_idx, right_idx, gamma)
     notes = []
     for fields in policy.unplaced:
-        gives = [any(str(records.iloc[k].get(f, "") or "").strip() for f in fields) for k in (0, 1)]
-        if gives[0] != gives[1]:
-            bare = (a, b)[gives.index(False)].get("mention_id", "one side")
+        none = gives_none(records, fields).tolist()
+        if none[0] != none[1]:
+            bare = (a, b)[none.index(True)].get("mention_id", "one side")
             notes.append(f"{bare} gives no {' or '.join(fields)}: it joins the other's {etype} only when that is its "
                          f"only candidate (match probability >= {policy.candidate_probability:g}) among those giving "
                          f"one; with several, it stays apart from all (er_settings [{etype}] unplaced)")

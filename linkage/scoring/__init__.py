@@ -467,6 +467,20 @@ def double_name_pairs(records: pd.DataFrame, left: np.ndarray, right: np.ndarray
     return out
 
 
+def gives_none(records: pd.DataFrame, fields: tuple[str, ...]) -> np.ndarray:
+    """Per record: does it give none of ``fields`` (missing, NaN, empty or blank in each; a field the records
+    lack counts as not given)? The test of :func:`unplaced_ambiguous` and of ``linkage explain``'s note.
+
+    >>> gives_none(pd.DataFrame({"postcode": ["1234AB", None, " "], "city": ["", "", ""]}), ("postcode", "city")).tolist()
+    [False, True, True]
+    """
+    bare = np.ones(len(records), dtype=bool)
+    for f in fields:
+        if f in records.columns:
+            bare &= records[f].fillna("").astype(str).str.strip().to_numpy(dtype=object) == ""
+    return bare
+
+
 def unplaced_ambiguous(records: pd.DataFrame, left: np.ndarray, right: np.ndarray, link: np.ndarray,
                        candidate: np.ndarray, fields: tuple[str, ...], same=(), different=()) -> np.ndarray:
     """Per pair: is it a link of an *unplaced* record to one of several candidate places (then it is not taken)?
@@ -501,12 +515,9 @@ def unplaced_ambiguous(records: pd.DataFrame, left: np.ndarray, right: np.ndarra
     from linkage.resolve.cluster import components
 
     n, out = len(records), np.zeros(len(left), dtype=bool)
-    cols = [f for f in fields if f in records.columns]
-    if not cols or len(left) == 0:
+    if not any(f in records.columns for f in fields) or len(left) == 0:
         return out
-    bare = np.ones(n, dtype=bool)
-    for f in cols:
-        bare &= records[f].fillna("").astype(str).str.strip().to_numpy(dtype=object) == ""
+    bare = gives_none(records, fields)
     left, right = np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)
     link = np.asarray(link, dtype=bool)
     bl, br = bare[left], bare[right]
