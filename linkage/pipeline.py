@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-import numpy as np
 import pandas as pd
 
 from linkage.errors import ConfigError
@@ -527,10 +526,7 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
     if reused is not None and len(reused):
         parts = pd.concat([parts, cached[_isin(cached["cluster_id"], reused["cluster_id"].tolist())][PART_COLUMNS]],
                           ignore_index=True)
-        out = pd.concat([out.drop(columns=["rank"]), reused[[c for c in out.columns if c != "rank"]]],
-                        ignore_index=True)
-        out = out.sort_values(["score", "cluster_id"], ascending=[False, True], kind="stable").reset_index(drop=True)
-        out.insert(1, "rank", np.arange(1, len(out) + 1))
+        out = rank_scored([out, reused[[c for c in out.columns if c != "rank"]]], columns=None)
     if step is not None:
         step.parts = parts
         step.routing = fingerprint

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -485,13 +485,14 @@ def _matrix(column: pd.Series, width: int) -> np.ndarray:
     return np.vstack([np.asarray(r, dtype=np.float64) for r in rows]).reshape(len(rows), width)
 
 
-def rank_scored(parts: list[pd.DataFrame]) -> pd.DataFrame:
+def rank_scored(parts: list[pd.DataFrame], columns: Sequence[str] | None = SCORED_COLUMNS) -> pd.DataFrame:
     """Scored rows of several parts (fresh and carried over) as one ranked table, as :func:`score_clusters`
-    ranks: by score (desc), then cluster_id."""
+    ranks: by score (desc), then cluster_id; ``rank`` second. ``columns=None`` keeps every column of the parts
+    (routed rows), otherwise only ``columns``."""
     parts = [p.drop(columns=["rank"], errors="ignore") for p in parts if len(p)]
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in SCORED_COLUMNS})
     out = pd.concat(parts, ignore_index=True)
     out = out.sort_values(["score", "cluster_id"], ascending=[False, True], kind="stable")
     out.insert(1, "rank", np.arange(1, len(out) + 1))
-    return out[SCORED_COLUMNS].reset_index(drop=True)
+    return (out if columns is None else out[list(columns)]).reset_index(drop=True)
