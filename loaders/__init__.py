@@ -26,7 +26,7 @@ from linkage.gcpause import paused_gc
 from linkage.pseudonym import pseudonymise_bsn
 from linkage.settings import Settings, load_settings
 from linkage.store.embedded import _PLAIN_TYPES, EmbeddedStore, _binding_none, _sql_value
-from loaders.canonical import Origin, canonical_column, row_checker, text
+from loaders.canonical import Origin, _strip, canonical_column, row_checker, text
 from loaders.readers import Table, read_table, record_row
 from loaders.wide import WideMapping, load_mapping
 
@@ -152,9 +152,17 @@ class _Loader:
         self.workers = max(0, settings.load_workers)
         self.parallel_min_rows = settings.load_parallel_min_rows
         self.pool = None
+        # validated chunks (and files' quarantine resets) not yet written, in the order they are written:
+        # (task, rows or future, summary), or (None, file label, summary) for a reset
+        self.pending: deque = deque()
         self.known_reports: set[str] | None = None
         self.seen_reports: dict[str, str] = {}
         self.seen_mentions: dict[str, str] = {}
+        # Whether each table held rows before this load: rows this load adds are all in seen_reports /
+        # seen_mentions, so for a table that started empty the store has nothing more to tell (a first load
+        # then asks it nothing per chunk).
+        self.stored_before = {t: bool(store.conn.execute(f"SELECT EXISTS (SELECT 1 FROM {t})").fetchone()[0])
+                              for t in ("reports", "mentions")}
 
     # --- shared helpers ----------------------------------------------------------------------------
     def _reports_known(self) -> set[str]:
@@ -254,34 +262,39 @@ class _Loader:
     # --- files -------------------------------------------------------------------------------------
     def run_file(self, table: Table, kind: str, label: str) -> FileSummary:
         """Load one ``table`` of ``kind`` ("reports", "mentions" or "wide", with the loader's mapping) chunk by
-        chunk, committing each chunk in file order; returns its summary (rows read = loaded + quarantined).
-        ``label`` names the file in the summary, the quarantine and every message."""
+        chunk, committing each chunk in file order; returns its summary (rows read = loaded + quarantined),
+        complete once :meth:`finish` has run. ``label`` names the file in the summary, the quarantine and every
+        message.
+
+        With workers, the last chunks of a file may still be in the workers' hands when this returns: the next
+        file's first chunks go to them while this process writes those (no core waits at a file boundary). The
+        store sees the same writes in the same order as when each file is finished before the next begins."""
         summary = FileSummary(label, kind, table.format, table.encoding, table.delimiter)
-        # A re-loaded file replaces its own quarantine entries: a row fixed since is no longer listed.
-        with self.store.transaction():
-            self.store.conn.execute("DELETE FROM quarantine WHERE source_file = ?", (label,))
+        pending = self.pending
+        # A re-loaded file replaces its own quarantine entries: a row fixed since is no longer listed. Done in
+        # turn with the chunks (after every chunk of the files before, before any of this file).
+        pending.append((None, label, summary))
         # Identical rows are counted over the whole file, not per chunk: derived mention ids must not
         # depend on chunk_rows (nor on where an interrupted load stopped). Rows with a mention_id never
         # need the count (and their keys, which hold that id, never equal the key of a row without one).
         occurrences: Counter = Counter()
         count = kind == "mentions"
-        keys = self._record_keys(table, summary, kind)
-        if keys is not None:
-            # rows as cell lists under ``keys`` (cheap to hand to a worker process); dicts only where needed
-            # the cell a row's mention_id comes from (the last of repeated names, as in a dict of the row)
-            mid_at = max((i for i, k in enumerate(keys) if k == "mention_id"), default=None)
-            rows: Iterable = table.records()
-        else:
-            rows = self._canonical_rows(table, summary, kind)
-        chunk: list[tuple] = []
-        pending: deque = deque()
-        read = 0
         try:
+            keys = self._record_keys(table, summary, kind)
+            if keys is not None:
+                # rows as cell lists under ``keys`` (cheap to hand to a worker process); dicts only where needed
+                # the cell a row's mention_id comes from (the last of repeated names, as in a dict of the row)
+                mid_at = max((i for i, k in enumerate(keys) if k == "mention_id"), default=None)
+                rows: Iterable = table.records()
+            else:
+                rows = self._canonical_rows(table, summary, kind)
+            chunk: list[tuple] = []
+            read = 0
             for item in rows:
                 if keys is not None:
                     row_no, cells, extra = item
                     occ = 0
-                    if count and (mid_at is None or not text(cells[mid_at])):
+                    if count and (mid_at is None or not _strip(cells[mid_at])):
                         row = record_row(keys, cells, extra)
                         key = _occurrence_key(row)
                         occ = occurrences[key]
@@ -297,20 +310,47 @@ class _Loader:
                     chunk.append((row_no, row, occ))
                 if len(chunk) >= self.chunk:
                     read += len(chunk)
-                    self._submit((kind, label, keys, chunk), pending, read)
+                    self._submit((kind, label, keys, chunk), summary, read)
                     chunk = []
                     # with workers, a few chunks are validated ahead of the one being written
-                    while len(pending) > (2 * self.workers if self.pool is not None else 0):
-                        self._apply(*pending.popleft(), summary)
+                    self._drain(2 * self.workers if self.pool is not None else 0)
             if chunk:
                 read += len(chunk)
-                self._submit((kind, label, keys, chunk), pending, read)
-            while pending:
-                self._apply(*pending.popleft(), summary)
-        finally:
-            if pending:  # interrupted: the chunks handed out are not written (their work is discarded)
-                self.close_pool()
+                self._submit((kind, label, keys, chunk), summary, read)
+            self._drain(2 * self.workers if self.pool is not None else 0)
+        except BaseException:
+            self._abandon()
+            raise
         return summary
+
+    def finish(self) -> None:
+        """Write every chunk still pending (the summaries :meth:`run_file` returned are then complete)."""
+        try:
+            self._drain(0)
+        except BaseException:
+            self._abandon()
+            raise
+
+    def _abandon(self) -> None:
+        """Interrupted (or a chunk failed): what is still pending is not written (the work is discarded; a
+        file's chunks may be pending while the next file is read, so those of the file before may be among
+        them: the load stops after its last committed chunk either way, and loading again continues there)."""
+        self.pending.clear()
+        self.close_pool()
+
+    def _drain(self, keep: int) -> None:
+        """Write pending chunks, in order, until at most ``keep`` are left."""
+        while len(self.pending) > keep:
+            self._step()
+
+    def _step(self) -> None:
+        """Do the first pending thing: a file's quarantine reset, or a validated chunk's write."""
+        task, staged, summary = self.pending.popleft()
+        if task is None:
+            with self.store.transaction():
+                self.store.conn.execute("DELETE FROM quarantine WHERE source_file = ?", (staged,))
+        else:
+            self._apply(task, staged, summary)
 
     def _record_keys(self, table: Table, summary: FileSummary, kind: str) -> list[str] | None:
         """The keys to read ``table.records()`` under (the canonical column names; a wide file's own names),
@@ -324,16 +364,16 @@ class _Loader:
             return None
         return list(table.columns) if kind == "wide" else [rename[c] for c in table.columns]
 
-    def _submit(self, task: tuple, pending: deque, read: int) -> None:
+    def _submit(self, task: tuple, summary: FileSummary, read: int) -> None:
         """Validate one chunk: here, or in the worker pool once the load is large enough to be worth it."""
         if self.pool is None and self.workers > 0 and read > self.parallel_min_rows:
             self.pool = _start_pool(self.workers, self.settings, self.mapping)
             if self.pool is None:  # pragma: no cover - no fork on this platform
                 self.workers = 0
         if self.pool is not None:
-            pending.append((task, self.pool.submit(_validate_task, _pack(task))))
+            self.pending.append((task, self.pool.submit(_validate_task, _pack(task)), summary))
         else:
-            pending.append((task, _validate(self.checker, self.mapping, task)))
+            self.pending.append((task, _validate(self.checker, self.mapping, task), summary))
 
     def _apply(self, task: tuple, staged, summary: FileSummary) -> None:
         """Decide new / unchanged / conflict / quarantined for each validated row of a chunk, in row order, and
@@ -352,10 +392,13 @@ class _Loader:
         links_out: list[tuple] = []
         quarantine: list[dict] = []
 
-        report_ids = [s[2][0] for s in staged if s[2] is not None]
-        mention_ids = [m[0] for s in staged for m in s[3]]
-        existing_reports = self._existing("reports", "report_id", report_ids) if report_ids else {}
-        existing_mentions = self._existing("mentions", "mention_id", mention_ids) if mention_ids else {}
+        existing_reports = existing_mentions = {}
+        if self.stored_before["reports"]:
+            report_ids = [s[2][0] for s in staged if s[2] is not None]
+            existing_reports = self._existing("reports", "report_id", report_ids) if report_ids else {}
+        if self.stored_before["mentions"]:
+            mention_ids = [m[0] for s in staged for m in s[3]]
+            existing_mentions = self._existing("mentions", "mention_id", mention_ids) if mention_ids else {}
         known_reports = self._reports_known() if kind == "mentions" else None
         qkind = {"reports": "report", "mentions": "mention", "wide": "wide"}[kind]
         new = unchanged = quarantined = conflicts = 0
@@ -616,6 +659,7 @@ def load_files(
         with paused_gc():
             for table, kind in tables:
                 summaries.append(loader.run_file(table, kind, str(table.path)))
+            loader.finish()
     finally:
         loader.close_pool()
     qfile = write_quarantine(store)

@@ -128,7 +128,9 @@ def _read_csv(path: Path) -> Table:
             for record in reader:
                 line_no += 1
                 if len(record) == width:
-                    if not "".join(record).strip():
+                    # a first cell with text settles it without joining the row (str.strip strips isspace())
+                    first = record[0] if width else ""
+                    if (not first or first.isspace()) and not "".join(record).strip():
                         continue  # blank lines are not rows
                     yield line_no, record, 0
                     continue

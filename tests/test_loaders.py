@@ -794,3 +794,52 @@ def test_load_workers_setting_is_checked(tmp_path):
     with pytest.raises(ConfigError, match=r"\[loading\] workers = 'two' must be a whole number"):
         load_settings(path)
     assert load_settings().load_workers >= 0
+
+
+def test_a_table_empty_before_the_load_is_not_asked_for_ids(tmp_path, monkeypatch):
+    files = mixed_files(tmp_path, "utf-8", ";")
+    asked: list[str] = []
+    real = loaders._Loader._existing
+
+    def spy(self, table, key, ids):
+        asked.append(table)
+        return real(self, table, key, ids)
+
+    monkeypatch.setattr(loaders._Loader, "_existing", spy)
+    first, first_dump = load(files, tmp_path / "s.db", settings=parallel(3, 0), mapping=WIDE_MAPPING)
+    assert asked == []  # every id this load stored is one it remembers
+    again = load(files, tmp_path / "s.db", settings=parallel(3, 0), mapping=WIDE_MAPPING)[0]
+    assert set(asked) == {"reports", "mentions"}  # a store with rows is asked
+    assert sum(f.new for f in again.files) == 0 and again.loaded == first.loaded
+    reconciles(first)
+    reconciles(again)
+
+
+def test_workers_take_the_next_files_rows_before_the_last_chunks_are_written(tmp_path, monkeypatch):
+    files = mixed_files(tmp_path, "utf-8", ";")
+    events: list[tuple[str, str]] = []
+    submit, apply = loaders._Loader._submit, loaders._Loader._apply
+
+    def spy_submit(self, task, summary, read):
+        events.append(("submit", task[1]))
+        return submit(self, task, summary, read)
+
+    def spy_apply(self, task, staged, summary):
+        events.append(("write", task[1]))
+        return apply(self, task, staged, summary)
+
+    monkeypatch.setattr(loaders._Loader, "_submit", spy_submit)
+    monkeypatch.setattr(loaders._Loader, "_apply", spy_apply)
+    serial, serial_dump = load(files, tmp_path / "serial.db", settings=parallel(3, 0), mapping=WIDE_MAPPING)
+    # serially each chunk is written before the next is read
+    assert all(a[0] != b[0] for a, b in zip(events, events[1:]))
+    events.clear()
+    par, par_dump = load(files, tmp_path / "par.db", settings=parallel(3, 2), mapping=WIDE_MAPPING)
+    first_of_second = next(i for i, e in enumerate(events) if e[1] != events[0][1])
+    assert events[first_of_second][0] == "submit"
+    assert ("write", events[0][1]) in events[first_of_second:]  # the first file still had chunks to write
+    writes = [e[1] for e in events if e[0] == "write"]
+    submitted = list(dict.fromkeys(e[1] for e in events if e[0] == "submit"))  # files in load order
+    assert writes == sorted(writes, key=submitted.index)  # written file by file, in that order
+    assert par_dump == serial_dump and par.to_dict()["files"] == serial.to_dict()["files"]
+    assert quarantine_path(tmp_path / "par.db").read_bytes() == quarantine_path(tmp_path / "serial.db").read_bytes()
