@@ -135,14 +135,15 @@ class FittedModel:
             w[exact, c] = np.log2(np.maximum(comp.m[1], _EPS) / freq).astype(np.float32)
         return w
 
-    def score(self, records: pd.DataFrame, left: np.ndarray, right: np.ndarray, gamma: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(match weight in bits, match probability, decisive flag) per pair.
+    def score(self, records: pd.DataFrame, left: np.ndarray, right: np.ndarray, gamma: np.ndarray,
+              weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(match weight in bits, match probability, decisive flag) per pair. ``weights``: this model's
+        :meth:`pair_weights` of these pairs when already at hand (:func:`fit` keeps them), else computed.
 
         A pair is *decisive* when a decisive comparison (BSN, KvK) is exact and the other comparisons
         together weigh at least ``decisive_min_other_weight``: it is then linked whatever the total.
         """
-        w = self.pair_weights(records, left, gamma, right)
+        w = self.pair_weights(records, left, gamma, right) if weights is None else weights
         total = w.sum(axis=1, dtype=np.float64)
         prob = 1.0 / (1.0 + np.exp2(-(self.prior_weight + total)))
         decisive = np.zeros(len(total), dtype=bool)
@@ -352,7 +353,8 @@ def rule_patterns(gamma: np.ndarray, rule_mask: np.ndarray) -> tuple[np.ndarray,
 
 
 def fit(records: pd.DataFrame, gamma: np.ndarray, rule_mask: np.ndarray, policy: TypePolicy, settings: ERSettings,
-        left: np.ndarray | None = None, codes_cache: dict | None = None, right: np.ndarray | None = None) -> FittedModel:
+        left: np.ndarray | None = None, codes_cache: dict | None = None, right: np.ndarray | None = None,
+        kept: dict | None = None) -> FittedModel:
     """Fit m, u, the prior and the TF tables of one entity type (no labels).
 
     Parameters
@@ -365,6 +367,9 @@ def fit(records: pd.DataFrame, gamma: np.ndarray, rule_mask: np.ndarray, policy:
         For each pair the bit mask of the blocking rules that found it (bit k: ``policy.blocking[k]``).
     left, right:
         Record indices of each pair (needed for the TF- and double-name-aware prior); optional.
+    kept:
+        Optional dict: receives ``"weights"``, the fitted model's :meth:`FittedModel.pair_weights` of the
+        pairs (the prior needs them; scoring the same pairs right after can pass them on, not recompute).
     """
     comps = policy.comparisons
     u = estimate_u(records, policy, settings, codes_cache)
@@ -416,14 +421,15 @@ def fit(records: pd.DataFrame, gamma: np.ndarray, rule_mask: np.ndarray, policy:
                         decisive_min_other_weight=policy.decisive_min_other_weight, tf=tf,
                         n_records=len(records), training={"rules": per_rule},
                         double_names=double_name_table(records, policy.double_name_evidence))
-    model.prior = estimate_prior(model, records, left, gamma, right=right)
+    model.prior = estimate_prior(model, records, left, gamma, right=right, kept=kept)
     model.training["prior"] = model.prior
     return model
 
 
 def estimate_prior(model: FittedModel, records: pd.DataFrame, left: np.ndarray | None, gamma: np.ndarray,
-                   iterations: int = 30, right: np.ndarray | None = None) -> float:
-    """The chance that two random records match: fixed point of expected candidate matches / all pairs."""
+                   iterations: int = 30, right: np.ndarray | None = None, kept: dict | None = None) -> float:
+    """The chance that two random records match: fixed point of expected candidate matches / all pairs.
+    ``kept`` (optional dict) receives the pair weights under ``"weights"`` (given ``left``)."""
     n = len(records)
     all_pairs = max(n * (n - 1) / 2, 1.0)
     if len(gamma) == 0:
@@ -431,7 +437,11 @@ def estimate_prior(model: FittedModel, records: pd.DataFrame, left: np.ndarray |
     if left is None:
         total = model.level_weight_matrix(gamma).sum(axis=1, dtype=np.float64)
     else:
-        total = model.pair_weights(records, left, gamma, right).sum(axis=1, dtype=np.float64)
+        weights = model.pair_weights(records, left, gamma, right)
+        total = weights.sum(axis=1, dtype=np.float64)
+        if kept is not None:
+            kept["weights"] = weights
+        del weights
     prior = min(max(n / all_pairs, 1e-12), 0.5)
     for _ in range(iterations):
         pw = math.log2(prior / (1 - prior))
