@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from linkage.er_settings import load_er_settings
-from linkage.scoring import ComparisonParams, FittedModel, em, random_pairs, term_frequencies
+from linkage.scoring import ComparisonParams, FittedModel, em, random_pairs, rule_patterns, term_frequencies
 
 
 def _planted(n_match=3000, n_non=9000, seed=0):
@@ -106,3 +106,22 @@ def test_parts_of_a_seen_double_name_weigh_as_a_shared_part_not_as_different():
     assert (model.pair_weights(records, left, gamma)[:, 0] == np.float32(comp.weights[3])).all()
     back = FittedModel.from_dict(json.loads(json.dumps(model.to_dict())))
     assert (back.pair_weights(records, left, gamma, right) == model.pair_weights(records, left, gamma, right)).all()
+
+
+def test_em_on_rule_patterns_equals_em_on_each_rules_pairs():
+    """fit trains each rule on rows of rule_patterns (distinct mask and levels, with counts): bit for bit the
+    EM of that rule's own pairs."""
+    rng = np.random.default_rng(3)
+    gamma = rng.integers(0, 4, size=(5000, 3)).astype(np.int8)
+    mask = rng.integers(1, 8, size=5000).astype(np.uint32)
+    u = [np.array([1, .2, .3, .5])] * 3
+    m0 = [np.array([1, .6, .3, .1])] * 3
+    masks, patterns, counts = rule_patterns(gamma, mask)
+    assert int(counts.sum()) == len(gamma)
+    for r in range(3):
+        own = gamma[(mask & np.uint32(1 << r)) != 0][:, [0, 2]]
+        rows = (masks & np.uint32(1 << r)) != 0
+        direct = em(own, [u[0], u[2]], [m0[0], m0[2]])
+        weighted = em(patterns[rows][:, [0, 2]], [u[0], u[2]], [m0[0], m0[2]], weights=counts[rows])
+        assert direct[1:] == weighted[1:]
+        assert all(np.array_equal(a, b) for a, b in zip(direct[0], weighted[0]))

@@ -440,15 +440,16 @@ def _resolve_fuzzy(records: pd.DataFrame, etype: str, cfg: ERSettings, same: lis
     cand, report = block(records, policy.blocking, etype, cfg.largest_blocks_reported, involving)
     say(f"{etype}: comparing {len(cand)} pairs")
     codes_cache: dict = {}
+    kept: dict = {}  # fit's pair weights, for scoring the same pairs
     gamma = compare(records, cand.left, cand.right, policy.comparisons, cfg.workers, codes_cache)
     if frozen is not None:
         fitted = FittedModel.from_dict(frozen)
     else:
         say(f"{etype}: estimating the model")
-        fitted = fit(records, gamma, cand.rule_mask, policy, cfg, cand.left, codes_cache, right=cand.right)
+        fitted = fit(records, gamma, cand.rule_mask, policy, cfg, cand.left, codes_cache, right=cand.right, kept=kept)
     say(f"{etype}: scoring")
     del codes_cache
-    weight, prob, matched, reason = _score(fitted, records, cand.left, cand.right, gamma)
+    weight, prob, matched, reason = _score(fitted, records, cand.left, cand.right, gamma, kept.pop("weights", None))
     left, right, levels = cand.left.astype(np.int32), cand.right.astype(np.int32), gamma
     n_candidates = len(cand)
     old = _old_pairs(existing_pairs, etype, records, gamma.shape[1])
@@ -468,9 +469,11 @@ def _resolve_fuzzy(records: pd.DataFrame, etype: str, cfg: ERSettings, same: lis
     return labels, pairs, fitted, report, n_candidates
 
 
-def _score(fitted: FittedModel, records: pd.DataFrame, left: np.ndarray, right: np.ndarray, gamma: np.ndarray):
-    """(weight, probability, matched, reason code) of freshly compared pairs."""
-    weight, prob, decisive = fitted.score(records, left, right, gamma)
+def _score(fitted: FittedModel, records: pd.DataFrame, left: np.ndarray, right: np.ndarray, gamma: np.ndarray,
+           weights: np.ndarray | None = None):
+    """(weight, probability, matched, reason code) of freshly compared pairs (``weights``: the model's pair
+    weights of them, when fit kept them)."""
+    weight, prob, decisive = fitted.score(records, left, right, gamma, weights)
     above = prob >= fitted.match_probability
     matched = above | decisive
     reason = np.where(decisive & ~above, 2, np.where(matched, 1, 0)).astype(np.uint8)

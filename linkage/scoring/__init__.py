@@ -135,14 +135,15 @@ class FittedModel:
             w[exact, c] = np.log2(np.maximum(comp.m[1], _EPS) / freq).astype(np.float32)
         return w
 
-    def score(self, records: pd.DataFrame, left: np.ndarray, right: np.ndarray, gamma: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(match weight in bits, match probability, decisive flag) per pair.
+    def score(self, records: pd.DataFrame, left: np.ndarray, right: np.ndarray, gamma: np.ndarray,
+              weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(match weight in bits, match probability, decisive flag) per pair. ``weights``: this model's
+        :meth:`pair_weights` of these pairs when already at hand (:func:`fit` keeps them), else computed.
 
         A pair is *decisive* when a decisive comparison (BSN, KvK) is exact and the other comparisons
         together weigh at least ``decisive_min_other_weight``: it is then linked whatever the total.
         """
-        w = self.pair_weights(records, left, gamma, right)
+        w = self.pair_weights(records, left, gamma, right) if weights is None else weights
         total = w.sum(axis=1, dtype=np.float64)
         prob = 1.0 / (1.0 + np.exp2(-(self.prior_weight + total)))
         decisive = np.zeros(len(total), dtype=bool)
@@ -235,7 +236,7 @@ def _default_m(comp) -> np.ndarray:
 
 
 def em(gamma: np.ndarray, u: list[np.ndarray], m_init: list[np.ndarray], max_iter: int = 60, tol: float = 1e-4,
-       lam: float = 0.3) -> tuple[list[np.ndarray], float, int, bool]:
+       lam: float = 0.3, weights: np.ndarray | None = None) -> tuple[list[np.ndarray], float, int, bool]:
     """Expectation-maximisation of m (u fixed) and the match share on aggregated level patterns.
 
     Parameters
@@ -244,6 +245,9 @@ def em(gamma: np.ndarray, u: list[np.ndarray], m_init: list[np.ndarray], max_ite
         Level indices (pairs x comparisons); 0 is "missing" and adds nothing.
     u, m_init:
         Per comparison, one value per level.
+    weights:
+        Optional whole-number count per row of ``gamma`` (rows then stand for that many pairs): the result is
+        exactly that of the rows repeated, since the rows are aggregated into patterns either way.
 
     Returns
     -------
@@ -263,9 +267,14 @@ def em(gamma: np.ndarray, u: list[np.ndarray], m_init: list[np.ndarray], max_ite
     radix = np.array([max(len(x), 2) for x in u], dtype=np.int64)
     mult = np.cumprod(np.r_[1, radix[:-1]])
     code = (gamma.astype(np.int64) * mult).sum(axis=1)
-    patterns, counts = np.unique(code, return_counts=True)
+    if weights is None:
+        patterns, counts = np.unique(code, return_counts=True)
+        counts = counts.astype(float)
+    else:
+        patterns, inverse = np.unique(code, return_inverse=True)
+        counts = np.bincount(inverse.reshape(-1), weights=np.asarray(weights, dtype=np.int64),
+                             minlength=len(patterns)).astype(float)
     pg = (patterns[:, None] // mult) % radix  # patterns x comparisons
-    counts = counts.astype(float)
     log_u = np.stack([np.log(np.maximum(u[c][pg[:, c]], _EPS)) * (pg[:, c] > 0) for c in range(n_comp)], axis=1)
     m = [x.copy() for x in m_init]
     converged = False
@@ -313,8 +322,39 @@ def term_frequencies(records: pd.DataFrame, column: str, minimum: float, keep_mi
     return {"column": column, "values": values, "default": default, "minimum": minimum}
 
 
+def rule_patterns(gamma: np.ndarray, rule_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct (rule mask, level pattern) rows of the candidate pairs, with how many pairs each has:
+    ``(masks, patterns, counts)``. One pass over the pairs, after which each blocking rule's training set is
+    a selection of these few rows (its pairs are the rows whose mask holds its bit).
+
+    >>> masks, pats, counts = rule_patterns(np.array([[1, 2], [1, 2], [2, 2]], np.int8), np.array([1, 1, 3], np.uint32))
+    >>> masks.tolist(), pats.tolist(), counts.tolist()
+    ([1, 3], [[1, 2], [2, 2]], [2, 1])
+    """
+    n_comp = gamma.shape[1] if gamma.ndim == 2 else 0
+    if len(gamma) == 0 or n_comp == 0:
+        return np.empty(0, np.uint32), np.empty((0, n_comp), np.int64), np.empty(0, np.int64)
+    radix = np.full(n_comp, max(int(gamma.max()) + 1, 2), dtype=np.int64)
+    mult = np.cumprod(np.r_[1, radix[:-1]])
+    span = int(mult[-1] * radix[-1])
+    if span * (int(rule_mask.max()) + 1) >= 2 ** 62:  # too many comparisons or levels for one int64 key
+        rows, counts = np.unique(np.column_stack([rule_mask.astype(np.int64), gamma.astype(np.int64)]), axis=0,
+                                 return_counts=True)
+        return rows[:, 0].astype(np.uint32), rows[:, 1:], counts.astype(np.int64)
+    code = np.zeros(len(gamma), np.int64)
+    for c in range(n_comp):  # column by column: no pairs x comparisons int64 temporary
+        code += gamma[:, c].astype(np.int64) * mult[c]
+    code += rule_mask.astype(np.int64) * span
+    keys, counts = np.unique(code, return_counts=True)
+    del code
+    rest = keys % span
+    patterns = (rest[:, None] // mult) % radix
+    return (keys // span).astype(np.uint32), patterns, counts.astype(np.int64)
+
+
 def fit(records: pd.DataFrame, gamma: np.ndarray, rule_mask: np.ndarray, policy: TypePolicy, settings: ERSettings,
-        left: np.ndarray | None = None, codes_cache: dict | None = None, right: np.ndarray | None = None) -> FittedModel:
+        left: np.ndarray | None = None, codes_cache: dict | None = None, right: np.ndarray | None = None,
+        kept: dict | None = None) -> FittedModel:
     """Fit m, u, the prior and the TF tables of one entity type (no labels).
 
     Parameters
@@ -327,29 +367,34 @@ def fit(records: pd.DataFrame, gamma: np.ndarray, rule_mask: np.ndarray, policy:
         For each pair the bit mask of the blocking rules that found it (bit k: ``policy.blocking[k]``).
     left, right:
         Record indices of each pair (needed for the TF- and double-name-aware prior); optional.
+    kept:
+        Optional dict: receives ``"weights"``, the fitted model's :meth:`FittedModel.pair_weights` of the
+        pairs (the prior needs them; scoring the same pairs right after can pass them on, not recompute).
     """
     comps = policy.comparisons
     u = estimate_u(records, policy, settings, codes_cache)
     fits: list[list[tuple[float, np.ndarray, str]]] = [[] for _ in comps]
     per_rule: dict[str, Any] = {}
+    masks, patterns, counts = rule_patterns(gamma, rule_mask)
     for r, rule in enumerate(policy.blocking):
-        sel = np.flatnonzero((rule_mask & np.uint32(1 << r)) != 0)
+        rows = np.flatnonzero((masks & np.uint32(1 << r)) != 0)
+        n_sel = int(counts[rows].sum())
         free = [c for c, comp in enumerate(comps) if comp.name not in rule.uses]
-        if len(sel) < settings.min_pairs_for_training or not free:
-            per_rule[rule.name] = {"pairs": int(len(sel)), "trained": False}
+        if n_sel < settings.min_pairs_for_training or not free:
+            per_rule[rule.name] = {"pairs": n_sel, "trained": False}
             continue
         # comparisons missing in (almost) every pair of this rule carry no information here
-        g = gamma[np.ix_(sel, free)]
-        present = (g > 0).sum(axis=0)
+        g, w = patterns[np.ix_(rows, free)], counts[rows]
+        present = ((g > 0) * w[:, None]).sum(axis=0)
         informative = [k for k in range(len(free)) if present[k] > 0]
         if not informative:
-            per_rule[rule.name] = {"pairs": int(len(sel)), "trained": False}
+            per_rule[rule.name] = {"pairs": n_sel, "trained": False}
             continue
         free = [free[k] for k in informative]
         g = g[:, informative]
         m_fit, lam, iters, ok = em(g, [u[c] for c in free], [_default_m(comps[c]) for c in free],
-                                   settings.em_max_iterations, settings.em_tolerance)
-        per_rule[rule.name] = {"pairs": int(len(sel)), "trained": True, "match_share": lam, "iterations": iters,
+                                   settings.em_max_iterations, settings.em_tolerance, weights=w)
+        per_rule[rule.name] = {"pairs": n_sel, "trained": True, "match_share": lam, "iterations": iters,
                                "converged": ok, "comparisons": [comps[c].name for c in free]}
         for k, c in enumerate(free):
             if present[informative[k]] >= settings.min_pairs_for_training // 2 and len(free) >= 3:
@@ -376,14 +421,15 @@ def fit(records: pd.DataFrame, gamma: np.ndarray, rule_mask: np.ndarray, policy:
                         decisive_min_other_weight=policy.decisive_min_other_weight, tf=tf,
                         n_records=len(records), training={"rules": per_rule},
                         double_names=double_name_table(records, policy.double_name_evidence))
-    model.prior = estimate_prior(model, records, left, gamma, right=right)
+    model.prior = estimate_prior(model, records, left, gamma, right=right, kept=kept)
     model.training["prior"] = model.prior
     return model
 
 
 def estimate_prior(model: FittedModel, records: pd.DataFrame, left: np.ndarray | None, gamma: np.ndarray,
-                   iterations: int = 30, right: np.ndarray | None = None) -> float:
-    """The chance that two random records match: fixed point of expected candidate matches / all pairs."""
+                   iterations: int = 30, right: np.ndarray | None = None, kept: dict | None = None) -> float:
+    """The chance that two random records match: fixed point of expected candidate matches / all pairs.
+    ``kept`` (optional dict) receives the pair weights under ``"weights"`` (given ``left``)."""
     n = len(records)
     all_pairs = max(n * (n - 1) / 2, 1.0)
     if len(gamma) == 0:
@@ -391,7 +437,11 @@ def estimate_prior(model: FittedModel, records: pd.DataFrame, left: np.ndarray |
     if left is None:
         total = model.level_weight_matrix(gamma).sum(axis=1, dtype=np.float64)
     else:
-        total = model.pair_weights(records, left, gamma, right).sum(axis=1, dtype=np.float64)
+        weights = model.pair_weights(records, left, gamma, right)
+        total = weights.sum(axis=1, dtype=np.float64)
+        if kept is not None:
+            kept["weights"] = weights
+        del weights
     prior = min(max(n / all_pairs, 1e-12), 0.5)
     for _ in range(iterations):
         pw = math.log2(prior / (1 - prior))
