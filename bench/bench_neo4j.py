@@ -58,6 +58,9 @@ def server_threads() -> dict[str, float] | None:
 
     A thread that ended between two readings drops out of its group, so a difference of two readings
     can undercount "other" (short-lived threads); the named groups live as long as the server.
+    ``bolt_waited_for_cpu`` (from ``/proc/<pid>/task/*/schedstat``) is not CPU time but the seconds the
+    Bolt workers were runnable and waited for a CPU: on a shared machine, the part of the wall that the
+    other jobs cost the server.
     """
     try:
         pid = int(PID_FILE.read_text().strip())
@@ -74,6 +77,12 @@ def server_threads() -> dict[str, float] | None:
             continue
         group = next((name for name, prefixes in THREAD_GROUPS if comm.startswith(prefixes)), "other")
         out[group] += (int(fields[11]) + int(fields[12])) / tick
+        if group == "bolt":  # time the Bolt workers were ready to run but waited for a CPU (other jobs)
+            try:
+                out["bolt_waited_for_cpu"] = (out.get("bolt_waited_for_cpu", 0.0)
+                                              + int((task / "schedstat").read_text().split()[1]) / 1e9)
+            except (OSError, IndexError, ValueError):
+                pass
     return out
 
 

@@ -19,8 +19,12 @@ index or lock) rather than through the uniqueness indexes; the query counts only
 still hold their keys, and a batch that falls short (an id deleted and reused meanwhile) is rolled
 back and written by key. Relationships to nodes this push did not write go by key. While a
 background thread writes one kind, the calling thread prepares the rows of the next (SQLite reads
-and hashing), so client and server work at the same time over one session. Python's cyclic garbage
-collector is paused during a push (its full collections walked every row list held).
+and hashing), so client and server work at the same time; within a kind the batches are pipelined
+over two sessions (the next batch is sent while the previous one commits), and a kind is finished
+(every batch committed) before the next kind is written, so relationships always find their nodes.
+A batch that fails names its kind, its number and rows, and the batches that were committed.
+Python's cyclic garbage collector is paused during a push (its full collections walked every row
+list held).
 
 How it stays in sync: every node and relationship carries ``push_hash``, a 64-bit hash of exactly the
 values the push wrote to it. A push first reads the hashes already in Neo4j (one list per label or
@@ -65,12 +69,13 @@ LINK_RELS: tuple[str, ...] = ("LIVES_AT", "LOCATED_AT", "OWNER_OF", "DIRECTOR_OF
 
 #: Rows per write transaction.
 BATCH = 10_000
-#: Sessions writing at once during a push. More than one lets the client pack a batch while the server
-#: writes another; on the shared 2-core development machine it gained nothing and cost server CPU
-#: (99 server CPU s against 43 for a first push of 100,000 reports in session 3; in session 5, Bolt
-#: workers 37.6 against 33.0 CPU s with no retried transaction, and a longer wall), so the default is one
-#: (``LINKAGE_NEO4J_WRITERS`` or ``push(..., writers=)`` to change it).
-WRITERS = 1
+#: Sessions of the pipelined writer (:func:`_write`): with 2, batch k+1 is packed, sent and run while
+#: batch k commits (at most one batch in its query phase at a time), where one session left the server
+#: idle while the client packed and sent each batch and the client idle while the server committed.
+#: Free-running sessions (each sending its next batch whenever it liked) were tried before and cost
+#: server CPU (lock waits, two queries at once on two cores); the gated pipeline did not (see
+#: docs/neo4j.md). ``LINKAGE_NEO4J_WRITERS`` or ``push(..., writers=)`` changes it; 1 is the serial writer.
+WRITERS = 2
 #: Part of every ``push_hash``: bump it when the properties a push writes change, so that the next
 #: push rewrites every element once.
 MODEL_VERSION = 2
@@ -234,55 +239,127 @@ class _Unmatched(Exception):
     """A batch addressed by internal ids found fewer endpoints than rows (an id no longer means its node)."""
 
 
+class BatchFailed(Exception):
+    """A batch of a push failed (after the driver's own retries); names the kind and the batch.
+
+    ``committed`` lists the other batches of the same write that were committed (numbered from 1):
+    with the pipelined writer a later batch can have committed while this one failed.
+    """
+
+    def __init__(self, what: str, number: int, total: int, first_row: int, last_row: int,
+                 committed: Sequence[int], cause: BaseException) -> None:
+        self.what, self.number, self.total, self.committed, self.cause = what, number, total, list(committed), cause
+        super().__init__(f"{what or 'write'}: batch {number} of {total} (rows {first_row}-{last_row}) failed "
+                         f"({type(cause).__name__}); batches committed: {_ranges(committed) or 'none'}")
+
+
+def _ranges(numbers: Iterable[int]) -> str:
+    """``[1, 2, 3, 5]`` -> ``"1-3, 5"``.
+
+    >>> _ranges([5, 1, 2, 3])
+    '1-3, 5'
+    """
+    out: list[str] = []
+    for _, group in itertools.groupby(enumerate(sorted(numbers)), lambda p: p[1] - p[0]):
+        g = [n for _, n in group]
+        out.append(f"{g[0]}-{g[-1]}" if len(g) > 1 else str(g[0]))
+    return ", ".join(out)
+
+
 def _write(driver, query: str, rows: Sequence, writers: int = 1, fallback: str | None = None,
-           **params: Any) -> tuple[int, list[int]]:
+           what: str = "", **params: Any) -> tuple[int, list[int]]:
     """Run ``query`` once per batch of rows, each batch in a managed (retried) write transaction.
 
     The query returns one record with ``n``, the rows it wrote, and optionally ``ids``, the internal
     ids of the nodes it wrote in row order. Returns the sum of ``n`` and the ids of all batches in row
     order. With ``fallback``, a batch whose ``n`` falls short of its rows is rolled back and run again
     with ``fallback`` (the same write addressing nodes by key instead of internal id).
-    ``writers`` > 1 runs that many sessions at once (each in its own thread); every batch is still
-    one managed transaction, and a lock conflict between them is a transient error the driver retries.
+
+    ``writers`` > 1 pipelines the batches over that many sessions: a batch is sent as soon as the
+    previous one has its result and is committing, so the client packs and sends batch k+1 and the
+    server runs its query while batch k commits; at most one batch is in its query phase at a time
+    (not ``writers`` free-running sessions, whose transactions competed for the server's CPU and
+    locks). Every batch is still one managed transaction; the batches of one call must be independent
+    of each other (rows of one kind), and the call returns only when all have committed, so the
+    next call may depend on them.
+
+    Raises
+    ------
+    BatchFailed
+        When a batch fails after the driver's retries; it names ``what``, the batch and its rows, and
+        the batches that committed. No batch is started after a failure.
     """
-    def work(tx, batch, q, strict):
+    import threading
+
+    def work(tx, batch, q, strict, on_result):
         record = tx.run(q, rows=batch, **params).single()
+        on_result()  # the query is done; what is left is the commit
         if strict and record["n"] != len(batch):
             raise _Unmatched  # the managed transaction rolls back
         return record["n"], (record["ids"] if "ids" in record.keys() else [])
 
-    def one(session, batch):
+    def one(session, batch, on_result=lambda: None):
         try:
-            return session.execute_write(work, batch, query, fallback is not None)
+            return session.execute_write(work, batch, query, fallback is not None, on_result)
         except _Unmatched:
-            return session.execute_write(work, batch, fallback, False)
+            return session.execute_write(work, batch, fallback, False, on_result)
 
     batches = list(_batches(rows, BATCH))
-    results: list[tuple[int, list[int]]] = [(0, [])] * len(batches)
+    results: list[tuple[int, list[int]] | None] = [None] * len(batches)
+
+    def failed(i: int, exc: BaseException) -> BatchFailed:
+        return BatchFailed(what, i + 1, len(batches), i * BATCH, min((i + 1) * BATCH, len(rows)) - 1,
+                           [j + 1 for j, r in enumerate(results) if r is not None], exc)
+
     if writers <= 1 or len(batches) <= 1:
         with _session(driver) as session:
             for i, batch in enumerate(batches):
-                results[i] = one(session, batch)
+                try:
+                    results[i] = one(session, batch)
+                except Exception as exc:
+                    raise failed(i, exc) from exc
     else:
-        import threading
         from concurrent.futures import ThreadPoolExecutor
 
+        turn = threading.Semaphore(1)  # held from sending a batch until its result is back
         lock = threading.Lock()
         todo = iter(enumerate(batches))
+        errors: list[BatchFailed] = []
 
         def worker() -> None:
             with _session(driver) as session:
                 while True:
-                    with lock:
-                        item = next(todo, None)
-                    if item is None:
-                        return
-                    results[item[0]] = one(session, item[1])
+                    turn.acquire()
+                    released = False
 
-        with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="neo4j-push") as pool:
+                    def release() -> None:
+                        nonlocal released
+                        if not released:
+                            released = True
+                            turn.release()
+
+                    try:
+                        with lock:
+                            item = None if errors else next(todo, None)
+                        if item is None:
+                            return
+                        try:
+                            results[item[0]] = one(session, item[1], release)
+                        except Exception as exc:
+                            with lock:
+                                errors.append(failed(item[0], exc))
+                            return
+                    finally:
+                        release()
+
+        with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="neo4j-batch") as pool:
             for future in [pool.submit(worker) for _ in range(writers)]:
-                future.result()  # re-raises a failed batch (after the driver's own retries)
-    return sum(n for n, _ in results), [i for _, ids in results for i in ids]
+                future.result()
+        if errors:
+            first = min(errors, key=lambda e: e.number)
+            raise failed(first.number - 1, first.cause) from first.cause
+    done = [r for r in results if r is not None]
+    return sum(n for n, _ in done), [i for _, ids in done for i in ids]
 
 
 def _read_list(driver, query: str, **params: Any) -> list:
@@ -630,7 +707,7 @@ def push(store: EmbeddedStore, driver=None, progress: Callable[[str, int], None]
         for query, part in ((kind.create_query(), new), (kind.query(), changed)):
             if not part:
                 continue
-            n, ids = _write(driver, query, part, writers)
+            n, ids = _write(driver, query, part, writers, what=kind.name)
             if len(ids) == len(part):
                 node_ids[group].update(zip((r[1] for r in part), ids))
             written += n
@@ -653,9 +730,10 @@ def push(store: EmbeddedStore, driver=None, progress: Callable[[str, int], None]
                 else:
                     by_id.append([*r, s, d])
             if by_id:
-                written += _write(driver, make(by_id=True), by_id, writers, fallback=make(by_id=False))[0]
+                written += _write(driver, make(by_id=True), by_id, writers, fallback=make(by_id=False),
+                                  what=kind.name)[0]
             if by_key:
-                written += _write(driver, make(by_id=False), by_key, writers)[0]
+                written += _write(driver, make(by_id=False), by_key, writers, what=kind.name)[0]
         if rows or kind.name not in LINK_RELS:
             summary.relationships[kind.name] = len(rows) - len(todo) + written
         summary.written += written
@@ -720,11 +798,16 @@ def push(store: EmbeddedStore, driver=None, progress: Callable[[str, int], None]
             jobs.close()
             from neo4j.exceptions import DriverError, Neo4jError
 
-            if isinstance(exc, (Neo4jError, DriverError)):
+            cause = exc.cause if isinstance(exc, BatchFailed) else exc
+            if isinstance(cause, (Neo4jError, DriverError)):
+                where = f" at {exc}" if isinstance(exc, BatchFailed) else ""
                 raise Neo4jUnavailable(
-                    f"Neo4j push stopped ({type(exc).__name__}); what was written is consistent per batch. "
-                    "Check the server (make neo4j) and run 'linkage push' again: it is idempotent."
+                    f"Neo4j push stopped ({type(cause).__name__}){where}; what was written is consistent per "
+                    "batch. Check the server (make neo4j) and run 'linkage push' again: it is idempotent."
                 ) from None
+            if isinstance(exc, BatchFailed):  # not the driver's: the error itself, with where it happened
+                cause.add_note(str(exc))
+                raise cause.with_traceback(cause.__traceback__) from None
             raise
         finally:
             summary.seconds = time.perf_counter() - t0
