@@ -224,6 +224,30 @@ def test_store_incremental_equals_the_pair_table_path(parts, tmp_path):
         assert state.types["person"].keys is not None
 
 
+def test_only_the_changed_components_of_a_region_are_clustered_again(parts, tmp_path, monkeypatch):
+    """A region without judgements or name-only links is clustered again only in the components of strong
+    links that a new mention reaches (cluster_changed_components): the same tables as clustering the whole
+    region, with fewer mentions touched."""
+    import linkage.resolve.incremental as incremental
+
+    first, second = parts
+    calls = []
+    real = incremental.cluster_changed_components
+
+    def counted(*args, **kwargs):
+        got = real(*args, **kwargs)
+        calls.append(None if got is None else (len(got[1]), int(got[1].sum())))
+        return got
+
+    monkeypatch.setattr(incremental, "cluster_changed_components", counted)
+    parts_run = _two_runs(first, second, tmp_path / "parts.db")
+    assert any(c is not None and c[1] < c[0] for c in calls)  # some region kept part of its entities
+    monkeypatch.setattr(incremental, "stored_entities", lambda store: None)  # every region clustered whole
+    whole_run = _two_runs(first, second, tmp_path / "whole.db")
+    assert parts_run["touched_mentions"] < whole_run["touched_mentions"]
+    _assert_same_tables(tmp_path / "parts.db", tmp_path / "whole.db")
+
+
 def test_a_state_made_under_another_clustering_policy_is_not_used(parts, tmp_path):
     """The model dict holds no clustering policy (anchors, candidate probability, ambiguity margin,
     ``unplaced``): a state decided under another one is not used, so the full path re-clusters everything

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import struct
 import zipfile
 from dataclasses import dataclass, field
@@ -35,13 +36,13 @@ import pyarrow.ipc as ipc
 from linkage.blocking import block_involving
 from linkage.compare import compare
 from linkage.er_settings import FUZZY_TYPES, BlockingRule, ERSettings
-from linkage.resolve.cluster import components
+from linkage.resolve.cluster import cluster, components
 from linkage.resolve.engine import (
-    ScoredPairs, _cluster_scored, _entities, _finalise, _pair_flags, _resolve_simple, _score, _settings,
-    equal_value_pairs,
+    ScoredPairs, _anchor_flags, _cluster_scored, _entities, _finalise, _link_kinds, _pair_flags, _resolve_simple,
+    _score, _settings, equal_value_pairs,
 )
 from linkage.resolve.features import prepare
-from linkage.scoring import FittedModel
+from linkage.scoring import FittedModel, unplaced_ambiguous
 from linkage.store.embedded import bump_er_generation
 
 STATE_VERSION = 1
@@ -244,8 +245,13 @@ class IncrementalResult:
 
 def resolve_new(state: ERState, new_mentions: pd.DataFrame, model: Mapping[str, Any],
                 judgements: Iterable[tuple[str, str, str]] | None = None, settings: ERSettings | str | None = None,
-                progress: Callable[[str], None] | None = None) -> IncrementalResult:
+                progress: Callable[[str], None] | None = None,
+                previous_entities: Callable[[np.ndarray], np.ndarray] | None = None) -> IncrementalResult:
     """Resolve ``new_mentions`` against ``state`` with the frozen ``model``.
+
+    ``previous_entities`` (optional) gives the stored entity id of each of the given earlier mention ids (None
+    where it has none): with it a region whose clustering allows it is clustered again only in the parts a new
+    mention reaches (:func:`cluster_changed_components`); the other parts keep their entities.
 
     Raises
     ------
@@ -267,7 +273,8 @@ def resolve_new(state: ERState, new_mentions: pd.DataFrame, model: Mapping[str, 
             raise ValueError(f"no model for {etype}")
         say(f"{etype}: preparing {len(sub)} new mentions")
         new_records = prepare(sub, etype) if len(sub) else None
-        upd, tstate = _update_type(etype, old, new_records, model, judgements, changed_ids, cfg, say)
+        upd, tstate = _update_type(etype, old, new_records, model, judgements, changed_ids, cfg, say,
+                                   previous_entities)
         if upd is not None:
             updates.append(upd)
         if tstate is not None:
@@ -276,7 +283,7 @@ def resolve_new(state: ERState, new_mentions: pd.DataFrame, model: Mapping[str, 
 
 
 def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None, model, judgements, changed_ids,
-                 cfg: ERSettings, say):
+                 cfg: ERSettings, say, previous_entities: Callable[[np.ndarray], np.ndarray] | None = None):
     n_old = 0 if old is None else len(old.records)
     if new_records is None or not len(new_records):
         new_records = None
@@ -362,16 +369,28 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
         order = np.lexsort((pr, pl))  # a full run's pair order: sorted by (left, right)
         pl, pr = pl[order], pr[order]
         p = {f: v[order] for f, v in p.items()}
-        labels, matched_r, _ = _cluster_scored(rec_r, pl, pr, p["weight"], p["prob"], p["matched"], p["levels"],
-                                               p["reason"], fitted, policy, same, different)
+        redo = None
+        if previous_entities is not None and not same and not different and not changed_ids:
+            # no judgement in the region: only the parts of it a new mention reaches are clustered again
+            got = cluster_changed_components(rec_r, pl, pr, p, fitted, policy, members >= n_old,
+                                             lambda where: previous_entities(mids[members[where]]))
+            if got is not None:
+                labels, redo = got
+        if redo is None:
+            labels, _, _ = _cluster_scored(rec_r, pl, pr, p["weight"], p["prob"], p["matched"], p["levels"],
+                                           p["reason"], fitted, policy, same, different)
         flags_r = _pair_flags(p["levels"], p["prob"], p["matched"], fitted, policy)
         region_r = region_labels(k, pl, pr, flags_r, same)
     else:
+        redo = None
         labels = _resolve_simple(rec_r, same, different)
         region_r = _simple_regions(rec_r, same)
     region = region.copy()
     region[members] = members[region_r]
     say(f"{etype}: naming entities")
+    if redo is not None:  # the entities of the parts clustered again; the others keep theirs
+        again = np.flatnonzero(redo)
+        rec_r, labels, members = rec_r.iloc[again].reset_index(drop=True), labels[again], members[again]
     assignments, entities = _entities(rec_r, labels, etype)
     touched_old = mids[members[members < n_old]]
     new_part = records.iloc[n_old:].reset_index(drop=True)
@@ -385,6 +404,77 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
         keys, key_rules, new_keys = None, "", None
     upd = TypeUpdate(etype, new_part, new_pairs, touched_old, assignments, entities, new_keys)
     return upd, TypeState(records, pairs_state, region, keys, key_rules)
+
+
+def cluster_changed_components(records: pd.DataFrame, left: np.ndarray, right: np.ndarray,
+                               pairs: Mapping[str, np.ndarray], fitted: FittedModel, policy, new: np.ndarray,
+                               previous: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The labels :func:`linkage.resolve.engine._cluster_scored` gives a region without judgements, clustering
+    again only the components of strong links that a new record is in or whose links changed; with which
+    records were clustered again. None when that is not provably the same (then cluster the whole region).
+
+    ``records`` are the region's records (full-run order), ``left``/``right`` its scored pairs (sorted, local
+    indices) with the ``pairs`` fields, ``new`` marks the records added by this run and ``previous(where)``
+    gives the stored entity ids of the earlier records at the positions ``where`` (None: no entity).
+
+    Why it is the same: without name-only links or candidates (``weak``), the clustering is
+    :func:`linkage.resolve.cluster.cluster` over the strong links (links agreeing on an anchor, less those
+    the ``unplaced`` rule takes out), and that decides each connected component of the strong links from the
+    strong links and the other scored pairs inside it alone (pairs between components are ignored), with ties
+    broken by record order, which adding records keeps. New pairs all involve a new record. So a component
+    now that holds no new record and no end of an earlier pair whose strong flag changed (the ``unplaced``
+    rule is decided over the region and may change with new candidates) has exactly the links and pairs of a
+    component of the last run: its entities are the stored ones. The rest is clustered again as a full run
+    clusters it (the same pairs in the same order). Name-only links in the region now or before: None.
+    """
+    new = np.asarray(new, dtype=bool)
+    k = len(records)
+    logodds = pairs["weight"] + fitted.prior_weight
+    cannot = math.log2(fitted.cannot_link_probability / (1 - fitted.cannot_link_probability))
+    anchored, contradiction = _anchor_flags(pairs["levels"], fitted, policy.anchors)
+    matched = pairs["matched"] & ~contradiction
+
+    def strong_links(sel: np.ndarray) -> np.ndarray | None:
+        """The strong flags of the pairs ``sel`` as _cluster_scored decides them over those pairs alone."""
+        strong, weak = _link_kinds(matched[sel], anchored[sel], contradiction[sel], pairs["prob"][sel], policy)
+        if weak.any():
+            return None
+        joinable = strong | weak
+        for fields in policy.unplaced:
+            strong &= ~unplaced_ambiguous(records, left[sel], right[sel], strong, joinable, fields, (), ())
+        return strong
+
+    every = np.ones(len(left), dtype=bool)
+    earlier = ~new[left] & ~new[right]
+    strong, strong_before = strong_links(every), strong_links(earlier)
+    if strong is None or strong_before is None:
+        return None
+    comp = components(k, left[strong], right[strong])
+    flipped = np.flatnonzero(earlier)[strong_before != strong[earlier]]
+    changed = np.unique(np.r_[comp[new], comp[left[flipped]], comp[right[flipped]]])
+    redo = np.isin(comp, changed)
+    kept = np.flatnonzero(~redo)
+    labels = np.empty(k, dtype=np.int64)
+    if len(kept):
+        ids = np.asarray(previous(kept), dtype=object)
+        if any(e is None or e != e for e in ids.tolist()):
+            return None
+        code, _ = pd.factorize(pd.Series(ids, dtype=object))
+        first = np.full(int(code.max()) + 1, k, dtype=np.int64)
+        np.minimum.at(first, code, kept)
+        labels[kept] = first[code]  # each stored entity labelled by its smallest record, as cluster() labels
+    again = np.flatnonzero(redo)
+    at = np.full(k, -1, dtype=np.int64)
+    at[again] = np.arange(len(again))
+    inside = redo[left] & redo[right]
+    sl, sr = at[left[inside]], at[right[inside]]
+    lo = np.where(contradiction, np.minimum(logodds, cannot - 1.0), logodds)[inside]
+    link_lo = np.where(matched[inside] & (lo < 1.0), 1.0, lo)
+    s_in, o_in = strong[inside], ~strong[inside]
+    sub = cluster(len(again), sl[s_in], sr[s_in], link_lo[s_in], sl[o_in], sr[o_in], lo[o_in],
+                  cannot_logodds=cannot, same=[], different=[])
+    labels[again] = again[sub]
+    return labels, redo
 
 
 # -- persistence ---------------------------------------------------------------------------------------
@@ -751,7 +841,7 @@ def resolve_store_incremental(store, model: Mapping[str, Any], judgements: list,
         return None  # mentions were deleted or assignments changed outside the resolver: rebuild
     if any(t in FUZZY_TYPES and t not in model for t in set(new["entity_type"].astype(str))):
         return None  # a type without a fitted model: the full path fits it
-    result = resolve_new(state, new, model, judgements, settings, progress)
+    result = resolve_new(state, new, model, judgements, settings, progress, previous_entities=stored_entities(store))
     try:
         counts, written = _write_update(store, result, n_mentions, len(new))
     except _Rebuild:
@@ -759,6 +849,23 @@ def resolve_store_incremental(store, model: Mapping[str, Any], judgements: list,
     if changed is not None:
         changed.extend(written)
     return counts
+
+
+def stored_entities(store) -> Callable[[np.ndarray], np.ndarray]:
+    """``f(mention_ids)``: the entity id ``mention_entities`` holds for each mention id (None for none), in
+    order; for :func:`resolve_new`'s ``previous_entities``."""
+    from linkage.retention import _temp_ids  # retention imports this module: import here
+
+    def lookup(mention_ids: np.ndarray) -> np.ndarray:
+        ids = [str(m) for m in np.asarray(mention_ids, dtype=object).tolist()]
+        with store.transaction():
+            _temp_ids(store.conn, "er_previous", ids)
+        found = dict(store.conn.execute("SELECT p.id, e.entity_id FROM temp.er_previous p "
+                                        "JOIN mention_entities e ON e.mention_id = p.id").fetchall())
+        store.conn.execute("DROP TABLE temp.er_previous")
+        return np.array([found.get(m) for m in ids], dtype=object)
+
+    return lookup
 
 
 def _write_update(store, result: IncrementalResult, n_mentions: int, n_new: int) -> tuple[dict[str, int], list[str]]:
