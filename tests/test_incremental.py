@@ -97,8 +97,10 @@ def _blocking_case(seed: int = 5, n: int = 600):
 
 
 @pytest.mark.parametrize("collide", [False, True])
-def test_narrowed_blocking_gives_the_pairs_of_block_involving(collide):
-    df, rules, involving = _blocking_case()
+@pytest.mark.parametrize("seed", [5, 6, 7])
+def test_narrowed_blocking_gives_the_pairs_of_block_involving(collide, seed):
+    """The fuzzy rule with keys looks only at fuzzy_groups (not whole blocks) and finds the same pairs."""
+    df, rules, involving = _blocking_case(seed, n=600 + 200 * (seed - 5))
     order = df["mention_id"].to_numpy(object)
     want, _ = block_involving(df, rules, involving, order)
     hashes = block_key_hashes(df, rules)
