@@ -482,6 +482,32 @@ def test_graph_state_reads_the_parquet_incidence_of_an_earlier_version():
     pd.testing.assert_frame_equal(older.clusters, again.clusters)
 
 
+def test_graph_state_reads_the_parquet_tables_of_an_earlier_version():
+    """The kept tables (clusters, components, scores) are Arrow IPC files; parquet ones an earlier version
+    wrote load to the same frames."""
+    import sqlite3
+
+    from linkage.graph.incremental import _parquet_blob, load_state, save_state, update_clusters
+
+    reports = pd.DataFrame({"report_id": ["R1", "R2", "R3"]})
+    m = pd.DataFrame({"report_id": ["R1", "R2", "R3"], "entity_id": ["P", "P", "Q"], "entity_type": ["person"] * 3,
+                      "mention_id": ["m1", "m2", "m3"], "anchored": [1, 0, 1]})
+    state = update_clusters(reports, m, None, seed=1).state
+    scores = pd.DataFrame({"cluster_id": ["C1"], "n_reports": [2], "signals": ['{"a": 1.5}']})
+    conn = sqlite3.connect(":memory:")
+    save_state(conn, state, {"scores": scores}, {"now": "2026-01-02"})
+    kinds = dict(conn.execute("SELECT part, substr(data, 1, 6) FROM graph_state WHERE part <> 'meta'").fetchall())
+    assert set(kinds.values()) == {b"ARROW1"}
+    new_state, new_tables, _ = load_state(conn)
+    for part, df in (("clusters", state.clusters), ("components", state.components), ("scores", scores)):
+        conn.execute("UPDATE graph_state SET data = ? WHERE part = ?", (_parquet_blob(df), part))
+    old_state, old_tables, meta = load_state(conn)
+    assert meta["now"] == "2026-01-02"
+    for a, b in ((old_state.clusters, new_state.clusters), (old_state.components, new_state.components),
+                 (old_tables["scores"], new_tables["scores"]), (new_tables["scores"], scores)):
+        pd.testing.assert_frame_equal(a, b)
+
+
 # ---------------------------------------------------------------------------------------------------- scoring
 def _rounds(folder: Path, out: Path, sizes: list[int]) -> list[list[Path]]:
     """The generated reports (in date order) split into consecutive rounds of ``sizes`` reports."""
