@@ -637,7 +637,8 @@ CLUSTER_TABLE_COLUMNS = ("cluster_id", "rank", "score", "n_reports", "n_reporter
 
 
 def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters: pd.DataFrame,
-                   run_id: Optional[int] = None, full: bool = False, reused: Optional[dict] = None) -> pd.DataFrame:
+                   run_id: Optional[int] = None, full: bool = False, reused: Optional[dict] = None,
+                   members: Optional[list] = None) -> pd.DataFrame:
     """Write clusters with ids carried over from the previous run; record merges and splits.
 
     Only what changed is written: a cluster whose row is unchanged but for its rank gets its rank updated,
@@ -645,13 +646,16 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
     tables. ``reused`` (raw id -> stored id, :attr:`ClusterStep.reused`) names rows :func:`score_stage` took
     from the table: only their ranks are compared. The run id is recorded in ``meta`` (:data:`CLUSTERS_RUN`)
     with the rows. Returns the clusters with their final ids, sorted by rank, as ``store.clusters()`` would read
-    them back (JSON columns as text).
+    them back (JSON columns as text). ``members``, when given, receives the ``report_id, cluster_id`` rows as
+    stored (final ids), for :func:`status_stage`.
     """
     reused = dict(reused or {})  # raw id -> stored id of the rows score_stage took as stored (ClusterStep.reused)
     previous = store.report_clusters()
     rename, events = carry_over(previous.set_index("report_id")["cluster_id"] if len(previous) else pd.Series(dtype=str),
                                 report_clusters.set_index("report_id")["cluster_id"])
     report_clusters = report_clusters.assign(cluster_id=report_clusters["cluster_id"].map(rename))
+    if members is not None:
+        members.append(report_clusters[["report_id", "cluster_id"]])
     clusters = clusters.assign(cluster_id=clusters["cluster_id"].map(rename))
     clusters = clusters.sort_values(["rank", "cluster_id"]).reset_index(drop=True)
     rows = clusters.copy()
@@ -779,17 +783,20 @@ def _has_table(store: EmbeddedStore, name: str) -> bool:
     return store.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
 
 
-def status_stage(store: EmbeddedStore, clusters: pd.DataFrame) -> int:
+def status_stage(store: EmbeddedStore, clusters: pd.DataFrame, report_clusters: Optional[pd.DataFrame] = None) -> int:
     """Move reports forward: clustered reports become 'gekoppeld', routed ones 'doorgezet'.
 
     Only the reports whose cluster, cluster agencies or history changed since the last run's status stage are
     looked at (:func:`linkage.feedback.lifecycle.advance_changed`); the rows written are the same.
+    ``report_clusters``: the stored memberships when the caller has them (:func:`store_clusters`' ``members``);
+    read from the store otherwise.
     """
     try:
         from linkage.feedback.lifecycle import advance_changed
     except ImportError:  # pragma: no cover - present once the lifecycle module lands
         return 0
-    report_clusters = store.report_clusters()
+    if report_clusters is None:
+        report_clusters = store.report_clusters()
     routing = clusters[["cluster_id", "agencies"]].copy() if "agencies" in clusters.columns else pd.DataFrame()
     return int(advance_changed(store, report_clusters, routing) or 0)
 
@@ -886,12 +893,14 @@ def run(
         save_cluster_state(store, step, clusters, when, rules, run_id)
         reused = step.reused
         del step
-        summary.clusters = store_clusters(store, report_clusters, clusters, run_id, full=full, reused=reused)
+        members: list = []
+        summary.clusters = store_clusters(store, report_clusters, clusters, run_id, full=full, reused=reused,
+                                          members=members)
         del clusters
         end("store", t0)
 
         t0 = begin("status")
-        summary.counts["status_changes"] = status_stage(store, summary.clusters)
+        summary.counts["status_changes"] = status_stage(store, summary.clusters, members[0] if members else None)
         end("status", t0)
 
         if neo4j:

