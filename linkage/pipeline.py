@@ -154,7 +154,9 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
     features, compared and scored with the stored, frozen model; only the cluster regions they reach are
     clustered again, and only changed rows are written. That gives what a full run with that model gives.
     Without a usable state (deleted mentions, changed judgements) the stored pairs are re-read and only pairs
-    with a new mention are scored (older stores: from the ``er_pairs`` table). The scored pairs are kept in the
+    with a new mention are scored (older stores: from the ``er_pairs`` table), provided they were made by
+    the same blocking rules (meta ``er_blocking``, :func:`linkage.resolve.incremental.blocking_digest`);
+    after a change of the rules every candidate pair is scored again with the stored model. The scored pairs are kept in the
     state only; ``er_pairs`` stays empty (:func:`linkage.report.explore.er_pairs` reads them from the state).
     ``full=True`` refits the model and scores every candidate pair again. Entity ids carry over from the
     previous run where an entity kept most of its mentions. ``changed``, when given, receives the ids of the
@@ -162,7 +164,8 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
     ``touched_mentions``); it stays empty otherwise.
     """
     from linkage.resolve import resolve_mentions
-    from linkage.resolve.incremental import resolve_store_incremental, save_state, state_from_resolution
+    from linkage.resolve.incremental import (blocking_digest, resolve_store_incremental, save_state,
+                                             state_from_resolution)
 
     judgements = _judgements(store)
     raw_model = store.get_meta("er_model")
@@ -185,9 +188,12 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
     mentions = MentionsByType(store.mention_type_counts(bound), read)
     previous = store.mention_entities()
     kwargs: dict[str, Any] = {}
+    blocking = blocking_digest()
     if not full and raw_model is not None:
         kwargs["model"] = json.loads(raw_model)  # frozen: the same model scores old and new pairs alike
-        if len(previous):
+        # stored pairs are re-used only when they were made by today's blocking rules (a store written before a
+        # change of caps or rules, or by a version that did not record them, is scored again once, all pairs)
+        if len(previous) and store.get_meta("er_blocking") == blocking:
             stored_ids = [r[0] for r in store.conn.execute("SELECT mention_id FROM mentions WHERE rowid <= ?", (bound,))]
             kwargs["new_mention_ids"] = sorted(set(stored_ids) - set(previous["mention_id"]))
             kwargs["existing_pairs"] = _stored_pairs(store)
@@ -222,6 +228,7 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
         conn.execute("DELETE FROM er_pairs")
         n_pairs = sum(len(sp) for sp in resolution.scored)
         store.set_meta("er_model", model_json)
+        store.set_meta("er_blocking", blocking)
         save_state(conn, state)
     return {"mentions": len(assignments), "entities": len(entities),
             "new_mentions": len(kwargs.get("new_mention_ids", assignments)),

@@ -270,6 +270,39 @@ def test_a_state_made_under_another_clustering_policy_is_not_used(parts, tmp_pat
         assert load_state(s.conn, model, other) is None
 
 
+def test_pairs_made_under_other_blocking_rules_are_scored_again(parts, tmp_path):
+    """Stored pairs hold what the blocking rules of their run made: after a change of a rule's caps the state
+    is not used and the stored pairs are not re-used either (they would keep pairs the new rules do not
+    make); every candidate pair is scored again with the stored model, and the new rules are recorded."""
+    import dataclasses
+
+    from linkage.resolve.engine import _settings
+    from linkage.resolve.incremental import blocking_digest
+
+    cfg = _settings(None)
+    rule = cfg.types["person"].blocking[0]
+    other = dataclasses.replace(cfg, types={**cfg.types, "person": dataclasses.replace(
+        cfg.types["person"], blocking=(dataclasses.replace(rule, max_block=rule.max_block + 1),)
+        + cfg.types["person"].blocking[1:])})
+    assert blocking_digest(other) != blocking_digest(cfg)
+    first, second = parts
+    same = _two_runs(first, second, tmp_path / "same.db", drop_state=True)
+    assert same["new_mentions"] < same["mentions"]  # same rules: stored pairs re-used, only new ones scored
+
+    def made_by_other_rules(store: Path) -> None:
+        with EmbeddedStore(store) as s:
+            model = json.loads(s.get_meta("er_model"))
+            assert load_state(s.conn, model, cfg) is not None
+            assert load_state(s.conn, model, other) is None
+            s.set_meta("er_blocking", blocking_digest(other))
+
+    # (the state is dropped too, as load_state refuses it under other rules: the stored pairs alone remain)
+    again = _two_runs(first, second, tmp_path / "again.db", drop_state=True, between=made_by_other_rules)
+    assert again["new_mentions"] == again["mentions"] and "touched_mentions" not in again
+    with EmbeddedStore(tmp_path / "again.db") as s:
+        assert s.get_meta("er_blocking") == blocking_digest(cfg)
+
+
 def test_a_state_without_block_key_hashes_makes_them_and_gives_the_same_result(parts, tmp_path):
     first, second = parts
 

@@ -131,13 +131,24 @@ def model_hash(model: Mapping[str, Any]) -> str:
 
 
 def state_hash(model: Mapping[str, Any], settings: ERSettings | None = None) -> str:
-    """A digest of what a state's groups were decided with: the model and each type's clustering policy
-    (anchors, candidate probability, ambiguity margin, ``unplaced``), which the model dict does not hold. A
-    state made under another policy is not used: the full path re-clusters from the stored pairs."""
+    """A digest of what a state's pairs and groups were made with: the model, each type's blocking rules
+    (:func:`blocking_digest`) and each type's clustering policy (anchors, candidate probability, ambiguity
+    margin, ``unplaced``), which the model dict does not hold. A state made under other ones is not used: the
+    full path takes over (and scores every pair again when the blocking rules changed)."""
     cfg = _settings(settings)
     policy = {t: [list(p.anchors), p.candidate_probability, p.ambiguity_margin, [list(f) for f in p.unplaced]]
               for t, p in sorted(cfg.types.items())}
-    return model_hash({"model": model, "clustering": policy})
+    return model_hash({"model": model, "clustering": policy, "blocking": blocking_digest(cfg)})
+
+
+def blocking_digest(settings: ERSettings | None = None) -> str:
+    """A digest of every type's blocking rules, all their fields (keys, caps, windows, order): the candidate
+    pairs a store keeps were made with them, so stored pairs are only re-used under the same digest (a store
+    made before a change of caps keeps pairs the new rules would not make, and misses ones they would)."""
+    import dataclasses
+
+    cfg = _settings(settings)
+    return model_hash({t: [dataclasses.asdict(r) for r in p.blocking] for t, p in sorted(cfg.types.items())})
 
 
 def rules_digest(rules: Iterable[BlockingRule]) -> str:
