@@ -13,8 +13,12 @@ clustering (:func:`linkage.resolve.cluster.cluster`, :func:`~linkage.resolve.clu
 one record influence another. New pairs all involve a new mention, so only the regions that a new link
 reaches (and the regions of judgements that changed) can change; they are clustered again from all their
 stored and new pairs, with record indices in the order of a full run (mention ids sorted), so ties break
-alike. Blocking looks only at the blocks that hold a new record (:func:`linkage.blocking.block_involving`),
-comparing and scoring only at the new pairs.
+alike; a region without judgements or name-only links only in the components of strong links a new mention
+reaches (:func:`cluster_changed_components`: clustering decides each such component on its own). Blocking
+looks only at the blocks that hold a new record (:func:`linkage.blocking.block_involving`; the fuzzy rule's
+only at the groups a new record can pair with, :func:`fuzzy_groups`), comparing and scoring only at the new
+pairs. Limit: a block that grows past its ``max_block`` cap between runs keeps the all-against-all pairs its
+earlier runs made, where a full run would compare it as a sorted neighbourhood; ``--full`` re-blocks.
 """
 from __future__ import annotations
 

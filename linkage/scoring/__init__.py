@@ -335,12 +335,12 @@ def rule_patterns(gamma: np.ndarray, rule_mask: np.ndarray) -> tuple[np.ndarray,
     if len(gamma) == 0 or n_comp == 0:
         return np.empty(0, np.uint32), np.empty((0, n_comp), np.int64), np.empty(0, np.int64)
     radix = np.full(n_comp, max(int(gamma.max()) + 1, 2), dtype=np.int64)
-    mult = np.cumprod(np.r_[1, radix[:-1]])
-    span = int(mult[-1] * radix[-1])
+    span = int(radix[0]) ** n_comp  # Python ints: the guard below must not itself overflow
     if span * (int(rule_mask.max()) + 1) >= 2 ** 62:  # too many comparisons or levels for one int64 key
         rows, counts = np.unique(np.column_stack([rule_mask.astype(np.int64), gamma.astype(np.int64)]), axis=0,
                                  return_counts=True)
         return rows[:, 0].astype(np.uint32), rows[:, 1:], counts.astype(np.int64)
+    mult = np.cumprod(np.r_[1, radix[:-1]])
     code = np.zeros(len(gamma), np.int64)
     for c in range(n_comp):  # column by column: no pairs x comparisons int64 temporary
         code += gamma[:, c].astype(np.int64) * mult[c]
