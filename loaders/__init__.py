@@ -232,14 +232,17 @@ class _Loader:
             self.on_commit()
 
     # --- per-row handling --------------------------------------------------------------------------
-    def _accept_report(self, rid: str, h: str, existing: dict[str, str]) -> str:
-        """'new', 'unchanged' or 'conflict' for a validated report (and remember it)."""
+    def _report_status(self, rid: str, h: str, existing: dict[str, str]) -> str:
+        """'new', 'unchanged' or 'conflict' for a validated report; a new one is remembered by
+        :meth:`_remember_report` once its whole row is accepted (a wide row whose mentions conflict is not)."""
         prior = self.seen_reports.get(rid) or existing.get(rid)
         if prior is None:
-            self.seen_reports[rid] = h
-            self._reports_known().add(rid)
             return "new"
         return "unchanged" if prior == h else "conflict"
+
+    def _remember_report(self, rid: str, h: str) -> None:
+        self.seen_reports[rid] = h
+        self._reports_known().add(rid)
 
     def _accept_mentions(self, rows: list[tuple], existing: dict[str, str]) -> str:
         """'new', 'unchanged' or 'conflict' for the validated mention rows of one input row."""
@@ -415,15 +418,17 @@ class _Loader:
                 continue
             report_status = None
             if report_row is not None:
-                report_status = self._accept_report(report_row[0], report_row[_REPORT_HASH_AT], existing_reports)
+                report_status = self._report_status(report_row[0], report_row[_REPORT_HASH_AT], existing_reports)
             status = report_status or "new"
             if report_status != "conflict" and mention_rows:
                 mention_status = self._accept_mentions(mention_rows, existing_mentions)
                 status = mention_status if report_status in (None, "unchanged") or mention_status == "conflict" else status
+            if report_status == "new" and status != "conflict":
+                self._remember_report(report_row[0], report_row[_REPORT_HASH_AT])
             if status == "conflict":
                 quarantined += 1
                 conflicts += 1
-                what = "report_id" if kind != "mentions" else "mention_id"
+                what = "report_id" if report_status == "conflict" else "mention_id"
                 origin = Origin(label, row_no)
                 quarantine.append(self._quarantine_row(origin, qkind, [origin.problem(
                     what, f"conflict: this {what} was already loaded with different content; the stored "

@@ -596,6 +596,26 @@ def test_wide_row_about_an_address_without_a_person_keeps_the_address(tmp_path):
     assert table(db, "SELECT * FROM mention_links") == []
 
 
+def test_wide_row_whose_mention_conflicts_leaves_its_report_unloaded(tmp_path):
+    """A wide row is one report with its mentions: when a mention conflicts, the whole row is quarantined
+    (naming mention_id), and its report counts as not loaded, so a later mention of it is quarantined too
+    instead of loading as an orphan."""
+    first = write(tmp_path / "r.csv", "report_id;received_at;category\nR1;2024-01-01;drugs\n")
+    taken = write(tmp_path / "m.csv", "report_id;mention_id;entity_type;name\nR1;R9-persoon;person;Jan Jansen\n")
+    db = tmp_path / "s.db"
+    load([first, taken], db)
+    wide = WIDE.splitlines()[0] + "\nR9;2024-01-02;drugs;x;M1;Piet Pietersen;;;;;;;\n"
+    later = write(tmp_path / "m9.csv", "report_id;mention_id;entity_type;name\nR9;R9-x;person;Kees Klaassen\n")
+    summary, _ = load([write(tmp_path / "w.csv", wide), later], db, mapping=WIDE_MAPPING)
+    reconciles(summary)
+    assert [(f.new, f.quarantined, f.conflicts) for f in summary.files] == [(0, 1, 1), (0, 1, 0)]
+    assert table(db, "SELECT report_id FROM reports") == [{"report_id": "R1"}]
+    assert table(db, "SELECT mention_id FROM mentions") == [{"mention_id": "R9-persoon"}]
+    reasons = {r["field"]: r["reason"] for r in table(db, "SELECT field, reason FROM quarantine")}
+    assert sorted(reasons) == ["mention_id", "report_id"]
+    assert reasons["mention_id"].startswith("conflict") and "not among the loaded reports" in reasons["report_id"]
+
+
 def test_wide_file_without_mapping_names_the_option(tmp_path):
     path = write(tmp_path / "wide.csv", WIDE, "cp1252")
     with EmbeddedStore(tmp_path / "s.db") as store:
