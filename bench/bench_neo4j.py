@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     ap.add_argument("--warmup", type=int, default=0, metavar="N",
                     help="push the graph of N reports first (not timed) so that the server's JIT is warm")
-    ap.add_argument("--writers", type=int, default=None, help="sessions writing at once (default: the writer's)")
+    ap.add_argument("--writers", type=int, default=None, help="sessions the batches of a kind are pipelined over (default: the writer's; 1 = serial)")
     args = ap.parse_args(argv)
 
     from linkage.store import EmbeddedStore

@@ -242,7 +242,9 @@ class _Unmatched(Exception):
 class BatchFailed(Exception):
     """A batch of a push failed (after the driver's own retries); names the kind and the batch.
 
-    ``committed`` lists the other batches of the same write that were committed (numbered from 1):
+    Batches and rows are numbered from 1 within one write (one query over one list of rows; a kind can
+    take several: new and changed rows, by internal id or by key). ``committed`` lists the other batches
+    of the same write that were committed:
     with the pipelined writer a later batch can have committed while this one failed.
     """
 
@@ -308,7 +310,7 @@ def _write(driver, query: str, rows: Sequence, writers: int = 1, fallback: str |
     results: list[tuple[int, list[int]] | None] = [None] * len(batches)
 
     def failed(i: int, exc: BaseException) -> BatchFailed:
-        return BatchFailed(what, i + 1, len(batches), i * BATCH, min((i + 1) * BATCH, len(rows)) - 1,
+        return BatchFailed(what, i + 1, len(batches), i * BATCH + 1, min((i + 1) * BATCH, len(rows)),
                            [j + 1 for j, r in enumerate(results) if r is not None], exc)
 
     if writers <= 1 or len(batches) <= 1:
@@ -585,8 +587,9 @@ class _Jobs:
     """Runs jobs one after another in one background thread, in the order they were submitted.
 
     The push prepares rows (SQLite reads and hashing: client CPU) in the calling thread while this
-    thread waits for the server to write the previous ones, so that client and server work at once
-    without a second session. After a job fails, the jobs queued behind it do not run.
+    thread waits for the server to write the previous ones, so that client and server work at once (the
+    writes of one kind are themselves pipelined over the push's sessions, see :func:`_write`). After a job
+    fails, the jobs queued behind it do not run.
     """
 
     def __init__(self) -> None:
@@ -678,7 +681,8 @@ def push(store: EmbeddedStore, driver=None, progress: Callable[[str, int], None]
     full:
         Rewrite every row (``MERGE`` + ``SET``) even where the stored hash says it is unchanged.
     writers:
-        Sessions that write at once (default :data:`WRITERS`, or ``LINKAGE_NEO4J_WRITERS``).
+        Sessions the batches of a kind are pipelined over: batch k+1 is sent while batch k commits, at most
+        one batch in its query phase (default :data:`WRITERS`, or ``LINKAGE_NEO4J_WRITERS``; 1 = serial).
 
     Returns
     -------
@@ -837,7 +841,7 @@ def _delete_nodes(driver, label: str, key: str, ids: Sequence[str]) -> int:
     if not ids:
         return 0
     return _write(driver, f"UNWIND $rows AS id MATCH (n:{label} {{{key}: id}}) DETACH DELETE n RETURN count(*) AS n",
-                  ids)[0]
+                  ids, what=f"delete {label}")[0]
 
 
 def remove_stale(store: EmbeddedStore, driver=None) -> int:
