@@ -236,8 +236,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"{server:>14}{r['load_before']:>6}  {'yes' if r['counts_equal_store'] else 'NO'}")
         for r in rows:
             if r["server_threads_cpu_s"]:
-                print(f"  server threads, {r['push']}: "
-                      + ", ".join(f"{k} {v}" for k, v in r["server_threads_cpu_s"].items()) + " CPU s")
+                threads = dict(r["server_threads_cpu_s"])
+                waited = threads.pop("bolt_waited_for_cpu", None)  # waiting time, not CPU time
+                print(f"  server threads, {r['push']}: " + ", ".join(f"{k} {v}" for k, v in threads.items())
+                      + " CPU s" + (f"; Bolt workers waited {max(waited, 0.0)} s for a CPU" if waited is not None
+                                    else ""))
     return 0 if all(r["counts_equal_store"] for r in rows) else 1
 
 
