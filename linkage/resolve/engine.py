@@ -28,7 +28,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -521,7 +521,35 @@ def _cluster_scored(records: pd.DataFrame, left: np.ndarray, right: np.ndarray, 
                     fitted: FittedModel, policy, same: list, different: list):
     """Labels per record from scored pairs, and the pairs' final ``matched`` and reason codes (a pair that
     contradicts an anchor is never a link)."""
-    n = len(records)
+    links = _links(records, left, right, weight, prob, matched, levels, fitted, policy, same, different)
+    matched, logodds, link_lo, strong, weak = links.matched, links.logodds, links.link_lo, links.strong, links.weak
+    reason = np.where(links.contradiction, 0, reason).astype(np.uint8)
+    other = ~strong
+    labels = cluster(len(records), left[strong], right[strong], link_lo[strong], left[other], right[other],
+                     logodds[other], cannot_logodds=links.cannot, same=same, different=different)
+    if weak.any():
+        dob, ident = _identity(records)
+        labels = attach_name_only(labels, left[weak], right[weak], link_lo[weak], dob, ident,
+                                  policy.ambiguity_margin, different, joins=matched[weak])
+    return labels, matched, reason
+
+
+class Links(NamedTuple):
+    """How the clustering reads scored pairs (:func:`_links`)."""
+
+    matched: np.ndarray  #: links, less those contradicting an anchor
+    logodds: np.ndarray  #: pair log-odds, a contradiction pushed below ``cannot``
+    link_lo: np.ndarray  #: the log-odds a link counts with (a decisive link at least 1)
+    strong: np.ndarray  #: links agreeing on an anchor, less those the ``unplaced`` rules take out
+    weak: np.ndarray  #: name-only links or candidates
+    contradiction: np.ndarray
+    cannot: float  #: the cannot-link log-odds
+
+
+def _links(records: pd.DataFrame, left: np.ndarray, right: np.ndarray, weight: np.ndarray, prob: np.ndarray,
+           matched: np.ndarray, levels: np.ndarray, fitted: FittedModel, policy, same, different) -> Links:
+    """The link decisions :func:`_cluster_scored` clusters with, for the pairs given (the incremental run's
+    :func:`linkage.resolve.incremental.cluster_changed_components` decides them the same way)."""
     logodds = weight + fitted.prior_weight
     cannot = math.log2(fitted.cannot_link_probability / (1 - fitted.cannot_link_probability))
     anchored, contradiction = _anchor_flags(levels, fitted, policy.anchors)
@@ -529,21 +557,13 @@ def _cluster_scored(records: pd.DataFrame, left: np.ndarray, right: np.ndarray, 
     # a link and keeps its two records apart
     matched = matched & ~contradiction
     logodds = np.where(contradiction, np.minimum(logodds, cannot - 1.0), logodds)
-    reason = np.where(contradiction, 0, reason).astype(np.uint8)
     # decisive links count as strong links in the clustering
     link_lo = np.where(matched & (logodds < 1.0), 1.0, logodds)
     strong, weak = _link_kinds(matched, anchored, contradiction, prob, policy)
     joinable = strong | weak  # the pairs an incremental run's regions are built from (_pair_flags)
     for fields in policy.unplaced:  # e.g. an address without postcode or city joins only its one candidate place
         strong &= ~unplaced_ambiguous(records, left, right, strong, joinable, fields, same, different)
-    other = ~strong
-    labels = cluster(n, left[strong], right[strong], link_lo[strong], left[other], right[other], logodds[other],
-                     cannot_logodds=cannot, same=same, different=different)
-    if weak.any():
-        dob, ident = _identity(records)
-        labels = attach_name_only(labels, left[weak], right[weak], link_lo[weak], dob, ident,
-                                  policy.ambiguity_margin, different, joins=matched[weak])
-    return labels, matched, reason
+    return Links(matched, logodds, link_lo, strong, weak, contradiction, cannot)
 
 
 def _link_kinds(matched: np.ndarray, anchored: np.ndarray, contradiction: np.ndarray, prob: np.ndarray, policy):

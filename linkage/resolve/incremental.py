@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import math
 import struct
 import zipfile
 from dataclasses import dataclass, field
@@ -43,11 +42,11 @@ from linkage.compare import compare
 from linkage.er_settings import FUZZY_TYPES, BlockingRule, ERSettings
 from linkage.resolve.cluster import cluster, components
 from linkage.resolve.engine import (
-    ScoredPairs, _anchor_flags, _cluster_scored, _entities, _finalise, _link_kinds, _pair_flags, _resolve_simple,
-    _score, _settings, equal_value_pairs,
+    ScoredPairs, _cluster_scored, _entities, _finalise, _links, _pair_flags, _resolve_simple, _score, _settings,
+    equal_value_pairs,
 )
 from linkage.resolve.features import prepare
-from linkage.scoring import FittedModel, unplaced_ambiguous
+from linkage.scoring import FittedModel
 from linkage.store.embedded import bump_er_generation
 
 STATE_VERSION = 1
@@ -552,26 +551,18 @@ def cluster_changed_components(records: pd.DataFrame, left: np.ndarray, right: n
     """
     new = np.asarray(new, dtype=bool)
     k = len(records)
-    logodds = pairs["weight"] + fitted.prior_weight
-    cannot = math.log2(fitted.cannot_link_probability / (1 - fitted.cannot_link_probability))
-    anchored, contradiction = _anchor_flags(pairs["levels"], fitted, policy.anchors)
-    matched = pairs["matched"] & ~contradiction
 
-    def strong_links(sel: np.ndarray) -> np.ndarray | None:
-        """The strong flags of the pairs ``sel`` as _cluster_scored decides them over those pairs alone."""
-        strong, weak = _link_kinds(matched[sel], anchored[sel], contradiction[sel], pairs["prob"][sel], policy)
-        if weak.any():
-            return None
-        joinable = strong | weak
-        for fields in policy.unplaced:
-            strong &= ~unplaced_ambiguous(records, left[sel], right[sel], strong, joinable, fields, (), ())
-        return strong
+    def links_of(sel: np.ndarray):
+        """_cluster_scored's link decisions over the pairs ``sel`` alone; None when a name-only one is among them."""
+        got = _links(records, left[sel], right[sel], pairs["weight"][sel], pairs["prob"][sel], pairs["matched"][sel],
+                     pairs["levels"][sel], fitted, policy, (), ())
+        return None if got.weak.any() else got
 
-    every = np.ones(len(left), dtype=bool)
     earlier = ~new[left] & ~new[right]
-    strong, strong_before = strong_links(every), strong_links(earlier)
-    if strong is None or strong_before is None:
+    links, before = links_of(np.ones(len(left), dtype=bool)), links_of(earlier)
+    if links is None or before is None:
         return None
+    strong, strong_before = links.strong, before.strong
     comp = components(k, left[strong], right[strong])
     flipped = np.flatnonzero(earlier)[strong_before != strong[earlier]]
     changed = np.unique(np.r_[comp[new], comp[left[flipped]], comp[right[flipped]]])
@@ -591,11 +582,10 @@ def cluster_changed_components(records: pd.DataFrame, left: np.ndarray, right: n
     at[again] = np.arange(len(again))
     inside = redo[left] & redo[right]
     sl, sr = at[left[inside]], at[right[inside]]
-    lo = np.where(contradiction, np.minimum(logodds, cannot - 1.0), logodds)[inside]
-    link_lo = np.where(matched[inside] & (lo < 1.0), 1.0, lo)
+    lo, link_lo = links.logodds[inside], links.link_lo[inside]
     s_in, o_in = strong[inside], ~strong[inside]
     sub = cluster(len(again), sl[s_in], sr[s_in], link_lo[s_in], sl[o_in], sr[o_in], lo[o_in],
-                  cannot_logodds=cannot, same=[], different=[])
+                  cannot_logodds=links.cannot, same=[], different=[])
     labels[again] = again[sub]
     return labels, redo
 
