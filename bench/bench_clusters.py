@@ -106,7 +106,9 @@ Session 3/4 (before the candidate links): on true entity ids, 1,000,000 reports,
 against 11.7 s without it: clustering stays far under a minute.
 
 ``ceiling`` is the share of networks whose own reports are >= 80% connected through their resolved
-entities; no clustering can pass it. ``--diagnose`` says why networks are missed. Replacing resolved ids by the
+entities; no clustering can pass it. ``--diagnose`` says why networks are missed, and with ``--resolved`` which
+true ties entity resolution left apart in the split networks (:func:`er_ties`: by type, anchoring and match
+probability band; session 9 figures in bench/RESULTS_ER.md). Replacing resolved ids by the
 true ones for one type (``--true-ids person`` etc.; session 4, 100k seed 7, without candidate links): persons
 0.900, businesses 0.805, addresses 0.788, persons + businesses 0.946 (10k seed 7: 0.939, 0.888, 0.844, 0.983).
 So the 0.9 target needs person (then business) resolution of name-only mentions.
