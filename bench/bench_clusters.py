@@ -106,7 +106,9 @@ Session 3/4 (before the candidate links): on true entity ids, 1,000,000 reports,
 against 11.7 s without it: clustering stays far under a minute.
 
 ``ceiling`` is the share of networks whose own reports are >= 80% connected through their resolved
-entities; no clustering can pass it. ``--diagnose`` says why networks are missed. Replacing resolved ids by the
+entities; no clustering can pass it. ``--diagnose`` says why networks are missed, and with ``--resolved`` which
+true ties entity resolution left apart in the split networks (:func:`er_ties`: by type, anchoring and match
+probability band; session 9 figures in bench/RESULTS_ER.md). Replacing resolved ids by the
 true ones for one type (``--true-ids person`` etc.; session 4, 100k seed 7, without candidate links): persons
 0.900, businesses 0.805, addresses 0.788, persons + businesses 0.946 (10k seed 7: 0.939, 0.888, 0.844, 0.983).
 So the 0.9 target needs person (then business) resolution of name-only mentions.
@@ -121,6 +123,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -359,6 +362,116 @@ def diagnose(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFra
     return {"reasons": table, "glue": glue_table}
 
 
+#: Match-probability bands of :func:`er_ties` (a tie that entity resolution never scored is "not scored").
+TIE_BANDS = (0.0, 0.01, 0.15, 0.5, 1.0000001)
+
+
+def _network_parts(mentions: pd.DataFrame, net: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """(part of each network report, largest part of each network): connected parts of each planted network
+    through its own resolved entities (a report that shares no entity with its network is a part alone)."""
+    m = mentions[mentions["entity_id"].notna() & mentions["report_id"].isin(net.index)]
+    if "link_weight" in m.columns:
+        m = m[m["link_weight"].isna()]
+    m = m.assign(entity_id=m["entity_id"].astype(str) + "|" + m["report_id"].map(net))
+    comps = bipartite_components(None, m, min_size=1).set_index("report_id")["cluster_id"]
+    part = comps.reindex(net.index)
+    part = part.where(part.notna(), "alone:" + pd.Series(net.index, index=net.index))  # no entity at all
+    sizes = pd.DataFrame({"net": net, "part": part}).groupby(["net", "part"]).size().rename("k").reset_index()
+    largest = sizes.sort_values(["net", "k", "part"], ascending=[True, False, True]).drop_duplicates("net")
+    return part, largest.set_index("net")["part"]
+
+
+def er_ties(mentions: pd.DataFrame, truth_reports: pd.DataFrame, truth_mentions: pd.Series,
+            scored: list | None = None, anchor_types: Iterable[str] | None = None) -> pd.DataFrame:
+    """Why networks are split by entity resolution: the true ties it left apart, by type and mention shape.
+
+    A network is *split* when its largest part (connected through its own resolved entities) holds < 80 % of
+    its reports; its reports outside that part are *cut off*. A *tie* is a pair of mentions, one in a cut-off
+    report and one in the network's largest part, that truly name one entity but got different resolved
+    entities: one such tie, resolved, would re-join the cut-off report (and the reports connected to it).
+
+    ``mentions``: resolved (``mention_id, report_id, entity_id, entity_type``, optionally ``anchored``);
+    ``truth_mentions``: mention id -> true entity id; ``scored``: entity resolution's scored pairs
+    (``entity_type, mention_ids, left, right, prob`` as :func:`linkage.resolve.incremental.stored_pair_probabilities`
+    gives them; None or [] leaves every tie "not scored"); ``anchor_types``: the types whose mentions can be
+    anchored or not (``[anchors]`` in graph.toml; the others get "-"); None: every type.
+
+    Returns one row per (``entity_type``, ``anchored``: "both" / "one" / "neither" of the two mentions anchored,
+    ``band``: the tie's match probability band or "not scored") with ``ties`` and ``reports`` (cut-off reports
+    that have such a tie), sorted by ``ties`` descending.
+
+    >>> tr = pd.DataFrame({"report_id": ["R1", "R2", "R3"], "network_id": ["N", "N", "N"]})
+    >>> m = pd.DataFrame({"mention_id": ["a", "b", "c", "d"], "report_id": ["R1", "R2", "R2", "R3"],
+    ...                   "entity_id": ["E1", "E1", "P1", "P2"], "entity_type": ["phone", "phone", "person", "person"],
+    ...                   "anchored": [1, 1, 1, 0]})
+    >>> truth = pd.Series({"a": "T1", "b": "T1", "c": "X", "d": "X"})
+    >>> er_ties(m, tr, truth).values.tolist()  # R3 is cut off; its name-only person is truly R2's
+    [['person', 'one', 'not scored', 1, 1]]
+    """
+    columns = ["entity_type", "anchored", "band", "ties", "reports"]
+    net = truth_reports[truth_reports["network_id"] != ""].set_index("report_id")["network_id"]
+    net = net[net.index.isin(mentions["report_id"])]
+    part, largest = _network_parts(mentions, net)
+    share = pd.DataFrame({"net": net, "part": part}).assign(main=lambda d: d["part"].to_numpy() == d["net"].map(largest).to_numpy())
+    split = share.groupby("net")["main"].mean()
+    split = set(split.index[split < 0.8])
+    m = mentions[mentions["report_id"].isin(share.index[share["net"].isin(split)]) & mentions["entity_id"].notna()]
+    if "link_weight" in m.columns:
+        m = m[m["link_weight"].isna()]
+    if len(m) == 0:
+        return pd.DataFrame(columns=columns)
+    m = m.assign(net=m["report_id"].map(net).to_numpy(), main=m["report_id"].map(share["main"]).to_numpy(dtype=bool),
+                 true=m["mention_id"].map(truth_mentions).to_numpy(),
+                 anchored=(m["anchored"].astype("boolean").fillna(True).to_numpy(dtype=bool) if "anchored" in m.columns
+                           else True))
+    m = m[m["true"].notna()]
+    ties = m[~m["main"]].merge(m[m["main"]], on=["net", "true"], suffixes=("_o", "_m"))
+    ties = ties[ties["entity_id_o"].astype(str) != ties["entity_id_m"].astype(str)]
+    if len(ties) == 0:
+        return pd.DataFrame(columns=columns)
+    prob = np.full(len(ties), np.nan)
+    if scored:
+        idx = pd.Index(pd.concat([ties["mention_id_o"], ties["mention_id_m"]]).astype(str).unique())
+        o = idx.get_indexer(ties["mention_id_o"].astype(str)).astype(np.int64)
+        w = idx.get_indexer(ties["mention_id_m"].astype(str)).astype(np.int64)
+        want = np.minimum(o, w) * len(idx) + np.maximum(o, w)
+        for sp in scored:
+            pos = idx.get_indexer(np.asarray(sp.mention_ids, dtype=object).astype(str)).astype(np.int64)
+            li, ri = pos[np.asarray(sp.left)], pos[np.asarray(sp.right)]
+            ok = (li >= 0) & (ri >= 0)
+            key = np.minimum(li[ok], ri[ok]) * len(idx) + np.maximum(li[ok], ri[ok])
+            p = pd.Series(np.asarray(sp.prob, dtype=np.float64)[ok], index=key).groupby(level=0).max()
+            hit = p.reindex(want).to_numpy()
+            prob = np.where(np.isnan(prob), hit, np.fmax(prob, hit))
+    labels = [f"{a:g}-{b:g}" if b <= 1 else f">={a:g}" for a, b in zip(TIE_BANDS[:-1], TIE_BANDS[1:])]
+    band = pd.cut(pd.Series(prob), list(TIE_BANDS), right=False, labels=labels).astype(object).fillna("not scored")
+    n_anch = ties["anchored_o"].astype(int).to_numpy() + ties["anchored_m"].astype(int).to_numpy()
+    shape = np.array(["neither", "one", "both"], dtype=object)[n_anch]
+    if anchor_types is not None:
+        shape[~ties["entity_type_o"].isin(list(anchor_types)).to_numpy()] = "-"
+    out = pd.DataFrame({"entity_type": ties["entity_type_o"].to_numpy(), "anchored": shape,
+                        "band": band.to_numpy(), "report": ties["report_id_o"].to_numpy()})
+    out = (out.groupby(["entity_type", "anchored", "band"]).agg(ties=("report", "size"), reports=("report", "nunique"))
+           .reset_index().sort_values(["ties", "entity_type", "anchored", "band"], ascending=[False, True, True, True]))
+    return out.reset_index(drop=True)[columns]
+
+
+def print_er_ties(store_path: Path, mentions: pd.DataFrame, truth_reports: pd.DataFrame, truth_m: pd.Series) -> None:
+    """Print :func:`er_ties` for a resolved store (its scored pairs read from the ER state, read only)."""
+    from linkage.resolve.incremental import stored_pair_probabilities
+    from linkage.store import EmbeddedStore
+
+    with EmbeddedStore(store_path) as store:
+        scored = stored_pair_probabilities(store.conn, 0.0)
+    ties = er_ties(mentions, truth_reports, truth_m, scored, anchor_types=load_graph_settings().anchors)
+    if len(ties) == 0:
+        return
+    by_type = ties.groupby("entity_type")["ties"].sum().sort_values(ascending=False)
+    print("split by ER, true ties left apart between a cut-off report and its network's largest part "
+          f"({int(ties['ties'].sum()):,} ties; {', '.join(f'{t} {n:,}' for t, n in by_type.items())}):")
+    print("\n".join("    " + x for x in ties.head(15).to_string(index=False).splitlines()), flush=True)
+
+
 # ---------------------------------------------------------------------------------------------- timing
 def measured(fn, *args, **kwargs):
     """(result, wall seconds, CPU seconds, peak RSS above the starting RSS in MiB) of one call."""
@@ -458,6 +571,8 @@ def run(sizes: list[int], seed: int, data_dir: Path, graph: bool, methods: list[
         print(f"ceiling: {split_ceiling(mentions, truth_reports):.3f} of the planted networks are >= 80% connected "
               f"through their own entities, {split_ceiling(clustered, truth_reports):.3f} with the candidate links "
               "(no clustering can recover the rest)")
+        if diagnosis and resolved:
+            print_er_ties(src / "store.db", mentions, truth_reports, truth_m)
         print(f"{'method':<15} {'recovered':>9} {'ARI':>6} {'ARI-net':>7} {'clusters':>9} {'largest':>8} "
               f"{'clustered':>9} {'wall s':>7} {'cpu s':>6} {'peak MiB':>8}  per kind (recovered/networks)")
         for name in methods:
