@@ -201,6 +201,9 @@ def run(
         f"{c.get('status_changes', 0)} report status changes."
     )
     out.print("Seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in s.items()))
+    if c.get("er_state_rebuilt"):
+        out.print("The incremental state was written by an earlier version of linkage: this run rebuilt it from "
+                  "the stored pairs (a pass over all of them); the next runs are incremental again.")
     if summary.neo4j:
         out.print(f"Neo4j: {summary.neo4j}")
     out.print(f"Store: {summary.store}   Next: linkage cluster <id>, linkage export DIR")

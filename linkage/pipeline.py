@@ -164,11 +164,12 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
     ``touched_mentions``); it stays empty otherwise.
     """
     from linkage.resolve import resolve_mentions
-    from linkage.resolve.incremental import (blocking_digest, resolve_store_incremental, save_state,
+    from linkage.resolve.incremental import (blocking_digest, outdated_state, resolve_store_incremental, save_state,
                                              state_from_resolution)
 
     judgements = _judgements(store)
     raw_model = store.get_meta("er_model")
+    outdated = outdated_state(store.conn)  # an earlier version's state: rebuilt by this run, said in the counts
     if not full and raw_model is not None:
         # the stored state (features, scored pairs, cluster regions) lets only the new mentions be worked on
         counts = resolve_store_incremental(store, json.loads(raw_model), judgements, progress, changed=changed)
@@ -232,7 +233,7 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
         save_state(conn, state)
     return {"mentions": len(assignments), "entities": len(entities),
             "new_mentions": len(kwargs.get("new_mention_ids", assignments)),
-            "pairs": n_pairs}
+            "pairs": n_pairs, **({"state_rebuilt": 1} if outdated else {})}
 
 
 def _stored_pairs(store: EmbeddedStore):

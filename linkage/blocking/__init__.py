@@ -475,53 +475,8 @@ def block_involving(records: pd.DataFrame, rules: tuple[BlockingRule, ...] | lis
     >>> list(zip(cand.left.tolist(), cand.right.tolist(), cand.rule_mask.tolist()))
     [(2, 3, 1)]
     """
-    n = len(records)
-    new_idx = np.flatnonzero(involving)
-    parts = []
-    values: dict[str, np.ndarray] = {}
-
-    def column(name: str) -> np.ndarray:
-        if name not in values:
-            values[name] = records[name].to_numpy(dtype=object)
-        return values[name]
-
-    for j, rule in enumerate(rules):
-        cols = [c for c in _rule_columns(rule) if c in records.columns]
-        if not len(new_idx) or any(k not in records.columns for k in rule.keys) or (
-                rule.fuzzy_key and rule.fuzzy_key not in records.columns):
-            parts.append((np.empty(0, np.int64), RuleStats(rule.name, 0, 0, 0, 0, 0, [])))
-            continue
-        if hashes is not None and rule.keys:  # the records sharing an involved record's block-key hash
-            wanted_h = np.unique(hashes[new_idx, j])
-            mask = np.isin(hashes[:, j], wanted_h[wanted_h != 0])
-        else:
-            mask = np.ones(n, dtype=bool)
-            for k in rule.keys:  # a superset of the blocks holding a new record (whole blocks)
-                col = column(k)
-                wanted = set(col[new_idx].tolist()) - {""}
-                mask &= pd.Series(col, dtype=object).isin(wanted).to_numpy()
-        if rule.fuzzy_key:
-            sel = np.flatnonzero(mask)
-            fuzzy = records[rule.fuzzy_key]
-            wanted = set(fuzzy.iloc[new_idx[mask[new_idx]]].to_numpy(dtype=object).tolist()) - {""}
-            mask[:] = False
-            if wanted and len(sel):
-                mask[sel[_fuzzy_neighbours(fuzzy.iloc[sel].to_numpy(dtype=object), wanted)]] = True
-        sub = np.flatnonzero(mask)
-        if rule.pair_with_empty and rule.pair_with_empty in records.columns and len(sub):
-            # only blocks that hold a record with the empty column give pairs: keep those blocks
-            keys = block_keys(records.iloc[sub], rule).to_numpy(dtype=object)
-            blank = records[rule.pair_with_empty].iloc[sub].to_numpy(dtype=object) == ""
-            sub = sub[pd.Series(keys, dtype=object).isin(set(keys[blank].tolist()) - {""}).to_numpy()]
-        sub = sub[np.argsort(np.asarray(order)[sub], kind="stable")]
-        part = records[cols].iloc[sub].reset_index(drop=True)
-        left, right, stats = _one_rule(part, rule, largest)
-        left, right = sub[left], sub[right]
-        keep = involving[left] | involving[right]
-        left, right = left[keep], right[keep]
-        stats.pairs = int(len(left))
-        parts.append((np.minimum(left, right).astype(np.int64) * n + np.maximum(left, right), stats))
-    return _union(n, rules, parts, entity_type)
+    parts, _ = _involving_parts(records, rules, involving, order, largest, hashes, outgrown=False)
+    return _union(len(records), rules, parts, entity_type)
 
 
 def _union(n: int, rules, parts: list, entity_type: str) -> tuple[Candidates, BlockingReport]:
@@ -550,3 +505,162 @@ def _union(n: int, rules, parts: list, entity_type: str) -> tuple[Candidates, Bl
     del keys, rule_of, bits
     cand = Candidates(keys_acc // max(n, 1), keys_acc % max(n, 1), mask_acc, tuple(r.name for r in rules))
     return cand, BlockingReport(entity_type, n, stats_all, len(cand))
+
+
+def _column_cache(records: pd.DataFrame):
+    """``column(name)``: a column of ``records`` as an object array, made once."""
+    values: dict[str, np.ndarray] = {}
+
+    def column(name: str) -> np.ndarray:
+        if name not in values:
+            values[name] = records[name].to_numpy(dtype=object)
+        return values[name]
+
+    return column
+
+
+def _involved_blocks(records: pd.DataFrame, rule: BlockingRule, j: int, new_idx: np.ndarray, order: np.ndarray,
+                     hashes: np.ndarray | None, column) -> np.ndarray | None:
+    """The records :func:`block_involving` gives ``rule`` (column ``j`` of ``hashes``) to pair the involved
+    records ``new_idx`` as a blocking of everything does: the whole blocks that hold one (a fuzzy rule: the
+    records one edit from one; a ``pair_with_empty`` rule: only blocks holding a record with the empty column),
+    sorted by ``order``. None when the rule gives no pairs (no involved record, a key column missing)."""
+    if not len(new_idx) or any(k not in records.columns for k in rule.keys) or (
+            rule.fuzzy_key and rule.fuzzy_key not in records.columns):
+        return None
+    n = len(records)
+    if hashes is not None and rule.keys:  # the records sharing an involved record's block-key hash
+        wanted_h = np.unique(hashes[new_idx, j])
+        mask = np.isin(hashes[:, j], wanted_h[wanted_h != 0])
+    else:
+        mask = np.ones(n, dtype=bool)
+        for k in rule.keys:  # a superset of the blocks holding a new record (whole blocks)
+            col = column(k)
+            wanted = set(col[new_idx].tolist()) - {""}
+            mask &= pd.Series(col, dtype=object).isin(wanted).to_numpy()
+    if rule.fuzzy_key:
+        sel = np.flatnonzero(mask)
+        fuzzy = records[rule.fuzzy_key]
+        wanted = set(fuzzy.iloc[new_idx[mask[new_idx]]].to_numpy(dtype=object).tolist()) - {""}
+        mask[:] = False
+        if wanted and len(sel):
+            mask[sel[_fuzzy_neighbours(fuzzy.iloc[sel].to_numpy(dtype=object), wanted)]] = True
+    sub = np.flatnonzero(mask)
+    if rule.pair_with_empty and rule.pair_with_empty in records.columns and len(sub):
+        # only blocks that hold a record with the empty column give pairs: keep those blocks
+        keys = block_keys(records.iloc[sub], rule).to_numpy(dtype=object)
+        blank = records[rule.pair_with_empty].iloc[sub].to_numpy(dtype=object) == ""
+        sub = sub[pd.Series(keys, dtype=object).isin(set(keys[blank].tolist()) - {""}).to_numpy()]
+    return sub[np.argsort(np.asarray(order)[sub], kind="stable")]
+
+
+def block_involving_outgrown(records: pd.DataFrame, rules: tuple[BlockingRule, ...] | list[BlockingRule],
+                             involving: np.ndarray, order: np.ndarray, entity_type: str = "", largest: int = 10,
+                             hashes: np.ndarray | None = None
+                             ) -> tuple[Candidates, BlockingReport, tuple[np.ndarray, np.ndarray]]:
+    """:func:`block_involving`, and what adding the involved records takes away: ``(candidates, report,
+    (keys, masks))``. ``keys`` (``left * n + right``, ``left < right``, sorted, unique) are the pairs between
+    records outside ``involving`` that some rules make when blocking those records alone and no longer make
+    with the involved ones; ``masks`` has bit ``i`` set for each such rule ``i`` (another rule may still make
+    the pair: the caller knows which rules made it).
+
+    Adding records never adds a pair between the earlier ones, it can only take pairs away: a block that
+    grows past ``max_block`` is compared as a sorted neighbourhood instead of all against all; in a sorted
+    neighbourhood new records push earlier ones out of each other's window; a run of records lacking an
+    ``order_by`` value can grow past ``incomplete_block``; a fuzzy or ``pair_with_empty`` group can grow past
+    ``max_pairs``. Each happens only in a block that holds an involved record, which the rule looks at anyway;
+    a rule without ``fuzzy_key`` blocks the earlier records again only in its blocks now over their cap.
+
+    >>> df = pd.DataFrame({"k": ["a"] * 4, "o": ["1", "2", "3", "4"]})
+    >>> rule = BlockingRule("r", ("k",), max_block=3, window=1, order_by=("o",))
+    >>> cand, _, (keys, masks) = block_involving_outgrown(df, [rule], np.array([False, True, False, False]),
+    ...                                                   np.arange(4))
+    >>> list(zip(cand.left.tolist(), cand.right.tolist())), [(k // 4, k % 4) for k in keys.tolist()], masks.tolist()
+    ([(0, 1), (1, 2)], [(0, 2), (0, 3)], [1, 1])
+    """
+    parts, lost = _involving_parts(records, rules, involving, order, largest, hashes, outgrown=True)
+    cand, report = _union(len(records), rules, parts, entity_type)
+    if not lost:
+        return cand, report, (np.empty(0, np.int64), np.empty(0, np.uint32))
+    keys = np.concatenate([k for k, _ in lost])
+    bits = np.concatenate([np.full(len(k), 1 << j, dtype=np.uint32) for k, j in lost])
+    order_k = np.argsort(keys, kind="stable")
+    keys, bits = keys[order_k], bits[order_k]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    return cand, report, (keys[starts], np.bitwise_or.reduceat(bits, starts))
+
+
+def _involving_parts(records: pd.DataFrame, rules, involving: np.ndarray, order: np.ndarray, largest: int,
+                     hashes: np.ndarray | None, outgrown: bool) -> tuple[list, list]:
+    """Per rule the pairs (``left * n + right``) involving an involved record, with the rule's statistics, for
+    :func:`_union`; with ``outgrown`` also per rule ``(keys, rule index)`` of the earlier pairs it no longer
+    makes (:func:`block_involving_outgrown`)."""
+    n = len(records)
+    involving = np.asarray(involving, dtype=bool)
+    new_idx = np.flatnonzero(involving)
+    column = _column_cache(records)
+    parts, lost = [], []
+    for j, rule in enumerate(rules):
+        sub = _involved_blocks(records, rule, j, new_idx, order, hashes, column)
+        if sub is None:
+            parts.append((np.empty(0, np.int64), RuleStats(rule.name, 0, 0, 0, 0, 0, [])))
+            continue
+        cols = [c for c in _rule_columns(rule) if c in records.columns]
+        part = records[cols].iloc[sub].reset_index(drop=True)
+        left, right, stats = _one_rule(part, rule, largest)
+        if outgrown and len(sub) > 2:
+            gone = _outgrown(part, rule, ~involving[sub], left, right,
+                             None if hashes is None or not rule.keys else hashes[sub, j])
+            if len(gone):
+                a, b = sub[gone // len(sub)], sub[gone % len(sub)]
+                lost.append((np.minimum(a, b).astype(np.int64) * n + np.maximum(a, b), j))
+        left, right = sub[left], sub[right]
+        keep = involving[left] | involving[right]
+        left, right = left[keep], right[keep]
+        stats.pairs = int(len(left))
+        parts.append((np.minimum(left, right).astype(np.int64) * n + np.maximum(left, right), stats))
+    return parts, lost
+
+
+def _outgrown(part: pd.DataFrame, rule: BlockingRule, earlier: np.ndarray, left: np.ndarray, right: np.ndarray,
+              block_hash: np.ndarray | None) -> np.ndarray:
+    """The pairs (``left * m + right`` over the ``m`` records of ``part``, sorted) between ``earlier`` records
+    that ``rule`` makes over the earlier records alone and not over all of ``part`` (whose pairs are
+    ``left``/``right``). ``part`` holds whole blocks; a rule without ``fuzzy_key`` looks only at those now
+    over its cap (:func:`_over_cap`; ``block_hash`` tells blocks apart)."""
+    m = len(part)
+    looked = earlier.copy()
+    if not rule.fuzzy_key:
+        over = _over_cap(part, rule, block_hash)
+        if not (over & ~earlier).any():  # no added record in a block over its cap: nothing changed
+            return np.empty(0, np.int64)
+        looked &= over
+    pos = np.flatnonzero(looked)
+    if len(pos) < 2:
+        return np.empty(0, np.int64)
+    ok = looked[left] & looked[right]
+    now = sorted_unique(np.minimum(left[ok], right[ok]).astype(np.int64) * m + np.maximum(left[ok], right[ok]))
+    bl, br, _ = _one_rule(part.iloc[pos].reset_index(drop=True), rule, 0)
+    bl, br = pos[bl], pos[br]
+    before = sorted_unique(np.minimum(bl, br).astype(np.int64) * m + np.maximum(bl, br))
+    return before[~np.isin(before, now, assume_unique=True)]
+
+
+def _over_cap(part: pd.DataFrame, rule: BlockingRule, block_hash: np.ndarray | None) -> np.ndarray:
+    """Mask over ``part`` (whole blocks of a rule without ``fuzzy_key``): the records of the blocks the rule
+    does not compare whole, a window rule's blocks over ``max_block``, a ``pair_with_empty`` rule's blocks
+    whose pairs exceed ``max_pairs``. Blocks are told apart by ``block_hash`` (records of one hash hold whole
+    blocks; a collision only makes a group look bigger) or, without it, by their key strings."""
+    if not rule.keys:
+        block_hash = np.zeros(len(part), dtype=np.uint64)
+    elif block_hash is None:
+        block_hash = block_keys(part, BlockingRule(rule.name, rule.keys)).to_numpy(dtype=object)
+    codes, uniques = pd.factorize(pd.Series(block_hash, dtype=object if block_hash.dtype == object else None))
+    size = np.bincount(codes, minlength=len(uniques))
+    if rule.pair_with_empty:
+        blank = (part[rule.pair_with_empty].astype(str).to_numpy(dtype=object) == "") if \
+            rule.pair_with_empty in part.columns else np.zeros(len(part), dtype=bool)
+        over = np.bincount(codes, weights=blank, minlength=len(uniques)) * size > rule.max_pairs
+    else:
+        over = size > rule.max_block
+    return over[codes]

@@ -15,10 +15,10 @@ same ids, and an entity keeps its id as long as its smallest mention stays in it
 
 Incremental runs (design): pass ``model=`` (a fitted model dict from an earlier run) to skip fitting,
 ``new_mention_ids=`` to score only pairs with at least one new mention, and ``existing_pairs=`` (the
-``pairs`` table or the compact ``scored`` pairs of the earlier run). The clustering sees the union of old
-and new scored pairs, so with the same frozen model it gives what a full run with that model gives (up to
-blocks that cross the ``max_block`` cap only because of the new records: those are compared as a sorted
-neighbourhood). :mod:`linkage.resolve.incremental` does the same with work proportional to the new
+``pairs`` table or the compact ``scored`` pairs of the earlier run). With a frozen model every pair a full
+run makes is blocked and only those the earlier run did not score are compared (a block that outgrew or fell
+back under a cap since changes which pairs those are, :func:`_split_scored`), so it gives what a full run
+with that model gives. :mod:`linkage.resolve.incremental` does the same with work proportional to the new
 mentions: it keeps the prepared features and scored pairs of the last run and re-clusters only the part
 of the data the new pairs reach.
 """
@@ -53,7 +53,9 @@ class ScoredPairs:
     ``left``/``right`` index ``mention_ids`` (``int32``); ``weight`` and ``prob`` are the match weight (bits)
     and probability (``float64``, exactly what clustering used); ``levels`` holds one level index per
     comparison (``int8``, pairs x comparisons); ``reason`` indexes :data:`REASONS`. Strings are made only in
-    :meth:`frame` (writing, explaining).
+    :meth:`frame` (writing, explaining). ``rule_mask`` (optional) has bit ``i`` set when blocking rule ``i``
+    of the type's policy makes the pair (the incremental state keeps it: a pair no rule makes any more after
+    a block outgrew a cap is dropped, :mod:`linkage.resolve.incremental`).
     """
 
     entity_type: str
@@ -65,6 +67,7 @@ class ScoredPairs:
     matched: np.ndarray
     levels: np.ndarray
     reason: np.ndarray
+    rule_mask: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(len(self.left))
@@ -195,8 +198,10 @@ def resolve_mentions(mentions: pd.DataFrame | MentionsByType, settings: ERSettin
     model:
         A ``Resolution.model`` dict from an earlier run: reuse its fitted parameters instead of fitting.
     new_mention_ids, existing_pairs:
-        Incremental run: only pairs involving a new mention are scored; ``existing_pairs`` (an earlier
-        ``Resolution.pairs`` table, or its compact ``Resolution.scored``) are added before clustering.
+        Incremental run: ``existing_pairs`` (an earlier ``Resolution.pairs`` table, or its compact
+        ``Resolution.scored``) are re-used; with ``model`` given, only the candidate pairs they lack are scored
+        (a new mention's, those of a block that fell back under a cap) and those no rule makes any more are
+        left out; without, the pairs involving a new mention are scored and all of them added.
     keep_candidates:
         Keep the candidate pairs of this run in ``Resolution.diagnostics[type]`` (for measuring blocking):
         ``candidate_index`` (left and right record indices) into ``mention_ids``.
@@ -437,7 +442,13 @@ def _resolve_fuzzy(records: pd.DataFrame, etype: str, cfg: ERSettings, same: lis
     if new_ids is not None:
         involving = records["mention_id"].isin(new_ids).to_numpy()
     say(f"{etype}: blocking")
-    cand, report = block(records, policy.blocking, etype, cfg.largest_blocks_reported, involving)
+    reuse = frozen is not None and existing_pairs is not None and involving is not None
+    cand, report = block(records, policy.blocking, etype, cfg.largest_blocks_reported, None if reuse else involving)
+    old = None
+    if reuse:  # every pair a full run makes; the earlier run scored most of them (inc12: _split_scored)
+        old = _old_pairs(existing_pairs, etype, records, len(policy.comparisons))
+        if old is not None:
+            cand, old = _split_scored(cand, old, n)
     say(f"{etype}: comparing {len(cand)} pairs")
     codes_cache: dict = {}
     kept: dict = {}  # fit's pair weights, for scoring the same pairs
@@ -452,12 +463,16 @@ def _resolve_fuzzy(records: pd.DataFrame, etype: str, cfg: ERSettings, same: lis
     weight, prob, matched, reason = _score(fitted, records, cand.left, cand.right, gamma, kept.pop("weights", None))
     left, right, levels = cand.left.astype(np.int32), cand.right.astype(np.int32), gamma
     n_candidates = len(cand)
-    old = _old_pairs(existing_pairs, etype, records, gamma.shape[1])
+    if not reuse:
+        old = _old_pairs(existing_pairs, etype, records, gamma.shape[1])
+    rule_mask = cand.rule_mask
     if old is not None:
         left, right = np.r_[left, old.left], np.r_[right, old.right]
         weight, prob = np.r_[weight, old.weight], np.r_[prob, old.prob]
         matched, reason = np.r_[matched, old.matched], np.r_[reason, old.reason]
         levels = np.vstack([levels, old.levels])
+        rule_mask = np.r_[rule_mask, old.rule_mask if old.rule_mask is not None else  # unknown: any rule
+                          np.full(len(old.left), np.iinfo(np.uint32).max, dtype=np.uint32)]
     del cand
     say(f"{etype}: clustering")
     labels, matched, reason = _cluster_scored(records, left, right, weight, prob, matched, levels, reason, fitted,
@@ -465,7 +480,7 @@ def _resolve_fuzzy(records: pd.DataFrame, etype: str, cfg: ERSettings, same: lis
     # Incremental runs re-cluster from the stored pairs, and the clustering weighs every scored pair (negative
     # evidence included), so every scored pair is kept: that is what makes incremental equal to full.
     pairs = ScoredPairs(etype, records["mention_id"].to_numpy(dtype=object), left.astype(np.int32, copy=False),
-                        right.astype(np.int32, copy=False), weight, prob, matched, levels, reason)
+                        right.astype(np.int32, copy=False), weight, prob, matched, levels, reason, rule_mask)
     return labels, pairs, fitted, report, n_candidates
 
 
@@ -478,6 +493,38 @@ def _score(fitted: FittedModel, records: pd.DataFrame, left: np.ndarray, right: 
     matched = above | decisive
     reason = np.where(decisive & ~above, 2, np.where(matched, 1, 0)).astype(np.uint8)
     return weight, prob, matched, reason
+
+
+def _split_scored(cand: Any, old: ScoredPairs, n: int) -> tuple[Any, ScoredPairs]:
+    """The candidate pairs (:class:`linkage.blocking.Candidates` of a blocking of all ``n`` records) that
+    ``old`` did not score, and ``old`` cut to the pairs still among the candidates (its order kept), with the
+    candidates' rule masks.
+
+    So a run that re-uses the earlier run's scores compares exactly the pairs a full run compares: the new
+    mentions' pairs, and the pairs of a block that fell back under a cap (a purge); an earlier pair of a block
+    that has since outgrown a cap is left out (:func:`linkage.blocking.outgrown_pairs`).
+
+    >>> from linkage.blocking import Candidates
+    >>> cand = Candidates(np.array([0, 0, 1]), np.array([1, 2, 2]), np.array([1, 1, 1], dtype=np.uint32))
+    >>> old = ScoredPairs("x", np.array(["a", "b", "c"]), np.array([2, 1]), np.array([0, 0]), np.zeros(2),
+    ...                   np.zeros(2), np.zeros(2, bool), np.zeros((2, 1), np.int8), np.zeros(2, np.uint8))
+    >>> fresh, kept = _split_scored(cand, old, 3)
+    >>> list(zip(fresh.left.tolist(), fresh.right.tolist())), kept.left.tolist(), kept.right.tolist()
+    ([(1, 2)], [2, 1], [0, 0])
+    """
+    from linkage.blocking import Candidates
+
+    keys = cand.left.astype(np.int64) * n + cand.right  # sorted and unique (blocking's order)
+    ol, orr = old.left.astype(np.int64), old.right.astype(np.int64)
+    old_keys = np.minimum(ol, orr) * n + np.maximum(ol, orr)
+    at = np.minimum(np.searchsorted(keys, old_keys), max(len(keys) - 1, 0))
+    still = (keys[at] == old_keys) if len(keys) else np.zeros(len(old_keys), dtype=bool)
+    fresh = np.ones(len(keys), dtype=bool)
+    fresh[at[still]] = False
+    kept = ScoredPairs(old.entity_type, old.mention_ids, *(getattr(old, f)[still] for f in
+                                                           ("left", "right", "weight", "prob", "matched", "levels",
+                                                            "reason")), cand.rule_mask[at[still]])
+    return Candidates(cand.left[fresh], cand.right[fresh], cand.rule_mask[fresh], cand.rule_names), kept
 
 
 def _old_pairs(existing: Any, etype: str, records: pd.DataFrame, width: int) -> ScoredPairs | None:

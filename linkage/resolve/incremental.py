@@ -17,8 +17,16 @@ alike; a region without judgements or name-only links only in the components of 
 reaches (:func:`cluster_changed_components`: clustering decides each such component on its own). Blocking
 looks only at the blocks that hold a new record (:func:`linkage.blocking.block_involving`; the fuzzy rule's
 only at the groups a new record can pair with, :func:`fuzzy_groups`), comparing and scoring only at the new
-pairs. Limit: a block that grows past its ``max_block`` cap between runs keeps the all-against-all pairs its
-earlier runs made, where a full run would compare it as a sorted neighbourhood; ``--full`` re-blocks.
+pairs. Blocks that outgrow a cap: adding records never adds a pair between earlier records, but it can take
+some away (a block past ``max_block`` is compared as a sorted neighbourhood instead of all against all, new
+records push earlier ones out of each other's window, a run or group passes ``incomplete_block`` or
+``max_pairs``). The blocking finds those pairs in the same blocks it looks at anyway
+(:func:`linkage.blocking.block_involving_outgrown`); every stored pair keeps the bit mask of the rules that
+make it, the rules that no longer do are cleared (an edit stored with the run), and a pair left with no rule
+is dead: a full run would not have it, so it is left out of the clustering (its regions are clustered again)
+and of everything that reads the state. Blocks that shrink (a purge) go the other way; the run after a purge
+takes the full path, which blocks everything and scores only the pairs the stored ones lack
+(:func:`linkage.resolve.engine._split_scored`).
 """
 from __future__ import annotations
 
@@ -37,7 +45,7 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
 from linkage.arrays import sorted_unique
-from linkage.blocking import block_involving, deletion_variants
+from linkage.blocking import block_involving, block_involving_outgrown, deletion_variants
 from linkage.compare import compare
 from linkage.er_settings import FUZZY_TYPES, BlockingRule, ERSettings
 from linkage.resolve.cluster import cluster, components
@@ -49,8 +57,11 @@ from linkage.resolve.features import prepare
 from linkage.scoring import FittedModel
 from linkage.store.embedded import bump_er_generation
 
-STATE_VERSION = 1
-_PAIR_FIELDS = ("left", "right", "weight", "prob", "matched", "levels", "reason")
+#: 2: pairs keep the bit mask of the blocking rules that make them, and an incremental run records the pairs a
+#: block that outgrew a cap no longer makes (``masks`` edits); a version-1 state may hold such pairs: rebuilt once.
+STATE_VERSION = 2
+_PAIR_FIELDS = ("left", "right", "weight", "prob", "matched", "levels", "reason", "rule_mask")
+_CLUSTER_FIELDS = _PAIR_FIELDS[:-1]  # what the clustering reads
 
 
 @dataclass
@@ -58,17 +69,78 @@ class TypeState:
     """What one entity type needs from the last run: records (feature table, in state order: the order
     mentions were added), scored pairs as indices into them, each record's cluster-region label, and (fuzzy
     types) each record's block-key hash per blocking rule (:func:`block_key_hashes`; None: not kept, or kept
-    for other rules; ``key_rules`` is the :func:`rules_digest` they were made for)."""
+    for other rules; ``key_rules`` is the :func:`rules_digest` they were made for).
+
+    ``edits`` (``positions, masks``; positions sorted, unique) overrides the stored ``rule_mask`` of the pairs
+    that a later run found some rules no longer make (a block outgrew a cap,
+    :func:`linkage.blocking.block_involving_outgrown`); a pair whose mask is 0 is made by no rule: a full run
+    would not have it, so it is *dead* and counts as gone everywhere. Dead pairs stay in the stored chunks
+    (rewriting ~150 MB of pairs at 100,000 reports to take out a few costs more than the run)."""
 
     records: pd.DataFrame
     pairs: dict[str, np.ndarray]
     region: np.ndarray
     keys: np.ndarray | None = None
     key_rules: str = ""
+    edits: tuple[np.ndarray, np.ndarray] = field(default_factory=lambda: _no_edits())
 
     @property
     def mention_ids(self) -> np.ndarray:
         return self.records["mention_id"].to_numpy(dtype=object)
+
+    def dead(self) -> np.ndarray:
+        """Sorted positions of the dead pairs."""
+        return self.edits[0][self.edits[1] == 0]
+
+    def alive(self) -> np.ndarray | None:
+        """Boolean mask over the pairs, False for the dead ones; None when none is dead."""
+        dead = self.dead()
+        if not len(dead):
+            return None
+        keep = np.ones(pair_count(self.pairs), dtype=bool)
+        keep[dead] = False
+        return keep
+
+    def masks_at(self, pos: np.ndarray) -> np.ndarray:
+        """The rule masks (``uint32``, edits applied) of the pairs at ``pos``."""
+        out = np.asarray(self.pairs["rule_mask"][pos], dtype=np.uint32).copy()
+        epos, emask = self.edits
+        if len(epos) and len(pos):
+            at = np.minimum(np.searchsorted(epos, pos), len(epos) - 1)
+            hit = epos[at] == pos
+            out[hit] = emask[at[hit]]
+        return out
+
+    def live_pairs(self) -> dict[str, np.ndarray]:
+        """The pair fields without the dead pairs, rule masks with the edits applied ({} without pairs)."""
+        if not self.pairs:
+            return {}
+        out = {f: self.pairs[f] for f in _PAIR_FIELDS}
+        if len(self.edits[0]):
+            out["rule_mask"] = out["rule_mask"].astype(np.uint32)
+            out["rule_mask"][self.edits[0]] = self.edits[1]
+            keep = out["rule_mask"] != 0
+            out = {f: a[keep] for f, a in out.items()}
+        return out
+
+
+def _no_edits() -> tuple[np.ndarray, np.ndarray]:
+    return np.empty(0, np.int64), np.empty(0, np.uint32)
+
+
+def _merge_edits(*edits: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Rule-mask edits applied in order (a later edit of a position wins), as sorted unique positions.
+
+    >>> pos, mask = _merge_edits((np.array([5, 2]), np.array([1, 3], np.uint32)), (np.array([5]), np.array([0], np.uint32)))
+    >>> pos.tolist(), mask.tolist()
+    ([2, 5], [3, 0])
+    """
+    pos = np.concatenate([np.asarray(p, dtype=np.int64) for p, _ in edits]) if edits else np.empty(0, np.int64)
+    mask = np.concatenate([np.asarray(m, dtype=np.uint32) for _, m in edits]) if edits else np.empty(0, np.uint32)
+    if not len(pos):
+        return _no_edits()
+    last = len(pos) - 1 - np.unique(pos[::-1], return_index=True)[1]  # the last edit of each position
+    return pos[last], mask[last]
 
 
 class ChainedPairs(Mapping[str, np.ndarray]):
@@ -212,18 +284,33 @@ def order_rank(ids: np.ndarray) -> np.ndarray:
     return rank
 
 
-def narrowed_blocking(records: pd.DataFrame, rules: Iterable[BlockingRule], hashes: np.ndarray,
-                      involving: np.ndarray, order: np.ndarray, entity_type: str = "",
-                      largest: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """The pairs :func:`linkage.blocking.block_involving` gives (record indices, ``left < right``, sorted by
-    ``(left, right)``), each rule looking only at the records whose block-key hash (``hashes``, from
-    :func:`block_key_hashes`) is that of an involved record (``block_involving``'s ``hashes``). A rule
-    without keys looks at all records.
+@dataclass
+class Narrowed:
+    """What :func:`narrowed_pairs` finds: the pairs involving an involved record (record indices, ``left <
+    right``, sorted) with their rule masks (bit ``i``: rule ``i`` makes the pair), and the earlier pairs that
+    some rules no longer make (``lost_*``; ``lost_mask`` holds the bits of those rules)."""
+
+    left: np.ndarray
+    right: np.ndarray
+    rule_mask: np.ndarray
+    lost_left: np.ndarray
+    lost_right: np.ndarray
+    lost_mask: np.ndarray
+
+
+def narrowed_pairs(records: pd.DataFrame, rules: Iterable[BlockingRule], hashes: np.ndarray,
+                   involving: np.ndarray, order: np.ndarray, entity_type: str = "", largest: int = 10,
+                   outgrown: bool = True) -> Narrowed:
+    """The pairs :func:`linkage.blocking.block_involving` gives, each rule looking only at the records whose
+    block-key hash (``hashes``, from :func:`block_key_hashes`) is that of an involved record
+    (``block_involving``'s ``hashes``), a rule without keys at all records; with ``outgrown`` also the earlier
+    pairs a rule no longer makes (:func:`linkage.blocking.block_involving_outgrown`).
 
     A rule with keys and a ``fuzzy_key`` looks only at the records :func:`fuzzy_groups` finds (the groups of
     key and value an involved record can pair with), not at whole blocks: with ``first_initial`` as its key a
     block is a tenth of everyone, and pairing all its surnames one edit apart to keep those of 1,000 new
-    mentions cost more than every other rule together (100,000 reports: 132,000 records looked at).
+    mentions cost more than every other rule together (100,000 reports: 132,000 records looked at). Those
+    groups are whole, so the pairs a group outgrowing ``max_pairs`` takes away are found there too.
     """
     rules = list(rules)
     n = len(records)
@@ -231,22 +318,80 @@ def narrowed_blocking(records: pd.DataFrame, rules: Iterable[BlockingRule], hash
              if r.fuzzy_key and r.keys and r.fuzzy_key in records.columns and all(k in records.columns for k in r.keys)]
     rest = [j for j in range(len(rules)) if j not in fuzzy]
     order = np.asarray(order)
-    found = []
+    found, lost = [], []
+
+    def rebit(mask: np.ndarray, where: list[int]) -> np.ndarray:
+        """Bits of rules ``where[i]`` from bits ``i``."""
+        out = np.zeros(len(mask), dtype=np.uint32)
+        for i, j in enumerate(where):
+            out |= ((mask >> np.uint32(i)) & np.uint32(1)) << np.uint32(j)
+        return out
+
+    def one(part: pd.DataFrame, sub: np.ndarray | None, where: list[int], inv: np.ndarray, hs: np.ndarray) -> None:
+        if outgrown:
+            cand, _, (keys, masks) = block_involving_outgrown(part, [rules[j] for j in where], inv, order if sub is None
+                                                              else order[sub], entity_type, largest, hashes=hs)
+        else:
+            cand, _ = block_involving(part, [rules[j] for j in where], inv, order if sub is None else order[sub],
+                                      entity_type, largest, hashes=hs)
+            keys, masks = np.empty(0, np.int64), np.empty(0, np.uint32)
+        a, b = (cand.left, cand.right) if sub is None else (sub[cand.left], sub[cand.right])
+        found.append((a.astype(np.int64) * n + b, rebit(cand.rule_mask, where)))
+        if len(keys):
+            m = len(part)
+            a, b = keys // m, keys % m
+            if sub is not None:
+                a, b = sub[a], sub[b]
+            lost.append((np.minimum(a, b).astype(np.int64) * n + np.maximum(a, b), rebit(masks, where)))
+
     if rest:
-        cand, _ = block_involving(records, [rules[j] for j in rest], involving, order, entity_type, largest,
-                                  hashes=hashes[:, rest])
-        found.append(cand.left.astype(np.int64) * n + cand.right)
+        one(records, None, rest, involving, hashes[:, rest])
     for j in fuzzy:
         sub = fuzzy_groups(records[rules[j].fuzzy_key], hashes[:, j], involving)
-        if len(sub) < 2:
-            continue
-        cand, _ = block_involving(records.iloc[sub].reset_index(drop=True), [rules[j]], involving[sub], order[sub],
-                                  entity_type, largest, hashes=hashes[sub][:, [j]])
-        found.append(sub[cand.left].astype(np.int64) * n + sub[cand.right])
-    if not found:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    keys = sorted_unique(np.concatenate(found))
-    return keys // max(n, 1), keys % max(n, 1)
+        if len(sub) >= 2:
+            one(records.iloc[sub].reset_index(drop=True), sub, [j], involving[sub], hashes[sub][:, [j]])
+    (keys, masks), (lost_keys, lost_masks) = _or_by_key(found), _or_by_key(lost)
+    return Narrowed(keys // max(n, 1), keys % max(n, 1), masks, lost_keys // max(n, 1), lost_keys % max(n, 1),
+                    lost_masks)
+
+
+def _or_by_key(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Keys sorted and unique, each with the OR of its masks."""
+    if not parts:
+        return np.empty(0, np.int64), np.empty(0, np.uint32)
+    keys = np.concatenate([k for k, _ in parts])
+    masks = np.concatenate([m for _, m in parts])
+    order = np.argsort(keys, kind="stable")
+    keys, masks = keys[order], masks[order]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.empty(0, np.int64)
+    if not len(starts):
+        return keys, masks
+    return keys[starts], np.bitwise_or.reduceat(masks, starts)
+
+
+def narrowed_blocking(records: pd.DataFrame, rules: Iterable[BlockingRule], hashes: np.ndarray,
+                      involving: np.ndarray, order: np.ndarray, entity_type: str = "",
+                      largest: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs of :func:`narrowed_pairs` (record indices, ``left < right``, sorted by ``(left, right)``)."""
+    got = narrowed_pairs(records, rules, hashes, involving, order, entity_type, largest, outgrown=False)
+    return got.left, got.right
+
+
+def _stored_positions(pairs: Mapping[str, np.ndarray], keys: np.ndarray, n: int,
+                      dead: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (sorted) of the stored ``pairs`` that are not ``dead`` and are among the record pairs ``keys``
+    (``left * n + right``, ``left < right``, sorted; ``n`` bounds the record indices), and for each the index
+    of its key."""
+    ends = np.zeros(n, dtype=bool)
+    ends[keys // n] = True
+    ends[keys % n] = True
+    pl, pr = pairs["left"], pairs["right"]
+    sel = np.flatnonzero(ends[pl] & ends[pr])
+    a, b = pl[sel].astype(np.int64), pr[sel].astype(np.int64)
+    key = np.minimum(a, b) * n + np.maximum(a, b)
+    at = np.minimum(np.searchsorted(keys, key), len(keys) - 1)
+    hit = (keys[at] == key) & ~np.isin(sel, dead)
+    return sel[hit], at[hit]
 
 
 def fuzzy_groups(values: pd.Series, hashes: np.ndarray, involving: np.ndarray) -> np.ndarray:
@@ -314,7 +459,8 @@ def state_from_resolution(resolution, mentions_by_type: Mapping[str, pd.DataFram
             fitted = FittedModel.from_dict(model[etype])
             flags = _pair_flags(sp.levels, sp.prob, sp.matched, fitted, cfg.policy(etype))
             region = region_labels(len(records), sp.left, sp.right, flags, same)
-            pairs = {f: getattr(sp, f) for f in _PAIR_FIELDS}
+            pairs = {f: getattr(sp, f) for f in _PAIR_FIELDS if f != "rule_mask"}
+            pairs["rule_mask"] = _compact_masks(sp.rule_mask, len(sp.left), len(cfg.policy(etype).blocking))
         else:
             region = _simple_regions(records, same)
             pairs = {}
@@ -324,6 +470,14 @@ def state_from_resolution(resolution, mentions_by_type: Mapping[str, pd.DataFram
             keys, key_rules = block_key_hashes(records, rules), rules_digest(rules)
         state.types[etype] = TypeState(records.reset_index(drop=True), pairs, region, keys, key_rules)
     return state
+
+
+def _compact_masks(masks: np.ndarray | None, n: int, n_rules: int) -> np.ndarray:
+    """Rule masks in the smallest unsigned type that holds ``n_rules`` bits (None: unknown, every bit set)."""
+    dtype = np.uint8 if n_rules <= 8 else np.uint16 if n_rules <= 16 else np.uint32
+    if masks is None:
+        return np.full(n, np.iinfo(dtype).max, dtype=dtype)
+    return np.asarray(masks).astype(dtype, copy=False)
 
 
 def _simple_regions(records: pd.DataFrame, same: list) -> np.ndarray:
@@ -357,6 +511,7 @@ class TypeUpdate:
     assignments: pd.DataFrame        # mention_id, entity_id, entity_type for every touched and new mention
     entities: pd.DataFrame           # the entities of those mentions
     new_keys: np.ndarray | None = None  # block-key hashes of the new records (None: all were made again)
+    new_edits: tuple[np.ndarray, np.ndarray] = field(default_factory=lambda: _no_edits())  # rule masks changed
 
 
 @dataclass
@@ -432,6 +587,8 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
     region = np.r_[old.region if old is not None else np.empty(0, np.int64), np.arange(n_old, n, dtype=np.int64)]
     seeds = [np.arange(n_old, n), touched_by_judgement]
     new_pairs = None
+    edits = _no_edits()  # rule masks of stored pairs that some rules no longer make
+    dead_now = np.empty(0, np.int64)  # stored pairs no rule makes any more since this run
     fuzzy = etype in FUZZY_TYPES
     if fuzzy:
         policy = cfg.policy(etype)
@@ -443,8 +600,10 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
         else:  # no hashes kept, or kept for other rules: make them all (and store them all)
             new_keys, keys = None, block_key_hashes(records, policy.blocking)
         say(f"{etype}: blocking")
-        left, right = narrowed_blocking(records, policy.blocking, keys, involving, order_rank(mids), etype,
-                                        cfg.largest_blocks_reported)
+        stored = old is not None and old.pairs and pair_count(old.pairs) > 0
+        found = narrowed_pairs(records, policy.blocking, keys, involving, order_rank(mids), etype,
+                               cfg.largest_blocks_reported, outgrown=bool(stored))
+        left, right = found.left, found.right
         # each pair oriented as in a full run (records in mention-id order): the smaller mention id left
         swap = mids[left] > mids[right]
         left, right = np.where(swap, right, left), np.where(swap, left, right)
@@ -457,10 +616,28 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
         weight, prob, matched, reason = _score(fitted, part, ll, rr, gamma)
         matched, reason = _finalise(gamma, matched, reason, fitted, policy)
         new_pairs = ScoredPairs(etype, mids, left.astype(np.int32), right.astype(np.int32), weight, prob, matched,
-                                gamma, reason)
+                                gamma, reason, _compact_masks(found.rule_mask, len(left), len(policy.blocking)))
         flags = _pair_flags(gamma, prob, matched, fitted, policy)
         seeds.append(left[flags])
         seeds.append(right[flags])
+        if stored and len(found.lost_left):
+            # stored pairs of blocks the new records pushed past a cap: a rule that made one may no longer make
+            # it; one that no rule makes any more is not in a full run (dead)
+            pos, at = _stored_positions(old.pairs, found.lost_left * n + found.lost_right, n, old.dead())
+            before = old.masks_at(pos)
+            after = before & ~found.lost_mask[at]
+            moved = after != before
+            edits = (pos[moved], after[moved])
+            dead_now = pos[moved & (after == 0)]
+            if len(dead_now):
+                # a dead pair matters to the clustering only when it could join its records or lies inside one
+                # region (evidence against); their regions are clustered again
+                d = {f: old.pairs[f][dead_now] for f in ("left", "right", "levels", "prob", "matched")}
+                inside = _pair_flags(d["levels"], d["prob"], d["matched"], fitted, policy) | (
+                    old.region[d["left"]] == old.region[d["right"]])
+                seeds.append(d["left"][inside])
+                seeds.append(d["right"][inside])
+                dead_now = dead_now[inside]
     else:
         values = records["value"].to_numpy(dtype=object)
         wanted = set(values[n_old:].tolist()) - {""}
@@ -481,13 +658,18 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
     say(f"{etype}: clustering {k} records")
     if fuzzy:
         parts = []
+        gone = None
         if old is not None and old.pairs and len(old.pairs["left"]):
             ol, orr = old.pairs["left"], old.pairs["right"]
             keep = (local[ol] >= 0) & (local[orr] >= 0)
-            parts.append({f: old.pairs[f][keep] for f in _PAIR_FIELDS})
+            keep[np.r_[old.dead(), edits[0][edits[1] == 0]]] = False
+            parts.append({f: old.pairs[f][keep] for f in _CLUSTER_FIELDS})
+            if len(dead_now):
+                gone = {f: old.pairs[f][dead_now] for f in _CLUSTER_FIELDS}
+                gone["left"], gone["right"] = local[gone["left"]], local[gone["right"]]
         keep = (local[new_pairs.left] >= 0) & (local[new_pairs.right] >= 0)
-        parts.append({f: getattr(new_pairs, f)[keep] for f in _PAIR_FIELDS})
-        p = {f: np.concatenate([x[f] for x in parts]) for f in _PAIR_FIELDS}
+        parts.append({f: getattr(new_pairs, f)[keep] for f in _CLUSTER_FIELDS})
+        p = {f: np.concatenate([x[f] for x in parts]) for f in _CLUSTER_FIELDS}
         a, b = local[p["left"]], local[p["right"]]
         pl, pr = np.minimum(a, b), np.maximum(a, b)
         order = np.lexsort((pr, pl))  # a full run's pair order: sorted by (left, right)
@@ -497,7 +679,7 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
         if previous_entities is not None and not same and not different and not changed_ids:
             # no judgement in the region: only the parts of it a new mention reaches are clustered again
             got = cluster_changed_components(rec_r, pl, pr, p, fitted, policy, members >= n_old,
-                                             lambda where: previous_entities(mids[members[where]]))
+                                             lambda where: previous_entities(mids[members[where]]), gone)
             if got is not None:
                 labels, redo = got
         if redo is None:
@@ -524,48 +706,60 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
         pairs_state = ChainedPairs([pairs_state, added]) if pairs_state else added
     if not fuzzy:
         keys, key_rules, new_keys = None, "", None
-    upd = TypeUpdate(etype, new_part, new_pairs, touched_old, assignments, entities, new_keys)
-    return upd, TypeState(records, pairs_state, region, keys, key_rules)
+    all_edits = _merge_edits(old.edits, edits) if old is not None and len(edits[0]) else (
+        old.edits if old is not None else _no_edits())
+    upd = TypeUpdate(etype, new_part, new_pairs, touched_old, assignments, entities, new_keys, edits)
+    return upd, TypeState(records, pairs_state, region, keys, key_rules, all_edits)
 
 
 def cluster_changed_components(records: pd.DataFrame, left: np.ndarray, right: np.ndarray,
                                pairs: Mapping[str, np.ndarray], fitted: FittedModel, policy, new: np.ndarray,
-                               previous: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+                               previous: Callable[[np.ndarray], np.ndarray],
+                               gone: Mapping[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """The labels :func:`linkage.resolve.engine._cluster_scored` gives a region without judgements, clustering
     again only the components of strong links that a new record is in or whose links changed; with which
     records were clustered again. None when that is not provably the same (then cluster the whole region).
 
     ``records`` are the region's records (full-run order), ``left``/``right`` its scored pairs (sorted, local
     indices) with the ``pairs`` fields, ``new`` marks the records added by this run and ``previous(where)``
-    gives the stored entity ids of the earlier records at the positions ``where`` (None: no entity).
+    gives the stored entity ids of the earlier records at the positions ``where`` (None: no entity). ``gone``
+    (optional, the same fields, ``left``/``right`` local) holds the pairs of the last run that blocking no
+    longer makes (dead: :class:`TypeState`).
 
     Why it is the same: without name-only links or candidates (``weak``), the clustering is
     :func:`linkage.resolve.cluster.cluster` over the strong links (links agreeing on an anchor, less those
     the ``unplaced`` rule takes out), and that decides each connected component of the strong links from the
     strong links and the other scored pairs inside it alone (pairs between components are ignored), with ties
     broken by record order, which adding records keeps. New pairs all involve a new record. So a component
-    now that holds no new record and no end of an earlier pair whose strong flag changed (the ``unplaced``
-    rule is decided over the region and may change with new candidates) has exactly the links and pairs of a
-    component of the last run: its entities are the stored ones. The rest is clustered again as a full run
-    clusters it (the same pairs in the same order). Name-only links in the region now or before: None.
+    now that holds no new record, no end of a gone pair and no end of an earlier pair whose strong flag changed
+    (the ``unplaced`` rule is decided over the region and may change with new candidates or gone pairs; the
+    flags before are decided over the earlier and the gone pairs, the last run's) has exactly the links and
+    pairs of a component of the last run: its entities are the stored ones. The rest is clustered again as a
+    full run clusters it (the same pairs in the same order). Name-only links in the region now or before: None.
     """
     new = np.asarray(new, dtype=bool)
     k = len(records)
+    fields = ("weight", "prob", "matched", "levels")
 
-    def links_of(sel: np.ndarray):
-        """_cluster_scored's link decisions over the pairs ``sel`` alone; None when a name-only one is among them."""
-        got = _links(records, left[sel], right[sel], pairs["weight"][sel], pairs["prob"][sel], pairs["matched"][sel],
-                     pairs["levels"][sel], fitted, policy, (), ())
+    def links_of(pl: np.ndarray, pr: np.ndarray, got: Mapping[str, np.ndarray]):
+        """_cluster_scored's link decisions over the pairs given alone; None when a name-only one is among them."""
+        got = _links(records, pl, pr, got["weight"], got["prob"], got["matched"], got["levels"], fitted, policy, (), ())
         return None if got.weak.any() else got
 
     earlier = ~new[left] & ~new[right]
-    links, before = links_of(np.ones(len(left), dtype=bool)), links_of(earlier)
+    last_l, last_r, last = left[earlier], right[earlier], {f: pairs[f][earlier] for f in fields}
+    gone_l = gone_r = np.empty(0, np.int64)
+    if gone is not None and len(gone["left"]):
+        gone_l, gone_r = np.asarray(gone["left"], dtype=np.int64), np.asarray(gone["right"], dtype=np.int64)
+        last_l, last_r = np.r_[last_l, gone_l], np.r_[last_r, gone_r]
+        last = {f: np.concatenate([last[f], gone[f]]) for f in fields}
+    links, before = links_of(left, right, pairs), links_of(last_l, last_r, last)
     if links is None or before is None:
         return None
-    strong, strong_before = links.strong, before.strong
+    strong, strong_before = links.strong, before.strong[:int(earlier.sum())]
     comp = components(k, left[strong], right[strong])
     flipped = np.flatnonzero(earlier)[strong_before != strong[earlier]]
-    changed = np.unique(np.r_[comp[new], comp[left[flipped]], comp[right[flipped]]])
+    changed = np.unique(np.r_[comp[new], comp[left[flipped]], comp[right[flipped]], comp[gone_l], comp[gone_r]])
     redo = np.isin(comp, changed)
     kept = np.flatnonzero(~redo)
     labels = np.empty(k, dtype=np.int64)
@@ -657,12 +851,13 @@ def _insert_pairs(conn, etype: str, seq: int, pairs: Mapping[str, np.ndarray]) -
         conn.execute("INSERT INTO er_state VALUES (?, 'pairs', ?, ?)", (etype, seq + k, _npz(part)))
 
 
-def save_state(conn, state: ERState, appended: Mapping[str, tuple[pd.DataFrame, ScoredPairs | None]] | None = None) -> None:
+def save_state(conn, state: ERState, appended: Mapping[str, tuple] | None = None) -> None:
     """Write ``state`` into the ``er_state`` table of a SQLite connection (inside the caller's transaction).
 
-    ``appended=None`` rewrites everything; otherwise only the new records, pairs and block-key hashes of each
-    type are added as another chunk (``{type: (new records, new pairs, new hashes)}``; hashes None: the
-    type's hashes were all made again and are rewritten) and the region labels are rewritten.
+    ``appended=None`` rewrites everything (dead pairs left out, rule-mask edits applied); otherwise only the
+    new records, pairs, block-key hashes and rule-mask edits of each type are added as another chunk
+    (``{type: (new records, new pairs, new hashes, (edited positions, masks))}``; hashes None: the type's
+    hashes were all made again and are rewritten) and the region labels are rewritten.
     """
     conn.execute(STATE_TABLE)
     meta = {"version": STATE_VERSION, "model_hash": state.model_hash, "judgements": state.judgements,
@@ -673,12 +868,12 @@ def save_state(conn, state: ERState, appended: Mapping[str, tuple[pd.DataFrame, 
         for etype, ts in state.types.items():
             _insert_records(conn, etype, 0, ts.records)
             if ts.pairs:
-                _insert_pairs(conn, etype, 0, ts.pairs)
+                _insert_pairs(conn, etype, 0, ts.live_pairs())
             if ts.keys is not None:
                 _insert_keys(conn, etype, 0, ts.keys)
             conn.execute("INSERT OR REPLACE INTO er_state VALUES (?, 'region', 0, ?)", (etype, _npz({"region": ts.region})))
     else:
-        for etype, (records, pairs, new_keys) in appended.items():
+        for etype, (records, pairs, new_keys, *rest) in appended.items():
             def next_seq(part: str) -> int:
                 return conn.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM er_state WHERE entity_type = ? AND part = ?",
                                     (etype, part)).fetchone()[0]
@@ -693,10 +888,29 @@ def save_state(conn, state: ERState, appended: Mapping[str, tuple[pd.DataFrame, 
                 conn.execute("DELETE FROM er_state WHERE entity_type = ? AND part = 'keys'", (etype,))
                 if keys is not None:
                     _insert_keys(conn, etype, 0, keys)
+            edits = rest[0] if rest else None
+            if edits is not None and len(edits[0]):
+                conn.execute("INSERT INTO er_state VALUES (?, 'masks', ?, ?)",
+                             (etype, next_seq("masks"), _npz({"pos": np.asarray(edits[0], dtype=np.int64),
+                                                              "mask": np.asarray(edits[1], dtype=np.uint32)})))
         for etype in appended:  # a type without an update kept its region (resolve_new returns it unchanged)
             region = state.types[etype].region
             conn.execute("INSERT OR REPLACE INTO er_state VALUES (?, 'region', 0, ?)", (etype, _npz({"region": region})))
     conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('er_state', ?)", (json.dumps(meta),))
+
+
+def _edits(blobs: list[bytes] | None) -> tuple[np.ndarray, np.ndarray]:
+    """The rule-mask edits of a type's ``masks`` chunks, applied in order (:func:`_merge_edits`)."""
+    if not blobs:
+        return _no_edits()
+    return _merge_edits(*((a["pos"], a["mask"]) for a in (_npz_arrays(b) for b in blobs)))
+
+
+def outdated_state(conn) -> bool:
+    """True when the store holds an ER state of an earlier version: it is not used, and the full path rebuilds
+    it once from the stored pairs (a version-1 state may keep pairs of blocks that outgrew a cap)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'er_state'").fetchone()
+    return row is not None and json.loads(row[0]).get("version") != STATE_VERSION
 
 
 def load_state(conn, model: Mapping[str, Any], settings: ERSettings | None = None) -> ERState | None:
@@ -712,11 +926,14 @@ def load_state(conn, model: Mapping[str, Any], settings: ERSettings | None = Non
         return None
     state = ERState(meta["model_hash"], judgements=[tuple(j) for j in meta.get("judgements", [])])
     key_rules = meta.get("key_rules", {})
-    for etype, parts in _read_chunks(conn, ("records", "pairs", "region", "keys")).items():
+    for etype, parts in _read_chunks(conn, ("records", "pairs", "region", "keys", "masks")).items():
         rec = _records(parts.get("records", []))
         pairs = _pairs(parts.get("pairs", []), views=True)
         region = _npz_arrays(parts["region"][0])["region"]
         if len(region) != len(rec) or meta["n"].get(etype) != len(rec):
+            return None
+        edits = _edits(parts.get("masks"))
+        if len(edits[0]) and (edits[0][-1] >= pair_count(pairs) or "rule_mask" not in pairs):
             return None
         keys = None
         if parts.get("keys") and etype in key_rules:
@@ -724,7 +941,8 @@ def load_state(conn, model: Mapping[str, Any], settings: ERSettings | None = Non
             keys = np.concatenate(keys) if len(keys) > 1 else keys[0]
             if len(keys) != len(rec):  # not kept for every record: made again by the next update
                 keys = None
-        state.types[etype] = TypeState(rec, pairs, region, keys, key_rules.get(etype, "") if keys is not None else "")
+        state.types[etype] = TypeState(rec, pairs, region, keys, key_rules.get(etype, "") if keys is not None else "",
+                                       edits)
     return state
 
 
@@ -750,7 +968,8 @@ def _pairs(blobs: list[bytes], views: bool = False) -> dict[str, np.ndarray]:
     loaded = [_npz_arrays(b) if views else np.load(io.BytesIO(b)) for b in blobs]
     if not loaded:
         return {}
-    return {f: np.concatenate([x[f] for x in loaded]) if len(loaded) > 1 else loaded[0][f] for f in _PAIR_FIELDS}
+    fields = [f for f in _PAIR_FIELDS if all(f in x for x in loaded)]  # a version-1 chunk has no rule_mask
+    return {f: np.concatenate([x[f] for x in loaded]) if len(loaded) > 1 else loaded[0][f] for f in fields}
 
 
 def _npz_arrays(blob: bytes) -> Mapping[str, np.ndarray]:
@@ -797,19 +1016,30 @@ def stored_scored_pairs(conn) -> list[ScoredPairs] | None:
     """
     if not _has_state_table(conn):
         return None
-    chunks = _read_chunks(conn, ("records", "pairs"))
+    chunks = _read_chunks(conn, ("records", "pairs", "masks"))
     if not any(parts.get("records") for parts in chunks.values()):
         return None
     out = []
     for etype, parts in sorted(chunks.items()):
         if not parts.get("pairs") or not parts.get("records"):
             continue
-        p = _pairs(parts["pairs"])
+        p = _live(_pairs(parts["pairs"]), _edits(parts.get("masks")))
         ids = _records(parts["records"], ["mention_id"])["mention_id"].to_numpy(dtype=object)
         out.append(ScoredPairs(etype, ids, p["left"].astype(np.int32, copy=False), p["right"].astype(np.int32, copy=False),
                                p["weight"], p["prob"], p["matched"].astype(bool, copy=False), p["levels"],
-                               p["reason"]))
+                               p["reason"], p.get("rule_mask")))
     return out
+
+
+def _live(pairs: dict[str, np.ndarray], edits: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
+    """Pair fields with the rule-mask edits applied and the dead pairs (mask 0) left out."""
+    if not len(edits[0]) or not pairs:
+        return pairs
+    pairs = dict(pairs)
+    pairs["rule_mask"] = pairs["rule_mask"].astype(np.uint32)
+    pairs["rule_mask"][edits[0]] = edits[1]
+    keep = pairs["rule_mask"] != 0
+    return {f: a[keep] for f, a in pairs.items()}
 
 
 @dataclass(frozen=True)
@@ -835,14 +1065,20 @@ def stored_pair_probabilities(conn, min_probability: float = 0.0) -> list[PairPr
     if not _has_state_table(conn):
         return []
     out = []
-    for etype, parts in sorted(_read_chunks(conn, ("records", "pairs")).items()):
+    for etype, parts in sorted(_read_chunks(conn, ("records", "pairs", "masks")).items()):
         if not parts.get("pairs") or not parts.get("records"):
             continue
         left, right, prob = [], [], []
+        pos, mask = _edits(parts.get("masks"))
+        dead, start = pos[mask == 0], 0
         for blob in parts["pairs"]:
             with np.load(io.BytesIO(blob)) as z:
                 p = z["prob"]
-                keep = np.flatnonzero(p >= min_probability)
+                ok = p >= min_probability
+                gone = dead[(dead >= start) & (dead < start + len(p))] - start
+                ok[gone] = False
+                start += len(p)
+                keep = np.flatnonzero(ok)
                 left.append(z["left"][keep])
                 right.append(z["right"][keep])
                 prob.append(p[keep])
@@ -890,7 +1126,7 @@ def prune_state(conn, mention_ids: Iterable[str]) -> int:
     removed = 0
     types = [r[0] for r in conn.execute("SELECT DISTINCT entity_type FROM er_state ORDER BY entity_type")]
     for etype in types:
-        parts = _read_chunks(conn, ("records", "pairs"), etype).get(etype, {})
+        parts = _read_chunks(conn, ("records", "pairs", "masks"), etype).get(etype, {})
         if not parts.get("records"):
             continue
         records = _records(parts["records"])
@@ -900,10 +1136,10 @@ def prune_state(conn, mention_ids: Iterable[str]) -> int:
         keep_idx = np.flatnonzero(~drop)
         new_pos = np.full(len(records), -1, dtype=np.int64)
         new_pos[keep_idx] = np.arange(len(keep_idx))
-        pairs = _pairs(parts.get("pairs", []))
+        pairs = _live(_pairs(parts.get("pairs", [])), _edits(parts.get("masks")))  # the dead pairs go for good
         # the block-key hashes go too (the next run is a full one and makes them again)
-        conn.execute("DELETE FROM er_state WHERE entity_type = ? AND part IN ('records', 'pairs', 'region', 'keys')",
-                     (etype,))
+        conn.execute("DELETE FROM er_state WHERE entity_type = ? AND part IN ('records', 'pairs', 'region', 'keys', "
+                     "'masks')", (etype,))
         _insert_records(conn, etype, 0, records.iloc[keep_idx].reset_index(drop=True))
         if pairs:
             ok = (new_pos[pairs["left"]] >= 0) & (new_pos[pairs["right"]] >= 0)
@@ -1026,8 +1262,9 @@ def _write_update(store, result: IncrementalResult, n_mentions: int, n_new: int)
         # the scored pairs live in the state only (see :func:`stored_scored_pairs`); rows an older version
         # wrote into ``er_pairs`` would be stale now
         conn.execute("DELETE FROM er_pairs")
-        save_state(conn, result.state, {u.entity_type: (u.new_records, u.new_pairs, u.new_keys) for u in result.updates})
-    n_pairs = sum(pair_count(t.pairs) for t in result.state.types.values() if t.pairs)
+        save_state(conn, result.state, {u.entity_type: (u.new_records, u.new_pairs, u.new_keys, u.new_edits)
+                                        for u in result.updates})
+    n_pairs = sum(pair_count(t.pairs) - len(t.dead()) for t in result.state.types.values() if t.pairs)
     return ({"mentions": n_mentions, "entities": store.count("entities"), "new_mentions": n_new, "pairs": n_pairs,
              "touched_mentions": len(fresh)}, fresh["mention_id"].astype(str).tolist())
 
