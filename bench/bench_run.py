@@ -3,6 +3,8 @@
 Usage:  make bench ARGS="--sizes 10000,100000,1000000"
         python -m bench.bench_run --sizes 10000,100000 --seed 1 [--json]
         python -m bench.bench_run --sizes 100000 --seed 1 --incremental 1000
+        python -m bench.bench_run --sizes 10000 --seed 1 --digest   (also a digest of every table; not with
+                                                                      --incremental)
 
 Each size runs in a fresh subprocess, so its peak memory (max RSS) is its own. Generated data is cached
 under ``--data`` (default ``out/bench-data``) by size and seed; generation time is not counted. The stores
@@ -63,6 +65,37 @@ def _fresh(store: Path) -> None:
         Path(str(store) + suffix).unlink(missing_ok=True)
 
 
+def store_digest(store: Path) -> dict[str, list]:
+    """``{table: [rows, sha256 of its sorted rows]}`` for every user table of a store, rowids included (where a
+    table has them), and ``quarantine.csv`` for the quarantine file next to it: two loads or runs of the same
+    files wrote the same store when their digests are equal. For "same output" proofs of a change. Tables that
+    record when a run happened (``runs``; ``at`` and ``run_id`` in ``cluster_history`` and ``status_history``)
+    differ between any two runs; rows name their file, so compare stores loaded from the same paths.
+    """
+    import hashlib
+    import sqlite3
+
+    from loaders import quarantine_path
+
+    out: dict[str, list] = {}
+    conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+    try:
+        tables = [t for (t,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        for t in tables:
+            try:
+                rows = conn.execute(f"SELECT rowid, * FROM {t}").fetchall()
+            except sqlite3.OperationalError:  # a WITHOUT ROWID table
+                rows = conn.execute(f"SELECT * FROM {t}").fetchall()
+            rows.sort(key=repr)
+            out[t] = [len(rows), hashlib.sha256(repr(rows).encode("utf-8")).hexdigest()[:16]]
+    finally:
+        conn.close()
+    q = quarantine_path(Path(store))
+    out["quarantine.csv"] = [None, hashlib.sha256(q.read_bytes()).hexdigest()[:16] if q.exists() else None]
+    return out
+
+
 def _timed_run(files: list[Path], store: Path, **kwargs) -> dict:
     from linkage.pipeline import run
 
@@ -76,7 +109,7 @@ def _timed_run(files: list[Path], store: Path, **kwargs) -> dict:
             "total_seconds": round(total, 2), "cpu_seconds": round(cpu, 2)}
 
 
-def _one(size: int, seed: int, data: Path, neo4j: bool, stores: Path) -> dict:
+def _one(size: int, seed: int, data: Path, neo4j: bool, stores: Path, digest: bool = False) -> dict:
     folder = _data(size, seed, data)
     stores.mkdir(parents=True, exist_ok=True)
     store = stores / f"reports-{size}-seed-{seed}.db"
@@ -84,6 +117,8 @@ def _one(size: int, seed: int, data: Path, neo4j: bool, stores: Path) -> dict:
     out = _timed_run([folder / "reports.csv", folder / "mentions.csv"], store, neo4j=neo4j)
     out["reports"] = size
     out["peak_gb"] = round(_peak_gb(), 2)
+    if digest:
+        out["digest"] = store_digest(store)
     return out
 
 
@@ -163,19 +198,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--incremental", type=int, metavar="K",
                     help="measure adding K new reports to a store of each size (incremental vs --full)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--digest", action="store_true",
+                    help="after each run, print a digest of every table of its store (see store_digest)")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
         if args.incremental:
             print(json.dumps(_one_incremental(args.one, args.incremental, args.seed, args.data, args.stores)))
         else:
-            print(json.dumps(_one(args.one, args.seed, args.data, args.neo4j, args.stores)))
+            print(json.dumps(_one(args.one, args.seed, args.data, args.neo4j, args.stores, args.digest)))
         return
     rows = []
     for size in [int(s) for s in args.sizes.split(",") if s]:
         cmd = [sys.executable, "-m", "bench.bench_run", "--one", str(size), "--seed", str(args.seed),
                "--data", str(args.data), "--stores", str(args.stores)] + (["--neo4j"] if args.neo4j else []) \
-            + (["--incremental", str(args.incremental)] if args.incremental else [])
+            + (["--incremental", str(args.incremental)] if args.incremental else []) \
+            + (["--digest"] if args.digest else [])
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:
             print(f"size {size}: failed\n{res.stderr[-3000:]}", file=sys.stderr)
@@ -186,6 +224,8 @@ def main(argv: list[str] | None = None) -> None:
                 _print_incremental(rows[-1], header=len(rows) == 1)
             else:
                 _print_row(rows[-1], header=len(rows) == 1)
+            if rows[-1].get("digest"):
+                print("digest " + json.dumps(rows[-1]["digest"], sort_keys=True))
     if args.json:
         print(json.dumps(rows, indent=2))
 
