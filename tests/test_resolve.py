@@ -304,3 +304,19 @@ def test_her_own_and_her_partners_surname_are_one_person_when_a_double_name_join
     surname = res.fitted("person").comparisons[1]
     gain = float(surname.weights[surname.level_names.index("shares part of a double name")] - surname.weights[-1])
     assert weights[0] - weights[1] == pytest.approx(gain, abs=0.01)
+
+
+def test_person_names_per_field_equal_parsing_each_row():
+    """Feature preparation parses first names and surnames once per distinct field value; every row must get
+    what parsing its own name gives (tussenvoegsels handed over, double names, initials, empty fields)."""
+    from itertools import product
+
+    from linkage.resolve.features import _PERSON_NAME_COLUMNS, _person_name, _person_names
+
+    firsts = ["Jan", "J.P.", "Jan de", "IJsbrand", "Zoë-Anne", "Th.", "", "  ", "van", "A B", "-"]
+    lasts = ["Vries", "de Vries", "Vries, de", "Haan - Spier", "'t Hart", "Jansen-de Vries", "", "ij", "Ait Said"]
+    fulls = ["", "Vries, J. de", "Jan de Vries", "K. Jansen"]
+    rows = pd.DataFrame([{"n": n, "f": f, "l": last} for n, f, last in product(fulls, firsts, lasts)])
+    got = _person_names(rows)
+    for i, row in enumerate(rows.itertuples(index=False)):
+        assert tuple(got[c][i] for c in _PERSON_NAME_COLUMNS) == _person_name(row.n, row.f, row.l), row

@@ -68,6 +68,43 @@ def test_two_processes_give_exactly_the_serial_result():
     assert {m for m in said_parallel if m.endswith(": done")} == {f"{t}: done" for t in groups[1]}
 
 
+def test_types_no_worker_started_yet_are_taken_back_with_the_same_result(monkeypatch):
+    """A worker slow on its first type: this process, done with its own, resolves the types not started yet."""
+    import os
+    import time
+
+    from linkage.resolve import engine
+
+    parent, original = os.getpid(), engine._resolve_type
+
+    def slow_in_worker(job, etype, say):
+        if os.getpid() != parent:
+            time.sleep(1.0)
+        out = original(job, etype, say)
+        out["resolved_by"] = "worker" if os.getpid() != parent else "main"
+        return out
+
+    rows = MIXED + ADDRESSES + [
+        {"mention_id": f"{t}{i}", "report_id": f"R{t}{i}", "entity_type": t, col: v, f"{col}_norm": v}
+        for t, col, v in (("email", "email", "a@b.nl"), ("bank_account", "iban", "NL91ABNA0417164300"))
+        for i in range(2)]
+    serial = resolve_mentions(pd.DataFrame(rows), keep_records=True)
+    said: list[str] = []
+    seen: dict[str, str] = {}
+    monkeypatch.setattr(engine, "_resolve_type", slow_in_worker)
+    for etype, out in engine._run_types(engine._TypeJob(pd.DataFrame(rows), pd.DataFrame(rows)["entity_type"],
+                                                        pd.DataFrame(rows)["entity_type"].value_counts().to_dict(),
+                                                        engine._settings(None), [], None, None, None, False, True),
+                                        sorted(set(r["entity_type"] for r in rows)), 2, said.append):
+        seen[etype] = out["resolved_by"]
+        part = serial.assignments[serial.assignments["entity_type"] == etype].reset_index(drop=True)
+        pd.testing.assert_frame_equal(part, out["assignments"].reset_index(drop=True))
+    groups = type_groups(pd.DataFrame(rows)["entity_type"].value_counts().to_dict(), 2)
+    assert all(seen[t] == "main" for t in groups[0])
+    assert "main" in {seen[t] for t in groups[1]}  # some worker types were taken back
+    assert {m for m in said if m.endswith(": done")} == {f"{t}: done" for t in groups[1]}
+
+
 def test_types_are_spread_heaviest_first_and_deterministically():
     counts = {"person": 40_000, "address": 45_000, "business": 8_000, "phone": 9_000, "vehicle": 5_000,
               "email": 1_000, "bank_account": 2_000}

@@ -240,6 +240,32 @@ def _last_field(last_t: str) -> tuple[str, ...]:
     return _tokens_cached(last_t)[0]
 
 
+def given_field(first: object) -> tuple[tuple[str, ...], str, tuple[str, ...]]:
+    """A first-name field as :func:`parse_name` reads it: ``(given names, initials, tussenvoegsel words that
+    belong to the surname)`` ("Jan de" -> ``(("jan",), "j", ("de",))``). Cached per value; raises what the
+    parsing raises (:func:`parse_name` turns that into an empty name).
+
+    >>> given_field("Jan de")
+    (('jan',), 'j', ('de',))
+    """
+    return _first_field(_text(first).strip())
+
+
+def surname_field(last: object, moved: tuple[str, ...] = ()) -> tuple[str, str, tuple[str, ...], str]:
+    """A surname field as :func:`parse_name` reads it, after the words ``moved`` from the first-name field
+    (:func:`given_field`): ``(tussenvoegsel, surname, surname parts, surname as written)``. Cached per value.
+    With :func:`given_field` it gives ``parse_name(first=..., last=...)`` one field at a time, so a table is
+    parsed once per distinct first name and once per distinct surname.
+
+    >>> p = parse_name(first="Jan de", last="Vries-Smit")
+    >>> given, initials, moved = given_field("Jan de")
+    >>> (given, initials) + surname_field("Vries-Smit", moved) == (p.given, p.initials, p.tussenvoegsel,
+    ...                                                           p.surname, p.surname_parts, p.surname_full)
+    True
+    """
+    return _split_surname_cached(tuple(moved) + _last_field(_text(last).strip()))
+
+
 def _parse(full: object, first: object, last: object) -> PersonName:
     first_t, last_t = _text(first).strip(), _text(last).strip()
     if first_t or last_t:

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable, Mapping, NamedTuple
 import numpy as np
 import pandas as pd
 
-from linkage.arrays import stable_hashes
+from linkage.arrays import sorted_unique, stable_hashes
 from linkage.blocking import BlockingReport, block
 from linkage.compare import compare
 from linkage.model import stable_hash
@@ -211,7 +211,8 @@ def resolve_mentions(mentions: pd.DataFrame | MentionsByType, settings: ERSettin
     processes:
         Resolve the entity types in up to this many processes (this one included; forked workers, Linux
         only). The types are independent, so the result is the same as with 1 (serial); the heaviest types
-        are spread first (:func:`type_groups`). Progress messages of workers arrive when this process
+        are spread first (:func:`type_groups`), and this process, done with its own, takes back the types
+        no worker has started (:func:`_run_types`). Progress messages of workers arrive when this process
         reports its own, and as each worker type finishes.
 
     Returns
@@ -359,7 +360,12 @@ def _worker(group: list[str]) -> dict[str, dict[str, Any]]:
 def _run_types(job: _TypeJob, order: list[str], processes: int, say: Callable[[str], None]):
     """``(type, result)`` in ``order``: serially, or with the types spread over forked worker processes
     (this process takes the first group) when ``processes > 1``, fork is available and there are at least
-    two types."""
+    two types.
+
+    The workers' types are handed out one at a time, heaviest first; when this process is done with its own
+    group it takes back, cheapest first, those no worker has started yet (the cost estimates of
+    :func:`type_groups` are rough: whichever process is free does the rest). Each type is resolved alone, so
+    who resolves it does not change its result."""
     import multiprocessing as mp
 
     if processes <= 1 or len(order) < 2 or "fork" not in mp.get_all_start_methods():
@@ -369,7 +375,8 @@ def _run_types(job: _TypeJob, order: list[str], processes: int, say: Callable[[s
     from concurrent.futures import ProcessPoolExecutor
     import queue as queue_mod
 
-    groups = type_groups({t: int(job.counts[t]) for t in order}, min(processes, len(order)))
+    counts = {t: int(job.counts[t]) for t in order}
+    groups = type_groups(counts, min(processes, len(order)))
     ctx = mp.get_context("fork")
     messages = ctx.Queue()
 
@@ -393,12 +400,19 @@ def _run_types(job: _TypeJob, order: list[str], processes: int, say: Callable[[s
                                                                                    // len(groups))))
     _FORKED.update(job=job, queue=messages)
     results: dict[str, dict[str, Any]] = {}
+    cost = {t: n * TYPE_COST.get(t, SIMPLE_TYPE_COST) for t, n in counts.items()}
+    handed = sorted((t for g in groups[1:] for t in g), key=lambda t: (-cost[t], t))
     try:
         with ProcessPoolExecutor(max_workers=len(groups) - 1, mp_context=ctx) as pool:
-            futures = [pool.submit(_worker, g) for g in groups[1:]]
+            futures = {t: pool.submit(_worker, [t]) for t in handed}
             for etype in groups[0]:
                 results[etype] = _resolve_type(job, etype, say_here)
-            pending = list(futures)
+            for etype in reversed(handed):  # not started by a worker yet: done here
+                if futures[etype].cancel():
+                    del futures[etype]
+                    results[etype] = _resolve_type(job, etype, say_here)
+                    say_here(f"{etype}: done")
+            pending = list(futures.values())
             while pending:
                 for f in list(pending):
                     try:
@@ -759,25 +773,31 @@ def _attributes(records: pd.DataFrame, group: np.ndarray, n_groups: int, etype: 
     ['{"kvk": ["1"], "name": ["a", "b"]}', '{"kvk": ["1"], "name": ["a"]}', '{}']
     """
     cols = sorted(c for c in _ATTRIBUTES.get(etype, ("value",)) if c in records.columns)
-    out = np.full(n_groups, "", dtype=object)
+    pieces = []  # per column: the group's '"col": [...]' text, '' when it has no value there
     for c in cols:
         vals = records[c].to_numpy(dtype=object)
         has = np.flatnonzero(vals != "")
         if not len(has):
             continue
         vcode, vuniq = pd.factorize(pd.Series(vals[has]), sort=True)  # codes in sorted value order
-        encoded = np.array([json.dumps(v, ensure_ascii=False) for v in vuniq.tolist()], dtype=object)
-        key = np.unique(group[has].astype(np.int64) * (len(vuniq) + 1) + vcode)
+        head = json.dumps(c) + ": ["
+        encoded = [json.dumps(v, ensure_ascii=False) for v in vuniq.tolist()]
+        alone = np.array([head + e + "]" for e in encoded], dtype=object)  # a group's only value, per value
+        key = sorted_unique(group[has].astype(np.int64) * (len(vuniq) + 1) + vcode)
         g, v = key // (len(vuniq) + 1), key % (len(vuniq) + 1)
         bounds = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
         counts = np.diff(np.r_[bounds, len(g)])
-        head = json.dumps(c) + ": ["
         piece = np.full(n_groups, "", dtype=object)
         single = counts == 1
-        piece[g[bounds[single]]] = head + encoded[v[bounds[single]]] + "]"
-        v_list = encoded[v].tolist()
+        piece[g[bounds[single]]] = alone[v[bounds[single]]]
+        v_list = v.tolist()
         for b, k in zip(bounds[~single].tolist(), counts[~single].tolist()):
-            piece[g[b]] = head + ", ".join(v_list[b:b + k]) + "]"
-        filled = piece != ""
-        out = out + np.where((out != "") & filled, ", ", "") + piece
-    return "{" + out + "}"
+            piece[g[b]] = head + ", ".join([encoded[x] for x in v_list[b:b + k]]) + "]"
+        pieces.append(piece)
+    if not pieces:
+        return np.full(n_groups, "{}", dtype=object)
+    if len(pieces) == 1:
+        return "{" + pieces[0] + "}"
+    out = np.empty(n_groups, dtype=object)
+    out[:] = ["{" + ", ".join([p for p in row if p]) + "}" for row in zip(*(p.tolist() for p in pieces))]
+    return out

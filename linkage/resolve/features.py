@@ -30,7 +30,7 @@ from linkage.normalise.dates import parse_date
 from linkage.normalise.identifiers import (
     normalise_email, normalise_iban, normalise_kvk, normalise_phone, normalise_plate, normalise_postcode,
 )
-from linkage.normalise.names import fold, parse_name
+from linkage.normalise.names import fold, given_field, parse_name, surname_field
 
 SIMPLE_TYPES: dict[str, tuple[str, str, object]] = {
     # entity type -> (raw column, normalised column, normaliser for a missing normalised value)
@@ -257,25 +257,108 @@ def prepare(mentions: pd.DataFrame, entity_type: str) -> pd.DataFrame:
     return out
 
 
+_PERSON_NAME_COLUMNS = ["first_name", "initials", "surname", "part1", "part2", "surname_sorted", "surname_sound",
+                        "name_tokens_sorted", "last_part", "single_name", "_display"]
+
+
+def _person_name(n: str, f: str, last: str) -> tuple:
+    """The name columns (:data:`_PERSON_NAME_COLUMNS`) of one mention's name fields."""
+    p = parse_name(full=n, first=f, last=last) if (f or last) else parse_name(full=n)
+    parts = p.surname_parts
+    given = p.given[0] if p.given else ""
+    display = " ".join(x for x in ((" ".join(p.given) or " ".join(ch.upper() + "." for ch in p.initials)),
+                                    p.surname_full) if x)
+    tokens = " ".join(sorted(x for x in (given, p.surname) if x)) if given and p.surname else ""
+    return (given, p.initials, p.surname, parts[0] if parts else "", parts[1] if len(parts) > 1 else "",
+            "-".join(sorted(parts)) if len(parts) > 1 else "",
+            sound_key(parts[0]) if parts else "", tokens, parts[-1] if parts else "",
+            "" if len(parts) > 1 else "x", display)
+
+
+def _object_array(values: list) -> np.ndarray:
+    arr = np.empty(len(values), dtype=object)
+    arr[:] = values
+    return arr
+
+
+def _person_names(names: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The name columns of every row of ``names`` (columns ``n``, ``f``, ``l``: full name, first name, surname),
+    as :func:`_person_name` gives them row by row.
+
+    A mention with separate first-name and surname fields is worked out from each field once per distinct
+    value (:func:`linkage.normalise.names.given_field`, :func:`~linkage.normalise.names.surname_field`) and
+    the columns that need both (display name, sorted name tokens) are joined for all rows at once; a full
+    name, a first-name field that hands words to the surname ("Jan de") and a field the parser fails on go
+    through :func:`_person_name`, once per distinct combination.
+
+    >>> names = pd.DataFrame({"n": ["", "Vries, J. de", ""], "f": ["Jan", "", "Jan de"], "l": ["Smit", "", "Vries"]})
+    >>> cols = _person_names(names)
+    >>> all(tuple(cols[c][i] for c in _PERSON_NAME_COLUMNS) == _person_name(*names.iloc[i]) for i in range(3))
+    True
+    """
+    n_rows = len(names)
+    f_all, l_all = names["f"].to_numpy(dtype=object), names["l"].to_numpy(dtype=object)
+    fields = np.flatnonzero((f_all != "") | (l_all != ""))
+    out = {c: np.empty(n_rows, dtype=object) for c in _PERSON_NAME_COLUMNS}
+    fast = np.zeros(n_rows, dtype=bool)
+    if len(fields):
+        fcode, funiq = pd.factorize(f_all[fields])
+        lcode, luniq = pd.factorize(l_all[fields])
+        g_first, g_initials, g_front, g_ok = [], [], [], []
+        for f in funiq.tolist():
+            try:
+                given, initials, moved = given_field(f)
+            except Exception:  # the row-by-row path gives what parse_name gives then
+                given, initials, moved = (), "", ("?",)
+            g_first.append(given[0] if given else "")
+            g_initials.append(initials)
+            g_front.append(" ".join(given) or " ".join(ch.upper() + "." for ch in initials))
+            g_ok.append(not moved)  # words handed to the surname: the surname depends on both fields
+        s_cols: dict[str, list] = {c: [] for c in ("surname", "part1", "part2", "surname_sorted", "surname_sound",
+                                                  "last_part", "single_name", "full")}
+        s_ok = []
+        for last in luniq.tolist():
+            try:
+                _, core, parts, sfull = surname_field(last)
+                ok = True
+            except Exception:
+                core, parts, sfull, ok = "", (), "", False
+            s_ok.append(ok)
+            for c, v in zip(s_cols, (core, parts[0] if parts else "", parts[1] if len(parts) > 1 else "",
+                                     "-".join(sorted(parts)) if len(parts) > 1 else "",
+                                     sound_key(parts[0]) if parts else "", parts[-1] if parts else "",
+                                     "" if len(parts) > 1 else "x", sfull)):
+                s_cols[c].append(v)
+        ok = np.asarray(g_ok, dtype=bool)[fcode] & np.asarray(s_ok, dtype=bool)[lcode]
+        # fields of blanks only (never after _col): the parser reads the full name then
+        f_blank = np.array([not f.strip() for f in funiq.tolist()], dtype=bool)
+        l_blank = np.array([not last.strip() for last in luniq.tolist()], dtype=bool)
+        ok &= ~(f_blank[fcode] & l_blank[lcode])
+        rows, fc, lc = fields[ok], fcode[ok], lcode[ok]
+        fast[rows] = True
+        first = _object_array(g_first)[fc]
+        surname = _object_array(s_cols["surname"])[lc]
+        out["first_name"][rows] = first
+        out["initials"][rows] = _object_array(g_initials)[fc]
+        for c in ("surname", "part1", "part2", "surname_sorted", "surname_sound", "last_part", "single_name"):
+            out[c][rows] = surname if c == "surname" else _object_array(s_cols[c])[lc]
+        both = (first != "") & (surname != "")
+        tokens = np.where(first <= surname, first + " " + surname, surname + " " + first)
+        out["name_tokens_sorted"][rows] = np.where(both, tokens, "")
+        front, full = _object_array(g_front)[fc], _object_array(s_cols["full"])[lc]
+        out["_display"][rows] = np.where((front != "") & (full != ""), front + " " + full, front + full)
+    rest = np.flatnonzero(~fast)
+    if len(rest):
+        parsed = _per_unique_columns(names.iloc[rest], _person_name, _PERSON_NAME_COLUMNS)
+        for c in _PERSON_NAME_COLUMNS:
+            out[c][rest] = parsed[c]
+    return out
+
+
 def _person(df: pd.DataFrame, out: pd.DataFrame) -> None:
     names = pd.DataFrame({"n": _col(df, "name"), "f": _col(df, "first_name"), "l": _col(df, "last_name")})
-
-    def parse(n: str, f: str, last: str) -> tuple:
-        p = parse_name(full=n, first=f, last=last) if (f or last) else parse_name(full=n)
-        parts = p.surname_parts
-        given = p.given[0] if p.given else ""
-        display = " ".join(x for x in ((" ".join(p.given) or " ".join(ch.upper() + "." for ch in p.initials)),
-                                        p.surname_full) if x)
-        tokens = " ".join(sorted(x for x in (given, p.surname) if x)) if given and p.surname else ""
-        return (given, p.initials, p.surname, parts[0] if parts else "", parts[1] if len(parts) > 1 else "",
-                "-".join(sorted(parts)) if len(parts) > 1 else "",
-                sound_key(parts[0]) if parts else "", tokens, parts[-1] if parts else "",
-                "" if len(parts) > 1 else "x", display)
-
-    cols = ["first_name", "initials", "surname", "part1", "part2", "surname_sorted", "surname_sound",
-            "name_tokens_sorted", "last_part", "single_name", "_display"]
-    parsed = _per_unique_columns(names, parse, cols)
-    for c in cols:
+    parsed = _person_names(names)
+    for c in _PERSON_NAME_COLUMNS:
         out[c] = parsed[c]
     out["first_initial"] = out["initials"].str[:1]
     iso = _col(df, "birth_date_norm")
