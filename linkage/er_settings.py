@@ -17,6 +17,9 @@ from linkage.errors import ConfigError
 from linkage.settings import read_toml
 
 DEFAULT_ER_SETTINGS = Path(__file__).resolve().with_name("er_settings.toml")
+#: Blocking rules per entity type at most: each scored pair keeps the rules that make it as the bits of a
+#: ``uint32`` (:mod:`linkage.resolve.incremental`).
+MAX_BLOCKING_RULES = 32
 
 #: Level tests the comparison compiler knows (see linkage.compare).
 LEVEL_TESTS: frozenset[str] = frozenset({
@@ -206,6 +209,9 @@ def settings_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> ERSet
                                       int(r.get("max_block", 300)), int(r.get("window", 30)),
                                       tuple(r.get("order_by", ())), r.get("fuzzy_key"), r.get("pair_with_empty"),
                                       int(r.get("max_pairs", 2500)), int(r.get("incomplete_block", 0))))
+        if len(section.get("blocking", [])) > MAX_BLOCKING_RULES:  # a pair's rules are the bits of a uint32
+            problems.append(f"[[{etype}.blocking]]: at most {MAX_BLOCKING_RULES} blocking rules per type "
+                            f"(found {len(section.get('blocking', []))})")
         for d in section.get("anchors", []):
             if d not in names:
                 problems.append(f"[{etype}] anchors names unknown comparison '{d}'")

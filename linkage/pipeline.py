@@ -153,8 +153,10 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
     :mod:`linkage.resolve.incremental`), only the new mentions are prepared, blocked against the stored
     features, compared and scored with the stored, frozen model; only the cluster regions they reach are
     clustered again, and only changed rows are written. That gives what a full run with that model gives.
-    Without a usable state (deleted mentions, changed judgements) the stored pairs are re-read and only pairs
-    with a new mention are scored (older stores: from the ``er_pairs`` table), provided they were made by
+    Without a usable state (deleted mentions, changed judgements) the stored pairs are re-read, every pair
+    blocking makes now is listed and only those the stored pairs lack are scored (a new mention's, a block's
+    that fell back under its cap; stored pairs no rule makes any more are dropped; older stores: from the
+    ``er_pairs`` table), provided they were made by
     the same blocking rules (meta ``er_blocking``, :func:`linkage.resolve.incremental.blocking_digest`);
     after a change of the rules every candidate pair is scored again with the stored model. The scored pairs are kept in the
     state only; ``er_pairs`` stays empty (:func:`linkage.report.explore.er_pairs` reads them from the state).

@@ -140,3 +140,19 @@ def test_block_codes_number_blocks_as_the_key_strings_sort():
     assert _Columns(gaps).block_codes(rule.keys) is None
     left, right, _ = rule_pairs(gaps, rule)
     assert (1, 4) not in set(zip(left.tolist(), right.tolist()))
+
+
+def test_more_blocking_rules_than_mask_bits_are_refused(tmp_path):
+    """A pair keeps the rules that make it as the bits of a uint32: a 33rd rule of one type is a config error
+    naming the type, not silently wrong pairs."""
+    import pytest
+
+    from linkage import er_settings
+    from linkage.errors import ConfigError
+
+    text = er_settings.DEFAULT_ER_SETTINGS.read_text(encoding="utf-8")
+    extra = "".join(f'\n[[business.blocking]]\nname = "extra{k}"\nkeys = ["kvk"]\n' for k in range(33))
+    path = tmp_path / "er.toml"
+    path.write_text(text + extra, encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"\[\[business\.blocking\]\]: at most 32 blocking rules"):
+        load_er_settings(path)

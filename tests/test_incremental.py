@@ -720,6 +720,30 @@ def test_incremental_rounds_equal_one_full_run_when_blocks_outgrow_their_caps(sm
     _same_result(inc, full)
 
 
+def test_dead_pairs_past_their_share_are_written_out_and_the_result_stays_equal(small_caps, tmp_path, monkeypatch):
+    """Once dead pairs pass ``COMPACT_DEAD_SHARE`` of a type's pairs, the run writes that type's pairs again
+    without them (no rule-mask edits left); the rounds still equal one full run."""
+    from linkage.pipeline import run
+    from linkage.resolve import incremental
+    from linkage.resolve.incremental import load_state
+
+    monkeypatch.setattr(incremental, "COMPACT_DEAD_SHARE", 0.0)  # every round with a dead pair compacts
+    folder = tmp_path / "gen"
+    generate(1500, 3, folder)
+    rounds = _rounds(folder, tmp_path / "rounds", [900, 200, 200])
+    inc = tmp_path / "inc.db"
+    for files in rounds:
+        run(files, inc)
+        with EmbeddedStore(inc) as s:
+            state = load_state(s.conn, json.loads(s.get_meta("er_model")))
+            n_masks = s.conn.execute("SELECT COUNT(*) FROM er_state WHERE part = 'masks'").fetchone()[0]
+        assert state is not None and n_masks == 0
+        assert sum(len(t.dead()) for t in state.types.values()) == 0
+    full = tmp_path / "full.db"
+    _frozen_full_run([f for r in rounds for f in r], inc, full)
+    _same_result(inc, full)
+
+
 def _keep_reports(files: list[Path], gone: set[str], out: Path) -> list[Path]:
     """Copies of report/mention files without the reports ``gone`` (and their mentions)."""
     out.mkdir(parents=True, exist_ok=True)

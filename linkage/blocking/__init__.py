@@ -584,10 +584,22 @@ def block_involving_outgrown(records: pd.DataFrame, rules: tuple[BlockingRule, .
         return cand, report, (np.empty(0, np.int64), np.empty(0, np.uint32))
     keys = np.concatenate([k for k, _ in lost])
     bits = np.concatenate([np.full(len(k), 1 << j, dtype=np.uint32) for k, j in lost])
-    order_k = np.argsort(keys, kind="stable")
-    keys, bits = keys[order_k], bits[order_k]
+    return cand, report, or_masks_by_key(keys, bits)
+
+
+def or_masks_by_key(keys: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``keys`` sorted and made unique, each with the OR of its ``masks`` (rule bit masks of pairs).
+
+    >>> k, m = or_masks_by_key(np.array([7, 3, 7]), np.array([1, 2, 4], dtype=np.uint32))
+    >>> k.tolist(), m.tolist()
+    ([3, 7], [2, 5])
+    """
+    order = np.argsort(keys, kind="stable")
+    keys, masks = keys[order], masks[order]
+    if not len(keys):
+        return keys, masks
     starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    return cand, report, (keys[starts], np.bitwise_or.reduceat(bits, starts))
+    return keys[starts], np.bitwise_or.reduceat(masks, starts)
 
 
 def _involving_parts(records: pd.DataFrame, rules, involving: np.ndarray, order: np.ndarray, largest: int,

@@ -458,6 +458,7 @@ def _resolve_fuzzy(records: pd.DataFrame, etype: str, cfg: ERSettings, same: lis
     say(f"{etype}: blocking")
     reuse = frozen is not None and existing_pairs is not None and involving is not None
     cand, report = block(records, policy.blocking, etype, cfg.largest_blocks_reported, None if reuse else involving)
+    n_candidates = len(cand)  # this run's candidate pairs, before those the earlier run scored are set apart
     old = None
     if reuse:  # every pair a full run makes; the earlier run scored most of them (inc12: _split_scored)
         old = _old_pairs(existing_pairs, etype, records, len(policy.comparisons))
@@ -476,7 +477,6 @@ def _resolve_fuzzy(records: pd.DataFrame, etype: str, cfg: ERSettings, same: lis
     del codes_cache
     weight, prob, matched, reason = _score(fitted, records, cand.left, cand.right, gamma, kept.pop("weights", None))
     left, right, levels = cand.left.astype(np.int32), cand.right.astype(np.int32), gamma
-    n_candidates = len(cand)
     if not reuse:
         old = _old_pairs(existing_pairs, etype, records, gamma.shape[1])
     rule_mask = cand.rule_mask
@@ -492,7 +492,8 @@ def _resolve_fuzzy(records: pd.DataFrame, etype: str, cfg: ERSettings, same: lis
     labels, matched, reason = _cluster_scored(records, left, right, weight, prob, matched, levels, reason, fitted,
                                               policy, same, different)
     # Incremental runs re-cluster from the stored pairs, and the clustering weighs every scored pair (negative
-    # evidence included), so every scored pair is kept: that is what makes incremental equal to full.
+    # evidence included), so every scored pair that blocking still makes is kept (earlier pairs of a block that
+    # outgrew a cap are not, as a full run would not make them): that is what makes incremental equal to full.
     pairs = ScoredPairs(etype, records["mention_id"].to_numpy(dtype=object), left.astype(np.int32, copy=False),
                         right.astype(np.int32, copy=False), weight, prob, matched, levels, reason, rule_mask)
     return labels, pairs, fitted, report, n_candidates
@@ -516,7 +517,7 @@ def _split_scored(cand: Any, old: ScoredPairs, n: int) -> tuple[Any, ScoredPairs
 
     So a run that re-uses the earlier run's scores compares exactly the pairs a full run compares: the new
     mentions' pairs, and the pairs of a block that fell back under a cap (a purge); an earlier pair of a block
-    that has since outgrown a cap is left out (:func:`linkage.blocking.outgrown_pairs`).
+    that has since outgrown a cap is left out (:func:`linkage.blocking.block_involving_outgrown`).
 
     >>> from linkage.blocking import Candidates
     >>> cand = Candidates(np.array([0, 0, 1]), np.array([1, 2, 2]), np.array([1, 1, 1], dtype=np.uint32))
@@ -570,11 +571,14 @@ def _old_pairs(existing: Any, etype: str, records: pd.DataFrame, width: int) -> 
         li, ri = pos[p.left], pos[p.right]
         ok = (li >= 0) & (ri >= 0)
         out.append(ScoredPairs(etype, mids, li[ok], ri[ok], p.weight[ok], p.prob[ok], p.matched[ok], p.levels[ok],
-                               p.reason[ok]))
+                               p.reason[ok], None if p.rule_mask is None else np.asarray(p.rule_mask)[ok]))
     if len(out) == 1:
         return out[0]
+    masks = None  # kept only when every part knows its pairs' rules
+    if all(o.rule_mask is not None for o in out):
+        masks = np.concatenate([o.rule_mask.astype(np.uint32) for o in out])
     return ScoredPairs(etype, mids, *(np.concatenate([getattr(o, f) for o in out]) for f in
-                                      ("left", "right", "weight", "prob", "matched", "levels", "reason")))
+                                      ("left", "right", "weight", "prob", "matched", "levels", "reason")), masks)
 
 
 def _cluster_scored(records: pd.DataFrame, left: np.ndarray, right: np.ndarray, weight: np.ndarray,

@@ -45,7 +45,7 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
 from linkage.arrays import sorted_unique
-from linkage.blocking import block_involving, block_involving_outgrown, deletion_variants
+from linkage.blocking import block_involving, block_involving_outgrown, deletion_variants, or_masks_by_key
 from linkage.compare import compare
 from linkage.er_settings import FUZZY_TYPES, BlockingRule, ERSettings
 from linkage.resolve.cluster import cluster, components
@@ -60,6 +60,9 @@ from linkage.store.embedded import bump_er_generation
 #: 2: pairs keep the bit mask of the blocking rules that make them, and an incremental run records the pairs a
 #: block that outgrew a cap no longer makes (``masks`` edits); a version-1 state may hold such pairs: rebuilt once.
 STATE_VERSION = 2
+#: An incremental run writes a type's pairs again without the dead ones once they pass this share of its pairs
+#: (until then they stay in the stored chunks and are skipped by every reader).
+COMPACT_DEAD_SHARE = 0.1
 _PAIR_FIELDS = ("left", "right", "weight", "prob", "matched", "levels", "reason", "rule_mask")
 _CLUSTER_FIELDS = _PAIR_FIELDS[:-1]  # what the clustering reads
 
@@ -75,7 +78,8 @@ class TypeState:
     that a later run found some rules no longer make (a block outgrew a cap,
     :func:`linkage.blocking.block_involving_outgrown`); a pair whose mask is 0 is made by no rule: a full run
     would not have it, so it is *dead* and counts as gone everywhere. Dead pairs stay in the stored chunks
-    (rewriting ~150 MB of pairs at 100,000 reports to take out a few costs more than the run)."""
+    (rewriting ~150 MB of pairs at 100,000 reports to take out a few costs more than the run) until they pass
+    :data:`COMPACT_DEAD_SHARE` of the type's pairs; then :func:`save_state` writes the live ones again."""
 
     records: pd.DataFrame
     pairs: dict[str, np.ndarray]
@@ -92,15 +96,6 @@ class TypeState:
         """Sorted positions of the dead pairs."""
         return self.edits[0][self.edits[1] == 0]
 
-    def alive(self) -> np.ndarray | None:
-        """Boolean mask over the pairs, False for the dead ones; None when none is dead."""
-        dead = self.dead()
-        if not len(dead):
-            return None
-        keep = np.ones(pair_count(self.pairs), dtype=bool)
-        keep[dead] = False
-        return keep
-
     def masks_at(self, pos: np.ndarray) -> np.ndarray:
         """The rule masks (``uint32``, edits applied) of the pairs at ``pos``."""
         out = np.asarray(self.pairs["rule_mask"][pos], dtype=np.uint32).copy()
@@ -115,13 +110,7 @@ class TypeState:
         """The pair fields without the dead pairs, rule masks with the edits applied ({} without pairs)."""
         if not self.pairs:
             return {}
-        out = {f: self.pairs[f] for f in _PAIR_FIELDS}
-        if len(self.edits[0]):
-            out["rule_mask"] = out["rule_mask"].astype(np.uint32)
-            out["rule_mask"][self.edits[0]] = self.edits[1]
-            keep = out["rule_mask"] != 0
-            out = {f: a[keep] for f, a in out.items()}
-        return out
+        return _live({f: self.pairs[f] for f in _PAIR_FIELDS}, self.edits)
 
 
 def _no_edits() -> tuple[np.ndarray, np.ndarray]:
@@ -356,17 +345,10 @@ def narrowed_pairs(records: pd.DataFrame, rules: Iterable[BlockingRule], hashes:
 
 
 def _or_by_key(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Keys sorted and unique, each with the OR of its masks."""
+    """Keys sorted and unique, each with the OR of its masks (:func:`linkage.blocking.or_masks_by_key`)."""
     if not parts:
         return np.empty(0, np.int64), np.empty(0, np.uint32)
-    keys = np.concatenate([k for k, _ in parts])
-    masks = np.concatenate([m for _, m in parts])
-    order = np.argsort(keys, kind="stable")
-    keys, masks = keys[order], masks[order]
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.empty(0, np.int64)
-    if not len(starts):
-        return keys, masks
-    return keys[starts], np.bitwise_or.reduceat(masks, starts)
+    return or_masks_by_key(np.concatenate([k for k, _ in parts]), np.concatenate([m for _, m in parts]))
 
 
 def narrowed_blocking(records: pd.DataFrame, rules: Iterable[BlockingRule], hashes: np.ndarray,
@@ -879,7 +861,13 @@ def save_state(conn, state: ERState, appended: Mapping[str, tuple] | None = None
                                     (etype, part)).fetchone()[0]
             if records is not None and len(records):
                 _insert_records(conn, etype, next_seq("records"), records)
-            if pairs is not None and len(pairs):
+            ts = state.types[etype]
+            compact = bool(ts.pairs) and len(ts.dead()) > COMPACT_DEAD_SHARE * pair_count(ts.pairs)
+            if compact:  # enough dead pairs: the type's pairs written again without them, no edits left
+                conn.execute("DELETE FROM er_state WHERE entity_type = ? AND part IN ('pairs', 'masks')", (etype,))
+                live = ts.live_pairs()
+                _insert_pairs(conn, etype, 0, {**live, "rule_mask": _narrow(live["rule_mask"])})
+            elif pairs is not None and len(pairs):
                 _insert_pairs(conn, etype, next_seq("pairs"), {f: getattr(pairs, f) for f in _PAIR_FIELDS})
             keys = state.types[etype].keys
             if new_keys is not None and len(new_keys):
@@ -889,7 +877,7 @@ def save_state(conn, state: ERState, appended: Mapping[str, tuple] | None = None
                 if keys is not None:
                     _insert_keys(conn, etype, 0, keys)
             edits = rest[0] if rest else None
-            if edits is not None and len(edits[0]):
+            if edits is not None and len(edits[0]) and not compact:
                 conn.execute("INSERT INTO er_state VALUES (?, 'masks', ?, ?)",
                              (etype, next_seq("masks"), _npz({"pos": np.asarray(edits[0], dtype=np.int64),
                                                               "mask": np.asarray(edits[1], dtype=np.uint32)})))
@@ -897,6 +885,12 @@ def save_state(conn, state: ERState, appended: Mapping[str, tuple] | None = None
             region = state.types[etype].region
             conn.execute("INSERT OR REPLACE INTO er_state VALUES (?, 'region', 0, ?)", (etype, _npz({"region": region})))
     conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('er_state', ?)", (json.dumps(meta),))
+
+
+def _narrow(masks: np.ndarray) -> np.ndarray:
+    """Rule masks in the smallest unsigned type that holds their largest value (edits only clear bits)."""
+    top = int(masks.max()) if len(masks) else 0
+    return masks.astype(np.uint8 if top < 1 << 8 else np.uint16 if top < 1 << 16 else np.uint32, copy=False)
 
 
 def _edits(blobs: list[bytes] | None) -> tuple[np.ndarray, np.ndarray]:
@@ -1006,9 +1000,9 @@ def _has_state_table(conn) -> bool:
 
 
 def stored_scored_pairs(conn) -> list[ScoredPairs] | None:
-    """Every scored pair the stored state holds, per fuzzy type as :class:`ScoredPairs` over that type's
-    records (mention ids in state order); None when the store has no state (an older store: read the
-    ``er_pairs`` table instead).
+    """Every live scored pair the stored state holds (dead pairs, which no blocking rule makes any more, left
+    out), per fuzzy type as :class:`ScoredPairs` over that type's records (mention ids in state order), with
+    their rule masks; None when the store has no state (an older store: read the ``er_pairs`` table instead).
 
     This reads the record and pair blobs only, not the state's meta, so it also serves the full path when the
     state cannot be used incrementally (mentions deleted since, judgements changed): the pairs of mentions that
