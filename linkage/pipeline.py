@@ -471,7 +471,8 @@ def _policy_fingerprint() -> str:
 
 def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = None,
                 now: Optional[dt.date] = None, step: Optional[ClusterStep] = None,
-                store: Optional[EmbeddedStore] = None) -> pd.DataFrame:
+                store: Optional[EmbeddedStore] = None, processes: int = 1,
+                min_parallel: Optional[int] = None) -> pd.DataFrame:
     """Score every cluster from its signals and route it by the rules; ranked clusters with reasons.
 
     With ``step`` (from :func:`communities_stage`) and ``store``, a cluster the last run scored and whose
@@ -481,8 +482,10 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
     is taken as it is (every signal, the score, reason and routing are functions of the cluster's reports, the
     level and the policies alone: :func:`_stored_rows`); otherwise its score, signals and reason at ``now`` are
     computed from the parts the last run kept (:func:`linkage.triage.scoring.rescore`) and it is routed again.
-    Only the other clusters are scored from scratch. Ranks are always decided over all clusters. Every
-    cluster's parts are left in ``step.parts`` for :func:`save_cluster_state`.
+    Only the other clusters are scored from scratch (in up to ``processes`` processes when there are at least
+    ``min_parallel`` of them: :func:`linkage.triage.scoring.score_with_parts`; ``[scoring]`` in the settings).
+    Ranks are always decided over all clusters. Every cluster's parts are left in ``step.parts`` for
+    :func:`save_cluster_state`.
     """
     from linkage.triage import SIGNALS, route
     from linkage.triage.scoring import (
@@ -513,7 +516,8 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
         entities = entity_rows(store, clustered.dropna().unique().tolist())
     if links is None and store is not None:
         links = report_links(store, fresh_rc["report_id"].tolist())
-    scored, parts = score_with_parts(fresh_rc, reports, mentions, links, entities, now=now)
+    scored, parts = score_with_parts(fresh_rc, reports, mentions, links, entities, now=now, processes=processes,
+                                     min_parallel=min_parallel)
     names = list(SIGNALS)
     values = {cid: dict(zip(names, v)) for cid, v in zip(parts["cluster_id"].tolist(), parts["values"].tolist())}
     if kept is not None and len(kept):
@@ -889,7 +893,9 @@ def run(
         t0 = begin("score")
         when = now if now is not None else (step.now if step.now is not None else _data_now(step.inputs[0]))
         with paused_gc():
-            clusters = score_stage(report_clusters, step.inputs, rules, when, step=step, store=store)
+            clusters = score_stage(report_clusters, step.inputs, rules, when, step=step, store=store,
+                                   processes=settings.score_processes,
+                                   min_parallel=settings.score_parallel_min_clusters)
         summary.counts.update(_cluster_counts(step.inputs[0], report_clusters, clusters))
         summary.counts["clusters_reused"] = len(step.reused)
         if step.n_reports is not None:
