@@ -682,8 +682,11 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     with store.transaction():
         if full or not len(previous):
-            store.replace_table("clusters", rows, cols)
-            store.replace_table("report_clusters", report_clusters, ["report_id", "cluster_id"])
+            store.conn.execute("DELETE FROM clusters")
+            _insert_plain(store, "clusters", cols, values)
+            store.conn.execute("DELETE FROM report_clusters")
+            _insert_plain(store, "report_clusters", ["report_id", "cluster_id"],
+                          zip(report_clusters["report_id"].tolist(), report_clusters["cluster_id"].tolist()))
         else:
             # a re-used row kept its members, so it keeps its stored id: only its rank can differ
             unchanged = {f for raw, f in ((r, rename.get(r, r)) for r in reused) if f == reused[raw]}
@@ -691,14 +694,41 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
             _write_changed_members(store, previous, report_clusters)
         store.set_meta(CLUSTERS_RUN, "" if run_id is None else str(run_id))
         if _has_table(store, "cluster_history"):
-            changes = [e for e in events if e.event != "kept"]
-            store.insert_rows(
-                "cluster_history",
-                [{"at": now, "run_id": run_id, "cluster_id": e.group_id, "event": e.event,
-                  "related_ids": list(e.related)} for e in changes],
-                ["at", "run_id", "cluster_id", "event", "related_ids"],
-            )
+            encode = _SORTED_JSON.encode  # related ids as store.insert_rows writes a list
+            _insert_plain(store, "cluster_history", ["at", "run_id", "cluster_id", "event", "related_ids"],
+                          [(now, run_id, e.group_id, e.event, encode(list(e.related)))
+                           for e in events if e.event != "kept"])
     return _as_stored_clusters(values, cols)
+
+
+#: ``json.dumps(v, ensure_ascii=False, sort_keys=True)``, the JSON text :meth:`EmbeddedStore.insert_rows`
+#: stores for a list or dict value.
+_SORTED_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
+#: Types SQLite binds as they are (exact types; :func:`_insert_plain` sends any other value, and NaN, through
+#: :func:`linkage.store.embedded._sql_value`).
+_PLAIN = frozenset({str, int, bytes, type(None)})
+_PLAIN_OR_FLOAT = _PLAIN | {float}
+
+
+def _insert_plain(store: EmbeddedStore, table: str, cols: Sequence[str], rows: Any) -> None:
+    """``INSERT INTO table (cols)`` the ``rows`` (tuples) in the caller's transaction, in their order, storing
+    what :meth:`EmbeddedStore.replace_table` stores for them: rows of plain values (:func:`_sqlite_values`
+    makes such rows) are bound as they are, any other row goes through ``_sql_value`` (NaN -> NULL, numpy
+    scalars -> Python, lists -> JSON)."""
+    from linkage.store.embedded import _binding_none, _sql_value
+
+    plain, with_float = _PLAIN, _PLAIN_OR_FLOAT
+
+    def bound(rows: Any) -> Any:
+        for row in rows:
+            if not plain.issuperset(map(type, row)) and (
+                    not with_float.issuperset(map(type, row)) or any(v != v for v in row if type(v) is float)):
+                row = tuple(_sql_value(v) for v in row)
+            yield row
+
+    with _binding_none():
+        store.conn.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
+                               bound(rows))
 
 
 def _sqlite_values(df: pd.DataFrame, columns: Sequence[str]) -> list[tuple]:
