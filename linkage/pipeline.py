@@ -288,25 +288,33 @@ def graph_inputs(store: EmbeddedStore, entities: bool = True, links: bool = True
 ENTITY_SCAN_SHARE = 0.25
 
 
-def entity_rows(store: EmbeddedStore, entity_ids: Sequence[str]) -> pd.DataFrame:
-    """``entity_id, entity_type, label, n_mentions`` of the given entities, sorted by id.
+#: The columns :func:`entity_rows` gives by default (scoring reads only ``entity_id, label``).
+ENTITY_COLUMNS = ("entity_id", "entity_type", "label", "n_mentions")
+
+
+def entity_rows(store: EmbeddedStore, entity_ids: Sequence[str], columns: Sequence[str] = ENTITY_COLUMNS
+                ) -> pd.DataFrame:
+    """``columns`` (some of :data:`ENTITY_COLUMNS`, ``entity_id`` first) of the given entities, sorted by id.
 
     A few ids: one indexed join through a temporary table. Many (at least :data:`ENTITY_SCAN_SHARE` of the
     table): the whole table in id order, filtered; both give the same rows in the same order.
     """
     from linkage.triage.scoring import _isin
 
+    cols = list(columns)
+    if cols[:1] != ["entity_id"] or not set(cols) <= set(ENTITY_COLUMNS):  # fixed names put into the SQL
+        raise ValueError(f"entity_rows reads entity_id first and some of {ENTITY_COLUMNS}, not {cols!r}")
     conn = store.conn
     wanted = [str(e) for e in entity_ids]
     if wanted and len(wanted) >= ENTITY_SCAN_SHARE * store.count("entities"):
-        every = store.frame("SELECT entity_id, entity_type, label, n_mentions FROM entities ORDER BY entity_id")
+        every = store.frame(f"SELECT {', '.join(cols)} FROM entities ORDER BY entity_id")
         return every[_isin(every["entity_id"], wanted)].reset_index(drop=True)
     with store.transaction():
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_entities (entity_id TEXT PRIMARY KEY)")
         conn.execute("DELETE FROM temp.wanted_entities")
         conn.executemany("INSERT OR IGNORE INTO temp.wanted_entities (entity_id) VALUES (?)",
                          [(e,) for e in wanted])
-    out = store.frame("SELECT e.entity_id, e.entity_type, e.label, e.n_mentions FROM temp.wanted_entities w "
+    out = store.frame(f"SELECT {', '.join('e.' + c for c in cols)} FROM temp.wanted_entities w "
                       "JOIN entities e ON e.entity_id = w.entity_id ORDER BY e.entity_id")
     conn.execute("DROP TABLE temp.wanted_entities")
     return out
@@ -513,7 +521,7 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
             kept = kept[~_isin(kept["cluster_id"], reused["cluster_id"].tolist())].reset_index(drop=True)
     if entities is None and store is not None:
         clustered = mentions.loc[_isin(mentions["report_id"], fresh_rc["report_id"].tolist()), "entity_id"]
-        entities = entity_rows(store, clustered.dropna().unique().tolist())
+        entities = entity_rows(store, clustered.dropna().unique().tolist(), columns=("entity_id", "label"))
     if links is None and store is not None:
         links = report_links(store, fresh_rc["report_id"].tolist())
     scored, parts = score_with_parts(fresh_rc, reports, mentions, links, entities, now=now, processes=processes,
