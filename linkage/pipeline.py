@@ -291,25 +291,33 @@ def graph_inputs(store: EmbeddedStore, entities: bool = True, links: bool = True
 ENTITY_SCAN_SHARE = 0.25
 
 
-def entity_rows(store: EmbeddedStore, entity_ids: Sequence[str]) -> pd.DataFrame:
-    """``entity_id, entity_type, label, n_mentions`` of the given entities, sorted by id.
+#: The columns :func:`entity_rows` gives by default (scoring reads only ``entity_id, label``).
+ENTITY_COLUMNS = ("entity_id", "entity_type", "label", "n_mentions")
+
+
+def entity_rows(store: EmbeddedStore, entity_ids: Sequence[str], columns: Sequence[str] = ENTITY_COLUMNS
+                ) -> pd.DataFrame:
+    """``columns`` (some of :data:`ENTITY_COLUMNS`, ``entity_id`` first) of the given entities, sorted by id.
 
     A few ids: one indexed join through a temporary table. Many (at least :data:`ENTITY_SCAN_SHARE` of the
     table): the whole table in id order, filtered; both give the same rows in the same order.
     """
     from linkage.triage.scoring import _isin
 
+    cols = list(columns)
+    if cols[:1] != ["entity_id"] or not set(cols) <= set(ENTITY_COLUMNS):  # fixed names put into the SQL
+        raise ValueError(f"entity_rows reads entity_id first and some of {ENTITY_COLUMNS}, not {cols!r}")
     conn = store.conn
     wanted = [str(e) for e in entity_ids]
     if wanted and len(wanted) >= ENTITY_SCAN_SHARE * store.count("entities"):
-        every = store.frame("SELECT entity_id, entity_type, label, n_mentions FROM entities ORDER BY entity_id")
+        every = store.frame(f"SELECT {', '.join(cols)} FROM entities ORDER BY entity_id")
         return every[_isin(every["entity_id"], wanted)].reset_index(drop=True)
     with store.transaction():
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_entities (entity_id TEXT PRIMARY KEY)")
         conn.execute("DELETE FROM temp.wanted_entities")
         conn.executemany("INSERT OR IGNORE INTO temp.wanted_entities (entity_id) VALUES (?)",
                          [(e,) for e in wanted])
-    out = store.frame("SELECT e.entity_id, e.entity_type, e.label, e.n_mentions FROM temp.wanted_entities w "
+    out = store.frame(f"SELECT {', '.join('e.' + c for c in cols)} FROM temp.wanted_entities w "
                       "JOIN entities e ON e.entity_id = w.entity_id ORDER BY e.entity_id")
     conn.execute("DROP TABLE temp.wanted_entities")
     return out
@@ -474,7 +482,8 @@ def _policy_fingerprint() -> str:
 
 def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = None,
                 now: Optional[dt.date] = None, step: Optional[ClusterStep] = None,
-                store: Optional[EmbeddedStore] = None) -> pd.DataFrame:
+                store: Optional[EmbeddedStore] = None, processes: int = 1,
+                min_parallel: Optional[int] = None) -> pd.DataFrame:
     """Score every cluster from its signals and route it by the rules; ranked clusters with reasons.
 
     With ``step`` (from :func:`communities_stage`) and ``store``, a cluster the last run scored and whose
@@ -484,8 +493,10 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
     is taken as it is (every signal, the score, reason and routing are functions of the cluster's reports, the
     level and the policies alone: :func:`_stored_rows`); otherwise its score, signals and reason at ``now`` are
     computed from the parts the last run kept (:func:`linkage.triage.scoring.rescore`) and it is routed again.
-    Only the other clusters are scored from scratch. Ranks are always decided over all clusters. Every
-    cluster's parts are left in ``step.parts`` for :func:`save_cluster_state`.
+    Only the other clusters are scored from scratch (in up to ``processes`` processes when there are at least
+    ``min_parallel`` of them: :func:`linkage.triage.scoring.score_with_parts`; ``[scoring]`` in the settings).
+    Ranks are always decided over all clusters. Every cluster's parts are left in ``step.parts`` for
+    :func:`save_cluster_state`.
     """
     from linkage.triage import SIGNALS, route
     from linkage.triage.scoring import (
@@ -513,10 +524,11 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
             kept = kept[~_isin(kept["cluster_id"], reused["cluster_id"].tolist())].reset_index(drop=True)
     if entities is None and store is not None:
         clustered = mentions.loc[_isin(mentions["report_id"], fresh_rc["report_id"].tolist()), "entity_id"]
-        entities = entity_rows(store, clustered.dropna().unique().tolist())
+        entities = entity_rows(store, clustered.dropna().unique().tolist(), columns=("entity_id", "label"))
     if links is None and store is not None:
         links = report_links(store, fresh_rc["report_id"].tolist())
-    scored, parts = score_with_parts(fresh_rc, reports, mentions, links, entities, now=now)
+    scored, parts = score_with_parts(fresh_rc, reports, mentions, links, entities, now=now, processes=processes,
+                                     min_parallel=min_parallel)
     names = list(SIGNALS)
     values = {cid: dict(zip(names, v)) for cid, v in zip(parts["cluster_id"].tolist(), parts["values"].tolist())}
     if kept is not None and len(kept):
@@ -681,8 +693,11 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     with store.transaction():
         if full or not len(previous):
-            store.replace_table("clusters", rows, cols)
-            store.replace_table("report_clusters", report_clusters, ["report_id", "cluster_id"])
+            store.conn.execute("DELETE FROM clusters")
+            _insert_plain(store, "clusters", cols, values)
+            store.conn.execute("DELETE FROM report_clusters")
+            _insert_plain(store, "report_clusters", ["report_id", "cluster_id"],
+                          zip(report_clusters["report_id"].tolist(), report_clusters["cluster_id"].tolist()))
         else:
             # a re-used row kept its members, so it keeps its stored id: only its rank can differ
             unchanged = {f for raw, f in ((r, rename.get(r, r)) for r in reused) if f == reused[raw]}
@@ -690,14 +705,41 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
             _write_changed_members(store, previous, report_clusters)
         store.set_meta(CLUSTERS_RUN, "" if run_id is None else str(run_id))
         if _has_table(store, "cluster_history"):
-            changes = [e for e in events if e.event != "kept"]
-            store.insert_rows(
-                "cluster_history",
-                [{"at": now, "run_id": run_id, "cluster_id": e.group_id, "event": e.event,
-                  "related_ids": list(e.related)} for e in changes],
-                ["at", "run_id", "cluster_id", "event", "related_ids"],
-            )
+            encode = _SORTED_JSON.encode  # related ids as store.insert_rows writes a list
+            _insert_plain(store, "cluster_history", ["at", "run_id", "cluster_id", "event", "related_ids"],
+                          [(now, run_id, e.group_id, e.event, encode(list(e.related)))
+                           for e in events if e.event != "kept"])
     return _as_stored_clusters(values, cols)
+
+
+#: ``json.dumps(v, ensure_ascii=False, sort_keys=True)``, the JSON text :meth:`EmbeddedStore.insert_rows`
+#: stores for a list or dict value.
+_SORTED_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
+#: Types SQLite binds as they are (exact types; :func:`_insert_plain` sends any other value, and NaN, through
+#: :func:`linkage.store.embedded._sql_value`).
+_PLAIN = frozenset({str, int, bytes, type(None)})
+_PLAIN_OR_FLOAT = _PLAIN | {float}
+
+
+def _insert_plain(store: EmbeddedStore, table: str, cols: Sequence[str], rows: Any) -> None:
+    """``INSERT INTO table (cols)`` the ``rows`` (tuples) in the caller's transaction, in their order, storing
+    what :meth:`EmbeddedStore.replace_table` stores for them: rows of plain values (:func:`_sqlite_values`
+    makes such rows) are bound as they are, any other row goes through ``_sql_value`` (NaN -> NULL, numpy
+    scalars -> Python, lists -> JSON)."""
+    from linkage.store.embedded import _binding_none, _sql_value
+
+    plain, with_float = _PLAIN, _PLAIN_OR_FLOAT
+
+    def bound(rows: Any) -> Any:
+        for row in rows:
+            if not plain.issuperset(map(type, row)) and (
+                    not with_float.issuperset(map(type, row)) or any(v != v for v in row if type(v) is float)):
+                row = tuple(_sql_value(v) for v in row)
+            yield row
+
+    with _binding_none():
+        store.conn.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
+                               bound(rows))
 
 
 def _sqlite_values(df: pd.DataFrame, columns: Sequence[str]) -> list[tuple]:
@@ -892,7 +934,9 @@ def run(
         t0 = begin("score")
         when = now if now is not None else (step.now if step.now is not None else _data_now(step.inputs[0]))
         with paused_gc():
-            clusters = score_stage(report_clusters, step.inputs, rules, when, step=step, store=store)
+            clusters = score_stage(report_clusters, step.inputs, rules, when, step=step, store=store,
+                                   processes=settings.score_processes,
+                                   min_parallel=settings.score_parallel_min_clusters)
         summary.counts.update(_cluster_counts(step.inputs[0], report_clusters, clusters))
         summary.counts["clusters_reused"] = len(step.reused)
         if step.n_reports is not None:

@@ -66,6 +66,8 @@ class Settings:
     resolve_parallel_min_mentions: int = 20000
     load_workers: int = 2
     load_parallel_min_rows: int = 40000
+    score_processes: int = 2
+    score_parallel_min_clusters: int = 2000
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     def category(self, label: object) -> tuple[str, bool]:
@@ -123,6 +125,7 @@ def _load(path: str) -> Settings:
     loading = data.get("loading", {})
     clusters = data.get("clusters", {})
     resolving = data.get("resolve", {})
+    scoring = data.get("scoring", {})
     processes = _at_least(path, "[resolve] processes", resolving.get("processes", 2), 1)
     return Settings(
         source=path,
@@ -135,5 +138,8 @@ def _load(path: str) -> Settings:
         resolve_parallel_min_mentions=int(resolving.get("parallel_min_mentions", 20000)),
         load_workers=_at_least(path, "[loading] workers", loading.get("workers", 2), 0),
         load_parallel_min_rows=_at_least(path, "[loading] parallel_min_rows", loading.get("parallel_min_rows", 40000), 0),
+        score_processes=_at_least(path, "[scoring] processes", scoring.get("processes", 2), 1),
+        score_parallel_min_clusters=_at_least(path, "[scoring] parallel_min_clusters",
+                                              scoring.get("parallel_min_clusters", 2000), 0),
         raw=data,
     )

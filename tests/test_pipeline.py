@@ -435,6 +435,21 @@ def test_entity_rows_by_scan_equals_entity_rows_by_join(ran, monkeypatch):
             assert scanned["entity_id"].tolist() == sorted(set(wanted) - {"e_unknown"})
 
 
+def test_entity_rows_of_some_columns_are_those_columns_of_the_full_rows(ran, monkeypatch):
+    """What scoring reads (entity_id, label) is the full rows cut to those columns, by scan and by join."""
+    import linkage.pipeline as pipeline
+
+    with EmbeddedStore(ran[0]) as store:
+        every = store.frame("SELECT entity_id FROM entities ORDER BY entity_id")["entity_id"].tolist()
+        for share in (0.0, 2.0):
+            monkeypatch.setattr(pipeline, "ENTITY_SCAN_SHARE", share)
+            full = pipeline.entity_rows(store, every[::2])
+            some = pipeline.entity_rows(store, every[::2], columns=("entity_id", "label"))
+            pd.testing.assert_frame_equal(some, full[["entity_id", "label"]])
+        with pytest.raises(ValueError):
+            pipeline.entity_rows(store, every, columns=("label", "entity_id"))
+
+
 def test_report_links_are_the_links_of_those_reports_source_mentions_in_order(ran):
     """report_links (what the incremental scoring reads) equals store.links() cut to the links whose source
     mention is in the given reports, in the same row order."""

@@ -407,3 +407,56 @@ def test_recency_level_moved_agrees_with_the_signal_s_level_rule():
             return None if level is None else level.within_days
         want = lv(b) != lv(w)
         assert recency_level_moved([n.isoformat()], b, w, policy).tolist() == [want], (n, b, w)
+
+
+def _many_clusters(copies: int) -> tuple[pd.DataFrame, ...]:
+    """CLUSTERS, REPORTS, MENTIONS, LINKS and ENTITIES repeated ``copies`` times under other ids (every copy
+    its own reports, mentions and entities), the copies' clusters of different sizes and dates."""
+    def ids(frame: pd.DataFrame, cols: list[str], i: int) -> pd.DataFrame:
+        return frame.assign(**{c: frame[c].astype(str) + f"~{i}" for c in cols})
+
+    parts: list[list[pd.DataFrame]] = [[], [], [], [], []]
+    for i in range(copies):
+        keep = CLUSTERS if i % 3 else CLUSTERS[CLUSTERS["report_id"] != "L3"]  # some clusters smaller
+        parts[0].append(ids(keep, ["report_id", "cluster_id"], i))
+        day = (dt.date(2024, 6, 30) - dt.timedelta(days=7 * i)).isoformat()
+        parts[1].append(ids(REPORTS.assign(received_at=[day] + REPORTS["received_at"].tolist()[1:]), ["report_id"], i))
+        parts[2].append(ids(MENTIONS, ["mention_id", "report_id", "entity_id"], i))
+        parts[3].append(ids(LINKS, ["src_mention_id", "dst_mention_id", "report_id"], i))
+        parts[4].append(ids(ENTITIES, ["entity_id"], i))
+    return tuple(pd.concat(p, ignore_index=True) for p in parts)
+
+
+def test_scoring_in_several_processes_gives_what_one_process_gives():
+    """Forked workers each score a run of consecutive clusters; the rows, their order and the parts are
+    those one process gives (the small set is forced into two and three processes with min_parallel=0)."""
+    from linkage.triage.scoring import score_with_parts
+
+    clusters, reports, mentions, links, ents = _many_clusters(25)
+    one, one_parts = score_with_parts(clusters, reports, mentions, links, ents, now=NOW)
+    assert len(one) == 50
+    for n in (2, 3):
+        got, got_parts = score_with_parts(clusters, reports, mentions, links, ents, now=NOW, processes=n,
+                                          min_parallel=0)
+        pd.testing.assert_frame_equal(got, one)
+        pd.testing.assert_frame_equal(got_parts, one_parts)
+    pd.testing.assert_frame_equal(score_clusters(clusters, reports, mentions, links, ents, now=NOW, processes=2,
+                                                 min_parallel=0), one)
+    # below min_parallel: one process, same rows
+    pd.testing.assert_frame_equal(score_clusters(clusters, reports, mentions, links, ents, now=NOW, processes=2,
+                                                 min_parallel=10_000), one)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7])
+def test_chunks_are_consecutive_nonempty_runs_of_about_equal_work(n):
+    from linkage.triage.scoring import _chunks
+
+    cids = [f"c{i:03d}" for i in range(40)]
+    sizes = {c: (50 if i == 3 else 1 + i % 4) for i, c in enumerate(cids)}  # one large cluster
+    chunks = _chunks(cids, sizes, n)
+    assert len(chunks) == n and all(chunks)
+    assert [c for ch in chunks for c in ch] == cids  # joined in order: the clusters in order
+    total = sum(sizes.values())
+    if n > 1:  # no run takes much more than its share (a run may hold one cluster larger than the share)
+        assert max(sum(sizes[c] for c in ch) for ch in chunks) <= total / n + max(sizes.values())
+    assert _chunks(cids[:2], sizes, 5) == [["c000"], ["c001"]]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -106,13 +107,26 @@ def _grouped(df: pd.DataFrame, cols: list[str]) -> dict[str, tuple]:
     return {cids[a]: tuple(rows[a:b]) for a, b in zip(starts, ends)}
 
 
-def build_contexts(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFrame,
-                   links: pd.DataFrame | None, entities: pd.DataFrame | None, now: dt.date,
-                   policy: ScoringPolicy) -> Iterator[ClusterContext]:
-    """One :class:`ClusterContext` per cluster (sorted by cluster_id), built with vectorised joins.
+@dataclass
+class _Gathered:
+    """What :func:`build_contexts` gathers once for all clusters (vectorised joins); :func:`_context` makes one
+    cluster's :class:`ClusterContext` from it. Plain arrays, tuples and dicts: forked scoring workers read it as
+    it is (:func:`_score_clusters`)."""
 
-    Relations are gathered as documented in :mod:`linkage.triage.signals`.
-    """
+    now: dt.date
+    policy: ScoringPolicy
+    rep_arrays: list          # report_id, received_at, category, reporter_id (object arrays, report rows)
+    rep_groups: dict          # cluster_id -> the report rows of the cluster (positions in rep_arrays)
+    relations: dict           # relation name -> cluster_id -> tuple of (src, dst) rows (distinct, sorted)
+    mentioned: dict           # cluster_id -> tuple of (report_id, entity_id) rows (distinct, sorted)
+    types: dict               # entity_id -> entity_type
+    labels: Mapping[str, str]
+    sizes: dict = field(default_factory=dict)  # cluster_id -> report rows + mention rows (the work it takes)
+
+
+def _gather(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFrame, links: pd.DataFrame | None,
+            entities: pd.DataFrame | None, now: dt.date, policy: ScoringPolicy) -> _Gathered:
+    """The joins of :func:`build_contexts`, done once over all clusters."""
     cmap = clusters[["report_id", "cluster_id"]].astype({"report_id": str, "cluster_id": str})
     rep = reports.assign(report_id=reports["report_id"].astype(str)).merge(cmap, on="report_id", how="inner")
     m = mentions[mentions["entity_id"].notna()].assign(report_id=lambda d: d["report_id"].astype(str))
@@ -173,10 +187,8 @@ def build_contexts(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.D
                   for c in ("report_id", "received_at", "category", "reporter_id")]
     names, order, starts, ends = _group_bounds(rep_rows["cluster_id"])
     rep_groups = {cid: order[a:b] for cid, a, b in zip(names, starts, ends)}
-    g_res = _grouped(residence, ["src", "dst"])
-    g_dir = _grouped(directs, ["src", "dst"])
-    g_loc = _grouped(located, ["src", "dst"])
-    g_use = _grouped(uses, ["src", "dst"])
+    relations = {"residence": _grouped(residence, ["src", "dst"]), "directs": _grouped(directs, ["src", "dst"]),
+                 "located": _grouped(located, ["src", "dst"]), "uses": _grouped(uses, ["src", "dst"])}
     g_men = _grouped(m, ["report_id", "entity_id"])
 
     types = dict(zip(_obj(m["entity_id"]), _obj(m["entity_type"])))
@@ -184,15 +196,32 @@ def build_contexts(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.D
     if entities is not None and len(entities) and "label" in entities.columns:
         e = entities[_isin(entities["entity_id"].astype(str), types)]
         labels = dict(zip(_obj(e["entity_id"].astype(str)), _obj(e["label"])))
+    sizes = {cid: len(idx) + len(g_men.get(cid, ())) for cid, idx in rep_groups.items()}
+    return _Gathered(now, policy, rep_arrays, rep_groups, relations, g_men, types, labels, sizes)
 
-    for cid in sorted(rep_groups):
-        idx = rep_groups[cid]
-        infos = tuple(sorted((ReportInfo(*row) for row in zip(*(a[idx] for a in rep_arrays))),
-                             key=lambda r: r.report_id))
-        yield ClusterContext(cluster_id=cid, now=now, reports=infos, residence=g_res.get(cid, ()),
-                             directs=g_dir.get(cid, ()), located=g_loc.get(cid, ()), uses=g_use.get(cid, ()),
-                             mentioned=g_men.get(cid, ()),
-                             entity_types=types, labels=labels, policy=policy)
+
+def _context(g: _Gathered, cid: str) -> ClusterContext:
+    """The :class:`ClusterContext` of cluster ``cid`` (one of ``g.rep_groups``)."""
+    idx = g.rep_groups[cid]
+    infos = tuple(sorted((ReportInfo(*row) for row in zip(*(a[idx] for a in g.rep_arrays))),
+                         key=lambda r: r.report_id))
+    rel = g.relations
+    return ClusterContext(cluster_id=cid, now=g.now, reports=infos, residence=rel["residence"].get(cid, ()),
+                          directs=rel["directs"].get(cid, ()), located=rel["located"].get(cid, ()),
+                          uses=rel["uses"].get(cid, ()), mentioned=g.mentioned.get(cid, ()),
+                          entity_types=g.types, labels=g.labels, policy=g.policy)
+
+
+def build_contexts(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFrame,
+                   links: pd.DataFrame | None, entities: pd.DataFrame | None, now: dt.date,
+                   policy: ScoringPolicy) -> Iterator[ClusterContext]:
+    """One :class:`ClusterContext` per cluster (sorted by cluster_id), built with vectorised joins.
+
+    Relations are gathered as documented in :mod:`linkage.triage.signals`.
+    """
+    g = _gather(clusters, reports, mentions, links, entities, now, policy)
+    for cid in sorted(g.rep_groups):
+        yield _context(g, cid)
 
 
 def _record(s: Signal, policy: ScoringPolicy) -> dict[str, Any]:
@@ -226,7 +255,8 @@ def explain(signals: list[Signal], policy: ScoringPolicy) -> tuple[float, list[d
 
 def score_clusters(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFrame,
                    links: pd.DataFrame | None = None, entities: pd.DataFrame | None = None,
-                   now: dt.date | None = None, settings: ScoringPolicy | str | None = None) -> pd.DataFrame:
+                   now: dt.date | None = None, settings: ScoringPolicy | str | None = None,
+                   processes: int = 1, min_parallel: int | None = None) -> pd.DataFrame:
     """Score and rank every cluster (see the module docstring for the columns).
 
     Parameters
@@ -240,6 +270,11 @@ def score_clusters(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.D
         (:func:`data_now`), so a re-run on the same data gives the same scores.
     settings:
         A :class:`ScoringPolicy`, the path of a scoring TOML, or None for ``linkage/triage/scoring.toml``.
+    processes:
+        Score the clusters in up to this many processes (this one and forked workers, Linux; each takes a run
+        of consecutive clusters of about equal work and the rows are joined in cluster order, so the result is
+        the same for any number). Fewer than ``min_parallel`` clusters (default
+        :data:`PARALLEL_MIN_CLUSTERS`): one process.
 
     Raises
     ------
@@ -255,15 +290,17 @@ def score_clusters(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.D
     >>> out[["cluster_id", "rank", "n_reports", "n_reporters"]].values.tolist(), out["categories"][0]
     ([['c_1', 1, 2, 2]], ['drugs', 'hennepteelt'])
     """
-    return _score_clusters(clusters, reports, mentions, links, entities, now, settings, keep_parts=False)[0]
+    return _score_clusters(clusters, reports, mentions, links, entities, now, settings, keep_parts=False,
+                           processes=processes, min_parallel=min_parallel)[0]
 
 
 def score_with_parts(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFrame,
                      links: pd.DataFrame | None = None, entities: pd.DataFrame | None = None,
-                     now: dt.date | None = None, settings: ScoringPolicy | str | None = None
-                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
+                     now: dt.date | None = None, settings: ScoringPolicy | str | None = None,
+                     processes: int = 1, min_parallel: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(scored, parts)``: what :func:`score_clusters` gives, and per cluster the :data:`PART_COLUMNS` that
     let :func:`rescore` give the same row at another reference date without the cluster's reports.
+    ``processes`` and ``min_parallel`` as for :func:`score_clusters`.
 
     >>> clusters = pd.DataFrame({"report_id": ["R1", "R2"], "cluster_id": ["c_1", "c_1"]})
     >>> reports = pd.DataFrame({"report_id": ["R1", "R2"], "received_at": ["2024-05-01", "2024-05-02"],
@@ -274,7 +311,8 @@ def score_with_parts(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd
     >>> parts[["cluster_id", "newest", "oldest"]].values.tolist()
     [['c_1', '2024-05-02', '2024-05-01']]
     """
-    return _score_clusters(clusters, reports, mentions, links, entities, now, settings, keep_parts=True)
+    return _score_clusters(clusters, reports, mentions, links, entities, now, settings, keep_parts=True,
+                           processes=processes, min_parallel=min_parallel)
 
 
 #: The only signal that reads the reference date ``now``; every other signal is a function of the cluster's own
@@ -291,18 +329,50 @@ PART_COLUMNS = ["cluster_id", "newest", "oldest", "points", "values", "top", "he
 PARTS_VERSION = 2
 
 
+#: One encoder for every JSON text the scores hold: ``_dumps(v)`` is ``json.dumps(v, ensure_ascii=False,
+#: default=str)`` (json.dumps builds this same encoder on every call with these arguments).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=False, default=str)
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=False, default=str)
+    return _ENCODER.encode(value)
 
 
-def _score_clusters(clusters, reports, mentions, links, entities, now, settings, keep_parts: bool):
+#: Fewer clusters than this are scored in this process even when more processes are allowed (starting a
+#: worker costs more than it saves); :func:`score_with_parts`' ``min_parallel`` overrides it.
+PARALLEL_MIN_CLUSTERS = 2000
+
+
+def _score_clusters(clusters, reports, mentions, links, entities, now, settings, keep_parts: bool,
+                    processes: int = 1, min_parallel: int | None = None):
     policy = as_policy(settings)
     if now is None:
         now = data_now(reports)
-    names = list(SIGNALS)
-    k = names.index(NOW_SIGNAL) if keep_parts else -1
+    g = _gather(clusters, reports, mentions, links, entities, now, policy)
+    cids = sorted(g.rep_groups)
+    least = PARALLEL_MIN_CLUSTERS if min_parallel is None else min_parallel
+    n = processes if processes > 1 and len(cids) >= max(least, 2) and _can_fork() else 1
     rows, parts = [], []
-    for ctx in build_contexts(clusters, reports, mentions, links, entities, now, policy):
+    for chunk_rows, chunk_parts in _in_processes(_score_chunk, g, _chunks(cids, g.sizes, n), keep_parts):
+        rows.extend(chunk_rows)
+        parts.extend(chunk_parts)
+    parts_df = pd.DataFrame(parts, columns=PART_COLUMNS)
+    if not rows:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in SCORED_COLUMNS}), parts_df
+    out = pd.DataFrame(rows).sort_values(["score", "cluster_id"], ascending=[False, True], kind="stable")
+    out.insert(1, "rank", np.arange(1, len(out) + 1))
+    return out[SCORED_COLUMNS].reset_index(drop=True), parts_df
+
+
+def _score_chunk(g: _Gathered, cids: Sequence[str], keep_parts: bool) -> tuple[list[dict], list[dict]]:
+    """``(rows, parts)`` of the clusters ``cids`` (in that order): every signal, the score, reason and signals
+    JSON of each, and with ``keep_parts`` its :data:`PART_COLUMNS`. Each cluster's row depends on its own
+    context alone, so any split of the clusters gives the same rows."""
+    policy = g.policy
+    k = list(SIGNALS).index(NOW_SIGNAL) if keep_parts else -1
+    rows, parts = [], []
+    for cid in cids:
+        ctx = _context(g, cid)
         sigs = [fn(ctx) for fn in SIGNALS.values()]
         records = [_record(s, policy) for s in sigs]
         points = [r["points"] for r in records]
@@ -334,12 +404,61 @@ def _score_clusters(clusters, reports, mentions, links, entities, now, settings,
             "signals": signals,
             "reason": reason,
         })
-    parts_df = pd.DataFrame(parts, columns=PART_COLUMNS)
-    if not rows:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in SCORED_COLUMNS}), parts_df
-    out = pd.DataFrame(rows).sort_values(["score", "cluster_id"], ascending=[False, True], kind="stable")
-    out.insert(1, "rank", np.arange(1, len(out) + 1))
-    return out[SCORED_COLUMNS].reset_index(drop=True), parts_df
+    return rows, parts
+
+
+def _chunks(cids: list[str], sizes: Mapping[str, int], n: int) -> list[list[str]]:
+    """``cids`` (sorted) cut into ``n`` consecutive runs of about equal work (``sizes``: rows per cluster), so
+    that joining the runs' results in order gives the clusters in order. Never an empty run.
+
+    >>> _chunks(["a", "b", "c", "d"], {"a": 5, "b": 1, "c": 2, "d": 2}, 2)
+    [['a'], ['b', 'c', 'd']]
+    >>> _chunks(["a", "b"], {}, 1)
+    [['a', 'b']]
+    """
+    n = max(1, min(n, len(cids)))
+    if n == 1:
+        return [list(cids)]
+    work = np.cumsum([max(1, int(sizes.get(c, 1))) for c in cids])
+    bounds = [0]
+    for i in range(1, n):  # run i ends after the cluster where the work reaches i/n; every run keeps one
+        cut = int(np.searchsorted(work, work[-1] * i / n, side="left")) + 1
+        bounds.append(min(max(cut, bounds[-1] + 1), len(cids) - (n - i)))
+    bounds.append(len(cids))
+    return [list(cids[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _can_fork() -> bool:
+    import multiprocessing as mp
+
+    return "fork" in mp.get_all_start_methods()
+
+
+#: What forked scoring workers inherit (set only while :func:`_in_processes` runs).
+_FORKED: dict[str, Any] = {}
+
+
+def _forked_chunk(i: int) -> Any:
+    fn, g, chunks, arg = _FORKED["job"]
+    return fn(g, chunks[i], arg)
+
+
+def _in_processes(fn: Callable, g: _Gathered, chunks: list[list[str]], arg: Any) -> list:
+    """``[fn(g, chunk, arg) for chunk in chunks]``: the first chunk in this process, each other one in a forked
+    worker process that inherits ``g`` (nothing is pickled in; only the results come back)."""
+    if len(chunks) <= 1:
+        return [fn(g, c, arg) for c in chunks]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    _FORKED["job"] = (fn, g, chunks, arg)
+    try:
+        with ProcessPoolExecutor(max_workers=len(chunks) - 1, mp_context=mp.get_context("fork")) as pool:
+            futures = [pool.submit(_forked_chunk, i) for i in range(1, len(chunks))]
+            first = fn(g, chunks[0], arg)
+            return [first] + [f.result() for f in futures]
+    finally:
+        _FORKED.clear()
 
 
 def rescore(parts: pd.DataFrame, now: dt.date, settings: ScoringPolicy | str | None = None
