@@ -23,7 +23,7 @@ from linkage.errors import ConfigError
 from linkage.gcpause import paused_gc
 from linkage.settings import Settings, load_settings
 from linkage.store import EmbeddedStore
-from linkage.store.embedded import bump_er_generation, er_generation
+from linkage.store.embedded import _PLAIN_TYPES, bump_er_generation, er_generation
 from linkage.store.stable_ids import carry_over
 
 STAGES = ("load", "resolve", "clusters", "score", "store", "status")
@@ -137,7 +137,8 @@ def _json_lists(values: Sequence[Any]) -> list[str]:
 
 
 def _cpu_time() -> float:
-    """CPU seconds of this process and of its finished child processes (the resolve workers)."""
+    """CPU seconds of this process and of its finished child processes (the load, resolve and scoring
+    workers)."""
     import resource
 
     child = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -717,13 +718,13 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
 _SORTED_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
 #: Types SQLite binds as they are (exact types; :func:`_insert_plain` sends any other value, and NaN, through
 #: :func:`linkage.store.embedded._sql_value`).
-_PLAIN = frozenset({str, int, bytes, type(None)})
+_PLAIN = _PLAIN_TYPES
 _PLAIN_OR_FLOAT = _PLAIN | {float}
 
 
 def _insert_plain(store: EmbeddedStore, table: str, cols: Sequence[str], rows: Any) -> None:
     """``INSERT INTO table (cols)`` the ``rows`` (tuples) in the caller's transaction, in their order, storing
-    what :meth:`EmbeddedStore.replace_table` stores for them: rows of plain values (:func:`_sqlite_values`
+    what :meth:`EmbeddedStore.insert_rows` stores for them: rows of plain values (:func:`_sqlite_values`
     makes such rows) are bound as they are, any other row goes through ``_sql_value`` (NaN -> NULL, numpy
     scalars -> Python, lists -> JSON)."""
     from linkage.store.embedded import _binding_none, _sql_value
@@ -744,7 +745,7 @@ def _insert_plain(store: EmbeddedStore, table: str, cols: Sequence[str], rows: A
 
 def _sqlite_values(df: pd.DataFrame, columns: Sequence[str]) -> list[tuple]:
     """Rows of ``df[columns]`` as tuples of plain values (NaN -> None, numpy scalars -> Python), as SQLite
-    stores and reads them back (unlike :func:`linkage.store.embedded._sql_rows`, lists stay as they are)."""
+    stores and reads them back (unlike :func:`linkage.store.embedded._sql_value`, lists stay as they are)."""
     arrays = []
     for c in columns:
         vals = df[c].astype(object).tolist()

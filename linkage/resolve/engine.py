@@ -324,6 +324,11 @@ TYPE_COST: Mapping[str, float] = {"person": 1.0, "address": 1.0, "business": 0.5
 SIMPLE_TYPE_COST = 0.05
 
 
+def type_costs(counts: Mapping[str, int]) -> dict[str, float]:
+    """Estimated cost of resolving each type: its mention count times :data:`TYPE_COST` (rough, relative)."""
+    return {t: n * TYPE_COST.get(t, SIMPLE_TYPE_COST) for t, n in counts.items()}
+
+
 def type_groups(counts: Mapping[str, int], processes: int) -> list[list[str]]:
     """Spread entity types over ``processes`` groups by estimated cost (largest first, each to the least
     loaded group; ties by name), every group in sorted type order. Empty groups are left out.
@@ -331,7 +336,7 @@ def type_groups(counts: Mapping[str, int], processes: int) -> list[list[str]]:
     >>> type_groups({"person": 100, "address": 90, "business": 20, "phone": 50}, 2)
     [['person', 'phone'], ['address', 'business']]
     """
-    cost = {t: n * TYPE_COST.get(t, SIMPLE_TYPE_COST) for t, n in counts.items()}
+    cost = type_costs(counts)
     groups: list[list[str]] = [[] for _ in range(max(1, processes))]
     load = [0.0] * len(groups)
     for t in sorted(cost, key=lambda t: (-cost[t], t)):
@@ -344,16 +349,32 @@ def type_groups(counts: Mapping[str, int], processes: int) -> list[list[str]]:
 _FORKED: dict[str, Any] = {}
 
 
-def _worker(group: list[str]) -> dict[str, dict[str, Any]]:
+def _claim(from_front: bool) -> str | None:
+    """The next handed type not claimed yet (``from_front``: the heaviest, for a worker; else the cheapest, for
+    this process once its own group is done), or None when every handed type is claimed."""
+    handed, front, back = _FORKED["handed"], _FORKED["front"], _FORKED["back"]
+    with _FORKED["claim"]:
+        if front.value >= back.value:
+            return None
+        if from_front:
+            front.value += 1
+            return handed[front.value - 1]
+        back.value -= 1
+        return handed[back.value]
+
+
+def _worker() -> dict[str, dict[str, Any]]:
+    """Resolve the heaviest handed type nobody has claimed yet (``{}`` when none is left)."""
     job, queue = _FORKED["job"], _FORKED["queue"]
+    etype = _claim(from_front=True)
+    if etype is None:
+        return {}
 
     def say(stage: str) -> None:
         queue.put(stage)
 
-    out = {}
-    for etype in group:
-        out[etype] = _resolve_type(job, etype, say)
-        queue.put(f"{etype}: done")
+    out = {etype: _resolve_type(job, etype, say)}
+    queue.put(f"{etype}: done")
     return out
 
 
@@ -362,10 +383,11 @@ def _run_types(job: _TypeJob, order: list[str], processes: int, say: Callable[[s
     (this process takes the first group) when ``processes > 1``, fork is available and there are at least
     two types.
 
-    The workers' types are handed out one at a time, heaviest first; when this process is done with its own
-    group it takes back, cheapest first, those no worker has started yet (the cost estimates of
-    :func:`type_groups` are rough: whichever process is free does the rest). Each type is resolved alone, so
-    who resolves it does not change its result."""
+    The workers' types are claimed one at a time, heaviest first, through a shared counter (a task the pool
+    has queued claims its type only when it starts); when this process is done with its own group it claims,
+    cheapest first, those no worker has started yet (the cost estimates of :func:`type_groups` are rough:
+    whichever process is free does the rest). Each type is resolved alone, so who resolves it does not change
+    its result."""
     import multiprocessing as mp
 
     if processes <= 1 or len(order) < 2 or "fork" not in mp.get_all_start_methods():
@@ -398,21 +420,19 @@ def _run_types(job: _TypeJob, order: list[str], processes: int, say: Callable[[s
 
         job = dataclasses.replace(job, cfg=dataclasses.replace(job.cfg, workers=max(1, (os.cpu_count() or 1)
                                                                                    // len(groups))))
-    _FORKED.update(job=job, queue=messages)
     results: dict[str, dict[str, Any]] = {}
-    cost = {t: n * TYPE_COST.get(t, SIMPLE_TYPE_COST) for t, n in counts.items()}
+    cost = type_costs(counts)
     handed = sorted((t for g in groups[1:] for t in g), key=lambda t: (-cost[t], t))
+    _FORKED.update(job=job, queue=messages, handed=handed, claim=ctx.Lock(), front=ctx.Value("i", 0, lock=False),
+                   back=ctx.Value("i", len(handed), lock=False))
     try:
         with ProcessPoolExecutor(max_workers=len(groups) - 1, mp_context=ctx) as pool:
-            futures = {t: pool.submit(_worker, [t]) for t in handed}
+            pending = [pool.submit(_worker) for _ in handed]  # each claims a type when it starts
             for etype in groups[0]:
                 results[etype] = _resolve_type(job, etype, say_here)
-            for etype in reversed(handed):  # not started by a worker yet: done here
-                if futures[etype].cancel():
-                    del futures[etype]
-                    results[etype] = _resolve_type(job, etype, say_here)
-                    say_here(f"{etype}: done")
-            pending = list(futures.values())
+            while (etype := _claim(from_front=False)) is not None:  # not started by a worker yet: done here
+                results[etype] = _resolve_type(job, etype, say_here)
+                say_here(f"{etype}: done")
             while pending:
                 for f in list(pending):
                     try:

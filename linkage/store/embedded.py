@@ -358,15 +358,6 @@ class EmbeddedStore:
             self.conn.execute(sql)
         return len(df)
 
-    def replace_table(self, table: str, df: pd.DataFrame, columns: Sequence[str]) -> None:
-        """Replace a derived table's content with ``df`` (inside the caller's transaction)."""
-        self.conn.execute(f"DELETE FROM {table}")
-        if len(df):
-            sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
-            sub = df[list(columns)]
-            with _binding_none():
-                self.conn.executemany(sql, _sql_rows(sub.itertuples(index=False, name=None)))
-
 
 #: ``meta`` key of the entity-resolution generation (:func:`bump_er_generation`).
 ER_GENERATION = "er_generation"
@@ -445,15 +436,6 @@ _NO_VALUE: dict = {}  # _NO_VALUE.get(None) is None: a C-level adapter that retu
 
 #: Types whose values :func:`_sql_value` returns unchanged (exact types: subclasses take the long way).
 _PLAIN_TYPES = frozenset({str, int, bytes, type(None)})
-
-
-def _sql_rows(rows: Iterable[tuple]) -> Iterator[tuple]:
-    """Rows with :func:`_sql_value` applied, streamed; rows of plain values pass as they are."""
-    plain = _PLAIN_TYPES
-    for row in rows:
-        if not plain.issuperset(map(type, row)):
-            row = tuple(_sql_value(v) for v in row)
-        yield row
 
 
 def _sql_value(value: Any) -> Any:
