@@ -23,7 +23,7 @@ from linkage.errors import ConfigError
 from linkage.gcpause import paused_gc
 from linkage.settings import Settings, load_settings
 from linkage.store import EmbeddedStore
-from linkage.store.embedded import _PLAIN_TYPES, bump_er_generation, er_generation
+from linkage.store.embedded import bump_er_generation, er_generation
 from linkage.store.stable_ids import carry_over
 
 STAGES = ("load", "resolve", "clusters", "score", "store", "status")
@@ -695,10 +695,11 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
     with store.transaction():
         if full or not len(previous):
             store.conn.execute("DELETE FROM clusters")
-            _insert_plain(store, "clusters", cols, values)
+            store.insert_tuples("clusters", values, cols)
             store.conn.execute("DELETE FROM report_clusters")
-            _insert_plain(store, "report_clusters", ["report_id", "cluster_id"],
-                          zip(report_clusters["report_id"].tolist(), report_clusters["cluster_id"].tolist()))
+            store.insert_tuples("report_clusters", zip(report_clusters["report_id"].tolist(),
+                                                       report_clusters["cluster_id"].tolist()),
+                                ["report_id", "cluster_id"])
         else:
             # a re-used row kept its members, so it keeps its stored id: only its rank can differ
             unchanged = {f for raw, f in ((r, rename.get(r, r)) for r in reused) if f == reused[raw]}
@@ -707,40 +708,15 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
         store.set_meta(CLUSTERS_RUN, "" if run_id is None else str(run_id))
         if _has_table(store, "cluster_history"):
             encode = _SORTED_JSON.encode  # related ids as store.insert_rows writes a list
-            _insert_plain(store, "cluster_history", ["at", "run_id", "cluster_id", "event", "related_ids"],
-                          [(now, run_id, e.group_id, e.event, encode(list(e.related)))
-                           for e in events if e.event != "kept"])
+            store.insert_tuples("cluster_history", [(now, run_id, e.group_id, e.event, encode(list(e.related)))
+                                                    for e in events if e.event != "kept"],
+                                ["at", "run_id", "cluster_id", "event", "related_ids"])
     return _as_stored_clusters(values, cols)
 
 
 #: ``json.dumps(v, ensure_ascii=False, sort_keys=True)``, the JSON text :meth:`EmbeddedStore.insert_rows`
 #: stores for a list or dict value.
 _SORTED_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
-#: Types SQLite binds as they are (exact types; :func:`_insert_plain` sends any other value, and NaN, through
-#: :func:`linkage.store.embedded._sql_value`).
-_PLAIN = _PLAIN_TYPES
-_PLAIN_OR_FLOAT = _PLAIN | {float}
-
-
-def _insert_plain(store: EmbeddedStore, table: str, cols: Sequence[str], rows: Any) -> None:
-    """``INSERT INTO table (cols)`` the ``rows`` (tuples) in the caller's transaction, in their order, storing
-    what :meth:`EmbeddedStore.insert_rows` stores for them: rows of plain values (:func:`_sqlite_values`
-    makes such rows) are bound as they are, any other row goes through ``_sql_value`` (NaN -> NULL, numpy
-    scalars -> Python, lists -> JSON)."""
-    from linkage.store.embedded import _binding_none, _sql_value
-
-    plain, with_float = _PLAIN, _PLAIN_OR_FLOAT
-
-    def bound(rows: Any) -> Any:
-        for row in rows:
-            if not plain.issuperset(map(type, row)) and (
-                    not with_float.issuperset(map(type, row)) or any(v != v for v in row if type(v) is float)):
-                row = tuple(_sql_value(v) for v in row)
-            yield row
-
-    with _binding_none():
-        store.conn.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
-                               bound(rows))
 
 
 def _sqlite_values(df: pd.DataFrame, columns: Sequence[str]) -> list[tuple]:

@@ -286,21 +286,32 @@ class EmbeddedStore:
 
     def insert_rows(self, table: str, rows: Iterable[Mapping[str, Any]], columns: Sequence[str], mode: str = "INSERT") -> int:
         """Insert dict rows into ``table`` (``mode`` may be ``INSERT OR REPLACE`` / ``INSERT OR IGNORE``)."""
-        sql = f"{mode} INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
         columns = list(columns)
-        plain = _PLAIN_TYPES
-        data = []
-        append = data.append
-        for r in rows:
-            values = tuple(map(r.get, columns))
-            # Most rows hold only text, integers and None, which SQLite takes as they are.
-            if not plain.issuperset(map(type, values)):
-                values = tuple(_sql_value(v) for v in values)
-            append(values)
-        if data:
-            with _binding_none():
-                self.conn.executemany(sql, data)
-        return len(data)
+        return self.insert_tuples(table, (tuple(map(r.get, columns)) for r in rows), columns, mode)
+
+    def insert_tuples(self, table: str, rows: Iterable[tuple], columns: Sequence[str], mode: str = "INSERT") -> int:
+        """Insert rows given as tuples in ``columns`` order (inside the caller's transaction, in their order);
+        values are stored as :func:`_sql_value` makes them (NaN -> NULL, numpy scalars -> Python, lists and
+        dicts -> JSON). Returns the number of rows.
+
+        Most rows hold only text, integers, floats and None, which SQLite binds as they are: those skip
+        :func:`_sql_value` (floats only when none is NaN)."""
+        sql = f"{mode} INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+        plain, with_float = _PLAIN_TYPES, _PLAIN_OR_FLOAT
+        count = 0
+
+        def bound(rows: Iterable[tuple]) -> Iterator[tuple]:
+            nonlocal count
+            for row in rows:
+                if not plain.issuperset(map(type, row)) and (
+                        not with_float.issuperset(map(type, row)) or any(v != v for v in row if type(v) is float)):
+                    row = tuple(_sql_value(v) for v in row)
+                count += 1
+                yield row
+
+        with _binding_none():
+            self.conn.executemany(sql, bound(rows))
+        return count
 
     # --- reads for the stages ----------------------------------------------------------------------
     def reports(self) -> pd.DataFrame:
@@ -436,6 +447,7 @@ _NO_VALUE: dict = {}  # _NO_VALUE.get(None) is None: a C-level adapter that retu
 
 #: Types whose values :func:`_sql_value` returns unchanged (exact types: subclasses take the long way).
 _PLAIN_TYPES = frozenset({str, int, bytes, type(None)})
+_PLAIN_OR_FLOAT = _PLAIN_TYPES | {float}
 
 
 def _sql_value(value: Any) -> Any:
