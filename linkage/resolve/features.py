@@ -261,18 +261,27 @@ _PERSON_NAME_COLUMNS = ["first_name", "initials", "surname", "part1", "part2", "
                         "name_tokens_sorted", "last_part", "single_name", "_display"]
 
 
+def _front(given: tuple[str, ...], initials: str) -> str:
+    """The first part of a display name: the given names, else the initials ("J. P.")."""
+    return " ".join(given) or " ".join(ch.upper() + "." for ch in initials)
+
+
+def _surname_columns(parts: tuple[str, ...]) -> tuple:
+    """``part1, part2, surname_sorted, surname_sound, last_part, single_name`` of a surname's parts."""
+    return (parts[0] if parts else "", parts[1] if len(parts) > 1 else "",
+            "-".join(sorted(parts)) if len(parts) > 1 else "", sound_key(parts[0]) if parts else "",
+            parts[-1] if parts else "", "" if len(parts) > 1 else "x")
+
+
 def _person_name(n: str, f: str, last: str) -> tuple:
     """The name columns (:data:`_PERSON_NAME_COLUMNS`) of one mention's name fields."""
     p = parse_name(full=n, first=f, last=last) if (f or last) else parse_name(full=n)
-    parts = p.surname_parts
     given = p.given[0] if p.given else ""
-    display = " ".join(x for x in ((" ".join(p.given) or " ".join(ch.upper() + "." for ch in p.initials)),
-                                    p.surname_full) if x)
+    display = " ".join(x for x in (_front(p.given, p.initials), p.surname_full) if x)
     tokens = " ".join(sorted(x for x in (given, p.surname) if x)) if given and p.surname else ""
-    return (given, p.initials, p.surname, parts[0] if parts else "", parts[1] if len(parts) > 1 else "",
-            "-".join(sorted(parts)) if len(parts) > 1 else "",
-            sound_key(parts[0]) if parts else "", tokens, parts[-1] if parts else "",
-            "" if len(parts) > 1 else "x", display)
+    part1, part2, surname_sorted, surname_sound, last_part, single = _surname_columns(p.surname_parts)
+    return (given, p.initials, p.surname, part1, part2, surname_sorted, surname_sound, tokens, last_part, single,
+            display)
 
 
 def _object_array(values: list) -> np.ndarray:
@@ -312,7 +321,7 @@ def _person_names(names: pd.DataFrame) -> dict[str, np.ndarray]:
                 given, initials, moved = (), "", ("?",)
             g_first.append(given[0] if given else "")
             g_initials.append(initials)
-            g_front.append(" ".join(given) or " ".join(ch.upper() + "." for ch in initials))
+            g_front.append(_front(given, initials))
             g_ok.append(not moved)  # words handed to the surname: the surname depends on both fields
         s_cols: dict[str, list] = {c: [] for c in ("surname", "part1", "part2", "surname_sorted", "surname_sound",
                                                   "last_part", "single_name", "full")}
@@ -324,13 +333,11 @@ def _person_names(names: pd.DataFrame) -> dict[str, np.ndarray]:
             except Exception:
                 core, parts, sfull, ok = "", (), "", False
             s_ok.append(ok)
-            for c, v in zip(s_cols, (core, parts[0] if parts else "", parts[1] if len(parts) > 1 else "",
-                                     "-".join(sorted(parts)) if len(parts) > 1 else "",
-                                     sound_key(parts[0]) if parts else "", parts[-1] if parts else "",
-                                     "" if len(parts) > 1 else "x", sfull)):
+            for c, v in zip(s_cols, (core, *_surname_columns(parts), sfull)):
                 s_cols[c].append(v)
         ok = np.asarray(g_ok, dtype=bool)[fcode] & np.asarray(s_ok, dtype=bool)[lcode]
-        # fields of blanks only (never after _col): the parser reads the full name then
+        # fields of blanks only (not after _col, which strips; kept for the row-by-row contract): the parser
+        # reads the full name then
         f_blank = np.array([not f.strip() for f in funiq.tolist()], dtype=bool)
         l_blank = np.array([not last.strip() for last in luniq.tolist()], dtype=bool)
         ok &= ~(f_blank[fcode] & l_blank[lcode])
