@@ -157,10 +157,9 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
     Without a usable state (deleted mentions, changed judgements) the stored pairs are re-read, every pair
     blocking makes now is listed and only those the stored pairs lack are scored (a new mention's, a block's
     that fell back under its cap; stored pairs no rule makes any more are dropped; older stores: from the
-    ``er_pairs`` table), provided they were made by
-    the same blocking rules (meta ``er_blocking``, :func:`linkage.resolve.incremental.blocking_digest`);
-    after a change of the rules every candidate pair is scored again with the stored model. The scored pairs are kept in the
-    state only; ``er_pairs`` stays empty (:func:`linkage.report.explore.er_pairs` reads them from the state).
+    ``er_pairs`` table), provided they were made by the same blocking rules (meta ``er_blocking``,
+    :func:`linkage.resolve.incremental.blocking_digest`); after a change of the rules every candidate pair is
+    scored again with the stored model. The scored pairs are kept in the state only; ``er_pairs`` stays empty (:func:`linkage.report.explore.er_pairs` reads them from the state).
     ``full=True`` refits the model and scores every candidate pair again. Entity ids carry over from the
     previous run where an entity kept most of its mentions. ``changed``, when given, receives the ids of the
     mentions whose entity may have changed when the incremental path ran (counts then hold
