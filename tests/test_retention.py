@@ -154,6 +154,25 @@ def test_hook_gets_the_ids_and_its_failure_rolls_back(store):
     assert seen == [["R-OLD1", "R-OLD2", "R-OLD4"]]
 
 
+def test_neo4j_gone_during_purge_is_a_clear_error_and_deletes_nothing(store):
+    """A real driver whose server is not there (closed port, no retries): the Neo4j cascade of ``purge`` fails
+    with ``Neo4jUnavailable`` naming what stopped (not the driver's exception, which the CLI would call an
+    internal error), and the store keeps every report."""
+    from neo4j import GraphDatabase
+
+    from linkage.errors import Neo4jUnavailable
+    from linkage.store.neo4j import delete_reports
+
+    driver = GraphDatabase.driver("bolt://127.0.0.1:9", auth=("neo4j", "x"), max_transaction_retry_time=0,
+                                  connection_timeout=2)
+    try:
+        with pytest.raises(Neo4jUnavailable, match="Deleting purged reports from Neo4j stopped"):
+            purge(store, 365, now=NOW, on_purge=lambda ids: delete_reports(ids, driver))
+    finally:
+        driver.close()
+    assert store.count("reports") == len(REPORTS) and store.count("deletions") == 0
+
+
 def test_purge_twice_deletes_nothing_more_and_closing_a_case_releases(store):
     purge(store, 365, now=NOW)
     assert sum(purge(store, 365, now=NOW).counts.values()) == 0

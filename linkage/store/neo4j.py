@@ -255,6 +255,23 @@ class BatchFailed(Exception):
                          f"({type(cause).__name__}); batches committed: {_ranges(committed) or 'none'}")
 
 
+def _raise_driver_error(exc: BaseException, what: str, advice: str) -> None:
+    """Re-raise ``exc`` for the user: a driver or server error (also inside a ``BatchFailed``) becomes
+    ``Neo4jUnavailable("<what> (<error type>)[ at <batch>]; <advice>")``, without the server's message (it can
+    quote values); any other error is raised as itself, with the failed batch added as a note.
+    """
+    from neo4j.exceptions import DriverError, Neo4jError
+
+    cause = exc.cause if isinstance(exc, BatchFailed) else exc
+    if isinstance(cause, (Neo4jError, DriverError)):
+        where = f" at {exc}" if isinstance(exc, BatchFailed) else ""
+        raise Neo4jUnavailable(f"{what} ({type(cause).__name__}){where}; {advice}") from None
+    if isinstance(exc, BatchFailed):  # not the driver's: the error itself, with where it happened
+        cause.add_note(str(exc))
+        raise cause.with_traceback(cause.__traceback__) from None
+    raise exc
+
+
 def _ranges(numbers: Iterable[int]) -> str:
     """``[1, 2, 3, 5]`` -> ``"1-3, 5"``.
 
@@ -800,19 +817,8 @@ def push(store: EmbeddedStore, driver=None, progress: Callable[[str, int], None]
             jobs.finish()
         except Exception as exc:
             jobs.close()
-            from neo4j.exceptions import DriverError, Neo4jError
-
-            cause = exc.cause if isinstance(exc, BatchFailed) else exc
-            if isinstance(cause, (Neo4jError, DriverError)):
-                where = f" at {exc}" if isinstance(exc, BatchFailed) else ""
-                raise Neo4jUnavailable(
-                    f"Neo4j push stopped ({type(cause).__name__}){where}; what was written is consistent per "
-                    "batch. Check the server (make neo4j) and run 'linkage push' again: it is idempotent."
-                ) from None
-            if isinstance(exc, BatchFailed):  # not the driver's: the error itself, with where it happened
-                cause.add_note(str(exc))
-                raise cause.with_traceback(cause.__traceback__) from None
-            raise
+            _raise_driver_error(exc, "Neo4j push stopped", "what was written is consistent per batch. Check the "
+                                "server (make neo4j) and run 'linkage push' again: it is idempotent.")
         finally:
             summary.seconds = time.perf_counter() - t0
             if own:
@@ -863,6 +869,10 @@ def remove_stale(store: EmbeddedStore, driver=None) -> int:
             have = _read_list(driver, f"MATCH (n:{label}) WHERE n.{key} IS NOT NULL RETURN collect(n.{key}) AS c")
             removed += _delete_nodes(driver, label, key, sorted(set(have) - set(wanted[label])))
         return removed
+    except Exception as exc:
+        _raise_driver_error(exc, "Removing stale nodes from Neo4j stopped",
+                            "what was deleted stays deleted. Check the server (make neo4j) and run again.")
+        raise  # pragma: no cover - _raise_driver_error always raises
     finally:
         if own:
             driver.close()
@@ -904,6 +914,11 @@ def delete_reports(report_ids: Iterable[str], driver=None) -> int:
                          "MATCH (a:Agency) WHERE NOT (a)<-[:ROUTED_TO]-() DETACH DELETE a"):
                 session.execute_write(lambda tx, q=stmt: tx.run(q).consume())
         return n
+    except Exception as exc:
+        _raise_driver_error(exc, "Deleting purged reports from Neo4j stopped",
+                            "nothing was deleted from the store. Check the server (make neo4j) and run the purge "
+                            "again: reports already deleted from Neo4j are skipped.")
+        raise  # pragma: no cover - _raise_driver_error always raises
     finally:
         if own:
             driver.close()
