@@ -45,8 +45,18 @@ from linkage.graph.communities import (
 )
 from linkage.graph.weights import GraphSettings, as_graph_settings
 
-#: Bump when what a state means changes (how communities are found, how the incidence is kept).
-STATE_VERSION = 3
+#: Bump when what a state means changes (how communities are found, what the incidence holds): part of the
+#: :func:`fingerprint`, so a state of another meaning clusters everything again.
+MEANING_VERSION = 3
+#: The layout :func:`save_state` writes: 4 keeps the incidence as a base blob plus the edits of later runs
+#: (:data:`INCIDENCE_EDITS_SHARE`); 3 (read too) kept it whole. Code that reads only version 3 refuses a
+#: version-4 state (it would miss the edits) and clusters everything once.
+STATE_VERSION = 4
+#: The layouts :func:`load_state` reads.
+READABLE_VERSIONS = (3, 4)
+#: The incidence's base blob is written again (the edits folded in) when the edits (mention ids removed from
+#: the base plus rows added since) pass this share of the base's rows; until then a run writes only its edits.
+INCIDENCE_EDITS_SHARE = 0.1
 #: The incidence's leading columns; any other column of the mentions given follows, sorted by name.
 INCIDENCE_COLUMNS = ["report_id", "entity_id", "entity_type"]
 
@@ -56,13 +66,34 @@ class ClusterState:
     """What the next run needs of this one: the settings fingerprint, the incidence (:func:`incidence`) and
     the columns it was made of, the clusters (``report_id, cluster_id``, as :func:`find_clusters` gives) and
     each linked report's connected component (``report_id, component``: the component's smallest report id;
-    None when not kept)."""
+    None when not kept).
+
+    ``edits``, when set, says how ``incidence`` stands to the base blob stored in ``graph_state``:
+    :class:`IncidenceEdits` (``incidence`` = the base's rows whose mention id is not in ``removed``, in order,
+    then ``added``); :func:`save_state` then writes only the edits."""
 
     fingerprint: str
     incidence: pa.Table
     clusters: pd.DataFrame
     columns: list[str] = field(default_factory=list)
     components: pd.DataFrame | None = None
+    edits: "IncidenceEdits | None" = None
+
+
+@dataclass
+class IncidenceEdits:
+    """The incidence as the stored base (named by ``base``, a digest of its blob, and ``base_rows``) and its
+    edits: ``removed`` the mention ids whose base row is gone (ids not in the base are harmless), ``added`` the
+    rows added since, in order (the incidence's schema)."""
+
+    base: str
+    base_rows: int
+    removed: pa.Array
+    added: pa.Table
+
+    def size(self) -> int:
+        """How many ids and rows the edits hold (against :data:`INCIDENCE_EDITS_SHARE` of ``base_rows``)."""
+        return len(self.removed) + self.added.num_rows
 
 
 @dataclass
@@ -85,7 +116,7 @@ def fingerprint(settings: GraphSettings, seed: int) -> str:
     >>> fingerprint(s, 1) == fingerprint(s, 1) != fingerprint(s, 2)
     True
     """
-    payload = json.dumps({"version": STATE_VERSION, "settings": asdict(settings), "seed": seed}, sort_keys=True,
+    payload = json.dumps({"version": MEANING_VERSION, "settings": asdict(settings), "seed": seed}, sort_keys=True,
                          default=str)
     return hashlib.sha1(payload.encode("utf-8")).hexdigest()
 
@@ -304,9 +335,28 @@ def update_changed(previous: ClusterState | None, changed: pd.DataFrame, changed
     n_comps = int(components["component"].nunique())
     stats = {"components": n_comps, "components_reclustered": int(len(redo))}
     state = ClusterState(previous.fingerprint, inc, clusters, list(previous.columns),
-                         components.reset_index(drop=True))
+                         components.reset_index(drop=True), _next_edits(previous.edits, ids, old_rows, new_rows, mention_col))
     return ClusterUpdate(clusters, state, set(fresh["cluster_id"]), stats, False,
                          np.asarray(sorted(region), dtype=object))
+
+
+def _next_edits(edits: IncidenceEdits | None, ids: pa.Array, old_rows: pa.Table, new_rows: pa.Table,
+                mention_col: str) -> IncidenceEdits | None:
+    """The edits after :func:`update_changed` replaced ``old_rows`` (the incidence's rows of the mentions
+    ``ids``) by ``new_rows``: the ids of those rows that came from the base join ``removed``, and the added
+    rows of the mentions ``ids`` give way to ``new_rows``. Since the incidence was ``base - removed + added``
+    before, ``old - ids + new_rows`` is ``base - removed' + (added - ids + new_rows)``, row for row and in the
+    same order. None when there were no edits to go on."""
+    if edits is None:
+        return None
+    added, gone = edits.added, _column(old_rows, mention_col)
+    if added.num_rows:
+        added_ids = _column(added, mention_col)
+        added = added.filter(pc.invert(pc.fill_null(pc.is_in(added_ids, value_set=ids), False)))
+        gone = gone.filter(pc.invert(pc.fill_null(pc.is_in(gone, value_set=added_ids), False)))
+    removed = pa.concat_arrays([edits.removed.cast(pa.string()), gone]) if len(gone) else edits.removed
+    return IncidenceEdits(edits.base, edits.base_rows, removed,
+                          pa.concat_tables([added, new_rows.cast(added.schema)]).combine_chunks())
 
 
 def _isin_text(s: pd.Series, values: Any) -> np.ndarray:
@@ -378,23 +428,58 @@ def save_state(conn, state: ClusterState, extra: Mapping[str, pd.DataFrame] | No
     """Write ``state`` (and ``extra`` named tables, ``meta`` values) into ``graph_state`` (caller's
     transaction). Each part is one blob in the Arrow IPC file format (the incidence: :func:`_incidence_blob`, the
     other tables: :func:`_table_blob`; parquet blobs of earlier versions are still read); 1,000,000 reports keep
-    well under SQLite's 1 GB limit."""
+    well under SQLite's 1 GB limit.
+
+    The incidence (~19 MB at 100,000 reports) is kept as a base blob (part ``incidence``) and its edits (parts
+    ``incidence_removed`` and ``incidence_added``, :class:`IncidenceEdits`): when ``state.edits`` are edits of
+    the base stored now (same digest) and hold at most :data:`INCIDENCE_EDITS_SHARE` of its rows, only the
+    edits are written and the base stays; otherwise the whole incidence is written as a new base."""
     conn.execute(STATE_TABLE)
-    conn.execute("DELETE FROM graph_state")
-    conn.execute("INSERT INTO graph_state VALUES ('incidence', ?)", (_incidence_blob(state.incidence),))
+    edits = state.edits
+    if edits is not None and (edits.size() > INCIDENCE_EDITS_SHARE * max(edits.base_rows, 1)
+                              or _stored_base(conn) != edits.base):
+        edits = None
+    conn.execute("DELETE FROM graph_state WHERE part <> 'incidence'" if edits is not None else "DELETE FROM graph_state")
+    if edits is None:
+        blob = _incidence_blob(state.incidence)
+        edits = IncidenceEdits(_digest(blob), state.incidence.num_rows, pa.array([], pa.string()),
+                               state.incidence.slice(0, 0))
+        conn.execute("INSERT INTO graph_state VALUES ('incidence', ?)", (blob,))
+    else:
+        conn.execute("INSERT INTO graph_state VALUES ('incidence_removed', ?)",
+                     (_incidence_blob(pa.table({"mention_id": edits.removed.cast(pa.string())})),))
+        conn.execute("INSERT INTO graph_state VALUES ('incidence_added', ?)", (_incidence_blob(edits.added),))
+    state.edits = edits  # what is stored now: a later save of this state writes its edits only
     tables = {"clusters": state.clusters, **dict(extra or {})}
     if state.components is not None:
         tables["components"] = state.components
     for name, df in tables.items():
         conn.execute("INSERT INTO graph_state VALUES (?, ?)", (name, _table_blob(df)))
     info = {"version": STATE_VERSION, "fingerprint": state.fingerprint, "columns": list(state.columns),
-            **dict(meta or {})}
+            "incidence_base": edits.base, "incidence_base_rows": edits.base_rows, **dict(meta or {})}
     conn.execute("INSERT INTO graph_state VALUES ('meta', ?)", (json.dumps(info, sort_keys=True).encode("utf-8"),))
+
+
+def _digest(blob: bytes) -> str:
+    """The name of a base blob: a digest of its bytes."""
+    return hashlib.blake2b(blob, digest_size=16).hexdigest()
+
+
+def _stored_base(conn) -> str | None:
+    """The digest of the incidence base ``graph_state`` holds now (None without one)."""
+    row = conn.execute("SELECT data FROM graph_state WHERE part = 'meta'").fetchone()
+    if row is None or conn.execute("SELECT 1 FROM graph_state WHERE part = 'incidence'").fetchone() is None:
+        return None
+    try:
+        return json.loads(bytes(row[0]).decode("utf-8")).get("incidence_base")
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def load_state(conn) -> tuple[ClusterState, dict[str, pd.DataFrame], dict[str, Any]] | None:
     """``(state, extra tables, meta)`` as :func:`save_state` wrote them; None when there is none or it is of
-    another version."""
+    another version. The incidence is the base with its edits applied (``state.edits`` set, so the next save
+    writes only edits while they stay small)."""
     has = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'graph_state'").fetchone()
     if has is None:
         return None
@@ -402,16 +487,36 @@ def load_state(conn) -> tuple[ClusterState, dict[str, pd.DataFrame], dict[str, A
     if "meta" not in parts or "incidence" not in parts or "clusters" not in parts:
         return None
     meta = json.loads(parts.pop("meta").decode("utf-8"))
-    if meta.get("version") != STATE_VERSION:
+    if meta.get("version") not in READABLE_VERSIONS:
         return None
     try:
-        inc = _read_incidence(parts.pop("incidence"))
+        base = _read_incidence(parts.pop("incidence"))
+        removed, added = parts.pop("incidence_removed", None), parts.pop("incidence_added", None)
+        inc, edits = base, None
+        if meta.get("version") == STATE_VERSION and meta.get("incidence_base") is not None:
+            edits = IncidenceEdits(meta["incidence_base"], int(meta["incidence_base_rows"]),
+                                   pa.array([], pa.string()), base.slice(0, 0))
+            if base.num_rows != edits.base_rows:
+                return None
+            if removed is not None and added is not None:
+                edits.removed = _read_incidence(removed).column("mention_id").combine_chunks().cast(pa.string())
+                edits.added = _read_incidence(added).cast(base.schema)
+                inc = _apply_edits(base, edits)
         tables = {k: _read_table(v) for k, v in parts.items()}
         state = ClusterState(meta["fingerprint"], inc, tables.pop("clusters"), list(meta["columns"]),
-                             tables.pop("components", None))
+                             tables.pop("components", None), edits)
     except (KeyError, ValueError, OSError, pa.ArrowException):  # damaged or foreign: cluster everything
         return None
     return state, tables, meta
+
+
+def _apply_edits(base: pa.Table, edits: IncidenceEdits) -> pa.Table:
+    """The incidence a base and its edits stand for (:class:`IncidenceEdits`)."""
+    table = base
+    if len(edits.removed):
+        gone = pc.fill_null(pc.is_in(_column(base, "mention_id"), value_set=edits.removed), False)
+        table = base.filter(pc.invert(gone))
+    return pa.concat_tables([table, edits.added]).combine_chunks()
 
 
 def drop_state(conn) -> None:
