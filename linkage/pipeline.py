@@ -397,7 +397,7 @@ def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[i
         if update is not None:
             region = update.region.tolist()
             reports = _graph_reports(store, region)
-            mentions = _graph_mentions(store, "report_id", region)
+            mentions = _region_mentions(store, update.state.incidence, region, n_resolved)
             newest = store.conn.execute("SELECT MAX(substr(received_at, 1, 10)) FROM reports").fetchone()[0]
             return ClusterStep(update.clusters, (reports, mentions, None, None), update, loaded[1].get("scores"),
                                loaded[2], now=dt.date.fromisoformat(newest) if newest else dt.date.today(),
@@ -450,6 +450,26 @@ def _graph_mentions(store: EmbeddedStore, column: str, ids: Sequence[str]) -> pd
     with store.transaction():
         _temp_ids(store.conn, "graph_ids", (str(i) for i in ids))
     return store.frame(_graph_mentions_sql(f"WHERE m.{column} IN (SELECT id FROM temp.graph_ids)"))
+
+
+def _region_mentions(store: EmbeddedStore, incidence, report_ids: Sequence[str], n_resolved: int) -> pd.DataFrame:
+    """What ``_graph_mentions(store, "report_id", report_ids)`` gives, taken from the clusters stage's
+    incidence (every resolved mention's graph row, :mod:`linkage.graph.incremental`) when that holds every
+    stored mention with the same columns: when each of the store's mentions has an entity (``n_resolved``, the
+    number of mentions with one, equals the number of mentions and the incidence's rows) the query's rows are
+    the incidence's rows of those reports, sorted by mention id as the query sorts them. Otherwise, or for no
+    reports, the query is run (the incidence lacks the mentions without an entity)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns = [d[0] for d in store.conn.execute(_graph_mentions_sql() + " LIMIT 0").description]
+    if (not len(report_ids) or sorted(incidence.column_names) != sorted(columns)
+            or not n_resolved == incidence.num_rows == store.count("mentions")):
+        return _graph_mentions(store, "report_id", report_ids)
+    wanted = pa.array([str(r) for r in report_ids], type=pa.string())
+    rows = incidence.filter(pc.fill_null(pc.is_in(incidence.column("report_id"), value_set=wanted), False))
+    out = rows.select(columns).to_pandas()
+    return out.sort_values("mention_id", kind="stable").reset_index(drop=True)
 
 
 def _scores_usable(cached: Optional[pd.DataFrame], meta: dict) -> bool:

@@ -479,3 +479,42 @@ def test_an_unreadable_rules_file_is_a_config_error_naming_it_in_an_incremental_
     with pytest.raises(ConfigError, match="nope.toml: cannot read file"):
         _routing_fingerprint(tmp_path / "nope.toml")
     assert _routing_fingerprint(None) == _routing_fingerprint(None)
+
+
+def test_an_incremental_run_takes_the_region_mentions_from_the_incidence_as_the_query_gives_them(
+        generated, tmp_path, monkeypatch):
+    """The clusters stage of an incremental run takes the re-clustered region's mentions from the graph
+    state's incidence (every mention resolved): the same frame as reading them from the store, and when a
+    mention has no entity the store is read."""
+    import linkage.pipeline as pipeline
+
+    first, second = _split(generated, tmp_path / "parts", 1200)
+    store = tmp_path / "s.db"
+    run(first, store)
+    calls = []
+    real = pipeline._region_mentions
+
+    def checked(st, incidence, report_ids, n_resolved):
+        got = real(st, incidence, report_ids, n_resolved)
+        pd.testing.assert_frame_equal(got, pipeline._graph_mentions(st, "report_id", report_ids))
+        calls.append((len(report_ids), len(got)))
+        return got
+
+    monkeypatch.setattr(pipeline, "_region_mentions", checked)
+    run(second, store)
+    assert calls and calls[0][0] > 0 and calls[0][1] > 0
+    # a mention without an entity: the incidence lacks it, so the store is read
+    with EmbeddedStore(store) as s:
+        from linkage.graph.incremental import load_state
+
+        inc = load_state(s.conn)[0].incidence
+        region = sorted(set(inc.column("report_id").to_pylist()))[:50]
+        n = s.count("mention_entities")
+        cols = [r[1] for r in s.conn.execute("PRAGMA table_info(mentions)").fetchall()]
+        picked = ", ".join("'M-extra'" if c == "mention_id" else c for c in cols)
+        s.conn.execute(f"INSERT INTO mentions ({', '.join(cols)}) SELECT {picked} FROM mentions "
+                       "WHERE report_id = ? LIMIT 1", (region[0],))
+        s.conn.execute("INSERT INTO mention_entities VALUES ('M-extra', '', 'person')")
+        got = real(s, inc, region, n)
+        assert "M-extra" in got["mention_id"].tolist()
+        pd.testing.assert_frame_equal(got, pipeline._graph_mentions(s, "report_id", region))
