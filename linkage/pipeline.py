@@ -618,8 +618,11 @@ def _stored_rows(store: EmbeddedStore, report_clusters: pd.DataFrame, kept: pd.D
     first = members.sort_values("report_id", kind="stable").drop_duplicates("cluster_id")
     with store.transaction():
         _temp_ids(store.conn, "kept_reports", first["report_id"].astype(str).tolist())
+    # CROSS JOIN: SQLite visits the tables in this order (from each kept report to its row) instead of scanning
+    # every membership; the order of the rows does not matter (score_stage ranks them with the others)
     stored = store.frame(f"SELECT r.report_id, {', '.join('c.' + c for c in cols)} FROM temp.kept_reports k "
-                         "JOIN report_clusters r ON r.report_id = k.id JOIN clusters c ON c.cluster_id = r.cluster_id")
+                         "CROSS JOIN report_clusters r ON r.report_id = k.id "
+                         "CROSS JOIN clusters c ON c.cluster_id = r.cluster_id")
     store.conn.execute("DROP TABLE temp.kept_reports")
     stored = stored.rename(columns={"cluster_id": "stored_id"})
     raw = dict(zip(first["report_id"].astype(str).tolist(), first["cluster_id"].tolist()))
