@@ -317,8 +317,10 @@ def entity_rows(store: EmbeddedStore, entity_ids: Sequence[str], columns: Sequen
         conn.execute("DELETE FROM temp.wanted_entities")
         conn.executemany("INSERT OR IGNORE INTO temp.wanted_entities (entity_id) VALUES (?)",
                          [(e,) for e in wanted])
+    # CROSS JOIN keeps this loop order (wanted entities outermost, then one sort): a plain JOIN lets SQLite
+    # scan every entity to follow the ORDER BY index (6,000 of 312,000 entities: 0.07 -> 0.03 CPU s)
     out = store.frame(f"SELECT {', '.join('e.' + c for c in cols)} FROM temp.wanted_entities w "
-                      "JOIN entities e ON e.entity_id = w.entity_id ORDER BY e.entity_id")
+                      "CROSS JOIN entities e ON e.entity_id = w.entity_id ORDER BY e.entity_id")
     conn.execute("DROP TABLE temp.wanted_entities")
     return out
 
