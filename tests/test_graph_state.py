@@ -135,3 +135,30 @@ def test_edits_of_another_base_are_not_written_as_edits():
     gi.save_state(conn, got)
     assert "incidence_added" not in _parts(conn)
     assert gi.load_state(conn)[0].incidence.equals(got.incidence)
+
+
+def test_edits_without_their_base_or_half_of_them_are_not_used(monkeypatch):
+    """A state whose edits parts lack the base they apply to (or one of the two parts), or whose base has
+    another row count than its meta says, is not used: the run clusters everything."""
+    monkeypatch.setattr(gi, "INCIDENCE_EDITS_SHARE", 0.5)
+    rng = np.random.default_rng(6)
+    mentions = _graph_world(rng)
+    conn = sqlite3.connect(":memory:")
+    gi.save_state(conn, gi.update_clusters(None, mentions, None, seed=6, settings=SETTINGS).state)
+    state = gi.load_state(conn)[0]
+    mentions, changed_ids = _round(rng, mentions, 0, 6)
+    got = gi.update_changed(state, mentions[mentions["mention_id"].isin(changed_ids)], changed_ids, seed=6,
+                            settings=SETTINGS).state
+    gi.save_state(conn, got)
+    assert gi.load_state(conn) is not None and "incidence_added" in _parts(conn)
+    meta = json.loads(_parts(conn)["meta"])
+    conn.execute("UPDATE graph_state SET data = ? WHERE part = 'meta'",
+                 (json.dumps({**meta, "incidence_base_rows": meta["incidence_base_rows"] + 1}).encode(),))
+    assert gi.load_state(conn) is None
+    conn.execute("UPDATE graph_state SET data = ? WHERE part = 'meta'",
+                 (json.dumps({k: v for k, v in meta.items() if k != "incidence_base"}).encode(),))
+    assert gi.load_state(conn) is None
+    conn.execute("UPDATE graph_state SET data = ? WHERE part = 'meta'", (json.dumps(meta).encode(),))
+    assert gi.load_state(conn)[0].incidence.equals(got.incidence)
+    conn.execute("DELETE FROM graph_state WHERE part = 'incidence_removed'")
+    assert gi.load_state(conn) is None

@@ -502,6 +502,8 @@ def load_state(conn) -> tuple[ClusterState, dict[str, pd.DataFrame], dict[str, A
                 edits.removed = _read_incidence(removed).column("mention_id").combine_chunks().cast(pa.string())
                 edits.added = _read_incidence(added).cast(base.schema)
                 inc = _apply_edits(base, edits)
+        if edits is None and (removed is not None or added is not None) or (removed is None) != (added is None):
+            return None  # edits without the base they apply to, or half of them: not usable
         tables = {k: _read_table(v) for k, v in parts.items()}
         state = ClusterState(meta["fingerprint"], inc, tables.pop("clusters"), list(meta["columns"]),
                              tables.pop("components", None), edits)
