@@ -522,12 +522,14 @@ def test_an_incremental_run_takes_the_region_mentions_from_the_incidence_as_the_
 
 def test_rounds_that_keep_the_incidence_as_edits_equal_clustering_everything_again(generated, tmp_path,
                                                                                     monkeypatch):
-    """Four rounds into one store whose graph state keeps the incidence as a base plus edits (the share made
-    small, so some runs write only edits and some the base again), against the same rounds into a store that
-    forgets its graph state before each run: every cluster table ends equal."""
+    """Four rounds into one store whose graph state keeps the incidence and the kept scores as a base plus
+    edits (the share made small, so some runs write only edits and some the base again), against the same
+    rounds into a store that forgets its graph state before each run: every cluster table, the incidence and
+    the kept scores end equal."""
     import linkage.graph.incremental as gi
 
     monkeypatch.setattr(gi, "INCIDENCE_EDITS_SHARE", 0.2)
+    monkeypatch.setattr(gi, "TABLE_EDITS_SHARE", 0.5)
     reports = pd.read_csv(generated / "reports.csv", dtype=str, keep_default_na=False)
     mentions = pd.read_csv(generated / "mentions.csv", dtype=str, keep_default_na=False)
     rounds = []
@@ -549,6 +551,7 @@ def test_rounds_that_keep_the_incidence_as_edits_equal_clustering_everything_aga
         with EmbeddedStore(kept) as s:
             layouts.append({p for (p,) in s.conn.execute("SELECT part FROM graph_state")})
     assert any("incidence_added" in p for p in layouts[1:]) and any("incidence_added" not in p for p in layouts[1:])
+    assert any("scores:added" in p for p in layouts[1:]) and any("scores:added" not in p for p in layouts[1:])
     with EmbeddedStore(kept) as a, EmbeddedStore(again) as b:
         for table in ("clusters", "report_clusters"):
             pd.testing.assert_frame_equal(a.frame(f"SELECT * FROM {table} ORDER BY 1"),
@@ -558,6 +561,20 @@ def test_rounds_that_keep_the_incidence_as_edits_equal_clustering_everything_aga
             pd.testing.assert_frame_equal(a.frame(sql), b.frame(sql))
         from linkage.graph.incremental import load_state
 
-        sa, sb = load_state(a.conn)[0], load_state(b.conn)[0]
+        (sa, ta, _), (sb, tb, _) = load_state(a.conn), load_state(b.conn)
         assert sorted(sa.incidence.to_pylist(), key=lambda r: r["mention_id"]) == \
             sorted(sb.incidence.to_pylist(), key=lambda r: r["mention_id"])
+        # the kept scores (base + edits) are those scoring every cluster again keeps, row for row, but for the
+        # recency part (a kept cluster keeps the recency of the run that scored it; rescoring recomputes it) and
+        # the types (a count taken from a stored row is a float, as the REAL column gives it back)
+        from linkage.triage import SIGNALS
+
+        at = list(SIGNALS).index("recency")
+
+        def without_recency(df: pd.DataFrame) -> pd.DataFrame:
+            df = df.sort_values("cluster_id").reset_index(drop=True)
+            return df.assign(**{c: [[v for i, v in enumerate(x) if i != at] for x in df[c]]
+                                for c in ("points", "values")})
+
+        pd.testing.assert_frame_equal(without_recency(ta["scores"]), without_recency(tb["scores"]),
+                                      check_dtype=False)
