@@ -367,8 +367,8 @@ def update_changed(previous: ClusterState | None, changed: pd.DataFrame, changed
     components = pd.concat([kept, now_comps], ignore_index=True).sort_values("report_id", kind="stable")
     n_comps = int(components["component"].nunique())
     stats = {"components": n_comps, "components_reclustered": int(len(redo))}
-    state = ClusterState(previous.fingerprint, inc, clusters, list(previous.columns),
-                         components.reset_index(drop=True), _next_edits(previous.edits, ids, old_rows, new_rows, mention_col))
+    state = ClusterState(previous.fingerprint, inc, clusters, list(previous.columns), components.reset_index(drop=True),
+                         _next_edits(previous.edits, ids, old_rows, new_rows, mention_col))
     return ClusterUpdate(clusters, state, set(fresh["cluster_id"]), stats, False,
                          np.asarray(sorted(region), dtype=object))
 
