@@ -317,8 +317,10 @@ def entity_rows(store: EmbeddedStore, entity_ids: Sequence[str], columns: Sequen
         conn.execute("DELETE FROM temp.wanted_entities")
         conn.executemany("INSERT OR IGNORE INTO temp.wanted_entities (entity_id) VALUES (?)",
                          [(e,) for e in wanted])
+    # CROSS JOIN keeps this loop order (wanted entities outermost, then one sort): a plain JOIN lets SQLite
+    # scan every entity to follow the ORDER BY index (6,000 of 312,000 entities: 0.07 -> 0.03 CPU s)
     out = store.frame(f"SELECT {', '.join('e.' + c for c in cols)} FROM temp.wanted_entities w "
-                      "JOIN entities e ON e.entity_id = w.entity_id ORDER BY e.entity_id")
+                      "CROSS JOIN entities e ON e.entity_id = w.entity_id ORDER BY e.entity_id")
     conn.execute("DROP TABLE temp.wanted_entities")
     return out
 
@@ -397,7 +399,7 @@ def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[i
         if update is not None:
             region = update.region.tolist()
             reports = _graph_reports(store, region)
-            mentions = _graph_mentions(store, "report_id", region)
+            mentions = _region_mentions(store, update.state.incidence, region, n_resolved)
             newest = store.conn.execute("SELECT MAX(substr(received_at, 1, 10)) FROM reports").fetchone()[0]
             return ClusterStep(update.clusters, (reports, mentions, None, None), update, loaded[1].get("scores"),
                                loaded[2], now=dt.date.fromisoformat(newest) if newest else dt.date.today(),
@@ -450,6 +452,26 @@ def _graph_mentions(store: EmbeddedStore, column: str, ids: Sequence[str]) -> pd
     with store.transaction():
         _temp_ids(store.conn, "graph_ids", (str(i) for i in ids))
     return store.frame(_graph_mentions_sql(f"WHERE m.{column} IN (SELECT id FROM temp.graph_ids)"))
+
+
+def _region_mentions(store: EmbeddedStore, incidence, report_ids: Sequence[str], n_resolved: int) -> pd.DataFrame:
+    """What ``_graph_mentions(store, "report_id", report_ids)`` gives, taken from the clusters stage's
+    incidence (every resolved mention's graph row, :mod:`linkage.graph.incremental`) when that holds every
+    stored mention with the same columns: when each of the store's mentions has an entity (``n_resolved``, the
+    number of mentions with one, equals the number of mentions and the incidence's rows) the query's rows are
+    the incidence's rows of those reports, sorted by mention id as the query sorts them. Otherwise, or for no
+    reports, the query is run (the incidence lacks the mentions without an entity)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns = [d[0] for d in store.conn.execute(_graph_mentions_sql() + " LIMIT 0").description]
+    if (not len(report_ids) or sorted(incidence.column_names) != sorted(columns)
+            or not n_resolved == incidence.num_rows == store.count("mentions")):
+        return _graph_mentions(store, "report_id", report_ids)
+    wanted = pa.array([str(r) for r in report_ids], type=pa.string())
+    rows = incidence.filter(pc.fill_null(pc.is_in(incidence.column("report_id"), value_set=wanted), False))
+    out = rows.select(columns).to_pandas()
+    return out.sort_values("mention_id", kind="stable").reset_index(drop=True)
 
 
 def _scores_usable(cached: Optional[pd.DataFrame], meta: dict) -> bool:
@@ -598,8 +620,11 @@ def _stored_rows(store: EmbeddedStore, report_clusters: pd.DataFrame, kept: pd.D
     first = members.sort_values("report_id", kind="stable").drop_duplicates("cluster_id")
     with store.transaction():
         _temp_ids(store.conn, "kept_reports", first["report_id"].astype(str).tolist())
+    # CROSS JOIN: SQLite visits the tables in this order (from each kept report to its row) instead of scanning
+    # every membership; the order of the rows does not matter (score_stage ranks them with the others)
     stored = store.frame(f"SELECT r.report_id, {', '.join('c.' + c for c in cols)} FROM temp.kept_reports k "
-                         "JOIN report_clusters r ON r.report_id = k.id JOIN clusters c ON c.cluster_id = r.cluster_id")
+                         "CROSS JOIN report_clusters r ON r.report_id = k.id "
+                         "CROSS JOIN clusters c ON c.cluster_id = r.cluster_id")
     store.conn.execute("DROP TABLE temp.kept_reports")
     stored = stored.rename(columns={"cluster_id": "stored_id"})
     raw = dict(zip(first["report_id"].astype(str).tolist(), first["cluster_id"].tolist()))
@@ -627,19 +652,38 @@ def save_cluster_state(store: EmbeddedStore, step: ClusterStep, scored: pd.DataF
     """Keep the clusters and, per cluster (raw ids), its counts, categories and scoring parts
     (:data:`linkage.triage.scoring.PART_COLUMNS`, from ``step.parts``) for the next run's reuse, with the
     reference date, the scoring and routing fingerprints and ``run_id`` (:func:`store_clusters` records the run
-    whose rows the ``clusters`` table holds: the next run re-uses stored rows only when the two agree)."""
-    from linkage.graph.incremental import save_state
-    from linkage.triage import SIGNALS
+    whose rows the ``clusters`` table holds: the next run re-uses stored rows only when the two agree).
 
+    When :func:`score_stage` took the kept scores (the incremental path), the row of every cluster it did not
+    score again is the kept one: only the rows of the clusters it scored (those of re-clustered components, and
+    any the kept table lacks) are made, and the kept table is saved as edits of itself
+    (:class:`linkage.graph.incremental.TableEdits`: ~10,000 rows, 4 MB at 100,000 reports, written whole only
+    when the edits pass their share)."""
+    from linkage.graph.incremental import TableEdits, save_state
+    from linkage.triage import SIGNALS
+    from linkage.triage.scoring import _isin
+
+    cached = step.previous_scores
+    edits = (step.update is not None and not step.update.everything and step.parts is not None
+             and _scores_usable(cached, step.previous_meta))
+    if edits:
+        ids = scored["cluster_id"].tolist()
+        had = set(cached["cluster_id"].tolist())
+        redo = step.update.recomputed
+        changed = [c for c in ids if c in redo or c not in had]
+        removed = sorted((had - set(ids)) | (had & set(changed)))
+        scored = scored[_isin(scored["cluster_id"], changed)]
     scores = scored[["cluster_id", "n_reports", "n_reporters", "categories"]].copy()
     scores["categories"] = _json_lists(scores["categories"].tolist())
     if step.parts is not None:
         scores = scores.merge(step.parts, on="cluster_id", how="left")
+    base = (step.previous_meta.get("table_bases") or {}).get("scores", [None])[0]
+    table = TableEdits("cluster_id", base, cached, removed, scores) if edits else scores
     with store.transaction() as conn:
-        save_state(conn, step.update.state, {"scores": scores},
+        save_state(conn, step.update.state, {"scores": table},
                    {"now": now.isoformat(), "scoring": _policy_fingerprint(), "signals": list(SIGNALS),
                     "er_generation": er_generation(conn), "routing": step.routing or _routing_fingerprint(rules),
-                    "run_id": run_id})
+                    "run_id": run_id}, extra_keys={"scores": "cluster_id"})
 
 
 def _cluster_counts(reports: pd.DataFrame, report_clusters: pd.DataFrame, clusters: pd.DataFrame) -> dict[str, int]:
