@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+from json.encoder import encode_basestring  # json.dumps(str, ensure_ascii=False)'s text
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, NamedTuple
@@ -822,7 +823,9 @@ def _attributes(records: pd.DataFrame, group: np.ndarray, n_groups: int, etype: 
             continue
         vcode, vuniq = pd.factorize(pd.Series(vals[has]), sort=True)  # codes in sorted value order
         head = json.dumps(c) + ": ["
-        encoded = [json.dumps(v, ensure_ascii=False) for v in vuniq.tolist()]
+        # a str's JSON text as json.dumps(v, ensure_ascii=False) writes it, without its per-call set-up
+        encoded = [encode_basestring(v) if v.__class__ is str else json.dumps(v, ensure_ascii=False)
+                   for v in vuniq.tolist()]
         alone = np.array([head + e + "]" for e in encoded], dtype=object)  # a group's only value, per value
         key = sorted_unique(group[has].astype(np.int64) * (len(vuniq) + 1) + vcode)
         g, v = key // (len(vuniq) + 1), key % (len(vuniq) + 1)
