@@ -166,8 +166,8 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
     ``touched_mentions``); it stays empty otherwise.
     """
     from linkage.resolve import resolve_mentions
-    from linkage.resolve.incremental import (blocking_digest, outdated_state, resolve_store_incremental, save_state,
-                                             state_from_resolution)
+    from linkage.resolve.incremental import (blocking_digest, outdated_state, resolve_store_incremental,
+                                             save_encoded_state, state_hash)
 
     judgements = _judgements(store)
     raw_model = store.get_meta("er_model")
@@ -202,8 +202,12 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
             kwargs["existing_pairs"] = _stored_pairs(store)
     if sum(mentions.counts.values()) >= settings.resolve_parallel_min_mentions:
         kwargs["processes"] = settings.resolve_processes
-    resolution = resolve_mentions(mentions, judgements=judgements, progress=progress, keep_records=True, **kwargs)
+    # each type's part of the incremental state is made and encoded by the process that resolved the type (in
+    # parallel with the others), which then sends back blobs instead of its records and pairs
+    resolution = resolve_mentions(mentions, judgements=judgements, progress=progress,
+                                  finish_type=partial(_encoded_state, judgements=judgements), **kwargs)
     del mentions
+    encoded = resolution.diagnostics.pop("finished", {})
     assignments = resolution.assignments.copy()
     entities = resolution.entities.copy()
 
@@ -218,8 +222,7 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
     say("writing entities, pairs and the incremental state")
     model = resolution.model if isinstance(resolution.model, dict) else _model_dict(resolution.model)
     model_json = json.dumps(model, default=str)
-    state = state_from_resolution(resolution, resolution.diagnostics.pop("records", {}), json.loads(model_json),
-                                  judgements)
+    state_model_hash = state_hash(json.loads(model_json))
     with store.transaction() as conn:
         store.bulk_replace("mention_entities", assignments, ["mention_id", "entity_id", "entity_type"], "mention_id")
         bump_er_generation(conn)
@@ -229,13 +232,27 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
         # every scored pair is kept in the state (compact: indices, numbers, level codes), not as 4.6 M rows
         # of ``er_pairs`` at 100,000 reports; explore.er_pairs and the full path read them from there
         conn.execute("DELETE FROM er_pairs")
-        n_pairs = sum(len(sp) for sp in resolution.scored)
+        n_pairs = sum(n for _, n in encoded.values())
         store.set_meta("er_model", model_json)
         store.set_meta("er_blocking", blocking)
-        save_state(conn, state)
+        save_encoded_state(conn, state_model_hash, judgements,
+                           {etype: enc for etype, (enc, _) in encoded.items()})
     return {"mentions": len(assignments), "entities": len(entities),
             "new_mentions": len(kwargs.get("new_mention_ids", assignments)),
             "pairs": n_pairs, **({"state_rebuilt": 1} if outdated else {})}
+
+
+def _encoded_state(etype: str, outcome: dict[str, Any], judgements: list):
+    """``(encoded incremental state of the type, its number of scored pairs)`` from one resolved type's
+    ``outcome`` (``records``, ``pairs``, ``model``: :func:`linkage.resolve.resolve_mentions`' ``finish_type``),
+    as :func:`linkage.resolve.incremental.state_from_resolution` and ``save_state`` make and write it; the
+    model goes through JSON as the stored model does."""
+    from linkage.resolve.incremental import encode_type_state, type_state
+
+    model = None if outcome["model"] is None else json.loads(json.dumps(outcome["model"], default=str))
+    pairs = outcome["pairs"]
+    state = type_state(etype, outcome["records"], pairs, model, judgements)
+    return encode_type_state(state), 0 if pairs is None else len(pairs)
 
 
 def _stored_pairs(store: EmbeddedStore):

@@ -292,7 +292,7 @@ class _Loader:
             else:
                 rows = self._canonical_rows(table, summary, kind)
             chunk: list[tuple] = []
-            read = 0
+            read = expected = 0
             for item in rows:
                 if keys is not None:
                     row_no, cells, extra = item
@@ -312,8 +312,10 @@ class _Loader:
                         occurrences[key] += 1
                     chunk.append((row_no, row, occ))
                 if len(chunk) >= self.chunk:
+                    if not read and keys is not None:  # the first chunk: will the file pass parallel_min_rows?
+                        expected = _expected_rows(table.path, chunk)
                     read += len(chunk)
-                    self._submit((kind, label, keys, chunk), summary, read)
+                    self._submit((kind, label, keys, chunk), summary, max(read, expected))
                     chunk = []
                     # with workers, a few chunks are validated ahead of the one being written
                     self._drain(2 * self.workers if self.pool is not None else 0)
@@ -368,7 +370,8 @@ class _Loader:
         return list(table.columns) if kind == "wide" else [rename[c] for c in table.columns]
 
     def _submit(self, task: tuple, summary: FileSummary, read: int) -> None:
-        """Validate one chunk: here, or in the worker pool once the load is large enough to be worth it."""
+        """Validate one chunk: here, or in the worker pool once the load is large enough to be worth it (``read``:
+        the rows of the file read so far, or as many as it is expected to hold when that is more)."""
         if self.pool is None and self.workers > 0 and read > self.parallel_min_rows:
             self.pool = _start_pool(self.workers, self.settings, self.mapping)
             if self.pool is None:  # pragma: no cover - no fork on this platform
@@ -475,6 +478,22 @@ _REPORT_FIELDS_OUT = _REPORT_COLUMNS[:-2]   # source_file and source_row are add
 _MENTION_FIELDS_OUT = _MENTION_COLUMNS[:-2]
 _REPORT_HASH_AT = _REPORT_COLUMNS.index("content_hash")    # ids are the first column of both
 _MENTION_HASH_AT = _MENTION_COLUMNS.index("content_hash")
+
+
+def _expected_rows(path: Path, chunk: list[tuple]) -> int:
+    """About how many rows a CSV file holds: its size over the length of the rows of its first ``chunk`` (items
+    ``(row number, cells, ...)``) as text; 0 when the file cannot be measured. The workers then start with
+    the first chunk of a file that will pass ``parallel_min_rows`` instead of after the rows before it.
+
+    >>> _expected_rows(Path("no such file"), [(2, ["a"], 0, 0)])
+    0
+    """
+    try:
+        size = Path(path).stat().st_size
+    except OSError:
+        return 0
+    chars = sum(len(c) + 1 for item in chunk for c in item[1] if c is not None)
+    return int(size * len(chunk) / max(chars, 1))
 
 
 def _occurrence_key(row: dict) -> tuple:

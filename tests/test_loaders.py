@@ -766,6 +766,23 @@ def test_workers_give_the_store_of_a_serial_load(tmp_path, encoding, sep):
     assert sum(f.new for f in again.files) == 0
 
 
+def test_workers_start_with_the_first_chunk_of_a_file_expected_to_pass_parallel_min_rows(tmp_path, monkeypatch):
+    rows = "".join(f"R{i};2025-03-14;hennep\n" for i in range(40))
+    big = write(tmp_path / "big.csv", "report_id;received_at;category\n" + rows)
+    small = write(tmp_path / "small.csv", "report_id;received_at;category\n" + rows[:200])
+    here = []  # chunks validated in this process (a worker's calls are counted in its own copy)
+    validate = loaders._validate
+    monkeypatch.setattr(loaders, "_validate", lambda *a: here.append(1) or validate(*a))
+    settings = dataclasses.replace(load_settings(), chunk_rows=5, load_workers=2, load_parallel_min_rows=12)
+    serial, serial_dump = load([big], tmp_path / "serial.db", settings=parallel(5, workers=0))
+    here.clear()
+    summary, dumped = load([big], tmp_path / "big.db", settings=settings)
+    assert here == [] and dumped == serial_dump  # 40 rows > 12: every chunk in the workers, the same store
+    assert summary.to_dict()["files"][0]["loaded"] == serial.to_dict()["files"][0]["loaded"] == 40
+    load([small], tmp_path / "small.db", settings=settings)
+    assert len(here) == 2  # ~10 rows: validated here, no workers started
+
+
 def test_workers_read_json_lines_too(tmp_path):
     rows = [{"report_id": f"R{i}", "received_at": "2025-03-14" if i % 7 else "gisteren", "category": "hennep"}
             for i in range(40)]

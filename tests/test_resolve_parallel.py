@@ -181,3 +181,39 @@ def test_mentions_read_per_type_by_each_process_give_the_result_of_the_whole_tab
             assert expected.model == got.model
             for etype, records in expected.diagnostics["records"].items():
                 pd.testing.assert_frame_equal(records, got.diagnostics["records"][etype])
+
+
+def _er_state(write) -> tuple[list, str]:
+    """The ``er_state`` rows (rowid included) and the state's ``meta`` row that ``write(conn)`` leaves."""
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    write(conn)
+    return (conn.execute("SELECT rowid, * FROM er_state ORDER BY rowid").fetchall(),
+            conn.execute("SELECT value FROM meta WHERE key = 'er_state'").fetchone()[0])
+
+
+def test_state_encoded_where_each_type_is_resolved_is_the_state_save_state_writes():
+    """pipeline.resolve_stage has each type's process make and encode its part of the incremental state
+    (``finish_type``); that writes the rows and meta row a full ``save_state`` of ``state_from_resolution`` does."""
+    import json
+    from functools import partial
+
+    from linkage.pipeline import _encoded_state
+    from linkage.resolve.incremental import save_encoded_state, save_state, state_from_resolution, state_hash
+
+    mentions = pd.DataFrame(MIXED + ADDRESSES)
+    judgements = [("p0001", "p0013", "same"), ("a001", "a004", "different")]
+    whole = resolve_mentions(mentions, judgements=judgements, keep_records=True)
+    model = json.loads(json.dumps(whole.model, default=str))
+    expected = _er_state(lambda conn: save_state(conn, state_from_resolution(whole, whole.diagnostics["records"], model,
+                                                                             judgements)))
+    for processes in (1, 2):
+        res = resolve_mentions(mentions, judgements=judgements, processes=processes,
+                               finish_type=partial(_encoded_state, judgements=judgements))
+        encoded = res.diagnostics["finished"]
+        assert res.scored == [] and list(encoded) == sorted(encoded)  # pairs stay where they were encoded
+        assert {t: n for t, (_, n) in encoded.items() if n} == {sp.entity_type: len(sp) for sp in whole.scored}
+        pd.testing.assert_frame_equal(res.assignments, whole.assignments)
+        got = _er_state(lambda conn: save_encoded_state(conn, state_hash(model), judgements,
+                                                        {t: enc for t, (enc, _) in encoded.items()}))
+        assert got == expected

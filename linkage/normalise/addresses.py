@@ -63,6 +63,8 @@ _NOT_ALNUM_SPACE = re.compile(r"[^a-z0-9 ]")
 
 
 def _text(value: object) -> str:
+    if value.__class__ is str:  # the common case (a parse reads five fields): as str(value) gives it
+        return value
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, float) and value.is_integer():

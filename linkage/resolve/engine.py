@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+from json.encoder import encode_basestring  # json.dumps(str, ensure_ascii=False)'s text
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, NamedTuple
@@ -180,7 +181,8 @@ def resolve_mentions(mentions: pd.DataFrame | MentionsByType, settings: ERSettin
                      progress: Callable[[str], None] | None = None, model: Mapping[str, Any] | None = None,
                      new_mention_ids: Iterable[str] | None = None,
                      existing_pairs: pd.DataFrame | None = None, keep_candidates: bool = False,
-                     keep_records: bool = False, processes: int = 1) -> Resolution:
+                     keep_records: bool = False, processes: int = 1,
+                     finish_type: Callable[[str, dict[str, Any]], Any] | None = None) -> Resolution:
     """Resolve every mention into an entity.
 
     Parameters
@@ -214,6 +216,14 @@ def resolve_mentions(mentions: pd.DataFrame | MentionsByType, settings: ERSettin
         are spread first (:func:`type_groups`), and this process, done with its own, takes back the types
         no worker has started (:func:`_run_types`). Progress messages of workers arrive when this process
         reports its own, and as each worker type finishes.
+    finish_type:
+        Work on one type's results that needs none of the other types (the incremental state of a full run,
+        :func:`linkage.resolve.incremental.encode_type_state`), done in the process that resolved the type, so
+        in parallel too: called there as ``finish_type(entity_type, outcome)`` once the type is resolved, with
+        ``outcome`` holding ``records`` (its prepared feature table, in record order), ``pairs`` (its
+        :class:`ScoredPairs`; None for an exact type) and ``model`` (its fitted model dict; None for an exact
+        type). What it returns is kept in ``Resolution.diagnostics["finished"][type]``; the type's scored
+        pairs are then not sent back (``Resolution.scored`` leaves them out; ``keep_candidates`` still works).
 
     Returns
     -------
@@ -249,16 +259,17 @@ def resolve_mentions(mentions: pd.DataFrame | MentionsByType, settings: ERSettin
     assignments, entities, pair_tables, models, reports, timings, diag = [], [], [], {}, {}, {}, {}
     order = sorted(counts)
     job = _TypeJob(mentions, types, counts, cfg, judgements, model, new_ids, existing_pairs, keep_candidates,
-                   keep_records)
+                   keep_records, finish_type)
     for etype, out in _run_types(job, order, processes, say):
-        if out["pairs"] is not None:
+        if out.get("model") is not None:
             if keep_candidates:
-                n_cand = out["n_candidates"]
-                diag[etype] = {"candidate_index": (out["pairs"].left[:n_cand], out["pairs"].right[:n_cand]),
-                               "mention_ids": out["pairs"].mention_ids}
+                diag[etype] = out["candidates"]
             models[etype] = out["model"]
             reports[etype] = out["report"]
-            pair_tables.append(out["pairs"])
+            if out["pairs"] is not None:
+                pair_tables.append(out["pairs"])
+        if finish_type is not None:
+            diag.setdefault("finished", {})[etype] = out["finished"]
         if keep_records:
             diag.setdefault("records", {})[etype] = out["records"]
         assignments.append(out["assignments"])
@@ -291,6 +302,7 @@ class _TypeJob:
     existing_pairs: Any
     keep_candidates: bool
     keep_records: bool
+    finish: Callable[[str, dict[str, Any]], Any] | None = None  # resolve_mentions' finish_type
 
 
 def _resolve_type(job: _TypeJob, etype: str, say: Callable[[str], None]) -> dict[str, Any]:
@@ -303,16 +315,22 @@ def _resolve_type(job: _TypeJob, etype: str, say: Callable[[str], None]) -> dict
     records = prepare(sub, etype)
     index = {mid: k for k, mid in enumerate(records["mention_id"].tolist())}
     same, different = _judgement_pairs(job.judgements, index)
-    out: dict[str, Any] = {"pairs": None}
+    out: dict[str, Any] = {"pairs": None, "model": None}
     if etype in FUZZY_TYPES:
         labels, pairs, fitted, report, n_cand = _resolve_fuzzy(records, etype, job.cfg, same, different, say,
                                                              (job.model or {}).get(etype), job.new_ids,
                                                              job.existing_pairs, index)
-        out.update(pairs=pairs, model=fitted.to_dict(), report=report.to_dict(), n_candidates=n_cand)
+        out.update(pairs=pairs, model=fitted.to_dict(), report=report.to_dict())
+        if job.keep_candidates:
+            out["candidates"] = {"candidate_index": (pairs.left[:n_cand], pairs.right[:n_cand]),
+                                 "mention_ids": pairs.mention_ids}
     else:
         labels = _resolve_simple(records, same, different)
     say(f"{etype}: naming entities")
     out["assignments"], out["entities"] = _entities(records, labels, etype)
+    if job.finish is not None:
+        out["finished"] = job.finish(etype, {"records": records, "pairs": out["pairs"], "model": out["model"]})
+        out["pairs"] = None  # the finishing step had them; not sent back from a worker
     out["records"] = records if job.keep_records else None
     out["seconds"] = time.perf_counter() - t0
     return out
@@ -805,7 +823,9 @@ def _attributes(records: pd.DataFrame, group: np.ndarray, n_groups: int, etype: 
             continue
         vcode, vuniq = pd.factorize(pd.Series(vals[has]), sort=True)  # codes in sorted value order
         head = json.dumps(c) + ": ["
-        encoded = [json.dumps(v, ensure_ascii=False) for v in vuniq.tolist()]
+        # a str's JSON text as json.dumps(v, ensure_ascii=False) writes it, without its per-call set-up
+        encoded = [encode_basestring(v) if v.__class__ is str else json.dumps(v, ensure_ascii=False)
+                   for v in vuniq.tolist()]
         alone = np.array([head + e + "]" for e in encoded], dtype=object)  # a group's only value, per value
         key = sorted_unique(group[has].astype(np.int64) * (len(vuniq) + 1) + vcode)
         g, v = key // (len(vuniq) + 1), key % (len(vuniq) + 1)

@@ -434,24 +434,33 @@ def state_from_resolution(resolution, mentions_by_type: Mapping[str, pd.DataFram
     state = ERState(state_hash(model, cfg), judgements=sorted(_norm_judgements(judgements)))
     scored = {sp.entity_type: sp for sp in resolution.scored}
     for etype, records in mentions_by_type.items():
-        index = pd.Index(records["mention_id"].to_numpy(dtype=object))
-        same = _judgement_index(judgements, index, "same")
-        if etype in scored:
-            sp = scored[etype]
-            fitted = FittedModel.from_dict(model[etype])
-            flags = _pair_flags(sp.levels, sp.prob, sp.matched, fitted, cfg.policy(etype))
-            region = region_labels(len(records), sp.left, sp.right, flags, same)
-            pairs = {f: getattr(sp, f) for f in _PAIR_FIELDS if f != "rule_mask"}
-            pairs["rule_mask"] = _compact_masks(sp.rule_mask, len(sp.left), len(cfg.policy(etype).blocking))
-        else:
-            region = _simple_regions(records, same)
-            pairs = {}
-        keys, key_rules = None, ""
-        if etype in FUZZY_TYPES:
-            rules = cfg.policy(etype).blocking
-            keys, key_rules = block_key_hashes(records, rules), rules_digest(rules)
-        state.types[etype] = TypeState(records.reset_index(drop=True), pairs, region, keys, key_rules)
+        state.types[etype] = type_state(etype, records, scored.get(etype), model.get(etype), judgements, cfg)
     return state
+
+
+def type_state(etype: str, records: pd.DataFrame, scored: ScoredPairs | None, model: Mapping[str, Any] | None,
+               judgements: list, settings: ERSettings | None = None) -> TypeState:
+    """One type's part of :func:`state_from_resolution`: its prepared ``records``, its ``scored`` pairs (None
+    for an exact type) and its fitted ``model`` dict (as the stored model gives it back: JSON). Needs nothing
+    of the other types, so the process that resolved the type can make it (:func:`encode_type_state`)."""
+    cfg = _settings(settings)
+    index = pd.Index(records["mention_id"].to_numpy(dtype=object))
+    same = _judgement_index(judgements, index, "same")
+    if scored is not None:
+        sp = scored
+        fitted = FittedModel.from_dict(model)
+        flags = _pair_flags(sp.levels, sp.prob, sp.matched, fitted, cfg.policy(etype))
+        region = region_labels(len(records), sp.left, sp.right, flags, same)
+        pairs = {f: getattr(sp, f) for f in _PAIR_FIELDS if f != "rule_mask"}
+        pairs["rule_mask"] = _compact_masks(sp.rule_mask, len(sp.left), len(cfg.policy(etype).blocking))
+    else:
+        region = _simple_regions(records, same)
+        pairs = {}
+    keys, key_rules = None, ""
+    if etype in FUZZY_TYPES:
+        rules = cfg.policy(etype).blocking
+        keys, key_rules = block_key_hashes(records, rules), rules_digest(rules)
+    return TypeState(records.reset_index(drop=True), pairs, region, keys, key_rules)
 
 
 def _compact_masks(masks: np.ndarray | None, n: int, n_rules: int) -> np.ndarray:
@@ -812,25 +821,80 @@ PAIRS_PER_CHUNK = 4_000_000
 RECORDS_PER_CHUNK = 1_000_000
 
 
-def _insert_records(conn, etype: str, seq: int, records: pd.DataFrame) -> None:
-    """Store ``records`` as LZ4 Arrow IPC blobs (:func:`_records_blob`) of at most :data:`RECORDS_PER_CHUNK` rows, from ``seq`` on, in order."""
+def _records_rows(seq: int, records: pd.DataFrame):
+    """``er_state`` rows ``(part, seq, blob)`` of ``records`` as LZ4 Arrow IPC blobs (:func:`_records_blob`) of at
+    most :data:`RECORDS_PER_CHUNK` rows, from ``seq`` on, in order."""
     for k, start in enumerate(range(0, max(len(records), 1), RECORDS_PER_CHUNK)):
         part = records.iloc[start:start + RECORDS_PER_CHUNK].reset_index(drop=True)
-        conn.execute("INSERT INTO er_state VALUES (?, 'records', ?, ?)", (etype, seq + k, _records_blob(part)))
+        yield "records", seq + k, _records_blob(part)
+
+
+def _keys_rows(seq: int, keys: np.ndarray):
+    """``er_state`` rows of block-key hashes as npy blobs of at most :data:`RECORDS_PER_CHUNK` rows."""
+    for k, start in enumerate(range(0, max(len(keys), 1), RECORDS_PER_CHUNK)):
+        yield "keys", seq + k, _npz({"keys": keys[start:start + RECORDS_PER_CHUNK]})
+
+
+def _pairs_rows(seq: int, pairs: Mapping[str, np.ndarray]):
+    """``er_state`` rows of pair arrays as npz blobs of at most :data:`PAIRS_PER_CHUNK` pairs."""
+    n = len(next(iter(pairs.values())))
+    for k, start in enumerate(range(0, max(n, 1), PAIRS_PER_CHUNK)):
+        yield "pairs", seq + k, _npz({f: a[start:start + PAIRS_PER_CHUNK] for f, a in pairs.items()})
+
+
+def _insert(conn, etype: str, rows) -> None:
+    conn.executemany("INSERT INTO er_state VALUES (?, ?, ?, ?)", ((etype, part, seq, blob) for part, seq, blob in rows))
+
+
+def _insert_records(conn, etype: str, seq: int, records: pd.DataFrame) -> None:
+    """Store ``records`` as LZ4 Arrow IPC blobs (:func:`_records_rows`), from ``seq`` on, in order."""
+    _insert(conn, etype, _records_rows(seq, records))
 
 
 def _insert_keys(conn, etype: str, seq: int, keys: np.ndarray) -> None:
-    """Store block-key hashes as npy blobs of at most :data:`RECORDS_PER_CHUNK` rows, from ``seq`` on, in order."""
-    for k, start in enumerate(range(0, max(len(keys), 1), RECORDS_PER_CHUNK)):
-        conn.execute("INSERT INTO er_state VALUES (?, 'keys', ?, ?)", (etype, seq + k, _npz({"keys": keys[start:start + RECORDS_PER_CHUNK]})))
+    """Store block-key hashes as npy blobs (:func:`_keys_rows`), from ``seq`` on, in order."""
+    _insert(conn, etype, _keys_rows(seq, keys))
 
 
 def _insert_pairs(conn, etype: str, seq: int, pairs: Mapping[str, np.ndarray]) -> None:
-    """Store pair arrays as npz blobs of at most :data:`PAIRS_PER_CHUNK` pairs, from ``seq`` on, in order."""
-    n = len(next(iter(pairs.values())))
-    for k, start in enumerate(range(0, max(n, 1), PAIRS_PER_CHUNK)):
-        part = {f: a[start:start + PAIRS_PER_CHUNK] for f, a in pairs.items()}
-        conn.execute("INSERT INTO er_state VALUES (?, 'pairs', ?, ?)", (etype, seq + k, _npz(part)))
+    """Store pair arrays as npz blobs (:func:`_pairs_rows`), from ``seq`` on, in order."""
+    _insert(conn, etype, _pairs_rows(seq, pairs))
+
+
+@dataclass
+class EncodedTypeState:
+    """One type's :class:`TypeState` as :func:`save_state` writes it: its ``er_state`` rows ``(part, seq, blob)``
+    and what the state's ``meta`` row says of it (records, and the blocking rules its block keys were made for:
+    None when it keeps none)."""
+
+    n: int
+    key_rules: str | None
+    rows: list[tuple[str, int, bytes]]
+
+
+def encode_type_state(ts: TypeState) -> EncodedTypeState:
+    """The rows a full :func:`save_state` writes for one type (dead pairs left out, rule-mask edits applied):
+    made where the type was resolved, so that the writing process only stores blobs
+    (:func:`save_encoded_state`)."""
+    rows = list(_records_rows(0, ts.records))
+    if ts.pairs:
+        rows.extend(_pairs_rows(0, ts.live_pairs()))
+    if ts.keys is not None:
+        rows.extend(_keys_rows(0, ts.keys))
+    rows.append(("region", 0, _npz({"region": ts.region})))
+    return EncodedTypeState(len(ts.records), ts.key_rules if ts.keys is not None else None, rows)
+
+
+def save_encoded_state(conn, model_hash: str, judgements: list, types: Mapping[str, EncodedTypeState]) -> None:
+    """Replace the ``er_state`` table and its ``meta`` row with encoded types (:func:`encode_type_state`, in
+    the state's type order) of a state made with ``model_hash`` (:func:`state_hash`) and ``judgements``: what
+    :func:`save_state` writes for the whole state (:func:`state_from_resolution`'s, for a full run)."""
+    conn.execute(STATE_TABLE)
+    conn.execute("DELETE FROM er_state")
+    for etype, enc in types.items():
+        _insert(conn, etype, enc.rows)
+    _write_meta(conn, model_hash, sorted(_norm_judgements(judgements)), {t: e.n for t, e in types.items()},
+                {t: e.key_rules for t, e in types.items() if e.key_rules is not None})
 
 
 def save_state(conn, state: ERState, appended: Mapping[str, tuple] | None = None) -> None:
@@ -842,18 +906,10 @@ def save_state(conn, state: ERState, appended: Mapping[str, tuple] | None = None
     hashes were all made again and are rewritten) and the region labels are rewritten.
     """
     conn.execute(STATE_TABLE)
-    meta = {"version": STATE_VERSION, "model_hash": state.model_hash, "judgements": state.judgements,
-            "n": {t: len(s.records) for t, s in state.types.items()},
-            "key_rules": {t: s.key_rules for t, s in state.types.items() if s.keys is not None}}
     if appended is None:
         conn.execute("DELETE FROM er_state")
         for etype, ts in state.types.items():
-            _insert_records(conn, etype, 0, ts.records)
-            if ts.pairs:
-                _insert_pairs(conn, etype, 0, ts.live_pairs())
-            if ts.keys is not None:
-                _insert_keys(conn, etype, 0, ts.keys)
-            conn.execute("INSERT OR REPLACE INTO er_state VALUES (?, 'region', 0, ?)", (etype, _npz({"region": ts.region})))
+            _insert(conn, etype, encode_type_state(ts).rows)
     else:
         for etype, (records, pairs, new_keys, *rest) in appended.items():
             def next_seq(part: str) -> int:
@@ -884,6 +940,14 @@ def save_state(conn, state: ERState, appended: Mapping[str, tuple] | None = None
         for etype in appended:  # a type without an update kept its region (resolve_new returns it unchanged)
             region = state.types[etype].region
             conn.execute("INSERT OR REPLACE INTO er_state VALUES (?, 'region', 0, ?)", (etype, _npz({"region": region})))
+    _write_meta(conn, state.model_hash, state.judgements, {t: len(s.records) for t, s in state.types.items()},
+                {t: s.key_rules for t, s in state.types.items() if s.keys is not None})
+
+
+def _write_meta(conn, model_hash: str, judgements: list, n: Mapping[str, int], key_rules: Mapping[str, str]) -> None:
+    """The state's ``meta`` row: its version, model hash, judgements, records per type and block-key rules."""
+    meta = {"version": STATE_VERSION, "model_hash": model_hash, "judgements": judgements, "n": dict(n),
+            "key_rules": dict(key_rules)}
     conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('er_state', ?)", (json.dumps(meta),))
 
 
