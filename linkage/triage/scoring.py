@@ -124,23 +124,50 @@ class _Gathered:
     sizes: dict = field(default_factory=dict)  # cluster_id -> report rows + mention rows (the work it takes)
 
 
-def _gather(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFrame, links: pd.DataFrame | None,
-            entities: pd.DataFrame | None, now: dt.date, policy: ScoringPolicy) -> _Gathered:
-    """The joins of :func:`build_contexts`, done once over all clusters."""
-    cmap = clusters[["report_id", "cluster_id"]].astype({"report_id": str, "cluster_id": str})
-    rep = reports.assign(report_id=reports["report_id"].astype(str)).merge(cmap, on="report_id", how="inner")
+def _clustered_mentions(mentions: pd.DataFrame, cmap: pd.DataFrame) -> pd.DataFrame:
+    """The mentions (with an entity) of the reports in ``cmap`` (report_id, cluster_id as text), each with its
+    report's cluster; ids as text."""
     m = mentions[mentions["entity_id"].notna()].assign(report_id=lambda d: d["report_id"].astype(str))
     m = m.merge(cmap, on="report_id", how="inner")
-    m = m.assign(entity_id=m["entity_id"].astype(str))
+    return m.assign(entity_id=m["entity_id"].astype(str))
+
+
+def _gather(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFrame, links: pd.DataFrame | None,
+            entities: pd.DataFrame | None, now: dt.date, policy: ScoringPolicy,
+            only: Sequence[str] | None = None) -> _Gathered:
+    """The joins of :func:`build_contexts`, done once over all clusters, or over the clusters ``only`` (a forked
+    scoring worker's share, :func:`_gather_and_score`): each of those gets what the gathering over all clusters
+    gives it. A stated link is joined to the cluster of its source mention and to its target mention wherever
+    that is: a target outside ``only``'s clusters (a link across reports of two clusters) is looked up among
+    all clustered mentions."""
+    cmap = clusters[["report_id", "cluster_id"]].astype({"report_id": str, "cluster_id": str})
+    every = cmap
+    if only is not None:
+        cmap = cmap[_isin(cmap["cluster_id"], only)]
+        reports = reports[_isin(reports["report_id"].astype(str), cmap["report_id"])]
+    rep = reports.assign(report_id=reports["report_id"].astype(str)).merge(cmap, on="report_id", how="inner")
+    full_m = mentions
+    if only is not None:
+        mentions = mentions[_isin(mentions["report_id"].astype(str), cmap["report_id"])]
+    m = _clustered_mentions(mentions, cmap)
     role = m["role"].fillna("").astype(str).str.strip().str.lower() if "role" in m.columns else pd.Series("", index=m.index)
 
     # ---- stated links, as entity pairs
     rel_frames: dict[str, pd.DataFrame] = {}
+    extra_types: dict = {}
     if links is not None and len(links):
         mm = m.set_index(m["mention_id"].astype(str))[["entity_id", "entity_type", "cluster_id"]]
         lk = links[["src_mention_id", "dst_mention_id", "rel_type"]].astype(str)
         lk = lk.join(mm, on="src_mention_id", how="inner").rename(columns={"entity_id": "src", "entity_type": "src_type"})
-        lk = lk.join(mm.drop(columns="cluster_id"), on="dst_mention_id", how="inner").rename(
+        targets = mm.drop(columns="cluster_id")
+        if only is not None:
+            away = lk["dst_mention_id"][~_isin(lk["dst_mention_id"], mm.index)].unique().tolist()
+            if away:  # targets in other clusters' reports (or in no cluster: not found there either)
+                far = full_m[_isin(full_m["mention_id"].astype(str), away)]
+                far = _clustered_mentions(far, every)
+                targets = pd.concat([targets, far.set_index(far["mention_id"].astype(str))[["entity_id", "entity_type"]]])
+                extra_types = dict(zip(_obj(far["entity_id"]), _obj(far["entity_type"])))
+        lk = lk.join(targets, on="dst_mention_id", how="inner").rename(
             columns={"entity_id": "dst", "entity_type": "dst_type"})
         rel_frames = {k: g for k, g in lk.groupby("rel_type", sort=True)}
     empty = pd.DataFrame(columns=["src", "dst", "src_type", "dst_type", "cluster_id"])
@@ -192,6 +219,8 @@ def _gather(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFram
     g_men = _grouped(m, ["report_id", "entity_id"])
 
     types = dict(zip(_obj(m["entity_id"]), _obj(m["entity_type"])))
+    for e, t in extra_types.items():  # an entity has one type (its id says which)
+        types.setdefault(e, t)
     labels: Mapping[str, str] = {}
     if entities is not None and len(entities) and "label" in entities.columns:
         e = entities[_isin(entities["entity_id"].astype(str), types)]
@@ -348,12 +377,19 @@ def _score_clusters(clusters, reports, mentions, links, entities, now, settings,
     policy = as_policy(settings)
     if now is None:
         now = data_now(reports)
-    g = _gather(clusters, reports, mentions, links, entities, now, policy)
-    cids = sorted(g.rep_groups)
     least = PARALLEL_MIN_CLUSTERS if min_parallel is None else min_parallel
-    n = processes if processes > 1 and len(cids) >= max(least, 2) and _can_fork() else 1
+    n = 1
+    if processes > 1 and _can_fork():
+        cids, sizes = _cluster_work(clusters)
+        n = processes if len(cids) >= max(least, 2) else 1
+    if n > 1:  # each process gathers its own clusters' inputs (forked before gathering)
+        job = (clusters, reports, mentions, links, entities, now, policy, keep_parts)
+        results = _in_processes(_gather_and_score, job, _chunks(cids, sizes, n), None)
+    else:
+        g = _gather(clusters, reports, mentions, links, entities, now, policy)
+        results = _in_processes(_score_chunk, g, [sorted(g.rep_groups)], keep_parts)
     rows, parts = [], []
-    for chunk_rows, chunk_parts in _in_processes(_score_chunk, g, _chunks(cids, g.sizes, n), keep_parts):
+    for chunk_rows, chunk_parts in results:
         rows.extend(chunk_rows)
         parts.extend(chunk_parts)
     parts_df = pd.DataFrame(parts, columns=PART_COLUMNS)
@@ -407,6 +443,23 @@ def _score_chunk(g: _Gathered, cids: Sequence[str], keep_parts: bool) -> tuple[l
     return rows, parts
 
 
+def _gather_and_score(job: tuple, cids: Sequence[str], _: Any = None) -> tuple[list[dict], list[dict]]:
+    """:func:`_score_chunk` of the clusters ``cids`` (sorted), gathering only their inputs (``job``: the
+    arguments of :func:`_gather` and ``keep_parts``). A cluster of ``cids`` none of whose reports is in
+    ``reports`` is left out, as the gathering over all clusters leaves it out."""
+    clusters, reports, mentions, links, entities, now, policy, keep_parts = job
+    g = _gather(clusters, reports, mentions, links, entities, now, policy, only=cids)
+    return _score_chunk(g, sorted(g.rep_groups), keep_parts)
+
+
+def _cluster_work(clusters: pd.DataFrame) -> tuple[list[str], dict[str, int]]:
+    """(sorted distinct cluster ids as text, cluster -> its number of reports): the work each cluster takes
+    (reports have about as many mentions each), to cut the clusters into runs of about equal work
+    (:func:`_chunks`; only the cut depends on it, never a result)."""
+    work = clusters["cluster_id"].astype(str).value_counts()
+    return sorted(work.index.tolist()), dict(zip(work.index.tolist(), work.tolist()))
+
+
 def _chunks(cids: list[str], sizes: Mapping[str, int], n: int) -> list[list[str]]:
     """``cids`` (sorted) cut into ``n`` consecutive runs of about equal work (``sizes``: rows per cluster), so
     that joining the runs' results in order gives the clusters in order. Never an empty run.
@@ -443,9 +496,10 @@ def _forked_chunk(i: int) -> Any:
     return fn(g, chunks[i], arg)
 
 
-def _in_processes(fn: Callable, g: _Gathered, chunks: list[list[str]], arg: Any) -> list:
+def _in_processes(fn: Callable, g: Any, chunks: list[list[str]], arg: Any) -> list:
     """``[fn(g, chunk, arg) for chunk in chunks]``: the first chunk in this process, each other one in a forked
-    worker process that inherits ``g`` (nothing is pickled in; only the results come back)."""
+    worker process that inherits ``g`` (gathered inputs, or the tables to gather from: nothing is pickled in;
+    only the results come back)."""
     if len(chunks) <= 1:
         return [fn(g, c, arg) for c in chunks]
     import multiprocessing as mp
