@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -523,8 +524,10 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
             reused = _stored_rows(store, report_clusters, kept[still], rules)
             kept = kept[~_isin(kept["cluster_id"], reused["cluster_id"].tolist())].reset_index(drop=True)
     if entities is None and store is not None:
-        clustered = mentions.loc[_isin(mentions["report_id"], fresh_rc["report_id"].tolist()), "entity_id"]
-        entities = entity_rows(store, clustered.dropna().unique().tolist(), columns=("entity_id", "label"))
+        entities = _label_reader(store)
+        if entities is None:
+            clustered = mentions.loc[_isin(mentions["report_id"], fresh_rc["report_id"].tolist()), "entity_id"]
+            entities = entity_rows(store, clustered.dropna().unique().tolist(), columns=("entity_id", "label"))
     if links is None and store is not None:
         links = report_links(store, fresh_rc["report_id"].tolist())
     scored, parts = score_with_parts(fresh_rc, reports, mentions, links, entities, now=now, processes=processes,
@@ -556,6 +559,26 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
         step.reused = dict(zip(reused["cluster_id"].tolist(), reused["stored_id"].tolist())) \
             if reused is not None and len(reused) else {}
     return out
+
+
+def _label_reader(store: EmbeddedStore) -> Optional[Callable[[list], dict]]:
+    """A function giving ``{entity_id: label}`` of the given entity ids (those in the store), read through a
+    connection of its own, so that each scoring process reads the labels of its own clusters' entities
+    (:func:`linkage.triage.scoring.score_with_parts`), instead of this process reading them all first
+    (:func:`entity_rows`). None when another connection would not see what ``store`` holds (an open
+    transaction, a store not in a file): the caller reads the rows itself then."""
+    path = Path(store.path)
+    if store.conn.in_transaction or not path.is_file():
+        return None
+
+    def labels(entity_ids: list) -> dict:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return dict(conn.execute("SELECT entity_id, label FROM entities WHERE entity_id IN "
+                                     "(SELECT value FROM json_each(?))", (json.dumps(entity_ids),)).fetchall())
+        finally:
+            conn.close()
+    return labels
 
 
 #: ``meta`` key: the run whose cluster rows the ``clusters`` table holds (written with them by

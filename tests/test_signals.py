@@ -485,3 +485,25 @@ def test_scoring_workers_gathering_their_own_clusters_give_what_one_process_give
                                           min_parallel=0)
         pd.testing.assert_frame_equal(got, one)
         pd.testing.assert_frame_equal(got_parts, one_parts)
+
+
+def test_entities_given_as_a_label_reader_give_what_the_table_gives():
+    """``entities`` may be a function giving the labels of the ids asked for (each scoring process asks for its
+    own clusters' entities): the rows are those the entities table gives."""
+    from linkage.triage.scoring import score_with_parts
+
+    clusters, reports, mentions, links, ents = _many_clusters(6)
+    table = dict(zip(ents["entity_id"], ents["label"]))
+    asked: list = []
+
+    def reader(ids):
+        asked.append(len(ids))
+        return {e: table[e] for e in ids if e in table}
+
+    one, parts = score_with_parts(clusters, reports, mentions, links, ents, now=NOW)
+    for n in (1, 2):
+        got, got_parts = score_with_parts(clusters, reports, mentions, links, reader, now=NOW, processes=n,
+                                          min_parallel=0)
+        pd.testing.assert_frame_equal(got, one)
+        pd.testing.assert_frame_equal(got_parts, parts)
+    assert asked and any("Kerkstraat 1" in s for s in one["signals"])

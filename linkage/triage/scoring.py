@@ -3,7 +3,8 @@
 In:  ``clusters`` (report_id, cluster_id) from :func:`linkage.graph.find_clusters`, and the resolved tables
      ``reports`` (report_id, received_at ``YYYY-MM-DD``, category, reporter_id), ``mentions``
      (mention_id, report_id, entity_type, role, entity_id), ``links`` (src_mention_id, dst_mention_id,
-     rel_type, report_id), ``entities`` (entity_id, label; optional).
+     rel_type, report_id), ``entities`` (entity_id, label; optional; or a function giving ``{entity_id: label}``
+     of the entity ids it is given, called in each scoring process with the entities that process needs).
 Out: ``DataFrame[cluster_id, rank, score, n_reports, n_reporters, categories, signals, reason]``, ranked by
      score (desc) then cluster_id (asc). ``categories`` is a list (most frequent first); ``signals`` a JSON
      list of ``{name, value, weight, points, sentence, inputs}``; ``reason`` the sentences of the (up to)
@@ -222,7 +223,9 @@ def _gather(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFram
     for e, t in extra_types.items():  # an entity has one type (its id says which)
         types.setdefault(e, t)
     labels: Mapping[str, str] = {}
-    if entities is not None and len(entities) and "label" in entities.columns:
+    if callable(entities):  # a reader of the labels of given entity ids (read by each scoring process)
+        labels = entities(list(types))
+    elif entities is not None and len(entities) and "label" in entities.columns:
         e = entities[_isin(entities["entity_id"].astype(str), types)]
         labels = dict(zip(_obj(e["entity_id"].astype(str)), _obj(e["label"])))
     sizes = {cid: len(idx) + len(g_men.get(cid, ())) for cid, idx in rep_groups.items()}
