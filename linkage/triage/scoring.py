@@ -67,14 +67,28 @@ def data_now(reports: pd.DataFrame) -> dt.date:
 
 
 def _isin(s: pd.Series, values: Any) -> np.ndarray:
-    """``s.isin(values)`` as a boolean array, fast for string columns (pandas boxes every value of ``values``)."""
-    vals = list(values)
+    """``s.isin(values)`` as a boolean array, fast for string columns (pandas boxes every value of ``values``);
+    ``values`` may be a column too (read as Arrow text without a Python string per value)."""
     try:
-        arr = pa.array(s.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
-        value_set = pa.array(vals, type=pa.string(), from_pandas=True)
+        arr = _arrow_text(s)
+        value_set = _arrow_text(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError):  # not strings: pandas' own way
-        return s.isin(vals).to_numpy()
+        return s.isin(values.tolist() if hasattr(values, "tolist") else list(values)).to_numpy()
     return pc.fill_null(pc.is_in(arr, value_set=value_set), False).to_numpy(zero_copy_only=False)
+
+
+def _arrow_text(values: Any) -> pa.Array:
+    """Text values as one Arrow ``large_string`` array (missing values null): a pandas string column as it is
+    stored, anything else converted value by value. Raises ArrowInvalid / ArrowTypeError for non-text."""
+    if isinstance(values, (pd.Series, pd.Index)) and isinstance(values.dtype, pd.StringDtype):
+        arr = pa.array(values)
+    elif isinstance(values, (pd.Series, pd.Index, np.ndarray)):
+        arr = pa.array(np.asarray(values, dtype=object), type=pa.large_string(), from_pandas=True)
+    else:
+        arr = pa.array(list(values), type=pa.large_string(), from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return arr if arr.type == pa.large_string() else arr.cast(pa.large_string())
 
 
 def _group_bounds(keys: pd.Series) -> tuple[list, np.ndarray, list[int], list[int]]:
