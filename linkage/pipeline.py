@@ -499,7 +499,8 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
     Ranks are always decided over all clusters. Every cluster's parts are left in ``step.parts`` for
     :func:`save_cluster_state`.
     """
-    from linkage.triage import SIGNALS, route
+    from linkage.triage import route
+    from linkage.triage.routing import ROUTE_COLUMNS, route_rows
     from linkage.triage.scoring import (
         PART_COLUMNS, SCORED_COLUMNS, _isin, rank_scored, recency_level_moved, rescore, score_with_parts,
     )
@@ -530,23 +531,23 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
             entities = entity_rows(store, clustered.dropna().unique().tolist(), columns=("entity_id", "label"))
     if links is None and store is not None:
         links = report_links(store, fresh_rc["report_id"].tolist())
+    # each scoring process routes its own clusters (routing reads the signal values, given as name -> value)
     scored, parts = score_with_parts(fresh_rc, reports, mentions, links, entities, now=now, processes=processes,
-                                     min_parallel=min_parallel)
-    names = list(SIGNALS)
-    values = {cid: dict(zip(names, v)) for cid, v in zip(parts["cluster_id"].tolist(), parts["values"].tolist())}
+                                     min_parallel=min_parallel, router=lambda frame: route_rows(frame, rules))
+    routed = scored["routed"].tolist() if "routed" in scored.columns else []
     if kept is not None and len(kept):
         scores, signals, reasons, kept_values = rescore(kept, now)
-        values.update(zip(kept["cluster_id"].tolist(), kept_values))
         again = pd.DataFrame({"cluster_id": kept["cluster_id"], "score": scores, "n_reports": kept["n_reports"],
                               "n_reporters": kept["n_reporters"],
                               "categories": [json.loads(c) for c in kept["categories"].tolist()],
                               "signals": signals, "reason": reasons})
-        scored = rank_scored([scored, again])
+        routed += route_rows(again[["cluster_id", "score", "categories"]].assign(signals=kept_values), rules)
+        scored = rank_scored([scored[SCORED_COLUMNS], again])
         parts = pd.concat([parts, kept[PART_COLUMNS]], ignore_index=True)
     scored = scored[SCORED_COLUMNS]
-    # routing reads the signal values: given as name -> value (no JSON to parse again)
-    routed = route(scored[["cluster_id", "score", "categories"]].assign(
-        signals=[values[c] for c in scored["cluster_id"].tolist()]), rules)
+    # one frame of all routing rows, as one route() call over every cluster makes it (rules checked even without)
+    routed = pd.DataFrame(routed, columns=ROUTE_COLUMNS) if routed else \
+        route(scored[["cluster_id", "score", "categories"]].assign(signals=[]), rules)
     out = scored.merge(routed, on="cluster_id", how="left", suffixes=("", "_route"))
     if reused is not None and len(reused):
         parts = pd.concat([parts, cached[_isin(cached["cluster_id"], reused["cluster_id"].tolist())][PART_COLUMNS]],

@@ -507,3 +507,24 @@ def test_entities_given_as_a_label_reader_give_what_the_table_gives():
         pd.testing.assert_frame_equal(got, one)
         pd.testing.assert_frame_equal(got_parts, parts)
     assert asked and any("Kerkstraat 1" in s for s in one["signals"])
+
+
+def test_routing_in_the_scoring_processes_gives_what_routing_all_rows_gives():
+    """``router`` routes each scoring process's clusters; the routing rows, made one frame, are what one routing
+    of all the scored rows gives (per cluster: its score, categories and signal values)."""
+    from linkage.triage import SIGNALS, route
+    from linkage.triage.routing import ROUTE_COLUMNS, route_rows
+    from linkage.triage.scoring import score_with_parts
+
+    clusters, reports, mentions, links, ents = _many_clusters(12)
+    plain, parts = score_with_parts(clusters, reports, mentions, links, ents, now=NOW)
+    values = {c: dict(zip(SIGNALS, v)) for c, v in zip(parts["cluster_id"], parts["values"])}
+    want = plain.merge(route(plain[["cluster_id", "score", "categories"]].assign(
+        signals=[values[c] for c in plain["cluster_id"]])), on="cluster_id", how="left")
+    assert want["agencies"].map(len).gt(0).any()
+    for n in (1, 2, 3):
+        got, got_parts = score_with_parts(clusters, reports, mentions, links, ents, now=NOW, processes=n,
+                                          min_parallel=0, router=route_rows)
+        routed = pd.DataFrame(got.pop("routed").tolist(), columns=ROUTE_COLUMNS)
+        pd.testing.assert_frame_equal(got.merge(routed, on="cluster_id", how="left"), want)
+        pd.testing.assert_frame_equal(got_parts, parts)

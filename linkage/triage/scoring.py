@@ -343,10 +343,17 @@ def score_clusters(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.D
 def score_with_parts(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFrame,
                      links: pd.DataFrame | None = None, entities: pd.DataFrame | None = None,
                      now: dt.date | None = None, settings: ScoringPolicy | str | None = None,
-                     processes: int = 1, min_parallel: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                     processes: int = 1, min_parallel: int | None = None,
+                     router: Callable[[pd.DataFrame], pd.DataFrame] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(scored, parts)``: what :func:`score_clusters` gives, and per cluster the :data:`PART_COLUMNS` that
     let :func:`rescore` give the same row at another reference date without the cluster's reports.
     ``processes`` and ``min_parallel`` as for :func:`score_clusters`.
+
+    ``router`` (routing of scored rows, e.g. :func:`linkage.triage.routing.route_rows` with its rules): called
+    in each scoring process on its clusters' ``cluster_id, score, categories`` and ``signals`` (name -> value),
+    giving one row (a dict) per cluster in that order; ``scored`` then has a column ``routed`` holding each
+    cluster's row (the routing of each cluster is its own, so routing the runs apart gives what routing them
+    together gives).
 
     >>> clusters = pd.DataFrame({"report_id": ["R1", "R2"], "cluster_id": ["c_1", "c_1"]})
     >>> reports = pd.DataFrame({"report_id": ["R1", "R2"], "received_at": ["2024-05-01", "2024-05-02"],
@@ -358,7 +365,7 @@ def score_with_parts(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd
     [['c_1', '2024-05-02', '2024-05-01']]
     """
     return _score_clusters(clusters, reports, mentions, links, entities, now, settings, keep_parts=True,
-                           processes=processes, min_parallel=min_parallel)
+                           processes=processes, min_parallel=min_parallel, router=router)
 
 
 #: The only signal that reads the reference date ``now``; every other signal is a function of the cluster's own
@@ -390,7 +397,7 @@ PARALLEL_MIN_CLUSTERS = 2000
 
 
 def _score_clusters(clusters, reports, mentions, links, entities, now, settings, keep_parts: bool,
-                    processes: int = 1, min_parallel: int | None = None):
+                    processes: int = 1, min_parallel: int | None = None, router: Callable | None = None):
     policy = as_policy(settings)
     if now is None:
         now = data_now(reports)
@@ -400,11 +407,11 @@ def _score_clusters(clusters, reports, mentions, links, entities, now, settings,
         cids, sizes = _cluster_work(clusters)
         n = processes if len(cids) >= max(least, 2) else 1
     if n > 1:  # each process gathers its own clusters' inputs (forked before gathering)
-        job = (clusters, reports, mentions, links, entities, now, policy, keep_parts)
-        results = _in_processes(_gather_and_score, job, _chunks(cids, sizes, n), None)
+        job = (clusters, reports, mentions, links, entities, now, policy)
+        results = _in_processes(_gather_and_score, job, _chunks(cids, sizes, n), (keep_parts, router))
     else:
         g = _gather(clusters, reports, mentions, links, entities, now, policy)
-        results = _in_processes(_score_chunk, g, [sorted(g.rep_groups)], keep_parts)
+        results = [_score_chunk(g, sorted(g.rep_groups), keep_parts, router)]
     rows, parts = [], []
     for chunk_rows, chunk_parts in results:
         rows.extend(chunk_rows)
@@ -414,16 +421,19 @@ def _score_clusters(clusters, reports, mentions, links, entities, now, settings,
         return pd.DataFrame({c: pd.Series(dtype=object) for c in SCORED_COLUMNS}), parts_df
     out = pd.DataFrame(rows).sort_values(["score", "cluster_id"], ascending=[False, True], kind="stable")
     out.insert(1, "rank", np.arange(1, len(out) + 1))
-    return out[SCORED_COLUMNS].reset_index(drop=True), parts_df
+    return out[SCORED_COLUMNS + (["routed"] if router is not None else [])].reset_index(drop=True), parts_df
 
 
-def _score_chunk(g: _Gathered, cids: Sequence[str], keep_parts: bool) -> tuple[list[dict], list[dict]]:
+def _score_chunk(g: _Gathered, cids: Sequence[str], keep_parts: bool, router: Callable | None = None
+                 ) -> tuple[list[dict], list[dict]]:
     """``(rows, parts)`` of the clusters ``cids`` (in that order): every signal, the score, reason and signals
-    JSON of each, and with ``keep_parts`` its :data:`PART_COLUMNS`. Each cluster's row depends on its own
-    context alone, so any split of the clusters gives the same rows."""
+    JSON of each, with ``keep_parts`` its :data:`PART_COLUMNS`, and with ``router`` its routing row
+    (``routed``). Each cluster's row depends on its own context alone, so any split of the clusters gives the
+    same rows."""
     policy = g.policy
-    k = list(SIGNALS).index(NOW_SIGNAL) if keep_parts else -1
-    rows, parts = [], []
+    names = list(SIGNALS)
+    k = names.index(NOW_SIGNAL) if keep_parts else -1
+    rows, parts, values = [], [], []
     for cid in cids:
         ctx = _context(g, cid)
         sigs = [fn(ctx) for fn in SIGNALS.values()]
@@ -448,6 +458,8 @@ def _score_chunk(g: _Gathered, cids: Sequence[str], keep_parts: bool) -> tuple[l
         for r in ctx.reports:
             c = r.category or "overig"
             cats[c] = cats.get(c, 0) + 1
+        if router is not None:
+            values.append(dict(zip(names, [float(s.value) for s in sigs])))
         named = {r.reporter_id for r in ctx.reports if r.reporter_id}
         anon = sum(1 for r in ctx.reports if not r.reporter_id)
         rows.append({
@@ -457,16 +469,22 @@ def _score_chunk(g: _Gathered, cids: Sequence[str], keep_parts: bool) -> tuple[l
             "signals": signals,
             "reason": reason,
         })
+    if router is not None and rows:
+        routed = router(pd.DataFrame({"cluster_id": [r["cluster_id"] for r in rows],
+                                      "score": [r["score"] for r in rows],
+                                      "categories": [r["categories"] for r in rows], "signals": values}))
+        for row, r in zip(rows, routed):
+            row["routed"] = r
     return rows, parts
 
 
-def _gather_and_score(job: tuple, cids: Sequence[str], _: Any = None) -> tuple[list[dict], list[dict]]:
+def _gather_and_score(job: tuple, cids: Sequence[str], opts: tuple) -> tuple[list[dict], list[dict]]:
     """:func:`_score_chunk` of the clusters ``cids`` (sorted), gathering only their inputs (``job``: the
-    arguments of :func:`_gather` and ``keep_parts``). A cluster of ``cids`` none of whose reports is in
-    ``reports`` is left out, as the gathering over all clusters leaves it out."""
-    clusters, reports, mentions, links, entities, now, policy, keep_parts = job
+    arguments of :func:`_gather`; ``opts``: ``keep_parts`` and ``router``). A cluster of ``cids`` none of whose
+    reports is in ``reports`` is left out, as the gathering over all clusters leaves it out."""
+    clusters, reports, mentions, links, entities, now, policy = job
     g = _gather(clusters, reports, mentions, links, entities, now, policy, only=cids)
-    return _score_chunk(g, sorted(g.rep_groups), keep_parts)
+    return _score_chunk(g, sorted(g.rep_groups), *opts)
 
 
 def _cluster_work(clusters: pd.DataFrame) -> tuple[list[str], dict[str, int]]:
