@@ -349,10 +349,14 @@ def advance_changed(store, report_clusters_df: pd.DataFrame, routing_df: pd.Data
         conn = store.conn
         conn.execute(STATUS_INPUTS_TABLE)
         mark = conn.execute("SELECT value FROM meta WHERE key = ?", (STATUS_MARK,)).fetchone()
-        seen = pd.DataFrame.from_records(
-            conn.execute("SELECT report_id, cluster_id, agencies FROM status_inputs").fetchall(),
-            columns=["report_id", "cluster_id", "agencies"])
-        if len(seen):
+        rows = conn.execute("SELECT report_id, cluster_id, agencies FROM status_inputs ORDER BY report_id").fetchall()
+        kept = [np.array(col, dtype=object) for col in zip(*rows)] if rows else None
+        if kept is not None and len(kept[0]) == len(cur_r) and bool((kept[0] == cur_r).all()):
+            # the same reports as last time (both sorted by id, as SQLite orders text): compare row by row
+            changed = ~((kept[1] == cur_c) & (kept[2] == cur_a))
+            gone = []
+        elif kept is not None:
+            seen = pd.DataFrame.from_records(rows, columns=["report_id", "cluster_id", "agencies"])
             got = pd.DataFrame({"report_id": cur_r}).merge(
                 seen.drop_duplicates("report_id", keep="last"), on="report_id", how="left")
             same = (got["cluster_id"].to_numpy(dtype=object) == cur_c) & (got["agencies"].to_numpy(dtype=object) == cur_a)
