@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -537,7 +538,8 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
     Ranks are always decided over all clusters. Every cluster's parts are left in ``step.parts`` for
     :func:`save_cluster_state`.
     """
-    from linkage.triage import SIGNALS, route
+    from linkage.triage import route
+    from linkage.triage.routing import ROUTE_COLUMNS, route_rows
     from linkage.triage.scoring import (
         PART_COLUMNS, SCORED_COLUMNS, _isin, rank_scored, recency_level_moved, rescore, score_with_parts,
     )
@@ -562,27 +564,29 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
             reused = _stored_rows(store, report_clusters, kept[still], rules)
             kept = kept[~_isin(kept["cluster_id"], reused["cluster_id"].tolist())].reset_index(drop=True)
     if entities is None and store is not None:
-        clustered = mentions.loc[_isin(mentions["report_id"], fresh_rc["report_id"].tolist()), "entity_id"]
-        entities = entity_rows(store, clustered.dropna().unique().tolist(), columns=("entity_id", "label"))
+        entities = _label_reader(store)
+        if entities is None:
+            clustered = mentions.loc[_isin(mentions["report_id"], fresh_rc["report_id"].tolist()), "entity_id"]
+            entities = entity_rows(store, clustered.dropna().unique().tolist(), columns=("entity_id", "label"))
     if links is None and store is not None:
         links = report_links(store, fresh_rc["report_id"].tolist())
+    # each scoring process routes its own clusters (routing reads the signal values, given as name -> value)
     scored, parts = score_with_parts(fresh_rc, reports, mentions, links, entities, now=now, processes=processes,
-                                     min_parallel=min_parallel)
-    names = list(SIGNALS)
-    values = {cid: dict(zip(names, v)) for cid, v in zip(parts["cluster_id"].tolist(), parts["values"].tolist())}
+                                     min_parallel=min_parallel, router=lambda frame: route_rows(frame, rules))
+    routed = scored["routed"].tolist() if "routed" in scored.columns else []
     if kept is not None and len(kept):
         scores, signals, reasons, kept_values = rescore(kept, now)
-        values.update(zip(kept["cluster_id"].tolist(), kept_values))
         again = pd.DataFrame({"cluster_id": kept["cluster_id"], "score": scores, "n_reports": kept["n_reports"],
                               "n_reporters": kept["n_reporters"],
                               "categories": [json.loads(c) for c in kept["categories"].tolist()],
                               "signals": signals, "reason": reasons})
-        scored = rank_scored([scored, again])
+        routed += route_rows(again[["cluster_id", "score", "categories"]].assign(signals=kept_values), rules)
+        scored = rank_scored([scored[SCORED_COLUMNS], again])
         parts = pd.concat([parts, kept[PART_COLUMNS]], ignore_index=True)
     scored = scored[SCORED_COLUMNS]
-    # routing reads the signal values: given as name -> value (no JSON to parse again)
-    routed = route(scored[["cluster_id", "score", "categories"]].assign(
-        signals=[values[c] for c in scored["cluster_id"].tolist()]), rules)
+    # one frame of all routing rows, as one route() call over every cluster makes it (rules checked even without)
+    routed = pd.DataFrame(routed, columns=ROUTE_COLUMNS) if routed else \
+        route(scored[["cluster_id", "score", "categories"]].assign(signals=[]), rules)
     out = scored.merge(routed, on="cluster_id", how="left", suffixes=("", "_route"))
     if reused is not None and len(reused):
         parts = pd.concat([parts, cached[_isin(cached["cluster_id"], reused["cluster_id"].tolist())][PART_COLUMNS]],
@@ -595,6 +599,26 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
         step.reused = dict(zip(reused["cluster_id"].tolist(), reused["stored_id"].tolist())) \
             if reused is not None and len(reused) else {}
     return out
+
+
+def _label_reader(store: EmbeddedStore) -> Optional[Callable[[list], dict]]:
+    """A function giving ``{entity_id: label}`` of the given entity ids (those in the store), read through a
+    connection of its own, so that each scoring process reads the labels of its own clusters' entities
+    (:func:`linkage.triage.scoring.score_with_parts`), instead of this process reading them all first
+    (:func:`entity_rows`). None when another connection would not see what ``store`` holds (an open
+    transaction, a store not in a file): the caller reads the rows itself then."""
+    path = Path(store.path)
+    if store.conn.in_transaction or not path.is_file():
+        return None
+
+    def labels(entity_ids: list) -> dict:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return dict(conn.execute("SELECT entity_id, label FROM entities WHERE entity_id IN "
+                                     "(SELECT value FROM json_each(?))", (json.dumps(entity_ids),)).fetchall())
+        finally:
+            conn.close()
+    return labels
 
 
 #: ``meta`` key: the run whose cluster rows the ``clusters`` table holds (written with them by

@@ -221,6 +221,58 @@ def test_advance_changed_writes_what_advance_after_routing_writes(tmp_path, monk
         s.close()
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_advance_over_columns_writes_what_the_loop_writes(tmp_path, monkeypatch, seed):
+    """The column-wise rules (one cluster per report) write the rows, in the order, that the report-by-report
+    loop writes, from random histories (analyst statuses, agencies recorded before), random routing and
+    reports that are not stored; and a report in two clusters takes the loop."""
+    import random
+
+    from linkage.feedback.lifecycle import _advance, _advance_arrays, _pairs, _routing_map
+
+    monkeypatch.setenv("LINKAGE_USER", "tester")
+    rnd = random.Random(seed)
+    stored = [f"R-{i:02d}" for i in range(40)]
+    agencies = ["politie", "fiod", "riec", "gemeente"]
+    histories = {}
+    for r in stored:
+        a, b = rnd.sample(agencies, 2)
+        histories[r] = rnd.choice([[], [("in_behandeling", None)], [("gekoppeld", None)],
+                                   [("gekoppeld", None), ("in_behandeling", None)],
+                                   [("gekoppeld", None), ("doorgezet", a)], [("in_behandeling", None), ("afgehandeld", None)],
+                                   [("niet_ontvankelijk", None)],
+                                   [("gekoppeld", None), ("doorgezet", a), ("doorgezet", f"{a}; {b}")]])
+    members = {r: f"C{rnd.randrange(8)}" for r in stored + ["R-98", "R-99"] if rnd.random() < 0.8}
+    routing = pd.DataFrame({"cluster_id": [f"C{i}" for i in range(8)],
+                            "agencies": [rnd.sample(agencies, rnd.randrange(3)) for _ in range(8)]})
+    if seed % 2:
+        members_extra = [("R-01", "C9"), ("R-01", "C0")]  # one report in several clusters
+    else:
+        members_extra = []
+    rows = list(members.items()) + members_extra
+    rc = pd.DataFrame({"report_id": [r for r, _ in rows], "cluster_id": [c for _, c in rows]})
+    out = []
+    for name in ("columns", "loop"):
+        s = EmbeddedStore(tmp_path / f"{name}.db")
+        s.insert_rows("reports", [{"report_id": r, "received_at": "2025-03-03", "category": "overig",
+                                   "content_hash": r} for r in stored],
+                      ["report_id", "received_at", "category", "content_hash"])
+        for r in stored:
+            for to, agency in histories[r]:
+                set_status(s, r, to, agency=agency, note="analist")
+        rids, cids = _pairs(rc)
+        with s.transaction():
+            if name == "columns":
+                summary = _advance_arrays(s.conn, rids, cids, _routing_map(routing), "linkage", "t", None)
+            else:
+                summary = _advance(s.conn, list(zip(rids.tolist(), cids.tolist())), _routing_map(routing),
+                                   "linkage", "t", None)
+        out.append((summary.to_dict(), summary.report_ids, _histories(s)))
+        s.close()
+    assert out[0] == out[1]
+    assert out[0][0]["gekoppeld"] and out[0][0]["doorgezet"] and out[0][0]["skipped_final"]
+
+
 def test_advance_changed_looks_at_a_report_whose_history_changed_since(store):
     """An analyst's row since the last call makes the report looked at again, even with unchanged inputs."""
     rc, routing = _routing_setup(store)

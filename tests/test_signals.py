@@ -460,3 +460,71 @@ def test_chunks_are_consecutive_nonempty_runs_of_about_equal_work(n):
     if n > 1:  # no run takes much more than its share (a run may hold one cluster larger than the share)
         assert max(sum(sizes[c] for c in ch) for ch in chunks) <= total / n + max(sizes.values())
     assert _chunks(cids[:2], sizes, 5) == [["c000"], ["c001"]]
+
+
+def test_scoring_workers_gathering_their_own_clusters_give_what_one_process_gives():
+    """Forked workers gather only their clusters' inputs; a link whose target mention is in another cluster's
+    report (here: in the last copy, scored by another worker), a link to an unclustered report's mention and a
+    cluster whose reports are all missing give the rows and parts one process gives."""
+    from linkage.triage.scoring import score_with_parts
+
+    clusters, reports, mentions, links, ents = _many_clusters(12)
+    across = pd.DataFrame([
+        ["L1-M2~0", "C1-M2~11", "USES", "L1~0"],          # person in copy 0 uses the van of copy 11
+        ["C2-M1~1", "L1-M1~10", "LIVES_AT", "C2~1"],      # tenant of copy 1 lives at copy 10's address
+        ["L3-M2~2", "S1-M1~5", "DIRECTOR_OF", "L3~2"],    # target in an unclustered report
+        ["L1-M3~3", "no-such-mention", "LIVES_AT", "L1~3"],
+    ], columns=links.columns)
+    links = pd.concat([links, across], ignore_index=True)
+    clusters = pd.concat([clusters, pd.DataFrame({"report_id": ["gone"], "cluster_id": ["c_gone"]})],
+                         ignore_index=True)
+    one, one_parts = score_with_parts(clusters, reports, mentions, links, ents, now=NOW)
+    assert "c_gone" not in set(one["cluster_id"]) and len(one) == 24
+    for n in (2, 3, 5):
+        got, got_parts = score_with_parts(clusters, reports, mentions, links, ents, now=NOW, processes=n,
+                                          min_parallel=0)
+        pd.testing.assert_frame_equal(got, one)
+        pd.testing.assert_frame_equal(got_parts, one_parts)
+
+
+def test_entities_given_as_a_label_reader_give_what_the_table_gives():
+    """``entities`` may be a function giving the labels of the ids asked for (each scoring process asks for its
+    own clusters' entities): the rows are those the entities table gives."""
+    from linkage.triage.scoring import score_with_parts
+
+    clusters, reports, mentions, links, ents = _many_clusters(6)
+    table = dict(zip(ents["entity_id"], ents["label"]))
+    asked: list = []
+
+    def reader(ids):
+        asked.append(len(ids))
+        return {e: table[e] for e in ids if e in table}
+
+    one, parts = score_with_parts(clusters, reports, mentions, links, ents, now=NOW)
+    for n in (1, 2):
+        got, got_parts = score_with_parts(clusters, reports, mentions, links, reader, now=NOW, processes=n,
+                                          min_parallel=0)
+        pd.testing.assert_frame_equal(got, one)
+        pd.testing.assert_frame_equal(got_parts, parts)
+    assert asked and any("Kerkstraat 1" in s for s in one["signals"])
+
+
+def test_routing_in_the_scoring_processes_gives_what_routing_all_rows_gives():
+    """``router`` routes each scoring process's clusters; the routing rows, made one frame, are what one routing
+    of all the scored rows gives (per cluster: its score, categories and signal values)."""
+    from linkage.triage import SIGNALS, route
+    from linkage.triage.routing import ROUTE_COLUMNS, route_rows
+    from linkage.triage.scoring import score_with_parts
+
+    clusters, reports, mentions, links, ents = _many_clusters(12)
+    plain, parts = score_with_parts(clusters, reports, mentions, links, ents, now=NOW)
+    values = {c: dict(zip(SIGNALS, v)) for c, v in zip(parts["cluster_id"], parts["values"])}
+    want = plain.merge(route(plain[["cluster_id", "score", "categories"]].assign(
+        signals=[values[c] for c in plain["cluster_id"]])), on="cluster_id", how="left")
+    assert want["agencies"].map(len).gt(0).any()
+    for n in (1, 2, 3):
+        got, got_parts = score_with_parts(clusters, reports, mentions, links, ents, now=NOW, processes=n,
+                                          min_parallel=0, router=route_rows)
+        routed = pd.DataFrame(got.pop("routed").tolist(), columns=ROUTE_COLUMNS)
+        pd.testing.assert_frame_equal(got.merge(routed, on="cluster_id", how="left"), want)
+        pd.testing.assert_frame_equal(got_parts, parts)

@@ -38,8 +38,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, Iterable, Mapping
 
+import numpy as np
 import pandas as pd
 
 from linkage.audit import current_actor, now_iso
@@ -304,10 +306,9 @@ def advance_after_routing(store, report_clusters_df: pd.DataFrame | None = None,
     if routing_df is None:
         routing_df = store.frame("SELECT cluster_id, agencies FROM clusters")
     routed = _routing_map(routing_df)
-    pairs = sorted(set(zip(report_clusters_df["report_id"].astype(str).tolist(),
-                           report_clusters_df["cluster_id"].astype(str).tolist())))
+    rids, cids = _pairs(report_clusters_df)
     with store.transaction():
-        return _advance(store.conn, pairs, routed, actor, now_iso(now), None)
+        return _advance_arrays(store.conn, rids, cids, routed, actor, now_iso(now), None)
 
 
 #: What :func:`advance_changed` keeps of its last call: each clustered report's cluster and that cluster's
@@ -327,46 +328,175 @@ def advance_changed(store, report_clusters_df: pd.DataFrame, routing_df: pd.Data
     :func:`advance_after_routing` writes; ``skipped_final`` counts only the reports looked at. The first
     call (no mark yet) looks at every report.
 
+    The comparison with ``status_inputs`` is made over whole columns (:func:`_pairs`, a join), not per report.
     Everything, the kept inputs and the mark included, is written in one transaction.
     """
     routed = _routing_map(routing_df)
-    pairs = sorted(set(zip(report_clusters_df["report_id"].astype(str).tolist(),
-                           report_clusters_df["cluster_id"].astype(str).tolist())))
+    rids, cids = _pairs(report_clusters_df)
+    # what a dict report -> (cluster, agencies) built in pair order holds: a report in several clusters
+    # (never in a pipeline run) keeps its last pair's values at its first pair's place
+    last_of = np.ones(len(rids), dtype=bool)
+    if len(rids) > 1:
+        last_of[:-1] = rids[1:] != rids[:-1]
+    first_of = np.ones(len(rids), dtype=bool)
+    if len(rids) > 1:
+        first_of[1:] = rids[1:] != rids[:-1]
     texts = {cid: json.dumps(ags) for cid, ags in routed.items()}
-    current = {rid: (cid, texts.get(cid, "[]")) for rid, cid in pairs}
+    cur_r = rids[first_of]
+    cur_c = cids[last_of]
+    cur_a = np.array([texts.get(c, "[]") for c in cur_c.tolist()], dtype=object)
     with store.transaction():
         conn = store.conn
         conn.execute(STATUS_INPUTS_TABLE)
         mark = conn.execute("SELECT value FROM meta WHERE key = ?", (STATUS_MARK,)).fetchone()
-        seen = {r: (c, a) for r, c, a in conn.execute("SELECT report_id, cluster_id, agencies FROM status_inputs")}
-        changed = [r for r, v in current.items() if seen.get(r) != v]
+        rows = conn.execute("SELECT report_id, cluster_id, agencies FROM status_inputs ORDER BY report_id").fetchall()
+        kept = [np.array(col, dtype=object) for col in zip(*rows)] if rows else None
+        if kept is not None and len(kept[0]) == len(cur_r) and bool((kept[0] == cur_r).all()):
+            # the same reports as last time (both sorted by id, as SQLite orders text): compare row by row
+            changed = ~((kept[1] == cur_c) & (kept[2] == cur_a))
+            gone = []
+        elif kept is not None:
+            seen = pd.DataFrame.from_records(rows, columns=["report_id", "cluster_id", "agencies"])
+            got = pd.DataFrame({"report_id": cur_r}).merge(
+                seen.drop_duplicates("report_id", keep="last"), on="report_id", how="left")
+            same = (got["cluster_id"].to_numpy(dtype=object) == cur_c) & (got["agencies"].to_numpy(dtype=object) == cur_a)
+            changed = ~same
+            gone = seen["report_id"][~_member(seen["report_id"].to_numpy(dtype=object), cur_r)].tolist()
+        else:
+            changed = np.ones(len(cur_r), dtype=bool)
+            gone = []
         if mark is None:
             only = None
+            look = rids
+            look_c = cids
         else:
-            only = set(changed) | {r for (r,) in conn.execute(
-                "SELECT DISTINCT report_id FROM status_history WHERE id > ?", (int(mark[0]),))}
-        summary = _advance(conn, [p for p in pairs if only is None or p[0] in only], routed, actor, now_iso(now),
-                           only)
-        gone = [r for r in seen if r not in current]
+            since = [r for (r,) in conn.execute(
+                "SELECT DISTINCT report_id FROM status_history WHERE id > ?", (int(mark[0]),))]
+            only = set(cur_r[changed].tolist()) | set(since)
+            keep = _member(rids, cur_r[changed]) | _member(rids, since)
+            look, look_c = rids[keep], cids[keep]
+        summary = _advance_arrays(conn, look, look_c, routed, actor, now_iso(now), only)
         if gone:
             conn.executemany("DELETE FROM status_inputs WHERE report_id = ?", [(r,) for r in gone])
-        if changed:
+        if changed.any():
             conn.executemany("INSERT OR REPLACE INTO status_inputs (report_id, cluster_id, agencies) VALUES (?, ?, ?)",
-                             [(r, *current[r]) for r in changed])
+                             zip(cur_r[changed].tolist(), cur_c[changed].tolist(), cur_a[changed].tolist()))
         last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM status_history").fetchone()[0]
         conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (STATUS_MARK, str(last)))
     return summary
 
 
-def _advance(conn, pairs: list[tuple[str, str]], routed: Mapping[str, list[str]], actor: str, at: str,
-             only: set[str] | None) -> AdvanceSummary:
-    """The rules of :func:`advance_after_routing` over ``pairs`` (sorted ``(report_id, cluster_id)``), in the
-    caller's transaction; the history read is that of the reports in ``only`` (None: all)."""
+def _pairs(report_clusters_df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct ``(report_id, cluster_id)`` pairs as text, sorted (report, then cluster; the order of
+    ``sorted(set(zip(...)))``), as two object arrays."""
+    r = np.array(report_clusters_df["report_id"].astype(str).tolist(), dtype=object)
+    c = np.array(report_clusters_df["cluster_id"].astype(str).tolist(), dtype=object)
+    if not len(r):
+        return r, c
+    rc, _ = pd.factorize(r, sort=True)
+    cc, _ = pd.factorize(c, sort=True)
+    order = np.lexsort((cc, rc))
+    rc, cc = rc[order], cc[order]
+    keep = np.ones(len(order), dtype=bool)
+    keep[1:] = (rc[1:] != rc[:-1]) | (cc[1:] != cc[:-1])
+    order = order[keep]
+    return r[order], c[order]
+
+
+def _member(values: np.ndarray, among: Iterable[str]) -> np.ndarray:
+    """Whether each text of ``values`` is one of ``among`` (a boolean array; a hash lookup in Arrow)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    among = among.tolist() if hasattr(among, "tolist") else list(among)
+    if not len(values):
+        return np.zeros(0, dtype=bool)
+    got = pc.is_in(pa.array(values, type=pa.string(), from_pandas=True),
+                   value_set=pa.array(among, type=pa.string(), from_pandas=True))
+    return pc.fill_null(got, False).to_numpy(zero_copy_only=False)
+
+
+def _advance_arrays(conn, rids: np.ndarray, cids: np.ndarray, routed: Mapping[str, list[str]], actor: str, at: str,
+                    only: set[str] | None) -> AdvanceSummary:
+    """:func:`_advance` over the pairs ``rids[i], cids[i]`` (sorted, distinct). When every report occurs once
+    (one cluster per report, as a run stores them) the rules are applied to whole columns: no report's
+    outcome depends on another pair, so each pair gives what the loop gives it, and the rows are put in the
+    loop's order (pair by pair, ``gekoppeld`` before ``doorgezet``). Otherwise the loop itself runs."""
+    if len(rids) > 1 and bool((rids[1:] == rids[:-1]).any()):
+        return _advance(conn, list(zip(rids.tolist(), cids.tolist())), routed, actor, at, only)
     summary = AdvanceSummary()
-    rows: list[tuple] = []
+    n = len(rids)
+    if n == 0:
+        return summary
+    rid_list, cid_list = rids.tolist(), cids.tolist()
+    last, known, linked_before, doorgezet = _history_of(conn, only, known=only is not None)
+    if only is None:  # every report given: look up the few that are not stored rather than read all stored ids
+        missing = [r for (r,) in conn.execute(
+            "SELECT value FROM json_each(?) WHERE value NOT IN (SELECT report_id FROM reports)",
+            (json.dumps(rid_list),))]
+        known_mask = ~_member(rids, missing)
+    else:
+        known_mask = _member(rids, known)
+    if last:
+        status = pd.Series(rids).map(last).fillna(INITIAL_STATUS).to_numpy(dtype=object)
+    else:  # no history: every report is 'ontvangen'
+        status = np.full(n, INITIAL_STATUS, dtype=object)
+    final = _member(status, FINAL_STATUSES)
+    summary.skipped_final = int((known_mask & final).sum())
+    live = known_mask & ~final
+    gek = live & _member(status, ("ontvangen", "in_behandeling"))
+    if linked_before:
+        gek &= ~_member(rids, linked_before)
+    after = np.where(gek, "gekoppeld", status)
+    recorded: dict[str, set[str]] = {}
+    split = _split_cached()
+    for rid, text in doorgezet:
+        recorded.setdefault(rid, set()).update(split(text))
+    joined = {cid: "; ".join(ags) for cid, ags in routed.items()}
+    dz_idx, dz_text = [], []
+    can = live & _member(after, ("gekoppeld", "doorgezet")) & _member(cids, list(routed))
+    for i in np.flatnonzero(can).tolist():
+        seen = recorded.get(rid_list[i])
+        if not seen:
+            dz_idx.append(i)
+            dz_text.append(joined[cid_list[i]])
+            continue
+        new = [a for a in routed[cid_list[i]] if a not in seen]
+        if new:
+            dz_idx.append(i)
+            dz_text.append("; ".join(new))
+    gek_idx = np.flatnonzero(gek)
+    summary.gekoppeld = len(gek_idx)
+    summary.doorgezet = len(dz_idx)
+    dz = np.asarray(dz_idx, dtype=np.int64)
+    key = np.concatenate([gek_idx * 2, dz * 2 + 1])
+    order = np.argsort(key, kind="stable")
+    pos = np.concatenate([gek_idx, dz])[order].tolist()
+    is_dz = (np.arange(len(key)) >= len(gek_idx))[order].tolist()
+    row_rids = [rid_list[i] for i in pos]
+    frm = status.tolist()
+    aft = after.tolist()
+    from_s = [aft[i] if d else frm[i] for i, d in zip(pos, is_dz)]
+    to_s = ["doorgezet" if d else "gekoppeld" for d in is_dz]
+    notes = [f"cluster {cid_list[i]} routed" if d else f"in cluster {cid_list[i]}" for i, d in zip(pos, is_dz)]
+    texts = iter(dz_text)
+    agency = [next(texts) if d else None for d in is_dz]
+    summary.report_ids = row_rids
+    if row_rids:  # one statement for all rows, in the loop's order (ids as one by one)
+        conn.executemany(
+            "INSERT INTO status_history (report_id, at, actor, from_status, to_status, note, agency) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            zip(row_rids, repeat(at), repeat(actor), from_s, to_s, notes, agency))
+    return summary
+
+
+def _history_of(conn, only: set[str] | None, known: bool = True):
+    """``(last status per report, known report ids, reports ever 'gekoppeld', doorgezet rows (report, agency
+    text))`` of the reports in ``only`` (None: all), as :func:`_advance` reads them; ``known=False`` leaves the
+    stored ids out (an empty list) when ``only`` is None."""
     if only is None:
         last = _last_statuses(conn)  # reports without history are 'ontvangen'
-        known = {r for (r,) in conn.execute("SELECT report_id FROM reports")}
+        known = [r for (r,) in conn.execute("SELECT report_id FROM reports")] if known else []
         linked_before = {r for (r,) in conn.execute(
             "SELECT DISTINCT report_id FROM status_history WHERE to_status='gekoppeld'")}
         doorgezet = conn.execute(
@@ -378,14 +508,25 @@ def _advance(conn, pairs: list[tuple[str, str]], routed: Mapping[str, list[str]]
         last = dict(conn.execute(
             "SELECT h.report_id, h.to_status FROM status_history h WHERE h.id IN (SELECT MAX(id) FROM status_history "
             "WHERE report_id IN (SELECT id FROM temp.advance_ids) GROUP BY report_id)").fetchall())
-        known = {r for (r,) in conn.execute("SELECT report_id FROM reports WHERE report_id IN "
-                                            "(SELECT id FROM temp.advance_ids)")}
+        known = [r for (r,) in conn.execute("SELECT report_id FROM reports WHERE report_id IN "
+                                            "(SELECT id FROM temp.advance_ids)")]
         linked_before = {r for (r,) in conn.execute(
             "SELECT DISTINCT report_id FROM status_history WHERE to_status='gekoppeld' "
             "AND report_id IN (SELECT id FROM temp.advance_ids)")}
         doorgezet = conn.execute(
             "SELECT report_id, agency FROM status_history WHERE to_status='doorgezet' AND agency IS NOT NULL "
             "AND report_id IN (SELECT id FROM temp.advance_ids)")
+    return last, known, linked_before, doorgezet
+
+
+def _advance(conn, pairs: list[tuple[str, str]], routed: Mapping[str, list[str]], actor: str, at: str,
+             only: set[str] | None) -> AdvanceSummary:
+    """The rules of :func:`advance_after_routing` over ``pairs`` (sorted ``(report_id, cluster_id)``), in the
+    caller's transaction; the history read is that of the reports in ``only`` (None: all)."""
+    summary = AdvanceSummary()
+    rows: list[tuple] = []
+    last, known_ids, linked_before, doorgezet = _history_of(conn, only)
+    known = set(known_ids)
     recorded: dict[str, set[str]] = {}
     split = _split_cached()
     for rid, text in doorgezet:

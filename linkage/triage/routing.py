@@ -416,6 +416,23 @@ def route(scored_clusters: pd.DataFrame, rules_path: Path | str | None = None,
     rules = load_rules(rules_path, categories)
     if not len(scored_clusters):
         return pd.DataFrame({c: pd.Series(dtype=object) for c in ROUTE_COLUMNS})
+    return pd.DataFrame(_route_rows(rules, scored_clusters), columns=ROUTE_COLUMNS)
+
+
+def route_rows(scored_clusters: pd.DataFrame, rules_path: Path | str | None = None,
+               categories: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The rows of :func:`route` (one dict per cluster, keys :data:`ROUTE_COLUMNS`), before they are made a
+    frame: rows routed apart and joined make the frame one :func:`route` call makes of them all.
+
+    >>> scored = pd.DataFrame({"cluster_id": ["c_a"], "score": [70.0], "categories": [["witwassen"]],
+    ...                        "signals": ['[{"name": "shared_director_address", "value": 3}]']})
+    >>> [r["agencies"] for r in route_rows(scored)]
+    [['belastingdienst', 'bibob']]
+    """
+    return _route_rows(load_rules(rules_path, categories), scored_clusters) if len(scored_clusters) else []
+
+
+def _route_rows(rules: Rules, scored_clusters: pd.DataFrame) -> list[dict[str, Any]]:
     sig_col = scored_clusters["signals"] if "signals" in scored_clusters.columns else [None] * len(scored_clusters)
     cats = [_categories(c) for c in scored_clusters["categories"].tolist()]
     scores = [float(x) for x in scored_clusters["score"].tolist()]
@@ -439,7 +456,7 @@ def route(scored_clusters: pd.DataFrame, rules_path: Path | str | None = None,
         closest = rules.rules[int(np.argmin(f))] if len(f) else None
         why = _unrouted_reason(cats[i], scores[i], signals[i], closest)
         rows.append({"cluster_id": cid, "agencies": [], "agency_names": [], "routing": "[]", "unrouted_reason": why})
-    return pd.DataFrame(rows, columns=ROUTE_COLUMNS)
+    return rows
 
 
 def _unrouted_reason(cats: list[str], score: float, signals: Mapping[str, float], closest: Rule | None) -> str:

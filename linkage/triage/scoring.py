@@ -3,7 +3,8 @@
 In:  ``clusters`` (report_id, cluster_id) from :func:`linkage.graph.find_clusters`, and the resolved tables
      ``reports`` (report_id, received_at ``YYYY-MM-DD``, category, reporter_id), ``mentions``
      (mention_id, report_id, entity_type, role, entity_id), ``links`` (src_mention_id, dst_mention_id,
-     rel_type, report_id), ``entities`` (entity_id, label; optional).
+     rel_type, report_id), ``entities`` (entity_id, label; optional; or a function giving ``{entity_id: label}``
+     of the entity ids it is given, called in each scoring process with the entities that process needs).
 Out: ``DataFrame[cluster_id, rank, score, n_reports, n_reporters, categories, signals, reason]``, ranked by
      score (desc) then cluster_id (asc). ``categories`` is a list (most frequent first); ``signals`` a JSON
      list of ``{name, value, weight, points, sentence, inputs}``; ``reason`` the sentences of the (up to)
@@ -66,14 +67,28 @@ def data_now(reports: pd.DataFrame) -> dt.date:
 
 
 def _isin(s: pd.Series, values: Any) -> np.ndarray:
-    """``s.isin(values)`` as a boolean array, fast for string columns (pandas boxes every value of ``values``)."""
-    vals = list(values)
+    """``s.isin(values)`` as a boolean array, fast for string columns (pandas boxes every value of ``values``);
+    ``values`` may be a column too (read as Arrow text without a Python string per value)."""
     try:
-        arr = pa.array(s.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
-        value_set = pa.array(vals, type=pa.string(), from_pandas=True)
+        arr = _arrow_text(s)
+        value_set = _arrow_text(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError):  # not strings: pandas' own way
-        return s.isin(vals).to_numpy()
+        return s.isin(values.tolist() if hasattr(values, "tolist") else list(values)).to_numpy()
     return pc.fill_null(pc.is_in(arr, value_set=value_set), False).to_numpy(zero_copy_only=False)
+
+
+def _arrow_text(values: Any) -> pa.Array:
+    """Text values as one Arrow ``large_string`` array (missing values null): a pandas string column as it is
+    stored, anything else converted value by value. Raises ArrowInvalid / ArrowTypeError for non-text."""
+    if isinstance(values, (pd.Series, pd.Index)) and isinstance(values.dtype, pd.StringDtype):
+        arr = pa.array(values)
+    elif isinstance(values, (pd.Series, pd.Index, np.ndarray)):
+        arr = pa.array(np.asarray(values, dtype=object), type=pa.large_string(), from_pandas=True)
+    else:
+        arr = pa.array(list(values), type=pa.large_string(), from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return arr if arr.type == pa.large_string() else arr.cast(pa.large_string())
 
 
 def _group_bounds(keys: pd.Series) -> tuple[list, np.ndarray, list[int], list[int]]:
@@ -124,23 +139,50 @@ class _Gathered:
     sizes: dict = field(default_factory=dict)  # cluster_id -> report rows + mention rows (the work it takes)
 
 
-def _gather(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFrame, links: pd.DataFrame | None,
-            entities: pd.DataFrame | None, now: dt.date, policy: ScoringPolicy) -> _Gathered:
-    """The joins of :func:`build_contexts`, done once over all clusters."""
-    cmap = clusters[["report_id", "cluster_id"]].astype({"report_id": str, "cluster_id": str})
-    rep = reports.assign(report_id=reports["report_id"].astype(str)).merge(cmap, on="report_id", how="inner")
+def _clustered_mentions(mentions: pd.DataFrame, cmap: pd.DataFrame) -> pd.DataFrame:
+    """The mentions (with an entity) of the reports in ``cmap`` (report_id, cluster_id as text), each with its
+    report's cluster; ids as text."""
     m = mentions[mentions["entity_id"].notna()].assign(report_id=lambda d: d["report_id"].astype(str))
     m = m.merge(cmap, on="report_id", how="inner")
-    m = m.assign(entity_id=m["entity_id"].astype(str))
+    return m.assign(entity_id=m["entity_id"].astype(str))
+
+
+def _gather(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFrame, links: pd.DataFrame | None,
+            entities: pd.DataFrame | None, now: dt.date, policy: ScoringPolicy,
+            only: Sequence[str] | None = None) -> _Gathered:
+    """The joins of :func:`build_contexts`, done once over all clusters, or over the clusters ``only`` (a forked
+    scoring worker's share, :func:`_gather_and_score`): each of those gets what the gathering over all clusters
+    gives it. A stated link is joined to the cluster of its source mention and to its target mention wherever
+    that is: a target outside ``only``'s clusters (a link across reports of two clusters) is looked up among
+    all clustered mentions."""
+    cmap = clusters[["report_id", "cluster_id"]].astype({"report_id": str, "cluster_id": str})
+    every = cmap
+    if only is not None:
+        cmap = cmap[_isin(cmap["cluster_id"], only)]
+        reports = reports[_isin(reports["report_id"].astype(str), cmap["report_id"])]
+    rep = reports.assign(report_id=reports["report_id"].astype(str)).merge(cmap, on="report_id", how="inner")
+    full_m = mentions
+    if only is not None:
+        mentions = mentions[_isin(mentions["report_id"].astype(str), cmap["report_id"])]
+    m = _clustered_mentions(mentions, cmap)
     role = m["role"].fillna("").astype(str).str.strip().str.lower() if "role" in m.columns else pd.Series("", index=m.index)
 
     # ---- stated links, as entity pairs
     rel_frames: dict[str, pd.DataFrame] = {}
+    extra_types: dict = {}
     if links is not None and len(links):
         mm = m.set_index(m["mention_id"].astype(str))[["entity_id", "entity_type", "cluster_id"]]
         lk = links[["src_mention_id", "dst_mention_id", "rel_type"]].astype(str)
         lk = lk.join(mm, on="src_mention_id", how="inner").rename(columns={"entity_id": "src", "entity_type": "src_type"})
-        lk = lk.join(mm.drop(columns="cluster_id"), on="dst_mention_id", how="inner").rename(
+        targets = mm.drop(columns="cluster_id")
+        if only is not None:
+            away = lk["dst_mention_id"][~_isin(lk["dst_mention_id"], mm.index)].unique().tolist()
+            if away:  # targets in other clusters' reports (or in no cluster: not found there either)
+                far = full_m[_isin(full_m["mention_id"].astype(str), away)]
+                far = _clustered_mentions(far, every)
+                targets = pd.concat([targets, far.set_index(far["mention_id"].astype(str))[["entity_id", "entity_type"]]])
+                extra_types = dict(zip(_obj(far["entity_id"]), _obj(far["entity_type"])))
+        lk = lk.join(targets, on="dst_mention_id", how="inner").rename(
             columns={"entity_id": "dst", "entity_type": "dst_type"})
         rel_frames = {k: g for k, g in lk.groupby("rel_type", sort=True)}
     empty = pd.DataFrame(columns=["src", "dst", "src_type", "dst_type", "cluster_id"])
@@ -192,8 +234,12 @@ def _gather(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFram
     g_men = _grouped(m, ["report_id", "entity_id"])
 
     types = dict(zip(_obj(m["entity_id"]), _obj(m["entity_type"])))
+    for e, t in extra_types.items():  # an entity has one type (its id says which)
+        types.setdefault(e, t)
     labels: Mapping[str, str] = {}
-    if entities is not None and len(entities) and "label" in entities.columns:
+    if callable(entities):  # a reader of the labels of given entity ids (read by each scoring process)
+        labels = entities(list(types))
+    elif entities is not None and len(entities) and "label" in entities.columns:
         e = entities[_isin(entities["entity_id"].astype(str), types)]
         labels = dict(zip(_obj(e["entity_id"].astype(str)), _obj(e["label"])))
     sizes = {cid: len(idx) + len(g_men.get(cid, ())) for cid, idx in rep_groups.items()}
@@ -297,10 +343,17 @@ def score_clusters(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.D
 def score_with_parts(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFrame,
                      links: pd.DataFrame | None = None, entities: pd.DataFrame | None = None,
                      now: dt.date | None = None, settings: ScoringPolicy | str | None = None,
-                     processes: int = 1, min_parallel: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                     processes: int = 1, min_parallel: int | None = None,
+                     router: Callable[[pd.DataFrame], pd.DataFrame] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(scored, parts)``: what :func:`score_clusters` gives, and per cluster the :data:`PART_COLUMNS` that
     let :func:`rescore` give the same row at another reference date without the cluster's reports.
     ``processes`` and ``min_parallel`` as for :func:`score_clusters`.
+
+    ``router`` (routing of scored rows, e.g. :func:`linkage.triage.routing.route_rows` with its rules): called
+    in each scoring process on its clusters' ``cluster_id, score, categories`` and ``signals`` (name -> value),
+    giving one row (a dict) per cluster in that order; ``scored`` then has a column ``routed`` holding each
+    cluster's row (the routing of each cluster is its own, so routing the runs apart gives what routing them
+    together gives).
 
     >>> clusters = pd.DataFrame({"report_id": ["R1", "R2"], "cluster_id": ["c_1", "c_1"]})
     >>> reports = pd.DataFrame({"report_id": ["R1", "R2"], "received_at": ["2024-05-01", "2024-05-02"],
@@ -312,7 +365,7 @@ def score_with_parts(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd
     [['c_1', '2024-05-02', '2024-05-01']]
     """
     return _score_clusters(clusters, reports, mentions, links, entities, now, settings, keep_parts=True,
-                           processes=processes, min_parallel=min_parallel)
+                           processes=processes, min_parallel=min_parallel, router=router)
 
 
 #: The only signal that reads the reference date ``now``; every other signal is a function of the cluster's own
@@ -344,16 +397,23 @@ PARALLEL_MIN_CLUSTERS = 2000
 
 
 def _score_clusters(clusters, reports, mentions, links, entities, now, settings, keep_parts: bool,
-                    processes: int = 1, min_parallel: int | None = None):
+                    processes: int = 1, min_parallel: int | None = None, router: Callable | None = None):
     policy = as_policy(settings)
     if now is None:
         now = data_now(reports)
-    g = _gather(clusters, reports, mentions, links, entities, now, policy)
-    cids = sorted(g.rep_groups)
     least = PARALLEL_MIN_CLUSTERS if min_parallel is None else min_parallel
-    n = processes if processes > 1 and len(cids) >= max(least, 2) and _can_fork() else 1
+    n = 1
+    if processes > 1 and _can_fork():
+        cids, sizes = _cluster_work(clusters)
+        n = processes if len(cids) >= max(least, 2) else 1
+    if n > 1:  # each process gathers its own clusters' inputs (forked before gathering)
+        job = (clusters, reports, mentions, links, entities, now, policy)
+        results = _in_processes(_gather_and_score, job, _chunks(cids, sizes, n), (keep_parts, router))
+    else:
+        g = _gather(clusters, reports, mentions, links, entities, now, policy)
+        results = [_score_chunk(g, sorted(g.rep_groups), keep_parts, router)]
     rows, parts = [], []
-    for chunk_rows, chunk_parts in _in_processes(_score_chunk, g, _chunks(cids, g.sizes, n), keep_parts):
+    for chunk_rows, chunk_parts in results:
         rows.extend(chunk_rows)
         parts.extend(chunk_parts)
     parts_df = pd.DataFrame(parts, columns=PART_COLUMNS)
@@ -361,16 +421,19 @@ def _score_clusters(clusters, reports, mentions, links, entities, now, settings,
         return pd.DataFrame({c: pd.Series(dtype=object) for c in SCORED_COLUMNS}), parts_df
     out = pd.DataFrame(rows).sort_values(["score", "cluster_id"], ascending=[False, True], kind="stable")
     out.insert(1, "rank", np.arange(1, len(out) + 1))
-    return out[SCORED_COLUMNS].reset_index(drop=True), parts_df
+    return out[SCORED_COLUMNS + (["routed"] if router is not None else [])].reset_index(drop=True), parts_df
 
 
-def _score_chunk(g: _Gathered, cids: Sequence[str], keep_parts: bool) -> tuple[list[dict], list[dict]]:
+def _score_chunk(g: _Gathered, cids: Sequence[str], keep_parts: bool, router: Callable | None = None
+                 ) -> tuple[list[dict], list[dict]]:
     """``(rows, parts)`` of the clusters ``cids`` (in that order): every signal, the score, reason and signals
-    JSON of each, and with ``keep_parts`` its :data:`PART_COLUMNS`. Each cluster's row depends on its own
-    context alone, so any split of the clusters gives the same rows."""
+    JSON of each, with ``keep_parts`` its :data:`PART_COLUMNS`, and with ``router`` its routing row
+    (``routed``). Each cluster's row depends on its own context alone, so any split of the clusters gives the
+    same rows."""
     policy = g.policy
-    k = list(SIGNALS).index(NOW_SIGNAL) if keep_parts else -1
-    rows, parts = [], []
+    names = list(SIGNALS)
+    k = names.index(NOW_SIGNAL) if keep_parts else -1
+    rows, parts, values = [], [], []
     for cid in cids:
         ctx = _context(g, cid)
         sigs = [fn(ctx) for fn in SIGNALS.values()]
@@ -395,6 +458,8 @@ def _score_chunk(g: _Gathered, cids: Sequence[str], keep_parts: bool) -> tuple[l
         for r in ctx.reports:
             c = r.category or "overig"
             cats[c] = cats.get(c, 0) + 1
+        if router is not None:
+            values.append(dict(zip(names, [float(s.value) for s in sigs])))
         named = {r.reporter_id for r in ctx.reports if r.reporter_id}
         anon = sum(1 for r in ctx.reports if not r.reporter_id)
         rows.append({
@@ -404,7 +469,30 @@ def _score_chunk(g: _Gathered, cids: Sequence[str], keep_parts: bool) -> tuple[l
             "signals": signals,
             "reason": reason,
         })
+    if router is not None and rows:
+        routed = router(pd.DataFrame({"cluster_id": [r["cluster_id"] for r in rows],
+                                      "score": [r["score"] for r in rows],
+                                      "categories": [r["categories"] for r in rows], "signals": values}))
+        for row, r in zip(rows, routed):
+            row["routed"] = r
     return rows, parts
+
+
+def _gather_and_score(job: tuple, cids: Sequence[str], opts: tuple) -> tuple[list[dict], list[dict]]:
+    """:func:`_score_chunk` of the clusters ``cids`` (sorted), gathering only their inputs (``job``: the
+    arguments of :func:`_gather`; ``opts``: ``keep_parts`` and ``router``). A cluster of ``cids`` none of whose
+    reports is in ``reports`` is left out, as the gathering over all clusters leaves it out."""
+    clusters, reports, mentions, links, entities, now, policy = job
+    g = _gather(clusters, reports, mentions, links, entities, now, policy, only=cids)
+    return _score_chunk(g, sorted(g.rep_groups), *opts)
+
+
+def _cluster_work(clusters: pd.DataFrame) -> tuple[list[str], dict[str, int]]:
+    """(sorted distinct cluster ids as text, cluster -> its number of reports): the work each cluster takes
+    (reports have about as many mentions each), to cut the clusters into runs of about equal work
+    (:func:`_chunks`; only the cut depends on it, never a result)."""
+    work = clusters["cluster_id"].astype(str).value_counts()
+    return sorted(work.index.tolist()), dict(zip(work.index.tolist(), work.tolist()))
 
 
 def _chunks(cids: list[str], sizes: Mapping[str, int], n: int) -> list[list[str]]:
@@ -443,9 +531,10 @@ def _forked_chunk(i: int) -> Any:
     return fn(g, chunks[i], arg)
 
 
-def _in_processes(fn: Callable, g: _Gathered, chunks: list[list[str]], arg: Any) -> list:
+def _in_processes(fn: Callable, g: Any, chunks: list[list[str]], arg: Any) -> list:
     """``[fn(g, chunk, arg) for chunk in chunks]``: the first chunk in this process, each other one in a forked
-    worker process that inherits ``g`` (nothing is pickled in; only the results come back)."""
+    worker process that inherits ``g`` (gathered inputs, or the tables to gather from: nothing is pickled in;
+    only the results come back)."""
     if len(chunks) <= 1:
         return [fn(g, c, arg) for c in chunks]
     import multiprocessing as mp
