@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import sqlite3
 import struct
 import zipfile
 from dataclasses import dataclass, field
@@ -977,13 +978,34 @@ def load_state(conn, model: Mapping[str, Any], settings: ERSettings | None = Non
 
 
 def _read_chunks(conn, parts: tuple[str, ...], etype: str | None = None) -> dict[str, dict[str, list[bytes]]]:
-    """The stored blobs of ``parts`` per entity type (only ``etype`` when given), each part's chunks in order."""
-    sql = (f"SELECT entity_type, part, data FROM er_state WHERE part IN ({', '.join('?' for _ in parts)})"
+    """The stored blobs of ``parts`` per entity type (only ``etype`` when given), each part's chunks in order.
+
+    Each blob is read through SQLite's incremental blob I/O (one copy, into the bytes returned) instead of as a
+    column of the query (copied twice): ~200 MB of state at 100,000 reports, 0.2 -> 0.1 CPU s for the pairs.
+    Read inside one read transaction (the caller's, or one opened here), so all chunks are of one state."""
+    sql = (f"SELECT entity_type, part, rowid FROM er_state WHERE part IN ({', '.join('?' for _ in parts)})"
            + (" AND entity_type = ?" if etype is not None else "") + " ORDER BY entity_type, part, seq")
     out: dict[str, dict[str, list[bytes]]] = {}
-    for t, part, data in conn.execute(sql, tuple(parts) + ((etype,) if etype is not None else ())):
-        out.setdefault(t, {}).setdefault(part, []).append(data)
+    own = not conn.in_transaction
+    if own:
+        conn.execute("BEGIN")
+    try:
+        for t, part, rowid in conn.execute(sql, tuple(parts) + ((etype,) if etype is not None else ())).fetchall():
+            out.setdefault(t, {}).setdefault(part, []).append(_blob(conn, rowid))
+    finally:
+        if own:
+            conn.execute("COMMIT")
     return out
+
+
+def _blob(conn, rowid: int) -> bytes:
+    """The ``data`` blob of one ``er_state`` row (b"" for NULL)."""
+    try:
+        with conn.blobopen("er_state", "data", rowid, readonly=True) as blob:
+            return blob.read()
+    except sqlite3.OperationalError:  # NULL (or not a blob): read it as a value
+        data = conn.execute("SELECT data FROM er_state WHERE rowid = ?", (rowid,)).fetchone()[0]
+        return b"" if data is None else data
 
 
 def _records(blobs: list[bytes], columns: list[str] | None = None) -> pd.DataFrame:
