@@ -246,6 +246,30 @@ def test_store_incremental_equals_the_pair_table_path(parts, tmp_path):
         assert state.types["person"].keys is not None
 
 
+def test_the_new_mentions_are_read_from_the_newest_rows_and_from_all_when_they_are_not_there(parts, tmp_path):
+    """_new_mentions reads the k newest rows when they are the k mentions without an entity, and every mention when
+    one without an entity sits among older rows (or assignments and mentions disagree): the frame is the same."""
+    from linkage import model as schema
+    from linkage.resolve.incremental import _new_mentions
+
+    store = tmp_path / "s.db"
+    _two_runs(parts[0], parts[1], store, between=lambda st: None)
+    cols = ", ".join(schema.STORED_MENTION_FIELDS)
+    full = f"SELECT {cols} FROM mentions WHERE mention_id NOT IN (SELECT mention_id FROM mention_entities) ORDER BY mention_id"
+    with EmbeddedStore(store) as s:
+        assert s.count("mention_entities") == s.count("mentions")
+        newest = s.conn.execute("SELECT mention_id FROM mentions ORDER BY rowid DESC LIMIT 5").fetchall()
+        older = s.conn.execute("SELECT mention_id FROM mentions ORDER BY rowid LIMIT 3").fetchall()
+        for unassigned in (newest, older + newest[:2], newest[1:]):
+            with s.transaction() as conn:
+                conn.execute("SAVEPOINT t")
+                conn.executemany("DELETE FROM mention_entities WHERE mention_id = ?", unassigned)
+                new, n, resolved = _new_mentions(s, cols)
+                pd.testing.assert_frame_equal(new, s.frame(full))
+                assert len(new) == len(unassigned) == n - resolved
+                conn.execute("ROLLBACK TO t")
+
+
 def test_only_the_changed_components_of_a_region_are_clustered_again(parts, tmp_path, monkeypatch):
     """A region without judgements or name-only links is clustered again only in the components of strong
     links that a new mention reaches (cluster_changed_components): the same tables as clustering the whole

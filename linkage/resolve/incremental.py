@@ -1234,11 +1234,8 @@ def resolve_store_incremental(store, model: Mapping[str, Any], judgements: list,
     state = load_state(conn, model, settings)
     if state is None:
         return None
-    cols = ", ".join(schema.STORED_MENTION_FIELDS)
-    new = store.frame(f"SELECT {cols} FROM mentions WHERE mention_id NOT IN (SELECT mention_id FROM mention_entities) "
-                      "ORDER BY mention_id")
-    n_mentions = store.count("mentions")
-    if n_mentions != state.n_mentions() + len(new) or store.count("mention_entities") != state.n_mentions():
+    new, n_mentions, n_resolved = _new_mentions(store, ", ".join(schema.STORED_MENTION_FIELDS))
+    if n_mentions != state.n_mentions() + len(new) or n_resolved != state.n_mentions():
         return None  # mentions were deleted or assignments changed outside the resolver: rebuild
     if any(t in FUZZY_TYPES and t not in model for t in set(new["entity_type"].astype(str))):
         return None  # a type without a fitted model: the full path fits it
@@ -1250,6 +1247,37 @@ def resolve_store_incremental(store, model: Mapping[str, Any], judgements: list,
     if changed is not None:
         changed.extend(written)
     return counts
+
+
+def _new_mentions(store, cols: str) -> tuple[pd.DataFrame, int, int]:
+    """``(the mentions without an entity (columns ``cols``, by mention id), mentions, assignments)``, read in one
+    snapshot.
+
+    A load appends rows, so the ``k`` (mentions less assignments) mentions added since the last run are
+    normally the ``k`` newest rows: those are read (work that grows with the new mentions, not the store) and
+    used when all of them lack an entity and the row before them has one. Otherwise (rows added between older
+    ones, assignments of deleted mentions) every mention is checked, as before."""
+    conn = store.conn
+    own = not conn.in_transaction
+    if own:
+        conn.execute("BEGIN")
+    try:
+        n_mentions, n_resolved = store.count("mentions"), store.count("mention_entities")
+        k = n_mentions - n_resolved
+        new = None
+        if 0 < k < n_mentions:
+            got = store.frame(f"SELECT rowid AS row_, {cols} FROM (SELECT rowid, * FROM mentions ORDER BY rowid DESC "
+                              "LIMIT ?) WHERE mention_id NOT IN (SELECT mention_id FROM mention_entities)", (k + 1,))
+            before = conn.execute("SELECT rowid FROM mentions ORDER BY rowid DESC LIMIT 1 OFFSET ?", (k,)).fetchone()[0]
+            if len(got) == k and int(got["row_"].min()) > before:
+                new = got.drop(columns="row_").sort_values("mention_id", kind="stable").reset_index(drop=True)
+        if new is None:
+            new = store.frame(f"SELECT {cols} FROM mentions WHERE mention_id NOT IN "
+                              "(SELECT mention_id FROM mention_entities) ORDER BY mention_id")
+    finally:
+        if own:
+            conn.execute("COMMIT")
+    return new, n_mentions, n_resolved
 
 
 def stored_entities(store) -> Callable[[np.ndarray], np.ndarray]:
