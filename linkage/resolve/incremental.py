@@ -19,10 +19,11 @@ looks only at the blocks that hold a new record (:func:`linkage.blocking.block_i
 only at the groups a new record can pair with, :func:`fuzzy_groups`), comparing and scoring only at the new
 pairs. Each blocking column is coded into integers once per run and the rules work on the codes of the
 records they look at; a fuzzy or ``pair_with_empty`` rule pairs only the groups that hold a new record (and
-counts the others for its ``max_pairs`` cap). Blocks that outgrow a cap: adding records never adds a pair between earlier records, but it can take
-some away (a block past ``max_block`` is compared as a sorted neighbourhood instead of all against all, new
-records push earlier ones out of each other's window, a run or group passes ``incomplete_block`` or
-``max_pairs``). The blocking finds those pairs in the same blocks it looks at anyway
+counts the others for its ``max_pairs`` cap). Blocks that outgrow a cap: adding records never adds a pair
+between earlier records, but it can take some away (a block past ``max_block`` is compared as a sorted
+neighbourhood instead of all against all, new records push earlier ones out of each other's window, a run or
+group passes ``incomplete_block`` or ``max_pairs``). The blocking finds those pairs in the same blocks it
+looks at anyway
 (:func:`linkage.blocking.block_involving_outgrown`); every stored pair keeps the bit mask of the rules that
 make it, the rules that no longer do are cleared (an edit stored with the run), and a pair left with no rule
 is dead: a full run would not have it, so it is left out of the clustering (its regions are clustered again)
