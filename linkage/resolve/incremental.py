@@ -23,9 +23,8 @@ counts the others for its ``max_pairs`` cap). Blocks that outgrow a cap: adding 
 between earlier records, but it can take some away (a block past ``max_block`` is compared as a sorted
 neighbourhood instead of all against all, new records push earlier ones out of each other's window, a run or
 group passes ``incomplete_block`` or ``max_pairs``). The blocking finds those pairs in the same blocks it
-looks at anyway
-(:func:`linkage.blocking.block_involving_outgrown`); every stored pair keeps the bit mask of the rules that
-make it, the rules that no longer do are cleared (an edit stored with the run), and a pair left with no rule
+looks at anyway (:func:`linkage.blocking.block_involving_outgrown`); every stored pair keeps the bit mask of
+the rules that make it, the rules that no longer do are cleared (an edit stored with the run), and a pair left with no rule
 is dead: a full run would not have it, so it is left out of the clustering (its regions are clustered again)
 and of everything that reads the state. Blocks that shrink (a purge) go the other way; the run after a purge
 takes the full path, which blocks everything and scores only the pairs the stored ones lack
