@@ -110,6 +110,26 @@ def test_narrowed_blocking_gives_the_pairs_of_block_involving(collide, seed):
     assert np.array_equal(left, want.left) and np.array_equal(right, want.right)
 
 
+@pytest.mark.parametrize("seed", [1, 2])
+def test_fuzzy_groups_keeps_every_group_sharing_a_variant_with_an_involved_record_under_its_hash(seed):
+    """fuzzy_groups (numbered variants) against its definition, record by record."""
+    from linkage.blocking import deletion_variants
+    from linkage.resolve.incremental import fuzzy_groups
+
+    rng = np.random.default_rng(seed)
+    n = 400
+    stems = ["jan", "vri", "bak", "ja", "j"]
+    values = pd.Series([st + "".join(rng.choice(list("aens"), rng.integers(0, 3))) if rng.random() > 0.1 else ""
+                        for st in rng.choice(stems, n)])
+    hashes = rng.choice(np.array([0, 3, 5, 9], dtype=np.uint64), n)
+    involving = rng.random(n) < 0.05
+    got = fuzzy_groups(values, hashes, involving)
+    new = [i for i in range(n) if involving[i] and hashes[i] and values[i]]
+    want = [i for i in range(n) if values[i] and hashes[i] and any(
+        hashes[r] == hashes[i] and set(deletion_variants(values[r])) & set(deletion_variants(values[i])) for r in new)]
+    assert got.tolist() == want and len(want)
+
+
 def test_block_key_hashes_equal_exactly_for_equal_keys():
     df, rules, _ = _blocking_case()
     from linkage.blocking import block_keys
@@ -224,6 +244,30 @@ def test_store_incremental_equals_the_pair_table_path(parts, tmp_path):
                 assert ts.key_rules == rules_digest(rules)
                 assert np.array_equal(ts.keys, block_key_hashes(ts.records, rules))
         assert state.types["person"].keys is not None
+
+
+def test_the_new_mentions_are_read_from_the_newest_rows_and_from_all_when_they_are_not_there(parts, tmp_path):
+    """_new_mentions reads the k newest rows when they are the k mentions without an entity, and every mention when
+    one without an entity sits among older rows (or assignments and mentions disagree): the frame is the same."""
+    from linkage import model as schema
+    from linkage.resolve.incremental import _new_mentions
+
+    store = tmp_path / "s.db"
+    _two_runs(parts[0], parts[1], store, between=lambda st: None)
+    cols = ", ".join(schema.STORED_MENTION_FIELDS)
+    full = f"SELECT {cols} FROM mentions WHERE mention_id NOT IN (SELECT mention_id FROM mention_entities) ORDER BY mention_id"
+    with EmbeddedStore(store) as s:
+        assert s.count("mention_entities") == s.count("mentions")
+        newest = s.conn.execute("SELECT mention_id FROM mentions ORDER BY rowid DESC LIMIT 5").fetchall()
+        older = s.conn.execute("SELECT mention_id FROM mentions ORDER BY rowid LIMIT 3").fetchall()
+        for unassigned in (newest, older + newest[:2], newest[1:]):
+            with s.transaction() as conn:
+                conn.execute("SAVEPOINT t")
+                conn.executemany("DELETE FROM mention_entities WHERE mention_id = ?", unassigned)
+                new, n, resolved = _new_mentions(s, cols)
+                pd.testing.assert_frame_equal(new, s.frame(full))
+                assert len(new) == len(unassigned) == n - resolved
+                conn.execute("ROLLBACK TO t")
 
 
 def test_only_the_changed_components_of_a_region_are_clustered_again(parts, tmp_path, monkeypatch):
@@ -652,6 +696,45 @@ def test_outgrown_pairs_are_the_earlier_pairs_a_blocking_of_everything_no_longer
         assert np.array_equal(keys, np.sort(keys)) and dict(zip(keys.tolist(), masks.tolist())) == lost_by
         want, _ = block_involving(df, rules, involving, order, hashes=hashes)
         assert np.array_equal(cand.left, want.left) and np.array_equal(cand.rule_mask, want.rule_mask)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_narrowed_pairs_finds_the_pairs_and_the_outgrown_pairs_of_a_blocking_of_everything(seed):
+    """The incremental blocking (coded columns; fuzzy and pair_with_empty groups paired only where they hold an
+    involved record, counted with and without the involved ones) gives the pairs and the lost earlier pairs
+    with their rule bits that blocking everything gives, whether or not the hashes collide."""
+    from linkage.blocking import block_involving_outgrown
+    from linkage.resolve.incremental import narrowed_pairs
+
+    df, rules, involving = _outgrow_case(seed)
+    n = len(df)
+    order = df["mention_id"].to_numpy(object)
+    want, _, (keys, masks) = block_involving_outgrown(df, rules, involving, order)
+    assert len(keys)
+    for collide in (False, True):
+        hashes = block_key_hashes(df, rules)
+        if collide:
+            hashes = np.where(hashes != 0, np.uint64(7), np.uint64(0))
+        got = narrowed_pairs(df, rules, hashes, involving, order)
+        assert np.array_equal(got.left * n + got.right, want.left * n + want.right)
+        assert np.array_equal(got.rule_mask, want.rule_mask)
+        assert np.array_equal(got.lost_left * n + got.lost_right, keys) and np.array_equal(got.lost_mask, masks)
+
+
+def test_group_rules_pair_alike_through_codes_and_through_key_strings():
+    """A key value holding a character at or below the key separator makes the codes unusable: the fuzzy and
+    pair_with_empty rules then take the key-string path and give the same pairs and lost pairs."""
+    from linkage.blocking import KEY_SEP, block_involving_outgrown
+
+    df, rules, involving = _outgrow_case(2)
+    low = df.copy()
+    low["s"] = low["s"].where(low["s"] != "vries", "vr" + KEY_SEP + "ies")
+    low["i"] = low["i"].where(low["i"] != "b", "b" + KEY_SEP)
+    order = df["mention_id"].to_numpy(object)
+    a = block_involving_outgrown(df, rules, involving, order)
+    b = block_involving_outgrown(low, rules, involving, order)
+    assert np.array_equal(a[0].left, b[0].left) and np.array_equal(a[0].rule_mask, b[0].rule_mask)
+    assert np.array_equal(a[2][0], b[2][0]) and np.array_equal(a[2][1], b[2][1])
 
 
 @pytest.fixture()

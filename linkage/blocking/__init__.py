@@ -18,6 +18,7 @@ deterministic.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +28,7 @@ from linkage.arrays import sorted_unique
 from linkage.er_settings import BlockingRule
 
 KEY_SEP = "\x1f"
+_LOW_CHAR = re.compile("[\x00-\x1f]")  # a character at or below KEY_SEP
 
 
 @dataclass
@@ -100,22 +102,52 @@ class _Columns:
     from the key columns' codes instead, in the same order: key strings join the values with
     :data:`KEY_SEP`, so they sort (and are equal) as the tuples of their values do, as long as no value holds
     a character at or below :data:`KEY_SEP` (checked; otherwise the caller uses the key strings).
+
+    :meth:`take` gives the same columns for some rows (codes are taken, not made again; a column is coded
+    over the whole table once, the first time any view asks for it): an incremental run codes each blocking
+    column once and each rule works on integer codes of the records it looks at.
     """
 
-    def __init__(self, records: pd.DataFrame) -> None:
-        self.records = records
+    def __init__(self, records: pd.DataFrame | None, base: "_Columns | None" = None,
+                 rows: np.ndarray | None = None) -> None:
+        self._base = base
+        self._rows = rows
+        self._records = records
         self._coded: dict[str, tuple[np.ndarray, np.ndarray, int, bool]] = {}
+        self.n = len(rows) if base is not None else len(records)
+
+    def take(self, rows: np.ndarray) -> "_Columns":
+        """The columns of the records at ``rows`` (indices into this table), in that order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self._base is not None:
+            return _Columns(None, self._base, self._rows[rows])
+        return _Columns(None, self, rows)
+
+    @property
+    def records(self) -> pd.DataFrame:
+        """The feature table (a view's rows are taken from its base's table when first asked for)."""
+        if self._records is None:
+            self._records = self._base.records.iloc[self._rows].reset_index(drop=True)
+        return self._records
+
+    def has(self, name: str) -> bool:
+        """Is ``name`` a column of the table?"""
+        return name in (self._base.records if self._base is not None else self._records).columns
 
     def _column(self, name: str) -> tuple[np.ndarray, np.ndarray, int, bool]:
         """(codes, distinct values in sorted order, code of '' or -1, codes usable: no missing value and no
         value holding a low character)."""
         if name not in self._coded:
-            codes, uniques = pd.factorize(self.records[name].astype(str), sort=True)
+            if self._base is not None:
+                codes, values, empty, safe = self._base._column(name)
+                self._coded[name] = (codes[self._rows], values, empty, safe)
+                return self._coded[name]
+            codes, uniques = pd.factorize(self._records[name].astype(str), sort=True)
             values = np.asarray(uniques, dtype=object)
             empty = int(np.flatnonzero(values == "")[0]) if (values == "").any() else -1
             # a missing value (NaN/None stays missing through astype(str) under pandas 3) has code -1, which
             # the code path cannot order as the key strings do: such a column takes the key-string path
-            safe = not (codes < 0).any() and not any(v and min(v) <= KEY_SEP for v in values.tolist())
+            safe = not (codes < 0).any() and _LOW_CHAR.search("".join(values.tolist())) is None
             self._coded[name] = (codes.astype(np.int64), values, empty, safe)
         return self._coded[name]
 
@@ -123,16 +155,29 @@ class _Columns:
         """Sort-order codes of one column (as :func:`_codes` of its text; over all records)."""
         return self._column(name)[0]
 
+    def values(self, name: str) -> np.ndarray:
+        """The distinct values of one column in sorted order (``values[codes]`` is the column)."""
+        return self._column(name)[1]
+
+    def safe(self, name: str) -> bool:
+        """Can codes stand for the values of ``name`` (no missing value, none with a low character)?"""
+        return self._column(name)[3]
+
+    def empty(self, name: str) -> np.ndarray:
+        """Mask: the records whose ``name`` is the empty string (as ``astype(str) == ""``)."""
+        codes, _, empty, _ = self._column(name)
+        return codes == empty if empty >= 0 else np.zeros(len(codes), dtype=bool)
+
     def block_codes(self, keys: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
         """``(idx, block_code)``: the records with every key non-empty, and their block numbers in the sort
         order of their key strings (what ``_codes`` of those strings gives); None when a key column is
         missing or a value holds a character at or below :data:`KEY_SEP`."""
-        if not keys or any(k not in self.records.columns for k in keys):
+        if not keys or any(not self.has(k) for k in keys):
             return None
         cols = [self._column(k) for k in keys]
         if not all(c[3] for c in cols):
             return None
-        has = np.ones(len(self.records), dtype=bool)
+        has = np.ones(self.n, dtype=bool)
         for codes, _, empty, _ in cols:
             if empty >= 0:
                 has &= codes != empty
@@ -167,10 +212,11 @@ def block_keys(records: pd.DataFrame, rule: BlockingRule) -> pd.Series:
     return key.where(~empty, "").astype(object)
 
 
-def rule_pairs(records: pd.DataFrame, rule: BlockingRule, largest: int = 10,
+def rule_pairs(records: pd.DataFrame | None, rule: BlockingRule, largest: int = 10,
                columns: "_Columns | None" = None) -> tuple[np.ndarray, np.ndarray, RuleStats]:
     """All pairs one rule proposes, as record indices (left < right), plus its statistics. ``columns``: the
-    coded columns of ``records`` (:class:`_Columns`), shared by the rules of one :func:`block` call.
+    coded columns of ``records`` (:class:`_Columns`), shared by the rules of one :func:`block` call (with
+    ``columns``, ``records`` may be None: the columns are read through them).
 
     >>> df = pd.DataFrame({"k": ["a", "a", "a", "b", ""]})
     >>> left, right, stats = rule_pairs(df, BlockingRule("r", ("k",)))
@@ -178,9 +224,10 @@ def rule_pairs(records: pd.DataFrame, rule: BlockingRule, largest: int = 10,
     ([(0, 1), (0, 2), (1, 2)], 2)
     """
     columns = _Columns(records) if columns is None else columns
+    n_records = columns.n
     coded = columns.block_codes(rule.keys)
     if coded is None:  # a key column is missing or holds a separator-like character: the key strings decide
-        keys = block_keys(records, rule)
+        keys = block_keys(columns.records, rule)
         idx = np.flatnonzero((keys != "").to_numpy())
         sub = keys.iloc[idx]
         block_code = _codes(sub) if len(idx) >= 2 else None
@@ -192,7 +239,7 @@ def rule_pairs(records: pd.DataFrame, rule: BlockingRule, largest: int = 10,
                 RuleStats(rule.name, int(len(idx)), int(len(idx)), 0, 0, 0, []))
     order_cols = [block_code]
     for col in rule.order_by:
-        if col in records.columns:
+        if columns.has(col):
             order_cols.append(columns.codes(col)[idx])
     order_cols.append(idx)  # final tie-break: record index
     order = np.lexsort(tuple(reversed(order_cols)))
@@ -216,15 +263,15 @@ def rule_pairs(records: pd.DataFrame, rule: BlockingRule, largest: int = 10,
         k += 1
         active = active[limit[active] >= k]
     if rule.incomplete_block > 0 and (block_size > rule.max_block).any():
-        extra_left, extra_right = _incomplete_pairs(records, rule, idx, order, rec_sorted, blk_sorted,
+        extra_left, extra_right = _incomplete_pairs(columns, rule, idx, order, rec_sorted, blk_sorted,
                                                     block_size > rule.max_block, order_cols[1:-1])
         lefts.append(extra_left)
         rights.append(extra_right)
     left = np.concatenate(lefts) if lefts else np.empty(0, np.int64)
     right = np.concatenate(rights) if rights else np.empty(0, np.int64)
     if rule.incomplete_block > 0 and len(left):
-        key = sorted_unique(left.astype(np.int64) * len(records) + right)
-        left, right = key // len(records), key % len(records)
+        key = sorted_unique(left.astype(np.int64) * n_records + right)
+        left, right = key // n_records, key % n_records
     top = np.argsort(-sizes, kind="stable")[:largest]
     if sub is None:
         biggest = [(columns.key_of(rule.keys, int(rec_sorted[starts[t]])), int(sizes[t])) for t in top if sizes[t] > 1]
@@ -235,21 +282,21 @@ def rule_pairs(records: pd.DataFrame, rule: BlockingRule, largest: int = 10,
     return left.astype(np.int64), right.astype(np.int64), stats
 
 
-def _incomplete_pairs(records: pd.DataFrame, rule: BlockingRule, idx: np.ndarray, order: np.ndarray,
+def _incomplete_pairs(columns: _Columns, rule: BlockingRule, idx: np.ndarray, order: np.ndarray,
                       rec_sorted: np.ndarray, blk_sorted: np.ndarray, oversized: np.ndarray,
                       order_codes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Pairs of each record of an oversized block that lacks an ``order_by`` value with every record of its
     block sharing the ``order_by`` values it has (up to ``rule.incomplete_block`` records; see
     :class:`BlockingRule`). Positions are those of the sorted order of :func:`rule_pairs` (block, then
     ``order_by``), so each such group is one contiguous run; ``order_codes`` are the sort codes of the
-    ``order_by`` columns present (over ``idx``, unsorted)."""
-    cols = [c for c in rule.order_by if c in records.columns]
+    ``order_by`` columns present (over ``idx``, unsorted); ``columns`` the coded columns of the records."""
+    cols = [c for c in rule.order_by if columns.has(c)]
     if not cols:
         return np.empty(0, np.int64), np.empty(0, np.int64)
     codes, first_empty = [], np.full(len(idx), len(cols), dtype=np.int64)
     for j, col in enumerate(cols):
         codes.append(order_codes[j][order])
-        empty = (records[col].astype(str).to_numpy(dtype=object)[idx] == "")[order]
+        empty = columns.empty(col)[idx][order]
         first_empty = np.where(empty & (first_empty == len(cols)), j, first_empty)
     lefts, rights = [], []
     change = blk_sorted[1:] != blk_sorted[:-1]
@@ -425,37 +472,19 @@ def block(records: pd.DataFrame, rules: tuple[BlockingRule, ...] | list[Blocking
     return _union(n, rules, parts, entity_type)
 
 
-def _one_rule(records: pd.DataFrame, rule: BlockingRule, largest: int, columns: _Columns | None = None):
+def _one_rule(records: pd.DataFrame | None, rule: BlockingRule, largest: int, columns: _Columns | None = None):
+    """One rule's pairs and statistics (``records`` may be None when ``columns`` are given)."""
     if rule.fuzzy_key:
-        return _fuzzy_rule_pairs(records, rule, largest)
+        return _fuzzy_rule_pairs(records if records is not None else columns.records, rule, largest)
     if rule.pair_with_empty:
-        return _empty_rule_pairs(records, rule, largest)
+        return _empty_rule_pairs(records if records is not None else columns.records, rule, largest)
     return rule_pairs(records, rule, largest, columns)
 
 
-def _rule_columns(rule: BlockingRule) -> list[str]:
-    cols = list(rule.keys) + list(rule.order_by)
-    for extra in (rule.fuzzy_key, rule.pair_with_empty):
-        if extra:
-            cols.append(extra)
-    return list(dict.fromkeys(cols))
-
-
-def _fuzzy_neighbours(values: np.ndarray, new_values: set) -> np.ndarray:
-    """Mask over ``values``: equal to a value of ``new_values`` or one deletion-edit from one (shares a
-    deletion variant), as :func:`_fuzzy_rule_pairs` pairs them."""
-    variants = set()
-    for v in new_values:
-        variants.update(deletion_variants(v))
-    inverse, uniq = pd.factorize(pd.Series(values, dtype=object))
-    hit = np.fromiter((bool(variants.intersection(deletion_variants(str(u)))) for u in uniq.tolist()), dtype=bool,
-                      count=len(uniq))
-    return hit[inverse]
-
-
-def block_involving(records: pd.DataFrame, rules: tuple[BlockingRule, ...] | list[BlockingRule],
+def block_involving(records: pd.DataFrame | None, rules: tuple[BlockingRule, ...] | list[BlockingRule],
                     involving: np.ndarray, order: np.ndarray, entity_type: str = "",
-                    largest: int = 10, hashes: np.ndarray | None = None) -> tuple[Candidates, BlockingReport]:
+                    largest: int = 10, hashes: np.ndarray | None = None,
+                    columns: _Columns | None = None) -> tuple[Candidates, BlockingReport]:
     """The pairs :func:`block` gives with ``involving``, with work that grows with the involved records.
 
     Each rule looks only at the records of the blocks that hold an involved record (whole blocks, so that
@@ -469,14 +498,21 @@ def block_involving(records: pd.DataFrame, rules: tuple[BlockingRule, ...] | lis
     numbers instead of key values: the records sharing an involved record's hash hold its blocks whole (and,
     on a collision, another block whole, whose pairs involve no involved record and are dropped).
 
+    ``columns`` (optional): the coded columns of ``records`` (:class:`_Columns`; then ``records`` may be
+    None), when the caller blocks the same records more than once. Each column a rule reads is coded once;
+    the rules then work on integer codes of the records they look at. A ``pair_with_empty`` or fuzzy rule
+    pairs only the groups that hold an involved record (counting the others; the report's statistics are
+    those of the records looked at).
+
     >>> df = pd.DataFrame({"a": ["x", "x", "y", "y"], "b": ["1", "2", "2", "3"]})
     >>> cand, _ = block_involving(df, [BlockingRule("a", ("a",)), BlockingRule("b", ("b",))],
     ...                           np.array([False, False, False, True]), np.arange(4))
     >>> list(zip(cand.left.tolist(), cand.right.tolist(), cand.rule_mask.tolist()))
     [(2, 3, 1)]
     """
-    parts, _ = _involving_parts(records, rules, involving, order, largest, hashes, outgrown=False)
-    return _union(len(records), rules, parts, entity_type)
+    columns = _Columns(records) if columns is None else columns
+    parts, _ = _involving_parts(columns, rules, involving, order, largest, hashes, outgrown=False)
+    return _union(columns.n, rules, parts, entity_type)
 
 
 def _union(n: int, rules, parts: list, entity_type: str) -> tuple[Candidates, BlockingReport]:
@@ -507,56 +543,76 @@ def _union(n: int, rules, parts: list, entity_type: str) -> tuple[Candidates, Bl
     return cand, BlockingReport(entity_type, n, stats_all, len(cand))
 
 
-def _column_cache(records: pd.DataFrame):
-    """``column(name)``: a column of ``records`` as an object array, made once."""
-    values: dict[str, np.ndarray] = {}
+def _member(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Mask over ``values``: equal to one of ``wanted`` (a hash table of ``wanted``, probed once per value: about
+    twice as fast as :func:`numpy.isin`, which sorts both).
 
-    def column(name: str) -> np.ndarray:
-        if name not in values:
-            values[name] = records[name].to_numpy(dtype=object)
-        return values[name]
+    >>> _member(np.array([5, 1, 7, 5], dtype=np.uint64), np.array([5, 6], dtype=np.uint64)).tolist()
+    [True, False, False, True]
+    """
+    if not len(wanted):
+        return np.zeros(len(values), dtype=bool)
+    return pd.Series(np.ascontiguousarray(values), copy=False).isin(wanted).to_numpy(copy=True)
 
-    return column
 
-
-def _involved_blocks(records: pd.DataFrame, rule: BlockingRule, j: int, new_idx: np.ndarray, order: np.ndarray,
-                     hashes: np.ndarray | None, column) -> np.ndarray | None:
+def _involved_blocks(columns: _Columns, rule: BlockingRule, j: int, new_idx: np.ndarray, order: np.ndarray,
+                     hashes: np.ndarray | None) -> np.ndarray | None:
     """The records :func:`block_involving` gives ``rule`` (column ``j`` of ``hashes``) to pair the involved
     records ``new_idx`` as a blocking of everything does: the whole blocks that hold one (a fuzzy rule: the
     records one edit from one; a ``pair_with_empty`` rule: only blocks holding a record with the empty column),
     sorted by ``order``. None when the rule gives no pairs (no involved record, a key column missing)."""
-    if not len(new_idx) or any(k not in records.columns for k in rule.keys) or (
-            rule.fuzzy_key and rule.fuzzy_key not in records.columns):
+    if not len(new_idx) or any(not columns.has(k) for k in rule.keys) or (
+            rule.fuzzy_key and not columns.has(rule.fuzzy_key)):
         return None
-    n = len(records)
+    n = columns.n
     if hashes is not None and rule.keys:  # the records sharing an involved record's block-key hash
-        wanted_h = np.unique(hashes[new_idx, j])
-        mask = np.isin(hashes[:, j], wanted_h[wanted_h != 0])
+        col = hashes[:, j]
+        wanted_h = np.unique(col[new_idx])
+        mask = _member(col, wanted_h[wanted_h != 0])
     else:
         mask = np.ones(n, dtype=bool)
         for k in rule.keys:  # a superset of the blocks holding a new record (whole blocks)
-            col = column(k)
-            wanted = set(col[new_idx].tolist()) - {""}
-            mask &= pd.Series(col, dtype=object).isin(wanted).to_numpy()
-    if rule.fuzzy_key:
+            codes, values, empty, _ = columns._column(k)
+            table = np.zeros(len(values) + 1, dtype=bool)  # the last slot: a missing value (code -1)
+            table[codes[new_idx]] = True
+            if empty >= 0:
+                table[empty] = False
+            mask &= table[codes]
+    if rule.fuzzy_key:  # the records whose value is one deletion from an involved record's (equal included)
         sel = np.flatnonzero(mask)
-        fuzzy = records[rule.fuzzy_key]
-        wanted = set(fuzzy.iloc[new_idx[mask[new_idx]]].to_numpy(dtype=object).tolist()) - {""}
+        codes, values = columns.codes(rule.fuzzy_key), columns.values(rule.fuzzy_key)
+        wanted = {values[c] for c in np.unique(codes[new_idx[mask[new_idx]]]).tolist() if c >= 0} - {""}
         mask[:] = False
         if wanted and len(sel):
-            mask[sel[_fuzzy_neighbours(fuzzy.iloc[sel].to_numpy(dtype=object), wanted)]] = True
+            variants = set()
+            for v in wanted:
+                variants.update(deletion_variants(v))
+            distinct, inverse = np.unique(codes[sel], return_inverse=True)
+            hit = np.fromiter((c >= 0 and bool(variants.intersection(deletion_variants(str(values[c]))))
+                               for c in distinct.tolist()), dtype=bool, count=len(distinct))
+            mask[sel[hit[inverse.reshape(-1)]]] = True
     sub = np.flatnonzero(mask)
-    if rule.pair_with_empty and rule.pair_with_empty in records.columns and len(sub):
+    if rule.pair_with_empty and columns.has(rule.pair_with_empty) and len(sub):
         # only blocks that hold a record with the empty column give pairs: keep those blocks
-        keys = block_keys(records.iloc[sub], rule).to_numpy(dtype=object)
-        blank = records[rule.pair_with_empty].iloc[sub].to_numpy(dtype=object) == ""
-        sub = sub[pd.Series(keys, dtype=object).isin(set(keys[blank].tolist()) - {""}).to_numpy()]
+        part = columns.take(sub)
+        coded = part.block_codes(rule.keys)
+        if coded is not None:
+            idx, blk = coded
+            with_blank = np.zeros(int(blk.max()) + 1 if len(blk) else 0, dtype=bool)
+            with_blank[blk[part.empty(rule.pair_with_empty)[idx]]] = True
+            keep = np.zeros(len(sub), dtype=bool)
+            keep[idx[with_blank[blk]]] = True
+            sub = sub[keep]
+        else:
+            keys = block_keys(part.records, rule).to_numpy(dtype=object)
+            blank = part.empty(rule.pair_with_empty)
+            sub = sub[pd.Series(keys, dtype=object).isin(set(keys[blank].tolist()) - {""}).to_numpy()]
     return sub[np.argsort(np.asarray(order)[sub], kind="stable")]
 
 
-def block_involving_outgrown(records: pd.DataFrame, rules: tuple[BlockingRule, ...] | list[BlockingRule],
+def block_involving_outgrown(records: pd.DataFrame | None, rules: tuple[BlockingRule, ...] | list[BlockingRule],
                              involving: np.ndarray, order: np.ndarray, entity_type: str = "", largest: int = 10,
-                             hashes: np.ndarray | None = None
+                             hashes: np.ndarray | None = None, columns: _Columns | None = None
                              ) -> tuple[Candidates, BlockingReport, tuple[np.ndarray, np.ndarray]]:
     """:func:`block_involving`, and what adding the involved records takes away: ``(candidates, report,
     (keys, masks))``. ``keys`` (``left * n + right``, ``left < right``, sorted, unique) are the pairs between
@@ -569,7 +625,8 @@ def block_involving_outgrown(records: pd.DataFrame, rules: tuple[BlockingRule, .
     neighbourhood new records push earlier ones out of each other's window; a run of records lacking an
     ``order_by`` value can grow past ``incomplete_block``; a fuzzy or ``pair_with_empty`` group can grow past
     ``max_pairs``. Each happens only in a block that holds an involved record, which the rule looks at anyway;
-    a rule without ``fuzzy_key`` blocks the earlier records again only in its blocks now over their cap.
+    a rule without ``fuzzy_key`` blocks the earlier records again only in its blocks now over their cap, a
+    fuzzy or ``pair_with_empty`` rule counts each group's records with and without the involved ones.
 
     >>> df = pd.DataFrame({"k": ["a"] * 4, "o": ["1", "2", "3", "4"]})
     >>> rule = BlockingRule("r", ("k",), max_block=3, window=1, order_by=("o",))
@@ -578,8 +635,9 @@ def block_involving_outgrown(records: pd.DataFrame, rules: tuple[BlockingRule, .
     >>> list(zip(cand.left.tolist(), cand.right.tolist())), [(k // 4, k % 4) for k in keys.tolist()], masks.tolist()
     ([(0, 1), (1, 2)], [(0, 2), (0, 3)], [1, 1])
     """
-    parts, lost = _involving_parts(records, rules, involving, order, largest, hashes, outgrown=True)
-    cand, report = _union(len(records), rules, parts, entity_type)
+    columns = _Columns(records) if columns is None else columns
+    parts, lost = _involving_parts(columns, rules, involving, order, largest, hashes, outgrown=True)
+    cand, report = _union(columns.n, rules, parts, entity_type)
     if not lost:
         return cand, report, (np.empty(0, np.int64), np.empty(0, np.uint32))
     keys = np.concatenate([k for k, _ in lost])
@@ -602,45 +660,200 @@ def or_masks_by_key(keys: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np
     return keys[starts], np.bitwise_or.reduceat(masks, starts)
 
 
-def _involving_parts(records: pd.DataFrame, rules, involving: np.ndarray, order: np.ndarray, largest: int,
+def _involving_parts(columns: _Columns, rules, involving: np.ndarray, order: np.ndarray, largest: int,
                      hashes: np.ndarray | None, outgrown: bool) -> tuple[list, list]:
     """Per rule the pairs (``left * n + right``) involving an involved record, with the rule's statistics, for
     :func:`_union`; with ``outgrown`` also per rule ``(keys, rule index)`` of the earlier pairs it no longer
     makes (:func:`block_involving_outgrown`)."""
-    n = len(records)
+    n = columns.n
     involving = np.asarray(involving, dtype=bool)
     new_idx = np.flatnonzero(involving)
-    column = _column_cache(records)
     parts, lost = [], []
+    empty = np.empty(0, np.int64)
     for j, rule in enumerate(rules):
-        sub = _involved_blocks(records, rule, j, new_idx, order, hashes, column)
+        sub = _involved_blocks(columns, rule, j, new_idx, order, hashes)
         if sub is None:
-            parts.append((np.empty(0, np.int64), RuleStats(rule.name, 0, 0, 0, 0, 0, [])))
+            parts.append((empty, RuleStats(rule.name, 0, 0, 0, 0, 0, [])))
             continue
-        cols = [c for c in _rule_columns(rule) if c in records.columns]
-        part = records[cols].iloc[sub].reset_index(drop=True)
-        left, right, stats = _one_rule(part, rule, largest)
-        if outgrown and len(sub) > 2:
-            gone = _outgrown(part, rule, ~involving[sub], left, right,
-                             None if hashes is None or not rule.keys else hashes[sub, j])
-            if len(gone):
-                a, b = sub[gone // len(sub)], sub[gone % len(sub)]
-                lost.append((np.minimum(a, b).astype(np.int64) * n + np.maximum(a, b), j))
+        part, inv = columns.take(sub), involving[sub]
+        look_back = outgrown and len(sub) > 2
+        got = _group_involving(part, rule, inv, look_back)
+        if got is not None:  # a fuzzy or pair_with_empty rule: only the groups of involved records paired
+            left, right, stats, gone = got
+        else:
+            left, right, stats = _one_rule(None, rule, largest, part)
+            gone = _outgrown(part, rule, ~inv, left, right, None if hashes is None or not rule.keys
+                             else hashes[sub, j]) if look_back else empty
+            keep = inv[left] | inv[right]
+            left, right = left[keep], right[keep]
+        if len(gone):
+            a, b = sub[gone // len(sub)], sub[gone % len(sub)]
+            lost.append((np.minimum(a, b).astype(np.int64) * n + np.maximum(a, b), j))
         left, right = sub[left], sub[right]
-        keep = involving[left] | involving[right]
-        left, right = left[keep], right[keep]
         stats.pairs = int(len(left))
         parts.append((np.minimum(left, right).astype(np.int64) * n + np.maximum(left, right), stats))
     return parts, lost
 
 
-def _outgrown(part: pd.DataFrame, rule: BlockingRule, earlier: np.ndarray, left: np.ndarray, right: np.ndarray,
+def _group_involving(part: _Columns, rule: BlockingRule, inv: np.ndarray, outgrown: bool):
+    """For a fuzzy or ``pair_with_empty`` rule: ``(left, right, stats, gone)`` over ``part`` (whole groups),
+    the pairs it makes that involve an ``inv`` record and (with ``outgrown``) the keys of the earlier pairs it
+    no longer makes, as :func:`_one_rule` followed by :func:`_outgrown` give them, but pairing only the groups
+    that hold an involved record; None for other rules or when the codes cannot stand for the values."""
+    if rule.fuzzy_key:
+        return _fuzzy_involving(part, rule, inv, outgrown)
+    if rule.pair_with_empty:
+        return _empty_involving(part, rule, inv, outgrown)
+    return None
+
+
+def _groups(members: np.ndarray, group: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``members`` ordered by ``group`` (stable), with each group's start and size in that order."""
+    order = np.argsort(group, kind="stable")
+    size = np.bincount(group, minlength=n_groups).astype(np.int64)
+    return members[order], np.r_[0, np.cumsum(size)[:-1]].astype(np.int64), size
+
+
+def _empty_involving(part: _Columns, rule: BlockingRule, inv: np.ndarray, outgrown: bool):
+    """:func:`_group_involving` for a ``pair_with_empty`` rule (:func:`_empty_rule_pairs`): in a block whose
+    records with the empty column times its records are at most ``max_pairs``, those are paired with
+    everyone; a block is paired here only when it holds an involved record, and its earlier pairs are gone
+    when it was under the cap without the involved records and is over it with them."""
+    coded = part.block_codes(rule.keys)
+    if coded is None:
+        return None
+    m, none = part.n, np.empty(0, np.int64)
+    idx, blk = coded
+    blank = part.empty(rule.pair_with_empty)[idx] if part.has(rule.pair_with_empty) else np.zeros(len(idx), bool)
+    stats = RuleStats(rule.name, int(len(idx)), 0, 0, 0, 0, [])
+    if not blank.any() or len(idx) < 2:
+        return none, none, stats, none
+    nb = int(blk.max()) + 1
+    new = inv[idx]
+    size, n_blank = np.bincount(blk, minlength=nb), np.bincount(blk[blank], minlength=nb)
+    ok = (n_blank > 0) & (n_blank * size <= rule.max_pairs)
+    touched = np.zeros(nb, dtype=bool)
+    touched[blk[new]] = True
+
+    def pairs(rows: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+        """Keys of the pairs of every empty-column record of the ``chosen`` blocks with its block (``rows``
+        into idx), sorted and unique."""
+        rows = rows[chosen[blk[rows]]]
+        if not len(rows):
+            return none
+        recs, start, count = _groups(idx[rows], blk[rows], nb)
+        b_rows = rows[blank[rows]]
+        b_recs, b_start, b_count = _groups(idx[b_rows], blk[b_rows], nb)
+        use = np.flatnonzero(b_count > 0)
+        a, b = _cross(b_recs, b_start[use], b_count[use], start[use], count[use], recs)
+        return sorted_unique(a.astype(np.int64) * m + b)
+
+    key = pairs(np.arange(len(idx)), ok & touched)
+    key = key[inv[key // m] | inv[key % m]]
+    gone = none
+    if outgrown:
+        old = np.flatnonzero(~new)
+        size_o, blank_o = np.bincount(blk[old], minlength=nb), np.bincount(blk[old[blank[old]]], minlength=nb)
+        was_ok = (blank_o > 0) & (blank_o * size_o <= rule.max_pairs)
+        gone = pairs(old, touched & was_ok & ~ok)
+    stats.blocks, stats.capped_blocks = int(touched.sum()), int((touched & ~ok & (n_blank > 0)).sum())
+    return key // m, key % m, stats, gone
+
+
+def _fuzzy_involving(part: _Columns, rule: BlockingRule, inv: np.ndarray, outgrown: bool):
+    """:func:`_group_involving` for a fuzzy rule (:func:`_fuzzy_rule_pairs`): groups are the records of one
+    (key, value); two groups of one key whose values share a deletion variant (not equal) are paired when
+    their sizes multiply to at most ``max_pairs``. Only pairs of groups of which one holds an involved record
+    are looked at; such a pair's earlier pairs are gone when it was under the cap without the involved
+    records and is over it with them."""
+    fk = rule.fuzzy_key
+    if not part.has(fk) or not part.safe(fk):
+        return None
+    m, none = part.n, np.empty(0, np.int64)
+    if rule.keys:
+        coded = part.block_codes(rule.keys)
+        if coded is None:
+            return None
+        idx, kb = coded
+    else:
+        idx, kb = np.arange(m), np.zeros(m, dtype=np.int64)
+    codes, values, empty, _ = part._column(fk)
+    fc = codes[idx]
+    has = fc != empty
+    idx, kb, fc = idx[has], kb[has], fc[has]
+    stats = RuleStats(rule.name, int(len(idx)), 0, 0, 0, 0, [])
+    if len(idx) < 2:
+        return none, none, stats, none
+    # groups: distinct (key, value), numbered in that order
+    distinct, group = np.unique(kb * len(values) + fc, return_inverse=True)
+    group = group.reshape(-1)
+    ng = len(distinct)
+    g_key, g_value = distinct // len(values), distinct % len(values)
+    new = inv[idx]
+    size, size_o = np.bincount(group, minlength=ng), np.bincount(group[~new], minlength=ng)
+    touched = size > size_o
+    # each group's deletion variants (per distinct value), as codes; (key, variant) -> the groups having it
+    value_codes, value_of = np.unique(g_value, return_inverse=True)
+    texts, owner = [], []
+    for u, c in enumerate(value_codes.tolist()):
+        for d in set(deletion_variants(str(values[c]))):
+            texts.append(d)
+            owner.append(u)
+    vcode = pd.factorize(pd.Series(texts, dtype=object))[0].astype(np.int64)
+    owner = np.asarray(owner, dtype=np.int64)
+    v_start = np.searchsorted(owner, np.arange(len(value_codes)))
+    v_count = np.bincount(owner, minlength=len(value_codes))
+    per_group = v_count[value_of.reshape(-1)]
+    rows_g = np.repeat(np.arange(ng), per_group)
+    within = np.arange(len(rows_g)) - np.repeat(np.cumsum(per_group) - per_group, per_group)
+    rows_v = vcode[v_start[value_of.reshape(-1)][rows_g] + within]
+    shared = g_key[rows_g] * (int(vcode.max()) + 1) + rows_v
+    # only (key, variant) groups that hold a group with an involved record
+    hot = np.unique(shared[touched[rows_g]])
+    sel = _member(shared, hot)
+    shared, rows_g = shared[sel], rows_g[sel]
+    order = np.lexsort((rows_g, shared))
+    ks, gs = shared[order], rows_g[order]
+    start = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]]) if len(ks) else none
+    end = np.repeat(np.r_[start[1:], len(ks)], np.diff(np.r_[start, len(ks)])) if len(ks) else none
+    ga, gb, k = [], [], 1
+    active = np.flatnonzero(end - np.arange(len(ks)) > 1)
+    while len(active):
+        ga.append(gs[active])
+        gb.append(gs[active + k])
+        k += 1
+        active = active[end[active] - active > k]
+    if not ga:
+        return none, none, stats, none
+    ga, gb = np.concatenate(ga), np.concatenate(gb)
+    keep = (ga != gb) & (touched[ga] | touched[gb])
+    gpair = sorted_unique(np.minimum(ga[keep], gb[keep]) * ng + np.maximum(ga[keep], gb[keep]))
+    ga, gb = gpair // ng, gpair % ng
+    ok = size[ga] * size[gb] <= rule.max_pairs
+    recs, g_start, _ = _groups(idx, group, ng)
+    a, b = _cross(recs, g_start[ga[ok]], size[ga[ok]], g_start[gb[ok]], size[gb[ok]])
+    key = sorted_unique(a.astype(np.int64) * m + b)
+    key = key[inv[key // m] | inv[key % m]]
+    gone = none
+    if outgrown:
+        prod_o = size_o[ga] * size_o[gb]
+        lost = ~ok & (prod_o > 0) & (prod_o <= rule.max_pairs)
+        if lost.any():
+            old = np.flatnonzero(~new)
+            recs_o, start_o, _ = _groups(idx[old], group[old], ng)
+            a, b = _cross(recs_o, start_o[ga[lost]], size_o[ga[lost]], start_o[gb[lost]], size_o[gb[lost]])
+            gone = sorted_unique(a.astype(np.int64) * m + b)
+    stats.blocks, stats.capped_blocks = int(len(gpair)), int((~ok).sum())
+    return key // m, key % m, stats, gone
+
+
+def _outgrown(part: _Columns, rule: BlockingRule, earlier: np.ndarray, left: np.ndarray, right: np.ndarray,
               block_hash: np.ndarray | None) -> np.ndarray:
     """The pairs (``left * m + right`` over the ``m`` records of ``part``, sorted) between ``earlier`` records
     that ``rule`` makes over the earlier records alone and not over all of ``part`` (whose pairs are
-    ``left``/``right``). ``part`` holds whole blocks; a rule without ``fuzzy_key`` looks only at those now
-    over its cap (:func:`_over_cap`; ``block_hash`` tells blocks apart)."""
-    m = len(part)
+    ``left``/``right``). ``part`` (coded columns) holds whole blocks; a rule without ``fuzzy_key`` looks only
+    at those now over its cap (:func:`_over_cap`; ``block_hash`` tells blocks apart)."""
+    m = part.n
     looked = earlier.copy()
     if not rule.fuzzy_key:
         over = _over_cap(part, rule, block_hash)
@@ -652,26 +865,26 @@ def _outgrown(part: pd.DataFrame, rule: BlockingRule, earlier: np.ndarray, left:
         return np.empty(0, np.int64)
     ok = looked[left] & looked[right]
     now = sorted_unique(np.minimum(left[ok], right[ok]).astype(np.int64) * m + np.maximum(left[ok], right[ok]))
-    bl, br, _ = _one_rule(part.iloc[pos].reset_index(drop=True), rule, 0)
+    bl, br, _ = _one_rule(None, rule, 0, part.take(pos))
     bl, br = pos[bl], pos[br]
     before = sorted_unique(np.minimum(bl, br).astype(np.int64) * m + np.maximum(bl, br))
     return before[~np.isin(before, now, assume_unique=True)]
 
 
-def _over_cap(part: pd.DataFrame, rule: BlockingRule, block_hash: np.ndarray | None) -> np.ndarray:
-    """Mask over ``part`` (whole blocks of a rule without ``fuzzy_key``): the records of the blocks the rule
-    does not compare whole, a window rule's blocks over ``max_block``, a ``pair_with_empty`` rule's blocks
-    whose pairs exceed ``max_pairs``. Blocks are told apart by ``block_hash`` (records of one hash hold whole
-    blocks; a collision only makes a group look bigger) or, without it, by their key strings."""
+def _over_cap(part: _Columns, rule: BlockingRule, block_hash: np.ndarray | None) -> np.ndarray:
+    """Mask over ``part`` (coded columns of whole blocks of a rule without ``fuzzy_key``): the records of the
+    blocks the rule does not compare whole, a window rule's blocks over ``max_block``, a ``pair_with_empty``
+    rule's blocks whose pairs exceed ``max_pairs``. Blocks are told apart by ``block_hash`` (records of one
+    hash hold whole blocks; a collision only makes a group look bigger) or, without it, by their key
+    strings."""
     if not rule.keys:
-        block_hash = np.zeros(len(part), dtype=np.uint64)
+        block_hash = np.zeros(part.n, dtype=np.uint64)
     elif block_hash is None:
-        block_hash = block_keys(part, BlockingRule(rule.name, rule.keys)).to_numpy(dtype=object)
+        block_hash = block_keys(part.records, BlockingRule(rule.name, rule.keys)).to_numpy(dtype=object)
     codes, uniques = pd.factorize(pd.Series(block_hash, dtype=object if block_hash.dtype == object else None))
     size = np.bincount(codes, minlength=len(uniques))
     if rule.pair_with_empty:
-        blank = (part[rule.pair_with_empty].astype(str).to_numpy(dtype=object) == "") if \
-            rule.pair_with_empty in part.columns else np.zeros(len(part), dtype=bool)
+        blank = part.empty(rule.pair_with_empty) if part.has(rule.pair_with_empty) else np.zeros(part.n, dtype=bool)
         over = np.bincount(codes, weights=blank, minlength=len(uniques)) * size > rule.max_pairs
     else:
         over = size > rule.max_block

@@ -101,11 +101,13 @@ def cluster(n: int, link_left: np.ndarray, link_right: np.ndarray, link_logodds:
     ok[inside] = in_flagged[other_left[inside]]
     edges_by_comp: dict[int, list] = defaultdict(list)
     scored_by_comp: dict[int, list] = defaultdict(list)
+    comp_of = comp.tolist()  # list lookups: indexing the array once per pair cost as much as the rest of the loop
     for a, b, w in zip(link_left[lk].tolist(), link_right[lk].tolist(), link_logodds[lk].tolist()):
-        edges_by_comp[int(comp[a])].append((-w, min(a, b), max(a, b)))
-        scored_by_comp[int(comp[a])].append((a, b, w))
+        c = comp_of[a]
+        edges_by_comp[c].append((-w, a, b) if a < b else (-w, b, a))
+        scored_by_comp[c].append((a, b, w))
     for a, b, w in zip(other_left[ok].tolist(), other_right[ok].tolist(), other_logodds[ok].tolist()):
-        scored_by_comp[int(comp[a])].append((a, b, w))
+        scored_by_comp[comp_of[a]].append((a, b, w))
     same_by_comp: dict[int, list] = defaultdict(list)
     for a, b in same:
         if in_flagged[a]:
