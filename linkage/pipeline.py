@@ -243,7 +243,7 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
             "pairs": n_pairs, **({"state_rebuilt": 1} if outdated else {})}
 
 
-def _encoded_state(etype: str, outcome: dict[str, Any], judgements: list):
+def _encoded_state(etype: str, outcome: dict[str, Any], judgements: list) -> tuple[Any, int]:
     """``(encoded incremental state of the type, its number of scored pairs)`` from one resolved type's
     ``outcome`` (``records``, ``pairs``, ``model``: :func:`linkage.resolve.resolve_mentions`' ``finish_type``),
     as :func:`linkage.resolve.incremental.state_from_resolution` and ``save_state`` make and write it; the

@@ -320,3 +320,15 @@ def test_person_names_per_field_equal_parsing_each_row():
     got = _person_names(rows)
     for i, row in enumerate(rows.itertuples(index=False)):
         assert tuple(got[c][i] for c in _PERSON_NAME_COLUMNS) == _person_name(row.n, row.f, row.l), row
+
+
+def test_attribute_text_encoding_is_what_json_dumps_writes():
+    """engine encodes attribute strings with json.encoder.encode_basestring (faster than a json.dumps call per
+    value); it must write exactly json.dumps(value, ensure_ascii=False), also for odd strings."""
+    import json
+    from json.encoder import encode_basestring
+
+    odd = ["", "plain", 'quote " and \\ backslash', "nul \x00 bell \x07 del \x7f", "line\u2028sep\u2029",
+           "\ufeffbom", "lone \ud800 surrogate", "emoji \U0001F600", "Ëlise van der Laan", "x" * 10_000]
+    for value in odd:
+        assert encode_basestring(value) == json.dumps(value, ensure_ascii=False)

@@ -110,6 +110,31 @@ def test_types_no_worker_started_yet_are_taken_back_with_the_same_result(monkeyp
     assert {m for m in said if m.endswith(": done")} == {f"{t}: done" for t in groups[1]}
 
 
+def test_a_worker_killed_mid_resolve_is_a_clear_error_not_a_broken_pool(monkeypatch):
+    """A worker process that dies (the kernel's OOM killer: SIGKILL) stops the resolve with a LinkageError
+    naming the types not resolved and the way round it, not a bare BrokenProcessPool."""
+    import os
+    import signal
+
+    from linkage.errors import LinkageError
+    from linkage.resolve import engine
+
+    parent, original = os.getpid(), engine._resolve_type
+
+    def dies_in_worker(job, etype, say):
+        if os.getpid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(job, etype, say)
+
+    rows = MIXED + ADDRESSES
+    frame = pd.DataFrame(rows)
+    monkeypatch.setattr(engine, "_resolve_type", dies_in_worker)
+    job = engine._TypeJob(frame, frame["entity_type"], frame["entity_type"].value_counts().to_dict(),
+                          engine._settings(None), [], None, None, None, False, True)
+    with pytest.raises(LinkageError, match=r"worker process stopped unexpectedly.*processes = 1"):
+        list(engine._run_types(job, sorted(set(frame["entity_type"])), 2, lambda stage: None))
+
+
 def test_types_are_spread_heaviest_first_and_deterministically():
     counts = {"person": 40_000, "address": 45_000, "business": 8_000, "phone": 9_000, "vehicle": 5_000,
               "email": 1_000, "bank_account": 2_000}

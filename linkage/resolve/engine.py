@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import json
 import math
-from json.encoder import encode_basestring  # json.dumps(str, ensure_ascii=False)'s text
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring  # json.dumps(str, ensure_ascii=False)'s text (tested)
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
@@ -92,7 +92,9 @@ class Resolution:
     """The outcome of :func:`resolve_mentions`.
 
     ``scored`` holds every scored pair per fuzzy type in compact form (:class:`ScoredPairs`); ``pairs`` is
-    the same as one table with mention ids and level strings, built on first use.
+    the same as one table with mention ids and level strings, built on first use. When
+    :func:`resolve_mentions` was given ``finish_type``, the pairs went to that step instead: ``scored`` is
+    then empty, and ``diagnostics["finished"][type]`` holds what the step returned for each type.
     """
 
     assignments: pd.DataFrame
@@ -329,6 +331,7 @@ def _resolve_type(job: _TypeJob, etype: str, say: Callable[[str], None]) -> dict
     say(f"{etype}: naming entities")
     out["assignments"], out["entities"] = _entities(records, labels, etype)
     if job.finish is not None:
+        say(f"{etype}: encoding the incremental state")
         out["finished"] = job.finish(etype, {"records": records, "pairs": out["pairs"], "model": out["model"]})
         out["pairs"] = None  # the finishing step had them; not sent back from a worker
     out["records"] = records if job.keep_records else None
@@ -413,6 +416,7 @@ def _run_types(job: _TypeJob, order: list[str], processes: int, say: Callable[[s
             yield etype, _resolve_type(job, etype, say)
         return
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
     import queue as queue_mod
 
     counts = {t: int(job.counts[t]) for t in order}
@@ -460,6 +464,14 @@ def _run_types(job: _TypeJob, order: list[str], processes: int, say: Callable[[s
                         pass
                 drain()
             drain()
+    except BrokenProcessPool:
+        from linkage.errors import LinkageError
+
+        missing = ", ".join(t for t in order if t not in results)
+        raise LinkageError(
+            f"entity resolution: a worker process stopped unexpectedly (killed, or out of memory?) while resolving "
+            f"one of: {missing}. Nothing was written; run again, or set [resolve] processes = 1 to resolve every "
+            "type in this process") from None
     finally:
         _FORKED.clear()
     for etype in order:

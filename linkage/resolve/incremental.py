@@ -39,7 +39,7 @@ import sqlite3
 import struct
 import zipfile
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -860,7 +860,7 @@ PAIRS_PER_CHUNK = 4_000_000
 RECORDS_PER_CHUNK = 1_000_000
 
 
-def _records_rows(seq: int, records: pd.DataFrame):
+def _records_rows(seq: int, records: pd.DataFrame) -> Iterator[tuple[str, int, bytes]]:
     """``er_state`` rows ``(part, seq, blob)`` of ``records`` as LZ4 Arrow IPC blobs (:func:`_records_blob`) of at
     most :data:`RECORDS_PER_CHUNK` rows, from ``seq`` on, in order."""
     for k, start in enumerate(range(0, max(len(records), 1), RECORDS_PER_CHUNK)):
@@ -868,20 +868,21 @@ def _records_rows(seq: int, records: pd.DataFrame):
         yield "records", seq + k, _records_blob(part)
 
 
-def _keys_rows(seq: int, keys: np.ndarray):
+def _keys_rows(seq: int, keys: np.ndarray) -> Iterator[tuple[str, int, bytes]]:
     """``er_state`` rows of block-key hashes as npy blobs of at most :data:`RECORDS_PER_CHUNK` rows."""
     for k, start in enumerate(range(0, max(len(keys), 1), RECORDS_PER_CHUNK)):
         yield "keys", seq + k, _npz({"keys": keys[start:start + RECORDS_PER_CHUNK]})
 
 
-def _pairs_rows(seq: int, pairs: Mapping[str, np.ndarray]):
+def _pairs_rows(seq: int, pairs: Mapping[str, np.ndarray]) -> Iterator[tuple[str, int, bytes]]:
     """``er_state`` rows of pair arrays as npz blobs of at most :data:`PAIRS_PER_CHUNK` pairs."""
     n = len(next(iter(pairs.values())))
     for k, start in enumerate(range(0, max(n, 1), PAIRS_PER_CHUNK)):
         yield "pairs", seq + k, _npz({f: a[start:start + PAIRS_PER_CHUNK] for f, a in pairs.items()})
 
 
-def _insert(conn, etype: str, rows) -> None:
+def _insert(conn, etype: str, rows: Iterable[tuple[str, int, bytes]]) -> None:
+    """Write ``(part, seq, blob)`` rows of ``etype`` into ``er_state``."""
     conn.executemany("INSERT INTO er_state VALUES (?, ?, ?, ?)", ((etype, part, seq, blob) for part, seq, blob in rows))
 
 
