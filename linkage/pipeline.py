@@ -378,6 +378,9 @@ class ClusterStep:
     n_reports: Optional[int] = None       # the number of stored reports, likewise
     reused: dict = field(default_factory=dict)  # set by score_stage: raw id -> stored id of rows taken as stored
     routing: str = ""                     # set by score_stage: the routing fingerprint its routing was decided under
+    # set by score_stage on the incremental path: the clusters whose parts it took from ``previous_scores`` as
+    # they were (rescored or re-used rows); save_cluster_state writes only the other clusters' rows as edits
+    kept_ids: Optional[set] = None
 
 
 def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[int] = None,
@@ -595,6 +598,8 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
     if step is not None:
         step.parts = parts
         step.routing = fingerprint
+        step.kept_ids = None if kept is None else set(kept["cluster_id"].tolist()) | (
+            set(reused["cluster_id"].tolist()) if reused is not None else set())
         # not in ``out.attrs``: pandas deep-copies attrs into every frame derived from ``out``
         step.reused = dict(zip(reused["cluster_id"].tolist(), reused["stored_id"].tolist())) \
             if reused is not None and len(reused) else {}
@@ -695,8 +700,8 @@ def save_cluster_state(store: EmbeddedStore, step: ClusterStep, scored: pd.DataF
     reference date, the scoring and routing fingerprints and ``run_id`` (:func:`store_clusters` records the run
     whose rows the ``clusters`` table holds: the next run re-uses stored rows only when the two agree).
 
-    When :func:`score_stage` took the kept scores (the incremental path), the row of every cluster it did not
-    score again is the kept one: only the rows of the clusters it scored (those of re-clustered components, and
+    When :func:`score_stage` took the kept scores (the incremental path, ``step.kept_ids``: the clusters whose
+    kept row it took as it was), only the rows of the other clusters (those of re-clustered components, and
     any the kept table lacks) are made, and the kept table is saved as edits of itself
     (:class:`linkage.graph.incremental.TableEdits`: ~10,000 rows, 4 MB at 100,000 reports, written whole only
     when the edits pass their share)."""
@@ -705,13 +710,11 @@ def save_cluster_state(store: EmbeddedStore, step: ClusterStep, scored: pd.DataF
     from linkage.triage.scoring import _isin
 
     cached = step.previous_scores
-    edits = (step.update is not None and not step.update.everything and step.parts is not None
-             and _scores_usable(cached, step.previous_meta))
-    if edits:
+    as_edits = step.kept_ids is not None and cached is not None and step.parts is not None
+    if as_edits:
         ids = scored["cluster_id"].tolist()
         had = set(cached["cluster_id"].tolist())
-        redo = step.update.recomputed
-        changed = [c for c in ids if c in redo or c not in had]
+        changed = [c for c in ids if c not in step.kept_ids]
         removed = sorted((had - set(ids)) | (had & set(changed)))
         scored = scored[_isin(scored["cluster_id"], changed)]
     scores = scored[["cluster_id", "n_reports", "n_reporters", "categories"]].copy()
@@ -719,7 +722,7 @@ def save_cluster_state(store: EmbeddedStore, step: ClusterStep, scored: pd.DataF
     if step.parts is not None:
         scores = scores.merge(step.parts, on="cluster_id", how="left")
     base = (step.previous_meta.get("table_bases") or {}).get("scores", [None])[0]
-    table = TableEdits("cluster_id", base, cached, removed, scores) if edits else scores
+    table = TableEdits("cluster_id", base, cached, removed, scores) if as_edits else scores
     with store.transaction() as conn:
         save_state(conn, step.update.state, {"scores": table},
                    {"now": now.isoformat(), "scoring": _policy_fingerprint(), "signals": list(SIGNALS),

@@ -162,3 +162,30 @@ def test_edits_without_their_base_or_half_of_them_are_not_used(monkeypatch):
     assert gi.load_state(conn)[0].incidence.equals(got.incidence)
     conn.execute("DELETE FROM graph_state WHERE part = 'incidence_removed'")
     assert gi.load_state(conn) is None
+
+
+def test_half_of_a_tables_edits_or_edits_of_another_base_are_not_used():
+    """A kept table saved as edits (TableEdits) reads back as base minus removed plus added; with one of its two
+    edits parts missing, or a base of another row count than recorded, the state is not used."""
+    rng = np.random.default_rng(8)
+    mentions = _graph_world(rng)
+    conn = sqlite3.connect(":memory:")
+    state = gi.update_clusters(None, mentions, None, seed=8, settings=SETTINGS).state
+    table = pd.DataFrame({"cluster_id": [f"c{i}" for i in range(20)], "score": list(range(20))})
+    gi.save_state(conn, state, {"scores": table}, extra_keys={"scores": "cluster_id"})
+    state, tables, meta = gi.load_state(conn)
+    base = meta["table_bases"]["scores"][0]
+    changed = pd.DataFrame({"cluster_id": ["c1", "c99"], "score": [100, 99]})
+    gi.save_state(conn, state, {"scores": gi.TableEdits("cluster_id", base, tables["scores"], ["c1", "c2"], changed)},
+                  extra_keys={"scores": "cluster_id"})
+    assert {"scores:removed", "scores:added"} <= set(_parts(conn))
+    got = gi.load_state(conn)[1]["scores"].set_index("cluster_id")["score"].to_dict()
+    assert got == {**{f"c{i}": i for i in range(20) if i not in (1, 2)}, "c1": 100, "c99": 99}
+    stored = _parts(conn)
+    conn.execute("DELETE FROM graph_state WHERE part = 'scores:added'")
+    assert gi.load_state(conn) is None
+    conn.execute("INSERT INTO graph_state VALUES ('scores:added', ?)", (stored["scores:added"],))
+    assert gi.load_state(conn) is not None
+    conn.execute("UPDATE graph_state SET data = ? WHERE part = 'scores'",
+                 (gi._table_blob(table.head(19)),))
+    assert gi.load_state(conn) is None

@@ -570,9 +570,11 @@ def _table_edits(conn, name: str, edits: TableEdits, base: list | None):
 
 
 def load_state(conn) -> tuple[ClusterState, dict[str, pd.DataFrame], dict[str, Any]] | None:
-    """``(state, extra tables, meta)`` as :func:`save_state` wrote them; None when there is none or it is of
-    another version. The incidence is the base with its edits applied (``state.edits`` set, so the next save
-    writes only edits while they stay small)."""
+    """``(state, extra tables, meta)`` as :func:`save_state` wrote them; None (the run then clusters everything)
+    when there is none, it is of another version, or it is damaged: a part unreadable, half of the edits of
+    the incidence or of a table, a base of another row count than recorded. The incidence is the base with
+    its edits applied (``state.edits`` set, so the next save writes only edits while they stay small); a
+    table kept as edits is read as its base's rows that are left, then the added rows."""
     has = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'graph_state'").fetchone()
     if has is None:
         return None
@@ -599,8 +601,12 @@ def load_state(conn) -> tuple[ClusterState, dict[str, pd.DataFrame], dict[str, A
             return None  # edits without the base they apply to, or half of them: not usable
         edit_parts = {k: parts.pop(k) for k in [k for k in parts if k.endswith((":removed", ":added"))]}
         tables = {k: _read_table(v) for k, v in parts.items()}
-        for name, (_, _, key) in (meta.get("table_bases") or {}).items():
+        for name, (_, rows, key) in (meta.get("table_bases") or {}).items():
+            if (f"{name}:removed" in edit_parts) != (f"{name}:added" in edit_parts):
+                return None  # half of a table's edits: not usable (as for the incidence)
             if f"{name}:added" in edit_parts and name in tables:
+                if len(tables[name]) != int(rows):
+                    return None  # edits of another base
                 gone = _read_table(edit_parts[f"{name}:removed"])[key].astype(str).tolist()
                 table = tables[name]
                 tables[name] = _concat_rows([table[~_isin_text(table[key], gone)] if gone else table,

@@ -24,8 +24,8 @@ between earlier records, but it can take some away (a block past ``max_block`` i
 neighbourhood instead of all against all, new records push earlier ones out of each other's window, a run or
 group passes ``incomplete_block`` or ``max_pairs``). The blocking finds those pairs in the same blocks it
 looks at anyway (:func:`linkage.blocking.block_involving_outgrown`); every stored pair keeps the bit mask of
-the rules that make it, the rules that no longer do are cleared (an edit stored with the run), and a pair left with no rule
-is dead: a full run would not have it, so it is left out of the clustering (its regions are clustered again)
+the rules that make it, the rules that no longer do are cleared (an edit stored with the run), and a pair
+left with no rule is dead: a full run would not have it, so it is left out of the clustering (its regions are clustered again)
 and of everything that reads the state. Blocks that shrink (a purge) go the other way; the run after a purge
 takes the full path, which blocks everything and scores only the pairs the stored ones lack
 (:func:`linkage.resolve.engine._split_scored`).
@@ -1323,7 +1323,10 @@ def _new_mentions(store, cols: str) -> tuple[pd.DataFrame, int, int]:
     A load appends rows, so the ``k`` (mentions less assignments) mentions added since the last run are
     normally the ``k`` newest rows: those are read (work that grows with the new mentions, not the store) and
     used when all of them lack an entity and the row before them has one. Otherwise (rows added between older
-    ones, assignments of deleted mentions) every mention is checked, as before."""
+    ones, assignments of deleted mentions) every mention is checked, as before. Not detected on the fast path:
+    an assignment of a mention that no longer exists together with an older mention that lost its assignment
+    (the counts cancel). linkage itself never writes that (a purge deletes a mention with its assignment);
+    only an edit of the store from outside can, and ``linkage run --full`` repairs it."""
     conn = store.conn
     own = not conn.in_transaction
     if own:
