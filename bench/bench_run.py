@@ -78,7 +78,7 @@ def store_digest(store: Path) -> dict[str, list]:
     from loaders import quarantine_path
 
     out: dict[str, list] = {}
-    conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+    conn = sqlite3.connect(Path(store).resolve().as_uri() + "?mode=ro", uri=True)
     try:
         tables = [t for (t,) in conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -542,7 +541,7 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
     :func:`save_cluster_state`.
     """
     from linkage.triage import route
-    from linkage.triage.routing import ROUTE_COLUMNS, route_rows
+    from linkage.triage.routing import ROUTE_COLUMNS, load_rules, route_rows
     from linkage.triage.scoring import (
         PART_COLUMNS, SCORED_COLUMNS, _isin, rank_scored, recency_level_moved, rescore, score_with_parts,
     )
@@ -573,9 +572,11 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
             entities = entity_rows(store, clustered.dropna().unique().tolist(), columns=("entity_id", "label"))
     if links is None and store is not None:
         links = report_links(store, fresh_rc["report_id"].tolist())
-    # each scoring process routes its own clusters (routing reads the signal values, given as name -> value)
+    # each scoring process routes its own clusters (routing reads the signal values, given as name -> value),
+    # all by the rules read once here (forked workers inherit them)
+    loaded = load_rules(rules)
     scored, parts = score_with_parts(fresh_rc, reports, mentions, links, entities, now=now, processes=processes,
-                                     min_parallel=min_parallel, router=lambda frame: route_rows(frame, rules))
+                                     min_parallel=min_parallel, router=lambda frame: route_rows(frame, loaded))
     routed = scored["routed"].tolist() if "routed" in scored.columns else []
     if kept is not None and len(kept):
         scores, signals, reasons, kept_values = rescore(kept, now)
@@ -583,7 +584,7 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
                               "n_reporters": kept["n_reporters"],
                               "categories": [json.loads(c) for c in kept["categories"].tolist()],
                               "signals": signals, "reason": reasons})
-        routed += route_rows(again[["cluster_id", "score", "categories"]].assign(signals=kept_values), rules)
+        routed += route_rows(again[["cluster_id", "score", "categories"]].assign(signals=kept_values), loaded)
         scored = rank_scored([scored[SCORED_COLUMNS], again])
         parts = pd.concat([parts, kept[PART_COLUMNS]], ignore_index=True)
     scored = scored[SCORED_COLUMNS]
@@ -612,18 +613,14 @@ def _label_reader(store: EmbeddedStore) -> Optional[Callable[[list], dict]]:
     (:func:`linkage.triage.scoring.score_with_parts`), instead of this process reading them all first
     (:func:`entity_rows`). None when another connection would not see what ``store`` holds (an open
     transaction, a store not in a file): the caller reads the rows itself then."""
+    from functools import partial
+
+    from linkage.store.embedded import entity_labels
+
     path = Path(store.path)
     if store.conn.in_transaction or not path.is_file():
         return None
-
-    def labels(entity_ids: list) -> dict:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            return dict(conn.execute("SELECT entity_id, label FROM entities WHERE entity_id IN "
-                                     "(SELECT value FROM json_each(?))", (json.dumps(entity_ids),)).fetchall())
-        finally:
-            conn.close()
-    return labels
+    return partial(entity_labels, path)
 
 
 #: ``meta`` key: the run whose cluster rows the ``clusters`` table holds (written with them by

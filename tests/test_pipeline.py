@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import shutil
+import sqlite3
 
 import pandas as pd
 import pytest
@@ -578,3 +579,17 @@ def test_rounds_that_keep_the_incidence_as_edits_equal_clustering_everything_aga
 
         pd.testing.assert_frame_equal(without_recency(ta["scores"]), without_recency(tb["scores"]),
                                       check_dtype=False)
+
+
+def test_a_store_path_with_uri_characters_gives_the_same_clusters(generated, ran, tmp_path):
+    """The scoring processes read entity labels through a read-only connection of their own; a store path with
+    ``?``, ``#`` or ``%41`` in it (a URI would cut or decode it) gives the same clusters as any other path."""
+    store_path, _ = ran
+    odd = tmp_path / "odd?#%41 dir" / "s.db"
+    odd.parent.mkdir()
+    run([generated / "reports.csv", generated / "mentions.csv"], odd)
+    cols = "cluster_id, score, n_reports, agencies, reason"
+    with sqlite3.connect(store_path) as a, sqlite3.connect(odd) as b:
+        assert a.execute(f"SELECT {cols} FROM clusters ORDER BY cluster_id").fetchall() == \
+            b.execute(f"SELECT {cols} FROM clusters ORDER BY cluster_id").fetchall()
+    assert not (tmp_path / "odd").exists()  # no stray database at the cut-off path

@@ -447,6 +447,29 @@ def test_scoring_in_several_processes_gives_what_one_process_gives():
                                                  min_parallel=10_000), one)
 
 
+def _dies_in_a_worker(parent_pid, chunk, arg):
+    """A chunk function for scoring._in_processes: kills the forked worker that runs it (SIGKILL, as the
+    kernel's OOM killer sends); in the parent process it returns the chunk."""
+    import os
+    import signal
+
+    if os.getpid() != parent_pid:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return chunk
+
+
+def test_a_scoring_worker_killed_is_a_clear_error_not_a_broken_pool():
+    """A scoring worker process that dies stops the stage with a LinkageError that names it and the way round
+    it, not a bare BrokenProcessPool."""
+    import os
+
+    from linkage.errors import LinkageError
+    from linkage.triage import scoring
+
+    with pytest.raises(LinkageError, match=r"scoring clusters: a worker process stopped.*processes = 1"):
+        scoring._in_processes(_dies_in_a_worker, os.getpid(), [["c1"], ["c2"]], None)
+
+
 @pytest.mark.parametrize("n", [1, 2, 3, 7])
 def test_chunks_are_consecutive_nonempty_runs_of_about_equal_work(n):
     from linkage.triage.scoring import _chunks

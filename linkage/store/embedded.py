@@ -391,6 +391,32 @@ def er_generation(conn: sqlite3.Connection) -> int:
     return int(row[0]) if row else 0
 
 
+def read_only(path: Path | str) -> sqlite3.Connection:
+    """A read-only connection of its own to the store file at ``path`` (safe in a forked process while the
+    parent holds the store open: it never uses the parent's connection). The path goes into the URI
+    percent-encoded, so a ``?``, ``#`` or ``%`` in it stays part of the file name.
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp()) / "odd?#%41 dir"
+    >>> folder.mkdir()
+    >>> sqlite3.connect(folder / "s.db").execute("CREATE TABLE t (x)").connection.commit()
+    >>> read_only(folder / "s.db").execute("SELECT count(*) FROM t").fetchone()
+    (0,)
+    """
+    return sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True, timeout=30)
+
+
+def entity_labels(path: Path | str, entity_ids: Sequence[str]) -> dict[str, str]:
+    """``{entity_id: label}`` of those of ``entity_ids`` the store at ``path`` holds, read through a
+    connection of its own (:func:`read_only`; for a forked scoring process)."""
+    conn = read_only(path)
+    try:
+        return dict(conn.execute("SELECT entity_id, label FROM entities WHERE entity_id IN "
+                                 "(SELECT value FROM json_each(?))", (json.dumps(list(entity_ids)),)).fetchall())
+    finally:
+        conn.close()
+
+
 def mentions_of_type(path: Path | str, entity_type: str, max_rowid: int | None = None,
                      columns: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
     """The mentions of one entity type in the store at ``path``, the rows :meth:`EmbeddedStore.mentions` gives
@@ -406,7 +432,7 @@ def mentions_of_type(path: Path | str, entity_type: str, max_rowid: int | None =
     wanted = None if columns is None else columns.get(entity_type)
     fields = model.STORED_MENTION_FIELDS if wanted is None else \
         ("mention_id",) + tuple(c for c in dict.fromkeys(wanted) if c in model.STORED_MENTION_FIELDS and c != "mention_id")
-    conn = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True, timeout=30)
+    conn = read_only(path)
     try:
         bound = "" if max_rowid is None else f" AND rowid <= {int(max_rowid)}"
         cur = conn.execute(f"SELECT {', '.join(fields)} FROM mentions WHERE entity_type = ?"

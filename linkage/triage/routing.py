@@ -419,17 +419,22 @@ def route(scored_clusters: pd.DataFrame, rules_path: Path | str | None = None,
     return pd.DataFrame(_route_rows(rules, scored_clusters), columns=ROUTE_COLUMNS)
 
 
-def route_rows(scored_clusters: pd.DataFrame, rules_path: Path | str | None = None,
+def route_rows(scored_clusters: pd.DataFrame, rules_path: "Rules | Path | str | None" = None,
                categories: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """The rows of :func:`route` (one dict per cluster, keys :data:`ROUTE_COLUMNS`), before they are made a
     frame: rows routed apart and joined make the frame one :func:`route` call makes of them all.
+    ``rules_path`` may be rules :func:`load_rules` already read (so that the chunks of one run, routed in
+    several processes, are routed by one reading of the rules file).
 
     >>> scored = pd.DataFrame({"cluster_id": ["c_a"], "score": [70.0], "categories": [["witwassen"]],
     ...                        "signals": ['[{"name": "shared_director_address", "value": 3}]']})
     >>> [r["agencies"] for r in route_rows(scored)]
     [['belastingdienst', 'bibob']]
     """
-    return _route_rows(load_rules(rules_path, categories), scored_clusters) if len(scored_clusters) else []
+    if not len(scored_clusters):
+        return []
+    rules = rules_path if isinstance(rules_path, Rules) else load_rules(rules_path, categories)
+    return _route_rows(rules, scored_clusters)
 
 
 def _route_rows(rules: Rules, scored_clusters: pd.DataFrame) -> list[dict[str, Any]]:

@@ -540,12 +540,20 @@ def _in_processes(fn: Callable, g: Any, chunks: list[list[str]], arg: Any) -> li
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
+    from concurrent.futures.process import BrokenProcessPool
+
     _FORKED["job"] = (fn, g, chunks, arg)
     try:
         with ProcessPoolExecutor(max_workers=len(chunks) - 1, mp_context=mp.get_context("fork")) as pool:
             futures = [pool.submit(_forked_chunk, i) for i in range(1, len(chunks))]
             first = fn(g, chunks[0], arg)
             return [first] + [f.result() for f in futures]
+    except BrokenProcessPool:
+        from linkage.errors import LinkageError
+
+        raise LinkageError(
+            "scoring clusters: a worker process stopped unexpectedly (killed, or out of memory?). Nothing was "
+            "written; run again, or set [scoring] processes = 1 to score every cluster in this process") from None
     finally:
         _FORKED.clear()
 
