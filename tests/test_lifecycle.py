@@ -151,6 +151,18 @@ def test_advance_after_routing_is_idempotent(store):
     assert int(again) == 0 and store.count("status_history") == n
 
 
+def test_a_report_in_an_unrouted_and_a_routed_cluster_is_linked_and_routed_in_one_call(store):
+    """A report in two clusters (possible outside the main job, which puts a report in one): the second
+    cluster sees the status the first gave it, so one call writes gekoppeld and doorgezet and a second call
+    writes nothing (it wrote doorgezet only on the second call before)."""
+    rc = pd.DataFrame({"report_id": ["R-1001", "R-1001"], "cluster_id": ["C-A", "C-B"]})
+    routing = pd.DataFrame({"cluster_id": ["C-A", "C-B"], "agencies": [[], ["Politie"]]})
+    first = advance_after_routing(store, rc, routing)
+    assert (first.gekoppeld, first.doorgezet) == (1, 1)
+    assert history(store, "R-1001")["to_status"].tolist() == ["gekoppeld", "doorgezet"]
+    assert int(advance_after_routing(store, rc, routing)) == 0
+
+
 def test_new_agency_for_a_routed_cluster_adds_one_row(store):
     rc, routing = _routing_setup(store)
     advance_after_routing(store, rc, routing)

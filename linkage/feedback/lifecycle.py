@@ -543,7 +543,7 @@ def _advance(conn, pairs: list[tuple[str, str]], routed: Mapping[str, list[str]]
             linked_before.add(report_id)
             summary.gekoppeld += 1
             summary.report_ids.append(report_id)
-            status = "gekoppeld"
+            status = last[report_id] = "gekoppeld"  # the report's status now (it may be in another cluster too)
         if status not in ("gekoppeld", "doorgezet"):
             continue
         agencies = routed.get(cluster_id)
@@ -555,6 +555,7 @@ def _advance(conn, pairs: list[tuple[str, str]], routed: Mapping[str, list[str]]
             continue
         rows.append((report_id, at, actor, status, "doorgezet", f"cluster {cluster_id} routed", "; ".join(new)))
         recorded.setdefault(report_id, set()).update(new)
+        last[report_id] = "doorgezet"
         summary.doorgezet += 1
         summary.report_ids.append(report_id)
     if rows:  # one statement for all rows, in the order decided above (ids as one by one)
