@@ -354,6 +354,32 @@ def _cross(sorted_recs: np.ndarray, start_a: np.ndarray, count_a: np.ndarray, st
     return np.minimum(ra, rb), np.maximum(ra, rb)
 
 
+def _pairs_in_runs(keys: np.ndarray, owners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(a, b)``: ``owners[i], owners[j]`` for every two positions ``i < j`` in one run of equal ``keys``
+    (``keys`` sorted, so equal keys are adjacent); two empty int64 arrays when no run has two positions.
+
+    >>> a, b = _pairs_in_runs(np.array([1, 1, 1, 2, 3, 3]), np.array([10, 11, 12, 13, 14, 15]))
+    >>> sorted(zip(a.tolist(), b.tolist()))
+    [(10, 11), (10, 12), (11, 12), (14, 15)]
+    """
+    n = len(keys)
+    if n < 2:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    start = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    size = np.diff(np.r_[start, n])
+    end = np.repeat(start + size, size)  # one past the last position of each position's run
+    a_list, b_list, k = [], [], 1
+    active = np.flatnonzero(end - np.arange(n) > 1)
+    while len(active):
+        a_list.append(owners[active])
+        b_list.append(owners[active + k])
+        k += 1
+        active = active[end[active] - active > k]
+    if not a_list:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    return np.concatenate(a_list), np.concatenate(b_list)
+
+
 def _fuzzy_rule_pairs(records: pd.DataFrame, rule: BlockingRule, largest: int):
     """Pairs sharing the exact keys whose ``fuzzy_key`` values are one edit apart (not equal)."""
     exact = block_keys(records, BlockingRule(rule.name, rule.keys)) if rule.keys else pd.Series("", index=records.index)
@@ -379,21 +405,9 @@ def _fuzzy_rule_pairs(records: pd.DataFrame, rule: BlockingRule, largest: int):
     kcode, _ = pd.factorize(pd.Series(var_keys, dtype=object))
     owner = np.asarray(var_owner, dtype=np.int64)
     korder = np.lexsort((owner, kcode))
-    ks, ow = kcode[korder], owner[korder]
-    gstart = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
-    gsize = np.diff(np.r_[gstart, len(ks)])
-    gend = np.repeat(gstart + gsize, gsize)
-    a_list, b_list = [], []
-    active = np.flatnonzero(gend - np.arange(len(ks)) > 1)
-    k = 1
-    while len(active):
-        a_list.append(ow[active])
-        b_list.append(ow[active + k])
-        k += 1
-        active = active[gend[active] - active > k]
-    if not a_list:
+    va, vb = _pairs_in_runs(kcode[korder], owner[korder])
+    if not len(va):
         return np.empty(0, np.int64), np.empty(0, np.int64), empty
-    va, vb = np.concatenate(a_list), np.concatenate(b_list)
     keep = va != vb
     vpair = sorted_unique(np.minimum(va[keep], vb[keep]) * len(vocab) + np.maximum(va[keep], vb[keep]))
     va, vb = vpair // len(vocab), vpair % len(vocab)
@@ -813,19 +827,9 @@ def _fuzzy_involving(part: _Columns, rule: BlockingRule, inv: np.ndarray, outgro
     sel = _member(shared, hot)
     shared, rows_g = shared[sel], rows_g[sel]
     order = np.lexsort((rows_g, shared))
-    ks, gs = shared[order], rows_g[order]
-    start = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]]) if len(ks) else none
-    end = np.repeat(np.r_[start[1:], len(ks)], np.diff(np.r_[start, len(ks)])) if len(ks) else none
-    ga, gb, k = [], [], 1
-    active = np.flatnonzero(end - np.arange(len(ks)) > 1)
-    while len(active):
-        ga.append(gs[active])
-        gb.append(gs[active + k])
-        k += 1
-        active = active[end[active] - active > k]
-    if not ga:
+    ga, gb = _pairs_in_runs(shared[order], rows_g[order])
+    if not len(ga):
         return none, none, stats, none
-    ga, gb = np.concatenate(ga), np.concatenate(gb)
     keep = (ga != gb) & (touched[ga] | touched[gb])
     gpair = sorted_unique(np.minimum(ga[keep], gb[keep]) * ng + np.maximum(ga[keep], gb[keep]))
     ga, gb = gpair // ng, gpair % ng
