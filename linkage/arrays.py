@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 from json.encoder import encode_basestring  # what json.dumps(..., ensure_ascii=False) writes for a str
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -41,3 +41,40 @@ def stable_hashes(head: Sequence[object], values: Iterable[object], length: int 
     prefix = "[" + "".join(("null" if h is None else encode_basestring(str(h))) + ", " for h in head)
     return [sha1((prefix + ("null" if v is None else encode_basestring(str(v))) + "]").encode("utf-8"))
             .hexdigest()[:length] for v in values]
+
+
+def isin_text(s: Any, values: Any) -> np.ndarray:
+    """``s.isin(values)`` as a boolean array (missing values: False), fast for text: a hash lookup in Arrow
+    instead of pandas boxing every value. ``s`` and ``values`` may be pandas columns, numpy arrays or any
+    iterable of text (a pandas string column is read as the Arrow array it is); non-text ``s`` (a Series) takes
+    pandas' own way.
+
+    >>> isin_text(np.array(["a", None, "c"], dtype=object), ("a", "b")).tolist()
+    [True, False, False]
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        arr = arrow_text(s)
+        value_set = arrow_text(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # not strings: pandas' own way
+        return s.isin(values.tolist() if hasattr(values, "tolist") else list(values)).to_numpy()
+    return pc.fill_null(pc.is_in(arr, value_set=value_set), False).to_numpy(zero_copy_only=False)
+
+
+def arrow_text(values: Any) -> "pa.Array":
+    """Text values as one Arrow ``large_string`` array (missing values null): a pandas string column as it is
+    stored, anything else converted value by value. Raises ArrowInvalid / ArrowTypeError for non-text."""
+    import pandas as pd
+    import pyarrow as pa
+
+    if isinstance(values, (pd.Series, pd.Index)) and isinstance(values.dtype, pd.StringDtype):
+        arr = pa.array(values)
+    elif isinstance(values, (pd.Series, pd.Index, np.ndarray)):
+        arr = pa.array(np.asarray(values, dtype=object), type=pa.large_string(), from_pandas=True)
+    else:
+        arr = pa.array(list(values), type=pa.large_string(), from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return arr if arr.type == pa.large_string() else arr.cast(pa.large_string())

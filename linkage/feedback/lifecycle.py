@@ -44,6 +44,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from linkage.arrays import isin_text
 from linkage.audit import current_actor, now_iso
 from linkage.errors import LinkageError, NotFoundError
 
@@ -361,7 +362,7 @@ def advance_changed(store, report_clusters_df: pd.DataFrame, routing_df: pd.Data
                 seen.drop_duplicates("report_id", keep="last"), on="report_id", how="left")
             same = (got["cluster_id"].to_numpy(dtype=object) == cur_c) & (got["agencies"].to_numpy(dtype=object) == cur_a)
             changed = ~same
-            gone = seen["report_id"][~_member(seen["report_id"].to_numpy(dtype=object), cur_r)].tolist()
+            gone = seen["report_id"][~isin_text(seen["report_id"].to_numpy(dtype=object), cur_r)].tolist()
         else:
             changed = np.ones(len(cur_r), dtype=bool)
             gone = []
@@ -373,7 +374,7 @@ def advance_changed(store, report_clusters_df: pd.DataFrame, routing_df: pd.Data
             since = [r for (r,) in conn.execute(
                 "SELECT DISTINCT report_id FROM status_history WHERE id > ?", (int(mark[0]),))]
             only = set(cur_r[changed].tolist()) | set(since)
-            keep = _member(rids, cur_r[changed]) | _member(rids, since)
+            keep = isin_text(rids, cur_r[changed]) | isin_text(rids, since)
             look, look_c = rids[keep], cids[keep]
         summary = _advance_arrays(conn, look, look_c, routed, actor, now_iso(now), only)
         if gone:
@@ -403,19 +404,6 @@ def _pairs(report_clusters_df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return r[order], c[order]
 
 
-def _member(values: np.ndarray, among: Iterable[str]) -> np.ndarray:
-    """Whether each text of ``values`` is one of ``among`` (a boolean array; a hash lookup in Arrow)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    among = among.tolist() if hasattr(among, "tolist") else list(among)
-    if not len(values):
-        return np.zeros(0, dtype=bool)
-    got = pc.is_in(pa.array(values, type=pa.string(), from_pandas=True),
-                   value_set=pa.array(among, type=pa.string(), from_pandas=True))
-    return pc.fill_null(got, False).to_numpy(zero_copy_only=False)
-
-
 def _advance_arrays(conn, rids: np.ndarray, cids: np.ndarray, routed: Mapping[str, list[str]], actor: str, at: str,
                     only: set[str] | None) -> AdvanceSummary:
     """:func:`_advance` over the pairs ``rids[i], cids[i]`` (sorted, distinct). When every report occurs once
@@ -434,19 +422,19 @@ def _advance_arrays(conn, rids: np.ndarray, cids: np.ndarray, routed: Mapping[st
         missing = [r for (r,) in conn.execute(
             "SELECT value FROM json_each(?) WHERE value NOT IN (SELECT report_id FROM reports)",
             (json.dumps(rid_list),))]
-        known_mask = ~_member(rids, missing)
+        known_mask = ~isin_text(rids, missing)
     else:
-        known_mask = _member(rids, known)
+        known_mask = isin_text(rids, known)
     if last:
         status = pd.Series(rids).map(last).fillna(INITIAL_STATUS).to_numpy(dtype=object)
     else:  # no history: every report is 'ontvangen'
         status = np.full(n, INITIAL_STATUS, dtype=object)
-    final = _member(status, FINAL_STATUSES)
+    final = isin_text(status, FINAL_STATUSES)
     summary.skipped_final = int((known_mask & final).sum())
     live = known_mask & ~final
-    gek = live & _member(status, ("ontvangen", "in_behandeling"))
+    gek = live & isin_text(status, ("ontvangen", "in_behandeling"))
     if linked_before:
-        gek &= ~_member(rids, linked_before)
+        gek &= ~isin_text(rids, linked_before)
     after = np.where(gek, "gekoppeld", status)
     recorded: dict[str, set[str]] = {}
     split = _split_cached()
@@ -454,7 +442,7 @@ def _advance_arrays(conn, rids: np.ndarray, cids: np.ndarray, routed: Mapping[st
         recorded.setdefault(rid, set()).update(split(text))
     joined = {cid: "; ".join(ags) for cid, ags in routed.items()}
     dz_idx, dz_text = [], []
-    can = live & _member(after, ("gekoppeld", "doorgezet")) & _member(cids, list(routed))
+    can = live & isin_text(after, ("gekoppeld", "doorgezet")) & isin_text(cids, list(routed))
     for i in np.flatnonzero(can).tolist():
         seen = recorded.get(rid_list[i])
         if not seen:

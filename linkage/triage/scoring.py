@@ -22,9 +22,8 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
+from linkage.arrays import isin_text as _isin
 from linkage.triage.policy import ScoringPolicy, as_policy
 from linkage.triage.signals import SIGNALS, ClusterContext, ReportInfo, Signal
 
@@ -64,31 +63,6 @@ def data_now(reports: pd.DataFrame) -> dt.date:
         return dt.date.today()
     d = [x for x in _dates(reports["received_at"]) if x is not None]
     return max(d) if d else dt.date.today()
-
-
-def _isin(s: pd.Series, values: Any) -> np.ndarray:
-    """``s.isin(values)`` as a boolean array, fast for string columns (pandas boxes every value of ``values``);
-    ``values`` may be a column too (read as Arrow text without a Python string per value)."""
-    try:
-        arr = _arrow_text(s)
-        value_set = _arrow_text(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):  # not strings: pandas' own way
-        return s.isin(values.tolist() if hasattr(values, "tolist") else list(values)).to_numpy()
-    return pc.fill_null(pc.is_in(arr, value_set=value_set), False).to_numpy(zero_copy_only=False)
-
-
-def _arrow_text(values: Any) -> pa.Array:
-    """Text values as one Arrow ``large_string`` array (missing values null): a pandas string column as it is
-    stored, anything else converted value by value. Raises ArrowInvalid / ArrowTypeError for non-text."""
-    if isinstance(values, (pd.Series, pd.Index)) and isinstance(values.dtype, pd.StringDtype):
-        arr = pa.array(values)
-    elif isinstance(values, (pd.Series, pd.Index, np.ndarray)):
-        arr = pa.array(np.asarray(values, dtype=object), type=pa.large_string(), from_pandas=True)
-    else:
-        arr = pa.array(list(values), type=pa.large_string(), from_pandas=True)
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    return arr if arr.type == pa.large_string() else arr.cast(pa.large_string())
 
 
 def _group_bounds(keys: pd.Series) -> tuple[list, np.ndarray, list[int], list[int]]:
