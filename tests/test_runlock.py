@@ -1,0 +1,68 @@
+"""The store writer lock (linkage.runlock): one run, load or purge per store at a time."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from linkage.errors import StoreError
+from linkage.runlock import exclusive, lock_path
+
+HOLD = """
+import sys, time
+from linkage.runlock import exclusive
+with exclusive(sys.argv[1], "run"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def _holder(db):
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(db)], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_second_holder_is_refused_and_the_lock_is_released_after(tmp_path):
+    db = tmp_path / "s.db"
+    with exclusive(db, "run"):
+        assert lock_path(db).exists()
+        with pytest.raises(StoreError) as err:
+            with exclusive(db, "purge"):
+                pass
+        assert str(db) in str(err.value) and "linkage purge" in str(err.value)
+        assert f"process {os.getpid()}" in str(err.value) and "'linkage run'" in str(err.value)
+    assert not lock_path(db).exists()
+    with exclusive(db, "load"):  # free again
+        pass
+
+
+def test_released_when_the_body_raises(tmp_path):
+    db = tmp_path / "s.db"
+    with pytest.raises(ValueError):
+        with exclusive(db, "run"):
+            raise ValueError("boom")
+    with exclusive(db, "run"):
+        pass
+
+
+def test_another_process_holds_it_until_it_dies(tmp_path):
+    db = tmp_path / "s.db"
+    proc = _holder(db)
+    try:
+        with pytest.raises(StoreError, match=f"process {proc.pid}"):
+            with exclusive(db, "run"):
+                pass
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    # the operating system dropped the dead holder's lock; the stale file does not block
+    assert lock_path(db).exists()
+    with exclusive(db, "run"):
+        pass
+    assert not lock_path(db).exists()
