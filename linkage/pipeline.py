@@ -450,7 +450,7 @@ def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[i
             and _scores_usable(loaded[1].get("scores"), loaded[2])):
         cluster_seed = settings.cluster_seed if seed is None else seed
         rows = _graph_mentions(store, "mention_id", changed)
-        n_resolved = store.count("mention_entities", "WHERE entity_id IS NOT NULL AND entity_id <> ''")
+        n_resolved = _resolved_count(store)
         update = update_changed(loaded[0], rows, changed, seed=cluster_seed, n_resolved=n_resolved)
         if update is not None:
             region = update.region.tolist()
@@ -473,6 +473,14 @@ def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[i
         clustered = with_candidates(mentions, candidates)
     update = update_clusters(reports, clustered, previous, seed=settings.cluster_seed if seed is None else seed)
     return ClusterStep(update.clusters, (reports, mentions, links, None), update, tables.get("scores"), meta)
+
+
+def _resolved_count(store: EmbeddedStore) -> int:
+    """How many mentions have an entity (``mention_entities`` rows whose ``entity_id`` is neither NULL nor
+    ''): all rows less the unresolved ones, which the ``entity_id`` index finds without a scan of the table."""
+    return int(store.conn.execute(
+        "SELECT (SELECT COUNT(*) FROM mention_entities) - (SELECT COUNT(*) FROM mention_entities WHERE entity_id = '')"
+        " - (SELECT COUNT(*) FROM mention_entities WHERE entity_id IS NULL)").fetchone()[0])
 
 
 def _graph_reports_sql(where: str = "") -> str:
@@ -994,7 +1002,36 @@ def _same_value(stored: Any, new: Any) -> bool:
 
 
 def _write_changed_members(store: EmbeddedStore, previous: pd.DataFrame, report_clusters: pd.DataFrame) -> None:
-    """Bring ``report_clusters`` to ``report_clusters`` deleting and writing only the rows that changed."""
+    """Bring ``report_clusters`` to ``report_clusters`` deleting and writing only the rows that changed.
+
+    ``previous`` is the table as stored (one row per report). Rows are compared over whole columns (each new
+    row's stored row found by a hash look-up of its report id); the rows written are those a loop over
+    ``report_clusters`` in order writes (a report given twice: each row whose cluster is not the stored one),
+    the stored reports no longer given are deleted in ``previous``'s order."""
+    import pyarrow.compute as pc
+
+    from linkage.arrays import arrow_text, isin_text
+
+    old_r = np.asarray(previous["report_id"].tolist(), dtype=object)
+    old_c = np.asarray(previous["cluster_id"].tolist(), dtype=object)
+    new_r = np.asarray(report_clusters["report_id"].astype(str).tolist(), dtype=object)
+    new_c = np.asarray(report_clusters["cluster_id"].tolist(), dtype=object)
+    if len(set(new_r.tolist())) != len(new_r):  # a report twice: the loop's own order of pops decides
+        return _write_changed_members_loop(store, previous, report_clusters)
+    at = pc.fill_null(pc.index_in(arrow_text(new_r), value_set=arrow_text(old_r)), -1).to_numpy() \
+        if len(old_r) else np.full(len(new_r), -1)
+    found = at >= 0
+    same = found & (old_c[np.maximum(at, 0)] == new_c) if len(old_r) else found
+    gone = old_r[~isin_text(old_r, new_r)].tolist() if len(old_r) else []
+    changed = [(r, c) for r, c in zip(new_r[~same].tolist(), new_c[~same].tolist())]
+    if gone:
+        store.conn.executemany("DELETE FROM report_clusters WHERE report_id = ?", [(k,) for k in gone])
+    if changed:
+        store.conn.executemany("INSERT OR REPLACE INTO report_clusters (report_id, cluster_id) VALUES (?, ?)", changed)
+
+
+def _write_changed_members_loop(store: EmbeddedStore, previous: pd.DataFrame, report_clusters: pd.DataFrame) -> None:
+    """:func:`_write_changed_members` row by row (for a report given more than once)."""
     old = dict(zip(previous["report_id"].tolist(), previous["cluster_id"].tolist()))
     changed = []
     for rid, cid in zip(report_clusters["report_id"].astype(str).tolist(), report_clusters["cluster_id"].tolist()):
