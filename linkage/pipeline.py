@@ -1135,8 +1135,9 @@ def run(
         summary.counts["mentions"] = store.count("mentions")
         end("load", t0)
 
-        # resolving, clustering and scoring build millions of small objects without cycles: the cyclic
-        # garbage collector is paused inside each of these stages (linkage.gcpause)
+        # resolving, clustering, scoring, storing and the status step build millions of small objects without
+        # cycles: the cyclic garbage collector is paused inside each of these stages (linkage.gcpause; in the
+        # store and status stages of a +1,000 run on 100,000 reports it took ~0.17 s of ~0.6 in ~220 collections)
         t0 = begin("resolve")
         changed: list = []
         generation = er_generation(store.conn)
@@ -1166,20 +1167,22 @@ def run(
         end("score", t0)
 
         t0 = begin("store")
-        save_cluster_state(store, step, clusters, when, rules, run_id)
-        reused = step.reused
-        del step
-        members: list = []
-        # the rows score_stage re-used keep their long texts in the table: not read back (RunSummary reads the
-        # rows it is asked for)
-        stored = store_clusters(store, report_clusters, clusters, run_id, full=full, reused=reused,
-                                members=members, read_back=False)
+        with paused_gc():
+            save_cluster_state(store, step, clusters, when, rules, run_id)
+            reused = step.reused
+            del step
+            members: list = []
+            # the rows score_stage re-used keep their long texts in the table: not read back (RunSummary reads
+            # the rows it is asked for)
+            stored = store_clusters(store, report_clusters, clusters, run_id, full=full, reused=reused,
+                                    members=members, read_back=False)
         summary.clusters = stored if set(CLUSTER_TABLE_COLUMNS) <= set(stored.columns) else None
         del clusters
         end("store", t0)
 
         t0 = begin("status")
-        summary.counts["status_changes"] = status_stage(store, stored, members[0] if members else None)
+        with paused_gc():
+            summary.counts["status_changes"] = status_stage(store, stored, members[0] if members else None)
         del stored
         end("status", t0)
 
