@@ -193,7 +193,8 @@ def run(
         return
     if summary.load is not None:
         show_load_summary(summary.load)
-    show_clusters(summary.clusters.head(top), title=f"Top {min(top, len(summary.clusters))} of {len(summary.clusters)} clusters")
+    n_clusters = summary.n_clusters
+    show_clusters(summary.top_clusters(top), title=f"Top {min(top, n_clusters)} of {n_clusters} clusters")
     c, s = summary.counts, summary.seconds
     out.print(
         f"Reports {c.get('reports', 0)}, mentions {c.get('mentions', 0)} -> entities {c.get('er_entities', 0)}; "

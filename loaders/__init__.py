@@ -155,7 +155,9 @@ class _Loader:
         # validated chunks (and files' quarantine resets) not yet written, in the order they are written:
         # (task, rows or future, summary), or (None, file label, summary) for a reset
         self.pending: deque = deque()
-        self.known_reports: set[str] | None = None
+        # report ids known to be stored or accepted by this load: filled per chunk with the ids its mentions
+        # name (one indexed look-up of those not known yet), never with every stored id
+        self.known_reports: set[str] = set()
         self.seen_reports: dict[str, str] = {}
         self.seen_mentions: dict[str, str] = {}
         # Whether each table held rows before this load: rows this load adds are all in seen_reports /
@@ -165,10 +167,17 @@ class _Loader:
                               for t in ("reports", "mentions")}
 
     # --- shared helpers ----------------------------------------------------------------------------
-    def _reports_known(self) -> set[str]:
-        if self.known_reports is None:
-            self.known_reports = {r[0] for r in self.store.conn.execute("SELECT report_id FROM reports")}
-        return self.known_reports
+    def _reports_known(self, ids: Iterable[str]) -> set[str]:
+        """The known report ids (:attr:`known_reports`), after looking up those of ``ids`` not known yet in the
+        store (as committed now: every earlier chunk's reports are in it). A mentions file of 1,000 rows against
+        a store of 100,000 reports asks for its few hundred ids instead of reading all 100,000."""
+        known = self.known_reports
+        unknown = [r for r in dict.fromkeys(ids) if r and r not in known]
+        for i in range(0, len(unknown), 900):
+            part = unknown[i:i + 900]
+            known.update(r for (r,) in self.store.conn.execute(
+                f"SELECT report_id FROM reports WHERE report_id IN ({','.join('?' * len(part))})", part))
+        return known
 
     def _existing(self, table: str, key: str, ids: Sequence[str]) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -242,7 +251,7 @@ class _Loader:
 
     def _remember_report(self, rid: str, h: str) -> None:
         self.seen_reports[rid] = h
-        self._reports_known().add(rid)
+        self.known_reports.add(rid)
 
     def _accept_mentions(self, rows: list[tuple], existing: dict[str, str]) -> str:
         """'new', 'unchanged' or 'conflict' for the validated mention rows of one input row."""
@@ -405,7 +414,8 @@ class _Loader:
         if self.stored_before["mentions"]:
             mention_ids = [m[0] for s in staged for m in s[3]]
             existing_mentions = self._existing("mentions", "mention_id", mention_ids) if mention_ids else {}
-        known_reports = self._reports_known() if kind == "mentions" else None
+        known_reports = self._reports_known(s[3][0][1] for s in staged if not s[1] and s[3]) \
+            if kind == "mentions" else None
         qkind = {"reports": "report", "mentions": "mention", "wide": "wide"}[kind]
         new = unchanged = quarantined = conflicts = 0
 

@@ -880,3 +880,24 @@ def test_workers_take_the_next_files_rows_before_the_last_chunks_are_written(tmp
     assert writes == sorted(writes, key=submitted.index)  # written file by file, in that order
     assert par_dump == serial_dump and par.to_dict()["files"] == serial.to_dict()["files"]
     assert quarantine_path(tmp_path / "par.db").read_bytes() == quarantine_path(tmp_path / "serial.db").read_bytes()
+
+
+def test_later_mentions_load_looks_up_only_the_reports_it_names(tmp_path):
+    """A mentions file loaded into a store that already holds reports finds them by look-up (the ids its rows
+    name, chunk by chunk), never by reading every stored report id; unknown reports are still quarantined."""
+    db = tmp_path / "s.db"
+    load([write(tmp_path / "r.csv", REPORTS)], db)
+    later = write(tmp_path / "m.csv", MENTIONS + "R9;M9;person;;Kees Jansen;;;;;;;;;\nR3;M10;person;;Ans Smit;;;;;;;;;\n")
+    statements: list[str] = []
+    store = EmbeddedStore(db)
+    store.conn.set_trace_callback(statements.append)
+    try:
+        summary = load_files([str(later)], store, settings(chunk_rows=2))
+    finally:
+        store.close()
+    reconciles(summary)
+    assert (summary.files[0].loaded, summary.files[0].quarantined) == (4, 1)
+    assert not [s for s in statements if s.strip().upper().startswith("SELECT REPORT_ID FROM REPORTS")
+                and "WHERE" not in s.upper()]
+    reasons = {x["source_row"]: x["reason"] for x in table(db, "SELECT * FROM quarantine")}
+    assert list(reasons) == [5] and "not among the loaded reports" in reasons[5]

@@ -593,3 +593,56 @@ def test_a_store_path_with_uri_characters_gives_the_same_clusters(generated, ran
         assert a.execute(f"SELECT {cols} FROM clusters ORDER BY cluster_id").fetchall() == \
             b.execute(f"SELECT {cols} FROM clusters ORDER BY cluster_id").fetchall()
     assert not (tmp_path / "odd").exists()  # no stray database at the cut-off path
+
+
+def test_an_incremental_run_summary_reads_its_clusters_from_the_store(generated, tmp_path):
+    """An incremental run re-uses stored rows without reading their long texts: its summary reads the clusters
+    when asked (every row, equal to ``store.clusters()``), ``top_clusters`` only the first rows, and the CLI
+    shows the same table either way."""
+    first, second = _split(generated, tmp_path / "parts", 1200)
+    store = tmp_path / "s.db"
+    run(first, store)
+    summary = run(second, store)
+    assert summary.counts["clusters_reused"] > 0 and summary._clusters is None
+    with EmbeddedStore(store) as s:
+        every = s.clusters()
+        pd.testing.assert_frame_equal(s.top_clusters(5), every.head(5))
+        pd.testing.assert_frame_equal(s.top_clusters(0), every.head(0))
+    pd.testing.assert_frame_equal(summary.top_clusters(3), every.head(3))
+    assert summary.n_clusters == len(every) == summary.counts["clusters"]
+    assert summary._clusters is None  # top_clusters and n_clusters read no more than they give
+    pd.testing.assert_frame_equal(summary.clusters, every)
+    assert summary.to_dict(top=2)["clusters"] == summary.to_dict()["clusters"][:2]
+
+
+def test_store_clusters_keeps_reused_rows_as_stored(tmp_path):
+    """Rows named in ``reused`` keep their stored values (what the caller passes for them but the rank is not
+    read); one whose id changed is copied from its stored row under the new id; a stored id the table lacks is
+    an error. ``read_back=False`` gives the ids, ranks and agencies only."""
+    from linkage.errors import StoreError
+    from linkage.pipeline import store_clusters
+
+    store = _literal_store(tmp_path)
+    rc1 = pd.DataFrame({"report_id": ["R0", "R1", "R2", "R3"], "cluster_id": ["a", "a", "b", "b"]})
+    first = _scored(["a", "b"], [1, 2], [9.0, 5.0]).assign(signals=['["sa"]', '["sb"]'], reason=["ra", "rb"])
+    store_clusters(store, rc1, first, run_id=1)
+    before = store.clusters().set_index("cluster_id")
+    # b kept its members: taken as stored (its long texts not given), ranked first now; c is new
+    rc2 = pd.DataFrame({"report_id": ["R2", "R3", "R5", "R6"], "cluster_id": ["y", "y", "z", "z"]})
+    second = _scored(["y", "z"], [1, 2], [5.0, 4.0]).assign(signals=[None, '["sz"]'], reason=[None, "rz"],
+                                                            routing=[None, "[]"])
+    light = store_clusters(store, rc2, second, run_id=2, reused={"y": "b"}, read_back=False)
+    assert light.columns.tolist() == ["cluster_id", "rank", "agencies"]
+    got = store.clusters().set_index("cluster_id")
+    assert got.index.tolist() == ["b", "z"] and got.loc["b", "rank"] == 1
+    assert got.loc["b", ["signals", "reason", "score"]].tolist() == before.loc["b", ["signals", "reason", "score"]].tolist()
+    assert light[["cluster_id", "rank"]].values.tolist() == [["b", 1], ["z", 2]]
+    # a row taken from the table whose id changes is copied from its stored row under the new id
+    rc3 = pd.DataFrame({"report_id": ["R7", "R8"], "cluster_id": ["w", "w"]})
+    out = store_clusters(store, rc3, _scored(["w"], [1], [1.0]).assign(signals=[None]), run_id=3, reused={"w": "z"})
+    assert out[["cluster_id", "rank", "signals", "reason"]].values.tolist() == [["w", 1, '["sz"]', "rz"]]
+    pd.testing.assert_frame_equal(out, store.clusters())
+    with pytest.raises(StoreError, match="does not hold it"):
+        store_clusters(store, pd.DataFrame({"report_id": ["R0", "R1"], "cluster_id": ["v", "v"]}),
+                       _scored(["v"], [1], [1.0]), run_id=4, reused={"v": "nope"})
+    store.close()

@@ -44,7 +44,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from linkage.arrays import isin_text
+from linkage.arrays import arrow_text, isin_text
 from linkage.audit import current_actor, now_iso
 from linkage.errors import LinkageError, NotFoundError
 
@@ -272,9 +272,12 @@ def _routing_map(routing_df: pd.DataFrame | None) -> dict[str, list[str]]:
     col = "agency" if "agency" in routing_df.columns else "agencies"
     if col not in routing_df.columns:
         raise LinkageError("Routing table has neither an 'agency' nor an 'agencies' column.")
-    out: dict[str, set[str]] = {}
     split = _split_cached()
-    for cid, value in zip(routing_df["cluster_id"].tolist(), routing_df[col].tolist()):
+    cids = [str(c) for c in routing_df["cluster_id"].tolist()]
+    if len(set(cids)) == len(cids):  # one row per cluster (a run's clusters): its value split, as below
+        return {cid: ags for cid, ags in zip(cids, map(split, routing_df[col].tolist())) if ags}
+    out: dict[str, set[str]] = {}
+    for cid, value in zip(cids, routing_df[col].tolist()):
         out.setdefault(str(cid), set()).update(split(value))
     return {cid: sorted(a) for cid, a in out.items() if a}
 
@@ -342,7 +345,9 @@ def advance_changed(store, report_clusters_df: pd.DataFrame, routing_df: pd.Data
     first_of = np.ones(len(rids), dtype=bool)
     if len(rids) > 1:
         first_of[1:] = rids[1:] != rids[:-1]
-    texts = {cid: json.dumps(ags) for cid, ags in routed.items()}
+    dumped: dict[tuple, str] = {}  # clusters share a few agency lists: each encoded once
+    texts = {cid: dumped.get(key) or dumped.setdefault(key, json.dumps(ags))
+             for cid, ags in routed.items() for key in (tuple(ags),)}
     cur_r = rids[first_of]
     cur_c = cids[last_of]
     cur_a = np.array([texts.get(c, "[]") for c in cur_c.tolist()], dtype=object)
@@ -357,12 +362,14 @@ def advance_changed(store, report_clusters_df: pd.DataFrame, routing_df: pd.Data
             changed = ~((kept[1] == cur_c) & (kept[2] == cur_a))
             gone = []
         elif kept is not None:
-            seen = pd.DataFrame.from_records(rows, columns=["report_id", "cluster_id", "agencies"])
-            got = pd.DataFrame({"report_id": cur_r}).merge(
-                seen.drop_duplicates("report_id", keep="last"), on="report_id", how="left")
-            same = (got["cluster_id"].to_numpy(dtype=object) == cur_c) & (got["agencies"].to_numpy(dtype=object) == cur_a)
-            changed = ~same
-            gone = seen["report_id"][~isin_text(seen["report_id"].to_numpy(dtype=object), cur_r)].tolist()
+            # each current report's kept row (``report_id`` is the table's key: one at most), by a hash look-up
+            import pyarrow.compute as pc
+
+            at = pc.fill_null(pc.index_in(arrow_text(cur_r), value_set=arrow_text(kept[0])), -1).to_numpy()
+            found = at >= 0
+            at = np.maximum(at, 0)
+            changed = ~(found & (kept[1][at] == cur_c) & (kept[2][at] == cur_a))
+            gone = kept[0][~isin_text(kept[0], cur_r)].tolist()
         else:
             changed = np.ones(len(cur_r), dtype=bool)
             gone = []
@@ -389,19 +396,26 @@ def advance_changed(store, report_clusters_df: pd.DataFrame, routing_df: pd.Data
 
 def _pairs(report_clusters_df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """The distinct ``(report_id, cluster_id)`` pairs as text, sorted (report, then cluster; the order of
-    ``sorted(set(zip(...)))``), as two object arrays."""
-    r = np.array(report_clusters_df["report_id"].astype(str).tolist(), dtype=object)
-    c = np.array(report_clusters_df["cluster_id"].astype(str).tolist(), dtype=object)
-    if not len(r):
-        return r, c
-    rc, _ = pd.factorize(r, sort=True)
-    cc, _ = pd.factorize(c, sort=True)
-    order = np.lexsort((cc, rc))
-    rc, cc = rc[order], cc[order]
-    keep = np.ones(len(order), dtype=bool)
-    keep[1:] = (rc[1:] != rc[:-1]) | (cc[1:] != cc[:-1])
-    order = order[keep]
-    return r[order], c[order]
+    ``sorted(set(zip(...)))``: Arrow sorts text by its UTF-8 bytes, which is code point order), as two object
+    arrays.
+
+    >>> r, c = _pairs(pd.DataFrame({"report_id": ["R2", "R1", "R2", "R10"], "cluster_id": ["b", "a", "b", "a"]}))
+    >>> r.tolist(), c.tolist()
+    (['R1', 'R10', 'R2'], ['a', 'a', 'b'])
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not len(report_clusters_df):
+        return np.array([], dtype=object), np.array([], dtype=object)
+    table = pa.table({"r": arrow_text(report_clusters_df["report_id"].astype(str)),
+                      "c": arrow_text(report_clusters_df["cluster_id"].astype(str))})
+    table = table.take(pc.sort_indices(table, sort_keys=[("r", "ascending"), ("c", "ascending")]))
+    r = table.column("r").to_numpy(zero_copy_only=False)
+    c = table.column("c").to_numpy(zero_copy_only=False)
+    keep = np.ones(len(r), dtype=bool)
+    keep[1:] = (r[1:] != r[:-1]) | (c[1:] != c[:-1])
+    return (r, c) if keep.all() else (r[keep], c[keep])
 
 
 def _advance_arrays(conn, rids: np.ndarray, cids: np.ndarray, routed: Mapping[str, list[str]], actor: str, at: str,

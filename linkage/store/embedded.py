@@ -345,6 +345,40 @@ class EmbeddedStore:
     def clusters(self) -> pd.DataFrame:
         return self.frame("SELECT * FROM clusters ORDER BY rank, cluster_id")
 
+    def top_clusters(self, top: int) -> pd.DataFrame:
+        """``clusters().head(top)``: the same rows, columns, values and types, found by rank alone before the
+        rows' long texts are read. A column with no value in those rows is read whole (as ``clusters()`` reads
+        it), so it has the type the whole column gives it (say text with NaN where ``unrouted_reason`` is NULL).
+
+        >>> import tempfile, pathlib
+        >>> s = EmbeddedStore(pathlib.Path(tempfile.mkdtemp()) / "t.db")
+        >>> _ = s.conn.executemany("INSERT INTO clusters (cluster_id, rank, unrouted_reason) VALUES (?, ?, ?)",
+        ...                        [("c1", 1, None), ("c2", 2, "no rule matched")])
+        >>> s.top_clusters(1).equals(s.clusters().head(1)), s.top_clusters(1)["unrouted_reason"].dtype == object
+        (True, False)
+        >>> _ = s.conn.execute("UPDATE clusters SET unrouted_reason = NULL")
+        >>> s.top_clusters(1).equals(s.clusters().head(1)), s.top_clusters(1)["unrouted_reason"].dtype == object
+        (True, True)
+        """
+        order = "ORDER BY rank, cluster_id"
+        head = self.frame(f"SELECT * FROM clusters WHERE cluster_id IN (SELECT cluster_id FROM clusters {order} "
+                          f"LIMIT ?) {order}", (max(int(top), 0),))
+        if not len(head):
+            return self.clusters().head(0)
+        declared = {r[1]: str(r[2]).upper() for r in self.conn.execute("PRAGMA table_info(clusters)")}
+        for c in head.columns:
+            if not head[c].isna().all():
+                continue
+            if declared.get(c) == "TEXT":  # every stored value is text: one of them decides the column's type
+                found = self.conn.execute(f'SELECT "{c}" FROM clusters WHERE "{c}" IS NOT NULL LIMIT 1').fetchone()
+                if found is None:
+                    continue  # NULL throughout: as read
+                column = pd.DataFrame.from_records([(None,)] * len(head) + [found], columns=[c])[c]
+            else:
+                column = self.frame(f'SELECT "{c}" FROM clusters {order}')[c]
+            head[c] = column.head(len(head)).reset_index(drop=True)
+        return head
+
     def report_clusters(self) -> pd.DataFrame:
         return self.frame("SELECT report_id, cluster_id FROM report_clusters ORDER BY report_id")
 
