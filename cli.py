@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import traceback
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -678,7 +679,9 @@ def purge(
         from linkage.store.neo4j import delete_reports
 
         hook = delete_reports
-    with open_store(store, must_exist=True) as s:
+    from linkage.runlock import exclusive
+
+    with open_store(store, must_exist=True) as s, (nullcontext() if dry_run else exclusive(s.path, "purge")):
         summary = run_purge(s, days, dry_run=dry_run, on_purge=hook)
         record(s, "purge", {"older_than_days": days, "dry_run": dry_run, "neo4j": bool(hook), **summary.counts,
                             "kept_active_case": summary.kept_active_case})

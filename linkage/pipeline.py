@@ -22,6 +22,7 @@ import pandas as pd
 
 from linkage.errors import ConfigError
 from linkage.gcpause import paused_gc
+from linkage.runlock import exclusive
 from linkage.settings import Settings, load_settings
 from linkage.store import EmbeddedStore
 from linkage.store.embedded import bump_er_generation, er_generation
@@ -36,13 +37,15 @@ def load_stage(files: Sequence[Path], store_path: Path, settings_path: Optional[
 
     When the store did not exist and the files cannot be loaded at all (missing, of an unknown kind), no
     store is left behind: the empty one just created is removed before the error is raised.
+    Another job changing the same store (``run``, ``load``, ``purge``) makes this raise
+    :class:`~linkage.errors.StoreError` at once (:mod:`linkage.runlock`).
     """
     from linkage.errors import InputError
 
     settings = load_settings(settings_path)
     new_store = not Path(store_path).exists()
     try:
-        with EmbeddedStore(store_path) as store:
+        with exclusive(store_path, "load"), EmbeddedStore(store_path) as store:
             bar_cm = progress_factory() if progress_factory else nullcontext(None)
             with bar_cm as bar:
                 return _load(files, store, settings, mapping, bar)
@@ -1101,11 +1104,14 @@ def run(
         Also push the result to the Neo4j server configured through ``LINKAGE_NEO4J_*``.
     full:
         Refit the entity-resolution model and score all pairs again instead of only the new mentions.
+
+    One job at a time changes a store: while another ``run``, ``load`` or ``purge`` holds it, this raises
+    :class:`~linkage.errors.StoreError` naming that job, before touching anything (:mod:`linkage.runlock`).
     """
     settings = load_settings(settings_path)
     summary = RunSummary(store=Path(store_path))
     bar_cm = progress_factory() if progress_factory else nullcontext(None)
-    with EmbeddedStore(store_path) as store, bar_cm as bar:
+    with exclusive(store_path, "run"), EmbeddedStore(store_path) as store, bar_cm as bar:
         stages = {}
         if bar is not None:
             for name in STAGES + (("neo4j",) if neo4j else ()):

@@ -66,3 +66,45 @@ def test_another_process_holds_it_until_it_dies(tmp_path):
     with exclusive(db, "run"):
         pass
     assert not lock_path(db).exists()
+
+
+def _cli_error(capsys, *args: str) -> tuple[int, str]:
+    import cli
+
+    with pytest.raises(SystemExit) as info:
+        cli.main(list(args))
+    return info.value.code, capsys.readouterr().err
+
+
+def test_run_load_and_purge_refuse_a_store_another_job_changes(tmp_path, capsys):
+    from pathlib import Path
+
+    from linkage.pipeline import load_stage
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    db = tmp_path / "s.db"
+    load_stage([examples / "reports.csv"], db)
+    before = sqlite3_count(db)
+    proc = _holder(db)
+    try:
+        for args in (["run", str(examples / "mentions.csv")], ["load", str(examples / "mentions.csv")],
+                     ["purge", "--older-than", "1d"]):
+            code, text = _cli_error(capsys, *args, "--store", str(db))
+            assert code == 1 and "another linkage job is changing this store" in text, text
+            assert f"process {proc.pid}" in text and f"linkage {args[0]}" in text
+        # a dry run only reads
+        code, _ = _cli_error(capsys, "purge", "--older-than", "1d", "--dry-run", "--store", str(db))
+        assert code in (0, None)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert sqlite3_count(db) == before  # nothing was touched
+    code, text = _cli_error(capsys, "run", str(examples / "mentions.csv"), "--store", str(db))
+    assert code in (0, None), text
+
+
+def sqlite3_count(db) -> tuple[int, int]:
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        return tuple(conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("reports", "mentions"))
