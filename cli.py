@@ -74,8 +74,38 @@ def open_store(store: Optional[Path], must_exist: bool = False):
 
 
 def print_json(data: Any) -> None:
-    """Machine-readable output on stdout (UTF-8, sorted keys for stable diffs)."""
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True, default=str) + "\n")
+    """Machine-readable output on stdout (UTF-8, sorted keys for stable diffs): strict JSON, so a missing
+    value (pandas' NaN, None) is ``null`` and numpy numbers are numbers.
+
+    >>> import math, numpy as np
+    >>> print_json({"a": math.nan, "b": [np.int64(2), np.float64(0.5)], "c": (1, None)})
+    {
+      "a": null,
+      "b": [
+        2,
+        0.5
+      ],
+      "c": [
+        1,
+        null
+      ]
+    }
+    """
+    sys.stdout.write(json.dumps(_json_safe(data), ensure_ascii=False, indent=2, sort_keys=True, default=str,
+                                allow_nan=False) + "\n")
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with NaN/infinite floats as None and numpy scalars as Python numbers, through dicts and lists."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item") and type(value).__module__ == "numpy" and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    return value
 
 
 def progress_bar(transient: bool = False):

@@ -77,8 +77,9 @@ class RunSummary:
 
     ``clusters`` (every stored cluster row, ranked, as ``store.clusters()`` reads them) is read from the store
     when first asked for if the run did not keep it (an incremental run re-uses most rows without reading
-    their long texts); :meth:`top_clusters` reads only the rows it gives. Both read what the store holds
-    then: the run's clusters, as long as nothing else wrote the store since.
+    their long texts); :meth:`top_clusters` reads only the rows it gives. Such a late read raises
+    :class:`~linkage.errors.StoreError` when the store is gone or holds a later run's clusters (``run_id``
+    against ``meta`` :data:`CLUSTERS_RUN`), never another run's rows.
     """
 
     store: Path
@@ -88,14 +89,25 @@ class RunSummary:
     cpu_seconds: dict[str, float] = field(default_factory=dict)
     neo4j: Any = None
     _clusters: Optional[pd.DataFrame] = field(default=None, repr=False)
+    run_id: Optional[int] = None
+
+    def _open_own_run(self) -> EmbeddedStore:
+        """The store, open, checked to still hold this run's clusters (StoreError otherwise)."""
+        from linkage.errors import StoreError
+
+        store = EmbeddedStore(self.store, must_exist=True)
+        held = store.get_meta(CLUSTERS_RUN)
+        if self.run_id is not None and str(held) != str(self.run_id):
+            store.close()
+            raise StoreError(f"{self.store} now holds the clusters of a later run (run {held}, not {self.run_id}); "
+                             "read them with 'linkage clusters'.")
+        return store
 
     @property
     def clusters(self) -> pd.DataFrame:
         """Every cluster row, ranked (read from the store the first time when the run did not keep them)."""
         if self._clusters is None:
-            if not Path(self.store).exists():
-                return pd.DataFrame()
-            with EmbeddedStore(self.store, must_exist=True) as store:
+            with self._open_own_run() as store:
                 self._clusters = store.clusters()
         return self._clusters
 
@@ -113,9 +125,9 @@ class RunSummary:
     def top_clusters(self, top: int | None) -> pd.DataFrame:
         """The first ``top`` rows of :attr:`clusters` (all when None), reading only those when the run did not
         keep the rows."""
-        if top is None or self._clusters is not None or not Path(self.store).exists():
+        if top is None or self._clusters is not None:
             return self.clusters if top is None else self.clusters.head(top)
-        with EmbeddedStore(self.store, must_exist=True) as store:
+        with self._open_own_run() as store:
             return store.top_clusters(top)
 
     def to_dict(self, top: int | None = None) -> dict[str, Any]:
@@ -838,8 +850,10 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
     ranks, unchanged = None, set()
     if light.any():
         ranks = dict(store.conn.execute("SELECT cluster_id, rank FROM clusters").fetchall())
-        # a re-used row kept its members, so it keeps its stored id: only its rank can differ
-        unchanged = {f for f, sid in stored_of.items() if f == sid and f in ranks}
+        # a re-used row kept its members, so it keeps its stored id: only its rank can differ (a full rewrite
+        # deletes the table first: then every re-used row is copied whole)
+        if not (full or not len(previous)):
+            unchanged = {f for f, sid in stored_of.items() if f == sid and f in ranks}
     rows = clusters[~light] if light.any() else clusters.copy()  # the rows whose values are written
     for col in ("categories", "agencies"):  # lists -> JSON text
         if col in rows.columns:
@@ -1183,6 +1197,7 @@ def run(
             stored = store_clusters(store, report_clusters, clusters, run_id, full=full, reused=reused,
                                     members=members, read_back=False)
         summary.clusters = stored if set(CLUSTER_TABLE_COLUMNS) <= set(stored.columns) else None
+        summary.run_id = run_id
         del clusters
         end("store", t0)
 

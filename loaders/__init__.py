@@ -386,7 +386,14 @@ class _Loader:
             if self.pool is None:  # pragma: no cover - no fork on this platform
                 self.workers = 0
         if self.pool is not None:
-            self.pending.append((task, self.pool.submit(_validate_task, _pack(task)), summary))
+            try:
+                future = self.pool.submit(_validate_task, _pack(task))
+            except BrokenProcessPool:
+                # a worker died while checking an earlier chunk: writing the pending chunks in order reaches
+                # that chunk, whose error names its rows (the chunks before it are written)
+                self._drain(0)
+                raise _worker_died(task) from None
+            self.pending.append((task, future, summary))
         else:
             self.pending.append((task, _validate(self.checker, self.mapping, task), summary))
 
@@ -398,10 +405,7 @@ class _Loader:
             try:
                 staged = staged.result()
             except BrokenProcessPool:
-                raise LinkageError(
-                    f"{label}: a row-checking worker process stopped unexpectedly (killed, or out of memory?) while "
-                    f"checking rows {chunk[0][0]}-{chunk[-1][0]}; the rows before them are loaded, and loading "
-                    f"again continues after them ([loading] workers = 0 checks rows in this process)") from None
+                raise _worker_died(task) from None
         reports_out: list[tuple] = []
         mentions_out: list[tuple] = []
         links_out: list[tuple] = []
@@ -592,6 +596,15 @@ def _validate(checker, mapping: WideMapping | None, task: tuple) -> list[tuple]:
 # process. With [loading] workers > 0, chunks are validated by forked worker processes while this process
 # reads the next chunks and writes the finished ones, in file order, so the store is the same.
 _FORKED: dict[str, Any] = {}
+
+
+def _worker_died(task: tuple) -> LinkageError:
+    """The error for a row-checking worker that died (killed, out of memory) before ``task`` was checked."""
+    _, label, _, chunk = task
+    return LinkageError(
+        f"{label}: a row-checking worker process stopped unexpectedly (killed, or out of memory?) while "
+        f"checking rows {chunk[0][0]}-{chunk[-1][0]}; the rows before them are loaded, and loading "
+        f"again continues after them ([loading] workers = 0 checks rows in this process)")
 
 
 def _start_pool(workers: int, settings: Settings, mapping: WideMapping | None):

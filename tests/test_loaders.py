@@ -822,6 +822,45 @@ def test_a_worker_that_dies_stops_the_load_with_a_clear_error(tmp_path, monkeypa
     assert multiprocessing.active_children() == []
 
 
+def test_a_worker_found_dead_when_handing_out_a_chunk_names_the_chunk_it_was_checking(tmp_path, monkeypatch):
+    """The pool can break before a later chunk is handed out (submit raises): the error is still the clear one,
+    naming the rows of the chunk the dead worker had, and the chunks before it are written."""
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    class DeadAfterFirst:
+        """A pool whose worker dies on the second chunk; it is found broken when the third is handed out."""
+        def __init__(self):
+            self.n = 0
+
+        def submit(self, fn, *args):
+            self.n += 1
+            if self.n > 2:
+                raise BrokenProcessPool("a process in the pool was terminated abruptly")
+            future = Future()
+            if self.n == 1:
+                future.set_result(fn(*args))
+            else:
+                future.set_exception(BrokenProcessPool("a process in the pool was terminated abruptly"))
+            return future
+
+        def shutdown(self, *args, **kwargs):
+            pass
+
+    def start(workers, settings, mapping):
+        monkeypatch.setitem(loaders._FORKED, "settings", settings)
+        monkeypatch.setitem(loaders._FORKED, "mapping", mapping)
+        return DeadAfterFirst()
+
+    monkeypatch.setattr(loaders, "_start_pool", start)
+    files = mixed_files(tmp_path, "utf-8", ";")
+    with EmbeddedStore(tmp_path / "s.db") as store:
+        with pytest.raises(LinkageError, match=r"r-utf-8\.csv: a row-checking worker process stopped unexpectedly "
+                                               r"\(killed, or out of memory\?\) while checking rows 4-5;"):
+            load_files(files, store, parallel(2, 2), mapping=WIDE_MAPPING)
+        assert store.count("reports") + store.count("quarantine") > 0  # the first chunk was written
+
+
 def test_load_workers_setting_is_checked(tmp_path):
     path = write(tmp_path / "s.toml", (ROOT / "linkage" / "settings.toml").read_text(encoding="utf-8")
                  .replace("workers = 2", "workers = -1"))

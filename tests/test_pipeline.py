@@ -14,7 +14,7 @@ import pytest
 import cli
 from linkage.generate import generate
 from linkage.inspect import escape_cell, export_csv
-from linkage.pipeline import run
+from linkage.pipeline import RunSummary, run
 from linkage.store import EmbeddedStore
 
 #: What each planted network kind must be routed to (among possibly more agencies).
@@ -613,6 +613,19 @@ def test_an_incremental_run_summary_reads_its_clusters_from_the_store(generated,
     assert summary._clusters is None  # top_clusters and n_clusters read no more than they give
     pd.testing.assert_frame_equal(summary.clusters, every)
     assert summary.to_dict(top=2)["clusters"] == summary.to_dict()["clusters"][:2]
+    # a later run on the store: the earlier summary refuses to show that run's clusters as its own
+    later = run(second, store)
+    fresh = RunSummary(store=summary.store, counts=summary.counts, run_id=summary.run_id)  # nothing read yet
+    from linkage.errors import StoreError
+
+    assert later.run_id != summary.run_id
+    with pytest.raises(StoreError, match="later run"):
+        fresh.top_clusters(3)
+    with pytest.raises(StoreError, match="later run"):
+        fresh.clusters
+    store.unlink()
+    with pytest.raises(StoreError, match="No store"):
+        fresh.top_clusters(3)
 
 
 def test_store_clusters_keeps_reused_rows_as_stored(tmp_path):
@@ -645,4 +658,31 @@ def test_store_clusters_keeps_reused_rows_as_stored(tmp_path):
     with pytest.raises(StoreError, match="does not hold it"):
         store_clusters(store, pd.DataFrame({"report_id": ["R0", "R1"], "cluster_id": ["v", "v"]}),
                        _scored(["v"], [1], [1.0]), run_id=4, reused={"v": "nope"})
+    # a full rewrite deletes the table first: a re-used row under its own id is written whole, not blank
+    kept = store.clusters().set_index("cluster_id").loc["w"]
+    store_clusters(store, rc3, _scored(["w"], [1], [2.0]).assign(signals=[None]), run_id=5, full=True,
+                   reused={"w": "w"})
+    again = store.clusters().set_index("cluster_id").loc["w"]
+    assert again[["score", "signals", "reason"]].tolist() == kept[["score", "signals", "reason"]].tolist()
     store.close()
+
+
+def _strict_json(text: str):
+    def refuse(name: str):
+        raise AssertionError(f"not JSON: {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_output_is_strict_json(ran, capsys, generated, tmp_path):
+    """``--json`` is JSON a strict parser reads: a missing value (an unrouted reason of a routed cluster) is
+    null, never NaN."""
+    store_path, _ = ran
+    clusters = _strict_json(_cli(capsys, "clusters", "--store", str(store_path), "--json"))
+    assert any(c.get("unrouted_reason") is None for c in clusters)
+    _strict_json(_cli(capsys, "cluster", clusters[0]["cluster_id"], "--store", str(store_path), "--json"))
+    first, second = _split(generated, tmp_path / "parts", 1200)
+    store = tmp_path / "s.db"
+    run(first, store)
+    summary = _strict_json(_cli(capsys, "run", *map(str, second), "--store", str(store), "--json"))
+    assert summary["clusters"] and summary["counts"]["clusters_reused"] > 0
