@@ -14,6 +14,9 @@ Steps:
    only when no "different" judgement and no cannot-link pair (probability below the cannot-link
    threshold) lies between them and the mean log-odds of all scored pairs between them is positive. So a
    ``J. de Vries`` without birth date cannot glue two ``Jan de Vries`` with different birth dates together.
+   A component of :data:`DENSE_MIN` to :data:`DENSE_MAX` records keeps the sums between its groups in one
+   dense array (a merge is a row operation), others in per-group dicts; both form the same sums in the same
+   order, so they give the same labels (``tests/test_cluster.py`` holds the plain version as oracle).
 """
 from __future__ import annotations
 
@@ -52,12 +55,12 @@ def components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
             lab = nxt
 
 
-#: Components of at most this many records are merged over dense m x m arrays (sum, count and cannot flag of
-#: the scored pairs between every two groups: 13 bytes a cell, 52 MB at 2,000 records), where a merge is a few
-#: row and column operations; larger ones, and small ones (where setting up arrays costs more than it saves),
-#: over dicts of each group's neighbours.
+#: Components of DENSE_MIN to DENSE_MAX records are merged over a dense m x m complex array (sum and count of
+#: the scored pairs between every two groups: 16 bytes a cell, 64 MB at 2,000 records), where a merge is a row
+#: add and a column copy: at 1,400 records 3x faster than the dicts of each group's neighbours that larger and
+#: smaller components use (below ~16 records setting up the array costs more than it saves).
 DENSE_MAX = 2000
-DENSE_MIN = 24
+DENSE_MIN = 16
 
 
 def cluster(n: int, link_left: np.ndarray, link_right: np.ndarray, link_logodds: np.ndarray,
@@ -140,40 +143,42 @@ def cluster(n: int, link_left: np.ndarray, link_right: np.ndarray, link_logodds:
         if comp[a] == comp[b] and in_flagged[a]:
             diff_by_comp[pos[int(comp[a])]].append((int(local[a]), int(local[b])))
     edge_end, scored_end = np.r_[edge_at[1:], len(edge_a)], np.r_[scored_at[1:], len(sa)]
-    dense = bool(np.all(np.abs(sw) < 1e300))  # so a sum of log-odds never overflows (_merge_dense)
+    sizes = ends - starts
+    # dense only where no sum of log-odds can overflow (_merge_dense marks a cannot-link with minus infinity)
+    dense = (sizes >= DENSE_MIN) & (sizes <= DENSE_MAX) & bool(np.abs(sw).sum() < 1e300)
+    # the dict path reads Python numbers: its components' links and pairs as lists, one after the other
+    few_edges, few_scored = np.where(dense, 0, edge_end - edge_at), np.where(dense, 0, scored_end - scored_at)
+    at_edge, at_scored = np.r_[0, np.cumsum(few_edges)].tolist(), np.r_[0, np.cumsum(few_scored)].tolist()
+    keep = np.repeat(~dense, edge_end - edge_at)
+    list_a, list_b = edge_a[keep].tolist(), edge_b[keep].tolist()
+    keep = np.repeat(~dense, scored_end - scored_at)
+    list_sa, list_sb, list_sw = sa[keep].tolist(), sb[keep].tolist(), sw[keep].tolist()
+    roots: list[int] = []  # per record in ``nodes``: the local number of its group's root
+    for i, size in enumerate(sizes.tolist()):
+        judged = sorted(same_by_comp.get(i, [])), diff_by_comp.get(i, [])
+        if dense[i]:
+            e, s = slice(edge_at[i], edge_end[i]), slice(scored_at[i], scored_end[i])
+            roots += _merge_dense(size, edge_a[e], edge_b[e], sa[s], sb[s], sw[s], *judged, cannot_logodds).tolist()
+        else:
+            e, s = slice(at_edge[i], at_edge[i + 1]), slice(at_scored[i], at_scored[i + 1])
+            roots += _merge_dicts(size, list_a[e], list_b[e], list_sa[s], list_sb[s], list_sw[s], *judged,
+                                  cannot_logodds)
     out = comp.copy()
-    for i in range(len(flagged)):
-        lo, hi = int(starts[i]), int(ends[i])
-        e, s = slice(edge_at[i], edge_end[i]), slice(scored_at[i], scored_end[i])
-        merge = _merge_dense if dense and DENSE_MIN <= hi - lo <= DENSE_MAX else _merge_dicts
-        roots = merge(hi - lo, edge_a[e], edge_b[e], sa[s], sb[s], sw[s], sorted(same_by_comp.get(i, [])),
-                      diff_by_comp.get(i, []), cannot_logodds)
-        out[nodes[lo:hi]] = nodes[lo:hi][roots]
+    out[nodes] = nodes[np.repeat(starts, ends - starts) + np.array(roots, dtype=np.int64)]
     # label every group by its smallest member: the first of its records in ``nodes``
     _, first, back = np.unique(out[nodes], return_index=True, return_inverse=True)
     out[nodes] = nodes[first[back]]
     return out
 
 
-def _roots(parent: list[int]) -> np.ndarray:
-    """The root of every node of a union-find forest given as parent indices."""
-    lab = np.asarray(parent, dtype=np.int64)
-    while True:
-        nxt = lab[lab]
-        if np.array_equal(nxt, lab):
-            return lab
-        lab = nxt
-
-
-def _merge_dicts(m: int, edge_a: np.ndarray, edge_b: np.ndarray, sa: np.ndarray, sb: np.ndarray, sw: np.ndarray,
-                 same: list[tuple[int, int]], different: list[tuple[int, int]], cannot: float) -> np.ndarray:
+def _merge_dicts(m: int, edge_a: list[int], edge_b: list[int], sa: list[int], sb: list[int], sw: list[float],
+                 same: list[tuple[int, int]], different: list[tuple[int, int]], cannot: float) -> list[int]:
     """Constrained average-linkage merging of one component of ``m`` records (local indices 0..m-1): the
     ``same`` pairs first, then the links ``edge_a``/``edge_b`` in order, refusing a merge across a
     ``different`` pair, a scored pair at or below ``cannot`` or a mean log-odds of the scored pairs
     ``sa``/``sb``/``sw`` between the two groups at or below 0. Returns the root record of each record's group.
 
-    >>> _merge_dicts(3, np.array([0, 1]), np.array([1, 2]), np.array([0, 1, 0]), np.array([1, 2, 2]),
-    ...              np.array([8.0, 5.0, -20.0]), [], [], -13.3).tolist()
+    >>> _merge_dicts(3, [0, 1], [1, 2], [0, 1, 0], [1, 2, 2], [8.0, 5.0, -20.0], [], [], -13.3)
     [0, 0, 2]
     """
     parent = list(range(m))
@@ -186,7 +191,7 @@ def _merge_dicts(m: int, edge_a: np.ndarray, edge_b: np.ndarray, sa: np.ndarray,
 
     # cross[r][s] = [sum of log-odds, count, has cannot] between groups r and s (one list for both directions)
     cross: list[dict[int, list]] = [{} for _ in range(m)]
-    for a, b, w in zip(sa.tolist(), sb.tolist(), sw.tolist()):
+    for a, b, w in zip(sa, sb, sw):
         entry = cross[a].get(b)
         if entry is None:
             entry = cross[a][b] = cross[b][a] = [0.0, 0, False]
@@ -230,7 +235,7 @@ def _merge_dicts(m: int, edge_a: np.ndarray, edge_b: np.ndarray, sa: np.ndarray,
         ra, rb = find(a), find(b)
         if ra != rb and rb not in human_no.get(ra, ()):
             merge(ra, rb)
-    for a, b in zip(edge_a.tolist(), edge_b.tolist()):
+    for a, b in zip(edge_a, edge_b):
         ra, rb = find(a), find(b)
         if ra == rb or rb in human_no.get(ra, ()):
             continue
@@ -238,7 +243,7 @@ def _merge_dicts(m: int, edge_a: np.ndarray, edge_b: np.ndarray, sa: np.ndarray,
         if entry is not None and (entry[2] or entry[0] / entry[1] <= 0):
             continue
         merge(ra, rb)
-    return _roots(parent)
+    return [find(x) for x in range(m)]
 
 
 def _merge_dense(m: int, edge_a: np.ndarray, edge_b: np.ndarray, sa: np.ndarray, sb: np.ndarray, sw: np.ndarray,
@@ -246,8 +251,8 @@ def _merge_dense(m: int, edge_a: np.ndarray, edge_b: np.ndarray, sa: np.ndarray,
     """:func:`_merge_dicts` over a dense ``m`` x ``m`` array kept at the rows and columns of the groups' roots:
     the sum of the log-odds between two groups as real part (minus infinity once a cannot-link is among them),
     their number of scored pairs as imaginary part. A merge adds two rows, which forms the same sums as the
-    dicts do, so the decisions are the same. The log-odds must be finite and below 1e300 in size (a sum then
-    never overflows); :func:`cluster` takes the dicts otherwise.
+    dicts do, so the decisions are the same. The log-odds must be finite and their sizes sum to below 1e300 (a
+    sum then never overflows); :func:`cluster` takes the dicts otherwise.
 
     >>> _merge_dense(3, np.array([0, 1]), np.array([1, 2]), np.array([0, 1, 0]), np.array([1, 2, 2]),
     ...              np.array([8.0, 5.0, -20.0]), [], [], -13.3).tolist()
