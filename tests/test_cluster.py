@@ -174,7 +174,8 @@ def inputs(draw):
 
 
 # the path fixture sets module thresholds for the whole test, which is what every example should see
-@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(inputs())
 def test_same_labels_as_the_oracle(path, case):
     args, kw = case
