@@ -943,7 +943,8 @@ def save_state(conn, state: ERState, appended: Mapping[str, tuple] | None = None
     ``appended=None`` rewrites everything (dead pairs left out, rule-mask edits applied); otherwise only the
     new records, pairs, block-key hashes and rule-mask edits of each type are added as another chunk
     (``{type: (new records, new pairs, new hashes, (edited positions, masks))}``; hashes None: the type's
-    hashes were all made again and are rewritten) and the region labels are rewritten.
+    hashes were all made again and are rewritten) and the region labels are rewritten
+    (:func:`type_writes`, then :func:`apply_writes`).
     """
     conn.execute(STATE_TABLE)
     if appended is None:
@@ -951,37 +952,72 @@ def save_state(conn, state: ERState, appended: Mapping[str, tuple] | None = None
         for etype, ts in state.types.items():
             _insert(conn, etype, encode_type_state(ts).rows)
     else:
-        for etype, (records, pairs, new_keys, *rest) in appended.items():
-            def next_seq(part: str) -> int:
-                return conn.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM er_state WHERE entity_type = ? AND part = ?",
-                                    (etype, part)).fetchone()[0]
-            if records is not None and len(records):
-                _insert_records(conn, etype, next_seq("records"), records)
-            ts = state.types[etype]
-            compact = bool(ts.pairs) and len(ts.dead()) > COMPACT_DEAD_SHARE * pair_count(ts.pairs)
-            if compact:  # enough dead pairs: the type's pairs written again without them, no edits left
-                conn.execute("DELETE FROM er_state WHERE entity_type = ? AND part IN ('pairs', 'masks')", (etype,))
-                live = ts.live_pairs()
-                _insert_pairs(conn, etype, 0, {**live, "rule_mask": _narrow(live["rule_mask"])})
-            elif pairs is not None and len(pairs):
-                _insert_pairs(conn, etype, next_seq("pairs"), {f: getattr(pairs, f) for f in _PAIR_FIELDS})
-            keys = state.types[etype].keys
-            if new_keys is not None and len(new_keys):
-                _insert_keys(conn, etype, next_seq("keys"), new_keys)
-            elif new_keys is None:
-                conn.execute("DELETE FROM er_state WHERE entity_type = ? AND part = 'keys'", (etype,))
-                if keys is not None:
-                    _insert_keys(conn, etype, 0, keys)
-            edits = rest[0] if rest else None
-            if edits is not None and len(edits[0]) and not compact:
-                conn.execute("INSERT INTO er_state VALUES (?, 'masks', ?, ?)",
-                             (etype, next_seq("masks"), _npz({"pos": np.asarray(edits[0], dtype=np.int64),
-                                                              "mask": np.asarray(edits[1], dtype=np.uint32)})))
-        for etype in appended:  # a type without an update kept its region (resolve_new returns it unchanged)
-            region = state.types[etype].region
-            conn.execute("INSERT OR REPLACE INTO er_state VALUES (?, 'region', 0, ?)", (etype, _npz({"region": region})))
+        writes = [type_writes(conn, etype, state.types[etype], records, pairs, new_keys, rest[0] if rest else None)
+                  for etype, (records, pairs, new_keys, *rest) in appended.items()]
+        apply_writes(conn, writes)
     _write_meta(conn, state.model_hash, state.judgements, {t: len(s.records) for t, s in state.types.items()},
                 {t: s.key_rules for t, s in state.types.items() if s.keys is not None})
+
+
+@dataclass
+class TypeWrites:
+    """What an incremental run writes into ``er_state`` for one updated type (:func:`type_writes`): ``ops`` in
+    order, each ``("delete", parts)`` (the type's rows of those parts) or ``("insert", part, seq, blob)``, then
+    the type's region labels (``region``, an npz blob that replaces the stored one)."""
+
+    entity_type: str
+    ops: list[tuple]
+    region: bytes
+
+
+def type_writes(conn, etype: str, ts: TypeState, records: pd.DataFrame | None, pairs, new_keys: np.ndarray | None,
+                edits: tuple[np.ndarray, np.ndarray] | None) -> TypeWrites:
+    """The ``er_state`` writes that append one type's update to the stored state (read-only on ``conn``, which
+    gives each part's next chunk number): its new ``records``, new ``pairs`` (:class:`ScoredPairs` or a mapping
+    of the pair fields; None: none), block-key hashes (``new_keys``; None: all of ``ts.keys`` written again)
+    and rule-mask ``edits`` of stored pairs; a type whose dead pairs pass :data:`COMPACT_DEAD_SHARE` has its
+    live pairs written again instead (no edits left). ``ts`` is the type's state after the update. Made where
+    the type was updated (a forked process), so the writing process only stores blobs (:func:`apply_writes`)."""
+    def next_seq(part: str) -> int:
+        return conn.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM er_state WHERE entity_type = ? AND part = ?",
+                            (etype, part)).fetchone()[0]
+
+    ops: list[tuple] = []
+    if records is not None and len(records):
+        ops.extend(("insert", *row) for row in _records_rows(next_seq("records"), records))
+    compact = bool(ts.pairs) and len(ts.dead()) > COMPACT_DEAD_SHARE * pair_count(ts.pairs)
+    if compact:  # enough dead pairs: the type's pairs written again without them, no edits left
+        ops.append(("delete", ("pairs", "masks")))
+        live = ts.live_pairs()
+        ops.extend(("insert", *row) for row in _pairs_rows(0, {**live, "rule_mask": _narrow(live["rule_mask"])}))
+    elif pairs is not None and len(pairs["left"] if isinstance(pairs, Mapping) else pairs):
+        fields = {f: (pairs[f] if isinstance(pairs, Mapping) else getattr(pairs, f)) for f in _PAIR_FIELDS}
+        ops.extend(("insert", *row) for row in _pairs_rows(next_seq("pairs"), fields))
+    if new_keys is not None and len(new_keys):
+        ops.extend(("insert", *row) for row in _keys_rows(next_seq("keys"), new_keys))
+    elif new_keys is None:
+        ops.append(("delete", ("keys",)))
+        if ts.keys is not None:
+            ops.extend(("insert", *row) for row in _keys_rows(0, ts.keys))
+    if edits is not None and len(edits[0]) and not compact:
+        ops.append(("insert", "masks", next_seq("masks"), _npz({"pos": np.asarray(edits[0], dtype=np.int64),
+                                                                "mask": np.asarray(edits[1], dtype=np.uint32)})))
+    return TypeWrites(etype, ops, _npz({"region": ts.region}))
+
+
+def apply_writes(conn, writes: Iterable[TypeWrites]) -> None:
+    """Carry out :func:`type_writes` of several types (inside the caller's transaction): each type's ``ops`` in
+    turn, then each type's region labels (rows get their rowids in that order)."""
+    writes = list(writes)
+    for w in writes:
+        for op in w.ops:
+            if op[0] == "delete":
+                conn.execute(f"DELETE FROM er_state WHERE entity_type = ? AND part IN ({', '.join('?' for _ in op[1])})",
+                             (w.entity_type, *op[1]))
+            else:
+                conn.execute("INSERT INTO er_state VALUES (?, ?, ?, ?)", (w.entity_type, *op[1:]))
+    for w in writes:  # a type without an update kept its region (resolve_new returns it unchanged)
+        conn.execute("INSERT OR REPLACE INTO er_state VALUES (?, 'region', 0, ?)", (w.entity_type, w.region))
 
 
 def _write_meta(conn, model_hash: str, judgements: list, n: Mapping[str, int], key_rules: Mapping[str, str]) -> None:
