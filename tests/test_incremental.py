@@ -904,14 +904,16 @@ def _rows(store: Path) -> dict[str, list]:
     return out
 
 
-@pytest.mark.parametrize("broken", [False, True])
-def test_types_updated_in_a_forked_process_write_what_one_process_writes(parts, tmp_path, broken):
+@pytest.mark.parametrize("broken,judged", [(False, False), (False, True), (True, False)])
+def test_types_updated_in_a_forked_process_write_what_one_process_writes(parts, tmp_path, broken, judged):
     """With ``[resolve] processes = 2`` an incremental run updates the entity types in this process and a forked
     one (each reading its types' state through its own connection, encoding its writes); the store is the same
-    row for row (rowids included) as with one process. A type whose stored state is unusable sends both to the
-    full path, which gives the same tables too."""
+    row for row (rowids included) as with one process, also with judgements made since the last run. A type
+    whose stored state is unusable sends both to the full path, which gives the same tables too."""
     import dataclasses
     import shutil
+
+    from linkage.report.explore import er_pairs
 
     first, second = parts
     base = tmp_path / "base.db"
@@ -919,9 +921,15 @@ def test_types_updated_in_a_forked_process_write_what_one_process_writes(parts, 
     with EmbeddedStore(base) as s:
         resolve_stage(s, load_settings(None))
     load_stage(second, base)
-    if broken:  # the address records no longer match the state's meta row
-        with EmbeddedStore(base) as s:
+    with EmbeddedStore(base) as s:
+        if broken:  # the address records no longer match the state's meta row
             s.conn.execute("DELETE FROM er_state WHERE entity_type = 'address' AND part = 'region'")
+        if judged:
+            pairs = er_pairs(s)
+            pairs = pairs[pairs["matched"]].groupby("entity_type").head(1).reset_index(drop=True)
+            assert len(pairs) >= 2
+            for a, b in zip(pairs.left_id, pairs.right_id):
+                record_judgement(s, a, b, "different", actor="test")
     counts = {}
     for processes in (1, 2):
         store = tmp_path / f"p{processes}.db"
