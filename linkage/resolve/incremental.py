@@ -29,6 +29,11 @@ left with no rule is dead: a full run would not have it, so it is left out of th
 and of everything that reads the state. Blocks that shrink (a purge) go the other way; the run after a purge
 takes the full path, which blocks everything and scores only the pairs the stored ones lack
 (:func:`linkage.resolve.engine._split_scored`).
+
+On a store (:func:`resolve_store_incremental`) each entity type is updated on its own: its part of the state is
+read, its new mentions worked in and its state writes encoded (:func:`_update_store_type`), so with
+``[resolve] processes = 2`` the types are spread over this process and a forked one; the writes are made in
+type order afterwards, so the store is the same for any number of processes.
 """
 from __future__ import annotations
 
