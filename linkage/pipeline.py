@@ -225,7 +225,9 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
     outdated = outdated_state(store.conn)  # an earlier version's state: rebuilt by this run, said in the counts
     if not full and raw_model is not None:
         # the stored state (features, scored pairs, cluster regions) lets only the new mentions be worked on
-        counts = resolve_store_incremental(store, json.loads(raw_model), judgements, progress, changed=changed)
+        counts = resolve_store_incremental(store, json.loads(raw_model), judgements, progress, changed=changed,
+                                           processes=settings.resolve_processes,
+                                           parallel_min_mentions=settings.resolve_parallel_min_mentions)
         if counts is not None:
             return counts
     from functools import partial

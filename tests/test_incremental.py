@@ -893,3 +893,51 @@ def test_a_state_of_the_previous_version_is_rebuilt_once_and_says_so(small_caps,
     _same_result(inc, full)
     counts = run(rounds[2], inc).counts
     assert "er_state_rebuilt" not in counts and "er_touched_mentions" in counts
+
+
+def _rows(store: Path) -> dict[str, list]:
+    """Every row (rowid included) of the tables an incremental resolve writes, and the state's meta row."""
+    with EmbeddedStore(store) as s:
+        out = {t: sorted(s.conn.execute(f"SELECT rowid, * FROM {t}").fetchall(), key=repr)
+               for t in ("mention_entities", "entities", "er_state")}
+        out["meta"] = s.get_meta("er_state")
+    return out
+
+
+@pytest.mark.parametrize("broken,judged", [(False, False), (False, True), (True, False)])
+def test_types_updated_in_a_forked_process_write_what_one_process_writes(parts, tmp_path, broken, judged):
+    """With ``[resolve] processes = 2`` an incremental run updates the entity types in this process and a forked
+    one (each reading its types' state through its own connection, encoding its writes); the store is the same
+    row for row (rowids included) as with one process, also with judgements made since the last run. A type
+    whose stored state is unusable sends both to the full path, which gives the same tables too."""
+    import dataclasses
+    import shutil
+
+    from linkage.report.explore import er_pairs
+
+    first, second = parts
+    base = tmp_path / "base.db"
+    load_stage(first, base)
+    with EmbeddedStore(base) as s:
+        resolve_stage(s, load_settings(None))
+    load_stage(second, base)
+    with EmbeddedStore(base) as s:
+        if broken:  # the address records no longer match the state's meta row
+            s.conn.execute("DELETE FROM er_state WHERE entity_type = 'address' AND part = 'region'")
+        if judged:
+            pairs = er_pairs(s)
+            pairs = pairs[pairs["matched"]].groupby("entity_type").head(1).reset_index(drop=True)
+            assert len(pairs) >= 2
+            for a, b in zip(pairs.left_id, pairs.right_id):
+                record_judgement(s, a, b, "different", actor="test")
+    counts = {}
+    for processes in (1, 2):
+        store = tmp_path / f"p{processes}.db"
+        shutil.copyfile(base, store)
+        settings = dataclasses.replace(load_settings(None), resolve_processes=processes,
+                                       resolve_parallel_min_mentions=0)
+        with EmbeddedStore(store) as s:
+            counts[processes] = resolve_stage(s, settings)
+    assert counts[1] == counts[2]
+    assert ("touched_mentions" in counts[2]) != broken
+    assert _rows(tmp_path / "p1.db") == _rows(tmp_path / "p2.db")
