@@ -141,6 +141,7 @@ def path(request, monkeypatch):
         low, high = PATHS[request.param]
         monkeypatch.setattr(cl, "DENSE_MIN", low)
         monkeypatch.setattr(cl, "DENSE_MAX", high)
+        monkeypatch.setattr(cl, "DENSE_MIN_PAIRS_PER_RECORD", 0)
     return request.param
 
 
@@ -238,6 +239,33 @@ def test_huge_log_odds_take_the_dict_path(path):
             np.array([0]), np.array([2]), np.array([np.inf]))
     new, old = both(*args)
     assert new == old
+    # +inf meeting the minus-infinity cannot-link mark would make NaN on the dense arrays: 0-2 stay apart
+    args = (3, np.array([0, 1]), np.array([1, 2]), np.array([5.0, 4.0]),
+            np.array([0, 2]), np.array([2, 1]), np.array([-20.0, np.inf]))
+    new, old = both(*args)
+    assert new == old == [0, 0, 2]
+
+
+def test_nan_link_log_odds_are_refused_and_untyped_empty_indices_work():
+    with pytest.raises(ValueError, match="NaN"):
+        cluster(3, np.array([0, 1]), np.array([1, 2]), np.array([np.nan, 5.0]), np.array([0]), np.array([2]),
+                np.array([-20.0]))
+    empty = np.array([])
+    assert cluster(3, empty, empty, empty, different=[(0, 0)]).tolist() == [0, 1, 2]
+    assert cluster(3, empty, empty, empty, np.array([1]), np.array([1]), np.array([-1.0])).tolist() == [0, 1, 2]
+
+
+def test_large_sparse_components_take_the_dict_path(monkeypatch):
+    # a chain of 3,000 records with one pair against per record: dense would copy a 3,000-row column per merge
+    seen = []
+    real = cl._merge_dense
+    monkeypatch.setattr(cl, "_merge_dense", lambda *a: seen.append(a[0]) or real(*a))
+    m = 3000
+    left, right = np.arange(m - 1), np.arange(1, m)
+    w = np.linspace(1.0, 9.0, m - 1)
+    args = (m, left, right, w, np.arange(0, m - 2), np.arange(2, m), np.full(m - 2, -2.0))
+    new, old = both(*args)
+    assert new == old and seen == []
 
 
 def test_judgements(path):
