@@ -12,7 +12,10 @@ SQLite's write-ahead log gives each transaction a consistent view.
 
 The lock is an operating-system lock (``flock`` on POSIX, ``msvcrt.locking`` on Windows) on a file beside the
 store, ``<store>.lock``, holding ``pid command started``. The operating system drops it when the process
-dies, so a crashed run never leaves a store locked; the file is removed when the lock is released.
+dies, so a crashed run never leaves a store locked; the file is removed when the lock is released. Processes
+forked while it is held (the load, resolve and scoring workers) close their copy of the lock's descriptor
+at once: a ``flock`` lasts while any copy is open, so a worker left behind by a killed run would otherwise
+keep the store locked.
 
 >>> import pathlib, tempfile
 >>> db = pathlib.Path(tempfile.mkdtemp()) / "s.db"
@@ -64,6 +67,21 @@ except ImportError:  # pragma: no cover - Windows
         msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
 
 
+_HELD: set[int] = set()  # descriptors of the locks this process holds
+
+
+def _close_in_child() -> None:
+    """In a forked child: close the inherited lock descriptors (the parent keeps its lock)."""
+    for fd in list(_HELD):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_in_child)
+
+
 def lock_path(store_path: Path | str) -> Path:
     """The lock file of a store: ``<store>.lock`` beside it."""
     return Path(str(store_path) + ".lock")
@@ -107,9 +125,11 @@ def exclusive(store_path: Path | str, command: str) -> Iterator[None]:
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()} {command} {started}\n".encode("utf-8"))
+    _HELD.add(fd)
     try:
         yield
     finally:
+        _HELD.discard(fd)
         # remove the file while still holding the lock, so that no one can lock it after we let go
         with contextlib.suppress(OSError):
             os.unlink(path)

@@ -941,3 +941,57 @@ def test_types_updated_in_a_forked_process_write_what_one_process_writes(parts, 
     assert counts[1] == counts[2]
     assert ("touched_mentions" in counts[2]) != broken
     assert _rows(tmp_path / "p1.db") == _rows(tmp_path / "p2.db")
+
+
+def test_forked_type_updates_stop_early_when_one_process_fails(parts, tmp_path, monkeypatch):
+    """The forked process really updates types; when this process fails on its type, the worker takes no
+    further type (the error comes out after at most the type it is on); when the worker fails, this process
+    takes no further type either."""
+    import dataclasses
+    import os
+
+    import linkage.resolve.incremental as inc
+
+    first, second = parts
+    store = tmp_path / "s.db"
+    load_stage(first, store)
+    with EmbeddedStore(store) as s:
+        resolve_stage(s, load_settings(None))
+    load_stage(second, store)
+    settings = dataclasses.replace(load_settings(None), resolve_processes=2, resolve_parallel_min_mentions=0)
+    log = tmp_path / "log.txt"
+    parent = os.getpid()
+    real = inc._update_store_type
+
+    def spy(job, etype, *args, fail_in=None):
+        me = "parent" if os.getpid() == parent else "child"
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(f"{me} {etype}\n")
+        import time
+
+        if me == fail_in:
+            time.sleep(0.3)  # the other process is busy with its own type meanwhile
+            raise RuntimeError(f"boom in {me}")
+        if fail_in is not None:
+            time.sleep(0.25)  # every type takes a while, as at scale
+        return real(job, etype, *args)
+
+    monkeypatch.setattr(inc, "_update_store_type", spy)
+    import shutil
+
+    shutil.copyfile(store, tmp_path / "ok.db")
+    with EmbeddedStore(tmp_path / "ok.db") as s:
+        resolve_stage(s, settings)
+    done = log.read_text(encoding="utf-8").split("\n")
+    assert any(line.startswith("child ") for line in done) and any(line.startswith("parent ") for line in done)
+    n_types = len([line for line in done if line])
+    for failing in ("parent", "child"):
+        log.unlink()
+        monkeypatch.setattr(inc, "_update_store_type",
+                            lambda job, etype, *a, f=failing: spy(job, etype, *a, fail_in=f))
+        shutil.copyfile(store, tmp_path / f"{failing}.db")
+        with EmbeddedStore(tmp_path / f"{failing}.db") as s:
+            with pytest.raises(RuntimeError, match=f"boom in {failing}"):
+                resolve_stage(s, settings)
+        started = [line for line in log.read_text(encoding="utf-8").split("\n") if line]
+        assert len(started) <= 3 < n_types, started  # the failing type, the other's current one (and its next)

@@ -108,3 +108,33 @@ def sqlite3_count(db) -> tuple[int, int]:
 
     with sqlite3.connect(db) as conn:
         return tuple(conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("reports", "mentions"))
+
+
+def test_a_forked_child_left_behind_does_not_keep_the_store_locked(tmp_path):
+    """A worker forked while the lock is held (and orphaned when its parent is killed) holds no copy of it."""
+    db = tmp_path / "s.db"
+    code = """
+import os, sys, time
+from linkage.runlock import exclusive
+with exclusive(sys.argv[1], "run"):
+    child = os.fork()
+    if child == 0:
+        time.sleep(60)
+        os._exit(0)
+    print(child, flush=True)
+    time.sleep(60)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", code, str(db)], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": os.getcwd()})
+    child = int(proc.stdout.readline())
+    try:
+        with pytest.raises(StoreError):
+            with exclusive(db, "run"):
+                pass
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        with exclusive(db, "run"):  # the child still runs, the store is free
+            pass
+    finally:
+        with __import__("contextlib").suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)

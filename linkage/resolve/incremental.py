@@ -1501,16 +1501,23 @@ def _run_store_types(job: _StoreJob, store, order: list[str], processes: int, sa
     cost = {t: n[t] * UPDATE_COST.get(t, SIMPLE_UPDATE_COST) for t in order}
     ctx = mp.get_context("fork")
     _FORKED.update(job=job, order=sorted(order, key=lambda t: (-cost[t], t)), lock=ctx.Lock(),
-                   next=ctx.Value("i", 0, lock=False))
+                   next=ctx.Value("i", 0, lock=False), stopped=ctx.Value("i", 0, lock=False))
     out: dict[str, TypeOutcome | None] = {}
     try:
         with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
             worker = pool.submit(_store_types_worker)
-            while (etype := _claim_type()) is not None:
-                out[etype] = _update_store_type(job, etype, store.conn, stored_entities(store), say)
-                say(f"{etype}: done")
-                if out[etype] is None:
-                    _claim_type(stop=True)
+            try:
+                # a worker that failed (raised, or died) ends the run at once: no type more is taken
+                while (not (worker.done() and worker.exception() is not None)
+                       and (etype := _claim_type(alive=lambda: not worker.done())) is not None):
+                    out[etype] = _update_store_type(job, etype, store.conn, stored_entities(store), say)
+                    say(f"{etype}: done")
+                    if out[etype] is None:
+                        _claim_type(stop=True)
+            except BaseException:  # this process failed or was interrupted: the worker takes no type more
+                _claim_type(stop=True)
+                raise
+            _claim_type(stop=True)
             out.update(worker.result())
     except BrokenProcessPool:
         from linkage.errors import LinkageError
@@ -1526,17 +1533,26 @@ def _run_store_types(job: _StoreJob, store, order: list[str], processes: int, sa
     return {t: out[t] for t in order}
 
 
-def _claim_type(stop: bool = False) -> str | None:
-    """The next type of the forked job's order nobody has taken (None when none is left); ``stop``: leave the
-    rest untaken (a type's state was unusable)."""
-    order, counter = _FORKED["order"], _FORKED["next"]
-    with _FORKED["lock"]:
-        if stop:
-            counter.value = len(order)
-        if counter.value >= len(order):
+def _claim_type(stop: bool = False, alive: Callable[[], bool] | None = None) -> str | None:
+    """The next type of the forked job's order nobody has taken (None when none is left or the job is stopped);
+    ``stop``: leave the rest untaken (a type's state was unusable, or one process failed), without waiting for
+    the lock. ``alive`` (the parent's view of the worker): while the lock is busy and the worker is gone (it may
+    have died holding it), give up instead of waiting for ever."""
+    order, counter, stopped, lock = _FORKED["order"], _FORKED["next"], _FORKED["stopped"], _FORKED["lock"]
+    if stop:
+        stopped.value = 1
+        return None
+    while not lock.acquire(timeout=0.5):
+        if alive is not None and not alive():
             return None
-        counter.value += 1
-        return order[counter.value - 1]
+    try:
+        i = counter.value
+        if stopped.value or i >= len(order):
+            return None
+        counter.value = i + 1
+        return order[i]
+    finally:
+        lock.release()
 
 
 class _ReadStore:
