@@ -904,6 +904,16 @@ def _rows(store: Path) -> dict[str, list]:
     return out
 
 
+def _resolved_then_loaded(parts, store):
+    """A store holding both parts, of which only the first is resolved (the second waits for a run)."""
+    first, second = parts
+    load_stage(first, store)
+    with EmbeddedStore(store) as s:
+        resolve_stage(s, load_settings(None))
+    load_stage(second, store)
+    return store
+
+
 @pytest.mark.parametrize("broken,judged", [(False, False), (False, True), (True, False)])
 def test_types_updated_in_a_forked_process_write_what_one_process_writes(parts, tmp_path, broken, judged):
     """With ``[resolve] processes = 2`` an incremental run updates the entity types in this process and a forked
@@ -915,12 +925,7 @@ def test_types_updated_in_a_forked_process_write_what_one_process_writes(parts, 
 
     from linkage.report.explore import er_pairs
 
-    first, second = parts
-    base = tmp_path / "base.db"
-    load_stage(first, base)
-    with EmbeddedStore(base) as s:
-        resolve_stage(s, load_settings(None))
-    load_stage(second, base)
+    base = _resolved_then_loaded(parts, tmp_path / "base.db")
     with EmbeddedStore(base) as s:
         if broken:  # the address records no longer match the state's meta row
             s.conn.execute("DELETE FROM er_state WHERE entity_type = 'address' AND part = 'region'")
@@ -952,12 +957,7 @@ def test_forked_type_updates_stop_early_when_one_process_fails(parts, tmp_path, 
 
     import linkage.resolve.incremental as inc
 
-    first, second = parts
-    store = tmp_path / "s.db"
-    load_stage(first, store)
-    with EmbeddedStore(store) as s:
-        resolve_stage(s, load_settings(None))
-    load_stage(second, store)
+    store = _resolved_then_loaded(parts, tmp_path / "s.db")
     settings = dataclasses.replace(load_settings(None), resolve_processes=2, resolve_parallel_min_mentions=0)
     log = tmp_path / "log.txt"
     parent = os.getpid()
