@@ -12,10 +12,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -40,15 +40,23 @@ def load_stage(files: Sequence[Path], store_path: Path, settings_path: Optional[
     Another job changing the same store (``run``, ``load``, ``purge``) makes this raise
     :class:`~linkage.errors.StoreError` at once (:mod:`linkage.runlock`).
     """
+    settings = load_settings(settings_path)
+    with _no_new_store_on_input_error(store_path), exclusive(store_path, "load"), EmbeddedStore(store_path) as store:
+        bar_cm = progress_factory() if progress_factory else nullcontext(None)
+        with bar_cm as bar:
+            return _load(files, store, settings, mapping, bar)
+
+
+@contextmanager
+def _no_new_store_on_input_error(store_path: Path) -> Iterator[None]:
+    """When the store did not exist before and the body raises :class:`~linkage.errors.InputError` (a file
+    missing or of an unknown kind), remove the store the body created (with its WAL files) before the error
+    goes on."""
     from linkage.errors import InputError
 
-    settings = load_settings(settings_path)
     new_store = not Path(store_path).exists()
     try:
-        with exclusive(store_path, "load"), EmbeddedStore(store_path) as store:
-            bar_cm = progress_factory() if progress_factory else nullcontext(None)
-            with bar_cm as bar:
-                return _load(files, store, settings, mapping, bar)
+        yield
     except InputError:
         if new_store:
             for suffix in ("", "-wal", "-shm"):
@@ -1123,11 +1131,13 @@ def run(
 
     One job at a time changes a store: while another ``run``, ``load`` or ``purge`` holds it, this raises
     :class:`~linkage.errors.StoreError` naming that job, before touching anything (:mod:`linkage.runlock`).
+    As with :func:`load_stage`, a store this run created is removed when ``files`` cannot be loaded at all.
     """
     settings = load_settings(settings_path)
     summary = RunSummary(store=Path(store_path))
     bar_cm = progress_factory() if progress_factory else nullcontext(None)
-    with exclusive(store_path, "run"), EmbeddedStore(store_path) as store, bar_cm as bar:
+    with _no_new_store_on_input_error(store_path), exclusive(store_path, "run"), EmbeddedStore(store_path) as store, \
+            bar_cm as bar:
         stages = {}
         if bar is not None:
             for name in STAGES + (("neo4j",) if neo4j else ()):

@@ -166,6 +166,9 @@ def test_a_file_that_cannot_be_loaded_leaves_no_new_store(tmp_path, files, capsy
     with pytest.raises(SystemExit):
         cli.main(["load", str(tmp_path / "vreemd.csv"), "--store", str(db)])
     assert not any(tmp_path.glob("nieuw.db*"))
+    with pytest.raises(SystemExit):  # the main job likewise
+        cli.main(["run", str(tmp_path / "vreemd.csv"), "--store", str(db)])
+    assert not any(tmp_path.glob("nieuw.db*"))
     # an existing store is kept as it was
     with pytest.raises(SystemExit) as ok:
         cli.main(["load", str(files[0]), "--store", str(db)])
