@@ -63,6 +63,20 @@ def isin_text(s: Any, values: Any) -> np.ndarray:
     return pc.fill_null(pc.is_in(arr, value_set=value_set), False).to_numpy(zero_copy_only=False)
 
 
+def index_in_text(s: Any, values: Any) -> np.ndarray:
+    """Position of each text of ``s`` in ``values`` (its first one; -1 when absent or missing), by a hash
+    look-up in Arrow. Both as :func:`isin_text` takes them (text only).
+
+    >>> index_in_text(np.array(["b", None, "x", "a"], dtype=object), ["a", "b", "a"]).tolist()
+    [1, -1, -1, 0]
+    """
+    import pyarrow.compute as pc
+
+    if not len(values):
+        return np.full(len(s), -1, dtype=np.int64)
+    return pc.fill_null(pc.index_in(arrow_text(s), value_set=arrow_text(values)), -1).to_numpy().astype(np.int64)
+
+
 def arrow_text(values: Any) -> "pa.Array":
     """Text values as one Arrow ``large_string`` array (missing values null): a pandas string column as it is
     stored, anything else converted value by value. Raises ArrowInvalid / ArrowTypeError for non-text."""

@@ -845,6 +845,8 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
     StoreError
         When ``reused`` names a stored id the ``clusters`` table does not hold (its row cannot be kept).
     """
+    from linkage.arrays import isin_text
+
     reused = dict(reused or {})  # raw id -> stored id of the rows score_stage took as stored (ClusterStep.reused)
     previous = store.report_clusters()
     rename, events = carry_over(previous.set_index("report_id")["cluster_id"] if len(previous) else pd.Series(dtype=str),
@@ -856,7 +858,7 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
     clusters = clusters.sort_values(["rank", "cluster_id"]).reset_index(drop=True)
     cols = [c for c in CLUSTER_TABLE_COLUMNS if c in clusters.columns]
     stored_of = {rename.get(raw, raw): sid for raw, sid in reused.items()}  # final id -> stored id
-    light = _isin_ids(clusters["cluster_id"], stored_of) if stored_of else np.zeros(len(clusters), dtype=bool)
+    light = isin_text(clusters["cluster_id"], list(stored_of)) if stored_of else np.zeros(len(clusters), dtype=bool)
     ranks, unchanged = None, set()
     if light.any():
         ranks = dict(store.conn.execute("SELECT cluster_id, rank FROM clusters").fetchall())
@@ -900,13 +902,6 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
     if light.any():  # the kept rows' long texts were never read: the rows as stored now
         return store.clusters()
     return _as_stored_clusters(values, cols)
-
-
-def _isin_ids(ids: pd.Series, wanted: Any) -> np.ndarray:
-    """Whether each id is one of ``wanted`` (a boolean array)."""
-    from linkage.arrays import isin_text
-
-    return isin_text(ids, list(wanted))
 
 
 def _with_stored_rows(store: EmbeddedStore, clusters: pd.DataFrame, light: np.ndarray, values: list[tuple],
@@ -1035,9 +1030,7 @@ def _write_changed_members(store: EmbeddedStore, previous: pd.DataFrame, report_
     row's stored row found by a hash look-up of its report id); the rows written are those a loop over
     ``report_clusters`` in order writes (a report given twice: each row whose cluster is not the stored one),
     the stored reports no longer given are deleted in ``previous``'s order."""
-    import pyarrow.compute as pc
-
-    from linkage.arrays import arrow_text, isin_text
+    from linkage.arrays import index_in_text, isin_text
 
     old_r = np.asarray(previous["report_id"].tolist(), dtype=object)
     old_c = np.asarray(previous["cluster_id"].tolist(), dtype=object)
@@ -1045,8 +1038,7 @@ def _write_changed_members(store: EmbeddedStore, previous: pd.DataFrame, report_
     new_c = np.asarray(report_clusters["cluster_id"].tolist(), dtype=object)
     if len(set(new_r.tolist())) != len(new_r):  # a report twice: the loop's own order of pops decides
         return _write_changed_members_loop(store, previous, report_clusters)
-    at = pc.fill_null(pc.index_in(arrow_text(new_r), value_set=arrow_text(old_r)), -1).to_numpy() \
-        if len(old_r) else np.full(len(new_r), -1)
+    at = index_in_text(new_r, old_r)
     found = at >= 0
     same = found & (old_c[np.maximum(at, 0)] == new_c) if len(old_r) else found
     gone = old_r[~isin_text(old_r, new_r)].tolist() if len(old_r) else []

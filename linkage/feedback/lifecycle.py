@@ -44,7 +44,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from linkage.arrays import arrow_text, isin_text
+from linkage.arrays import arrow_text, index_in_text, isin_text
 from linkage.audit import current_actor, now_iso
 from linkage.errors import LinkageError, NotFoundError
 
@@ -363,9 +363,7 @@ def advance_changed(store, report_clusters_df: pd.DataFrame, routing_df: pd.Data
             gone = []
         elif kept is not None:
             # each current report's kept row (``report_id`` is the table's key: one at most), by a hash look-up
-            import pyarrow.compute as pc
-
-            at = pc.fill_null(pc.index_in(arrow_text(cur_r), value_set=arrow_text(kept[0])), -1).to_numpy()
+            at = index_in_text(cur_r, kept[0])
             found = at >= 0
             at = np.maximum(at, 0)
             changed = ~(found & (kept[1][at] == cur_c) & (kept[2][at] == cur_a))

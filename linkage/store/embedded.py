@@ -346,9 +346,11 @@ class EmbeddedStore:
         return self.frame("SELECT * FROM clusters ORDER BY rank, cluster_id")
 
     def top_clusters(self, top: int) -> pd.DataFrame:
-        """``clusters().head(top)``: the same rows, columns, values and types, found by rank alone before the
-        rows' long texts are read. A column with no value in those rows is read whole (as ``clusters()`` reads
-        it), so it has the type the whole column gives it (say text with NaN where ``unrouted_reason`` is NULL).
+        """``clusters().head(top)``: the same rows, columns and values, found by rank alone before the rows'
+        long texts are read. A column with no value in those rows gets the type the whole column gives it: a
+        TEXT column from one stored value (say text with NaN where ``unrouted_reason`` is NULL), another column
+        by reading it whole. Not covered: a number column with values in these rows but NULL further down
+        (``clusters()`` reads it as float, this as int); the pipeline never writes NULL ranks or counts.
 
         >>> import tempfile, pathlib
         >>> s = EmbeddedStore(pathlib.Path(tempfile.mkdtemp()) / "t.db")
