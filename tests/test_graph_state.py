@@ -119,17 +119,24 @@ def test_a_state_of_the_earlier_layout_loads_and_the_next_save_writes_a_base():
     assert gi.load_state(conn)[0].incidence.equals(got.state.incidence)
 
 
+def _stored_then_updated(seed: int):
+    """``(connection, mentions, state)``: a state clustered from a random world and saved, then updated (not
+    saved) after one round of changes, all seeded with ``seed``."""
+    rng = np.random.default_rng(seed)
+    mentions = _graph_world(rng)
+    conn = sqlite3.connect(":memory:")
+    gi.save_state(conn, gi.update_clusters(None, mentions, None, seed=seed, settings=SETTINGS).state)
+    state = gi.load_state(conn)[0]
+    mentions, changed_ids = _round(rng, mentions, 0, seed)
+    got = gi.update_changed(state, mentions[mentions["mention_id"].isin(changed_ids)], changed_ids, seed=seed,
+                            settings=SETTINGS).state
+    return conn, mentions, got
+
+
 def test_edits_of_another_base_are_not_written_as_edits():
     """A state whose edits name a base other than the stored one (the state was replaced meanwhile) writes
     its whole incidence as a new base."""
-    rng = np.random.default_rng(4)
-    mentions = _graph_world(rng)
-    conn = sqlite3.connect(":memory:")
-    gi.save_state(conn, gi.update_clusters(None, mentions, None, seed=4, settings=SETTINGS).state)
-    state = gi.load_state(conn)[0]
-    mentions, changed_ids = _round(rng, mentions, 0, 4)
-    got = gi.update_changed(state, mentions[mentions["mention_id"].isin(changed_ids)], changed_ids, seed=4,
-                            settings=SETTINGS).state
+    conn, mentions, got = _stored_then_updated(4)
     other = gi.update_clusters(None, mentions.head(40), None, seed=4, settings=SETTINGS).state
     gi.save_state(conn, other)  # the stored base is now another one
     gi.save_state(conn, got)
@@ -141,14 +148,7 @@ def test_edits_without_their_base_or_half_of_them_are_not_used(monkeypatch):
     """A state whose edits parts lack the base they apply to (or one of the two parts), or whose base has
     another row count than its meta says, is not used: the run clusters everything."""
     monkeypatch.setattr(gi, "INCIDENCE_EDITS_SHARE", 0.5)
-    rng = np.random.default_rng(6)
-    mentions = _graph_world(rng)
-    conn = sqlite3.connect(":memory:")
-    gi.save_state(conn, gi.update_clusters(None, mentions, None, seed=6, settings=SETTINGS).state)
-    state = gi.load_state(conn)[0]
-    mentions, changed_ids = _round(rng, mentions, 0, 6)
-    got = gi.update_changed(state, mentions[mentions["mention_id"].isin(changed_ids)], changed_ids, seed=6,
-                            settings=SETTINGS).state
+    conn, mentions, got = _stored_then_updated(6)
     gi.save_state(conn, got)
     assert gi.load_state(conn) is not None and "incidence_added" in _parts(conn)
     meta = json.loads(_parts(conn)["meta"])
