@@ -551,9 +551,12 @@ def _table_edits(conn, name: str, edits: TableEdits, base: list | None):
     would pass :data:`TABLE_EDITS_SHARE` of its rows (the table is then written whole)."""
     if base is None or edits.base is None or base[0] != edits.base or base[2] != edits.key:
         return None
-    parts = dict(conn.execute("SELECT part, data FROM graph_state WHERE part IN (?, ?, ?)",
-                              (name, f"{name}:removed", f"{name}:added")).fetchall())
-    if name not in parts or (f"{name}:removed" in parts) != (f"{name}:added" in parts):
+    # the base's presence only: its data (4 MB of scores at 100k) is not needed here
+    if conn.execute("SELECT 1 FROM graph_state WHERE part = ?", (name,)).fetchone() is None:
+        return None
+    parts = dict(conn.execute("SELECT part, data FROM graph_state WHERE part IN (?, ?)",
+                              (f"{name}:removed", f"{name}:added")).fetchall())
+    if (f"{name}:removed" in parts) != (f"{name}:added" in parts):
         return None
     key = edits.key
     if f"{name}:added" in parts:
