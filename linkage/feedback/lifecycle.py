@@ -339,15 +339,17 @@ def advance_changed(store, report_clusters_df: pd.DataFrame, routing_df: pd.Data
     rids, cids = _pairs(report_clusters_df)
     # what a dict report -> (cluster, agencies) built in pair order holds: a report in several clusters
     # (never in a pipeline run) keeps its last pair's values at its first pair's place
-    last_of = np.ones(len(rids), dtype=bool)
-    if len(rids) > 1:
-        last_of[:-1] = rids[1:] != rids[:-1]
-    first_of = np.ones(len(rids), dtype=bool)
-    if len(rids) > 1:
-        first_of[1:] = rids[1:] != rids[:-1]
+    new_report = rids[1:] != rids[:-1]
+    first_of, last_of = np.r_[True, new_report], np.r_[new_report, True]
+    if not len(rids):
+        first_of = last_of = np.zeros(0, dtype=bool)
     dumped: dict[tuple, str] = {}  # clusters share a few agency lists: each encoded once
-    texts = {cid: dumped.get(key) or dumped.setdefault(key, json.dumps(ags))
-             for cid, ags in routed.items() for key in (tuple(ags),)}
+    texts = {}
+    for cid, ags in routed.items():
+        key = tuple(ags)
+        if key not in dumped:
+            dumped[key] = json.dumps(ags)
+        texts[cid] = dumped[key]
     cur_r = rids[first_of]
     cur_c = cids[last_of]
     cur_a = np.array([texts.get(c, "[]") for c in cur_c.tolist()], dtype=object)
@@ -379,7 +381,7 @@ def advance_changed(store, report_clusters_df: pd.DataFrame, routing_df: pd.Data
             since = [r for (r,) in conn.execute(
                 "SELECT DISTINCT report_id FROM status_history WHERE id > ?", (int(mark[0]),))]
             only = set(cur_r[changed].tolist()) | set(since)
-            keep = isin_text(rids, cur_r[changed]) | isin_text(rids, since)
+            keep = isin_text(rids, list(only))
             look, look_c = rids[keep], cids[keep]
         summary = _advance_arrays(conn, look, look_c, routed, actor, now_iso(now), only)
         if gone:
