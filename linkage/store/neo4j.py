@@ -47,7 +47,7 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, NoReturn, Sequence
 
 from linkage import model
 from linkage.errors import ConfigError, Neo4jUnavailable
@@ -255,7 +255,7 @@ class BatchFailed(Exception):
                          f"({type(cause).__name__}); batches committed: {_ranges(committed) or 'none'}")
 
 
-def _raise_driver_error(exc: BaseException, what: str, advice: str) -> None:
+def _raise_driver_error(exc: BaseException, what: str, advice: str) -> NoReturn:
     """Re-raise ``exc`` for the user: a driver or server error (also inside a ``BatchFailed``) becomes
     ``Neo4jUnavailable("<what> (<error type>)[ at <batch>]; <advice>")``, without the server's message (it can
     quote values); any other error is raised as itself, with the failed batch added as a note.
@@ -872,7 +872,6 @@ def remove_stale(store: EmbeddedStore, driver=None) -> int:
     except Exception as exc:
         _raise_driver_error(exc, "Removing stale nodes from Neo4j stopped",
                             "what was deleted stays deleted. Check the server (make neo4j) and run again.")
-        raise  # pragma: no cover - _raise_driver_error always raises
     finally:
         if own:
             driver.close()
@@ -918,7 +917,6 @@ def delete_reports(report_ids: Iterable[str], driver=None) -> int:
         _raise_driver_error(exc, "Deleting purged reports from Neo4j stopped",
                             "nothing was deleted from the store. Check the server (make neo4j) and run the purge "
                             "again: reports already deleted from Neo4j are skipped.")
-        raise  # pragma: no cover - _raise_driver_error always raises
     finally:
         if own:
             driver.close()
