@@ -15,7 +15,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -621,6 +621,9 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
     fresh_rc, kept, reused = report_clusters, None, None
     cached = step.previous_scores if step is not None else None
     fingerprint = _routing_fingerprint(rules) if step is not None else ""  # read once: checked and saved alike
+    # the rules, read once: the stored rows' agency names, and every scoring process routes its own clusters
+    # by them (forked workers inherit them)
+    loaded = load_rules(rules)
     if (step is not None and step.update is not None and not step.update.everything
             and _scores_usable(cached, step.previous_meta)):
         redo = step.update.recomputed
@@ -632,7 +635,7 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
                 and step.previous_meta.get("run_id") is not None
                 and str(store.get_meta(CLUSTERS_RUN)) == str(step.previous_meta.get("run_id"))):
             still = ~recency_level_moved(kept["newest"].tolist(), dt.date.fromisoformat(before), now)
-            reused = _stored_rows(store, report_clusters, kept[still], rules)
+            reused = _stored_rows(store, report_clusters, kept[still], loaded.agencies)
             kept = kept[~_isin(kept["cluster_id"], reused["cluster_id"].tolist())].reset_index(drop=True)
     if entities is None and store is not None:
         entities = _label_reader(store)
@@ -641,9 +644,7 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
             entities = entity_rows(store, clustered.dropna().unique().tolist(), columns=("entity_id", "label"))
     if links is None and store is not None:
         links = report_links(store, fresh_rc["report_id"].tolist())
-    # each scoring process routes its own clusters (routing reads the signal values, given as name -> value),
-    # all by the rules read once here (forked workers inherit them)
-    loaded = load_rules(rules)
+    # each scoring process routes its own clusters (routing reads the signal values, given as name -> value)
     scored, parts = score_with_parts(fresh_rc, reports, mentions, links, entities, now=now, processes=processes,
                                      min_parallel=min_parallel, router=lambda frame: route_rows(frame, loaded))
     routed = scored["routed"].tolist() if "routed" in scored.columns else []
@@ -715,17 +716,17 @@ def _routing_fingerprint(rules: Optional[Path]) -> str:
 
 
 def _stored_rows(store: EmbeddedStore, report_clusters: pd.DataFrame, kept: pd.DataFrame,
-                 rules: Optional[Path]) -> pd.DataFrame:
+                 names: Mapping[str, str]) -> pd.DataFrame:
     """The stored ``clusters`` rows of the ``kept`` clusters (raw ids, whose members are unchanged since the last
     run), as :func:`score_stage` rows: ``cluster_id`` the raw id, ``stored_id`` the id the row is stored under
-    (found through a member report in ``report_clusters``), JSON list columns as lists, and ``agency_names``.
+    (found through a member report in ``report_clusters``), JSON list columns as lists, and ``agency_names``
+    (from ``names``, the routing rules' agency code -> name).
     A cluster whose stored row is missing or has another report count is left out (it is rescored).
 
     Only what ranking and routing read is read (:data:`STORED_ROW_COLUMNS`); the long text columns
     (:data:`LEFT_STORED`: signals, ~2 KB a cluster, reason, routing, unrouted reason) stay in the table and are
     None here: :func:`store_clusters` keeps the stored row of a cluster :func:`score_stage` took this way."""
     from linkage.retention import _temp_ids
-    from linkage.triage.routing import load_rules
     from linkage.triage.scoring import _isin
 
     cols = list(STORED_ROW_COLUMNS)
@@ -747,7 +748,6 @@ def _stored_rows(store: EmbeddedStore, report_clusters: pd.DataFrame, kept: pd.D
     counts = dict(zip(kept["cluster_id"].tolist(), kept["n_reports"].tolist()))
     stored = stored[[int(counts[c]) == int(n) for c, n in zip(stored["cluster_id"].tolist(),
                                                                stored["n_reports"].tolist())]]
-    names = load_rules(rules).agencies
     lists = {}
 
     def as_list(text: Any) -> list:
