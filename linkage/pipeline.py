@@ -860,12 +860,11 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
     stored_of = {rename.get(raw, raw): sid for raw, sid in reused.items()}  # final id -> stored id
     light = isin_text(clusters["cluster_id"], list(stored_of)) if stored_of else np.zeros(len(clusters), dtype=bool)
     ranks, unchanged = None, set()
-    if light.any():
-        ranks = dict(store.conn.execute("SELECT cluster_id, rank FROM clusters").fetchall())
+    if light.any() and not (full or not len(previous)):
         # a re-used row kept its members, so it keeps its stored id: only its rank can differ (a full rewrite
         # deletes the table first: then every re-used row is copied whole)
-        if not (full or not len(previous)):
-            unchanged = {f for f, sid in stored_of.items() if f == sid and f in ranks}
+        ranks = dict(store.conn.execute("SELECT cluster_id, rank FROM clusters").fetchall())
+        unchanged = {f for f, sid in stored_of.items() if f == sid and f in ranks}
     rows = clusters[~light] if light.any() else clusters.copy()  # the rows whose values are written
     for col in ("categories", "agencies"):  # lists -> JSON text
         if col in rows.columns:
