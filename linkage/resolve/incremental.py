@@ -948,24 +948,14 @@ def save_encoded_state(conn, model_hash: str, judgements: list, types: Mapping[s
                 {t: e.key_rules for t, e in types.items() if e.key_rules is not None})
 
 
-def save_state(conn, state: ERState, appended: Mapping[str, tuple] | None = None) -> None:
-    """Write ``state`` into the ``er_state`` table of a SQLite connection (inside the caller's transaction).
-
-    ``appended=None`` rewrites everything (dead pairs left out, rule-mask edits applied); otherwise only the
-    new records, pairs, block-key hashes and rule-mask edits of each type are added as another chunk
-    (``{type: (new records, new pairs, new hashes, (edited positions, masks))}``; hashes None: the type's
-    hashes were all made again and are rewritten) and the region labels are rewritten
-    (:func:`type_writes`, then :func:`apply_writes`).
-    """
+def save_state(conn, state: ERState) -> None:
+    """Write ``state`` into the ``er_state`` table of a SQLite connection (inside the caller's transaction),
+    replacing what it held (dead pairs left out, rule-mask edits applied). An incremental run adds to the
+    stored state instead (:func:`type_writes`, then :func:`apply_writes`)."""
     conn.execute(STATE_TABLE)
-    if appended is None:
-        conn.execute("DELETE FROM er_state")
-        for etype, ts in state.types.items():
-            _insert(conn, etype, encode_type_state(ts).rows)
-    else:
-        writes = [type_writes(conn, etype, state.types[etype], records, pairs, new_keys, rest[0] if rest else None)
-                  for etype, (records, pairs, new_keys, *rest) in appended.items()]
-        apply_writes(conn, writes)
+    conn.execute("DELETE FROM er_state")
+    for etype, ts in state.types.items():
+        _insert(conn, etype, encode_type_state(ts).rows)
     _write_meta(conn, state.model_hash, state.judgements, {t: len(s.records) for t, s in state.types.items()},
                 {t: s.key_rules for t, s in state.types.items() if s.keys is not None})
 
@@ -1378,7 +1368,6 @@ def resolve_store_incremental(store, model: Mapping[str, Any], judgements: list,
     """
     from linkage import model as schema
     from linkage.retention import _temp_ids  # noqa: F401 (imported before forking: each process would import it)
-    from linkage.store.stable_ids import carry_over  # noqa: F401
 
     conn = store.conn
     meta = state_meta(conn, model, settings)
