@@ -480,7 +480,7 @@ def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[i
         if update is not None:
             region = update.region.tolist()
             reports = _graph_reports(store, region)
-            mentions = _region_mentions(store, update.state.incidence, region, n_resolved)
+            mentions = _region_mentions(store, update.state.incidence, region, n_resolved, update.region_rows)
             newest = store.conn.execute("SELECT MAX(substr(received_at, 1, 10)) FROM reports").fetchone()[0]
             return ClusterStep(update.clusters, (reports, mentions, None, None), update, loaded[1].get("scores"),
                                loaded[2], now=dt.date.fromisoformat(newest) if newest else dt.date.today(),
@@ -543,13 +543,15 @@ def _graph_mentions(store: EmbeddedStore, column: str, ids: Sequence[str]) -> pd
     return store.frame(_graph_mentions_sql(f"WHERE m.{column} IN (SELECT id FROM temp.graph_ids)"))
 
 
-def _region_mentions(store: EmbeddedStore, incidence, report_ids: Sequence[str], n_resolved: int) -> pd.DataFrame:
+def _region_mentions(store: EmbeddedStore, incidence, report_ids: Sequence[str], n_resolved: int,
+                     rows=None) -> pd.DataFrame:
     """What ``_graph_mentions(store, "report_id", report_ids)`` gives, taken from the clusters stage's
     incidence (every resolved mention's graph row, :mod:`linkage.graph.incremental`) when that holds every
     stored mention with the same columns: when each of the store's mentions has an entity (``n_resolved``, the
     number of mentions with one, equals the number of mentions and the incidence's rows) the query's rows are
-    the incidence's rows of those reports, sorted by mention id as the query sorts them. Otherwise, or for no
-    reports, the query is run (the incidence lacks the mentions without an entity)."""
+    the incidence's rows of those reports, sorted by mention id as the query sorts them. ``rows``, when given,
+    are those rows already picked (``ClusterUpdate.region_rows``). Otherwise, or for no reports, the query is
+    run (the incidence lacks the mentions without an entity)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -557,10 +559,13 @@ def _region_mentions(store: EmbeddedStore, incidence, report_ids: Sequence[str],
     if (not len(report_ids) or sorted(incidence.column_names) != sorted(columns)
             or not n_resolved == incidence.num_rows == store.count("mentions")):
         return _graph_mentions(store, "report_id", report_ids)
-    wanted = pa.array([str(r) for r in report_ids], type=pa.string())
-    rows = incidence.filter(pc.fill_null(pc.is_in(incidence.column("report_id"), value_set=wanted), False))
-    out = rows.select(columns).to_pandas()
-    return out.sort_values("mention_id", kind="stable").reset_index(drop=True)
+    if rows is None:
+        wanted = pa.array([str(r) for r in report_ids], type=pa.string())
+        rows = incidence.filter(pc.fill_null(pc.is_in(incidence.column("report_id"), value_set=wanted), False))
+    rows = rows.select(columns)
+    # mention ids are unique: arrow's sort (UTF-8 bytes, the code point order pandas sorts by) gives the order
+    # of a stable sort by mention id
+    return rows.take(pc.sort_indices(rows, sort_keys=[("mention_id", "ascending")])).to_pandas()
 
 
 def _scores_usable(cached: Optional[pd.DataFrame], meta: dict) -> bool:
