@@ -524,23 +524,19 @@ def _graph_mentions_sql(where: str = "") -> str:
 
 def _graph_reports(store: EmbeddedStore, report_ids: Sequence[str]) -> pd.DataFrame:
     """The rows of :func:`graph_inputs`' reports for ``report_ids``, in the same order."""
-    from linkage.retention import _temp_ids
-
-    with store.transaction():
-        _temp_ids(store.conn, "graph_reports", (str(r) for r in report_ids))
-    return store.frame(_graph_reports_sql("WHERE report_id IN (SELECT id FROM temp.graph_reports)"))
+    # the ids go in as one JSON text (json_each): no temporary table to fill row by row (5,600 reports of
+    # 101,000: 0.033 -> 0.023 s)
+    return store.frame(_graph_reports_sql("WHERE report_id IN (SELECT value FROM json_each(?))"),
+                       (json.dumps([str(r) for r in report_ids]),))
 
 
 def _graph_mentions(store: EmbeddedStore, column: str, ids: Sequence[str]) -> pd.DataFrame:
     """The rows of :func:`graph_inputs`' mentions whose ``column`` (``mention_id`` or ``report_id``) is one of
     ``ids``, in the same order."""
-    from linkage.retention import _temp_ids
-
     if column not in ("mention_id", "report_id"):  # a fixed name put into the SQL text below
         raise ValueError(f"_graph_mentions reads by mention_id or report_id, not {column!r}")
-    with store.transaction():
-        _temp_ids(store.conn, "graph_ids", (str(i) for i in ids))
-    return store.frame(_graph_mentions_sql(f"WHERE m.{column} IN (SELECT id FROM temp.graph_ids)"))
+    return store.frame(_graph_mentions_sql(f"WHERE m.{column} IN (SELECT value FROM json_each(?))"),
+                       (json.dumps([str(i) for i in ids]),))
 
 
 def _region_mentions(store: EmbeddedStore, incidence, report_ids: Sequence[str], n_resolved: int,
