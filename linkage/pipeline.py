@@ -480,7 +480,7 @@ def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[i
         if update is not None:
             region = update.region.tolist()
             reports = _graph_reports(store, region)
-            mentions = _region_mentions(store, update.state.incidence, region, n_resolved, update.region_rows)
+            mentions = _region_mentions(store, update.state, region, n_resolved, update.region_rows)
             newest = store.conn.execute("SELECT MAX(substr(received_at, 1, 10)) FROM reports").fetchone()[0]
             return ClusterStep(update.clusters, (reports, mentions, None, None), update, loaded[1].get("scores"),
                                loaded[2], now=dt.date.fromisoformat(newest) if newest else dt.date.today(),
@@ -547,14 +547,22 @@ def _region_mentions(store: EmbeddedStore, incidence, report_ids: Sequence[str],
     number of mentions with one, equals the number of mentions and the incidence's rows) the query's rows are
     the incidence's rows of those reports, sorted by mention id as the query sorts them. ``rows``, when given,
     are those rows already picked (``ClusterUpdate.region_rows``). Otherwise, or for no reports, the query is
-    run (the incidence lacks the mentions without an entity)."""
+    run (the incidence lacks the mentions without an entity). ``incidence``: the table, or the
+    :class:`~linkage.graph.incremental.ClusterState` holding it (its size is then read without making a
+    pending incidence)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from linkage.graph.incremental import ClusterState
+
+    n_rows, names = incidence.incidence_size() if isinstance(incidence, ClusterState) \
+        else (incidence.num_rows, incidence.column_names)
     columns = [d[0] for d in store.conn.execute(_graph_mentions_sql() + " LIMIT 0").description]
-    if (not len(report_ids) or sorted(incidence.column_names) != sorted(columns)
-            or not n_resolved == incidence.num_rows == store.count("mentions")):
+    if (not len(report_ids) or sorted(names) != sorted(columns)
+            or not n_resolved == n_rows == store.count("mentions")):
         return _graph_mentions(store, "report_id", report_ids)
+    if isinstance(incidence, ClusterState):
+        incidence = incidence.incidence
     if rows is None:
         wanted = pa.array([str(r) for r in report_ids], type=pa.string())
         rows = incidence.filter(pc.fill_null(pc.is_in(incidence.column("report_id"), value_set=wanted), False))

@@ -84,6 +84,39 @@ class ClusterState:
     components: pd.DataFrame | None = None
     edits: "IncidenceEdits | None" = None
 
+    def incidence_size(self) -> tuple[int, list[str]]:
+        """(rows, column names) of the incidence (:class:`PendingIncidenceState`: without making it)."""
+        return self.incidence.num_rows, list(self.incidence.column_names)
+
+
+class PendingIncidenceState(ClusterState):
+    """A :class:`ClusterState` whose incidence is made when first read: :func:`update_changed` gives the
+    rows of the previous incidence that stay (``pending``: the table and its mask) and the new rows, and most
+    runs never read the whole table (:func:`save_state` writes only its edits; :meth:`incidence_size` needs
+    no copy). Saves copying ~400,000 rows at 100,000 reports (~0.02 s). Equal to the table it stands for in
+    every use, pickling included."""
+
+    @property
+    def incidence(self) -> pa.Table:
+        pending = self.__dict__.get("pending")
+        if pending is not None:
+            old, stay, new_rows = pending
+            self.__dict__["_incidence"] = pa.concat_tables([old.filter(stay), new_rows])
+            self.__dict__["pending"] = None
+        return self.__dict__["_incidence"]
+
+    @incidence.setter
+    def incidence(self, table: pa.Table) -> None:
+        self.__dict__["_incidence"] = table
+        self.__dict__["pending"] = None
+
+    def incidence_size(self) -> tuple[int, list[str]]:
+        pending = self.__dict__.get("pending")
+        if pending is None:
+            return super().incidence_size()
+        old, stay, new_rows = pending
+        return int(pc.sum(stay).as_py() or 0) + new_rows.num_rows, list(old.column_names)
+
 
 @dataclass
 class IncidenceEdits:
@@ -340,12 +373,12 @@ def update_changed(previous: ClusterState | None, changed: pd.DataFrame, changed
     in_changed = pc.fill_null(pc.is_in(_column(old, mention_col), value_set=ids), False)
     stay = pc.invert(in_changed)
     old_rows = old.filter(in_changed)
-    # the incidence now: the old rows that stay, then the new rows (left in two chunks: save_state joins them
-    # when it writes the whole table). Its masks below are taken on the two parts apiece (no copy of 400,000
-    # rows' columns): ``_on_parts(f)`` is ``f`` of the old rows' column, rows that went masked off, then of the
-    # new rows'
-    inc = pa.concat_tables([old.filter(stay), new_rows])
-    if n_resolved is not None and inc.num_rows != n_resolved:
+    # the incidence now: the old rows that stay, then the new rows (made when read, PendingIncidenceState;
+    # in two chunks: save_state joins them when it writes the whole table). The masks below are taken on the
+    # two parts apiece (no copy of 400,000 rows' columns): ``rows_of`` gives a mask per part, the old rows
+    # that went masked off
+    n_rows = int(pc.sum(stay).as_py() or 0) + new_rows.num_rows
+    if n_resolved is not None and n_rows != n_resolved:
         return None
     reps, ents = _dirty(old_rows, new_rows, row_keys(old_rows), row_keys(new_rows))
     parts = [(_column(old, "report_id"), _column(old, "entity_id"), stay),
@@ -399,8 +432,10 @@ def update_changed(previous: ClusterState | None, changed: pd.DataFrame, changed
     components = pd.concat([kept, now_comps], ignore_index=True).sort_values("report_id", kind="stable")
     n_comps = int(components["component"].nunique())
     stats = {"components": n_comps, "components_reclustered": int(len(redo))}
-    state = ClusterState(previous.fingerprint, inc, clusters, list(previous.columns), components.reset_index(drop=True),
-                         _next_edits(previous.edits, ids, old_rows, new_rows, mention_col))
+    state = PendingIncidenceState(previous.fingerprint, None, clusters, list(previous.columns),
+                                  components.reset_index(drop=True),
+                                  _next_edits(previous.edits, ids, old_rows, new_rows, mention_col))
+    state.__dict__["pending"] = (old, stay, new_rows)
     region_rows = part.filter(pc.fill_null(pc.is_in(_column(part, "report_id"), value_set=region_arr), False))
     return ClusterUpdate(clusters, state, set(fresh["cluster_id"]), stats, False, region, region_rows)
 
