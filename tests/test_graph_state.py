@@ -227,3 +227,22 @@ def test_the_incidence_of_an_update_is_made_when_read_and_equals_the_whole_table
     gi.save_state(b, gi.ClusterState(state.fingerprint, want.combine_chunks(), state.clusters, state.columns,
                                      state.components))
     assert _parts(a)["incidence"] == _parts(b)["incidence"]
+
+
+@pytest.mark.parametrize("kept", [["R1", "R2"], [], ["R3", "R4", "R1", "R2"]])
+def test_merged_clusters_are_the_frames_concatenated_and_sorted(kept):
+    """_merge_clusters (arrow) gives what concatenating the fresh and the kept stored clusters and sorting them
+    by cluster and report id with pandas gives, column types included (empty frames' object columns too)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    empty = pd.DataFrame({c: pd.Series(dtype=object) for c in gi.CLUSTER_COLUMNS})
+    stored = pd.DataFrame({"report_id": ["R1", "R2", "R3", "R4"], "cluster_id": ["c_b", "c_b", "c_a", "c_a"]})
+    fresh = pd.DataFrame({"report_id": ["R9", "R5"], "cluster_id": ["c_0", "c_0"]})
+    ids = pa.array(kept, pa.string())
+    for previous in (stored, pa.table(stored).to_pandas(), empty):
+        for new in (fresh, empty):
+            reused = previous[pc.is_in(gi._text(previous["report_id"]), value_set=ids).to_numpy(zero_copy_only=False)]
+            want = pd.concat([new, reused], ignore_index=True).sort_values(
+                ["cluster_id", "report_id"], kind="stable").reset_index(drop=True)[gi.CLUSTER_COLUMNS]
+            pd.testing.assert_frame_equal(gi._merge_clusters(previous, new, ids), want)

@@ -332,13 +332,17 @@ def update_clusters(reports: pd.DataFrame | None, mentions: pd.DataFrame, previo
 
 def _merge_clusters(previous: pd.DataFrame, fresh: pd.DataFrame, kept_ids: pa.Array) -> pd.DataFrame:
     """The stored clusters of the ``kept_ids`` reports plus the ``fresh`` ones, sorted as find_clusters sorts."""
-    reused = previous[pc.is_in(_text(previous["report_id"]), value_set=kept_ids).to_numpy(zero_copy_only=False)]
-    clusters = pd.concat([fresh, reused], ignore_index=True)[CLUSTER_COLUMNS]
+    names = ("report_id", "cluster_id")
+    kept = pa.table({c: _text(previous[c]) for c in names})
+    kept = kept.filter(pc.fill_null(pc.is_in(kept.column("report_id"), value_set=kept_ids), False))
+    rows = pa.concat_tables([pa.table({c: _text(fresh[c]) for c in names}), kept])
     # arrow sorts the two text columns (UTF-8 bytes sort as the code points pandas compares; stable, as
-    # pandas' stable sort: 41,000 rows in ~5 ms against ~30)
-    keys = pa.table({"cluster_id": _text(clusters["cluster_id"]), "report_id": _text(clusters["report_id"])})
-    order = pc.sort_indices(keys, sort_keys=[("cluster_id", "ascending"), ("report_id", "ascending")])
-    return clusters.take(order.to_numpy()).reset_index(drop=True)
+    # pandas' stable sort), and the frame is made once from the sorted rows (41,000 rows in ~8 ms against ~30)
+    rows = rows.take(pc.sort_indices(rows, sort_keys=[("cluster_id", "ascending"), ("report_id", "ascending")]))
+    out = rows.select(CLUSTER_COLUMNS).to_pandas()
+    # the column types concatenating the two frames gives (an empty one's object columns can make them object)
+    like = pd.concat([fresh.iloc[:1], previous.iloc[:1 if kept.num_rows else 0]], ignore_index=True)[CLUSTER_COLUMNS]
+    return out if like.dtypes.equals(out.dtypes) else out.astype(like.dtypes.to_dict())
 
 
 def update_changed(previous: ClusterState | None, changed: pd.DataFrame, changed_ids: Any,
