@@ -561,9 +561,9 @@ def _region_mentions(store: EmbeddedStore, incidence, report_ids: Sequence[str],
     if (not len(report_ids) or sorted(names) != sorted(columns)
             or not n_resolved == n_rows == store.count("mentions")):
         return _graph_mentions(store, "report_id", report_ids)
-    if isinstance(incidence, ClusterState):
-        incidence = incidence.incidence
     if rows is None:
+        if isinstance(incidence, ClusterState):
+            incidence = incidence.incidence
         wanted = pa.array([str(r) for r in report_ids], type=pa.string())
         rows = incidence.filter(pc.fill_null(pc.is_in(incidence.column("report_id"), value_set=wanted), False))
     rows = rows.select(columns)

@@ -497,8 +497,12 @@ def test_an_incremental_run_takes_the_region_mentions_from_the_incidence_as_the_
     real = pipeline._region_mentions
 
     def checked(st, incidence, report_ids, n_resolved, rows=None):
+        from linkage.graph.incremental import PendingIncidenceState
+
         got = real(st, incidence, report_ids, n_resolved, rows)
         assert rows is not None
+        # the stage hands over the state: its incidence is not made for this (only its size is read)
+        assert isinstance(incidence, PendingIncidenceState) and incidence.__dict__["pending"] is not None
         pd.testing.assert_frame_equal(got, pipeline._graph_mentions(st, "report_id", report_ids))
         pd.testing.assert_frame_equal(got, real(st, incidence, report_ids, n_resolved))
         calls.append((len(report_ids), len(got)))
