@@ -480,7 +480,7 @@ def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[i
         if update is not None:
             region = update.region.tolist()
             reports = _graph_reports(store, region)
-            mentions = _region_mentions(store, update.state.incidence, region, n_resolved)
+            mentions = _region_mentions(store, update.state, region, n_resolved, update.region_rows)
             newest = store.conn.execute("SELECT MAX(substr(received_at, 1, 10)) FROM reports").fetchone()[0]
             return ClusterStep(update.clusters, (reports, mentions, None, None), update, loaded[1].get("scores"),
                                loaded[2], now=dt.date.fromisoformat(newest) if newest else dt.date.today(),
@@ -524,43 +524,52 @@ def _graph_mentions_sql(where: str = "") -> str:
 
 def _graph_reports(store: EmbeddedStore, report_ids: Sequence[str]) -> pd.DataFrame:
     """The rows of :func:`graph_inputs`' reports for ``report_ids``, in the same order."""
-    from linkage.retention import _temp_ids
-
-    with store.transaction():
-        _temp_ids(store.conn, "graph_reports", (str(r) for r in report_ids))
-    return store.frame(_graph_reports_sql("WHERE report_id IN (SELECT id FROM temp.graph_reports)"))
+    # the ids go in as one JSON text (json_each): no temporary table to fill row by row (5,600 reports of
+    # 101,000: 0.033 -> 0.023 s)
+    return store.frame(_graph_reports_sql("WHERE report_id IN (SELECT value FROM json_each(?))"),
+                       (json.dumps([str(r) for r in report_ids]),))
 
 
 def _graph_mentions(store: EmbeddedStore, column: str, ids: Sequence[str]) -> pd.DataFrame:
     """The rows of :func:`graph_inputs`' mentions whose ``column`` (``mention_id`` or ``report_id``) is one of
     ``ids``, in the same order."""
-    from linkage.retention import _temp_ids
-
     if column not in ("mention_id", "report_id"):  # a fixed name put into the SQL text below
         raise ValueError(f"_graph_mentions reads by mention_id or report_id, not {column!r}")
-    with store.transaction():
-        _temp_ids(store.conn, "graph_ids", (str(i) for i in ids))
-    return store.frame(_graph_mentions_sql(f"WHERE m.{column} IN (SELECT id FROM temp.graph_ids)"))
+    return store.frame(_graph_mentions_sql(f"WHERE m.{column} IN (SELECT value FROM json_each(?))"),
+                       (json.dumps([str(i) for i in ids]),))
 
 
-def _region_mentions(store: EmbeddedStore, incidence, report_ids: Sequence[str], n_resolved: int) -> pd.DataFrame:
+def _region_mentions(store: EmbeddedStore, incidence, report_ids: Sequence[str], n_resolved: int,
+                     rows=None) -> pd.DataFrame:
     """What ``_graph_mentions(store, "report_id", report_ids)`` gives, taken from the clusters stage's
     incidence (every resolved mention's graph row, :mod:`linkage.graph.incremental`) when that holds every
     stored mention with the same columns: when each of the store's mentions has an entity (``n_resolved``, the
     number of mentions with one, equals the number of mentions and the incidence's rows) the query's rows are
-    the incidence's rows of those reports, sorted by mention id as the query sorts them. Otherwise, or for no
-    reports, the query is run (the incidence lacks the mentions without an entity)."""
+    the incidence's rows of those reports, sorted by mention id as the query sorts them. ``rows``, when given,
+    are those rows already picked (``ClusterUpdate.region_rows``). Otherwise, or for no reports, the query is
+    run (the incidence lacks the mentions without an entity). ``incidence``: the table, or the
+    :class:`~linkage.graph.incremental.ClusterState` holding it (its size is then read without making a
+    pending incidence)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from linkage.graph.incremental import ClusterState
+
+    n_rows, names = incidence.incidence_size() if isinstance(incidence, ClusterState) \
+        else (incidence.num_rows, incidence.column_names)
     columns = [d[0] for d in store.conn.execute(_graph_mentions_sql() + " LIMIT 0").description]
-    if (not len(report_ids) or sorted(incidence.column_names) != sorted(columns)
-            or not n_resolved == incidence.num_rows == store.count("mentions")):
+    if (not len(report_ids) or sorted(names) != sorted(columns)
+            or not n_resolved == n_rows == store.count("mentions")):
         return _graph_mentions(store, "report_id", report_ids)
-    wanted = pa.array([str(r) for r in report_ids], type=pa.string())
-    rows = incidence.filter(pc.fill_null(pc.is_in(incidence.column("report_id"), value_set=wanted), False))
-    out = rows.select(columns).to_pandas()
-    return out.sort_values("mention_id", kind="stable").reset_index(drop=True)
+    if rows is None:
+        if isinstance(incidence, ClusterState):
+            incidence = incidence.incidence
+        wanted = pa.array([str(r) for r in report_ids], type=pa.string())
+        rows = incidence.filter(pc.fill_null(pc.is_in(incidence.column("report_id"), value_set=wanted), False))
+    rows = rows.select(columns)
+    # mention ids are unique: arrow's sort (UTF-8 bytes, the code point order pandas sorts by) gives the order
+    # of a stable sort by mention id
+    return rows.take(pc.sort_indices(rows, sort_keys=[("mention_id", "ascending")])).to_pandas()
 
 
 def _scores_usable(cached: Optional[pd.DataFrame], meta: dict) -> bool:

@@ -189,3 +189,60 @@ def test_half_of_a_tables_edits_or_edits_of_another_base_are_not_used():
     conn.execute("UPDATE graph_state SET data = ? WHERE part = 'scores'",
                  (gi._table_blob(table.head(19)),))
     assert gi.load_state(conn) is None
+
+
+def test_the_incidence_of_an_update_is_made_when_read_and_equals_the_whole_table():
+    """update_changed leaves its incidence pending (the old rows that stay, then the new rows): its size and
+    columns are known without making it; read, it is the previous incidence without the changed mentions'
+    rows then their new rows; a pickled state reads the same; a whole save writes the blob of that table as
+    one record batch, as a state holding the table does; and update_changed's region rows are the
+    incidence's rows of the region's reports, in order."""
+    import pickle
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    rng = np.random.default_rng(7)
+    mentions = _graph_world(rng)
+    before = gi.update_clusters(None, mentions, None, seed=7, settings=SETTINGS).state
+    mentions, changed_ids = _round(rng, mentions, 0, 7)
+    changed = mentions[mentions["mention_id"].isin(changed_ids)]
+    got = gi.update_changed(before, changed, changed_ids, seed=7, settings=SETTINGS, n_resolved=len(mentions))
+    state = got.state
+    assert isinstance(state, gi.PendingIncidenceState) and state.__dict__["pending"] is not None
+    rows, columns = state.incidence_size()
+    assert state.__dict__["pending"] is not None  # the size did not make it
+    ids = pa.array([str(m) for m in changed_ids], pa.string())
+    old = before.incidence
+    want = pa.concat_tables([old.filter(pc.invert(pc.is_in(old.column("mention_id"), value_set=ids))),
+                             gi.incidence(None, changed[before.columns]).cast(old.schema)])
+    assert (rows, columns) == (want.num_rows, want.column_names) == (len(mentions), list(before.columns))
+    again = pickle.loads(pickle.dumps(state))
+    assert state.incidence.equals(want) and again.incidence.equals(want)
+    assert state.__dict__["pending"] is None and state.incidence_size() == (rows, columns)
+    region = pa.array(got.region.tolist(), pa.string())
+    assert got.region_rows.equals(want.filter(pc.is_in(want.column("report_id"), value_set=region)))
+    a, b = sqlite3.connect(":memory:"), sqlite3.connect(":memory:")
+    gi.save_state(a, again)
+    gi.save_state(b, gi.ClusterState(state.fingerprint, want.combine_chunks(), state.clusters, state.columns,
+                                     state.components))
+    assert _parts(a)["incidence"] == _parts(b)["incidence"]
+
+
+@pytest.mark.parametrize("kept", [["R1", "R2"], [], ["R3", "R4", "R1", "R2"]])
+def test_merged_clusters_are_the_frames_concatenated_and_sorted(kept):
+    """_merge_clusters (arrow) gives what concatenating the fresh and the kept stored clusters and sorting them
+    by cluster and report id with pandas gives, column types included (empty frames' object columns too)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    empty = pd.DataFrame({c: pd.Series(dtype=object) for c in gi.CLUSTER_COLUMNS})
+    stored = pd.DataFrame({"report_id": ["R1", "R2", "R3", "R4"], "cluster_id": ["c_b", "c_b", "c_a", "c_a"]})
+    fresh = pd.DataFrame({"report_id": ["R9", "R5"], "cluster_id": ["c_0", "c_0"]})
+    ids = pa.array(kept, pa.string())
+    for previous in (stored, pa.table(stored).to_pandas(), empty):
+        for new in (fresh, empty):
+            reused = previous[pc.is_in(gi._text(previous["report_id"]), value_set=ids).to_numpy(zero_copy_only=False)]
+            want = pd.concat([new, reused], ignore_index=True).sort_values(
+                ["cluster_id", "report_id"], kind="stable").reset_index(drop=True)[gi.CLUSTER_COLUMNS]
+            pd.testing.assert_frame_equal(gi._merge_clusters(previous, new, ids), want)

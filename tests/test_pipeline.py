@@ -485,8 +485,9 @@ def test_an_unreadable_rules_file_is_a_config_error_naming_it_in_an_incremental_
 def test_an_incremental_run_takes_the_region_mentions_from_the_incidence_as_the_query_gives_them(
         generated, tmp_path, monkeypatch):
     """The clusters stage of an incremental run takes the re-clustered region's mentions from the graph
-    state's incidence (every mention resolved): the same frame as reading them from the store, and when a
-    mention has no entity the store is read."""
+    state's incidence (every mention resolved; the rows update_changed picked, or picked again from the whole
+    incidence): the same frame as reading them from the store, and when a mention has no entity the store is
+    read."""
     import linkage.pipeline as pipeline
 
     first, second = _split(generated, tmp_path / "parts", 1200)
@@ -495,9 +496,15 @@ def test_an_incremental_run_takes_the_region_mentions_from_the_incidence_as_the_
     calls = []
     real = pipeline._region_mentions
 
-    def checked(st, incidence, report_ids, n_resolved):
-        got = real(st, incidence, report_ids, n_resolved)
+    def checked(st, incidence, report_ids, n_resolved, rows=None):
+        from linkage.graph.incremental import PendingIncidenceState
+
+        got = real(st, incidence, report_ids, n_resolved, rows)
+        assert rows is not None
+        # the stage hands over the state: its incidence is not made for this (only its size is read)
+        assert isinstance(incidence, PendingIncidenceState) and incidence.__dict__["pending"] is not None
         pd.testing.assert_frame_equal(got, pipeline._graph_mentions(st, "report_id", report_ids))
+        pd.testing.assert_frame_equal(got, real(st, incidence, report_ids, n_resolved))
         calls.append((len(report_ids), len(got)))
         return got
 
