@@ -594,7 +594,7 @@ def _policy_fingerprint() -> str:
 def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = None,
                 now: Optional[dt.date] = None, step: Optional[ClusterStep] = None,
                 store: Optional[EmbeddedStore] = None, processes: int = 1,
-                min_parallel: Optional[int] = None) -> pd.DataFrame:
+                min_parallel: Optional[int] = None, previous: Optional[pd.DataFrame] = None) -> pd.DataFrame:
     """Score every cluster from its signals and route it by the rules; ranked clusters with reasons.
 
     With ``step`` (from :func:`communities_stage`) and ``store``, a cluster the last run scored and whose
@@ -607,7 +607,8 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
     Only the other clusters are scored from scratch (in up to ``processes`` processes when there are at least
     ``min_parallel`` of them: :func:`linkage.triage.scoring.score_with_parts`; ``[scoring]`` in the settings).
     Ranks are always decided over all clusters. Every cluster's parts are left in ``step.parts`` for
-    :func:`save_cluster_state`.
+    :func:`save_cluster_state`. ``previous``: the stored ``report_clusters`` rows (``store.report_clusters()``)
+    when the caller has read them (:func:`_stored_rows` finds the stored ids in them).
     """
     from linkage.triage import route
     from linkage.triage.routing import ROUTE_COLUMNS, load_rules, route_rows
@@ -635,7 +636,7 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
                 and step.previous_meta.get("run_id") is not None
                 and str(store.get_meta(CLUSTERS_RUN)) == str(step.previous_meta.get("run_id"))):
             still = ~recency_level_moved(kept["newest"].tolist(), dt.date.fromisoformat(before), now)
-            reused = _stored_rows(store, report_clusters, kept[still], loaded.agencies)
+            reused = _stored_rows(store, report_clusters, kept[still], loaded.agencies, previous=previous)
             kept = kept[~_isin(kept["cluster_id"], reused["cluster_id"].tolist())].reset_index(drop=True)
     if entities is None and store is not None:
         entities = _label_reader(store)
@@ -716,39 +717,49 @@ def _routing_fingerprint(rules: Optional[Path]) -> str:
 
 
 def _stored_rows(store: EmbeddedStore, report_clusters: pd.DataFrame, kept: pd.DataFrame,
-                 names: Mapping[str, str]) -> pd.DataFrame:
+                 names: Mapping[str, str], previous: Optional[pd.DataFrame] = None) -> pd.DataFrame:
     """The stored ``clusters`` rows of the ``kept`` clusters (raw ids, whose members are unchanged since the last
     run), as :func:`score_stage` rows: ``cluster_id`` the raw id, ``stored_id`` the id the row is stored under
-    (found through a member report in ``report_clusters``), JSON list columns as lists, and ``agency_names``
-    (from ``names``, the routing rules' agency code -> name).
-    A cluster whose stored row is missing or has another report count is left out (it is rescored).
+    (that of the cluster's first member report, by id, in the stored ``report_clusters``), JSON list columns as
+    lists, and ``agency_names`` (from ``names``, the routing rules' agency code -> name). Rows in the order of
+    those first reports. A cluster whose stored row is missing or has another report count is left out (it is
+    rescored).
+
+    ``previous``: the stored ``report_clusters`` rows when the caller has read them (:func:`run` reads them once
+    for this and :func:`store_clusters`); otherwise the first reports' rows are looked up in the table.
 
     Only what ranking and routing read is read (:data:`STORED_ROW_COLUMNS`); the long text columns
     (:data:`LEFT_STORED`: signals, ~2 KB a cluster, reason, routing, unrouted reason) stay in the table and are
     None here: :func:`store_clusters` keeps the stored row of a cluster :func:`score_stage` took this way."""
-    from linkage.retention import _temp_ids
-    from linkage.triage.scoring import _isin
-
     cols = list(STORED_ROW_COLUMNS)
+    out_cols = ["cluster_id", "stored_id"] + cols[1:] + ["agency_names"] + list(LEFT_STORED)
     if not len(kept):
-        return pd.DataFrame(columns=cols + list(LEFT_STORED) + ["agency_names", "stored_id"])
-    members = report_clusters[_isin(report_clusters["cluster_id"], kept["cluster_id"].tolist())]
-    first = members.sort_values("report_id", kind="stable").drop_duplicates("cluster_id")
-    with store.transaction():
-        _temp_ids(store.conn, "kept_reports", first["report_id"].astype(str).tolist())
-    # CROSS JOIN: SQLite visits the tables in this order (from each kept report to its row) instead of scanning
-    # every membership; the order of the rows does not matter (score_stage ranks them with the others)
-    stored = store.frame(f"SELECT r.report_id, {', '.join('c.' + c for c in cols)} FROM temp.kept_reports k "
-                         "CROSS JOIN report_clusters r ON r.report_id = k.id "
-                         "CROSS JOIN clusters c ON c.cluster_id = r.cluster_id")
-    store.conn.execute("DROP TABLE temp.kept_reports")
-    stored = stored.rename(columns={"cluster_id": "stored_id"})
-    raw = dict(zip(first["report_id"].astype(str).tolist(), first["cluster_id"].tolist()))
-    stored["cluster_id"] = [raw[r] for r in stored["report_id"].tolist()]
+        return pd.DataFrame(columns=out_cols)
     counts = dict(zip(kept["cluster_id"].tolist(), kept["n_reports"].tolist()))
-    stored = stored[[int(counts[c]) == int(n) for c, n in zip(stored["cluster_id"].tolist(),
-                                                               stored["n_reports"].tolist())]]
-    lists = {}
+    first: dict = {}  # raw cluster id -> its first member report (smallest id)
+    for r, c in zip(report_clusters["report_id"].astype(str).tolist(), report_clusters["cluster_id"].tolist()):
+        if c in counts:
+            f = first.get(c)
+            if f is None or r < f:
+                first[c] = r
+    order = sorted(first, key=first.__getitem__)
+    if previous is not None:
+        stored_of = dict(zip(previous["report_id"].tolist(), previous["cluster_id"].tolist()))
+        sid = {c: stored_of.get(first[c]) for c in order}
+    else:
+        from linkage.retention import _temp_ids
+
+        with store.transaction():
+            _temp_ids(store.conn, "kept_reports", [first[c] for c in order])
+        # CROSS JOIN: SQLite goes from each kept report to its row instead of scanning every membership
+        sid = dict(store.conn.execute("SELECT k.id, r.cluster_id FROM temp.kept_reports k "
+                                      "CROSS JOIN report_clusters r ON r.report_id = k.id").fetchall())
+        store.conn.execute("DROP TABLE temp.kept_reports")
+        sid = {c: sid.get(first[c]) for c in order}
+    # one scan of the table's short columns (every row is on a page of its own: a scan reads what a look-up
+    # of each row reads)
+    rows = {r[0]: r for r in store.conn.execute(f"SELECT {', '.join(cols)} FROM clusters")}
+    lists: dict = {}
 
     def as_list(text: Any) -> list:
         got = lists.get(text)
@@ -756,12 +767,19 @@ def _stored_rows(store: EmbeddedStore, report_clusters: pd.DataFrame, kept: pd.D
             got = lists[text] = json.loads(text) if isinstance(text, str) and text else []
         return list(got)
 
-    stored = stored.assign(categories=[as_list(t) for t in stored["categories"].tolist()],
-                           agencies=[as_list(t) for t in stored["agencies"].tolist()])
-    stored["agency_names"] = [[names.get(a, a) for a in ags] for ags in stored["agencies"].tolist()]
+    data: dict[str, list] = {c: [] for c in out_cols}
+    for c in order:
+        row = rows.get(sid[c])
+        if row is None or int(counts[c]) != int(row[2]):
+            continue
+        agencies = as_list(row[5])
+        for key, val in zip(out_cols, (c, row[0], row[1], row[2], row[3], as_list(row[4]), agencies,
+                                       [names.get(a, a) for a in agencies])):
+            data[key].append(val)
+    n = len(data["cluster_id"])
     for c in LEFT_STORED:
-        stored[c] = None
-    return stored.drop(columns=["report_id"]).reset_index(drop=True)
+        data[c] = [None] * n
+    return pd.DataFrame(data, columns=out_cols)
 
 
 #: The columns :func:`_stored_rows` reads of a re-used cluster row, and those it leaves in the table (None).
@@ -824,7 +842,8 @@ CLUSTER_TABLE_COLUMNS = ("cluster_id", "rank", "score", "n_reports", "n_reporter
 
 def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters: pd.DataFrame,
                    run_id: Optional[int] = None, full: bool = False, reused: Optional[dict] = None,
-                   members: Optional[list] = None, read_back: bool = True) -> pd.DataFrame:
+                   members: Optional[list] = None, read_back: bool = True,
+                   previous: Optional[pd.DataFrame] = None) -> pd.DataFrame:
     """Write clusters with ids carried over from the previous run; record merges and splits.
 
     Only what changed is written: a cluster whose row is unchanged but for its rank gets its rank updated,
@@ -838,7 +857,8 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
     a run that re-used rows gets only ``cluster_id, rank, agencies`` (JSON text) of every cluster instead, all
     :func:`status_stage` reads (the long texts of 10,000 clusters are not read again: :class:`RunSummary`
     reads the rows it shows). ``members``, when given, receives the ``report_id, cluster_id`` rows as stored
-    (final ids), for :func:`status_stage`.
+    (final ids), for :func:`status_stage`. ``previous``: the stored ``report_clusters`` rows as
+    ``store.report_clusters()`` reads them, when the caller has read them (read here otherwise).
 
     Raises
     ------
@@ -848,7 +868,8 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
     from linkage.arrays import isin_text
 
     reused = dict(reused or {})  # raw id -> stored id of the rows score_stage took as stored (ClusterStep.reused)
-    previous = store.report_clusters()
+    if previous is None:
+        previous = store.report_clusters()
     rename, events = carry_over(previous.set_index("report_id")["cluster_id"] if len(previous) else pd.Series(dtype=str),
                                 report_clusters.set_index("report_id")["cluster_id"])
     report_clusters = report_clusters.assign(cluster_id=report_clusters["cluster_id"].map(rename))
@@ -1180,9 +1201,11 @@ def run(
         t0 = begin("score")
         when = now if now is not None else (step.now if step.now is not None else _data_now(step.inputs[0]))
         with paused_gc():
+            # the stored memberships, read once: the re-used rows' stored ids, and what store_clusters compares
+            previous = store.report_clusters()
             clusters = score_stage(report_clusters, step.inputs, rules, when, step=step, store=store,
                                    processes=settings.score_processes,
-                                   min_parallel=settings.score_parallel_min_clusters)
+                                   min_parallel=settings.score_parallel_min_clusters, previous=previous)
         summary.counts.update(_cluster_counts(step.inputs[0], report_clusters, clusters))
         summary.counts["clusters_reused"] = len(step.reused)
         if step.n_reports is not None:
@@ -1198,7 +1221,8 @@ def run(
             # the rows score_stage re-used keep their long texts in the table: not read back (RunSummary reads
             # the rows it is asked for)
             stored = store_clusters(store, report_clusters, clusters, run_id, full=full, reused=reused,
-                                    members=members, read_back=False)
+                                    members=members, read_back=False, previous=previous)
+            del previous
         summary.clusters = stored if set(CLUSTER_TABLE_COLUMNS) <= set(stored.columns) else None
         summary.run_id = run_id
         del clusters
