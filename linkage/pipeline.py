@@ -880,11 +880,14 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
     cols = [c for c in CLUSTER_TABLE_COLUMNS if c in clusters.columns]
     stored_of = {rename.get(raw, raw): sid for raw, sid in reused.items()}  # final id -> stored id
     light = isin_text(clusters["cluster_id"], list(stored_of)) if stored_of else np.zeros(len(clusters), dtype=bool)
-    ranks, unchanged = None, set()
+    ranks, rowids, unchanged = None, None, set()
     if light.any() and not (full or not len(previous)):
         # a re-used row kept its members, so it keeps its stored id: only its rank can differ (a full rewrite
         # deletes the table first: then every re-used row is copied whole)
-        ranks = dict(store.conn.execute("SELECT cluster_id, rank FROM clusters").fetchall())
+        stored_ranks = store.conn.execute("SELECT cluster_id, rank, rowid FROM clusters").fetchall()
+        ranks = {r[0]: r[1] for r in stored_ranks}
+        rowids = {r[0]: r[2] for r in stored_ranks}
+        del stored_ranks
         unchanged = {f for f, sid in stored_of.items() if f == sid and f in ranks}
     rows = clusters[~light] if light.any() else clusters.copy()  # the rows whose values are written
     for col in ("categories", "agencies"):  # lists -> JSON text
@@ -907,7 +910,7 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
                                                        report_clusters["cluster_id"].tolist()),
                                 ["report_id", "cluster_id"])
         else:
-            _write_changed_clusters(store, values, cols, unchanged, ranks)
+            _write_changed_clusters(store, values, cols, unchanged, ranks, rowids)
             _write_changed_members(store, previous, report_clusters)
         store.set_meta(CLUSTERS_RUN, "" if run_id is None else str(run_id))
         if _has_table(store, "cluster_history"):
@@ -985,12 +988,15 @@ def _sqlite_values(df: pd.DataFrame, columns: Sequence[str]) -> list[tuple]:
 
 
 def _write_changed_clusters(store: EmbeddedStore, new_rows: list[tuple], cols: list[str],
-                            unchanged: set[str] | frozenset = frozenset(), ranks: Optional[dict] = None) -> None:
+                            unchanged: set[str] | frozenset = frozenset(), ranks: Optional[dict] = None,
+                            rowids: Optional[dict] = None) -> None:
     """Bring the ``clusters`` table to ``new_rows`` (:func:`_sqlite_values` over ``cols``) writing only the
     rows that differ (ranks separately). ``unchanged`` names clusters whose row is known to be the stored one
     but for the rank (:func:`score_stage` took it from the table): only their rank is read and compared (their
     other values in ``new_rows`` are not read); each must be in the table. ``ranks``: the table's
-    ``cluster_id -> rank`` when the caller has read it."""
+    ``cluster_id -> rank`` when the caller has read it; ``rowids`` its ``cluster_id -> rowid`` likewise (read before
+    these writes, with the run's lock held): ranks are then updated by rowid, in rowid order (each row found
+    at once and the table's pages visited in order; ~9,000 ranks move in a +1,000 run on 100,000 reports)."""
     conn = store.conn
     rank_at = cols.index("rank") if "rank" in cols else None
     other = [i for i, c in enumerate(cols) if c not in ("cluster_id", "rank")]
@@ -1024,7 +1030,10 @@ def _write_changed_clusters(store: EmbeddedStore, new_rows: list[tuple], cols: l
         gone = set(old)
     if gone:
         conn.executemany("DELETE FROM clusters WHERE cluster_id = ?", [(k,) for k in sorted(gone)])
-    if reranked:
+    if reranked and rowids is not None and all(k in rowids for _, k in reranked):
+        conn.executemany("UPDATE clusters SET rank = ? WHERE rowid = ?",
+                         sorted(((rank, rowids[k]) for rank, k in reranked), key=lambda p: p[1]))
+    elif reranked:
         conn.executemany("UPDATE clusters SET rank = ? WHERE cluster_id = ?", reranked)
     if upsert:
         conn.executemany(f"INSERT OR REPLACE INTO clusters ({', '.join(cols)}) "
@@ -1201,8 +1210,10 @@ def run(
         t0 = begin("score")
         when = now if now is not None else (step.now if step.now is not None else _data_now(step.inputs[0]))
         with paused_gc():
-            # the stored memberships, read once: the re-used rows' stored ids, and what store_clusters compares
-            previous = store.report_clusters()
+            # the stored memberships, read once on the incremental path: the re-used rows' stored ids, and what
+            # store_clusters compares (a run that clusters everything lets store_clusters read them: not held
+            # through its scoring)
+            previous = store.report_clusters() if step.update is not None and not step.update.everything else None
             clusters = score_stage(report_clusters, step.inputs, rules, when, step=step, store=store,
                                    processes=settings.score_processes,
                                    min_parallel=settings.score_parallel_min_clusters, previous=previous)
