@@ -1059,19 +1059,30 @@ def _write_changed_members(store: EmbeddedStore, previous: pd.DataFrame, report_
     row's stored row found by a hash look-up of its report id); the rows written are those a loop over
     ``report_clusters`` in order writes (a report given twice: each row whose cluster is not the stored one),
     the stored reports no longer given are deleted in ``previous``'s order."""
-    from linkage.arrays import index_in_text, isin_text
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-    old_r = np.asarray(previous["report_id"].tolist(), dtype=object)
-    old_c = np.asarray(previous["cluster_id"].tolist(), dtype=object)
-    new_r = np.asarray(report_clusters["report_id"].astype(str).tolist(), dtype=object)
-    new_c = np.asarray(report_clusters["cluster_id"].tolist(), dtype=object)
-    if len(set(new_r.tolist())) != len(new_r):  # a report twice: the loop's own order of pops decides
+    from linkage.arrays import arrow_text
+
+    new_r = arrow_text(report_clusters["report_id"].astype(str))
+    if pc.count_distinct(new_r).as_py() != len(new_r):  # a report twice: the loop's own order of pops decides
         return _write_changed_members_loop(store, previous, report_clusters)
-    at = index_in_text(new_r, old_r)
-    found = at >= 0
-    same = found & (old_c[np.maximum(at, 0)] == new_c) if len(old_r) else found
-    gone = old_r[~isin_text(old_r, new_r)].tolist() if len(old_r) else []
-    changed = [(r, c) for r, c in zip(new_r[~same].tolist(), new_c[~same].tolist())]
+    new_c = arrow_text(report_clusters["cluster_id"])
+    if len(previous):
+        # in Arrow (pandas text columns are Arrow arrays already): each new row's stored row by one hash look-up
+        old_r, old_c = arrow_text(previous["report_id"]), arrow_text(previous["cluster_id"])
+        at = pc.index_in(new_r, value_set=old_r)
+        found = pc.is_valid(at).to_numpy(zero_copy_only=False)
+        pos = pc.fill_null(at, 0)
+        same = found & pc.fill_null(pc.equal(pc.take(old_c, pos), new_c), False).to_numpy(zero_copy_only=False)
+        hit = np.zeros(len(old_r), dtype=bool)
+        hit[pos.to_numpy(zero_copy_only=False)[found]] = True  # the stored reports still given
+        gone = old_r.filter(pa.array(~hit)).to_pylist()
+    else:
+        same = np.zeros(len(new_r), dtype=bool)
+        gone = []
+    keep = pa.array(~same)
+    changed = list(zip(new_r.filter(keep).to_pylist(), new_c.filter(keep).to_pylist()))
     if gone:
         store.conn.executemany("DELETE FROM report_clusters WHERE report_id = ?", [(k,) for k in gone])
     if changed:

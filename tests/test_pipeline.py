@@ -737,3 +737,37 @@ def test_json_output_is_strict_json(ran, capsys, generated, tmp_path):
     run(first, store)
     summary = _strict_json(_cli(capsys, "run", *map(str, second), "--store", str(store), "--json"))
     assert summary["clusters"] and summary["counts"]["clusters_reused"] > 0
+
+
+def test_write_changed_members_writes_what_the_loop_writes(tmp_path):
+    """The whole-column comparison of memberships (Arrow) sends the statements the row-by-row loop sends: the
+    stored reports no longer given deleted in stored order, every given row whose cluster is not the stored one
+    written in the given order; with nothing stored every row is written."""
+    import random
+
+    from linkage.pipeline import _write_changed_members, _write_changed_members_loop
+
+    class Recorder:
+        def __init__(self):
+            self.calls = []
+
+        def executemany(self, sql, rows):
+            self.calls.append((sql, list(rows)))
+
+    class FakeStore:
+        def __init__(self):
+            self.conn = Recorder()
+
+    rng = random.Random(7)
+    stored_ids = sorted(f"R{i:03d}" for i in range(80))
+    previous = pd.DataFrame({"report_id": stored_ids, "cluster_id": [rng.choice("abcd") for _ in stored_ids]})
+    given = [r for r in stored_ids if rng.random() > 0.2] + ["R900", "R901"]
+    rng.shuffle(given)
+    current = pd.DataFrame({"report_id": given, "cluster_id": [rng.choice("abcde") for _ in given]})
+    for prev in (previous, previous.iloc[:0]):
+        calls = []
+        for fn in (_write_changed_members, _write_changed_members_loop):
+            store = FakeStore()
+            fn(store, prev, current)
+            calls.append(store.conn.calls)
+        assert calls[0] == calls[1] and calls[0]
