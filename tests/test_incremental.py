@@ -618,7 +618,7 @@ def test_stored_cluster_rows_are_reused_only_where_they_equal_scoring_again(tmp_
         for name, path in stores.items():
             if name == "again":
                 monkeypatch.setattr(pipeline, "_stored_rows",
-                                    lambda store, rc, kept, rules: original(store, rc, kept.iloc[:0], rules))
+                                    lambda store, rc, kept, rules, **kw: original(store, rc, kept.iloc[:0], rules, **kw))
             counts = pipeline.run(files, path).counts
             monkeypatch.undo()
             if name == "reuse" and k:

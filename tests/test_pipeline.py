@@ -674,6 +674,57 @@ def test_store_clusters_keeps_reused_rows_as_stored(tmp_path):
     store.close()
 
 
+
+def test_stored_rows_give_the_same_rows_from_the_memberships_read_up_front(tmp_path):
+    """``_stored_rows`` with the stored memberships given (what ``run`` reads once) gives what it gives looking the
+    first reports up in the table: stored ids, short columns, lists and agency names; a cluster whose report
+    count changed or whose first report is not stored is left out either way."""
+    from linkage.pipeline import _stored_rows, store_clusters
+
+    store = _literal_store(tmp_path)
+    rc1 = pd.DataFrame({"report_id": ["R0", "R1", "R2", "R3", "R4", "R5"], "cluster_id": ["a", "a", "b", "b", "c", "c"]})
+    first = _scored(["a", "b", "c"], [1, 2, 3], [9.0, 5.0, 4.0]).assign(agencies=[["politie"], [], ["fiod", "politie"]])
+    store_clusters(store, rc1, first, run_id=1)
+    # raw ids of this run; q has a report more than its stored row, s's first report was never stored
+    rc2 = pd.DataFrame({"report_id": ["R3", "R2", "R1", "R0", "R4", "R5", "R6", "R7"],
+                        "cluster_id": ["p", "p", "r", "r", "q", "q", "q", "s"]})
+    kept = pd.DataFrame({"cluster_id": ["p", "q", "r", "s"], "n_reports": [2, 3, 2, 1]})
+    names = {"politie": "Politie", "fiod": "FIOD"}
+    looked_up = _stored_rows(store, rc2, kept, names)
+    given = _stored_rows(store, rc2, kept, names, previous=store.report_clusters())
+    pd.testing.assert_frame_equal(given, looked_up)
+    assert given[["cluster_id", "stored_id"]].values.tolist() == [["r", "a"], ["p", "b"]]  # by first report
+    assert given["agency_names"].tolist()[0] == ["Politie"] and given["signals"].isna().all()
+    empty = _stored_rows(store, rc2, kept.iloc[:0], names, previous=store.report_clusters())
+    assert len(empty) == 0 and set(given.columns) == set(empty.columns)
+    store.close()
+
+
+def test_write_changed_clusters_by_rowid_writes_what_by_id_writes(tmp_path):
+    """Ranks updated by rowid (the stored rowids given) leave the table as updates by cluster id leave it."""
+    from linkage.pipeline import CLUSTER_TABLE_COLUMNS, _sqlite_values, _write_changed_clusters, store_clusters
+
+    stores = []
+    for name in ("by_id", "by_rowid"):
+        store = EmbeddedStore(tmp_path / f"{name}.db")
+        rc = pd.DataFrame({"report_id": [f"R{i}" for i in range(8)], "cluster_id": list("aabbccdd")})
+        store_clusters(store, rc, _scored(list("abcd"), [1, 2, 3, 4], [9.0, 8.0, 7.0, 6.0]), run_id=1)
+        # d is gone, e is new and ranked first: a, b, c keep their rows with ranks one lower
+        new = _scored(list("eabc"), [1, 2, 3, 4], [9.5, 9.0, 8.0, 7.0]).assign(
+            categories='["overig"]', agencies="[]")
+        cols = list(CLUSTER_TABLE_COLUMNS)
+        stored = store.conn.execute("SELECT cluster_id, rank, rowid FROM clusters").fetchall()
+        ranks = {r[0]: r[1] for r in stored}
+        rowids = {r[0]: r[2] for r in stored} if name == "by_rowid" else None
+        with store.transaction():
+            _write_changed_clusters(store, _sqlite_values(new, cols), cols, {"a", "b", "c"}, ranks, rowids)
+        stores.append(store)
+    for sql in ("SELECT rowid, * FROM clusters ORDER BY rowid", "SELECT cluster_id, rank FROM clusters ORDER BY rank"):
+        pd.testing.assert_frame_equal(stores[0].frame(sql), stores[1].frame(sql))
+    assert stores[1].frame("SELECT cluster_id, rank FROM clusters ORDER BY rank")["cluster_id"].tolist() == list("eabc")
+    for store in stores:
+        store.close()
+
 def _strict_json(text: str):
     def refuse(name: str):
         raise AssertionError(f"not JSON: {name}")
@@ -693,3 +744,37 @@ def test_json_output_is_strict_json(ran, capsys, generated, tmp_path):
     run(first, store)
     summary = _strict_json(_cli(capsys, "run", *map(str, second), "--store", str(store), "--json"))
     assert summary["clusters"] and summary["counts"]["clusters_reused"] > 0
+
+
+def test_write_changed_members_writes_what_the_loop_writes(tmp_path):
+    """The whole-column comparison of memberships (Arrow) sends the statements the row-by-row loop sends: the
+    stored reports no longer given deleted in stored order, every given row whose cluster is not the stored one
+    written in the given order; with nothing stored every row is written."""
+    import random
+
+    from linkage.pipeline import _write_changed_members, _write_changed_members_loop
+
+    class Recorder:
+        def __init__(self):
+            self.calls = []
+
+        def executemany(self, sql, rows):
+            self.calls.append((sql, list(rows)))
+
+    class FakeStore:
+        def __init__(self):
+            self.conn = Recorder()
+
+    rng = random.Random(7)
+    stored_ids = sorted(f"R{i:03d}" for i in range(80))
+    previous = pd.DataFrame({"report_id": stored_ids, "cluster_id": [rng.choice("abcd") for _ in stored_ids]})
+    given = [r for r in stored_ids if rng.random() > 0.2] + ["R900", "R901"]
+    rng.shuffle(given)
+    current = pd.DataFrame({"report_id": given, "cluster_id": [rng.choice("abcde") for _ in given]})
+    for prev in (previous, previous.iloc[:0]):
+        calls = []
+        for fn in (_write_changed_members, _write_changed_members_loop):
+            store = FakeStore()
+            fn(store, prev, current)
+            calls.append(store.conn.calls)
+        assert calls[0] == calls[1] and calls[0]

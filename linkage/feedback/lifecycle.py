@@ -44,7 +44,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from linkage.arrays import arrow_text, index_in_text, isin_text
+from linkage.arrays import arrow_text, isin_text
 from linkage.audit import current_actor, now_iso
 from linkage.errors import LinkageError, NotFoundError
 
@@ -358,21 +358,7 @@ def advance_changed(store, report_clusters_df: pd.DataFrame, routing_df: pd.Data
         conn.execute(STATUS_INPUTS_TABLE)
         mark = conn.execute("SELECT value FROM meta WHERE key = ?", (STATUS_MARK,)).fetchone()
         rows = conn.execute("SELECT report_id, cluster_id, agencies FROM status_inputs ORDER BY report_id").fetchall()
-        kept = [np.array(col, dtype=object) for col in zip(*rows)] if rows else None
-        if kept is not None and len(kept[0]) == len(cur_r) and bool((kept[0] == cur_r).all()):
-            # the same reports as last time (both sorted by id, as SQLite orders text): compare row by row
-            changed = ~((kept[1] == cur_c) & (kept[2] == cur_a))
-            gone = []
-        elif kept is not None:
-            # each current report's kept row (``report_id`` is the table's key: one at most), by a hash look-up
-            at = index_in_text(cur_r, kept[0])
-            found = at >= 0
-            at = np.maximum(at, 0)
-            changed = ~(found & (kept[1][at] == cur_c) & (kept[2][at] == cur_a))
-            gone = kept[0][~isin_text(kept[0], cur_r)].tolist()
-        else:
-            changed = np.ones(len(cur_r), dtype=bool)
-            gone = []
+        changed, gone = _inputs_changed(rows, cur_r, cur_c, cur_a)
         if mark is None:
             only = None
             look = rids
@@ -392,6 +378,45 @@ def advance_changed(store, report_clusters_df: pd.DataFrame, routing_df: pd.Data
         last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM status_history").fetchone()[0]
         conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (STATUS_MARK, str(last)))
     return summary
+
+
+def _inputs_changed(rows: list[tuple], cur_r: np.ndarray, cur_c: np.ndarray, cur_a: np.ndarray
+                    ) -> tuple[np.ndarray, list[str]]:
+    """``(changed, gone)``: per current report (``cur_r``, distinct, sorted, with its cluster ``cur_c`` and
+    agencies text ``cur_a``) whether its kept ``status_inputs`` row (``rows``: report, cluster, agencies, sorted
+    by report; one at most per report, the table's key) is missing or differs, and the kept reports that are no
+    longer current (in ``rows``' order).
+
+    Compared in Arrow (the kept columns made Arrow arrays once, each current report's kept row found by one hash
+    look-up), not as numpy object arrays.
+
+    >>> r = np.array(["R1", "R2", "R4"], dtype=object)
+    >>> changed, gone = _inputs_changed([("R1", "a", "[]"), ("R2", "a", "[]"), ("R3", "b", "[]")], r,
+    ...                                 np.array(["a", "b", "c"], dtype=object), np.array(["[]"] * 3, dtype=object))
+    >>> changed.tolist(), gone
+    ([False, True, True], ['R3'])
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(cur_r)
+    if not rows:
+        return np.ones(n, dtype=bool), []
+    kept_r, kept_c, kept_a = (pa.array(col, type=pa.large_string()) for col in zip(*rows))
+    now_r, now_c, now_a = arrow_text(cur_r), arrow_text(cur_c), arrow_text(cur_a)
+    if len(kept_r) == n and bool(pc.all(pc.equal(kept_r, now_r)).as_py()):
+        # the same reports as last time (both sorted by id, as SQLite orders text): compare row by row
+        same = pc.and_(pc.equal(kept_c, now_c), pc.equal(kept_a, now_a))
+        return ~pc.fill_null(same, False).to_numpy(zero_copy_only=False), []
+    at = pc.index_in(now_r, value_set=kept_r)
+    found = pc.is_valid(at).to_numpy(zero_copy_only=False)
+    pos = pc.fill_null(at, 0)
+    same = pc.and_(pc.equal(pc.take(kept_c, pos), now_c), pc.equal(pc.take(kept_a, pos), now_a))
+    changed = ~(found & pc.fill_null(same, False).to_numpy(zero_copy_only=False))
+    hit = np.zeros(len(kept_r), dtype=bool)
+    hit[pos.to_numpy(zero_copy_only=False)[found]] = True  # the kept reports some current report is
+    gone = [rows[i][0] for i in np.flatnonzero(~hit).tolist()]
+    return changed, gone
 
 
 def _pairs(report_clusters_df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
