@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from json.encoder import encode_basestring as _json_str
@@ -157,6 +158,13 @@ def validate_mention(
 # distinct label, and the content hash is built from precomputed pieces (the same digest as
 # ``model.content_hash``).
 
+# ids go into SQL as JSON texts (json_each), which end at a NUL; an id with a control character is a broken
+# cell (a tab or line break of a bad export), never a real id
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_ID = ("{field} contains a control character (a NUL, tab or line break: a damaged cell?); "
+               "ids must be plain text.")
+
+
 def _strip(value: Any) -> str | None:
     """:func:`text` with a fast path for the common case (a ``str``)."""
     if value.__class__ is str:
@@ -268,6 +276,8 @@ class RowChecker:
         report_id = _strip(get("report_id"))
         if not report_id:
             problems.append(origin.problem("report_id", "report_id is empty; every report needs a unique id."))
+        elif _CONTROL.search(report_id):
+            problems.append(origin.problem("report_id", _CONTROL_ID.format(field="report_id")))
         raw_date = _strip(get("received_at"))
         received = _timestamp(raw_date) if raw_date else None
         if not raw_date:
@@ -329,6 +339,8 @@ class RowChecker:
         report_id = _strip(report_id)
         if not report_id:
             problems.append(origin.problem("report_id", "report_id is empty; a mention must name its report."))
+        elif _CONTROL.search(report_id):
+            problems.append(origin.problem("report_id", _CONTROL_ID.format(field="report_id")))
         raw_type = get("entity_type")
         raw_type = _strip(raw_type)
         entity_type = self._entity_type(raw_type) if raw_type else None
@@ -380,6 +392,8 @@ class RowChecker:
 
         mention_id = get("mention_id")
         mention_id = _strip(mention_id)
+        if mention_id and _CONTROL.search(mention_id):
+            return [], [], [origin.problem("mention_id", _CONTROL_ID.format(field="mention_id"))]
         if not mention_id:
             all_values = {k: v for values in by_type.values() for k, v in values.items()}
             if "bsn" in all_values:  # with a pseudonym key, the id must not be a hash of the plain BSN

@@ -940,3 +940,26 @@ def test_later_mentions_load_looks_up_only_the_reports_it_names(tmp_path):
                 and "WHERE" not in s.upper()]
     reasons = {x["source_row"]: x["reason"] for x in table(db, "SELECT * FROM quarantine")}
     assert list(reasons) == [5] and "not among the loaded reports" in reasons[5]
+
+
+def test_ids_with_control_characters_are_quarantined_naming_the_field(tmp_path):
+    """An id holding a NUL, tab or line break is a damaged cell: the row goes to quarantine (ids reach SQL as
+    JSON texts, which would cut them at a NUL), and the message names the field, never the id."""
+    rows = [{"report_id": "R\x001", "received_at": "2025-03-14", "category": "hennep"},
+            {"report_id": "R\t2", "received_at": "2025-03-14", "category": "hennep"},
+            {"report_id": "R3", "received_at": "2025-03-14", "category": "hennep"}]
+    mentions = [{"report_id": "R3", "mention_id": "M\x001", "entity_type": "person", "name": "Jan de Vries"},
+                {"report_id": "R\x003", "mention_id": "M2", "entity_type": "person", "name": "Jan de Vries"},
+                {"report_id": "R3", "mention_id": "M3", "entity_type": "person", "name": "Jan de Vries"}]
+    r = tmp_path / "reports.json"
+    r.write_text(json.dumps(rows))
+    m = tmp_path / "mentions.json"
+    m.write_text(json.dumps(mentions))
+    summary, dumped = load([r, m], tmp_path / "s.db")
+    reconciles(summary)
+    assert [row[0] for row in dumped["reports"]] == ["R3"]
+    assert [row[0] for row in dumped["mentions"]] == ["M3"]
+    assert summary.quarantined == 4
+    text = quarantine_path(tmp_path / "s.db").read_text(encoding="utf-8")
+    assert text.count("contains a control character") == 4
+    assert "report_id contains" in text and "mention_id contains" in text

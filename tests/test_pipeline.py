@@ -488,6 +488,8 @@ def test_an_incremental_run_takes_the_region_mentions_from_the_incidence_as_the_
     state's incidence (every mention resolved; the rows update_changed picked, or picked again from the whole
     incidence): the same frame as reading them from the store, and when a mention has no entity the store is
     read."""
+    import copy
+
     import linkage.pipeline as pipeline
 
     first, second = _split(generated, tmp_path / "parts", 1200)
@@ -504,7 +506,10 @@ def test_an_incremental_run_takes_the_region_mentions_from_the_incidence_as_the_
         # the stage hands over the state: its incidence is not made for this (only its size is read)
         assert isinstance(incidence, PendingIncidenceState) and incidence.__dict__["pending"] is not None
         pd.testing.assert_frame_equal(got, pipeline._graph_mentions(st, "report_id", report_ids))
-        pd.testing.assert_frame_equal(got, real(st, incidence, report_ids, n_resolved))
+        # picked again from the whole incidence, of a copy: the state the run saves stays pending, as it
+        # would without this check
+        pd.testing.assert_frame_equal(got, real(st, copy.copy(incidence), report_ids, n_resolved))
+        assert incidence.__dict__["pending"] is not None
         calls.append((len(report_ids), len(got)))
         return got
 
