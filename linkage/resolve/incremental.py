@@ -56,7 +56,7 @@ import pyarrow.ipc as ipc
 
 from linkage.arrays import sorted_unique
 from linkage.blocking import (
-    _Columns, _member, block_involving, block_involving_outgrown, deletion_variants, or_masks_by_key,
+    _Columns, _member, block_involving, block_involving_outgrown, or_masks_by_key, variant_codes,
 )
 from linkage.compare import compare
 from linkage.er_settings import FUZZY_TYPES, BlockingRule, ERSettings
@@ -333,7 +333,7 @@ def narrowed_pairs(records: pd.DataFrame, rules: Iterable[BlockingRule], hashes:
         if outgrown:
             cand, _, (keys, masks) = block_involving_outgrown(None, [rules[j] for j in where], inv, order if sub is None
                                                               else order[sub], entity_type, largest, hashes=hs,
-                                                              columns=part)
+                                                              columns=part, fuzzy_groups=sub is not None)
         else:
             cand, _ = block_involving(None, [rules[j] for j in where], inv, order if sub is None else order[sub],
                                       entity_type, largest, hashes=hs, columns=part)
@@ -433,13 +433,7 @@ def _fuzzy_groups_coded(codes: np.ndarray, values: np.ndarray, hashes: np.ndarra
     # the distinct values there, each with its deletion variants (as codes)
     distinct, inverse = np.unique(codes[sel], return_inverse=True)
     inverse = inverse.reshape(-1)
-    texts, owner = [], []
-    for u, c in enumerate(distinct.tolist()):
-        variants = deletion_variants(values[c])
-        texts.extend(variants)
-        owner.extend([u] * len(variants))
-    vcode = pd.factorize(pd.Series(texts, dtype=object))[0].astype(np.int64)
-    owner = np.asarray(owner, dtype=np.int64)
+    owner, vcode = variant_codes(np.asarray(values, dtype=object)[distinct])
     # the hashes of sel, numbered; (variant, hash) of every involved record
     uh, hid = np.unique(hashes[sel], return_inverse=True)
     hid = hid.reshape(-1).astype(np.int64)
@@ -1641,7 +1635,7 @@ def _write_update(store, outcomes: Mapping[str, TypeOutcome], job: _StoreJob, st
         pd.DataFrame(columns=["entity_id", "entity_type", "label", "n_mentions", "attributes"])
     with store.transaction():
         _temp_ids(conn, "er_touched", (str(m) for m in touched_old))
-        previous = store.frame("SELECT mention_id, entity_id FROM mention_entities "
+        previous = store.frame("SELECT mention_id, entity_id, entity_type FROM mention_entities "
                                "WHERE mention_id IN (SELECT id FROM temp.er_touched)")
         rename, _ = carry_over(previous.set_index("mention_id")["entity_id"], fresh.set_index("mention_id")["entity_id"])
         old_ids = set(previous["entity_id"].tolist())
@@ -1663,13 +1657,9 @@ def _write_update(store, outcomes: Mapping[str, TypeOutcome], job: _StoreJob, st
                 raise _Rebuild()
         fresh["entity_id"] = fresh["entity_id"].map(final)
         ents["entity_id"] = ents["entity_id"].map(final)
-        _temp_ids(conn, "er_old_entities", old_ids)
-        conn.execute("DELETE FROM entities WHERE entity_id IN (SELECT id FROM temp.er_old_entities)")
-        conn.execute("DELETE FROM mention_entities WHERE mention_id IN (SELECT id FROM temp.er_touched)")
-        write_frame(conn, "mention_entities", fresh, ["mention_id", "entity_id", "entity_type"])
-        bump_er_generation(conn)
         ents["n_mentions"] = ents["n_mentions"].astype(int)
-        write_frame(conn, "entities", ents, ["entity_id", "entity_type", "label", "n_mentions", "attributes"])
+        n_entities = _write_changed(conn, previous, fresh, ents, old_ids, untouched + len(old_ids))
+        bump_er_generation(conn)
         # the scored pairs live in the state only (see :func:`stored_scored_pairs`); rows an older version
         # wrote into ``er_pairs`` would be stale now
         conn.execute("DELETE FROM er_pairs")
@@ -1678,8 +1668,62 @@ def _write_update(store, outcomes: Mapping[str, TypeOutcome], job: _StoreJob, st
         _write_meta(conn, job.meta["model_hash"], job.judgements, {t: outcomes[t].n_records for t in state_order},
                     {t: outcomes[t].key_rules for t in state_order if outcomes[t].key_rules is not None})
     n_pairs = sum(o.n_pairs for o in outcomes.values())
-    return ({"mentions": n_mentions, "entities": store.count("entities"), "new_mentions": n_new, "pairs": n_pairs,
+    return ({"mentions": n_mentions, "entities": n_entities, "new_mentions": n_new, "pairs": n_pairs,
              "touched_mentions": len(fresh)}, fresh["mention_id"].astype(str).tolist())
+
+
+_ENTITY_COLUMNS = ["entity_id", "entity_type", "label", "n_mentions", "attributes"]
+
+
+def _write_changed(conn, previous: pd.DataFrame, fresh: pd.DataFrame, ents: pd.DataFrame, old_ids: set,
+                   n_before: int) -> int:
+    """Make ``mention_entities`` and ``entities`` hold what a rewrite of the touched part would write, writing
+    only the rows that differ (inside the caller's transaction); returns the entities stored afterwards.
+
+    ``previous`` (``mention_id, entity_id, entity_type``) are the stored assignments of the touched mentions,
+    ``fresh`` the assignments of the touched and new mentions now (final ids), ``ents`` the entities of those
+    (final ids), ``old_ids`` the ids the touched mentions had, ``n_before`` the entities stored before. Most
+    touched mentions keep their entity and most of their entities stay as they were (a +1,000 run on 100,000
+    reports touches ~8,000 mentions and changes ~30): deleting and writing them all again dirtied most pages
+    of both tables and their indexes (0.3 s of commit). Rows that stay keep their rowids, a changed one is
+    updated in place, new ones are appended in ``fresh``/``ents`` order; every reader orders by id."""
+    from linkage.retention import _temp_ids  # retention imports this module: import here
+
+    f_ids = fresh["mention_id"].astype(str).tolist()
+    f_ent, f_type = fresh["entity_id"].tolist(), fresh["entity_type"].astype(str).tolist()
+    stored = {m: (e, t) for m, e, t in zip(previous["mention_id"].astype(str).tolist(), previous["entity_id"].tolist(),
+                                           previous["entity_type"].astype(str).tolist())}
+    now = set(f_ids)
+    gone = [m for m in stored if m not in now]
+    if gone:  # a touched mention without an assignment now (not expected): its row goes, as the rewrite did
+        _temp_ids(conn, "er_gone", gone)
+        conn.execute("DELETE FROM mention_entities WHERE mention_id IN (SELECT id FROM temp.er_gone)")
+    update, insert = [], []
+    for m, e, t in zip(f_ids, f_ent, f_type):
+        was = stored.get(m)
+        if was is None:
+            insert.append((m, e, t))
+        elif was != (e, t):
+            update.append((e, t, m))
+    conn.executemany("UPDATE mention_entities SET entity_id = ?, entity_type = ? WHERE mention_id = ?", update)
+    _executemany(conn, "mention_entities", ["mention_id", "entity_id", "entity_type"], insert)
+
+    _temp_ids(conn, "er_old_entities", old_ids)
+    cols = ", ".join(_ENTITY_COLUMNS)
+    was_rows = {r[0]: tuple(r) for r in conn.execute(
+        f"SELECT {cols} FROM entities WHERE entity_id IN (SELECT id FROM temp.er_old_entities)").fetchall()}
+    rows = list(zip(*(ents[c].tolist() for c in _ENTITY_COLUMNS))) if len(ents) else []
+    keep = {r[0] for r in rows}
+    dropped = [e for e in was_rows if e not in keep]
+    if dropped:
+        _temp_ids(conn, "er_dropped", dropped)
+        conn.execute("DELETE FROM entities WHERE entity_id IN (SELECT id FROM temp.er_dropped)")
+    changed = [r[1:] + r[:1] for r in rows if r[0] in was_rows and was_rows[r[0]] != r]
+    conn.executemany("UPDATE entities SET entity_type = ?, label = ?, n_mentions = ?, attributes = ? "
+                     "WHERE entity_id = ?", changed)
+    added = [r for r in rows if r[0] not in was_rows]
+    _executemany(conn, "entities", _ENTITY_COLUMNS, added)
+    return n_before - len(dropped) + len(added)
 
 
 class _Rebuild(Exception):
