@@ -674,7 +674,12 @@ def _involved_blocks(columns: _Columns, rule: BlockingRule, j: int, new_idx: np.
                                for c in distinct.tolist()), dtype=bool, count=len(distinct))
             mask[sel[hit[inverse.reshape(-1)]]] = True
     sub = np.flatnonzero(mask)
-    if rule.pair_with_empty and columns.has(rule.pair_with_empty) and len(sub):
+    if rule.pair_with_empty and columns.has(rule.pair_with_empty) and len(sub) and hashes is not None and rule.keys:
+        # only blocks that hold a record with the empty column give pairs: keep the records of the block-key
+        # hashes of those (whole blocks; on a collision another block too, which gives no pairs)
+        h = hashes[sub, j]
+        sub = sub[_member(h, np.unique(h[columns.empty(rule.pair_with_empty)[sub]]))]
+    elif rule.pair_with_empty and columns.has(rule.pair_with_empty) and len(sub):
         # only blocks that hold a record with the empty column give pairs: keep those blocks
         part = columns.take(sub)
         coded = part.block_codes(rule.keys)
