@@ -17,8 +17,7 @@ alike; a region without judgements or name-only links only in the components of 
 reaches (:func:`cluster_changed_components`: clustering decides each such component on its own). Blocking
 looks only at the blocks that hold a new record (:func:`linkage.blocking.block_involving`; the fuzzy rule's
 only at the groups a new record can pair with, :func:`fuzzy_groups`), comparing and scoring only at the new
-pairs. Each blocking column is coded into integers once per run and the rules work on the codes of the
-records they look at; a fuzzy or ``pair_with_empty`` rule pairs only the groups that hold a new record (and
+pairs. Each rule codes the blocking columns of the records it looks at into integers and works on those codes; a fuzzy or ``pair_with_empty`` rule pairs only the groups that hold a new record (and
 counts the others for its ``max_pairs`` cap). Blocks that outgrow a cap: adding records never adds a pair
 between earlier records, but it can take some away (a block past ``max_block`` is compared as a sorted
 neighbourhood instead of all against all, new records push earlier ones out of each other's window, a run or
@@ -54,7 +53,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
-from linkage.arrays import sorted_unique
+from linkage.arrays import sorted_unique, unique_inverse
 from linkage.blocking import (
     _Columns, _member, block_involving, block_involving_outgrown, or_masks_by_key, variant_codes,
 )
@@ -338,7 +337,7 @@ def narrowed_pairs(records: pd.DataFrame, rules: Iterable[BlockingRule], hashes:
     rest = [j for j in range(len(rules)) if j not in fuzzy]
     order = np.asarray(order)
     found, lost = [], []
-    columns = _Columns(records)  # each column a rule reads coded once; the rules work on integer codes
+    columns = _Columns(records)  # each rule codes the columns it reads over the records it looks at
 
     def rebit(mask: np.ndarray, where: list[int]) -> np.ndarray:
         """Bits of rules ``where[i]`` from bits ``i``."""
@@ -449,12 +448,10 @@ def _fuzzy_groups_coded(codes: np.ndarray, values: np.ndarray, hashes: np.ndarra
         return np.empty(0, np.int64)
     sel = np.flatnonzero(_member(hashes, np.unique(hashes[new])) & nonempty)
     # the distinct values there, each with its deletion variants (as codes)
-    distinct, inverse = np.unique(codes[sel], return_inverse=True)
-    inverse = inverse.reshape(-1)
+    distinct, inverse = unique_inverse(codes[sel])
     owner, vcode = variant_codes(np.asarray(values, dtype=object)[distinct])
     # the hashes of sel, numbered; (variant, hash) of every involved record
-    uh, hid = np.unique(hashes[sel], return_inverse=True)
-    hid = hid.reshape(-1).astype(np.int64)
+    uh, hid = unique_inverse(hashes[sel])
     width = len(uh)
     is_new = np.asarray(involving, dtype=bool)[sel] & (hashes[sel] != 0)
     new_u = np.unique(inverse[is_new] * width + hid[is_new])  # distinct (value, hash) of involved records
@@ -464,7 +461,7 @@ def _fuzzy_groups_coded(codes: np.ndarray, values: np.ndarray, hashes: np.ndarra
     at = np.repeat(first, count) + np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
     reach = np.unique(vcode[at] * width + np.repeat(new_u % width, count))
     # a (value, hash) of sel is allowed when one of its value's variants is reached under its hash
-    key = np.unique(inverse * width + hid)  # the distinct (value, hash) groups of sel
+    key = sorted_unique(inverse * width + hid)  # the distinct (value, hash) groups of sel
     first = np.searchsorted(owner, key // width)
     count = np.searchsorted(owner, key // width, side="right") - first
     at = np.repeat(first, count) + np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
@@ -701,7 +698,7 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
     hit_regions = np.unique(region[seed])
     members = np.flatnonzero(np.isin(region, hit_regions))
     # the region's records in the order of a full run (mention ids sorted)
-    members = members[np.argsort(mids[members], kind="stable")]
+    members = members[np.argsort(rank[members], kind="stable")]  # rank: the mention ids' sort order
     k = len(members)
     local = np.full(n, -1, dtype=np.int64)
     local[members] = np.arange(k)
@@ -717,6 +714,7 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
             ol, orr = old.pairs["left"], old.pairs["right"]
             keep = (local[ol] >= 0) & (local[orr] >= 0)
             keep[np.r_[old.dead(), edits[0][edits[1] == 0]]] = False
+            keep = np.flatnonzero(keep)  # a few of millions: one scan of the mask, not one per field
             parts.append({f: old.pairs[f][keep] for f in _CLUSTER_FIELDS})
             if len(dead_now):
                 gone = {f: old.pairs[f][dead_now] for f in _CLUSTER_FIELDS}
