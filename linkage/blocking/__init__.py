@@ -159,7 +159,8 @@ class _Columns:
         return self._coded[name]
 
     def codes(self, name: str) -> np.ndarray:
-        """Sort-order codes of one column (as :func:`_codes` of its text; over all records)."""
+        """Sort-order codes of one column: equal values share a code, codes order as the values sort (over the
+        whole table :func:`_codes` of its text; a view may keep the codes of the table it was taken from)."""
         return self._column(name)[0]
 
     def values(self, name: str) -> np.ndarray:
