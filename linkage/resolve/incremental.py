@@ -1638,8 +1638,10 @@ def stored_entities(store) -> Callable[[np.ndarray], np.ndarray]:
 
 def _write_update(store, outcomes: Mapping[str, TypeOutcome], job: _StoreJob, state_order: list[str],
                   n_mentions: int, n_new: int) -> tuple[dict[str, int], list[str]]:
-    """Write the outcomes of every type (in type order): touched entities replaced (ids carried over), the
-    state's writes, its meta row (types in ``state_order``: the stored ones, then new ones)."""
+    """Write the outcomes of every type (in type order): the assignments and entities of the touched mentions
+    (ids carried over; only the rows that differ are written, :func:`_write_changed`), the state's writes, its
+    meta row (types in ``state_order``: the stored ones, then new ones). Returns the counts (``entities``: the
+    stored entities afterwards) and the mention ids whose assignment may have changed (touched and new)."""
     from linkage.retention import _temp_ids  # retention imports this module: import here
     from linkage.store.stable_ids import carry_over
 
