@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from linkage.arrays import sorted_unique, unique_inverse
+from linkage.arrays import sorted_unique
 from linkage.er_settings import BlockingRule
 
 KEY_SEP = "\x1f"
@@ -193,8 +193,8 @@ class _Columns:
         combined = cols[0][0][idx]
         for codes, values, _, _ in cols[1:]:
             # dense ranks first, so the product stays far below 2**63 (ranks keep the tuple order)
-            combined = unique_inverse(combined)[1] * len(values) + codes[idx]
-        return idx, unique_inverse(combined)[1]
+            combined = np.unique(combined, return_inverse=True)[1].astype(np.int64) * len(values) + codes[idx]
+        return idx, np.unique(combined, return_inverse=True)[1].astype(np.int64).reshape(-1)
 
     def key_of(self, keys: tuple[str, ...], record: int) -> str:
         """The key string of one record (as :func:`block_keys` writes it)."""
