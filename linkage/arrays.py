@@ -26,6 +26,26 @@ def sorted_unique(keys: np.ndarray) -> np.ndarray:
     return keys[keep]
 
 
+def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` of an integer array (sorted distinct values, and each value's
+    index among them, as int64), through a hash table instead of a sort of every value: 2-3x faster on the
+    ~130,000 block-key hashes or codes an incremental run numbers several times per rule.
+
+    >>> u, inv = unique_inverse(np.array([7, 3, 7, 5], dtype=np.uint64))
+    >>> u.tolist(), inv.tolist()
+    ([3, 5, 7], [2, 0, 2, 1])
+    >>> [a.tolist() for a in unique_inverse(np.array([], dtype=np.int64))]
+    [[], []]
+    """
+    import pandas as pd
+
+    values = np.asarray(values)
+    if values.dtype.kind not in "iu":
+        raise TypeError(f"unique_inverse: an integer array is needed, not {values.dtype}")
+    codes, uniques = pd.factorize(values, sort=True)
+    return np.asarray(uniques, dtype=values.dtype), codes.astype(np.int64, copy=False)
+
+
 def stable_hashes(head: Sequence[object], values: Iterable[object], length: int = 16) -> list[str]:
     r""":func:`linkage.model.stable_hash` of ``(*head, value)`` for every value (the same digests), without
     a ``json.dumps`` per value: the JSON list is written directly, its fixed head once.

@@ -156,3 +156,51 @@ def test_more_blocking_rules_than_mask_bits_are_refused(tmp_path):
     path.write_text(text + extra, encoding="utf-8")
     with pytest.raises(ConfigError, match=r"\[\[business\.blocking\]\]: at most 32 blocking rules"):
         load_er_settings(path)
+
+
+def test_variant_codes_number_the_deletion_variants_of_every_value():
+    """variant_codes (vectorised) gives each value its deletion variants, once each, and equal variants of any
+    values one code: the same relation as deletion_variants."""
+    from linkage.blocking import variant_codes
+
+    rng = np.random.default_rng(3)
+    letters = list("abcéij-")
+    values = ["", "a", "ab", "aa", "zoë"] + ["".join(rng.choice(letters, rng.integers(0, 9))) for _ in range(300)]
+    owner, code = variant_codes(np.array(values, dtype=object))
+    assert np.all(np.diff(owner) >= 0)
+    pairs = list(zip(owner.tolist(), code.tolist()))
+    assert len(pairs) == len(set(pairs))
+    per_value = [set() for _ in values]
+    for o, c in pairs:
+        per_value[o].add(c)
+    assert [len(s) for s in per_value] == [len(set(deletion_variants(v))) for v in values]
+    # two values share a code exactly when they share a variant
+    for i in range(0, len(values), 7):
+        for j in range(0, len(values), 5):
+            assert bool(per_value[i] & per_value[j]) == bool(set(deletion_variants(values[i]))
+                                                               & set(deletion_variants(values[j])))
+    empty = variant_codes(np.array([], dtype=object))
+    assert len(empty[0]) == len(empty[1]) == 0
+
+
+def test_a_view_of_coded_columns_codes_only_its_rows_in_their_sort_order():
+    """_Columns.take: a column the table coded is taken from its codes; one it did not is coded over the view's
+    rows only. Either way the view's codes order its values as sorting them does (what block_codes needs)."""
+    from linkage.blocking import _Columns
+
+    df = pd.DataFrame({"a": ["k", "b", "k", "a", "z", "b"], "b": ["2", "1", "", "1", "3", "2"]})
+    cols = _Columns(df)
+    cols.codes("a")  # coded over the whole table
+    rows = np.array([4, 0, 5, 1])
+    view = cols.take(rows)
+    assert "b" not in cols._coded
+    for name in ("a", "b"):
+        codes, values = view.codes(name), view.values(name)
+        assert values[codes].tolist() == df[name].iloc[rows].tolist()
+        assert np.array_equal(np.argsort(codes, kind="stable"), np.argsort(df[name].iloc[rows].to_numpy(), kind="stable"))
+    assert len(view.values("b")) == 3  # only the view's own values
+    sub = view.take(np.array([3, 1]))  # a view of a view takes its parent's codes
+    assert sub.values("b").tolist() == view.values("b").tolist()
+    assert sub.values("b")[sub.codes("b")].tolist() == df["b"].iloc[[1, 0]].tolist()
+    assert view.empty("b").tolist() == [False, False, False, False]
+    assert cols.take(np.array([2, 3])).empty("b").tolist() == [True, False]

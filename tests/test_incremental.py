@@ -995,3 +995,31 @@ def test_forked_type_updates_stop_early_when_one_process_fails(parts, tmp_path, 
                 resolve_stage(s, settings)
         started = [line for line in log.read_text(encoding="utf-8").split("\n") if line]
         assert len(started) <= 3 < n_types, started  # the failing type, the other's current one (and its next)
+
+
+def test_an_incremental_run_writes_only_the_assignments_and_entities_that_changed(parts, tmp_path):
+    """Of the touched mentions most keep their entity: their assignment rows and the rows of entities that stay
+    as they were are not written again (same rowids); the tables hold what the full path writes, and the
+    entity count returned is the stored one."""
+    import shutil
+
+    base = _resolved_then_loaded(parts, tmp_path / "base.db")
+    with EmbeddedStore(base) as s:
+        before_me = {m: (r, e) for r, m, e in s.conn.execute("SELECT rowid, mention_id, entity_id FROM mention_entities")}
+        before_ent = {e[0]: (r, e) for r, *e in s.conn.execute("SELECT rowid, * FROM entities")}
+    shutil.copyfile(base, tmp_path / "reread.db")
+    with EmbeddedStore(base) as s:
+        counts = resolve_stage(s, load_settings(None))
+        assert counts["entities"] == s.count("entities")
+        after_me = {m: (r, e) for r, m, e in s.conn.execute("SELECT rowid, mention_id, entity_id FROM mention_entities")}
+        after_ent = {e[0]: (r, e) for r, *e in s.conn.execute("SELECT rowid, * FROM entities")}
+    assert counts["touched_mentions"] > 0
+    kept = [m for m, (r, e) in before_me.items() if after_me[m][1] == e]
+    assert kept and all(after_me[m][0] == before_me[m][0] for m in kept)
+    same = [e for e, (r, row) in before_ent.items() if e in after_ent and after_ent[e][1] == row]
+    assert same and all(after_ent[e][0] == before_ent[e][0] for e in same)
+    assert set(after_me) > set(before_me)
+    with EmbeddedStore(tmp_path / "reread.db") as s:  # the full path over the stored pairs: every row written
+        s.conn.execute("DELETE FROM meta WHERE key = 'er_state'")
+        assert "touched_mentions" not in resolve_stage(s, load_settings(None))
+    _assert_same_tables(base, tmp_path / "reread.db")

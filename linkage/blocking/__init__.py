@@ -103,15 +103,18 @@ class _Columns:
     :data:`KEY_SEP`, so they sort (and are equal) as the tuples of their values do, as long as no value holds
     a character at or below :data:`KEY_SEP` (checked; otherwise the caller uses the key strings).
 
-    :meth:`take` gives the same columns for some rows (codes are taken, not made again; a column is coded
-    over the whole table once, the first time any view asks for it): an incremental run codes each blocking
-    column once and each rule works on integer codes of the records it looks at.
+    :meth:`take` gives the same columns for some rows: the codes of a column the table has coded are taken,
+    one it has not is coded over the view's rows only (a view's codes order its own values; codes of two
+    views are never compared). An incremental run thus codes only the records each rule looks at.
     """
 
     def __init__(self, records: pd.DataFrame | None, base: "_Columns | None" = None,
-                 rows: np.ndarray | None = None) -> None:
-        self._base = base
+                 rows: np.ndarray | None = None, parent: "_Columns | None" = None,
+                 parent_rows: np.ndarray | None = None) -> None:
+        self._base = base  # the whole table (None: this is it); rows: this view's rows of it
         self._rows = rows
+        self._parent = parent  # the table or view this one was taken from, and the rows of it taken
+        self._parent_rows = parent_rows
         self._records = records
         self._coded: dict[str, tuple[np.ndarray, np.ndarray, int, bool]] = {}
         self.n = len(rows) if base is not None else len(records)
@@ -120,8 +123,8 @@ class _Columns:
         """The columns of the records at ``rows`` (indices into this table), in that order."""
         rows = np.asarray(rows, dtype=np.int64)
         if self._base is not None:
-            return _Columns(None, self._base, self._rows[rows])
-        return _Columns(None, self, rows)
+            return _Columns(None, self._base, self._rows[rows], self, rows)
+        return _Columns(None, self, rows, self, rows)
 
     @property
     def records(self) -> pd.DataFrame:
@@ -138,11 +141,15 @@ class _Columns:
         """(codes, distinct values in sorted order, code of '' or -1, codes usable: no missing value and no
         value holding a low character)."""
         if name not in self._coded:
-            if self._base is not None:
-                codes, values, empty, safe = self._base._column(name)
-                self._coded[name] = (codes[self._rows], values, empty, safe)
+            if self._parent is not None and name in self._parent._coded:
+                codes, values, empty, safe = self._parent._coded[name]
+                self._coded[name] = (codes[self._parent_rows], values, empty, safe)
                 return self._coded[name]
-            codes, uniques = pd.factorize(self._records[name].astype(str), sort=True)
+            # a view of a column the table it was taken from has not coded codes its own rows only (the
+            # codes of a view need only order its own values): an incremental run looks at a few blocks of
+            # ~130,000 records
+            column = self._records[name] if self._base is None else self._base._records[name].iloc[self._rows]
+            codes, uniques = pd.factorize(column.astype(str), sort=True)
             values = np.asarray(uniques, dtype=object)
             empty = int(np.flatnonzero(values == "")[0]) if (values == "").any() else -1
             # a missing value (NaN/None stays missing through astype(str) under pandas 3) has code -1, which
@@ -152,7 +159,8 @@ class _Columns:
         return self._coded[name]
 
     def codes(self, name: str) -> np.ndarray:
-        """Sort-order codes of one column (as :func:`_codes` of its text; over all records)."""
+        """Sort-order codes of one column: equal values share a code, codes order as the values sort (over the
+        whole table :func:`_codes` of its text; a view may keep the codes of the table it was taken from)."""
         return self._column(name)[0]
 
     def values(self, name: str) -> np.ndarray:
@@ -333,6 +341,65 @@ def deletion_variants(value: str) -> list[str]:
     ['abc', 'bc', 'ac', 'ab']
     """
     return [value] + [value[:k] + value[k + 1:] for k in range(len(value))]
+
+
+def variant_codes(values) -> tuple[np.ndarray, np.ndarray]:
+    """Every value's :func:`deletion_variants`, numbered: ``(owner, code)``, one row per distinct (value,
+    variant), sorted by ``owner`` (the value's index) then ``code``; equal variants (of any values) share a
+    code. Made with vectorised string slicing (Arrow), not a Python loop per value: an incremental run makes
+    the variants of ~15,000 surnames several times.
+
+    >>> owner, code = variant_codes(["abc", "ab", ""])
+    >>> owner.tolist()
+    [0, 0, 0, 0, 1, 1, 1, 2]
+    >>> texts = ["abc", "bc", "ac", "ab", "ab", "b", "a", ""]  # in order of first appearance
+    >>> sorted(zip(owner.tolist(), code.tolist())) == sorted(set(zip(owner.tolist(), code.tolist())))
+    True
+    >>> [set(deletion_variants(v)) for v in ["abc", "ab", ""]] == [
+    ...     {t for t, o in zip(_variant_texts(["abc", "ab", ""]), _variant_owners(["abc", "ab", ""])) if o == k}
+    ...     for k in range(3)]
+    True
+    """
+    texts, owner = _variant_table(values)
+    if not len(owner):
+        return owner, owner
+    code = texts.dictionary_encode().indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    key = sorted_unique(owner * (int(code.max()) + 1) + code)
+    return key // (int(code.max()) + 1), key % (int(code.max()) + 1)
+
+
+def _variant_table(values):
+    """``(texts, owner)``: the deletion variants of ``values`` (an Arrow string array) and the index of the
+    value each belongs to (not made distinct), in no particular order."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(
+        np.asarray(values, dtype=object), type=pa.string())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    n = len(arr)
+    if not n:
+        return pa.array([], type=pa.string()), np.empty(0, np.int64)
+    if arr.null_count:  # as str() of a missing value would read
+        arr = pc.fill_null(arr, "")
+    lengths = pc.utf8_length(arr).to_numpy(zero_copy_only=False).astype(np.int64)
+    texts, owners = [arr], [np.arange(n, dtype=np.int64)]
+    for k in range(int(lengths.max()) if n else 0):
+        rows = np.flatnonzero(lengths > k)
+        sub = arr.take(pa.array(rows)) if len(rows) < n else arr
+        texts.append(pc.binary_join_element_wise(pc.utf8_slice_codeunits(sub, 0, k),
+                                                 pc.utf8_slice_codeunits(sub, k + 1, 1 << 30), ""))
+        owners.append(rows)
+    return pa.concat_arrays([t.cast(pa.string()) for t in texts]), np.concatenate(owners)
+
+
+def _variant_texts(values) -> list[str]:
+    return _variant_table(values)[0].to_pylist()
+
+
+def _variant_owners(values) -> list[int]:
+    return _variant_table(values)[1].tolist()
 
 
 def _cross(sorted_recs: np.ndarray, start_a: np.ndarray, count_a: np.ndarray, start_b: np.ndarray,
@@ -570,7 +637,7 @@ def _member(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
 
 
 def _involved_blocks(columns: _Columns, rule: BlockingRule, j: int, new_idx: np.ndarray, order: np.ndarray,
-                     hashes: np.ndarray | None) -> np.ndarray | None:
+                     hashes: np.ndarray | None, fuzzy_groups: bool = False) -> np.ndarray | None:
     """The records :func:`block_involving` gives ``rule`` (column ``j`` of ``hashes``) to pair the involved
     records ``new_idx`` as a blocking of everything does: the whole blocks that hold one (a fuzzy rule: the
     records one edit from one; a ``pair_with_empty`` rule: only blocks holding a record with the empty column),
@@ -592,7 +659,9 @@ def _involved_blocks(columns: _Columns, rule: BlockingRule, j: int, new_idx: np.
             if empty >= 0:
                 table[empty] = False
             mask &= table[codes]
-    if rule.fuzzy_key:  # the records whose value is one deletion from an involved record's (equal included)
+    if rule.fuzzy_key and not (fuzzy_groups and hashes is not None and rule.keys):
+        # the records whose value is one deletion from an involved record's (equal included); with
+        # ``fuzzy_groups`` the records are those already (linkage.resolve.incremental.fuzzy_groups)
         sel = np.flatnonzero(mask)
         codes, values = columns.codes(rule.fuzzy_key), columns.values(rule.fuzzy_key)
         wanted = {values[c] for c in np.unique(codes[new_idx[mask[new_idx]]]).tolist() if c >= 0} - {""}
@@ -606,7 +675,12 @@ def _involved_blocks(columns: _Columns, rule: BlockingRule, j: int, new_idx: np.
                                for c in distinct.tolist()), dtype=bool, count=len(distinct))
             mask[sel[hit[inverse.reshape(-1)]]] = True
     sub = np.flatnonzero(mask)
-    if rule.pair_with_empty and columns.has(rule.pair_with_empty) and len(sub):
+    if rule.pair_with_empty and columns.has(rule.pair_with_empty) and len(sub) and hashes is not None and rule.keys:
+        # only blocks that hold a record with the empty column give pairs: keep the records of the block-key
+        # hashes of those (whole blocks; on a collision another block too, which gives no pairs)
+        h = hashes[sub, j]
+        sub = sub[_member(h, np.unique(h[columns.empty(rule.pair_with_empty)[sub]]))]
+    elif rule.pair_with_empty and columns.has(rule.pair_with_empty) and len(sub):
         # only blocks that hold a record with the empty column give pairs: keep those blocks
         part = columns.take(sub)
         coded = part.block_codes(rule.keys)
@@ -626,7 +700,8 @@ def _involved_blocks(columns: _Columns, rule: BlockingRule, j: int, new_idx: np.
 
 def block_involving_outgrown(records: pd.DataFrame | None, rules: tuple[BlockingRule, ...] | list[BlockingRule],
                              involving: np.ndarray, order: np.ndarray, entity_type: str = "", largest: int = 10,
-                             hashes: np.ndarray | None = None, columns: _Columns | None = None
+                             hashes: np.ndarray | None = None, columns: _Columns | None = None,
+                             fuzzy_groups: bool = False
                              ) -> tuple[Candidates, BlockingReport, tuple[np.ndarray, np.ndarray]]:
     """:func:`block_involving`, and what adding the involved records takes away: ``(candidates, report,
     (keys, masks))``. ``keys`` (``left * n + right``, ``left < right``, sorted, unique) are the pairs between
@@ -642,6 +717,10 @@ def block_involving_outgrown(records: pd.DataFrame | None, rules: tuple[Blocking
     a rule without ``fuzzy_key`` blocks the earlier records again only in its blocks now over their cap, a
     fuzzy or ``pair_with_empty`` rule counts each group's records with and without the involved ones.
 
+    ``fuzzy_groups``: the records are already those a fuzzy rule with keys can pair with an involved record
+    (:func:`linkage.resolve.incremental.fuzzy_groups` of that rule, with ``hashes``): such a rule does not
+    look for them again.
+
     >>> df = pd.DataFrame({"k": ["a"] * 4, "o": ["1", "2", "3", "4"]})
     >>> rule = BlockingRule("r", ("k",), max_block=3, window=1, order_by=("o",))
     >>> cand, _, (keys, masks) = block_involving_outgrown(df, [rule], np.array([False, True, False, False]),
@@ -650,7 +729,8 @@ def block_involving_outgrown(records: pd.DataFrame | None, rules: tuple[Blocking
     ([(0, 1), (1, 2)], [(0, 2), (0, 3)], [1, 1])
     """
     columns = _Columns(records) if columns is None else columns
-    parts, lost = _involving_parts(columns, rules, involving, order, largest, hashes, outgrown=True)
+    parts, lost = _involving_parts(columns, rules, involving, order, largest, hashes, outgrown=True,
+                                   fuzzy_groups=fuzzy_groups)
     cand, report = _union(columns.n, rules, parts, entity_type)
     if not lost:
         return cand, report, (np.empty(0, np.int64), np.empty(0, np.uint32))
@@ -675,7 +755,7 @@ def or_masks_by_key(keys: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np
 
 
 def _involving_parts(columns: _Columns, rules, involving: np.ndarray, order: np.ndarray, largest: int,
-                     hashes: np.ndarray | None, outgrown: bool) -> tuple[list, list]:
+                     hashes: np.ndarray | None, outgrown: bool, fuzzy_groups: bool = False) -> tuple[list, list]:
     """Per rule the pairs (``left * n + right``) involving an involved record, with the rule's statistics, for
     :func:`_union`; with ``outgrown`` also per rule ``(keys, rule index)`` of the earlier pairs it no longer
     makes (:func:`block_involving_outgrown`)."""
@@ -685,7 +765,7 @@ def _involving_parts(columns: _Columns, rules, involving: np.ndarray, order: np.
     parts, lost = [], []
     empty = np.empty(0, np.int64)
     for j, rule in enumerate(rules):
-        sub = _involved_blocks(columns, rule, j, new_idx, order, hashes)
+        sub = _involved_blocks(columns, rule, j, new_idx, order, hashes, fuzzy_groups)
         if sub is None:
             parts.append((empty, RuleStats(rule.name, 0, 0, 0, 0, 0, [])))
             continue
@@ -808,13 +888,7 @@ def _fuzzy_involving(part: _Columns, rule: BlockingRule, inv: np.ndarray, outgro
     touched = size > size_o
     # each group's deletion variants (per distinct value), as codes; (key, variant) -> the groups having it
     value_codes, value_of = np.unique(g_value, return_inverse=True)
-    texts, owner = [], []
-    for u, c in enumerate(value_codes.tolist()):
-        for d in set(deletion_variants(str(values[c]))):
-            texts.append(d)
-            owner.append(u)
-    vcode = pd.factorize(pd.Series(texts, dtype=object))[0].astype(np.int64)
-    owner = np.asarray(owner, dtype=np.int64)
+    owner, vcode = variant_codes(np.asarray(values, dtype=object)[value_codes])
     v_start = np.searchsorted(owner, np.arange(len(value_codes)))
     v_count = np.bincount(owner, minlength=len(value_codes))
     per_group = v_count[value_of.reshape(-1)]
