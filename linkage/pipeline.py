@@ -1005,7 +1005,8 @@ def _write_changed_clusters(store: EmbeddedStore, new_rows: list[tuple], cols: l
     other values in ``new_rows`` are not read); each must be in the table. ``ranks``: the table's
     ``cluster_id -> rank`` when the caller has read it; ``rowids`` its ``cluster_id -> rowid`` likewise (read before
     these writes, with the run's lock held): ranks are then updated by rowid, in rowid order (each row found
-    at once and the table's pages visited in order; ~9,000 ranks move in a +1,000 run on 100,000 reports)."""
+    at once and the table's pages visited in order; ~9,000 ranks move in a +1,000 run on 100,000 reports), and
+    by id if a rowid no longer holds its cluster."""
     conn = store.conn
     rank_at = cols.index("rank") if "rank" in cols else None
     other = [i for i, c in enumerate(cols) if c not in ("cluster_id", "rank")]
@@ -1039,10 +1040,14 @@ def _write_changed_clusters(store: EmbeddedStore, new_rows: list[tuple], cols: l
         gone = set(old)
     if gone:
         conn.executemany("DELETE FROM clusters WHERE cluster_id = ?", [(k,) for k in sorted(gone)])
+    by_id = bool(reranked)
     if reranked and rowids is not None and all(k in rowids for _, k in reranked):
-        conn.executemany("UPDATE clusters SET rank = ? WHERE rowid = ?",
-                         sorted(((rank, rowids[k]) for rank, k in reranked), key=lambda p: p[1]))
-    elif reranked:
+        # each rowid must still hold its cluster (nothing renumbers the table under the run's lock; if something
+        # did, every rank is written again by id)
+        cur = conn.executemany("UPDATE clusters SET rank = ? WHERE rowid = ? AND cluster_id = ?",
+                               sorted(((rank, rowids[k], k) for rank, k in reranked), key=lambda p: p[1]))
+        by_id = cur.rowcount != len(reranked)
+    if by_id:
         conn.executemany("UPDATE clusters SET rank = ? WHERE cluster_id = ?", reranked)
     if upsert:
         conn.executemany(f"INSERT OR REPLACE INTO clusters ({', '.join(cols)}) "
@@ -1076,7 +1081,7 @@ def _write_changed_members(store: EmbeddedStore, previous: pd.DataFrame, report_
     new_r = arrow_text(report_clusters["report_id"].astype(str))
     if pc.count_distinct(new_r).as_py() != len(new_r):  # a report twice: the loop's own order of pops decides
         return _write_changed_members_loop(store, previous, report_clusters)
-    new_c = arrow_text(report_clusters["cluster_id"])
+    new_c = arrow_text(report_clusters["cluster_id"].astype(str))
     if len(previous):
         # in Arrow (pandas text columns are Arrow arrays already): each new row's stored row by one hash look-up
         old_r, old_c = arrow_text(previous["report_id"]), arrow_text(previous["cluster_id"])

@@ -679,7 +679,6 @@ def test_store_clusters_keeps_reused_rows_as_stored(tmp_path):
     store.close()
 
 
-
 def test_stored_rows_give_the_same_rows_from_the_memberships_read_up_front(tmp_path):
     """``_stored_rows`` with the stored memberships given (what ``run`` reads once) gives what it gives looking the
     first reports up in the table: stored ids, short columns, lists and agency names; a cluster whose report
@@ -729,6 +728,30 @@ def test_write_changed_clusters_by_rowid_writes_what_by_id_writes(tmp_path):
     assert stores[1].frame("SELECT cluster_id, rank FROM clusters ORDER BY rank")["cluster_id"].tolist() == list("eabc")
     for store in stores:
         store.close()
+
+
+def test_write_changed_clusters_with_stale_rowids_still_ranks_each_cluster(tmp_path):
+    """Rowids read before the write that no longer hold their clusters (a row deleted and inserted again
+    meanwhile) do not put a rank on another cluster's row: the ranks are written by id instead."""
+    from linkage.pipeline import CLUSTER_TABLE_COLUMNS, _sqlite_values, _write_changed_clusters, store_clusters
+
+    store = EmbeddedStore(tmp_path / "s.db")
+    rc = pd.DataFrame({"report_id": [f"R{i}" for i in range(6)], "cluster_id": list("aabbcc")})
+    store_clusters(store, rc, _scored(list("abc"), [1, 2, 3], [9.0, 8.0, 7.0]), run_id=1)
+    cols = list(CLUSTER_TABLE_COLUMNS)
+    stored = store.conn.execute("SELECT cluster_id, rank, rowid FROM clusters").fetchall()
+    ranks, rowids = {r[0]: r[1] for r in stored}, {r[0]: r[2] for r in stored}
+    with store.transaction():  # a's row moves to a new rowid after the rowids were read
+        row = store.conn.execute("SELECT * FROM clusters WHERE cluster_id = 'a'").fetchone()
+        store.conn.execute("DELETE FROM clusters WHERE cluster_id = 'a'")
+        store.conn.execute(f"INSERT INTO clusters VALUES ({', '.join('?' for _ in row)})", row)
+    new = _scored(list("cba"), [1, 2, 3], [9.0, 8.0, 7.0]).assign(categories='["overig"]', agencies="[]")
+    with store.transaction():
+        _write_changed_clusters(store, _sqlite_values(new, cols), cols, {"a", "b", "c"}, ranks, rowids)
+    got = store.frame("SELECT cluster_id, rank FROM clusters ORDER BY rank")
+    assert got["cluster_id"].tolist() == list("cba") and got["rank"].tolist() == [1, 2, 3]
+    store.close()
+
 
 def _strict_json(text: str):
     def refuse(name: str):
