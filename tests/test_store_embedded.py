@@ -78,3 +78,27 @@ def test_a_failed_background_copy_loses_nothing(tmp_path, monkeypatch):
     store.close()
     with EmbeddedStore(db) as again:
         assert again.get_meta("kept") == "yes"
+
+
+def test_a_fork_waits_for_a_running_background_copy(tmp_path, monkeypatch):
+    """A forked worker must not start while the copying thread may hold SQLite's locks: os.fork waits."""
+    import os
+
+    store = EmbeddedStore(tmp_path / "s.db")
+    real = EmbeddedStore._checkpoint
+
+    def slow(self):
+        time.sleep(0.5)
+        real(self)
+
+    monkeypatch.setattr(EmbeddedStore, "_checkpoint", slow)
+    store.checkpoints_behind()
+    store.checkpoint_behind()
+    thread = store._checkpointer
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    alive_after_fork = thread.is_alive()
+    os.waitpid(pid, 0)
+    store.close()
+    assert not alive_after_fork

@@ -24,6 +24,19 @@ from linkage import model
 from linkage.errors import StoreError
 
 SCHEMA_VERSION = 1
+#: Background checkpoints still running (:meth:`EmbeddedStore.checkpoint_behind`): a fork waits for them, so
+#: that no forked worker starts with SQLite's locks held by a thread it does not have.
+_CHECKPOINTING: set = set()
+
+
+def _wait_for_checkpoints() -> None:
+    for thread in list(_CHECKPOINTING):
+        thread.join()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(before=_wait_for_checkpoints)
+
 #: The write-ahead log's size (pages of 4 KiB) at which a connection after :meth:`EmbeddedStore.checkpoints_behind`
 #: copies it into the database itself (a run's background copies normally keep it far below: 1 GiB).
 AUTOCHECKPOINT_BEHIND = 262144
@@ -259,7 +272,7 @@ class EmbeddedStore:
         the ~35 MB a +1,000 run writes in the resolve stage, on our machines). After this call this connection
         leaves the log to grow (up to :data:`AUTOCHECKPOINT_BEHIND` pages, then it copies as before), and
         :meth:`checkpoint_behind` copies it in a thread of its own, with a connection of its own, while the job
-        goes on. Nothing is less safe: with ``synchronous=NORMAL`` a commit never waited for the disk; a
+        goes on (a fork of this process waits for that copy first). Nothing is less safe: with ``synchronous=NORMAL`` a commit never waited for the disk; a
         committed transaction is in the log, which SQLite reads (and recovers after a crash) as before."""
         self.conn.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_BEHIND}")
 
@@ -270,6 +283,7 @@ class EmbeddedStore:
         if self._checkpointer is not None and self._checkpointer.is_alive():
             return
         self._checkpointer = threading.Thread(target=self._checkpoint, name="linkage-checkpoint", daemon=True)
+        _CHECKPOINTING.add(self._checkpointer)
         self._checkpointer.start()
 
     def _checkpoint(self) -> None:
@@ -281,6 +295,8 @@ class EmbeddedStore:
                 conn.close()
         except sqlite3.Error:  # nothing is lost: what was not copied stays in the log, the next copy takes it
             pass
+        finally:
+            _CHECKPOINTING.discard(threading.current_thread())
 
     # --- plumbing ----------------------------------------------------------------------------------
     @contextlib.contextmanager
