@@ -117,10 +117,13 @@ def test_a_forked_child_left_behind_does_not_keep_the_store_locked(tmp_path):
 import os, sys, time
 from linkage.runlock import exclusive
 with exclusive(sys.argv[1], "run"):
+    r, w = os.pipe()
     child = os.fork()
     if child == 0:
+        os.write(w, b"x")  # running: its fork hook has run
         time.sleep(60)
         os._exit(0)
+    os.read(r, 1)  # (on a busy machine the child may not run before the parent is killed)
     print(child, flush=True)
     time.sleep(60)
 """
