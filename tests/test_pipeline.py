@@ -705,6 +705,37 @@ def test_stored_rows_give_the_same_rows_from_the_memberships_read_up_front(tmp_p
     store.close()
 
 
+def test_stored_rows_order_clusters_by_their_first_report_as_python_compares_ids(tmp_path):
+    """``_stored_rows`` finds each kept cluster's first member report (the smallest id as Python compares text,
+    non-ASCII ids included) and gives the rows in the order of those reports, as a loop over the memberships
+    would."""
+    import random
+
+    from linkage.pipeline import _stored_rows, store_clusters
+
+    rng = random.Random(11)
+    letters = ["a", "B", "z", "é", "Ω", "€", "😀", "0", "~"]
+    reports = sorted({"R" + "".join(rng.choice(letters) for _ in range(3)) for _ in range(60)})
+    stored_ids = [f"s{i % 12:02d}" for i in range(len(reports))]
+    store = _literal_store(tmp_path)
+    clusters = sorted(set(stored_ids))
+    store_clusters(store, pd.DataFrame({"report_id": reports, "cluster_id": stored_ids}),
+                   _scored(clusters, list(range(1, len(clusters) + 1)), [float(len(clusters) - i) for i in
+                                                                          range(len(clusters))]), run_id=1)
+    raw = {s: f"raw-{s}" for s in clusters}
+    shuffled = list(zip(reports, stored_ids))
+    rng.shuffle(shuffled)
+    rc = pd.DataFrame({"report_id": [r for r, _ in shuffled], "cluster_id": [raw[s] for _, s in shuffled]})
+    kept = pd.DataFrame({"cluster_id": list(raw.values()), "n_reports": [2] * len(raw)})  # _scored's count
+    first: dict = {}
+    for r, c in zip(rc["report_id"], rc["cluster_id"]):
+        first[c] = min(first.get(c, r), r)
+    got = _stored_rows(store, rc, kept, {}, previous=store.report_clusters())
+    assert got["cluster_id"].tolist() == sorted(first, key=first.__getitem__)
+    assert got["stored_id"].tolist() == [c[len("raw-"):] for c in got["cluster_id"]]
+    store.close()
+
+
 def test_write_changed_clusters_by_rowid_writes_what_by_id_writes(tmp_path):
     """Ranks updated by rowid (the stored rowids given) leave the table as updates by cluster id leave it."""
     from linkage.pipeline import CLUSTER_TABLE_COLUMNS, _sqlite_values, _write_changed_clusters, store_clusters
