@@ -755,12 +755,20 @@ def _stored_rows(store: EmbeddedStore, report_clusters: pd.DataFrame, kept: pd.D
 
     # each kept cluster's first member report (smallest id: Arrow's string min compares UTF-8 bytes, the code
     # point order of Python's str comparison), found over whole columns; clusters in the order of those reports
+    # (ties, a report first in two clusters, never in a run: in the order the clusters first occur)
     rc_c = arrow_text(report_clusters["cluster_id"])
     mine = pc.fill_null(pc.is_in(rc_c, value_set=arrow_text(kept["cluster_id"])), False)
-    firsts = pa.table({"c": rc_c.filter(mine), "r": arrow_text(report_clusters["report_id"].astype(str)).filter(mine)}
-                      ).group_by("c", use_threads=False).aggregate([("r", "min")])
-    firsts = firsts.take(pc.sort_indices(firsts, sort_keys=[("r_min", "ascending")]))
-    order_c, order_r = firsts.column("c").combine_chunks(), firsts.column("r_min").combine_chunks()
+    rows_c, rows_r = rc_c.filter(mine), arrow_text(report_clusters["report_id"].astype(str)).filter(mine)
+    by_cluster = pa.table({"c": rows_c, "r": rows_r})
+    by_cluster = by_cluster.take(pc.sort_indices(by_cluster, sort_keys=[("c", "ascending"), ("r", "ascending")]))
+    sc, sr = by_cluster.column("c").combine_chunks(), by_cluster.column("r").combine_chunks()
+    head = np.ones(len(sc), dtype=bool)
+    if len(sc) > 1:
+        head[1:] = pc.not_equal(sc.slice(1), sc.slice(0, len(sc) - 1)).to_numpy(zero_copy_only=False)
+    firsts = pa.table({"c": sc.filter(head), "r": sr.filter(head)})
+    firsts = firsts.append_column("at", pc.index_in(firsts.column("c"), value_set=rows_c))
+    firsts = firsts.take(pc.sort_indices(firsts, sort_keys=[("r", "ascending"), ("at", "ascending")]))
+    order_c, order_r = firsts.column("c").combine_chunks(), firsts.column("r").combine_chunks()
     if previous is not None:
         at = pc.index_in(order_r, value_set=arrow_text(previous["report_id"]))
         sid = pc.take(arrow_text(previous["cluster_id"]), at).to_pylist()  # None: a first report not stored
