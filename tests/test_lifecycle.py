@@ -410,8 +410,9 @@ def test_agency_texts_are_what_the_routing_map_gives():
 
 
 def test_kept_inputs_read_as_one_text_or_row_by_row(store):
-    """The kept status inputs read as one text are the table's rows; a value holding a separator (never
-    written by a run) makes the reader take the rows one by one, with the same result."""
+    """The kept status inputs read as one text are the table's rows; a text longer than SQLite allows, or a
+    value holding a separator (never written by a run), makes the reader take the rows one by one, with the
+    same result."""
     from linkage.feedback.lifecycle import STATUS_INPUTS_TABLE, _kept_inputs
 
     store.conn.execute(STATUS_INPUTS_TABLE)
@@ -423,6 +424,11 @@ def test_kept_inputs_read_as_one_text_or_row_by_row(store):
         return sorted(zip(*(list(col) if isinstance(col, list) else col.to_pylist() for col in _kept_inputs(store.conn))))
 
     assert read() == rows
+    before = store.conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 60)  # the one text longer than SQLite allows
+    try:
+        assert read() == rows
+    finally:
+        store.conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, before)
     for odd in (("R4", "c_3", '["a\x1fb"]'), ("R5", "c_3\x1e", "[]")):
         store.conn.execute("INSERT INTO status_inputs VALUES (?, ?, ?)", odd)
         rows.append(odd)

@@ -442,13 +442,19 @@ def _kept_inputs(conn) -> tuple[list, list, list]:
     """The ``status_inputs`` rows as three lists (report, cluster, agencies; in no particular order), read as
     one text (``group_concat`` with separators no id or JSON agencies text holds: ids with control
     characters are quarantined on load, json.dumps escapes them) and cut in Arrow. When a piece count does not
-    add up (a separator inside a value after all, a NULL id) the rows are read one by one instead."""
+    add up (a separator inside a value after all, a NULL id) or the text would be longer than SQLite allows, the
+    rows are read one by one instead."""
     import pyarrow.compute as pc
 
-    count, text = conn.execute(
-        "SELECT count(*), group_concat(report_id || char(31) || cluster_id || char(31) || agencies, char(30)) "
-        "FROM status_inputs").fetchone()
-    if not count:
+    import sqlite3
+
+    try:
+        count, text = conn.execute(
+            "SELECT count(*), group_concat(report_id || char(31) || cluster_id || char(31) || agencies, char(30)) "
+            "FROM status_inputs").fetchone()
+    except sqlite3.DataError:  # longer than SQLite's longest text (about 20 million reports): row by row
+        count, text = None, None
+    if count == 0:
         return [], [], []
     if text is not None:
         rows = pc.split_pattern(pa_texts([text]), "\x1e").flatten()
