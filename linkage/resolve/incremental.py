@@ -56,6 +56,7 @@ import pyarrow.ipc as ipc
 from linkage.arrays import sorted_unique, unique_inverse
 from linkage.blocking import (
     _Columns, _member, block_involving, block_involving_outgrown, or_masks_by_key, variant_codes,
+    variant_hashes,
 )
 from linkage.compare import compare
 from linkage.er_settings import FUZZY_TYPES, BlockingRule, ERSettings
@@ -438,6 +439,10 @@ def fuzzy_groups(values: pd.Series, hashes: np.ndarray, involving: np.ndarray) -
     return _fuzzy_groups_coded(codes.astype(np.int64), np.asarray(uniques, dtype=object), hashes, involving)
 
 
+#: from how many distinct values :func:`_fuzzy_groups_coded` filters them by variant hashes first
+_VARIANT_FILTER_FROM = 2_000
+
+
 def _fuzzy_groups_coded(codes: np.ndarray, values: np.ndarray, hashes: np.ndarray, involving: np.ndarray) -> np.ndarray:
     """:func:`fuzzy_groups` over a coded column (``values[codes]`` is the column; no missing values): the
     deletion variants of each distinct value are made once and numbered, and the (hash, value) groups are
@@ -457,6 +462,17 @@ def _fuzzy_groups_coded(codes: np.ndarray, values: np.ndarray, hashes: np.ndarra
     sel = np.flatnonzero(_member(hashes, np.unique(hashes[new])) & nonempty)
     # the distinct values there, each with its deletion variants (as codes)
     distinct, inverse = unique_inverse(codes[sel])
+    if len(distinct) > _VARIANT_FILTER_FROM:
+        # most of them (~15,000 surnames under first initials) share no variant with an involved record's
+        # value: their variant hashes (no strings made) leave out those that cannot, and only the rest have
+        # their variants made and compared below (the same groups come out)
+        owner, vh = variant_hashes(np.asarray(values, dtype=object)[distinct])
+        involved = np.zeros(len(distinct), dtype=bool)
+        involved[inverse[np.asarray(involving, dtype=bool)[sel] & (hashes[sel] != 0)]] = True
+        maybe = np.zeros(len(distinct), dtype=bool)
+        maybe[owner[_member(vh, np.unique(vh[involved[owner]]))]] = True
+        sel = sel[maybe[inverse]]
+        distinct, inverse = unique_inverse(codes[sel])
     owner, vcode = variant_codes(np.asarray(values, dtype=object)[distinct])
     # the hashes of sel, numbered; (variant, hash) of every involved record
     uh, hid = unique_inverse(hashes[sel])
