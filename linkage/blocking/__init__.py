@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from linkage.arrays import sorted_unique
+from linkage.arrays import in_sorted, sorted_unique
 from linkage.er_settings import BlockingRule
 
 KEY_SEP = "\x1f"
@@ -1016,7 +1016,7 @@ def _outgrown(part: _Columns, rule: BlockingRule, earlier: np.ndarray, left: np.
     bl, br, _ = _one_rule(None, rule, 0, part.take(pos))
     bl, br = pos[bl], pos[br]
     before = sorted_unique(np.minimum(bl, br).astype(np.int64) * m + np.maximum(bl, br))
-    return before[~np.isin(before, now, assume_unique=True)]
+    return before[~in_sorted(before, now)]
 
 
 def _over_cap(part: _Columns, rule: BlockingRule, block_hash: np.ndarray | None) -> np.ndarray:
