@@ -204,3 +204,43 @@ def test_a_view_of_coded_columns_codes_only_its_rows_in_their_sort_order():
     assert sub.values("b")[sub.codes("b")].tolist() == df["b"].iloc[[1, 0]].tolist()
     assert view.empty("b").tolist() == [False, False, False, False]
     assert cols.take(np.array([2, 3])).empty("b").tolist() == [True, False]
+
+
+def test_variant_hashes_meet_exactly_when_deletion_variants_do():
+    """Values sharing a deletion variant share a variant hash (no pair missed, also with non-ASCII, NUL and
+    characters beyond the BMP); on these values no hashes meet without a shared variant."""
+    import random
+
+    from linkage.blocking import deletion_variants, variant_hashes
+
+    rng = random.Random(5)
+    alphabet = "abé\x00😀z"
+    values = sorted({"".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6))) for _ in range(600)})
+    owner, h = variant_hashes(np.array(values, dtype=object))
+    assert len(h) == sum(len(v) + 1 for v in values)
+    hashes = [set(h[owner == i].tolist()) for i in range(len(values))]
+    variants = [set(deletion_variants(v)) for v in values]
+    for i in range(0, len(values), 7):
+        for j in range(len(values)):
+            assert bool(hashes[i] & hashes[j]) == bool(variants[i] & variants[j]), (values[i], values[j])
+
+
+def test_fuzzy_groups_filtered_by_variant_hashes_are_the_same(monkeypatch):
+    """_fuzzy_groups_coded filters many distinct values by variant hashes first: the groups are those of the
+    unfiltered computation."""
+    import linkage.resolve.incremental as incremental
+
+    rng = np.random.default_rng(3)
+    letters = np.array(list("abcdefgh"))
+    values = np.array(sorted({"".join(rng.choice(letters, rng.integers(1, 6))) for _ in range(3000)} | {""}),
+                      dtype=object)
+    codes = rng.integers(0, len(values), 20000)
+    hashes = rng.integers(0, 4, 20000).astype(np.uint64)
+    involving = np.zeros(20000, dtype=bool)
+    involving[rng.choice(20000, 40, replace=False)] = True
+    monkeypatch.setattr(incremental, "_VARIANT_FILTER_FROM", 10**9)
+    plain = incremental._fuzzy_groups_coded(codes, values, hashes, involving)
+    monkeypatch.setattr(incremental, "_VARIANT_FILTER_FROM", 0)
+    filtered = incremental._fuzzy_groups_coded(codes, values, hashes, involving)
+    assert 0 < len(filtered) < 20000
+    assert filtered.tolist() == plain.tolist()

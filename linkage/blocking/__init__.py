@@ -382,8 +382,8 @@ _VARIANT_BASE_INV = pow(_VARIANT_BASE, -1, 1 << 64)
 
 
 def variant_hashes(values) -> tuple[np.ndarray, np.ndarray]:
-    """A 64-bit hash of every value's :func:`deletion_variants`: ``(owner, hash)``, one row per (value,
-    variant), unordered. Equal variants (of any values) have equal hashes; two different ones rarely do. A
+    """A 64-bit hash of every value's :func:`deletion_variants`: ``(owner, hash)``, one row per value and
+    deleted position plus one for the value itself (not made distinct), unordered. Equal variants (of any values) have equal hashes; two different ones rarely do. A
     filter, not an answer: values whose hashes meet may share a variant (:func:`variant_codes` tells), values
     whose hashes do not meet share none.
 
@@ -395,7 +395,7 @@ def variant_hashes(values) -> tuple[np.ndarray, np.ndarray]:
     >>> owner, h = variant_hashes(["abc", "xbc", "ab", ""])
     >>> hashes = [set(h[owner == i].tolist()) for i in range(4)]
     >>> bool(hashes[0] & hashes[1]), bool(hashes[0] & hashes[2]), bool(hashes[1] & hashes[2]), len(h)
-    (True, True, False, 9)
+    (True, True, False, 12)
     """
     vals = [str(v) for v in (values.tolist() if isinstance(values, np.ndarray) else values)]
     n = len(vals)
