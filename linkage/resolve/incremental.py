@@ -374,15 +374,17 @@ def narrowed_pairs(records: pd.DataFrame, rules: Iterable[BlockingRule], hashes:
             lost.append((np.minimum(a, b).astype(np.int64) * n + np.maximum(a, b), rebit(masks, where)))
 
     if rest:
-        one(columns, None, rest, involving, np.ascontiguousarray(hashes[:, rest]))
+        # each rule's column contiguous (the rules read their columns whole: no strided copy per rule)
+        one(columns, None, rest, involving, np.ascontiguousarray(hashes.T[rest]).T)
     for j in fuzzy:
         fk = rules[j].fuzzy_key
         if columns.safe(fk):
-            sub = _fuzzy_groups_coded(columns.codes(fk), columns.values(fk), hashes[:, j], involving)
+            sub = _fuzzy_groups_coded(columns.codes(fk), columns.values(fk), np.ascontiguousarray(hashes[:, j]),
+                                      involving)
         else:
             sub = fuzzy_groups(records[fk], hashes[:, j], involving)
         if len(sub) >= 2:
-            one(columns.take(sub), sub, [j], involving[sub], hashes[sub][:, [j]])
+            one(columns.take(sub), sub, [j], involving[sub], hashes[sub, j:j + 1])
     (keys, masks), (lost_keys, lost_masks) = _or_by_key(found), _or_by_key(lost)
     return Narrowed(keys // max(n, 1), keys % max(n, 1), masks, lost_keys // max(n, 1), lost_keys % max(n, 1),
                     lost_masks)
