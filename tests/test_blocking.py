@@ -244,3 +244,28 @@ def test_fuzzy_groups_filtered_by_variant_hashes_are_the_same(monkeypatch):
     filtered = incremental._fuzzy_groups_coded(codes, values, hashes, involving)
     assert 0 < len(filtered) < 20000
     assert filtered.tolist() == plain.tolist()
+
+
+def test_arrow_sorted_codes_are_pandas_factorize():
+    """Coding an Arrow string column in Arrow gives what pd.factorize(sort=True) gives (code-point order, also
+    for non-ASCII and characters beyond the BMP; a chunked column; rows taken); other columns are left to
+    pandas (None)."""
+    import random
+
+    from linkage.blocking import _arrow_sorted_codes
+
+    rng = random.Random(9)
+    alphabet = "aAzé\x00\x1f ñ😀Ω"
+    values = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 4))) for _ in range(3000)]
+    column = pd.concat([pd.Series(values[:1000], dtype="str"), pd.Series(values[1000:], dtype="str")],
+                       ignore_index=True)
+    rows = np.array(rng.sample(range(3000), 700))
+    for r in (None, rows):
+        want = column if r is None else column.iloc[r]
+        codes, uniques = pd.factorize(want.astype(str), sort=True)
+        got = _arrow_sorted_codes(column, r)
+        assert got is not None
+        assert got[0].tolist() == codes.tolist()
+        assert got[1].tolist() == list(uniques)
+    assert _arrow_sorted_codes(pd.Series(values, dtype=object), None) is None
+    assert _arrow_sorted_codes(pd.Series(["a", None], dtype="str"), None) is None

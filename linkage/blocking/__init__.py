@@ -148,9 +148,14 @@ class _Columns:
             # a view of a column the table it was taken from has not coded codes its own rows only (the
             # codes of a view need only order its own values): an incremental run looks at a few blocks of
             # ~130,000 records
-            column = self._records[name] if self._base is None else self._base._records[name].iloc[self._rows]
-            codes, uniques = pd.factorize(column.astype(str), sort=True)
-            values = np.asarray(uniques, dtype=object)
+            whole = self._records[name] if self._base is None else self._base._records[name]
+            got = _arrow_sorted_codes(whole, None if self._base is None else self._rows)
+            if got is not None:
+                codes, values = got
+            else:
+                column = whole if self._base is None else whole.iloc[self._rows]
+                codes, uniques = pd.factorize(column.astype(str), sort=True)
+                values = np.asarray(uniques, dtype=object)
             empty = int(np.flatnonzero(values == "")[0]) if (values == "").any() else -1
             # a missing value (NaN/None stays missing through astype(str) under pandas 3) has code -1, which
             # the code path cannot order as the key strings do: such a column takes the key-string path
@@ -208,6 +213,35 @@ class _Columns:
     def key_of(self, keys: tuple[str, ...], record: int) -> str:
         """The key string of one record (as :func:`block_keys` writes it)."""
         return KEY_SEP.join(str(self._column(k)[1][self._column(k)[0][record]]) for k in keys)
+
+
+def _arrow_sorted_codes(column: pd.Series, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """``pd.factorize(column.iloc[rows].astype(str), sort=True)`` (codes as int64, distinct values as an object
+    array) of an Arrow-backed string column without missing values, worked in Arrow: the rows taken, the
+    distinct values numbered by a hash table and sorted in C++ (pandas sorts them as Python objects: most of
+    coding a column in an incremental run); None for another column (the caller factorizes it).
+
+    >>> codes, values = _arrow_sorted_codes(pd.Series(["b", "a", "c", "a"], dtype="str"), np.array([3, 0, 1]))
+    >>> codes.tolist(), values.tolist()
+    ([0, 1, 0], ['a', 'b'])
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = getattr(column.array, "_pa_array", None)
+    if arr is None or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)) or arr.null_count:
+        return None
+    if rows is not None:
+        arr = arr.take(pa.array(np.asarray(rows, dtype=np.int64)))
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    encoded = pc.dictionary_encode(arr)
+    order = pc.sort_indices(encoded.dictionary).to_numpy()
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order), dtype=np.int64)
+    codes = rank[encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)]
+    values = np.asarray(encoded.dictionary.take(pa.array(order)).to_numpy(zero_copy_only=False), dtype=object)
+    return codes, values
 
 
 def block_keys(records: pd.DataFrame, rule: BlockingRule) -> pd.Series:
