@@ -738,7 +738,8 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
         gone = None
         if old is not None and old.pairs and len(old.pairs["left"]):
             ol, orr = old.pairs["left"], old.pairs["right"]
-            keep = (local[ol] >= 0) & (local[orr] >= 0)
+            inside = local >= 0  # one byte per record: two gathers over millions of pairs, not of int64s
+            keep = inside[ol] & inside[orr]
             keep[np.r_[old.dead(), edits[0][edits[1] == 0]]] = False
             keep = np.flatnonzero(keep)  # a few of millions: one scan of the mask, not one per field
             parts.append({f: old.pairs[f][keep] for f in _CLUSTER_FIELDS})
