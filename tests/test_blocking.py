@@ -269,3 +269,23 @@ def test_arrow_sorted_codes_are_pandas_factorize():
         assert got[1].tolist() == list(uniques)
     assert _arrow_sorted_codes(pd.Series(values, dtype=object), None) is None
     assert _arrow_sorted_codes(pd.Series(["a", None], dtype="str"), None) is None
+
+
+def test_column_views_code_their_rows_as_pandas_does():
+    """A view of a table (large: it shares the table's encoding of the column; small: it encodes its own rows;
+    a view of a view) codes a column as pd.factorize(sort=True) of its rows."""
+    from linkage.blocking import _Columns
+
+    rng = np.random.default_rng(4)
+    words = np.array(["jansen", "de vries", "", "bakker", "él", "visser", "😀x"], dtype=object)
+    records = pd.DataFrame({"s": pd.Series(words[rng.integers(0, len(words), 400)], dtype="str"),
+                            "o": words[rng.integers(0, len(words), 400)]})
+    table = _Columns(records)
+    big = table.take(rng.choice(400, 300, replace=False))
+    small = table.take(rng.choice(400, 20, replace=False))
+    inner = big.take(np.arange(0, 300, 7))
+    for view, rows in ((big, big._rows), (small, small._rows), (inner, inner._rows)):
+        for name in ("s", "o"):
+            codes, uniques = pd.factorize(records[name].iloc[rows].astype(str), sort=True)
+            assert view.codes(name).tolist() == codes.tolist()
+            assert view.values(name).tolist() == list(uniques)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -117,6 +118,7 @@ class _Columns:
         self._parent_rows = parent_rows
         self._records = records
         self._coded: dict[str, tuple[np.ndarray, np.ndarray, int, bool]] = {}
+        self._encodings: dict[str, Any] = {}  # a table's columns dictionary-encoded (_encoded)
         self.n = len(rows) if base is not None else len(records)
 
     def take(self, rows: np.ndarray) -> "_Columns":
@@ -149,9 +151,13 @@ class _Columns:
             # codes of a view need only order its own values): an incremental run looks at a few blocks of
             # ~130,000 records
             whole = self._records[name] if self._base is None else self._base._records[name]
-            got = _arrow_sorted_codes(whole, None if self._base is None else self._rows)
-            if got is not None:
-                codes, values = got
+            table = self if self._base is None else self._base
+            # a view of a quarter of the table or more shares the table's encoding of the column (made once);
+            # a smaller one encodes its own rows
+            share = self._base is None or name in table._encodings or 4 * self.n >= table.n
+            encoded = table._encoded(name) if share else _arrow_encoded(whole.iloc[self._rows])
+            if encoded is not None:
+                codes, values = _sorted_codes_of(encoded, self._rows if share and self._base is not None else None)
             else:
                 column = whole if self._base is None else whole.iloc[self._rows]
                 codes, uniques = pd.factorize(column.astype(str), sort=True)
@@ -162,6 +168,13 @@ class _Columns:
             safe = not (codes < 0).any() and _LOW_CHAR.search("".join(values.tolist())) is None
             self._coded[name] = (codes.astype(np.int64), values, empty, safe)
         return self._coded[name]
+
+    def _encoded(self, name: str):
+        """The table's column ``name`` dictionary-encoded once (:func:`_arrow_encoded`; None when it is not an
+        Arrow string column without missing values), shared by the views that code it."""
+        if name not in self._encodings:
+            self._encodings[name] = _arrow_encoded(self._records[name])
+        return self._encodings[name]
 
     def codes(self, name: str) -> np.ndarray:
         """Sort-order codes of one column: equal values share a code, codes order as the values sort (over the
@@ -217,31 +230,53 @@ class _Columns:
 
 def _arrow_sorted_codes(column: pd.Series, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
     """``pd.factorize(column.iloc[rows].astype(str), sort=True)`` (codes as int64, distinct values as an object
-    array) of an Arrow-backed string column without missing values, worked in Arrow: the rows taken, the
-    distinct values numbered by a hash table and sorted in C++ (pandas sorts them as Python objects: most of
-    coding a column in an incremental run); None for another column (the caller factorizes it).
+    array) of an Arrow-backed string column without missing values, worked in Arrow (:func:`_arrow_encoded`,
+    :func:`_sorted_codes_of`); None for another column (the caller factorizes it).
 
     >>> codes, values = _arrow_sorted_codes(pd.Series(["b", "a", "c", "a"], dtype="str"), np.array([3, 0, 1]))
     >>> codes.tolist(), values.tolist()
     ([0, 1, 0], ['a', 'b'])
     """
+    encoded = _arrow_encoded(column)
+    return None if encoded is None else _sorted_codes_of(encoded, rows)
+
+
+def _arrow_encoded(column: pd.Series):
+    """``(indices, dictionary)``: an Arrow-backed string column without missing values dictionary-encoded (the
+    distinct strings numbered by a hash table, in order of first appearance); None for another column."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     arr = getattr(column.array, "_pa_array", None)
     if arr is None or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)) or arr.null_count:
         return None
-    if rows is not None:
-        arr = arr.take(pa.array(np.asarray(rows, dtype=np.int64)))
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
     encoded = pc.dictionary_encode(arr)
-    order = pc.sort_indices(encoded.dictionary).to_numpy()
+    return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64), encoded.dictionary
+
+
+def _sorted_codes_of(encoded, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Sort-order codes and sorted distinct values (object array) of the rows ``rows`` (None: all) of a column
+    :func:`_arrow_encoded` encoded: the rows' dictionary numbers made dense, and only their strings sorted (in
+    C++; pandas sorts them as Python objects, most of coding a column in an incremental run). A table's views
+    share its encoding: no string is hashed again per view."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from linkage.arrays import unique_inverse
+
+    indices, dictionary = encoded
+    if rows is None:
+        strings, inverse = dictionary, indices  # a dictionary holds only values that occur
+    else:
+        distinct, inverse = unique_inverse(indices[np.asarray(rows, dtype=np.int64)])
+        strings = dictionary.take(pa.array(distinct))
+    order = pc.sort_indices(strings).to_numpy()
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order), dtype=np.int64)
-    codes = rank[encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)]
-    values = np.asarray(encoded.dictionary.take(pa.array(order)).to_numpy(zero_copy_only=False), dtype=object)
-    return codes, values
+    values = np.asarray(strings.take(pa.array(order)).to_numpy(zero_copy_only=False), dtype=object)
+    return rank[inverse], values
 
 
 def block_keys(records: pd.DataFrame, rule: BlockingRule) -> pd.Series:
