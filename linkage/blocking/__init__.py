@@ -151,15 +151,15 @@ class _Columns:
             # codes of a view need only order its own values): an incremental run looks at a few blocks of
             # ~130,000 records
             whole = self._records[name] if self._base is None else self._base._records[name]
-            table = self if self._base is None else self._base
-            # a view of a quarter of the table or more shares the table's encoding of the column (made once);
-            # a smaller one encodes its own rows
-            share = self._base is None or name in table._encodings or 4 * self.n >= table.n
-            encoded = table._encoded(name) if share else _arrow_encoded(whole.iloc[self._rows])
+            # a view of a quarter of its table or more shares the table's encoding of the column (made once),
+            # a smaller one encodes its own rows; the table itself (a full run's blocking) as pandas codes it
+            share = self._base is not None and (name in self._base._encodings or 4 * self.n >= self._base.n)
+            column = whole if self._base is None else None if share else whole.iloc[self._rows]
+            encoded = None if self._base is None else self._base._encoded(name) if share else _arrow_encoded(column)
             if encoded is not None:
-                codes, values = _sorted_codes_of(encoded, self._rows if share and self._base is not None else None)
+                codes, values = _sorted_codes_of(encoded, self._rows if share else None)
             else:
-                column = whole if self._base is None else whole.iloc[self._rows]
+                column = whole.iloc[self._rows] if column is None else column
                 codes, uniques = pd.factorize(column.astype(str), sort=True)
                 values = np.asarray(uniques, dtype=object)
             empty = int(np.flatnonzero(values == "")[0]) if (values == "").any() else -1
