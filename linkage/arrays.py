@@ -26,6 +26,21 @@ def sorted_unique(keys: np.ndarray) -> np.ndarray:
     return keys[keep]
 
 
+def in_sorted(values: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Mask over ``values``: equal to one of ``keys`` (sorted ascending), by binary search; ``np.isin`` sorts
+    both arrays again (most of :func:`linkage.blocking._outgrown` on a +1,000 run of 100,000 reports).
+
+    >>> in_sorted(np.array([5, 1, 9, 3]), np.array([1, 3, 4])).tolist()
+    [False, True, False, True]
+    >>> in_sorted(np.array([2]), np.array([], dtype=np.int64)).tolist()
+    [False]
+    """
+    if not len(keys):
+        return np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(keys, values), len(keys) - 1)
+    return keys[at] == values
+
+
 def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``np.unique(values, return_inverse=True)`` of an integer array (sorted distinct values, and each value's
     index among them, as int64), through a hash table instead of a sort of every value: 2-3x faster on the

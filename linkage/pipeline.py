@@ -615,8 +615,10 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
     computed from the parts the last run kept (:func:`linkage.triage.scoring.rescore`) and it is routed again.
     Only the other clusters are scored from scratch (in up to ``processes`` processes when there are at least
     ``min_parallel`` of them: :func:`linkage.triage.scoring.score_with_parts`; ``[scoring]`` in the settings).
-    Ranks are always decided over all clusters. Every cluster's parts are left in ``step.parts`` for
-    :func:`save_cluster_state`. ``previous``: the stored ``report_clusters`` rows (``store.report_clusters()``)
+    Ranks are always decided over all clusters. The parts of every cluster scored or rescored here are left in
+    ``step.parts`` for :func:`save_cluster_state`; those of the re-used rows are not copied there (they are
+    ``step.previous_scores``' rows, named in ``step.kept_ids``, which :func:`save_cluster_state` keeps as they
+    are without reading ``step.parts`` for them). ``previous``: the stored ``report_clusters`` rows (``store.report_clusters()``)
     when the caller has read them (:func:`_stored_rows` finds the stored ids in them).
     """
     from linkage.triage import route
@@ -638,15 +640,19 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
             and _scores_usable(cached, step.previous_meta)):
         redo = step.update.recomputed
         all_ids = set(report_clusters["cluster_id"].tolist())
-        kept = cached[_isin(cached["cluster_id"], all_ids - redo)].reset_index(drop=True)
-        fresh_rc = report_clusters[~_isin(report_clusters["cluster_id"], kept["cluster_id"].tolist())]
+        # the kept clusters picked by a mask first, and only their few short columns taken: the parts' long
+        # texts (head, tail: ~4 KB a cluster) are copied only for the clusters rescored below
+        keep = _isin(cached["cluster_id"], all_ids - redo)
+        light = cached.loc[keep, ["cluster_id", "n_reports", "newest"]].reset_index(drop=True)
+        fresh_rc = report_clusters[~_isin(report_clusters["cluster_id"], light["cluster_id"])]
         before = step.previous_meta.get("now")
         if (store is not None and before and step.previous_meta.get("routing") == fingerprint
                 and step.previous_meta.get("run_id") is not None
                 and str(store.get_meta(CLUSTERS_RUN)) == str(step.previous_meta.get("run_id"))):
-            still = ~recency_level_moved(kept["newest"].tolist(), dt.date.fromisoformat(before), now)
-            reused = _stored_rows(store, report_clusters, kept[still], loaded.agencies, previous=previous)
-            kept = kept[~_isin(kept["cluster_id"], reused["cluster_id"].tolist())].reset_index(drop=True)
+            still = ~recency_level_moved(light["newest"].tolist(), dt.date.fromisoformat(before), now)
+            reused = _stored_rows(store, report_clusters, light[still], loaded.agencies, previous=previous)
+            keep &= ~_isin(cached["cluster_id"], reused["cluster_id"])
+        kept = cached[keep].reset_index(drop=True)
     if entities is None and store is not None:
         entities = _label_reader(store)
         if entities is None:
@@ -673,8 +679,6 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
         route(scored[["cluster_id", "score", "categories"]].assign(signals=[]), rules)
     out = scored.merge(routed, on="cluster_id", how="left", suffixes=("", "_route"))
     if reused is not None and len(reused):
-        parts = pd.concat([parts, cached[_isin(cached["cluster_id"], reused["cluster_id"].tolist())][PART_COLUMNS]],
-                          ignore_index=True)
         out = rank_scored([out, reused[[c for c in out.columns if c != "rank"]]], columns=None)
     if step is not None:
         step.parts = parts
@@ -744,30 +748,46 @@ def _stored_rows(store: EmbeddedStore, report_clusters: pd.DataFrame, kept: pd.D
     out_cols = ["cluster_id", "stored_id"] + cols[1:] + ["agency_names"] + list(LEFT_STORED)
     if not len(kept):
         return pd.DataFrame(columns=out_cols)
-    counts = dict(zip(kept["cluster_id"].tolist(), kept["n_reports"].tolist()))
-    first: dict = {}  # raw cluster id -> its first member report (smallest id)
-    for r, c in zip(report_clusters["report_id"].astype(str).tolist(), report_clusters["cluster_id"].tolist()):
-        if c in counts:
-            f = first.get(c)
-            if f is None or r < f:
-                first[c] = r
-    order = sorted(first, key=first.__getitem__)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from linkage.arrays import arrow_text
+
+    # each kept cluster's first member report (smallest id: Arrow's string min compares UTF-8 bytes, the code
+    # point order of Python's str comparison), found over whole columns; clusters in the order of those reports
+    # (ties, a report first in two clusters, never in a run: in the order the clusters first occur)
+    rc_c = arrow_text(report_clusters["cluster_id"])
+    mine = pc.fill_null(pc.is_in(rc_c, value_set=arrow_text(kept["cluster_id"])), False)
+    rows_c, rows_r = rc_c.filter(mine), arrow_text(report_clusters["report_id"].astype(str)).filter(mine)
+    by_cluster = pa.table({"c": rows_c, "r": rows_r})
+    by_cluster = by_cluster.take(pc.sort_indices(by_cluster, sort_keys=[("c", "ascending"), ("r", "ascending")]))
+    sc, sr = by_cluster.column("c").combine_chunks(), by_cluster.column("r").combine_chunks()
+    head = np.ones(len(sc), dtype=bool)
+    if len(sc) > 1:
+        head[1:] = pc.not_equal(sc.slice(1), sc.slice(0, len(sc) - 1)).to_numpy(zero_copy_only=False)
+    firsts = pa.table({"c": sc.filter(head), "r": sr.filter(head)})
+    firsts = firsts.append_column("at", pc.index_in(firsts.column("c"), value_set=rows_c))
+    firsts = firsts.take(pc.sort_indices(firsts, sort_keys=[("r", "ascending"), ("at", "ascending")]))
+    order_c, order_r = firsts.column("c").combine_chunks(), firsts.column("r").combine_chunks()
     if previous is not None:
-        stored_of = dict(zip(previous["report_id"].tolist(), previous["cluster_id"].tolist()))
-        sid = {c: stored_of.get(first[c]) for c in order}
+        at = pc.index_in(order_r, value_set=arrow_text(previous["report_id"]))
+        sid = pc.take(arrow_text(previous["cluster_id"]), at).to_pylist()  # None: a first report not stored
     else:
         from linkage.retention import _temp_ids
 
         with store.transaction():
-            _temp_ids(store.conn, "kept_reports", [first[c] for c in order])
+            _temp_ids(store.conn, "kept_reports", order_r.to_pylist())
         # CROSS JOIN: SQLite goes from each kept report to its row instead of scanning every membership
-        sid = dict(store.conn.execute("SELECT k.id, r.cluster_id FROM temp.kept_reports k "
-                                      "CROSS JOIN report_clusters r ON r.report_id = k.id").fetchall())
+        of = dict(store.conn.execute("SELECT k.id, r.cluster_id FROM temp.kept_reports k "
+                                     "CROSS JOIN report_clusters r ON r.report_id = k.id").fetchall())
         store.conn.execute("DROP TABLE temp.kept_reports")
-        sid = {c: sid.get(first[c]) for c in order}
+        sid = [of.get(r) for r in order_r.to_pylist()]
     # one scan of the table's short columns (every row is on a page of its own: a scan reads what a look-up
-    # of each row reads)
-    rows = {r[0]: r for r in store.conn.execute(f"SELECT {', '.join(cols)} FROM clusters")}
+    # of each row reads); each kept cluster's stored row found by one hash look-up over the ids
+    rows = store.conn.execute(f"SELECT {', '.join(cols)} FROM clusters").fetchall()
+    found = pc.index_in(pa.array(sid, type=pa.large_string()),
+                        value_set=pa.array([r[0] for r in rows], type=pa.large_string())).to_pylist()
+    n_of = dict(zip(kept["cluster_id"].tolist(), kept["n_reports"].tolist()))
     lists: dict = {}
 
     def as_list(text: Any) -> list:
@@ -776,16 +796,18 @@ def _stored_rows(store: EmbeddedStore, report_clusters: pd.DataFrame, kept: pd.D
             got = lists[text] = json.loads(text) if isinstance(text, str) and text else []
         return list(got)
 
+    got = [(c, rows[i]) for c, i in zip(order_c.to_pylist(), found)
+           if i is not None and int(n_of[c]) == int(rows[i][2])]
+    n = len(got)
     data: dict[str, list] = {c: [] for c in out_cols}
-    for c in order:
-        row = rows.get(sid[c])
-        if row is None or int(counts[c]) != int(row[2]):
-            continue
-        agencies = as_list(row[5])
-        for key, val in zip(out_cols, (c, row[0], row[1], row[2], row[3], as_list(row[4]), agencies,
-                                       [names.get(a, a) for a in agencies])):
-            data[key].append(val)
-    n = len(data["cluster_id"])
+    if n:
+        data["cluster_id"] = [c for c, _ in got]
+        picked = list(zip(*(row for _, row in got)))
+        for key, column in zip(out_cols[1:5], picked[:4]):
+            data[key] = list(column)
+        data["categories"] = [as_list(t) for t in picked[4]]
+        data["agencies"] = [as_list(t) for t in picked[5]]
+        data["agency_names"] = [[names.get(a, a) for a in ags] for ags in data["agencies"]]
     for c in LEFT_STORED:
         data[c] = [None] * n
     return pd.DataFrame(data, columns=out_cols)

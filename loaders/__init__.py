@@ -608,22 +608,15 @@ def _worker_died(task: tuple) -> LinkageError:
 
 
 def _start_pool(workers: int, settings: Settings, mapping: WideMapping | None):
-    import multiprocessing as mp
+    from linkage.forking import can_fork, fork_pool
 
-    if "fork" not in mp.get_all_start_methods():  # pragma: no cover - Linux has fork
+    if not can_fork():  # pragma: no cover - Linux has fork
         return None
-    from concurrent.futures import ProcessPoolExecutor
-
     _FORKED.update(settings=settings, mapping=mapping)
     # an executor, not multiprocessing.Pool: a worker that dies (killed, out of memory) breaks the executor,
-    # which raises BrokenProcessPool, where a Pool would replace the worker and wait for its task forever
-    return ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=_worker_init)
-
-
-def _worker_init() -> None:
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled by the loading process, which stops us
+    # which raises BrokenProcessPool, where a Pool would replace the worker and wait for its task forever.
+    # Ctrl-C is handled by the loading process, which stops the workers; they end if it is killed.
+    return fork_pool(workers, ignore_interrupt=True)
 
 
 def _validate_task(task: tuple) -> list[tuple]:

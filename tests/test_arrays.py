@@ -24,3 +24,13 @@ def test_unique_inverse_is_numpys_unique_with_inverse(dtype, seed):
 def test_unique_inverse_wants_integers():
     with pytest.raises(TypeError):
         unique_inverse(np.array([1.5, 2.0]))
+
+
+def test_in_sorted_is_isin():
+    from linkage.arrays import in_sorted
+
+    rng = np.random.default_rng(2)
+    for n_keys in (0, 1, 50):
+        keys = np.unique(rng.integers(0, 100, n_keys))
+        values = rng.integers(-5, 110, 500)
+        assert in_sorted(values, keys).tolist() == np.isin(values, keys).tolist()

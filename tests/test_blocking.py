@@ -204,3 +204,88 @@ def test_a_view_of_coded_columns_codes_only_its_rows_in_their_sort_order():
     assert sub.values("b")[sub.codes("b")].tolist() == df["b"].iloc[[1, 0]].tolist()
     assert view.empty("b").tolist() == [False, False, False, False]
     assert cols.take(np.array([2, 3])).empty("b").tolist() == [True, False]
+
+
+def test_variant_hashes_meet_exactly_when_deletion_variants_do():
+    """Values sharing a deletion variant share a variant hash (no pair missed, also with non-ASCII, NUL and
+    characters beyond the BMP); on these values no hashes meet without a shared variant."""
+    import random
+
+    from linkage.blocking import deletion_variants, variant_hashes
+
+    rng = random.Random(5)
+    alphabet = "abé\x00😀z"
+    values = sorted({"".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6))) for _ in range(600)})
+    owner, h = variant_hashes(np.array(values, dtype=object))
+    assert len(h) == sum(len(v) + 1 for v in values)
+    hashes = [set(h[owner == i].tolist()) for i in range(len(values))]
+    variants = [set(deletion_variants(v)) for v in values]
+    for i in range(0, len(values), 7):
+        for j in range(len(values)):
+            assert bool(hashes[i] & hashes[j]) == bool(variants[i] & variants[j]), (values[i], values[j])
+
+
+def test_fuzzy_groups_filtered_by_variant_hashes_are_the_same(monkeypatch):
+    """_fuzzy_groups_coded filters many distinct values by variant hashes first: the groups are those of the
+    unfiltered computation."""
+    import linkage.resolve.incremental as incremental
+
+    rng = np.random.default_rng(3)
+    letters = np.array(list("abcdefgh"))
+    values = np.array(sorted({"".join(rng.choice(letters, rng.integers(1, 6))) for _ in range(3000)} | {""}),
+                      dtype=object)
+    codes = rng.integers(0, len(values), 20000)
+    hashes = rng.integers(0, 4, 20000).astype(np.uint64)
+    involving = np.zeros(20000, dtype=bool)
+    involving[rng.choice(20000, 40, replace=False)] = True
+    monkeypatch.setattr(incremental, "_VARIANT_FILTER_FROM", 10**9)
+    plain = incremental._fuzzy_groups_coded(codes, values, hashes, involving)
+    monkeypatch.setattr(incremental, "_VARIANT_FILTER_FROM", 0)
+    filtered = incremental._fuzzy_groups_coded(codes, values, hashes, involving)
+    assert 0 < len(filtered) < 20000
+    assert filtered.tolist() == plain.tolist()
+
+
+def test_arrow_sorted_codes_are_pandas_factorize():
+    """Coding an Arrow string column in Arrow gives what pd.factorize(sort=True) gives (code-point order, also
+    for non-ASCII and characters beyond the BMP; a chunked column; rows taken); other columns are left to
+    pandas (None)."""
+    import random
+
+    from linkage.blocking import _arrow_sorted_codes
+
+    rng = random.Random(9)
+    alphabet = "aAzé\x00\x1f ñ😀Ω"
+    values = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 4))) for _ in range(3000)]
+    column = pd.concat([pd.Series(values[:1000], dtype="str"), pd.Series(values[1000:], dtype="str")],
+                       ignore_index=True)
+    rows = np.array(rng.sample(range(3000), 700))
+    for r in (None, rows):
+        want = column if r is None else column.iloc[r]
+        codes, uniques = pd.factorize(want.astype(str), sort=True)
+        got = _arrow_sorted_codes(column, r)
+        assert got is not None
+        assert got[0].tolist() == codes.tolist()
+        assert got[1].tolist() == list(uniques)
+    assert _arrow_sorted_codes(pd.Series(values, dtype=object), None) is None
+    assert _arrow_sorted_codes(pd.Series(["a", None], dtype="str"), None) is None
+
+
+def test_column_views_code_their_rows_as_pandas_does():
+    """A view of a table (large: it shares the table's encoding of the column; small: it encodes its own rows;
+    a view of a view) codes a column as pd.factorize(sort=True) of its rows."""
+    from linkage.blocking import _Columns
+
+    rng = np.random.default_rng(4)
+    words = np.array(["jansen", "de vries", "", "bakker", "él", "visser", "😀x"], dtype=object)
+    records = pd.DataFrame({"s": pd.Series(words[rng.integers(0, len(words), 400)], dtype="str"),
+                            "o": words[rng.integers(0, len(words), 400)]})
+    table = _Columns(records)
+    big = table.take(rng.choice(400, 300, replace=False))
+    small = table.take(rng.choice(400, 20, replace=False))
+    inner = big.take(np.arange(0, 300, 7))
+    for view, rows in ((big, big._rows), (small, small._rows), (inner, inner._rows)):
+        for name in ("s", "o"):
+            codes, uniques = pd.factorize(records[name].iloc[rows].astype(str), sort=True)
+            assert view.codes(name).tolist() == codes.tolist()
+            assert view.values(name).tolist() == list(uniques)

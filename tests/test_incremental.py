@@ -1023,3 +1023,19 @@ def test_an_incremental_run_writes_only_the_assignments_and_entities_that_change
         s.conn.execute("DELETE FROM meta WHERE key = 'er_state'")
         assert "touched_mentions" not in resolve_stage(s, load_settings(None))
     _assert_same_tables(base, tmp_path / "reread.db")
+
+
+def test_stored_entities_reads_ids_of_any_text(tmp_path):
+    """The stored entity of each mention id, None for one without; ids with quotes, non-ASCII characters,
+    characters beyond the BMP, and a NUL (read another way) all found."""
+    from linkage.resolve.incremental import stored_entities
+
+    ids = ['m"1', "m\\2", "mé3", "m😀4", "m\x005", "m\n6"]
+    with EmbeddedStore(tmp_path / "s.db") as s:
+        with s.transaction():
+            s.conn.executemany("INSERT INTO mention_entities(mention_id, entity_id, entity_type) VALUES (?, ?, ?)",
+                               [(m, f"E{i}", "person") for i, m in enumerate(ids)])
+        lookup = stored_entities(s)
+        asked = np.array(ids[::-1] + ["missing", ids[0]], dtype=object)
+        assert lookup(asked[:-1][asked[:-1] != "m\x005"]).tolist() == ["E5", "E3", "E2", "E1", "E0", None]
+        assert lookup(asked).tolist() == ["E5", "E4", "E3", "E2", "E1", "E0", None, "E0"]

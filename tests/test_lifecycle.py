@@ -195,10 +195,12 @@ def _histories(store) -> list[tuple]:
                               "ORDER BY id").fetchall()
 
 
-def test_advance_changed_writes_what_advance_after_routing_writes(tmp_path, monkeypatch):
+@pytest.mark.parametrize("as_text", [False, True])
+def test_advance_changed_writes_what_advance_after_routing_writes(tmp_path, monkeypatch, as_text):
     """Two stores go through the same runs and analyst actions; one advances through advance_changed (looking
     only at reports whose inputs or history changed), the other through advance_after_routing: every history
-    row, ids included, is the same after each step."""
+    row, ids included, is the same after each step. Agencies as lists, and as the JSON texts a run's clusters
+    hold (split once per distinct text)."""
     monkeypatch.setenv("LINKAGE_USER", "tester")
     reports = [f"R-{i:02d}" for i in range(12)]
     stores = []
@@ -220,7 +222,8 @@ def test_advance_changed_writes_what_advance_after_routing_writes(tmp_path, monk
     ]
     for members, agencies, action in runs:
         rc = pd.DataFrame({"report_id": list(members), "cluster_id": list(members.values())})
-        routing = pd.DataFrame({"cluster_id": list(agencies), "agencies": list(agencies.values())})
+        routing = pd.DataFrame({"cluster_id": list(agencies), "agencies": [
+            json.dumps(a) if as_text else a for a in agencies.values()]})
         counts = []
         for s, advance in zip(stores, (advance_changed, advance_after_routing)):
             if action is not None:
@@ -380,10 +383,53 @@ def test_inputs_changed_agrees_with_a_row_by_row_comparison():
     for current_ids in (ids, sorted(set(ids[5:]) | {"R900", "R901"}), []):
         cur = [(r, rng.choice("abc"), rng.choice(['[]', '["politie"]'])) for r in current_ids]
         arrays = [np.array([row[k] for row in cur], dtype=object) for k in range(3)]
-        changed, gone = _inputs_changed(kept, *arrays)
+        changed, gone = _inputs_changed(tuple(zip(*kept)), *arrays)
         by_id = {r: (c, a) for r, c, a in kept}
         assert changed.tolist() == [by_id.get(r) != (c, a) for r, c, a in cur]
         assert gone == [r for r, _, _ in kept if r not in set(current_ids)]
-    changed, gone = _inputs_changed([], np.array(["R1"], dtype=object), np.array(["a"], dtype=object),
+    changed, gone = _inputs_changed(([], [], []), np.array(["R1"], dtype=object), np.array(["a"], dtype=object),
                                     np.array(["[]"], dtype=object))
     assert changed.tolist() == [True] and gone == []
+
+
+def test_agency_texts_are_what_the_routing_map_gives():
+    """``_agency_texts`` (one split per distinct agencies text) gives every routed cluster the JSON list
+    ``_routing_map`` gives it, for one row per cluster and for several rows of a cluster (the map's union)."""
+    import random
+
+    from linkage.feedback.lifecycle import _agency_texts, _routing_map
+
+    rng = random.Random(5)
+    values = ['["politie", "fiod"]', '["fiod"]', "[]", "", None, "politie; riec", "riec|politie", '["x"]']
+    for ids in ([f"C{i}" for i in range(40)], [f"C{rng.randrange(10)}" for _ in range(40)]):
+        routing = pd.DataFrame({"cluster_id": ids, "agencies": [rng.choice(values) for _ in ids]})
+        got_ids, got_texts = _agency_texts(routing)
+        expect = {c: json.dumps(a) for c, a in _routing_map(routing).items()}
+        assert dict(zip(got_ids.to_pylist(), got_texts.to_pylist())) == expect
+        assert len(got_ids) == len(expect)
+
+
+def test_kept_inputs_read_as_one_text_or_row_by_row(store):
+    """The kept status inputs read as one text are the table's rows; a text longer than SQLite allows, or a
+    value holding a separator (never written by a run), makes the reader take the rows one by one, with the
+    same result."""
+    from linkage.feedback.lifecycle import STATUS_INPUTS_TABLE, _kept_inputs
+
+    store.conn.execute(STATUS_INPUTS_TABLE)
+    assert _kept_inputs(store.conn) == ([], [], [])
+    rows = [("R1", "c_1", '["politie"]'), ("R2", "c_1", "[]"), ("R3", "c_2", '["fiod", "politie"]')]
+    store.conn.executemany("INSERT INTO status_inputs VALUES (?, ?, ?)", rows)
+
+    def read():
+        return sorted(zip(*(list(col) if isinstance(col, list) else col.to_pylist() for col in _kept_inputs(store.conn))))
+
+    assert read() == rows
+    before = store.conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 60)  # the one text longer than SQLite allows
+    try:
+        assert read() == rows
+    finally:
+        store.conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, before)
+    for odd in (("R4", "c_3", '["a\x1fb"]'), ("R5", "c_3\x1e", "[]")):
+        store.conn.execute("INSERT INTO status_inputs VALUES (?, ?, ?)", odd)
+        rows.append(odd)
+        assert read() == sorted(rows)

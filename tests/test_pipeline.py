@@ -704,6 +704,42 @@ def test_stored_rows_give_the_same_rows_from_the_memberships_read_up_front(tmp_p
     store.close()
 
 
+def test_stored_rows_order_clusters_by_their_first_report_as_python_compares_ids(tmp_path):
+    """``_stored_rows`` finds each kept cluster's first member report (the smallest id as Python compares text,
+    non-ASCII ids included) and gives the rows in the order of those reports, as a loop over the memberships
+    would."""
+    import random
+
+    from linkage.pipeline import _stored_rows, store_clusters
+
+    rng = random.Random(11)
+    letters = ["a", "B", "z", "é", "Ω", "€", "😀", "0", "~"]
+    reports = sorted({"R" + "".join(rng.choice(letters) for _ in range(3)) for _ in range(60)})
+    stored_ids = [f"s{i % 12:02d}" for i in range(len(reports))]
+    store = _literal_store(tmp_path)
+    clusters = sorted(set(stored_ids))
+    store_clusters(store, pd.DataFrame({"report_id": reports, "cluster_id": stored_ids}),
+                   _scored(clusters, list(range(1, len(clusters) + 1)), [float(len(clusters) - i) for i in
+                                                                          range(len(clusters))]), run_id=1)
+    raw = {s: f"raw-{s}" for s in clusters}
+    shuffled = list(zip(reports, stored_ids))
+    rng.shuffle(shuffled)
+    rc = pd.DataFrame({"report_id": [r for r, _ in shuffled], "cluster_id": [raw[s] for _, s in shuffled]})
+    kept = pd.DataFrame({"cluster_id": list(raw.values()), "n_reports": [2] * len(raw)})  # _scored's count
+    first: dict = {}
+    for r, c in zip(rc["report_id"], rc["cluster_id"]):
+        first[c] = min(first.get(c, r), r)
+    got = _stored_rows(store, rc, kept, {}, previous=store.report_clusters())
+    assert got["cluster_id"].tolist() == sorted(first, key=first.__getitem__)
+    assert got["stored_id"].tolist() == [c[len("raw-"):] for c in got["cluster_id"]]
+    # a report first in two clusters (never in a run): the clusters in the order they first occur
+    two = pd.DataFrame({"report_id": [reports[0], reports[0], reports[1]], "cluster_id": ["y", "x", "x"]})
+    got = _stored_rows(store, two, pd.DataFrame({"cluster_id": ["x", "y"], "n_reports": [2, 2]}), {},
+                       previous=store.report_clusters())
+    assert got["cluster_id"].tolist() == ["y", "x"]
+    store.close()
+
+
 def test_write_changed_clusters_by_rowid_writes_what_by_id_writes(tmp_path):
     """Ranks updated by rowid (the stored rowids given) leave the table as updates by cluster id leave it."""
     from linkage.pipeline import CLUSTER_TABLE_COLUMNS, _sqlite_values, _write_changed_clusters, store_clusters
@@ -806,3 +842,39 @@ def test_write_changed_members_writes_what_the_loop_writes(tmp_path):
             fn(store, prev, current)
             calls.append(store.conn.calls)
         assert calls[0] == calls[1] and calls[0]
+
+
+def test_signals_read_only_the_labels_of_relation_entities(ran):
+    """Scoring reads the labels of the entities of the clusters' relations only: every signal of every cluster
+    of a generated store (planted networks: residents, directors, shared vehicles) is the same with the labels of
+    all the store's entities, and no signal asks for the label of an entity outside its cluster's relations."""
+    import dataclasses
+    import datetime as dt
+
+    from linkage.triage import SIGNALS, build_contexts, load_scoring_policy
+
+    store_path, _ = ran
+    with EmbeddedStore(store_path) as store:
+        from linkage.pipeline import graph_inputs
+
+        rc, (reports, mentions, links, entities) = store.report_clusters(), graph_inputs(store)
+    every = dict(zip(entities["entity_id"].astype(str), entities["label"]))
+
+    class Spy(dict):
+        asked: set = set()
+
+        def get(self, key, default=None):
+            Spy.asked.add(key)
+            return super().get(key, default)
+
+    named_some, all_related, read = 0, set(), set()
+    for ctx in build_contexts(rc, reports, mentions, links, entities, dt.date(2026, 1, 1), load_scoring_policy()):
+        related = {e for rel in (ctx.residence, ctx.directs, ctx.located, ctx.uses) for row in rel for e in row}
+        all_related |= related
+        read |= set(ctx.labels)  # one mapping for all clusters: the labels read for every cluster's relations
+        Spy.asked = set()
+        full = dataclasses.replace(ctx, labels=Spy(every))
+        assert [fn(ctx) for fn in SIGNALS.values()] == [fn(full) for fn in SIGNALS.values()]
+        assert Spy.asked <= related
+        named_some += bool(Spy.asked)
+    assert named_some > 10 and read == all_related & set(every)

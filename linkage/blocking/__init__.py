@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from linkage.arrays import sorted_unique
+from linkage.arrays import in_sorted, sorted_unique
 from linkage.er_settings import BlockingRule
 
 KEY_SEP = "\x1f"
@@ -117,6 +118,7 @@ class _Columns:
         self._parent_rows = parent_rows
         self._records = records
         self._coded: dict[str, tuple[np.ndarray, np.ndarray, int, bool]] = {}
+        self._encodings: dict[str, Any] = {}  # a table's columns dictionary-encoded (_encoded)
         self.n = len(rows) if base is not None else len(records)
 
     def take(self, rows: np.ndarray) -> "_Columns":
@@ -148,15 +150,31 @@ class _Columns:
             # a view of a column the table it was taken from has not coded codes its own rows only (the
             # codes of a view need only order its own values): an incremental run looks at a few blocks of
             # ~130,000 records
-            column = self._records[name] if self._base is None else self._base._records[name].iloc[self._rows]
-            codes, uniques = pd.factorize(column.astype(str), sort=True)
-            values = np.asarray(uniques, dtype=object)
+            whole = self._records[name] if self._base is None else self._base._records[name]
+            # a view of a quarter of its table or more shares the table's encoding of the column (made once),
+            # a smaller one encodes its own rows; the table itself (a full run's blocking) as pandas codes it
+            share = self._base is not None and (name in self._base._encodings or 4 * self.n >= self._base.n)
+            column = whole if self._base is None else None if share else whole.iloc[self._rows]
+            encoded = None if self._base is None else self._base._encoded(name) if share else _arrow_encoded(column)
+            if encoded is not None:
+                codes, values = _sorted_codes_of(encoded, self._rows if share else None)
+            else:
+                column = whole.iloc[self._rows] if column is None else column
+                codes, uniques = pd.factorize(column.astype(str), sort=True)
+                values = np.asarray(uniques, dtype=object)
             empty = int(np.flatnonzero(values == "")[0]) if (values == "").any() else -1
             # a missing value (NaN/None stays missing through astype(str) under pandas 3) has code -1, which
             # the code path cannot order as the key strings do: such a column takes the key-string path
             safe = not (codes < 0).any() and _LOW_CHAR.search("".join(values.tolist())) is None
             self._coded[name] = (codes.astype(np.int64), values, empty, safe)
         return self._coded[name]
+
+    def _encoded(self, name: str):
+        """The table's column ``name`` dictionary-encoded once (:func:`_arrow_encoded`; None when it is not an
+        Arrow string column without missing values), shared by the views that code it."""
+        if name not in self._encodings:
+            self._encodings[name] = _arrow_encoded(self._records[name])
+        return self._encodings[name]
 
     def codes(self, name: str) -> np.ndarray:
         """Sort-order codes of one column: equal values share a code, codes order as the values sort (over the
@@ -175,6 +193,15 @@ class _Columns:
         """Mask: the records whose ``name`` is the empty string (as ``astype(str) == ""``)."""
         codes, _, empty, _ = self._column(name)
         return codes == empty if empty >= 0 else np.zeros(len(codes), dtype=bool)
+
+    def empty_at(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """``empty(name)[rows]``, from the column's codes when this table (or the one it was taken from) has
+        them, else from the values at ``rows`` alone (a few blocks need not code ~170,000 records)."""
+        if name in self._coded or (self._parent is not None and name in self._parent._coded):
+            return self.empty(name)[rows]
+        table, at = (self, rows) if self._base is None else (self._base, self._rows[rows])
+        values = table._records[name].iloc[np.asarray(at, dtype=np.int64)].astype(str)
+        return np.asarray(values == "", dtype=bool)
 
     def block_codes(self, keys: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
         """``(idx, block_code)``: the records with every key non-empty, and their block numbers in the sort
@@ -199,6 +226,57 @@ class _Columns:
     def key_of(self, keys: tuple[str, ...], record: int) -> str:
         """The key string of one record (as :func:`block_keys` writes it)."""
         return KEY_SEP.join(str(self._column(k)[1][self._column(k)[0][record]]) for k in keys)
+
+
+def _arrow_sorted_codes(column: pd.Series, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """``pd.factorize(column.iloc[rows].astype(str), sort=True)`` (codes as int64, distinct values as an object
+    array) of an Arrow-backed string column without missing values, worked in Arrow (:func:`_arrow_encoded`,
+    :func:`_sorted_codes_of`); None for another column (the caller factorizes it).
+
+    >>> codes, values = _arrow_sorted_codes(pd.Series(["b", "a", "c", "a"], dtype="str"), np.array([3, 0, 1]))
+    >>> codes.tolist(), values.tolist()
+    ([0, 1, 0], ['a', 'b'])
+    """
+    encoded = _arrow_encoded(column)
+    return None if encoded is None else _sorted_codes_of(encoded, rows)
+
+
+def _arrow_encoded(column: pd.Series):
+    """``(indices, dictionary)``: an Arrow-backed string column without missing values dictionary-encoded (the
+    distinct strings numbered by a hash table, in order of first appearance); None for another column."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = getattr(column.array, "_pa_array", None)
+    if arr is None or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)) or arr.null_count:
+        return None
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    encoded = pc.dictionary_encode(arr)
+    return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64), encoded.dictionary
+
+
+def _sorted_codes_of(encoded, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Sort-order codes and sorted distinct values (object array) of the rows ``rows`` (None: all) of a column
+    :func:`_arrow_encoded` encoded: the rows' dictionary numbers made dense, and only their strings sorted (in
+    C++; pandas sorts them as Python objects, most of coding a column in an incremental run). A table's views
+    share its encoding: no string is hashed again per view."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from linkage.arrays import unique_inverse
+
+    indices, dictionary = encoded
+    if rows is None:
+        strings, inverse = dictionary, indices  # a dictionary holds only values that occur
+    else:
+        distinct, inverse = unique_inverse(indices[np.asarray(rows, dtype=np.int64)])
+        strings = dictionary.take(pa.array(distinct))
+    order = pc.sort_indices(strings).to_numpy()
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order), dtype=np.int64)
+    values = np.asarray(strings.take(pa.array(order)).to_numpy(zero_copy_only=False), dtype=object)
+    return rank[inverse], values
 
 
 def block_keys(records: pd.DataFrame, rule: BlockingRule) -> pd.Series:
@@ -366,6 +444,67 @@ def variant_codes(values) -> tuple[np.ndarray, np.ndarray]:
     code = texts.dictionary_encode().indices.to_numpy(zero_copy_only=False).astype(np.int64)
     key = sorted_unique(owner * (int(code.max()) + 1) + code)
     return key // (int(code.max()) + 1), key % (int(code.max()) + 1)
+
+
+_VARIANT_BASE = 1099511628211  # odd, so invertible modulo 2**64
+_VARIANT_BASE_INV = pow(_VARIANT_BASE, -1, 1 << 64)
+
+
+def variant_hashes(values) -> tuple[np.ndarray, np.ndarray]:
+    """A 64-bit hash of every value's :func:`deletion_variants`: ``(owner, hash)``, one row per value and
+    deleted position plus one for the value itself (not made distinct), unordered. Equal variants (of any values) have equal hashes; two different ones rarely do. A
+    filter, not an answer: values whose hashes meet may share a variant (:func:`variant_codes` tells), values
+    whose hashes do not meet share none.
+
+    Made without building the variant strings: over a matrix of code points (``numpy`` fixed-width strings),
+    a polynomial hash of each prefix (``sum c_i * B**i`` modulo 2**64), and the hash of the value with its
+    character ``k`` deleted is ``prefix[k] + (whole - prefix[k + 1]) / B`` (``B`` is odd, so dividing is
+    multiplying by its inverse), mixed with the variant's length.
+
+    >>> owner, h = variant_hashes(["abc", "xbc", "ab", ""])
+    >>> hashes = [set(h[owner == i].tolist()) for i in range(4)]
+    >>> bool(hashes[0] & hashes[1]), bool(hashes[0] & hashes[2]), bool(hashes[1] & hashes[2]), len(h)
+    (True, True, False, 12)
+    """
+    vals = [str(v) for v in (values.tolist() if isinstance(values, np.ndarray) else values)]
+    n = len(vals)
+    if not n:
+        return np.empty(0, np.int64), np.empty(0, np.uint64)
+    length = np.fromiter(map(len, vals), dtype=np.int64, count=n)
+    width = max(int(length.max()), 1)
+    # code points, padded with 0 (numpy drops trailing NULs of a value, which stand as 0 here too), one row per
+    # position over the values longest first: the values having a position k are the first of its row
+    order = np.argsort(-length, kind="stable")
+    cp = np.ascontiguousarray(np.array(vals, dtype=f"<U{width}").view(np.uint32).reshape(n, width)[order].T)
+    has = np.searchsorted(-length[order], -np.arange(width), side="left")  # how many are longer than k
+    powers = [np.uint64(pow(_VARIANT_BASE, i, 1 << 64)) for i in range(width)]
+    inverse = np.uint64(_VARIANT_BASE_INV)
+    whole = np.zeros(n, dtype=np.uint64)
+    for k in range(width):
+        m = int(has[k])
+        whole[:m] += cp[k, :m].astype(np.uint64) * powers[k]
+    owners, hashes, sizes = [order], [whole.copy()], [length[order]]
+    prefix = np.zeros(n, dtype=np.uint64)
+    for k in range(width):
+        m = int(has[k])
+        if not m:
+            break
+        after = prefix[:m] + cp[k, :m].astype(np.uint64) * powers[k]
+        hashes.append(prefix[:m] + (whole[:m] - after) * inverse)  # the value without its character k
+        owners.append(order[:m])
+        sizes.append(length[order[:m]] - 1)
+        prefix[:m] = after
+    size = np.concatenate(sizes).astype(np.uint64)
+    return np.concatenate(owners).astype(np.int64), _mix64(np.concatenate(hashes) ^ (size * np.uint64(0x9E3779B97F4A7C15)))
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """A 64-bit finaliser (splitmix64's), spreading every input bit over the output."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
 
 
 def _variant_table(values):
@@ -946,7 +1085,7 @@ def _outgrown(part: _Columns, rule: BlockingRule, earlier: np.ndarray, left: np.
     bl, br, _ = _one_rule(None, rule, 0, part.take(pos))
     bl, br = pos[bl], pos[br]
     before = sorted_unique(np.minimum(bl, br).astype(np.int64) * m + np.maximum(bl, br))
-    return before[~np.isin(before, now, assume_unique=True)]
+    return before[~in_sorted(before, now)]
 
 
 def _over_cap(part: _Columns, rule: BlockingRule, block_hash: np.ndarray | None) -> np.ndarray:

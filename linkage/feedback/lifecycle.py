@@ -332,82 +332,173 @@ def advance_changed(store, report_clusters_df: pd.DataFrame, routing_df: pd.Data
     :func:`advance_after_routing` writes; ``skipped_final`` counts only the reports looked at. The first
     call (no mark yet) looks at every report.
 
-    The comparison with ``status_inputs`` is made over whole columns (:func:`_pairs`, a join), not per report.
-    Everything, the kept inputs and the mark included, is written in one transaction.
+    The comparison with ``status_inputs`` is made over whole Arrow columns (:func:`_pairs`, each cluster's
+    agencies text per distinct agencies value: :func:`_agency_texts`, the kept rows read as one text:
+    :func:`_kept_inputs`), not per report; the routing is split per cluster only for the clusters of the
+    reports looked at (what :func:`_advance_arrays` reads of it). Everything, the kept inputs and the mark
+    included, is written in one transaction.
     """
-    routed = _routing_map(routing_df)
-    rids, cids = _pairs(report_clusters_df)
+    import pyarrow.compute as pc
+
+    rids, cids = _pairs(report_clusters_df, as_arrow=True)
     # what a dict report -> (cluster, agencies) built in pair order holds: a report in several clusters
     # (never in a pipeline run) keeps its last pair's values at its first pair's place
-    new_report = rids[1:] != rids[:-1]
+    n = len(rids)
+    if n > 1:
+        new_report = pc.not_equal(rids.slice(1), rids.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+    else:
+        new_report = np.zeros(0, dtype=bool)
     first_of, last_of = np.r_[True, new_report], np.r_[new_report, True]
-    if not len(rids):
+    if not n:
         first_of = last_of = np.zeros(0, dtype=bool)
-    dumped: dict[tuple, str] = {}  # clusters share a few agency lists: each encoded once
-    texts = {}
-    for cid, ags in routed.items():
-        key = tuple(ags)
-        if key not in dumped:
-            dumped[key] = json.dumps(ags)
-        texts[cid] = dumped[key]
-    cur_r = rids[first_of]
-    cur_c = cids[last_of]
-    cur_a = np.array([texts.get(c, "[]") for c in cur_c.tolist()], dtype=object)
+    cur_r = rids.filter(first_of)
+    cur_c = cids.filter(last_of)
+    cluster_ids, texts = _agency_texts(routing_df)
+    cur_a = pc.fill_null(pc.take(texts, pc.index_in(cur_c, value_set=cluster_ids)), "[]") if len(cluster_ids) \
+        else pa_texts(["[]"] * len(cur_c))
     with store.transaction():
         conn = store.conn
         conn.execute(STATUS_INPUTS_TABLE)
         mark = conn.execute("SELECT value FROM meta WHERE key = ?", (STATUS_MARK,)).fetchone()
-        rows = conn.execute("SELECT report_id, cluster_id, agencies FROM status_inputs ORDER BY report_id").fetchall()
-        changed, gone = _inputs_changed(rows, cur_r, cur_c, cur_a)
+        changed, gone = _inputs_changed(_kept_inputs(conn), cur_r, cur_c, cur_a)
         if mark is None:
-            only = None
-            look = rids
-            look_c = cids
+            keep = np.ones(n, dtype=bool)
         else:
             since = [r for (r,) in conn.execute(
                 "SELECT DISTINCT report_id FROM status_history WHERE id > ?", (int(mark[0]),))]
-            only = set(cur_r[changed].tolist()) | set(since)
-            keep = isin_text(rids, list(only))
-            look, look_c = rids[keep], cids[keep]
-        summary = _advance_arrays(conn, look, look_c, routed, actor, now_iso(now), only)
+            only = set(cur_r.filter(changed).to_pylist()) | set(since)
+            keep = pc.fill_null(pc.is_in(rids, value_set=pa_texts(list(only))), False).to_numpy(zero_copy_only=False)
+        look = rids.filter(keep).to_numpy(zero_copy_only=False)
+        look_c = cids.filter(keep).to_numpy(zero_copy_only=False)
+        routed = _routing_map(_routing_of(routing_df, look_c))
+        summary = _advance_arrays(conn, look, look_c, routed, actor, now_iso(now), None if mark is None else only)
         if gone:
             conn.executemany("DELETE FROM status_inputs WHERE report_id = ?", [(r,) for r in gone])
         if changed.any():
             conn.executemany("INSERT OR REPLACE INTO status_inputs (report_id, cluster_id, agencies) VALUES (?, ?, ?)",
-                             zip(cur_r[changed].tolist(), cur_c[changed].tolist(), cur_a[changed].tolist()))
+                             zip(cur_r.filter(changed).to_pylist(), cur_c.filter(changed).to_pylist(),
+                                 cur_a.filter(changed).to_pylist()))
         last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM status_history").fetchone()[0]
         conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (STATUS_MARK, str(last)))
     return summary
 
 
-def _inputs_changed(rows: list[tuple], cur_r: np.ndarray, cur_c: np.ndarray, cur_a: np.ndarray
-                    ) -> tuple[np.ndarray, list[str]]:
-    """``(changed, gone)``: per current report (``cur_r``, distinct, sorted, with its cluster ``cur_c`` and
-    agencies text ``cur_a``) whether its kept ``status_inputs`` row (``rows``: report, cluster, agencies, sorted
-    by report; one at most per report, the table's key) is missing or differs, and the kept reports that are no
-    longer current (in ``rows``' order).
+def pa_texts(values: list) -> "pa.Array":
+    """A list of str as an Arrow ``large_string`` array."""
+    import pyarrow as pa
 
-    Compared in Arrow (the kept columns made Arrow arrays once, each current report's kept row found by one hash
-    look-up), not as numpy object arrays.
+    return pa.array(values, type=pa.large_string())
 
-    >>> r = np.array(["R1", "R2", "R4"], dtype=object)
-    >>> changed, gone = _inputs_changed([("R1", "a", "[]"), ("R2", "a", "[]"), ("R3", "b", "[]")], r,
-    ...                                 np.array(["a", "b", "c"], dtype=object), np.array(["[]"] * 3, dtype=object))
-    >>> changed.tolist(), gone
-    ([False, True, True], ['R3'])
-    """
+
+def _routing_of(routing_df: pd.DataFrame | None, cluster_ids: np.ndarray) -> pd.DataFrame | None:
+    """The rows of ``routing_df`` whose cluster (as text) is one of ``cluster_ids``: :func:`_routing_map` of
+    them is :func:`_routing_map` of all rows restricted to those clusters (every row of a cluster is kept)."""
+    if routing_df is None or not len(routing_df) or "cluster_id" not in routing_df.columns:
+        return routing_df
+    return routing_df[isin_text(routing_df["cluster_id"].astype(str), cluster_ids)]
+
+
+def _agency_texts(routing_df: pd.DataFrame | None) -> tuple["pa.Array", "pa.Array"]:
+    """``(cluster ids, agencies texts)``: per routed cluster (those :func:`_routing_map` gives, agencies not
+    empty) the JSON list of its agencies as :func:`advance_changed` keeps it in ``status_inputs``; a cluster
+    not listed has ``"[]"``. With one row per cluster and text values (a run's clusters) each distinct value is
+    split once (Arrow's dictionary encoding) instead of once per cluster; otherwise :func:`_routing_map`."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    n = len(cur_r)
-    if not rows:
+    if routing_df is None or not len(routing_df):
+        return pa_texts([]), pa_texts([])
+    col = "agency" if "agency" in routing_df.columns else "agencies"
+    if col not in routing_df.columns:
+        raise LinkageError("Routing table has neither an 'agency' nor an 'agencies' column.")
+    ids = arrow_text(routing_df["cluster_id"].astype(str))
+    values = None
+    if pc.count_distinct(ids).as_py() == len(ids):
+        try:
+            values = arrow_text(routing_df[col])
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # lists, say: split one by one below
+            values = None
+    if values is None or values.null_count:
+        routed = _routing_map(routing_df)
+        dumped: dict[tuple, str] = {}  # clusters share a few agency lists: each encoded once
+        out = []
+        for ags in routed.values():
+            key = tuple(ags)
+            if key not in dumped:
+                dumped[key] = json.dumps(ags)
+            out.append(dumped[key])
+        return pa_texts(list(routed)), pa_texts(out)
+    codes = values.dictionary_encode()
+    split = _split_cached()
+    distinct = [split(v) for v in codes.dictionary.to_pylist()]
+    texts = pa_texts([json.dumps(ags) for ags in distinct])
+    routed = pa.array([bool(ags) for ags in distinct], type=pa.bool_())
+    index = codes.indices
+    has = pc.take(routed, index)
+    return ids.filter(has), pc.take(texts, index).filter(has)
+
+
+def _kept_inputs(conn) -> tuple[list, list, list]:
+    """The ``status_inputs`` rows as three lists (report, cluster, agencies; in no particular order), read as
+    one text (``group_concat`` with separators no id or JSON agencies text holds: ids with control
+    characters are quarantined on load, json.dumps escapes them) and cut in Arrow. When a piece count does not
+    add up (a separator inside a value after all, a NULL id) or the text would be longer than SQLite allows, the
+    rows are read one by one instead."""
+    import pyarrow.compute as pc
+
+    import sqlite3
+
+    try:
+        count, text = conn.execute(
+            "SELECT count(*), group_concat(report_id || char(31) || cluster_id || char(31) || agencies, char(30)) "
+            "FROM status_inputs").fetchone()
+    except sqlite3.DataError:  # longer than SQLite's longest text (about 20 million reports): row by row
+        count, text = None, None
+    if count == 0:
+        return [], [], []
+    if text is not None:
+        rows = pc.split_pattern(pa_texts([text]), "\x1e").flatten()
+        if len(rows) == count:
+            fields = pc.split_pattern(rows, "\x1f")
+            if bool(pc.all(pc.equal(pc.list_value_length(fields), 3)).as_py()):
+                flat = fields.flatten()
+                return flat[0::3], flat[1::3], flat[2::3]
+    rows = conn.execute("SELECT report_id, cluster_id, agencies FROM status_inputs").fetchall()
+    return tuple(pa_texts(list(col)) for col in zip(*rows)) if rows else ([], [], [])
+
+
+def _texts(values: Any) -> "pa.Array":
+    """Text values as an Arrow ``large_string`` array: an Arrow array as it is, anything else by
+    :func:`linkage.arrays.arrow_text`."""
+    import pyarrow as pa
+
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, pa.Array):
+        return values if values.type == pa.large_string() else values.cast(pa.large_string())
+    return arrow_text(values)
+
+
+def _inputs_changed(kept: tuple, cur_r: Any, cur_c: Any, cur_a: Any) -> tuple[np.ndarray, list[str]]:
+    """``(changed, gone)``: per current report (``cur_r``, distinct, with its cluster ``cur_c`` and agencies
+    text ``cur_a``) whether its kept ``status_inputs`` row (``kept``: the report, cluster and agencies columns,
+    one row at most per report, the table's key) is missing or differs, and the kept reports that are no longer
+    current (in ``kept``'s order).
+
+    Compared in Arrow (each current report's kept row found by one hash look-up), not as numpy object arrays.
+
+    >>> changed, gone = _inputs_changed((["R1", "R2", "R3"], ["a", "a", "b"], ["[]"] * 3), ["R1", "R2", "R4"],
+    ...                                 ["a", "b", "c"], ["[]"] * 3)
+    >>> changed.tolist(), gone
+    ([False, True, True], ['R3'])
+    """
+    import pyarrow.compute as pc
+
+    kept_r, kept_c, kept_a = (_texts(col) for col in kept)
+    now_r, now_c, now_a = _texts(cur_r), _texts(cur_c), _texts(cur_a)
+    n = len(now_r)
+    if not len(kept_r):
         return np.ones(n, dtype=bool), []
-    kept_r, kept_c, kept_a = (pa.array(col, type=pa.large_string()) for col in zip(*rows))
-    now_r, now_c, now_a = arrow_text(cur_r), arrow_text(cur_c), arrow_text(cur_a)
-    if len(kept_r) == n and bool(pc.all(pc.equal(kept_r, now_r)).as_py()):
-        # the same reports as last time (both sorted by id, as SQLite orders text): compare row by row
-        same = pc.and_(pc.equal(kept_c, now_c), pc.equal(kept_a, now_a))
-        return ~pc.fill_null(same, False).to_numpy(zero_copy_only=False), []
     at = pc.index_in(now_r, value_set=kept_r)
     found = pc.is_valid(at).to_numpy(zero_copy_only=False)
     pos = pc.fill_null(at, 0)
@@ -415,14 +506,14 @@ def _inputs_changed(rows: list[tuple], cur_r: np.ndarray, cur_c: np.ndarray, cur
     changed = ~(found & pc.fill_null(same, False).to_numpy(zero_copy_only=False))
     hit = np.zeros(len(kept_r), dtype=bool)
     hit[pos.to_numpy(zero_copy_only=False)[found]] = True  # the kept reports some current report is
-    gone = [rows[i][0] for i in np.flatnonzero(~hit).tolist()]
+    gone = kept_r.filter(~hit).to_pylist()
     return changed, gone
 
 
-def _pairs(report_clusters_df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def _pairs(report_clusters_df: pd.DataFrame, as_arrow: bool = False) -> tuple[Any, Any]:
     """The distinct ``(report_id, cluster_id)`` pairs as text, sorted (report, then cluster; the order of
     ``sorted(set(zip(...)))``: Arrow sorts text by its UTF-8 bytes, which is code point order), as two object
-    arrays.
+    arrays (``as_arrow``: two Arrow ``large_string`` arrays).
 
     >>> r, c = _pairs(pd.DataFrame({"report_id": ["R2", "R1", "R2", "R10"], "cluster_id": ["b", "a", "b", "a"]}))
     >>> r.tolist(), c.tolist()
@@ -432,15 +523,23 @@ def _pairs(report_clusters_df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     import pyarrow.compute as pc
 
     if not len(report_clusters_df):
+        if as_arrow:
+            return pa_texts([]), pa_texts([])
         return np.array([], dtype=object), np.array([], dtype=object)
     table = pa.table({"r": arrow_text(report_clusters_df["report_id"].astype(str)),
                       "c": arrow_text(report_clusters_df["cluster_id"].astype(str))})
     table = table.take(pc.sort_indices(table, sort_keys=[("r", "ascending"), ("c", "ascending")]))
-    r = table.column("r").to_numpy(zero_copy_only=False)
-    c = table.column("c").to_numpy(zero_copy_only=False)
-    keep = np.ones(len(r), dtype=bool)
-    keep[1:] = (r[1:] != r[:-1]) | (c[1:] != c[:-1])
-    return (r, c) if keep.all() else (r[keep], c[keep])
+    r, c = table.column("r").combine_chunks(), table.column("c").combine_chunks()
+    n = len(r)
+    keep = np.ones(n, dtype=bool)
+    if n > 1:
+        keep[1:] = pc.or_(pc.not_equal(r.slice(1), r.slice(0, n - 1)),
+                          pc.not_equal(c.slice(1), c.slice(0, n - 1))).to_numpy(zero_copy_only=False)
+    if not keep.all():
+        r, c = r.filter(keep), c.filter(keep)
+    if as_arrow:
+        return r, c
+    return r.to_numpy(zero_copy_only=False), c.to_numpy(zero_copy_only=False)
 
 
 def _advance_arrays(conn, rids: np.ndarray, cids: np.ndarray, routed: Mapping[str, list[str]], actor: str, at: str,

@@ -415,9 +415,10 @@ def _run_types(job: _TypeJob, order: list[str], processes: int, say: Callable[[s
         for etype in order:
             yield etype, _resolve_type(job, etype, say)
         return
-    from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
     import queue as queue_mod
+
+    from linkage.forking import fork_pool
 
     counts = {t: int(job.counts[t]) for t in order}
     groups = type_groups(counts, min(processes, len(order)))
@@ -448,7 +449,7 @@ def _run_types(job: _TypeJob, order: list[str], processes: int, say: Callable[[s
     _FORKED.update(job=job, queue=messages, handed=handed, claim=ctx.Lock(), front=ctx.Value("i", 0, lock=False),
                    back=ctx.Value("i", len(handed), lock=False))
     try:
-        with ProcessPoolExecutor(max_workers=len(groups) - 1, mp_context=ctx) as pool:
+        with fork_pool(len(groups) - 1) as pool:  # its workers end if this process is killed
             pending = [pool.submit(_worker) for _ in handed]  # each claims a type when it starts
             for etype in groups[0]:
                 results[etype] = _resolve_type(job, etype, say_here)

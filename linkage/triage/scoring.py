@@ -4,7 +4,8 @@ In:  ``clusters`` (report_id, cluster_id) from :func:`linkage.graph.find_cluster
      ``reports`` (report_id, received_at ``YYYY-MM-DD``, category, reporter_id), ``mentions``
      (mention_id, report_id, entity_type, role, entity_id), ``links`` (src_mention_id, dst_mention_id,
      rel_type, report_id), ``entities`` (entity_id, label; optional; or a function giving ``{entity_id: label}``
-     of the entity ids it is given, called in each scoring process with the entities that process needs).
+     of the entity ids it is given, called in each scoring process with the entities that process needs: those
+     of its clusters' relations, the only entities signals name by label).
 Out: ``DataFrame[cluster_id, rank, score, n_reports, n_reporters, categories, signals, reason]``, ranked by
      score (desc) then cluster_id (asc). ``categories`` is a list (most frequent first); ``signals`` a JSON
      list of ``{name, value, weight, points, sentence, inputs}``; ``reason`` the sentences of the (up to)
@@ -210,11 +211,16 @@ def _gather(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFram
     types = dict(zip(_obj(m["entity_id"]), _obj(m["entity_type"])))
     for e, t in extra_types.items():  # an entity has one type (its id says which)
         types.setdefault(e, t)
+    # signals name entities (by label) only from the relations (linkage.triage.signals: ``labels``): only
+    # those entities' labels are read (about two thirds of the clusters' entities; each a look-up in the store)
+    named = set(pd.unique(pd.concat([f[c] for f in (residence, directs, located, uses) for c in ("src", "dst")],
+                                    ignore_index=True).dropna().astype(str)).tolist())
+    wanted = [e for e in types if e in named]
     labels: Mapping[str, str] = {}
     if callable(entities):  # a reader of the labels of given entity ids (read by each scoring process)
-        labels = entities(list(types))
+        labels = entities(wanted)
     elif entities is not None and len(entities) and "label" in entities.columns:
-        e = entities[_isin(entities["entity_id"].astype(str), types)]
+        e = entities[_isin(entities["entity_id"].astype(str), wanted)]
         labels = dict(zip(_obj(e["entity_id"].astype(str)), _obj(e["label"])))
     sizes = {cid: len(idx) + len(g_men.get(cid, ())) for cid, idx in rep_groups.items()}
     return _Gathered(now, policy, rep_arrays, rep_groups, relations, g_men, types, labels, sizes)

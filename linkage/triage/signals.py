@@ -18,6 +18,10 @@ Relations in the context (all ids are resolved entity ids):
 - ``located``: (business, address) - ``LOCATED_AT``;
 - ``uses``: (person or business, vehicle or bank account) - a row stated ``USES``, or a report mentions
   exactly one person/business and the vehicle or bank account.
+
+``labels`` hold the labels of the entities of these four relations only (:func:`linkage.triage.scoring.build_contexts`
+reads no other): a signal names an entity by :meth:`ClusterContext.label` only when it takes the entity from a
+relation; entities only in ``mentioned`` are counted or listed by id.
 """
 from __future__ import annotations
 
