@@ -433,7 +433,7 @@ class ClusterStep:
     update: Any = None              # linkage.graph.incremental.ClusterUpdate
     previous_scores: Optional[pd.DataFrame] = None
     previous_meta: dict = field(default_factory=dict)
-    parts: Optional[pd.DataFrame] = None  # set by score_stage: every cluster's scoring parts, kept for the next run
+    parts: Optional[pd.DataFrame] = None  # set by score_stage: the scored clusters' parts (not the re-used ones, named in kept_ids), kept for the next run
     now: Optional[dt.date] = None         # the newest report's date, when ``inputs`` hold only some reports
     n_reports: Optional[int] = None       # the number of stored reports, likewise
     reused: dict = field(default_factory=dict)  # set by score_stage: raw id -> stored id of rows taken as stored

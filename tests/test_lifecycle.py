@@ -401,8 +401,10 @@ def test_agency_texts_are_what_the_routing_map_gives():
 
     rng = random.Random(5)
     values = ['["politie", "fiod"]', '["fiod"]', "[]", "", None, "politie; riec", "riec|politie", '["x"]']
-    for ids in ([f"C{i}" for i in range(40)], [f"C{rng.randrange(10)}" for _ in range(40)]):
-        routing = pd.DataFrame({"cluster_id": ids, "agencies": [rng.choice(values) for _ in ids]})
+    texts = [v for v in values if v is not None]
+    for ids, pick in (([f"C{i}" for i in range(40)], values), ([f"C{rng.randrange(10)}" for _ in range(40)], values),
+                      ([f"C{i}" for i in range(40)], texts)):  # the last: no missing text, one row a cluster
+        routing = pd.DataFrame({"cluster_id": ids, "agencies": [rng.choice(pick) for _ in ids]})
         got_ids, got_texts = _agency_texts(routing)
         expect = {c: json.dumps(a) for c, a in _routing_map(routing).items()}
         assert dict(zip(got_ids.to_pylist(), got_texts.to_pylist())) == expect
@@ -420,13 +422,25 @@ def test_kept_inputs_read_as_one_text_or_row_by_row(store):
     rows = [("R1", "c_1", '["politie"]'), ("R2", "c_1", "[]"), ("R3", "c_2", '["fiod", "politie"]')]
     store.conn.executemany("INSERT INTO status_inputs VALUES (?, ?, ?)", rows)
 
-    def read():
-        return sorted(zip(*(list(col) if isinstance(col, list) else col.to_pylist() for col in _kept_inputs(store.conn))))
+    class Spy:  # the connection, naming the queries _kept_inputs makes
+        def __init__(self, conn):
+            self.conn, self.queries = conn, []
+
+        def execute(self, sql, *args):
+            self.queries.append(sql)
+            return self.conn.execute(sql, *args)
+
+    def read(conn=store.conn):
+        return sorted(zip(*(list(col) if isinstance(col, list) else col.to_pylist() for col in _kept_inputs(conn))))
 
     assert read() == rows
-    before = store.conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 60)  # the one text longer than SQLite allows
+    whole = store.conn.execute("SELECT group_concat(report_id || cluster_id || agencies) FROM status_inputs")
+    limit = len(whole.fetchone()[0])  # shorter than the one text (which adds separators): too long for SQLite
+    before = store.conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, limit)
     try:
-        assert read() == rows
+        spy = Spy(store.conn)
+        assert read(spy) == rows
+        assert len(spy.queries) == 2 and "group_concat" not in spy.queries[1]  # the one text failed: row by row
     finally:
         store.conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, before)
     for odd in (("R4", "c_3", '["a\x1fb"]'), ("R5", "c_3\x1e", "[]")):

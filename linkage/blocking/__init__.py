@@ -430,12 +430,11 @@ def variant_codes(values) -> tuple[np.ndarray, np.ndarray]:
     >>> owner, code = variant_codes(["abc", "ab", ""])
     >>> owner.tolist()
     [0, 0, 0, 0, 1, 1, 1, 2]
-    >>> texts = ["abc", "bc", "ac", "ab", "ab", "b", "a", ""]  # in order of first appearance
     >>> sorted(zip(owner.tolist(), code.tolist())) == sorted(set(zip(owner.tolist(), code.tolist())))
     True
+    >>> texts, owners = _variant_table(["abc", "ab", ""])
     >>> [set(deletion_variants(v)) for v in ["abc", "ab", ""]] == [
-    ...     {t for t, o in zip(_variant_texts(["abc", "ab", ""]), _variant_owners(["abc", "ab", ""])) if o == k}
-    ...     for k in range(3)]
+    ...     {t for t, o in zip(texts.to_pylist(), owners.tolist()) if o == k} for k in range(3)]
     True
     """
     texts, owner = _variant_table(values)
@@ -507,9 +506,15 @@ def _mix64(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
+#: Values longer than this (code points) get their variants from :func:`deletion_variants` one by one: the
+#: vectorised loop runs once per position of the longest value.
+_VECTOR_VARIANTS_UP_TO = 64
+
+
 def _variant_table(values):
-    """``(texts, owner)``: the deletion variants of ``values`` (an Arrow string array) and the index of the
-    value each belongs to (not made distinct), in no particular order."""
+    """``(texts, owner)``: the deletion variants of ``values`` (an Arrow string array, or a sequence of texts;
+    no missing values: a missing one counts as ``""``) and the index of the value each belongs to (not made
+    distinct), in no particular order."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -520,25 +525,24 @@ def _variant_table(values):
     n = len(arr)
     if not n:
         return pa.array([], type=pa.string()), np.empty(0, np.int64)
-    if arr.null_count:  # as str() of a missing value would read
+    if arr.null_count:  # callers pass none; counted as the empty text
         arr = pc.fill_null(arr, "")
     lengths = pc.utf8_length(arr).to_numpy(zero_copy_only=False).astype(np.int64)
     texts, owners = [arr], [np.arange(n, dtype=np.int64)]
-    for k in range(int(lengths.max()) if n else 0):
-        rows = np.flatnonzero(lengths > k)
+    long_rows = np.flatnonzero(lengths > _VECTOR_VARIANTS_UP_TO)
+    for k in range(min(int(lengths.max()), _VECTOR_VARIANTS_UP_TO)):
+        rows = np.flatnonzero((lengths > k) & (lengths <= _VECTOR_VARIANTS_UP_TO))
+        if not len(rows):
+            break
         sub = arr.take(pa.array(rows)) if len(rows) < n else arr
         texts.append(pc.binary_join_element_wise(pc.utf8_slice_codeunits(sub, 0, k),
                                                  pc.utf8_slice_codeunits(sub, k + 1, 1 << 30), ""))
         owners.append(rows)
+    if len(long_rows):  # the rare long value: its variants (but the value itself, taken above) one by one
+        made = [deletion_variants(v)[1:] for v in arr.take(pa.array(long_rows)).to_pylist()]
+        texts.append(pa.array([t for ts in made for t in ts], type=pa.string()))
+        owners.append(np.repeat(long_rows, [len(ts) for ts in made]))
     return pa.concat_arrays([t.cast(pa.string()) for t in texts]), np.concatenate(owners)
-
-
-def _variant_texts(values) -> list[str]:
-    return _variant_table(values)[0].to_pylist()
-
-
-def _variant_owners(values) -> list[int]:
-    return _variant_table(values)[1].tolist()
 
 
 def _cross(sorted_recs: np.ndarray, start_a: np.ndarray, count_a: np.ndarray, start_b: np.ndarray,
@@ -719,8 +723,9 @@ def block_involving(records: pd.DataFrame | None, rules: tuple[BlockingRule, ...
     on a collision, another block whole, whose pairs involve no involved record and are dropped).
 
     ``columns`` (optional): the coded columns of ``records`` (:class:`_Columns`; then ``records`` may be
-    None), when the caller blocks the same records more than once. Each column a rule reads is coded once;
-    the rules then work on integer codes of the records they look at. A ``pair_with_empty`` or fuzzy rule
+    None), when the caller blocks the same records more than once. The columns a rule reads are coded into
+    integers (a view of a quarter of the table or more shares the table's coding; a smaller one codes its own
+    rows); the rules then work on those codes of the records they look at. A ``pair_with_empty`` or fuzzy rule
     pairs only the groups that hold an involved record (counting the others; the report's statistics are
     those of the records looked at).
 

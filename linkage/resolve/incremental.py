@@ -272,21 +272,10 @@ def block_key_hashes(records: pd.DataFrame, rules: Iterable[BlockingRule]) -> np
     return out
 
 
-def order_rank(ids: np.ndarray) -> np.ndarray:
-    """Each id's position in sorted order (ids distinct), as int64: a sort key equal to the ids themselves
-    that sorts as integers (blocking sorts many subsets by it; sorting Python strings is slow).
-
-    >>> order_rank(np.array(["m3", "m1", "m2"], dtype=object)).tolist()
-    [2, 0, 1]
-    """
-    order = pc.sort_indices(pa.array(ids, type=pa.string())).to_numpy()
-    rank = np.empty(len(ids), dtype=np.int64)
-    rank[order] = np.arange(len(ids), dtype=np.int64)
-    return rank
-
-
 def _order_rank_checked(ids: np.ndarray | pd.Series) -> tuple[np.ndarray, bool]:
-    """:func:`order_rank` of ``ids`` and whether two of them are equal (then the ranks break ties by position),
+    """Each id's position in sorted order, as int64 (a sort key equal to the ids themselves that sorts as
+    integers: blocking sorts many subsets by it; sorting Python strings is slow), and whether two ids are equal
+    (then the ranks break ties by position),
     from one sort (a hash index of ~130,000 mention ids only to find duplicates cost as much again). A column
     of Arrow strings is sorted as it is (no conversion of its values to Python strings and back).
 
