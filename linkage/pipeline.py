@@ -1225,6 +1225,7 @@ def run(
             if bar is not None:
                 bar.update(stages[name], completed=1)
 
+        store.checkpoints_behind()  # the write-ahead log is copied into the file while the next stage works
         t0 = begin("load")
         run_id = store.conn.execute(
             "INSERT INTO runs(started_at) VALUES (?)", (dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),)
@@ -1233,6 +1234,7 @@ def run(
             summary.load = _load(files, store, settings, mapping, None)
         summary.counts["reports"] = store.count("reports")
         summary.counts["mentions"] = store.count("mentions")
+        store.checkpoint_behind()
         end("load", t0)
 
         # resolving, clustering, scoring, storing and the status step build millions of small objects without
@@ -1244,6 +1246,7 @@ def run(
         with paused_gc():
             er_counts = resolve_stage(store, settings, full=full, changed=changed)
             summary.counts.update({f"er_{k}": v for k, v in er_counts.items()})
+        store.checkpoint_behind()
         end("resolve", t0)
 
         t0 = begin("clusters")
@@ -1284,6 +1287,7 @@ def run(
         summary.clusters = stored if set(CLUSTER_TABLE_COLUMNS) <= set(stored.columns) else None
         summary.run_id = run_id
         del clusters
+        store.checkpoint_behind()
         end("store", t0)
 
         t0 = begin("status")

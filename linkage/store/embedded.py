@@ -14,8 +14,9 @@ import contextlib
 import json
 import os
 import sqlite3
+import threading
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 import pandas as pd
 
@@ -23,6 +24,22 @@ from linkage import model
 from linkage.errors import StoreError
 
 SCHEMA_VERSION = 1
+#: Background checkpoints still running (:meth:`EmbeddedStore.checkpoint_behind`): a fork waits for them, so
+#: that no forked worker starts with SQLite's locks held by a thread it does not have.
+_CHECKPOINTING: set = set()
+
+
+def _wait_for_checkpoints() -> None:
+    for thread in list(_CHECKPOINTING):
+        thread.join()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(before=_wait_for_checkpoints)
+
+#: The write-ahead log's size (pages of 4 KiB) at which a connection after :meth:`EmbeddedStore.checkpoints_behind`
+#: copies it into the database itself (a run's background copies normally keep it far below: 1 GiB).
+AUTOCHECKPOINT_BEHIND = 262144
 
 DEFAULT_STORE = "linkage.db"
 
@@ -225,6 +242,7 @@ class EmbeddedStore:
 
     def __init__(self, path: Path | str, must_exist: bool = False) -> None:
         self.path = Path(path)
+        self._checkpointer: Optional[threading.Thread] = None
         if must_exist and not self.path.exists():
             raise StoreError(
                 f"No store at {self.path}. Load reports first (linkage load FILE) or point --store "
@@ -245,6 +263,41 @@ class EmbeddedStore:
         elif int(version) > SCHEMA_VERSION:
             raise StoreError(f"{self.path} was written by a newer linkage (schema {version}); upgrade linkage.")
 
+    # --- write-ahead log ---------------------------------------------------------------------------
+    def checkpoints_behind(self) -> None:
+        """From now on, copy the write-ahead log into the database file behind this connection's back.
+
+        SQLite commits into the write-ahead log (``<store>-wal``) and, once it holds 1,000 pages, the commit
+        that passed that copies the log into the database file and waits for the disk (``fsync``: ~0.3 s for
+        the ~35 MB a +1,000 run writes in the resolve stage, on our machines). After this call this connection
+        leaves the log to grow (up to :data:`AUTOCHECKPOINT_BEHIND` pages, then it copies as before), and
+        :meth:`checkpoint_behind` copies it in a thread of its own, with a connection of its own, while the job
+        goes on (a fork of this process waits for that copy first). Nothing is less safe: with ``synchronous=NORMAL`` a commit never waited for the disk; a
+        committed transaction is in the log, which SQLite reads (and recovers after a crash) as before."""
+        self.conn.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_BEHIND}")
+
+    def checkpoint_behind(self) -> None:
+        """Start copying what the write-ahead log holds now into the database file, in a background thread
+        (a ``PASSIVE`` checkpoint: it never blocks this connection's readers or writers). One at a time: when
+        one is still running this does nothing. :meth:`close` waits for it."""
+        if self._checkpointer is not None and self._checkpointer.is_alive():
+            return
+        self._checkpointer = threading.Thread(target=self._checkpoint, name="linkage-checkpoint", daemon=True)
+        _CHECKPOINTING.add(self._checkpointer)
+        self._checkpointer.start()
+
+    def _checkpoint(self) -> None:
+        try:
+            conn = sqlite3.connect(self.path, timeout=30)
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            finally:
+                conn.close()
+        except sqlite3.Error:  # nothing is lost: what was not copied stays in the log, the next copy takes it
+            pass
+        finally:
+            _CHECKPOINTING.discard(threading.current_thread())
+
     # --- plumbing ----------------------------------------------------------------------------------
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -259,6 +312,11 @@ class EmbeddedStore:
             self.conn.execute("COMMIT")
 
     def close(self) -> None:
+        """Wait for a background checkpoint (:meth:`checkpoint_behind`), then close; closing the last
+        connection copies the rest of the write-ahead log into the database file and removes the log."""
+        if self._checkpointer is not None:
+            self._checkpointer.join()
+            self._checkpointer = None
         self.conn.close()
 
     def __enter__(self) -> "EmbeddedStore":
