@@ -1509,8 +1509,9 @@ def _run_store_types(job: _StoreJob, store, order: list[str], processes: int, sa
         return out
     import dataclasses
     import os
-    from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
+
+    from linkage.forking import fork_pool
 
     if job.cfg.workers == -1:  # rapidfuzz threads: share the cores between the two processes
         job = dataclasses.replace(job, cfg=dataclasses.replace(job.cfg, workers=max(1, (os.cpu_count() or 1) // 2)))
@@ -1521,7 +1522,7 @@ def _run_store_types(job: _StoreJob, store, order: list[str], processes: int, sa
                    next=ctx.Value("i", 0, lock=False), stopped=ctx.Value("i", 0, lock=False))
     out: dict[str, TypeOutcome | None] = {}
     try:
-        with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        with fork_pool(1) as pool:  # its worker ends if this process is killed
             worker = pool.submit(_store_types_worker)
             try:
                 # a worker that failed (raised, or died) ends the run at once: no type more is taken

@@ -517,14 +517,13 @@ def _in_processes(fn: Callable, g: Any, chunks: list[list[str]], arg: Any) -> li
     only the results come back)."""
     if len(chunks) <= 1:
         return [fn(g, c, arg) for c in chunks]
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
     from concurrent.futures.process import BrokenProcessPool
+
+    from linkage.forking import fork_pool
 
     _FORKED["job"] = (fn, g, chunks, arg)
     try:
-        with ProcessPoolExecutor(max_workers=len(chunks) - 1, mp_context=mp.get_context("fork")) as pool:
+        with fork_pool(len(chunks) - 1) as pool:  # its workers end if this process is killed
             futures = [pool.submit(_forked_chunk, i) for i in range(1, len(chunks))]
             first = fn(g, chunks[0], arg)
             return [first] + [f.result() for f in futures]
