@@ -113,12 +113,15 @@ def index_in_text(s: Any, values: Any) -> np.ndarray:
 
 
 def arrow_text(values: Any) -> "pa.Array":
-    """Text values as one Arrow ``large_string`` array (missing values null): a pandas string column as it is
-    stored, anything else converted value by value. Raises ArrowInvalid / ArrowTypeError for non-text."""
+    """Text values as one Arrow ``large_string`` array (missing values null): an Arrow array or a pandas string
+    column as it is stored, anything else converted value by value. Raises ArrowInvalid / ArrowTypeError for
+    non-text."""
     import pandas as pd
     import pyarrow as pa
 
-    if isinstance(values, (pd.Series, pd.Index)) and isinstance(values.dtype, pd.StringDtype):
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        arr = values
+    elif isinstance(values, (pd.Series, pd.Index)) and isinstance(values.dtype, pd.StringDtype):
         arr = pa.array(values)
     elif isinstance(values, (pd.Series, pd.Index, np.ndarray)):
         arr = pa.array(np.asarray(values, dtype=object), type=pa.large_string(), from_pandas=True)

@@ -355,7 +355,7 @@ def advance_changed(store, report_clusters_df: pd.DataFrame, routing_df: pd.Data
     cur_c = cids.filter(last_of)
     cluster_ids, texts = _agency_texts(routing_df)
     cur_a = pc.fill_null(pc.take(texts, pc.index_in(cur_c, value_set=cluster_ids)), "[]") if len(cluster_ids) \
-        else pa_texts(["[]"] * len(cur_c))
+        else arrow_text(["[]"] * len(cur_c))
     with store.transaction():
         conn = store.conn
         conn.execute(STATUS_INPUTS_TABLE)
@@ -367,7 +367,7 @@ def advance_changed(store, report_clusters_df: pd.DataFrame, routing_df: pd.Data
             since = [r for (r,) in conn.execute(
                 "SELECT DISTINCT report_id FROM status_history WHERE id > ?", (int(mark[0]),))]
             only = set(cur_r.filter(changed).to_pylist()) | set(since)
-            keep = pc.fill_null(pc.is_in(rids, value_set=pa_texts(list(only))), False).to_numpy(zero_copy_only=False)
+            keep = pc.fill_null(pc.is_in(rids, value_set=arrow_text(list(only))), False).to_numpy(zero_copy_only=False)
         look = rids.filter(keep).to_numpy(zero_copy_only=False)
         look_c = cids.filter(keep).to_numpy(zero_copy_only=False)
         routed = _routing_map(_routing_of(routing_df, look_c))
@@ -381,13 +381,6 @@ def advance_changed(store, report_clusters_df: pd.DataFrame, routing_df: pd.Data
         last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM status_history").fetchone()[0]
         conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (STATUS_MARK, str(last)))
     return summary
-
-
-def pa_texts(values: list) -> "pa.Array":
-    """A list of str as an Arrow ``large_string`` array."""
-    import pyarrow as pa
-
-    return pa.array(values, type=pa.large_string())
 
 
 def _routing_of(routing_df: pd.DataFrame | None, cluster_ids: np.ndarray) -> pd.DataFrame | None:
@@ -407,7 +400,7 @@ def _agency_texts(routing_df: pd.DataFrame | None) -> tuple["pa.Array", "pa.Arra
     import pyarrow.compute as pc
 
     if routing_df is None or not len(routing_df):
-        return pa_texts([]), pa_texts([])
+        return arrow_text([]), arrow_text([])
     col = "agency" if "agency" in routing_df.columns else "agencies"
     if col not in routing_df.columns:
         raise LinkageError("Routing table has neither an 'agency' nor an 'agencies' column.")
@@ -427,11 +420,11 @@ def _agency_texts(routing_df: pd.DataFrame | None) -> tuple["pa.Array", "pa.Arra
             if key not in dumped:
                 dumped[key] = json.dumps(ags)
             out.append(dumped[key])
-        return pa_texts(list(routed)), pa_texts(out)
+        return arrow_text(list(routed)), arrow_text(out)
     codes = values.dictionary_encode()
     split = _split_cached()
     distinct = [split(v) for v in codes.dictionary.to_pylist()]
-    texts = pa_texts([json.dumps(ags) for ags in distinct])
+    texts = arrow_text([json.dumps(ags) for ags in distinct])
     routed = pa.array([bool(ags) for ags in distinct], type=pa.bool_())
     index = codes.indices
     has = pc.take(routed, index)
@@ -457,26 +450,14 @@ def _kept_inputs(conn) -> tuple[list, list, list]:
     if count == 0:
         return [], [], []
     if text is not None:
-        rows = pc.split_pattern(pa_texts([text]), "\x1e").flatten()
+        rows = pc.split_pattern(arrow_text([text]), "\x1e").flatten()
         if len(rows) == count:
             fields = pc.split_pattern(rows, "\x1f")
             if bool(pc.all(pc.equal(pc.list_value_length(fields), 3)).as_py()):
                 flat = fields.flatten()
                 return flat[0::3], flat[1::3], flat[2::3]
     rows = conn.execute("SELECT report_id, cluster_id, agencies FROM status_inputs").fetchall()
-    return tuple(pa_texts(list(col)) for col in zip(*rows)) if rows else ([], [], [])
-
-
-def _texts(values: Any) -> "pa.Array":
-    """Text values as an Arrow ``large_string`` array: an Arrow array as it is, anything else by
-    :func:`linkage.arrays.arrow_text`."""
-    import pyarrow as pa
-
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    if isinstance(values, pa.Array):
-        return values if values.type == pa.large_string() else values.cast(pa.large_string())
-    return arrow_text(values)
+    return tuple(arrow_text(list(col)) for col in zip(*rows)) if rows else ([], [], [])
 
 
 def _inputs_changed(kept: tuple, cur_r: Any, cur_c: Any, cur_a: Any) -> tuple[np.ndarray, list[str]]:
@@ -494,8 +475,8 @@ def _inputs_changed(kept: tuple, cur_r: Any, cur_c: Any, cur_a: Any) -> tuple[np
     """
     import pyarrow.compute as pc
 
-    kept_r, kept_c, kept_a = (_texts(col) for col in kept)
-    now_r, now_c, now_a = _texts(cur_r), _texts(cur_c), _texts(cur_a)
+    kept_r, kept_c, kept_a = (arrow_text(col) for col in kept)
+    now_r, now_c, now_a = arrow_text(cur_r), arrow_text(cur_c), arrow_text(cur_a)
     n = len(now_r)
     if not len(kept_r):
         return np.ones(n, dtype=bool), []
@@ -524,7 +505,7 @@ def _pairs(report_clusters_df: pd.DataFrame, as_arrow: bool = False) -> tuple[An
 
     if not len(report_clusters_df):
         if as_arrow:
-            return pa_texts([]), pa_texts([])
+            return arrow_text([]), arrow_text([])
         return np.array([], dtype=object), np.array([], dtype=object)
     table = pa.table({"r": arrow_text(report_clusters_df["report_id"].astype(str)),
                       "c": arrow_text(report_clusters_df["cluster_id"].astype(str))})
