@@ -739,7 +739,7 @@ def _stored_rows(store: EmbeddedStore, report_clusters: pd.DataFrame, kept: pd.D
     rescored).
 
     ``previous``: the stored ``report_clusters`` rows when the caller has read them (:func:`run` reads them once
-    for this and :func:`store_clusters`); otherwise the first reports' rows are looked up in the table.
+    for this and :func:`store_clusters`); read here otherwise.
 
     Only what ranking and routing read is read (:data:`STORED_ROW_COLUMNS`); the long text columns
     (:data:`LEFT_STORED`: signals, ~2 KB a cluster, reason, routing, unrouted reason) stay in the table and are
@@ -769,19 +769,10 @@ def _stored_rows(store: EmbeddedStore, report_clusters: pd.DataFrame, kept: pd.D
     firsts = firsts.append_column("at", pc.index_in(firsts.column("c"), value_set=rows_c))
     firsts = firsts.take(pc.sort_indices(firsts, sort_keys=[("r", "ascending"), ("at", "ascending")]))
     order_c, order_r = firsts.column("c").combine_chunks(), firsts.column("r").combine_chunks()
-    if previous is not None:
-        at = pc.index_in(order_r, value_set=arrow_text(previous["report_id"]))
-        sid = pc.take(arrow_text(previous["cluster_id"]), at).to_pylist()  # None: a first report not stored
-    else:
-        from linkage.retention import _temp_ids
-
-        with store.transaction():
-            _temp_ids(store.conn, "kept_reports", order_r.to_pylist())
-        # CROSS JOIN: SQLite goes from each kept report to its row instead of scanning every membership
-        of = dict(store.conn.execute("SELECT k.id, r.cluster_id FROM temp.kept_reports k "
-                                     "CROSS JOIN report_clusters r ON r.report_id = k.id").fetchall())
-        store.conn.execute("DROP TABLE temp.kept_reports")
-        sid = [of.get(r) for r in order_r.to_pylist()]
+    if previous is None:
+        previous = store.report_clusters()
+    at = pc.index_in(order_r, value_set=arrow_text(previous["report_id"]))
+    sid = pc.take(arrow_text(previous["cluster_id"]), at).to_pylist()  # None: a first report not stored
     # one scan of the table's short columns (every row is on a page of its own: a scan reads what a look-up
     # of each row reads); each kept cluster's stored row found by one hash look-up over the ids
     rows = store.conn.execute(f"SELECT {', '.join(cols)} FROM clusters").fetchall()
