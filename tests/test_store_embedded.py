@@ -38,17 +38,21 @@ def test_commits_grow_the_log_until_a_background_copy_then_close_empties_it(tmp_
         assert again.count("meta", "WHERE key LIKE 'k%'") == 3000 and again.get_meta("last") == "1"
 
 
-def test_one_background_copy_at_a_time_and_close_waits_for_it(tmp_path, monkeypatch):
-    store = EmbeddedStore(tmp_path / "s.db")
-    release, started = threading.Event(), []
+def _slow_copies(monkeypatch, before) -> None:
+    """Background copies call ``before()`` first (to hold them back)."""
     real = EmbeddedStore._checkpoint
 
     def slow(self):
-        started.append(1)
-        release.wait(10)
+        before()
         real(self)
 
     monkeypatch.setattr(EmbeddedStore, "_checkpoint", slow)
+
+
+def test_one_background_copy_at_a_time_and_close_waits_for_it(tmp_path, monkeypatch):
+    store = EmbeddedStore(tmp_path / "s.db")
+    release, started = threading.Event(), []
+    _slow_copies(monkeypatch, lambda: (started.append(1), release.wait(10)))
     store.checkpoints_behind()
     store.checkpoint_behind()
     first = store._checkpointer
@@ -85,13 +89,7 @@ def test_a_fork_waits_for_a_running_background_copy(tmp_path, monkeypatch):
     import os
 
     store = EmbeddedStore(tmp_path / "s.db")
-    real = EmbeddedStore._checkpoint
-
-    def slow(self):
-        time.sleep(0.5)
-        real(self)
-
-    monkeypatch.setattr(EmbeddedStore, "_checkpoint", slow)
+    _slow_copies(monkeypatch, lambda: time.sleep(0.5))
     store.checkpoints_behind()
     store.checkpoint_behind()
     thread = store._checkpointer
