@@ -61,6 +61,30 @@ def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(uniques, dtype=values.dtype), codes.astype(np.int64, copy=False)
 
 
+def run_starts(*columns: Any) -> np.ndarray:
+    """Mask over the rows of equally long Arrow arrays (sorted, say): True where a row differs from the row
+    before it in any of ``columns`` (the first row is True): the first row of each run of equal rows. Null
+    compares as differing.
+
+    >>> import pyarrow as pa
+    >>> run_starts(pa.array(["a", "a", "b", "b"]), pa.array(["x", "x", "x", "y"])).tolist()
+    [True, False, True, True]
+    >>> run_starts(pa.array([], type=pa.string())).tolist()
+    []
+    """
+    import pyarrow.compute as pc
+
+    n = len(columns[0])
+    out = np.ones(n, dtype=bool)
+    if n > 1:
+        differs = None
+        for col in columns:
+            step = pc.fill_null(pc.not_equal(col.slice(1), col.slice(0, n - 1)), True)
+            differs = step if differs is None else pc.or_(differs, step)
+        out[1:] = differs.to_numpy(zero_copy_only=False)
+    return out
+
+
 def stable_hashes(head: Sequence[object], values: Iterable[object], length: int = 16) -> list[str]:
     r""":func:`linkage.model.stable_hash` of ``(*head, value)`` for every value (the same digests), without
     a ``json.dumps`` per value: the JSON list is written directly, its fixed head once.

@@ -751,7 +751,7 @@ def _stored_rows(store: EmbeddedStore, report_clusters: pd.DataFrame, kept: pd.D
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from linkage.arrays import arrow_text
+    from linkage.arrays import arrow_text, run_starts
 
     # each kept cluster's first member report (smallest id: Arrow's string min compares UTF-8 bytes, the code
     # point order of Python's str comparison), found over whole columns; clusters in the order of those reports
@@ -762,9 +762,7 @@ def _stored_rows(store: EmbeddedStore, report_clusters: pd.DataFrame, kept: pd.D
     by_cluster = pa.table({"c": rows_c, "r": rows_r})
     by_cluster = by_cluster.take(pc.sort_indices(by_cluster, sort_keys=[("c", "ascending"), ("r", "ascending")]))
     sc, sr = by_cluster.column("c").combine_chunks(), by_cluster.column("r").combine_chunks()
-    head = np.ones(len(sc), dtype=bool)
-    if len(sc) > 1:
-        head[1:] = pc.not_equal(sc.slice(1), sc.slice(0, len(sc) - 1)).to_numpy(zero_copy_only=False)
+    head = run_starts(sc)
     firsts = pa.table({"c": sc.filter(head), "r": sr.filter(head)})
     firsts = firsts.append_column("at", pc.index_in(firsts.column("c"), value_set=rows_c))
     firsts = firsts.take(pc.sort_indices(firsts, sort_keys=[("r", "ascending"), ("at", "ascending")]))

@@ -44,7 +44,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from linkage.arrays import arrow_text, isin_text
+from linkage.arrays import arrow_text, isin_text, run_starts
 from linkage.audit import current_actor, now_iso
 from linkage.errors import LinkageError, NotFoundError
 
@@ -344,13 +344,8 @@ def advance_changed(store, report_clusters_df: pd.DataFrame, routing_df: pd.Data
     # what a dict report -> (cluster, agencies) built in pair order holds: a report in several clusters
     # (never in a pipeline run) keeps its last pair's values at its first pair's place
     n = len(rids)
-    if n > 1:
-        new_report = pc.not_equal(rids.slice(1), rids.slice(0, n - 1)).to_numpy(zero_copy_only=False)
-    else:
-        new_report = np.zeros(0, dtype=bool)
-    first_of, last_of = np.r_[True, new_report], np.r_[new_report, True]
-    if not n:
-        first_of = last_of = np.zeros(0, dtype=bool)
+    first_of = run_starts(rids)
+    last_of = np.r_[first_of[1:], True] if n else first_of
     cur_r = rids.filter(first_of)
     cur_c = cids.filter(last_of)
     cluster_ids, texts = _agency_texts(routing_df)
@@ -511,11 +506,7 @@ def _pairs(report_clusters_df: pd.DataFrame, as_arrow: bool = False) -> tuple[An
                       "c": arrow_text(report_clusters_df["cluster_id"].astype(str))})
     table = table.take(pc.sort_indices(table, sort_keys=[("r", "ascending"), ("c", "ascending")]))
     r, c = table.column("r").combine_chunks(), table.column("c").combine_chunks()
-    n = len(r)
-    keep = np.ones(n, dtype=bool)
-    if n > 1:
-        keep[1:] = pc.or_(pc.not_equal(r.slice(1), r.slice(0, n - 1)),
-                          pc.not_equal(c.slice(1), c.slice(0, n - 1))).to_numpy(zero_copy_only=False)
+    keep = run_starts(r, c)
     if not keep.all():
         r, c = r.filter(keep), c.filter(keep)
     if as_arrow:
