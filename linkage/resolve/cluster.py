@@ -180,6 +180,15 @@ def cluster(n: int, link_left: np.ndarray, link_right: np.ndarray, link_logodds:
     return out
 
 
+def _refusals(different) -> dict[int, set[int]]:
+    """Each record's set of records an analyst said are different (both ways)."""
+    human_no: dict[int, set[int]] = defaultdict(set)
+    for a, b in different:
+        human_no[a].add(b)
+        human_no[b].add(a)
+    return human_no
+
+
 def _move_refusals(human_no: dict[int, set[int]], ra: int, rb: int) -> None:
     """Group ``rb`` merged into ``ra``: the groups a "different" judgement keeps apart from ``rb`` now refuse
     ``ra`` instead (``human_no`` maps a group root to the roots it may not merge with)."""
@@ -220,10 +229,7 @@ def _merge_dicts(m: int, edge_a: list[int], edge_b: list[int], sa: list[int], sb
         if a == b:  # a pair of a record with itself counts in both directions, as two pairs
             entry[0] += w
             entry[1] += 1
-    human_no: dict[int, set[int]] = defaultdict(set)
-    for a, b in different:
-        human_no[a].add(b)
-        human_no[b].add(a)
+    human_no = _refusals(different)
 
     def merge(ra: int, rb: int) -> None:
         if len(cross[ra]) < len(cross[rb]):
@@ -297,10 +303,7 @@ def _merge_dense(m: int, edge_a: np.ndarray, edge_b: np.ndarray, sa: np.ndarray,
     cross = cross.reshape(m, m)
     group = list(range(m))  # quick-find: the root of every record, kept up to date
     members = [[x] for x in range(m)]
-    human_no: dict[int, set[int]] = defaultdict(set)
-    for a, b in different:
-        human_no[a].add(b)
-        human_no[b].add(a)
+    human_no = _refusals(different)
 
     def merge(ra: int, rb: int) -> None:
         if len(members[ra]) < len(members[rb]):
