@@ -822,8 +822,9 @@ def _involved_blocks(columns: _Columns, rule: BlockingRule, j: int, new_idx: np.
     if rule.pair_with_empty and columns.has(rule.pair_with_empty) and len(sub) and hashes is not None and rule.keys:
         # only blocks that hold a record with the empty column give pairs: keep the records of the block-key
         # hashes of those (whole blocks; on a collision another block too, which gives no pairs)
+        # (the empty column read at those records alone: coding it over the whole table cost more than the rule)
         h = hashes[sub, j]
-        sub = sub[_member(h, np.unique(h[columns.empty(rule.pair_with_empty)[sub]]))]
+        sub = sub[_member(h, np.unique(h[columns.empty_at(rule.pair_with_empty, sub)]))]
     elif rule.pair_with_empty and columns.has(rule.pair_with_empty) and len(sub):
         # only blocks that hold a record with the empty column give pairs: keep those blocks
         part = columns.take(sub)
@@ -962,7 +963,8 @@ def _empty_involving(part: _Columns, rule: BlockingRule, inv: np.ndarray, outgro
         return None
     m, none = part.n, np.empty(0, np.int64)
     idx, blk = coded
-    blank = part.empty(rule.pair_with_empty)[idx] if part.has(rule.pair_with_empty) else np.zeros(len(idx), bool)
+    # the empty column read at the keyed records alone (empty_at): coding it over them cost more than the rule
+    blank = part.empty_at(rule.pair_with_empty, idx) if part.has(rule.pair_with_empty) else np.zeros(len(idx), bool)
     stats = RuleStats(rule.name, int(len(idx)), 0, 0, 0, 0, [])
     if not blank.any() or len(idx) < 2:
         return none, none, stats, none
