@@ -1111,8 +1111,37 @@ def state_meta(conn, model: Mapping[str, Any], settings: ERSettings | None = Non
 
 def load_type_state(conn, etype: str, meta: Mapping[str, Any]) -> TypeState | None:
     """One type's stored state (:func:`state_meta` gives ``meta``); None when it does not hold what ``meta``
-    says (then the whole state is unusable)."""
-    return _type_state_of(etype, _read_chunks(conn, _STATE_PARTS, etype).get(etype, {}), meta)
+    says (then the whole state is unusable). Its blobs are read with the store file mapped (:func:`_mapped`)."""
+    with _mapped(conn, STATE_READ_MMAP):
+        chunks = _read_chunks(conn, _STATE_PARTS, etype)
+    return _type_state_of(etype, chunks.get(etype, {}), meta)
+
+
+#: Bytes of the store file SQLite maps into memory while an incremental run reads a type's state
+#: (:func:`load_type_state`): a blob is then copied out of the mapping instead of read a page at a time, one
+#: system call per 4 KB page (100,000 reports + 1,000, CPU s per type, best of 4: person ~95 MB of blobs
+#: 0.12 -> 0.09, address 0.045 -> 0.033, business 0.025 -> 0.017). The mapping is given up once the state is
+#: read (the connection's setting is put back).
+STATE_READ_MMAP = 1 << 31
+
+
+@contextlib.contextmanager
+def _mapped(conn, size: int):
+    """Inside: ``conn`` reads through a memory mapping of up to ``size`` bytes of the store file (``PRAGMA
+    mmap_size``; SQLite caps it at its build's limit, 0 where it maps nothing); afterwards the connection's
+    own setting again. Not inside a transaction of ``conn`` (a mapping is set up when one starts): as is."""
+    if conn.in_transaction:
+        yield
+        return
+    before = int(conn.execute("PRAGMA mmap_size").fetchone()[0])
+    if before >= size:
+        yield
+        return
+    conn.execute(f"PRAGMA mmap_size={int(size)}")
+    try:
+        yield
+    finally:
+        conn.execute(f"PRAGMA mmap_size={before}")
 
 
 def _type_state_of(etype: str, parts: Mapping[str, list[bytes]], meta: Mapping[str, Any]) -> TypeState | None:
