@@ -55,7 +55,7 @@ import pyarrow.ipc as ipc
 
 from linkage.arrays import sorted_unique, unique_inverse
 from linkage.blocking import (
-    _Columns, _member, block_involving, block_involving_outgrown, or_masks_by_key, variant_codes,
+    _Columns, _member_ints, block_involving, block_involving_outgrown, or_masks_by_key, variant_codes,
     variant_hashes,
 )
 from linkage.compare import compare
@@ -450,7 +450,7 @@ def _fuzzy_groups_coded(codes: np.ndarray, values: np.ndarray, hashes: np.ndarra
     new = np.flatnonzero(np.asarray(involving, dtype=bool) & (hashes != 0) & nonempty)
     if not len(new):
         return np.empty(0, np.int64)
-    sel = np.flatnonzero(_member(hashes, np.unique(hashes[new])) & nonempty)
+    sel = np.flatnonzero(_member_ints(hashes, np.unique(hashes[new])) & nonempty)
     # the distinct values there, each with its deletion variants (as codes)
     distinct, inverse = unique_inverse(codes[sel])
     if len(distinct) > _VARIANT_FILTER_FROM:
@@ -461,7 +461,7 @@ def _fuzzy_groups_coded(codes: np.ndarray, values: np.ndarray, hashes: np.ndarra
         involved = np.zeros(len(distinct), dtype=bool)
         involved[inverse[np.asarray(involving, dtype=bool)[sel] & (hashes[sel] != 0)]] = True
         maybe = np.zeros(len(distinct), dtype=bool)
-        maybe[owner[_member(vh, np.unique(vh[involved[owner]]))]] = True
+        maybe[owner[_member_ints(vh, np.unique(vh[involved[owner]]))]] = True
         sel = sel[maybe[inverse]]
         distinct, inverse = unique_inverse(codes[sel])
     owner, vcode = variant_codes(np.asarray(values, dtype=object)[distinct])
@@ -480,9 +480,9 @@ def _fuzzy_groups_coded(codes: np.ndarray, values: np.ndarray, hashes: np.ndarra
     first = np.searchsorted(owner, key // width)
     count = np.searchsorted(owner, key // width, side="right") - first
     at = np.repeat(first, count) + np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
-    hit = _member(vcode[at] * width + np.repeat(key % width, count), reach)
+    hit = _member_ints(vcode[at] * width + np.repeat(key % width, count), reach)
     allowed = np.unique(np.repeat(key, count)[hit])
-    return sel[_member(inverse * width + hid, allowed)]
+    return sel[_member_ints(inverse * width + hid, allowed)]
 
 
 def region_labels(n: int, left: np.ndarray, right: np.ndarray, flags: np.ndarray | None,
