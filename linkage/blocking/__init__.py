@@ -805,7 +805,8 @@ def _member_by_low_bits(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     bits of a value gives the one wanted value with those bits, which is then compared whole; the values whose
     low bits several wanted values share (few: the table has 8 to 16 slots per wanted value) go to a hash table.
     Block-key hashes (an incremental run tests ~170,000 of them against ~1,000 per rule) take a few passes of
-    arithmetic instead of a hash probe each: 2-4 ms -> ~1 ms per rule at 100,000 reports.
+    arithmetic instead of a hash probe each (a +1,000 run on 100,000 reports, narrowed_pairs once per fresh
+    process, mean of 8: person 0.376 -> 0.337 CPU s, address 0.207 -> 0.189).
 
     >>> v = np.array([5, 1 << 40, (1 << 40) + 5, -3, 9], dtype=np.int64)
     >>> _member_by_low_bits(v, np.array([5, -3, (1 << 40) + 5], dtype=np.int64)).tolist()

@@ -1119,9 +1119,9 @@ def load_type_state(conn, etype: str, meta: Mapping[str, Any]) -> TypeState | No
 
 #: Bytes of the store file SQLite maps into memory while an incremental run reads a type's state
 #: (:func:`load_type_state`): a blob is then copied out of the mapping instead of read a page at a time, one
-#: system call per 4 KB page (100,000 reports + 1,000, CPU s per type, best of 4: person ~95 MB of blobs
-#: 0.12 -> 0.09, address 0.045 -> 0.033, business 0.025 -> 0.017). The mapping is given up once the state is
-#: read (the connection's setting is put back).
+#: system call per 4 KB page (100,000 reports + 1,000, one read per fresh process, mean of 6: person ~95 MB
+#: of blobs 0.150 -> 0.131 CPU s (0.226 -> 0.198 wall), address 0.092 -> 0.081, business 0.052 -> 0.042).
+#: The mapping is given up once the state is read (the connection's setting is put back).
 STATE_READ_MMAP = 1 << 31
 
 
