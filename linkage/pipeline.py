@@ -26,6 +26,7 @@ from linkage.runlock import exclusive
 from linkage.settings import Settings, load_settings
 from linkage.store import EmbeddedStore
 from linkage.store.embedded import bump_er_generation, er_generation
+from linkage.store.readahead import ReadAhead
 from linkage.store.stable_ids import carry_over
 
 STAGES = ("load", "resolve", "clusters", "score", "store", "status")
@@ -445,7 +446,7 @@ class ClusterStep:
 
 def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[int] = None,
                       full: bool = False, changed: Optional[Sequence[str]] = None,
-                      er_generation_before: Optional[int] = None) -> ClusterStep:
+                      er_generation_before: Optional[int] = None, kept: Optional[ReadAhead] = None) -> ClusterStep:
     """Build the report graph from resolved entities and find communities.
 
     Incremental by default: the clusters of the last run (kept in ``graph_state``) are re-used for every
@@ -462,12 +463,16 @@ def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[i
     :func:`~linkage.store.embedded.er_generation` before this run's resolve stage) to equal the generation
     the kept state was built from: after a run interrupted between resolving and saving its clusters, the
     state misses that run's changes, so everything is read.
+
+    ``kept``: the kept state (:func:`linkage.graph.incremental.load_state`) being read ahead by the caller
+    (:func:`kept_cluster_state`), taken instead of reading it here.
     """
     from linkage.graph.candidates import candidates_on, stored_candidate_rows, with_candidates
     from linkage.graph.incremental import load_state, update_changed, update_clusters
     from linkage.resolve.judgements import different_pairs
 
-    loaded = None if full else load_state(store.conn)
+    loaded = None if full else (load_state(store.conn) if kept is None
+                                else kept.result(lambda: load_state(store.conn)))
     # candidate links (linkage.graph.candidates) are derived from all stored ER pairs: with them switched on
     # a run reads everything (update_changed knows only the mentions' own rows)
     if (loaded is not None and changed is not None and not candidates_on()
@@ -498,6 +503,16 @@ def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[i
         clustered = with_candidates(mentions, candidates)
     update = update_clusters(reports, clustered, previous, seed=settings.cluster_seed if seed is None else seed)
     return ClusterStep(update.clusters, (reports, mentions, links, None), update, tables.get("scores"), meta)
+
+
+def kept_cluster_state(store: EmbeddedStore, full: bool = False) -> Any:
+    """The kept cluster state of ``store`` read ahead, in a thread (:class:`~linkage.store.readahead.ReadAhead`),
+    for :func:`communities_stage`'s ``kept``; a context that waits for the read when left. Only the store
+    stage writes the state, so a run may start this before it loads and resolves. ``full``: nothing to read
+    (a full run does not use the state): a context giving None."""
+    from linkage.graph.incremental import load_state
+
+    return nullcontext(None) if full else ReadAhead(store.path, load_state, "cluster-state")
 
 
 def _resolved_count(store: EmbeddedStore) -> int:
@@ -1193,8 +1208,9 @@ def run(
     settings = load_settings(settings_path)
     summary = RunSummary(store=Path(store_path))
     bar_cm = progress_factory() if progress_factory else nullcontext(None)
+    # the kept cluster state is read in a thread while the run loads and resolves (kept_cluster_state)
     with _no_new_store_on_input_error(store_path), exclusive(store_path, "run"), EmbeddedStore(store_path) as store, \
-            bar_cm as bar:
+            kept_cluster_state(store, full) as kept, bar_cm as bar:
         stages = {}
         if bar is not None:
             for name in STAGES + (("neo4j",) if neo4j else ()):
@@ -1242,7 +1258,7 @@ def run(
         with paused_gc():
             step = communities_stage(store, settings, seed, full=full,
                                      changed=changed if "touched_mentions" in er_counts else None,
-                                     er_generation_before=generation)
+                                     er_generation_before=generation, kept=kept)
         report_clusters = step.report_clusters
         summary.counts.update(step.update.stats)
         end("clusters", t0)
