@@ -426,8 +426,9 @@ def _agency_texts(routing_df: pd.DataFrame | None) -> tuple["pa.Array", "pa.Arra
     return ids.filter(has), pc.take(texts, index).filter(has)
 
 
-def _kept_inputs(conn) -> tuple[list, list, list]:
-    """The ``status_inputs`` rows as three lists (report, cluster, agencies; in no particular order), read as
+def _kept_inputs(conn) -> tuple[Any, Any, Any]:
+    """The ``status_inputs`` rows as three Arrow text arrays (report, cluster, agencies; in no particular order;
+    three empty lists when there are none), read as
     one text (``group_concat`` with separators no id or JSON agencies text holds: ids with control
     characters are quarantined on load, json.dumps escapes them) and cut in Arrow. When a piece count does not
     add up (a separator inside a value after all, a NULL id) or the text would be longer than SQLite allows, the
