@@ -511,7 +511,11 @@ def read_ahead(store: EmbeddedStore, full: bool = False) -> Any:
     (:func:`linkage.graph.incremental.load_state`, for :func:`communities_stage`), and ``status_inputs``, the
     kept status inputs (for :func:`status_stage`). Each is written only by its own stage, so a run may start
     this before it loads. A context that waits for the reads when left. ``full``: nothing is read ahead (a full
-    run does not use the kept cluster state): a context giving None."""
+    run does not use the kept cluster state): a context giving None.
+
+    The price is memory: the decoded state is held through the load and resolve stages (and the resolve
+    worker, forked after the reads end, shares its pages): a +1,000 run on 100,000 reports peaks ~85 MB higher
+    (0.42 -> 0.51 GB in this process; ~10x that state at 1,000,000 reports)."""
     from linkage.feedback.lifecycle import read_kept_inputs
     from linkage.graph.incremental import load_state
 

@@ -27,6 +27,7 @@ def test_the_read_runs_in_a_thread_of_its_own_on_a_read_only_connection(tmp_path
 
     def read(conn):
         seen["thread"] = threading.current_thread().name
+        assert conn.in_transaction  # the reads share one snapshot
         with pytest.raises(sqlite3.OperationalError):
             conn.execute("INSERT INTO t VALUES (8)")
         return conn.execute("SELECT x FROM t").fetchall()
@@ -127,7 +128,7 @@ def test_an_incremental_run_takes_what_was_read_ahead(two_parts, tmp_path, monke
         spy(gi, "load_state")
         spy(lifecycle, "read_kept_inputs")
         if case == "failing":
-            monkeypatch.setattr(ReadAhead, "_run", lambda self: None)  # nothing read
+            monkeypatch.setattr(ReadAhead, "_run", _read_nothing)
         if case == "plain":
             monkeypatch.setattr("linkage.pipeline.read_ahead", lambda store, full=False: _null())
         summary = run(second, store)
@@ -139,6 +140,13 @@ def test_an_incremental_run_takes_what_was_read_ahead(two_parts, tmp_path, monke
     assert results["failing"][1] == [("load_state", "MainThread"), ("read_kept_inputs", "MainThread")] \
         == results["plain"][1]
     assert results["ahead"][0] == results["failing"][0] == results["plain"][0]
+
+
+def _read_nothing(self) -> None:
+    """A ReadAhead thread that reads nothing (every value then comes from the caller's own read)."""
+    from linkage.store import readahead
+
+    readahead._RUNNING.discard(threading.current_thread())
 
 
 def _rows(store):

@@ -781,7 +781,8 @@ def _member(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
 
 
 #: :func:`_member_ints` looks integers up by their low bits (:func:`_member_by_low_bits`) for up to this many
-#: wanted values (a table of 8 to 16 slots per wanted value, at most 4 MB); more go to :func:`_member`.
+#: wanted values (a table of 8 to 16 slots per wanted value: at the most, 2**20 slots, a 4 MB table with a 8 MB
+#: count and a 1 MB mask beside it); more go to :func:`_member`.
 MEMBER_LOW_BITS_MAX = 1 << 16
 
 
@@ -801,7 +802,8 @@ def _member_ints(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
 
 
 def _member_by_low_bits(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """:func:`_member` of 64-bit integers (``values`` and ``wanted`` of one dtype): a table indexed by the low
+    """:func:`_member` of 64-bit integers (``values`` and ``wanted`` of one dtype, ``wanted`` not empty: the
+    caller, :func:`_member_ints`, sees to it): a table indexed by the low
     bits of a value gives the one wanted value with those bits, which is then compared whole; the values whose
     low bits several wanted values share (few: the table has 8 to 16 slots per wanted value) go to a hash table.
     Block-key hashes (an incremental run tests ~170,000 of them against ~1,000 per rule) take a few passes of

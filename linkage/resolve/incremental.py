@@ -1129,7 +1129,9 @@ STATE_READ_MMAP = 1 << 31
 def _mapped(conn, size: int):
     """Inside: ``conn`` reads through a memory mapping of up to ``size`` bytes of the store file (``PRAGMA
     mmap_size``; SQLite caps it at its build's limit, 0 where it maps nothing); afterwards the connection's
-    own setting again. Not inside a transaction of ``conn`` (a mapping is set up when one starts): as is."""
+    own setting again. Not inside a transaction of ``conn`` (a mapping is set up when one starts): as is.
+    linkage never shrinks a store file (no VACUUM, no auto-vacuum), which a mapping needs: a file cut short
+    by something else while mapped would end the process (SIGBUS) instead of raising "damaged"."""
     if conn.in_transaction:
         yield
         return

@@ -12,8 +12,8 @@ store, :mod:`linkage.runlock`) can be read on that core while the load stage wor
 cluster state (~25 MB of LZ4 Arrow blobs) takes ~0.1 CPU s to read and decode, off the critical path of a +1,000
 run.
 
-The thread has a connection of its own, opened read-only: in WAL mode it reads a snapshot and never blocks
-the job's connection. A fork of this process waits for running reads first (as for background checkpoints,
+The thread has a connection of its own, opened read-only, and makes its reads in one read transaction: in WAL
+mode they see one snapshot of the store, and never block the job's connection. A fork of this process waits for running reads first (as for background checkpoints,
 :meth:`linkage.store.embedded.EmbeddedStore.checkpoint_behind`): no forked worker starts with SQLite's locks
 held by a thread it does not have.
 """
@@ -24,6 +24,8 @@ import sqlite3
 import threading
 from pathlib import Path
 from typing import Any, Callable, Mapping
+
+from linkage.store.embedded import read_only
 
 #: Reads still running: a fork waits for them.
 _RUNNING: set = set()
@@ -40,7 +42,7 @@ if hasattr(os, "register_at_fork"):  # POSIX
 
 class ReadAhead:
     """``reads`` (name -> function of a connection) run now, one after the other in a background thread, on a
-    read-only connection to the store at ``path``.
+    read-only connection to the store at ``path``, in one read transaction (one snapshot of the store).
 
     :meth:`result` waits for the reads and gives one's value, once; when it raised (any exception: a table not
     there yet, a damaged part) or was already taken, :meth:`result` calls the ``fallback`` it is given instead,
@@ -69,15 +71,16 @@ class ReadAhead:
 
     def _run(self) -> None:
         try:
-            conn = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True, timeout=30)
+            conn = read_only(self.path)
             try:
+                conn.execute("BEGIN")
                 for key, read in self._reads.items():
                     try:
                         self._values[key] = read(conn)
                     except Exception:  # noqa: BLE001 - the caller reads again itself and meets the error there
                         pass
             finally:
-                conn.close()
+                conn.close()  # ends the read transaction
         except Exception:  # noqa: BLE001 - no connection: every caller reads itself
             pass
         finally:
