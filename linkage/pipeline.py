@@ -607,7 +607,10 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
     """Score every cluster from its signals and route it by the rules; ranked clusters with reasons.
 
     With ``step`` (from :func:`communities_stage`) and ``store``, a cluster the last run scored and whose
-    component was not clustered again is not scored from its reports. When its recency level is the one it had
+    component was not clustered again is not scored from its reports; nor is a cluster of a re-clustered
+    component whose inputs are those the last run scored it from (the same id and the same digest of
+    everything its signals read: :func:`linkage.triage.scoring.inputs_digest`, kept in its parts; checked by
+    :func:`~linkage.triage.scoring.score_with_parts` once its inputs are gathered). When its recency level is the one it had
     at the last run's reference date (:func:`linkage.triage.scoring.recency_level_moved`), the scoring policy
     and routing rules are those of the last run and the ``clusters`` table holds that run's rows, its stored row
     is taken as it is (every signal, the score, reason and routing are functions of the cluster's reports, the
@@ -636,23 +639,20 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
     # the rules, read once: the stored rows' agency names, and every scoring process routes its own clusters
     # by them (forked workers inherit them)
     loaded = load_rules(rules)
+    keep, known, same = None, None, []
     if (step is not None and step.update is not None and not step.update.everything
             and _scores_usable(cached, step.previous_meta)):
         redo = step.update.recomputed
         all_ids = set(report_clusters["cluster_id"].tolist())
         # the kept clusters picked by a mask first, and only their few short columns taken: the parts' long
         # texts (head, tail: ~4 KB a cluster) are copied only for the clusters rescored below
-        keep = _isin(cached["cluster_id"], all_ids - redo)
-        light = cached.loc[keep, ["cluster_id", "n_reports", "newest"]].reset_index(drop=True)
-        fresh_rc = report_clusters[~_isin(report_clusters["cluster_id"], light["cluster_id"])]
-        before = step.previous_meta.get("now")
-        if (store is not None and before and step.previous_meta.get("routing") == fingerprint
-                and step.previous_meta.get("run_id") is not None
-                and str(store.get_meta(CLUSTERS_RUN)) == str(step.previous_meta.get("run_id"))):
-            still = ~recency_level_moved(light["newest"].tolist(), dt.date.fromisoformat(before), now)
-            reused = _stored_rows(store, report_clusters, light[still], loaded.agencies, previous=previous)
-            keep &= ~_isin(cached["cluster_id"], reused["cluster_id"])
-        kept = cached[keep].reset_index(drop=True)
+        cached_ids = cached["cluster_id"]
+        keep = _isin(cached_ids, all_ids - redo)
+        fresh_rc = report_clusters[~_isin(report_clusters["cluster_id"], cached_ids[keep].tolist())]
+        # a re-clustered cluster the last run scored too is scored only when its inputs differ from those
+        # its kept parts were made of (score_with_parts compares the digests; ``same``: the ones that do not)
+        again = _isin(cached_ids, redo)
+        known = dict(zip(cached_ids[again].tolist(), cached.loc[again, "inputs"].tolist()))
     if entities is None and store is not None:
         entities = _label_reader(store)
         if entities is None:
@@ -662,7 +662,20 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
         links = report_links(store, fresh_rc["report_id"].tolist())
     # each scoring process routes its own clusters (routing reads the signal values, given as name -> value)
     scored, parts = score_with_parts(fresh_rc, reports, mentions, links, entities, now=now, processes=processes,
-                                     min_parallel=min_parallel, router=lambda frame: route_rows(frame, loaded))
+                                     min_parallel=min_parallel, router=lambda frame: route_rows(frame, loaded),
+                                     known=known, unchanged=same)
+    if keep is not None:
+        if same:
+            keep |= _isin(cached["cluster_id"], same)
+        light = cached.loc[keep, ["cluster_id", "n_reports", "newest"]].reset_index(drop=True)
+        before = step.previous_meta.get("now")
+        if (store is not None and before and step.previous_meta.get("routing") == fingerprint
+                and step.previous_meta.get("run_id") is not None
+                and str(store.get_meta(CLUSTERS_RUN)) == str(step.previous_meta.get("run_id"))):
+            still = ~recency_level_moved(light["newest"].tolist(), dt.date.fromisoformat(before), now)
+            reused = _stored_rows(store, report_clusters, light[still], loaded.agencies, previous=previous)
+            keep &= ~_isin(cached["cluster_id"], reused["cluster_id"])
+        kept = cached[keep].reset_index(drop=True)
     routed = scored["routed"].tolist() if "routed" in scored.columns else []
     if kept is not None and len(kept):
         scores, signals, reasons, kept_values = rescore(kept, now)
