@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import marshal
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -106,8 +107,7 @@ class _Gathered:
 
     now: dt.date
     policy: ScoringPolicy
-    rep_arrays: list          # report_id, received_at, category, reporter_id (object arrays, report rows)
-    rep_groups: dict          # cluster_id -> the report rows of the cluster (positions in rep_arrays)
+    rep_groups: dict          # cluster_id -> tuple of the cluster's ReportInfo, by report id
     relations: dict           # relation name -> cluster_id -> tuple of (src, dst) rows (distinct, sorted)
     mentioned: dict           # cluster_id -> tuple of (report_id, entity_id) rows (distinct, sorted)
     types: dict               # entity_id -> entity_type
@@ -203,8 +203,14 @@ def _gather(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFram
     })
     rep_arrays = [_obj(rep_rows[c]) if c != "received_at" else rep_rows[c].to_numpy(object)
                   for c in ("report_id", "received_at", "category", "reporter_id")]
+    # the rows by cluster, then report id (a stable sort: what sorting each cluster's rows by id gives), so
+    # that each cluster's ReportInfo tuple is one slice, made once here rather than sorted per cluster
     names, order, starts, ends = _group_bounds(rep_rows["cluster_id"])
-    rep_groups = {cid: order[a:b] for cid, a, b in zip(names, starts, ends)}
+    if len(order):
+        by_report = pd.factorize(rep_rows["report_id"], sort=True)[0]
+        order = order[np.lexsort((by_report[order], np.repeat(np.arange(len(starts)), np.subtract(ends, starts))))]
+    infos = [ReportInfo(*row) for row in zip(*(a[order].tolist() for a in rep_arrays))]
+    rep_groups = {cid: tuple(infos[a:b]) for cid, a, b in zip(names, starts, ends)}
     relations = {"residence": _grouped(residence, ["src", "dst"]), "directs": _grouped(directs, ["src", "dst"]),
                  "located": _grouped(located, ["src", "dst"]), "uses": _grouped(uses, ["src", "dst"])}
     g_men = _grouped(m, ["report_id", "entity_id"])
@@ -224,16 +230,13 @@ def _gather(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFram
         e = entities[_isin(entities["entity_id"].astype(str), wanted)]
         labels = dict(zip(_obj(e["entity_id"].astype(str)), _obj(e["label"])))
     sizes = {cid: len(idx) + len(g_men.get(cid, ())) for cid, idx in rep_groups.items()}
-    return _Gathered(now, policy, rep_arrays, rep_groups, relations, g_men, types, labels, sizes)
+    return _Gathered(now, policy, rep_groups, relations, g_men, types, labels, sizes)
 
 
 def _context(g: _Gathered, cid: str) -> ClusterContext:
     """The :class:`ClusterContext` of cluster ``cid`` (one of ``g.rep_groups``)."""
-    idx = g.rep_groups[cid]
-    infos = tuple(sorted((ReportInfo(*row) for row in zip(*(a[idx] for a in g.rep_arrays))),
-                         key=lambda r: r.report_id))
     rel = g.relations
-    return ClusterContext(cluster_id=cid, now=g.now, reports=infos, residence=rel["residence"].get(cid, ()),
+    return ClusterContext(cluster_id=cid, now=g.now, reports=g.rep_groups[cid], residence=rel["residence"].get(cid, ()),
                           directs=rel["directs"].get(cid, ()), located=rel["located"].get(cid, ()),
                           uses=rel["uses"].get(cid, ()), mentioned=g.mentioned.get(cid, ()),
                           entity_types=g.types, labels=g.labels, policy=g.policy)
@@ -242,11 +245,17 @@ def _context(g: _Gathered, cid: str) -> ClusterContext:
 def inputs_digest(ctx: ClusterContext) -> str:
     """A digest (32 hex digits) of everything the signals read of a cluster but the reference date ``now`` and
     the policy: its id; its reports (id, date, category, and which of them share a named reporter: the
-    reporter ids themselves stay out); the relations and the mentioned entities; the types of all those
-    entities and the labels of the relations' entities (the only ones a sentence names,
-    :mod:`linkage.triage.signals`). Two contexts with the same digest give the same signals at the same
+    reporter ids themselves stay out); the mentioned entities and the relations, with the labels of the
+    relations' entities (the only ones a sentence names, :mod:`linkage.triage.signals`). The entities' types
+    are not read: an entity has one type, the one its id names (entities are resolved per type,
+    :func:`linkage.resolve.engine.entity_id`; :func:`_gather` relies on it too), so the ids give them.
+    Two contexts with the same digest give the same signals at the same
     ``now`` under the same policy (:data:`PARTS_VERSION` names the signals' code), so a run may take a
     cluster's kept parts when its digest is the one they were made with (:func:`score_with_parts`).
+
+    The values are serialised by :mod:`marshal` (format 2: no references, so equal values give equal bytes;
+    each value's type and length are written, so other values give other bytes), or by ``repr`` when one
+    of them is of a type marshal does not write.
 
     >>> r = (ReportInfo("R1", dt.date(2024, 5, 1), "drugs", "a"), ReportInfo("R2", None, None, "a"))
     >>> one = ClusterContext("c_1", dt.date(2024, 5, 1), r, mentioned=(("R1", "P"), ("R2", "P")))
@@ -256,15 +265,17 @@ def inputs_digest(ctx: ClusterContext) -> str:
     True
     """
     seen: dict = {}
-    reports = tuple((r.report_id, r.received_at, r.category,
-                     seen.setdefault(r.reporter_id, len(seen)) if r.reporter_id else None) for r in ctx.reports)
+    reports = [(r.report_id, None if r.received_at is None else r.received_at.toordinal(), r.category,
+                seen.setdefault(r.reporter_id, len(seen)) if r.reporter_id else None) for r in ctx.reports]
+    label_of = ctx.labels.get
     related = (ctx.residence, ctx.directs, ctx.located, ctx.uses)
-    named = sorted({e for rel in related for pair in rel for e in pair})
-    every = sorted({e for _, e in ctx.mentioned}.union(named))
-    types, labels = ctx.entity_types, ctx.labels
-    text = repr((ctx.cluster_id, reports, related, ctx.mentioned, every, [types.get(e) for e in every],
-                 named, [labels.get(e) for e in named]))
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    values = (ctx.cluster_id, reports, ctx.mentioned, related,
+              [(label_of(a), label_of(b)) for rel in related for a, b in rel])
+    try:
+        data = b"m" + marshal.dumps(values, 2)
+    except ValueError:  # a value of a type marshal does not write (a str subclass, a date): its repr
+        data = b"r" + repr(values).encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def build_contexts(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFrame,
