@@ -407,20 +407,15 @@ def report_links(store: EmbeddedStore, report_ids: Sequence[str]) -> pd.DataFram
     """The rows of ``store.links()`` whose source mention is in one of ``report_ids``, in the same order
     (``src_mention_id, dst_mention_id, rel_type``): all that scoring those reports' clusters reads of the links
     (:func:`linkage.triage.scoring.build_contexts` joins a link on its source mention)."""
-    conn = store.conn
-    with store.transaction():
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_reports (report_id TEXT PRIMARY KEY)")
-        conn.execute("DELETE FROM temp.wanted_reports")
-        conn.executemany("INSERT OR IGNORE INTO temp.wanted_reports (report_id) VALUES (?)",
-                         [(str(r),) for r in report_ids])
-    out = store.frame("SELECT l.src_mention_id, l.dst_mention_id, l.rel_type, l.report_id "
-                      # CROSS JOIN keeps this loop order (wanted reports outermost): a plain JOIN lets
-                      # SQLite scan every link to follow the ORDER BY index
-                      "FROM temp.wanted_reports w CROSS JOIN mentions m ON m.report_id = w.report_id "
-                      "CROSS JOIN mention_links l ON l.src_mention_id = m.mention_id "
-                      "ORDER BY l.src_mention_id, l.dst_mention_id, l.rel_type")
-    conn.execute("DROP TABLE temp.wanted_reports")
-    return out
+    # the ids go in as one JSON text (json_each, each id once), as _graph_reports reads its reports: no
+    # temporary table to fill row by row. CROSS JOIN keeps this loop order (wanted reports outermost): a
+    # plain JOIN lets SQLite scan every link to follow the ORDER BY index
+    return store.frame("SELECT l.src_mention_id, l.dst_mention_id, l.rel_type, l.report_id "
+                       "FROM (SELECT DISTINCT value AS report_id FROM json_each(?)) w "
+                       "CROSS JOIN mentions m ON m.report_id = w.report_id "
+                       "CROSS JOIN mention_links l ON l.src_mention_id = m.mention_id "
+                       "ORDER BY l.src_mention_id, l.dst_mention_id, l.rel_type",
+                       (json.dumps([str(r) for r in report_ids]),))
 
 
 @dataclass
@@ -790,13 +785,11 @@ def _stored_rows(store: EmbeddedStore, report_clusters: pd.DataFrame, kept: pd.D
     found = pc.index_in(pa.array(sid, type=pa.large_string()),
                         value_set=pa.array([r[0] for r in rows], type=pa.large_string())).to_pylist()
     n_of = dict(zip(kept["cluster_id"].tolist(), kept["n_reports"].tolist()))
-    lists: dict = {}
 
-    def as_list(text: Any) -> list:
-        got = lists.get(text)
-        if got is None:
-            got = lists[text] = json.loads(text) if isinstance(text, str) and text else []
-        return list(got)
+    def as_lists(texts: Sequence[Any]) -> list[list]:
+        """Each JSON list text as a list of its own (each distinct text parsed once; '' or NULL: [])."""
+        parsed = {t: json.loads(t) if isinstance(t, str) and t else [] for t in set(texts)}
+        return [list(parsed[t]) for t in texts]
 
     got = [(c, rows[i]) for c, i in zip(order_c.to_pylist(), found)
            if i is not None and int(n_of[c]) == int(rows[i][2])]
@@ -807,9 +800,11 @@ def _stored_rows(store: EmbeddedStore, report_clusters: pd.DataFrame, kept: pd.D
         picked = list(zip(*(row for _, row in got)))
         for key, column in zip(out_cols[1:5], picked[:4]):
             data[key] = list(column)
-        data["categories"] = [as_list(t) for t in picked[4]]
-        data["agencies"] = [as_list(t) for t in picked[5]]
-        data["agency_names"] = [[names.get(a, a) for a in ags] for ags in data["agencies"]]
+        data["categories"] = as_lists(picked[4])
+        data["agencies"] = as_lists(picked[5])
+        # the names of each distinct agencies text made once
+        named = {t: [names.get(a, a) for a in ags] for t, ags in zip(picked[5], data["agencies"])}
+        data["agency_names"] = [list(named[t]) for t in picked[5]]
     for c in LEFT_STORED:
         data[c] = [None] * n
     return pd.DataFrame(data, columns=out_cols)
