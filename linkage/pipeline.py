@@ -823,8 +823,9 @@ def save_cluster_state(store: EmbeddedStore, step: ClusterStep, scored: pd.DataF
     whose rows the ``clusters`` table holds: the next run re-uses stored rows only when the two agree).
 
     When :func:`score_stage` took the kept scores (the incremental path, ``step.kept_ids``: the clusters whose
-    kept row it took as it was), only the rows of the other clusters (those of re-clustered components, and
-    any the kept table lacks) are made, and the kept table is saved as edits of itself
+    kept row it took as it was, including re-clustered clusters whose inputs digest was unchanged), only the
+    rows of the other clusters (those scored from their reports) are made, and the kept table is saved as
+    edits of itself
     (:class:`linkage.graph.incremental.TableEdits`: ~10,000 rows, 4 MB at 100,000 reports, written whole only
     when the edits pass their share)."""
     from linkage.graph.incremental import TableEdits, save_state
