@@ -255,7 +255,7 @@ def inputs_digest(ctx: ClusterContext) -> str:
 
     The values are serialised by :mod:`marshal` (format 2: no references, so equal values give equal bytes;
     each value's type and length are written, so other values give other bytes), or by ``repr`` when one
-    of them is of a type marshal does not write.
+    of them is of a type marshal does not write; the digest is the first half of their SHA-256.
 
     >>> r = (ReportInfo("R1", dt.date(2024, 5, 1), "drugs", "a"), ReportInfo("R2", None, None, "a"))
     >>> one = ClusterContext("c_1", dt.date(2024, 5, 1), r, mentioned=(("R1", "P"), ("R2", "P")))
@@ -275,7 +275,7 @@ def inputs_digest(ctx: ClusterContext) -> str:
         data = b"m" + marshal.dumps(values, 2)
     except ValueError:  # a value of a type marshal does not write (a str subclass, a date): its repr
         data = b"r" + repr(values).encode("utf-8", "surrogatepass")
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+    return hashlib.sha256(data).hexdigest()[:32]
 
 
 def build_contexts(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFrame,
@@ -419,8 +419,10 @@ PARTS_VERSION = 3
 
 
 #: One encoder for every JSON text the scores hold: ``_dumps(v)`` is ``json.dumps(v, ensure_ascii=False,
-#: default=str)`` (json.dumps builds this same encoder on every call with these arguments).
-_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=False, default=str)
+#: default=str)`` (json.dumps builds this same encoder on every call with these arguments), without the
+#: check for circular references: the records are fresh dicts and lists (a cycle cannot occur), and the
+#: check only raises on one, it never changes a text.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=False, default=str, check_circular=False)
 
 
 def _dumps(value: Any) -> str:
