@@ -246,16 +246,17 @@ def inputs_digest(ctx: ClusterContext) -> str:
     """A digest (32 hex digits) of everything the signals read of a cluster but the reference date ``now`` and
     the policy: its id; its reports (id, date, category, and which of them share a named reporter: the
     reporter ids themselves stay out); the mentioned entities and the relations, with the labels of the
-    relations' entities (the only ones a sentence names, :mod:`linkage.triage.signals`). The entities' types
-    are not read: an entity has one type, the one its id names (entities are resolved per type,
-    :func:`linkage.resolve.engine.entity_id`; :func:`_gather` relies on it too), so the ids give them.
-    Two contexts with the same digest give the same signals at the same
+    relations' entities (the only ones a sentence names, :mod:`linkage.triage.signals`), and the type of each
+    mentioned entity (an entity has one type, the one its id names, so this only guards against ids made
+    otherwise). Two contexts with the same digest give the same signals at the same
     ``now`` under the same policy (:data:`PARTS_VERSION` names the signals' code), so a run may take a
     cluster's kept parts when its digest is the one they were made with (:func:`score_with_parts`).
 
-    The values are serialised by :mod:`marshal` (format 2: no references, so equal values give equal bytes;
-    each value's type and length are written, so other values give other bytes), or by ``repr`` when one
-    of them is of a type marshal does not write; the digest is the first half of their SHA-256.
+    The values are Python ``str``, ``int`` and None (what :func:`_gather` makes of the columns), in tuples
+    and lists, serialised by :mod:`marshal` (format 2: no references, so equal values give equal bytes; each
+    such value is written with its type and length, so other values give other bytes; numpy scalars would be
+    written as their raw bytes, type lost, and must not be given), or by ``repr`` when one of them is of a
+    type marshal does not write; the digest is the first half of their SHA-256.
 
     >>> r = (ReportInfo("R1", dt.date(2024, 5, 1), "drugs", "a"), ReportInfo("R2", None, None, "a"))
     >>> one = ClusterContext("c_1", dt.date(2024, 5, 1), r, mentioned=(("R1", "P"), ("R2", "P")))
@@ -269,8 +270,9 @@ def inputs_digest(ctx: ClusterContext) -> str:
                 seen.setdefault(r.reporter_id, len(seen)) if r.reporter_id else None) for r in ctx.reports]
     label_of = ctx.labels.get
     related = (ctx.residence, ctx.directs, ctx.located, ctx.uses)
+    type_of = ctx.entity_types.get
     values = (ctx.cluster_id, reports, ctx.mentioned, related,
-              [(label_of(a), label_of(b)) for rel in related for a, b in rel])
+              [(label_of(a), label_of(b)) for rel in related for a, b in rel], [type_of(e) for _, e in ctx.mentioned])
     try:
         data = b"m" + marshal.dumps(values, 2)
     except ValueError:  # a value of a type marshal does not write (a str subclass, a date): its repr
@@ -437,6 +439,8 @@ PARALLEL_MIN_CLUSTERS = 2000
 def _score_clusters(clusters, reports, mentions, links, entities, now, settings, keep_parts: bool,
                     processes: int = 1, min_parallel: int | None = None, router: Callable | None = None,
                     known: Mapping[str, str] | None = None, unchanged: list | None = None):
+    if known is not None and unchanged is None:
+        raise ValueError("_score_clusters: known= leaves out clusters; pass unchanged= to learn which")
     policy = as_policy(settings)
     if now is None:
         now = data_now(reports)
