@@ -1011,6 +1011,11 @@ def _row_and_rank(cols: Sequence[str]) -> tuple[list[int], Optional[int]]:
     return [cols.index(c) for c in CLUSTER_ROW_COLUMNS if c in cols], (cols.index("rank") if "rank" in cols else None)
 
 
+#: Writes ranks (:func:`_rank_rows`: plain values as :func:`_sqlite_values` makes them; a cluster given twice
+#: keeps the last rank given).
+_RANKS_INSERT = "INSERT OR REPLACE INTO cluster_ranks (cluster_id, rank) VALUES (?, ?)"
+
+
 def _rank_rows(rows: Sequence[tuple], rank_at: int) -> list[tuple]:
     """``(cluster_id, rank)`` of each row, sorted by id (B-tree appends; a cluster given twice: the last one
     given, as writing them in order leaves it)."""
@@ -1026,7 +1031,7 @@ def _write_all_clusters(store: EmbeddedStore, rows: list[tuple], cols: list[str]
                         [cols[i] for i in at])
     store.conn.execute("DELETE FROM cluster_ranks")
     if rank_at is not None:
-        store.insert_tuples("cluster_ranks", _rank_rows(rows, rank_at), ["cluster_id", "rank"], "INSERT OR REPLACE")
+        store.conn.executemany(_RANKS_INSERT, _rank_rows(rows, rank_at))
 
 
 def _write_changed_clusters(store: EmbeddedStore, new_rows: list[tuple], cols: list[str],
@@ -1076,10 +1081,10 @@ def _write_changed_clusters(store: EmbeddedStore, new_rows: list[tuple], cols: l
                          f"VALUES ({', '.join('?' for _ in row_cols)})", upsert)
     if rank_at is not None:
         conn.execute("DELETE FROM cluster_ranks")
-        store.insert_tuples("cluster_ranks", _rank_rows(new_rows, rank_at), ["cluster_id", "rank"], "INSERT OR REPLACE")
+        conn.executemany(_RANKS_INSERT, _rank_rows(new_rows, rank_at))
     else:
         conn.executemany("DELETE FROM cluster_ranks WHERE cluster_id = ?", [(k,) for k in sorted(gone)])
-        store.insert_tuples("cluster_ranks", [(r[0], None) for r in upsert], ["cluster_id", "rank"], "INSERT OR REPLACE")
+        conn.executemany(_RANKS_INSERT, [(r[0], None) for r in upsert])
 
 
 def _same_value(stored: Any, new: Any) -> bool:
