@@ -291,6 +291,12 @@ def _statements(script: str) -> list[str]:
     return out
 
 
+def _read_only(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says the database cannot be written (``SQLITE_READONLY`` and its extended codes)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return (code & 0xFF) == 8 if isinstance(code, int) else "readonly" in str(exc)
+
+
 def _upgrade_statements(columns: Sequence[str]) -> list[str]:
     """The statements that bring a store of schema 1, whose ``clusters`` table has ``columns``, to schema 2
     (:meth:`EmbeddedStore._upgrade` runs them in one transaction)."""
@@ -368,7 +374,7 @@ class EmbeddedStore:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            if "readonly" in str(exc) or "read-only" in str(exc):
+            if _read_only(exc):
                 return False
             raise
         try:
@@ -379,6 +385,8 @@ class EmbeddedStore:
             self.conn.execute("COMMIT")
         except BaseException as exc:
             self.conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError) and _read_only(exc):
+                return False
             if isinstance(exc, sqlite3.DatabaseError):
                 raise StoreError(f"{self.path}: could not bring the store from schema 1 to {SCHEMA_VERSION} ({exc}); "
                                  "it is unchanged.") from None
