@@ -869,11 +869,12 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
 
     The rows go into ``cluster_rows`` and the ranks into ``cluster_ranks`` (the view ``clusters`` reads them
     together: :data:`linkage.store.embedded.CLUSTERS_SCHEMA`). Only the rows that changed are written: removed
-    clusters and memberships are deleted, new or changed ones written, every rank written anew (a few bytes a
-    cluster: most ranks move when clusters come in); ``full=True`` rewrites all. ``reused`` (raw id -> stored id, :attr:`ClusterStep.reused`) names rows :func:`score_stage` took
-    from the table: their values in ``clusters`` other than the rank are not read (:func:`_stored_rows` leaves
-    the long texts out); the stored row is kept, under its stored id with only its rank compared, or copied
-    from the table when the cluster's id changed. The run id is recorded in ``meta`` (:data:`CLUSTERS_RUN`)
+    clusters and memberships are deleted, new or changed ones written, and every rank written anew (a few bytes
+    a cluster; most ranks move when clusters come in); ``full=True`` rewrites all. ``reused`` (raw id -> stored
+    id, :attr:`ClusterStep.reused`) names rows :func:`score_stage` took from the table: their values in
+    ``clusters`` other than the rank are not read (:func:`_stored_rows` leaves the long texts out); the stored
+    row is kept, under its stored id (only its rank written), or copied from the table when the cluster's id
+    changed. The run id is recorded in ``meta`` (:data:`CLUSTERS_RUN`)
     with the rows. Returns the clusters with their final ids, sorted by rank, as ``store.clusters()`` reads
     them back (JSON columns as text; read back from the table when rows were re-used). With ``read_back=False``
     a run that re-used rows gets only ``cluster_id, rank, agencies`` (JSON text) of every cluster instead, all

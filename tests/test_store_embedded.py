@@ -266,3 +266,20 @@ def test_writes_through_the_clusters_view_leave_what_they_left_in_the_table_of_s
     assert new.execute("SELECT * FROM cluster_ranks ORDER BY cluster_id").fetchall() == [("a", 2), ("c", None)]
     old.close()
     new.close()
+
+
+def test_store_digests_compare_clusters_across_the_two_layouts(tmp_path):
+    """bench.bench_run.store_digest hashes views too; :func:`view_rows_digest` gives ``clusters`` by its rows in
+    either layout, so a schema 1 store and its upgrade say the same of every table both have."""
+    import shutil
+
+    from bench.bench_run import store_digest, view_rows_digest
+
+    _v1_store(tmp_path / "v1.db")
+    shutil.copyfile(tmp_path / "v1.db", tmp_path / "v2.db")
+    EmbeddedStore(tmp_path / "v2.db").close()
+    old, new = store_digest(tmp_path / "v1.db"), store_digest(tmp_path / "v2.db")
+    assert "clusters (rows)" in old and {"cluster_rows", "cluster_ranks", "clusters"} <= set(new)
+    old, new = view_rows_digest(old), view_rows_digest(new)
+    assert old["clusters"] == new["clusters"] == [4, old["clusters"][1]]
+    assert {k: v for k, v in old.items() if k != "meta"} == {k: v for k, v in new.items() if k in old and k != "meta"}
