@@ -1024,12 +1024,13 @@ def _rank_rows(rows: Sequence[tuple], rank_at: int) -> list[tuple]:
 
 
 def _write_all_clusters(store: EmbeddedStore, rows: list[tuple], cols: list[str]) -> None:
-    """Replace every cluster with ``rows`` (:func:`_sqlite_values` over ``cols``, written in their order)."""
+    """Replace every cluster with ``rows`` (:func:`_sqlite_values` over ``cols``: plain values, bound as they
+    are; written in their order)."""
     at, rank_at = _row_and_rank(cols)
     get = itemgetter(*at)
     store.conn.execute("DELETE FROM cluster_rows")
-    store.insert_tuples("cluster_rows", map(get, rows) if len(at) > 1 else ((get(r),) for r in rows),
-                        [cols[i] for i in at])
+    store.insert_tuples("cluster_rows", list(map(get, rows)) if len(at) > 1 else [(get(r),) for r in rows],
+                        [cols[i] for i in at], plain=True)
     store.conn.execute("DELETE FROM cluster_ranks")
     if rank_at is not None:
         store.conn.executemany(_RANKS_INSERT, _rank_rows(rows, rank_at))

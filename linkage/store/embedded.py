@@ -477,14 +477,21 @@ class EmbeddedStore:
         columns = list(columns)
         return self.insert_tuples(table, (tuple(map(r.get, columns)) for r in rows), columns, mode)
 
-    def insert_tuples(self, table: str, rows: Iterable[tuple], columns: Sequence[str], mode: str = "INSERT") -> int:
+    def insert_tuples(self, table: str, rows: Iterable[tuple], columns: Sequence[str], mode: str = "INSERT",
+                      plain: bool = False) -> int:
         """Insert rows given as tuples in ``columns`` order (inside the caller's transaction, in their order);
         values are stored as :func:`_sql_value` makes them (NaN -> NULL, numpy scalars -> Python, lists and
         dicts -> JSON). Returns the number of rows.
 
         Most rows hold only text, integers, floats and None, which SQLite binds as they are: those skip
-        :func:`_sql_value` (floats only when none is NaN)."""
+        :func:`_sql_value` (floats only when none is NaN). ``plain=True``: the caller vouches that every value
+        is one of those (no NaN), as :func:`linkage.pipeline._sqlite_values` makes them; rows go in unchecked."""
         sql = f"{mode} INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+        if plain:
+            rows = rows if isinstance(rows, list) else list(rows)
+            with _binding_none():
+                self.conn.executemany(sql, rows)
+            return len(rows)
         plain, with_float = _PLAIN_TYPES, _PLAIN_OR_FLOAT
         count = 0
 
