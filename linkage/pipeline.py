@@ -1079,8 +1079,7 @@ def _write_changed_clusters(store: EmbeddedStore, new_rows: list[tuple], cols: l
     if gone:
         conn.executemany("DELETE FROM cluster_rows WHERE cluster_id = ?", [(k,) for k in sorted(gone)])
     if upsert:
-        conn.executemany(f"INSERT OR REPLACE INTO cluster_rows ({', '.join(row_cols)}) "
-                         f"VALUES ({', '.join('?' for _ in row_cols)})", upsert)
+        store.insert_tuples("cluster_rows", upsert, row_cols, "INSERT OR REPLACE", plain=True)
     if rank_at is not None:
         conn.execute("DELETE FROM cluster_ranks")
         conn.executemany(_RANKS_INSERT, _rank_rows(new_rows, rank_at))

@@ -283,3 +283,12 @@ def test_store_digests_compare_clusters_across_the_two_layouts(tmp_path):
     old, new = view_rows_digest(old), view_rows_digest(new)
     assert old["clusters"] == new["clusters"] == [4, old["clusters"][1]]
     assert {k: v for k, v in old.items() if k != "meta"} == {k: v for k, v in new.items() if k in old and k != "meta"}
+
+
+def test_insert_tuples_of_plain_values_unchecked_stores_what_checked_stores(tmp_path):
+    rows = [("c1", 1, 2.5, None, "tekst"), ("c2", 2, None, 3, "Één")]
+    cols = ["cluster_id", "rank", "score", "n_reports", "reason"]
+    with EmbeddedStore(tmp_path / "a.db") as a, EmbeddedStore(tmp_path / "b.db") as b:
+        assert a.insert_tuples("clusters", rows, cols) == b.insert_tuples("clusters", iter(rows), cols, plain=True) == 2
+        sql = "SELECT * FROM clusters ORDER BY cluster_id"
+        assert a.conn.execute(sql).fetchall() == b.conn.execute(sql).fetchall()
