@@ -289,3 +289,24 @@ def test_column_views_code_their_rows_as_pandas_does():
             codes, uniques = pd.factorize(records[name].iloc[rows].astype(str), sort=True)
             assert view.codes(name).tolist() == codes.tolist()
             assert view.values(name).tolist() == list(uniques)
+
+
+def test_member_ints_is_isin_for_every_kind_of_integers():
+    """_member_ints (low bits first for 64-bit integers) gives pandas' isin: random hashes, small integers,
+    values whose low bits all agree (every one goes to the hash table), other dtypes, nothing wanted."""
+    from linkage.blocking import _member_ints
+
+    rng = np.random.default_rng(11)
+    cases = []
+    for dtype in (np.int64, np.uint64):
+        big = rng.integers(0, 2**62, 4000).astype(dtype)
+        cases.append((big, np.r_[big[:300], rng.integers(0, 2**62, 300).astype(dtype)].astype(dtype)))
+        cases.append((rng.integers(0, 3000, 4000).astype(dtype), rng.integers(0, 3000, 900).astype(dtype)))
+        cases.append(((rng.integers(0, 40, 4000) << 24).astype(dtype), (rng.integers(0, 40, 25) << 24).astype(dtype)))
+        cases.append((big, np.empty(0, dtype)))
+    cases.append((np.array([-5, 7, -(2**40), 3], dtype=np.int64), np.array([-(2**40), 3], dtype=np.int64)))
+    cases.append((rng.integers(0, 100, 500).astype(np.int32), rng.integers(0, 100, 30).astype(np.int32)))
+    for values, wanted in cases:
+        want = pd.Series(values).isin(wanted).to_numpy() if len(wanted) else np.zeros(len(values), bool)
+        got = _member_ints(values, wanted)
+        assert got.dtype == bool and got.tolist() == want.tolist()

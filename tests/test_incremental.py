@@ -1039,3 +1039,38 @@ def test_stored_entities_reads_ids_of_any_text(tmp_path):
         asked = np.array(ids[::-1] + ["missing", ids[0]], dtype=object)
         assert lookup(asked[:-1][asked[:-1] != "m\x005"]).tolist() == ["E5", "E3", "E2", "E1", "E0", None]
         assert lookup(asked).tolist() == ["E5", "E4", "E3", "E2", "E1", "E0", None, "E0"]
+
+
+def test_a_type_state_read_mapped_is_the_one_read_page_by_page(parts, tmp_path, monkeypatch):
+    """load_type_state reads the blobs with the store file memory-mapped (PRAGMA mmap_size while reading): the
+    state is the same as read without a mapping, and the connection's own setting is put back after; inside
+    the caller's transaction nothing is mapped (the setting is left as it is)."""
+    import linkage.resolve.incremental as inc
+
+    first, second = parts
+    _two_runs(first, second, tmp_path / "m.db")
+    with EmbeddedStore(tmp_path / "m.db") as s:
+        meta = inc.state_meta(s.conn, json.loads(s.get_meta("er_model")))
+        said: list[str] = []
+        s.conn.set_trace_callback(said.append)
+        s.conn.execute("PRAGMA mmap_size=0")
+        mapped = {t: inc.load_type_state(s.conn, t, meta) for t in meta["n"]}
+        assert said.count(f"PRAGMA mmap_size={inc.STATE_READ_MMAP}") == len(meta["n"])  # a mapping per type read
+        assert s.conn.execute("PRAGMA mmap_size").fetchone()[0] == 0  # put back
+        said.clear()
+        monkeypatch.setattr(inc, "STATE_READ_MMAP", 0)  # at or below the setting: no mapping made
+        plain = {t: inc.load_type_state(s.conn, t, meta) for t in meta["n"]}
+        assert not [q for q in said if q.startswith("PRAGMA mmap_size=")]
+        monkeypatch.undo()
+        s.conn.execute("BEGIN")
+        said.clear()
+        assert inc.load_type_state(s.conn, "person", meta) is not None
+        assert not [q for q in said if q.startswith("PRAGMA mmap_size=")]  # in the caller's transaction: as is
+        s.conn.execute("COMMIT")
+        s.conn.set_trace_callback(None)
+    assert set(mapped) == set(plain) and all(ts is not None for ts in mapped.values())
+    for t in mapped:
+        a, b = mapped[t], plain[t]
+        assert a.records.equals(b.records) and np.array_equal(a.region, b.region)
+        assert sorted(a.pairs) == sorted(b.pairs) and all(np.array_equal(a.pairs[f], b.pairs[f]) for f in a.pairs)
+        assert (a.keys is None) == (b.keys is None) and (a.keys is None or np.array_equal(a.keys, b.keys))

@@ -415,14 +415,14 @@ def test_kept_inputs_read_as_one_text_or_row_by_row(store):
     """The kept status inputs read as one text are the table's rows; a text longer than SQLite allows, or a
     value holding a separator (never written by a run), makes the reader take the rows one by one, with the
     same result."""
-    from linkage.feedback.lifecycle import STATUS_INPUTS_TABLE, _kept_inputs
+    from linkage.feedback.lifecycle import STATUS_INPUTS_TABLE, read_kept_inputs
 
     store.conn.execute(STATUS_INPUTS_TABLE)
-    assert _kept_inputs(store.conn) == ([], [], [])
+    assert read_kept_inputs(store.conn) == ([], [], [])
     rows = [("R1", "c_1", '["politie"]'), ("R2", "c_1", "[]"), ("R3", "c_2", '["fiod", "politie"]')]
     store.conn.executemany("INSERT INTO status_inputs VALUES (?, ?, ?)", rows)
 
-    class Spy:  # the connection, naming the queries _kept_inputs makes
+    class Spy:  # the connection, naming the queries read_kept_inputs makes
         def __init__(self, conn):
             self.conn, self.queries = conn, []
 
@@ -431,7 +431,7 @@ def test_kept_inputs_read_as_one_text_or_row_by_row(store):
             return self.conn.execute(sql, *args)
 
     def read(conn=store.conn):
-        return sorted(zip(*(list(col) if isinstance(col, list) else col.to_pylist() for col in _kept_inputs(conn))))
+        return sorted(zip(*(list(col) if isinstance(col, list) else col.to_pylist() for col in read_kept_inputs(conn))))
 
     assert read() == rows
     whole = store.conn.execute("SELECT group_concat(report_id || cluster_id || agencies) FROM status_inputs")

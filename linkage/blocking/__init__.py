@@ -780,6 +780,56 @@ def _member(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     return pd.Series(np.ascontiguousarray(values), copy=False).isin(wanted).to_numpy(copy=True)
 
 
+#: :func:`_member_ints` looks integers up by their low bits (:func:`_member_by_low_bits`) for up to this many
+#: wanted values (a table of 8 to 16 slots per wanted value: at the most, 2**20 slots, a 4 MB table with a 8 MB
+#: count and a 1 MB mask beside it); more go to :func:`_member`.
+MEMBER_LOW_BITS_MAX = 1 << 16
+
+
+def _member_ints(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """:func:`_member`; 64-bit integers of one dtype, with at most :data:`MEMBER_LOW_BITS_MAX` wanted, looked
+    up by their low bits (:func:`_member_by_low_bits`). For the few-against-many tests of an incremental
+    run's blocking (block-key hashes of ~170,000 records against those of ~1,000 new ones, per rule).
+
+    >>> _member_ints(np.array([5, 1, 7, 5], dtype=np.uint64), np.array([5, 6], dtype=np.uint64)).tolist()
+    [True, False, False, True]
+    """
+    values, wanted = np.ascontiguousarray(values), np.asarray(wanted)
+    if (len(wanted) and values.dtype.kind in "iu" and values.dtype.itemsize == 8 and wanted.dtype == values.dtype
+            and len(wanted) <= MEMBER_LOW_BITS_MAX):
+        return _member_by_low_bits(values, wanted)
+    return _member(values, wanted)
+
+
+def _member_by_low_bits(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """:func:`_member` of 64-bit integers (``values`` and ``wanted`` of one dtype, ``wanted`` not empty: the
+    caller, :func:`_member_ints`, sees to it): a table indexed by the low
+    bits of a value gives the one wanted value with those bits, which is then compared whole; the values whose
+    low bits several wanted values share (few: the table has 8 to 16 slots per wanted value) go to a hash table.
+    Block-key hashes (an incremental run tests ~170,000 of them against ~1,000 per rule) take a few passes of
+    arithmetic instead of a hash probe each (a +1,000 run on 100,000 reports, narrowed_pairs once per fresh
+    process, mean of 8: person 0.376 -> 0.337 CPU s, address 0.207 -> 0.189).
+
+    >>> v = np.array([5, 1 << 40, (1 << 40) + 5, -3, 9], dtype=np.int64)
+    >>> _member_by_low_bits(v, np.array([5, -3, (1 << 40) + 5], dtype=np.int64)).tolist()
+    [True, False, True, True, False]
+    """
+    wanted = np.unique(wanted)
+    bits = max(10, len(wanted).bit_length() + 3)
+    low = np.array((1 << bits) - 1, dtype=values.dtype)
+    slot_w = (wanted & low).astype(np.intp)
+    at = np.full(1 << bits, -1, dtype=np.int32)
+    at[slot_w] = np.arange(len(wanted), dtype=np.int32)
+    shared = np.bincount(slot_w, minlength=1 << bits) > 1
+    at[shared] = -2  # several wanted values with those low bits
+    got = at[(values & low).astype(np.intp)]
+    hit = (got >= 0) & (wanted[np.maximum(got, 0)] == values)
+    if shared.any():
+        rest = np.flatnonzero(got == -2)
+        hit[rest] = pd.Series(values[rest], copy=False).isin(wanted).to_numpy()
+    return hit
+
+
 def _involved_blocks(columns: _Columns, rule: BlockingRule, j: int, new_idx: np.ndarray, order: np.ndarray,
                      hashes: np.ndarray | None, fuzzy_groups: bool = False) -> np.ndarray | None:
     """The records :func:`block_involving` gives ``rule`` (column ``j`` of ``hashes``) to pair the involved
@@ -793,7 +843,7 @@ def _involved_blocks(columns: _Columns, rule: BlockingRule, j: int, new_idx: np.
     if hashes is not None and rule.keys:  # the records sharing an involved record's block-key hash
         col = hashes[:, j]
         wanted_h = np.unique(col[new_idx])
-        mask = _member(col, wanted_h[wanted_h != 0])
+        mask = _member_ints(col, wanted_h[wanted_h != 0])
     else:
         mask = np.ones(n, dtype=bool)
         for k in rule.keys:  # a superset of the blocks holding a new record (whole blocks)
@@ -822,8 +872,9 @@ def _involved_blocks(columns: _Columns, rule: BlockingRule, j: int, new_idx: np.
     if rule.pair_with_empty and columns.has(rule.pair_with_empty) and len(sub) and hashes is not None and rule.keys:
         # only blocks that hold a record with the empty column give pairs: keep the records of the block-key
         # hashes of those (whole blocks; on a collision another block too, which gives no pairs)
+        # (the empty column read at those records alone: coding it over the whole table cost more than the rule)
         h = hashes[sub, j]
-        sub = sub[_member(h, np.unique(h[columns.empty(rule.pair_with_empty)[sub]]))]
+        sub = sub[_member_ints(h, np.unique(h[columns.empty_at(rule.pair_with_empty, sub)]))]
     elif rule.pair_with_empty and columns.has(rule.pair_with_empty) and len(sub):
         # only blocks that hold a record with the empty column give pairs: keep those blocks
         part = columns.take(sub)
@@ -962,7 +1013,8 @@ def _empty_involving(part: _Columns, rule: BlockingRule, inv: np.ndarray, outgro
         return None
     m, none = part.n, np.empty(0, np.int64)
     idx, blk = coded
-    blank = part.empty(rule.pair_with_empty)[idx] if part.has(rule.pair_with_empty) else np.zeros(len(idx), bool)
+    # the empty column read at the keyed records alone (empty_at): coding it over them cost more than the rule
+    blank = part.empty_at(rule.pair_with_empty, idx) if part.has(rule.pair_with_empty) else np.zeros(len(idx), bool)
     stats = RuleStats(rule.name, int(len(idx)), 0, 0, 0, 0, [])
     if not blank.any() or len(idx) < 2:
         return none, none, stats, none
@@ -1042,7 +1094,7 @@ def _fuzzy_involving(part: _Columns, rule: BlockingRule, inv: np.ndarray, outgro
     shared = g_key[rows_g] * (int(vcode.max()) + 1) + rows_v
     # only (key, variant) groups that hold a group with an involved record
     hot = np.unique(shared[touched[rows_g]])
-    sel = _member(shared, hot)
+    sel = _member_ints(shared, hot)
     shared, rows_g = shared[sel], rows_g[sel]
     order = np.lexsort((rows_g, shared))
     ga, gb = _pairs_in_runs(shared[order], rows_g[order])

@@ -39,7 +39,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass, field
 from itertools import repeat
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -323,7 +323,8 @@ STATUS_MARK = "status_mark"
 
 
 def advance_changed(store, report_clusters_df: pd.DataFrame, routing_df: pd.DataFrame, actor: str = "linkage",
-                    now: dt.datetime | None = None) -> AdvanceSummary:
+                    now: dt.datetime | None = None,
+                    kept_inputs: Callable[[], tuple | None] | None = None) -> AdvanceSummary:
     """What :func:`advance_after_routing` does, looking only at the reports whose outcome can differ from its
     last call's: those whose cluster or cluster agencies differ from what the last call saw (kept in
     ``status_inputs``), and those with a history row written since (anyone's: ``id`` above the mark the last
@@ -334,9 +335,13 @@ def advance_changed(store, report_clusters_df: pd.DataFrame, routing_df: pd.Data
 
     The comparison with ``status_inputs`` is made over whole Arrow columns (:func:`_pairs`, each cluster's
     agencies text per distinct agencies value: :func:`_agency_texts`, the kept rows read as one text:
-    :func:`_kept_inputs`), not per report; the routing is split per cluster only for the clusters of the
+    :func:`read_kept_inputs`), not per report; the routing is split per cluster only for the clusters of the
     reports looked at (what :func:`_advance_arrays` reads of it). Everything, the kept inputs and the mark
     included, is written in one transaction.
+
+    ``kept_inputs``, when given, gives the kept inputs as :func:`read_kept_inputs` reads them, read before (a run
+    reads them ahead, :func:`linkage.pipeline.read_ahead`: only this function writes them), or None: they are
+    then read here, in the transaction.
     """
     import pyarrow.compute as pc
 
@@ -355,7 +360,8 @@ def advance_changed(store, report_clusters_df: pd.DataFrame, routing_df: pd.Data
         conn = store.conn
         conn.execute(STATUS_INPUTS_TABLE)
         mark = conn.execute("SELECT value FROM meta WHERE key = ?", (STATUS_MARK,)).fetchone()
-        changed, gone = _inputs_changed(_kept_inputs(conn), cur_r, cur_c, cur_a)
+        kept = kept_inputs() if kept_inputs is not None else None
+        changed, gone = _inputs_changed(read_kept_inputs(conn) if kept is None else kept, cur_r, cur_c, cur_a)
         if mark is None:
             keep = np.ones(n, dtype=bool)
         else:
@@ -426,8 +432,9 @@ def _agency_texts(routing_df: pd.DataFrame | None) -> tuple["pa.Array", "pa.Arra
     return ids.filter(has), pc.take(texts, index).filter(has)
 
 
-def _kept_inputs(conn) -> tuple[list, list, list]:
-    """The ``status_inputs`` rows as three lists (report, cluster, agencies; in no particular order), read as
+def read_kept_inputs(conn) -> tuple[Any, Any, Any]:
+    """The ``status_inputs`` rows as three Arrow text arrays (report, cluster, agencies; in no particular order;
+    three empty lists when there are none), read as
     one text (``group_concat`` with separators no id or JSON agencies text holds: ids with control
     characters are quarantined on load, json.dumps escapes them) and cut in Arrow. When a piece count does not
     add up (a separator inside a value after all, a NULL id) or the text would be longer than SQLite allows, the

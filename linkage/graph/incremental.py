@@ -40,6 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
+from linkage.arrays import isin_text
 from linkage.graph.communities import (
     CLUSTER_COLUMNS, components_membership, label_clusters, leiden_components, leiden_membership, report_graph,
 )
@@ -161,7 +162,7 @@ class TableEdits:
 
     def whole(self) -> pd.DataFrame:
         """The table these edits make of ``previous``."""
-        keep = self.previous[~_isin_text(self.previous[self.key], self.removed)] if len(self.removed) \
+        keep = self.previous[~isin_text(self.previous[self.key], self.removed)] if len(self.removed) \
             else self.previous
         return _concat_rows([keep, self.added])
 
@@ -473,12 +474,6 @@ def _next_edits(edits: IncidenceEdits | None, ids: pa.Array, old_rows: pa.Table,
                           pa.concat_tables([added, new_rows.cast(added.schema)]).combine_chunks())
 
 
-def _isin_text(s: pd.Series, values: Any) -> np.ndarray:
-    """``s.isin(values)`` for text columns as a boolean array (arrow's hash set)."""
-    value_set = pa.array(list(values), type=pa.string())
-    return pc.fill_null(pc.is_in(_text(s), value_set=value_set), False).to_numpy(zero_copy_only=False)
-
-
 # -- persistence ---------------------------------------------------------------------------------------
 
 STATE_TABLE = "CREATE TABLE IF NOT EXISTS graph_state (part TEXT PRIMARY KEY, data BLOB)"
@@ -645,7 +640,7 @@ def _table_edits(conn, name: str, edits: TableEdits, base: list | None):
     now_gone = [str(k) for k in edits.removed]
     came_keys = set(came[key].astype(str).tolist())
     removed = sorted(set(gone[key].astype(str).tolist()) | {k for k in now_gone if k not in came_keys})
-    added = _concat_rows([came[~_isin_text(came[key], now_gone)] if now_gone else came, edits.added])
+    added = _concat_rows([came[~isin_text(came[key], now_gone)] if now_gone else came, edits.added])
     if len(removed) + len(added) > TABLE_EDITS_SHARE * max(int(base[1]), 1):
         return None
     return base, pd.DataFrame({key: pd.Series(removed, dtype=object)}), added
@@ -691,7 +686,7 @@ def load_state(conn) -> tuple[ClusterState, dict[str, pd.DataFrame], dict[str, A
                     return None  # edits of another base
                 gone = _read_table(edit_parts[f"{name}:removed"])[key].astype(str).tolist()
                 table = tables[name]
-                tables[name] = _concat_rows([table[~_isin_text(table[key], gone)] if gone else table,
+                tables[name] = _concat_rows([table[~isin_text(table[key], gone)] if gone else table,
                                              _read_table(edit_parts[f"{name}:added"])])
         state = ClusterState(meta["fingerprint"], inc, tables.pop("clusters"), list(meta["columns"]),
                              tables.pop("components", None), edits)

@@ -55,7 +55,7 @@ import pyarrow.ipc as ipc
 
 from linkage.arrays import sorted_unique, unique_inverse
 from linkage.blocking import (
-    _Columns, _member, block_involving, block_involving_outgrown, or_masks_by_key, variant_codes,
+    _Columns, _member_ints, block_involving, block_involving_outgrown, or_masks_by_key, variant_codes,
     variant_hashes,
 )
 from linkage.compare import compare
@@ -450,7 +450,7 @@ def _fuzzy_groups_coded(codes: np.ndarray, values: np.ndarray, hashes: np.ndarra
     new = np.flatnonzero(np.asarray(involving, dtype=bool) & (hashes != 0) & nonempty)
     if not len(new):
         return np.empty(0, np.int64)
-    sel = np.flatnonzero(_member(hashes, np.unique(hashes[new])) & nonempty)
+    sel = np.flatnonzero(_member_ints(hashes, np.unique(hashes[new])) & nonempty)
     # the distinct values there, each with its deletion variants (as codes)
     distinct, inverse = unique_inverse(codes[sel])
     if len(distinct) > _VARIANT_FILTER_FROM:
@@ -461,7 +461,7 @@ def _fuzzy_groups_coded(codes: np.ndarray, values: np.ndarray, hashes: np.ndarra
         involved = np.zeros(len(distinct), dtype=bool)
         involved[inverse[np.asarray(involving, dtype=bool)[sel] & (hashes[sel] != 0)]] = True
         maybe = np.zeros(len(distinct), dtype=bool)
-        maybe[owner[_member(vh, np.unique(vh[involved[owner]]))]] = True
+        maybe[owner[_member_ints(vh, np.unique(vh[involved[owner]]))]] = True
         sel = sel[maybe[inverse]]
         distinct, inverse = unique_inverse(codes[sel])
     owner, vcode = variant_codes(np.asarray(values, dtype=object)[distinct])
@@ -480,9 +480,9 @@ def _fuzzy_groups_coded(codes: np.ndarray, values: np.ndarray, hashes: np.ndarra
     first = np.searchsorted(owner, key // width)
     count = np.searchsorted(owner, key // width, side="right") - first
     at = np.repeat(first, count) + np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
-    hit = _member(vcode[at] * width + np.repeat(key % width, count), reach)
+    hit = _member_ints(vcode[at] * width + np.repeat(key % width, count), reach)
     allowed = np.unique(np.repeat(key, count)[hit])
-    return sel[_member(inverse * width + hid, allowed)]
+    return sel[_member_ints(inverse * width + hid, allowed)]
 
 
 def region_labels(n: int, left: np.ndarray, right: np.ndarray, flags: np.ndarray | None,
@@ -1111,8 +1111,39 @@ def state_meta(conn, model: Mapping[str, Any], settings: ERSettings | None = Non
 
 def load_type_state(conn, etype: str, meta: Mapping[str, Any]) -> TypeState | None:
     """One type's stored state (:func:`state_meta` gives ``meta``); None when it does not hold what ``meta``
-    says (then the whole state is unusable)."""
-    return _type_state_of(etype, _read_chunks(conn, _STATE_PARTS, etype).get(etype, {}), meta)
+    says (then the whole state is unusable). Its blobs are read with the store file mapped (:func:`_mapped`)."""
+    with _mapped(conn, STATE_READ_MMAP):
+        chunks = _read_chunks(conn, _STATE_PARTS, etype)
+    return _type_state_of(etype, chunks.get(etype, {}), meta)
+
+
+#: Bytes of the store file SQLite maps into memory while an incremental run reads a type's state
+#: (:func:`load_type_state`): a blob is then copied out of the mapping instead of read a page at a time, one
+#: system call per 4 KB page (100,000 reports + 1,000, one read per fresh process, mean of 6: person ~95 MB
+#: of blobs 0.150 -> 0.131 CPU s (0.226 -> 0.198 wall), address 0.092 -> 0.081, business 0.052 -> 0.042).
+#: The mapping is given up once the state is read (the connection's setting is put back).
+STATE_READ_MMAP = 1 << 31
+
+
+@contextlib.contextmanager
+def _mapped(conn, size: int):
+    """Inside: ``conn`` reads through a memory mapping of up to ``size`` bytes of the store file (``PRAGMA
+    mmap_size``; SQLite caps it at its build's limit, 0 where it maps nothing); afterwards the connection's
+    own setting again. Not inside a transaction of ``conn`` (a mapping is set up when one starts): as is.
+    linkage never shrinks a store file (no VACUUM, no auto-vacuum), which a mapping needs: a file cut short
+    by something else while mapped would end the process (SIGBUS) instead of raising "damaged"."""
+    if conn.in_transaction:
+        yield
+        return
+    before = int(conn.execute("PRAGMA mmap_size").fetchone()[0])
+    if before >= size:
+        yield
+        return
+    conn.execute(f"PRAGMA mmap_size={int(size)}")
+    try:
+        yield
+    finally:
+        conn.execute(f"PRAGMA mmap_size={before}")
 
 
 def _type_state_of(etype: str, parts: Mapping[str, list[bytes]], meta: Mapping[str, Any]) -> TypeState | None:

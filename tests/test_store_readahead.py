@@ -1,0 +1,164 @@
+"""linkage.store.readahead: a stage's input read in a thread while the job goes on, and the run that uses it."""
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from linkage.store.readahead import ReadAhead
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+def _store(path):
+    with sqlite3.connect(path) as c:
+        c.execute("CREATE TABLE t (x)")
+        c.execute("INSERT INTO t VALUES (7)")
+    return path
+
+
+def test_the_read_runs_in_a_thread_of_its_own_on_a_read_only_connection(tmp_path):
+    seen = {}
+
+    def read(conn):
+        seen["thread"] = threading.current_thread().name
+        assert conn.in_transaction  # the reads share one snapshot
+        with pytest.raises(sqlite3.OperationalError):
+            conn.execute("INSERT INTO t VALUES (8)")
+        return conn.execute("SELECT x FROM t").fetchall()
+
+    ahead = ReadAhead(_store(tmp_path / "s.db"), {"t": read}, "test")
+    assert ahead.result("t", lambda: pytest.fail("the read failed")) == [(7,)]
+    assert seen["thread"] == "linkage-readahead-test" != threading.current_thread().name
+    with sqlite3.connect(tmp_path / "s.db") as c:
+        assert c.execute("SELECT x FROM t").fetchall() == [(7,)]
+
+
+def test_a_failed_read_gives_what_the_callers_own_read_gives_and_the_others_are_read(tmp_path):
+    ahead = ReadAhead(_store(tmp_path / "s.db"), {"bad": lambda conn: conn.execute("SELECT nope FROM t").fetchall(),
+                                                  "good": lambda conn: conn.execute("SELECT x FROM t").fetchall()})
+    assert ahead.result("bad", lambda: "read here") == "read here"
+    assert ahead.result("good", lambda: "read here") == [(7,)]
+    assert ahead.result("good", lambda: "taken already") == "taken already"
+    assert ahead.result("unknown", lambda: "never read") == "never read"
+    # no store at all: the caller's own read meets the error where it belongs
+    missing = ReadAhead(tmp_path / "missing.db", {"x": lambda conn: 1})
+    with pytest.raises(FileNotFoundError):
+        missing.result("x", lambda: open(tmp_path / "missing.db"))
+    assert not (tmp_path / "missing.db").exists()  # read-only: nothing made
+
+
+def test_a_store_path_with_uri_characters_is_read(tmp_path):
+    odd = tmp_path / "odd?#%41 dir"
+    odd.mkdir()
+    ahead = ReadAhead(_store(odd / "s.db"), {"x": lambda conn: conn.execute("SELECT x FROM t").fetchone()[0]})
+    assert ahead.result("x", lambda: "fell back") == 7
+
+
+def test_a_fork_waits_for_a_running_read(tmp_path):
+    """A forked worker must not start while the reading thread may hold SQLite's locks: os.fork waits."""
+    def slow(conn):
+        time.sleep(0.5)
+        return conn.execute("SELECT x FROM t").fetchone()[0]
+
+    ahead = ReadAhead(_store(tmp_path / "s.db"), {"x": slow})
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    alive_after_fork = ahead._thread.is_alive()
+    os.waitpid(pid, 0)
+    assert not alive_after_fork
+    assert ahead.result("x", lambda: None) == 7
+
+
+def test_leaving_waits_for_the_read(tmp_path):
+    done = []
+
+    def slow(conn):
+        time.sleep(0.2)
+        done.append(True)
+
+    with ReadAhead(_store(tmp_path / "s.db"), {"x": slow}):
+        pass
+    assert done == [True]
+
+
+# --- the run: the kept cluster state read ahead ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def two_parts(tmp_path_factory):
+    from linkage.generate import generate
+    from test_pipeline import _split
+
+    folder = tmp_path_factory.mktemp("gen")
+    generate(900, 3, folder)
+    return _split(folder, folder / "parts", 700)
+
+
+def test_an_incremental_run_takes_what_was_read_ahead(two_parts, tmp_path, monkeypatch):
+    """The clusters and status stages use the kept cluster state and status inputs the thread read (not read
+    again here), and the run ends as one that reads them itself; reads ahead that fail make the stages read
+    themselves, with the same result."""
+    import linkage.feedback.lifecycle as lifecycle
+    import linkage.graph.incremental as gi
+    from linkage.pipeline import run
+
+    first, second = two_parts
+    base = tmp_path / "base.db"
+    run(first, base)
+    callers = []
+
+    def spy(module, name):
+        real = getattr(module, name)
+
+        def spied(conn):
+            callers.append((name, threading.current_thread().name))
+            return real(conn)
+        monkeypatch.setattr(module, name, spied)
+
+    results = {}
+    for case in ("ahead", "failing", "plain"):
+        store = tmp_path / f"{case}.db"
+        store.write_bytes(base.read_bytes())
+        callers.clear()
+        spy(gi, "load_state")
+        spy(lifecycle, "read_kept_inputs")
+        if case == "failing":
+            monkeypatch.setattr(ReadAhead, "_run", _read_nothing)
+        if case == "plain":
+            monkeypatch.setattr("linkage.pipeline.read_ahead", lambda store, full=False: _null())
+        summary = run(second, store)
+        assert summary.counts["components_reclustered"] < summary.counts["components"]  # incremental
+        results[case] = (_rows(store), sorted(callers))
+        monkeypatch.undo()
+    assert results["ahead"][1] == [("load_state", "linkage-readahead-run"),
+                                   ("read_kept_inputs", "linkage-readahead-run")]
+    assert results["failing"][1] == [("load_state", "MainThread"), ("read_kept_inputs", "MainThread")] \
+        == results["plain"][1]
+    assert results["ahead"][0] == results["failing"][0] == results["plain"][0]
+
+
+def _read_nothing(self) -> None:
+    """A ReadAhead thread that reads nothing (every value then comes from the caller's own read)."""
+    from linkage.store import readahead
+
+    readahead._RUNNING.discard(threading.current_thread())
+
+
+def _rows(store):
+    """What the clusters and status stages wrote (the history without its times)."""
+    with sqlite3.connect(store) as c:
+        return (c.execute("SELECT report_id, cluster_id FROM report_clusters ORDER BY report_id").fetchall(),
+                c.execute("SELECT * FROM status_inputs ORDER BY report_id").fetchall(),
+                c.execute("SELECT id, report_id, from_status, to_status, agency FROM status_history ORDER BY id")
+                .fetchall())
+
+
+def _null():
+    from contextlib import nullcontext
+
+    return nullcontext(None)
