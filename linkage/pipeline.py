@@ -409,20 +409,15 @@ def report_links(store: EmbeddedStore, report_ids: Sequence[str]) -> pd.DataFram
     """The rows of ``store.links()`` whose source mention is in one of ``report_ids``, in the same order
     (``src_mention_id, dst_mention_id, rel_type``): all that scoring those reports' clusters reads of the links
     (:func:`linkage.triage.scoring.build_contexts` joins a link on its source mention)."""
-    conn = store.conn
-    with store.transaction():
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_reports (report_id TEXT PRIMARY KEY)")
-        conn.execute("DELETE FROM temp.wanted_reports")
-        conn.executemany("INSERT OR IGNORE INTO temp.wanted_reports (report_id) VALUES (?)",
-                         [(str(r),) for r in report_ids])
-    out = store.frame("SELECT l.src_mention_id, l.dst_mention_id, l.rel_type, l.report_id "
-                      # CROSS JOIN keeps this loop order (wanted reports outermost): a plain JOIN lets
-                      # SQLite scan every link to follow the ORDER BY index
-                      "FROM temp.wanted_reports w CROSS JOIN mentions m ON m.report_id = w.report_id "
-                      "CROSS JOIN mention_links l ON l.src_mention_id = m.mention_id "
-                      "ORDER BY l.src_mention_id, l.dst_mention_id, l.rel_type")
-    conn.execute("DROP TABLE temp.wanted_reports")
-    return out
+    # the ids go in as one JSON text (json_each, each id once), as _graph_reports reads its reports: no
+    # temporary table to fill row by row. CROSS JOIN keeps this loop order (wanted reports outermost): a
+    # plain JOIN lets SQLite scan every link to follow the ORDER BY index
+    return store.frame("SELECT l.src_mention_id, l.dst_mention_id, l.rel_type, l.report_id "
+                       "FROM (SELECT DISTINCT value AS report_id FROM json_each(?)) w "
+                       "CROSS JOIN mentions m ON m.report_id = w.report_id "
+                       "CROSS JOIN mention_links l ON l.src_mention_id = m.mention_id "
+                       "ORDER BY l.src_mention_id, l.dst_mention_id, l.rel_type",
+                       (json.dumps([str(r) for r in report_ids]),))
 
 
 @dataclass
@@ -631,7 +626,10 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
     """Score every cluster from its signals and route it by the rules; ranked clusters with reasons.
 
     With ``step`` (from :func:`communities_stage`) and ``store``, a cluster the last run scored and whose
-    component was not clustered again is not scored from its reports. When its recency level is the one it had
+    component was not clustered again is not scored from its reports; nor is a cluster of a re-clustered
+    component whose inputs are those the last run scored it from (the same id and the same digest of
+    everything its signals read: :func:`linkage.triage.scoring.inputs_digest`, kept in its parts; checked by
+    :func:`~linkage.triage.scoring.score_with_parts` once its inputs are gathered). When its recency level is the one it had
     at the last run's reference date (:func:`linkage.triage.scoring.recency_level_moved`), the scoring policy
     and routing rules are those of the last run and the ``clusters`` table holds that run's rows, its stored row
     is taken as it is (every signal, the score, reason and routing are functions of the cluster's reports, the
@@ -660,23 +658,20 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
     # the rules, read once: the stored rows' agency names, and every scoring process routes its own clusters
     # by them (forked workers inherit them)
     loaded = load_rules(rules)
+    keep, known, same = None, None, []
     if (step is not None and step.update is not None and not step.update.everything
             and _scores_usable(cached, step.previous_meta)):
         redo = step.update.recomputed
         all_ids = set(report_clusters["cluster_id"].tolist())
         # the kept clusters picked by a mask first, and only their few short columns taken: the parts' long
         # texts (head, tail: ~4 KB a cluster) are copied only for the clusters rescored below
-        keep = _isin(cached["cluster_id"], all_ids - redo)
-        light = cached.loc[keep, ["cluster_id", "n_reports", "newest"]].reset_index(drop=True)
-        fresh_rc = report_clusters[~_isin(report_clusters["cluster_id"], light["cluster_id"])]
-        before = step.previous_meta.get("now")
-        if (store is not None and before and step.previous_meta.get("routing") == fingerprint
-                and step.previous_meta.get("run_id") is not None
-                and str(store.get_meta(CLUSTERS_RUN)) == str(step.previous_meta.get("run_id"))):
-            still = ~recency_level_moved(light["newest"].tolist(), dt.date.fromisoformat(before), now)
-            reused = _stored_rows(store, report_clusters, light[still], loaded.agencies, previous=previous)
-            keep &= ~_isin(cached["cluster_id"], reused["cluster_id"])
-        kept = cached[keep].reset_index(drop=True)
+        cached_ids = cached["cluster_id"]
+        keep = _isin(cached_ids, all_ids - redo)
+        fresh_rc = report_clusters[~_isin(report_clusters["cluster_id"], cached_ids[keep].tolist())]
+        # a re-clustered cluster the last run scored too is scored only when its inputs differ from those
+        # its kept parts were made of (score_with_parts compares the digests; ``same``: the ones that do not)
+        again = _isin(cached_ids, redo)
+        known = dict(zip(cached_ids[again].tolist(), cached.loc[again, "inputs"].tolist()))
     if entities is None and store is not None:
         entities = _label_reader(store)
         if entities is None:
@@ -686,7 +681,20 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
         links = report_links(store, fresh_rc["report_id"].tolist())
     # each scoring process routes its own clusters (routing reads the signal values, given as name -> value)
     scored, parts = score_with_parts(fresh_rc, reports, mentions, links, entities, now=now, processes=processes,
-                                     min_parallel=min_parallel, router=lambda frame: route_rows(frame, loaded))
+                                     min_parallel=min_parallel, router=lambda frame: route_rows(frame, loaded),
+                                     known=known, unchanged=same)
+    if keep is not None:
+        if same:
+            keep |= _isin(cached["cluster_id"], same)
+        light = cached.loc[keep, ["cluster_id", "n_reports", "newest"]].reset_index(drop=True)
+        before = step.previous_meta.get("now")
+        if (store is not None and before and step.previous_meta.get("routing") == fingerprint
+                and step.previous_meta.get("run_id") is not None
+                and str(store.get_meta(CLUSTERS_RUN)) == str(step.previous_meta.get("run_id"))):
+            still = ~recency_level_moved(light["newest"].tolist(), dt.date.fromisoformat(before), now)
+            reused = _stored_rows(store, report_clusters, light[still], loaded.agencies, previous=previous)
+            keep &= ~_isin(cached["cluster_id"], reused["cluster_id"])
+        kept = cached[keep].reset_index(drop=True)
     routed = scored["routed"].tolist() if "routed" in scored.columns else []
     if kept is not None and len(kept):
         scores, signals, reasons, kept_values = rescore(kept, now)
@@ -801,13 +809,11 @@ def _stored_rows(store: EmbeddedStore, report_clusters: pd.DataFrame, kept: pd.D
     found = pc.index_in(pa.array(sid, type=pa.large_string()),
                         value_set=pa.array([r[0] for r in rows], type=pa.large_string())).to_pylist()
     n_of = dict(zip(kept["cluster_id"].tolist(), kept["n_reports"].tolist()))
-    lists: dict = {}
 
-    def as_list(text: Any) -> list:
-        got = lists.get(text)
-        if got is None:
-            got = lists[text] = json.loads(text) if isinstance(text, str) and text else []
-        return list(got)
+    def as_lists(texts: Sequence[Any]) -> list[list]:
+        """Each JSON list text as a list of its own (each distinct text parsed once; '' or NULL: [])."""
+        parsed = {t: json.loads(t) if isinstance(t, str) and t else [] for t in set(texts)}
+        return [list(parsed[t]) for t in texts]
 
     got = [(c, rows[i]) for c, i in zip(order_c.to_pylist(), found)
            if i is not None and int(n_of[c]) == int(rows[i][2])]
@@ -818,9 +824,11 @@ def _stored_rows(store: EmbeddedStore, report_clusters: pd.DataFrame, kept: pd.D
         picked = list(zip(*(row for _, row in got)))
         for key, column in zip(out_cols[1:5], picked[:4]):
             data[key] = list(column)
-        data["categories"] = [as_list(t) for t in picked[4]]
-        data["agencies"] = [as_list(t) for t in picked[5]]
-        data["agency_names"] = [[names.get(a, a) for a in ags] for ags in data["agencies"]]
+        data["categories"] = as_lists(picked[4])
+        data["agencies"] = as_lists(picked[5])
+        # the names of each distinct agencies text made once
+        named = {t: [names.get(a, a) for a in ags] for t, ags in zip(picked[5], data["agencies"])}
+        data["agency_names"] = [list(named[t]) for t in picked[5]]
     for c in LEFT_STORED:
         data[c] = [None] * n
     return pd.DataFrame(data, columns=out_cols)
@@ -839,8 +847,9 @@ def save_cluster_state(store: EmbeddedStore, step: ClusterStep, scored: pd.DataF
     whose rows the ``clusters`` table holds: the next run re-uses stored rows only when the two agree).
 
     When :func:`score_stage` took the kept scores (the incremental path, ``step.kept_ids``: the clusters whose
-    kept row it took as it was), only the rows of the other clusters (those of re-clustered components, and
-    any the kept table lacks) are made, and the kept table is saved as edits of itself
+    kept row it took as it was, including re-clustered clusters whose inputs digest was unchanged), only the
+    rows of the other clusters (those scored from their reports) are made, and the kept table is saved as
+    edits of itself
     (:class:`linkage.graph.incremental.TableEdits`: ~10,000 rows, 4 MB at 100,000 reports, written whole only
     when the edits pass their share)."""
     from linkage.graph.incremental import TableEdits, save_state

@@ -637,6 +637,86 @@ def test_stored_cluster_rows_are_reused_only_where_they_equal_scoring_again(tmp_
     assert pipeline.run([], stores["reuse"]).counts["clusters_reused"] == 0
 
 
+def test_a_reclustered_cluster_is_scored_again_only_when_its_inputs_changed(tmp_path, monkeypatch):
+    """Round two clusters again components whose clusters keep their reports. Such a cluster whose inputs are
+    unchanged (same digest) is not scored again (its stored row re-used); one whose relation entity got another
+    label before the run (the label names it in a sentence) is scored again and its row names the new label.
+    Every table equals that of a store that forgot its graph state (every cluster scored again)."""
+    import shutil
+
+    import linkage.pipeline as pipeline
+    import linkage.triage.scoring as scoring
+
+    folder = tmp_path / "gen"
+    generate(1200, 11, folder)
+    first, second = _rounds(folder, tmp_path / "rounds", [1100, 100])
+    store, again, trial = (tmp_path / f"{n}.db" for n in ("store", "again", "trial"))
+    pipeline.run(first, store)
+    for copy in (again, trial):
+        shutil.copyfile(store, copy)
+    seen: dict = {}
+    score_with_parts, stored_rows = scoring.score_with_parts, pipeline._stored_rows
+
+    def spy(*args, known=None, unchanged=None, **kw):
+        out = score_with_parts(*args, known=known, unchanged=unchanged, **kw)
+        seen.update(args=args, now=kw["now"], known=dict(known or {}), same=list(unchanged or []),
+                    scored=set(out[0]["cluster_id"].tolist()))
+        return out
+
+    def stored_spy(*args, **kw):
+        out = stored_rows(*args, **kw)
+        seen["reused"] = set(out["cluster_id"].tolist())
+        return out
+
+    monkeypatch.setattr(scoring, "score_with_parts", spy)
+    monkeypatch.setattr(pipeline, "_stored_rows", stored_spy)
+    with EmbeddedStore(trial) as s:
+        labels_before = dict(s.conn.execute("SELECT entity_id, label FROM entities").fetchall())
+    pipeline.run(second, trial)
+    assert seen["same"] and set(seen["same"]) <= set(seen["known"]) and not set(seen["same"]) & seen["scored"]
+    assert set(seen["same"]) & seen["reused"]  # re-clustered, inputs unchanged: the stored row is taken
+    # a cluster that kept its inputs, and an entity of its relations that round two left as it was, whose
+    # label the cluster's stored signals name
+    clusters, reports, mentions, links, entities = seen["args"][:5]
+    g = scoring._gather(clusters, reports, mentions, links, entities, seen["now"], scoring.as_policy(None))
+    with EmbeddedStore(trial) as s:
+        labels_after = dict(s.conn.execute("SELECT entity_id, label FROM entities").fetchall())
+        members = s.report_clusters()
+        signals = dict(s.conn.execute("SELECT cluster_id, signals FROM clusters").fetchall())
+    picked = None
+    for cid in seen["same"]:
+        first_report = min(clusters.loc[clusters["cluster_id"] == cid, "report_id"].astype(str))
+        text = signals[members.loc[members["report_id"] == first_report, "cluster_id"].iloc[0]]
+        related = sorted({e for rel in ("residence", "directs", "located", "uses")
+                          for pair in g.relations[rel].get(cid, ()) for e in pair})
+        for e in related:
+            label = labels_before.get(e)
+            if label and labels_after.get(e) == label and json.dumps(label, ensure_ascii=False)[1:-1] in text:
+                picked = (cid, e, label)
+                break
+        if picked:
+            break
+    assert picked is not None, "no re-clustered cluster with unchanged inputs names an entity by its label"
+    cid, entity, label = picked
+    for path in (store, again):
+        with EmbeddedStore(path) as s:
+            s.conn.execute("UPDATE entities SET label = ? WHERE entity_id = ?", ("Relabelled Entity", entity))
+            if path == again:
+                s.conn.execute("DELETE FROM graph_state")
+    pipeline.run(second, store)
+    assert cid in seen["known"] and cid not in seen["same"] and cid in seen["scored"]
+    assert set(seen["same"]) & seen["reused"]
+    monkeypatch.undo()
+    pipeline.run(second, again)
+    with EmbeddedStore(store) as a, EmbeddedStore(again) as b:
+        assert a.conn.execute("SELECT label FROM entities WHERE entity_id = ?", (entity,)).fetchone()[0] == \
+            "Relabelled Entity"
+        assert any("Relabelled Entity" in t for (t,) in a.conn.execute("SELECT signals FROM clusters"))
+        for table in ("clusters", "report_clusters", "status_inputs"):
+            pd.testing.assert_frame_equal(a.frame(f"SELECT * FROM {table} ORDER BY 1"),
+                                          b.frame(f"SELECT * FROM {table} ORDER BY 1"))
+
+
 # --- blocks that outgrow their caps (issue 6: incremental = full) ------------------------------------------
 def _outgrow_case(seed: int, n: int = 700):
     """Records whose blocks cross every kind of cap when the involved ones are added: window rules with small

@@ -542,7 +542,7 @@ def test_rounds_that_keep_the_incidence_as_edits_equal_clustering_everything_aga
     import linkage.graph.incremental as gi
 
     monkeypatch.setattr(gi, "INCIDENCE_EDITS_SHARE", 0.2)
-    monkeypatch.setattr(gi, "TABLE_EDITS_SHARE", 0.5)
+    monkeypatch.setattr(gi, "TABLE_EDITS_SHARE", 0.2)
     reports = pd.read_csv(generated / "reports.csv", dtype=str, keep_default_na=False)
     mentions = pd.read_csv(generated / "mentions.csv", dtype=str, keep_default_na=False)
     rounds = []

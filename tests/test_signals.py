@@ -551,3 +551,56 @@ def test_routing_in_the_scoring_processes_gives_what_routing_all_rows_gives():
         routed = pd.DataFrame(got.pop("routed").tolist(), columns=ROUTE_COLUMNS)
         pd.testing.assert_frame_equal(got.merge(routed, on="cluster_id", how="left"), want)
         pd.testing.assert_frame_equal(got_parts, parts)
+
+
+# ------------------------------------------------------------------------------------------------ inputs digest
+def test_inputs_digest_changes_with_every_input_the_signals_read_and_only_with_those():
+    """The digest changes when a report's id, date or category changes, when the reports share their named
+    reporters otherwise, when a mention or relation changes and when a relation entity's label changes; not
+    with the reference date, the reporter ids themselves, or the label of an entity in no relation."""
+    import dataclasses
+
+    from linkage.triage.scoring import inputs_digest
+
+    base = ctx(reports=reps(("R1", dt.date(2024, 5, 1), "drugs", "a"), ("R2", dt.date(2024, 5, 2), "drugs", "b")),
+               mentioned=(("R1", "A"), ("R1", "P"), ("R2", "A")), residence=(("P", "A"),),
+               labels={"A": "Kerkstraat 1", "P": "Jan", "X": "unnamed"})
+    digest = inputs_digest(base)
+
+    def other(**kw) -> str:
+        return inputs_digest(dataclasses.replace(base, **kw))
+
+    same = [other(now=NOW + dt.timedelta(days=400)),
+            other(reports=reps(("R1", dt.date(2024, 5, 1), "drugs", "x"), ("R2", dt.date(2024, 5, 2), "drugs", "y"))),
+            other(labels={"A": "Kerkstraat 1", "P": "Jan", "X": "other"})]
+    assert same == [digest] * len(same)
+    changed = [other(cluster_id="c_other"),
+               other(reports=reps(("R1", dt.date(2024, 5, 1), "drugs", "a"), ("R3", dt.date(2024, 5, 2), "drugs", "b"))),
+               other(reports=reps(("R1", dt.date(2024, 5, 3), "drugs", "a"), ("R2", dt.date(2024, 5, 2), "drugs", "b"))),
+               other(reports=reps(("R1", dt.date(2024, 5, 1), "drugs", "a"), ("R2", dt.date(2024, 5, 2), None, "b"))),
+               other(reports=reps(("R1", dt.date(2024, 5, 1), "drugs", "a"), ("R2", dt.date(2024, 5, 2), "drugs", "a"))),
+               other(reports=reps(("R1", dt.date(2024, 5, 1), "drugs", "a"), ("R2", dt.date(2024, 5, 2), "drugs", None))),
+               other(mentioned=(("R1", "A"), ("R1", "P"), ("R2", "B"))),
+               other(residence=()), other(uses=(("P", "A"),)),
+               other(labels={"A": "Kerkstraat 2", "P": "Jan", "X": "unnamed"}),
+               other(labels={"P": "Jan", "X": "unnamed"})]
+    assert digest not in changed and len(set(changed)) == len(changed)
+
+
+def test_score_with_parts_leaves_out_the_clusters_whose_inputs_digest_is_known():
+    """A cluster whose digest is the one given is neither scored nor given parts and is named in ``unchanged``;
+    a cluster given another digest is scored as without ``known``, each in any number of processes."""
+    from linkage.triage.scoring import score_with_parts
+
+    scored, parts = score_with_parts(CLUSTERS, REPORTS, MENTIONS, LINKS, ENTITIES, now=NOW)
+    ids = parts["cluster_id"].tolist()
+    assert len(ids) >= 2
+    known = {ids[0]: parts["inputs"][0], ids[1]: "0" * 32}
+    for n in (1, 2):
+        same: list = []
+        got, got_parts = score_with_parts(CLUSTERS, REPORTS, MENTIONS, LINKS, ENTITIES, now=NOW, known=known,
+                                          unchanged=same, processes=n, min_parallel=1)
+        assert same == [ids[0]]
+        want = parts[parts["cluster_id"] != ids[0]].reset_index(drop=True)
+        pd.testing.assert_frame_equal(got_parts, want)
+        assert got["cluster_id"].tolist() == [c for c in scored["cluster_id"] if c != ids[0]]

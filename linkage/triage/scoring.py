@@ -17,7 +17,9 @@ floor and cap per signal in ``scoring.toml`` (0 to 100 with the packaged weights
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
+import marshal
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -105,8 +107,7 @@ class _Gathered:
 
     now: dt.date
     policy: ScoringPolicy
-    rep_arrays: list          # report_id, received_at, category, reporter_id (object arrays, report rows)
-    rep_groups: dict          # cluster_id -> the report rows of the cluster (positions in rep_arrays)
+    rep_groups: dict          # cluster_id -> tuple of the cluster's ReportInfo, by report id
     relations: dict           # relation name -> cluster_id -> tuple of (src, dst) rows (distinct, sorted)
     mentioned: dict           # cluster_id -> tuple of (report_id, entity_id) rows (distinct, sorted)
     types: dict               # entity_id -> entity_type
@@ -202,8 +203,14 @@ def _gather(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFram
     })
     rep_arrays = [_obj(rep_rows[c]) if c != "received_at" else rep_rows[c].to_numpy(object)
                   for c in ("report_id", "received_at", "category", "reporter_id")]
+    # the rows by cluster, then report id (a stable sort: what sorting each cluster's rows by id gives), so
+    # that each cluster's ReportInfo tuple is one slice, made once here rather than sorted per cluster
     names, order, starts, ends = _group_bounds(rep_rows["cluster_id"])
-    rep_groups = {cid: order[a:b] for cid, a, b in zip(names, starts, ends)}
+    if len(order):
+        by_report = pd.factorize(rep_rows["report_id"], sort=True)[0]
+        order = order[np.lexsort((by_report[order], np.repeat(np.arange(len(starts)), np.subtract(ends, starts))))]
+    infos = [ReportInfo(*row) for row in zip(*(a[order].tolist() for a in rep_arrays))]
+    rep_groups = {cid: tuple(infos[a:b]) for cid, a, b in zip(names, starts, ends)}
     relations = {"residence": _grouped(residence, ["src", "dst"]), "directs": _grouped(directs, ["src", "dst"]),
                  "located": _grouped(located, ["src", "dst"]), "uses": _grouped(uses, ["src", "dst"])}
     g_men = _grouped(m, ["report_id", "entity_id"])
@@ -223,19 +230,52 @@ def _gather(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFram
         e = entities[_isin(entities["entity_id"].astype(str), wanted)]
         labels = dict(zip(_obj(e["entity_id"].astype(str)), _obj(e["label"])))
     sizes = {cid: len(idx) + len(g_men.get(cid, ())) for cid, idx in rep_groups.items()}
-    return _Gathered(now, policy, rep_arrays, rep_groups, relations, g_men, types, labels, sizes)
+    return _Gathered(now, policy, rep_groups, relations, g_men, types, labels, sizes)
 
 
 def _context(g: _Gathered, cid: str) -> ClusterContext:
     """The :class:`ClusterContext` of cluster ``cid`` (one of ``g.rep_groups``)."""
-    idx = g.rep_groups[cid]
-    infos = tuple(sorted((ReportInfo(*row) for row in zip(*(a[idx] for a in g.rep_arrays))),
-                         key=lambda r: r.report_id))
     rel = g.relations
-    return ClusterContext(cluster_id=cid, now=g.now, reports=infos, residence=rel["residence"].get(cid, ()),
+    return ClusterContext(cluster_id=cid, now=g.now, reports=g.rep_groups[cid], residence=rel["residence"].get(cid, ()),
                           directs=rel["directs"].get(cid, ()), located=rel["located"].get(cid, ()),
                           uses=rel["uses"].get(cid, ()), mentioned=g.mentioned.get(cid, ()),
                           entity_types=g.types, labels=g.labels, policy=g.policy)
+
+
+def inputs_digest(ctx: ClusterContext) -> str:
+    """A digest (32 hex digits) of everything the signals read of a cluster but the reference date ``now`` and
+    the policy: its id; its reports (id, date, category, and which of them share a named reporter: the
+    reporter ids themselves stay out); the mentioned entities and the relations, with the labels of the
+    relations' entities (the only ones a sentence names, :mod:`linkage.triage.signals`). The entities' types
+    are not read: an entity has one type, the one its id names (entities are resolved per type,
+    :func:`linkage.resolve.engine.entity_id`; :func:`_gather` relies on it too), so the ids give them.
+    Two contexts with the same digest give the same signals at the same
+    ``now`` under the same policy (:data:`PARTS_VERSION` names the signals' code), so a run may take a
+    cluster's kept parts when its digest is the one they were made with (:func:`score_with_parts`).
+
+    The values are serialised by :mod:`marshal` (format 2: no references, so equal values give equal bytes;
+    each value's type and length are written, so other values give other bytes), or by ``repr`` when one
+    of them is of a type marshal does not write; the digest is the first half of their SHA-256.
+
+    >>> r = (ReportInfo("R1", dt.date(2024, 5, 1), "drugs", "a"), ReportInfo("R2", None, None, "a"))
+    >>> one = ClusterContext("c_1", dt.date(2024, 5, 1), r, mentioned=(("R1", "P"), ("R2", "P")))
+    >>> later = ClusterContext("c_1", dt.date(2024, 9, 1), r, mentioned=(("R1", "P"), ("R2", "P")))
+    >>> other = ClusterContext("c_1", dt.date(2024, 5, 1), r, mentioned=(("R1", "P"), ("R2", "Q")))
+    >>> inputs_digest(one) == inputs_digest(later) != inputs_digest(other)
+    True
+    """
+    seen: dict = {}
+    reports = [(r.report_id, None if r.received_at is None else r.received_at.toordinal(), r.category,
+                seen.setdefault(r.reporter_id, len(seen)) if r.reporter_id else None) for r in ctx.reports]
+    label_of = ctx.labels.get
+    related = (ctx.residence, ctx.directs, ctx.located, ctx.uses)
+    values = (ctx.cluster_id, reports, ctx.mentioned, related,
+              [(label_of(a), label_of(b)) for rel in related for a, b in rel])
+    try:
+        data = b"m" + marshal.dumps(values, 2)
+    except ValueError:  # a value of a type marshal does not write (a str subclass, a date): its repr
+        data = b"r" + repr(values).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(data).hexdigest()[:32]
 
 
 def build_contexts(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFrame,
@@ -324,7 +364,9 @@ def score_with_parts(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd
                      links: pd.DataFrame | None = None, entities: pd.DataFrame | None = None,
                      now: dt.date | None = None, settings: ScoringPolicy | str | None = None,
                      processes: int = 1, min_parallel: int | None = None,
-                     router: Callable[[pd.DataFrame], pd.DataFrame] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                     router: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+                     known: Mapping[str, str] | None = None, unchanged: list | None = None
+                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(scored, parts)``: what :func:`score_clusters` gives, and per cluster the :data:`PART_COLUMNS` that
     let :func:`rescore` give the same row at another reference date without the cluster's reports.
     ``processes`` and ``min_parallel`` as for :func:`score_clusters`.
@@ -335,6 +377,12 @@ def score_with_parts(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd
     cluster's row (the routing of each cluster is its own, so routing the runs apart gives what routing them
     together gives).
 
+    ``known`` (cluster id -> the ``inputs`` digest a former run kept in its parts): a cluster whose inputs
+    digest (:func:`inputs_digest`) is the one given for it is not scored: it is left out of ``scored`` and
+    ``parts`` and its id put into ``unchanged`` (a list, in cluster order). Its signals but the recency, its
+    score at the former run's reference date and its parts are then what that run kept (the signals read
+    nothing else): :func:`rescore` gives its row at ``now`` from the kept parts.
+
     >>> clusters = pd.DataFrame({"report_id": ["R1", "R2"], "cluster_id": ["c_1", "c_1"]})
     >>> reports = pd.DataFrame({"report_id": ["R1", "R2"], "received_at": ["2024-05-01", "2024-05-02"],
     ...                         "category": ["drugs", "drugs"], "reporter_id": ["a", "b"]})
@@ -343,9 +391,15 @@ def score_with_parts(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd
     >>> scored, parts = score_with_parts(clusters, reports, mentions)
     >>> parts[["cluster_id", "newest", "oldest"]].values.tolist()
     [['c_1', '2024-05-02', '2024-05-01']]
+    >>> same: list = []
+    >>> again, _ = score_with_parts(clusters, reports, mentions, known=dict(zip(parts["cluster_id"], parts["inputs"])),
+    ...                            unchanged=same)
+    >>> len(again), same
+    (0, ['c_1'])
     """
     return _score_clusters(clusters, reports, mentions, links, entities, now, settings, keep_parts=True,
-                           processes=processes, min_parallel=min_parallel, router=router)
+                           processes=processes, min_parallel=min_parallel, router=router, known=known,
+                           unchanged=unchanged)
 
 
 #: The only signal that reads the reference date ``now``; every other signal is a function of the cluster's own
@@ -353,18 +407,22 @@ def score_with_parts(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd
 NOW_SIGNAL = "recency"
 #: What :func:`score_with_parts` keeps per cluster: the newest and oldest report date (``YYYY-MM-DD``, '' when
 #: no report has a date), every signal's points and value in :data:`SIGNALS` order, the (up to) three
-#: other signals that scored most, as JSON ``[[index, points, sentence], ...]``, and the signals JSON text
-#: before and after the recency record (``head + recency record + tail`` is the ``signals`` column).
-PART_COLUMNS = ["cluster_id", "newest", "oldest", "points", "values", "top", "head", "tail"]
+#: other signals that scored most, as JSON ``[[index, points, sentence], ...]``, the signals JSON text
+#: before and after the recency record (``head + recency record + tail`` is the ``signals`` column), and
+#: ``inputs``, the digest of everything the signals read of the cluster but the reference date
+#: (:func:`inputs_digest`): a later run whose cluster has the same digest takes these parts as they are.
+PART_COLUMNS = ["cluster_id", "newest", "oldest", "points", "values", "top", "head", "tail", "inputs"]
 #: Version of the kept parts and of the signals' sentences and points: raise it whenever a signal's
 #: computation or sentence, :data:`PART_COLUMNS` or the record layout changes, so that scores kept by a run
 #: of older code are computed again instead of mixed with new ones (``linkage.pipeline._scores_usable``).
-PARTS_VERSION = 2
+PARTS_VERSION = 3
 
 
 #: One encoder for every JSON text the scores hold: ``_dumps(v)`` is ``json.dumps(v, ensure_ascii=False,
-#: default=str)`` (json.dumps builds this same encoder on every call with these arguments).
-_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=False, default=str)
+#: default=str)`` (json.dumps builds this same encoder on every call with these arguments), without the
+#: check for circular references: the records are fresh dicts and lists (a cycle cannot occur), and the
+#: check only raises on one, it never changes a text.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=False, default=str, check_circular=False)
 
 
 def _dumps(value: Any) -> str:
@@ -377,7 +435,8 @@ PARALLEL_MIN_CLUSTERS = 2000
 
 
 def _score_clusters(clusters, reports, mentions, links, entities, now, settings, keep_parts: bool,
-                    processes: int = 1, min_parallel: int | None = None, router: Callable | None = None):
+                    processes: int = 1, min_parallel: int | None = None, router: Callable | None = None,
+                    known: Mapping[str, str] | None = None, unchanged: list | None = None):
     policy = as_policy(settings)
     if now is None:
         now = data_now(reports)
@@ -388,14 +447,16 @@ def _score_clusters(clusters, reports, mentions, links, entities, now, settings,
         n = processes if len(cids) >= max(least, 2) else 1
     if n > 1:  # each process gathers its own clusters' inputs (forked before gathering)
         job = (clusters, reports, mentions, links, entities, now, policy)
-        results = _in_processes(_gather_and_score, job, _chunks(cids, sizes, n), (keep_parts, router))
+        results = _in_processes(_gather_and_score, job, _chunks(cids, sizes, n), (keep_parts, router, known))
     else:
         g = _gather(clusters, reports, mentions, links, entities, now, policy)
-        results = [_score_chunk(g, sorted(g.rep_groups), keep_parts, router)]
+        results = [_score_chunk(g, sorted(g.rep_groups), keep_parts, router, known)]
     rows, parts = [], []
-    for chunk_rows, chunk_parts in results:
+    for chunk_rows, chunk_parts, chunk_same in results:
         rows.extend(chunk_rows)
         parts.extend(chunk_parts)
+        if unchanged is not None:
+            unchanged.extend(chunk_same)
     parts_df = pd.DataFrame(parts, columns=PART_COLUMNS)
     if not rows:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in SCORED_COLUMNS}), parts_df
@@ -404,18 +465,25 @@ def _score_clusters(clusters, reports, mentions, links, entities, now, settings,
     return out[SCORED_COLUMNS + (["routed"] if router is not None else [])].reset_index(drop=True), parts_df
 
 
-def _score_chunk(g: _Gathered, cids: Sequence[str], keep_parts: bool, router: Callable | None = None
-                 ) -> tuple[list[dict], list[dict]]:
-    """``(rows, parts)`` of the clusters ``cids`` (in that order): every signal, the score, reason and signals
-    JSON of each, with ``keep_parts`` its :data:`PART_COLUMNS`, and with ``router`` its routing row
+def _score_chunk(g: _Gathered, cids: Sequence[str], keep_parts: bool, router: Callable | None = None,
+                 known: Mapping[str, str] | None = None) -> tuple[list[dict], list[dict], list[str]]:
+    """``(rows, parts, same)`` of the clusters ``cids`` (in that order): every signal, the score, reason and
+    signals JSON of each, with ``keep_parts`` its :data:`PART_COLUMNS`, and with ``router`` its routing row
     (``routed``). Each cluster's row depends on its own context alone, so any split of the clusters gives the
-    same rows."""
+    same rows. With ``keep_parts``, a cluster whose :func:`inputs_digest` is ``known[cluster id]`` is not
+    scored: its id goes into ``same`` instead."""
     policy = g.policy
     names = list(SIGNALS)
     k = names.index(NOW_SIGNAL) if keep_parts else -1
-    rows, parts, values = [], [], []
+    rows, parts, values, same = [], [], [], []
+    known = known or {}
     for cid in cids:
         ctx = _context(g, cid)
+        if keep_parts:
+            digest = inputs_digest(ctx)
+            if known.get(cid) == digest:
+                same.append(cid)
+                continue
         sigs = [fn(ctx) for fn in SIGNALS.values()]
         records = [_record(s, policy) for s in sigs]
         points = [r["points"] for r in records]
@@ -431,7 +499,8 @@ def _score_chunk(g: _Gathered, cids: Sequence[str], keep_parts: bool, router: Ca
                 "cluster_id": ctx.cluster_id,
                 "newest": max(dates).isoformat() if dates else "", "oldest": min(dates).isoformat() if dates else "",
                 "points": [float(p) for p in points], "values": [float(s.value) for s in sigs],
-                "top": _dumps([[i, points[i], records[i]["sentence"]] for i in top[:3]]), "head": head, "tail": tail})
+                "top": _dumps([[i, points[i], records[i]["sentence"]] for i in top[:3]]), "head": head, "tail": tail,
+                "inputs": digest})
         else:
             signals = _dumps(records)
         cats: dict[str, int] = {}
@@ -455,12 +524,12 @@ def _score_chunk(g: _Gathered, cids: Sequence[str], keep_parts: bool, router: Ca
                                       "categories": [r["categories"] for r in rows], "signals": values}))
         for row, r in zip(rows, routed):
             row["routed"] = r
-    return rows, parts
+    return rows, parts, same
 
 
-def _gather_and_score(job: tuple, cids: Sequence[str], opts: tuple) -> tuple[list[dict], list[dict]]:
+def _gather_and_score(job: tuple, cids: Sequence[str], opts: tuple) -> tuple[list[dict], list[dict], list[str]]:
     """:func:`_score_chunk` of the clusters ``cids`` (sorted), gathering only their inputs (``job``: the
-    arguments of :func:`_gather`; ``opts``: ``keep_parts`` and ``router``). A cluster of ``cids`` none of whose
+    arguments of :func:`_gather`; ``opts``: ``keep_parts``, ``router`` and ``known``). A cluster of ``cids`` none of whose
     reports is in ``reports`` is left out, as the gathering over all clusters leaves it out."""
     clusters, reports, mentions, links, entities, now, policy = job
     g = _gather(clusters, reports, mentions, links, entities, now, policy, only=cids)
