@@ -67,33 +67,68 @@ def _fresh(store: Path) -> None:
 
 def store_digest(store: Path) -> dict[str, list]:
     """``{table: [rows, sha256 of its sorted rows]}`` for every user table of a store, rowids included (where a
-    table has them), and ``quarantine.csv`` for the quarantine file next to it: two loads or runs of the same
-    files wrote the same store when their digests are equal. For "same output" proofs of a change. Tables that
-    record when a run happened (``runs``; ``at`` and ``run_id`` in ``cluster_history`` and ``status_history``)
-    differ between any two runs; rows name their file, so compare stores loaded from the same paths.
-    """
-    import hashlib
-    import sqlite3
+    table has them), and for every view (its rows: ``SELECT *``), and ``quarantine.csv`` for the quarantine file
+    next to it: two loads or runs of the same files wrote the same store when their digests are equal. For
+    "same output" proofs of a change. Tables that record when a run happened (``runs``; ``at`` and ``run_id``
+    in ``cluster_history`` and ``status_history``) differ between any two runs; rows name their file, so compare
+    stores loaded from the same paths.
 
-    from loaders import quarantine_path
+    Across store layouts (schema 1 kept ``clusters`` as a table, schema 2 as a view over ``cluster_rows`` and
+    ``cluster_ranks``) a table and a view of one name compare by their rows: a table's entry is then that of
+    its rows without rowids, under ``NAME (rows)`` (:func:`view_rows_digest`), next to its usual entry.
+    """
+    import sqlite3
 
     out: dict[str, list] = {}
     conn = sqlite3.connect(Path(store).resolve().as_uri() + "?mode=ro", uri=True)
     try:
-        tables = [t for (t,) in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
-        for t in tables:
+        objects = conn.execute("SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view') "
+                               "AND name NOT LIKE 'sqlite_%' ORDER BY name").fetchall()
+        for t, kind in objects:
+            if kind == "view":
+                out[t] = _rows_digest(conn.execute(f"SELECT * FROM {t}").fetchall())
+                continue
             try:
                 rows = conn.execute(f"SELECT rowid, * FROM {t}").fetchall()
             except sqlite3.OperationalError:  # a WITHOUT ROWID table
                 rows = conn.execute(f"SELECT * FROM {t}").fetchall()
-            rows.sort(key=repr)
-            out[t] = [len(rows), hashlib.sha256(repr(rows).encode("utf-8")).hexdigest()[:16]]
+            out[t] = _rows_digest(rows)
+            if t in _VIEWS_OF_LAYOUTS:
+                out[f"{t} (rows)"] = _rows_digest(conn.execute(f"SELECT * FROM {t}").fetchall())
     finally:
         conn.close()
-    q = quarantine_path(Path(store))
-    out["quarantine.csv"] = [None, hashlib.sha256(q.read_bytes()).hexdigest()[:16] if q.exists() else None]
+    out.update(_quarantine_digest(store))
     return out
+
+
+#: Tables of an older store layout that a newer one reads through a view of the same name.
+_VIEWS_OF_LAYOUTS = ("clusters",)
+
+
+def view_rows_digest(digest: dict[str, list]) -> dict[str, list]:
+    """A :func:`store_digest` with each table of :data:`_VIEWS_OF_LAYOUTS` given by its rows (``NAME (rows)``)
+    instead of its rows with rowids: the digest of a store of either layout says the same of those names."""
+    out = {k: v for k, v in digest.items() if not k.endswith(" (rows)")}
+    for t in _VIEWS_OF_LAYOUTS:
+        if f"{t} (rows)" in digest:
+            out[t] = digest[f"{t} (rows)"]
+    return out
+
+
+def _rows_digest(rows: list) -> list:
+    import hashlib
+
+    rows.sort(key=repr)
+    return [len(rows), hashlib.sha256(repr(rows).encode("utf-8")).hexdigest()[:16]]
+
+
+def _quarantine_digest(store: Path) -> dict[str, list]:
+    import hashlib
+
+    from loaders import quarantine_path
+
+    q = quarantine_path(Path(store))
+    return {"quarantine.csv": [None, hashlib.sha256(q.read_bytes()).hexdigest()[:16] if q.exists() else None]}
 
 
 def _timed_run(files: list[Path], store: Path, **kwargs) -> dict:

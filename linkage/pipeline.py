@@ -14,6 +14,7 @@ import json
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
@@ -25,7 +26,7 @@ from linkage.gcpause import paused_gc
 from linkage.runlock import exclusive
 from linkage.settings import Settings, load_settings
 from linkage.store import EmbeddedStore
-from linkage.store.embedded import bump_er_generation, er_generation
+from linkage.store.embedded import CLUSTER_ROW_COLUMNS, bump_er_generation, er_generation
 from linkage.store.readahead import ReadAhead
 from linkage.store.stable_ids import carry_over
 
@@ -898,12 +899,14 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
                    previous: Optional[pd.DataFrame] = None) -> pd.DataFrame:
     """Write clusters with ids carried over from the previous run; record merges and splits.
 
-    Only what changed is written: a cluster whose row is unchanged but for its rank gets its rank updated,
-    removed clusters and memberships are deleted, new or changed ones written; ``full=True`` rewrites both
-    tables. ``reused`` (raw id -> stored id, :attr:`ClusterStep.reused`) names rows :func:`score_stage` took
-    from the table: their values in ``clusters`` other than the rank are not read (:func:`_stored_rows` leaves
-    the long texts out); the stored row is kept, under its stored id with only its rank compared, or copied
-    from the table when the cluster's id changed. The run id is recorded in ``meta`` (:data:`CLUSTERS_RUN`)
+    The rows go into ``cluster_rows`` and the ranks into ``cluster_ranks`` (the view ``clusters`` reads them
+    together: :data:`linkage.store.embedded.CLUSTERS_SCHEMA`). Only the rows that changed are written: removed
+    clusters and memberships are deleted, new or changed ones written, and every rank written anew (a few bytes
+    a cluster; most ranks move when clusters come in); ``full=True`` rewrites all. ``reused`` (raw id -> stored
+    id, :attr:`ClusterStep.reused`) names rows :func:`score_stage` took from the table: their values in
+    ``clusters`` other than the rank are not read (:func:`_stored_rows` leaves the long texts out); the stored
+    row is kept, under its stored id (only its rank written), or copied from the table when the cluster's id
+    changed. The run id is recorded in ``meta`` (:data:`CLUSTERS_RUN`)
     with the rows. Returns the clusters with their final ids, sorted by rank, as ``store.clusters()`` reads
     them back (JSON columns as text; read back from the table when rows were re-used). With ``read_back=False``
     a run that re-used rows gets only ``cluster_id, rank, agencies`` (JSON text) of every cluster instead, all
@@ -932,15 +935,12 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
     cols = [c for c in CLUSTER_TABLE_COLUMNS if c in clusters.columns]
     stored_of = {rename.get(raw, raw): sid for raw, sid in reused.items()}  # final id -> stored id
     light = isin_text(clusters["cluster_id"], list(stored_of)) if stored_of else np.zeros(len(clusters), dtype=bool)
-    ranks, rowids, unchanged = None, None, set()
+    stored_ids, unchanged = None, set()
     if light.any() and not (full or not len(previous)):
         # a re-used row kept its members, so it keeps its stored id: only its rank can differ (a full rewrite
         # deletes the table first: then every re-used row is copied whole)
-        stored_ranks = store.conn.execute("SELECT cluster_id, rank, rowid FROM clusters").fetchall()
-        ranks = {r[0]: r[1] for r in stored_ranks}
-        rowids = {r[0]: r[2] for r in stored_ranks}
-        del stored_ranks
-        unchanged = {f for f, sid in stored_of.items() if f == sid and f in ranks}
+        stored_ids = {r[0] for r in store.conn.execute("SELECT cluster_id FROM cluster_rows")}
+        unchanged = {f for f, sid in stored_of.items() if f == sid and f in stored_ids}
     rows = clusters[~light] if light.any() else clusters.copy()  # the rows whose values are written
     for col in ("categories", "agencies"):  # lists -> JSON text
         if col in rows.columns:
@@ -955,14 +955,13 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     with store.transaction():
         if full or not len(previous):
-            store.conn.execute("DELETE FROM clusters")
-            store.insert_tuples("clusters", values, cols)
+            _write_all_clusters(store, values, cols)
             store.conn.execute("DELETE FROM report_clusters")
             store.insert_tuples("report_clusters", zip(report_clusters["report_id"].tolist(),
                                                        report_clusters["cluster_id"].tolist()),
                                 ["report_id", "cluster_id"])
         else:
-            _write_changed_clusters(store, values, cols, unchanged, ranks, rowids)
+            _write_changed_clusters(store, values, cols, unchanged, stored_ids)
             _write_changed_members(store, previous, report_clusters)
         store.set_meta(CLUSTERS_RUN, "" if run_id is None else str(run_id))
         if _has_table(store, "cluster_history"):
@@ -1039,62 +1038,86 @@ def _sqlite_values(df: pd.DataFrame, columns: Sequence[str]) -> list[tuple]:
     return list(zip(*arrays))
 
 
+def _row_and_rank(cols: Sequence[str]) -> tuple[list[int], Optional[int]]:
+    """Where the ``cluster_rows`` columns (:data:`~linkage.store.embedded.CLUSTER_ROW_COLUMNS` that ``cols``
+    has, in that order) and the rank are in a row over ``cols`` (the rank None when ``cols`` lacks it)."""
+    return [cols.index(c) for c in CLUSTER_ROW_COLUMNS if c in cols], (cols.index("rank") if "rank" in cols else None)
+
+
+#: Writes ranks (:func:`_rank_rows`: plain values as :func:`_sqlite_values` makes them; a cluster given twice
+#: keeps the last rank given).
+_RANKS_INSERT = "INSERT OR REPLACE INTO cluster_ranks (cluster_id, rank) VALUES (?, ?)"
+
+
+def _rank_rows(rows: Sequence[tuple], rank_at: int) -> list[tuple]:
+    """``(cluster_id, rank)`` of each row, sorted by id (B-tree appends; a cluster given twice: the last one
+    given, as writing them in order leaves it)."""
+    return sorted(((r[0], r[rank_at]) for r in rows), key=itemgetter(0))
+
+
+def _write_all_clusters(store: EmbeddedStore, rows: list[tuple], cols: list[str]) -> None:
+    """Replace every cluster with ``rows`` (:func:`_sqlite_values` over ``cols``: plain values, bound as they
+    are; written in their order)."""
+    at, rank_at = _row_and_rank(cols)
+    get = itemgetter(*at)
+    store.conn.execute("DELETE FROM cluster_rows")
+    store.insert_tuples("cluster_rows", list(map(get, rows)) if len(at) > 1 else [(get(r),) for r in rows],
+                        [cols[i] for i in at], plain=True)
+    store.conn.execute("DELETE FROM cluster_ranks")
+    if rank_at is not None:
+        store.conn.executemany(_RANKS_INSERT, _rank_rows(rows, rank_at))
+
+
 def _write_changed_clusters(store: EmbeddedStore, new_rows: list[tuple], cols: list[str],
-                            unchanged: set[str] | frozenset = frozenset(), ranks: Optional[dict] = None,
-                            rowids: Optional[dict] = None) -> None:
-    """Bring the ``clusters`` table to ``new_rows`` (:func:`_sqlite_values` over ``cols``) writing only the
-    rows that differ (ranks separately). ``unchanged`` names clusters whose row is known to be the stored one
-    but for the rank (:func:`score_stage` took it from the table): only their rank is read and compared (their
-    other values in ``new_rows`` are not read); each must be in the table. ``ranks``: the table's
-    ``cluster_id -> rank`` when the caller has read it; ``rowids`` its ``cluster_id -> rowid`` likewise (read before
-    these writes, with the run's lock held): ranks are then updated by rowid, in rowid order (each row found
-    at once and the table's pages visited in order; ~9,000 ranks move in a +1,000 run on 100,000 reports), and
-    by id if a rowid no longer holds its cluster."""
+                            unchanged: set[str] | frozenset = frozenset(),
+                            stored_ids: Optional[set] = None) -> None:
+    """Bring the clusters (``cluster_rows`` and ``cluster_ranks``) to ``new_rows`` (:func:`_sqlite_values`
+    over ``cols``) writing only the ``cluster_rows`` rows that differ; the ranks are written anew (every
+    cluster's, ~10,000 rows of a few bytes at 100,000 reports: cheaper than finding the ~9,000 that moved).
+    ``unchanged`` names clusters whose row is known to be the stored one but for the rank (:func:`score_stage`
+    took it from the table): their other values in ``new_rows`` are not read; each must be in the table.
+    ``stored_ids``: the ids ``cluster_rows`` holds, when the caller has read them.
+
+    Without a ``rank`` in ``cols`` the rows written get rank NULL and the others keep theirs (as the table of
+    schema 1 was left: a row written whole without a rank had none)."""
     conn = store.conn
-    rank_at = cols.index("rank") if "rank" in cols else None
-    other = [i for i, c in enumerate(cols) if c not in ("cluster_id", "rank")]
-    if unchanged and rank_at is not None:
-        if ranks is None:
-            ranks = dict(conn.execute("SELECT cluster_id, rank FROM clusters").fetchall())
+    at, rank_at = _row_and_rank(cols)
+    row_cols = [cols[i] for i in at]
+    other = [(j, i) for j, i in enumerate(at) if cols[i] != "cluster_id"]  # (place in a stored row, in a new row)
+    if unchanged:
+        if stored_ids is None:
+            stored_ids = {r[0] for r in conn.execute("SELECT cluster_id FROM cluster_rows")}
         from linkage.retention import _temp_ids
 
         _temp_ids(conn, "changed_clusters", (r[0] for r in new_rows if r[0] not in unchanged))
-        stored = conn.execute(f"SELECT {', '.join(cols)} FROM clusters "
+        stored = conn.execute(f"SELECT {', '.join(row_cols)} FROM cluster_rows "
                               "WHERE cluster_id IN (SELECT id FROM temp.changed_clusters)").fetchall()
         conn.execute("DROP TABLE temp.changed_clusters")
-        gone = set(ranks) - {r[0] for r in new_rows}
+        gone = set(stored_ids) - {r[0] for r in new_rows}
     else:
-        ranks = {}
-        stored = conn.execute(f"SELECT {', '.join(cols)} FROM clusters").fetchall()
+        stored_ids = set()
+        stored = conn.execute(f"SELECT {', '.join(row_cols)} FROM cluster_rows").fetchall()
         gone = None
     old = {r[0]: r for r in stored}
-    upsert, reranked = [], []
+    upsert = []
     for r in new_rows:
-        if r[0] in unchanged and r[0] in ranks:
-            if ranks[r[0]] != r[rank_at]:
-                reranked.append((r[rank_at], r[0]))
+        if r[0] in unchanged and r[0] in stored_ids:
             continue
         o = old.pop(r[0], None)
-        if o is None or any(not _same_value(o[i], r[i]) for i in other):
-            upsert.append(r)
-        elif rank_at is not None and o[rank_at] != r[rank_at]:
-            reranked.append((r[rank_at], r[0]))
+        if o is None or any(not _same_value(o[j], r[i]) for j, i in other):
+            upsert.append(tuple(r[i] for i in at))
     if gone is None:
         gone = set(old)
     if gone:
-        conn.executemany("DELETE FROM clusters WHERE cluster_id = ?", [(k,) for k in sorted(gone)])
-    by_id = bool(reranked)
-    if reranked and rowids is not None and all(k in rowids for _, k in reranked):
-        # each rowid must still hold its cluster (nothing renumbers the table under the run's lock; if something
-        # did, every rank is written again by id)
-        cur = conn.executemany("UPDATE clusters SET rank = ? WHERE rowid = ? AND cluster_id = ?",
-                               sorted(((rank, rowids[k], k) for rank, k in reranked), key=lambda p: p[1]))
-        by_id = cur.rowcount != len(reranked)
-    if by_id:
-        conn.executemany("UPDATE clusters SET rank = ? WHERE cluster_id = ?", reranked)
+        conn.executemany("DELETE FROM cluster_rows WHERE cluster_id = ?", [(k,) for k in sorted(gone)])
     if upsert:
-        conn.executemany(f"INSERT OR REPLACE INTO clusters ({', '.join(cols)}) "
-                         f"VALUES ({', '.join('?' for _ in cols)})", upsert)
+        store.insert_tuples("cluster_rows", upsert, row_cols, "INSERT OR REPLACE", plain=True)
+    if rank_at is not None:
+        conn.execute("DELETE FROM cluster_ranks")
+        conn.executemany(_RANKS_INSERT, _rank_rows(new_rows, rank_at))
+    else:
+        conn.executemany("DELETE FROM cluster_ranks WHERE cluster_id = ?", [(k,) for k in sorted(gone)])
+        conn.executemany(_RANKS_INSERT, [(r[0], None) for r in upsert])
 
 
 def _same_value(stored: Any, new: Any) -> bool:

@@ -170,7 +170,9 @@ def purge(store, older_than_days: int, now: dt.datetime | None = None, dry_run: 
                 "SELECT 1 FROM report_clusters WHERE cluster_id=? LIMIT 1", (cid,)).fetchone() is None]
             _temp_ids(conn, "purge_clusters", empty)
             in_c = "(SELECT id FROM temp.purge_clusters)"
-            c["clusters"] = _delete(conn, f"DELETE FROM clusters WHERE cluster_id IN {in_c}")
+            # the clusters' rows and ranks (the view clusters reads them together: linkage.store.embedded)
+            c["clusters"] = _delete(conn, f"DELETE FROM cluster_rows WHERE cluster_id IN {in_c}")
+            conn.execute(f"DELETE FROM cluster_ranks WHERE cluster_id IN {in_c}")
             c["cluster_cases"] = _delete(conn, f"DELETE FROM cluster_cases WHERE cluster_id IN {in_c}")
             c["status_history"] = _delete(conn, f"DELETE FROM status_history WHERE report_id IN {in_r}")
             if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'status_inputs'").fetchone():

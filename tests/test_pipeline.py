@@ -740,52 +740,64 @@ def test_stored_rows_order_clusters_by_their_first_report_as_python_compares_ids
     store.close()
 
 
-def test_write_changed_clusters_by_rowid_writes_what_by_id_writes(tmp_path):
-    """Ranks updated by rowid (the stored rowids given) leave the table as updates by cluster id leave it."""
+def test_write_changed_clusters_writes_only_changed_rows_and_every_rank(tmp_path):
+    """Clusters kept as stored (``unchanged``) keep their wide rows untouched (same rowids) however their rank
+    moves; a gone cluster's row and rank are deleted, a new one's written; ``SELECT * FROM clusters`` then reads
+    what a full rewrite leaves (ranks are written anew: no stale one is left)."""
     from linkage.pipeline import CLUSTER_TABLE_COLUMNS, _sqlite_values, _write_changed_clusters, store_clusters
 
     stores = []
-    for name in ("by_id", "by_rowid"):
+    for name in ("changed", "full"):
         store = EmbeddedStore(tmp_path / f"{name}.db")
         rc = pd.DataFrame({"report_id": [f"R{i}" for i in range(8)], "cluster_id": list("aabbccdd")})
         store_clusters(store, rc, _scored(list("abcd"), [1, 2, 3, 4], [9.0, 8.0, 7.0, 6.0]), run_id=1)
-        # d is gone, e is new and ranked first: a, b, c keep their rows with ranks one lower
-        new = _scored(list("eabc"), [1, 2, 3, 4], [9.5, 9.0, 8.0, 7.0]).assign(
-            categories='["overig"]', agencies="[]")
-        cols = list(CLUSTER_TABLE_COLUMNS)
-        stored = store.conn.execute("SELECT cluster_id, rank, rowid FROM clusters").fetchall()
-        ranks = {r[0]: r[1] for r in stored}
-        rowids = {r[0]: r[2] for r in stored} if name == "by_rowid" else None
-        with store.transaction():
-            _write_changed_clusters(store, _sqlite_values(new, cols), cols, {"a", "b", "c"}, ranks, rowids)
         stores.append(store)
-    for sql in ("SELECT rowid, * FROM clusters ORDER BY rowid", "SELECT cluster_id, rank FROM clusters ORDER BY rank"):
-        pd.testing.assert_frame_equal(stores[0].frame(sql), stores[1].frame(sql))
-    assert stores[1].frame("SELECT cluster_id, rank FROM clusters ORDER BY rank")["cluster_id"].tolist() == list("eabc")
+    changed, full = stores
+    rowids = dict(changed.conn.execute("SELECT cluster_id, rowid FROM cluster_rows").fetchall())
+    # d is gone, e is new and ranked first: a, b, c keep their rows with ranks one lower; b's values given as None
+    new = _scored(list("eabc"), [1, 2, 3, 4], [9.5, 9.0, 8.0, 7.0]).assign(categories='["overig"]', agencies="[]")
+    cols = list(CLUSTER_TABLE_COLUMNS)
+    rows = _sqlite_values(new, cols)
+    rows[2] = ("b", 3) + (None,) * (len(cols) - 2)
+    with changed.transaction():
+        _write_changed_clusters(changed, rows, cols, {"a", "b", "c"})
+    with full.transaction():
+        full.conn.execute("DELETE FROM cluster_rows")
+        full.conn.execute("DELETE FROM cluster_ranks")
+        full.insert_tuples("clusters", _sqlite_values(new, cols), cols)  # through the view's trigger
+    sql = "SELECT * FROM clusters ORDER BY cluster_id"
+    pd.testing.assert_frame_equal(changed.frame(sql), full.frame(sql))
+    assert changed.frame("SELECT cluster_id, rank FROM clusters ORDER BY rank")["cluster_id"].tolist() == list("eabc")
+    assert {k: v for k, v in changed.conn.execute("SELECT cluster_id, rowid FROM cluster_rows")} == \
+        {"a": rowids["a"], "b": rowids["b"], "c": rowids["c"], "e": max(rowids.values())}  # d's rowid was the top one
+    assert changed.conn.execute("SELECT cluster_id FROM cluster_ranks ORDER BY cluster_id").fetchall() == \
+        [("a",), ("b",), ("c",), ("e",)]
+    # rows compared (none given as unchanged): a changed score is written, the rest keep their rowids
+    rows = _sqlite_values(new.assign(score=[9.5, 9.0, 8.5, 7.0]), cols)
+    with changed.transaction():
+        _write_changed_clusters(changed, rows, cols)
+    got = dict(changed.conn.execute("SELECT cluster_id, rowid FROM cluster_rows").fetchall())
+    assert {k: got[k] for k in "ace"} == {"a": rowids["a"], "c": rowids["c"], "e": max(rowids.values())}
+    assert got["b"] > got["e"] and changed.frame(sql)["score"].tolist() == [9.0, 8.5, 7.0, 9.5]
     for store in stores:
         store.close()
 
 
-def test_write_changed_clusters_with_stale_rowids_still_ranks_each_cluster(tmp_path):
-    """Rowids read before the write that no longer hold their clusters (a row deleted and inserted again
-    meanwhile) do not put a rank on another cluster's row: the ranks are written by id instead."""
-    from linkage.pipeline import CLUSTER_TABLE_COLUMNS, _sqlite_values, _write_changed_clusters, store_clusters
+def test_write_changed_clusters_without_ranks_keeps_the_ranks_of_rows_not_written(tmp_path):
+    """Without a rank column the rows written lose their rank and the others keep theirs (as a table that
+    held the rank in each row was left: a row written whole had none)."""
+    from linkage.pipeline import _sqlite_values, _write_changed_clusters, store_clusters
 
     store = EmbeddedStore(tmp_path / "s.db")
     rc = pd.DataFrame({"report_id": [f"R{i}" for i in range(6)], "cluster_id": list("aabbcc")})
     store_clusters(store, rc, _scored(list("abc"), [1, 2, 3], [9.0, 8.0, 7.0]), run_id=1)
-    cols = list(CLUSTER_TABLE_COLUMNS)
-    stored = store.conn.execute("SELECT cluster_id, rank, rowid FROM clusters").fetchall()
-    ranks, rowids = {r[0]: r[1] for r in stored}, {r[0]: r[2] for r in stored}
-    with store.transaction():  # a's row moves to a new rowid after the rowids were read
-        row = store.conn.execute("SELECT * FROM clusters WHERE cluster_id = 'a'").fetchone()
-        store.conn.execute("DELETE FROM clusters WHERE cluster_id = 'a'")
-        store.conn.execute(f"INSERT INTO clusters VALUES ({', '.join('?' for _ in row)})", row)
-    new = _scored(list("cba"), [1, 2, 3], [9.0, 8.0, 7.0]).assign(categories='["overig"]', agencies="[]")
+    cols = ["cluster_id", "score"]
     with store.transaction():
-        _write_changed_clusters(store, _sqlite_values(new, cols), cols, {"a", "b", "c"}, ranks, rowids)
-    got = store.frame("SELECT cluster_id, rank FROM clusters ORDER BY rank")
-    assert got["cluster_id"].tolist() == list("cba") and got["rank"].tolist() == [1, 2, 3]
+        _write_changed_clusters(store, _sqlite_values(pd.DataFrame({"cluster_id": list("ab"), "score": [9.0, 1.0]}),
+                                                      cols), cols)
+    got = store.conn.execute("SELECT cluster_id, rank, score FROM clusters ORDER BY cluster_id").fetchall()
+    assert got == [("a", 1, 9.0), ("b", None, 1.0)]
+    assert store.conn.execute("SELECT * FROM cluster_ranks ORDER BY cluster_id").fetchall() == [("a", 1), ("b", None)]
     store.close()
 
 

@@ -111,6 +111,7 @@ def test_purge_cascades(store):
     assert _ids(store, "mention_links", "src_mention_id") == ["M-4"]
     assert _ids(store, "er_pairs", "left_id") == []
     assert _ids(store, "clusters", "cluster_id") == ["C-CASE", "C-MIX"]
+    assert _ids(store, "cluster_ranks", "cluster_id") == ["C-CASE", "C-MIX"]  # a purged cluster's rank goes too
     assert _ids(store, "report_clusters", "report_id") == ["R-NEW1", "R-OLD3"]
     assert _ids(store, "status_history", "report_id") == ["R-NEW1"]
     assert _ids(store, "judgements", "id_a") == ["M-4"]

@@ -1,11 +1,16 @@
-"""linkage.store.embedded: the write-ahead log copied behind the job's back (checkpoints_behind)."""
+"""linkage.store.embedded: the write-ahead log copied behind the job's back (checkpoints_behind); the clusters' ranks
+in a table of their own (schema 2) and the upgrade of a schema 1 store."""
 from __future__ import annotations
 
 import sqlite3
 import threading
 import time
+from pathlib import Path
 
-from linkage.store import EmbeddedStore
+import pytest
+
+from linkage.errors import StoreError
+from linkage.store import EmbeddedStore, embedded
 from linkage.store.embedded import AUTOCHECKPOINT_BEHIND
 
 
@@ -100,3 +105,190 @@ def test_a_fork_waits_for_a_running_background_copy(tmp_path, monkeypatch):
     os.waitpid(pid, 0)
     store.close()
     assert not alive_after_fork
+
+
+# --- schema 2: the clusters' ranks in a table of their own -------------------------------------------------------
+#: The clusters table of schema 1 (the rank one of the wide row's columns).
+V1_CLUSTERS = """
+CREATE TABLE IF NOT EXISTS clusters (
+    cluster_id TEXT PRIMARY KEY,
+    rank INTEGER,
+    score REAL,
+    n_reports INTEGER,
+    n_reporters REAL,
+    categories TEXT,
+    agencies TEXT,
+    reason TEXT,
+    signals TEXT,
+    routing TEXT,
+    unrouted_reason TEXT
+);
+"""
+
+V1_ROWS = [("c-b", 2, 7.5, 3, 2.0, '["overig"]', '["Politie"]', "reden b", '[{"s": 1}]', "[]", None),
+           ("c-gone", 9, 1.0, 2, 1.0, "[]", "[]", "weg", "[]", "[]", "geen regel"),
+           ("c-a", 1, 9, 4, 3.5, '["fraude"]', "[]", "reden a", "[]", '["x"]', "geen regel"),
+           ("c-unranked", None, None, 2, None, None, None, None, None, None, None),
+           ("c-c", 3, 5.25, 2, 2.0, "[]", '["RIEC"]', "Één reden", "[]", "[]", None)]
+
+
+def _v1_store(path):
+    """A store as schema 1 wrote it (in WAL mode, as EmbeddedStore leaves a store), with rowid gaps."""
+    assert embedded.CLUSTERS_SCHEMA in embedded.SCHEMA
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.executescript(embedded.SCHEMA.replace(embedded.CLUSTERS_SCHEMA, V1_CLUSTERS))
+    conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')")
+    conn.executemany(f"INSERT INTO clusters VALUES ({', '.join('?' * 11)})", V1_ROWS)
+    conn.execute("DELETE FROM clusters WHERE cluster_id = 'c-gone'")
+    conn.executemany("INSERT INTO report_clusters VALUES (?, ?)", [("R1", "c-a"), ("R2", "c-b")])
+    conn.close()
+
+
+def _reads(path) -> dict:
+    """What readers of schema 1 read, through a read-only connection of its own."""
+    conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
+    try:
+        cur = conn.execute("SELECT * FROM clusters")
+        return {"columns": [d[0] for d in cur.description], "rows": cur.fetchall(),
+                "ranked": conn.execute("SELECT * FROM clusters ORDER BY rank, cluster_id").fetchall(),
+                "types": [(r[1], r[2]) for r in conn.execute("PRAGMA table_info(clusters)")],
+                "members": conn.execute("SELECT * FROM report_clusters ORDER BY report_id").fetchall(),
+                "kind": conn.execute("SELECT type FROM sqlite_master WHERE name = 'clusters'").fetchone()[0],
+                "version": conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]}
+    finally:
+        conn.close()
+
+
+def test_a_schema_1_store_is_upgraded_when_opened_and_reads_the_same(tmp_path):
+    path = tmp_path / "v1.db"
+    _v1_store(path)
+    before = _reads(path)
+    assert before["kind"] == "table" and before["version"] == "1" and len(before["rows"]) == 4
+    rowids = sqlite3.connect(path).execute("SELECT rowid, cluster_id FROM clusters ORDER BY rowid").fetchall()
+    with EmbeddedStore(path) as s:
+        frame = s.clusters()
+        assert s.conn.execute("SELECT rowid, cluster_id FROM cluster_rows ORDER BY rowid").fetchall() == rowids
+        assert s.conn.execute("SELECT * FROM cluster_ranks ORDER BY cluster_id").fetchall() == \
+            sorted((r[0], r[1]) for r in V1_ROWS if r[0] != "c-gone")
+    after = _reads(path)
+    assert (after["kind"], after["version"]) == ("view", str(embedded.SCHEMA_VERSION))
+    assert {k: v for k, v in after.items() if k not in ("kind", "version")} == \
+        {k: v for k, v in before.items() if k not in ("kind", "version")}
+    assert frame["cluster_id"].tolist() == ["c-unranked", "c-a", "c-b", "c-c"]  # NULL first, as before
+    with EmbeddedStore(path) as s:  # opened again: nothing to do
+        assert s.get_meta("schema_version") == str(embedded.SCHEMA_VERSION)
+    assert _reads(path) == after
+
+
+def test_an_upgrade_that_fails_leaves_the_schema_1_store_as_it_was(tmp_path, monkeypatch):
+    path = tmp_path / "v1.db"
+    _v1_store(path)
+    before = _reads(path)
+    real = embedded._upgrade_statements
+    monkeypatch.setattr(embedded, "_upgrade_statements",  # interrupted after the last step, before the commit
+                        lambda columns: real(columns) + ["INSERT INTO no_such_table VALUES (1)"])
+    with pytest.raises(StoreError, match="could not bring the store from schema 1 to 2.*unchanged"):
+        EmbeddedStore(path)
+    assert _reads(path) == before
+    names = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master")}
+    assert "cluster_rows" not in names and "cluster_ranks" not in names
+    monkeypatch.setattr(embedded, "_upgrade_statements", real)
+    with EmbeddedStore(path) as s:  # the next open upgrades it
+        assert s.get_meta("schema_version") == "2"
+    assert _reads(path)["rows"] == before["rows"]
+
+
+def test_a_schema_1_store_that_cannot_be_written_is_read_as_it_is(tmp_path, monkeypatch):
+    path = tmp_path / "v1.db"
+    _v1_store(path)
+    before = _reads(path)
+    connect = sqlite3.connect
+
+    def read_only(database, *args, **kwargs):  # as a file the user may only read (the tests run as root)
+        return connect(Path(database).resolve().as_uri() + "?mode=ro", *args, uri=True, **kwargs)
+
+    monkeypatch.setattr(embedded.sqlite3, "connect", read_only)
+    with EmbeddedStore(path, must_exist=True) as s:
+        assert s.clusters().equals(s.frame("SELECT * FROM clusters ORDER BY rank, cluster_id"))
+        assert s.top_clusters(2)["cluster_id"].tolist() == ["c-unranked", "c-a"]
+        assert s.get_meta("schema_version") == "1"
+    monkeypatch.setattr(embedded.sqlite3, "connect", connect)
+    assert _reads(path) == before
+
+
+def test_readers_that_do_not_read_the_rank_do_not_read_the_ranks(tmp_path):
+    """The view's LEFT JOIN on the ranks' key is left out of a query that reads no rank (the long rows are
+    read as from the table of schema 1)."""
+    with EmbeddedStore(tmp_path / "s.db") as s:
+        def plan(sql: str) -> str:
+            return " ".join(r[-1] for r in s.conn.execute("EXPLAIN QUERY PLAN " + sql, ("c",) * sql.count("?")))
+
+        for sql in ("SELECT cluster_id, agencies FROM clusters",
+                    "SELECT cluster_id, score, n_reports, n_reporters, categories, agencies FROM clusters",
+                    "SELECT 1 FROM clusters WHERE cluster_id = ?"):
+            assert " r " not in f" {plan(sql)} ", plan(sql)
+        assert "SEARCH r USING PRIMARY KEY" in plan("SELECT * FROM clusters")
+
+
+def test_writes_through_the_clusters_view_leave_what_they_left_in_the_table_of_schema_1(tmp_path):
+    """INSERT (plain, OR IGNORE, OR REPLACE), UPDATE and DELETE on the view: the same rows, and the same
+    errors, as on the table of schema 1."""
+    old = sqlite3.connect(tmp_path / "v1.db", isolation_level=None)
+    old.executescript(V1_CLUSTERS)
+    new = EmbeddedStore(tmp_path / "v2.db").conn
+    cols = ", ".join(embedded.CLUSTER_COLUMNS)
+    steps = ["INSERT INTO clusters (cluster_id, rank, score) VALUES ('a', 1, 2.0)",
+             "INSERT INTO clusters (cluster_id, score, signals) VALUES ('b', 3.0, '[]')",
+             "INSERT OR IGNORE INTO clusters (cluster_id, rank, score) VALUES ('a', 7, 9.0)",
+             "INSERT OR IGNORE INTO clusters (cluster_id, rank, score) VALUES ('b', 7, 9.0)",
+             "INSERT OR IGNORE INTO clusters (cluster_id, rank, score) VALUES ('c', 3, 1.0)",
+             "INSERT OR REPLACE INTO clusters (cluster_id, score) VALUES ('a', 5.0)",
+             "INSERT OR REPLACE INTO clusters (cluster_id, rank, reason) VALUES ('b', 4, 'r')",
+             "INSERT INTO clusters (cluster_id, rank) VALUES ('a', 1)",
+             "UPDATE clusters SET rank = rank + 10",
+             "UPDATE clusters SET score = 0, agencies = '[]' WHERE cluster_id = 'c'",
+             "UPDATE clusters SET cluster_id = 'z', rank = 99 WHERE cluster_id = 'b'",
+             "UPDATE clusters SET rank = NULL WHERE cluster_id = 'c'",
+             "DELETE FROM clusters WHERE rank IS NULL AND cluster_id = 'a'",
+             "INSERT INTO clusters (cluster_id, rank) VALUES ('a', 2)",
+             "DELETE FROM clusters WHERE cluster_id = 'z'"]
+    for step in steps:
+        got = []
+        for conn in (old, new):
+            try:
+                conn.execute(step)
+                error = None
+            except sqlite3.IntegrityError as exc:
+                error = str(exc).replace("cluster_rows.", "clusters.")
+            got.append((error, conn.execute(f"SELECT {cols} FROM clusters ORDER BY cluster_id").fetchall()))
+        assert got[0] == got[1], step
+    assert new.execute("SELECT * FROM cluster_ranks ORDER BY cluster_id").fetchall() == [("a", 2), ("c", None)]
+    old.close()
+    new.close()
+
+
+def test_store_digests_compare_clusters_across_the_two_layouts(tmp_path):
+    """bench.bench_run.store_digest hashes views too; :func:`view_rows_digest` gives ``clusters`` by its rows in
+    either layout, so a schema 1 store and its upgrade say the same of every table both have."""
+    import shutil
+
+    from bench.bench_run import store_digest, view_rows_digest
+
+    _v1_store(tmp_path / "v1.db")
+    shutil.copyfile(tmp_path / "v1.db", tmp_path / "v2.db")
+    EmbeddedStore(tmp_path / "v2.db").close()
+    old, new = store_digest(tmp_path / "v1.db"), store_digest(tmp_path / "v2.db")
+    assert "clusters (rows)" in old and {"cluster_rows", "cluster_ranks", "clusters"} <= set(new)
+    old, new = view_rows_digest(old), view_rows_digest(new)
+    assert old["clusters"] == new["clusters"] == [4, old["clusters"][1]]
+    assert {k: v for k, v in old.items() if k != "meta"} == {k: v for k, v in new.items() if k in old and k != "meta"}
+
+
+def test_insert_tuples_of_plain_values_unchecked_stores_what_checked_stores(tmp_path):
+    rows = [("c1", 1, 2.5, None, "tekst"), ("c2", 2, None, 3, "Één")]
+    cols = ["cluster_id", "rank", "score", "n_reports", "reason"]
+    with EmbeddedStore(tmp_path / "a.db") as a, EmbeddedStore(tmp_path / "b.db") as b:
+        assert a.insert_tuples("clusters", rows, cols) == b.insert_tuples("clusters", iter(rows), cols, plain=True) == 2
+        sql = "SELECT * FROM clusters ORDER BY cluster_id"
+        assert a.conn.execute(sql).fetchall() == b.conn.execute(sql).fetchall()

@@ -23,7 +23,9 @@ import pandas as pd
 from linkage import model
 from linkage.errors import StoreError
 
-SCHEMA_VERSION = 1
+#: 2: the clusters' ranks in a table of their own (:data:`CLUSTERS_SCHEMA`); a store of schema 1 is brought
+#: to 2 when opened (:meth:`EmbeddedStore._upgrade`).
+SCHEMA_VERSION = 2
 #: Background checkpoints still running (:meth:`EmbeddedStore.checkpoint_behind`): a fork waits for them, so
 #: that no forked worker starts with SQLite's locks held by a thread it does not have.
 _CHECKPOINTING: set = set()
@@ -50,6 +52,71 @@ def default_store_path() -> Path:
 
 
 _VALUE_COLS = ", ".join(f"{f} TEXT" for f in model.VALUE_FIELDS + model.NORMALISED_FIELDS)
+
+#: The columns of ``clusters`` (a view, see :data:`CLUSTERS_SCHEMA`), in order: the table of schema 1's.
+CLUSTER_COLUMNS = ("cluster_id", "rank", "score", "n_reports", "n_reporters", "categories", "agencies", "reason",
+                   "signals", "routing", "unrouted_reason")
+#: The columns of ``cluster_rows``: those of ``clusters`` but the rank, in the same order.
+CLUSTER_ROW_COLUMNS = tuple(c for c in CLUSTER_COLUMNS if c != "rank")
+
+#: The clusters (schema 2). One wide row per cluster in ``cluster_rows`` (~2.7 KB: signals, reason, routing
+#: texts), its rank in the narrow ``cluster_ranks`` (one row per cluster), and the view ``clusters`` that reads
+#: as the table of schema 1 did: the same columns in the same order, the same values, and the rows of a plain
+#: ``SELECT * FROM clusters`` in the same order (``cluster_rows``' rowids are the table's). Ranks are dense over
+#: all clusters by score, so adding reports moves most of them (a +1,000 run on 100,000 reports moves ~9,000 of
+#: ~10,300), which rewrote as many wide rows (38 MB) while the rank was one of their columns. The LEFT JOIN on
+#: the ranks' primary key lets SQLite leave the ranks out of a query that does not read ``rank``.
+#:
+#: The pipeline writes the two tables (:func:`linkage.pipeline.store_clusters`, :func:`linkage.retention.purge`);
+#: ``INSERT``, ``UPDATE`` and ``DELETE`` on the view still work, through ``INSTEAD OF`` triggers (for fixtures,
+#: notebooks and tools written against schema 1: the same rows as the table gave, ``OR REPLACE`` and
+#: ``OR IGNORE`` included; slower than writing the tables, and a statement's row count is 0).
+CLUSTERS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS cluster_rows (
+    cluster_id TEXT PRIMARY KEY,
+    score REAL,
+    n_reports INTEGER,
+    n_reporters REAL,
+    categories TEXT,
+    agencies TEXT,
+    reason TEXT,
+    signals TEXT,
+    routing TEXT,
+    unrouted_reason TEXT
+);
+CREATE TABLE IF NOT EXISTS cluster_ranks (
+    cluster_id TEXT PRIMARY KEY,
+    rank INTEGER
+) WITHOUT ROWID;
+CREATE VIEW IF NOT EXISTS clusters AS
+SELECT c.cluster_id AS cluster_id, r.rank AS rank, c.score AS score, c.n_reports AS n_reports,
+       c.n_reporters AS n_reporters, c.categories AS categories, c.agencies AS agencies, c.reason AS reason,
+       c.signals AS signals, c.routing AS routing, c.unrouted_reason AS unrouted_reason
+FROM cluster_rows c LEFT JOIN cluster_ranks r ON r.cluster_id = c.cluster_id;
+CREATE TRIGGER IF NOT EXISTS clusters_insert INSTEAD OF INSERT ON clusters BEGIN
+    INSERT INTO cluster_rows (cluster_id, score, n_reports, n_reporters, categories, agencies, reason, signals,
+                              routing, unrouted_reason)
+    VALUES (NEW.cluster_id, NEW.score, NEW.n_reports, NEW.n_reporters, NEW.categories, NEW.agencies, NEW.reason,
+            NEW.signals, NEW.routing, NEW.unrouted_reason);
+    -- only when the row went in (not an OR IGNORE that kept the stored row); an OR REPLACE replaces the rank
+    INSERT INTO cluster_ranks (cluster_id, rank) SELECT NEW.cluster_id, NEW.rank WHERE changes() > 0;
+END;
+CREATE TRIGGER IF NOT EXISTS clusters_update_rows INSTEAD OF UPDATE OF cluster_id, score, n_reports, n_reporters,
+    categories, agencies, reason, signals, routing, unrouted_reason ON clusters BEGIN
+    UPDATE cluster_rows SET cluster_id = NEW.cluster_id, score = NEW.score, n_reports = NEW.n_reports,
+        n_reporters = NEW.n_reporters, categories = NEW.categories, agencies = NEW.agencies, reason = NEW.reason,
+        signals = NEW.signals, routing = NEW.routing, unrouted_reason = NEW.unrouted_reason
+    WHERE cluster_id IS OLD.cluster_id;
+END;
+CREATE TRIGGER IF NOT EXISTS clusters_update_rank INSTEAD OF UPDATE OF cluster_id, rank ON clusters BEGIN
+    DELETE FROM cluster_ranks WHERE cluster_id IS OLD.cluster_id;
+    INSERT INTO cluster_ranks (cluster_id, rank) VALUES (NEW.cluster_id, NEW.rank);
+END;
+CREATE TRIGGER IF NOT EXISTS clusters_delete INSTEAD OF DELETE ON clusters BEGIN
+    DELETE FROM cluster_rows WHERE cluster_id IS OLD.cluster_id;
+    DELETE FROM cluster_ranks WHERE cluster_id IS OLD.cluster_id;
+END;
+"""
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -125,20 +192,7 @@ CREATE TABLE IF NOT EXISTS er_pairs (
     reason TEXT,
     PRIMARY KEY (left_id, right_id)
 );
-CREATE TABLE IF NOT EXISTS clusters (
-    cluster_id TEXT PRIMARY KEY,
-    rank INTEGER,
-    score REAL,
-    n_reports INTEGER,
-    n_reporters REAL,
-    categories TEXT,
-    agencies TEXT,
-    reason TEXT,
-    signals TEXT,
-    routing TEXT,
-    unrouted_reason TEXT
-);
-CREATE TABLE IF NOT EXISTS report_clusters (
+{CLUSTERS_SCHEMA}CREATE TABLE IF NOT EXISTS report_clusters (
     report_id TEXT PRIMARY KEY,
     cluster_id TEXT NOT NULL
 );
@@ -224,6 +278,43 @@ CREATE TABLE IF NOT EXISTS cluster_cases (
 )
 
 
+def _statements(script: str) -> list[str]:
+    """The SQL statements of ``script``, one by one (:func:`sqlite3.complete_statement` decides where one ends)."""
+    out, part = [], ""
+    for line in script.splitlines(keepends=True):
+        part += line
+        if sqlite3.complete_statement(part):
+            out.append(part.strip())
+            part = ""
+    if part.strip():
+        out.append(part.strip())
+    return out
+
+
+def _read_only(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says the database cannot be written (``SQLITE_READONLY`` and its extended codes)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return (code & 0xFF) == 8 if isinstance(code, int) else "readonly" in str(exc)
+
+
+def _upgrade_statements(columns: Sequence[str]) -> list[str]:
+    """The statements that bring a store of schema 1, whose ``clusters`` table has ``columns``, to schema 2
+    (:meth:`EmbeddedStore._upgrade` runs them in one transaction)."""
+    if any(c not in CLUSTER_COLUMNS for c in columns):
+        raise sqlite3.DatabaseError(f"its clusters table has columns {', '.join(sorted(set(columns) - set(CLUSTER_COLUMNS)))} "
+                                    "that schema 1 does not have")
+    kept = ", ".join(c for c in CLUSTER_ROW_COLUMNS if c in columns)
+    tables, view = _statements(CLUSTERS_SCHEMA)[:2], _statements(CLUSTERS_SCHEMA)[2:]
+    out = [t.replace("IF NOT EXISTS ", "") for t in tables]  # a table of that name already there: fail, change nothing
+    out.append(f"INSERT INTO cluster_rows (rowid, {kept}) SELECT rowid, {kept} FROM clusters ORDER BY rowid")
+    out.append(f"INSERT INTO cluster_ranks (cluster_id, rank) SELECT cluster_id, {'rank' if 'rank' in columns else 'NULL'} "
+               "FROM clusters WHERE cluster_id IS NOT NULL ORDER BY cluster_id")  # one rank row per cluster
+    out.append("DROP TABLE clusters")
+    out.extend(view)
+    out.append(f"INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}')")
+    return out
+
+
 class EmbeddedStore:
     """A linkage store in one SQLite file.
 
@@ -254,7 +345,8 @@ class EmbeddedStore:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA foreign_keys=OFF")
-            self.conn.executescript(SCHEMA)
+            if self._upgrade():
+                self.conn.executescript(SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a linkage store or is damaged ({exc}).") from None
         version = self.get_meta("schema_version")
@@ -262,6 +354,44 @@ class EmbeddedStore:
             self.set_meta("schema_version", str(SCHEMA_VERSION))
         elif int(version) > SCHEMA_VERSION:
             raise StoreError(f"{self.path} was written by a newer linkage (schema {version}); upgrade linkage.")
+
+    def _upgrade(self) -> bool:
+        """Bring a store of schema 1 to :data:`SCHEMA_VERSION` before the schema is applied; False when it is
+        of schema 1 and cannot be written (a read-only file or folder).
+
+        Schema 1 kept each cluster's rank in its wide ``clusters`` row. Here, in one transaction, the rows go
+        into ``cluster_rows`` (same rowids, same values but the rank), the ranks into ``cluster_ranks``, the
+        table is dropped and the view ``clusters`` created in its place: ``SELECT * FROM clusters`` reads the
+        same rows as before (:data:`CLUSTERS_SCHEMA`). Interrupted or failed, the store stays as it was (schema
+        1, its table intact) and the next open tries again. A store that cannot be written is read as it is
+        (its ``clusters`` table reads as the view does); writing clusters into it fails as any write does."""
+        def layout() -> Optional[str]:
+            found = self.conn.execute("SELECT type FROM sqlite_master WHERE name = 'clusters'").fetchone()
+            return found[0] if found else None
+
+        if layout() != "table":
+            return True
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if _read_only(exc):
+                return False
+            raise
+        try:
+            if layout() == "table":  # still (another process may have brought it up while this one waited)
+                have = [r[1] for r in self.conn.execute("PRAGMA table_info(clusters)")]
+                for statement in _upgrade_statements(have):
+                    self.conn.execute(statement)
+            self.conn.execute("COMMIT")
+        except BaseException as exc:
+            self.conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError) and _read_only(exc):
+                return False
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise StoreError(f"{self.path}: could not bring the store from schema 1 to {SCHEMA_VERSION} ({exc}); "
+                                 "it is unchanged.") from None
+            raise
+        return True
 
     # --- write-ahead log ---------------------------------------------------------------------------
     def checkpoints_behind(self) -> None:
@@ -347,14 +477,21 @@ class EmbeddedStore:
         columns = list(columns)
         return self.insert_tuples(table, (tuple(map(r.get, columns)) for r in rows), columns, mode)
 
-    def insert_tuples(self, table: str, rows: Iterable[tuple], columns: Sequence[str], mode: str = "INSERT") -> int:
+    def insert_tuples(self, table: str, rows: Iterable[tuple], columns: Sequence[str], mode: str = "INSERT",
+                      plain: bool = False) -> int:
         """Insert rows given as tuples in ``columns`` order (inside the caller's transaction, in their order);
         values are stored as :func:`_sql_value` makes them (NaN -> NULL, numpy scalars -> Python, lists and
         dicts -> JSON). Returns the number of rows.
 
         Most rows hold only text, integers, floats and None, which SQLite binds as they are: those skip
-        :func:`_sql_value` (floats only when none is NaN)."""
+        :func:`_sql_value` (floats only when none is NaN). ``plain=True``: the caller vouches that every value
+        is one of those (no NaN), as :func:`linkage.pipeline._sqlite_values` makes them; rows go in unchecked."""
         sql = f"{mode} INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+        if plain:
+            rows = rows if isinstance(rows, list) else list(rows)
+            with _binding_none():
+                self.conn.executemany(sql, rows)
+            return len(rows)
         plain, with_float = _PLAIN_TYPES, _PLAIN_OR_FLOAT
         count = 0
 
