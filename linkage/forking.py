@@ -22,6 +22,31 @@ from typing import Any, Callable, Optional
 
 WATCH_EVERY = 0.5  # seconds between a worker's checks that its parent is alive
 
+#: Threads a fork of this process waits for (:func:`fork_waits_for`).
+_FORK_WAITS_FOR: set = set()
+
+
+def fork_waits_for(thread: threading.Thread) -> None:
+    """Make every fork of this process (``os.fork``, and so every pool of :func:`fork_pool`) wait until
+    ``thread`` has ended, until :func:`fork_need_not_wait` is called for it (the thread does so as its last
+    step). For threads that use SQLite (background checkpoints, reads ahead): a child forked while such a
+    thread holds one of SQLite's locks would start with that lock held by a thread it does not have."""
+    _FORK_WAITS_FOR.add(thread)
+
+
+def fork_need_not_wait(thread: threading.Thread) -> None:
+    """Forks no longer wait for ``thread`` (:func:`fork_waits_for`)."""
+    _FORK_WAITS_FOR.discard(thread)
+
+
+def _wait_before_fork() -> None:
+    for thread in list(_FORK_WAITS_FOR):
+        thread.join()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(before=_wait_before_fork)
+
 
 def can_fork() -> bool:
     """Whether this platform has the ``fork`` start method (Linux, macOS; not Windows)."""

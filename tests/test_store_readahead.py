@@ -144,9 +144,9 @@ def test_an_incremental_run_takes_what_was_read_ahead(two_parts, tmp_path, monke
 
 def _read_nothing(self) -> None:
     """A ReadAhead thread that reads nothing (every value then comes from the caller's own read)."""
-    from linkage.store import readahead
+    from linkage.forking import fork_need_not_wait
 
-    readahead._RUNNING.discard(threading.current_thread())
+    fork_need_not_wait(threading.current_thread())
 
 
 def _rows(store):

@@ -21,24 +21,12 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 import pandas as pd
 
 from linkage import model
+from linkage.forking import fork_need_not_wait, fork_waits_for
 from linkage.errors import StoreError
 
 #: 2: the clusters' ranks in a table of their own (:data:`CLUSTERS_SCHEMA`); a store of schema 1 is brought
 #: to 2 when opened (:meth:`EmbeddedStore._upgrade`).
 SCHEMA_VERSION = 2
-#: Background checkpoints still running (:meth:`EmbeddedStore.checkpoint_behind`): a fork waits for them, so
-#: that no forked worker starts with SQLite's locks held by a thread it does not have.
-_CHECKPOINTING: set = set()
-
-
-def _wait_for_checkpoints() -> None:
-    for thread in list(_CHECKPOINTING):
-        thread.join()
-
-
-if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(before=_wait_for_checkpoints)
-
 #: The write-ahead log's size (pages of 4 KiB) at which a connection after :meth:`EmbeddedStore.checkpoints_behind`
 #: copies it into the database itself (a run's background copies normally keep it far below: 1 GiB).
 AUTOCHECKPOINT_BEHIND = 262144
@@ -413,7 +401,7 @@ class EmbeddedStore:
         if self._checkpointer is not None and self._checkpointer.is_alive():
             return
         self._checkpointer = threading.Thread(target=self._checkpoint, name="linkage-checkpoint", daemon=True)
-        _CHECKPOINTING.add(self._checkpointer)
+        fork_waits_for(self._checkpointer)  # no forked worker starts with SQLite's locks held by this thread
         self._checkpointer.start()
 
     def _checkpoint(self) -> None:
@@ -426,7 +414,7 @@ class EmbeddedStore:
         except sqlite3.Error:  # nothing is lost: what was not copied stays in the log, the next copy takes it
             pass
         finally:
-            _CHECKPOINTING.discard(threading.current_thread())
+            fork_need_not_wait(threading.current_thread())
 
     # --- plumbing ----------------------------------------------------------------------------------
     @contextlib.contextmanager

@@ -19,26 +19,13 @@ held by a thread it does not have.
 """
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from linkage.forking import fork_need_not_wait, fork_waits_for
 from linkage.store.embedded import read_only
-
-#: Reads still running: a fork waits for them.
-_RUNNING: set = set()
-
-
-def _wait_for_reads() -> None:
-    for thread in list(_RUNNING):
-        thread.join()
-
-
-if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(before=_wait_for_reads)
-
 
 class ReadAhead:
     """``reads`` (name -> function of a connection) run now, one after the other in a background thread, on a
@@ -66,7 +53,7 @@ class ReadAhead:
         self._reads = dict(reads)
         self._values: dict[str, Any] = {}
         self._thread = threading.Thread(target=self._run, name=f"linkage-readahead-{name}", daemon=True)
-        _RUNNING.add(self._thread)
+        fork_waits_for(self._thread)
         self._thread.start()
 
     def _run(self) -> None:
@@ -85,7 +72,7 @@ class ReadAhead:
             pass
         finally:
             self._reads.clear()
-            _RUNNING.discard(threading.current_thread())
+            fork_need_not_wait(threading.current_thread())
 
     def result(self, name: str, fallback: Callable[[], Any]) -> Any:
         """The value read for ``name`` (waiting for the reads), handed over once; ``fallback()`` when that read
