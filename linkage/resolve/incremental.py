@@ -708,7 +708,7 @@ def type_state(etype: str, records: pd.DataFrame, scored: ScoredPairs | None, mo
     if etype in FUZZY_TYPES:
         rules = cfg.policy(etype).blocking
         keys, key_rules = block_key_hashes(records, rules), rules_digest(rules)
-        stats = block_stats(records, rules, keys)
+        stats = block_stats(records, rules, keys) if _stats_rules(records, list(rules)) else None
     return TypeState(records.reset_index(drop=True), pairs, region, keys, key_rules, block_stats=stats)
 
 
@@ -846,11 +846,11 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
             keys = np.concatenate([old.keys, new_keys])
         else:  # no hashes kept, or kept for other rules: make them all (and store them all)
             new_keys, keys = None, block_key_hashes(records, policy.blocking)
+        kept_rules = _stats_rules(records, list(policy.blocking))
         before = old.block_stats if old is not None and new_keys is not None else None
-        if before is not None and (before.n != n_old or set(before.blank) != set(_stats_rules(records, list(
-                policy.blocking)))):
+        if before is not None and (before.n != n_old or set(before.blank) != set(kept_rules)):
             before = None
-        if before is None and n_old:  # none kept (a state made before them): made once, kept from now on
+        if before is None and n_old and kept_rules:  # none kept (a state made before them): made once, kept
             before = block_stats(records.iloc[:n_old], policy.blocking, keys[:n_old])
         say(f"{etype}: blocking")
         stored = old is not None and old.pairs and pair_count(old.pairs) > 0
@@ -861,7 +861,7 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
             if old.block_stats is not before:  # made in this run: written whole
                 added_stats = None
         else:
-            stats, added_stats = block_stats(records, policy.blocking, keys), None
+            stats, added_stats = (block_stats(records, policy.blocking, keys) if kept_rules else None), None
         left, right = found.left, found.right
         # each pair oriented as in a full run (records in mention-id order): the smaller mention id left
         swap = mids[left] > mids[right]
