@@ -91,7 +91,13 @@ class TypeState:
     :func:`linkage.blocking.block_involving_outgrown`); a pair whose mask is 0 is made by no rule: a full run
     would not have it, so it is *dead* and counts as gone everywhere. Dead pairs stay in the stored chunks
     (rewriting ~150 MB of pairs at 100,000 reports to take out a few costs more than the run) until they pass
-    :data:`COMPACT_DEAD_SHARE` of the type's pairs; then :func:`save_state` writes the live ones again."""
+    :data:`COMPACT_DEAD_SHARE` of the type's pairs; then :func:`save_state` writes the live ones again.
+
+    ``block_stats`` (:class:`BlockStats`; kept with ``keys``, for types with ``pair_with_empty`` rules): what an
+    update needs to leave out blocks that cannot make or lose a pair. Stored as the ``bstats`` part (a whole
+    chunk, then one small chunk per update); statistics that do not cover every record are not used, so a state
+    written without them (or by a version that did not keep them) needs no new :data:`STATE_VERSION`: the next
+    update makes them once."""
 
     records: pd.DataFrame
     pairs: dict[str, np.ndarray]
