@@ -1106,7 +1106,7 @@ def test_block_statistics_leave_out_only_blocks_that_make_and_lose_no_pair(seed,
             if len(capped):
                 hashes[(df["s"] == "nieuw").to_numpy() & (hashes[:, j] != 0), j] = capped[0]
     skipped = skip_hashes(df, rules, hashes, np.flatnonzero(involving), stats)
-    got = narrowed_pairs(df, rules, hashes, involving, order, stats=stats)
+    got = narrowed_pairs(df, rules, hashes, involving, order, skip=skipped)
     assert np.array_equal(got.left * n + got.right, want.left * n + want.right)
     assert np.array_equal(got.rule_mask, want.rule_mask)
     assert np.array_equal(got.lost_left * n + got.lost_right, keys) and np.array_equal(got.lost_mask, masks)

@@ -400,20 +400,27 @@ def block_stats(records: pd.DataFrame, rules: Iterable[BlockingRule], hashes: np
     return BlockStats(len(records), blank, capped)
 
 
+def added_blanks(stats: BlockStats, records: pd.DataFrame, rules: Iterable[BlockingRule], hashes: np.ndarray,
+                 n_old: int) -> dict[int, np.ndarray]:
+    """Per rule of ``stats`` the block-key hashes (sorted, unique) of the records after the first ``n_old``
+    whose empty column is empty: what they add to ``stats.blank``."""
+    rules, rows = list(rules), np.arange(n_old, len(records))
+    return {j: _blank_hashes(records, rules[j], hashes[:, j], rows) for j in stats.blank}
+
+
 def extend_block_stats(stats: BlockStats, records: pd.DataFrame, rules: Iterable[BlockingRule], hashes: np.ndarray,
-                       n_old: int) -> tuple[BlockStats, dict[int, np.ndarray]]:
+                       n_old: int, added: Mapping[int, np.ndarray] | None = None
+                       ) -> tuple[BlockStats, dict[int, np.ndarray]]:
     """``stats`` (covering the first ``n_old`` of ``records``) extended to all of them: the hashes of the added
-    records with an empty column join ``blank`` (returned alone too, per rule, for the stored state); ``capped``
-    stays (a block over its cap stays over it)."""
-    rules = list(rules)
-    rows = np.arange(n_old, len(records))
-    added = {j: _blank_hashes(records, rules[j], hashes[:, j], rows) for j in stats.blank}
+    records with an empty column (``added``: :func:`added_blanks`, made when not given) join ``blank`` (returned
+    alone too, per rule, for the stored state); ``capped`` stays (a block over its cap stays over it)."""
+    added = dict(added_blanks(stats, records, rules, hashes, n_old) if added is None else added)
     blank = {j: np.union1d(b, added[j]).astype(np.uint64) if len(added[j]) else b for j, b in stats.blank.items()}
     return BlockStats(len(records), blank, stats.capped), added
 
 
 def skip_hashes(records: pd.DataFrame, rules: list[BlockingRule], hashes: np.ndarray, new_idx: np.ndarray,
-                stats: BlockStats) -> dict[int, np.ndarray]:
+                stats: BlockStats, added: Mapping[int, np.ndarray] | None = None) -> dict[int, np.ndarray]:
     """Per ``pair_with_empty`` rule (index into ``rules``) the block-key hashes of the added records ``new_idx``
     whose records :func:`linkage.blocking.block_involving_outgrown` can leave out (its ``skip``): the pairs it
     gives and takes away are those of blocks holding an added record in which an empty-column record times the
@@ -424,7 +431,8 @@ def skip_hashes(records: pd.DataFrame, rules: list[BlockingRule], hashes: np.nda
     - it is a capped block's (``stats.capped``) and every added record with it has that block's key: the block
       was over its cap before and is bigger now, and no other block of the hash holds an added record.
 
-    ``stats`` covers the records before ``new_idx`` (all others)."""
+    ``stats`` covers the records before ``new_idx`` (all others); ``added``: :func:`added_blanks` of the
+    ``new_idx`` records (made when not given)."""
     out = {}
     for j, blank_before in stats.blank.items():
         rule = rules[j]
@@ -434,7 +442,8 @@ def skip_hashes(records: pd.DataFrame, rules: list[BlockingRule], hashes: np.nda
         if not len(h):
             continue
         involved = np.unique(h)
-        quiet = ~np.isin(involved, blank_before) & ~np.isin(involved, _blank_hashes(records, rule, hashes[:, j], rows))
+        blank_now = _blank_hashes(records, rule, hashes[:, j], rows) if added is None else added[j]
+        quiet = ~np.isin(involved, blank_before) & ~np.isin(involved, blank_now)
         capped_h, capped_rec = stats.capped.get(j, (np.empty(0, np.uint64), np.empty(0, np.int64)))
         if len(capped_h):
             at = np.minimum(np.searchsorted(capped_h, h), len(capped_h) - 1)
@@ -493,7 +502,7 @@ class Narrowed:
 
 def narrowed_pairs(records: pd.DataFrame, rules: Iterable[BlockingRule], hashes: np.ndarray,
                    involving: np.ndarray, order: np.ndarray, entity_type: str = "", largest: int = 10,
-                   outgrown: bool = True, stats: BlockStats | None = None) -> Narrowed:
+                   outgrown: bool = True, skip: Mapping[int, np.ndarray] | None = None) -> Narrowed:
     """The pairs :func:`linkage.blocking.block_involving` gives, each rule looking only at the records whose
     block-key hash (``hashes``, from :func:`block_key_hashes`) is that of an involved record
     (``block_involving``'s ``hashes``), a rule without keys at all records; with ``outgrown`` also the earlier
@@ -505,9 +514,9 @@ def narrowed_pairs(records: pd.DataFrame, rules: Iterable[BlockingRule], hashes:
     mentions cost more than every other rule together (100,000 reports: 132,000 records looked at). Those
     groups are whole, so the pairs a group outgrowing ``max_pairs`` takes away are found there too.
 
-    ``stats`` (optional): the :class:`BlockStats` of the records outside ``involving`` (the first ones; the
-    involved records come after them): a ``pair_with_empty`` rule then leaves out the blocks that can neither
-    make nor lose a pair (:func:`skip_hashes`); the pairs are the same.
+    ``skip`` (optional; rule index -> block-key hashes, :func:`skip_hashes` from the :class:`BlockStats` of the
+    records outside ``involving``): a ``pair_with_empty`` rule leaves out those blocks, which can neither make
+    nor lose a pair; the pairs are the same.
     """
     rules = list(rules)
     n = len(records)
@@ -517,7 +526,7 @@ def narrowed_pairs(records: pd.DataFrame, rules: Iterable[BlockingRule], hashes:
     order = np.asarray(order)
     found, lost = [], []
     columns = _Columns(records)  # each rule codes the columns it reads over the records it looks at
-    skip = {} if stats is None else skip_hashes(records, rules, hashes, np.flatnonzero(involving), stats)
+    skip = skip or {}
 
     def rebit(mask: np.ndarray, where: list[int]) -> np.ndarray:
         """Bits of rules ``where[i]`` from bits ``i``."""
@@ -860,10 +869,14 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
             before = block_stats(records.iloc[:n_old], policy.blocking, keys[:n_old])
         say(f"{etype}: blocking")
         stored = old is not None and old.pairs and pair_count(old.pairs) > 0
-        found = narrowed_pairs(records, policy.blocking, keys, involving, rank, etype,
-                               cfg.largest_blocks_reported, outgrown=bool(stored), stats=before)
+        skip, blanks = None, None
         if before is not None:
-            stats, added_stats = extend_block_stats(before, records, policy.blocking, keys, n_old)
+            blanks = added_blanks(before, records, policy.blocking, keys, n_old)
+            skip = skip_hashes(records, list(policy.blocking), keys, np.arange(n_old, n), before, blanks)
+        found = narrowed_pairs(records, policy.blocking, keys, involving, rank, etype,
+                               cfg.largest_blocks_reported, outgrown=bool(stored), skip=skip)
+        if before is not None:
+            stats, added_stats = extend_block_stats(before, records, policy.blocking, keys, n_old, blanks)
             if old.block_stats is not before:  # made in this run: written whole
                 added_stats = None
         else:
