@@ -1170,3 +1170,28 @@ def test_a_state_without_block_statistics_makes_them_once_and_gives_the_same_res
         with EmbeddedStore(tmp_path / name) as s:
             ts = load_state(s.conn, json.loads(s.get_meta("er_model"))).types["person"]
             assert ts.block_stats is not None and ts.block_stats.n == len(ts.records)
+
+
+def test_a_run_with_a_judgement_alone_keeps_the_block_statistics(parts, tmp_path):
+    """A run that adds no record (a new judgement only) writes no block-statistics chunk: the kept ones still
+    cover every record and the next run uses them."""
+    import sqlite3
+
+    from linkage.report.explore import er_pairs
+
+    first, second = parts
+    store = tmp_path / "j.db"
+    _two_runs(first, second, store)
+    with EmbeddedStore(store) as s:
+        pairs = er_pairs(s)
+        pairs = pairs[pairs["matched"] & (pairs["entity_type"] == "person")].head(1).reset_index(drop=True)
+        record_judgement(s, pairs.left_id[0], pairs.right_id[0], "different", actor="test")
+        counts = resolve_stage(s, load_settings(None))
+    assert "touched_mentions" in counts
+    con = sqlite3.connect(store)
+    assert [r[0] for r in con.execute("SELECT seq FROM er_state WHERE entity_type = 'person' AND part = 'bstats' "
+                                      "ORDER BY seq")] == [0, 1]
+    con.close()
+    with EmbeddedStore(store) as s:
+        ts = load_state(s.conn, json.loads(s.get_meta("er_model"))).types["person"]
+        assert ts.block_stats is not None and ts.block_stats.n == len(ts.records)

@@ -1276,7 +1276,8 @@ def type_writes(conn, etype: str, ts: TypeState, records: pd.DataFrame | None, p
         if ts.keys is not None:
             ops.extend(("insert", *row) for row in _keys_rows(0, ts.keys))
     if new_stats is not None and ts.block_stats is not None:
-        ops.append(("insert", *_stats_row(next_seq("bstats"), ts.block_stats, new_stats)))
+        if records is not None and len(records):  # no record added (a judgement alone): the kept ones hold
+            ops.append(("insert", *_stats_row(next_seq("bstats"), ts.block_stats, new_stats)))
     elif ts.block_stats is not None or new_keys is None:
         ops.append(("delete", ("bstats",)))
         if ts.block_stats is not None:
