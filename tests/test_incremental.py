@@ -1156,3 +1156,134 @@ def test_a_type_state_read_mapped_is_the_one_read_page_by_page(parts, tmp_path, 
         assert a.records.equals(b.records) and np.array_equal(a.region, b.region)
         assert sorted(a.pairs) == sorted(b.pairs) and all(np.array_equal(a.pairs[f], b.pairs[f]) for f in a.pairs)
         assert (a.keys is None) == (b.keys is None) and (a.keys is None or np.array_equal(a.keys, b.keys))
+
+
+def _stats_case(seed: int):
+    """:func:`_outgrow_case` with its earlier records first (block statistics cover a type's first records),
+    one more ``pair_with_empty`` rule whose blocks sit around their cap, and a surname only added records
+    have (a block that is new in the run)."""
+    df, rules, involving = _outgrow_case(seed)
+    rng = np.random.default_rng(seed)
+    new = np.flatnonzero(involving)
+    df.loc[new[rng.random(len(new)) < 0.15], "s"] = "nieuw"
+    order = np.r_[np.flatnonzero(~involving), new]
+    df, involving = df.iloc[order].reset_index(drop=True), involving[order]
+    rules = rules + [BlockingRule("blank_sy", ("s", "y"), pair_with_empty="i", max_pairs=100)]
+    return df, rules, involving
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+@pytest.mark.parametrize("hashing", ["exact", "one_hash", "mod_3", "new_block_shares_a_capped_hash"])
+def test_block_statistics_leave_out_only_blocks_that_make_and_lose_no_pair(seed, hashing):
+    """With the block statistics of the earlier records (:func:`block_stats`, as the stored state keeps them)
+    the incremental blocking leaves out pair_with_empty blocks without an empty-column record and blocks that
+    were over their cap, and still gives the pairs and lost pairs with their rule bits that blocking
+    everything gives: also when blocks grow past their cap, when hashes collide (all in one; a few), and when
+    an added record's new block shares the hash of a capped block."""
+    from linkage.blocking import block_involving_outgrown
+    from linkage.resolve.incremental import block_stats, extend_block_stats, narrowed_pairs, skip_hashes
+
+    df, rules, involving = _stats_case(seed)
+    n, n_old = len(df), int((~involving).sum())
+    order = df["mention_id"].to_numpy(object)
+    want, _, (keys, masks) = block_involving_outgrown(df, rules, involving, order)
+    hashes = block_key_hashes(df, rules)
+    if hashing == "one_hash":
+        hashes = np.where(hashes != 0, np.uint64(7), np.uint64(0))
+    elif hashing == "mod_3":
+        hashes = np.where(hashes != 0, hashes % np.uint64(3) + np.uint64(1), np.uint64(0))
+    stats = block_stats(df.iloc[:n_old], rules, hashes[:n_old])
+    if hashing == "new_block_shares_a_capped_hash":  # the added surname's blocks take capped blocks' hashes
+        for j, (capped, _) in stats.capped.items():
+            if len(capped):
+                hashes[(df["s"] == "nieuw").to_numpy() & (hashes[:, j] != 0), j] = capped[0]
+    skipped = skip_hashes(df, rules, hashes, np.flatnonzero(involving), stats)
+    got = narrowed_pairs(df, rules, hashes, involving, order, skip=skipped)
+    assert np.array_equal(got.left * n + got.right, want.left * n + want.right)
+    assert np.array_equal(got.rule_mask, want.rule_mask)
+    assert np.array_equal(got.lost_left * n + got.lost_right, keys) and np.array_equal(got.lost_mask, masks)
+    if hashing == "exact":
+        assert sum(len(s) for s in skipped.values()) > 0  # some blocks were left out
+        assert all(len(c) for c, _ in stats.capped.values())
+    if hashing == "one_hash":  # one hash holds several blocks: none taken for a capped block
+        assert all(not len(c) for c, _ in stats.capped.values())
+    if hashing == "new_block_shares_a_capped_hash":
+        for j, (capped, _) in stats.capped.items():
+            if len(capped):
+                assert capped[0] not in skipped.get(j, ())
+    # the statistics extended by the added records equal those made over all records (capped: a subset)
+    grown, added = extend_block_stats(stats, df, rules, hashes, n_old)
+    whole = block_stats(df, rules, hashes)
+    assert grown.n == whole.n == n and set(grown.blank) == set(whole.blank) == {3, 5}
+    for j in whole.blank:
+        assert np.array_equal(grown.blank[j], whole.blank[j])
+        assert set(added[j].tolist()) <= set(whole.blank[j].tolist())
+        before = dict(zip(*[a.tolist() for a in stats.capped[j]]))
+        after = dict(zip(*[a.tolist() for a in whole.capped[j]]))
+        assert all(h in after for h in before if h not in set(hashes[n_old:, j].tolist()))
+
+
+def test_block_statistics_take_no_hash_of_two_keys_for_one_capped_block():
+    """A hash over its cap whose records have two keys is not a capped block, even when one of them alone is."""
+    from linkage.resolve.incremental import block_stats
+
+    df = pd.DataFrame({"s": ["a"] * 6 + ["b"], "f": ["", "", "", "x", "x", "x", ""]})
+    rules = [BlockingRule("r", ("s",), pair_with_empty="f", max_pairs=10)]
+    hashes = block_key_hashes(df, rules)
+    stats = block_stats(df, rules, hashes)
+    assert stats.capped[0][0].tolist() == [hashes[0, 0]] and stats.capped[0][1].tolist() == [0]
+    hashes[:, 0] = 5  # "a" and "b" share a hash
+    stats = block_stats(df, rules, hashes)
+    assert not len(stats.capped[0][0]) and stats.blank[0].tolist() == [5]
+
+
+def test_a_state_without_block_statistics_makes_them_once_and_gives_the_same_result(parts, tmp_path):
+    """A stored state without block statistics (made before they were kept) gives the result of one with them;
+    the run makes them once and stores them whole, a run with them appends what its records added."""
+    import sqlite3
+
+    first, second = parts
+
+    def forget_stats(store: Path):
+        with EmbeddedStore(store) as s:
+            assert s.conn.execute("SELECT COUNT(*) FROM er_state WHERE entity_type = 'person' AND part = 'bstats'"
+                                  ).fetchone()[0] == 1
+            s.conn.execute("DELETE FROM er_state WHERE part = 'bstats'")
+
+    counts = _two_runs(first, second, tmp_path / "nostats.db", between=forget_stats)
+    assert "touched_mentions" in counts  # still incremental
+    _two_runs(first, second, tmp_path / "stats.db")
+    _assert_same_tables(tmp_path / "nostats.db", tmp_path / "stats.db")
+    for name, seqs in (("nostats.db", [0]), ("stats.db", [0, 1])):
+        con = sqlite3.connect(tmp_path / name)
+        assert [r[0] for r in con.execute("SELECT seq FROM er_state WHERE entity_type = 'person' AND part = 'bstats' "
+                                          "ORDER BY seq")] == seqs
+        con.close()
+        with EmbeddedStore(tmp_path / name) as s:
+            ts = load_state(s.conn, json.loads(s.get_meta("er_model"))).types["person"]
+            assert ts.block_stats is not None and ts.block_stats.n == len(ts.records)
+
+
+def test_a_run_with_a_judgement_alone_keeps_the_block_statistics(parts, tmp_path):
+    """A run that adds no record (a new judgement only) writes no block-statistics chunk: the kept ones still
+    cover every record and the next run uses them."""
+    import sqlite3
+
+    from linkage.report.explore import er_pairs
+
+    first, second = parts
+    store = tmp_path / "j.db"
+    _two_runs(first, second, store)
+    with EmbeddedStore(store) as s:
+        pairs = er_pairs(s)
+        pairs = pairs[pairs["matched"] & (pairs["entity_type"] == "person")].head(1).reset_index(drop=True)
+        record_judgement(s, pairs.left_id[0], pairs.right_id[0], "different", actor="test")
+        counts = resolve_stage(s, load_settings(None))
+    assert "touched_mentions" in counts
+    con = sqlite3.connect(store)
+    assert [r[0] for r in con.execute("SELECT seq FROM er_state WHERE entity_type = 'person' AND part = 'bstats' "
+                                      "ORDER BY seq")] == [0, 1]
+    con.close()
+    with EmbeddedStore(store) as s:
+        ts = load_state(s.conn, json.loads(s.get_meta("er_model"))).types["person"]
+        assert ts.block_stats is not None and ts.block_stats.n == len(ts.records)

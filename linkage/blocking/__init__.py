@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -708,7 +708,8 @@ def _one_rule(records: pd.DataFrame | None, rule: BlockingRule, largest: int, co
 def block_involving(records: pd.DataFrame | None, rules: tuple[BlockingRule, ...] | list[BlockingRule],
                     involving: np.ndarray, order: np.ndarray, entity_type: str = "",
                     largest: int = 10, hashes: np.ndarray | None = None,
-                    columns: _Columns | None = None) -> tuple[Candidates, BlockingReport]:
+                    columns: _Columns | None = None,
+                    skip: Mapping[int, np.ndarray] | None = None) -> tuple[Candidates, BlockingReport]:
     """The pairs :func:`block` gives with ``involving``, with work that grows with the involved records.
 
     Each rule looks only at the records of the blocks that hold an involved record (whole blocks, so that
@@ -729,6 +730,8 @@ def block_involving(records: pd.DataFrame | None, rules: tuple[BlockingRule, ...
     pairs only the groups that hold an involved record (counting the others; the report's statistics are
     those of the records looked at).
 
+    ``skip``: as :func:`block_involving_outgrown` takes it.
+
     >>> df = pd.DataFrame({"a": ["x", "x", "y", "y"], "b": ["1", "2", "2", "3"]})
     >>> cand, _ = block_involving(df, [BlockingRule("a", ("a",)), BlockingRule("b", ("b",))],
     ...                           np.array([False, False, False, True]), np.arange(4))
@@ -736,7 +739,7 @@ def block_involving(records: pd.DataFrame | None, rules: tuple[BlockingRule, ...
     [(2, 3, 1)]
     """
     columns = _Columns(records) if columns is None else columns
-    parts, _ = _involving_parts(columns, rules, involving, order, largest, hashes, outgrown=False)
+    parts, _ = _involving_parts(columns, rules, involving, order, largest, hashes, outgrown=False, skip=skip)
     return _union(columns.n, rules, parts, entity_type)
 
 
@@ -831,11 +834,15 @@ def _member_by_low_bits(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
 
 
 def _involved_blocks(columns: _Columns, rule: BlockingRule, j: int, new_idx: np.ndarray, order: np.ndarray,
-                     hashes: np.ndarray | None, fuzzy_groups: bool = False) -> np.ndarray | None:
+                     hashes: np.ndarray | None, fuzzy_groups: bool = False,
+                     skip: np.ndarray | None = None) -> np.ndarray | None:
     """The records :func:`block_involving` gives ``rule`` (column ``j`` of ``hashes``) to pair the involved
     records ``new_idx`` as a blocking of everything does: the whole blocks that hold one (a fuzzy rule: the
     records one edit from one; a ``pair_with_empty`` rule: only blocks holding a record with the empty column),
-    sorted by ``order``. None when the rule gives no pairs (no involved record, a key column missing)."""
+    sorted by ``order``. None when the rule gives no pairs (no involved record, a key column missing).
+
+    ``skip`` (with ``hashes`` only): block-key hashes whose records are left out, because the caller knows
+    their blocks make no pair and lose none with the involved records (see :func:`block_involving_outgrown`)."""
     if not len(new_idx) or any(not columns.has(k) for k in rule.keys) or (
             rule.fuzzy_key and not columns.has(rule.fuzzy_key)):
         return None
@@ -843,7 +850,10 @@ def _involved_blocks(columns: _Columns, rule: BlockingRule, j: int, new_idx: np.
     if hashes is not None and rule.keys:  # the records sharing an involved record's block-key hash
         col = hashes[:, j]
         wanted_h = np.unique(col[new_idx])
-        mask = _member_ints(col, wanted_h[wanted_h != 0])
+        wanted_h = wanted_h[wanted_h != 0]
+        if skip is not None and len(skip):
+            wanted_h = wanted_h[~np.isin(wanted_h, skip)]
+        mask = _member_ints(col, wanted_h)
     else:
         mask = np.ones(n, dtype=bool)
         for k in rule.keys:  # a superset of the blocks holding a new record (whole blocks)
@@ -896,7 +906,7 @@ def _involved_blocks(columns: _Columns, rule: BlockingRule, j: int, new_idx: np.
 def block_involving_outgrown(records: pd.DataFrame | None, rules: tuple[BlockingRule, ...] | list[BlockingRule],
                              involving: np.ndarray, order: np.ndarray, entity_type: str = "", largest: int = 10,
                              hashes: np.ndarray | None = None, columns: _Columns | None = None,
-                             fuzzy_groups: bool = False
+                             fuzzy_groups: bool = False, skip: Mapping[int, np.ndarray] | None = None
                              ) -> tuple[Candidates, BlockingReport, tuple[np.ndarray, np.ndarray]]:
     """:func:`block_involving`, and what adding the involved records takes away: ``(candidates, report,
     (keys, masks))``. ``keys`` (``left * n + right``, ``left < right``, sorted, unique) are the pairs between
@@ -916,6 +926,12 @@ def block_involving_outgrown(records: pd.DataFrame | None, rules: tuple[Blocking
     (:func:`linkage.resolve.incremental.fuzzy_groups` of that rule, with ``hashes``): such a rule does not
     look for them again.
 
+    ``skip`` (optional, with ``hashes``; rule index -> block-key hashes): blocks left out of rule ``i``
+    because they make no pair involving an involved record and lose none, as the caller knows from statistics
+    it keeps (:func:`linkage.resolve.incremental.skip_hashes`: a ``pair_with_empty`` block without an
+    empty-column record before and after, or one over ``max_pairs`` before the involved records came). Leaving
+    such a block out changes only the report's statistics, not the pairs.
+
     >>> df = pd.DataFrame({"k": ["a"] * 4, "o": ["1", "2", "3", "4"]})
     >>> rule = BlockingRule("r", ("k",), max_block=3, window=1, order_by=("o",))
     >>> cand, _, (keys, masks) = block_involving_outgrown(df, [rule], np.array([False, True, False, False]),
@@ -925,7 +941,7 @@ def block_involving_outgrown(records: pd.DataFrame | None, rules: tuple[Blocking
     """
     columns = _Columns(records) if columns is None else columns
     parts, lost = _involving_parts(columns, rules, involving, order, largest, hashes, outgrown=True,
-                                   fuzzy_groups=fuzzy_groups)
+                                   fuzzy_groups=fuzzy_groups, skip=skip)
     cand, report = _union(columns.n, rules, parts, entity_type)
     if not lost:
         return cand, report, (np.empty(0, np.int64), np.empty(0, np.uint32))
@@ -950,17 +966,19 @@ def or_masks_by_key(keys: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np
 
 
 def _involving_parts(columns: _Columns, rules, involving: np.ndarray, order: np.ndarray, largest: int,
-                     hashes: np.ndarray | None, outgrown: bool, fuzzy_groups: bool = False) -> tuple[list, list]:
+                     hashes: np.ndarray | None, outgrown: bool, fuzzy_groups: bool = False,
+                     skip: Mapping[int, np.ndarray] | None = None) -> tuple[list, list]:
     """Per rule the pairs (``left * n + right``) involving an involved record, with the rule's statistics, for
     :func:`_union`; with ``outgrown`` also per rule ``(keys, rule index)`` of the earlier pairs it no longer
-    makes (:func:`block_involving_outgrown`)."""
+    makes (:func:`block_involving_outgrown`; ``skip`` as it takes it)."""
     n = columns.n
     involving = np.asarray(involving, dtype=bool)
     new_idx = np.flatnonzero(involving)
     parts, lost = [], []
     empty = np.empty(0, np.int64)
     for j, rule in enumerate(rules):
-        sub = _involved_blocks(columns, rule, j, new_idx, order, hashes, fuzzy_groups)
+        sub = _involved_blocks(columns, rule, j, new_idx, order, hashes, fuzzy_groups,
+                               None if skip is None else skip.get(j))
         if sub is None:
             parts.append((empty, RuleStats(rule.name, 0, 0, 0, 0, 0, [])))
             continue
