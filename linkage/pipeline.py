@@ -1034,7 +1034,10 @@ def _sqlite_values(df: pd.DataFrame, columns: Sequence[str]) -> list[tuple]:
     arrays = []
     for c in columns:
         vals = df[c].astype(object).tolist()
-        arrays.append([None if (v is None or (isinstance(v, float) and v != v)) else v for v in vals])
+        # numpy scalars in an object column as Python values (sqlite3 would store one as a BLOB of its bytes),
+        # pandas' NA as NULL
+        arrays.append([None if (v is None or v is pd.NA or (isinstance(v, float) and v != v))
+                       else (v.item() if isinstance(v, np.generic) else v) for v in vals])
     return list(zip(*arrays))
 
 
@@ -1063,9 +1066,15 @@ def _write_all_clusters(store: EmbeddedStore, rows: list[tuple], cols: list[str]
     store.conn.execute("DELETE FROM cluster_rows")
     store.insert_tuples("cluster_rows", list(map(get, rows)) if len(at) > 1 else [(get(r),) for r in rows],
                         [cols[i] for i in at], plain=True)
-    store.conn.execute("DELETE FROM cluster_ranks")
+    _write_ranks(store.conn, rows, rank_at)
+
+
+def _write_ranks(conn, rows: list[tuple], rank_at: Optional[int]) -> None:
+    """Every rank anew: ``cluster_ranks`` emptied, then one row per row of ``rows`` (its id first, its rank at
+    ``rank_at``; without a rank column none: the view reads NULL)."""
+    conn.execute("DELETE FROM cluster_ranks")
     if rank_at is not None:
-        store.conn.executemany(_RANKS_INSERT, _rank_rows(rows, rank_at))
+        conn.executemany(_RANKS_INSERT, _rank_rows(rows, rank_at))
 
 
 def _write_changed_clusters(store: EmbeddedStore, new_rows: list[tuple], cols: list[str],
@@ -1113,8 +1122,7 @@ def _write_changed_clusters(store: EmbeddedStore, new_rows: list[tuple], cols: l
     if upsert:
         store.insert_tuples("cluster_rows", upsert, row_cols, "INSERT OR REPLACE", plain=True)
     if rank_at is not None:
-        conn.execute("DELETE FROM cluster_ranks")
-        conn.executemany(_RANKS_INSERT, _rank_rows(new_rows, rank_at))
+        _write_ranks(conn, new_rows, rank_at)
     else:
         conn.executemany("DELETE FROM cluster_ranks WHERE cluster_id = ?", [(k,) for k in sorted(gone)])
         conn.executemany(_RANKS_INSERT, [(r[0], None) for r in upsert])

@@ -292,3 +292,65 @@ def test_insert_tuples_of_plain_values_unchecked_stores_what_checked_stores(tmp_
         assert a.insert_tuples("clusters", rows, cols) == b.insert_tuples("clusters", iter(rows), cols, plain=True) == 2
         sql = "SELECT * FROM clusters ORDER BY cluster_id"
         assert a.conn.execute(sql).fetchall() == b.conn.execute(sql).fetchall()
+
+
+def test_a_schema_1_store_another_process_is_writing_is_read_as_it_is_by_commands_and_refused_by_runs(
+        tmp_path, monkeypatch):
+    """A command's open (``must_exist``) waits UPGRADE_WAIT_READING for the write lock, then reads the schema 1
+    store as it is (the next open upgrades it); a run's open says that another process is writing it."""
+    import time
+
+    path = tmp_path / "v1.db"
+    _v1_store(path)
+    before = _reads(path)
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process writing (an older linkage, say)
+    monkeypatch.setattr(embedded, "UPGRADE_WAIT_READING", 0.2)
+    monkeypatch.setattr(embedded, "STORE_TIMEOUT", 0.2)
+    try:
+        t0 = time.perf_counter()
+        with EmbeddedStore(path, must_exist=True) as store:
+            assert store.conn.execute("SELECT count(*) FROM clusters").fetchone()[0] == len(before["rows"])
+        assert time.perf_counter() - t0 < 5
+        with pytest.raises(StoreError, match="another process is writing this store") as info:
+            EmbeddedStore(path)
+        assert "damaged" not in str(info.value)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert _reads(path) == before  # unchanged
+    EmbeddedStore(path).close()  # the lock gone: upgraded
+    after = _reads(path)
+    assert after["kind"] == "view" and after["rows"] == before["rows"]
+
+
+def test_a_file_that_is_not_a_linkage_store_keeps_its_clusters_table(tmp_path):
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE clusters (cluster_id TEXT, rank INTEGER)")
+        conn.execute("INSERT INTO clusters VALUES ('x', 1)")
+    with pytest.raises(StoreError):  # the view cannot take the table's name: not used as a store, not changed
+        EmbeddedStore(path)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT type FROM sqlite_master WHERE name = 'clusters'").fetchone()[0] == "table"
+        assert conn.execute("SELECT * FROM clusters").fetchall() == [("x", 1)]
+
+
+def test_numpy_scalars_and_missing_values_in_object_columns_are_stored_as_plain_values(tmp_path):
+    """The cluster writes bind rows unchecked (insert_tuples(plain=True)): _sqlite_values makes every value
+    plain first (a numpy integer would otherwise be stored as a BLOB of its bytes)."""
+    import numpy as np
+    import pandas as pd
+
+    from linkage.pipeline import _sqlite_values
+
+    df = pd.DataFrame({"cluster_id": ["c1", "c2"], "n_reports": pd.Series([np.int64(2), pd.NA], dtype=object),
+                       "score": pd.Series([np.float64(1.5), np.nan], dtype=object),
+                       "flag": pd.Series([np.bool_(True), None], dtype=object)})
+    rows = _sqlite_values(df, list(df.columns))
+    assert rows == [("c1", 2, 1.5, True), ("c2", None, None, None)]
+    assert [type(v) for v in rows[0]] == [str, int, float, bool]
+    with EmbeddedStore(tmp_path / "s.db") as store:
+        store.insert_tuples("cluster_rows", [r[:3] for r in rows], ["cluster_id", "n_reports", "score"], plain=True)
+        assert store.conn.execute("SELECT typeof(n_reports), typeof(score) FROM cluster_rows ORDER BY cluster_id"
+                                  ).fetchall() == [("integer", "real"), ("null", "null")]

@@ -32,6 +32,11 @@ SCHEMA_VERSION = 2
 AUTOCHECKPOINT_BEHIND = 262144
 
 DEFAULT_STORE = "linkage.db"
+#: Seconds a store's connection waits for another process's write lock.
+STORE_TIMEOUT = 30
+#: Seconds the open of an existing store (``must_exist``: the commands' opens) waits to upgrade its schema
+#: while another process writes it; then it reads the store as it is (:meth:`EmbeddedStore._upgrade`).
+UPGRADE_WAIT_READING = 2.0
 
 
 def default_store_path() -> Path:
@@ -285,6 +290,12 @@ def _read_only(exc: sqlite3.Error) -> bool:
     return (code & 0xFF) == 8 if isinstance(code, int) else "readonly" in str(exc)
 
 
+def _busy(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says another connection holds the lock (``SQLITE_BUSY`` and its extended codes)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return (code & 0xFF) == 5 if isinstance(code, int) else "locked" in str(exc)
+
+
 def _upgrade_statements(columns: Sequence[str]) -> list[str]:
     """The statements that bring a store of schema 1, whose ``clusters`` table has ``columns``, to schema 2
     (:meth:`EmbeddedStore._upgrade` runs them in one transaction)."""
@@ -329,11 +340,11 @@ class EmbeddedStore:
             )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=STORE_TIMEOUT)
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA foreign_keys=OFF")
-            if self._upgrade():
+            if self._upgrade(wait=UPGRADE_WAIT_READING if must_exist else None):
                 self.conn.executescript(SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a linkage store or is damaged ({exc}).") from None
@@ -343,9 +354,14 @@ class EmbeddedStore:
         elif int(version) > SCHEMA_VERSION:
             raise StoreError(f"{self.path} was written by a newer linkage (schema {version}); upgrade linkage.")
 
-    def _upgrade(self) -> bool:
+    def _upgrade(self, wait: Optional[float] = None) -> bool:
         """Bring a store of schema 1 to :data:`SCHEMA_VERSION` before the schema is applied; False when it is
-        of schema 1 and cannot be written (a read-only file or folder).
+        of schema 1 and cannot be written (a read-only file or folder), or, with ``wait`` (seconds; the opens of
+        commands on an existing store, ``must_exist``), when another process holds the store's write lock longer
+        than that (readers then read it as it is instead of waiting; the next open upgrades it). Without
+        ``wait`` (a run or load) the connection's own timeout holds, then a clear error. Only a linkage store
+        (a ``meta`` table saying schema 1, or none yet) is upgraded: another file with a ``clusters`` table is
+        left alone.
 
         Schema 1 kept each cluster's rank in its wide ``clusters`` row. Here, in one transaction, the rows go
         into ``cluster_rows`` (same rowids, same values but the rank), the ranks into ``cluster_ranks``, the
@@ -357,14 +373,25 @@ class EmbeddedStore:
             found = self.conn.execute("SELECT type FROM sqlite_master WHERE name = 'clusters'").fetchone()
             return found[0] if found else None
 
-        if layout() != "table":
+        if layout() != "table" or not self._schema_1():
             return True
+        if wait is not None:
+            self.conn.execute(f"PRAGMA busy_timeout={int(wait * 1000)}")
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             if _read_only(exc):
                 return False
+            if _busy(exc):
+                if wait is not None:
+                    return False
+                raise StoreError(f"{self.path}: another process is writing this store, so it could not be brought "
+                                 f"from schema 1 to {SCHEMA_VERSION}; it is unchanged. Try again when that "
+                                 "process is done.") from None
             raise
+        finally:
+            if wait is not None:
+                self.conn.execute(f"PRAGMA busy_timeout={int(STORE_TIMEOUT * 1000)}")
         try:
             if layout() == "table":  # still (another process may have brought it up while this one waited)
                 have = [r[1] for r in self.conn.execute("PRAGMA table_info(clusters)")]
@@ -380,6 +407,13 @@ class EmbeddedStore:
                                  "it is unchanged.") from None
             raise
         return True
+
+    def _schema_1(self) -> bool:
+        """Whether the store's ``meta`` table says schema 1 (or no schema yet: the first linkage stores)."""
+        if self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is None:
+            return False
+        found = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return found is None or str(found[0]) == "1"
 
     # --- write-ahead log ---------------------------------------------------------------------------
     def checkpoints_behind(self) -> None:
