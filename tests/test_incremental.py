@@ -1287,3 +1287,71 @@ def test_a_run_with_a_judgement_alone_keeps_the_block_statistics(parts, tmp_path
     with EmbeddedStore(store) as s:
         ts = load_state(s.conn, json.loads(s.get_meta("er_model"))).types["person"]
         assert ts.block_stats is not None and ts.block_stats.n == len(ts.records)
+
+
+def _halves(files: list[Path], out: Path) -> tuple[list[Path], list[Path]]:
+    """A (reports, mentions) file pair split into two by reports, in file order."""
+    reports = pd.read_csv(files[0], dtype=str, keep_default_na=False)
+    mentions = pd.read_csv(files[1], dtype=str, keep_default_na=False)
+    head = set(reports.report_id.iloc[: len(reports) // 2])
+    out.mkdir(parents=True, exist_ok=True)
+    halves = []
+    for name, keep in (("x", True), ("y", False)):
+        reports[reports.report_id.isin(head) == keep].to_csv(out / f"reports_{name}.csv", index=False)
+        mentions[mentions.report_id.isin(head) == keep].to_csv(out / f"mentions_{name}.csv", index=False)
+        halves.append([out / f"reports_{name}.csv", out / f"mentions_{name}.csv"])
+    return halves[0], halves[1]
+
+
+def test_block_statistics_that_do_not_cover_every_record_are_made_again(parts, tmp_path):
+    """Statistics short of the type's records (what a run of a version that does not keep them leaves: the last
+    chunk missing) are not used: the next run makes them whole again, and its tables are those of a run
+    whose statistics were kept all along."""
+    import sqlite3
+
+    first, second = parts
+    a, b = _halves(second, tmp_path / "halves")
+    settings = load_settings(None)
+
+    def rounds(store: Path, cut: bool) -> None:
+        for i, files in enumerate((first, a, b)):
+            load_stage(files, store)
+            if i == 2 and cut:
+                with EmbeddedStore(store) as s:
+                    top = s.conn.execute("SELECT MAX(seq) FROM er_state WHERE entity_type = 'person' "
+                                         "AND part = 'bstats'").fetchone()[0]
+                    assert top == 1  # the full run's chunk and the first update's
+                    s.conn.execute("DELETE FROM er_state WHERE entity_type = 'person' AND part = 'bstats' "
+                                   "AND seq = ?", (top,))
+            with EmbeddedStore(store) as s:
+                counts = resolve_stage(s, settings)
+            assert i == 0 or "touched_mentions" in counts  # incremental after the first
+
+    rounds(tmp_path / "cut.db", cut=True)
+    rounds(tmp_path / "kept.db", cut=False)
+    _assert_same_tables(tmp_path / "cut.db", tmp_path / "kept.db")
+    con = sqlite3.connect(tmp_path / "cut.db")
+    assert [r[0] for r in con.execute("SELECT seq FROM er_state WHERE entity_type = 'person' AND part = 'bstats' "
+                                      "ORDER BY seq")] == [0]  # made again, whole
+    con.close()
+    with EmbeddedStore(tmp_path / "cut.db") as s:
+        ts = load_state(s.conn, json.loads(s.get_meta("er_model"))).types["person"]
+        assert ts.block_stats is not None and ts.block_stats.n == len(ts.records)
+
+
+def test_persons_without_any_birth_date_resolve_in_full_and_incremental_runs(parts, tmp_path):
+    """A rule whose key no record has (no birth dates at all, for the rules keyed on it): the full run keeps
+    statistics without blocks for it, an incremental run works them in, and the result is a full run's."""
+    def without_birth_dates(files: list[Path], out: Path) -> list[Path]:
+        out.mkdir(parents=True, exist_ok=True)
+        mentions = pd.read_csv(files[1], dtype=str, keep_default_na=False)
+        mentions["birth_date"] = ""
+        mentions.to_csv(out / "mentions.csv", index=False)
+        return [files[0], out / "mentions.csv"]
+
+    first, second = parts
+    first, second = (without_birth_dates(f, tmp_path / n) for f, n in ((first, "a"), (second, "b")))
+    counts = _two_runs(first, second, tmp_path / "inc.db")
+    assert "touched_mentions" in counts
+    _two_runs(first, second, tmp_path / "full.db", drop_state=True)
+    _assert_same_tables(tmp_path / "inc.db", tmp_path / "full.db")

@@ -368,6 +368,10 @@ def block_stats(records: pd.DataFrame, rules: Iterable[BlockingRule], hashes: np
     >>> st = block_stats(df, rules, block_key_hashes(df, rules))
     >>> len(st.blank[0]), st.capped[0][1].tolist()
     (1, [0])
+    >>> none = pd.DataFrame({"s": ["", ""], "f": ["", "x"]})  # no record has the rule's key
+    >>> st = block_stats(none, rules, block_key_hashes(none, rules))
+    >>> len(st.blank[0]), len(st.capped[0][0])
+    (0, 0)
     """
     rules = list(rules)
     blank, capped = {}, {}
@@ -377,12 +381,14 @@ def block_stats(records: pd.DataFrame, rules: Iterable[BlockingRule], hashes: np
                     else np.zeros(len(h), dtype=bool))
         keyed = np.flatnonzero(h != 0)
         blank[j] = np.unique(h[keyed[is_blank[keyed]]]).astype(np.uint64)
+        if not len(keyed):  # no record has this rule's key (no birth dates at all, say): no block, none capped
+            capped[j] = (np.empty(0, np.uint64), np.empty(0, np.int64))
+            continue
         # hashes numbered in order of first appearance (a hash table: sorting ~130,000 hashes cost more)
         group, group_hash = pd.factorize(h[keyed])
         group = group.astype(np.int64, copy=False)
         first = keyed[np.flatnonzero(np.r_[True, group[1:] > np.maximum.accumulate(group)[:-1]])]
         size = np.bincount(group, minlength=len(group_hash))
-        group = group.reshape(-1)
         n_blank = np.bincount(group[is_blank[keyed]], minlength=len(group_hash))
         over = (n_blank > 0) & (n_blank * size > rule.max_pairs)  # a hash's blocks together over the cap
         rows = keyed[over[group]]
@@ -862,22 +868,22 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
         else:  # no hashes kept, or kept for other rules: make them all (and store them all)
             new_keys, keys = None, block_key_hashes(records, policy.blocking)
         kept_rules = _stats_rules(records, list(policy.blocking))
-        before = old.block_stats if old is not None and new_keys is not None else None
-        if before is not None and (before.n != n_old or set(before.blank) != set(kept_rules)):
-            before = None
-        if before is None and n_old and kept_rules:  # none kept (a state made before them): made once, kept
-            before = block_stats(records.iloc[:n_old], policy.blocking, keys[:n_old])
+        kept_stats = old.block_stats if old is not None and new_keys is not None else None
+        if kept_stats is not None and (kept_stats.n != n_old or set(kept_stats.blank) != set(kept_rules)):
+            kept_stats = None
+        if kept_stats is None and n_old and kept_rules:  # none kept (a state made before them): made once, kept
+            kept_stats = block_stats(records.iloc[:n_old], policy.blocking, keys[:n_old])
         say(f"{etype}: blocking")
         stored = old is not None and old.pairs and pair_count(old.pairs) > 0
         skip, blanks = None, None
-        if before is not None:
-            blanks = added_blanks(before, records, policy.blocking, keys, n_old)
-            skip = skip_hashes(records, list(policy.blocking), keys, np.arange(n_old, n), before, blanks)
+        if kept_stats is not None:
+            blanks = added_blanks(kept_stats, records, policy.blocking, keys, n_old)
+            skip = skip_hashes(records, list(policy.blocking), keys, np.arange(n_old, n), kept_stats, blanks)
         found = narrowed_pairs(records, policy.blocking, keys, involving, rank, etype,
                                cfg.largest_blocks_reported, outgrown=bool(stored), skip=skip)
-        if before is not None:
-            stats, added_stats = extend_block_stats(before, records, policy.blocking, keys, n_old, blanks)
-            if old.block_stats is not before:  # made in this run: written whole
+        if kept_stats is not None:
+            stats, added_stats = extend_block_stats(kept_stats, records, policy.blocking, keys, n_old, blanks)
+            if old.block_stats is not kept_stats:  # made in this run: written whole
                 added_stats = None
         else:
             stats, added_stats = (block_stats(records, policy.blocking, keys) if kept_rules else None), None
