@@ -59,9 +59,10 @@ READABLE_VERSIONS = (3, 4)
 #: the base plus rows added since) pass this share of the base's rows; until then a run writes only its edits.
 INCIDENCE_EDITS_SHARE = 0.1
 #: Likewise for a kept table saved as :class:`TableEdits` (the kept scores): removed keys plus added rows
-#: against the rows of its stored base. Higher than the incidence's: adding 1,000 reports to 100,000 changes
-#: ~13 % of the scores' rows (606 gone or replaced, 720 made) against ~2 % of the incidence's, and the edits
-#: cost little to apply when read (a filter of ~10,000 rows).
+#: against the rows of its stored base. Higher than the incidence's: adding 1,000 reports to 100,000 changed
+#: ~13 % of the scores' rows (606 gone or replaced, 720 made; fewer since re-clustered clusters whose inputs did
+#: not change keep their parts, :func:`linkage.triage.scoring.inputs_digest`) against ~2 % of the incidence's,
+#: and the edits cost little to apply when read (a filter of ~10,000 rows).
 TABLE_EDITS_SHARE = 0.3
 #: The incidence's leading columns; any other column of the mentions given follows, sorted by name.
 INCIDENCE_COLUMNS = ["report_id", "entity_id", "entity_type"]
