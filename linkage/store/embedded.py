@@ -284,16 +284,21 @@ def _statements(script: str) -> list[str]:
     return out
 
 
-def _read_only(exc: sqlite3.Error) -> bool:
-    """Whether ``exc`` says the database cannot be written (``SQLITE_READONLY`` and its extended codes)."""
+def _says(exc: sqlite3.Error, primary: int, words: str) -> bool:
+    """Whether ``exc`` carries the SQLite result code ``primary`` (any of its extended codes), or, where the
+    driver gives no code, whether its message holds ``words``."""
     code = getattr(exc, "sqlite_errorcode", None)
-    return (code & 0xFF) == 8 if isinstance(code, int) else "readonly" in str(exc)
+    return (code & 0xFF) == primary if isinstance(code, int) else words in str(exc)
+
+
+def _read_only(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says the database cannot be written (``SQLITE_READONLY``)."""
+    return _says(exc, 8, "readonly")
 
 
 def _busy(exc: sqlite3.Error) -> bool:
-    """Whether ``exc`` says another connection holds the lock (``SQLITE_BUSY`` and its extended codes)."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    return (code & 0xFF) == 5 if isinstance(code, int) else "locked" in str(exc)
+    """Whether ``exc`` says another connection holds the lock (``SQLITE_BUSY``)."""
+    return _says(exc, 5, "locked")
 
 
 def _upgrade_statements(columns: Sequence[str]) -> list[str]:
