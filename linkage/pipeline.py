@@ -1364,7 +1364,7 @@ def run(
     summary = RunSummary(store=Path(store_path))
     bar_cm = progress_factory() if progress_factory else nullcontext(None)
     # the last run's kept cluster state and status inputs are read in a thread while the run loads and resolves
-    # and the stored memberships in another while it clusters (read_later)
+    # and the newest report's date and the stored memberships in another while it clusters (read_later)
     with _no_new_store_on_input_error(store_path), exclusive(store_path, "run"), EmbeddedStore(store_path) as store, \
             read_ahead(store, full) as ahead, ExitStack() as later_stack, bar_cm as bar:
         stages = {}
