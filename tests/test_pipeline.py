@@ -890,3 +890,55 @@ def test_signals_read_only_the_labels_of_relation_entities(ran):
         assert Spy.asked <= related
         named_some += bool(Spy.asked)
     assert named_some > 10 and read == all_related & set(every)
+
+
+def test_mention_links_are_the_links_of_those_source_mentions_in_report_links_order(ran):
+    """mention_links (what the incremental scoring reads: the links of the clustered mentions with an entity)
+    equals report_links of their reports cut to those source mentions, in the same row order; scoring the
+    clusters of those reports with either gives the same rows."""
+    from linkage.pipeline import graph_inputs, mention_links, report_links
+    from linkage.triage.scoring import score_with_parts
+
+    store_path, _ = ran
+    with EmbeddedStore(store_path) as store:
+        every = store.links()
+        assert len(every)
+        wanted = sorted(set(every["report_id"]))[::3]
+        reports, mentions, _, ents = graph_inputs(store)
+        of = mentions[mentions["report_id"].isin(wanted) & mentions["entity_id"].notna()]
+        by_reports = report_links(store, wanted)
+        want = by_reports[by_reports["src_mention_id"].isin(set(of["mention_id"]))].reset_index(drop=True)
+        got = mention_links(store, of["mention_id"].tolist())
+        pd.testing.assert_frame_equal(got, want)
+        assert mention_links(store, []).empty
+        clusters = store.report_clusters()
+        clusters = clusters[clusters["report_id"].isin(wanted)]
+        assert len(clusters)
+        one = score_with_parts(clusters, reports, mentions, by_reports, ents, now=None)
+        two = score_with_parts(clusters, reports, mentions, got, ents, now=None)
+        pd.testing.assert_frame_equal(one[0], two[0])
+        pd.testing.assert_frame_equal(one[1], two[1])
+
+
+def test_store_clusters_given_the_stored_ids_writes_what_it_writes_reading_them(tmp_path):
+    """The ids of cluster_rows given (what score_stage read with the stored rows, ClusterStep.stored_ids) leave
+    the same tables as store_clusters reading them itself."""
+    from linkage.pipeline import store_clusters
+
+    results = []
+    for given in (False, True):
+        (tmp_path / str(given)).mkdir()
+        store = _literal_store(tmp_path / str(given))
+        rc1 = pd.DataFrame({"report_id": ["R0", "R1", "R2", "R3", "R4"], "cluster_id": ["a", "a", "b", "b", "c"]})
+        first = _scored(["a", "b", "c"], [1, 2, 3], [9.0, 5.0, 1.0]).assign(signals=['["sa"]', '["sb"]', '["sc"]'],
+                                                                            reason=["ra", "rb", "rc"])
+        store_clusters(store, rc1, first, run_id=1)
+        ids = {r[0] for r in store.conn.execute("SELECT cluster_id FROM cluster_rows")} if given else None
+        rc2 = pd.DataFrame({"report_id": ["R2", "R3", "R5", "R6"], "cluster_id": ["y", "y", "z", "z"]})
+        second = _scored(["y", "z"], [2, 1], [5.0, 6.0]).assign(signals=[None, '["sz"]'], reason=[None, "rz"])
+        out = store_clusters(store, rc2, second, run_id=2, reused={"y": "b"}, read_back=False, stored_ids=ids)
+        results.append((out, store.clusters(), store.report_clusters()))
+        store.close()
+    for a, b in zip(*results):
+        pd.testing.assert_frame_equal(a, b)
+    assert results[1][1]["cluster_id"].tolist() == ["z", "b"]  # a and c gone, b kept, ranked second

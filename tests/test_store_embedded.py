@@ -354,3 +354,47 @@ def test_numpy_scalars_and_missing_values_in_object_columns_are_stored_as_plain_
         store.insert_tuples("cluster_rows", [r[:3] for r in rows], ["cluster_id", "n_reports", "score"], plain=True)
         assert store.conn.execute("SELECT typeof(n_reports), typeof(score) FROM cluster_rows ORDER BY cluster_id"
                                   ).fetchall() == [("integer", "real"), ("null", "null")]
+
+
+def _memberships_by_rows(store: EmbeddedStore):
+    """The memberships as the row-by-row query gives them (what read_report_clusters must equal)."""
+    return store.frame(embedded.REPORT_CLUSTERS_SQL)
+
+
+@pytest.mark.parametrize("rows", [
+    [("R2", "c_1"), ("R10", "c_1"), ("R1", "c_2"), ("é", "c_3"), ("z", "c_3"), ("", "c_4")],  # byte order, ''
+    [("R1", "c\x1f1"), ("R2", "c_2")],   # a field separator inside a value: read row by row
+    [("R1\x1eR3", "c_1"), ("R2", "c_2")],  # a row separator inside a value: read row by row
+    [],                                    # no memberships
+])
+def test_memberships_read_as_one_text_equal_the_rows_read_one_by_one(tmp_path, rows):
+    import pandas as pd
+
+    store = EmbeddedStore(tmp_path / "s.db")
+    with store.transaction():
+        store.conn.executemany("INSERT INTO report_clusters (report_id, cluster_id) VALUES (?, ?)", rows)
+    got = store.report_clusters()
+    want = _memberships_by_rows(store)
+    pd.testing.assert_frame_equal(got, want)
+    assert got["report_id"].tolist() == sorted(r for r, _ in rows)
+    # through a read-only connection of its own (as a read-ahead thread reads them)
+    conn = embedded.read_only(store.path)
+    try:
+        pd.testing.assert_frame_equal(embedded.read_report_clusters(conn), want)
+    finally:
+        conn.close()
+    store.close()
+
+
+def test_memberships_past_the_longest_text_are_read_row_by_row(tmp_path):
+    import pandas as pd
+
+    store = EmbeddedStore(tmp_path / "s.db")
+    with store.transaction():
+        store.conn.executemany("INSERT INTO report_clusters (report_id, cluster_id) VALUES (?, ?)",
+                               [(f"R{i}", f"c_{i % 7}") for i in range(500)])
+    store.conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 1000)  # the joined text is longer: SQLite refuses it
+    got = store.report_clusters()
+    store.conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 1_000_000_000)
+    pd.testing.assert_frame_equal(got, _memberships_by_rows(store))
+    store.close()

@@ -162,3 +162,103 @@ def _null():
     from contextlib import nullcontext
 
     return nullcontext(None)
+
+
+def test_an_incremental_run_takes_the_memberships_read_while_it_clusters(two_parts, tmp_path, monkeypatch):
+    """The score and store stages compare the stored memberships, and the clusters stage takes the newest
+    report's date, that the thread started after the resolve stage read (not read again here); that thread is
+    not running while the resolve stage forks; a run ends the same when those reads fail or are not made, and a
+    full run reads nothing ahead."""
+    import linkage.forking as forking
+    import linkage.pipeline as pipeline
+    import linkage.store.embedded as embedded
+    from linkage.pipeline import run
+
+    real_newest = pipeline._newest_report
+    newest_callers = []
+
+    def newest_spied(conn):
+        newest_callers.append(threading.current_thread().name)
+        return real_newest(conn)
+
+    first, second = two_parts
+    base = tmp_path / "base.db"
+    run(first, base)
+    callers = []
+    real = embedded.read_report_clusters
+
+    def spied(conn):
+        callers.append(threading.current_thread().name)
+        return real(conn)
+
+    threads_at_fork = []
+    real_wait = forking._wait_before_fork
+
+    def noting_wait():
+        threads_at_fork.extend(t.name for t in forking._FORK_WAITS_FOR)
+        real_wait()
+
+    results = {}
+    for case in ("ahead", "failing", "plain", "full"):
+        store = tmp_path / f"{case}.db"
+        store.write_bytes(base.read_bytes())
+        callers.clear()
+        newest_callers.clear()
+        threads_at_fork.clear()
+        monkeypatch.setattr(embedded, "read_report_clusters", spied)
+        monkeypatch.setattr(pipeline, "_newest_report", newest_spied)
+        monkeypatch.setattr(forking, "_wait_before_fork", noting_wait)
+        if case == "failing":
+            monkeypatch.setattr(ReadAhead, "_run", _read_nothing)
+        if case == "plain":
+            monkeypatch.setattr("linkage.pipeline.read_later", lambda store, full=False: _null())
+        summary = run(second, store, full=case == "full")
+        if case != "full":
+            assert summary.counts["components_reclustered"] < summary.counts["components"]  # incremental
+        results[case] = (_rows(store), list(callers), list(newest_callers))
+        assert "linkage-readahead-score" not in threads_at_fork
+        monkeypatch.undo()
+    assert results["ahead"][1] == ["linkage-readahead-score"]
+    assert results["failing"][1] == ["MainThread"] == results["plain"][1]
+    assert results["full"][1] == ["MainThread"]  # store_clusters' own read
+    assert results["ahead"][2] == ["linkage-readahead-score"]
+    assert results["failing"][2] == ["MainThread"] == results["plain"][2]
+    assert results["full"][2] == []  # a full run clusters everything: it reads the reports whole
+    assert results["ahead"][0] == results["failing"][0] == results["plain"][0]
+
+
+def test_a_run_that_clusters_everything_drops_the_memberships_read_ahead(two_parts, tmp_path, monkeypatch):
+    """Without a kept cluster state (removed) the run clusters everything: the memberships read ahead are not
+    used (store_clusters reads them itself after the scoring), and the result is the same as without the read."""
+    import linkage.store.embedded as embedded
+    from linkage.pipeline import run
+
+    first, second = two_parts
+    base = tmp_path / "base.db"
+    run(first, base)
+    c = sqlite3.connect(base)
+    c.execute("DELETE FROM graph_state")
+    c.commit()
+    c.close()  # the last connection: the log is copied into the file, which is copied below
+    callers = []
+    real = embedded.read_report_clusters
+
+    def spied(conn):
+        callers.append(threading.current_thread().name)
+        return real(conn)
+
+    results = {}
+    for case in ("ahead", "plain"):
+        store = tmp_path / f"{case}.db"
+        store.write_bytes(base.read_bytes())
+        callers.clear()
+        monkeypatch.setattr(embedded, "read_report_clusters", spied)
+        if case == "plain":
+            monkeypatch.setattr("linkage.pipeline.read_later", lambda store, full=False: _null())
+        summary = run(second, store)
+        assert summary.counts["components_reclustered"] == summary.counts["components"]
+        results[case] = (_rows(store), sorted(callers))
+        monkeypatch.undo()
+    assert results["ahead"][1] == ["MainThread", "linkage-readahead-score"]
+    assert results["plain"][1] == ["MainThread"]
+    assert results["ahead"][0] == results["plain"][0]

@@ -11,6 +11,7 @@ updates.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import sqlite3
@@ -604,7 +605,9 @@ class EmbeddedStore:
         return head
 
     def report_clusters(self) -> pd.DataFrame:
-        return self.frame("SELECT report_id, cluster_id FROM report_clusters ORDER BY report_id")
+        """Every ``report_clusters`` row (``report_id, cluster_id``), sorted by report id
+        (:func:`read_report_clusters`)."""
+        return read_report_clusters(self.conn)
 
     # --- writes of whole stage results -------------------------------------------------------------
     def bulk_replace(self, table: str, df: pd.DataFrame, columns: Sequence[str], key: str) -> int:
@@ -647,6 +650,63 @@ def er_generation(conn: sqlite3.Connection) -> int:
     """How many times ``mention_entities`` were written (0 for a store from before the counter)."""
     row = conn.execute("SELECT value FROM meta WHERE key = ?", (ER_GENERATION,)).fetchone()
     return int(row[0]) if row else 0
+
+
+#: The query :func:`read_report_clusters` gives the rows of (its row-by-row form).
+REPORT_CLUSTERS_SQL = "SELECT report_id, cluster_id FROM report_clusters ORDER BY report_id"
+
+
+def read_report_clusters(conn: sqlite3.Connection) -> pd.DataFrame:
+    """The rows of :data:`REPORT_CLUSTERS_SQL` (every report's cluster, sorted by report id) as
+    :meth:`EmbeddedStore.frame` makes them (text columns), read through ``conn`` (the job's connection, or a
+    read-ahead's: :mod:`linkage.store.readahead`).
+
+    Read as one text (``group_concat`` with separators no id holds: ids with control characters are quarantined
+    on load) and cut and sorted in Arrow (report ids are the table's key: no ties; Arrow compares UTF-8 bytes,
+    as SQLite's BINARY order does): 40,000 rows in ~0.03 s against ~0.07 as Python tuples, and SQLite builds the
+    text without holding Python's GIL (a read-ahead thread hardly slows the job's own thread). When a piece
+    count does not add up (a separator inside a value, a NULL), the table is empty or the
+    text would be longer than SQLite allows, the rows are read one by one as the query gives them. (The store
+    writes both columns as text; a BLOB value would come back as text here.)
+
+    >>> conn = sqlite3.connect(":memory:")
+    >>> _ = conn.execute("CREATE TABLE report_clusters (report_id TEXT PRIMARY KEY, cluster_id TEXT NOT NULL)")
+    >>> _ = conn.executemany("INSERT INTO report_clusters VALUES (?, ?)", [("R2", "c_1"), ("R10", "c_1"), ("R1", "c_2")])
+    >>> read_report_clusters(conn).values.tolist()
+    [['R1', 'c_2'], ['R10', 'c_1'], ['R2', 'c_1']]
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def by_rows() -> pd.DataFrame:
+        cur = conn.execute(REPORT_CLUSTERS_SQL)
+        return pd.DataFrame.from_records(cur.fetchall(), columns=[d[0] for d in cur.description])
+
+    try:
+        count, text = conn.execute("SELECT count(*), group_concat(report_id || char(31) || cluster_id, char(30)) "
+                                   "FROM report_clusters").fetchone()
+    except sqlite3.DataError:  # longer than SQLite's longest text (tens of millions of reports)
+        return by_rows()
+    if not count or not isinstance(text, str):
+        return by_rows()
+    rows = pc.split_pattern(pa.array([text], type=pa.large_string()), "\x1e").flatten()
+    if len(rows) != count:
+        return by_rows()
+    fields = pc.split_pattern(rows, "\x1f")
+    if not pc.all(pc.equal(pc.list_value_length(fields), 2)).as_py():
+        return by_rows()
+    flat = fields.flatten()
+    table = pa.table({"report_id": flat[0::2], "cluster_id": flat[1::2]})
+    table = table.take(pc.sort_indices(table, sort_keys=[("report_id", "ascending")]))
+    out = table.to_pandas()
+    like = _text_pair_dtypes()
+    return out if out.dtypes.equals(like) else out.astype(like.to_dict())
+
+
+@functools.lru_cache(maxsize=1)
+def _text_pair_dtypes() -> pd.Series:
+    """The column types :meth:`EmbeddedStore.frame` gives two text columns (pandas' default text type)."""
+    return pd.DataFrame.from_records([("a", "b")], columns=["report_id", "cluster_id"]).dtypes
 
 
 def read_only(path: Path | str) -> sqlite3.Connection:
