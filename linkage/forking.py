@@ -45,7 +45,8 @@ def _wait_before_fork() -> None:
 
 
 if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(before=_wait_before_fork)
+    # through the module's name, so that the function in effect at the fork runs (a test may wrap it)
+    os.register_at_fork(before=lambda: _wait_before_fork())
 
 
 def can_fork() -> bool:

@@ -754,10 +754,10 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
     if links is None and store is not None:
         # only the links whose source mention has an entity are joined (_gather): read by those mentions' ids
         if {"mention_id", "report_id", "entity_id"} <= set(mentions.columns):
-            with_entity = mentions[mentions["entity_id"].notna()]
-            links = mention_links(store, with_entity.loc[_isin(with_entity["report_id"].astype(str),
-                                                                fresh_rc["report_id"].astype(str).tolist()),
-                                                          "mention_id"].tolist())
+            # one mask, one column taken: on a run that re-clusters everything ``mentions`` is every mention
+            wanted = mentions["entity_id"].notna().to_numpy() & _isin(mentions["report_id"].astype(str),
+                                                                      fresh_rc["report_id"].astype(str).tolist())
+            links = mention_links(store, mentions["mention_id"].to_numpy()[wanted].tolist())
         else:
             links = report_links(store, fresh_rc["report_id"].tolist())
     # each scoring process routes its own clusters (routing reads the signal values, given as name -> value)

@@ -398,3 +398,18 @@ def test_memberships_past_the_longest_text_are_read_row_by_row(tmp_path):
     store.conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 1_000_000_000)
     pd.testing.assert_frame_equal(got, _memberships_by_rows(store))
     store.close()
+
+
+def test_memberships_with_a_null_and_a_value_holding_both_separators_are_read_row_by_row():
+    """A NULL drops its row from the joined text and a value holding both separators adds one: the counts
+    would agree, so NULLs alone send the read row by row (a table that allows them; the store's does not)."""
+    import pandas as pd
+
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE report_clusters (report_id TEXT, cluster_id TEXT)")
+    conn.executemany("INSERT INTO report_clusters VALUES (?, ?)", [(None, "c"), ("x\x1fy\x1ez", "w")])
+    cur = conn.execute(embedded.REPORT_CLUSTERS_SQL)
+    want = pd.DataFrame.from_records(cur.fetchall(), columns=[d[0] for d in cur.description])
+    got = embedded.read_report_clusters(conn)
+    assert got.values.tolist() == want.values.tolist()
+    assert len(got) == 2 and got["cluster_id"].tolist() == want["cluster_id"].tolist()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from linkage.settings import DEFAULT_SETTINGS
 from linkage.store.readahead import ReadAhead
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -110,6 +111,9 @@ def test_an_incremental_run_takes_what_was_read_ahead(two_parts, tmp_path, monke
     first, second = two_parts
     base = tmp_path / "base.db"
     run(first, base)
+    forked = tmp_path / "forked.toml"  # every stage that can fork a worker does, however small the run
+    forked.write_text(Path(DEFAULT_SETTINGS).read_text().replace("parallel_min_mentions = 20000", "parallel_min_mentions = 0")
+                      .replace("parallel_min_clusters = 2000", "parallel_min_clusters = 0"))
     callers = []
 
     def spy(module, name):
@@ -167,8 +171,8 @@ def _null():
 def test_an_incremental_run_takes_the_memberships_read_while_it_clusters(two_parts, tmp_path, monkeypatch):
     """The score and store stages compare the stored memberships, and the clusters stage takes the newest
     report's date, that the thread started after the resolve stage read (not read again here); that thread is
-    not running while the resolve stage forks; a run ends the same when those reads fail or are not made, and a
-    full run reads nothing ahead."""
+    not running at any fork of the run (the resolve and scoring stages here fork their workers); a run ends
+    the same when those reads fail or are not made, and a full run reads nothing ahead."""
     import linkage.forking as forking
     import linkage.pipeline as pipeline
     import linkage.store.embedded as embedded
@@ -184,6 +188,9 @@ def test_an_incremental_run_takes_the_memberships_read_while_it_clusters(two_par
     first, second = two_parts
     base = tmp_path / "base.db"
     run(first, base)
+    forked = tmp_path / "forked.toml"  # every stage that can fork a worker does, however small the run
+    forked.write_text(Path(DEFAULT_SETTINGS).read_text().replace("parallel_min_mentions = 20000", "parallel_min_mentions = 0")
+                      .replace("parallel_min_clusters = 2000", "parallel_min_clusters = 0"))
     callers = []
     real = embedded.read_report_clusters
 
@@ -195,7 +202,7 @@ def test_an_incremental_run_takes_the_memberships_read_while_it_clusters(two_par
     real_wait = forking._wait_before_fork
 
     def noting_wait():
-        threads_at_fork.extend(t.name for t in forking._FORK_WAITS_FOR)
+        threads_at_fork.append([t.name for t in forking._FORK_WAITS_FOR if t.is_alive()])
         real_wait()
 
     results = {}
@@ -212,11 +219,12 @@ def test_an_incremental_run_takes_the_memberships_read_while_it_clusters(two_par
             monkeypatch.setattr(ReadAhead, "_run", _read_nothing)
         if case == "plain":
             monkeypatch.setattr("linkage.pipeline.read_later", lambda store, full=False: _null())
-        summary = run(second, store, full=case == "full")
+        summary = run(second, store, full=case == "full", settings_path=forked)
         if case != "full":
             assert summary.counts["components_reclustered"] < summary.counts["components"]  # incremental
         results[case] = (_rows(store), list(callers), list(newest_callers))
-        assert "linkage-readahead-score" not in threads_at_fork
+        assert len(threads_at_fork) >= 2  # the resolve stage's worker and the scoring stage's
+        assert not any("linkage-readahead-score" in alive for alive in threads_at_fork)
         monkeypatch.undo()
     assert results["ahead"][1] == ["linkage-readahead-score"]
     assert results["failing"][1] == ["MainThread"] == results["plain"][1]
