@@ -55,7 +55,7 @@ import pyarrow.ipc as ipc
 
 from linkage.arrays import sorted_unique, unique_inverse
 from linkage.blocking import (
-    _Columns, _member_ints, block_involving, block_involving_outgrown, or_masks_by_key, variant_codes,
+    _Columns, _member_ints, arrow_rows, block_involving, block_involving_outgrown, or_masks_by_key, variant_codes,
     variant_hashes,
 )
 from linkage.compare import compare
@@ -331,7 +331,7 @@ def _empty_texts(column: pd.Series, rows: np.ndarray | None) -> np.ndarray:
     if arr is None:
         return _texts_at(column, rows) == ""
     if rows is not None:
-        arr = pc.take(arr, pa.array(np.asarray(rows, dtype=np.int64)))
+        arr = arrow_rows(column, rows)  # the rows alone (a take of the chunked column copies it whole)
     return pc.fill_null(pc.equal(arr, ""), False).to_numpy(zero_copy_only=False).astype(bool, copy=False)
 
 
@@ -341,8 +341,7 @@ def _equal_texts(column: pd.Series, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     arr = _arrow_texts(column)
     if arr is None:
         return _texts_at(column, a) == _texts_at(column, b)
-    x = pc.take(arr, pa.array(np.asarray(a, dtype=np.int64)))
-    y = pc.take(arr, pa.array(np.asarray(b, dtype=np.int64)))
+    x, y = arrow_rows(column, a), arrow_rows(column, b)
     return pc.fill_null(pc.equal(x, y), False).to_numpy(zero_copy_only=False).astype(bool, copy=False)
 
 
@@ -476,13 +475,21 @@ def _order_rank_checked(ids: np.ndarray | pd.Series) -> tuple[np.ndarray, bool]:
     ([2, 0, 1], False, True)
     >>> _order_rank_checked(pd.Series(["m3", "m1", "m2"], dtype=pd.StringDtype("pyarrow")))[0].tolist()
     [2, 0, 1]
+    >>> rank, dup = _order_rank_checked(np.array(["m1", "m2", "m3"], dtype=object))  # sorted already: no sort
+    >>> rank.tolist(), dup, _order_rank_checked(np.array(["a", "a"], dtype=object))[1]
+    ([0, 1, 2], False, True)
     """
     dtype = getattr(ids, "dtype", None)
     if isinstance(ids, pd.Series) and isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
         arr = ids.array.__arrow_array__()
-        arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
     else:
         arr = pa.array(np.asarray(ids, dtype=object), type=pa.string())
+    n = len(ids)
+    if n >= 2 and pc.all(pc.less(arr.slice(0, n - 1), arr.slice(1)), skip_nulls=False).as_py():
+        # already in strictly increasing order (a store's records: each run's mentions sorted, later ids
+        # larger): one pass, no sort (167,746 person ids: 0.016 -> 0.001 CPU s)
+        return np.arange(n, dtype=np.int64), False
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
     order = pc.sort_indices(arr).to_numpy()
     rank = np.empty(len(ids), dtype=np.int64)
     rank[order] = np.arange(len(ids), dtype=np.int64)
