@@ -1967,7 +1967,6 @@ def _write_update(store, outcomes: Mapping[str, TypeOutcome], job: _StoreJob, st
     (ids carried over; only the rows that differ are written, :func:`_write_changed`), the state's writes, its
     meta row (types in ``state_order``: the stored ones, then new ones). Returns the counts (``entities``: the
     stored entities afterwards) and the mention ids whose assignment may have changed (touched and new)."""
-    from linkage.retention import _temp_ids  # retention imports this module: import here
     from linkage.store.stable_ids import carry_over
 
     conn = store.conn
@@ -1979,9 +1978,9 @@ def _write_update(store, outcomes: Mapping[str, TypeOutcome], job: _StoreJob, st
     ents = pd.concat([u.entities for u in updates if len(u.entities)], ignore_index=True) if assignments else \
         pd.DataFrame(columns=["entity_id", "entity_type", "label", "n_mentions", "attributes"])
     with store.transaction():
-        _temp_ids(conn, "er_touched", (str(m) for m in touched_old))
+        in_touched, params = _in_ids(conn, "er_touched", touched_old)
         previous = store.frame("SELECT mention_id, entity_id, entity_type FROM mention_entities "
-                               "WHERE mention_id IN (SELECT id FROM temp.er_touched)")
+                               f"WHERE mention_id IN {in_touched}", params)
         rename, _ = carry_over(previous.set_index("mention_id")["entity_id"], fresh.set_index("mention_id")["entity_id"])
         old_ids = set(previous["entity_id"].tolist())
         final = {g: rename.get(g, g) for g in set(fresh["entity_id"].tolist())}
@@ -1997,8 +1996,8 @@ def _write_update(store, outcomes: Mapping[str, TypeOutcome], job: _StoreJob, st
         # let the caller do the full run then
         clash = [f for f in final.values() if f not in old_ids]
         if clash:
-            _temp_ids(conn, "er_clash", clash)
-            if conn.execute("SELECT COUNT(*) FROM entities WHERE entity_id IN (SELECT id FROM temp.er_clash)").fetchone()[0]:
+            in_clash, params = _in_ids(conn, "er_clash", clash)
+            if conn.execute(f"SELECT COUNT(*) FROM entities WHERE entity_id IN {in_clash}", params).fetchone()[0]:
                 raise _Rebuild()
         fresh["entity_id"] = fresh["entity_id"].map(final)
         ents["entity_id"] = ents["entity_id"].map(final)
@@ -2018,6 +2017,31 @@ def _write_update(store, outcomes: Mapping[str, TypeOutcome], job: _StoreJob, st
 
 
 _ENTITY_COLUMNS = ["entity_id", "entity_type", "label", "n_mentions", "attributes"]
+
+
+def _ids_json(ids: Iterable[str]) -> str | None:
+    """The ids (sorted, unique) as one JSON list for ``json_each``, or None when one holds a NUL (json_each
+    cuts a text there; the store never holds one).
+
+    >>> _ids_json(["b", "a", "b"]), _ids_json(["a" + chr(0) + "b"])
+    ('["a", "b"]', None)
+    """
+    ids = sorted({str(i) for i in ids})
+    return None if any("\x00" in i for i in ids) else json.dumps(ids, ensure_ascii=False)
+
+
+def _in_ids(conn, name: str, ids: Iterable[str]) -> tuple[str, tuple]:
+    """``(sql, params)`` for ``x IN <sql>`` over ``ids``: one JSON parameter read by ``json_each``, or a
+    temporary table ``name`` filled here when an id cannot go into JSON (:func:`_ids_json`). A few thousand
+    ids (the touched mentions and entities of a +1,000 run on 100,000 reports) as one parameter instead of a
+    table filled row by row: ~0.006 -> ~0.001 CPU s each."""
+    from linkage.retention import _temp_ids  # retention imports this module: import here
+
+    got = _ids_json(ids)
+    if got is not None:
+        return "(SELECT value FROM json_each(?))", (got,)
+    _temp_ids(conn, name, (str(i) for i in ids))
+    return f"(SELECT id FROM temp.{name})", ()
 
 
 def _write_changed(conn, previous: pd.DataFrame, fresh: pd.DataFrame, ents: pd.DataFrame, old_ids: set,
@@ -2053,10 +2077,10 @@ def _write_changed(conn, previous: pd.DataFrame, fresh: pd.DataFrame, ents: pd.D
     conn.executemany("UPDATE mention_entities SET entity_id = ?, entity_type = ? WHERE mention_id = ?", update)
     _executemany(conn, "mention_entities", ["mention_id", "entity_id", "entity_type"], insert)
 
-    _temp_ids(conn, "er_old_entities", old_ids)
     cols = ", ".join(_ENTITY_COLUMNS)
+    in_old, params = _in_ids(conn, "er_old_entities", old_ids)
     was_rows = {r[0]: tuple(r) for r in conn.execute(
-        f"SELECT {cols} FROM entities WHERE entity_id IN (SELECT id FROM temp.er_old_entities)").fetchall()}
+        f"SELECT {cols} FROM entities WHERE entity_id IN {in_old}", params).fetchall()}
     rows = list(zip(*(ents[c].tolist() for c in _ENTITY_COLUMNS))) if len(ents) else []
     keep = {r[0] for r in rows}
     dropped = [e for e in was_rows if e not in keep]
