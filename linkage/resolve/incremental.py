@@ -1981,7 +1981,8 @@ def _write_update(store, outcomes: Mapping[str, TypeOutcome], job: _StoreJob, st
         in_touched, params = _in_ids(conn, "er_touched", touched_old)
         previous = store.frame("SELECT mention_id, entity_id, entity_type FROM mention_entities "
                                f"WHERE mention_id IN {in_touched}", params)
-        rename, _ = carry_over(previous.set_index("mention_id")["entity_id"], fresh.set_index("mention_id")["entity_id"])
+        rename, _ = carry_over(previous.set_index("mention_id")["entity_id"], fresh.set_index("mention_id")["entity_id"],
+                               events=False)
         old_ids = set(previous["entity_id"].tolist())
         final = {g: rename.get(g, g) for g in set(fresh["entity_id"].tolist())}
         # carry_over numbers a fresh id that an old entity still has ("<id>.<k>") by how many ids were
