@@ -1389,3 +1389,19 @@ def test_id_sets_as_json_or_a_temporary_table_select_the_same_rows(tmp_path):
         assert (params == ()) == any("\x00" in w for w in wanted)
         got = conn.execute(f"SELECT id, v FROM t WHERE id IN {sql} ORDER BY id", params).fetchall()
         assert got == sorted((i, ids.index(i)) for i in set(wanted) if i in ids)
+
+
+def test_records_taken_from_the_stored_and_new_halves_are_the_joined_rows():
+    """_take_records takes increasing rows from the stored records and the new ones apart: the same frame as
+    a take from the two joined (rows in any order, only stored or only new rows, none)."""
+    from linkage.resolve.incremental import _take_records
+
+    rng = np.random.default_rng(6)
+    words = np.array(["jansen", "", "él", None], dtype=object)
+    first = pd.DataFrame({"a": pd.Series(words[rng.integers(0, 4, 30)], dtype="str"), "n": np.arange(30)})
+    second = pd.DataFrame({"a": pd.Series(words[rng.integers(0, 4, 5)], dtype="str"), "n": np.arange(30, 35)})
+    both = pd.concat([first, second], ignore_index=True)
+    for rows in (np.array([1, 4, 29, 30, 34]), np.arange(10), np.arange(31, 35), np.array([33, 2, 31]),
+                 np.array([], dtype=np.int64)):
+        got = _take_records(both, rows, (first, second))
+        assert got.equals(both.iloc[rows].reset_index(drop=True)) and (got.dtypes == both.dtypes).all()

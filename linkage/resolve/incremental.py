@@ -842,6 +842,7 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
         touched_by_judgement = np.empty(0, np.int64)
     if new_records is None and not len(touched_by_judgement):
         return None, old
+    halves = None  # (stored records, new ones in their dtypes): rows are taken from each (_take_records)
     if old is None:
         records = new_records.reset_index(drop=True) if new_records is not None else None
     elif new_records is None:
@@ -851,7 +852,8 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
         added = new_records.reindex(columns=cols, fill_value="")
         # the new rows in the stored columns' dtypes (Arrow strings as read back), so that joining them is cheap:
         # joined with object columns every stored column was converted to Python strings (0.2 s for person)
-        records = pd.concat([old.records, added.astype(old.records.dtypes.to_dict())], ignore_index=True)
+        halves = (old.records, added.astype(old.records.dtypes.to_dict()))
+        records = pd.concat(halves, ignore_index=True)
     mids = records["mention_id"].to_numpy(dtype=object)
     n = len(records)
     rank, duplicated = _order_rank_checked(records["mention_id"])
@@ -900,7 +902,7 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
         left, right = np.where(swap, right, left), np.where(swap, left, right)
         # compare and score on the records these pairs touch only (values, not positions, decide)
         used = np.unique(np.r_[left, right])
-        part = records.iloc[used].reset_index(drop=True)
+        part = _take_records(records, used, halves)
         ll, rr = np.searchsorted(used, left), np.searchsorted(used, right)
         say(f"{etype}: comparing {len(left)} pairs")
         gamma = compare(part, ll, rr, policy.comparisons, cfg.workers)
@@ -942,7 +944,7 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
     k = len(members)
     local = np.full(n, -1, dtype=np.int64)
     local[members] = np.arange(k)
-    rec_r = records.iloc[members].reset_index(drop=True)
+    rec_r = _take_records(records, members, halves)
     r_index = pd.Index(mids[members])
     same = _judgement_index(judgements, r_index, "same")
     different = _judgement_index(judgements, r_index, "different")
@@ -1004,6 +1006,30 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
         old.edits if old is not None else _no_edits())
     upd = TypeUpdate(etype, new_part, new_pairs, touched_old, assignments, entities, new_keys, edits, added_stats)
     return upd, TypeState(records, pairs_state, region, keys, key_rules, all_edits, stats)
+
+
+def _take_records(records: pd.DataFrame, rows: np.ndarray, halves: tuple[pd.DataFrame, pd.DataFrame] | None
+                  ) -> pd.DataFrame:
+    """``records.iloc[rows].reset_index(drop=True)``; with ``halves`` (the two frames ``records`` joins: the
+    stored records and the new ones) and ``rows`` in increasing order, taken from each half: a column of the
+    joined frame is two Arrow chunks, and a take from one chunk costs less (person, 100,000 reports + 1,000:
+    20,000 rows 15 -> 12 ms, 5,000 rows 11 -> 7 ms).
+
+    >>> a, b = pd.DataFrame({"x": ["p", "q"]}, dtype="str"), pd.DataFrame({"x": ["r"]}, dtype="str")
+    >>> both = pd.concat([a, b], ignore_index=True)
+    >>> _take_records(both, np.array([1, 2]), (a, b)).equals(both.iloc[[1, 2]].reset_index(drop=True))
+    True
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    if halves is None or not len(rows) or not bool((rows[1:] >= rows[:-1]).all()):
+        return records.iloc[rows].reset_index(drop=True)
+    first, second = halves
+    k = int(np.searchsorted(rows, len(first)))
+    if k == len(rows):
+        return first.iloc[rows].reset_index(drop=True)
+    if k == 0:
+        return second.iloc[rows - len(first)].reset_index(drop=True)
+    return pd.concat([first.iloc[rows[:k]], second.iloc[rows[k:] - len(first)]], ignore_index=True)
 
 
 def cluster_changed_components(records: pd.DataFrame, left: np.ndarray, right: np.ndarray,
