@@ -331,7 +331,7 @@ def _empty_texts(column: pd.Series, rows: np.ndarray | None) -> np.ndarray:
     if arr is None:
         return _texts_at(column, rows) == ""
     if rows is not None:
-        arr = arrow_rows(column, rows)  # the rows alone (a take of the chunked column copies it whole)
+        arr = arrow_rows(column, rows)  # taken chunk by chunk (the records are two chunks in an update)
     return pc.fill_null(pc.equal(arr, ""), False).to_numpy(zero_copy_only=False).astype(bool, copy=False)
 
 
@@ -2059,9 +2059,9 @@ def _ids_json(ids: Iterable[str]) -> str | None:
 
 def _in_ids(conn, name: str, ids: Iterable[str]) -> tuple[str, tuple]:
     """``(sql, params)`` for ``x IN <sql>`` over ``ids``: one JSON parameter read by ``json_each``, or a
-    temporary table ``name`` filled here when an id cannot go into JSON (:func:`_ids_json`). A few thousand
-    ids (the touched mentions and entities of a +1,000 run on 100,000 reports) as one parameter instead of a
-    table filled row by row: ~0.006 -> ~0.001 CPU s each."""
+    temporary table ``name`` filled here when an id cannot go into JSON (:func:`_ids_json`). The 4,034 touched
+    mentions of a +1,000 run on 100,000 reports as one parameter instead of a table filled row by row: their
+    stored assignments read in 20-23 instead of 31-34 ms CPU (the rows come in the same order)."""
     from linkage.retention import _temp_ids  # retention imports this module: import here
 
     got = _ids_json(ids)
