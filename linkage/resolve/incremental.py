@@ -897,8 +897,9 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
         else:
             stats, added_stats = (block_stats(records, policy.blocking, keys) if kept_rules else None), None
         left, right = found.left, found.right
-        # each pair oriented as in a full run (records in mention-id order): the smaller mention id left
-        swap = mids[left] > mids[right]
+        # each pair oriented as in a full run (records in mention-id order): the smaller mention id left (the
+        # ranks order as the ids do, which are distinct: compared as integers, not as strings)
+        swap = rank[left] > rank[right]
         left, right = np.where(swap, right, left), np.where(swap, left, right)
         # compare and score on the records these pairs touch only (values, not positions, decide)
         used = np.unique(np.r_[left, right])
