@@ -310,3 +310,39 @@ def test_member_ints_is_isin_for_every_kind_of_integers():
         want = pd.Series(values).isin(wanted).to_numpy() if len(wanted) else np.zeros(len(values), bool)
         got = _member_ints(values, wanted)
         assert got.dtype == bool and got.tolist() == want.tolist()
+
+
+def test_arrow_rows_of_a_column_of_several_chunks_are_its_iloc():
+    """arrow_rows takes the rows of each chunk alone (an incremental run's records: the stored ones, then the
+    new ones): in any order, with repeats and missing values, the values of ``column.iloc[rows]``."""
+    from linkage.blocking import arrow_rows
+
+    rng = np.random.default_rng(8)
+    words = np.array(["jansen", "de vries", "", "él", None, "😀x"], dtype=object)
+    parts = [pd.Series(words[rng.integers(0, len(words), n)], dtype="str") for n in (50, 0, 7, 30)]
+    column = pd.concat(parts, ignore_index=True)
+    assert column.array._pa_array.num_chunks > 1
+    for rows in (np.arange(len(column)), np.sort(rng.choice(len(column), 20, replace=False)),
+                 rng.integers(0, len(column), 40), np.array([], dtype=np.int64), np.array([86, 0, 55])):
+        got = arrow_rows(column, rows).to_pylist()
+        assert got == [None if pd.isna(v) else v for v in column.iloc[rows].tolist()]
+    assert arrow_rows(pd.Series([1, 2]), np.array([0])) is None
+    assert arrow_rows(pd.Series(["a"], dtype=object), np.array([0])) is None
+
+
+def test_column_views_of_a_chunked_table_code_and_find_empties_as_of_one_chunk():
+    """A view of a table whose columns are two chunks codes its rows (and finds its empty values) as a view of
+    the same table in one chunk does."""
+    from linkage.blocking import _Columns
+
+    rng = np.random.default_rng(9)
+    words = np.array(["jansen", "de vries", "", "bakker", "él"], dtype=object)
+    whole = pd.DataFrame({"s": pd.Series(words[rng.integers(0, len(words), 300)], dtype="str")})
+    chunked = pd.concat([whole.iloc[:250], whole.iloc[250:]], ignore_index=True)
+    assert chunked["s"].array._pa_array.num_chunks == 2
+    for rows in (np.sort(rng.choice(300, 40, replace=False)), rng.choice(300, 40, replace=False)):
+        one, two = _Columns(whole).take(rows), _Columns(chunked).take(rows)
+        assert two.codes("s").tolist() == one.codes("s").tolist()
+        assert two.values("s").tolist() == one.values("s").tolist()
+        at = np.arange(0, 40, 3)
+        assert _Columns(chunked).take(rows).empty_at("s", at).tolist() == (whole["s"].iloc[rows[at]] == "").tolist()

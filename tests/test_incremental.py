@@ -1355,3 +1355,53 @@ def test_persons_without_any_birth_date_resolve_in_full_and_incremental_runs(par
     assert "touched_mentions" in counts
     _two_runs(first, second, tmp_path / "full.db", drop_state=True)
     _assert_same_tables(tmp_path / "inc.db", tmp_path / "full.db")
+
+
+def test_order_rank_of_ids_in_order_or_not_is_their_sorted_position():
+    """Ids already strictly increasing (a store's records) are ranked without a sort; others are sorted; equal
+    ids are reported either way."""
+    from linkage.resolve.incremental import _order_rank_checked
+
+    ids = pd.concat([pd.Series(["m01", "m02", "m10"], dtype="str"), pd.Series(["m11", "m2"], dtype="str")],
+                    ignore_index=True)
+    for given in (ids, ids.to_numpy(dtype=object), ids.iloc[::-1].reset_index(drop=True), ids.iloc[:4]):
+        rank, dup = _order_rank_checked(given)
+        values = list(given.tolist() if hasattr(given, "tolist") else given)
+        assert rank.tolist() == [sorted(values).index(v) for v in values] and not dup
+    assert _order_rank_checked(pd.Series(["a", "b", "b"], dtype="str"))[1]
+    assert _order_rank_checked(np.array(["a", "b", "a"], dtype=object))[1]
+    assert _order_rank_checked(np.array(["a"], dtype=object))[0].tolist() == [0]
+
+
+def test_id_sets_as_json_or_a_temporary_table_select_the_same_rows(tmp_path):
+    """_in_ids passes ids as one json_each parameter, or (an id holding a NUL) through a temporary table: the
+    same rows either way."""
+    import sqlite3
+
+    from linkage.resolve.incremental import _in_ids
+
+    conn = sqlite3.connect(tmp_path / "x.db")
+    conn.execute("CREATE TABLE t (id TEXT PRIMARY KEY, v INTEGER)")
+    ids = ["b", "a", "é", "c\x00d", "zz"]
+    conn.executemany("INSERT INTO t VALUES (?, ?)", [(i, k) for k, i in enumerate(ids)])
+    for wanted in (["a", "é", "b", "nope"], ["c\x00d", "a"], []):
+        sql, params = _in_ids(conn, "tmp_ids", wanted)
+        assert (params == ()) == any("\x00" in w for w in wanted)
+        got = conn.execute(f"SELECT id, v FROM t WHERE id IN {sql} ORDER BY id", params).fetchall()
+        assert got == sorted((i, ids.index(i)) for i in set(wanted) if i in ids)
+
+
+def test_records_taken_from_the_stored_and_new_halves_are_the_joined_rows():
+    """_take_records takes increasing rows from the stored records and the new ones apart: the same frame as
+    a take from the two joined (rows in any order, only stored or only new rows, none)."""
+    from linkage.resolve.incremental import _take_records
+
+    rng = np.random.default_rng(6)
+    words = np.array(["jansen", "", "él", None], dtype=object)
+    first = pd.DataFrame({"a": pd.Series(words[rng.integers(0, 4, 30)], dtype="str"), "n": np.arange(30)})
+    second = pd.DataFrame({"a": pd.Series(words[rng.integers(0, 4, 5)], dtype="str"), "n": np.arange(30, 35)})
+    both = pd.concat([first, second], ignore_index=True)
+    for rows in (np.array([1, 4, 29, 30, 34]), np.arange(10), np.arange(31, 35), np.array([33, 2, 31]),
+                 np.array([], dtype=np.int64)):
+        got = _take_records(both, rows, (first, second))
+        assert got.equals(both.iloc[rows].reset_index(drop=True)) and (got.dtypes == both.dtypes).all()

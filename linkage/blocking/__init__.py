@@ -154,8 +154,11 @@ class _Columns:
             # a view of a quarter of its table or more shares the table's encoding of the column (made once),
             # a smaller one encodes its own rows; the table itself (a full run's blocking) as pandas codes it
             share = self._base is not None and (name in self._base._encodings or 4 * self.n >= self._base.n)
-            column = whole if self._base is None else None if share else whole.iloc[self._rows]
-            encoded = None if self._base is None else self._base._encoded(name) if share else _arrow_encoded(column)
+            column = whole if self._base is None or share else None
+            # a view's own rows of an Arrow column taken chunk by chunk (arrow_rows), not through pandas
+            taken = None if self._base is None or share else arrow_rows(whole, self._rows)
+            encoded = (None if self._base is None else self._base._encoded(name) if share
+                       else _encode_arrow(taken) if taken is not None else None)
             if encoded is not None:
                 codes, values = _sorted_codes_of(encoded, self._rows if share else None)
             else:
@@ -200,6 +203,11 @@ class _Columns:
         if name in self._coded or (self._parent is not None and name in self._parent._coded):
             return self.empty(name)[rows]
         table, at = (self, rows) if self._base is None else (self._base, self._rows[rows])
+        taken = arrow_rows(table._records[name], at)
+        if taken is not None:  # a missing value is not empty (as astype(str) leaves it missing)
+            import pyarrow.compute as pc
+
+            return pc.fill_null(pc.equal(taken, ""), False).to_numpy(zero_copy_only=False).astype(bool, copy=False)
         values = table._records[name].iloc[np.asarray(at, dtype=np.int64)].astype(str)
         return np.asarray(values == "", dtype=bool)
 
@@ -228,6 +236,48 @@ class _Columns:
         return KEY_SEP.join(str(self._column(k)[1][self._column(k)[0][record]]) for k in keys)
 
 
+def arrow_rows(column: pd.Series, rows: np.ndarray):
+    """The Arrow array of an Arrow-backed string column at ``rows`` (any order, repeats allowed), taken chunk by
+    chunk; None for another column. An incremental run's records are two chunks (the stored ones, then the new
+    ones), and a take through pandas of such a column costs a fixed ~0.3 ms more than of one chunk (person
+    records of 100,000 reports + 1,000, one column: 300 rows 0.49 -> 0.10 ms, 20,000 rows 1.03 -> 0.71 ms;
+    the blocking codes ~40 such views per run).
+
+    >>> s = pd.concat([pd.Series(["a", "b"], dtype="str"), pd.Series([None, "d"], dtype="str")], ignore_index=True)
+    >>> arrow_rows(s, np.array([3, 0, 2, 3])).to_pylist(), arrow_rows(pd.Series([1, 2]), np.array([0]))
+    (['d', 'a', None, 'd'], None)
+    >>> arrow_rows(s, np.array([0, 1, 3])).to_pylist(), arrow_rows(s, np.array([], dtype=np.int64)).to_pylist()
+    (['a', 'b', 'd'], [])
+    """
+    import pyarrow as pa
+
+    arr = getattr(column.array, "_pa_array", None)
+    if arr is None or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return None
+    rows = np.asarray(rows, dtype=np.int64)
+    if not isinstance(arr, pa.ChunkedArray):
+        return arr.take(pa.array(rows))
+    chunks = [c for c in arr.chunks if len(c)]
+    if not chunks:
+        return pa.array([], type=arr.type) if not len(rows) else arr.combine_chunks().take(pa.array(rows))
+    if len(chunks) == 1:
+        return chunks[0].take(pa.array(rows))
+    starts = np.cumsum([0] + [len(c) for c in chunks[:-1]])
+    which = np.searchsorted(starts, rows, side="right") - 1
+    if len(which) < 2 or bool((which[1:] >= which[:-1]).all()):  # rows in chunk order: the pieces as they come
+        bounds = np.searchsorted(which, np.arange(len(chunks) + 1))
+        pieces = [chunks[k].take(pa.array(rows[bounds[k]:bounds[k + 1]] - starts[k]))
+                  for k in range(len(chunks)) if bounds[k + 1] > bounds[k]]
+        return pa.chunked_array(pieces, type=arr.type) if len(pieces) != 1 else pieces[0]
+    order = np.argsort(which, kind="stable")
+    bounds = np.searchsorted(which[order], np.arange(len(chunks) + 1))
+    pieces = [chunks[k].take(pa.array(rows[order[bounds[k]:bounds[k + 1]]] - starts[k]))
+              for k in range(len(chunks)) if bounds[k + 1] > bounds[k]]
+    back = np.empty(len(order), dtype=np.int64)
+    back[order] = np.arange(len(order), dtype=np.int64)
+    return pa.concat_arrays(pieces).take(pa.array(back))
+
+
 def _arrow_sorted_codes(column: pd.Series, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
     """``pd.factorize(column.iloc[rows].astype(str), sort=True)`` (codes as int64, distinct values as an object
     array) of an Arrow-backed string column without missing values, worked in Arrow (:func:`_arrow_encoded`,
@@ -248,7 +298,17 @@ def _arrow_encoded(column: pd.Series):
     import pyarrow.compute as pc
 
     arr = getattr(column.array, "_pa_array", None)
-    if arr is None or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)) or arr.null_count:
+    if arr is None or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return None
+    return _encode_arrow(arr)
+
+
+def _encode_arrow(arr):
+    """:func:`_arrow_encoded` of an Arrow string array (or chunked array); None when it holds a missing value."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if arr.null_count:
         return None
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)

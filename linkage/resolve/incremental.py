@@ -55,7 +55,7 @@ import pyarrow.ipc as ipc
 
 from linkage.arrays import sorted_unique, unique_inverse
 from linkage.blocking import (
-    _Columns, _member_ints, block_involving, block_involving_outgrown, or_masks_by_key, variant_codes,
+    _Columns, _member_ints, arrow_rows, block_involving, block_involving_outgrown, or_masks_by_key, variant_codes,
     variant_hashes,
 )
 from linkage.compare import compare
@@ -331,7 +331,7 @@ def _empty_texts(column: pd.Series, rows: np.ndarray | None) -> np.ndarray:
     if arr is None:
         return _texts_at(column, rows) == ""
     if rows is not None:
-        arr = pc.take(arr, pa.array(np.asarray(rows, dtype=np.int64)))
+        arr = arrow_rows(column, rows)  # taken chunk by chunk (the records are two chunks in an update)
     return pc.fill_null(pc.equal(arr, ""), False).to_numpy(zero_copy_only=False).astype(bool, copy=False)
 
 
@@ -341,8 +341,7 @@ def _equal_texts(column: pd.Series, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     arr = _arrow_texts(column)
     if arr is None:
         return _texts_at(column, a) == _texts_at(column, b)
-    x = pc.take(arr, pa.array(np.asarray(a, dtype=np.int64)))
-    y = pc.take(arr, pa.array(np.asarray(b, dtype=np.int64)))
+    x, y = arrow_rows(column, a), arrow_rows(column, b)
     return pc.fill_null(pc.equal(x, y), False).to_numpy(zero_copy_only=False).astype(bool, copy=False)
 
 
@@ -476,13 +475,21 @@ def _order_rank_checked(ids: np.ndarray | pd.Series) -> tuple[np.ndarray, bool]:
     ([2, 0, 1], False, True)
     >>> _order_rank_checked(pd.Series(["m3", "m1", "m2"], dtype=pd.StringDtype("pyarrow")))[0].tolist()
     [2, 0, 1]
+    >>> rank, dup = _order_rank_checked(np.array(["m1", "m2", "m3"], dtype=object))  # sorted already: no sort
+    >>> rank.tolist(), dup, _order_rank_checked(np.array(["a", "a"], dtype=object))[1]
+    ([0, 1, 2], False, True)
     """
     dtype = getattr(ids, "dtype", None)
     if isinstance(ids, pd.Series) and isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
         arr = ids.array.__arrow_array__()
-        arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
     else:
         arr = pa.array(np.asarray(ids, dtype=object), type=pa.string())
+    n = len(ids)
+    if n >= 2 and pc.all(pc.less(arr.slice(0, n - 1), arr.slice(1)), skip_nulls=False).as_py():
+        # already in strictly increasing order (a store's records: each run's mentions sorted, later ids
+        # larger): one pass, no sort (167,746 person ids: 0.016 -> 0.001 CPU s)
+        return np.arange(n, dtype=np.int64), False
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
     order = pc.sort_indices(arr).to_numpy()
     rank = np.empty(len(ids), dtype=np.int64)
     rank[order] = np.arange(len(ids), dtype=np.int64)
@@ -835,6 +842,7 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
         touched_by_judgement = np.empty(0, np.int64)
     if new_records is None and not len(touched_by_judgement):
         return None, old
+    halves = None  # (stored records, new ones in their dtypes): rows are taken from each (_take_records)
     if old is None:
         records = new_records.reset_index(drop=True) if new_records is not None else None
     elif new_records is None:
@@ -844,7 +852,8 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
         added = new_records.reindex(columns=cols, fill_value="")
         # the new rows in the stored columns' dtypes (Arrow strings as read back), so that joining them is cheap:
         # joined with object columns every stored column was converted to Python strings (0.2 s for person)
-        records = pd.concat([old.records, added.astype(old.records.dtypes.to_dict())], ignore_index=True)
+        halves = (old.records, added.astype(old.records.dtypes.to_dict()))
+        records = pd.concat(halves, ignore_index=True)
     mids = records["mention_id"].to_numpy(dtype=object)
     n = len(records)
     rank, duplicated = _order_rank_checked(records["mention_id"])
@@ -888,12 +897,13 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
         else:
             stats, added_stats = (block_stats(records, policy.blocking, keys) if kept_rules else None), None
         left, right = found.left, found.right
-        # each pair oriented as in a full run (records in mention-id order): the smaller mention id left
-        swap = mids[left] > mids[right]
+        # each pair oriented as in a full run (records in mention-id order): the smaller mention id left (the
+        # ranks order as the ids do, which are distinct: compared as integers, not as strings)
+        swap = rank[left] > rank[right]
         left, right = np.where(swap, right, left), np.where(swap, left, right)
         # compare and score on the records these pairs touch only (values, not positions, decide)
         used = np.unique(np.r_[left, right])
-        part = records.iloc[used].reset_index(drop=True)
+        part = _take_records(records, used, halves)
         ll, rr = np.searchsorted(used, left), np.searchsorted(used, right)
         say(f"{etype}: comparing {len(left)} pairs")
         gamma = compare(part, ll, rr, policy.comparisons, cfg.workers)
@@ -935,7 +945,7 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
     k = len(members)
     local = np.full(n, -1, dtype=np.int64)
     local[members] = np.arange(k)
-    rec_r = records.iloc[members].reset_index(drop=True)
+    rec_r = _take_records(records, members, halves)
     r_index = pd.Index(mids[members])
     same = _judgement_index(judgements, r_index, "same")
     different = _judgement_index(judgements, r_index, "different")
@@ -997,6 +1007,30 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
         old.edits if old is not None else _no_edits())
     upd = TypeUpdate(etype, new_part, new_pairs, touched_old, assignments, entities, new_keys, edits, added_stats)
     return upd, TypeState(records, pairs_state, region, keys, key_rules, all_edits, stats)
+
+
+def _take_records(records: pd.DataFrame, rows: np.ndarray, halves: tuple[pd.DataFrame, pd.DataFrame] | None
+                  ) -> pd.DataFrame:
+    """``records.iloc[rows].reset_index(drop=True)``; with ``halves`` (the two frames ``records`` joins: the
+    stored records and the new ones) and ``rows`` in increasing order, taken from each half: a column of the
+    joined frame is two Arrow chunks, and a take from one chunk costs less (person, 100,000 reports + 1,000:
+    20,000 rows 15 -> 12 ms, 5,000 rows 11 -> 7 ms).
+
+    >>> a, b = pd.DataFrame({"x": ["p", "q"]}, dtype="str"), pd.DataFrame({"x": ["r"]}, dtype="str")
+    >>> both = pd.concat([a, b], ignore_index=True)
+    >>> _take_records(both, np.array([1, 2]), (a, b)).equals(both.iloc[[1, 2]].reset_index(drop=True))
+    True
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    if halves is None or not len(rows) or not bool((rows[1:] >= rows[:-1]).all()):
+        return records.iloc[rows].reset_index(drop=True)
+    first, second = halves
+    k = int(np.searchsorted(rows, len(first)))
+    if k == len(rows):
+        return first.iloc[rows].reset_index(drop=True)
+    if k == 0:
+        return second.iloc[rows - len(first)].reset_index(drop=True)
+    return pd.concat([first.iloc[rows[:k]], second.iloc[rows[k:] - len(first)]], ignore_index=True)
 
 
 def cluster_changed_components(records: pd.DataFrame, left: np.ndarray, right: np.ndarray,
@@ -1960,7 +1994,6 @@ def _write_update(store, outcomes: Mapping[str, TypeOutcome], job: _StoreJob, st
     (ids carried over; only the rows that differ are written, :func:`_write_changed`), the state's writes, its
     meta row (types in ``state_order``: the stored ones, then new ones). Returns the counts (``entities``: the
     stored entities afterwards) and the mention ids whose assignment may have changed (touched and new)."""
-    from linkage.retention import _temp_ids  # retention imports this module: import here
     from linkage.store.stable_ids import carry_over
 
     conn = store.conn
@@ -1972,10 +2005,11 @@ def _write_update(store, outcomes: Mapping[str, TypeOutcome], job: _StoreJob, st
     ents = pd.concat([u.entities for u in updates if len(u.entities)], ignore_index=True) if assignments else \
         pd.DataFrame(columns=["entity_id", "entity_type", "label", "n_mentions", "attributes"])
     with store.transaction():
-        _temp_ids(conn, "er_touched", (str(m) for m in touched_old))
+        in_touched, params = _in_ids(conn, "er_touched", touched_old)
         previous = store.frame("SELECT mention_id, entity_id, entity_type FROM mention_entities "
-                               "WHERE mention_id IN (SELECT id FROM temp.er_touched)")
-        rename, _ = carry_over(previous.set_index("mention_id")["entity_id"], fresh.set_index("mention_id")["entity_id"])
+                               f"WHERE mention_id IN {in_touched}", params)
+        rename, _ = carry_over(previous.set_index("mention_id")["entity_id"], fresh.set_index("mention_id")["entity_id"],
+                               events=False)
         old_ids = set(previous["entity_id"].tolist())
         final = {g: rename.get(g, g) for g in set(fresh["entity_id"].tolist())}
         # carry_over numbers a fresh id that an old entity still has ("<id>.<k>") by how many ids were
@@ -1990,8 +2024,8 @@ def _write_update(store, outcomes: Mapping[str, TypeOutcome], job: _StoreJob, st
         # let the caller do the full run then
         clash = [f for f in final.values() if f not in old_ids]
         if clash:
-            _temp_ids(conn, "er_clash", clash)
-            if conn.execute("SELECT COUNT(*) FROM entities WHERE entity_id IN (SELECT id FROM temp.er_clash)").fetchone()[0]:
+            in_clash, params = _in_ids(conn, "er_clash", clash)
+            if conn.execute(f"SELECT COUNT(*) FROM entities WHERE entity_id IN {in_clash}", params).fetchone()[0]:
                 raise _Rebuild()
         fresh["entity_id"] = fresh["entity_id"].map(final)
         ents["entity_id"] = ents["entity_id"].map(final)
@@ -2011,6 +2045,31 @@ def _write_update(store, outcomes: Mapping[str, TypeOutcome], job: _StoreJob, st
 
 
 _ENTITY_COLUMNS = ["entity_id", "entity_type", "label", "n_mentions", "attributes"]
+
+
+def _ids_json(ids: Iterable[str]) -> str | None:
+    """The ids (sorted, unique) as one JSON list for ``json_each``, or None when one holds a NUL (json_each
+    cuts a text there; the store never holds one).
+
+    >>> _ids_json(["b", "a", "b"]), _ids_json(["a" + chr(0) + "b"])
+    ('["a", "b"]', None)
+    """
+    ids = sorted({str(i) for i in ids})
+    return None if any("\x00" in i for i in ids) else json.dumps(ids, ensure_ascii=False)
+
+
+def _in_ids(conn, name: str, ids: Iterable[str]) -> tuple[str, tuple]:
+    """``(sql, params)`` for ``x IN <sql>`` over ``ids``: one JSON parameter read by ``json_each``, or a
+    temporary table ``name`` filled here when an id cannot go into JSON (:func:`_ids_json`). The 4,034 touched
+    mentions of a +1,000 run on 100,000 reports as one parameter instead of a table filled row by row: their
+    stored assignments read in 20-23 instead of 31-34 ms CPU (the rows come in the same order)."""
+    from linkage.retention import _temp_ids  # retention imports this module: import here
+
+    got = _ids_json(ids)
+    if got is not None:
+        return "(SELECT value FROM json_each(?))", (got,)
+    _temp_ids(conn, name, (str(i) for i in ids))
+    return f"(SELECT id FROM temp.{name})", ()
 
 
 def _write_changed(conn, previous: pd.DataFrame, fresh: pd.DataFrame, ents: pd.DataFrame, old_ids: set,
@@ -2046,10 +2105,10 @@ def _write_changed(conn, previous: pd.DataFrame, fresh: pd.DataFrame, ents: pd.D
     conn.executemany("UPDATE mention_entities SET entity_id = ?, entity_type = ? WHERE mention_id = ?", update)
     _executemany(conn, "mention_entities", ["mention_id", "entity_id", "entity_type"], insert)
 
-    _temp_ids(conn, "er_old_entities", old_ids)
     cols = ", ".join(_ENTITY_COLUMNS)
+    in_old, params = _in_ids(conn, "er_old_entities", old_ids)
     was_rows = {r[0]: tuple(r) for r in conn.execute(
-        f"SELECT {cols} FROM entities WHERE entity_id IN (SELECT id FROM temp.er_old_entities)").fetchall()}
+        f"SELECT {cols} FROM entities WHERE entity_id IN {in_old}", params).fetchall()}
     rows = list(zip(*(ents[c].tolist() for c in _ENTITY_COLUMNS))) if len(ents) else []
     keep = {r[0] for r in rows}
     dropped = [e for e in was_rows if e not in keep]
