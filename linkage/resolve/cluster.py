@@ -302,6 +302,7 @@ def _merge_dense(m: int, edge_a: np.ndarray, edge_b: np.ndarray, sa: np.ndarray,
     cross.real[sb[bad] * m + sa[bad]] = -np.inf
     cross = cross.reshape(m, m)
     group = list(range(m))  # quick-find: the root of every record, kept up to date
+    root = np.arange(m)  # the same as an array, for skipping a block's links at once
     members = [[x] for x in range(m)]
     human_no = _refusals(different)
 
@@ -310,9 +311,11 @@ def _merge_dense(m: int, edge_a: np.ndarray, edge_b: np.ndarray, sa: np.ndarray,
             ra, rb = rb, ra
         cross[ra] += cross[rb]
         cross[:, ra] = cross[ra]
-        for x in members[rb]:
+        moved = members[rb]
+        for x in moved:
             group[x] = ra
-        members[ra] += members[rb]
+        root[moved] = ra
+        members[ra] += moved
         members[rb] = []
         _move_refusals(human_no, ra, rb)
 
@@ -321,15 +324,13 @@ def _merge_dense(m: int, edge_a: np.ndarray, edge_b: np.ndarray, sa: np.ndarray,
         if ra != rb and rb not in human_no.get(ra, ()):
             merge(ra, rb)
     # links in blocks: a link whose ends were in one group at the start of its block is skipped unseen
-    root = np.array(group)
     block = 512
     for at in range(0, len(edge_a), block):
         ea, eb = edge_a[at:at + block], edge_b[at:at + block]
-        live = root[ea] != root[eb]
-        if not live.any():
+        todo = root[ea] != root[eb]
+        if not todo.any():
             continue
-        merged = False
-        for a, b in zip(ea[live].tolist(), eb[live].tolist()):
+        for a, b in zip(ea[todo].tolist(), eb[todo].tolist()):
             ra, rb = group[a], group[b]
             if ra == rb or rb in human_no.get(ra, ()):
                 continue
@@ -337,10 +338,7 @@ def _merge_dense(m: int, edge_a: np.ndarray, edge_b: np.ndarray, sa: np.ndarray,
             if between.imag and between.real / between.imag <= 0:
                 continue
             merge(ra, rb)
-            merged = True
-        if merged:
-            root = np.array(group)
-    return np.array(group, dtype=np.int64)
+    return root
 
 
 def _dobs_compatible(a: int, b: int) -> bool:
