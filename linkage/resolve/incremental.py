@@ -958,7 +958,10 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
         p = {f: np.concatenate([x[f] for x in parts]) for f in _CLUSTER_FIELDS}
         a, b = local[p["left"]], local[p["right"]]
         pl, pr = np.minimum(a, b), np.maximum(a, b)
-        order = np.lexsort((pr, pl))  # a full run's pair order: sorted by (left, right)
+        # a full run's pair order: sorted by (left, right). One key, sorted stably, gives lexsort's order (also
+        # stable); the sort takes runs already in order (the stored pairs) whole: at the +1k address region
+        # (158,592 pairs) 1 ms against lexsort's 27
+        order = np.argsort(pl * k + pr, kind="stable")
         pl, pr = pl[order], pr[order]
         p = {f: v[order] for f, v in p.items()}
         redo = None
