@@ -302,7 +302,7 @@ def _merge_dense(m: int, edge_a: np.ndarray, edge_b: np.ndarray, sa: np.ndarray,
     cross.real[sb[bad] * m + sa[bad]] = -np.inf
     cross = cross.reshape(m, m)
     group = list(range(m))  # quick-find: the root of every record, kept up to date
-    root = np.arange(m)  # the same as an array, for skipping a block's links at once
+    up = np.arange(m)  # the same as a tree of roots (each merged root points at the one it joined), as an array
     members = [[x] for x in range(m)]
     human_no = _refusals(different)
 
@@ -314,7 +314,7 @@ def _merge_dense(m: int, edge_a: np.ndarray, edge_b: np.ndarray, sa: np.ndarray,
         moved = members[rb]
         for x in moved:
             group[x] = ra
-        root[moved] = ra
+        up[rb] = ra
         members[ra] += moved
         members[rb] = []
         _move_refusals(human_no, ra, rb)
@@ -327,18 +327,23 @@ def _merge_dense(m: int, edge_a: np.ndarray, edge_b: np.ndarray, sa: np.ndarray,
     block = 512
     for at in range(0, len(edge_a), block):
         ea, eb = edge_a[at:at + block], edge_b[at:at + block]
-        todo = root[ea] != root[eb]
+        while True:  # every record's root: the tree's paths compressed (the roots merged since the last block)
+            top = up[up]
+            if np.array_equal(top, up):
+                break
+            up = top
+        todo = up[ea] != up[eb]
         if not todo.any():
             continue
         for a, b in zip(ea[todo].tolist(), eb[todo].tolist()):
             ra, rb = group[a], group[b]
             if ra == rb or rb in human_no.get(ra, ()):
                 continue
-            between = cross[ra, rb]
+            between = cross.item(ra, rb)  # a Python complex: its parts are Python floats
             if between.imag and between.real / between.imag <= 0:
                 continue
             merge(ra, rb)
-    return root
+    return np.array(group, dtype=np.int64)
 
 
 def _dobs_compatible(a: int, b: int) -> bool:
