@@ -1869,7 +1869,9 @@ def _run_store_types(job: _StoreJob, store, order: list[str], processes: int, sa
                    next=ctx.Value("i", 0, lock=False), stopped=ctx.Value("i", 0, lock=False))
     out: dict[str, TypeOutcome | None] = {}
     try:
-        with fork_pool(1) as pool:  # its worker ends if this process is killed
+        pool = fork_pool(1)  # its worker ends if this process is killed
+        returned = False
+        try:
             worker = pool.submit(_store_types_worker)
             try:
                 # a worker that failed (raised, or died) ends the run at once: no type more is taken
@@ -1884,6 +1886,11 @@ def _run_store_types(job: _StoreJob, store, order: list[str], processes: int, sa
                 raise
             _claim_type(stop=True)
             out.update(worker.result())
+            returned = True
+        finally:
+            # a worker that gave its result is told to end and not waited for: its exit (freeing what it
+            # made) overlaps this process's writes; the pool's own thread joins it. Otherwise it is waited for.
+            pool.shutdown(wait=not returned)
     except BrokenProcessPool:
         from linkage.errors import LinkageError
 
