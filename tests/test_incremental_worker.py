@@ -88,3 +88,50 @@ def test_flipped_without_the_rule_is_empty():
     got = _flipped(records, left, right, pairs, _model(), _policy(unplaced=()), earlier, strong,
                    np.zeros(30, dtype=bool), np.empty(0, np.int64), np.empty(0, np.int64), None)
     assert len(got) == 0
+
+
+def test_the_forked_worker_ends_on_its_own_after_giving_its_result(tmp_path):
+    """_run_store_types does not wait for its worker's exit once the worker gave its result (the exit overlaps
+    the writes): the worker still ends, soon, and the store is the one a single process writes."""
+    import dataclasses
+    import multiprocessing
+    import shutil
+    import time
+
+    from linkage.generate import generate
+    from linkage.pipeline import load_stage, resolve_stage
+    from linkage.settings import load_settings
+    from linkage.store import EmbeddedStore
+
+    data = tmp_path / "data"
+    generate(400, 7, data)
+    reports = pd.read_csv(data / "reports.csv", dtype=str, keep_default_na=False)
+    mentions = pd.read_csv(data / "mentions.csv", dtype=str, keep_default_na=False)
+    newest = set(reports["report_id"].tail(20))
+    files = {}
+    for name, keep in (("first", False), ("second", True)):
+        folder = tmp_path / name
+        folder.mkdir()
+        reports[reports["report_id"].isin(newest) == keep].to_csv(folder / "reports.csv", index=False)
+        mentions[mentions["report_id"].isin(newest) == keep].to_csv(folder / "mentions.csv", index=False)
+        files[name] = [folder / "reports.csv", folder / "mentions.csv"]
+    base = tmp_path / "base.db"
+    load_stage(files["first"], base)
+    with EmbeddedStore(base) as s:
+        resolve_stage(s, load_settings(None))
+    load_stage(files["second"], base)
+    rows = {}
+    for processes in (1, 2):
+        store = tmp_path / f"p{processes}.db"
+        shutil.copyfile(base, store)
+        settings = dataclasses.replace(load_settings(None), resolve_processes=processes,
+                                       resolve_parallel_min_mentions=0)
+        with EmbeddedStore(store) as s:
+            assert "touched_mentions" in resolve_stage(s, settings)  # the incremental path
+            rows[processes] = {t: sorted(s.conn.execute(f"SELECT rowid, * FROM {t}").fetchall(), key=repr)
+                               for t in ("mention_entities", "entities", "er_state")}
+    assert rows[1] == rows[2]
+    deadline = time.monotonic() + 30
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert multiprocessing.active_children() == []
