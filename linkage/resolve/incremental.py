@@ -1104,25 +1104,24 @@ def _flipped(records: pd.DataFrame, left: np.ndarray, right: np.ndarray, pairs: 
     may = np.flatnonzero(mixed & ~(redone[el] & redone[er]))
     if not len(may):
         return none
-    fields = ("weight", "prob", "matched", "levels")
-    last = {f: pairs[f][earlier] for f in fields}
-    joins = _pair_flags(last["levels"], last["prob"], last["matched"], fitted, policy)
+    joins = _pair_flags(pairs["levels"], pairs["prob"], pairs["matched"], fitted, policy)[earlier]
     may = may[joins[may]]
     if not len(may):
         return none
     last_l, last_r = el, er
     if len(gone_l):
         last_l, last_r = np.r_[last_l, gone_l], np.r_[last_r, gone_r]
-        last = {f: np.concatenate([last[f], gone[f]]) for f in fields}
         joins = np.r_[joins, _pair_flags(gone["levels"], gone["prob"], gone["matched"], fitted, policy)]
     part = components(len(records), last_l[joins], last_r[joins])
     pick = np.zeros(len(records), dtype=bool)
     pick[part[el[may]]] = True
     sel = np.flatnonzero(joins & pick[part[last_l]])
-    before = _links(records, last_l[sel], last_r[sel], *(last[f][sel] for f in fields), fitted, policy, (), ())
     mine = sel < len(earlier)  # the earlier pairs among them (the gone ones come after)
-    at = earlier[sel[mine]]
-    return at[before.strong[mine] != strong[at]]
+    at, gone_at = earlier[sel[mine]], sel[~mine] - len(earlier)
+    fields = ("weight", "prob", "matched", "levels")
+    last = {f: pairs[f][at] if not len(gone_at) else np.concatenate([pairs[f][at], gone[f][gone_at]]) for f in fields}
+    before = _links(records, last_l[sel], last_r[sel], *(last[f] for f in fields), fitted, policy, (), ())
+    return at[before.strong[:len(at)] != strong[at]]
 
 
 # -- persistence ---------------------------------------------------------------------------------------
