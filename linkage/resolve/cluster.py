@@ -302,6 +302,7 @@ def _merge_dense(m: int, edge_a: np.ndarray, edge_b: np.ndarray, sa: np.ndarray,
     cross.real[sb[bad] * m + sa[bad]] = -np.inf
     cross = cross.reshape(m, m)
     group = list(range(m))  # quick-find: the root of every record, kept up to date
+    up = np.arange(m)  # the same as a tree of roots (each merged root points at the one it joined), as an array
     members = [[x] for x in range(m)]
     human_no = _refusals(different)
 
@@ -310,9 +311,11 @@ def _merge_dense(m: int, edge_a: np.ndarray, edge_b: np.ndarray, sa: np.ndarray,
             ra, rb = rb, ra
         cross[ra] += cross[rb]
         cross[:, ra] = cross[ra]
-        for x in members[rb]:
+        moved = members[rb]
+        for x in moved:
             group[x] = ra
-        members[ra] += members[rb]
+        up[rb] = ra
+        members[ra] += moved
         members[rb] = []
         _move_refusals(human_no, ra, rb)
 
@@ -321,25 +324,25 @@ def _merge_dense(m: int, edge_a: np.ndarray, edge_b: np.ndarray, sa: np.ndarray,
         if ra != rb and rb not in human_no.get(ra, ()):
             merge(ra, rb)
     # links in blocks: a link whose ends were in one group at the start of its block is skipped unseen
-    root = np.array(group)
     block = 512
     for at in range(0, len(edge_a), block):
         ea, eb = edge_a[at:at + block], edge_b[at:at + block]
-        live = root[ea] != root[eb]
-        if not live.any():
+        while True:  # every record's root: the tree's paths compressed (the roots merged since the last block)
+            top = up[up]
+            if np.array_equal(top, up):
+                break
+            up = top
+        todo = up[ea] != up[eb]
+        if not todo.any():
             continue
-        merged = False
-        for a, b in zip(ea[live].tolist(), eb[live].tolist()):
+        for a, b in zip(ea[todo].tolist(), eb[todo].tolist()):
             ra, rb = group[a], group[b]
             if ra == rb or rb in human_no.get(ra, ()):
                 continue
-            between = cross[ra, rb]
+            between = cross.item(ra, rb)  # a Python complex: its parts are Python floats
             if between.imag and between.real / between.imag <= 0:
                 continue
             merge(ra, rb)
-            merged = True
-        if merged:
-            root = np.array(group)
     return np.array(group, dtype=np.int64)
 
 
