@@ -942,3 +942,30 @@ def test_store_clusters_given_the_stored_ids_writes_what_it_writes_reading_them(
     for a, b in zip(*results):
         pd.testing.assert_frame_equal(a, b)
     assert results[1][1]["cluster_id"].tolist() == ["z", "b"]  # a and c gone, b kept, ranked second
+
+
+def test_a_small_load_leaves_its_log_to_the_copy_after_the_resolve_stage(generated, tmp_path, monkeypatch):
+    """The write-ahead log is copied behind the job's back after the load only for a load of
+    CHECKPOINT_AFTER_LOAD_ROWS rows or more (a copy still running holds up the resolve stage's fork)."""
+    import linkage.pipeline as pipeline
+
+    stages = []
+    real = EmbeddedStore.checkpoint_behind
+
+    def noted(self):
+        stages.append(self.path)
+        real(self)
+
+    monkeypatch.setattr(EmbeddedStore, "checkpoint_behind", noted)
+    files = [generated / "reports.csv", generated / "mentions.csv"]
+    rows = sum(1 for f in files for _ in open(f, encoding="utf-8")) - len(files)
+
+    def calls(threshold: int, store: Path) -> int:
+        stages.clear()
+        monkeypatch.setattr(pipeline, "CHECKPOINT_AFTER_LOAD_ROWS", threshold)
+        run(files, store)
+        return len(stages)
+
+    assert rows < pipeline.CHECKPOINT_AFTER_LOAD_ROWS
+    assert calls(pipeline.CHECKPOINT_AFTER_LOAD_ROWS, tmp_path / "small.db") == 2  # after resolve and store
+    assert calls(rows, tmp_path / "big.db") == 3  # after load too
