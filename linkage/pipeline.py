@@ -309,8 +309,8 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
     say = progress or (lambda stage: None)
     if len(previous):
         say("carrying entity ids over")
-        rename, _events = carry_over(previous.set_index("mention_id")["entity_id"],
-                                     assignments.set_index("mention_id")["entity_id"])
+        rename, _ = carry_over(previous.set_index("mention_id")["entity_id"],
+                               assignments.set_index("mention_id")["entity_id"], events=False)  # none kept
         assignments["entity_id"] = assignments["entity_id"].map(rename)
         entities["entity_id"] = entities["entity_id"].map(rename)
 
