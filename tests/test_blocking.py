@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from linkage.blocking import block, deletion_variants, rule_pairs
 from linkage.er_settings import BlockingRule, load_er_settings
@@ -346,3 +347,34 @@ def test_column_views_of_a_chunked_table_code_and_find_empties_as_of_one_chunk()
         assert two.values("s").tolist() == one.values("s").tolist()
         at = np.arange(0, 40, 3)
         assert _Columns(chunked).take(rows).empty_at("s", at).tolist() == (whole["s"].iloc[rows[at]] == "").tolist()
+
+
+@pytest.mark.parametrize("dtype", ["object", "str with a missing value", "str"])
+def test_views_code_their_own_rows_as_the_rows_alone_code(dtype):
+    """A view's codes, values and empties are those of its rows coded alone (``iloc``), for a view small or
+    large, whether the table's coding of the column can be shared or not (an object column or an Arrow one
+    with a missing value cannot: the view then codes its own rows, never the table's)."""
+    from linkage.blocking import _Columns
+
+    rng = np.random.default_rng(4)
+    words = np.array(["jansen", "", "bakker", "de vries", "x", "y", "z", "w", "q"], dtype=object)
+    values = words[rng.integers(0, len(words), 400)]
+    if dtype == "str with a missing value":
+        values[7] = None
+    column = pd.Series(values, dtype=object if dtype == "object" else "str")
+    table = _Columns(pd.DataFrame({"s": column}))
+    for rows in (np.array([0, 1, 3]), np.sort(rng.choice(400, 150, replace=False)), rng.choice(400, 20, replace=False)):
+        view = table.take(rows)  # the second view of a column finds the table's coding (or its None) cached
+        want_codes, want_values = pd.factorize(column.iloc[rows].astype(str), sort=True)
+        assert len(view.codes("s")) == len(rows)
+        if view.safe("s"):
+            assert view.values("s")[view.codes("s")].tolist() == np.asarray(want_values, dtype=object)[want_codes].tolist()
+        assert view.empty("s").tolist() == (column.iloc[rows].astype(str) == "").tolist()
+
+
+def test_arrow_rows_refuses_negative_positions():
+    from linkage.blocking import arrow_rows
+
+    s = pd.concat([pd.Series(["a", "b"], dtype="str"), pd.Series(["c"], dtype="str")], ignore_index=True)
+    with pytest.raises(IndexError):
+        arrow_rows(s, np.array([-1, 0, 1]))

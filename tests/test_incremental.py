@@ -1405,3 +1405,17 @@ def test_records_taken_from_the_stored_and_new_halves_are_the_joined_rows():
                  np.array([], dtype=np.int64)):
         got = _take_records(both, rows, (first, second))
         assert got.equals(both.iloc[rows].reset_index(drop=True)) and (got.dtypes == both.dtypes).all()
+
+
+def test_id_sets_given_once_as_a_generator_select_their_rows_with_a_nul_too():
+    """_in_ids reads its ids twice when one holds a NUL (JSON, then a temporary table): a generator works."""
+    import sqlite3
+
+    from linkage.resolve.incremental import _in_ids
+
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (id TEXT)")
+    conn.executemany("INSERT INTO t VALUES (?)", [("a\x00b",), ("a",), ("c",)])
+    for ids in (["a\x00b", "a"], ["a", "c"]):
+        sql, params = _in_ids(conn, "er_x", (i for i in ids))
+        assert sorted(r[0] for r in conn.execute(f"SELECT id FROM t WHERE id IN {sql}", params)) == sorted(ids)

@@ -154,7 +154,9 @@ class _Columns:
             # a view of a quarter of its table or more shares the table's encoding of the column (made once),
             # a smaller one encodes its own rows; the table itself (a full run's blocking) as pandas codes it
             share = self._base is not None and (name in self._base._encodings or 4 * self.n >= self._base.n)
-            column = whole if self._base is None or share else None
+            # a view codes its own rows, shared encoding or not (one that cannot be shared, an object column or
+            # an Arrow one with a missing value, takes the view's rows below)
+            column = whole if self._base is None else None
             # a view's own rows of an Arrow column taken chunk by chunk (arrow_rows), not through pandas
             taken = None if self._base is None or share else arrow_rows(whole, self._rows)
             encoded = (None if self._base is None else self._base._encoded(name) if share
@@ -255,6 +257,8 @@ def arrow_rows(column: pd.Series, rows: np.ndarray):
     if arr is None or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
         return None
     rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) and rows.min() < 0:  # the chunk search below would drop them: positions count from the start
+        raise IndexError("arrow_rows: negative row positions")
     if not isinstance(arr, pa.ChunkedArray):
         return arr.take(pa.array(rows))
     chunks = [c for c in arr.chunks if len(c)]
