@@ -93,9 +93,7 @@ def test_flipped_without_the_rule_is_empty():
 def test_the_forked_worker_ends_on_its_own_after_giving_its_result(tmp_path):
     """_run_store_types does not wait for its worker's exit once the worker gave its result (the exit overlaps
     the writes): the worker still ends, soon, and the store is the one a single process writes."""
-    import dataclasses
     import multiprocessing
-    import shutil
     import time
 
     from linkage.generate import generate
@@ -121,6 +119,37 @@ def test_the_forked_worker_ends_on_its_own_after_giving_its_result(tmp_path):
         resolve_stage(s, load_settings(None))
     load_stage(files["second"], base)
     rows = {}
+    from concurrent.futures import ProcessPoolExecutor
+
+    waits = []
+    real_shutdown = ProcessPoolExecutor.shutdown
+
+    def noted_shutdown(self, wait=True, **kwargs):
+        waits.append(wait)
+        return real_shutdown(self, wait=wait, **kwargs)
+
+    ProcessPoolExecutor.shutdown = noted_shutdown
+    try:
+        _resolve_both(tmp_path, base, rows)
+    finally:
+        ProcessPoolExecutor.shutdown = real_shutdown
+    assert False in waits  # the worker's pool was left to end on its own
+    assert rows[1] == rows[2]
+    deadline = time.monotonic() + 30
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert multiprocessing.active_children() == []
+
+
+def _resolve_both(tmp_path, base, rows) -> None:
+    """The incremental resolve stage on copies of ``base`` in one process and with a forked worker."""
+    import dataclasses
+    import shutil
+
+    from linkage.pipeline import resolve_stage
+    from linkage.settings import load_settings
+    from linkage.store import EmbeddedStore
+
     for processes in (1, 2):
         store = tmp_path / f"p{processes}.db"
         shutil.copyfile(base, store)
@@ -130,8 +159,42 @@ def test_the_forked_worker_ends_on_its_own_after_giving_its_result(tmp_path):
             assert "touched_mentions" in resolve_stage(s, settings)  # the incremental path
             rows[processes] = {t: sorted(s.conn.execute(f"SELECT rowid, * FROM {t}").fetchall(), key=repr)
                                for t in ("mention_entities", "entities", "er_state")}
-    assert rows[1] == rows[2]
-    deadline = time.monotonic() + 30
-    while multiprocessing.active_children() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert multiprocessing.active_children() == []
+
+
+@pytest.mark.parametrize("dense,gone_n", [(2, 0), (4, 12), (8, 40)])
+def test_changed_components_cluster_as_the_whole_region_does(dense, gone_n):
+    """cluster_changed_components (stored entities kept, the changed parts clustered again, flags of the last
+    run decided again only where they can change) gives the labels _cluster_scored gives over the whole region
+    now, with the last run's entities made by _cluster_scored over its pairs (the earlier and the gone ones)."""
+    from linkage.resolve.engine import _cluster_scored
+    from linkage.resolve.incremental import cluster_changed_components
+
+    fitted, policy = _model(), _policy()
+    decided = 0
+    for seed in range(60):
+        rng = np.random.default_rng(1000 * dense + seed)
+        n = int(rng.integers(8, 60))
+        records = _records(rng, n)
+        left, right, pairs = _pairs(rng, n, int(rng.integers(5, dense * n)))
+        new = rng.uniform(0, 1, n) < 0.15
+        gl, gr, gone = _pairs(rng, n, int(rng.integers(0, gone_n + 1)))
+        now = set(zip(left.tolist(), right.tolist()))  # a gone pair joins earlier records and is not made now
+        ok = ~new[gl] & ~new[gr] & np.array([(a, b) not in now for a, b in zip(gl.tolist(), gr.tolist())], dtype=bool)
+        gone = {f: v[ok] for f, v in gone.items()}
+        gone["left"], gone["right"] = gl[ok], gr[ok]
+        earlier = ~new[left] & ~new[right]
+        ll, lr = np.r_[left[earlier], gone["left"]], np.r_[right[earlier], gone["right"]]
+        last = {f: np.concatenate([pairs[f][earlier], gone[f]]) for f in FIELDS}
+        order = np.lexsort((lr, ll))
+        ll, lr, last = ll[order], lr[order], {f: v[order] for f, v in last.items()}
+        before, _, _ = _cluster_scored(records, ll, lr, *(last[f] for f in FIELDS), np.zeros(len(ll), np.uint8),
+                                       fitted, policy, [], [])
+        whole, _, _ = _cluster_scored(records, left, right, *(pairs[f] for f in FIELDS),
+                                      np.zeros(len(left), np.uint8), fitted, policy, [], [])
+        got = cluster_changed_components(records, left, right, pairs, fitted, policy, new,
+                                         lambda where: np.array([f"e{before[w]}" for w in where], dtype=object),
+                                         gone if len(gone["left"]) else None)
+        if got is not None:
+            decided += 1
+            assert got[0].tolist() == whole.tolist()
+    assert decided >= 30  # the shortcut was taken, not given up
