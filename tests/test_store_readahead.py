@@ -111,9 +111,6 @@ def test_an_incremental_run_takes_what_was_read_ahead(two_parts, tmp_path, monke
     first, second = two_parts
     base = tmp_path / "base.db"
     run(first, base)
-    forked = tmp_path / "forked.toml"  # every stage that can fork a worker does, however small the run
-    forked.write_text(Path(DEFAULT_SETTINGS).read_text().replace("parallel_min_mentions = 20000", "parallel_min_mentions = 0")
-                      .replace("parallel_min_clusters = 2000", "parallel_min_clusters = 0"))
     callers = []
 
     def spy(module, name):
@@ -162,6 +159,14 @@ def _rows(store):
                 .fetchall())
 
 
+def _forking_settings(tmp_path) -> Path:
+    """Settings under which every stage that can fork a worker does, however small the run."""
+    path = tmp_path / "forked.toml"
+    path.write_text(Path(DEFAULT_SETTINGS).read_text().replace("parallel_min_mentions = 20000", "parallel_min_mentions = 0")
+                    .replace("parallel_min_clusters = 2000", "parallel_min_clusters = 0"))
+    return path
+
+
 def _null():
     from contextlib import nullcontext
 
@@ -188,9 +193,7 @@ def test_an_incremental_run_takes_the_memberships_read_while_it_clusters(two_par
     first, second = two_parts
     base = tmp_path / "base.db"
     run(first, base)
-    forked = tmp_path / "forked.toml"  # every stage that can fork a worker does, however small the run
-    forked.write_text(Path(DEFAULT_SETTINGS).read_text().replace("parallel_min_mentions = 20000", "parallel_min_mentions = 0")
-                      .replace("parallel_min_clusters = 2000", "parallel_min_clusters = 0"))
+    forked = _forking_settings(tmp_path)
     callers = []
     real = embedded.read_report_clusters
 
