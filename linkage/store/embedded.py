@@ -683,13 +683,13 @@ def read_report_clusters(conn: sqlite3.Connection) -> pd.DataFrame:
         return pd.DataFrame.from_records(cur.fetchall(), columns=[d[0] for d in cur.description])
 
     try:
-        count, joined, text = conn.execute(
-            "SELECT count(*), count(report_id || char(31) || cluster_id), "
+        count, ids, clusters, text = conn.execute(
+            "SELECT count(*), count(report_id), count(cluster_id), "
             "group_concat(report_id || char(31) || cluster_id, char(30)) FROM report_clusters").fetchone()
     except sqlite3.DataError:  # longer than SQLite's longest text (tens of millions of reports)
         return by_rows()
     # a NULL id drops its row from the text: then a value holding both separators could even the count out
-    if not count or joined != count or not isinstance(text, str):
+    if not count or ids != count or clusters != count or not isinstance(text, str):
         return by_rows()
     rows = pc.split_pattern(pa.array([text], type=pa.large_string()), "\x1e").flatten()
     if len(rows) != count:
