@@ -1036,7 +1036,7 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
     if previous is None:
         previous = store.report_clusters()
     rename, events = carry_over(previous.set_index("report_id")["cluster_id"] if len(previous) else pd.Series(dtype=str),
-                                report_clusters.set_index("report_id")["cluster_id"])
+                                report_clusters.set_index("report_id")["cluster_id"], kept=False)
     report_clusters = report_clusters.assign(cluster_id=_renamed(report_clusters["cluster_id"], rename))
     if members is not None:
         members.append(report_clusters[["report_id", "cluster_id"]])
