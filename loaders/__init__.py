@@ -18,14 +18,14 @@ from collections import Counter, deque
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from linkage import model
 from linkage.errors import InputError, LinkageError, Problem
 from linkage.gcpause import paused_gc
 from linkage.pseudonym import pseudonymise_bsn
 from linkage.settings import Settings, load_settings
-from linkage.store.embedded import _PLAIN_TYPES, EmbeddedStore, _binding_none, _sql_value
+from linkage.store.embedded import EmbeddedStore, _binding_none
 from loaders.canonical import Origin, _strip, canonical_column, row_checker, text
 from loaders.readers import Table, read_table, record_row
 from loaders.wide import WideMapping, load_mapping
@@ -524,15 +524,6 @@ def _raw(keys: list[str] | None, item: tuple) -> dict:
     return record_row(keys, item[1], item[2])
 
 
-def _sql_tuple(record: Mapping[str, Any], fields: Sequence[str], file: str, row: int) -> tuple:
-    """``record``'s values of ``fields`` and then ``file, row``, as SQLite stores them (as
-    :meth:`EmbeddedStore.insert_rows` writes a dict row)."""
-    values = tuple(map(record.get, fields)) + (file, row)
-    if not _PLAIN_TYPES.issuperset(map(type, values)):
-        values = tuple(_sql_value(v) for v in values)
-    return values
-
-
 def _validate(checker, mapping: WideMapping | None, task: tuple) -> list[tuple]:
     """Validate one chunk of rows: per row, in order, ``(row number, errors, report row, mention rows, link rows,
     problems)``: the rows as SQLite tuples (``None``/empty when the row is rejected; ids first, content hashes
@@ -579,11 +570,12 @@ def _validate(checker, mapping: WideMapping | None, task: tuple) -> list[tuple]:
         if errors:
             stage((row_no, errors, None, no_rows, no_rows, None))
             continue
-        report_row = None if report is None else _sql_tuple(report, _REPORT_FIELDS_OUT, label, row_no)
+        # as SQLite stores them: the checker's records hold only text and None, which SQLite binds as they are
+        report_row = None if report is None else (*map(report.get, _REPORT_FIELDS_OUT), label, row_no)
         mention_rows, link_rows = [], []
         for ms, ls in parts:
             for m in ms:
-                mention_rows.append(_sql_tuple(m, _MENTION_FIELDS_OUT, label, row_no))
+                mention_rows.append((*map(m.get, _MENTION_FIELDS_OUT), label, row_no))
             for link in ls:
                 link_rows.append((link["src_mention_id"], link["dst_mention_id"], link["rel_type"], link["report_id"]))
         stage((row_no, None, report_row, mention_rows, link_rows, problems or None))
