@@ -152,3 +152,37 @@ def test_checked_records_hold_only_text_and_none(value):
                                 settings, Origin("r.csv", 2))
     for record in mentions + links + [report]:
         assert {type(v) for v in record.values()} <= {str, type(None)}, record
+
+
+def test_mentions_go_in_by_layout_with_the_rowids_of_one_by_one_inserts(tmp_path):
+    """Mention rows are inserted per layout (entity type) with explicit rowids: the table is the one inserting
+    them one by one in order gives, rowids included, also after deleted rows (the top one among them) and for a
+    row in the all-columns layout."""
+    import loaders
+
+    rows = []
+    for i, etype in enumerate(["person", "address", "person", "vehicle", "business", "phone", "person"]):
+        record = {"mention_id": f"M{i}", "report_id": "R1", "entity_type": etype, "role": None,
+                  model.TYPE_FIELDS[etype][0]: f"v{i}", "content_hash": f"h{i}", "warnings": None,
+                  "parent_mention_id": None}
+        rows.append(loaders._mention_tuple(record, "m.csv", i + 2))
+    odd = {"mention_id": "MX", "report_id": "R1", "entity_type": "person", "name": "a", "plate": "b",
+           "content_hash": "hx"}
+    rows.insert(3, loaders._mention_tuple(odd, "m.csv", 9))
+    assert len(rows[3]) == len(loaders._MENTION_COLUMNS) and len(rows[0]) < len(rows[3])
+    assert {r[loaders._MENTION_HASH_AT] for r in rows} == {f"h{i}" for i in range(7)} | {"hx"}
+    tables = []
+    for grouped in (True, False):
+        store = EmbeddedStore(tmp_path / f"{grouped}.db")
+        with store.transaction():
+            store.conn.executemany("INSERT INTO mentions (mention_id, report_id, entity_type, content_hash) "
+                                   "VALUES (?, 'R0', 'person', 'h')", [(f"A{i}",) for i in range(5)])
+            store.conn.execute("DELETE FROM mentions WHERE mention_id IN ('A1', 'A4')")
+            if grouped:
+                loaders._insert_mentions(store.conn, rows)
+            else:
+                store.conn.executemany(loaders._MENTION_INSERT, map(loaders._full_row, rows))
+        tables.append(store.conn.execute("SELECT rowid, * FROM mentions ORDER BY rowid").fetchall())
+        store.close()
+    assert tables[0] == tables[1]
+    assert [r[0] for r in tables[0]] == [1, 3, 4] + list(range(5, 13))  # after the largest left: 4
