@@ -161,7 +161,7 @@ def validate_mention(
 
 # ids go into SQL as JSON texts (json_each), which end at a NUL; an id with a control character is a broken
 # cell (a tab or line break of a bad export), never a real id
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # none of these is printable: a printable id needs no search
 _CONTROL_ID = ("{field} contains a control character (a NUL, tab or line break: a damaged cell?); "
                "ids must be plain text.")
 
@@ -339,7 +339,7 @@ class RowChecker:
         report_id = _strip(get("report_id"))
         if not report_id:
             problems.append(origin.problem("report_id", "report_id is empty; every report needs a unique id."))
-        elif _CONTROL.search(report_id):
+        elif not report_id.isprintable() and _CONTROL.search(report_id):
             problems.append(origin.problem("report_id", _CONTROL_ID.format(field="report_id")))
         raw_date = _strip(get("received_at"))
         received = _timestamp(raw_date) if raw_date else None
@@ -402,7 +402,7 @@ class RowChecker:
         report_id = _strip(report_id)
         if not report_id:
             problems.append(origin.problem("report_id", "report_id is empty; a mention must name its report."))
-        elif _CONTROL.search(report_id):
+        elif not report_id.isprintable() and _CONTROL.search(report_id):
             problems.append(origin.problem("report_id", _CONTROL_ID.format(field="report_id")))
         raw_type = get("entity_type")
         raw_type = _strip(raw_type)
@@ -461,7 +461,7 @@ class RowChecker:
 
         mention_id = get("mention_id")
         mention_id = _strip(mention_id)
-        if mention_id and _CONTROL.search(mention_id):
+        if mention_id and not mention_id.isprintable() and _CONTROL.search(mention_id):
             return [], [], [origin.problem("mention_id", _CONTROL_ID.format(field="mention_id"))]
         if not mention_id:
             all_values = {k: v for values in by_type.values() for k, v in values.items()}
