@@ -339,6 +339,7 @@ class EmbeddedStore:
     def __init__(self, path: Path | str, must_exist: bool = False) -> None:
         self.path = Path(path)
         self._checkpointer: Optional[threading.Thread] = None
+        self._counts: dict[str, tuple[tuple[int, int, int], int]] = {}  # table -> (store version, rows): count()
         if must_exist and not self.path.exists():
             raise StoreError(
                 f"No store at {self.path}. Load reports first (linkage load FILE) or point --store "
@@ -491,8 +492,29 @@ class EmbeddedStore:
         self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
     def count(self, table: str, where: str = "", params: Sequence[Any] = ()) -> int:
-        """Row count of one of the store's tables (``table`` is a fixed name, never user input)."""
-        return int(self.conn.execute(f"SELECT COUNT(*) FROM {table} {where}", params).fetchone()[0])
+        """Row count of one of the store's tables (``table`` is a fixed name, never user input).
+
+        A whole table's count (no ``where``) is remembered while the store does not change: asked again before
+        any write through this connection (sqlite3's ``total_changes``), commit by another connection (``PRAGMA
+        data_version``) or schema change (``PRAGMA schema_version``), it is not counted again (a ``COUNT(*)``
+        walks a whole index: ~4 ms over the 400,000 mentions of a 100,000-report store; a run's load stage and
+        its resolve stage both ask). Counts made inside a transaction are not remembered (it may roll back)."""
+        if where or params:
+            return int(self.conn.execute(f"SELECT COUNT(*) FROM {table} {where}", params).fetchone()[0])
+        version = self._version()
+        known = self._counts.get(table)
+        if known is not None and known[0] == version:
+            return known[1]
+        n = int(self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+        if not self.conn.in_transaction:
+            self._counts[table] = (version, n)
+        return n
+
+    def _version(self) -> tuple[int, int, int]:
+        """What changes whenever a table's rows may have: see :meth:`count`."""
+        conn = self.conn
+        return (conn.total_changes, conn.execute("PRAGMA data_version").fetchone()[0],
+                conn.execute("PRAGMA schema_version").fetchone()[0])
 
     def frame(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> pd.DataFrame:
         """A query's result as a DataFrame (None stays None; no type guessing on ids)."""
