@@ -272,6 +272,20 @@ CREATE TABLE IF NOT EXISTS cluster_cases (
 )
 
 
+def _schema_names(script: str) -> frozenset[str]:
+    """The names ``script`` creates; every statement of it must be a ``CREATE ... IF NOT EXISTS`` (what
+    :meth:`EmbeddedStore._schema_complete` relies on)."""
+    import re
+
+    names = set()
+    for statement in _statements(script):
+        found = re.match(r"(?:\s*--[^\n]*\n)*\s*CREATE (?:TABLE|INDEX|VIEW|TRIGGER) IF NOT EXISTS (\w+)", statement)
+        if found is None:
+            raise AssertionError(f"SCHEMA may hold only CREATE ... IF NOT EXISTS statements, not {statement[:60]!r}")
+        names.add(found.group(1))
+    return frozenset(names)
+
+
 def _statements(script: str) -> list[str]:
     """The SQL statements of ``script``, one by one (:func:`sqlite3.complete_statement` decides where one ends)."""
     out, part = [], ""
@@ -320,6 +334,9 @@ def _upgrade_statements(columns: Sequence[str]) -> list[str]:
     return out
 
 
+_SCHEMA_NAMES = _schema_names(SCHEMA)
+
+
 class EmbeddedStore:
     """A linkage store in one SQLite file.
 
@@ -351,7 +368,7 @@ class EmbeddedStore:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA foreign_keys=OFF")
-            if self._upgrade(wait=UPGRADE_WAIT_READING if must_exist else None):
+            if self._upgrade(wait=UPGRADE_WAIT_READING if must_exist else None) and not self._schema_complete():
                 self.conn.executescript(SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a linkage store or is damaged ({exc}).") from None
@@ -414,6 +431,13 @@ class EmbeddedStore:
                                  "it is unchanged.") from None
             raise
         return True
+
+    def _schema_complete(self) -> bool:
+        """Whether every table, index, view and trigger of :data:`SCHEMA` is there already (all of its statements
+        are ``CREATE ... IF NOT EXISTS``: running it would change nothing, so an open of an existing store skips
+        parsing its ~40 statements)."""
+        names = {name for (name,) in self.conn.execute("SELECT name FROM sqlite_master")}
+        return _SCHEMA_NAMES <= names
 
     def _schema_1(self) -> bool:
         """Whether the store's ``meta`` table says schema 1 (or no schema yet: the first linkage stores)."""

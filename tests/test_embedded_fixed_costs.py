@@ -1,4 +1,5 @@
-"""EmbeddedStore.count remembers a whole table's count only while nothing can have changed it."""
+"""EmbeddedStore's per-open and per-run costs: count() remembers a whole table's count only while nothing can have
+changed it; an open of a complete store skips the schema script, an incomplete one gets what it lacks."""
 from __future__ import annotations
 
 import sqlite3
@@ -70,4 +71,31 @@ def test_count_after_a_schema_change(tmp_path):
     store.conn.execute("CREATE TABLE extra (a)")
     assert store.conn.total_changes == total  # sqlite3 counts no rows for these: the schema version tells
     assert store.count("extra") == 0
+    store.close()
+
+
+def test_open_runs_the_schema_only_when_something_is_missing(tmp_path, monkeypatch):
+    from linkage.store import embedded
+
+    EmbeddedStore(tmp_path / "s.db").close()
+    scripts = []
+    real = sqlite3.Connection.executescript
+
+    class Conn(sqlite3.Connection):
+        def executescript(self, script):
+            scripts.append(script)
+            return real(self, script)
+
+    connect = sqlite3.connect
+    monkeypatch.setattr(embedded.sqlite3, "connect", lambda *a, **k: connect(*a, factory=Conn, **k))
+    EmbeddedStore(tmp_path / "s.db").close()
+    assert scripts == []
+    raw = connect(tmp_path / "s.db", isolation_level=None)
+    raw.execute("DROP INDEX mentions_report")
+    raw.execute("DROP TRIGGER audit_log_no_delete")
+    raw.close()
+    store = EmbeddedStore(tmp_path / "s.db")
+    assert scripts == [embedded.SCHEMA]
+    names = {n for (n,) in store.conn.execute("SELECT name FROM sqlite_master")}
+    assert {"mentions_report", "audit_log_no_delete"} <= names and embedded._SCHEMA_NAMES <= names
     store.close()
