@@ -35,7 +35,8 @@ __all__ = ["FileSummary", "LoadSummary", "load_files", "quarantine_path", "read_
 # A validated mention row is a tuple of the values of one of these column lists: the head (the same in all:
 # id, report id and content hash at fixed places), the value columns, then source_file and source_row.
 _MENTION_HEAD = ["mention_id", "report_id", "content_hash", "entity_type", "role", "warnings", "parent_mention_id"]
-_MENTION_COLUMNS = _MENTION_HEAD + list(model.VALUE_FIELDS) + list(model.NORMALISED_FIELDS) + ["source_file", "source_row"]
+_MENTION_COLUMNS = (_MENTION_HEAD + list(model.VALUE_FIELDS) + list(model.NORMALISED_FIELDS)
+                    + ["source_file", "source_row"])
 _REPORT_COLUMNS = [
     "report_id", "received_at", "category", "category_raw", "description", "reporter_id", "reporter_type",
     "content_hash", "source_file", "source_row",
@@ -498,7 +499,7 @@ def _type_columns(entity_type: str) -> list[str]:
 #: entity type -> (its columns less source_file and source_row, as a set; those columns)
 _TYPE_LAYOUTS: dict[str, tuple[frozenset, tuple[str, ...]]] = {
     t: (frozenset(_type_columns(t)[:-2]), tuple(_type_columns(t)[:-2])) for t in model.ENTITY_TYPES}
-#: the INSERT of each row length: every type's columns, and all columns (a row of no known layout)
+#: row length -> entity type -> the INSERT of that type's layout (the rowid bound last)
 _MENTION_INSERTS: dict[int, dict[str, str]] = {}
 for _t, (_, _cols) in _TYPE_LAYOUTS.items():
     _names = _cols + ("source_file", "source_row", "rowid")
@@ -547,6 +548,8 @@ def _full_row(row: tuple) -> tuple:
     columns = _TYPE_LAYOUTS[row[3]][1] + ("source_file", "source_row")
     values = dict(zip(columns, row))
     return tuple(values.get(c) for c in _MENTION_COLUMNS)
+
+
 _LINK_INSERT = ("INSERT OR IGNORE INTO mention_links (src_mention_id, dst_mention_id, rel_type, report_id) "
                 "VALUES (?, ?, ?, ?)")
 _REPORT_FIELDS_OUT = _REPORT_COLUMNS[:-2]   # source_file and source_row are added per row
@@ -588,8 +591,9 @@ def _raw(keys: list[str] | None, item: tuple) -> dict:
 def _validate(checker, mapping: WideMapping | None, task: tuple) -> list[tuple]:
     """Validate one chunk of rows: per row, in order, ``(row number, errors, report row, mention rows, link rows,
     problems)``: the rows as SQLite tuples (``None``/empty when the row is rejected; ids first, content hashes
-    at :data:`_REPORT_HASH_AT` / :data:`_MENTION_HASH_AT`; mention rows in their type's layout, :func:`_mention_tuple`), problems None when there are none. Pure (no store,
-    no state), so it can run in a worker."""
+    at :data:`_REPORT_HASH_AT` / :data:`_MENTION_HASH_AT`; mention rows in their entity type's layout, see
+    :func:`_mention_tuple`), problems None when there are none. Pure (no store, no state), so it can run in a
+    worker."""
     kind, label, keys, chunk = task
     extra_cells = "row has more cells than the header; extra cells ignored."
     out: list[tuple] = []
