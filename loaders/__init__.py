@@ -18,26 +18,25 @@ from collections import Counter, deque
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from linkage import model
 from linkage.errors import InputError, LinkageError, Problem
 from linkage.gcpause import paused_gc
 from linkage.pseudonym import pseudonymise_bsn
 from linkage.settings import Settings, load_settings
-from linkage.store.embedded import _PLAIN_TYPES, EmbeddedStore, _binding_none, _sql_value
+from linkage.store.embedded import EmbeddedStore, _binding_none
 from loaders.canonical import Origin, _strip, canonical_column, row_checker, text
 from loaders.readers import Table, read_table, record_row
 from loaders.wide import WideMapping, load_mapping
 
 __all__ = ["FileSummary", "LoadSummary", "load_files", "quarantine_path", "read_table", "load_mapping"]
 
-_MENTION_COLUMNS = (
-    ["mention_id", "report_id", "entity_type", "role"]
-    + list(model.VALUE_FIELDS)
-    + list(model.NORMALISED_FIELDS)
-    + ["warnings", "parent_mention_id", "content_hash", "source_file", "source_row"]
-)
+# A validated mention row is a tuple of the values of one of these column lists: the head (the same in all:
+# id, report id and content hash at fixed places), the value columns, then source_file and source_row.
+_MENTION_HEAD = ["mention_id", "report_id", "content_hash", "entity_type", "role", "warnings", "parent_mention_id"]
+_MENTION_COLUMNS = (_MENTION_HEAD + list(model.VALUE_FIELDS) + list(model.NORMALISED_FIELDS)
+                    + ["source_file", "source_row"])
 _REPORT_COLUMNS = [
     "report_id", "received_at", "category", "category_raw", "description", "reporter_id", "reporter_type",
     "content_hash", "source_file", "source_row",
@@ -233,7 +232,7 @@ class _Loader:
                 if reports:
                     conn.executemany(_REPORT_INSERT, reports)
                 if mentions:
-                    conn.executemany(_MENTION_INSERT, mentions)
+                    _insert_mentions(conn, mentions)
                 if links:
                     conn.executemany(_LINK_INSERT, links)
             self.store.insert_rows("quarantine", quarantine, _QUARANTINE_COLUMNS, "INSERT OR REPLACE")
@@ -486,6 +485,71 @@ class _Loader:
 
 _REPORT_INSERT = f"INSERT INTO reports ({', '.join(_REPORT_COLUMNS)}) VALUES ({', '.join('?' * len(_REPORT_COLUMNS))})"
 _MENTION_INSERT = f"INSERT INTO mentions ({', '.join(_MENTION_COLUMNS)}) VALUES ({', '.join('?' * len(_MENTION_COLUMNS))})"
+
+
+def _type_columns(entity_type: str) -> list[str]:
+    """The columns a mention of ``entity_type`` can have a value in (its own value fields and their normalised
+    forms; the rest are NULL for it), in the order of :data:`_MENTION_COLUMNS`."""
+    own = set(model.TYPE_FIELDS[entity_type])
+    normalised = {f"{f}_norm" for f in own}
+    return [c for c in _MENTION_COLUMNS if c in _MENTION_HEAD or c in own or c in normalised
+            or c in ("source_file", "source_row")]
+
+
+#: entity type -> (its columns less source_file and source_row, as a set; those columns)
+_TYPE_LAYOUTS: dict[str, tuple[frozenset, tuple[str, ...]]] = {
+    t: (frozenset(_type_columns(t)[:-2]), tuple(_type_columns(t)[:-2])) for t in model.ENTITY_TYPES}
+#: row length -> entity type -> the INSERT of that type's layout (the rowid bound last)
+_MENTION_INSERTS: dict[int, dict[str, str]] = {}
+for _t, (_, _cols) in _TYPE_LAYOUTS.items():
+    _names = _cols + ("source_file", "source_row", "rowid")
+    _MENTION_INSERTS.setdefault(len(_names) - 1, {})[_t] = (
+        f"INSERT INTO mentions ({', '.join(_names)}) VALUES ({', '.join('?' * len(_names))})")
+_ALL_COLUMNS_INSERT = (f"INSERT INTO mentions ({', '.join(_MENTION_COLUMNS)}, rowid) "
+                       f"VALUES ({', '.join('?' * (len(_MENTION_COLUMNS) + 1))})")
+_MAX_ROWID = 2**63 - 1
+
+
+def _mention_tuple(record: dict, label: str, row: int) -> tuple:
+    """A mention record as a row of :data:`_MENTION_COLUMNS`, or of its entity type's columns when it holds no
+    other (every checked record does: a mention carries its own type's values only): fewer values to bind,
+    most of them NULL."""
+    layout = _TYPE_LAYOUTS.get(record.get("entity_type"))
+    if layout is not None and record.keys() <= layout[0]:
+        return (*map(record.get, layout[1]), label, row)
+    return (*map(record.get, _MENTION_FIELDS_OUT), label, row)
+
+
+def _insert_mentions(conn, rows: list[tuple]) -> None:
+    """Insert mention rows (:func:`_mention_tuple`) in one executemany per layout, each row with the rowid
+    SQLite would have given it had the rows gone in one by one in order (one more than the largest, in turn):
+    the same table as that."""
+    top = conn.execute("SELECT MAX(rowid) FROM mentions").fetchone()[0] or 0
+    if top + len(rows) >= _MAX_ROWID:  # pragma: no cover - SQLite then picks rowids at random
+        conn.executemany(_MENTION_INSERT, map(_full_row, rows))
+        return
+    groups: dict[tuple, list] = {}
+    for rowid, row in enumerate(rows, top + 1):
+        key = (len(row), row[3])
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [(*row, rowid)]
+        else:
+            group.append((*row, rowid))
+    for (width, entity_type), group in groups.items():
+        sql = _MENTION_INSERTS.get(width, {}).get(entity_type) if width != len(_MENTION_COLUMNS) else None
+        conn.executemany(sql or _ALL_COLUMNS_INSERT, group)
+
+
+def _full_row(row: tuple) -> tuple:
+    """A mention row of any layout as a row of all of :data:`_MENTION_COLUMNS`."""
+    if len(row) == len(_MENTION_COLUMNS):
+        return row
+    columns = _TYPE_LAYOUTS[row[3]][1] + ("source_file", "source_row")
+    values = dict(zip(columns, row))
+    return tuple(values.get(c) for c in _MENTION_COLUMNS)
+
+
 _LINK_INSERT = ("INSERT OR IGNORE INTO mention_links (src_mention_id, dst_mention_id, rel_type, report_id) "
                 "VALUES (?, ?, ?, ?)")
 _REPORT_FIELDS_OUT = _REPORT_COLUMNS[:-2]   # source_file and source_row are added per row
@@ -524,20 +588,12 @@ def _raw(keys: list[str] | None, item: tuple) -> dict:
     return record_row(keys, item[1], item[2])
 
 
-def _sql_tuple(record: Mapping[str, Any], fields: Sequence[str], file: str, row: int) -> tuple:
-    """``record``'s values of ``fields`` and then ``file, row``, as SQLite stores them (as
-    :meth:`EmbeddedStore.insert_rows` writes a dict row)."""
-    values = tuple(map(record.get, fields)) + (file, row)
-    if not _PLAIN_TYPES.issuperset(map(type, values)):
-        values = tuple(_sql_value(v) for v in values)
-    return values
-
-
 def _validate(checker, mapping: WideMapping | None, task: tuple) -> list[tuple]:
     """Validate one chunk of rows: per row, in order, ``(row number, errors, report row, mention rows, link rows,
     problems)``: the rows as SQLite tuples (``None``/empty when the row is rejected; ids first, content hashes
-    at :data:`_REPORT_HASH_AT` / :data:`_MENTION_HASH_AT`), problems None when there are none. Pure (no store,
-    no state), so it can run in a worker."""
+    at :data:`_REPORT_HASH_AT` / :data:`_MENTION_HASH_AT`; mention rows in their entity type's layout, see
+    :func:`_mention_tuple`), problems None when there are none. Pure (no store, no state), so it can run in a
+    worker."""
     kind, label, keys, chunk = task
     extra_cells = "row has more cells than the header; extra cells ignored."
     out: list[tuple] = []
@@ -579,11 +635,12 @@ def _validate(checker, mapping: WideMapping | None, task: tuple) -> list[tuple]:
         if errors:
             stage((row_no, errors, None, no_rows, no_rows, None))
             continue
-        report_row = None if report is None else _sql_tuple(report, _REPORT_FIELDS_OUT, label, row_no)
+        # as SQLite stores them: the checker's records hold only text and None, which SQLite binds as they are
+        report_row = None if report is None else (*map(report.get, _REPORT_FIELDS_OUT), label, row_no)
         mention_rows, link_rows = [], []
         for ms, ls in parts:
             for m in ms:
-                mention_rows.append(_sql_tuple(m, _MENTION_FIELDS_OUT, label, row_no))
+                mention_rows.append(_mention_tuple(m, label, row_no))
             for link in ls:
                 link_rows.append((link["src_mention_id"], link["dst_mention_id"], link["rel_type"], link["report_id"]))
         stage((row_no, None, report_row, mention_rows, link_rows, problems or None))

@@ -13,6 +13,7 @@ import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import compress
 from json.encoder import encode_basestring as _json_str
 from typing import Any, Mapping
 
@@ -160,7 +161,7 @@ def validate_mention(
 
 # ids go into SQL as JSON texts (json_each), which end at a NUL; an id with a control character is a broken
 # cell (a tab or line break of a bad export), never a real id
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # none of these is printable: a printable id needs no search
 _CONTROL_ID = ("{field} contains a control character (a NUL, tab or line break: a damaged cell?); "
                "ids must be plain text.")
 
@@ -187,6 +188,7 @@ _FIELD_TYPE: dict[str, str] = dict(_VALUE_FIELDS)
 #: Raw fields that have a normalised form (see :func:`_normalised`).
 _NORMALISED_BY = frozenset(_FIELD_CHECKS) | {"birth_date"}
 _HASHED_MENTION_FIELDS: tuple[str, ...] = model.STORED_MENTION_FIELDS[:-1]
+_TEXT_OR_NONE = frozenset({str, type(None)})
 
 
 @lru_cache(maxsize=1 << 18)
@@ -212,16 +214,43 @@ _SHA1 = hashlib.sha1()
 
 
 class _Hasher:
-    """``model.content_hash(record, fields)``, the same digest, without re-encoding the parts that are
-    the same in every row (an absent field); values other than text take the model's own path."""
+    """``model.content_hash(record, fields)``, the same digest, built from precomputed pieces.
+
+    The digest is of the JSON list of ``str((field, value))`` for every field. For the usual record (text
+    values without quotes, backslashes or unprintable characters, in ``fields`` order) that text is a constant
+    template per set of present fields with the values spliced in as they are; other records take the
+    general path (each part JSON-encoded), which gives the same text."""
+
+    #: distinct sets of present fields whose templates are kept (a load sees a few dozen)
+    TEMPLATES_KEPT = 4096
 
     def __init__(self, fields: tuple[str, ...]) -> None:
         self.fields = fields
         self.index = {f: i for i, f in enumerate(fields)}
         self.absent = [_json_str(str((f, None))) for f in fields]
         self.prefix = [f"({f!r}, " for f in fields]
+        # present field positions (ascending) -> the constant pieces between the values, or None when the
+        # positions are not ascending (the general path then)
+        self.templates: dict[tuple[int, ...], list[str] | None] = {}
 
-    def __call__(self, record: Mapping[str, Any]) -> str:
+    def _template(self, at: tuple[int, ...]) -> list[str] | None:
+        if any(a >= b for a, b in zip(at, at[1:])):
+            return None
+        absent, fields = self.absent, self.fields
+        if not at:
+            return ["[" + ", ".join(absent) + "]"]
+        pieces, part, last = [], "[", 0
+        for i in at:
+            if last:
+                part += ", "
+            part += "".join(p + ", " for p in absent[last:i]) + _json_str(f"({fields[i]!r}, '")[:-1]
+            pieces.append(part)
+            part = _json_str("')")[1:]
+            last = i + 1
+        pieces.append(part + "".join(", " + p for p in absent[last:]) + "]")
+        return pieces
+
+    def _general(self, record: Mapping[str, Any]) -> str:
         parts = self.absent.copy()
         index, prefix = self.index, self.prefix
         for key, value in record.items():
@@ -232,8 +261,42 @@ class _Hasher:
                 parts[i] = _json_str(prefix[i] + repr(value) + ")")  # == str((key, value))
             else:
                 parts[i] = _json_str(str((key, value)))
+        return "[" + ", ".join(parts) + "]"
+
+    def __call__(self, record: Mapping[str, Any]) -> str:
+        index = self.index
+        at: list[int] = []
+        values: list = []
+        for key, value in record.items():
+            if value is not None:
+                i = index.get(key)
+                if i is not None:
+                    at.append(i)
+                    values.append(value)
+        key = tuple(at)
+        templates = self.templates
+        pieces = templates.get(key, False)
+        if pieces is False:
+            if len(templates) >= self.TEMPLATES_KEPT:
+                templates.clear()
+            pieces = templates[key] = self._template(key)
+        text = None
+        if pieces is not None:
+            try:
+                joined = "".join(values)
+            except TypeError:  # a value other than text
+                joined = None
+            # repr() of such a text is the text in single quotes and its JSON encoding the same again
+            if joined is not None and "'" not in joined and '"' not in joined and "\\" not in joined \
+                    and joined.isprintable():
+                spliced = [None] * (2 * len(values) + 1)
+                spliced[::2] = pieces
+                spliced[1::2] = values
+                text = "".join(spliced)
+        if text is None:
+            text = self._general(record)
         digest = _SHA1.copy()  # cheaper than hashlib.sha1(), which looks the algorithm up each time
-        digest.update(("[" + ", ".join(parts) + "]").encode("utf-8"))
+        digest.update(text.encode("utf-8"))
         return digest.hexdigest()[:20]
 
 
@@ -276,7 +339,7 @@ class RowChecker:
         report_id = _strip(get("report_id"))
         if not report_id:
             problems.append(origin.problem("report_id", "report_id is empty; every report needs a unique id."))
-        elif _CONTROL.search(report_id):
+        elif not report_id.isprintable() and _CONTROL.search(report_id):
             problems.append(origin.problem("report_id", _CONTROL_ID.format(field="report_id")))
         raw_date = _strip(get("received_at"))
         received = _timestamp(raw_date) if raw_date else None
@@ -339,7 +402,7 @@ class RowChecker:
         report_id = _strip(report_id)
         if not report_id:
             problems.append(origin.problem("report_id", "report_id is empty; a mention must name its report."))
-        elif _CONTROL.search(report_id):
+        elif not report_id.isprintable() and _CONTROL.search(report_id):
             problems.append(origin.problem("report_id", _CONTROL_ID.format(field="report_id")))
         raw_type = get("entity_type")
         raw_type = _strip(raw_type)
@@ -358,7 +421,13 @@ class RowChecker:
         # Every present value once, grouped by the entity type it belongs to (model order kept). Empty
         # text and None are skipped up front; other empty-looking values (0) go through text().
         by_type: dict[str, dict[str, str]] = {}
-        for field, value in zip(_FIELD_NAMES, map(get, _FIELD_NAMES)):
+        cells = tuple(map(get, _FIELD_NAMES))
+        if _TEXT_OR_NONE.issuperset(map(type, cells)):
+            # only text and None (every CSV row): the non-empty cells, found without a step per empty one
+            present: Any = compress(zip(_FIELD_NAMES, cells), cells)
+        else:
+            present = zip(_FIELD_NAMES, cells)
+        for field, value in present:
             if not value and (value is None or value.__class__ is str):
                 continue
             if value.__class__ is str:
@@ -392,7 +461,7 @@ class RowChecker:
 
         mention_id = get("mention_id")
         mention_id = _strip(mention_id)
-        if mention_id and _CONTROL.search(mention_id):
+        if mention_id and not mention_id.isprintable() and _CONTROL.search(mention_id):
             return [], [], [origin.problem("mention_id", _CONTROL_ID.format(field="mention_id"))]
         if not mention_id:
             all_values = {k: v for values in by_type.values() for k, v in values.items()}

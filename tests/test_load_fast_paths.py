@@ -117,3 +117,72 @@ def test_chunks_handed_to_workers_come_back_as_they_were():
         assert _pack(task) is task and _unpack(task) == task
     one = ("reports", "r.csv", ["a"], [(2, [""], 0, 0), (3, ["q"], 0, 0)])
     assert _unpack(_pack(one)) == one
+
+
+def test_content_hash_templates_equal_the_model_on_random_records():
+    """The hasher's spliced templates (per set of present fields) and its general path give the model's digest
+    for records in any key order, with quotes, backslashes, unprintable characters and other types mixed in."""
+    rng = random.Random(11)
+    fields = model.STORED_MENTION_FIELDS[:-1]
+    values = TRICKY + ["plain", "Jan de Vries", "1234AB", 7, 2.5, None]
+    for _ in range(20000):
+        keys = rng.sample(fields, rng.randint(0, 9))
+        if rng.random() < 0.6:
+            keys = [f for f in fields if f in keys]  # the usual case: in field order
+        record = {k: rng.choice(values) for k in keys}
+        if rng.random() < 0.2:
+            record["content_hash"] = "not hashed"
+        assert _mention_hash(record) == model.content_hash(record, fields), record
+        report = {k: v for k, v in record.items() if k in model.REPORT_FIELDS}
+        assert _report_hash(report) == model.content_hash(report, model.REPORT_FIELDS), report
+
+
+@pytest.mark.parametrize("value", [12, 3.5, True, "  x  ", "0"])
+def test_checked_records_hold_only_text_and_none(value):
+    """The loader binds the checker's records as they are (no per-value conversion): every value is text or
+    None, whatever type the reader gave (Excel and JSON give numbers and booleans)."""
+    from loaders.canonical import validate_report
+
+    settings = load_settings()
+    row = {"report_id": value, "mention_id": value, "entity_type": "persoon", "role": value, "name": value,
+           "bsn": value, "postcode": value, "house_number": value, "phone": value, "plate": value, "birth_date": value}
+    mentions, links, _ = validate_mention(row, settings, Origin("m.csv", 2))
+    report, _ = validate_report({"report_id": value, "received_at": "2025-01-02", "category": value,
+                                 "description": value, "reporter_id": value, "reporter_type": value},
+                                settings, Origin("r.csv", 2))
+    for record in mentions + links + [report]:
+        assert {type(v) for v in record.values()} <= {str, type(None)}, record
+
+
+def test_mentions_go_in_by_layout_with_the_rowids_of_one_by_one_inserts(tmp_path):
+    """Mention rows are inserted per layout (entity type) with explicit rowids: the table is the one inserting
+    them one by one in order gives, rowids included, also after deleted rows (the top one among them) and for a
+    row in the all-columns layout."""
+    import loaders
+
+    rows = []
+    for i, etype in enumerate(["person", "address", "person", "vehicle", "business", "phone", "person"]):
+        record = {"mention_id": f"M{i}", "report_id": "R1", "entity_type": etype, "role": None,
+                  model.TYPE_FIELDS[etype][0]: f"v{i}", "content_hash": f"h{i}", "warnings": None,
+                  "parent_mention_id": None}
+        rows.append(loaders._mention_tuple(record, "m.csv", i + 2))
+    odd = {"mention_id": "MX", "report_id": "R1", "entity_type": "person", "name": "a", "plate": "b",
+           "content_hash": "hx"}
+    rows.insert(3, loaders._mention_tuple(odd, "m.csv", 9))
+    assert len(rows[3]) == len(loaders._MENTION_COLUMNS) and len(rows[0]) < len(rows[3])
+    assert {r[loaders._MENTION_HASH_AT] for r in rows} == {f"h{i}" for i in range(7)} | {"hx"}
+    tables = []
+    for grouped in (True, False):
+        store = EmbeddedStore(tmp_path / f"{grouped}.db")
+        with store.transaction():
+            store.conn.executemany("INSERT INTO mentions (mention_id, report_id, entity_type, content_hash) "
+                                   "VALUES (?, 'R0', 'person', 'h')", [(f"A{i}",) for i in range(5)])
+            store.conn.execute("DELETE FROM mentions WHERE mention_id IN ('A1', 'A4')")
+            if grouped:
+                loaders._insert_mentions(store.conn, rows)
+            else:
+                store.conn.executemany(loaders._MENTION_INSERT, map(loaders._full_row, rows))
+        tables.append(store.conn.execute("SELECT rowid, * FROM mentions ORDER BY rowid").fetchall())
+        store.close()
+    assert tables[0] == tables[1]
+    assert [r[0] for r in tables[0]] == [1, 3, 4] + list(range(5, 13))  # after the largest left: 4
