@@ -239,7 +239,8 @@ def _cpu_time() -> float:
 
 
 def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[str], None] | None = None,
-                  full: bool = False, changed: Optional[list] = None) -> dict[str, int]:
+                  full: bool = False, changed: Optional[list] = None,
+                  ahead: Optional[ReadAhead] = None) -> dict[str, int]:
     """Resolve every stored mention into entities; store entities, assignments, the model and the state.
 
     Incremental by default: when the store holds a model and the state of an earlier run (``er_state``:
@@ -256,7 +257,8 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
     ``full=True`` refits the model and scores every candidate pair again. Entity ids carry over from the
     previous run where an entity kept most of its mentions. ``changed``, when given, receives the ids of the
     mentions whose entity may have changed when the incremental path ran (counts then hold
-    ``touched_mentions``); it stays empty otherwise.
+    ``touched_mentions``); it stays empty otherwise. ``ahead``: the caller's reads ahead (:func:`read_ahead`),
+    whose ``er_state`` (every type's stored state) the incremental path uses when it is still the store's.
     """
     from linkage.resolve import resolve_mentions
     from linkage.resolve.incremental import (blocking_digest, outdated_state, resolve_store_incremental,
@@ -267,11 +269,15 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
     outdated = outdated_state(store.conn)  # an earlier version's state: rebuilt by this run, said in the counts
     if not full and raw_model is not None:
         # the stored state (features, scored pairs, cluster regions) lets only the new mentions be worked on
+        # (the states read ahead are handed over, not kept here: not held through a full path that follows)
         counts = resolve_store_incremental(store, json.loads(raw_model), judgements, progress, changed=changed,
                                            processes=settings.resolve_processes,
-                                           parallel_min_mentions=settings.resolve_parallel_min_mentions)
+                                           parallel_min_mentions=settings.resolve_parallel_min_mentions,
+                                           ready=None if ahead is None else ahead.result("er_state", lambda: None))
         if counts is not None:
             return counts
+    elif ahead is not None:
+        ahead.result("er_state", lambda: None)  # not used: not held through the full path
     from functools import partial
 
     from linkage.resolve.engine import MentionsByType
@@ -568,9 +574,12 @@ def read_ahead(store: EmbeddedStore, full: bool = False) -> Any:
     (0.42 -> 0.51 GB in this process; ~10x that state at 1,000,000 reports)."""
     from linkage.feedback.lifecycle import read_kept_inputs
     from linkage.graph.incremental import load_state
+    from linkage.resolve.incremental import STATE_READ_MMAP, read_type_states
 
-    return nullcontext(None) if full else ReadAhead(store.path, {"cluster_state": load_state,
-                                                                 "status_inputs": read_kept_inputs}, "run")
+    return nullcontext(None) if full else ReadAhead(store.path, {"er_state": read_type_states,
+                                                                 "cluster_state": load_state,
+                                                                 "status_inputs": read_kept_inputs}, "run",
+                                                    mmap_size=STATE_READ_MMAP)
 
 
 def read_later(store: EmbeddedStore, full: bool = False) -> Any:
@@ -1413,7 +1422,7 @@ def run(
         changed: list = []
         generation = er_generation(store.conn)
         with paused_gc():
-            er_counts = resolve_stage(store, settings, full=full, changed=changed)
+            er_counts = resolve_stage(store, settings, full=full, changed=changed, ahead=ahead)
             summary.counts.update({f"er_{k}": v for k, v in er_counts.items()})
         store.checkpoint_behind()
         # started now: the resolve stage's fork has waited for no thread of it

@@ -67,7 +67,7 @@ from linkage.resolve.engine import (
 )
 from linkage.resolve.features import prepare
 from linkage.scoring import FittedModel
-from linkage.store.embedded import bump_er_generation
+from linkage.store.embedded import bump_er_generation, er_generation
 
 #: 2: pairs keep the bit mask of the blocking rules that make them, and an incremental run records the pairs a
 #: block that outgrew a cap no longer makes (``masks`` edits); a version-1 state may hold such pairs: rebuilt once.
@@ -1464,6 +1464,41 @@ def load_type_state(conn, etype: str, meta: Mapping[str, Any]) -> TypeState | No
     return _type_state_of(etype, chunks.get(etype, {}), meta)
 
 
+@dataclass
+class ReadyStates:
+    """Every entity type's stored state read at once, ahead of the resolve stage (:func:`read_type_states`):
+    the state's ``meta`` row as read, the ER generation (:func:`~linkage.store.embedded.er_generation`) and
+    the usable types' states, all of one snapshot of the store."""
+
+    meta: dict
+    generation: int
+    states: dict[str, TypeState]
+
+
+def read_type_states(conn) -> ReadyStates | None:
+    """Every type's stored state (:func:`load_type_state`, each type whose blobs hold what ``meta`` says; the
+    others are left out, for the resolve stage to find unusable itself), the ``meta`` row and the ER generation,
+    read inside the caller's read transaction (one snapshot); None without a state of this version.
+
+    For :func:`linkage.pipeline.read_ahead`: a thread reads them while the job loads (no load writes the state,
+    its meta row or the generation); :func:`resolve_store_incremental` uses them only when its own ``meta``
+    and generation are equal to these. The model is not checked here (:func:`state_meta` does, there). Each
+    type's blobs are read and decoded before the next one's are read."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'er_state'").fetchone()
+    if row is None:
+        return None
+    meta = json.loads(row[0])
+    if meta.get("version") != STATE_VERSION or not _has_state_table(conn) or not isinstance(meta.get("n"), dict):
+        return None
+    ready = ReadyStates(meta, er_generation(conn), {})
+    for etype in meta["n"]:
+        chunks = _read_chunks(conn, _STATE_PARTS, etype)
+        ts = _type_state_of(etype, chunks.get(etype, {}), meta)
+        if ts is not None:
+            ready.states[etype] = ts
+    return ready
+
+
 #: Bytes of the store file SQLite maps into memory while an incremental run reads a type's state
 #: (:func:`load_type_state`): a blob is then copied out of the mapping instead of read a page at a time, one
 #: system call per 4 KB page (100,000 reports + 1,000, one read per fresh process, mean of 6: person ~95 MB
@@ -1759,7 +1794,8 @@ def write_frame(conn, table: str, df: pd.DataFrame, columns: list[str]) -> None:
 
 def resolve_store_incremental(store, model: Mapping[str, Any], judgements: list, progress=None,
                               settings: ERSettings | None = None, changed: list | None = None,
-                              processes: int = 1, parallel_min_mentions: int = 0) -> dict[str, int] | None:
+                              processes: int = 1, parallel_min_mentions: int = 0,
+                              ready: ReadyStates | None = None) -> dict[str, int] | None:
     """Resolve the mentions added to ``store`` since the last run against its stored state, writing only what
     changed: the new records and pairs are appended to the state; ``mention_entities`` and ``entities`` change only for
     the touched entities (ids carried over as in a full run). Returns counts, or None when the store has no
@@ -1773,6 +1809,10 @@ def resolve_store_incremental(store, model: Mapping[str, Any], judgements: list,
     more and at least ``parallel_min_mentions`` stored mentions the types are spread over this process and a
     forked one (:func:`_run_store_types`); the writes are then made here, in type order, so the store is the
     same for any number of processes.
+
+    ``ready``: the types' states read ahead (:func:`read_type_states`), used instead of reading them here when
+    their ``meta`` row and ER generation equal the store's now (else each type is read as without them); the
+    forked process inherits them.
     """
     from linkage import model as schema
     from linkage.retention import _temp_ids  # noqa: F401 (imported before forking: each process would import it)
@@ -1791,11 +1831,14 @@ def resolve_store_incremental(store, model: Mapping[str, Any], judgements: list,
     judged = sorted(_norm_judgements(judgements or ()))
     moved = set(judged) ^ set(tuple(j) for j in meta.get("judgements", []))
     state_types = sorted(meta["n"])
+    usable = ready is not None and ready.meta == meta and ready.generation == er_generation(conn)
     job = _StoreJob(Path(store.path), meta, new, types, model, judged, {a for a, _, _ in moved} | {b for _, b, _ in moved},
-                    _settings(settings))
+                    _settings(settings), dict(ready.states) if usable else {})
+    ready = None  # the job holds the states now (each is let go once its type is updated)
     order = sorted(set(types.tolist()) | set(state_types))
     parallel = processes > 1 and n_mentions >= parallel_min_mentions
     outcomes = _run_store_types(job, store, order, processes if parallel else 1, progress or (lambda stage: None))
+    job.ready.clear()  # the states of types the forked process updated
     if outcomes is None:
         return None  # a type's stored state does not hold what its meta row says: rebuild
     try:
@@ -1812,7 +1855,8 @@ def resolve_store_incremental(store, model: Mapping[str, Any], judgements: list,
 class _StoreJob:
     """What updating each entity type of a store needs (a forked process inherits it; nothing is pickled in):
     the store's path, the state's meta row (:func:`state_meta`), the new mentions and their types, the model,
-    the judgements now (sorted) and the mentions of judgements that changed since the state."""
+    the judgements now (sorted) and the mentions of judgements that changed since the state; ``ready``: types'
+    states read ahead (:func:`read_type_states`; each taken out by the process that updates its type)."""
 
     path: Path
     meta: Mapping[str, Any]
@@ -1822,6 +1866,7 @@ class _StoreJob:
     judgements: list
     changed_ids: set
     cfg: ERSettings
+    ready: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -1847,7 +1892,9 @@ def _update_store_type(job: _StoreJob, etype: str, conn, previous_entities, say)
     is unusable. ``previous_entities`` as :func:`resolve_new` takes it."""
     old = None
     if etype in job.meta["n"]:
-        old = load_type_state(conn, etype, job.meta)
+        old = job.ready.pop(etype, None)
+        if old is None:
+            old = load_type_state(conn, etype, job.meta)
         if old is None:
             return None
     sub = job.new[job.types == etype] if len(job.new) else job.new
@@ -1910,6 +1957,9 @@ def _run_store_types(job: _StoreJob, store, order: list[str], processes: int, sa
                 # a worker that failed (raised, or died) ends the run at once: no type more is taken
                 while (not (worker.done() and worker.exception() is not None)
                        and (etype := _claim_type(alive=lambda: not worker.done())) is not None):
+                    for taken in _FORKED["order"][:_FORKED["order"].index(etype)]:
+                        if taken not in out:  # the forked process updates it: its state is not needed here
+                            job.ready.pop(taken, None)
                     out[etype] = _update_store_type(job, etype, store.conn, stored_entities(store), say)
                     say(f"{etype}: done")
                     if out[etype] is None:

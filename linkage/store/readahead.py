@@ -35,7 +35,9 @@ class ReadAhead:
     there yet, a damaged part) or was already taken, :meth:`result` calls the ``fallback`` it is given instead,
     so that the caller's own read decides (and raises what it raises). :meth:`close` waits without taking any
     value (call it before the store may be removed; leaving a ``with`` block does). Only for data no earlier
-    stage of the job writes: the thread reads the store as it is when the reads start.
+    stage of the job writes: the thread reads the store as it is when the reads start. ``mmap_size`` > 0: the
+    connection reads through a memory mapping of up to that many bytes of the store file (as
+    :func:`linkage.resolve.incremental.load_type_state` does; large blobs are then copied out of the mapping).
 
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "t.db"
@@ -48,8 +50,9 @@ class ReadAhead:
     """
 
     def __init__(self, path: Path | str, reads: Mapping[str, Callable[[sqlite3.Connection], Any]],
-                 name: str = "reads") -> None:
+                 name: str = "reads", mmap_size: int = 0) -> None:
         self.path = Path(path)
+        self._mmap_size = int(mmap_size)
         self._reads = dict(reads)
         self._values: dict[str, Any] = {}
         self._thread = threading.Thread(target=self._run, name=f"linkage-readahead-{name}", daemon=True)
@@ -60,6 +63,8 @@ class ReadAhead:
         try:
             conn = read_only(self.path)
             try:
+                if self._mmap_size > 0:  # set before the transaction starts, which sets the mapping up
+                    conn.execute(f"PRAGMA mmap_size={self._mmap_size}")
                 conn.execute("BEGIN")
                 for key, read in self._reads.items():
                     try:
