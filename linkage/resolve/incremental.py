@@ -1814,28 +1814,27 @@ def resolve_store_incremental(store, model: Mapping[str, Any], judgements: list,
     their ``meta`` row and ER generation equal the store's now (else each type is read as without them); the
     forked process inherits them.
     """
-    from linkage import model as schema
     from linkage.retention import _temp_ids  # noqa: F401 (imported before forking: each process would import it)
 
     conn = store.conn
     meta = state_meta(conn, model, settings)
     if meta is None:
         return None
-    new, n_mentions, n_resolved = _new_mentions(store, ", ".join(schema.STORED_MENTION_FIELDS))
+    new, n_mentions, n_resolved = _new_mentions_by_type(store)
+    n_new = sum(len(df) for df in new.values())
     n_state = sum(int(v) for v in meta["n"].values())
-    if n_mentions != n_state + len(new) or n_resolved != n_state:
+    if n_mentions != n_state + n_new or n_resolved != n_state:
         return None  # mentions were deleted or assignments changed outside the resolver: rebuild
-    types = new["entity_type"].astype(str).to_numpy(dtype=object) if len(new) else np.empty(0, dtype=object)
-    if any(t in FUZZY_TYPES and t not in model for t in set(types.tolist())):
+    if any(t in FUZZY_TYPES and t not in model for t in new):
         return None  # a type without a fitted model: the full path fits it
     judged = sorted(_norm_judgements(judgements or ()))
     moved = set(judged) ^ set(tuple(j) for j in meta.get("judgements", []))
     state_types = sorted(meta["n"])
     usable = ready is not None and ready.meta == meta and ready.generation == er_generation(conn)
-    job = _StoreJob(Path(store.path), meta, new, types, model, judged, {a for a, _, _ in moved} | {b for _, b, _ in moved},
+    job = _StoreJob(Path(store.path), meta, new, model, judged, {a for a, _, _ in moved} | {b for _, b, _ in moved},
                     _settings(settings), dict(ready.states) if usable else {})
     ready = None  # the job holds the states now (each is let go once its type is updated)
-    order = sorted(set(types.tolist()) | set(state_types))
+    order = sorted(set(new) | set(state_types))
     parallel = processes > 1 and n_mentions >= parallel_min_mentions
     outcomes = _run_store_types(job, store, order, processes if parallel else 1, progress or (lambda stage: None))
     job.ready.clear()  # the states of types the forked process updated
@@ -1843,7 +1842,7 @@ def resolve_store_incremental(store, model: Mapping[str, Any], judgements: list,
         return None  # a type's stored state does not hold what its meta row says: rebuild
     try:
         counts, written = _write_update(store, outcomes, job, state_types + [t for t in order if t not in meta["n"]],
-                                        n_mentions, len(new))
+                                        n_mentions, n_new)
     except _Rebuild:
         return None
     if changed is not None:
@@ -1854,14 +1853,14 @@ def resolve_store_incremental(store, model: Mapping[str, Any], judgements: list,
 @dataclass
 class _StoreJob:
     """What updating each entity type of a store needs (a forked process inherits it; nothing is pickled in):
-    the store's path, the state's meta row (:func:`state_meta`), the new mentions and their types, the model,
+    the store's path, the state's meta row (:func:`state_meta`), the new mentions per type
+    (:func:`_new_mentions_by_type`), the model,
     the judgements now (sorted) and the mentions of judgements that changed since the state; ``ready``: types'
     states read ahead (:func:`read_type_states`; each taken out by the process that updates its type)."""
 
     path: Path
     meta: Mapping[str, Any]
-    new: pd.DataFrame
-    types: np.ndarray
+    new: Mapping[str, pd.DataFrame]
     model: Mapping[str, Any]
     judgements: list
     changed_ids: set
@@ -1897,9 +1896,10 @@ def _update_store_type(job: _StoreJob, etype: str, conn, previous_entities, say)
             old = load_type_state(conn, etype, job.meta)
         if old is None:
             return None
-    sub = job.new[job.types == etype] if len(job.new) else job.new
-    say(f"{etype}: preparing {len(sub)} new mentions")
-    new_records = prepare(sub, etype) if len(sub) else None
+    sub = job.new.get(etype)
+    n_sub = 0 if sub is None else len(sub)
+    say(f"{etype}: preparing {n_sub} new mentions")
+    new_records = prepare(sub, etype) if n_sub else None
     upd, ts = _update_type(etype, old, new_records, job.model, job.judgements, job.changed_ids, job.cfg, say,
                            previous_entities)
     n_pairs = pair_count(ts.pairs) - len(ts.dead()) if ts.pairs else 0
@@ -1942,7 +1942,7 @@ def _run_store_types(job: _StoreJob, store, order: list[str], processes: int, sa
 
     if job.cfg.workers == -1:  # rapidfuzz threads: share the cores between the two processes
         job = dataclasses.replace(job, cfg=dataclasses.replace(job.cfg, workers=max(1, (os.cpu_count() or 1) // 2)))
-    n = {t: int(job.meta["n"].get(t, 0)) + int((job.types == t).sum()) for t in order}
+    n = {t: int(job.meta["n"].get(t, 0)) + (len(job.new[t]) if t in job.new else 0) for t in order}
     cost = {t: n[t] * UPDATE_COST.get(t, SIMPLE_UPDATE_COST) for t in order}
     ctx = mp.get_context("fork")
     _FORKED.update(job=job, order=sorted(order, key=lambda t: (-cost[t], t)), lock=ctx.Lock(),
@@ -2071,6 +2071,69 @@ def _new_mentions(store, cols: str) -> tuple[pd.DataFrame, int, int]:
         if own:
             conn.execute("COMMIT")
     return new, n_mentions, n_resolved
+
+
+def _new_mentions_by_type(store) -> tuple[dict[str, pd.DataFrame], int, int]:
+    """``({type: its mentions without an entity}, mentions, assignments)``, read in one snapshot: each type's
+    frame holds ``mention_id`` and the columns feature preparation reads of that type
+    (:data:`linkage.resolve.features.INPUT_COLUMNS`; every stored column of a type not listed there) as plain
+    values (object columns, None for NULL; what the full path prepares, :func:`linkage.store.embedded.mentions_of_type`),
+    sorted by mention id; types without new mentions are left out.
+
+    As :func:`_new_mentions`: the ``k`` (mentions less assignments) newest rows, when all of them lack an
+    entity and the row before them has one (checked by a query that reads only their ids), are read one type at
+    a time: a new person mention's 7 columns instead of all 32, most of them NULL (4,094 new mentions at
+    100,000 reports + 1,000: 0.06 -> 0.015 s). Otherwise every mention is checked (:func:`_new_mentions`)."""
+    from linkage import model as schema
+    from linkage.resolve.features import INPUT_COLUMNS
+
+    def fields(etype: str) -> tuple[str, ...]:
+        wanted = INPUT_COLUMNS.get(etype)
+        if wanted is None:
+            return schema.STORED_MENTION_FIELDS
+        return ("mention_id",) + tuple(c for c in dict.fromkeys(wanted)
+                                       if c in schema.STORED_MENTION_FIELDS and c != "mention_id")
+
+    def frame(rows: list, columns: tuple[str, ...]) -> pd.DataFrame:
+        df = pd.DataFrame(rows if rows else None, columns=list(columns), dtype=object)
+        return df.sort_values("mention_id", kind="stable").reset_index(drop=True)
+
+    conn = store.conn
+    own = not conn.in_transaction
+    if own:
+        conn.execute("BEGIN")
+    try:
+        n_mentions, n_resolved = store.count("mentions"), store.count("mention_entities")
+        k = n_mentions - n_resolved
+        if 0 < k < n_mentions:
+            # the newest k + 1 rows: how many lack an entity, and the oldest of those
+            lacking, oldest = conn.execute(
+                "SELECT COUNT(*), MIN(rowid) FROM (SELECT rowid, mention_id FROM mentions ORDER BY rowid DESC "
+                "LIMIT ?) WHERE mention_id NOT IN (SELECT mention_id FROM mention_entities)", (k + 1,)).fetchone()
+            before = conn.execute("SELECT rowid FROM mentions ORDER BY rowid DESC LIMIT 1 OFFSET ?", (k,)).fetchone()[0]
+            if lacking == k and oldest > before:
+                out = {}
+                # (+rowid, +mention_id: the rowid range, not the mention_id index, and sorted after)
+                for (etype,) in conn.execute("SELECT DISTINCT entity_type FROM mentions WHERE rowid > ? "
+                                             "ORDER BY 1", (before,)).fetchall():
+                    cols = fields(str(etype))
+                    rows = conn.execute(f"SELECT {', '.join(cols)} FROM mentions WHERE rowid > ? AND entity_type = ? "
+                                        "ORDER BY +mention_id", (before, etype)).fetchall()
+                    out[str(etype)] = frame(rows, cols)
+                return out, n_mentions, n_resolved
+        new, n_mentions, n_resolved = _new_mentions(store, ", ".join(schema.STORED_MENTION_FIELDS))
+    finally:
+        if own:
+            conn.execute("COMMIT")
+    out = {}
+    if len(new):
+        types = new["entity_type"].astype(str).to_numpy(dtype=object)
+        for etype in sorted(set(types.tolist())):
+            cols = fields(etype)
+            sub = new[types == etype][list(cols)].astype(object)
+            sub = sub.where(sub.notna(), None)  # None for NULL, as read by type
+            out[etype] = frame(list(sub.itertuples(index=False, name=None)), cols)
+    return out, n_mentions, n_resolved
 
 
 def stored_entities(store) -> Callable[[np.ndarray], np.ndarray]:
