@@ -27,7 +27,7 @@ from linkage.runlock import exclusive
 from linkage.settings import Settings, load_settings
 from linkage.store import EmbeddedStore
 from linkage.store.embedded import CLUSTER_ROW_COLUMNS, bump_er_generation, er_generation
-from linkage.store.readahead import ReadAhead
+from linkage.store.readahead import ReadAhead, ReadsAhead
 from linkage.store.stable_ids import carry_over
 
 STAGES = ("load", "resolve", "clusters", "score", "store", "status")
@@ -240,7 +240,7 @@ def _cpu_time() -> float:
 
 def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[str], None] | None = None,
                   full: bool = False, changed: Optional[list] = None,
-                  ahead: Optional[ReadAhead] = None) -> dict[str, int]:
+                  ahead: Optional[ReadsAhead] = None) -> dict[str, int]:
     """Resolve every stored mention into entities; store entities, assignments, the model and the state.
 
     Incremental by default: when the store holds a model and the state of an earlier run (``er_state``:
@@ -562,24 +562,30 @@ def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[i
 
 
 def read_ahead(store: EmbeddedStore, full: bool = False) -> Any:
-    """What the clusters and status stages read of the last run's results, read in a thread while this run loads
-    and resolves (:class:`~linkage.store.readahead.ReadAhead`): ``cluster_state``, the kept cluster state
-    (:func:`linkage.graph.incremental.load_state`, for :func:`communities_stage`), and ``status_inputs``, the
-    kept status inputs (for :func:`status_stage`). Each is written only by its own stage, so a run may start
-    this before it loads. A context that waits for the reads when left. ``full``: nothing is read ahead (a full
-    run does not use the kept cluster state): a context giving None.
+    """What the resolve, clusters and status stages read of the last run's results, read in two threads while
+    this run loads (:class:`~linkage.store.readahead.ReadsAhead`): ``er_state``, every entity type's stored ER
+    state (:func:`linkage.resolve.incremental.read_type_states`, for :func:`resolve_stage`: its parent process
+    and its forked worker start with their types' states in hand), in one thread; ``cluster_state``, the kept
+    cluster state (:func:`linkage.graph.incremental.load_state`, for :func:`communities_stage`), and
+    ``status_inputs``, the kept status inputs (for :func:`status_stage`), in the other. Each is written only by
+    its own stage (the ER state and its generation by the resolve stage; the resolve stage uses the states only
+    when they are still the store's), so a run may start this before it loads. A context that waits for the
+    reads when left. ``full``: nothing is read ahead (a full run uses no kept state): a context giving None.
 
-    The price is memory: the decoded state is held through the load and resolve stages (and the resolve
-    worker, forked after the reads end, shares its pages): a +1,000 run on 100,000 reports peaks ~85 MB higher
-    (0.42 -> 0.51 GB in this process; ~10x that state at 1,000,000 reports)."""
+    At 100,000 reports + 1,000 the ER states take ~0.2 s (wall and CPU, alone; most of it blob copies and LZ4
+    decoding without Python's GIL) that the resolve stage's two processes no longer spend reading (the parent's
+    person ~0.2 s wall, the worker's address ~0.1). The price is memory: the decoded states are held from the
+    load on (each let go once its type is updated), and the cluster state through the resolve stage (the
+    resolve worker, forked after the reads end, shares their pages)."""
     from linkage.feedback.lifecycle import read_kept_inputs
     from linkage.graph.incremental import load_state
     from linkage.resolve.incremental import STATE_READ_MMAP, read_type_states
 
-    return nullcontext(None) if full else ReadAhead(store.path, {"er_state": read_type_states,
-                                                                 "cluster_state": load_state,
-                                                                 "status_inputs": read_kept_inputs}, "run",
-                                                    mmap_size=STATE_READ_MMAP)
+    if full:
+        return nullcontext(None)
+    # two threads: the resolve stage takes the ER state without waiting for the others' reads
+    return ReadsAhead(ReadAhead(store.path, {"er_state": read_type_states}, "er", mmap_size=STATE_READ_MMAP),
+                      ReadAhead(store.path, {"cluster_state": load_state, "status_inputs": read_kept_inputs}, "run"))
 
 
 def read_later(store: EmbeddedStore, full: bool = False) -> Any:

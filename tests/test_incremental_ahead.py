@@ -207,3 +207,43 @@ def test_the_new_mentions_by_type_are_those_of_the_whole_frame(loaded, tmp_path)
                     assert df.to_numpy().tolist() == want.to_numpy().tolist()
                     assert all(df[c].dtype == object for c in df.columns)
                 conn.execute("ROLLBACK TO t")
+
+
+def test_a_run_reads_the_states_ahead_in_a_thread_of_their_own_and_ends_as_one_that_does_not(tmp_path, monkeypatch):
+    """run(): the ER states are read by the thread ``linkage-readahead-er`` (not by the resolve stage), the
+    cluster state by the other one; the stores end the same as a run whose resolve stage reads them itself."""
+    import threading
+    from contextlib import nullcontext
+
+    import linkage.pipeline as pipeline
+    from linkage.pipeline import run
+    from test_pipeline import _split
+
+    folder = tmp_path / "gen"
+    generate(500, 17, folder)
+    first, second = _split(folder, folder / "parts", 420)
+    base = tmp_path / "base.db"
+    run(first, base)
+    real_read = incremental.read_type_states
+    readers = []
+
+    def spied(conn):
+        readers.append(threading.current_thread().name)
+        return real_read(conn)
+
+    rows = {}
+    for case in ("ahead", "plain"):
+        store = _copy(base, tmp_path / f"{case}.db")
+        for ext in ("-wal", "-shm"):
+            assert not Path(str(base) + ext).exists()
+        calls = _counting_loads(monkeypatch)
+        monkeypatch.setattr(incremental, "read_type_states", spied)
+        if case == "plain":
+            monkeypatch.setattr(pipeline, "read_ahead", lambda store, full=False: nullcontext(None))
+        summary = run(second, store)
+        assert summary.counts["er_touched_mentions"] > 0  # the incremental path
+        rows[case] = (_resolved(store), len(calls))
+        monkeypatch.undo()
+    assert readers == ["linkage-readahead-er"]
+    assert rows["ahead"][1] == 0 and rows["plain"][1] > 0
+    assert rows["ahead"][0] == rows["plain"][0]
