@@ -247,3 +247,42 @@ def test_a_run_reads_the_states_ahead_in_a_thread_of_their_own_and_ends_as_one_t
     assert readers == ["linkage-readahead-er"]
     assert rows["ahead"][1] == 0 and rows["plain"][1] > 0
     assert rows["ahead"][0] == rows["plain"][0]
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_the_touched_assignments_read_by_each_type_write_what_one_read_writes(loaded, tmp_path, monkeypatch,
+                                                                                processes):
+    """The touched mentions' stored assignments read by the process of each type (in mention id order once put
+    together) and the entities' count read ahead: the same stores as when the writing step reads them itself."""
+    settings = dataclasses.replace(load_settings(None), resolve_processes=processes, resolve_parallel_min_mentions=0)
+    got = {}
+    for case in ("by type", "read at the write"):
+        store = _copy(loaded, tmp_path / f"{case}.db")
+        ready = _ahead(store)
+        if case == "read at the write":
+            monkeypatch.setattr(incremental, "_stored_assignments", lambda conn, ids: None)
+            ready.n_entities = None
+        parts = []
+        real = incremental._write_update
+
+        def noted(store_, outcomes, *args, **kwargs):
+            parts.append([o.previous is not None for o in outcomes.values() if o.assignments is not None])
+            return real(store_, outcomes, *args, **kwargs)
+        monkeypatch.setattr(incremental, "_write_update", noted)
+        with EmbeddedStore(store) as s:
+            counts = resolve_stage(s, settings, ahead=_Given(ready))
+        assert counts["touched_mentions"] > 0
+        assert parts and all(parts[0]) == (case == "by type") and len(parts[0]) > 1
+        got[case] = (_resolved(store), counts)
+        monkeypatch.undo()
+    assert got["by type"] == got["read at the write"]
+
+
+def test_stored_assignments_are_those_of_the_query_in_mention_id_order(loaded):
+    with EmbeddedStore(loaded) as s:
+        ids = [r[0] for r in s.conn.execute("SELECT mention_id FROM mention_entities ORDER BY entity_id LIMIT 50")]
+        got = incremental._stored_assignments(s.conn, ids + ids[:3] + ["not stored"])
+        want = s.frame("SELECT mention_id, entity_id, entity_type FROM mention_entities ORDER BY mention_id")
+        want = want[want["mention_id"].isin(ids)].reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, want)
+        assert incremental._stored_assignments(s.conn, ["a\x00b"]) is None
