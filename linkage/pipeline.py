@@ -572,19 +572,24 @@ def read_ahead(store: EmbeddedStore, full: bool = False) -> Any:
     when they are still the store's), so a run may start this before it loads. A context that waits for the
     reads when left. ``full``: nothing is read ahead (a full run uses no kept state): a context giving None.
 
-    At 100,000 reports + 1,000 the ER states take ~0.2 s (wall and CPU, alone; most of it blob copies and LZ4
+    At 100,000 reports + 1,000 the ER states take ~0.3 s (wall and CPU, alone; much of it blob copies and LZ4
     decoding without Python's GIL) that the resolve stage's two processes no longer spend reading (the parent's
-    person ~0.2 s wall, the worker's address ~0.1). The price is memory: the decoded states are held from the
-    load on (each let go once its type is updated), and the cluster state through the resolve stage (the
-    resolve worker, forked after the reads end, shares their pages)."""
+    person ~0.2 s wall, the worker's address ~0.1). The price is memory: the decoded states (~0.28 GB) are held
+    from the load on (each let go once its type is updated), and the cluster state through the resolve stage
+    (the resolve worker, forked after the reads end, shares their pages): a +1,000 run on 100,000 reports peaks
+    ~0.15 GB higher in this process (0.50 -> 0.645 GB, ru_maxrss of a fresh process) and ~0.1 GB in the
+    resolve worker (0.43 -> 0.52)."""
     from linkage.feedback.lifecycle import read_kept_inputs
     from linkage.graph.incremental import load_state
-    from linkage.resolve.incremental import STATE_READ_MMAP, read_type_states
+    from linkage.resolve.incremental import read_type_states
 
     if full:
         return nullcontext(None)
-    # two threads: the resolve stage takes the ER state without waiting for the others' reads
-    return ReadsAhead(ReadAhead(store.path, {"er_state": read_type_states}, "er", mmap_size=STATE_READ_MMAP),
+    # two threads: the resolve stage takes the ER state without waiting for the others' reads. The ER state's
+    # blobs are read page by page, not through a mapping of the store file as the resolve stage's own read
+    # does: the mapped pages of every type at once counted ~0.12 GB more peak memory at 100,000 reports (a
+    # few hundredths of a CPU second more, off the critical path)
+    return ReadsAhead(ReadAhead(store.path, {"er_state": read_type_states}, "er"),
                       ReadAhead(store.path, {"cluster_state": load_state, "status_inputs": read_kept_inputs}, "run"))
 
 

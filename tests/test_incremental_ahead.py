@@ -18,7 +18,7 @@ from linkage.generate import generate
 from linkage.pipeline import load_stage, resolve_stage
 from linkage.resolve.features import INPUT_COLUMNS
 from linkage.resolve.incremental import (
-    STATE_READ_MMAP, _new_mentions, _new_mentions_by_type, load_type_state, read_type_states, state_meta,
+    _new_mentions, _new_mentions_by_type, load_type_state, read_type_states, state_meta,
 )
 from linkage.settings import load_settings
 from linkage.store import EmbeddedStore
@@ -52,8 +52,8 @@ def _copy(loaded: Path, to: Path) -> Path:
 
 
 def _ahead(store: Path):
-    """The state as the run's thread reads it (its own read-only connection, mapped, one transaction)."""
-    with ReadAhead(store, {"er_state": read_type_states}, "test", mmap_size=STATE_READ_MMAP) as ahead:
+    """The state as the run's thread reads it (its own read-only connection, one transaction)."""
+    with ReadAhead(store, {"er_state": read_type_states}, "test") as ahead:
         return ahead.result("er_state", lambda: pytest.fail("the read ahead failed"))
 
 

@@ -1964,9 +1964,7 @@ def _run_store_types(job: _StoreJob, store, order: list[str], processes: int, sa
                 # a worker that failed (raised, or died) ends the run at once: no type more is taken
                 while (not (worker.done() and worker.exception() is not None)
                        and (etype := _claim_type(alive=lambda: not worker.done())) is not None):
-                    for taken in _FORKED["order"][:_FORKED["order"].index(etype)]:
-                        if taken not in out:  # the forked process updates it: its state is not needed here
-                            job.ready.pop(taken, None)
+                    _drop_others(job, etype, out)
                     out[etype] = _update_store_type(job, etype, store.conn, stored_entities(store), say)
                     say(f"{etype}: done")
                     if out[etype] is None:
@@ -1993,6 +1991,16 @@ def _run_store_types(job: _StoreJob, store, order: list[str], processes: int, sa
     if any(o is None for o in out.values()):
         return None
     return {t: out[t] for t in order}
+
+
+def _drop_others(job: _StoreJob, claimed: str, mine: Mapping[str, Any]) -> None:
+    """Let go of the states read ahead (``job.ready``) of the types before ``claimed`` in the forked job's order
+    that this process did not take (``mine``): the other process updates them. Each process holds the states it
+    was forked with (the worker shares the parent's pages); a state's memory is freed once neither does."""
+    order = _FORKED["order"]
+    for taken in order[:order.index(claimed)]:
+        if taken not in mine:
+            job.ready.pop(taken, None)
 
 
 def _claim_type(stop: bool = False, alive: Callable[[], bool] | None = None) -> str | None:
@@ -2038,6 +2046,7 @@ def _store_types_worker() -> dict[str, TypeOutcome | None]:
     try:
         out: dict[str, TypeOutcome | None] = {}
         while (etype := _claim_type()) is not None:
+            _drop_others(job, etype, out)
             out[etype] = _update_store_type(job, etype, conn, stored_entities(_ReadStore(conn)), lambda stage: None)
             if out[etype] is None:
                 _claim_type(stop=True)

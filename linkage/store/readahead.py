@@ -36,9 +36,7 @@ class ReadAhead:
     there yet, a damaged part) or was already taken, :meth:`result` calls the ``fallback`` it is given instead,
     so that the caller's own read decides (and raises what it raises). :meth:`close` waits without taking any
     value (call it before the store may be removed; leaving a ``with`` block does). Only for data no earlier
-    stage of the job writes: the thread reads the store as it is when the reads start. ``mmap_size`` > 0: the
-    connection reads through a memory mapping of up to that many bytes of the store file (as
-    :func:`linkage.resolve.incremental.load_type_state` does; large blobs are then copied out of the mapping).
+    stage of the job writes: the thread reads the store as it is when the reads start.
 
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "t.db"
@@ -51,9 +49,8 @@ class ReadAhead:
     """
 
     def __init__(self, path: Path | str, reads: Mapping[str, Callable[[sqlite3.Connection], Any]],
-                 name: str = "reads", mmap_size: int = 0) -> None:
+                 name: str = "reads") -> None:
         self.path = Path(path)
-        self._mmap_size = int(mmap_size)
         self._reads = dict(reads)
         self.names = frozenset(self._reads)
         self._values: dict[str, Any] = {}
@@ -65,8 +62,6 @@ class ReadAhead:
         try:
             conn = read_only(self.path)
             try:
-                if self._mmap_size > 0:  # set before the transaction starts, which sets the mapping up
-                    conn.execute(f"PRAGMA mmap_size={self._mmap_size}")
                 conn.execute("BEGIN")
                 for key, read in self._reads.items():
                     try:
