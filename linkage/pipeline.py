@@ -27,7 +27,7 @@ from linkage.runlock import exclusive
 from linkage.settings import Settings, load_settings
 from linkage.store import EmbeddedStore
 from linkage.store.embedded import CLUSTER_ROW_COLUMNS, bump_er_generation, er_generation
-from linkage.store.readahead import ReadAhead
+from linkage.store.readahead import ReadAhead, ReadsAhead
 from linkage.store.stable_ids import carry_over
 
 STAGES = ("load", "resolve", "clusters", "score", "store", "status")
@@ -239,7 +239,8 @@ def _cpu_time() -> float:
 
 
 def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[str], None] | None = None,
-                  full: bool = False, changed: Optional[list] = None) -> dict[str, int]:
+                  full: bool = False, changed: Optional[list] = None,
+                  ahead: Optional[ReadsAhead] = None) -> dict[str, int]:
     """Resolve every stored mention into entities; store entities, assignments, the model and the state.
 
     Incremental by default: when the store holds a model and the state of an earlier run (``er_state``:
@@ -256,7 +257,8 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
     ``full=True`` refits the model and scores every candidate pair again. Entity ids carry over from the
     previous run where an entity kept most of its mentions. ``changed``, when given, receives the ids of the
     mentions whose entity may have changed when the incremental path ran (counts then hold
-    ``touched_mentions``); it stays empty otherwise.
+    ``touched_mentions``); it stays empty otherwise. ``ahead``: the caller's reads ahead (:func:`read_ahead`),
+    whose ``er_state`` (every type's stored state) the incremental path uses when it is still the store's.
     """
     from linkage.resolve import resolve_mentions
     from linkage.resolve.incremental import (blocking_digest, outdated_state, resolve_store_incremental,
@@ -267,11 +269,15 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
     outdated = outdated_state(store.conn)  # an earlier version's state: rebuilt by this run, said in the counts
     if not full and raw_model is not None:
         # the stored state (features, scored pairs, cluster regions) lets only the new mentions be worked on
+        # (the states read ahead are handed over, not kept here: not held through a full path that follows)
         counts = resolve_store_incremental(store, json.loads(raw_model), judgements, progress, changed=changed,
                                            processes=settings.resolve_processes,
-                                           parallel_min_mentions=settings.resolve_parallel_min_mentions)
+                                           parallel_min_mentions=settings.resolve_parallel_min_mentions,
+                                           ready=None if ahead is None else ahead.result("er_state", lambda: None))
         if counts is not None:
             return counts
+    elif ahead is not None:
+        ahead.result("er_state", lambda: None)  # not used: not held through the full path
     from functools import partial
 
     from linkage.resolve.engine import MentionsByType
@@ -556,21 +562,35 @@ def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[i
 
 
 def read_ahead(store: EmbeddedStore, full: bool = False) -> Any:
-    """What the clusters and status stages read of the last run's results, read in a thread while this run loads
-    and resolves (:class:`~linkage.store.readahead.ReadAhead`): ``cluster_state``, the kept cluster state
-    (:func:`linkage.graph.incremental.load_state`, for :func:`communities_stage`), and ``status_inputs``, the
-    kept status inputs (for :func:`status_stage`). Each is written only by its own stage, so a run may start
-    this before it loads. A context that waits for the reads when left. ``full``: nothing is read ahead (a full
-    run does not use the kept cluster state): a context giving None.
+    """What the resolve, clusters and status stages read of the last run's results, read in two threads while
+    this run loads (:class:`~linkage.store.readahead.ReadsAhead`): ``er_state``, every entity type's stored ER
+    state (:func:`linkage.resolve.incremental.read_type_states`, for :func:`resolve_stage`: its parent process
+    and its forked worker start with their types' states in hand), in one thread; ``cluster_state``, the kept
+    cluster state (:func:`linkage.graph.incremental.load_state`, for :func:`communities_stage`), and
+    ``status_inputs``, the kept status inputs (for :func:`status_stage`), in the other. Each is written only by
+    its own stage (the ER state and its generation by the resolve stage; the resolve stage uses the states only
+    when they are still the store's), so a run may start this before it loads. A context that waits for the
+    reads when left. ``full``: nothing is read ahead (a full run uses no kept state): a context giving None.
 
-    The price is memory: the decoded state is held through the load and resolve stages (and the resolve
-    worker, forked after the reads end, shares its pages): a +1,000 run on 100,000 reports peaks ~85 MB higher
-    (0.42 -> 0.51 GB in this process; ~10x that state at 1,000,000 reports)."""
+    At 100,000 reports + 1,000 the ER states take ~0.3 s (wall and CPU, alone; much of it blob copies and LZ4
+    decoding without Python's GIL) that the resolve stage's two processes no longer spend reading (the parent's
+    person ~0.2 s wall, the worker's address ~0.1). The price is memory: the decoded states (~0.28 GB) are held
+    from the load on (each let go once its type is updated), and the cluster state through the resolve stage
+    (the resolve worker, forked after the reads end, shares their pages): a +1,000 run on 100,000 reports peaks
+    ~0.15 GB higher in this process (0.50 -> 0.645 GB, ru_maxrss of a fresh process) and ~0.1 GB in the
+    resolve worker (0.43 -> 0.52)."""
     from linkage.feedback.lifecycle import read_kept_inputs
     from linkage.graph.incremental import load_state
+    from linkage.resolve.incremental import read_type_states
 
-    return nullcontext(None) if full else ReadAhead(store.path, {"cluster_state": load_state,
-                                                                 "status_inputs": read_kept_inputs}, "run")
+    if full:
+        return nullcontext(None)
+    # two threads: the resolve stage takes the ER state without waiting for the others' reads. The ER state's
+    # blobs are read page by page, not through a mapping of the store file as the resolve stage's own read
+    # does: the mapped pages of every type at once counted ~0.12 GB more peak memory at 100,000 reports (a
+    # few hundredths of a CPU second more, off the critical path)
+    return ReadsAhead(ReadAhead(store.path, {"er_state": read_type_states}, "er"),
+                      ReadAhead(store.path, {"cluster_state": load_state, "status_inputs": read_kept_inputs}, "run"))
 
 
 def read_later(store: EmbeddedStore, full: bool = False) -> Any:
@@ -1413,7 +1433,7 @@ def run(
         changed: list = []
         generation = er_generation(store.conn)
         with paused_gc():
-            er_counts = resolve_stage(store, settings, full=full, changed=changed)
+            er_counts = resolve_stage(store, settings, full=full, changed=changed, ahead=ahead)
             summary.counts.update({f"er_{k}": v for k, v in er_counts.items()})
         store.checkpoint_behind()
         # started now: the resolve stage's fork has waited for no thread of it

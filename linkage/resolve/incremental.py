@@ -67,7 +67,7 @@ from linkage.resolve.engine import (
 )
 from linkage.resolve.features import prepare
 from linkage.scoring import FittedModel
-from linkage.store.embedded import bump_er_generation
+from linkage.store.embedded import bump_er_generation, er_generation
 
 #: 2: pairs keep the bit mask of the blocking rules that make them, and an incremental run records the pairs a
 #: block that outgrew a cap no longer makes (``masks`` edits); a version-1 state may hold such pairs: rebuilt once.
@@ -1464,6 +1464,44 @@ def load_type_state(conn, etype: str, meta: Mapping[str, Any]) -> TypeState | No
     return _type_state_of(etype, chunks.get(etype, {}), meta)
 
 
+@dataclass
+class ReadyStates:
+    """Every entity type's stored state read at once, ahead of the resolve stage (:func:`read_type_states`):
+    the state's ``meta`` row as read, the ER generation (:func:`~linkage.store.embedded.er_generation`) and
+    the usable types' states, all of one snapshot of the store, and how many entities it holds."""
+
+    meta: dict
+    generation: int
+    states: dict[str, TypeState]
+    n_entities: int | None = None
+
+
+def read_type_states(conn) -> ReadyStates | None:
+    """Every type's stored state (:func:`load_type_state`, each type whose blobs hold what ``meta`` says; the
+    others are left out, for the resolve stage to find unusable itself), the ``meta`` row and the ER generation,
+    read inside the caller's read transaction (one snapshot), with the stored entities' count; None without a
+    state of this version.
+
+    For :func:`linkage.pipeline.read_ahead`: a thread reads them while the job loads (no load writes the state,
+    its meta row or the generation); :func:`resolve_store_incremental` uses them only when its own ``meta``
+    and generation are equal to these. The model is not checked here (:func:`state_meta` does, there). Each
+    type's blobs are read and decoded before the next one's are read."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'er_state'").fetchone()
+    if row is None:
+        return None
+    meta = json.loads(row[0])
+    if meta.get("version") != STATE_VERSION or not _has_state_table(conn) or not isinstance(meta.get("n"), dict):
+        return None
+    ready = ReadyStates(meta, er_generation(conn), {},
+                        int(conn.execute("SELECT COUNT(*) FROM entities").fetchone()[0]))
+    for etype in meta["n"]:
+        chunks = _read_chunks(conn, _STATE_PARTS, etype)
+        ts = _type_state_of(etype, chunks.get(etype, {}), meta)
+        if ts is not None:
+            ready.states[etype] = ts
+    return ready
+
+
 #: Bytes of the store file SQLite maps into memory while an incremental run reads a type's state
 #: (:func:`load_type_state`): a blob is then copied out of the mapping instead of read a page at a time, one
 #: system call per 4 KB page (100,000 reports + 1,000, one read per fresh process, mean of 6: person ~95 MB
@@ -1759,7 +1797,8 @@ def write_frame(conn, table: str, df: pd.DataFrame, columns: list[str]) -> None:
 
 def resolve_store_incremental(store, model: Mapping[str, Any], judgements: list, progress=None,
                               settings: ERSettings | None = None, changed: list | None = None,
-                              processes: int = 1, parallel_min_mentions: int = 0) -> dict[str, int] | None:
+                              processes: int = 1, parallel_min_mentions: int = 0,
+                              ready: ReadyStates | None = None) -> dict[str, int] | None:
     """Resolve the mentions added to ``store`` since the last run against its stored state, writing only what
     changed: the new records and pairs are appended to the state; ``mention_entities`` and ``entities`` change only for
     the touched entities (ids carried over as in a full run). Returns counts, or None when the store has no
@@ -1773,34 +1812,41 @@ def resolve_store_incremental(store, model: Mapping[str, Any], judgements: list,
     more and at least ``parallel_min_mentions`` stored mentions the types are spread over this process and a
     forked one (:func:`_run_store_types`); the writes are then made here, in type order, so the store is the
     same for any number of processes.
+
+    ``ready``: the types' states read ahead (:func:`read_type_states`), used instead of reading them here when
+    their ``meta`` row and ER generation equal the store's now (else each type is read as without them); the
+    forked process inherits them.
     """
-    from linkage import model as schema
     from linkage.retention import _temp_ids  # noqa: F401 (imported before forking: each process would import it)
 
     conn = store.conn
     meta = state_meta(conn, model, settings)
     if meta is None:
         return None
-    new, n_mentions, n_resolved = _new_mentions(store, ", ".join(schema.STORED_MENTION_FIELDS))
+    new, n_mentions, n_resolved = _new_mentions_by_type(store)
+    n_new = sum(len(df) for df in new.values())
     n_state = sum(int(v) for v in meta["n"].values())
-    if n_mentions != n_state + len(new) or n_resolved != n_state:
+    if n_mentions != n_state + n_new or n_resolved != n_state:
         return None  # mentions were deleted or assignments changed outside the resolver: rebuild
-    types = new["entity_type"].astype(str).to_numpy(dtype=object) if len(new) else np.empty(0, dtype=object)
-    if any(t in FUZZY_TYPES and t not in model for t in set(types.tolist())):
+    if any(t in FUZZY_TYPES and t not in model for t in new):
         return None  # a type without a fitted model: the full path fits it
     judged = sorted(_norm_judgements(judgements or ()))
     moved = set(judged) ^ set(tuple(j) for j in meta.get("judgements", []))
     state_types = sorted(meta["n"])
-    job = _StoreJob(Path(store.path), meta, new, types, model, judged, {a for a, _, _ in moved} | {b for _, b, _ in moved},
-                    _settings(settings))
-    order = sorted(set(types.tolist()) | set(state_types))
+    usable = ready is not None and ready.meta == meta and ready.generation == er_generation(conn)
+    n_entities = ready.n_entities if usable else None  # the entities are written with the generation
+    job = _StoreJob(Path(store.path), meta, new, model, judged, {a for a, _, _ in moved} | {b for _, b, _ in moved},
+                    _settings(settings), dict(ready.states) if usable else {})
+    ready = None  # the job holds the states now (each is let go once its type is updated)
+    order = sorted(set(new) | set(state_types))
     parallel = processes > 1 and n_mentions >= parallel_min_mentions
     outcomes = _run_store_types(job, store, order, processes if parallel else 1, progress or (lambda stage: None))
+    job.ready.clear()  # the states of types the forked process updated
     if outcomes is None:
         return None  # a type's stored state does not hold what its meta row says: rebuild
     try:
         counts, written = _write_update(store, outcomes, job, state_types + [t for t in order if t not in meta["n"]],
-                                        n_mentions, len(new))
+                                        n_mentions, n_new, n_entities)
     except _Rebuild:
         return None
     if changed is not None:
@@ -1811,17 +1857,19 @@ def resolve_store_incremental(store, model: Mapping[str, Any], judgements: list,
 @dataclass
 class _StoreJob:
     """What updating each entity type of a store needs (a forked process inherits it; nothing is pickled in):
-    the store's path, the state's meta row (:func:`state_meta`), the new mentions and their types, the model,
-    the judgements now (sorted) and the mentions of judgements that changed since the state."""
+    the store's path, the state's meta row (:func:`state_meta`), the new mentions per type
+    (:func:`_new_mentions_by_type`), the model,
+    the judgements now (sorted) and the mentions of judgements that changed since the state; ``ready``: types'
+    states read ahead (:func:`read_type_states`; each taken out by the process that updates its type)."""
 
     path: Path
     meta: Mapping[str, Any]
-    new: pd.DataFrame
-    types: np.ndarray
+    new: Mapping[str, pd.DataFrame]
     model: Mapping[str, Any]
     judgements: list
     changed_ids: set
     cfg: ERSettings
+    ready: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -1829,7 +1877,9 @@ class TypeOutcome:
     """One entity type after an incremental update (:func:`_update_store_type`): the mentions whose entity may
     have changed (``touched_old``) and the assignments and entities of those and the new ones (None when the
     type had nothing to update), its state writes (:func:`type_writes`; None: nothing written), and what the
-    state's meta row and the counts say of it (records, block-key rules when it keeps hashes, live pairs)."""
+    state's meta row and the counts say of it (records, block-key rules when it keeps hashes, live pairs);
+    ``previous``: the stored assignments of ``touched_old`` (:func:`_stored_assignments`, read by the process
+    that updated the type; None: not read there)."""
 
     entity_type: str
     touched_old: np.ndarray | None
@@ -1839,6 +1889,7 @@ class TypeOutcome:
     n_records: int
     key_rules: str | None
     n_pairs: int
+    previous: pd.DataFrame | None = None
 
 
 def _update_store_type(job: _StoreJob, etype: str, conn, previous_entities, say) -> TypeOutcome | None:
@@ -1847,12 +1898,15 @@ def _update_store_type(job: _StoreJob, etype: str, conn, previous_entities, say)
     is unusable. ``previous_entities`` as :func:`resolve_new` takes it."""
     old = None
     if etype in job.meta["n"]:
-        old = load_type_state(conn, etype, job.meta)
+        old = job.ready.pop(etype, None)
+        if old is None:
+            old = load_type_state(conn, etype, job.meta)
         if old is None:
             return None
-    sub = job.new[job.types == etype] if len(job.new) else job.new
-    say(f"{etype}: preparing {len(sub)} new mentions")
-    new_records = prepare(sub, etype) if len(sub) else None
+    sub = job.new.get(etype)
+    n_sub = 0 if sub is None else len(sub)
+    say(f"{etype}: preparing {n_sub} new mentions")
+    new_records = prepare(sub, etype) if n_sub else None
     upd, ts = _update_type(etype, old, new_records, job.model, job.judgements, job.changed_ids, job.cfg, say,
                            previous_entities)
     n_pairs = pair_count(ts.pairs) - len(ts.dead()) if ts.pairs else 0
@@ -1861,7 +1915,7 @@ def _update_store_type(job: _StoreJob, etype: str, conn, previous_entities, say)
         return TypeOutcome(etype, None, None, None, None, len(ts.records), key_rules, n_pairs)
     writes = type_writes(conn, etype, ts, upd.new_records, upd.new_pairs, upd.new_keys, upd.new_edits, upd.new_stats)
     return TypeOutcome(etype, upd.touched_old, upd.assignments, upd.entities, writes, len(ts.records), key_rules,
-                       n_pairs)
+                       n_pairs, _stored_assignments(conn, upd.touched_old))
 
 
 #: Relative cost of updating one stored record of a type in an incremental run, for spreading the types over
@@ -1895,7 +1949,7 @@ def _run_store_types(job: _StoreJob, store, order: list[str], processes: int, sa
 
     if job.cfg.workers == -1:  # rapidfuzz threads: share the cores between the two processes
         job = dataclasses.replace(job, cfg=dataclasses.replace(job.cfg, workers=max(1, (os.cpu_count() or 1) // 2)))
-    n = {t: int(job.meta["n"].get(t, 0)) + int((job.types == t).sum()) for t in order}
+    n = {t: int(job.meta["n"].get(t, 0)) + (len(job.new[t]) if t in job.new else 0) for t in order}
     cost = {t: n[t] * UPDATE_COST.get(t, SIMPLE_UPDATE_COST) for t in order}
     ctx = mp.get_context("fork")
     _FORKED.update(job=job, order=sorted(order, key=lambda t: (-cost[t], t)), lock=ctx.Lock(),
@@ -1910,6 +1964,7 @@ def _run_store_types(job: _StoreJob, store, order: list[str], processes: int, sa
                 # a worker that failed (raised, or died) ends the run at once: no type more is taken
                 while (not (worker.done() and worker.exception() is not None)
                        and (etype := _claim_type(alive=lambda: not worker.done())) is not None):
+                    _drop_others(job, etype, out)
                     out[etype] = _update_store_type(job, etype, store.conn, stored_entities(store), say)
                     say(f"{etype}: done")
                     if out[etype] is None:
@@ -1936,6 +1991,16 @@ def _run_store_types(job: _StoreJob, store, order: list[str], processes: int, sa
     if any(o is None for o in out.values()):
         return None
     return {t: out[t] for t in order}
+
+
+def _drop_others(job: _StoreJob, claimed: str, mine: Mapping[str, Any]) -> None:
+    """Let go of the states read ahead (``job.ready``) of the types before ``claimed`` in the forked job's order
+    that this process did not take (``mine``): the other process updates them. Each process holds the states it
+    was forked with (the worker shares the parent's pages); a state's memory is freed once neither does."""
+    order = _FORKED["order"]
+    for taken in order[:order.index(claimed)]:
+        if taken not in mine:
+            job.ready.pop(taken, None)
 
 
 def _claim_type(stop: bool = False, alive: Callable[[], bool] | None = None) -> str | None:
@@ -1981,6 +2046,7 @@ def _store_types_worker() -> dict[str, TypeOutcome | None]:
     try:
         out: dict[str, TypeOutcome | None] = {}
         while (etype := _claim_type()) is not None:
+            _drop_others(job, etype, out)
             out[etype] = _update_store_type(job, etype, conn, stored_entities(_ReadStore(conn)), lambda stage: None)
             if out[etype] is None:
                 _claim_type(stop=True)
@@ -2023,6 +2089,69 @@ def _new_mentions(store, cols: str) -> tuple[pd.DataFrame, int, int]:
     return new, n_mentions, n_resolved
 
 
+def _new_mentions_by_type(store) -> tuple[dict[str, pd.DataFrame], int, int]:
+    """``({type: its mentions without an entity}, mentions, assignments)``, read in one snapshot: each type's
+    frame holds ``mention_id`` and the columns feature preparation reads of that type
+    (:data:`linkage.resolve.features.INPUT_COLUMNS`; every stored column of a type not listed there) as plain
+    values (object columns, None for NULL; what the full path prepares, :func:`linkage.store.embedded.mentions_of_type`),
+    sorted by mention id; types without new mentions are left out.
+
+    As :func:`_new_mentions`: the ``k`` (mentions less assignments) newest rows, when all of them lack an
+    entity and the row before them has one (checked by a query that reads only their ids), are read one type at
+    a time: a new person mention's 7 columns instead of all 32, most of them NULL (4,094 new mentions at
+    100,000 reports + 1,000: 0.06 -> 0.015 s). Otherwise every mention is checked (:func:`_new_mentions`)."""
+    from linkage import model as schema
+    from linkage.resolve.features import INPUT_COLUMNS
+
+    def fields(etype: str) -> tuple[str, ...]:
+        wanted = INPUT_COLUMNS.get(etype)
+        if wanted is None:
+            return schema.STORED_MENTION_FIELDS
+        return ("mention_id",) + tuple(c for c in dict.fromkeys(wanted)
+                                       if c in schema.STORED_MENTION_FIELDS and c != "mention_id")
+
+    def frame(rows: list, columns: tuple[str, ...]) -> pd.DataFrame:
+        df = pd.DataFrame(rows if rows else None, columns=list(columns), dtype=object)
+        return df.sort_values("mention_id", kind="stable").reset_index(drop=True)
+
+    conn = store.conn
+    own = not conn.in_transaction
+    if own:
+        conn.execute("BEGIN")
+    try:
+        n_mentions, n_resolved = store.count("mentions"), store.count("mention_entities")
+        k = n_mentions - n_resolved
+        if 0 < k < n_mentions:
+            # the newest k + 1 rows: how many lack an entity, and the oldest of those
+            lacking, oldest = conn.execute(
+                "SELECT COUNT(*), MIN(rowid) FROM (SELECT rowid, mention_id FROM mentions ORDER BY rowid DESC "
+                "LIMIT ?) WHERE mention_id NOT IN (SELECT mention_id FROM mention_entities)", (k + 1,)).fetchone()
+            before = conn.execute("SELECT rowid FROM mentions ORDER BY rowid DESC LIMIT 1 OFFSET ?", (k,)).fetchone()[0]
+            if lacking == k and oldest > before:
+                out = {}
+                # (+rowid, +mention_id: the rowid range, not the mention_id index, and sorted after)
+                for (etype,) in conn.execute("SELECT DISTINCT entity_type FROM mentions WHERE rowid > ? "
+                                             "ORDER BY 1", (before,)).fetchall():
+                    cols = fields(str(etype))
+                    rows = conn.execute(f"SELECT {', '.join(cols)} FROM mentions WHERE rowid > ? AND entity_type = ? "
+                                        "ORDER BY +mention_id", (before, etype)).fetchall()
+                    out[str(etype)] = frame(rows, cols)
+                return out, n_mentions, n_resolved
+        new, n_mentions, n_resolved = _new_mentions(store, ", ".join(schema.STORED_MENTION_FIELDS))
+    finally:
+        if own:
+            conn.execute("COMMIT")
+    out = {}
+    if len(new):
+        types = new["entity_type"].astype(str).to_numpy(dtype=object)
+        for etype in sorted(set(types.tolist())):
+            cols = fields(etype)
+            sub = new[types == etype][list(cols)].astype(object)
+            sub = sub.where(sub.notna(), None)  # None for NULL, as read by type
+            out[etype] = frame(list(sub.itertuples(index=False, name=None)), cols)
+    return out, n_mentions, n_resolved
+
+
 def stored_entities(store) -> Callable[[np.ndarray], np.ndarray]:
     """``f(mention_ids)``: the entity id ``mention_entities`` holds for each mention id (None for none), in
     order; for :func:`resolve_new`'s ``previous_entities``."""
@@ -2048,12 +2177,33 @@ def stored_entities(store) -> Callable[[np.ndarray], np.ndarray]:
     return lookup
 
 
+#: The stored assignments of a set of mentions (``{}``: where the ids come from), in mention id order.
+_ASSIGNMENTS_SQL = "SELECT mention_id, entity_id, entity_type FROM mention_entities WHERE mention_id IN {}"
+
+
+def _stored_assignments(conn, mention_ids: Iterable[str]) -> pd.DataFrame | None:
+    """The stored assignments (``mention_id, entity_id, entity_type``) of ``mention_ids`` read through ``conn``,
+    by mention id, as :func:`_write_update` reads them; None when an id cannot go into JSON (:func:`_ids_json`:
+    :func:`_write_update` reads them itself). Read by the process that updated a type, in parallel with the
+    other's types: a +1,000 run on 100,000 reports touches ~4,000 stored mentions, ~0.02-0.08 s of reads that
+    were made after both processes were done."""
+    got = _ids_json(mention_ids)
+    if got is None:
+        return None
+    cur = conn.execute(_ASSIGNMENTS_SQL.format("(SELECT value FROM json_each(?))"), (got,))
+    return pd.DataFrame.from_records(cur.fetchall(), columns=[d[0] for d in cur.description])
+
+
 def _write_update(store, outcomes: Mapping[str, TypeOutcome], job: _StoreJob, state_order: list[str],
-                  n_mentions: int, n_new: int) -> tuple[dict[str, int], list[str]]:
+                  n_mentions: int, n_new: int, n_entities: int | None = None) -> tuple[dict[str, int], list[str]]:
     """Write the outcomes of every type (in type order): the assignments and entities of the touched mentions
     (ids carried over; only the rows that differ are written, :func:`_write_changed`), the state's writes, its
     meta row (types in ``state_order``: the stored ones, then new ones). Returns the counts (``entities``: the
-    stored entities afterwards) and the mention ids whose assignment may have changed (touched and new)."""
+    stored entities afterwards) and the mention ids whose assignment may have changed (touched and new).
+
+    The touched mentions' stored assignments are those the types' outcomes carry (``previous``), when all do
+    (else read here); ``n_entities``: the entities stored now, when known (read ahead with the states, of the
+    same ER generation), else counted here."""
     from linkage.store.stable_ids import carry_over
 
     conn = store.conn
@@ -2064,10 +2214,15 @@ def _write_update(store, outcomes: Mapping[str, TypeOutcome], job: _StoreJob, st
         columns=["mention_id", "entity_id", "entity_type"])
     ents = pd.concat([u.entities for u in updates if len(u.entities)], ignore_index=True) if assignments else \
         pd.DataFrame(columns=["entity_id", "entity_type", "label", "n_mentions", "attributes"])
+    read = [u.previous for u in updates]
     with store.transaction():
-        in_touched, params = _in_ids(conn, "er_touched", touched_old)
-        previous = store.frame("SELECT mention_id, entity_id, entity_type FROM mention_entities "
-                               f"WHERE mention_id IN {in_touched}", params)
+        if read and all(p is not None for p in read):
+            # each type's part read by its process; in mention id order as the query below gives them
+            previous = pd.concat(read, ignore_index=True) if len(read) > 1 else read[0]
+            previous = previous.sort_values("mention_id", kind="stable").reset_index(drop=True)
+        else:
+            in_touched, params = _in_ids(conn, "er_touched", touched_old)
+            previous = store.frame(_ASSIGNMENTS_SQL.format(in_touched), params)
         rename, _ = carry_over(previous.set_index("mention_id")["entity_id"], fresh.set_index("mention_id")["entity_id"],
                                events=False)
         old_ids = set(previous["entity_id"].tolist())
@@ -2075,7 +2230,7 @@ def _write_update(store, outcomes: Mapping[str, TypeOutcome], job: _StoreJob, st
         # carry_over numbers a fresh id that an old entity still has ("<id>.<k>") by how many ids were
         # claimed or made before it; over the whole store that count includes every untouched entity
         # (each keeps its id), so add those to the count made over the touched part
-        untouched = store.count("entities") - len(old_ids)
+        untouched = (store.count("entities") if n_entities is None else n_entities) - len(old_ids)
         for g, f in final.items():
             if f != g and f not in old_ids:
                 stem, _, k = f.rpartition(".")

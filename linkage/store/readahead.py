@@ -6,11 +6,12 @@ Out: :class:`ReadAhead`, whose :meth:`~ReadAhead.result` gives what a function r
      when needed), or, when it failed, what the caller's own read gives (so an error surfaces where it would have).
 
 A run is mostly one core's work, with the machine's second core idle outside the resolve stage. What a later
-stage reads and no earlier stage of the run writes (the clusters stage's kept state, ``graph_state``, and the
-status stage's kept inputs, ``status_inputs``: each written only by its own stage, and one job at a time changes a
-store, :mod:`linkage.runlock`) can be read on that core while the load stage works: at 100,000 reports the kept
-cluster state (~25 MB of LZ4 Arrow blobs) takes ~0.1 CPU s to read and decode, off the critical path of a +1,000
-run.
+stage reads and no earlier stage of the run writes (the resolve stage's ER state, ``er_state``, the clusters
+stage's kept state, ``graph_state``, and the status stage's kept inputs, ``status_inputs``: each written only by
+its own stage, and one job at a time changes a store, :mod:`linkage.runlock`) can be read on that core while the
+load stage works: at 100,000 reports the kept cluster state (~25 MB of LZ4 Arrow blobs) takes ~0.1 CPU s to read
+and decode, the ER state (~200 MB of blobs) ~0.2 s, off the critical path of a +1,000 run. :class:`ReadsAhead`
+runs several reads in threads of their own, so that the first stage to need one need not wait for the others.
 
 The thread has a connection of its own, opened read-only, and makes its reads in one read transaction: in WAL
 mode they see one snapshot of the store, and never block the job's connection. A fork of this process waits for running reads first (as for background checkpoints,
@@ -51,6 +52,7 @@ class ReadAhead:
                  name: str = "reads") -> None:
         self.path = Path(path)
         self._reads = dict(reads)
+        self.names = frozenset(self._reads)
         self._values: dict[str, Any] = {}
         self._thread = threading.Thread(target=self._run, name=f"linkage-readahead-{name}", daemon=True)
         fork_waits_for(self._thread)
@@ -87,6 +89,43 @@ class ReadAhead:
         self._thread.join()
 
     def __enter__(self) -> "ReadAhead":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ReadsAhead:
+    """Several :class:`ReadAhead` (each a thread and a connection of its own, so that one's reads need not wait
+    for the other's) as one: :meth:`result` of a name waits only for the reads that read it (``fallback()``
+    for a name none reads); :meth:`close` (and leaving a ``with`` block) waits for all of them.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "t.db"
+    >>> c = sqlite3.connect(p); _ = c.execute("CREATE TABLE t (x)"); _ = c.execute("INSERT INTO t VALUES (7)")
+    >>> c.commit()
+    >>> with ReadsAhead(ReadAhead(p, {"x": lambda conn: conn.execute("SELECT x FROM t").fetchone()[0]}),
+    ...                 ReadAhead(p, {"n": lambda conn: conn.execute("SELECT COUNT(*) FROM t").fetchone()[0]})) as r:
+    ...     r.result("n", lambda: None), r.result("x", lambda: None), r.result("y", lambda: "none reads it")
+    (1, 7, 'none reads it')
+    """
+
+    def __init__(self, *aheads: ReadAhead) -> None:
+        self._aheads = aheads
+
+    def result(self, name: str, fallback: Callable[[], Any]) -> Any:
+        """As :meth:`ReadAhead.result`, from the reads that read ``name``."""
+        for ahead in self._aheads:
+            if name in ahead.names:
+                return ahead.result(name, fallback)
+        return fallback()
+
+    def close(self) -> None:
+        """Wait for every read to end."""
+        for ahead in self._aheads:
+            ahead.close()
+
+    def __enter__(self) -> "ReadsAhead":
         return self
 
     def __exit__(self, *exc: object) -> None:
