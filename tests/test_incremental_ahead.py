@@ -95,6 +95,7 @@ def test_the_states_read_ahead_are_those_the_resolve_stage_reads(loaded, tmp_pat
 
         meta = state_meta(s.conn, json.loads(s.get_meta("er_model")))
         assert ready.meta == meta
+        assert ready.n_entities == s.count("entities")  # the count the write numbers fresh ids against
         assert set(ready.states) == set(meta["n"])
         for etype, got in ready.states.items():
             want = load_type_state(s.conn, etype, meta)
@@ -194,7 +195,17 @@ def test_the_new_mentions_by_type_are_those_of_the_whole_frame(loaded, tmp_path)
                 conn.execute("SAVEPOINT t")
                 conn.executemany("DELETE FROM mention_entities WHERE mention_id = ?", unassigned)
                 whole, n, resolved = _new_mentions(s, cols)
-                got, n2, resolved2 = _new_mentions_by_type(s)
+                fallbacks: list = []
+
+                def counted(*args, **kwargs):
+                    fallbacks.append(1)
+                    return _new_mentions(*args, **kwargs)
+
+                with pytest.MonkeyPatch.context() as mp:
+                    mp.setattr(incremental, "_new_mentions", counted)
+                    got, n2, resolved2 = _new_mentions_by_type(s)
+                # the k newest rows lacking an entity take the fast path; older ones the check of every mention
+                assert len(fallbacks) == (1 if unassigned else 0)
                 assert (n, resolved) == (n2, resolved2)
                 assert sorted(got) == sorted(set(whole["entity_type"]))
                 assert sum(len(df) for df in got.values()) == len(whole) == n - resolved
