@@ -282,10 +282,8 @@ class _Hasher:
             pieces = templates[key] = self._template(key)
         text = None
         if pieces is not None:
-            try:
-                joined = "".join(values)
-            except TypeError:  # a value other than text
-                joined = None
+            # only exact text: a str subclass (numpy.str_) may repr() otherwise; anything else is not text
+            joined = "".join(values) if all(v.__class__ is str for v in values) else None
             # repr() of such a text is the text in single quotes and its JSON encoding the same again
             if joined is not None and "'" not in joined and '"' not in joined and "\\" not in joined \
                     and joined.isprintable():

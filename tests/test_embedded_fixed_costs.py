@@ -99,3 +99,19 @@ def test_open_runs_the_schema_only_when_something_is_missing(tmp_path, monkeypat
     names = {n for (n,) in store.conn.execute("SELECT name FROM sqlite_master")}
     assert {"mentions_report", "audit_log_no_delete"} <= names and embedded._SCHEMA_NAMES <= names
     store.close()
+
+
+def test_count_of_an_attached_table_is_not_remembered(tmp_path):
+    """PRAGMA data_version covers only the main file: a table of an attached one is counted every time."""
+    import sqlite3
+
+    other = tmp_path / "z.db"
+    with sqlite3.connect(other) as c:
+        c.execute("CREATE TABLE t (x)")
+        c.execute("INSERT INTO t VALUES (1)")
+    with EmbeddedStore(tmp_path / "s.db") as s:
+        s.conn.execute(f"ATTACH '{other}' AS aux")
+        assert s.count("aux.t") == 1
+        with sqlite3.connect(other) as c:
+            c.execute("INSERT INTO t VALUES (2)")
+        assert s.count("aux.t") == 2

@@ -6,6 +6,7 @@ import gc
 import random
 import sqlite3
 
+import numpy as np
 import pytest
 from stdnum.nl import bsn as stdnum_bsn
 
@@ -21,7 +22,7 @@ TRICKY = ["", "a", "it's", 'say "hi"', "back\\slash", "tab\there", "new\nline", 
           "\ud800", "emoji \U0001F600", "'both' \"quotes\"", "  spaced  "]
 
 
-@pytest.mark.parametrize("value", TRICKY + [12, 3.5, True])
+@pytest.mark.parametrize("value", TRICKY + [12, 3.5, True, np.str_("R1"), np.str_("x'y")])
 def test_content_hash_equals_the_model(value):
     record = {"mention_id": "M1", "report_id": value, "role": None, "name": value, "bsn_norm": value}
     assert _mention_hash(record) == model.content_hash(record, model.STORED_MENTION_FIELDS[:-1])

@@ -279,7 +279,8 @@ def _schema_names(script: str) -> frozenset[str]:
 
     names = set()
     for statement in _statements(script):
-        found = re.match(r"(?:\s*--[^\n]*\n)*\s*CREATE (?:TABLE|INDEX|VIEW|TRIGGER) IF NOT EXISTS (\w+)", statement)
+        found = re.match(r"(?:\s*--[^\n]*\n)*\s*CREATE (?:TABLE|(?:UNIQUE )?INDEX|VIEW|TRIGGER) IF NOT EXISTS (\w+)",
+                         statement)
         if found is None:
             raise AssertionError(f"SCHEMA may hold only CREATE ... IF NOT EXISTS statements, not {statement[:60]!r}")
         names.add(found.group(1))
@@ -523,7 +524,7 @@ class EmbeddedStore:
         data_version``) or schema change (``PRAGMA schema_version``), it is not counted again (a ``COUNT(*)``
         walks a whole index: ~4 ms over the 400,000 mentions of a 100,000-report store; a run's load stage and
         its resolve stage both ask). Counts made inside a transaction are not remembered (it may roll back)."""
-        if where or params:
+        if where or params or "." in table:  # a table of an attached file: data_version covers only main
             return int(self.conn.execute(f"SELECT COUNT(*) FROM {table} {where}", params).fetchone()[0])
         version = self._version()
         known = self._counts.get(table)
