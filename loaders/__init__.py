@@ -607,7 +607,7 @@ def _validate(checker, mapping: WideMapping | None, task: tuple) -> list[tuple]:
             row = item[1]
         origin = Origin(label, row_no)
         if "__error__" in row:
-            stage((row_no, [origin.problem(None, row["__error__"])], None, no_rows, no_rows, None))
+            stage((row_no, [origin.problem(row.get("__error_field__"), row["__error__"])], None, no_rows, no_rows, None))
             continue
         problems: list[Problem] = []
         if row.get("__extra__"):

@@ -236,7 +236,39 @@ def _json_row(text: str) -> Row:
         return {"__error__": f"not valid JSON ({exc.msg} at column {exc.colno})"}
     if not isinstance(obj, dict):
         return {"__error__": "a JSON Lines row must be an object {...}"}
-    return {str(k): _json_value(v) for k, v in obj.items()}
+    return _object_row(obj)
+
+
+def _object_row(obj: dict) -> Row:
+    """A JSON object as a row (:func:`_json_value` of each value). JSON may escape a lone UTF-16 surrogate
+    (``"\\ud800"``), which is no text: no store can hold it. Such a row comes back with an ``__error__`` naming
+    the field (``__error_field__``) and every surrogate written as its escape, so that the quarantine keeps the
+    row as given."""
+    row = {str(k): _json_value(v) for k, v in obj.items()}
+    bad = next((k for k, v in row.items() if _surrogates(k) or (isinstance(v, str) and _surrogates(v))), None)
+    if bad is None:
+        return row
+    out: Row = {_escaped(k): _escaped(v) if isinstance(v, str) else v for k, v in row.items()}
+    out["__error__"] = (f"{_escaped(bad)}: holds a lone surrogate escape (\\ud800-\\udfff), which is not text; "
+                        "correct the value in the source system and export again.")
+    out["__error_field__"] = _escaped(bad)
+    return out
+
+
+def _surrogates(value: str) -> bool:
+    """Whether ``value`` holds a lone surrogate (never printable: most texts are decided without encoding)."""
+    if value.isprintable():
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _escaped(value: str) -> str:
+    """``value`` with each lone surrogate written as its ``\\udXXX`` escape."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8") if _surrogates(value) else value
 
 
 def _json_value(v: Any) -> Any:
@@ -268,7 +300,7 @@ def _read_json(path: Path) -> Table:
     def rows() -> Iterator[tuple[int, Row]]:
         for n, obj in enumerate(data, start=1):
             if isinstance(obj, dict):
-                yield n, {str(k): _json_value(v) for k, v in obj.items()}
+                yield n, _object_row(obj)
             else:
                 yield n, {"__error__": "a JSON array element must be an object {...}"}
 

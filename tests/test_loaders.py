@@ -236,6 +236,23 @@ def test_jsonl_bad_lines_are_quarantined_with_their_line_number(tmp_path):
     assert "not valid JSON" in q[0]["reason"] and "must be an object" in q[1]["reason"]
 
 
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_json_lone_surrogates_are_quarantined_naming_the_field(tmp_path, suffix):
+    """JSON may escape a lone UTF-16 surrogate, which is no text (no store can hold it): the row is quarantined
+    with the field named and the surrogate kept as its escape; the others load (it was an internal error)."""
+    rows = ['{"report_id": "R1", "received_at": "2025-03-14", "category": "hennep", "description": "a \\ud800 b"}',
+            '{"report_id": "R2", "received_at": "2025-03-15", "category": "hennep", "description": "gewoon"}',
+            '{"report_id": "R3", "received_at": "2025-03-16", "category": "hennep", "\\udc80": "x"}']
+    write(tmp_path / f"r{suffix}", "\n".join(rows) + "\n" if suffix == ".jsonl" else "[" + ",\n".join(rows) + "]")
+    summary, _ = load([tmp_path / f"r{suffix}"], tmp_path / "s.db")
+    reconciles(summary)
+    assert [(f.rows_read, f.loaded, f.quarantined) for f in summary.files] == [(3, 1, 2)]
+    q = table(tmp_path / "s.db", "SELECT source_row, field, reason, raw FROM quarantine ORDER BY source_row")
+    assert [(r["source_row"], r["field"]) for r in q] == [(1, "description"), (3, "\\udc80")]
+    assert all("lone surrogate" in r["reason"] for r in q)
+    assert json.loads(q[0]["raw"])["description"] == "a \\ud800 b"  # kept, as its escape
+
+
 def test_quoted_fields_newlines_and_blank_lines(tmp_path):
     text = (
         "report_id,received_at,category,description\n"
