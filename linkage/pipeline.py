@@ -739,7 +739,7 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
     # the rules, read once: the stored rows' agency names, and every scoring process routes its own clusters
     # by them (forked workers inherit them)
     loaded = load_rules(rules)
-    keep, known, same = None, None, []
+    keep, known, same, skip = None, None, [], set()
     if (step is not None and step.update is not None and not step.update.everything
             and _scores_usable(cached, step.previous_meta)):
         redo = step.update.recomputed
@@ -753,6 +753,10 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
         # its kept parts were made of (score_with_parts compares the digests; ``same``: the ones that do not)
         again = _isin(cached_ids, redo)
         known = dict(zip(cached_ids[again].tolist(), cached.loc[again, "inputs"].tolist()))
+        # of those, the ones whose id, reports and their mentions' entities provably did not change are not even
+        # gathered (linkage.graph.incremental.unchanged_clusters; their links checked below): their digest
+        # would be the kept one
+        skip = set(getattr(step.update, "same_inputs", None) or ()) & known.keys()
     if entities is None and store is not None:
         entities = _label_reader(store)
         if entities is None:
@@ -767,10 +771,12 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
             links = mention_links(store, mentions["mention_id"].to_numpy()[wanted].tolist())
         else:
             links = report_links(store, fresh_rc["report_id"].tolist())
+    skip = _own_links_only(skip, fresh_rc, mentions, links) if skip else skip
     # each scoring process routes its own clusters (routing reads the signal values, given as name -> value)
     scored, parts = score_with_parts(fresh_rc, reports, mentions, links, entities, now=now, processes=processes,
                                      min_parallel=min_parallel, router=lambda frame: route_rows(frame, loaded),
-                                     known=known, unchanged=same)
+                                     known=known, unchanged=same, skip=skip)
+    same += sorted(skip)
     if keep is not None:
         if same:
             keep |= _isin(cached["cluster_id"], same)
@@ -813,6 +819,27 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
         step.reused = dict(zip(reused["cluster_id"].tolist(), reused["stored_id"].tolist())) \
             if reused is not None and len(reused) else {}
     return out
+
+
+def _own_links_only(skip: set, clusters: pd.DataFrame, mentions: pd.DataFrame,
+                    links: Optional[pd.DataFrame]) -> set:
+    """Those of the clusters ``skip`` none of whose stated links (``links``, by source mention) leads out of the
+    cluster's own reports (a link's target mention is read with its own report's entities: only a target among
+    the cluster's reports is known unchanged, :func:`linkage.graph.incremental.unchanged_clusters`). A target
+    ``mentions`` does not hold counts as leading out; without ``links`` (not read) none is kept."""
+    if links is None or not {"mention_id", "report_id"} <= set(mentions.columns):
+        return set()
+    if not len(links):
+        return skip
+    by_report = pd.Series(clusters["cluster_id"].astype(str).to_numpy(),
+                          index=clusters["report_id"].astype(str).to_numpy())
+    cluster_of = pd.Series(by_report.reindex(mentions["report_id"].astype(str).to_numpy()).to_numpy(),
+                           index=mentions["mention_id"].astype(str).to_numpy())
+    cluster_of = cluster_of[~cluster_of.index.duplicated()]
+    src = cluster_of.reindex(links["src_mention_id"].astype(str).to_numpy()).to_numpy()
+    dst = cluster_of.reindex(links["dst_mention_id"].astype(str).to_numpy()).to_numpy()
+    out = pd.Series(src)[pd.Series(src).notna().to_numpy() & (src != dst)]
+    return skip - set(out.astype(str).tolist())
 
 
 def _label_reader(store: EmbeddedStore) -> Optional[Callable[[list], dict]]:

@@ -189,6 +189,8 @@ class ClusterUpdate:
     region: np.ndarray | None = None  # update_changed: the report ids whose clusters were decided again
     # update_changed: the incidence's rows of the ``region`` reports, in the incidence's order
     region_rows: pa.Table | None = None
+    # update_changed: the re-clustered clusters whose inputs did not change (:func:`unchanged_clusters`)
+    same_inputs: set[str] = field(default_factory=set)
 
 
 def fingerprint(settings: GraphSettings, seed: int) -> str:
@@ -453,7 +455,47 @@ def update_changed(previous: ClusterState | None, changed: pd.DataFrame, changed
                                      _next_edits(previous.edits, ids, old_rows, new_rows, mention_col),
                                      old, stay, new_rows)
     region_rows = part.filter(pc.fill_null(pc.is_in(_column(part, "report_id"), value_set=region_arr), False))
-    return ClusterUpdate(clusters, state, set(fresh["cluster_id"]), stats, False, region, region_rows)
+    same = unchanged_clusters(previous.clusters, fresh, dirty)
+    return ClusterUpdate(clusters, state, set(fresh["cluster_id"]), stats, False, region, region_rows, same)
+
+
+def unchanged_clusters(previous: pd.DataFrame, fresh: pd.DataFrame, dirty: Any) -> set[str]:
+    """The ids of the ``fresh`` clusters (``report_id, cluster_id``) that have the id and exactly the reports of
+    a ``previous`` cluster and none of whose reports is ``dirty`` (:func:`update_changed`: a report with a
+    mention whose incidence row changed, or that mentions an entity whose incidence rows changed, i.e. that
+    gained or lost a mention). Such a cluster's reports mention the same entities as before, each with the same
+    mentions (and so the same label: an entity's label is a function of its mentions' own labels), so what
+    scoring reads of it (:func:`linkage.triage.scoring.inputs_digest`: reports, mentions' entities and types,
+    the relations between its own mentions and their entities' labels) is what it read at the previous run,
+    reports and mentions being stored once and never changed; links to mentions of other reports are not seen
+    here (the caller checks those).
+
+    >>> prev = pd.DataFrame({"report_id": ["R1", "R2", "R3", "R4", "R5"], "cluster_id": ["a", "a", "b", "b", "c"]})
+    >>> fresh = pd.DataFrame({"report_id": ["R1", "R2", "R3", "R4", "R5", "R6"],
+    ...                       "cluster_id": ["a", "a", "b", "b", "c", "c"]})
+    >>> sorted(unchanged_clusters(prev, fresh, {"R4"}))
+    ['a']
+    """
+    if not len(fresh):
+        return set()
+    f = pd.DataFrame({"report_id": fresh["report_id"].astype(str).to_numpy(),
+                      "cluster_id": fresh["cluster_id"].astype(str).to_numpy()})
+    dirty_ids = [str(r) for r in dirty]
+    bad = set(f.loc[f["report_id"].isin(dirty_ids).to_numpy(), "cluster_id"].tolist())
+    f = f[~f["cluster_id"].isin(bad).to_numpy()]
+    if not len(f):
+        return set()
+    ids = pa.array(pd.unique(f["cluster_id"]).tolist(), type=pa.string())
+    p_cid = _text(previous["cluster_id"])
+    hit = pc.fill_null(pc.is_in(p_cid, value_set=ids), False)
+    p = pd.DataFrame({"report_id": _text(previous["report_id"]).filter(hit).to_pylist(),
+                      "cluster_id": p_cid.filter(hit).to_pylist()})
+    n_now = f.groupby("cluster_id").size()
+    n_before = p.groupby("cluster_id").size().reindex(n_now.index, fill_value=0)
+    both = f.merge(p, on=["report_id", "cluster_id"], how="inner").groupby("cluster_id").size()
+    both = both.reindex(n_now.index, fill_value=0)
+    ok = (n_now == n_before) & (n_now == both)
+    return set(n_now.index[ok.to_numpy()].tolist())
 
 
 def _next_edits(edits: IncidenceEdits | None, ids: pa.Array, old_rows: pa.Table, new_rows: pa.Table,
