@@ -831,15 +831,19 @@ def _own_links_only(skip: set, clusters: pd.DataFrame, mentions: pd.DataFrame,
         return set()
     if not len(links):
         return skip
-    by_report = pd.Series(clusters["cluster_id"].astype(str).to_numpy(),
-                          index=clusters["report_id"].astype(str).to_numpy())
-    cluster_of = pd.Series(by_report.reindex(mentions["report_id"].astype(str).to_numpy()).to_numpy(),
-                           index=mentions["mention_id"].astype(str).to_numpy())
-    cluster_of = cluster_of[~cluster_of.index.duplicated()]
-    src = cluster_of.reindex(links["src_mention_id"].astype(str).to_numpy()).to_numpy()
-    dst = cluster_of.reindex(links["dst_mention_id"].astype(str).to_numpy()).to_numpy()
-    out = pd.Series(src)[pd.Series(src).notna().to_numpy() & (src != dst)]
-    return skip - set(out.astype(str).tolist())
+    from linkage.triage.scoring import _isin
+
+    # the skipped clusters' reports, their mentions, and the links from those: a link counts when its target
+    # is a mention of a report of the same cluster
+    rc = clusters[_isin(clusters["cluster_id"].astype(str), list(skip))]
+    cluster_of_report = dict(zip(rc["report_id"].astype(str).tolist(), rc["cluster_id"].astype(str).tolist()))
+    own = mentions[_isin(mentions["report_id"].astype(str), list(cluster_of_report))]
+    cluster_of = {m: cluster_of_report[r] for m, r in zip(own["mention_id"].astype(str).tolist(),
+                                                           own["report_id"].astype(str).tolist())}
+    out = links[_isin(links["src_mention_id"].astype(str), list(cluster_of))]
+    away = {cluster_of[a] for a, b in zip(out["src_mention_id"].astype(str).tolist(),
+                                          out["dst_mention_id"].astype(str).tolist()) if cluster_of.get(b) != cluster_of[a]}
+    return skip - away
 
 
 def _label_reader(store: EmbeddedStore) -> Optional[Callable[[list], dict]]:

@@ -478,24 +478,23 @@ def unchanged_clusters(previous: pd.DataFrame, fresh: pd.DataFrame, dirty: Any) 
     """
     if not len(fresh):
         return set()
-    f = pd.DataFrame({"report_id": fresh["report_id"].astype(str).to_numpy(),
-                      "cluster_id": fresh["cluster_id"].astype(str).to_numpy()})
-    dirty_ids = [str(r) for r in dirty]
-    bad = set(f.loc[f["report_id"].isin(dirty_ids).to_numpy(), "cluster_id"].tolist())
-    f = f[~f["cluster_id"].isin(bad).to_numpy()]
-    if not len(f):
+    dirty = {str(r) for r in dirty}
+    now: dict = {}
+    bad = set()
+    for r, c in zip(_text(fresh["report_id"]).to_pylist(), _text(fresh["cluster_id"]).to_pylist()):
+        now.setdefault(c, []).append(r)
+        if r in dirty:
+            bad.add(c)
+    for c in bad:
+        del now[c]
+    if not now:
         return set()
-    ids = pa.array(pd.unique(f["cluster_id"]).tolist(), type=pa.string())
     p_cid = _text(previous["cluster_id"])
-    hit = pc.fill_null(pc.is_in(p_cid, value_set=ids), False)
-    p = pd.DataFrame({"report_id": _text(previous["report_id"]).filter(hit).to_pylist(),
-                      "cluster_id": p_cid.filter(hit).to_pylist()})
-    n_now = f.groupby("cluster_id").size()
-    n_before = p.groupby("cluster_id").size().reindex(n_now.index, fill_value=0)
-    both = f.merge(p, on=["report_id", "cluster_id"], how="inner").groupby("cluster_id").size()
-    both = both.reindex(n_now.index, fill_value=0)
-    ok = (n_now == n_before) & (n_now == both)
-    return set(n_now.index[ok.to_numpy()].tolist())
+    hit = pc.fill_null(pc.is_in(p_cid, value_set=pa.array(list(now), type=pa.string())), False)
+    before: dict = {}
+    for r, c in zip(_text(previous["report_id"]).filter(hit).to_pylist(), p_cid.filter(hit).to_pylist()):
+        before.setdefault(c, []).append(r)
+    return {c for c, reps in now.items() if len(reps) == len(before.get(c, ())) and set(reps) == set(before[c])}
 
 
 def _next_edits(edits: IncidenceEdits | None, ids: pa.Array, old_rows: pa.Table, new_rows: pa.Table,
