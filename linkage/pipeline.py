@@ -710,8 +710,11 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
     component was not clustered again is not scored from its reports; nor is a cluster of a re-clustered
     component whose inputs are those the last run scored it from (the same id and the same digest of
     everything its signals read: :func:`linkage.triage.scoring.inputs_digest`, kept in its parts; checked by
-    :func:`~linkage.triage.scoring.score_with_parts` once its inputs are gathered). When its recency level is the one it had
-    at the last run's reference date (:func:`linkage.triage.scoring.recency_level_moved`), the scoring policy
+    :func:`~linkage.triage.scoring.score_with_parts` once its inputs are gathered; not even gathered when
+    its id, its reports and every mention row of theirs and of the entities they mention are those of the last run
+    and no stated link of its mentions leads out of its reports: ``step.update.same_inputs``,
+    :func:`linkage.graph.incremental.unchanged_clusters`, :func:`_own_links_only`). When its recency level is the
+    one it had at the last run's reference date (:func:`linkage.triage.scoring.recency_level_moved`), the scoring policy
     and routing rules are those of the last run and the ``clusters`` table holds that run's rows, its stored row
     is taken as it is (every signal, the score, reason and routing are functions of the cluster's reports, the
     level and the policies alone: :func:`_stored_rows`); otherwise its score, signals and reason at ``now`` are
@@ -841,8 +844,8 @@ def _own_links_only(skip: set, clusters: pd.DataFrame, mentions: pd.DataFrame,
     cluster_of = {m: cluster_of_report[r] for m, r in zip(own["mention_id"].astype(str).tolist(),
                                                            own["report_id"].astype(str).tolist())}
     out = links[_isin(links["src_mention_id"].astype(str), list(cluster_of))]
-    away = {cluster_of[a] for a, b in zip(out["src_mention_id"].astype(str).tolist(),
-                                          out["dst_mention_id"].astype(str).tolist()) if cluster_of.get(b) != cluster_of[a]}
+    pairs = zip(out["src_mention_id"].astype(str).tolist(), out["dst_mention_id"].astype(str).tolist())
+    away = {cluster_of[a] for a, b in pairs if cluster_of.get(b) != cluster_of[a]}
     return skip - away
 
 
