@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
 import time
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -494,7 +495,7 @@ class ClusterStep:
 def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[int] = None,
                       full: bool = False, changed: Optional[Sequence[str]] = None,
                       er_generation_before: Optional[int] = None, ahead: Optional[ReadAhead] = None,
-                      later: Optional[ReadAhead] = None) -> ClusterStep:
+                      later: Optional[ReadAhead] = None, relabelled: Optional[set] = None) -> ClusterStep:
     """Build the report graph from resolved entities and find communities.
 
     Incremental by default: the clusters of the last run (kept in ``graph_state``) are re-used for every
@@ -514,7 +515,9 @@ def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[i
 
     ``ahead``: the caller's reads ahead (:func:`read_ahead`): the kept state is taken from them instead of being
     read here; ``later``: those started after the resolve stage (:func:`read_later`), of which the newest report's
-    date is taken.
+    date is taken. ``relabelled``: the ids of the entities whose label the resolve stage changed (:func:`watch_labels`),
+    when known: the scoring stage then skips more clusters (``same_inputs`` of
+    :func:`linkage.graph.incremental.update_changed`).
     """
     from linkage.graph.candidates import candidates_on, stored_candidate_rows, with_candidates
     from linkage.graph.incremental import load_state, update_changed, update_clusters
@@ -530,7 +533,8 @@ def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[i
         cluster_seed = settings.cluster_seed if seed is None else seed
         rows = _graph_mentions(store, "mention_id", changed)
         n_resolved = _resolved_count(store)
-        update = update_changed(loaded[0], rows, changed, seed=cluster_seed, n_resolved=n_resolved)
+        update = update_changed(loaded[0], rows, changed, seed=cluster_seed, n_resolved=n_resolved,
+                                relabelled=relabelled)
         if update is not None:
             region = update.region.tolist()
             reports = _graph_reports(store, region)
@@ -553,6 +557,30 @@ def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[i
         clustered = with_candidates(mentions, candidates)
     update = update_clusters(reports, clustered, previous, seed=settings.cluster_seed if seed is None else seed)
     return ClusterStep(update.clusters, (reports, mentions, links, None), update, tables.get("scores"), meta)
+
+
+def watch_labels(store: EmbeddedStore) -> Callable[[], Optional[set]]:
+    """Start noting, in ``store``'s connection, the entities whose label an ``UPDATE`` of ``entities`` changes
+    (a temporary trigger: the resolve stage writes a kept entity's new label so; a new or deleted entity changes
+    its mentions' rows, which :func:`linkage.graph.incremental.update_changed` sees). Returns a function that
+    stops the noting and gives the ids noted (None when the trigger could not be made: nothing is known)."""
+    conn = store.conn
+    try:
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS relabelled_entities (entity_id TEXT)")
+        conn.execute("DELETE FROM temp.relabelled_entities")
+        conn.execute("CREATE TEMP TRIGGER IF NOT EXISTS relabel_watch AFTER UPDATE ON main.entities "
+                     "WHEN OLD.label IS NOT NEW.label OR OLD.entity_id IS NOT NEW.entity_id "
+                     "BEGIN INSERT INTO relabelled_entities VALUES (OLD.entity_id); END")
+    except sqlite3.Error:
+        return lambda: None
+
+    def noted() -> Optional[set]:
+        try:
+            conn.execute("DROP TRIGGER IF EXISTS temp.relabel_watch")
+            return {r[0] for r in conn.execute("SELECT entity_id FROM temp.relabelled_entities")}
+        except sqlite3.Error:
+            return None
+    return noted
 
 
 def read_ahead(store: EmbeddedStore, full: bool = False) -> Any:
@@ -1447,6 +1475,7 @@ def run(
         changed: list = []
         generation = er_generation(store.conn)
         with paused_gc():
+            relabelled = watch_labels(store)  # the entities whose label the resolve stage changes
             er_counts = resolve_stage(store, settings, full=full, changed=changed)
             summary.counts.update({f"er_{k}": v for k, v in er_counts.items()})
         store.checkpoint_behind()
@@ -1458,7 +1487,8 @@ def run(
         with paused_gc():
             step = communities_stage(store, settings, seed, full=full,
                                      changed=changed if "touched_mentions" in er_counts else None,
-                                     er_generation_before=generation, ahead=ahead, later=later)
+                                     er_generation_before=generation, ahead=ahead, later=later,
+                                     relabelled=relabelled())
         report_clusters = step.report_clusters
         summary.counts.update(step.update.stats)
         end("clusters", t0)

@@ -117,3 +117,15 @@ def test_a_cluster_with_a_link_out_of_its_reports_is_not_skipped():
     assert pipeline._own_links_only({"a", "b", "c"}, clusters, mentions, links) == {"a"}
     assert pipeline._own_links_only({"a"}, clusters, mentions, None) == set()
     assert pipeline._own_links_only({"a", "b"}, clusters, mentions, links.iloc[:0]) == {"a", "b"}
+
+
+def test_watch_labels_notes_the_entities_whose_label_an_update_changed(tmp_path):
+    with EmbeddedStore(tmp_path / "s.db") as s:
+        s.conn.executemany("INSERT INTO entities (entity_id, entity_type, label, n_mentions, attributes) "
+                           "VALUES (?, 'person', ?, 1, '{}')", [("e1", "Ann"), ("e2", "Bob"), ("e3", "Cy")])
+        noted = pipeline.watch_labels(s)
+        s.conn.executemany("UPDATE entities SET label = ?, n_mentions = 2 WHERE entity_id = ?",
+                           [("Ann", "e1"), ("Bobby", "e2")])
+        assert noted() == {"e2"}
+        s.conn.execute("UPDATE entities SET label = 'Cyril' WHERE entity_id = 'e3'")  # after: not noted
+        assert pipeline.watch_labels(s)() == set()

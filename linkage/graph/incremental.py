@@ -361,7 +361,7 @@ def _merge_clusters(previous: pd.DataFrame, fresh: pd.DataFrame, kept_ids: pa.Ar
 
 def update_changed(previous: ClusterState | None, changed: pd.DataFrame, changed_ids: Any,
                    seed: int | None = None, settings: GraphSettings | Mapping[str, Any] | None = None,
-                   n_resolved: int | None = None) -> ClusterUpdate | None:
+                   n_resolved: int | None = None, relabelled: set | None = None) -> ClusterUpdate | None:
     """What :func:`update_clusters` gives when only the mentions ``changed_ids`` changed since ``previous`` (new
     ones, re-assigned ones), without the other mentions: ``changed`` holds the current graph rows of those
     mentions (the columns the state was made of; mentions without an entity may be left out).
@@ -371,7 +371,10 @@ def update_changed(previous: ClusterState | None, changed: pd.DataFrame, changed
     given) is not the number of rows the patched incidence has: the caller then reads everything.
 
     ``region`` of the result holds the report ids whose clusters were decided again (every report of a
-    re-clustered component, and every dirty report).
+    re-clustered component, and every dirty report). ``same_inputs``: :func:`unchanged_clusters` of the fresh
+    clusters, where a report counts as changed when a row of its mentions changed or, with ``relabelled`` (the
+    ids of every entity whose label this run changed; None: not known), when it mentions one of those entities,
+    and without ``relabelled`` when it mentions an entity that gained or lost a row (its label may have changed).
     """
     s = as_graph_settings(settings)
     seed = s.seed if seed is None else seed
@@ -455,7 +458,12 @@ def update_changed(previous: ClusterState | None, changed: pd.DataFrame, changed
                                      _next_edits(previous.edits, ids, old_rows, new_rows, mention_col),
                                      old, stay, new_rows)
     region_rows = part.filter(pc.fill_null(pc.is_in(_column(part, "report_id"), value_set=region_arr), False))
-    same = unchanged_clusters(previous.clusters, fresh, dirty)
+    if relabelled is None:
+        same = unchanged_clusters(previous.clusters, fresh, dirty)
+    else:
+        named = pa.array(sorted(str(e) for e in relabelled), type=pa.string())
+        same = unchanged_clusters(previous.clusters, fresh,
+                                  reps | set(picked(rows_of(lambda r, e: pc.is_in(e, value_set=named)), 0).to_pylist()))
     return ClusterUpdate(clusters, state, set(fresh["cluster_id"]), stats, False, region, region_rows, same)
 
 
