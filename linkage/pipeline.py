@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
 import time
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -500,7 +501,7 @@ class ClusterStep:
 def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[int] = None,
                       full: bool = False, changed: Optional[Sequence[str]] = None,
                       er_generation_before: Optional[int] = None, ahead: Optional[ReadAhead] = None,
-                      later: Optional[ReadAhead] = None) -> ClusterStep:
+                      later: Optional[ReadAhead] = None, relabelled: Optional[set] = None) -> ClusterStep:
     """Build the report graph from resolved entities and find communities.
 
     Incremental by default: the clusters of the last run (kept in ``graph_state``) are re-used for every
@@ -520,7 +521,9 @@ def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[i
 
     ``ahead``: the caller's reads ahead (:func:`read_ahead`): the kept state is taken from them instead of being
     read here; ``later``: those started after the resolve stage (:func:`read_later`), of which the newest report's
-    date is taken.
+    date is taken. ``relabelled``: the ids of the entities whose label the resolve stage changed (:func:`watch_labels`),
+    when known: the scoring stage then skips more clusters (``same_inputs`` of
+    :func:`linkage.graph.incremental.update_changed`).
     """
     from linkage.graph.candidates import candidates_on, stored_candidate_rows, with_candidates
     from linkage.graph.incremental import load_state, update_changed, update_clusters
@@ -536,7 +539,8 @@ def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[i
         cluster_seed = settings.cluster_seed if seed is None else seed
         rows = _graph_mentions(store, "mention_id", changed)
         n_resolved = _resolved_count(store)
-        update = update_changed(loaded[0], rows, changed, seed=cluster_seed, n_resolved=n_resolved)
+        update = update_changed(loaded[0], rows, changed, seed=cluster_seed, n_resolved=n_resolved,
+                                relabelled=relabelled)
         if update is not None:
             region = update.region.tolist()
             reports = _graph_reports(store, region)
@@ -559,6 +563,30 @@ def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[i
         clustered = with_candidates(mentions, candidates)
     update = update_clusters(reports, clustered, previous, seed=settings.cluster_seed if seed is None else seed)
     return ClusterStep(update.clusters, (reports, mentions, links, None), update, tables.get("scores"), meta)
+
+
+def watch_labels(store: EmbeddedStore) -> Callable[[], Optional[set]]:
+    """Start noting, in ``store``'s connection, the entities whose label an ``UPDATE`` of ``entities`` changes
+    (a temporary trigger: the resolve stage writes a kept entity's new label so; a new or deleted entity changes
+    its mentions' rows, which :func:`linkage.graph.incremental.update_changed` sees). Returns a function that
+    stops the noting and gives the ids noted (None when the trigger could not be made: nothing is known)."""
+    conn = store.conn
+    try:
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS relabelled_entities (entity_id TEXT)")
+        conn.execute("DELETE FROM temp.relabelled_entities")
+        conn.execute("CREATE TEMP TRIGGER IF NOT EXISTS relabel_watch AFTER UPDATE ON main.entities "
+                     "WHEN OLD.label IS NOT NEW.label OR OLD.entity_id IS NOT NEW.entity_id "
+                     "BEGIN INSERT INTO relabelled_entities VALUES (OLD.entity_id); END")
+    except sqlite3.Error:
+        return lambda: None
+
+    def noted() -> Optional[set]:
+        try:
+            conn.execute("DROP TRIGGER IF EXISTS temp.relabel_watch")
+            return {r[0] for r in conn.execute("SELECT entity_id FROM temp.relabelled_entities")}
+        except sqlite3.Error:
+            return None
+    return noted
 
 
 def read_ahead(store: EmbeddedStore, full: bool = False) -> Any:
@@ -730,8 +758,11 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
     component was not clustered again is not scored from its reports; nor is a cluster of a re-clustered
     component whose inputs are those the last run scored it from (the same id and the same digest of
     everything its signals read: :func:`linkage.triage.scoring.inputs_digest`, kept in its parts; checked by
-    :func:`~linkage.triage.scoring.score_with_parts` once its inputs are gathered). When its recency level is the one it had
-    at the last run's reference date (:func:`linkage.triage.scoring.recency_level_moved`), the scoring policy
+    :func:`~linkage.triage.scoring.score_with_parts` once its inputs are gathered; not even gathered when
+    its id, its reports and every mention row of theirs and of the entities they mention are those of the last run
+    and no stated link of its mentions leads out of its reports: ``step.update.same_inputs``,
+    :func:`linkage.graph.incremental.unchanged_clusters`, :func:`_own_links_only`). When its recency level is the
+    one it had at the last run's reference date (:func:`linkage.triage.scoring.recency_level_moved`), the scoring policy
     and routing rules are those of the last run and the ``clusters`` table holds that run's rows, its stored row
     is taken as it is (every signal, the score, reason and routing are functions of the cluster's reports, the
     level and the policies alone: :func:`_stored_rows`); otherwise its score, signals and reason at ``now`` are
@@ -759,7 +790,7 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
     # the rules, read once: the stored rows' agency names, and every scoring process routes its own clusters
     # by them (forked workers inherit them)
     loaded = load_rules(rules)
-    keep, known, same = None, None, []
+    keep, known, same, skip = None, None, [], set()
     if (step is not None and step.update is not None and not step.update.everything
             and _scores_usable(cached, step.previous_meta)):
         redo = step.update.recomputed
@@ -773,6 +804,10 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
         # its kept parts were made of (score_with_parts compares the digests; ``same``: the ones that do not)
         again = _isin(cached_ids, redo)
         known = dict(zip(cached_ids[again].tolist(), cached.loc[again, "inputs"].tolist()))
+        # of those, the ones whose id, reports and their mentions' entities provably did not change are not even
+        # gathered (linkage.graph.incremental.unchanged_clusters; their links checked below): their digest
+        # would be the kept one
+        skip = set(getattr(step.update, "same_inputs", None) or ()) & known.keys()
     if entities is None and store is not None:
         entities = _label_reader(store)
         if entities is None:
@@ -787,10 +822,12 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
             links = mention_links(store, mentions["mention_id"].to_numpy()[wanted].tolist())
         else:
             links = report_links(store, fresh_rc["report_id"].tolist())
+    skip = _own_links_only(skip, fresh_rc, mentions, links) if skip else skip
     # each scoring process routes its own clusters (routing reads the signal values, given as name -> value)
     scored, parts = score_with_parts(fresh_rc, reports, mentions, links, entities, now=now, processes=processes,
                                      min_parallel=min_parallel, router=lambda frame: route_rows(frame, loaded),
-                                     known=known, unchanged=same)
+                                     known=known, unchanged=same, skip=skip)
+    same += sorted(skip)
     if keep is not None:
         if same:
             keep |= _isin(cached["cluster_id"], same)
@@ -833,6 +870,31 @@ def score_stage(report_clusters: pd.DataFrame, inputs, rules: Optional[Path] = N
         step.reused = dict(zip(reused["cluster_id"].tolist(), reused["stored_id"].tolist())) \
             if reused is not None and len(reused) else {}
     return out
+
+
+def _own_links_only(skip: set, clusters: pd.DataFrame, mentions: pd.DataFrame,
+                    links: Optional[pd.DataFrame]) -> set:
+    """Those of the clusters ``skip`` none of whose stated links (``links``, by source mention) leads out of the
+    cluster's own reports (a link's target mention is read with its own report's entities: only a target among
+    the cluster's reports is known unchanged, :func:`linkage.graph.incremental.unchanged_clusters`). A target
+    ``mentions`` does not hold counts as leading out; without ``links`` (not read) none is kept."""
+    if links is None or not {"mention_id", "report_id"} <= set(mentions.columns):
+        return set()
+    if not len(links):
+        return skip
+    from linkage.triage.scoring import _isin
+
+    # the skipped clusters' reports, their mentions, and the links from those: a link counts when its target
+    # is a mention of a report of the same cluster
+    rc = clusters[_isin(clusters["cluster_id"].astype(str), list(skip))]
+    cluster_of_report = dict(zip(rc["report_id"].astype(str).tolist(), rc["cluster_id"].astype(str).tolist()))
+    own = mentions[_isin(mentions["report_id"].astype(str), list(cluster_of_report))]
+    cluster_of = {m: cluster_of_report[r] for m, r in zip(own["mention_id"].astype(str).tolist(),
+                                                           own["report_id"].astype(str).tolist())}
+    out = links[_isin(links["src_mention_id"].astype(str), list(cluster_of))]
+    pairs = zip(out["src_mention_id"].astype(str).tolist(), out["dst_mention_id"].astype(str).tolist())
+    away = {cluster_of[a] for a, b in pairs if cluster_of.get(b) != cluster_of[a]}
+    return skip - away
 
 
 def _label_reader(store: EmbeddedStore) -> Optional[Callable[[list], dict]]:
@@ -1433,6 +1495,7 @@ def run(
         changed: list = []
         generation = er_generation(store.conn)
         with paused_gc():
+            relabelled = watch_labels(store)  # the entities whose label the resolve stage changes
             er_counts = resolve_stage(store, settings, full=full, changed=changed, ahead=ahead)
             summary.counts.update({f"er_{k}": v for k, v in er_counts.items()})
         store.checkpoint_behind()
@@ -1444,7 +1507,8 @@ def run(
         with paused_gc():
             step = communities_stage(store, settings, seed, full=full,
                                      changed=changed if "touched_mentions" in er_counts else None,
-                                     er_generation_before=generation, ahead=ahead, later=later)
+                                     er_generation_before=generation, ahead=ahead, later=later,
+                                     relabelled=relabelled())
         report_clusters = step.report_clusters
         summary.counts.update(step.update.stats)
         end("clusters", t0)

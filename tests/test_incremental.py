@@ -644,6 +644,7 @@ def test_a_reclustered_cluster_is_scored_again_only_when_its_inputs_changed(tmp_
     Every table equals that of a store that forgot its graph state (every cluster scored again)."""
     import shutil
 
+    import linkage.graph.incremental as incremental
     import linkage.pipeline as pipeline
     import linkage.triage.scoring as scoring
 
@@ -659,8 +660,10 @@ def test_a_reclustered_cluster_is_scored_again_only_when_its_inputs_changed(tmp_
 
     def spy(*args, known=None, unchanged=None, **kw):
         out = score_with_parts(*args, known=known, unchanged=unchanged, **kw)
+        # same: found unchanged by their digests; skipped: not even gathered (no mention or entity of theirs
+        # changed: linkage.graph.incremental.unchanged_clusters)
         seen.update(args=args, now=kw["now"], known=dict(known or {}), same=list(unchanged or []),
-                    scored=set(out[0]["cluster_id"].tolist()))
+                    skipped=set(kw.get("skip") or ()), scored=set(out[0]["cluster_id"].tolist()))
         return out
 
     def stored_spy(*args, **kw):
@@ -670,10 +673,15 @@ def test_a_reclustered_cluster_is_scored_again_only_when_its_inputs_changed(tmp_
 
     monkeypatch.setattr(scoring, "score_with_parts", spy)
     monkeypatch.setattr(pipeline, "_stored_rows", stored_spy)
+    # every re-clustered cluster gathered and its digest compared (the label below is changed by hand, not by
+    # the resolver, which linkage.pipeline.watch_labels would see: the skip of clusters whose inputs did not
+    # change is tested in test_pipeline_unchanged.py)
+    monkeypatch.setattr(incremental, "unchanged_clusters", lambda *a, **kw: set())
     with EmbeddedStore(trial) as s:
         labels_before = dict(s.conn.execute("SELECT entity_id, label FROM entities").fetchall())
     pipeline.run(second, trial)
     assert seen["same"] and set(seen["same"]) <= set(seen["known"]) and not set(seen["same"]) & seen["scored"]
+    assert not seen["skipped"]
     assert set(seen["same"]) & seen["reused"]  # re-clustered, inputs unchanged: the stored row is taken
     # a cluster that kept its inputs, and an entity of its relations that round two left as it was, whose
     # label the cluster's stored signals name

@@ -189,6 +189,8 @@ class ClusterUpdate:
     region: np.ndarray | None = None  # update_changed: the report ids whose clusters were decided again
     # update_changed: the incidence's rows of the ``region`` reports, in the incidence's order
     region_rows: pa.Table | None = None
+    # update_changed: the re-clustered clusters whose inputs did not change (:func:`unchanged_clusters`)
+    same_inputs: set[str] = field(default_factory=set)
 
 
 def fingerprint(settings: GraphSettings, seed: int) -> str:
@@ -359,7 +361,7 @@ def _merge_clusters(previous: pd.DataFrame, fresh: pd.DataFrame, kept_ids: pa.Ar
 
 def update_changed(previous: ClusterState | None, changed: pd.DataFrame, changed_ids: Any,
                    seed: int | None = None, settings: GraphSettings | Mapping[str, Any] | None = None,
-                   n_resolved: int | None = None) -> ClusterUpdate | None:
+                   n_resolved: int | None = None, relabelled: set | None = None) -> ClusterUpdate | None:
     """What :func:`update_clusters` gives when only the mentions ``changed_ids`` changed since ``previous`` (new
     ones, re-assigned ones), without the other mentions: ``changed`` holds the current graph rows of those
     mentions (the columns the state was made of; mentions without an entity may be left out).
@@ -369,7 +371,10 @@ def update_changed(previous: ClusterState | None, changed: pd.DataFrame, changed
     given) is not the number of rows the patched incidence has: the caller then reads everything.
 
     ``region`` of the result holds the report ids whose clusters were decided again (every report of a
-    re-clustered component, and every dirty report).
+    re-clustered component, and every dirty report). ``same_inputs``: :func:`unchanged_clusters` of the fresh
+    clusters, where a report counts as changed when a row of its mentions changed or, with ``relabelled`` (the
+    ids of every entity whose label this run changed; None: not known), when it mentions one of those entities,
+    and without ``relabelled`` when it mentions an entity that gained or lost a row (its label may have changed).
     """
     s = as_graph_settings(settings)
     seed = s.seed if seed is None else seed
@@ -453,7 +458,51 @@ def update_changed(previous: ClusterState | None, changed: pd.DataFrame, changed
                                      _next_edits(previous.edits, ids, old_rows, new_rows, mention_col),
                                      old, stay, new_rows)
     region_rows = part.filter(pc.fill_null(pc.is_in(_column(part, "report_id"), value_set=region_arr), False))
-    return ClusterUpdate(clusters, state, set(fresh["cluster_id"]), stats, False, region, region_rows)
+    if relabelled is None:
+        same = unchanged_clusters(previous.clusters, fresh, dirty)
+    else:
+        named = pa.array(sorted(str(e) for e in relabelled), type=pa.string())
+        same = unchanged_clusters(previous.clusters, fresh,
+                                  reps | set(picked(rows_of(lambda r, e: pc.is_in(e, value_set=named)), 0).to_pylist()))
+    return ClusterUpdate(clusters, state, set(fresh["cluster_id"]), stats, False, region, region_rows, same)
+
+
+def unchanged_clusters(previous: pd.DataFrame, fresh: pd.DataFrame, dirty: Any) -> set[str]:
+    """The ids of the ``fresh`` clusters (``report_id, cluster_id``) that have the id and exactly the reports of
+    a ``previous`` cluster and none of whose reports is ``dirty`` (:func:`update_changed`: a report with a
+    mention whose incidence row changed, or that mentions an entity whose incidence rows changed, i.e. that
+    gained or lost a mention). Such a cluster's reports mention the same entities as before, each with the same
+    mentions (and so the same label: an entity's label is a function of its mentions' own labels), so what
+    scoring reads of it (:func:`linkage.triage.scoring.inputs_digest`: reports, mentions' entities and types,
+    the relations between its own mentions and their entities' labels) is what it read at the previous run,
+    reports and mentions being stored once and never changed; links to mentions of other reports are not seen
+    here (the caller checks those).
+
+    >>> prev = pd.DataFrame({"report_id": ["R1", "R2", "R3", "R4", "R5"], "cluster_id": ["a", "a", "b", "b", "c"]})
+    >>> fresh = pd.DataFrame({"report_id": ["R1", "R2", "R3", "R4", "R5", "R6"],
+    ...                       "cluster_id": ["a", "a", "b", "b", "c", "c"]})
+    >>> sorted(unchanged_clusters(prev, fresh, {"R4"}))
+    ['a']
+    """
+    if not len(fresh):
+        return set()
+    dirty = {str(r) for r in dirty}
+    now: dict = {}
+    bad = set()
+    for r, c in zip(_text(fresh["report_id"]).to_pylist(), _text(fresh["cluster_id"]).to_pylist()):
+        now.setdefault(c, []).append(r)
+        if r in dirty:
+            bad.add(c)
+    for c in bad:
+        del now[c]
+    if not now:
+        return set()
+    p_cid = _text(previous["cluster_id"])
+    hit = pc.fill_null(pc.is_in(p_cid, value_set=pa.array(list(now), type=pa.string())), False)
+    before: dict = {}
+    for r, c in zip(_text(previous["report_id"]).filter(hit).to_pylist(), p_cid.filter(hit).to_pylist()):
+        before.setdefault(c, []).append(r)
+    return {c for c, reps in now.items() if len(reps) == len(before.get(c, ())) and set(reps) == set(before[c])}
 
 
 def _next_edits(edits: IncidenceEdits | None, ids: pa.Array, old_rows: pa.Table, new_rows: pa.Table,

@@ -21,7 +21,7 @@ import hashlib
 import json
 import marshal
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Collection, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -349,6 +349,11 @@ def score_clusters(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.D
     ConfigError
         The scoring policy file is malformed.
 
+    ``skip`` (cluster ids of ``clusters``): clusters the caller knows to have the inputs the former run scored
+    them from (:func:`linkage.graph.incremental.unchanged_clusters`): neither gathered nor scored, and left out
+    of ``scored``, ``parts`` and ``unchanged`` alike; the others get what they get with them (their links to
+    mentions of the skipped clusters' reports are joined as before: :func:`_gather`'s ``only``).
+
     >>> clusters = pd.DataFrame({"report_id": ["R1", "R2"], "cluster_id": ["c_1", "c_1"]})
     >>> reports = pd.DataFrame({"report_id": ["R1", "R2"], "received_at": ["2024-05-01", "2024-05-02"],
     ...                         "category": ["drugs", "hennepteelt"], "reporter_id": ["a", None]})
@@ -367,8 +372,8 @@ def score_with_parts(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd
                      now: dt.date | None = None, settings: ScoringPolicy | str | None = None,
                      processes: int = 1, min_parallel: int | None = None,
                      router: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
-                     known: Mapping[str, str] | None = None, unchanged: list | None = None
-                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
+                     known: Mapping[str, str] | None = None, unchanged: list | None = None,
+                     skip: Collection[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(scored, parts)``: what :func:`score_clusters` gives, and per cluster the :data:`PART_COLUMNS` that
     let :func:`rescore` give the same row at another reference date without the cluster's reports.
     ``processes`` and ``min_parallel`` as for :func:`score_clusters`.
@@ -401,7 +406,7 @@ def score_with_parts(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd
     """
     return _score_clusters(clusters, reports, mentions, links, entities, now, settings, keep_parts=True,
                            processes=processes, min_parallel=min_parallel, router=router, known=known,
-                           unchanged=unchanged)
+                           unchanged=unchanged, skip=skip)
 
 
 #: The only signal that reads the reference date ``now``; every other signal is a function of the cluster's own
@@ -438,7 +443,8 @@ PARALLEL_MIN_CLUSTERS = 2000
 
 def _score_clusters(clusters, reports, mentions, links, entities, now, settings, keep_parts: bool,
                     processes: int = 1, min_parallel: int | None = None, router: Callable | None = None,
-                    known: Mapping[str, str] | None = None, unchanged: list | None = None):
+                    known: Mapping[str, str] | None = None, unchanged: list | None = None,
+                    skip: Collection[str] | None = None):
     if known is not None and unchanged is None:
         raise ValueError("_score_clusters: known= leaves out clusters; pass unchanged= to learn which")
     policy = as_policy(settings)
@@ -446,14 +452,20 @@ def _score_clusters(clusters, reports, mentions, links, entities, now, settings,
         now = data_now(reports)
     least = PARALLEL_MIN_CLUSTERS if min_parallel is None else min_parallel
     n = 1
+    only = None
+    if skip:  # the others gathered as a share of all (links to the skipped clusters' mentions joined as before)
+        skip = set(skip)
+        only = [c for c in pd.unique(clusters["cluster_id"].astype(str)).tolist() if c not in skip]
     if processes > 1 and _can_fork():
         cids, sizes = _cluster_work(clusters)
+        if skip:
+            cids = [c for c in cids if c not in skip]
         n = processes if len(cids) >= max(least, 2) else 1
     if n > 1:  # each process gathers its own clusters' inputs (forked before gathering)
         job = (clusters, reports, mentions, links, entities, now, policy)
         results = _in_processes(_gather_and_score, job, _chunks(cids, sizes, n), (keep_parts, router, known))
     else:
-        g = _gather(clusters, reports, mentions, links, entities, now, policy)
+        g = _gather(clusters, reports, mentions, links, entities, now, policy, only=only)
         results = [_score_chunk(g, sorted(g.rep_groups), keep_parts, router, known)]
     rows, parts = [], []
     for chunk_rows, chunk_parts, chunk_same in results:
