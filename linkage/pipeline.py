@@ -609,15 +609,15 @@ def read_ahead(store: EmbeddedStore, full: bool = False) -> Any:
     resolve worker (0.43 -> 0.52)."""
     from linkage.feedback.lifecycle import read_kept_inputs
     from linkage.graph.incremental import load_state
-    from linkage.resolve.incremental import read_type_states
+    from linkage.resolve.incremental import STATE_READ_MMAP, read_type_states
 
     if full:
         return nullcontext(None)
     # two threads: the resolve stage takes the ER state without waiting for the others' reads. The ER state's
-    # blobs are read page by page, not through a mapping of the store file as the resolve stage's own read
-    # does: the mapped pages of every type at once counted ~0.12 GB more peak memory at 100,000 reports (a
-    # few hundredths of a CPU second more, off the critical path)
-    return ReadsAhead(ReadAhead(store.path, {"er_state": read_type_states}, "er"),
+    # blobs are read through a mapping of the store file (as the resolve stage's own read, STATE_READ_MMAP): read
+    # page by page they cost ~0.03-0.05 CPU s more; the mapped pages are the file's (page cache, shared, given
+    # back when the thread's connection closes), though they count in the process's peak resident size
+    return ReadsAhead(ReadAhead(store.path, {"er_state": read_type_states}, "er", mmap_size=STATE_READ_MMAP),
                       ReadAhead(store.path, {"cluster_state": load_state, "status_inputs": read_kept_inputs}, "run"))
 
 

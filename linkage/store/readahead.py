@@ -49,8 +49,9 @@ class ReadAhead:
     """
 
     def __init__(self, path: Path | str, reads: Mapping[str, Callable[[sqlite3.Connection], Any]],
-                 name: str = "reads") -> None:
+                 name: str = "reads", mmap_size: int = 0) -> None:
         self.path = Path(path)
+        self._mmap_size = int(mmap_size)
         self._reads = dict(reads)
         self.names = frozenset(self._reads)
         self._values: dict[str, Any] = {}
@@ -62,6 +63,8 @@ class ReadAhead:
         try:
             conn = read_only(self.path)
             try:
+                if self._mmap_size:  # before the transaction: SQLite sets a mapping up as one starts
+                    conn.execute(f"PRAGMA mmap_size={self._mmap_size}")
                 conn.execute("BEGIN")
                 for key, read in self._reads.items():
                     try:
