@@ -605,8 +605,10 @@ def read_ahead(store: EmbeddedStore, full: bool = False) -> Any:
     person ~0.2 s wall, the worker's address ~0.1). The price is memory: the decoded states (~0.28 GB) are held
     from the load on (each let go once its type is updated), and the cluster state through the resolve stage
     (the resolve worker, forked after the reads end, shares their pages): a +1,000 run on 100,000 reports peaks
-    ~0.15 GB higher in this process (0.50 -> 0.645 GB, ru_maxrss of a fresh process) and ~0.1 GB in the
-    resolve worker (0.43 -> 0.52)."""
+    ~0.15 GB higher in this process (0.50 -> 0.645 GB, ru_maxrss of a fresh process; ~0.12 GB more counted while
+    the read maps the store file, pages of the file itself) and ~0.1 GB in the resolve worker (0.43 -> 0.52). In
+    the benchmark (session 15) the resolve stage gains ~0.11 s and the load, which the reading shares two cores
+    with, loses ~0.13 s: the reading does not yet fit in the load's idle core."""
     from linkage.feedback.lifecycle import read_kept_inputs
     from linkage.graph.incremental import load_state
     from linkage.resolve.incremental import STATE_READ_MMAP, read_type_states
