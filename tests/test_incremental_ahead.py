@@ -195,17 +195,18 @@ def test_the_new_mentions_by_type_are_those_of_the_whole_frame(loaded, tmp_path)
                 conn.execute("SAVEPOINT t")
                 conn.executemany("DELETE FROM mention_entities WHERE mention_id = ?", unassigned)
                 whole, n, resolved = _new_mentions(s, cols)
-                fallbacks: list = []
+                decided: list = []
+                real = incremental._newest_unassigned
 
                 def counted(*args, **kwargs):
-                    fallbacks.append(1)
-                    return _new_mentions(*args, **kwargs)
+                    decided.append(real(*args, **kwargs))
+                    return decided[-1]
 
                 with pytest.MonkeyPatch.context() as mp:
-                    mp.setattr(incremental, "_new_mentions", counted)
+                    mp.setattr(incremental, "_newest_unassigned", counted)
                     got, n2, resolved2 = _new_mentions_by_type(s)
                 # the k newest rows lacking an entity take the fast path; older ones the check of every mention
-                assert len(fallbacks) == (1 if unassigned else 0)
+                assert len(decided) == 1 and (decided[0] is None) == bool(unassigned)
                 assert (n, resolved) == (n2, resolved2)
                 assert sorted(got) == sorted(set(whole["entity_type"]))
                 assert sum(len(df) for df in got.values()) == len(whole) == n - resolved

@@ -2072,14 +2072,11 @@ def _new_mentions(store, cols: str) -> tuple[pd.DataFrame, int, int]:
         conn.execute("BEGIN")
     try:
         n_mentions, n_resolved = store.count("mentions"), store.count("mention_entities")
-        k = n_mentions - n_resolved
         new = None
-        if 0 < k < n_mentions:
-            got = store.frame(f"SELECT rowid AS row_, {cols} FROM (SELECT rowid, * FROM mentions ORDER BY rowid DESC "
-                              "LIMIT ?) WHERE mention_id NOT IN (SELECT mention_id FROM mention_entities)", (k + 1,))
-            before = conn.execute("SELECT rowid FROM mentions ORDER BY rowid DESC LIMIT 1 OFFSET ?", (k,)).fetchone()[0]
-            if len(got) == k and int(got["row_"].min()) > before:
-                new = got.drop(columns="row_").sort_values("mention_id", kind="stable").reset_index(drop=True)
+        before = _newest_unassigned(conn, n_mentions, n_resolved)
+        if before is not None:
+            new = store.frame(f"SELECT {cols} FROM mentions WHERE rowid > ?", (before,))
+            new = new.sort_values("mention_id", kind="stable").reset_index(drop=True)
         if new is None:
             new = store.frame(f"SELECT {cols} FROM mentions WHERE mention_id NOT IN "
                               "(SELECT mention_id FROM mention_entities) ORDER BY mention_id")
@@ -2087,6 +2084,22 @@ def _new_mentions(store, cols: str) -> tuple[pd.DataFrame, int, int]:
         if own:
             conn.execute("COMMIT")
     return new, n_mentions, n_resolved
+
+
+def _newest_unassigned(conn, n_mentions: int, n_resolved: int) -> int | None:
+    """The rowid after which the ``k`` (``n_mentions - n_resolved``) newest mention rows lie, when exactly those
+    rows lack an entity (every older row has one; :func:`_new_mentions`' fast path); None otherwise (no new
+    mentions, nothing resolved yet, or rows without an entity among older ones). Reads only the newest ``k + 1``
+    rows' ids, inside the caller's read transaction."""
+    k = n_mentions - n_resolved
+    if not 0 < k < n_mentions:
+        return None
+    # the newest k + 1 rows: how many lack an entity, and the oldest of those
+    lacking, oldest = conn.execute(
+        "SELECT COUNT(*), MIN(rowid) FROM (SELECT rowid, mention_id FROM mentions ORDER BY rowid DESC "
+        "LIMIT ?) WHERE mention_id NOT IN (SELECT mention_id FROM mention_entities)", (k + 1,)).fetchone()
+    before = conn.execute("SELECT rowid FROM mentions ORDER BY rowid DESC LIMIT 1 OFFSET ?", (k,)).fetchone()[0]
+    return before if lacking == k and oldest > before else None
 
 
 def _new_mentions_by_type(store) -> tuple[dict[str, pd.DataFrame], int, int]:
@@ -2099,7 +2112,8 @@ def _new_mentions_by_type(store) -> tuple[dict[str, pd.DataFrame], int, int]:
     As :func:`_new_mentions`: the ``k`` (mentions less assignments) newest rows, when all of them lack an
     entity and the row before them has one (checked by a query that reads only their ids), are read one type at
     a time: a new person mention's 7 columns instead of all 32, most of them NULL (4,094 new mentions at
-    100,000 reports + 1,000: 0.06 -> 0.015 s). Otherwise every mention is checked (:func:`_new_mentions`)."""
+    100,000 reports + 1,000: 0.06 -> 0.015 s; :func:`_newest_unassigned` decides). Otherwise every mention is
+    checked (as :func:`_new_mentions` does)."""
     from linkage import model as schema
     from linkage.resolve.features import INPUT_COLUMNS
 
@@ -2120,24 +2134,20 @@ def _new_mentions_by_type(store) -> tuple[dict[str, pd.DataFrame], int, int]:
         conn.execute("BEGIN")
     try:
         n_mentions, n_resolved = store.count("mentions"), store.count("mention_entities")
-        k = n_mentions - n_resolved
-        if 0 < k < n_mentions:
-            # the newest k + 1 rows: how many lack an entity, and the oldest of those
-            lacking, oldest = conn.execute(
-                "SELECT COUNT(*), MIN(rowid) FROM (SELECT rowid, mention_id FROM mentions ORDER BY rowid DESC "
-                "LIMIT ?) WHERE mention_id NOT IN (SELECT mention_id FROM mention_entities)", (k + 1,)).fetchone()
-            before = conn.execute("SELECT rowid FROM mentions ORDER BY rowid DESC LIMIT 1 OFFSET ?", (k,)).fetchone()[0]
-            if lacking == k and oldest > before:
-                out = {}
-                # (+rowid, +mention_id: the rowid range, not the mention_id index, and sorted after)
-                for (etype,) in conn.execute("SELECT DISTINCT entity_type FROM mentions WHERE rowid > ? "
-                                             "ORDER BY 1", (before,)).fetchall():
-                    cols = fields(str(etype))
-                    rows = conn.execute(f"SELECT {', '.join(cols)} FROM mentions WHERE rowid > ? AND entity_type = ? "
-                                        "ORDER BY +mention_id", (before, etype)).fetchall()
-                    out[str(etype)] = frame(rows, cols)
-                return out, n_mentions, n_resolved
-        new, n_mentions, n_resolved = _new_mentions(store, ", ".join(schema.STORED_MENTION_FIELDS))
+        before = _newest_unassigned(conn, n_mentions, n_resolved)
+        if before is not None:
+            out = {}
+            # (+rowid, +mention_id: the rowid range, not the mention_id index, and sorted after)
+            for (etype,) in conn.execute("SELECT DISTINCT entity_type FROM mentions WHERE rowid > ? "
+                                         "ORDER BY 1", (before,)).fetchall():
+                cols = fields(str(etype))
+                rows = conn.execute(f"SELECT {', '.join(cols)} FROM mentions WHERE rowid > ? AND entity_type = ? "
+                                    "ORDER BY +mention_id", (before, etype)).fetchall()
+                out[str(etype)] = frame(rows, cols)
+            return out, n_mentions, n_resolved
+        # rows without an entity among older ones: every mention checked
+        new = store.frame(f"SELECT {', '.join(schema.STORED_MENTION_FIELDS)} FROM mentions WHERE mention_id NOT IN "
+                          "(SELECT mention_id FROM mention_entities) ORDER BY mention_id")
     finally:
         if own:
             conn.execute("COMMIT")
