@@ -206,7 +206,7 @@ def test_the_new_mentions_by_type_are_those_of_the_whole_frame(loaded, tmp_path)
                     mp.setattr(incremental, "_newest_unassigned", counted)
                     got, n2, resolved2 = _new_mentions_by_type(s)
                 # the k newest rows lacking an entity take the fast path; older ones the check of every mention
-                assert len(decided) == 1 and (decided[0] is None) == bool(unassigned)
+                assert len(decided) == 1 and (decided[0][2] is None) == bool(unassigned)
                 assert (n, resolved) == (n2, resolved2)
                 assert sorted(got) == sorted(set(whole["entity_type"]))
                 assert sum(len(df) for df in got.values()) == len(whole) == n - resolved

@@ -1554,6 +1554,20 @@ def _type_state_of(etype: str, parts: Mapping[str, list[bytes]], meta: Mapping[s
                      stats)
 
 
+@contextlib.contextmanager
+def _read_snapshot(conn):
+    """Inside: ``conn`` reads one snapshot of the store: the caller's transaction, or a read transaction opened
+    here and ended when the block is left."""
+    own = not conn.in_transaction
+    if own:
+        conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        if own:
+            conn.execute("COMMIT")
+
+
 def _read_chunks(conn, parts: tuple[str, ...], etype: str | None = None) -> dict[str, dict[str, list[bytes]]]:
     """The stored blobs of ``parts`` per entity type (only ``etype`` when given), each part's chunks in order.
 
@@ -1563,15 +1577,9 @@ def _read_chunks(conn, parts: tuple[str, ...], etype: str | None = None) -> dict
     sql = (f"SELECT entity_type, part, rowid FROM er_state WHERE part IN ({', '.join('?' for _ in parts)})"
            + (" AND entity_type = ?" if etype is not None else "") + " ORDER BY entity_type, part, seq")
     out: dict[str, dict[str, list[bytes]]] = {}
-    own = not conn.in_transaction
-    if own:
-        conn.execute("BEGIN")
-    try:
+    with _read_snapshot(conn):
         for t, part, rowid in conn.execute(sql, tuple(parts) + ((etype,) if etype is not None else ())).fetchall():
             out.setdefault(t, {}).setdefault(part, []).append(_blob(conn, rowid))
-    finally:
-        if own:
-            conn.execute("COMMIT")
     return out
 
 
@@ -2066,40 +2074,36 @@ def _new_mentions(store, cols: str) -> tuple[pd.DataFrame, int, int]:
     an assignment of a mention that no longer exists together with an older mention that lost its assignment
     (the counts cancel). linkage itself never writes that (a purge deletes a mention with its assignment);
     only an edit of the store from outside can, and ``linkage run --full`` repairs it."""
+    with _read_snapshot(store.conn):
+        n_mentions, n_resolved, before = _newest_unassigned(store)
+        if before is None:
+            return _all_unassigned(store, cols), n_mentions, n_resolved
+        new = store.frame(f"SELECT {cols} FROM mentions WHERE rowid > ?", (before,))
+    return new.sort_values("mention_id", kind="stable").reset_index(drop=True), n_mentions, n_resolved
+
+
+def _all_unassigned(store, cols: str) -> pd.DataFrame:
+    """Every mention without an entity (columns ``cols``, by mention id): the whole table checked."""
+    return store.frame(f"SELECT {cols} FROM mentions WHERE mention_id NOT IN "
+                       "(SELECT mention_id FROM mention_entities) ORDER BY mention_id")
+
+
+def _newest_unassigned(store) -> tuple[int, int, int | None]:
+    """``(mentions, assignments, rowid)``: the rowid after which the ``k`` (mentions less assignments) newest
+    mention rows lie, when exactly those rows lack an entity (every older row has one; :func:`_new_mentions`'
+    fast path); None otherwise (no new mentions, nothing resolved yet, or rows without an entity among older
+    ones). Reads only the newest ``k + 1`` rows' ids; inside the caller's read transaction."""
     conn = store.conn
-    own = not conn.in_transaction
-    if own:
-        conn.execute("BEGIN")
-    try:
-        n_mentions, n_resolved = store.count("mentions"), store.count("mention_entities")
-        new = None
-        before = _newest_unassigned(conn, n_mentions, n_resolved)
-        if before is not None:
-            new = store.frame(f"SELECT {cols} FROM mentions WHERE rowid > ?", (before,))
-            new = new.sort_values("mention_id", kind="stable").reset_index(drop=True)
-        if new is None:
-            new = store.frame(f"SELECT {cols} FROM mentions WHERE mention_id NOT IN "
-                              "(SELECT mention_id FROM mention_entities) ORDER BY mention_id")
-    finally:
-        if own:
-            conn.execute("COMMIT")
-    return new, n_mentions, n_resolved
-
-
-def _newest_unassigned(conn, n_mentions: int, n_resolved: int) -> int | None:
-    """The rowid after which the ``k`` (``n_mentions - n_resolved``) newest mention rows lie, when exactly those
-    rows lack an entity (every older row has one; :func:`_new_mentions`' fast path); None otherwise (no new
-    mentions, nothing resolved yet, or rows without an entity among older ones). Reads only the newest ``k + 1``
-    rows' ids, inside the caller's read transaction."""
+    n_mentions, n_resolved = store.count("mentions"), store.count("mention_entities")
     k = n_mentions - n_resolved
     if not 0 < k < n_mentions:
-        return None
+        return n_mentions, n_resolved, None
     # the newest k + 1 rows: how many lack an entity, and the oldest of those
     lacking, oldest = conn.execute(
         "SELECT COUNT(*), MIN(rowid) FROM (SELECT rowid, mention_id FROM mentions ORDER BY rowid DESC "
         "LIMIT ?) WHERE mention_id NOT IN (SELECT mention_id FROM mention_entities)", (k + 1,)).fetchone()
     before = conn.execute("SELECT rowid FROM mentions ORDER BY rowid DESC LIMIT 1 OFFSET ?", (k,)).fetchone()[0]
-    return before if lacking == k and oldest > before else None
+    return n_mentions, n_resolved, (before if lacking == k and oldest > before else None)
 
 
 def _new_mentions_by_type(store) -> tuple[dict[str, pd.DataFrame], int, int]:
@@ -2129,12 +2133,8 @@ def _new_mentions_by_type(store) -> tuple[dict[str, pd.DataFrame], int, int]:
         return df.sort_values("mention_id", kind="stable").reset_index(drop=True)
 
     conn = store.conn
-    own = not conn.in_transaction
-    if own:
-        conn.execute("BEGIN")
-    try:
-        n_mentions, n_resolved = store.count("mentions"), store.count("mention_entities")
-        before = _newest_unassigned(conn, n_mentions, n_resolved)
+    with _read_snapshot(conn):
+        n_mentions, n_resolved, before = _newest_unassigned(store)
         if before is not None:
             out = {}
             # (+rowid, +mention_id: the rowid range, not the mention_id index, and sorted after)
@@ -2145,12 +2145,7 @@ def _new_mentions_by_type(store) -> tuple[dict[str, pd.DataFrame], int, int]:
                                     "ORDER BY +mention_id", (before, etype)).fetchall()
                 out[str(etype)] = frame(rows, cols)
             return out, n_mentions, n_resolved
-        # rows without an entity among older ones: every mention checked
-        new = store.frame(f"SELECT {', '.join(schema.STORED_MENTION_FIELDS)} FROM mentions WHERE mention_id NOT IN "
-                          "(SELECT mention_id FROM mention_entities) ORDER BY mention_id")
-    finally:
-        if own:
-            conn.execute("COMMIT")
+        new = _all_unassigned(store, ", ".join(schema.STORED_MENTION_FIELDS))  # rows without one among older ones
     out = {}
     if len(new):
         types = new["entity_type"].astype(str).to_numpy(dtype=object)
