@@ -1,0 +1,77 @@
+"""The incremental blocking of a window rule (a block compared all against all, or as a sorted neighbourhood
+over ``max_block``, with ``incomplete_block`` runs): pairing only the involved records' neighbourhoods and
+finding the lost earlier pairs near them (linkage.blocking._window_involving) gives what pairing the whole
+blocks and diffing gives, and what blocking everything gives."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import linkage.blocking as blocking
+from linkage.blocking import block, block_involving_outgrown
+from linkage.er_settings import BlockingRule
+from linkage.resolve.incremental import block_key_hashes
+
+
+def _case(seed: int):
+    """Small random records with few key values (big blocks), order values with empties, random caps."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 260))
+    df = pd.DataFrame({
+        "mention_id": [f"m{i:04d}" for i in rng.permutation(n)],
+        "k": rng.choice(["a", "b", "c", ""], n, p=[0.5, 0.25, 0.15, 0.1]),
+        "g": rng.choice(["x", "y"], n),
+        "o": rng.choice(list("pqrs") + [""], n),
+        "p": rng.choice(list("uv") + [""], n),
+    })
+    rules = []
+    for r in range(int(rng.integers(1, 4))):
+        keys = [("k",), ("k", "g"), ("g",)][int(rng.integers(0, 3))]
+        order_by = [(), ("o",), ("o", "p"), ("p", "missing")][int(rng.integers(0, 4))]
+        rules.append(BlockingRule(f"r{r}", keys, max_block=int(rng.integers(1, 30)), window=int(rng.integers(0, 12)),
+                                  order_by=order_by, incomplete_block=int(rng.choice([0, 0, 3, 10, 40]))))
+    involving = rng.random(n) < float(rng.choice([0.02, 0.1, 0.3, 0.7]))
+    if not involving.any():
+        involving[int(rng.integers(0, n))] = True
+    return df, rules, involving
+
+
+def _keys(left, right, n):
+    return set((np.minimum(left, right).astype(np.int64) * n + np.maximum(left, right)).tolist())
+
+
+@pytest.mark.parametrize("seed", range(0, 240))
+def test_window_rules_pair_and_lose_as_whole_blocks_and_as_blocking_everything(seed, monkeypatch):
+    df, rules, involving = _case(seed)
+    n = len(df)
+    order = df["mention_id"].to_numpy(object)
+    hashes = block_key_hashes(df, rules)
+    collided = np.where(hashes != 0, np.uint64(7), np.uint64(0))
+    got = {h: block_involving_outgrown(df, rules, involving, order, hashes=hs)
+           for h, hs in (("none", None), ("hashes", hashes), ("collide", collided))}
+    with monkeypatch.context() as m:  # the whole-block path: every block paired, then diffed
+        m.setattr(blocking, "_window_involving", lambda *a, **k: None)
+        whole = {h: block_involving_outgrown(df, rules, involving, order, hashes=hs)
+                 for h, hs in (("none", None), ("hashes", hashes), ("collide", collided))}
+    for h in got:
+        (c1, r1, (k1, m1)), (c2, r2, (k2, m2)) = got[h], whole[h]
+        assert np.array_equal(c1.left, c2.left) and np.array_equal(c1.right, c2.right)
+        assert np.array_equal(c1.rule_mask, c2.rule_mask)
+        assert r1.to_dict() == r2.to_dict()
+        assert np.array_equal(k1, k2) and np.array_equal(m1, m2)
+    # and against blocking everything, records in mention-id order (ties break on the ids)
+    by_id = np.argsort(order, kind="stable")
+    sorted_df = df.iloc[by_id].reset_index(drop=True)
+    earlier = np.flatnonzero(~involving[by_id])
+    cand, _, (keys, masks) = got["hashes"]
+    want, _ = block(sorted_df, rules, involving=involving[by_id])
+    assert _keys(by_id[want.left], by_id[want.right], n) == _keys(cand.left, cand.right, n)
+    lost: dict[int, int] = {}
+    for j, rule in enumerate(rules):
+        everything, _ = block(sorted_df, [rule])
+        alone, _ = block(sorted_df.iloc[earlier].reset_index(drop=True), [rule])
+        for key in (_keys(by_id[earlier[alone.left]], by_id[earlier[alone.right]], n)
+                    - _keys(by_id[everything.left], by_id[everything.right], n)):
+            lost[key] = lost.get(key, 0) | (1 << j)
+    assert dict(zip(keys.tolist(), masks.tolist())) == lost
