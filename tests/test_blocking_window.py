@@ -1,7 +1,9 @@
-"""The incremental blocking of a window rule (a block compared all against all, or as a sorted neighbourhood
-over ``max_block``, with ``incomplete_block`` runs): pairing only the involved records' neighbourhoods and
-finding the lost earlier pairs near them (linkage.blocking._window_involving) gives what pairing the whole
-blocks and diffing gives, and what blocking everything gives."""
+"""The incremental blocking pairs only what involves the involved records and finds the lost earlier pairs
+near them: a window rule (a block compared all against all, or as a sorted neighbourhood over ``max_block``,
+with ``incomplete_block`` runs; linkage.blocking._window_involving), a fuzzy or ``pair_with_empty`` rule
+(_group_involving: only the pairs of two groups, or of an empty-column record and its block, with an involved
+record). Each gives what pairing the whole blocks and diffing gives (pairs, rule masks, lost pairs, report),
+and what blocking everything gives."""
 from __future__ import annotations
 
 import numpy as np
@@ -14,8 +16,9 @@ from linkage.er_settings import BlockingRule
 from linkage.resolve.incremental import block_key_hashes
 
 
-def _case(seed: int):
-    """Small random records with few key values (big blocks), order values with empties, random caps."""
+def _case(seed: int, groups: bool = False):
+    """Small random records with few key values (big blocks), order values with empties, random caps; with
+    ``groups`` fuzzy and ``pair_with_empty`` rules among them."""
     rng = np.random.default_rng(seed)
     n = int(rng.integers(2, 260))
     df = pd.DataFrame({
@@ -24,13 +27,23 @@ def _case(seed: int):
         "g": rng.choice(["x", "y"], n),
         "o": rng.choice(list("pqrs") + [""], n),
         "p": rng.choice(list("uv") + [""], n),
+        "s": rng.choice(["jansen", "janssen", "jansens", "jansn", "vries", "fries", "", "bakker"], n),
     })
     rules = []
     for r in range(int(rng.integers(1, 4))):
         keys = [("k",), ("k", "g"), ("g",)][int(rng.integers(0, 3))]
         order_by = [(), ("o",), ("o", "p"), ("p", "missing")][int(rng.integers(0, 4))]
-        rules.append(BlockingRule(f"r{r}", keys, max_block=int(rng.integers(1, 30)), window=int(rng.integers(0, 12)),
-                                  order_by=order_by, incomplete_block=int(rng.choice([0, 0, 3, 10, 40]))))
+        kind = int(rng.integers(0, 3)) if groups else 0
+        if kind == 1:
+            rules.append(BlockingRule(f"r{r}", keys if rng.random() < 0.8 else (), fuzzy_key="s",
+                                      max_pairs=int(rng.choice([5, 40, 300, 3000]))))
+        elif kind == 2:
+            rules.append(BlockingRule(f"r{r}", keys, pair_with_empty=str(rng.choice(["o", "p"])),
+                                      max_pairs=int(rng.choice([5, 40, 300, 3000]))))
+        else:
+            rules.append(BlockingRule(f"r{r}", keys, max_block=int(rng.integers(1, 30)),
+                                      window=int(rng.integers(0, 12)), order_by=order_by,
+                                      incomplete_block=int(rng.choice([0, 0, 3, 10, 40]))))
     involving = rng.random(n) < float(rng.choice([0.02, 0.1, 0.3, 0.7]))
     if not involving.any():
         involving[int(rng.integers(0, n))] = True
@@ -41,9 +54,10 @@ def _keys(left, right, n):
     return set((np.minimum(left, right).astype(np.int64) * n + np.maximum(left, right)).tolist())
 
 
-@pytest.mark.parametrize("seed", range(0, 240))
-def test_window_rules_pair_and_lose_as_whole_blocks_and_as_blocking_everything(seed, monkeypatch):
-    df, rules, involving = _case(seed)
+@pytest.mark.parametrize("groups", [False, True])
+@pytest.mark.parametrize("seed", range(0, 200))
+def test_rules_pair_and_lose_as_whole_blocks_and_as_blocking_everything(seed, groups, monkeypatch):
+    df, rules, involving = _case(seed, groups)
     n = len(df)
     order = df["mention_id"].to_numpy(object)
     hashes = block_key_hashes(df, rules)
@@ -52,13 +66,17 @@ def test_window_rules_pair_and_lose_as_whole_blocks_and_as_blocking_everything(s
            for h, hs in (("none", None), ("hashes", hashes), ("collide", collided))}
     with monkeypatch.context() as m:  # the whole-block path: every block paired, then diffed
         m.setattr(blocking, "_window_involving", lambda *a, **k: None)
+        m.setattr(blocking, "_group_involving", lambda *a, **k: None)
         whole = {h: block_involving_outgrown(df, rules, involving, order, hashes=hs)
                  for h, hs in (("none", None), ("hashes", hashes), ("collide", collided))}
     for h in got:
         (c1, r1, (k1, m1)), (c2, r2, (k2, m2)) = got[h], whole[h]
         assert np.array_equal(c1.left, c2.left) and np.array_equal(c1.right, c2.right)
         assert np.array_equal(c1.rule_mask, c2.rule_mask)
-        assert r1.to_dict() == r2.to_dict()
+        # a window rule's report is the whole blocks' (a group rule's counts the groups it pairs, by design)
+        assert [vars(a) for a, r in zip(r1.rules, rules) if not (r.fuzzy_key or r.pair_with_empty)] == [
+            vars(b) for b, r in zip(r2.rules, rules) if not (r.fuzzy_key or r.pair_with_empty)]
+        assert (r1.n_records, r1.total_pairs) == (r2.n_records, r2.total_pairs)
         assert np.array_equal(k1, k2) and np.array_equal(m1, m2)
     # and against blocking everything, records in mention-id order (ties break on the ids)
     by_id = np.argsort(order, kind="stable")

@@ -1123,27 +1123,27 @@ def _empty_involving(part: _Columns, rule: BlockingRule, inv: np.ndarray, outgro
     touched = np.zeros(nb, dtype=bool)
     touched[blk[new]] = True
 
-    def pairs(rows: np.ndarray, chosen: np.ndarray) -> np.ndarray:
-        """Keys of the pairs of every empty-column record of the ``chosen`` blocks with its block (``rows``
-        into idx), sorted and unique."""
-        rows = rows[chosen[blk[rows]]]
-        if not len(rows):
+    def pairs(rows: np.ndarray, others: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+        """Keys of the pairs of every empty-column record among ``rows`` (into idx) of the ``chosen`` blocks
+        with the records of its block among ``others``, sorted and unique."""
+        rows, others = rows[chosen[blk[rows]] & blank[rows]], others[chosen[blk[others]]]
+        if not len(rows) or not len(others):
             return none
-        recs, start, count = _groups(idx[rows], blk[rows], nb)
-        b_rows = rows[blank[rows]]
-        b_recs, b_start, b_count = _groups(idx[b_rows], blk[b_rows], nb)
+        recs, start, count = _groups(idx[others], blk[others], nb)
+        b_recs, b_start, b_count = _groups(idx[rows], blk[rows], nb)
         use = np.flatnonzero(b_count > 0)
         a, b = _cross(b_recs, b_start[use], b_count[use], start[use], count[use], recs)
         return sorted_unique(a.astype(np.int64) * m + b)
 
-    key = pairs(np.arange(len(idx)), ok & touched)
-    key = key[inv[key // m] | inv[key % m]]
+    # the pairs with an involved record only: its own (an empty-column one with its block), and the earlier
+    # empty-column records' with it (a block of ~300 earlier records makes its pairs with the few added ones)
+    old, fresh, chosen = np.flatnonzero(~new), np.flatnonzero(new), ok & touched
+    key = sorted_unique(np.r_[pairs(fresh, np.arange(len(idx)), chosen), pairs(old, fresh, chosen)])
     gone = none
     if outgrown:
-        old = np.flatnonzero(~new)
         size_o, blank_o = np.bincount(blk[old], minlength=nb), np.bincount(blk[old[blank[old]]], minlength=nb)
         was_ok = (blank_o > 0) & (blank_o * size_o <= rule.max_pairs)
-        gone = pairs(old, touched & was_ok & ~ok)
+        gone = pairs(old, old, touched & was_ok & ~ok)
     stats.blocks, stats.capped_blocks = int(touched.sum()), int((touched & ~ok & (n_blank > 0)).sum())
     return key // m, key % m, stats, gone
 
@@ -1202,18 +1202,23 @@ def _fuzzy_involving(part: _Columns, rule: BlockingRule, inv: np.ndarray, outgro
     gpair = sorted_unique(np.minimum(ga[keep], gb[keep]) * ng + np.maximum(ga[keep], gb[keep]))
     ga, gb = gpair // ng, gpair % ng
     ok = size[ga] * size[gb] <= rule.max_pairs
-    recs, g_start, _ = _groups(idx, group, ng)
-    a, b = _cross(recs, g_start[ga[ok]], size[ga[ok]], g_start[gb[ok]], size[gb[ok]])
-    key = sorted_unique(a.astype(np.int64) * m + b)
-    key = key[inv[key // m] | inv[key % m]]
+    # each group's records, its earlier ones first: the pairs of two groups with an involved record are the
+    # involved ones of the first with the second and the earlier ones of the first with the involved ones of
+    # the second (two big name groups make ~300 pairs, a few of them with an added record)
+    recs, g_start, _ = _groups(idx, group * 2 + new, 2 * ng)
+    g_start = g_start[0::2]
+    size_n = size - size_o
+    ga, gb = ga[ok], gb[ok]
+    a, b = _cross(recs, g_start[ga] + size_o[ga], size_n[ga], g_start[gb], size[gb])
+    c, d = _cross(recs, g_start[ga], size_o[ga], g_start[gb] + size_o[gb], size_n[gb])
+    key = sorted_unique(np.r_[a.astype(np.int64) * m + b, c.astype(np.int64) * m + d])
     gone = none
     if outgrown:
+        ga, gb = gpair // ng, gpair % ng
         prod_o = size_o[ga] * size_o[gb]
-        lost = ~ok & (prod_o > 0) & (prod_o <= rule.max_pairs)
+        lost = (size[ga] * size[gb] > rule.max_pairs) & (prod_o > 0) & (prod_o <= rule.max_pairs)
         if lost.any():
-            old = np.flatnonzero(~new)
-            recs_o, start_o, _ = _groups(idx[old], group[old], ng)
-            a, b = _cross(recs_o, start_o[ga[lost]], size_o[ga[lost]], start_o[gb[lost]], size_o[gb[lost]])
+            a, b = _cross(recs, g_start[ga[lost]], size_o[ga[lost]], g_start[gb[lost]], size_o[gb[lost]])
             gone = sorted_unique(a.astype(np.int64) * m + b)
     stats.blocks, stats.capped_blocks = int(len(gpair)), int((~ok).sum())
     return key // m, key % m, stats, gone
