@@ -890,7 +890,9 @@ def _member_by_low_bits(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     low bits several wanted values share (few: the table has 8 to 16 slots per wanted value) go to a hash table.
     Block-key hashes (an incremental run tests ~170,000 of them against ~1,000 per rule) take a few passes of
     arithmetic instead of a hash probe each (a +1,000 run on 100,000 reports, narrowed_pairs once per fresh
-    process, mean of 8: person 0.376 -> 0.337 CPU s, address 0.207 -> 0.189).
+    process, mean of 8: person 0.376 -> 0.337 CPU s, address 0.207 -> 0.189). The table holds the wanted values
+    themselves (an empty slot a number no value with its low bits equals): a value is looked up and compared in
+    three passes, with no copy of the values into indices (person's 13 rules: 0.029 -> 0.022 CPU s).
 
     >>> v = np.array([5, 1 << 40, (1 << 40) + 5, -3, 9], dtype=np.int64)
     >>> _member_by_low_bits(v, np.array([5, -3, (1 << 40) + 5], dtype=np.int64)).tolist()
@@ -898,16 +900,18 @@ def _member_by_low_bits(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     """
     wanted = np.unique(wanted)
     bits = max(10, len(wanted).bit_length() + 3)
-    low = np.array((1 << bits) - 1, dtype=values.dtype)
-    slot_w = (wanted & low).astype(np.intp)
-    at = np.full(1 << bits, -1, dtype=np.int32)
-    at[slot_w] = np.arange(len(wanted), dtype=np.int32)
-    shared = np.bincount(slot_w, minlength=1 << bits) > 1
-    at[shared] = -2  # several wanted values with those low bits
-    got = at[(values & low).astype(np.intp)]
-    hit = (got >= 0) & (wanted[np.maximum(got, 0)] == values)
+    low = (1 << bits) - 1
+    as_int = np.int64 if values.dtype.kind == "u" else values.dtype  # the bits as signed (indices need no copy)
+    w, v = wanted.view(as_int), values.view(as_int)
+    slot_w = w & low
+    # each slot's wanted value; an empty slot holds a number whose low bits are not the slot's (no value meets it)
+    table = np.arange(1 << bits, dtype=as_int) ^ low
+    table[slot_w] = w
+    slot = v & low
+    hit = table[slot] == v
+    shared = np.bincount(slot_w, minlength=1 << bits) > 1  # several wanted values with those low bits
     if shared.any():
-        rest = np.flatnonzero(got == -2)
+        rest = np.flatnonzero(shared[slot])
         hit[rest] = pd.Series(values[rest], copy=False).isin(wanted).to_numpy()
     return hit
 
