@@ -807,7 +807,9 @@ def block_involving(records: pd.DataFrame | None, rules: tuple[BlockingRule, ...
     integers (a view of a quarter of the table or more shares the table's coding; a smaller one codes its own
     rows); the rules then work on those codes of the records they look at. A ``pair_with_empty`` or fuzzy rule
     pairs only the groups that hold an involved record (counting the others; the report's statistics are
-    those of the records looked at).
+    those of the records looked at), and only their pairs with an involved record; any other rule makes only
+    the pairs of the involved records' positions in its sorted blocks (:func:`_window_involving`; the
+    report's statistics are those of the whole blocks).
 
     ``skip``: as :func:`block_involving_outgrown` takes it.
 
