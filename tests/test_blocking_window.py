@@ -95,3 +95,19 @@ def test_rules_pair_and_lose_as_whole_blocks_and_as_blocking_everything(seed, gr
                     - _keys(by_id[everything.left], by_id[everything.right], n)):
             lost[key] = lost.get(key, 0) | (1 << j)
     assert dict(zip(keys.tolist(), masks.tolist())) == lost
+
+
+@pytest.mark.parametrize("seed", range(0, 120))
+def test_narrowed_pairs_of_random_rules_are_those_of_blocking_the_whole_blocks(seed):
+    """narrowed_pairs (a fuzzy rule with keys looks at its involved groups only, a view of a view of the coded
+    table) gives block_involving_outgrown's pairs, masks and lost pairs."""
+    from linkage.resolve.incremental import narrowed_pairs
+
+    df, rules, involving = _case(seed, groups=True)
+    n = len(df)
+    order = df["mention_id"].to_numpy(object)
+    cand, _, (keys, masks) = block_involving_outgrown(df, rules, involving, order)
+    got = narrowed_pairs(df, rules, block_key_hashes(df, rules), involving, order)
+    assert np.array_equal(got.left * n + got.right, cand.left * n + cand.right)
+    assert np.array_equal(got.rule_mask, cand.rule_mask)
+    assert np.array_equal(got.lost_left * n + got.lost_right, keys) and np.array_equal(got.lost_mask, masks)

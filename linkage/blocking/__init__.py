@@ -147,6 +147,14 @@ class _Columns:
                 codes, values, empty, safe = self._parent._coded[name]
                 self._coded[name] = (codes[self._parent_rows], values, empty, safe)
                 return self._coded[name]
+            if self._base is not None and name in self._base._coded and self._base._coded[name][3]:
+                # a view of a view takes the table's codes when the table has usable ones (then usable for any
+                # of its rows): narrowed_pairs codes a fuzzy rule's column over the table, and the rule's
+                # records of its involved groups, a view of its view, coded their ~56,000 surnames again
+                # (person, 100,000 reports + 1,000: ~8 ms)
+                codes, values, empty, safe = self._base._coded[name]
+                self._coded[name] = (codes[self._rows], values, empty, safe)
+                return self._coded[name]
             # a view of a column the table it was taken from has not coded codes its own rows only (the
             # codes of a view need only order its own values): an incremental run looks at a few blocks of
             # ~130,000 records
