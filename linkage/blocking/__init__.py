@@ -147,6 +147,14 @@ class _Columns:
                 codes, values, empty, safe = self._parent._coded[name]
                 self._coded[name] = (codes[self._parent_rows], values, empty, safe)
                 return self._coded[name]
+            if self._base is not None and name in self._base._coded and self._base._coded[name][3]:
+                # a view of a view takes the table's codes when the table has usable ones (then usable for any
+                # of its rows): narrowed_pairs codes a fuzzy rule's column over the table, and the rule's
+                # records of its involved groups, a view of its view, coded their ~56,000 surnames again
+                # (person, 100,000 reports + 1,000: ~8 ms)
+                codes, values, empty, safe = self._base._coded[name]
+                self._coded[name] = (codes[self._rows], values, empty, safe)
+                return self._coded[name]
             # a view of a column the table it was taken from has not coded codes its own rows only (the
             # codes of a view need only order its own values): an incremental run looks at a few blocks of
             # ~130,000 records
@@ -387,17 +395,8 @@ def rule_pairs(records: pd.DataFrame | None, rule: BlockingRule, largest: int = 
     if len(idx) < 2:
         return (np.empty(0, np.int64), np.empty(0, np.int64),
                 RuleStats(rule.name, int(len(idx)), int(len(idx)), 0, 0, 0, []))
-    order_cols = [block_code]
-    for col in rule.order_by:
-        if columns.has(col):
-            order_cols.append(columns.codes(col)[idx])
-    order_cols.append(idx)  # final tie-break: record index
-    order = np.lexsort(tuple(reversed(order_cols)))
-    rec_sorted = idx[order]
-    blk_sorted = block_code[order]
+    order_cols, order, rec_sorted, blk_sorted, starts, sizes = _window_order(columns, rule, idx, block_code)
     n = len(rec_sorted)
-    starts = np.flatnonzero(np.r_[True, blk_sorted[1:] != blk_sorted[:-1]])
-    sizes = np.diff(np.r_[starts, n])
     block_end = np.repeat(starts + sizes, sizes)
     block_size = np.repeat(sizes, sizes)
     limit = np.where(block_size <= rule.max_block, block_size - 1, min(rule.window, rule.max_block))
@@ -422,14 +421,38 @@ def rule_pairs(records: pd.DataFrame | None, rule: BlockingRule, largest: int = 
     if rule.incomplete_block > 0 and len(left):
         key = sorted_unique(left.astype(np.int64) * n_records + right)
         left, right = key // n_records, key % n_records
-    top = np.argsort(-sizes, kind="stable")[:largest]
     if sub is None:
-        biggest = [(columns.key_of(rule.keys, int(rec_sorted[starts[t]])), int(sizes[t])) for t in top if sizes[t] > 1]
+        biggest = _biggest(columns, rule, rec_sorted, starts, sizes, largest)
     else:
+        top = np.argsort(-sizes, kind="stable")[:largest]
         sub_sorted = sub.to_numpy(dtype=object)[order]
         biggest = [(str(sub_sorted[starts[t]]), int(sizes[t])) for t in top if sizes[t] > 1]
     stats = RuleStats(rule.name, int(n), int(len(starts)), int(len(left)), 0, int((sizes > rule.max_block).sum()), biggest)
     return left.astype(np.int64), right.astype(np.int64), stats
+
+
+def _window_order(columns: _Columns, rule: BlockingRule, idx: np.ndarray, block_code: np.ndarray):
+    """The sorted order :func:`rule_pairs` pairs in: ``(order_cols, order, rec_sorted, blk_sorted, starts,
+    sizes)``: the sort columns (block code, the ``order_by`` codes present, record index), the order of ``idx``
+    by them, the records and block codes in that order, and each block's start and size there."""
+    order_cols = [block_code]
+    for col in rule.order_by:
+        if columns.has(col):
+            order_cols.append(columns.codes(col)[idx])
+    order_cols.append(idx)  # final tie-break: record index
+    order = np.lexsort(tuple(reversed(order_cols)))
+    rec_sorted = idx[order]
+    blk_sorted = block_code[order]
+    starts = np.flatnonzero(np.r_[True, blk_sorted[1:] != blk_sorted[:-1]])
+    sizes = np.diff(np.r_[starts, len(rec_sorted)])
+    return order_cols, order, rec_sorted, blk_sorted, starts, sizes
+
+
+def _biggest(columns: _Columns, rule: BlockingRule, rec_sorted: np.ndarray, starts: np.ndarray, sizes: np.ndarray,
+             largest: int) -> list[tuple[str, int]]:
+    """The ``largest`` biggest blocks (key string, size) of :func:`rule_pairs`'s report, from the coded keys."""
+    top = np.argsort(-sizes, kind="stable")[:largest]
+    return [(columns.key_of(rule.keys, int(rec_sorted[starts[t]])), int(sizes[t])) for t in top if sizes[t] > 1]
 
 
 def _incomplete_pairs(columns: _Columns, rule: BlockingRule, idx: np.ndarray, order: np.ndarray,
@@ -792,7 +815,9 @@ def block_involving(records: pd.DataFrame | None, rules: tuple[BlockingRule, ...
     integers (a view of a quarter of the table or more shares the table's coding; a smaller one codes its own
     rows); the rules then work on those codes of the records they look at. A ``pair_with_empty`` or fuzzy rule
     pairs only the groups that hold an involved record (counting the others; the report's statistics are
-    those of the records looked at).
+    those of the records looked at), and only their pairs with an involved record; any other rule makes only
+    the pairs of the involved records' positions in its sorted blocks (:func:`_window_involving`; the
+    report's statistics are those of the whole blocks).
 
     ``skip``: as :func:`block_involving_outgrown` takes it.
 
@@ -875,7 +900,9 @@ def _member_by_low_bits(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     low bits several wanted values share (few: the table has 8 to 16 slots per wanted value) go to a hash table.
     Block-key hashes (an incremental run tests ~170,000 of them against ~1,000 per rule) take a few passes of
     arithmetic instead of a hash probe each (a +1,000 run on 100,000 reports, narrowed_pairs once per fresh
-    process, mean of 8: person 0.376 -> 0.337 CPU s, address 0.207 -> 0.189).
+    process, mean of 8: person 0.376 -> 0.337 CPU s, address 0.207 -> 0.189). The table holds the wanted values
+    themselves (an empty slot a number no value with its low bits equals): a value is looked up and compared in
+    three passes, with no copy of the values into indices (person's 13 rules: 0.029 -> 0.022 CPU s).
 
     >>> v = np.array([5, 1 << 40, (1 << 40) + 5, -3, 9], dtype=np.int64)
     >>> _member_by_low_bits(v, np.array([5, -3, (1 << 40) + 5], dtype=np.int64)).tolist()
@@ -883,16 +910,18 @@ def _member_by_low_bits(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     """
     wanted = np.unique(wanted)
     bits = max(10, len(wanted).bit_length() + 3)
-    low = np.array((1 << bits) - 1, dtype=values.dtype)
-    slot_w = (wanted & low).astype(np.intp)
-    at = np.full(1 << bits, -1, dtype=np.int32)
-    at[slot_w] = np.arange(len(wanted), dtype=np.int32)
-    shared = np.bincount(slot_w, minlength=1 << bits) > 1
-    at[shared] = -2  # several wanted values with those low bits
-    got = at[(values & low).astype(np.intp)]
-    hit = (got >= 0) & (wanted[np.maximum(got, 0)] == values)
+    low = (1 << bits) - 1
+    as_int = np.int64 if values.dtype.kind == "u" else values.dtype  # the bits as signed (indices need no copy)
+    w, v = wanted.view(as_int), values.view(as_int)
+    slot_w = w & low
+    # each slot's wanted value; an empty slot holds a number whose low bits are not the slot's (no value meets it)
+    table = np.arange(1 << bits, dtype=as_int) ^ low
+    table[slot_w] = w
+    slot = v & low
+    hit = table[slot] == v
+    shared = np.bincount(slot_w, minlength=1 << bits) > 1  # several wanted values with those low bits
     if shared.any():
-        rest = np.flatnonzero(got == -2)
+        rest = np.flatnonzero(shared[slot])
         hit[rest] = pd.Series(values[rest], copy=False).isin(wanted).to_numpy()
     return hit
 
@@ -1048,8 +1077,9 @@ def _involving_parts(columns: _Columns, rules, involving: np.ndarray, order: np.
             continue
         part, inv = columns.take(sub), involving[sub]
         look_back = outgrown and len(sub) > 2
-        got = _group_involving(part, rule, inv, look_back)
-        if got is not None:  # a fuzzy or pair_with_empty rule: only the groups of involved records paired
+        got = (_group_involving(part, rule, inv, look_back) if rule.fuzzy_key or rule.pair_with_empty
+               else _window_involving(part, rule, inv, look_back, largest))
+        if got is not None:  # only the pairs and lost pairs near involved records made
             left, right, stats, gone = got
         else:
             left, right, stats = _one_rule(None, rule, largest, part)
@@ -1107,27 +1137,27 @@ def _empty_involving(part: _Columns, rule: BlockingRule, inv: np.ndarray, outgro
     touched = np.zeros(nb, dtype=bool)
     touched[blk[new]] = True
 
-    def pairs(rows: np.ndarray, chosen: np.ndarray) -> np.ndarray:
-        """Keys of the pairs of every empty-column record of the ``chosen`` blocks with its block (``rows``
-        into idx), sorted and unique."""
-        rows = rows[chosen[blk[rows]]]
-        if not len(rows):
+    def pairs(rows: np.ndarray, others: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+        """Keys of the pairs of every empty-column record among ``rows`` (into idx) of the ``chosen`` blocks
+        with the records of its block among ``others``, sorted and unique."""
+        rows, others = rows[chosen[blk[rows]] & blank[rows]], others[chosen[blk[others]]]
+        if not len(rows) or not len(others):
             return none
-        recs, start, count = _groups(idx[rows], blk[rows], nb)
-        b_rows = rows[blank[rows]]
-        b_recs, b_start, b_count = _groups(idx[b_rows], blk[b_rows], nb)
+        recs, start, count = _groups(idx[others], blk[others], nb)
+        b_recs, b_start, b_count = _groups(idx[rows], blk[rows], nb)
         use = np.flatnonzero(b_count > 0)
         a, b = _cross(b_recs, b_start[use], b_count[use], start[use], count[use], recs)
         return sorted_unique(a.astype(np.int64) * m + b)
 
-    key = pairs(np.arange(len(idx)), ok & touched)
-    key = key[inv[key // m] | inv[key % m]]
+    # the pairs with an involved record only: its own (an empty-column one with its block), and the earlier
+    # empty-column records' with it (a block of ~300 earlier records makes its pairs with the few added ones)
+    old, fresh, chosen = np.flatnonzero(~new), np.flatnonzero(new), ok & touched
+    key = sorted_unique(np.r_[pairs(fresh, np.arange(len(idx)), chosen), pairs(old, fresh, chosen)])
     gone = none
     if outgrown:
-        old = np.flatnonzero(~new)
         size_o, blank_o = np.bincount(blk[old], minlength=nb), np.bincount(blk[old[blank[old]]], minlength=nb)
         was_ok = (blank_o > 0) & (blank_o * size_o <= rule.max_pairs)
-        gone = pairs(old, touched & was_ok & ~ok)
+        gone = pairs(old, old, touched & was_ok & ~ok)
     stats.blocks, stats.capped_blocks = int(touched.sum()), int((touched & ~ok & (n_blank > 0)).sum())
     return key // m, key % m, stats, gone
 
@@ -1186,21 +1216,148 @@ def _fuzzy_involving(part: _Columns, rule: BlockingRule, inv: np.ndarray, outgro
     gpair = sorted_unique(np.minimum(ga[keep], gb[keep]) * ng + np.maximum(ga[keep], gb[keep]))
     ga, gb = gpair // ng, gpair % ng
     ok = size[ga] * size[gb] <= rule.max_pairs
-    recs, g_start, _ = _groups(idx, group, ng)
-    a, b = _cross(recs, g_start[ga[ok]], size[ga[ok]], g_start[gb[ok]], size[gb[ok]])
-    key = sorted_unique(a.astype(np.int64) * m + b)
-    key = key[inv[key // m] | inv[key % m]]
+    # each group's records, its earlier ones first: the pairs of two groups with an involved record are the
+    # involved ones of the first with the second and the earlier ones of the first with the involved ones of
+    # the second (two big name groups make ~300 pairs, a few of them with an added record)
+    recs, g_start, _ = _groups(idx, group * 2 + new, 2 * ng)
+    g_start = g_start[0::2]
+    size_n = size - size_o
+    ga, gb = ga[ok], gb[ok]
+    a, b = _cross(recs, g_start[ga] + size_o[ga], size_n[ga], g_start[gb], size[gb])
+    c, d = _cross(recs, g_start[ga], size_o[ga], g_start[gb] + size_o[gb], size_n[gb])
+    key = sorted_unique(np.r_[a.astype(np.int64) * m + b, c.astype(np.int64) * m + d])
     gone = none
     if outgrown:
+        ga, gb = gpair // ng, gpair % ng
         prod_o = size_o[ga] * size_o[gb]
-        lost = ~ok & (prod_o > 0) & (prod_o <= rule.max_pairs)
+        lost = (size[ga] * size[gb] > rule.max_pairs) & (prod_o > 0) & (prod_o <= rule.max_pairs)
         if lost.any():
-            old = np.flatnonzero(~new)
-            recs_o, start_o, _ = _groups(idx[old], group[old], ng)
-            a, b = _cross(recs_o, start_o[ga[lost]], size_o[ga[lost]], start_o[gb[lost]], size_o[gb[lost]])
+            a, b = _cross(recs, g_start[ga[lost]], size_o[ga[lost]], g_start[gb[lost]], size_o[gb[lost]])
             gone = sorted_unique(a.astype(np.int64) * m + b)
     stats.blocks, stats.capped_blocks = int(len(gpair)), int((~ok).sum())
     return key // m, key % m, stats, gone
+
+
+def _ranges(count: np.ndarray) -> np.ndarray:
+    """``0 .. count[i] - 1`` for every ``i``, concatenated.
+
+    >>> _ranges(np.array([2, 0, 3])).tolist()
+    [0, 1, 0, 1, 2]
+    """
+    count = np.asarray(count, dtype=np.int64)
+    total = int(count.sum())
+    return np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
+
+
+def _window_involving(part: _Columns, rule: BlockingRule, inv: np.ndarray, outgrown: bool, largest: int):
+    """For a rule without ``fuzzy_key`` and ``pair_with_empty`` (a block compared all against all, or as a sorted
+    neighbourhood over ``max_block``): ``(left, right, stats, gone)`` over ``part`` (whole blocks) as
+    :func:`rule_pairs` with its pairs kept when they involve an ``inv`` record, followed (with ``outgrown``) by
+    :func:`_outgrown`, give them, with work that grows with the involved records' neighbourhoods rather than
+    with the blocks' pairs (an address block of a large building over its cap: ~200,000 pairs, ~1,000 of them
+    involving an added record). None when the codes cannot stand for the key values (the caller pairs whole).
+
+    In the sorted order of :func:`rule_pairs` (block, ``order_by``, record) a record at position ``p`` pairs
+    with the next ``limit[p]`` ones, so the pairs with an involved record at ``q`` are those to ``q``'s right
+    up to ``limit[q]`` and those from the positions left of it that reach it: the whole block under the cap,
+    the ``window`` before it over it. ``incomplete_block`` pairs (rare records) are made whole and kept when
+    they involve one.
+
+    Pairs between earlier records are lost only in a block over the cap now that holds an involved record;
+    the earlier records keep their relative order, so their pairs before (their block alone, in that order)
+    are those of their positions among themselves, and a pair ``(i, j)`` of earlier records is still made
+    when ``j`` is within ``window`` of ``i`` in the order of all (or an ``incomplete_block`` pair now). A
+    record whose farthest partner before is still within the window keeps all of them: only the others are
+    looked at."""
+    coded = part.block_codes(rule.keys)
+    if coded is None:
+        return None
+    m, none = part.n, np.empty(0, np.int64)
+    idx, block_code = coded
+    if len(idx) < 2:
+        return none, none, RuleStats(rule.name, int(len(idx)), int(len(idx)), 0, 0, 0, []), none
+    order_cols, order, rec_sorted, blk_sorted, starts, sizes = _window_order(part, rule, idx, block_code)
+    n = len(rec_sorted)
+    block_of = np.repeat(np.arange(len(starts)), sizes)
+    capped = sizes > rule.max_block
+    w = min(rule.window, rule.max_block)
+    new_sorted = inv[rec_sorted]
+    new_pos = np.flatnonzero(new_sorted)
+    stats = RuleStats(rule.name, int(n), int(len(starts)), 0, 0, int(capped.sum()),
+                      _biggest(part, rule, rec_sorted, starts, sizes, largest))
+    b = block_of[new_pos]
+    start, end = starts[b], starts[b] + sizes[b]
+    # to the right of an involved position: up to its limit (the block's end, or the window over the cap)
+    hi = np.where(capped[b], np.minimum(new_pos + w, end - 1), end - 1)
+    count = np.maximum(hi - new_pos, 0)
+    p1 = np.repeat(new_pos, count)
+    q1 = p1 + _ranges(count) + 1
+    # from the left: the earlier positions that reach it (an involved one there paired it above)
+    lo = np.where(capped[b], np.maximum(new_pos - w, start), start)
+    count = np.maximum(new_pos - lo, 0)
+    q2 = np.repeat(new_pos, count)
+    p2 = np.repeat(lo, count) + _ranges(count)
+    keep = ~new_sorted[p2]
+    a, c = rec_sorted[np.r_[p1, p2[keep]]], rec_sorted[np.r_[q1, q2[keep]]]
+    left, right = np.minimum(a, c).astype(np.int64), np.maximum(a, c).astype(np.int64)
+    now_extra = none  # the incomplete_block pairs of all records (keys), sorted
+    if rule.incomplete_block > 0 and capped.any():
+        el, er = _incomplete_pairs(part, rule, idx, order, rec_sorted, blk_sorted, np.repeat(capped, sizes),
+                                   order_cols[1:-1])
+        now_extra = sorted_unique(el.astype(np.int64) * m + er)
+        mine = now_extra[inv[now_extra // m] | inv[now_extra % m]]
+        key = sorted_unique(np.r_[left * m + right, mine])
+        left, right = key // m, key % m
+    gone = none
+    if outgrown:
+        gone = _window_lost(part, rule, new_sorted, rec_sorted, blk_sorted, block_of, capped, order_cols, order,
+                            idx, now_extra, w)
+    return left, right, stats, gone
+
+
+def _window_lost(part: _Columns, rule: BlockingRule, new_sorted: np.ndarray, rec_sorted: np.ndarray,
+                 blk_sorted: np.ndarray, block_of: np.ndarray, capped: np.ndarray, order_cols: list, order: np.ndarray,
+                 idx: np.ndarray, now_extra: np.ndarray, w: int) -> np.ndarray:
+    """The ``gone`` of :func:`_window_involving` (keys ``left * m + right`` over ``part``, sorted, unique)."""
+    m, none = part.n, np.empty(0, np.int64)
+    hot = np.zeros(len(capped), dtype=bool)
+    hot[block_of[new_sorted]] = True
+    hot &= capped
+    if not hot.any():
+        return none
+    sel = np.flatnonzero(hot[block_of] & ~new_sorted)  # earlier records of those blocks, positions in order
+    if len(sel) < 2:
+        return none
+    eb = block_of[sel]
+    e_starts = np.flatnonzero(np.r_[True, eb[1:] != eb[:-1]])
+    e_sizes = np.diff(np.r_[e_starts, len(sel)])
+    e_end = np.repeat(e_starts + e_sizes, e_sizes)
+    e_capped = np.repeat(e_sizes > rule.max_block, e_sizes)
+    at = np.arange(len(sel))
+    limit = np.where(e_capped, np.minimum(w, e_end - at - 1), e_end - at - 1)
+    # a position whose farthest partner before is still within the window now keeps every pair
+    looked = np.flatnonzero(sel[at + limit] - sel > w)
+    parts = []
+    if len(looked):
+        count = limit[looked]
+        i = np.repeat(looked, count)
+        j = i + _ranges(count) + 1
+        far = sel[j] - sel[i] > w
+        a, c = rec_sorted[sel[i[far]]], rec_sorted[sel[j[far]]]
+        parts.append(np.minimum(a, c).astype(np.int64) * m + np.maximum(a, c))
+    if rule.incomplete_block > 0 and e_capped.any():
+        # the incomplete_block pairs of the earlier records alone, in their order (their runs among themselves)
+        el, er = _incomplete_pairs(part, rule, rec_sorted[sel], np.arange(len(sel)), rec_sorted[sel],
+                                   blk_sorted[sel], e_capped, [c[order][sel] for c in order_cols[1:-1]])
+        if len(el):
+            pos = np.empty(m, dtype=np.int64)
+            pos[rec_sorted] = np.arange(len(rec_sorted))
+            far = np.abs(pos[el] - pos[er]) > w
+            parts.append(el[far].astype(np.int64) * m + er[far])
+    if not parts:
+        return none
+    before = sorted_unique(np.concatenate(parts))
+    return before[~in_sorted(before, now_extra)]
 
 
 def _outgrown(part: _Columns, rule: BlockingRule, earlier: np.ndarray, left: np.ndarray, right: np.ndarray,
