@@ -989,16 +989,16 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
         pl, pr = pl[order], pr[order]
         p = {f: v[order] for f, v in p.items()}
         redo = None
+        flags_r = _pair_flags(p["levels"], p["prob"], p["matched"], fitted, policy)
         if previous_entities is not None and not same and not different and not changed_ids:
             # no judgement in the region: only the parts of it a new mention reaches are clustered again
             got = cluster_changed_components(rec_r, pl, pr, p, fitted, policy, members >= n_old,
-                                             lambda where: previous_entities(mids[members[where]]), gone)
+                                             lambda where: previous_entities(mids[members[where]]), gone, flags_r)
             if got is not None:
                 labels, redo = got
         if redo is None:
             labels, _, _ = _cluster_scored(rec_r, pl, pr, p["weight"], p["prob"], p["matched"], p["levels"],
                                            p["reason"], fitted, policy, same, different)
-        flags_r = _pair_flags(p["levels"], p["prob"], p["matched"], fitted, policy)
         region_r = region_labels(k, pl, pr, flags_r, same)
     else:
         redo = None
@@ -1053,7 +1053,8 @@ def _take_records(records: pd.DataFrame, rows: np.ndarray, halves: tuple[pd.Data
 def cluster_changed_components(records: pd.DataFrame, left: np.ndarray, right: np.ndarray,
                                pairs: Mapping[str, np.ndarray], fitted: FittedModel, policy, new: np.ndarray,
                                previous: Callable[[np.ndarray], np.ndarray],
-                               gone: Mapping[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+                               gone: Mapping[str, np.ndarray] | None = None,
+                               joins: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """The labels :func:`linkage.resolve.engine._cluster_scored` gives a region without judgements, clustering
     again only the components of strong links that a new record is in or whose links changed; with which
     records were clustered again. None when that is not provably the same (then cluster the whole region).
@@ -1062,7 +1063,8 @@ def cluster_changed_components(records: pd.DataFrame, left: np.ndarray, right: n
     indices) with the ``pairs`` fields, ``new`` marks the records added by this run and ``previous(where)``
     gives the stored entity ids of the earlier records at the positions ``where`` (None: no entity). ``gone``
     (optional, the same fields, ``left``/``right`` local) holds the pairs of the last run that blocking no
-    longer makes (dead: :class:`TypeState`).
+    longer makes (dead: :class:`TypeState`). ``joins`` (optional): the pairs'
+    :func:`linkage.resolve.engine._pair_flags`, when the caller has them (else made here when wanted).
 
     Why it is the same: without name-only links or candidates (``weak``), the clustering is
     :func:`linkage.resolve.cluster.cluster` over the strong links (links agreeing on an anchor, less those
@@ -1100,7 +1102,7 @@ def cluster_changed_components(records: pd.DataFrame, left: np.ndarray, right: n
     changed = np.zeros(k, dtype=bool)
     changed[comp[new]] = changed[comp[gone_l]] = changed[comp[gone_r]] = True
     flipped = _flipped(records, left, right, pairs, fitted, policy, earlier, strong, changed[comp], gone_l, gone_r,
-                       gone)
+                       gone, joins)
     changed[comp[left[flipped]]] = changed[comp[right[flipped]]] = True
     redo = changed[comp]
     kept = np.flatnonzero(~redo)
@@ -1128,7 +1130,8 @@ def cluster_changed_components(records: pd.DataFrame, left: np.ndarray, right: n
 
 def _flipped(records: pd.DataFrame, left: np.ndarray, right: np.ndarray, pairs: Mapping[str, np.ndarray],
              fitted: FittedModel, policy, earlier: np.ndarray, strong: np.ndarray, redone: np.ndarray,
-             gone_l: np.ndarray, gone_r: np.ndarray, gone: Mapping[str, np.ndarray] | None) -> np.ndarray:
+             gone_l: np.ndarray, gone_r: np.ndarray, gone: Mapping[str, np.ndarray] | None,
+             joins: np.ndarray | None = None) -> np.ndarray:
     """For :func:`cluster_changed_components`: the earlier pairs (positions ``earlier`` of ``left``/``right``)
     whose strong flag now (``strong``) differs from the last run's, decided over the earlier and the ``gone``
     pairs, leaving out pairs whose records are all clustered again anyway (``redone``, per record).
@@ -1138,7 +1141,8 @@ def _flipped(records: pd.DataFrame, left: np.ndarray, right: np.ndarray, pairs: 
     fields and one giving some. So the last run's decisions are made again only for the connected parts (of
     pairs that can join records, :func:`linkage.resolve.engine._pair_flags`) holding such a pair with a record
     that is not clustered again: the rule decides each such part from its pairs alone (groups and candidates
-    are made of those pairs), so they come out as over all the last run's pairs."""
+    are made of those pairs), so they come out as over all the last run's pairs. ``joins``: the pairs'
+    :func:`linkage.resolve.engine._pair_flags` when at hand (else made here)."""
     from linkage.scoring import gives_none
 
     none = np.empty(0, np.int64)
@@ -1152,7 +1156,9 @@ def _flipped(records: pd.DataFrame, left: np.ndarray, right: np.ndarray, pairs: 
     may = np.flatnonzero(mixed & ~(redone[el] & redone[er]))
     if not len(may):
         return none
-    joins = _pair_flags(pairs["levels"], pairs["prob"], pairs["matched"], fitted, policy)[earlier]
+    if joins is None:
+        joins = _pair_flags(pairs["levels"], pairs["prob"], pairs["matched"], fitted, policy)
+    joins = joins[earlier]
     may = may[joins[may]]
     if not len(may):
         return none
