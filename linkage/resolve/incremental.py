@@ -958,13 +958,15 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
                 seeds.append(d["right"][inside])
                 dead_now = dead_now[inside]
     else:
-        values = records["value"].to_numpy(dtype=object)
-        wanted = set(values[n_old:].tolist()) - {""}
+        values = records["value"]  # as stored (Arrow strings): only the new ones made Python strings
+        wanted = set(values.iloc[n_old:].tolist()) - {""}
         if wanted and n_old:
-            seeds.append(np.flatnonzero(pd.Series(values[:n_old]).isin(wanted).to_numpy()))
-    seed = np.unique(np.concatenate([np.asarray(s, dtype=np.int64) for s in seeds]))
-    hit_regions = np.unique(region[seed])
-    members = np.flatnonzero(np.isin(region, hit_regions))
+            seeds.append(np.flatnonzero(values.iloc[:n_old].isin(wanted).to_numpy()))
+    seed = np.concatenate([np.asarray(s, dtype=np.int64) for s in seeds])
+    # the records of the regions hit (a region's label is one of its records: marked per record, not sorted)
+    hit = np.zeros(n, dtype=bool)
+    hit[region[seed]] = True
+    members = np.flatnonzero(hit[region])
     # the region's records in the order of a full run (mention ids sorted)
     members = members[np.argsort(rank[members], kind="stable")]  # rank: the mention ids' sort order
     k = len(members)
