@@ -162,8 +162,8 @@ def _level_mask(pf: PairFrame, comp: Comparison, level: Level, subset: np.ndarra
         return np.asarray(ok, dtype=bool)[pcodes]
     if test == "any_part":
         names = ("part1", "part2")
-        joint = pd.concat([pf.records[n] if n in pf.records.columns else pd.Series(pf.column(n)) for n in names],
-                          ignore_index=True).fillna("")
+        joint = pd.concat([pf.records[n] if n in pf.records.columns else pd.Series(pf.column(n))
+                           for n in names], ignore_index=True).fillna("")
         codes, uniques = pd.factorize(joint)
         n = len(pf.records)
         empty_code = np.flatnonzero(np.asarray(uniques, dtype=object) == "")

@@ -52,12 +52,12 @@ class ScoredPairs:
     """The scored pairs of one entity type, compact: record indices, numbers and level codes, no strings.
 
     ``left``/``right`` index ``mention_ids`` (``int32``; the ids as a NumPy object array, or as the column of
-    Arrow strings an incremental run's records hold: read them through ``np.asarray(..., dtype=object)``); ``weight`` and ``prob`` are the match weight (bits)
-    and probability (``float64``, exactly what clustering used); ``levels`` holds one level index per
-    comparison (``int8``, pairs x comparisons); ``reason`` indexes :data:`REASONS`. Strings are made only in
-    :meth:`frame` (writing, explaining). ``rule_mask`` (optional) has bit ``i`` set when blocking rule ``i``
-    of the type's policy makes the pair (the incremental state keeps it: a pair no rule makes any more after
-    a block outgrew a cap is dropped, :mod:`linkage.resolve.incremental`).
+    Arrow strings an incremental run's records hold: read them through ``np.asarray(..., dtype=object)``);
+    ``weight`` and ``prob`` are the match weight (bits) and probability (``float64``, exactly what clustering
+    used); ``levels`` holds one level index per comparison (``int8``, pairs x comparisons); ``reason`` indexes
+    :data:`REASONS`. Strings are made only in :meth:`frame` (writing, explaining). ``rule_mask`` (optional) has
+    bit ``i`` set when blocking rule ``i`` of the type's policy makes the pair (the incremental state keeps it:
+    a pair no rule makes any more after a block outgrew a cap is dropped, :mod:`linkage.resolve.incremental`).
     """
 
     entity_type: str
