@@ -281,14 +281,12 @@ def _merge_dense(m: int, edge_a: np.ndarray, edge_b: np.ndarray, sa: np.ndarray,
     """
     sw = np.asarray(sw, dtype=float)
     # a pair given twice (either way round) or a record paired with itself is summed in the order given
+    # (found by sorting the pairs, not by tagging an m x m array: at 1,494 records 9 MB less to clear and touch)
     pair = np.minimum(sa, sb) * m + np.maximum(sa, sb)
-    tag = np.zeros(m * m, dtype=np.int32)
-    tag[pair] = np.arange(1, len(pair) + 1, dtype=np.int32)
-    again = tag[pair] != np.arange(1, len(pair) + 1, dtype=np.int32)
-    if again.any():
-        again = np.isin(pair, pair[again])
+    ordered = np.sort(pair)
+    twice = ordered[1:][ordered[1:] == ordered[:-1]]
+    again = np.isin(pair, twice) if len(twice) else np.zeros(len(pair), dtype=bool)
     again |= sa == sb
-    del tag
     cross = np.zeros(m * m, dtype=complex)
     once = ~again
     value = sw[once] + (0.0 + 1.0j)

@@ -51,12 +51,13 @@ REASONS: tuple[str, ...] = ("", "match probability", "decisive identifier")
 class ScoredPairs:
     """The scored pairs of one entity type, compact: record indices, numbers and level codes, no strings.
 
-    ``left``/``right`` index ``mention_ids`` (``int32``); ``weight`` and ``prob`` are the match weight (bits)
-    and probability (``float64``, exactly what clustering used); ``levels`` holds one level index per
-    comparison (``int8``, pairs x comparisons); ``reason`` indexes :data:`REASONS`. Strings are made only in
-    :meth:`frame` (writing, explaining). ``rule_mask`` (optional) has bit ``i`` set when blocking rule ``i``
-    of the type's policy makes the pair (the incremental state keeps it: a pair no rule makes any more after
-    a block outgrew a cap is dropped, :mod:`linkage.resolve.incremental`).
+    ``left``/``right`` index ``mention_ids`` (``int32``; the ids as a NumPy object array, or as the column of
+    Arrow strings an incremental run's records hold: read them through ``np.asarray(..., dtype=object)``);
+    ``weight`` and ``prob`` are the match weight (bits) and probability (``float64``, exactly what clustering
+    used); ``levels`` holds one level index per comparison (``int8``, pairs x comparisons); ``reason`` indexes
+    :data:`REASONS`. Strings are made only in :meth:`frame` (writing, explaining). ``rule_mask`` (optional) has
+    bit ``i`` set when blocking rule ``i`` of the type's policy makes the pair (the incremental state keeps it:
+    a pair no rule makes any more after a block outgrew a cap is dropped, :mod:`linkage.resolve.incremental`).
     """
 
     entity_type: str
@@ -778,6 +779,20 @@ def _level_strings(gamma: np.ndarray) -> np.ndarray:
     return digits.view(f"S{gamma.shape[1]}").ravel().astype(str).astype(object)
 
 
+def _strings(column: pd.Series) -> pd.Series:
+    """A text column as :func:`_entities` factorizes it (sorted): as it is when it holds pandas strings (Arrow),
+    else as a Series of its values as Python objects, which pandas makes strings of when they all are. (A Series
+    made of a string column's values as Python strings is turned back into Arrow strings: at a few thousand
+    records that costs more than the factorizing.)
+
+    >>> _strings(pd.Series(["b", "a"], dtype=object)).dtype == _strings(pd.Series(["b", "a"], dtype="str")).dtype
+    True
+    """
+    if isinstance(column.dtype, pd.StringDtype):
+        return column.reset_index(drop=True)
+    return pd.Series(column.to_numpy(dtype=object))
+
+
 def _entities(records: pd.DataFrame, labels: np.ndarray, etype: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Assignments and the entity table, vectorised over groups (ids, sizes, labels, attributes)."""
     mids = records["mention_id"].to_numpy(dtype=object)
@@ -785,10 +800,10 @@ def _entities(records: pd.DataFrame, labels: np.ndarray, etype: str) -> tuple[pd
     if n == 0:
         return (pd.DataFrame(columns=["mention_id", "entity_id", "entity_type"]),
                 pd.DataFrame(columns=["entity_id", "entity_type", "label", "n_mentions", "attributes"]))
-    group, _ = pd.factorize(pd.Series(np.asarray(labels)), sort=True)
+    group, _ = pd.factorize(np.asarray(labels), sort=True)
     n_groups = int(group.max()) + 1
     # smallest mention id per group: order by (group, mention id), take each group's first row
-    mid_rank, mid_uniques = pd.factorize(pd.Series(mids), sort=True)
+    mid_rank, _ = pd.factorize(_strings(records["mention_id"]), sort=True)
     order = np.lexsort((mid_rank, group))
     g_sorted = group[order]
     starts = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]])
@@ -798,15 +813,17 @@ def _entities(records: pd.DataFrame, labels: np.ndarray, etype: str) -> tuple[pd
     assignments = pd.DataFrame({"mention_id": mids, "entity_id": row_ids, "entity_type": etype})
     sizes = np.bincount(group, minlength=n_groups)
     # label: the most frequent label of the group; ties -> the longest, then alphabetical
-    lab = records["label"].to_numpy(dtype=object)
-    lcode, luniq = pd.factorize(pd.Series(lab), sort=True)
+    lcode, luniq = pd.factorize(_strings(records["label"]), sort=True)
+    luniq = np.asarray(luniq, dtype=object)
     lens = np.fromiter((len(x) for x in luniq.tolist()), dtype=np.int64, count=len(luniq))
-    gl = pd.DataFrame({"g": group, "l": lcode}).value_counts(sort=False).reset_index(name="n")
-    gl["len"] = lens[gl["l"].to_numpy()]
-    gl = gl.sort_values(["g", "n", "len", "l"], ascending=[True, False, False, True], kind="stable")
-    best = gl.drop_duplicates("g")
+    # each (group, label) once with its count; per group the first by (count desc, length desc, label asc)
+    width = len(luniq) + 1
+    gl, n_gl = np.unique(group.astype(np.int64) * width + (lcode + 1), return_counts=True)
+    g_of, l_of = gl // width, gl % width - 1
+    order = np.lexsort((l_of, -lens[l_of], -n_gl, g_of))
+    best = order[np.flatnonzero(np.r_[True, g_of[order][1:] != g_of[order][:-1]])]
     label_of = np.empty(n_groups, dtype=object)
-    label_of[best["g"].to_numpy()] = np.asarray(luniq, dtype=object)[best["l"].to_numpy()]
+    label_of[g_of[best]] = luniq[l_of[best]]
     attrs = _attributes(records, group, n_groups, etype)
     ents = pd.DataFrame({"entity_id": ids, "entity_type": etype, "label": label_of, "n_mentions": sizes.astype(int),
                          "attributes": attrs})
@@ -830,11 +847,11 @@ def _attributes(records: pd.DataFrame, group: np.ndarray, n_groups: int, etype: 
     cols = sorted(c for c in _ATTRIBUTES.get(etype, ("value",)) if c in records.columns)
     pieces = []  # per column: the group's '"col": [...]' text, '' when it has no value there
     for c in cols:
-        vals = records[c].to_numpy(dtype=object)
-        has = np.flatnonzero(vals != "")
+        vals = _strings(records[c])
+        has = np.flatnonzero((vals != "").to_numpy(dtype=bool))
         if not len(has):
             continue
-        vcode, vuniq = pd.factorize(pd.Series(vals[has]), sort=True)  # codes in sorted value order
+        vcode, vuniq = pd.factorize(vals.iloc[has], sort=True)  # codes in sorted value order
         head = json.dumps(c) + ": ["
         # a str's JSON text as json.dumps(v, ensure_ascii=False) writes it, without its per-call set-up
         encoded = [encode_basestring(v) if v.__class__ is str else json.dumps(v, ensure_ascii=False)

@@ -609,12 +609,25 @@ def _stored_positions(pairs: Mapping[str, np.ndarray], keys: np.ndarray, n: int,
     ends[keys // n] = True
     ends[keys % n] = True
     pl, pr = pairs["left"], pairs["right"]
-    sel = np.flatnonzero(ends[pl] & ends[pr])
+    sel = _both_ends_in(ends, pl, pr)
     a, b = pl[sel].astype(np.int64), pr[sel].astype(np.int64)
     key = np.minimum(a, b) * n + np.maximum(a, b)
     at = np.minimum(np.searchsorted(keys, key), len(keys) - 1)
     hit = (keys[at] == key) & ~np.isin(sel, dead)
     return sel[hit], at[hit]
+
+
+def _both_ends_in(marked: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Positions (sorted) of the pairs ``left``/``right`` whose two records are both ``marked`` (one bool per
+    record): ``np.flatnonzero(marked[left] & marked[right])``, with the right ends looked at only where the left
+    one is marked (a few of millions of stored pairs: one full gather instead of two; ``np.take``, not fancy
+    indexing, which costs more per element).
+
+    >>> _both_ends_in(np.array([True, False, True]), np.array([0, 0, 1, 2]), np.array([2, 1, 2, 0])).tolist()
+    [0, 3]
+    """
+    sel = np.flatnonzero(np.take(marked, left))
+    return sel[np.take(marked, np.take(right, sel))]
 
 
 def fuzzy_groups(values: pd.Series, hashes: np.ndarray, involving: np.ndarray) -> np.ndarray:
@@ -854,7 +867,14 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
         # joined with object columns every stored column was converted to Python strings (0.2 s for person)
         halves = (old.records, added.astype(old.records.dtypes.to_dict()))
         records = pd.concat(halves, ignore_index=True)
-    mids = records["mention_id"].to_numpy(dtype=object)
+    # the mention ids as stored (Arrow strings): made Python strings only where wanted (every record's id as a
+    # Python string cost ~7 ms a type at 100,000 reports; the new pairs keep the column, ScoredPairs.frame
+    # converts it when asked)
+    id_column = records["mention_id"]
+    mids = id_column.array
+
+    def ids_at(rows: np.ndarray) -> np.ndarray:
+        return id_column.take(rows).to_numpy(dtype=object)
     n = len(records)
     rank, duplicated = _order_rank_checked(records["mention_id"])
     if duplicated:
@@ -902,9 +922,14 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
         swap = rank[left] > rank[right]
         left, right = np.where(swap, right, left), np.where(swap, left, right)
         # compare and score on the records these pairs touch only (values, not positions, decide)
-        used = np.unique(np.r_[left, right])
+        # (marked per record, not sorted out of the pairs: 36,021 person pairs, 172,000 records: 12 -> 2 ms)
+        at = np.zeros(n, dtype=np.int64)
+        at[left] = 1
+        at[right] = 1
+        used = np.flatnonzero(at)
+        at[used] = np.arange(len(used))
         part = _take_records(records, used, halves)
-        ll, rr = np.searchsorted(used, left), np.searchsorted(used, right)
+        ll, rr = at[left], at[right]
         say(f"{etype}: comparing {len(left)} pairs")
         gamma = compare(part, ll, rr, policy.comparisons, cfg.workers)
         weight, prob, matched, reason = _score(fitted, part, ll, rr, gamma)
@@ -933,20 +958,22 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
                 seeds.append(d["right"][inside])
                 dead_now = dead_now[inside]
     else:
-        values = records["value"].to_numpy(dtype=object)
-        wanted = set(values[n_old:].tolist()) - {""}
+        values = records["value"]  # as stored (Arrow strings): only the new ones made Python strings
+        wanted = set(values.iloc[n_old:].tolist()) - {""}
         if wanted and n_old:
-            seeds.append(np.flatnonzero(pd.Series(values[:n_old]).isin(wanted).to_numpy()))
-    seed = np.unique(np.concatenate([np.asarray(s, dtype=np.int64) for s in seeds]))
-    hit_regions = np.unique(region[seed])
-    members = np.flatnonzero(np.isin(region, hit_regions))
+            seeds.append(np.flatnonzero(values.iloc[:n_old].isin(wanted).to_numpy()))
+    seed = np.concatenate([np.asarray(s, dtype=np.int64) for s in seeds])
+    # the records of the regions hit (a region's label is one of its records: marked per record, not sorted)
+    hit = np.zeros(n, dtype=bool)
+    hit[region[seed]] = True
+    members = np.flatnonzero(hit[region])
     # the region's records in the order of a full run (mention ids sorted)
     members = members[np.argsort(rank[members], kind="stable")]  # rank: the mention ids' sort order
     k = len(members)
     local = np.full(n, -1, dtype=np.int64)
     local[members] = np.arange(k)
     rec_r = _take_records(records, members, halves)
-    r_index = pd.Index(mids[members])
+    r_index = pd.Index(ids_at(members))
     same = _judgement_index(judgements, r_index, "same")
     different = _judgement_index(judgements, r_index, "different")
     say(f"{etype}: clustering {k} records")
@@ -955,10 +982,11 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
         gone = None
         if old is not None and old.pairs and len(old.pairs["left"]):
             ol, orr = old.pairs["left"], old.pairs["right"]
-            inside = local >= 0  # one byte per record: two gathers over millions of pairs, not of int64s
-            keep = inside[ol] & inside[orr]
-            keep[np.r_[old.dead(), edits[0][edits[1] == 0]]] = False
-            keep = np.flatnonzero(keep)  # a few of millions: one scan of the mask, not one per field
+            inside = local >= 0  # one byte per record: gathers over millions of pairs, not of int64s
+            keep = _both_ends_in(inside, ol, orr)  # a few of millions: one scan, not one per field
+            drop = np.r_[old.dead(), edits[0][edits[1] == 0]]
+            if len(drop):
+                keep = keep[~np.isin(keep, drop)]
             parts.append({f: old.pairs[f][keep] for f in _CLUSTER_FIELDS})
             if len(dead_now):
                 gone = {f: old.pairs[f][dead_now] for f in _CLUSTER_FIELDS}
@@ -975,16 +1003,16 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
         pl, pr = pl[order], pr[order]
         p = {f: v[order] for f, v in p.items()}
         redo = None
+        flags_r = _pair_flags(p["levels"], p["prob"], p["matched"], fitted, policy)
         if previous_entities is not None and not same and not different and not changed_ids:
             # no judgement in the region: only the parts of it a new mention reaches are clustered again
             got = cluster_changed_components(rec_r, pl, pr, p, fitted, policy, members >= n_old,
-                                             lambda where: previous_entities(mids[members[where]]), gone)
+                                             lambda where: previous_entities(ids_at(members[where])), gone, flags_r)
             if got is not None:
                 labels, redo = got
         if redo is None:
             labels, _, _ = _cluster_scored(rec_r, pl, pr, p["weight"], p["prob"], p["matched"], p["levels"],
                                            p["reason"], fitted, policy, same, different)
-        flags_r = _pair_flags(p["levels"], p["prob"], p["matched"], fitted, policy)
         region_r = region_labels(k, pl, pr, flags_r, same)
     else:
         redo = None
@@ -997,7 +1025,7 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
         again = np.flatnonzero(redo)
         rec_r, labels, members = rec_r.iloc[again].reset_index(drop=True), labels[again], members[again]
     assignments, entities = _entities(rec_r, labels, etype)
-    touched_old = mids[members[members < n_old]]
+    touched_old = ids_at(members[members < n_old])
     # stored as prepared (object columns), as the full run stores its records
     new_part = (added if old is not None and new_records is not None else records.iloc[n_old:]).reset_index(drop=True)
     pairs_state = old.pairs if old is not None and old.pairs else {}
@@ -1039,7 +1067,8 @@ def _take_records(records: pd.DataFrame, rows: np.ndarray, halves: tuple[pd.Data
 def cluster_changed_components(records: pd.DataFrame, left: np.ndarray, right: np.ndarray,
                                pairs: Mapping[str, np.ndarray], fitted: FittedModel, policy, new: np.ndarray,
                                previous: Callable[[np.ndarray], np.ndarray],
-                               gone: Mapping[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+                               gone: Mapping[str, np.ndarray] | None = None,
+                               joins: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """The labels :func:`linkage.resolve.engine._cluster_scored` gives a region without judgements, clustering
     again only the components of strong links that a new record is in or whose links changed; with which
     records were clustered again. None when that is not provably the same (then cluster the whole region).
@@ -1048,7 +1077,8 @@ def cluster_changed_components(records: pd.DataFrame, left: np.ndarray, right: n
     indices) with the ``pairs`` fields, ``new`` marks the records added by this run and ``previous(where)``
     gives the stored entity ids of the earlier records at the positions ``where`` (None: no entity). ``gone``
     (optional, the same fields, ``left``/``right`` local) holds the pairs of the last run that blocking no
-    longer makes (dead: :class:`TypeState`).
+    longer makes (dead: :class:`TypeState`). ``joins`` (optional): the pairs'
+    :func:`linkage.resolve.engine._pair_flags`, when the caller has them (else made here when wanted).
 
     Why it is the same: without name-only links or candidates (``weak``), the clustering is
     :func:`linkage.resolve.cluster.cluster` over the strong links (links agreeing on an anchor, less those
@@ -1086,7 +1116,7 @@ def cluster_changed_components(records: pd.DataFrame, left: np.ndarray, right: n
     changed = np.zeros(k, dtype=bool)
     changed[comp[new]] = changed[comp[gone_l]] = changed[comp[gone_r]] = True
     flipped = _flipped(records, left, right, pairs, fitted, policy, earlier, strong, changed[comp], gone_l, gone_r,
-                       gone)
+                       gone, joins)
     changed[comp[left[flipped]]] = changed[comp[right[flipped]]] = True
     redo = changed[comp]
     kept = np.flatnonzero(~redo)
@@ -1114,7 +1144,8 @@ def cluster_changed_components(records: pd.DataFrame, left: np.ndarray, right: n
 
 def _flipped(records: pd.DataFrame, left: np.ndarray, right: np.ndarray, pairs: Mapping[str, np.ndarray],
              fitted: FittedModel, policy, earlier: np.ndarray, strong: np.ndarray, redone: np.ndarray,
-             gone_l: np.ndarray, gone_r: np.ndarray, gone: Mapping[str, np.ndarray] | None) -> np.ndarray:
+             gone_l: np.ndarray, gone_r: np.ndarray, gone: Mapping[str, np.ndarray] | None,
+             joins: np.ndarray | None = None) -> np.ndarray:
     """For :func:`cluster_changed_components`: the earlier pairs (positions ``earlier`` of ``left``/``right``)
     whose strong flag now (``strong``) differs from the last run's, decided over the earlier and the ``gone``
     pairs, leaving out pairs whose records are all clustered again anyway (``redone``, per record).
@@ -1124,7 +1155,8 @@ def _flipped(records: pd.DataFrame, left: np.ndarray, right: np.ndarray, pairs: 
     fields and one giving some. So the last run's decisions are made again only for the connected parts (of
     pairs that can join records, :func:`linkage.resolve.engine._pair_flags`) holding such a pair with a record
     that is not clustered again: the rule decides each such part from its pairs alone (groups and candidates
-    are made of those pairs), so they come out as over all the last run's pairs."""
+    are made of those pairs), so they come out as over all the last run's pairs. ``joins``: the pairs'
+    :func:`linkage.resolve.engine._pair_flags` when at hand (else made here)."""
     from linkage.scoring import gives_none
 
     none = np.empty(0, np.int64)
@@ -1138,7 +1170,9 @@ def _flipped(records: pd.DataFrame, left: np.ndarray, right: np.ndarray, pairs: 
     may = np.flatnonzero(mixed & ~(redone[el] & redone[er]))
     if not len(may):
         return none
-    joins = _pair_flags(pairs["levels"], pairs["prob"], pairs["matched"], fitted, policy)[earlier]
+    if joins is None:
+        joins = _pair_flags(pairs["levels"], pairs["prob"], pairs["matched"], fitted, policy)
+    joins = joins[earlier]
     may = may[joins[may]]
     if not len(may):
         return none
