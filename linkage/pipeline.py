@@ -1089,7 +1089,8 @@ CLUSTER_TABLE_COLUMNS = ("cluster_id", "rank", "score", "n_reports", "n_reporter
 def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters: pd.DataFrame,
                    run_id: Optional[int] = None, full: bool = False, reused: Optional[dict] = None,
                    members: Optional[list] = None, read_back: bool = True,
-                   previous: Optional[pd.DataFrame] = None, stored_ids: Optional[set] = None) -> pd.DataFrame:
+                   previous: Optional[pd.DataFrame] = None, stored_ids: Optional[set] = None,
+                   on_final: Optional[Callable[[pd.DataFrame, pd.DataFrame], None]] = None) -> pd.DataFrame:
     """Write clusters with ids carried over from the previous run; record merges and splits.
 
     The rows go into ``cluster_rows`` and the ranks into ``cluster_ranks`` (the view ``clusters`` reads them
@@ -1108,6 +1109,11 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
     (final ids), for :func:`status_stage`. ``previous``: the stored ``report_clusters`` rows as
     ``store.report_clusters()`` reads them, when the caller has read them (read here otherwise);
     ``stored_ids``: the ids ``cluster_rows`` holds, when the caller has read them (:attr:`ClusterStep.stored_ids`).
+    ``on_final``, when given, is called before anything is written with the memberships as stored (final ids:
+    what ``members`` receives) and ``cluster_id, agencies`` (JSON text) of every cluster under its final id (what
+    :func:`status_stage` reads of the returned rows when ``read_back=False``): :func:`run` starts the status
+    stage's own computing on them (:func:`linkage.feedback.lifecycle.advance_inputs`) in a thread while this
+    writes.
 
     Raises
     ------
@@ -1126,6 +1132,12 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
         members.append(report_clusters[["report_id", "cluster_id"]])
     clusters = clusters.assign(cluster_id=_renamed(clusters["cluster_id"], rename))
     clusters = clusters.sort_values(["rank", "cluster_id"]).reset_index(drop=True)
+    # every cluster's agencies as the JSON text stored (made once: for on_final and the rows returned)
+    agency_texts = _json_lists(clusters["agencies"].tolist()) if "agencies" in clusters.columns else None
+    if on_final is not None:
+        on_final(report_clusters[["report_id", "cluster_id"]],
+                 pd.DataFrame({"cluster_id": clusters["cluster_id"].tolist(), "agencies": agency_texts})
+                 if agency_texts is not None else pd.DataFrame())
     cols = [c for c in CLUSTER_TABLE_COLUMNS if c in clusters.columns]
     stored_of = {rename.get(raw, raw): sid for raw, sid in reused.items()}  # final id -> stored id
     light = isin_text(clusters["cluster_id"], list(stored_of)) if stored_of else np.zeros(len(clusters), dtype=bool)
@@ -1166,8 +1178,8 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
                                 ["at", "run_id", "cluster_id", "event", "related_ids"])
     if light.any() and not read_back:
         return pd.DataFrame({"cluster_id": clusters["cluster_id"].tolist(), "rank": clusters["rank"].tolist(),
-                             "agencies": _json_lists(clusters["agencies"].tolist())}) \
-            if "agencies" in clusters.columns else clusters[["cluster_id", "rank"]].copy()
+                             "agencies": agency_texts}) \
+            if agency_texts is not None else clusters[["cluster_id", "rank"]].copy()
     if light.any():  # the kept rows' long texts were never read: the rows as stored now
         return store.clusters()
     return _as_stored_clusters(values, cols)
@@ -1400,14 +1412,16 @@ def _has_table(store: EmbeddedStore, name: str) -> bool:
 
 
 def status_stage(store: EmbeddedStore, clusters: pd.DataFrame, report_clusters: Optional[pd.DataFrame] = None,
-                 ahead: Optional[ReadAhead] = None) -> int:
+                 ahead: Optional[ReadAhead] = None, prepared: Optional["InThread"] = None) -> int:
     """Move reports forward: clustered reports become 'gekoppeld', routed ones 'doorgezet'.
 
     Only the reports whose cluster, cluster agencies or history changed since the last run's status stage are
     looked at (:func:`linkage.feedback.lifecycle.advance_changed`); the rows written are the same.
     ``report_clusters``: the stored memberships when the caller has them (:func:`store_clusters`' ``members``);
     read from the store otherwise. ``ahead``: the caller's reads ahead (:func:`read_ahead`), of which the kept
-    status inputs are taken.
+    status inputs are taken. ``prepared``: :func:`linkage.feedback.lifecycle.advance_inputs` of the same
+    memberships and ``clusters``' agencies, computed in a thread (:class:`InThread`, started by :func:`run` from
+    :func:`store_clusters`' ``on_final``); when it failed (None), computed here.
     """
     try:
         from linkage.feedback.lifecycle import advance_changed
@@ -1417,7 +1431,37 @@ def status_stage(store: EmbeddedStore, clusters: pd.DataFrame, report_clusters: 
         report_clusters = store.report_clusters()
     routing = clusters[["cluster_id", "agencies"]].copy() if "agencies" in clusters.columns else pd.DataFrame()
     kept = None if ahead is None else (lambda: ahead.result("status_inputs", lambda: None))
-    return int(advance_changed(store, report_clusters, routing, kept_inputs=kept) or 0)
+    inputs = prepared.result() if prepared is not None else None
+    return int(advance_changed(store, report_clusters, routing, kept_inputs=kept, prepared=inputs) or 0)
+
+
+class InThread:
+    """``fn(*args)`` computed in a thread of its own (for work that needs no store: Arrow's kernels and SQLite
+    run without Python's GIL, so it uses the machine's second core while the job's thread works on).
+    :meth:`result` waits and gives the value, or None when ``fn`` raised (the caller computes it itself and
+    meets the error there).
+
+    >>> InThread(sum, [1, 2]).result(), InThread(len, 3).result()
+    (3, None)
+    """
+
+    def __init__(self, fn: Callable[..., Any], *args: Any, name: str = "work") -> None:
+        import threading
+
+        self._value: Any = None
+        self._thread = threading.Thread(target=self._run, args=(fn, args), name=f"linkage-{name}", daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[..., Any], args: tuple) -> None:
+        try:
+            self._value = fn(*args)
+        except Exception:  # noqa: BLE001 - the caller computes it again and meets the error there
+            self._value = None
+
+    def result(self) -> Any:
+        """The value (waiting for the thread); None when ``fn`` raised."""
+        self._thread.join()
+        return self._value
 
 
 def run(
@@ -1541,10 +1585,20 @@ def run(
             reused, stored_ids = step.reused, step.stored_ids
             del step
             members: list = []
+            status_inputs: list = []
+
+            def status_ahead(final_members: pd.DataFrame, routing: pd.DataFrame) -> None:
+                # the status stage's own computing over the final memberships and agencies (and its comparison
+                # with the kept status inputs read ahead), in a thread while store_clusters writes
+                from linkage.feedback.lifecycle import advance_inputs
+
+                kept = ahead.result("status_inputs", lambda: None) if ahead is not None else None
+                status_inputs.append(InThread(advance_inputs, final_members, routing, kept, name="status-inputs"))
             # the rows score_stage re-used keep their long texts in the table: not read back (RunSummary reads
             # the rows it is asked for)
             stored = store_clusters(store, report_clusters, clusters, run_id, full=full, reused=reused,
-                                    members=members, read_back=False, previous=previous, stored_ids=stored_ids)
+                                    members=members, read_back=False, previous=previous, stored_ids=stored_ids,
+                                    on_final=status_ahead)
             del stored_ids
             del previous
         summary.clusters = stored if set(CLUSTER_TABLE_COLUMNS) <= set(stored.columns) else None
@@ -1555,7 +1609,8 @@ def run(
 
         t0 = begin("status")
         with paused_gc():
-            summary.counts["status_changes"] = status_stage(store, stored, members[0] if members else None, ahead)
+            summary.counts["status_changes"] = status_stage(store, stored, members[0] if members else None, ahead,
+                                                            status_inputs[0] if status_inputs else None)
         del stored
         end("status", t0)
 

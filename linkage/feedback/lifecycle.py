@@ -324,7 +324,8 @@ STATUS_MARK = "status_mark"
 
 def advance_changed(store, report_clusters_df: pd.DataFrame, routing_df: pd.DataFrame, actor: str = "linkage",
                     now: dt.datetime | None = None,
-                    kept_inputs: Callable[[], tuple | None] | None = None) -> AdvanceSummary:
+                    kept_inputs: Callable[[], tuple | None] | None = None,
+                    prepared: "AdvanceInputs | None" = None) -> AdvanceSummary:
     """What :func:`advance_after_routing` does, looking only at the reports whose outcome can differ from its
     last call's: those whose cluster or cluster agencies differ from what the last call saw (kept in
     ``status_inputs``), and those with a history row written since (anyone's: ``id`` above the mark the last
@@ -342,26 +343,26 @@ def advance_changed(store, report_clusters_df: pd.DataFrame, routing_df: pd.Data
     ``kept_inputs``, when given, gives the kept inputs as :func:`read_kept_inputs` reads them, read before (a run
     reads them ahead, :func:`linkage.pipeline.read_ahead`: only this function writes them), or None: they are
     then read here, in the transaction.
+
+    ``prepared``, when given, is :func:`advance_inputs` of the same ``report_clusters_df`` and ``routing_df`` (a
+    run makes it in a thread while its store stage writes, :func:`linkage.pipeline.store_clusters`); with its
+    comparison made (``changed`` not None) ``kept_inputs`` is not called.
     """
     import pyarrow.compute as pc
 
-    rids, cids = _pairs(report_clusters_df, as_arrow=True)
-    # what a dict report -> (cluster, agencies) built in pair order holds: a report in several clusters
-    # (never in a pipeline run) keeps its last pair's values at its first pair's place
+    if prepared is None:
+        prepared = advance_inputs(report_clusters_df, routing_df)
+    rids, cids, cur_r, cur_c, cur_a = prepared.rids, prepared.cids, prepared.cur_r, prepared.cur_c, prepared.cur_a
     n = len(rids)
-    first_of = run_starts(rids)
-    last_of = np.r_[first_of[1:], True] if n else first_of
-    cur_r = rids.filter(first_of)
-    cur_c = cids.filter(last_of)
-    cluster_ids, texts = _agency_texts(routing_df)
-    cur_a = pc.fill_null(pc.take(texts, pc.index_in(cur_c, value_set=cluster_ids)), "[]") if len(cluster_ids) \
-        else arrow_text(["[]"] * len(cur_c))
     with store.transaction():
         conn = store.conn
         conn.execute(STATUS_INPUTS_TABLE)
         mark = conn.execute("SELECT value FROM meta WHERE key = ?", (STATUS_MARK,)).fetchone()
-        kept = kept_inputs() if kept_inputs is not None else None
-        changed, gone = _inputs_changed(read_kept_inputs(conn) if kept is None else kept, cur_r, cur_c, cur_a)
+        if prepared.changed is not None:
+            changed, gone = prepared.changed, prepared.gone
+        else:
+            kept = kept_inputs() if kept_inputs is not None else None
+            changed, gone = _inputs_changed(read_kept_inputs(conn) if kept is None else kept, cur_r, cur_c, cur_a)
         if mark is None:
             keep = np.ones(n, dtype=bool)
         else:
@@ -382,6 +383,55 @@ def advance_changed(store, report_clusters_df: pd.DataFrame, routing_df: pd.Data
         last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM status_history").fetchone()[0]
         conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (STATUS_MARK, str(last)))
     return summary
+
+
+@dataclass
+class AdvanceInputs:
+    """What :func:`advance_changed` computes of its inputs before it reads or writes the store
+    (:func:`advance_inputs`): the distinct pairs (``rids``, ``cids``: Arrow text, sorted), per report its
+    cluster and agencies text (``cur_r``, ``cur_c``, ``cur_a``), and, when the kept inputs were given, the
+    comparison with them (``changed``, ``gone``: :func:`_inputs_changed`; None: compared in the transaction)."""
+
+    rids: Any
+    cids: Any
+    cur_r: Any
+    cur_c: Any
+    cur_a: Any
+    changed: np.ndarray | None = None
+    gone: list | None = None
+
+
+def advance_inputs(report_clusters_df: pd.DataFrame, routing_df: pd.DataFrame | None,
+                   kept: tuple | None = None) -> AdvanceInputs:
+    """The part of :func:`advance_changed` that depends only on its arguments (no store): the pairs of
+    ``report_clusters_df`` (:func:`_pairs`), each report's cluster and agencies text (``routing_df``:
+    :func:`_agency_texts`), and, with ``kept`` (the kept ``status_inputs`` as :func:`read_kept_inputs` reads
+    them), their comparison (:func:`_inputs_changed`). Pure Arrow work for the most part (sorts, hash
+    look-ups, which run without Python's GIL): a run makes it in a thread while its store stage writes.
+
+    >>> a = advance_inputs(pd.DataFrame({"report_id": ["R2", "R1"], "cluster_id": ["c", "c"]}),
+    ...                    pd.DataFrame({"cluster_id": ["c"], "agencies": ['["politie"]']}),
+    ...                    (["R1"], ["c"], ['["politie"]']))
+    >>> a.cur_r.to_pylist(), a.cur_a.to_pylist(), a.changed.tolist(), a.gone
+    (['R1', 'R2'], ['["politie"]', '["politie"]'], [False, True], [])
+    """
+    import pyarrow.compute as pc
+
+    rids, cids = _pairs(report_clusters_df, as_arrow=True)
+    # what a dict report -> (cluster, agencies) built in pair order holds: a report in several clusters
+    # (never in a pipeline run) keeps its last pair's values at its first pair's place
+    n = len(rids)
+    first_of = run_starts(rids)
+    last_of = np.r_[first_of[1:], True] if n else first_of
+    cur_r = rids.filter(first_of)
+    cur_c = cids.filter(last_of)
+    cluster_ids, texts = _agency_texts(routing_df)
+    cur_a = pc.fill_null(pc.take(texts, pc.index_in(cur_c, value_set=cluster_ids)), "[]") if len(cluster_ids) \
+        else arrow_text(["[]"] * len(cur_c))
+    out = AdvanceInputs(rids, cids, cur_r, cur_c, cur_a)
+    if kept is not None:
+        out.changed, out.gone = _inputs_changed(kept, cur_r, cur_c, cur_a)
+    return out
 
 
 def _routing_of(routing_df: pd.DataFrame | None, cluster_ids: np.ndarray) -> pd.DataFrame | None:
