@@ -77,12 +77,12 @@ class PairFrame:
         an Arrow string column by Arrow, without making a Python string per record (and a Series of those
         strings, which pandas turns back into Arrow): person, 31,111 records, 10 columns: 40 -> 8 ms."""
         if name not in self._codes:
-            if name in self.records.columns:
-                column = self.records[name]
-                if column.hasnans:
-                    column = column.fillna("")
-            else:
+            column = self.records[name] if name in self.records.columns else None
+            if column is None or isinstance(column.dtype, pd.CategoricalDtype):
+                # (a categorical cannot take '' for its missing values: as Python objects, as before)
                 column = pd.Series(self.column(name))
+            if column.hasnans:
+                column = column.fillna("")
             codes, uniques = pd.factorize(column)
             codes = codes.astype(np.int64)
             where_empty = np.flatnonzero(np.asarray(uniques, dtype=object) == "")

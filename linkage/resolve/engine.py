@@ -813,7 +813,9 @@ def _entities(records: pd.DataFrame, labels: np.ndarray, etype: str) -> tuple[pd
     assignments = pd.DataFrame({"mention_id": mids, "entity_id": row_ids, "entity_type": etype})
     sizes = np.bincount(group, minlength=n_groups)
     # label: the most frequent label of the group; ties -> the longest, then alphabetical
-    lcode, luniq = pd.factorize(_strings(records["label"]), sort=True)
+    # a missing label counts as '' (its code would otherwise be -1, which indexes the last label of the table)
+    label_col = records["label"]
+    lcode, luniq = pd.factorize(_strings(label_col.fillna("") if label_col.hasnans else label_col), sort=True)
     luniq = np.asarray(luniq, dtype=object)
     lens = np.fromiter((len(x) for x in luniq.tolist()), dtype=np.int64, count=len(luniq))
     # each (group, label) once with its count; per group the first by (count desc, length desc, label asc)
