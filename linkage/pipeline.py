@@ -1423,10 +1423,8 @@ def status_stage(store: EmbeddedStore, clusters: pd.DataFrame, report_clusters: 
     memberships and ``clusters``' agencies, computed in a thread (:class:`InThread`, started by :func:`run` from
     :func:`store_clusters`' ``on_final``); when it failed (None), computed here.
     """
-    try:
-        from linkage.feedback.lifecycle import advance_changed
-    except ImportError:  # pragma: no cover - present once the lifecycle module lands
-        return 0
+    from linkage.feedback.lifecycle import advance_changed
+
     if report_clusters is None:
         report_clusters = store.report_clusters()
     routing = clusters[["cluster_id", "agencies"]].copy() if "agencies" in clusters.columns else pd.DataFrame()
@@ -1439,24 +1437,29 @@ class InThread:
     """``fn(*args)`` computed in a thread of its own (for work that needs no store: Arrow's kernels and SQLite
     run without Python's GIL, so it uses the machine's second core while the job's thread works on).
     :meth:`result` waits and gives the value, or None when ``fn`` raised (the caller computes it itself and
-    meets the error there).
+    meets the error there); :attr:`error` is then the exception's class name (never its message, which may hold
+    data), for the run's counts.
 
     >>> InThread(sum, [1, 2]).result(), InThread(len, 3).result()
     (3, None)
+    >>> failed = InThread(len, 3); failed.result(), failed.error
+    (None, 'TypeError')
     """
 
     def __init__(self, fn: Callable[..., Any], *args: Any, name: str = "work") -> None:
         import threading
 
         self._value: Any = None
+        self.error: Optional[str] = None
         self._thread = threading.Thread(target=self._run, args=(fn, args), name=f"linkage-{name}", daemon=True)
         self._thread.start()
 
     def _run(self, fn: Callable[..., Any], args: tuple) -> None:
         try:
             self._value = fn(*args)
-        except Exception:  # noqa: BLE001 - the caller computes it again and meets the error there
+        except Exception as exc:  # noqa: BLE001 - the caller computes it again and meets the error there
             self._value = None
+            self.error = type(exc).__name__
 
     def result(self) -> Any:
         """The value (waiting for the thread); None when ``fn`` raised."""
@@ -1611,6 +1614,8 @@ def run(
         with paused_gc():
             summary.counts["status_changes"] = status_stage(store, stored, members[0] if members else None, ahead,
                                                             status_inputs[0] if status_inputs else None)
+        if status_inputs and status_inputs[0].error is not None:  # computed in place instead: said, not hidden
+            summary.counts["status_inputs_in_place"] = 1
         del stored
         end("status", t0)
 

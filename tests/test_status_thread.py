@@ -94,15 +94,11 @@ def _tables(store):
     return digest
 
 
-class _Failing:
-    """An InThread whose computing failed (the caller computes in place)."""
-
-    def __init__(self, fn, *args, name="work"):
-        pass
-
-    def result(self):
-        return None
-
+def _failing(fn, *args, name="work"):
+    """An InThread whose computing raises (the status stage then computes in place)."""
+    def boom(*_):
+        raise RuntimeError("no")
+    return InThread(boom, *args, name=name)
 
 
 def test_run_with_the_status_thread_writes_what_computing_in_place_writes(two_parts, tmp_path, monkeypatch):
@@ -125,11 +121,13 @@ def test_run_with_the_status_thread_writes_what_computing_in_place_writes(two_pa
         store.write_bytes(base.read_bytes())
         started.clear()
         with monkeypatch.context() as m:
-            m.setattr(pipeline, "InThread", spied if case == "thread" else _Failing)
+            m.setattr(pipeline, "InThread", spied if case == "thread" else _failing)
             summary = run(second, store)
         assert summary.counts["components_reclustered"] < summary.counts["components"]  # incremental
         if case == "thread":
             assert started == ["status-inputs"]
+        # a failed thread is said in the run's counts (the class name of its error stays in the InThread)
+        assert summary.counts.get("status_inputs_in_place") == (1 if case == "failed" else None)
         results[case] = _tables(store)
     assert results["thread"] == results["failed"]
     assert results["thread"]["status_history"] and results["thread"]["report_clusters"][0]
