@@ -61,6 +61,17 @@ def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(uniques, dtype=values.dtype), codes.astype(np.int64, copy=False)
 
 
+def ranges(count: np.ndarray) -> np.ndarray:
+    """``0 .. count[i] - 1`` for every ``i``, concatenated (int64): the position of each element inside its run
+    when runs of ``count`` elements are laid end to end.
+
+    >>> ranges(np.array([2, 0, 3])).tolist()
+    [0, 1, 0, 1, 2]
+    """
+    count = np.asarray(count, dtype=np.int64)
+    return np.arange(int(count.sum()), dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
+
+
 def run_starts(*columns: Any) -> np.ndarray:
     """Mask over the rows of equally long Arrow arrays (sorted, say): True where a row differs from the row
     before it in any of ``columns`` (the first row is True): the first row of each run of equal rows. Null

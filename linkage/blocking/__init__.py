@@ -25,7 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from linkage.arrays import in_sorted, sorted_unique
+from linkage.arrays import in_sorted, ranges, sorted_unique
 from linkage.er_settings import BlockingRule
 
 KEY_SEP = "\x1f"
@@ -1238,17 +1238,6 @@ def _fuzzy_involving(part: _Columns, rule: BlockingRule, inv: np.ndarray, outgro
     return key // m, key % m, stats, gone
 
 
-def _ranges(count: np.ndarray) -> np.ndarray:
-    """``0 .. count[i] - 1`` for every ``i``, concatenated.
-
-    >>> _ranges(np.array([2, 0, 3])).tolist()
-    [0, 1, 0, 1, 2]
-    """
-    count = np.asarray(count, dtype=np.int64)
-    total = int(count.sum())
-    return np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
-
-
 def _window_involving(part: _Columns, rule: BlockingRule, inv: np.ndarray, outgrown: bool, largest: int):
     """For a rule without ``fuzzy_key`` and ``pair_with_empty`` (a block compared all against all, or as a sorted
     neighbourhood over ``max_block``): ``(left, right, stats, gone)`` over ``part`` (whole blocks) as
@@ -1291,12 +1280,12 @@ def _window_involving(part: _Columns, rule: BlockingRule, inv: np.ndarray, outgr
     hi = np.where(capped[b], np.minimum(new_pos + w, end - 1), end - 1)
     count = np.maximum(hi - new_pos, 0)
     p1 = np.repeat(new_pos, count)
-    q1 = p1 + _ranges(count) + 1
+    q1 = p1 + ranges(count) + 1
     # from the left: the earlier positions that reach it (an involved one there paired it above)
     lo = np.where(capped[b], np.maximum(new_pos - w, start), start)
     count = np.maximum(new_pos - lo, 0)
     q2 = np.repeat(new_pos, count)
-    p2 = np.repeat(lo, count) + _ranges(count)
+    p2 = np.repeat(lo, count) + ranges(count)
     keep = ~new_sorted[p2]
     a, c = rec_sorted[np.r_[p1, p2[keep]]], rec_sorted[np.r_[q1, q2[keep]]]
     left, right = np.minimum(a, c).astype(np.int64), np.maximum(a, c).astype(np.int64)
@@ -1341,7 +1330,7 @@ def _window_lost(part: _Columns, rule: BlockingRule, new_sorted: np.ndarray, rec
     if len(looked):
         count = limit[looked]
         i = np.repeat(looked, count)
-        j = i + _ranges(count) + 1
+        j = i + ranges(count) + 1
         far = sel[j] - sel[i] > w
         a, c = rec_sorted[sel[i[far]]], rec_sorted[sel[j[far]]]
         parts.append(np.minimum(a, c).astype(np.int64) * m + np.maximum(a, c))

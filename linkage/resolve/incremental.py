@@ -53,7 +53,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
-from linkage.arrays import sorted_unique, unique_inverse
+from linkage.arrays import ranges, sorted_unique, unique_inverse
 from linkage.blocking import (
     _Columns, _member_ints, arrow_rows, block_involving, block_involving_outgrown, or_masks_by_key, variant_codes,
     variant_hashes,
@@ -692,13 +692,13 @@ def _fuzzy_groups_coded(codes: np.ndarray, values: np.ndarray, hashes: np.ndarra
     # expand each involved (value, hash) over its value's variants: reach = sorted (variant, hash) keys
     first = np.searchsorted(owner, new_u // width)
     count = np.searchsorted(owner, new_u // width, side="right") - first
-    at = np.repeat(first, count) + np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    at = np.repeat(first, count) + ranges(count)
     reach = np.unique(vcode[at] * width + np.repeat(new_u % width, count))
     # a (value, hash) of sel is allowed when one of its value's variants is reached under its hash
     key = sorted_unique(inverse * width + hid)  # the distinct (value, hash) groups of sel
     first = np.searchsorted(owner, key // width)
     count = np.searchsorted(owner, key // width, side="right") - first
-    at = np.repeat(first, count) + np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    at = np.repeat(first, count) + ranges(count)
     hit = _member_ints(vcode[at] * width + np.repeat(key % width, count), reach)
     allowed = np.unique(np.repeat(key, count)[hit])
     return sel[_member_ints(inverse * width + hid, allowed)]
