@@ -146,3 +146,13 @@ def test_entities_missing_labels_count_as_empty(dtype):
     assignments, ents = _entities(base, np.array([0, 0, 1, 2, 2]), "address")
     label = dict(zip(ents["entity_id"].tolist(), ents["label"].tolist()))
     assert [label[e] for e in assignments["entity_id"].tolist()] == ["", "", "zeta", "alpha", "alpha"]
+
+
+@pytest.mark.parametrize("dtype", [object, "str"])
+def test_entities_missing_attribute_values_count_as_empty(dtype):
+    """A missing attribute value is left out as '' is (it raised IndexError: final read of the change)."""
+    base = pd.DataFrame({"mention_id": ["m1", "m2", "m3"], "label": ["a", "b", "c"], "street": ["x", None, None],
+                         "house_number": "", "suffix": "", "postcode": "", "city": ""}).astype(dtype)
+    assignments, ents = _entities(base, np.array([0, 0, 1]), "address")
+    attrs = dict(zip(ents["entity_id"].tolist(), ents["attributes"].tolist()))
+    assert [json.loads(attrs[e]) for e in assignments["entity_id"].tolist()] == [{"street": ["x"]}] * 2 + [{}]

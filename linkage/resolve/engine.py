@@ -819,9 +819,9 @@ def _entities(records: pd.DataFrame, labels: np.ndarray, etype: str) -> tuple[pd
     luniq = np.asarray(luniq, dtype=object)
     lens = np.fromiter((len(x) for x in luniq.tolist()), dtype=np.int64, count=len(luniq))
     # each (group, label) once with its count; per group the first by (count desc, length desc, label asc)
-    width = len(luniq) + 1
-    gl, n_gl = np.unique(group.astype(np.int64) * width + (lcode + 1), return_counts=True)
-    g_of, l_of = gl // width, gl % width - 1
+    width = len(luniq)
+    gl, n_gl = np.unique(group.astype(np.int64) * width + lcode, return_counts=True)
+    g_of, l_of = gl // width, gl % width
     order = np.lexsort((l_of, -lens[l_of], -n_gl, g_of))
     best = order[np.flatnonzero(np.r_[True, g_of[order][1:] != g_of[order][:-1]])]
     label_of = np.empty(n_groups, dtype=object)
@@ -849,7 +849,8 @@ def _attributes(records: pd.DataFrame, group: np.ndarray, n_groups: int, etype: 
     cols = sorted(c for c in _ATTRIBUTES.get(etype, ("value",)) if c in records.columns)
     pieces = []  # per column: the group's '"col": [...]' text, '' when it has no value there
     for c in cols:
-        vals = _strings(records[c])
+        vals = records[c]
+        vals = _strings(vals.fillna("") if vals.hasnans else vals)  # a missing value counts as '' (none)
         has = np.flatnonzero((vals != "").to_numpy(dtype=bool))
         if not len(has):
             continue
