@@ -2254,7 +2254,7 @@ def _write_update(store, outcomes: Mapping[str, TypeOutcome], job: _StoreJob, st
     ents = pd.concat([u.entities for u in updates if len(u.entities)], ignore_index=True) if assignments else \
         pd.DataFrame(columns=["entity_id", "entity_type", "label", "n_mentions", "attributes"])
     read = [u.previous for u in updates]
-    with store.transaction():
+    with _write_cache(conn), store.transaction():
         if read and all(p is not None for p in read):
             # each type's part read by its process; in mention id order as the query below gives them
             previous = pd.concat(read, ignore_index=True) if len(read) > 1 else read[0]
@@ -2299,6 +2299,34 @@ def _write_update(store, outcomes: Mapping[str, TypeOutcome], job: _StoreJob, st
 
 
 _ENTITY_COLUMNS = ["entity_id", "entity_type", "label", "n_mentions", "attributes"]
+
+#: SQLite page cache (KiB, as ``PRAGMA cache_size`` takes it negated) and memory mapping of the store file while
+#: :func:`_write_update` writes. Its rows land on pages all over the indexes of ``mention_entities`` and
+#: ``entities`` (entity ids are hashes): a +1,000 run on 100,000 reports dirties ~8,000 pages (~32 MB), which a
+#: default cache (2 MB) spills into the log in the middle of the transaction and reads back; read through the
+#: mapping a page costs no system call. Alternating in one process, 8 rounds each: the write's CPU 0.155 ->
+#: 0.137 s (median). Both are put back afterwards (the cache shrinks to the connection's own size again).
+WRITE_CACHE_KIB = 64 * 1024
+WRITE_MMAP = STATE_READ_MMAP
+
+
+@contextlib.contextmanager
+def _write_cache(conn):
+    """Inside (around, not in, a transaction of ``conn``): a page cache of :data:`WRITE_CACHE_KIB` and a
+    mapping of :data:`WRITE_MMAP` bytes of the store file (:func:`_mapped`), when the connection has less;
+    afterwards its own settings again."""
+    before = int(conn.execute("PRAGMA cache_size").fetchone()[0])
+    # a positive size counts pages, a negative one KiB: compared in KiB (pages of the store's page size)
+    have = before * int(conn.execute("PRAGMA page_size").fetchone()[0]) // 1024 if before > 0 else -before
+    grow = have < WRITE_CACHE_KIB
+    if grow:
+        conn.execute(f"PRAGMA cache_size=-{WRITE_CACHE_KIB}")
+    try:
+        with _mapped(conn, WRITE_MMAP):
+            yield
+    finally:
+        if grow:
+            conn.execute(f"PRAGMA cache_size={before}")
 
 
 def _ids_json(ids: Iterable[str]) -> str | None:
