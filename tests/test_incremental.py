@@ -1427,3 +1427,33 @@ def test_id_sets_given_once_as_a_generator_select_their_rows_with_a_nul_too():
     for ids in (["a\x00b", "a"], ["a", "c"]):
         sql, params = _in_ids(conn, "er_x", (i for i in ids))
         assert sorted(r[0] for r in conn.execute(f"SELECT id FROM t WHERE id IN {sql}", params)) == sorted(ids)
+
+
+def test_write_cache_grows_the_page_cache_and_mapping_inside_and_puts_them_back(tmp_path):
+    """_write_update's writes run with a larger page cache and a mapping of the store file; the connection's
+    own settings come back afterwards, also when the block raises."""
+    import sqlite3
+
+    from linkage.resolve import incremental as inc
+
+    conn = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    conn.execute("CREATE TABLE t (x)")
+    conn.execute("PRAGMA cache_size=-2000")
+    before_map = conn.execute("PRAGMA mmap_size").fetchone()[0]
+    with inc._write_cache(conn):
+        assert conn.execute("PRAGMA cache_size").fetchone()[0] == -inc.WRITE_CACHE_KIB
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO t VALUES (1)")
+        conn.execute("COMMIT")
+    assert conn.execute("PRAGMA cache_size").fetchone()[0] == -2000
+    assert conn.execute("PRAGMA mmap_size").fetchone()[0] == before_map
+    with pytest.raises(RuntimeError):
+        with inc._write_cache(conn):
+            raise RuntimeError("boom")
+    assert conn.execute("PRAGMA cache_size").fetchone()[0] == -2000
+    conn.execute(f"PRAGMA cache_size=-{2 * inc.WRITE_CACHE_KIB}")  # already larger: left as it is
+    with inc._write_cache(conn):
+        assert conn.execute("PRAGMA cache_size").fetchone()[0] == -2 * inc.WRITE_CACHE_KIB
+    assert conn.execute("PRAGMA cache_size").fetchone()[0] == -2 * inc.WRITE_CACHE_KIB
+    assert conn.execute("SELECT x FROM t").fetchall() == [(1,)]
+    conn.close()

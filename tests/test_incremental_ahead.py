@@ -221,6 +221,46 @@ def test_the_new_mentions_by_type_are_those_of_the_whole_frame(loaded, tmp_path)
                 conn.execute("ROLLBACK TO t")
 
 
+def test_new_mentions_deferred_are_read_as_the_frames_read_at_once(loaded, tmp_path):
+    """defer=True: on the fast path each type's new mentions are counted and read later (by the process that
+    updates the type, through its own connection) as the same frames the read at once gives; a load committed in
+    between is not read (the rowid bound); rows gone in between raise. Off the fast path the frames come at once."""
+    from linkage.errors import LinkageError
+
+    store = _copy(loaded, tmp_path / "s.db")
+    with EmbeddedStore(store) as s:
+        now, n, resolved = _new_mentions_by_type(s)
+        later, n2, resolved2 = _new_mentions_by_type(s, defer=True)
+        assert (n, resolved) == (n2, resolved2) and sorted(later) == sorted(now)
+        assert all(isinstance(v, incremental._NewRows) for v in later.values())
+        assert {t: len(v) for t, v in later.items()} == {t: len(v) for t, v in now.items()}
+        other = sqlite3.connect(store)
+        try:
+            for etype, rows in later.items():
+                got = rows.read(other)
+                assert list(got.columns) == list(now[etype].columns)
+                assert got.to_numpy().tolist() == now[etype].to_numpy().tolist()
+                assert all(got[c].dtype == object for c in got.columns)
+            # a mention appended after the count is past the bound: not read
+            etype = sorted(later)[0]
+            other.execute(f"INSERT INTO mentions (mention_id, report_id, entity_type, content_hash) "
+                          f"VALUES ('zz-late', 'r', ?, 'h')", (etype,))
+            assert later[etype].read(other).to_numpy().tolist() == now[etype].to_numpy().tolist()
+            other.execute("DELETE FROM mentions WHERE mention_id = ?", (now[etype]["mention_id"].iloc[0],))
+            with pytest.raises(LinkageError, match="changed while"):
+                later[etype].read(other)
+        finally:
+            other.rollback()
+            other.close()
+        with s.transaction() as conn:  # an older mention without an entity: every mention checked, read at once
+            conn.execute("SAVEPOINT t")
+            conn.execute("DELETE FROM mention_entities WHERE mention_id = "
+                         "(SELECT mention_id FROM mentions ORDER BY rowid LIMIT 1)")
+            got, _, _ = _new_mentions_by_type(s, defer=True)
+            assert got and all(isinstance(v, pd.DataFrame) for v in got.values())
+            conn.execute("ROLLBACK TO t")
+
+
 def test_a_run_reads_the_states_ahead_in_a_thread_of_their_own_and_ends_as_one_that_does_not(tmp_path, monkeypatch):
     """run(): the ER states are read by the thread ``linkage-readahead-er`` (not by the resolve stage), the
     cluster state by the other one; the stores end the same as a run whose resolve stage reads them itself."""
