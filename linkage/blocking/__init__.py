@@ -119,6 +119,10 @@ class _Columns:
         self._records = records
         self._coded: dict[str, tuple[np.ndarray, np.ndarray, int, bool]] = {}
         self._encodings: dict[str, Any] = {}  # a table's columns dictionary-encoded (_encoded)
+        # a table's pooled columns (pool): name -> the table rows (sorted, unique) coded once for its views
+        self._pools: dict[str, np.ndarray] = {}
+        self._pool_coded: dict[str, tuple[np.ndarray, np.ndarray, int, bool]] = {}
+        self._is_pool = False  # the view a pool is coded over (codes its own rows)
         self.n = len(rows) if base is not None else len(records)
 
     def take(self, rows: np.ndarray) -> "_Columns":
@@ -127,6 +131,35 @@ class _Columns:
         if self._base is not None:
             return _Columns(None, self._base, self._rows[rows], self, rows)
         return _Columns(None, self, rows, self, rows)
+
+    def pool(self, name: str, rows: np.ndarray) -> None:
+        """Have the views of this table (or of the table it is a view of) code column ``name`` once over ``rows``
+        (table rows, sorted, unique), the union of those views' rows, instead of each coding its own: a view
+        whose rows are all among them takes their codes (codes of a superset order and tell apart the view's
+        values as its own would; ``values`` are then the pool's). The rules of an incremental run look at ~10
+        views of a few thousand records, several of which read one column (person's surname: 6 views)."""
+        table = self if self._base is None else self._base
+        if name not in table._pools and name not in table._coded:
+            table._pools[name] = np.asarray(rows, dtype=np.int64)
+
+    def _pooled(self, name: str) -> tuple[np.ndarray, np.ndarray, int, bool] | None:
+        """This view's codes of ``name`` from its table's pool (:meth:`pool`; None when there is none or it
+        lacks one of the view's rows)."""
+        base = self._base
+        if base is None or self._is_pool or name not in base._pools:
+            return None
+        rows = base._pools[name]
+        if not len(rows):
+            return None
+        at = np.minimum(np.searchsorted(rows, self._rows), len(rows) - 1)
+        if not bool((rows[at] == self._rows).all()):
+            return None
+        if name not in base._pool_coded:
+            view = _Columns(None, base, rows)
+            view._is_pool = True
+            base._pool_coded[name] = view._column(name)
+        codes, values, empty, safe = base._pool_coded[name]
+        return codes[at], values, empty, safe
 
     @property
     def records(self) -> pd.DataFrame:
@@ -155,6 +188,10 @@ class _Columns:
                 codes, values, empty, safe = self._base._coded[name]
                 self._coded[name] = (codes[self._rows], values, empty, safe)
                 return self._coded[name]
+            pooled = self._pooled(name)
+            if pooled is not None:
+                self._coded[name] = pooled
+                return pooled
             # a view of a column the table it was taken from has not coded codes its own rows only (the
             # codes of a view need only order its own values): an incremental run looks at a few blocks of
             # ~130,000 records
@@ -1069,10 +1106,12 @@ def _involving_parts(columns: _Columns, rules, involving: np.ndarray, order: np.
     new_idx = np.flatnonzero(involving)
     parts, lost = [], []
     empty = np.empty(0, np.int64)
+    subs = [_involved_blocks(columns, rule, j, new_idx, order, hashes, fuzzy_groups,
+                             None if skip is None else skip.get(j)) for j, rule in enumerate(rules)]
+    _pool_columns(columns, rules, subs)
     for j, rule in enumerate(rules):
-        sub = _involved_blocks(columns, rule, j, new_idx, order, hashes, fuzzy_groups,
-                               None if skip is None else skip.get(j))
-        if sub is None:
+        sub = subs[j]
+        if sub is None or not len(sub):
             parts.append((empty, RuleStats(rule.name, 0, 0, 0, 0, 0, [])))
             continue
         part, inv = columns.take(sub), involving[sub]
@@ -1094,6 +1133,24 @@ def _involving_parts(columns: _Columns, rules, involving: np.ndarray, order: np.
         stats.pairs = int(len(left))
         parts.append((np.minimum(left, right).astype(np.int64) * n + np.maximum(left, right), stats))
     return parts, lost
+
+
+def _pool_columns(columns: _Columns, rules, subs: list) -> None:
+    """Pool (:meth:`_Columns.pool`) each column that the views of two or more rules read (keys, ``order_by``,
+    ``fuzzy_key``) over the union of those views' rows (``subs``: per rule its rows of ``columns``, or None),
+    when the views are views of a table (``columns`` or its table) not coded already."""
+    readers: dict[str, list[np.ndarray]] = {}
+    for rule, sub in zip(rules, subs):
+        if sub is None or not len(sub):
+            continue
+        for name in dict.fromkeys(rule.keys + rule.order_by + ((rule.fuzzy_key,) if rule.fuzzy_key else ())):
+            if columns.has(name):
+                readers.setdefault(name, []).append(sub)
+    for name, rows in readers.items():
+        if len(rows) < 2 or name in columns._coded:
+            continue
+        union = sorted_unique(np.concatenate(rows))
+        columns.pool(name, union if columns._base is None else columns._rows[union])
 
 
 def _group_involving(part: _Columns, rule: BlockingRule, inv: np.ndarray, outgrown: bool):
