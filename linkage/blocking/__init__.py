@@ -123,6 +123,8 @@ class _Columns:
         self._pools: dict[str, np.ndarray] = {}
         self._pool_coded: dict[str, tuple[np.ndarray, np.ndarray, int, bool]] = {}
         self._is_pool = False  # the view a pool is coded over (codes its own rows)
+        # a table's deletion variants of some distinct values of a column (keep_variants / variants_of)
+        self._variants: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
         self.n = len(rows) if base is not None else len(records)
 
     def take(self, rows: np.ndarray) -> "_Columns":
@@ -160,6 +162,31 @@ class _Columns:
             base._pool_coded[name] = view._column(name)
         codes, values, empty, safe = base._pool_coded[name]
         return codes[at], values, empty, safe
+
+    def keep_variants(self, name: str, values: np.ndarray, codes: np.ndarray, owner: np.ndarray,
+                      vcode: np.ndarray) -> None:
+        """Keep :func:`variant_codes` ``(owner, vcode)`` of ``values[codes]`` (``codes`` sorted, unique; ``values``
+        the distinct values of column ``name`` this table coded) for :meth:`variants_of` (a fuzzy rule's groups
+        and its pairs read the variants of one set of values)."""
+        table = self if self._base is None else self._base
+        table._variants[name] = (values, np.asarray(codes, dtype=np.int64), owner, vcode)
+
+    def variants_of(self, name: str, values: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`variant_codes` of ``values[codes]`` (``codes`` sorted, unique): rows of the kept ones
+        (:meth:`keep_variants`) when they cover those values (the same ``values`` array), else made. Codes of
+        variants are equal exactly when the variants are, as :func:`variant_codes` numbers them."""
+        table = self if self._base is None else self._base
+        kept = table._variants.get(name)
+        codes = np.asarray(codes, dtype=np.int64)
+        if kept is not None and kept[0] is values and len(kept[1]):
+            _, have, owner, vcode = kept
+            at = np.minimum(np.searchsorted(have, codes), len(have) - 1)
+            if bool((have[at] == codes).all()):
+                first = np.searchsorted(owner, at)
+                count = np.searchsorted(owner, at, side="right") - first
+                return np.repeat(np.arange(len(codes), dtype=np.int64), count), vcode[np.repeat(first, count)
+                                                                                     + ranges(count)]
+        return variant_codes(np.asarray(values, dtype=object)[codes])
 
     @property
     def records(self) -> pd.DataFrame:
@@ -1253,7 +1280,7 @@ def _fuzzy_involving(part: _Columns, rule: BlockingRule, inv: np.ndarray, outgro
     touched = size > size_o
     # each group's deletion variants (per distinct value), as codes; (key, variant) -> the groups having it
     value_codes, value_of = np.unique(g_value, return_inverse=True)
-    owner, vcode = variant_codes(np.asarray(values, dtype=object)[value_codes])
+    owner, vcode = part.variants_of(fk, values, value_codes)  # kept by the fuzzy groups, when they were made
     v_start = np.searchsorted(owner, np.arange(len(value_codes)))
     v_count = np.bincount(owner, minlength=len(value_codes))
     per_group = v_count[value_of.reshape(-1)]

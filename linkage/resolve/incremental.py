@@ -575,7 +575,7 @@ def narrowed_pairs(records: pd.DataFrame, rules: Iterable[BlockingRule], hashes:
         fk = rules[j].fuzzy_key
         if columns.safe(fk):
             sub = _fuzzy_groups_coded(columns.codes(fk), columns.values(fk), np.ascontiguousarray(hashes[:, j]),
-                                      involving)
+                                      involving, lambda d, o, v: columns.keep_variants(fk, columns.values(fk), d, o, v))
         else:
             sub = fuzzy_groups(records[fk], hashes[:, j], involving)
         if len(sub) >= 2:
@@ -653,7 +653,8 @@ def fuzzy_groups(values: pd.Series, hashes: np.ndarray, involving: np.ndarray) -
 _VARIANT_FILTER_FROM = 2_000
 
 
-def _fuzzy_groups_coded(codes: np.ndarray, values: np.ndarray, hashes: np.ndarray, involving: np.ndarray) -> np.ndarray:
+def _fuzzy_groups_coded(codes: np.ndarray, values: np.ndarray, hashes: np.ndarray, involving: np.ndarray,
+                        keep: Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None = None) -> np.ndarray:
     """:func:`fuzzy_groups` over a coded column (``values[codes]`` is the column; no missing values): the
     deletion variants of each distinct value are made once and numbered, and the (hash, value) groups are
     tested as numbers: a group is kept when one of its variants is one of an involved record's under the
@@ -684,6 +685,8 @@ def _fuzzy_groups_coded(codes: np.ndarray, values: np.ndarray, hashes: np.ndarra
         sel = sel[maybe[inverse]]
         distinct, inverse = unique_inverse(codes[sel])
     owner, vcode = variant_codes(np.asarray(values, dtype=object)[distinct])
+    if keep is not None:  # the variants of the values looked at, for the rule's pairs (_Columns.keep_variants)
+        keep(distinct, owner, vcode)
     # the hashes of sel, numbered; (variant, hash) of every involved record
     uh, hid = unique_inverse(hashes[sel])
     width = len(uh)
