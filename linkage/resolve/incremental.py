@@ -570,7 +570,7 @@ def narrowed_pairs(records: pd.DataFrame, rules: Iterable[BlockingRule], hashes:
 
     if rest:
         # each rule's column contiguous (the rules read their columns whole: no strided copy per rule)
-        one(columns, None, rest, involving, np.ascontiguousarray(hashes.T[rest]).T)
+        one(columns, None, rest, involving, _column_major(hashes, rest))
     for j in fuzzy:
         fk = rules[j].fuzzy_key
         if columns.safe(fk):
@@ -583,6 +583,26 @@ def narrowed_pairs(records: pd.DataFrame, rules: Iterable[BlockingRule], hashes:
     (keys, masks), (lost_keys, lost_masks) = _or_by_key(found), _or_by_key(lost)
     return Narrowed(keys // max(n, 1), keys % max(n, 1), masks, lost_keys // max(n, 1), lost_keys % max(n, 1),
                     lost_masks)
+
+
+#: rows per block of :func:`_column_major` (a block of 13 columns of uint64 fits a core's L2 cache)
+_TRANSPOSE_ROWS = 2048
+
+
+def _column_major(matrix: np.ndarray, columns: list[int]) -> np.ndarray:
+    """``matrix[:, columns]`` with each column contiguous (Fortran order), copied a block of rows at a time: a
+    strided copy of a whole column per column reads every cache line of the matrix once per column (person's
+    block-key hashes at 100,000 reports + 1,000, 169,522 x 12: 9 -> 4 ms).
+
+    >>> m = np.arange(15, dtype=np.uint64).reshape(5, 3)
+    >>> got = _column_major(m, [2, 0])
+    >>> got.tolist() == m[:, [2, 0]].tolist(), got.flags["F_CONTIGUOUS"]
+    (True, True)
+    """
+    out = np.empty((len(columns), len(matrix)), dtype=matrix.dtype)
+    for start in range(0, len(matrix), _TRANSPOSE_ROWS):
+        out[:, start:start + _TRANSPOSE_ROWS] = matrix[start:start + _TRANSPOSE_ROWS, columns].T
+    return out.T
 
 
 def _or_by_key(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
