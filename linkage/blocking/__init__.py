@@ -124,7 +124,9 @@ class _Columns:
         self._pool_coded: dict[str, tuple[np.ndarray, np.ndarray, int, bool]] = {}
         self._is_pool = False  # the view a pool is coded over (codes its own rows)
         # a table's deletion variants of some distinct values of a column (keep_variants / variants_of)
-        self._variants: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._variants: dict[str, tuple[Any, np.ndarray, np.ndarray, np.ndarray]] = {}
+        # a column coded from its table's encoding (_encoded): each value's number in that encoding's dictionary
+        self._in_dictionary: dict[str, np.ndarray] = {}
         self.n = len(rows) if base is not None else len(records)
 
     def take(self, rows: np.ndarray) -> "_Columns":
@@ -163,30 +165,36 @@ class _Columns:
         codes, values, empty, safe = base._pool_coded[name]
         return codes[at], values, empty, safe
 
-    def keep_variants(self, name: str, values: np.ndarray, codes: np.ndarray, owner: np.ndarray,
-                      vcode: np.ndarray) -> None:
-        """Keep :func:`variant_codes` ``(owner, vcode)`` of ``values[codes]`` (``codes`` sorted, unique; ``values``
-        the distinct values of column ``name`` this table coded) for :meth:`variants_of` (a fuzzy rule's groups
-        and its pairs read the variants of one set of values)."""
+    def keep_variants(self, name: str, numbers: np.ndarray, owner: np.ndarray, vcode: np.ndarray) -> None:
+        """Keep :func:`variant_codes` ``(owner, vcode)`` of the values numbered ``numbers`` (sorted, unique) in
+        the dictionary of this table's encoding of column ``name`` (:meth:`_encoded`), for :meth:`variants_of`
+        (a fuzzy rule's groups and its pairs read the variants of one set of values)."""
         table = self if self._base is None else self._base
-        table._variants[name] = (values, np.asarray(codes, dtype=np.int64), owner, vcode)
+        encoded = table._encodings.get(name)
+        if encoded is not None:
+            table._variants[name] = (encoded[1], np.asarray(numbers, dtype=np.int64), owner, vcode)
 
-    def variants_of(self, name: str, values: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """:func:`variant_codes` of ``values[codes]`` (``codes`` sorted, unique): rows of the kept ones
-        (:meth:`keep_variants`) when they cover those values (the same ``values`` array), else made. Codes of
-        variants are equal exactly when the variants are, as :func:`variant_codes` numbers them."""
+    def variants_of(self, name: str, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`variant_codes` of this view's values ``values(name)[codes]``: rows of the kept ones
+        (:meth:`keep_variants`) when the view coded the column from the table's encoding they were kept for
+        and they cover those values, else made. Codes of variants are equal exactly when the variants are,
+        as :func:`variant_codes` numbers them."""
         table = self if self._base is None else self._base
         kept = table._variants.get(name)
         codes = np.asarray(codes, dtype=np.int64)
-        if kept is not None and kept[0] is values and len(kept[1]):
+        self._column(name)
+        numbers = self._in_dictionary.get(name)
+        encoded = table._encodings.get(name)
+        if kept is not None and numbers is not None and encoded is not None and kept[0] is encoded[1] and len(kept[1]):
             _, have, owner, vcode = kept
-            at = np.minimum(np.searchsorted(have, codes), len(have) - 1)
-            if bool((have[at] == codes).all()):
+            wanted = numbers[codes]
+            at = np.minimum(np.searchsorted(have, wanted), len(have) - 1)
+            if bool((have[at] == wanted).all()):
                 first = np.searchsorted(owner, at)
                 count = np.searchsorted(owner, at, side="right") - first
                 return np.repeat(np.arange(len(codes), dtype=np.int64), count), vcode[np.repeat(first, count)
                                                                                      + ranges(count)]
-        return variant_codes(np.asarray(values, dtype=object)[codes])
+        return variant_codes(np.asarray(self.values(name), dtype=object)[codes])
 
     @property
     def records(self) -> pd.DataFrame:
@@ -206,6 +214,8 @@ class _Columns:
             if self._parent is not None and name in self._parent._coded:
                 codes, values, empty, safe = self._parent._coded[name]
                 self._coded[name] = (codes[self._parent_rows], values, empty, safe)
+                if name in self._parent._in_dictionary:
+                    self._in_dictionary[name] = self._parent._in_dictionary[name]
                 return self._coded[name]
             if self._base is not None and name in self._base._coded and self._base._coded[name][3]:
                 # a view of a view takes the table's codes when the table has usable ones (then usable for any
@@ -223,9 +233,9 @@ class _Columns:
             # codes of a view need only order its own values): an incremental run looks at a few blocks of
             # ~130,000 records
             whole = self._records[name] if self._base is None else self._base._records[name]
-            # a view of a quarter of its table or more shares the table's encoding of the column (made once),
+            # a view of half its table or more shares the table's encoding of the column (made once),
             # a smaller one encodes its own rows; the table itself (a full run's blocking) as pandas codes it
-            share = self._base is not None and (name in self._base._encodings or 4 * self.n >= self._base.n)
+            share = self._base is not None and (name in self._base._encodings or 2 * self.n >= self._base.n)
             # a view codes its own rows, shared encoding or not (one that cannot be shared, an object column or
             # an Arrow one with a missing value, takes the view's rows below)
             column = whole if self._base is None else None
@@ -234,7 +244,9 @@ class _Columns:
             encoded = (None if self._base is None else self._base._encoded(name) if share
                        else _encode_arrow(taken) if taken is not None else None)
             if encoded is not None:
-                codes, values = _sorted_codes_of(encoded, self._rows if share else None)
+                codes, values, numbers = _sorted_codes_of(encoded, self._rows if share else None, numbers=True)
+                if share:
+                    self._in_dictionary[name] = numbers
             else:
                 column = whole.iloc[self._rows] if column is None else column
                 codes, uniques = pd.factorize(column.astype(str), sort=True)
@@ -392,11 +404,12 @@ def _encode_arrow(arr):
     return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64), encoded.dictionary
 
 
-def _sorted_codes_of(encoded, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def _sorted_codes_of(encoded, rows: np.ndarray | None, numbers: bool = False):
     """Sort-order codes and sorted distinct values (object array) of the rows ``rows`` (None: all) of a column
     :func:`_arrow_encoded` encoded: the rows' dictionary numbers made dense, and only their strings sorted (in
     C++; pandas sorts them as Python objects, most of coding a column in an incremental run). A table's views
-    share its encoding: no string is hashed again per view."""
+    share its encoding: no string is hashed again per view. With ``numbers`` also each value's number in the
+    encoding's dictionary (a third array)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -412,7 +425,9 @@ def _sorted_codes_of(encoded, rows: np.ndarray | None) -> tuple[np.ndarray, np.n
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order), dtype=np.int64)
     values = np.asarray(strings.take(pa.array(order)).to_numpy(zero_copy_only=False), dtype=object)
-    return rank[inverse], values
+    if not numbers:
+        return rank[inverse], values
+    return rank[inverse], values, (order if rows is None else distinct[order]).astype(np.int64)
 
 
 def block_keys(records: pd.DataFrame, rule: BlockingRule) -> pd.Series:
@@ -1280,7 +1295,7 @@ def _fuzzy_involving(part: _Columns, rule: BlockingRule, inv: np.ndarray, outgro
     touched = size > size_o
     # each group's deletion variants (per distinct value), as codes; (key, variant) -> the groups having it
     value_codes, value_of = np.unique(g_value, return_inverse=True)
-    owner, vcode = part.variants_of(fk, values, value_codes)  # kept by the fuzzy groups, when they were made
+    owner, vcode = part.variants_of(fk, value_codes)  # kept by the fuzzy groups, when they were made
     v_start = np.searchsorted(owner, np.arange(len(value_codes)))
     v_count = np.bincount(owner, minlength=len(value_codes))
     per_group = v_count[value_of.reshape(-1)]

@@ -573,9 +573,15 @@ def narrowed_pairs(records: pd.DataFrame, rules: Iterable[BlockingRule], hashes:
         one(columns, None, rest, involving, _column_major(hashes, rest))
     for j in fuzzy:
         fk = rules[j].fuzzy_key
-        if columns.safe(fk):
+        encoded = columns._encoded(fk)  # the column's values numbered (not sorted: equal or not is all it needs)
+        if encoded is not None:
+            # the views of the rule code their rows from this encoding, and read the variants made here
+            sub = _fuzzy_groups_coded(encoded[0], np.asarray(encoded[1].to_numpy(zero_copy_only=False), dtype=object),
+                                      np.ascontiguousarray(hashes[:, j]), involving,
+                                      lambda d, o, v: columns.keep_variants(fk, d, o, v))
+        elif columns.safe(fk):
             sub = _fuzzy_groups_coded(columns.codes(fk), columns.values(fk), np.ascontiguousarray(hashes[:, j]),
-                                      involving, lambda d, o, v: columns.keep_variants(fk, columns.values(fk), d, o, v))
+                                      involving)
         else:
             sub = fuzzy_groups(records[fk], hashes[:, j], involving)
         if len(sub) >= 2:
