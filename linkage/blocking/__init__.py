@@ -1007,14 +1007,16 @@ def _member_by_low_bits(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
 
 def _involved_blocks(columns: _Columns, rule: BlockingRule, j: int, new_idx: np.ndarray, order: np.ndarray,
                      hashes: np.ndarray | None, fuzzy_groups: bool = False,
-                     skip: np.ndarray | None = None) -> np.ndarray | None:
+                     skip: np.ndarray | None = None, skip_blankless: bool = False) -> np.ndarray | None:
     """The records :func:`block_involving` gives ``rule`` (column ``j`` of ``hashes``) to pair the involved
     records ``new_idx`` as a blocking of everything does: the whole blocks that hold one (a fuzzy rule: the
     records one edit from one; a ``pair_with_empty`` rule: only blocks holding a record with the empty column),
     sorted by ``order``. None when the rule gives no pairs (no involved record, a key column missing).
 
     ``skip`` (with ``hashes`` only): block-key hashes whose records are left out, because the caller knows
-    their blocks make no pair and lose none with the involved records (see :func:`block_involving_outgrown`)."""
+    their blocks make no pair and lose none with the involved records (see :func:`block_involving_outgrown`);
+    with ``skip_blankless`` it holds every involved hash of a ``pair_with_empty`` rule whose blocks hold no
+    record with the empty column, so the blocks left hold one and that column is not read."""
     if not len(new_idx) or any(not columns.has(k) for k in rule.keys) or (
             rule.fuzzy_key and not columns.has(rule.fuzzy_key)):
         return None
@@ -1051,7 +1053,9 @@ def _involved_blocks(columns: _Columns, rule: BlockingRule, j: int, new_idx: np.
                                for c in distinct.tolist()), dtype=bool, count=len(distinct))
             mask[sel[hit[inverse.reshape(-1)]]] = True
     sub = np.flatnonzero(mask)
-    if rule.pair_with_empty and columns.has(rule.pair_with_empty) and len(sub) and hashes is not None and rule.keys:
+    if skip_blankless and skip is not None and hashes is not None and rule.keys:
+        pass  # the hashes left hold an empty-column record each (the caller left out those that do not)
+    elif rule.pair_with_empty and columns.has(rule.pair_with_empty) and len(sub) and hashes is not None and rule.keys:
         # only blocks that hold a record with the empty column give pairs: keep the records of the block-key
         # hashes of those (whole blocks; on a collision another block too, which gives no pairs)
         # (the empty column read at those records alone: coding it over the whole table cost more than the rule)
@@ -1078,7 +1082,8 @@ def _involved_blocks(columns: _Columns, rule: BlockingRule, j: int, new_idx: np.
 def block_involving_outgrown(records: pd.DataFrame | None, rules: tuple[BlockingRule, ...] | list[BlockingRule],
                              involving: np.ndarray, order: np.ndarray, entity_type: str = "", largest: int = 10,
                              hashes: np.ndarray | None = None, columns: _Columns | None = None,
-                             fuzzy_groups: bool = False, skip: Mapping[int, np.ndarray] | None = None
+                             fuzzy_groups: bool = False, skip: Mapping[int, np.ndarray] | None = None,
+                             skip_blankless: bool = False
                              ) -> tuple[Candidates, BlockingReport, tuple[np.ndarray, np.ndarray]]:
     """:func:`block_involving`, and what adding the involved records takes away: ``(candidates, report,
     (keys, masks))``. ``keys`` (``left * n + right``, ``left < right``, sorted, unique) are the pairs between
@@ -1102,7 +1107,9 @@ def block_involving_outgrown(records: pd.DataFrame | None, rules: tuple[Blocking
     because they make no pair involving an involved record and lose none, as the caller knows from statistics
     it keeps (:func:`linkage.resolve.incremental.skip_hashes`: a ``pair_with_empty`` block without an
     empty-column record before and after, or one over ``max_pairs`` before the involved records came). Leaving
-    such a block out changes only the report's statistics, not the pairs.
+    such a block out changes only the report's statistics, not the pairs. ``skip_blankless``: ``skip`` leaves
+    out, for each ``pair_with_empty`` rule it has, every involved block-key hash whose blocks hold no record with
+    the empty column (as ``skip_hashes`` does): the blocks left are not read for one.
 
     >>> df = pd.DataFrame({"k": ["a"] * 4, "o": ["1", "2", "3", "4"]})
     >>> rule = BlockingRule("r", ("k",), max_block=3, window=1, order_by=("o",))
@@ -1113,7 +1120,7 @@ def block_involving_outgrown(records: pd.DataFrame | None, rules: tuple[Blocking
     """
     columns = _Columns(records) if columns is None else columns
     parts, lost = _involving_parts(columns, rules, involving, order, largest, hashes, outgrown=True,
-                                   fuzzy_groups=fuzzy_groups, skip=skip)
+                                   fuzzy_groups=fuzzy_groups, skip=skip, skip_blankless=skip_blankless)
     cand, report = _union(columns.n, rules, parts, entity_type)
     if not lost:
         return cand, report, (np.empty(0, np.int64), np.empty(0, np.uint32))
@@ -1139,17 +1146,18 @@ def or_masks_by_key(keys: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np
 
 def _involving_parts(columns: _Columns, rules, involving: np.ndarray, order: np.ndarray, largest: int,
                      hashes: np.ndarray | None, outgrown: bool, fuzzy_groups: bool = False,
-                     skip: Mapping[int, np.ndarray] | None = None) -> tuple[list, list]:
+                     skip: Mapping[int, np.ndarray] | None = None, skip_blankless: bool = False
+                     ) -> tuple[list, list]:
     """Per rule the pairs (``left * n + right``) involving an involved record, with the rule's statistics, for
     :func:`_union`; with ``outgrown`` also per rule ``(keys, rule index)`` of the earlier pairs it no longer
-    makes (:func:`block_involving_outgrown`; ``skip`` as it takes it)."""
+    makes (:func:`block_involving_outgrown`; ``skip`` and ``skip_blankless`` as it takes them)."""
     n = columns.n
     involving = np.asarray(involving, dtype=bool)
     new_idx = np.flatnonzero(involving)
     parts, lost = [], []
     empty = np.empty(0, np.int64)
     subs = [_involved_blocks(columns, rule, j, new_idx, order, hashes, fuzzy_groups,
-                             None if skip is None else skip.get(j)) for j, rule in enumerate(rules)]
+                             None if skip is None else skip.get(j), skip_blankless) for j, rule in enumerate(rules)]
     _pool_columns(columns, rules, subs)
     for j, rule in enumerate(rules):
         sub = subs[j]

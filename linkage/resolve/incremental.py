@@ -529,7 +529,8 @@ def narrowed_pairs(records: pd.DataFrame, rules: Iterable[BlockingRule], hashes:
 
     ``skip`` (optional; rule index -> block-key hashes, :func:`skip_hashes` from the :class:`BlockStats` of the
     records outside ``involving``): a ``pair_with_empty`` rule leaves out those blocks, which can neither make
-    nor lose a pair; the pairs are the same.
+    nor lose a pair; the pairs are the same. Those are every involved block without an empty-column record, so
+    the rule does not read that column to find the blocks having one.
     """
     rules = list(rules)
     n = len(records)
@@ -554,7 +555,7 @@ def narrowed_pairs(records: pd.DataFrame, rules: Iterable[BlockingRule], hashes:
             cand, _, (keys, masks) = block_involving_outgrown(None, [rules[j] for j in where], inv, order if sub is None
                                                               else order[sub], entity_type, largest, hashes=hs,
                                                               columns=part, fuzzy_groups=sub is not None,
-                                                              skip=left_out)
+                                                              skip=left_out, skip_blankless=True)
         else:
             cand, _ = block_involving(None, [rules[j] for j in where], inv, order if sub is None else order[sub],
                                       entity_type, largest, hashes=hs, columns=part, skip=left_out)
