@@ -53,7 +53,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
-from linkage.arrays import ranges, sorted_unique, unique_inverse
+from linkage.arrays import in_sorted, ranges, sorted_unique, unique_inverse
 from linkage.blocking import (
     _Columns, _member_ints, arrow_rows, block_involving, block_involving_outgrown, or_masks_by_key, variant_codes,
     variant_hashes,
@@ -420,8 +420,20 @@ def extend_block_stats(stats: BlockStats, records: pd.DataFrame, rules: Iterable
     records with an empty column (``added``: :func:`added_blanks`, made when not given) join ``blank`` (returned
     alone too, per rule, for the stored state); ``capped`` stays (a block over its cap stays over it)."""
     added = dict(added_blanks(stats, records, rules, hashes, n_old) if added is None else added)
-    blank = {j: np.union1d(b, added[j]).astype(np.uint64) if len(added[j]) else b for j, b in stats.blank.items()}
+    blank = {j: _merge_sorted(b, added[j]) if len(added[j]) else b for j, b in stats.blank.items()}
     return BlockStats(len(records), blank, stats.capped), added
+
+
+def _merge_sorted(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.union1d(a, b)`` as uint64 of two sorted, unique arrays: ``b``'s values not in ``a`` inserted where
+    they belong (one pass over ``a``; union1d sorts both again: person's ~4 x 30,000 hashes, ~3 ms a run).
+
+    >>> _merge_sorted(np.array([2, 5, 9], dtype=np.uint64), np.array([1, 5, 7, 10], dtype=np.uint64)).tolist()
+    [1, 2, 5, 7, 9, 10]
+    """
+    a, b = np.asarray(a, dtype=np.uint64), np.asarray(b, dtype=np.uint64)
+    b = b[~in_sorted(b, a)]
+    return np.insert(a, np.searchsorted(a, b), b) if len(b) else a
 
 
 def skip_hashes(records: pd.DataFrame, rules: list[BlockingRule], hashes: np.ndarray, new_idx: np.ndarray,
@@ -448,7 +460,8 @@ def skip_hashes(records: pd.DataFrame, rules: list[BlockingRule], hashes: np.nda
             continue
         involved = np.unique(h)
         blank_now = _blank_hashes(records, rule, hashes[:, j], rows) if added is None else added[j]
-        quiet = ~np.isin(involved, blank_before) & ~np.isin(involved, blank_now)
+        # (both sorted: looked up by binary search, not sorted again as np.isin does: 4 rules, ~6 ms a run)
+        quiet = ~in_sorted(involved, blank_before) & ~in_sorted(involved, blank_now)
         capped_h, capped_rec = stats.capped.get(j, (np.empty(0, np.uint64), np.empty(0, np.int64)))
         if len(capped_h):
             at = np.minimum(np.searchsorted(capped_h, h), len(capped_h) - 1)
