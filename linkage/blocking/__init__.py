@@ -25,7 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from linkage.arrays import in_sorted, ranges, sorted_unique
+from linkage.arrays import in_sorted, ranges, sorted_unique, unique_inverse
 from linkage.er_settings import BlockingRule
 
 KEY_SEP = "\x1f"
@@ -312,10 +312,14 @@ class _Columns:
                 has &= codes != empty
         idx = np.flatnonzero(has)
         combined = cols[0][0][idx]
+        # a view (an incremental run's, ~40 a run) numbers through a hash table (unique_inverse: the same numbers);
+        # the table itself (a full run's blocking) as before
+        dense = ((lambda x: unique_inverse(x)[1]) if self._base is not None
+                 else (lambda x: np.unique(x, return_inverse=True)[1].astype(np.int64).reshape(-1)))
         for codes, values, _, _ in cols[1:]:
             # dense ranks first, so the product stays far below 2**63 (ranks keep the tuple order)
-            combined = np.unique(combined, return_inverse=True)[1].astype(np.int64) * len(values) + codes[idx]
-        return idx, np.unique(combined, return_inverse=True)[1].astype(np.int64).reshape(-1)
+            combined = dense(combined) * len(values) + codes[idx]
+        return idx, dense(combined)
 
     def key_of(self, keys: tuple[str, ...], record: int) -> str:
         """The key string of one record (as :func:`block_keys` writes it)."""
@@ -987,7 +991,8 @@ def _member_by_low_bits(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     >>> _member_by_low_bits(v, np.array([5, -3, (1 << 40) + 5], dtype=np.int64)).tolist()
     [True, False, True, True, False]
     """
-    wanted = np.unique(wanted)
+    if len(wanted) > 1 and not bool((wanted[1:] > wanted[:-1]).all()):  # most callers pass them sorted, unique
+        wanted = np.unique(wanted)
     bits = max(10, len(wanted).bit_length() + 3)
     low = (1 << bits) - 1
     as_int = np.int64 if values.dtype.kind == "u" else values.dtype  # the bits as signed (indices need no copy)
@@ -1294,15 +1299,14 @@ def _fuzzy_involving(part: _Columns, rule: BlockingRule, inv: np.ndarray, outgro
     if len(idx) < 2:
         return none, none, stats, none
     # groups: distinct (key, value), numbered in that order
-    distinct, group = np.unique(kb * len(values) + fc, return_inverse=True)
-    group = group.reshape(-1)
+    distinct, group = unique_inverse(kb * len(values) + fc)
     ng = len(distinct)
     g_key, g_value = distinct // len(values), distinct % len(values)
     new = inv[idx]
     size, size_o = np.bincount(group, minlength=ng), np.bincount(group[~new], minlength=ng)
     touched = size > size_o
     # each group's deletion variants (per distinct value), as codes; (key, variant) -> the groups having it
-    value_codes, value_of = np.unique(g_value, return_inverse=True)
+    value_codes, value_of = unique_inverse(g_value)
     owner, vcode = part.variants_of(fk, value_codes)  # kept by the fuzzy groups, when they were made
     v_start = np.searchsorted(owner, np.arange(len(value_codes)))
     v_count = np.bincount(owner, minlength=len(value_codes))
@@ -1312,7 +1316,7 @@ def _fuzzy_involving(part: _Columns, rule: BlockingRule, inv: np.ndarray, outgro
     rows_v = vcode[v_start[value_of.reshape(-1)][rows_g] + within]
     shared = g_key[rows_g] * (int(vcode.max()) + 1) + rows_v
     # only (key, variant) groups that hold a group with an involved record
-    hot = np.unique(shared[touched[rows_g]])
+    hot = sorted_unique(shared[touched[rows_g]])
     sel = _member_ints(shared, hot)
     shared, rows_g = shared[sel], rows_g[sel]
     order = np.lexsort((rows_g, shared))
