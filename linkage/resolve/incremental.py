@@ -711,19 +711,19 @@ def _fuzzy_groups_coded(codes: np.ndarray, values: np.ndarray, hashes: np.ndarra
     if not len(new):
         return np.empty(0, np.int64)
     sel = np.flatnonzero(_member_ints(hashes, np.unique(hashes[new])) & nonempty)
+    if len(values) > _VARIANT_FILTER_FROM:
+        # most values (~15,000 surnames under first initials) share no variant with an involved record's
+        # value: their variant hashes (no strings made) leave out those that cannot, and only the rest have
+        # their variants made and compared below (the same groups come out). The values are the column's
+        # distinct ones, all of them looked at (the records looked at have nearly all: not numbered first)
+        owner, vh = variant_hashes(np.asarray(values, dtype=object))
+        involved = np.zeros(len(values), dtype=bool)
+        involved[codes[new]] = True
+        maybe = np.zeros(len(values), dtype=bool)
+        maybe[owner[_member_ints(vh, np.unique(vh[involved[owner]]))]] = True
+        sel = sel[maybe[codes[sel]]]
     # the distinct values there, each with its deletion variants (as codes)
     distinct, inverse = unique_inverse(codes[sel])
-    if len(distinct) > _VARIANT_FILTER_FROM:
-        # most of them (~15,000 surnames under first initials) share no variant with an involved record's
-        # value: their variant hashes (no strings made) leave out those that cannot, and only the rest have
-        # their variants made and compared below (the same groups come out)
-        owner, vh = variant_hashes(np.asarray(values, dtype=object)[distinct])
-        involved = np.zeros(len(distinct), dtype=bool)
-        involved[inverse[np.asarray(involving, dtype=bool)[sel] & (hashes[sel] != 0)]] = True
-        maybe = np.zeros(len(distinct), dtype=bool)
-        maybe[owner[_member_ints(vh, np.unique(vh[involved[owner]]))]] = True
-        sel = sel[maybe[inverse]]
-        distinct, inverse = unique_inverse(codes[sel])
     owner, vcode = variant_codes(np.asarray(values, dtype=object)[distinct])
     if keep is not None:  # the variants of the values looked at, for the rule's pairs (_Columns.keep_variants)
         keep(distinct, owner, vcode)
