@@ -1006,7 +1006,8 @@ def _member_by_low_bits(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     shared = np.bincount(slot_w, minlength=1 << bits) > 1  # several wanted values with those low bits
     if shared.any():
         rest = np.flatnonzero(shared[slot])
-        hit[rest] = pd.Series(values[rest], copy=False).isin(wanted).to_numpy()
+        # (wanted is sorted and unique: a binary search of those few, not a hash table built per call)
+        hit[rest] = in_sorted(values[rest], wanted)
     return hit
 
 
