@@ -153,7 +153,7 @@ class _Columns:
         if base is None or self._is_pool or name not in base._pools:
             return None
         rows = base._pools[name]
-        if not len(rows):
+        if not len(rows) or self.n > len(rows):  # (more rows than the pool: not all among them)
             return None
         at = np.minimum(np.searchsorted(rows, self._rows), len(rows) - 1)
         if not bool((rows[at] == self._rows).all()):
