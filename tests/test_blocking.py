@@ -307,6 +307,12 @@ def test_member_ints_is_isin_for_every_kind_of_integers():
         cases.append((big, np.empty(0, dtype)))
     cases.append((np.array([-5, 7, -(2**40), 3], dtype=np.int64), np.array([-(2**40), 3], dtype=np.int64)))
     cases.append((rng.integers(0, 100, 500).astype(np.int32), rng.integers(0, 100, 30).astype(np.int32)))
+    for dtype in (np.int64, np.uint64):  # wanted sorted and unique already (not sorted again), or not
+        big = rng.integers(0, 2**62, 6000).astype(dtype)
+        wanted = np.unique(np.r_[big[:2500], rng.integers(0, 2**62, 100).astype(dtype)])
+        cases.append((big, wanted))
+        cases.append((big, wanted[::-1].copy()))
+        cases.append((big, np.r_[wanted, wanted[:50]]))
     for values, wanted in cases:
         want = pd.Series(values).isin(wanted).to_numpy() if len(wanted) else np.zeros(len(values), bool)
         got = _member_ints(values, wanted)

@@ -111,3 +111,72 @@ def test_narrowed_pairs_of_random_rules_are_those_of_blocking_the_whole_blocks(s
     assert np.array_equal(got.left * n + got.right, cand.left * n + cand.right)
     assert np.array_equal(got.rule_mask, cand.rule_mask)
     assert np.array_equal(got.lost_left * n + got.lost_right, keys) and np.array_equal(got.lost_mask, masks)
+
+
+@pytest.mark.parametrize("seed", range(0, 120))
+def test_narrowed_pairs_with_block_statistics_are_those_of_blocking_the_whole_blocks(seed):
+    """narrowed_pairs given skip_hashes' blocks to leave out (from the block statistics of the earlier records,
+    which come first as in a stored type; a pair_with_empty rule then reads no empty column to find its blocks)
+    gives block_involving_outgrown's pairs, masks and lost pairs."""
+    from linkage.resolve.incremental import block_stats, narrowed_pairs, skip_hashes
+
+    df, rules, involving = _case(seed, groups=True)
+    first = np.r_[np.flatnonzero(~involving), np.flatnonzero(involving)]
+    df, involving = df.iloc[first].reset_index(drop=True), involving[first]
+    n, n_old = len(df), int((~involving).sum())
+    order = df["mention_id"].to_numpy(object)
+    cand, _, (keys, masks) = block_involving_outgrown(df, rules, involving, order)
+    hashes = block_key_hashes(df, rules)
+    stats = block_stats(df.iloc[:n_old], rules, hashes[:n_old])
+    skip = skip_hashes(df, rules, hashes, np.flatnonzero(involving), stats)
+    got = narrowed_pairs(df, rules, hashes, involving, order, skip=skip)
+    assert np.array_equal(got.left * n + got.right, cand.left * n + cand.right)
+    assert np.array_equal(got.rule_mask, cand.rule_mask)
+    assert np.array_equal(got.lost_left * n + got.lost_right, keys) and np.array_equal(got.lost_mask, masks)
+
+
+@pytest.mark.parametrize("seed", range(0, 20))
+def test_views_coded_from_a_pool_order_and_tell_apart_their_values_as_their_own_codes(seed):
+    """A view whose column is coded once over the union of several views' rows (_Columns.pool) has codes that
+    are equal and ordered exactly as the codes it makes of its own rows; a view with a row outside the pool
+    codes its own."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 300))
+    df = pd.DataFrame({"k": rng.choice(["a", "b", "", "c", "dd", "b2"], n)})
+    views = [np.sort(rng.choice(n, int(rng.integers(1, n + 1)), replace=False)) for _ in range(3)]
+    pooled = blocking._Columns(df)
+    pooled.pool("k", np.unique(np.concatenate(views[:2])))
+    for v, rows in enumerate(views):
+        rows = rng.permutation(rows)
+        own = blocking._Columns(df).take(rows)
+        got = pooled.take(rows)
+        a, b = own.codes("k"), got.codes("k")
+        assert np.array_equal(got.values("k")[b], own.values("k")[a])  # the same values
+        assert np.array_equal(np.sign(a[:, None] - a[None, :]), np.sign(b[:, None] - b[None, :]))  # same order
+        assert np.array_equal(got.empty("k"), own.empty("k"))
+        if v < 2:
+            assert "k" in pooled._pool_coded
+
+
+def test_a_fuzzy_rules_views_reuse_the_variants_its_groups_made():
+    """variants_of gives, for a view coded from the table's encoding, the rows of the variants kept for the
+    table's values (keep_variants), numbered so that equal variants share a code as variant_codes numbers them."""
+    df = pd.DataFrame({"s": ["jansen", "janssen", "vries", "fries", "jansen", "bakker"] * 3})
+    table = blocking._Columns(df)
+    enc = table._encoded("s")
+    words = np.asarray(enc[1].to_numpy(zero_copy_only=False), dtype=object)
+    numbers = np.arange(len(words))
+    owner, vcode = blocking.variant_codes(words[numbers])
+    table.keep_variants("s", numbers, owner, vcode)
+    view = table.take(np.array([3, 0, 1, 7, 14]))
+    codes = np.unique(view.codes("s"))
+    got_owner, got_code = view.variants_of("s", codes)
+    assert "s" in view._in_dictionary  # coded from the table's encoding: the kept variants are read
+    want_owner, want_code = blocking.variant_codes(np.asarray(view.values("s"), dtype=object)[codes])
+    assert np.array_equal(got_owner, want_owner)
+    pairs = lambda o, c: {(int(x), int(y)) for x in range(len(codes)) for y in range(len(codes))
+                          if set(c[o == x].tolist()) & set(c[o == y].tolist())}
+    assert pairs(got_owner, got_code) == pairs(want_owner, want_code)
+    table._variants.clear()  # nothing kept: made
+    again = view.variants_of("s", codes)
+    assert np.array_equal(again[0], want_owner) and np.array_equal(again[1], want_code)

@@ -25,7 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from linkage.arrays import in_sorted, ranges, sorted_unique
+from linkage.arrays import in_sorted, ranges, sorted_unique, unique_inverse
 from linkage.er_settings import BlockingRule
 
 KEY_SEP = "\x1f"
@@ -119,6 +119,14 @@ class _Columns:
         self._records = records
         self._coded: dict[str, tuple[np.ndarray, np.ndarray, int, bool]] = {}
         self._encodings: dict[str, Any] = {}  # a table's columns dictionary-encoded (_encoded)
+        # a table's pooled columns (pool): name -> the table rows (sorted, unique) coded once for its views
+        self._pools: dict[str, np.ndarray] = {}
+        self._pool_coded: dict[str, tuple[np.ndarray, np.ndarray, int, bool]] = {}
+        self._is_pool = False  # the view a pool is coded over (codes its own rows)
+        # a table's deletion variants of some distinct values of a column (keep_variants / variants_of)
+        self._variants: dict[str, tuple[Any, np.ndarray, np.ndarray, np.ndarray]] = {}
+        # a column coded from its table's encoding (_encoded): each value's number in that encoding's dictionary
+        self._in_dictionary: dict[str, np.ndarray] = {}
         self.n = len(rows) if base is not None else len(records)
 
     def take(self, rows: np.ndarray) -> "_Columns":
@@ -127,6 +135,66 @@ class _Columns:
         if self._base is not None:
             return _Columns(None, self._base, self._rows[rows], self, rows)
         return _Columns(None, self, rows, self, rows)
+
+    def pool(self, name: str, rows: np.ndarray) -> None:
+        """Have the views of this table (or of the table it is a view of) code column ``name`` once over ``rows``
+        (table rows, sorted, unique), the union of those views' rows, instead of each coding its own: a view
+        whose rows are all among them takes their codes (codes of a superset order and tell apart the view's
+        values as its own would; ``values`` are then the pool's). The rules of an incremental run look at ~10
+        views of a few thousand records, several of which read one column (person's surname: 6 views)."""
+        table = self if self._base is None else self._base
+        if name not in table._pools and name not in table._coded:
+            table._pools[name] = np.asarray(rows, dtype=np.int64)
+
+    def _pooled(self, name: str) -> tuple[np.ndarray, np.ndarray, int, bool] | None:
+        """This view's codes of ``name`` from its table's pool (:meth:`pool`; None when there is none or it
+        lacks one of the view's rows)."""
+        base = self._base
+        if base is None or self._is_pool or name not in base._pools:
+            return None
+        rows = base._pools[name]
+        if not len(rows) or self.n > len(rows):  # (more rows than the pool: not all among them)
+            return None
+        at = np.minimum(np.searchsorted(rows, self._rows), len(rows) - 1)
+        if not bool((rows[at] == self._rows).all()):
+            return None
+        if name not in base._pool_coded:
+            view = _Columns(None, base, rows)
+            view._is_pool = True
+            base._pool_coded[name] = view._column(name)
+        codes, values, empty, safe = base._pool_coded[name]
+        return codes[at], values, empty, safe
+
+    def keep_variants(self, name: str, numbers: np.ndarray, owner: np.ndarray, vcode: np.ndarray) -> None:
+        """Keep :func:`variant_codes` ``(owner, vcode)`` of the values numbered ``numbers`` (sorted, unique) in
+        the dictionary of this table's encoding of column ``name`` (:meth:`_encoded`), for :meth:`variants_of`
+        (a fuzzy rule's groups and its pairs read the variants of one set of values)."""
+        table = self if self._base is None else self._base
+        encoded = table._encodings.get(name)
+        if encoded is not None:
+            table._variants[name] = (encoded[1], np.asarray(numbers, dtype=np.int64), owner, vcode)
+
+    def variants_of(self, name: str, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`variant_codes` of this view's values ``values(name)[codes]``: rows of the kept ones
+        (:meth:`keep_variants`) when the view coded the column from the table's encoding they were kept for
+        and they cover those values, else made. Codes of variants are equal exactly when the variants are,
+        as :func:`variant_codes` numbers them."""
+        table = self if self._base is None else self._base
+        kept = table._variants.get(name)
+        codes = np.asarray(codes, dtype=np.int64)
+        self._column(name)
+        numbers = self._in_dictionary.get(name)
+        encoded = table._encodings.get(name)
+        if kept is not None and numbers is not None and encoded is not None and kept[0] is encoded[1] and len(kept[1]):
+            _, have, owner, vcode = kept
+            wanted = numbers[codes]
+            at = np.minimum(np.searchsorted(have, wanted), len(have) - 1)
+            if bool((have[at] == wanted).all()):
+                first = np.searchsorted(owner, at)
+                count = np.searchsorted(owner, at, side="right") - first
+                return np.repeat(np.arange(len(codes), dtype=np.int64), count), vcode[np.repeat(first, count)
+                                                                                     + ranges(count)]
+        return variant_codes(np.asarray(self.values(name), dtype=object)[codes])
 
     @property
     def records(self) -> pd.DataFrame:
@@ -146,6 +214,8 @@ class _Columns:
             if self._parent is not None and name in self._parent._coded:
                 codes, values, empty, safe = self._parent._coded[name]
                 self._coded[name] = (codes[self._parent_rows], values, empty, safe)
+                if name in self._parent._in_dictionary:
+                    self._in_dictionary[name] = self._parent._in_dictionary[name]
                 return self._coded[name]
             if self._base is not None and name in self._base._coded and self._base._coded[name][3]:
                 # a view of a view takes the table's codes when the table has usable ones (then usable for any
@@ -155,13 +225,17 @@ class _Columns:
                 codes, values, empty, safe = self._base._coded[name]
                 self._coded[name] = (codes[self._rows], values, empty, safe)
                 return self._coded[name]
+            pooled = self._pooled(name)
+            if pooled is not None:
+                self._coded[name] = pooled
+                return pooled
             # a view of a column the table it was taken from has not coded codes its own rows only (the
             # codes of a view need only order its own values): an incremental run looks at a few blocks of
             # ~130,000 records
             whole = self._records[name] if self._base is None else self._base._records[name]
-            # a view of a quarter of its table or more shares the table's encoding of the column (made once),
+            # a view of half its table or more shares the table's encoding of the column (made once),
             # a smaller one encodes its own rows; the table itself (a full run's blocking) as pandas codes it
-            share = self._base is not None and (name in self._base._encodings or 4 * self.n >= self._base.n)
+            share = self._base is not None and (name in self._base._encodings or 2 * self.n >= self._base.n)
             # a view codes its own rows, shared encoding or not (one that cannot be shared, an object column or
             # an Arrow one with a missing value, takes the view's rows below)
             column = whole if self._base is None else None
@@ -170,7 +244,9 @@ class _Columns:
             encoded = (None if self._base is None else self._base._encoded(name) if share
                        else _encode_arrow(taken) if taken is not None else None)
             if encoded is not None:
-                codes, values = _sorted_codes_of(encoded, self._rows if share else None)
+                codes, values, numbers = _sorted_codes_of(encoded, self._rows if share else None, numbers=True)
+                if share:
+                    self._in_dictionary[name] = numbers
             else:
                 column = whole.iloc[self._rows] if column is None else column
                 codes, uniques = pd.factorize(column.astype(str), sort=True)
@@ -236,10 +312,14 @@ class _Columns:
                 has &= codes != empty
         idx = np.flatnonzero(has)
         combined = cols[0][0][idx]
+        # a view (an incremental run's, ~40 a run) numbers through a hash table (unique_inverse: the same numbers);
+        # the table itself (a full run's blocking) as before
+        dense = ((lambda x: unique_inverse(x)[1]) if self._base is not None
+                 else (lambda x: np.unique(x, return_inverse=True)[1].astype(np.int64).reshape(-1)))
         for codes, values, _, _ in cols[1:]:
             # dense ranks first, so the product stays far below 2**63 (ranks keep the tuple order)
-            combined = np.unique(combined, return_inverse=True)[1].astype(np.int64) * len(values) + codes[idx]
-        return idx, np.unique(combined, return_inverse=True)[1].astype(np.int64).reshape(-1)
+            combined = dense(combined) * len(values) + codes[idx]
+        return idx, dense(combined)
 
     def key_of(self, keys: tuple[str, ...], record: int) -> str:
         """The key string of one record (as :func:`block_keys` writes it)."""
@@ -328,11 +408,12 @@ def _encode_arrow(arr):
     return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64), encoded.dictionary
 
 
-def _sorted_codes_of(encoded, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def _sorted_codes_of(encoded, rows: np.ndarray | None, numbers: bool = False):
     """Sort-order codes and sorted distinct values (object array) of the rows ``rows`` (None: all) of a column
     :func:`_arrow_encoded` encoded: the rows' dictionary numbers made dense, and only their strings sorted (in
     C++; pandas sorts them as Python objects, most of coding a column in an incremental run). A table's views
-    share its encoding: no string is hashed again per view."""
+    share its encoding: no string is hashed again per view. With ``numbers`` also each value's number in the
+    encoding's dictionary (a third array)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -348,7 +429,9 @@ def _sorted_codes_of(encoded, rows: np.ndarray | None) -> tuple[np.ndarray, np.n
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order), dtype=np.int64)
     values = np.asarray(strings.take(pa.array(order)).to_numpy(zero_copy_only=False), dtype=object)
-    return rank[inverse], values
+    if not numbers:
+        return rank[inverse], values
+    return rank[inverse], values, (order if rows is None else distinct[order]).astype(np.int64)
 
 
 def block_keys(records: pd.DataFrame, rule: BlockingRule) -> pd.Series:
@@ -908,7 +991,8 @@ def _member_by_low_bits(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     >>> _member_by_low_bits(v, np.array([5, -3, (1 << 40) + 5], dtype=np.int64)).tolist()
     [True, False, True, True, False]
     """
-    wanted = np.unique(wanted)
+    if len(wanted) > 1 and not bool((wanted[1:] > wanted[:-1]).all()):  # most callers pass them sorted, unique
+        wanted = np.unique(wanted)
     bits = max(10, len(wanted).bit_length() + 3)
     low = (1 << bits) - 1
     as_int = np.int64 if values.dtype.kind == "u" else values.dtype  # the bits as signed (indices need no copy)
@@ -922,20 +1006,23 @@ def _member_by_low_bits(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     shared = np.bincount(slot_w, minlength=1 << bits) > 1  # several wanted values with those low bits
     if shared.any():
         rest = np.flatnonzero(shared[slot])
-        hit[rest] = pd.Series(values[rest], copy=False).isin(wanted).to_numpy()
+        # (wanted is sorted and unique: a binary search of those few, not a hash table built per call)
+        hit[rest] = in_sorted(values[rest], wanted)
     return hit
 
 
 def _involved_blocks(columns: _Columns, rule: BlockingRule, j: int, new_idx: np.ndarray, order: np.ndarray,
                      hashes: np.ndarray | None, fuzzy_groups: bool = False,
-                     skip: np.ndarray | None = None) -> np.ndarray | None:
+                     skip: np.ndarray | None = None, skip_blankless: bool = False) -> np.ndarray | None:
     """The records :func:`block_involving` gives ``rule`` (column ``j`` of ``hashes``) to pair the involved
     records ``new_idx`` as a blocking of everything does: the whole blocks that hold one (a fuzzy rule: the
     records one edit from one; a ``pair_with_empty`` rule: only blocks holding a record with the empty column),
     sorted by ``order``. None when the rule gives no pairs (no involved record, a key column missing).
 
     ``skip`` (with ``hashes`` only): block-key hashes whose records are left out, because the caller knows
-    their blocks make no pair and lose none with the involved records (see :func:`block_involving_outgrown`)."""
+    their blocks make no pair and lose none with the involved records (see :func:`block_involving_outgrown`);
+    with ``skip_blankless`` it holds every involved hash of a ``pair_with_empty`` rule whose blocks hold no
+    record with the empty column, so the blocks left hold one and that column is not read."""
     if not len(new_idx) or any(not columns.has(k) for k in rule.keys) or (
             rule.fuzzy_key and not columns.has(rule.fuzzy_key)):
         return None
@@ -972,7 +1059,9 @@ def _involved_blocks(columns: _Columns, rule: BlockingRule, j: int, new_idx: np.
                                for c in distinct.tolist()), dtype=bool, count=len(distinct))
             mask[sel[hit[inverse.reshape(-1)]]] = True
     sub = np.flatnonzero(mask)
-    if rule.pair_with_empty and columns.has(rule.pair_with_empty) and len(sub) and hashes is not None and rule.keys:
+    if skip_blankless and skip is not None and hashes is not None and rule.keys:
+        pass  # the hashes left hold an empty-column record each (the caller left out those that do not)
+    elif rule.pair_with_empty and columns.has(rule.pair_with_empty) and len(sub) and hashes is not None and rule.keys:
         # only blocks that hold a record with the empty column give pairs: keep the records of the block-key
         # hashes of those (whole blocks; on a collision another block too, which gives no pairs)
         # (the empty column read at those records alone: coding it over the whole table cost more than the rule)
@@ -999,7 +1088,8 @@ def _involved_blocks(columns: _Columns, rule: BlockingRule, j: int, new_idx: np.
 def block_involving_outgrown(records: pd.DataFrame | None, rules: tuple[BlockingRule, ...] | list[BlockingRule],
                              involving: np.ndarray, order: np.ndarray, entity_type: str = "", largest: int = 10,
                              hashes: np.ndarray | None = None, columns: _Columns | None = None,
-                             fuzzy_groups: bool = False, skip: Mapping[int, np.ndarray] | None = None
+                             fuzzy_groups: bool = False, skip: Mapping[int, np.ndarray] | None = None,
+                             skip_blankless: bool = False
                              ) -> tuple[Candidates, BlockingReport, tuple[np.ndarray, np.ndarray]]:
     """:func:`block_involving`, and what adding the involved records takes away: ``(candidates, report,
     (keys, masks))``. ``keys`` (``left * n + right``, ``left < right``, sorted, unique) are the pairs between
@@ -1023,7 +1113,9 @@ def block_involving_outgrown(records: pd.DataFrame | None, rules: tuple[Blocking
     because they make no pair involving an involved record and lose none, as the caller knows from statistics
     it keeps (:func:`linkage.resolve.incremental.skip_hashes`: a ``pair_with_empty`` block without an
     empty-column record before and after, or one over ``max_pairs`` before the involved records came). Leaving
-    such a block out changes only the report's statistics, not the pairs.
+    such a block out changes only the report's statistics, not the pairs. ``skip_blankless``: ``skip`` leaves
+    out, for each ``pair_with_empty`` rule it has, every involved block-key hash whose blocks hold no record with
+    the empty column (as ``skip_hashes`` does): the blocks left are not read for one.
 
     >>> df = pd.DataFrame({"k": ["a"] * 4, "o": ["1", "2", "3", "4"]})
     >>> rule = BlockingRule("r", ("k",), max_block=3, window=1, order_by=("o",))
@@ -1034,7 +1126,7 @@ def block_involving_outgrown(records: pd.DataFrame | None, rules: tuple[Blocking
     """
     columns = _Columns(records) if columns is None else columns
     parts, lost = _involving_parts(columns, rules, involving, order, largest, hashes, outgrown=True,
-                                   fuzzy_groups=fuzzy_groups, skip=skip)
+                                   fuzzy_groups=fuzzy_groups, skip=skip, skip_blankless=skip_blankless)
     cand, report = _union(columns.n, rules, parts, entity_type)
     if not lost:
         return cand, report, (np.empty(0, np.int64), np.empty(0, np.uint32))
@@ -1060,19 +1152,22 @@ def or_masks_by_key(keys: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np
 
 def _involving_parts(columns: _Columns, rules, involving: np.ndarray, order: np.ndarray, largest: int,
                      hashes: np.ndarray | None, outgrown: bool, fuzzy_groups: bool = False,
-                     skip: Mapping[int, np.ndarray] | None = None) -> tuple[list, list]:
+                     skip: Mapping[int, np.ndarray] | None = None, skip_blankless: bool = False
+                     ) -> tuple[list, list]:
     """Per rule the pairs (``left * n + right``) involving an involved record, with the rule's statistics, for
     :func:`_union`; with ``outgrown`` also per rule ``(keys, rule index)`` of the earlier pairs it no longer
-    makes (:func:`block_involving_outgrown`; ``skip`` as it takes it)."""
+    makes (:func:`block_involving_outgrown`; ``skip`` and ``skip_blankless`` as it takes them)."""
     n = columns.n
     involving = np.asarray(involving, dtype=bool)
     new_idx = np.flatnonzero(involving)
     parts, lost = [], []
     empty = np.empty(0, np.int64)
+    subs = [_involved_blocks(columns, rule, j, new_idx, order, hashes, fuzzy_groups,
+                             None if skip is None else skip.get(j), skip_blankless) for j, rule in enumerate(rules)]
+    _pool_columns(columns, rules, subs)
     for j, rule in enumerate(rules):
-        sub = _involved_blocks(columns, rule, j, new_idx, order, hashes, fuzzy_groups,
-                               None if skip is None else skip.get(j))
-        if sub is None:
+        sub = subs[j]
+        if sub is None or not len(sub):
             parts.append((empty, RuleStats(rule.name, 0, 0, 0, 0, 0, [])))
             continue
         part, inv = columns.take(sub), involving[sub]
@@ -1096,6 +1191,24 @@ def _involving_parts(columns: _Columns, rules, involving: np.ndarray, order: np.
     return parts, lost
 
 
+def _pool_columns(columns: _Columns, rules, subs: list) -> None:
+    """Pool (:meth:`_Columns.pool`) each column that the views of two or more rules read (keys, ``order_by``,
+    ``fuzzy_key``) over the union of those views' rows (``subs``: per rule its rows of ``columns``, or None),
+    when the views are views of a table (``columns`` or its table) not coded already."""
+    readers: dict[str, list[np.ndarray]] = {}
+    for rule, sub in zip(rules, subs):
+        if sub is None or not len(sub):
+            continue
+        for name in dict.fromkeys(rule.keys + rule.order_by + ((rule.fuzzy_key,) if rule.fuzzy_key else ())):
+            if columns.has(name):
+                readers.setdefault(name, []).append(sub)
+    for name, rows in readers.items():
+        if len(rows) < 2 or name in columns._coded:
+            continue
+        union = sorted_unique(np.concatenate(rows))
+        columns.pool(name, union if columns._base is None else columns._rows[union])
+
+
 def _group_involving(part: _Columns, rule: BlockingRule, inv: np.ndarray, outgrown: bool):
     """For a fuzzy or ``pair_with_empty`` rule: ``(left, right, stats, gone)`` over ``part`` (whole groups),
     the pairs it makes that involve an ``inv`` record and (with ``outgrown``) the keys of the earlier pairs it
@@ -1109,8 +1222,11 @@ def _group_involving(part: _Columns, rule: BlockingRule, inv: np.ndarray, outgro
 
 
 def _groups(members: np.ndarray, group: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``members`` ordered by ``group`` (stable), with each group's start and size in that order."""
-    order = np.argsort(group, kind="stable")
+    """``members`` ordered by ``group`` (stable), with each group's start and size in that order. Up to 65,536
+    groups the numbers are sorted as 16-bit integers (numpy sorts those stably by radix, others by merging:
+    a fuzzy rule's ~56,000 records in ~40,000 groups, 5 -> 1 ms)."""
+    group = np.asarray(group)
+    order = np.argsort(group.astype(np.uint16) if n_groups <= 1 << 16 else group, kind="stable")
     size = np.bincount(group, minlength=n_groups).astype(np.int64)
     return members[order], np.r_[0, np.cumsum(size)[:-1]].astype(np.int64), size
 
@@ -1187,16 +1303,15 @@ def _fuzzy_involving(part: _Columns, rule: BlockingRule, inv: np.ndarray, outgro
     if len(idx) < 2:
         return none, none, stats, none
     # groups: distinct (key, value), numbered in that order
-    distinct, group = np.unique(kb * len(values) + fc, return_inverse=True)
-    group = group.reshape(-1)
+    distinct, group = unique_inverse(kb * len(values) + fc)
     ng = len(distinct)
     g_key, g_value = distinct // len(values), distinct % len(values)
     new = inv[idx]
     size, size_o = np.bincount(group, minlength=ng), np.bincount(group[~new], minlength=ng)
     touched = size > size_o
     # each group's deletion variants (per distinct value), as codes; (key, variant) -> the groups having it
-    value_codes, value_of = np.unique(g_value, return_inverse=True)
-    owner, vcode = variant_codes(np.asarray(values, dtype=object)[value_codes])
+    value_codes, value_of = unique_inverse(g_value)
+    owner, vcode = part.variants_of(fk, value_codes)  # kept by the fuzzy groups, when they were made
     v_start = np.searchsorted(owner, np.arange(len(value_codes)))
     v_count = np.bincount(owner, minlength=len(value_codes))
     per_group = v_count[value_of.reshape(-1)]
@@ -1205,7 +1320,7 @@ def _fuzzy_involving(part: _Columns, rule: BlockingRule, inv: np.ndarray, outgro
     rows_v = vcode[v_start[value_of.reshape(-1)][rows_g] + within]
     shared = g_key[rows_g] * (int(vcode.max()) + 1) + rows_v
     # only (key, variant) groups that hold a group with an involved record
-    hot = np.unique(shared[touched[rows_g]])
+    hot = sorted_unique(shared[touched[rows_g]])
     sel = _member_ints(shared, hot)
     shared, rows_g = shared[sel], rows_g[sel]
     order = np.lexsort((rows_g, shared))
