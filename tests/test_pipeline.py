@@ -969,3 +969,119 @@ def test_a_small_load_leaves_its_log_to_the_copy_after_the_resolve_stage(generat
     assert rows < pipeline.CHECKPOINT_AFTER_LOAD_ROWS
     assert calls(pipeline.CHECKPOINT_AFTER_LOAD_ROWS, tmp_path / "small.db") == 2  # after resolve and store
     assert calls(rows, tmp_path / "big.db") == 3  # after load too
+
+
+def test_stored_rows_from_the_kept_short_rows_equal_those_read_from_the_table(tmp_path):
+    """``_stored_rows`` given the last run's kept short rows (``short_rows``, by raw id) and the kept counts and
+    categories gives the frame it gives reading the table's rows (same values and types, as SQLite gives them
+    back); a cluster the kept rows lack, whose stored row is gone or whose report count differs is left out as
+    then; kept rows of an older layout (a column missing) or ``kept`` without the kept columns: the table is
+    read."""
+    from linkage.pipeline import _json_lists, _stored_rows, short_rows, store_clusters
+
+    store = _literal_store(tmp_path)
+    rc1 = pd.DataFrame({"report_id": ["R0", "R1", "R2", "R3", "R4", "R5"], "cluster_id": ["a", "a", "b", "b", "c", "c"]})
+    first = _scored(["a", "b", "c"], [1, 2, 3], [9.25, 5.0, float("nan")]).assign(
+        agencies=[["politie"], [], ["fiod", "politie"]], n_reporters=[2, 1.5, 2],
+        categories=[["drugs", "overig"], [], ["overig"]])
+    store_clusters(store, rc1, first, run_id=1)
+    rc2 = pd.DataFrame({"report_id": ["R3", "R2", "R1", "R0", "R4", "R5", "R6", "R7"],
+                        "cluster_id": ["p", "p", "r", "r", "q", "q", "q", "s"]})
+    raw_of = {"a": "r", "b": "p", "c": "q"}
+    # what the last run kept: its clusters under their raw ids (the first run's raw ids were r, p, q)
+    kept_rows = short_rows(first.assign(cluster_id=[raw_of[c] for c in first["cluster_id"]]))
+    scores = pd.DataFrame({"cluster_id": ["p", "q", "r", "s"], "n_reports": [2, 3, 2, 1],
+                           "n_reporters": [1.5, 2, 2, 1], "categories": _json_lists([[], ["overig"], ["drugs", "overig"],
+                                                                                    ["overig"]])})
+    names = {"politie": "Politie", "fiod": "FIOD"}
+    previous = store.report_clusters()
+    read, held_read = _stored_rows(store, rc2, scores, names, previous=previous, stored_ids=(held := set())), held
+    kept, held_kept = _stored_rows(store, rc2, scores, names, previous=previous, stored_ids=(other := set()),
+                                   kept_rows=kept_rows), other
+    pd.testing.assert_frame_equal(kept, read)
+    assert held_kept == held_read == {"a", "b", "c"}
+    assert kept[["cluster_id", "stored_id"]].values.tolist() == [["r", "a"], ["p", "b"]]
+    assert kept["score"].tolist() == [9.25, 5.0] and kept["n_reporters"].tolist() == [2.0, 1.5]
+    assert [type(v) for v in kept["n_reports"]] == [int, int]
+    # a raw id the kept rows lack is left out; so is one whose stored row is gone
+    assert _stored_rows(store, rc2, scores, names, previous=previous,
+                        kept_rows=kept_rows[kept_rows["cluster_id"] != "p"])["cluster_id"].tolist() == ["r"]
+    store.conn.execute("DELETE FROM cluster_rows WHERE cluster_id = 'a'")
+    gone = _stored_rows(store, rc2, scores, names, previous=previous, kept_rows=kept_rows)
+    pd.testing.assert_frame_equal(gone, _stored_rows(store, rc2, scores, names, previous=previous))
+    assert gone["cluster_id"].tolist() == ["p"]
+    # kept rows without a column (an older layout), or no kept counts: the table's rows
+    pd.testing.assert_frame_equal(_stored_rows(store, rc2, scores, names, previous=previous,
+                                               kept_rows=kept_rows.drop(columns=["agencies"])), gone)
+    pd.testing.assert_frame_equal(_stored_rows(store, rc2, scores[["cluster_id", "n_reports"]], names,
+                                               previous=previous, kept_rows=kept_rows), gone)
+    store.close()
+
+
+def test_short_rows_are_none_when_a_value_is_not_a_number():
+    from linkage.pipeline import short_rows
+
+    frame = pd.DataFrame({"cluster_id": ["c"], "score": ["high"], "n_reports": [1], "agencies": [[]]})
+    assert short_rows(frame) is None and short_rows(frame.drop(columns=["agencies"])) is None
+
+
+def test_runs_without_the_kept_short_rows_or_with_an_old_layout_of_them_write_the_same_store(generated, tmp_path,
+                                                                                           monkeypatch):
+    """Three rounds into three stores: one keeps its short cluster rows (the kept table ``cluster_rows``, whole and
+    then as edits: their share made large), one loses them before each run (the rows are read from the clusters
+    table), one has them in an older layout (a column missing): every cluster table ends equal, and the re-used
+    rows were re-used in all three."""
+    import linkage.graph.incremental as gi
+    from linkage.graph.incremental import load_state
+    from linkage.pipeline import KEPT_ROWS
+
+    monkeypatch.setattr(gi, "TABLE_EDITS_SHARE", 0.95)
+
+    reports = pd.read_csv(generated / "reports.csv", dtype=str, keep_default_na=False)
+    mentions = pd.read_csv(generated / "mentions.csv", dtype=str, keep_default_na=False)
+    rounds = []
+    for i, (a, b) in enumerate(((0, 1300), (1300, 1400), (1400, len(reports)))):
+        ids = set(reports.report_id.iloc[a:b])
+        folder = tmp_path / f"round{i}"
+        folder.mkdir()
+        reports[reports.report_id.isin(ids)].to_csv(folder / "reports.csv", index=False)
+        mentions[mentions.report_id.isin(ids)].to_csv(folder / "mentions.csv", index=False)
+        rounds.append([folder / "reports.csv", folder / "mentions.csv"])
+    kept, lost, old = tmp_path / "kept.db", tmp_path / "lost.db", tmp_path / "old.db"
+    counts: dict = {}
+    layouts = []
+    for i, files in enumerate(rounds):
+        for store in (kept, lost, old):
+            if i and store != kept:
+                with EmbeddedStore(store) as s:
+                    parts = {p for (p,) in s.conn.execute("SELECT part FROM graph_state")}
+                    assert KEPT_ROWS in parts
+                    if store == lost:
+                        s.conn.execute("DELETE FROM graph_state WHERE part LIKE ?", (KEPT_ROWS + "%",))
+                    else:  # the same table without its agencies
+                        from linkage.graph.incremental import _read_table, _table_blob
+
+                        blob = s.conn.execute("SELECT data FROM graph_state WHERE part = ?", (KEPT_ROWS,)).fetchone()[0]
+                        s.conn.execute("UPDATE graph_state SET data = ? WHERE part = ?",
+                                       (_table_blob(_read_table(blob).drop(columns=["agencies"])), KEPT_ROWS))
+            counts.setdefault(store, []).append(run(files, store).counts)
+        with EmbeddedStore(kept) as s:
+            layouts.append({p for (p,) in s.conn.execute("SELECT part FROM graph_state")})
+    assert any(f"{KEPT_ROWS}:added" in parts for parts in layouts)
+    with EmbeddedStore(kept) as s:
+        rows = load_state(s.conn)[1][KEPT_ROWS]
+        stored = s.frame("SELECT cluster_id, score, n_reports, agencies FROM clusters")
+        assert len(rows) == len(stored)
+    assert all(c[-1]["clusters_reused"] > 0 for c in counts.values())
+    assert counts[kept][1:] == counts[lost][1:] == counts[old][1:]
+    with EmbeddedStore(kept) as a:
+        for other in (lost, old):
+            with EmbeddedStore(other) as b:
+                for table in ("clusters", "report_clusters", "status_history"):
+                    pd.testing.assert_frame_equal(
+                        a.frame(f"SELECT * FROM {table} ORDER BY 1").drop(columns=["at", "run_id", "id"],
+                                                                          errors="ignore"),
+                        b.frame(f"SELECT * FROM {table} ORDER BY 1").drop(columns=["at", "run_id", "id"],
+                                                                          errors="ignore"))
+                assert a.conn.execute("SELECT group_concat(rowid) FROM cluster_rows").fetchone() == \
+                    b.conn.execute("SELECT group_concat(rowid) FROM cluster_rows").fetchone()

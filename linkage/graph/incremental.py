@@ -462,9 +462,34 @@ def update_changed(previous: ClusterState | None, changed: pd.DataFrame, changed
         same = unchanged_clusters(previous.clusters, fresh, dirty)
     else:
         named = pa.array(sorted(str(e) for e in relabelled), type=pa.string())
-        same = unchanged_clusters(previous.clusters, fresh,
-                                  reps | set(picked(rows_of(lambda r, e: pc.is_in(e, value_set=named)), 0).to_pylist()))
+        same = unchanged_clusters(previous.clusters, fresh, reps | _mentioning(named, region_rows, region_arr, fresh,
+                                                                               lambda: picked(rows_of(
+                                                                                   lambda r, e: pc.is_in(
+                                                                                       e, value_set=named)), 0)))
     return ClusterUpdate(clusters, state, set(fresh["cluster_id"]), stats, False, region, region_rows, same)
+
+
+def _mentioning(entities: pa.Array, region_rows: pa.Table, region: pa.Array, fresh: pd.DataFrame,
+                everywhere) -> set[str]:
+    """The reports, among those of the ``fresh`` clusters, that mention one of ``entities`` (a superset of them
+    is fine: :func:`unchanged_clusters` asks only about the fresh clusters' reports). When every fresh report is in
+    ``region`` (as :func:`update_changed` makes them: a re-clustered component holds region reports only), they
+    are found in ``region_rows`` (every incidence row of the region's reports, ~25,000 at 100,000 reports) instead
+    of over the whole incidence (~400,000 rows: ~15 ms less); otherwise ``everywhere()`` gives the report id of
+    every incidence row that mentions one of them.
+
+    >>> rows = pa.table({"report_id": ["R1", "R2"], "entity_id": ["E", "F"]})
+    >>> fresh = pd.DataFrame({"report_id": ["R1", "R2"], "cluster_id": ["c", "c"]})
+    >>> sorted(_mentioning(pa.array(["E"]), rows, pa.array(["R1", "R2"]), fresh, lambda: pa.array(["R9"])))
+    ['R1']
+    >>> sorted(_mentioning(pa.array(["E"]), rows, pa.array(["R1"]), fresh, lambda: pa.array(["R9"])))
+    ['R9']
+    """
+    inside = pc.fill_null(pc.is_in(_text(fresh["report_id"]), value_set=region), False)
+    if len(fresh) and not pc.all(inside).as_py():
+        return set(everywhere().to_pylist())
+    hit = pc.fill_null(pc.is_in(_column(region_rows, "entity_id"), value_set=entities), False)
+    return set(_column(region_rows, "report_id").filter(hit).to_pylist())
 
 
 def unchanged_clusters(previous: pd.DataFrame, fresh: pd.DataFrame, dirty: Any) -> set[str]:
