@@ -523,8 +523,9 @@ def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[i
     and scores can be used read only those mentions and, for the components they reach, their reports and
     mentions (:func:`linkage.graph.incremental.update_changed`); ``inputs`` then hold just those mentions and
     no reports (None: :func:`score_stage` reads those of the clusters it scores, through
-    :attr:`ClusterStep.read_reports`), and ``now`` and ``n_reports`` are read from the store. That path needs ``er_generation_before`` (the store's
-    :func:`~linkage.store.embedded.er_generation` before this run's resolve stage) to equal the generation
+    :attr:`ClusterStep.read_reports`), and ``now`` and ``n_reports`` are read from the store. That path needs
+    ``er_generation_before`` (the store's :func:`~linkage.store.embedded.er_generation` before this run's
+    resolve stage) to equal the generation
     the kept state was built from: after a run interrupted between resolving and saving its clusters, the
     state misses that run's changes, so everything is read.
 
@@ -1218,7 +1219,8 @@ def _cluster_counts(reports: Optional[pd.DataFrame], report_clusters: pd.DataFra
                     clusters: pd.DataFrame) -> dict[str, int]:
     """Counts of the run; ``reports`` None (not read: :attr:`ClusterStep.read_reports`) counts 0 (the caller
     then takes :attr:`ClusterStep.n_reports`)."""
-    return {"reports": len(reports) if reports is not None else 0, "clusters": int(clusters["cluster_id"].nunique()) if len(clusters) else 0,
+    return {"reports": len(reports) if reports is not None else 0,
+            "clusters": int(clusters["cluster_id"].nunique()) if len(clusters) else 0,
             "clustered_reports": len(report_clusters)}
 
 

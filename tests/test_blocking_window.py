@@ -97,15 +97,32 @@ def test_rules_pair_and_lose_as_whole_blocks_and_as_blocking_everything(seed, gr
     assert dict(zip(keys.tolist(), masks.tolist())) == lost
 
 
+def _as_arrow(df: pd.DataFrame) -> pd.DataFrame:
+    """The text columns as Arrow strings (as a stored type's records are read back; missing values <NA>), in two
+    chunks, so that the Arrow-only paths (dictionary encoding, shared encodings, kept variants) run."""
+    import pyarrow as pa
+
+    half = len(df) // 2
+    out = {}
+    for c in df.columns:
+        values = [None if v is None or v is pd.NA else str(v) for v in df[c].tolist()]
+        chunked = pa.chunked_array([pa.array(values[:half], pa.string()), pa.array(values[half:], pa.string())])
+        out[c] = pd.Series(pd.arrays.ArrowStringArray(chunked), index=df.index)
+    return pd.DataFrame(out)
+
+
+@pytest.mark.parametrize("arrow", [False, True])
 @pytest.mark.parametrize("seed", range(0, 120))
-def test_narrowed_pairs_of_random_rules_are_those_of_blocking_the_whole_blocks(seed):
+def test_narrowed_pairs_of_random_rules_are_those_of_blocking_the_whole_blocks(seed, arrow):
     """narrowed_pairs (a fuzzy rule with keys looks at its involved groups only, a view of a view of the coded
-    table) gives block_involving_outgrown's pairs, masks and lost pairs."""
+    table) gives block_involving_outgrown's pairs, masks and lost pairs, on object and on Arrow columns."""
     from linkage.resolve.incremental import narrowed_pairs
 
     df, rules, involving = _case(seed, groups=True)
     n = len(df)
     order = df["mention_id"].to_numpy(object)
+    if arrow:
+        df = _as_arrow(df)
     cand, _, (keys, masks) = block_involving_outgrown(df, rules, involving, order)
     got = narrowed_pairs(df, rules, block_key_hashes(df, rules), involving, order)
     assert np.array_equal(got.left * n + got.right, cand.left * n + cand.right)
@@ -113,8 +130,9 @@ def test_narrowed_pairs_of_random_rules_are_those_of_blocking_the_whole_blocks(s
     assert np.array_equal(got.lost_left * n + got.lost_right, keys) and np.array_equal(got.lost_mask, masks)
 
 
+@pytest.mark.parametrize("arrow", [False, True])
 @pytest.mark.parametrize("seed", range(0, 120))
-def test_narrowed_pairs_with_block_statistics_are_those_of_blocking_the_whole_blocks(seed):
+def test_narrowed_pairs_with_block_statistics_are_those_of_blocking_the_whole_blocks(seed, arrow):
     """narrowed_pairs given skip_hashes' blocks to leave out (from the block statistics of the earlier records,
     which come first as in a stored type; a pair_with_empty rule then reads no empty column to find its blocks)
     gives block_involving_outgrown's pairs, masks and lost pairs."""
@@ -125,6 +143,8 @@ def test_narrowed_pairs_with_block_statistics_are_those_of_blocking_the_whole_bl
     df, involving = df.iloc[first].reset_index(drop=True), involving[first]
     n, n_old = len(df), int((~involving).sum())
     order = df["mention_id"].to_numpy(object)
+    if arrow:
+        df = _as_arrow(df)
     cand, _, (keys, masks) = block_involving_outgrown(df, rules, involving, order)
     hashes = block_key_hashes(df, rules)
     stats = block_stats(df.iloc[:n_old], rules, hashes[:n_old])

@@ -246,6 +246,18 @@ def test_new_mentions_deferred_are_read_as_the_frames_read_at_once(loaded, tmp_p
             other.execute(f"INSERT INTO mentions (mention_id, report_id, entity_type, content_hash) "
                           f"VALUES ('zz-late', 'r', ?, 'h')", (etype,))
             assert later[etype].read(other).to_numpy().tolist() == now[etype].to_numpy().tolist()
+            # one of the type's counted mentions deleted and another inserted under its rowid: as many rows in the
+            # bounds, another mention among them
+            rowid, mid = other.execute("SELECT rowid, mention_id FROM mentions WHERE rowid > ? AND rowid <= ? AND "
+                                       "entity_type = ? ORDER BY rowid DESC LIMIT 1",
+                                       (later[etype].after, later[etype].last, etype)).fetchone()
+            other.execute("SAVEPOINT swap")
+            other.execute("DELETE FROM mentions WHERE mention_id = ?", (mid,))
+            other.execute("INSERT INTO mentions (rowid, mention_id, report_id, entity_type, content_hash) "
+                          "VALUES (?, 'zz-swapped', 'r', ?, 'h')", (rowid, etype))
+            with pytest.raises(LinkageError, match="changed while"):
+                later[etype].read(other)
+            other.execute("ROLLBACK TO swap")
             other.execute("DELETE FROM mentions WHERE mention_id = ?", (now[etype]["mention_id"].iloc[0],))
             with pytest.raises(LinkageError, match="changed while"):
                 later[etype].read(other)

@@ -113,6 +113,23 @@ def _split(generated: Path, out: Path, first: int) -> tuple[list[Path], list[Pat
     return parts[0], parts[1]
 
 
+def _rounds(generated: Path, out: Path, bounds: tuple[int, ...]) -> list[list[Path]]:
+    """The generated reports cut at ``bounds`` (report positions; the last round takes the rest), each round's
+    reports and their mentions written as a file pair of its own: the files of one run per round."""
+    reports = pd.read_csv(generated / "reports.csv", dtype=str, keep_default_na=False)
+    mentions = pd.read_csv(generated / "mentions.csv", dtype=str, keep_default_na=False)
+    cuts = (0,) + tuple(bounds) + (len(reports),)
+    rounds = []
+    for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
+        ids = set(reports.report_id.iloc[a:b])
+        folder = out / f"round{i}"
+        folder.mkdir()
+        reports[reports.report_id.isin(ids)].to_csv(folder / "reports.csv", index=False)
+        mentions[mentions.report_id.isin(ids)].to_csv(folder / "mentions.csv", index=False)
+        rounds.append([folder / "reports.csv", folder / "mentions.csv"])
+    return rounds
+
+
 def test_incremental_run_equals_full_run_with_the_same_model(generated, tmp_path, candidate_policy):
     first, second = _split(generated, tmp_path / "parts", 1200)
     inc = tmp_path / "incremental.db"
@@ -543,16 +560,7 @@ def test_rounds_that_keep_the_incidence_as_edits_equal_clustering_everything_aga
 
     monkeypatch.setattr(gi, "INCIDENCE_EDITS_SHARE", 0.2)
     monkeypatch.setattr(gi, "TABLE_EDITS_SHARE", 0.2)
-    reports = pd.read_csv(generated / "reports.csv", dtype=str, keep_default_na=False)
-    mentions = pd.read_csv(generated / "mentions.csv", dtype=str, keep_default_na=False)
-    rounds = []
-    for i, (a, b) in enumerate(((0, 1200), (1200, 1300), (1300, 1400), (1400, len(reports)))):
-        ids = set(reports.report_id.iloc[a:b])
-        folder = tmp_path / f"round{i}"
-        folder.mkdir()
-        reports[reports.report_id.isin(ids)].to_csv(folder / "reports.csv", index=False)
-        mentions[mentions.report_id.isin(ids)].to_csv(folder / "mentions.csv", index=False)
-        rounds.append([folder / "reports.csv", folder / "mentions.csv"])
+    rounds = _rounds(generated, tmp_path, (1200, 1300, 1400))
     kept, again = tmp_path / "kept.db", tmp_path / "again.db"
     layouts = []
     for i, files in enumerate(rounds):
@@ -990,7 +998,8 @@ def test_stored_rows_from_the_kept_short_rows_equal_those_read_from_the_table(tm
     raw_of = {"a": "r", "b": "p", "c": "q"}
     # what the last run kept: its clusters under their raw ids (the first run's raw ids were r, p, q)
     kept_rows = short_rows(first.assign(cluster_id=[raw_of[c] for c in first["cluster_id"]]))
-    scores = pd.DataFrame({"cluster_id": ["p", "q", "r", "s"], "n_reports": [2, 3, 2, 1],
+    # q: the same two reports as c had, with c's score missing (NaN, NULL in the table: None read back)
+    scores = pd.DataFrame({"cluster_id": ["p", "q", "r", "s"], "n_reports": [2, 2, 2, 1],
                            "n_reporters": [1.5, 2, 2, 1], "categories": _json_lists([[], ["overig"], ["drugs", "overig"],
                                                                                     ["overig"]])})
     names = {"politie": "Politie", "fiod": "FIOD"}
@@ -1000,16 +1009,17 @@ def test_stored_rows_from_the_kept_short_rows_equal_those_read_from_the_table(tm
                                    kept_rows=kept_rows), other
     pd.testing.assert_frame_equal(kept, read)
     assert held_kept == held_read == {"a", "b", "c"}
-    assert kept[["cluster_id", "stored_id"]].values.tolist() == [["r", "a"], ["p", "b"]]
-    assert kept["score"].tolist() == [9.25, 5.0] and kept["n_reporters"].tolist() == [2.0, 1.5]
-    assert [type(v) for v in kept["n_reports"]] == [int, int]
+    assert kept[["cluster_id", "stored_id"]].values.tolist() == [["r", "a"], ["p", "b"], ["q", "c"]]
+    assert kept["score"].tolist()[:2] == [9.25, 5.0] and pd.isna(kept["score"].iloc[2])
+    assert kept["n_reporters"].tolist() == [2.0, 1.5, 2.0]
+    assert [type(v) for v in kept["n_reports"]] == [int, int, int]
     # a raw id the kept rows lack is left out; so is one whose stored row is gone
     assert _stored_rows(store, rc2, scores, names, previous=previous,
-                        kept_rows=kept_rows[kept_rows["cluster_id"] != "p"])["cluster_id"].tolist() == ["r"]
+                        kept_rows=kept_rows[kept_rows["cluster_id"] != "p"])["cluster_id"].tolist() == ["r", "q"]
     store.conn.execute("DELETE FROM cluster_rows WHERE cluster_id = 'a'")
     gone = _stored_rows(store, rc2, scores, names, previous=previous, kept_rows=kept_rows)
     pd.testing.assert_frame_equal(gone, _stored_rows(store, rc2, scores, names, previous=previous))
-    assert gone["cluster_id"].tolist() == ["p"]
+    assert gone["cluster_id"].tolist() == ["p", "q"]
     # kept rows without a column (an older layout), or no kept counts: the table's rows
     pd.testing.assert_frame_equal(_stored_rows(store, rc2, scores, names, previous=previous,
                                                kept_rows=kept_rows.drop(columns=["agencies"])), gone)
@@ -1037,16 +1047,7 @@ def test_runs_without_the_kept_short_rows_or_with_an_old_layout_of_them_write_th
 
     monkeypatch.setattr(gi, "TABLE_EDITS_SHARE", 0.95)
 
-    reports = pd.read_csv(generated / "reports.csv", dtype=str, keep_default_na=False)
-    mentions = pd.read_csv(generated / "mentions.csv", dtype=str, keep_default_na=False)
-    rounds = []
-    for i, (a, b) in enumerate(((0, 1300), (1300, 1400), (1400, len(reports)))):
-        ids = set(reports.report_id.iloc[a:b])
-        folder = tmp_path / f"round{i}"
-        folder.mkdir()
-        reports[reports.report_id.isin(ids)].to_csv(folder / "reports.csv", index=False)
-        mentions[mentions.report_id.isin(ids)].to_csv(folder / "mentions.csv", index=False)
-        rounds.append([folder / "reports.csv", folder / "mentions.csv"])
+    rounds = _rounds(generated, tmp_path, (1300, 1400))
     kept, lost, old = tmp_path / "kept.db", tmp_path / "lost.db", tmp_path / "old.db"
     counts: dict = {}
     layouts = []
