@@ -1062,24 +1062,17 @@ def _kept_stored_rows(store: EmbeddedStore, kept: pd.DataFrame, kept_rows: pd.Da
     primary key's index, no wide row); a cluster is found when its stored id is in the table, ``kept_rows`` holds
     its raw id and the report counts agree."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    from linkage.arrays import arrow_text
+    from linkage.arrays import arrow_text, index_in_text, isin_text
 
     ids = [r[0] for r in store.conn.execute("SELECT cluster_id FROM cluster_rows")]
     if stored_ids is not None:
         stored_ids.update(ids)
-    text = pa.large_string()
-
-    def where(values: pa.Array, among: pa.Array) -> np.ndarray:
-        return pc.fill_null(pc.index_in(values, value_set=among), -1).to_numpy(zero_copy_only=False)
-
-    order = order_c.cast(text)
-    at_raw = where(order, arrow_text(kept_rows["cluster_id"]).cast(text))
-    at_kept = where(order, arrow_text(kept["cluster_id"]).cast(text))
-    stored_at = pa.array(sid, type=text)
-    in_table = where(stored_at, pa.array(ids, type=text)) >= 0
-    found = (at_raw >= 0) & (at_kept >= 0) & in_table
+    order = arrow_text(order_c)
+    at_raw = index_in_text(order, kept_rows["cluster_id"])
+    at_kept = index_in_text(order, kept["cluster_id"])
+    stored_at = pa.array(sid, type=pa.large_string())
+    found = (at_raw >= 0) & (at_kept >= 0) & isin_text(stored_at, ids)
     n_now = kept["n_reports"].to_numpy()[np.maximum(at_kept, 0)]
     n_then = kept_rows["n_reports"].to_numpy()[np.maximum(at_raw, 0)] if len(kept_rows) else np.full(len(at_raw), -1)
     found &= n_now.astype(np.float64) == n_then.astype(np.float64)

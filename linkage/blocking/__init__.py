@@ -1059,9 +1059,9 @@ def _involved_blocks(columns: _Columns, rule: BlockingRule, j: int, new_idx: np.
                                for c in distinct.tolist()), dtype=bool, count=len(distinct))
             mask[sel[hit[inverse.reshape(-1)]]] = True
     sub = np.flatnonzero(mask)
-    if skip_blankless and skip is not None and hashes is not None and rule.keys:
-        pass  # the hashes left hold an empty-column record each (the caller left out those that do not)
-    elif rule.pair_with_empty and columns.has(rule.pair_with_empty) and len(sub) and hashes is not None and rule.keys:
+    # (with skip_blankless the hashes left hold an empty-column record each: the caller left out those that do not)
+    if (rule.pair_with_empty and columns.has(rule.pair_with_empty) and len(sub) and hashes is not None and rule.keys
+            and not (skip_blankless and skip is not None)):
         # only blocks that hold a record with the empty column give pairs: keep the records of the block-key
         # hashes of those (whole blocks; on a collision another block too, which gives no pairs)
         # (the empty column read at those records alone: coding it over the whole table cost more than the rule)

@@ -462,10 +462,12 @@ def update_changed(previous: ClusterState | None, changed: pd.DataFrame, changed
         same = unchanged_clusters(previous.clusters, fresh, dirty)
     else:
         named = pa.array(sorted(str(e) for e in relabelled), type=pa.string())
-        same = unchanged_clusters(previous.clusters, fresh, reps | _mentioning(named, region_rows, region_arr, fresh,
-                                                                               lambda: picked(rows_of(
-                                                                                   lambda r, e: pc.is_in(
-                                                                                       e, value_set=named)), 0)))
+
+        def everywhere() -> pa.Array:  # the report of every incidence row mentioning one of them
+            return picked(rows_of(lambda r, e: pc.is_in(e, value_set=named)), 0)
+
+        same = unchanged_clusters(previous.clusters, fresh,
+                                  reps | _mentioning(named, region_rows, region_arr, fresh, everywhere))
     return ClusterUpdate(clusters, state, set(fresh["cluster_id"]), stats, False, region, region_rows, same)
 
 

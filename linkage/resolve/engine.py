@@ -780,14 +780,18 @@ def _level_strings(gamma: np.ndarray) -> np.ndarray:
 
 
 def _strings(column: pd.Series) -> pd.Series:
-    """A text column as :func:`_entities` factorizes it (sorted): as it is when it holds pandas strings (Arrow),
-    else as a Series of its values as Python objects, which pandas makes strings of when they all are. (A Series
-    made of a string column's values as Python strings is turned back into Arrow strings: at a few thousand
-    records that costs more than the factorizing.)
+    """A text column as :func:`_entities` factorizes it (sorted), a missing value as '': as it is when it holds
+    pandas strings (Arrow), else as a Series of its values as Python objects, which pandas makes strings of when
+    they all are. (A Series made of a string column's values as Python strings is turned back into Arrow
+    strings: at a few thousand records that costs more than the factorizing.)
 
     >>> _strings(pd.Series(["b", "a"], dtype=object)).dtype == _strings(pd.Series(["b", "a"], dtype="str")).dtype
     True
+    >>> _strings(pd.Series(["b", None], dtype=object)).tolist()
+    ['b', '']
     """
+    if column.hasnans:
+        column = column.fillna("")
     if isinstance(column.dtype, pd.StringDtype):
         return column.reset_index(drop=True)
     return pd.Series(column.to_numpy(dtype=object))
@@ -814,8 +818,7 @@ def _entities(records: pd.DataFrame, labels: np.ndarray, etype: str) -> tuple[pd
     sizes = np.bincount(group, minlength=n_groups)
     # label: the most frequent label of the group; ties -> the longest, then alphabetical
     # a missing label counts as '' (its code would otherwise be -1, which indexes the last label of the table)
-    label_col = records["label"]
-    lcode, luniq = pd.factorize(_strings(label_col.fillna("") if label_col.hasnans else label_col), sort=True)
+    lcode, luniq = pd.factorize(_strings(records["label"]), sort=True)
     luniq = np.asarray(luniq, dtype=object)
     lens = np.fromiter((len(x) for x in luniq.tolist()), dtype=np.int64, count=len(luniq))
     # each (group, label) once with its count; per group the first by (count desc, length desc, label asc)
@@ -849,8 +852,7 @@ def _attributes(records: pd.DataFrame, group: np.ndarray, n_groups: int, etype: 
     cols = sorted(c for c in _ATTRIBUTES.get(etype, ("value",)) if c in records.columns)
     pieces = []  # per column: the group's '"col": [...]' text, '' when it has no value there
     for c in cols:
-        vals = records[c]
-        vals = _strings(vals.fillna("") if vals.hasnans else vals)  # a missing value counts as '' (none)
+        vals = _strings(records[c])  # a missing value counts as '' (none)
         has = np.flatnonzero((vals != "").to_numpy(dtype=bool))
         if not len(has):
             continue
