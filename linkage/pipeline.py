@@ -467,17 +467,12 @@ def mention_links(store: EmbeddedStore, mention_ids: Sequence[str]) -> pd.DataFr
     Scoring joins a link to its source mention among the clustered mentions with an entity
     (:func:`linkage.triage.scoring._gather`, an inner join): given the ids of those mentions of some reports, this
     gives the rows of :func:`report_links` of those reports that the join keeps, in their order, so the scores
-    are the same (4,000 reports, 16,500 mentions: ~0.07 -> ~0.045 CPU s). Many ids (:data:`SPLIT_READ_IDS`) are
-    read in two halves at once (:func:`_rows_in_halves`)."""
-    sql = ("SELECT l.src_mention_id, l.dst_mention_id, l.rel_type, l.report_id "
-           "FROM (SELECT DISTINCT value AS mention_id FROM json_each(?)) w "
-           "CROSS JOIN mention_links l ON l.src_mention_id = w.mention_id "
-           "ORDER BY l.src_mention_id, l.dst_mention_id, l.rel_type")
-    if len(mention_ids) >= SPLIT_READ_IDS:
-        rows = _rows_in_halves(store, sql, sorted({str(m) for m in mention_ids}))
-        if rows is not None:
-            return pd.DataFrame.from_records(rows[1], columns=rows[0])
-    return store.frame(sql, (json.dumps([str(m) for m in mention_ids]),))
+    are the same (4,000 reports, 16,500 mentions: ~0.07 -> ~0.045 CPU s)."""
+    return store.frame("SELECT l.src_mention_id, l.dst_mention_id, l.rel_type, l.report_id "
+                       "FROM (SELECT DISTINCT value AS mention_id FROM json_each(?)) w "
+                       "CROSS JOIN mention_links l ON l.src_mention_id = w.mention_id "
+                       "ORDER BY l.src_mention_id, l.dst_mention_id, l.rel_type",
+                       (json.dumps([str(m) for m in mention_ids]),))
 
 
 @dataclass
@@ -700,76 +695,13 @@ def _graph_reports(store: EmbeddedStore, report_ids: Sequence[str]) -> pd.DataFr
                        (json.dumps([str(r) for r in report_ids]),))
 
 
-#: :func:`_graph_mentions` reads at least this many mention ids in two halves at once (:func:`_rows_in_halves`)
-SPLIT_READ_IDS = 2000
-
-
 def _graph_mentions(store: EmbeddedStore, column: str, ids: Sequence[str]) -> pd.DataFrame:
     """The rows of :func:`graph_inputs`' mentions whose ``column`` (``mention_id`` or ``report_id``) is one of
-    ``ids``, in the same order. Many mention ids (:data:`SPLIT_READ_IDS`) are read in two halves at once
-    (:func:`_rows_in_halves`: ~8,100 changed mentions at 100,000 reports +1,000, ~0.06 s of SQLite's look-ups)."""
+    ``ids``, in the same order."""
     if column not in ("mention_id", "report_id"):  # a fixed name put into the SQL text below
         raise ValueError(f"_graph_mentions reads by mention_id or report_id, not {column!r}")
-    sql = _graph_mentions_sql(f"WHERE m.{column} IN (SELECT value FROM json_each(?))")
-    if column == "mention_id" and len(ids) >= SPLIT_READ_IDS:
-        rows = _rows_in_halves(store, sql, sorted({str(i) for i in ids}))
-        if rows is not None:
-            return pd.DataFrame.from_records(rows[1], columns=rows[0])
-    return store.frame(sql, (json.dumps([str(i) for i in ids]),))
-
-
-def _json_rows(conn: sqlite3.Connection, sql: str, keys: list[str]) -> tuple[list[str], list]:
-    """``(column names, rows)`` of ``sql`` (one parameter: the JSON text of ``keys``), the rows as lists of the
-    values SQLite gives (text, integers, reals, None), made by SQLite as one JSON text (``json_group_array``:
-    one step of the statement, during which this thread does not hold Python's GIL). Raises
-    :class:`sqlite3.Error` for a value JSON cannot hold (a blob)."""
-    names = [d[0] for d in conn.execute(sql + " LIMIT 0", ("[]",)).description]
-    fields = ", ".join(f'"{n}"' for n in names)
-    text = conn.execute(f"SELECT json_group_array(json_array({fields})) FROM ({sql})",
-                        (json.dumps(keys),)).fetchone()[0]
-    return names, json.loads(text)
-
-
-def _rows_in_halves(store: EmbeddedStore, sql: str, keys: list[str]) -> Optional[tuple[list[str], list]]:
-    """``(column names, rows)`` of ``sql`` — a query whose one parameter is the JSON text of the sorted distinct
-    ``keys``, giving only rows whose ordering column (``ORDER BY``, SQLite's BINARY order: that of Python's
-    ``str``) equals one of them — read in two halves at once: the keys after the middle one through a read-only
-    connection of its own in a thread, the others through ``store``'s; the halves' rows, joined in order, are the
-    query's rows. SQLite makes each half's rows as one JSON text (:func:`_json_rows`), so neither thread holds
-    Python's GIL while SQLite looks the rows up: they run on two cores. None (the caller reads the rows itself)
-    when another connection would not see what ``store`` holds (an open transaction, a store not in a file) or a
-    half cannot be read so."""
-    import threading
-
-    from linkage.store.embedded import read_only
-
-    path = Path(store.path)
-    if store.conn.in_transaction or not path.is_file():
-        return None
-    half = len(keys) // 2
-    second: list = []
-
-    def read_second() -> None:
-        try:
-            conn = read_only(path)
-            try:
-                second.append(_json_rows(conn, sql, keys[half:]))
-            finally:
-                conn.close()
-        except (sqlite3.Error, ValueError):
-            second.append(None)
-
-    thread = threading.Thread(target=read_second, name="read-half", daemon=True)
-    thread.start()
-    try:
-        first = _json_rows(store.conn, sql, keys[:half])
-    except (sqlite3.Error, ValueError):
-        first = None
-    finally:
-        thread.join()
-    if first is None or second[0] is None or first[0] != second[0][0]:
-        return None
-    return first[0], first[1] + second[0][1]
+    return store.frame(_graph_mentions_sql(f"WHERE m.{column} IN (SELECT value FROM json_each(?))"),
+                       (json.dumps([str(i) for i in ids]),))
 
 
 def _region_mentions(store: EmbeddedStore, incidence, report_ids: Sequence[str], n_resolved: int,
