@@ -1179,8 +1179,10 @@ def cluster_changed_components(records: pd.DataFrame, left: np.ndarray, right: n
     sl, sr = at[left[inside]], at[right[inside]]
     lo, link_lo = links.logodds[inside], links.link_lo[inside]
     s_in, o_in = strong[inside], ~strong[inside]
+    # the strong links' components there are those of comp (redo is a union of them, ``again`` ascending: the
+    # smallest member keeps its place), not made again
     sub = cluster(len(again), sl[s_in], sr[s_in], link_lo[s_in], sl[o_in], sr[o_in], lo[o_in],
-                  cannot_logodds=links.cannot, same=[], different=[])
+                  cannot_logodds=links.cannot, same=[], different=[], linked=at[comp[again]])
     labels[again] = again[sub]
     return labels, redo
 
