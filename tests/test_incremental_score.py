@@ -140,3 +140,20 @@ def test_cluster_given_its_components_labels_the_same(n, triples):
 
 if __name__ == "__main__":  # pragma: no cover
     pytest.main([__file__])
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_both_ends_in_by_sorted_stretches_equals_plain(seed):
+    """Stored pairs sorted by left end in a few stretches (one per run's chunk): the binary search per stretch
+    finds exactly the pairs a gather finds, few or many records marked."""
+    from linkage.resolve.incremental import _both_ends_in
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(50, 3000))
+    chunks = [np.sort(rng.integers(0, n, int(rng.integers(0, 4000)))) for _ in range(int(rng.integers(1, 5)))]
+    left = np.concatenate(chunks).astype(np.int32 if seed % 2 else np.int64)
+    right = rng.integers(0, n, len(left)).astype(left.dtype)
+    for share in (0.001, 0.01, 0.2):
+        marked = rng.random(n) < share
+        got = _both_ends_in(marked, left, right)
+        assert got.tolist() == np.flatnonzero(marked[left] & marked[right]).tolist()

@@ -665,9 +665,51 @@ def _both_ends_in(marked: np.ndarray, left: np.ndarray, right: np.ndarray) -> np
 
     >>> _both_ends_in(np.array([True, False, True]), np.array([0, 0, 1, 2]), np.array([2, 1, 2, 0])).tolist()
     [0, 3]
+
+    Stored pairs are sorted by their left ends in each run's chunk (a full run's all, an incremental run's the
+    new ones): then the pairs whose left end is marked are found by binary search in each sorted stretch of
+    ``left``, not by a gather over all of them (person's 1,789,749 stored pairs at 100,000 reports, ~5,000
+    records marked: ~7 -> ~3 ms a scan, two scans a type).
+
+    >>> _both_ends_in(np.array([True, False, True]), np.array([0, 0, 2, 0, 1]), np.array([2, 1, 0, 2, 2])).tolist()
+    [0, 2, 3]
     """
-    sel = np.flatnonzero(np.take(marked, left))
+    sel = _marked_left(marked, left)
     return sel[np.take(marked, np.take(right, sel))]
+
+
+#: :func:`_marked_left` searches the sorted stretches of the left ends when the marked records times the
+#: stretches are at most this share of the pairs (else one gather over all of them is cheaper)
+_SEARCH_SHARE = 1 / 16
+#: ... and when there are at most this many stretches
+_SEARCH_STRETCHES = 64
+
+
+def _marked_left(marked: np.ndarray, left: np.ndarray) -> np.ndarray:
+    """``np.flatnonzero(marked[left])`` (positions, sorted), found by binary search in each non-decreasing
+    stretch of ``left`` when there are few stretches and few marked records (see :func:`_both_ends_in`).
+
+    >>> _marked_left(np.array([False, True, True]), np.array([0, 1, 1, 2, 0, 2, 1])).tolist()
+    [1, 2, 3, 5, 6]
+    """
+    marked = np.asarray(marked, dtype=bool)
+    m = len(left)
+    if m < 1024:
+        return np.flatnonzero(np.take(marked, left))
+    wanted = np.flatnonzero(marked)
+    if len(wanted) > m * _SEARCH_SHARE:
+        return np.flatnonzero(np.take(marked, left))
+    cuts = np.flatnonzero(left[1:] < left[:-1]) + 1
+    if len(cuts) >= _SEARCH_STRETCHES or len(wanted) * (len(cuts) + 1) > m * _SEARCH_SHARE:
+        return np.flatnonzero(np.take(marked, left))
+    wanted = wanted.astype(left.dtype) if left.dtype.kind in "iu" and len(marked) <= np.iinfo(left.dtype).max else wanted
+    pieces = []
+    for start, stop in zip(np.r_[0, cuts].tolist(), np.r_[cuts, m].tolist()):
+        part = left[start:stop]
+        lo = np.searchsorted(part, wanted, side="left")
+        count = np.searchsorted(part, wanted, side="right") - lo
+        pieces.append(start + np.repeat(lo, count) + ranges(count))
+    return np.concatenate(pieces).astype(np.int64, copy=False) if pieces else np.empty(0, np.int64)
 
 
 def fuzzy_groups(values: pd.Series, hashes: np.ndarray, involving: np.ndarray) -> np.ndarray:
