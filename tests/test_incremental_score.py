@@ -157,3 +157,20 @@ def test_both_ends_in_by_sorted_stretches_equals_plain(seed):
         marked = rng.random(n) < share
         got = _both_ends_in(marked, left, right)
         assert got.tolist() == np.flatnonzero(marked[left] & marked[right]).tolist()
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_region_labels_given_a_finer_partition_are_the_same(seed):
+    """The regions from the components of some of their pairs (the strong links) joined by the pairs between
+    them are the regions of all the pairs."""
+    from linkage.resolve.incremental import region_labels
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 200))
+    m = int(rng.integers(0, 3 * n))
+    left, right = rng.integers(0, n, m), rng.integers(0, n, m)
+    flags = rng.random(m) < 0.7
+    some = flags & (rng.random(m) < 0.6)
+    finer = components(n, left[some], right[some])
+    want = region_labels(n, left, right, flags, [])
+    assert region_labels(n, left, right, flags, [], finer).tolist() == want.tolist()
