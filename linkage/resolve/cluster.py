@@ -71,7 +71,8 @@ DENSE_MIN_PAIRS_PER_RECORD = 8
 def cluster(n: int, link_left: np.ndarray, link_right: np.ndarray, link_logodds: np.ndarray,
             other_left: np.ndarray | None = None, other_right: np.ndarray | None = None,
             other_logodds: np.ndarray | None = None, cannot_logodds: float = -13.3,
-            same: list[tuple[int, int]] | None = None, different: list[tuple[int, int]] | None = None) -> np.ndarray:
+            same: list[tuple[int, int]] | None = None, different: list[tuple[int, int]] | None = None,
+            linked: np.ndarray | None = None) -> np.ndarray:
     """Entity label (smallest member index) for each of ``n`` records.
 
     Parameters
@@ -84,6 +85,9 @@ def cluster(n: int, link_left: np.ndarray, link_right: np.ndarray, link_logodds:
         Pairs at or below this log-odds are never in one entity.
     same, different:
         Human judgements as record-index pairs; they win over the model.
+    linked:
+        Optional: ``components(n, links + same)`` when the caller has it (not made again; it must be exactly
+        that, labels included).
 
     Links are tried from the strongest down, ties by the smaller and then the larger record index; the
     scored pairs between two groups are summed in the order given (so the labels do not depend on how a
@@ -111,7 +115,7 @@ def cluster(n: int, link_left: np.ndarray, link_right: np.ndarray, link_logodds:
         raise ValueError("cluster(): a link's log-odds is NaN; links need a number to be ordered by")
     sl = np.array([a for a, _ in same], dtype=np.int64)
     sr = np.array([b for _, b in same], dtype=np.int64)
-    comp = components(n, np.r_[link_left, sl], np.r_[link_right, sr])
+    comp = components(n, np.r_[link_left, sl], np.r_[link_right, sr]) if linked is None else np.asarray(linked)
     # components that need the careful treatment: a scored non-link or a "different" judgement inside
     inside = comp[other_left] == comp[other_right]
     dl = np.array([a for a, _ in different], dtype=np.int64)

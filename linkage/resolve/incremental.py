@@ -665,9 +665,51 @@ def _both_ends_in(marked: np.ndarray, left: np.ndarray, right: np.ndarray) -> np
 
     >>> _both_ends_in(np.array([True, False, True]), np.array([0, 0, 1, 2]), np.array([2, 1, 2, 0])).tolist()
     [0, 3]
+
+    Stored pairs are sorted by their left ends in each run's chunk (a full run's all, an incremental run's the
+    new ones): then the pairs whose left end is marked are found by binary search in each sorted stretch of
+    ``left``, not by a gather over all of them (person's 1,789,749 stored pairs at 100,000 reports, ~5,000
+    records marked: ~7 -> ~3 ms a scan, two scans a type).
+
+    >>> _both_ends_in(np.array([True, False, True]), np.array([0, 0, 2, 0, 1]), np.array([2, 1, 0, 2, 2])).tolist()
+    [0, 2, 3]
     """
-    sel = np.flatnonzero(np.take(marked, left))
+    sel = _marked_left(marked, left)
     return sel[np.take(marked, np.take(right, sel))]
+
+
+#: :func:`_marked_left` searches the sorted stretches of the left ends when the marked records times the
+#: stretches are at most this share of the pairs (else one gather over all of them is cheaper)
+_SEARCH_SHARE = 1 / 16
+#: ... and when there are at most this many stretches
+_SEARCH_STRETCHES = 64
+
+
+def _marked_left(marked: np.ndarray, left: np.ndarray) -> np.ndarray:
+    """``np.flatnonzero(marked[left])`` (positions, sorted), found by binary search in each non-decreasing
+    stretch of ``left`` when there are few stretches and few marked records (see :func:`_both_ends_in`).
+
+    >>> _marked_left(np.array([False, True, True]), np.array([0, 1, 1, 2, 0, 2, 1])).tolist()
+    [1, 2, 3, 5, 6]
+    """
+    marked = np.asarray(marked, dtype=bool)
+    m = len(left)
+    if m < 1024:
+        return np.flatnonzero(np.take(marked, left))
+    wanted = np.flatnonzero(marked)
+    if len(wanted) > m * _SEARCH_SHARE:
+        return np.flatnonzero(np.take(marked, left))
+    cuts = np.flatnonzero(left[1:] < left[:-1]) + 1
+    if len(cuts) >= _SEARCH_STRETCHES or len(wanted) * (len(cuts) + 1) > m * _SEARCH_SHARE:
+        return np.flatnonzero(np.take(marked, left))
+    wanted = wanted.astype(left.dtype) if left.dtype.kind in "iu" and len(marked) <= np.iinfo(left.dtype).max else wanted
+    pieces = []
+    for start, stop in zip(np.r_[0, cuts].tolist(), np.r_[cuts, m].tolist()):
+        part = left[start:stop]
+        lo = np.searchsorted(part, wanted, side="left")
+        count = np.searchsorted(part, wanted, side="right") - lo
+        pieces.append(start + np.repeat(lo, count) + ranges(count))
+    return np.concatenate(pieces).astype(np.int64, copy=False) if pieces else np.empty(0, np.int64)
 
 
 def fuzzy_groups(values: pd.Series, hashes: np.ndarray, involving: np.ndarray) -> np.ndarray:
@@ -748,11 +790,25 @@ def _fuzzy_groups_coded(codes: np.ndarray, values: np.ndarray, hashes: np.ndarra
 
 
 def region_labels(n: int, left: np.ndarray, right: np.ndarray, flags: np.ndarray | None,
-                  same: list[tuple[int, int]]) -> np.ndarray:
+                  same: list[tuple[int, int]], finer: np.ndarray | None = None) -> np.ndarray:
     """Cluster-region label (smallest member index) per record: components of the pairs whose ``flags``
-    mark them as anchored or name-only links (``None``: every pair) and of the "same" judgements."""
+    mark them as anchored or name-only links (``None``: every pair) and of the "same" judgements.
+
+    ``finer`` (optional): the labels (smallest member) of the components of some of those pairs (the strong
+    links :func:`cluster_changed_components` found): each record is joined to its part's label and only the
+    pairs between two parts are looked at (the same components: +1k address, 158,592 pairs, ~5 ms less).
+
+    >>> l, r = np.array([0, 1, 3]), np.array([1, 2, 4])
+    >>> region_labels(5, l, r, None, []).tolist(), region_labels(5, l, r, None, [], np.array([0, 0, 2, 3, 3])).tolist()
+    ([0, 0, 0, 3, 3], [0, 0, 0, 3, 3])
+    """
     if flags is not None:
         left, right = left[flags], right[flags]
+    if finer is not None:
+        finer = np.asarray(finer, dtype=np.int64)
+        across = finer[left] != finer[right]
+        left = np.r_[np.arange(n, dtype=np.int64), np.asarray(left, dtype=np.int64)[across]]
+        right = np.r_[finer, np.asarray(right, dtype=np.int64)[across]]
     sl = np.array([a for a, _ in same], dtype=np.int64)
     sr = np.array([b for _, b in same], dtype=np.int64)
     return components(n, np.r_[left.astype(np.int64), sl], np.r_[right.astype(np.int64), sr])
@@ -1047,16 +1103,19 @@ def _update_type(etype, old: TypeState | None, new_records: pd.DataFrame | None,
         p = {f: v[order] for f, v in p.items()}
         redo = None
         flags_r = _pair_flags(p["levels"], p["prob"], p["matched"], fitted, policy)
+        strong_parts: list = []
         if previous_entities is not None and not same and not different and not changed_ids:
             # no judgement in the region: only the parts of it a new mention reaches are clustered again
             got = cluster_changed_components(rec_r, pl, pr, p, fitted, policy, members >= n_old,
-                                             lambda where: previous_entities(ids_at(members[where])), gone, flags_r)
+                                             lambda where: previous_entities(ids_at(members[where])), gone, flags_r,
+                                             strong_parts)
             if got is not None:
                 labels, redo = got
         if redo is None:
             labels, _, _ = _cluster_scored(rec_r, pl, pr, p["weight"], p["prob"], p["matched"], p["levels"],
                                            p["reason"], fitted, policy, same, different)
-        region_r = region_labels(k, pl, pr, flags_r, same)
+        # (the strong links' components refine the regions: their links are among the flagged pairs)
+        region_r = region_labels(k, pl, pr, flags_r, same, strong_parts[0] if strong_parts and not same else None)
     else:
         redo = None
         labels = _resolve_simple(rec_r, same, different)
@@ -1111,7 +1170,8 @@ def cluster_changed_components(records: pd.DataFrame, left: np.ndarray, right: n
                                pairs: Mapping[str, np.ndarray], fitted: FittedModel, policy, new: np.ndarray,
                                previous: Callable[[np.ndarray], np.ndarray],
                                gone: Mapping[str, np.ndarray] | None = None,
-                               joins: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+                               joins: np.ndarray | None = None, parts: list | None = None
+                               ) -> tuple[np.ndarray, np.ndarray] | None:
     """The labels :func:`linkage.resolve.engine._cluster_scored` gives a region without judgements, clustering
     again only the components of strong links that a new record is in or whose links changed; with which
     records were clustered again. None when that is not provably the same (then cluster the whole region).
@@ -1122,6 +1182,8 @@ def cluster_changed_components(records: pd.DataFrame, left: np.ndarray, right: n
     (optional, the same fields, ``left``/``right`` local) holds the pairs of the last run that blocking no
     longer makes (dead: :class:`TypeState`). ``joins`` (optional): the pairs'
     :func:`linkage.resolve.engine._pair_flags`, when the caller has them (else made here when wanted).
+    ``parts`` (optional): a list that receives the components of the strong links (labels, smallest member),
+    a finer partition than the regions (:func:`region_labels`' ``finer``).
 
     Why it is the same: without name-only links or candidates (``weak``), the clustering is
     :func:`linkage.resolve.cluster.cluster` over the strong links (links agreeing on an anchor, less those
@@ -1149,6 +1211,8 @@ def cluster_changed_components(records: pd.DataFrame, left: np.ndarray, right: n
         return None
     strong = links.strong
     comp = components(k, left[strong], right[strong])
+    if parts is not None:
+        parts.append(comp)
     earlier = np.flatnonzero(~new[left] & ~new[right])
     gone_l = gone_r = np.empty(0, np.int64)
     if gone is not None and len(gone["left"]):
@@ -1179,8 +1243,10 @@ def cluster_changed_components(records: pd.DataFrame, left: np.ndarray, right: n
     sl, sr = at[left[inside]], at[right[inside]]
     lo, link_lo = links.logodds[inside], links.link_lo[inside]
     s_in, o_in = strong[inside], ~strong[inside]
+    # the strong links' components there are those of comp (redo is a union of them, ``again`` ascending: the
+    # smallest member keeps its place), not made again
     sub = cluster(len(again), sl[s_in], sr[s_in], link_lo[s_in], sl[o_in], sr[o_in], lo[o_in],
-                  cannot_logodds=links.cannot, same=[], different=[])
+                  cannot_logodds=links.cannot, same=[], different=[], linked=at[comp[again]])
     labels[again] = again[sub]
     return labels, redo
 

@@ -129,9 +129,19 @@ class FittedModel:
             if not len(exact):
                 continue
             column = self.tf[comp.name]["column"]
-            # frequency per record once (few records, many pairs), then per pair by index
-            per_record = self.tf_frequency(comp.name, records[column].to_numpy(dtype=object))
-            freq = np.maximum(per_record[left[exact]], self.tf[comp.name].get("minimum", 1e-6))
+            # frequency per record once (few records, many pairs), then per pair by index; only of the records
+            # read (the left ends of the exact pairs: an incremental run's person pairs read a third of their
+            # records, and factorizing Python strings is most of the scoring)
+            rows = left[exact]
+            wanted = np.zeros(len(records), dtype=bool)
+            wanted[rows] = True
+            read = np.flatnonzero(wanted)
+            if len(read) * 2 > len(records):
+                per_record = self.tf_frequency(comp.name, records[column].to_numpy(dtype=object))
+            else:
+                per_record = np.zeros(len(records), dtype=float)
+                per_record[read] = self.tf_frequency(comp.name, records[column].take(read).to_numpy(dtype=object))
+            freq = np.maximum(per_record[rows], self.tf[comp.name].get("minimum", 1e-6))
             w[exact, c] = np.log2(np.maximum(comp.m[1], _EPS) / freq).astype(np.float32)
         return w
 
@@ -494,12 +504,25 @@ def double_name_pairs(records: pd.DataFrame, left: np.ndarray, right: np.ndarray
     if not keys or not len(left) or via_col not in records.columns or "part1" not in records.columns:
         return out
     ka, kb, kv = (np.array(x, dtype=object) for x in zip(*(k.split(KEY_SEP) for k in keys)))
-    p1 = records["part1"].to_numpy(dtype=object)
-    p2 = records["part2"].to_numpy(dtype=object)
+    # only the records of the pairs are read (the values decide, per record): an incremental run's person
+    # pairs given here have a few thousand of their ~30,000 records
+    left, right = np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)
+    wanted = np.zeros(len(records), dtype=bool)
+    wanted[left] = True
+    wanted[right] = True
+    read = np.flatnonzero(wanted)
+    if len(read) * 2 > len(records):
+        p1, p2 = records["part1"].to_numpy(dtype=object), records["part2"].to_numpy(dtype=object)
+        via = records[via_col].to_numpy(dtype=object)
+    else:
+        at = np.zeros(len(records), dtype=np.int64)
+        at[read] = np.arange(len(read))
+        left, right = at[left], at[right]
+        p1, p2, via = (records[c].take(read).to_numpy(dtype=object) for c in ("part1", "part2", via_col))
     n, t = len(p1), len(ka)
     # integer codes shared by the records and the table: names (k of them) and via values (v of them)
     pcodes, puniques = pd.factorize(np.concatenate([p1, ka, kb]))
-    vcodes, vuniques = pd.factorize(np.concatenate([records[via_col].to_numpy(dtype=object), kv]))
+    vcodes, vuniques = pd.factorize(np.concatenate([via, kv]))
     k, v = np.int64(len(puniques)), np.int64(len(vuniques))
     name, ta, tb = pcodes[:n].astype(np.int64), pcodes[n:n + t].astype(np.int64), pcodes[n + t:].astype(np.int64)
     rv, tv = vcodes[:n].astype(np.int64), vcodes[n:].astype(np.int64)
