@@ -39,6 +39,11 @@ def fork_need_not_wait(thread: threading.Thread) -> None:
     _FORK_WAITS_FOR.discard(thread)
 
 
+def fork_would_wait() -> bool:
+    """Whether a fork now would wait for a thread (:func:`fork_waits_for`) that has not ended yet."""
+    return any(thread.is_alive() for thread in list(_FORK_WAITS_FOR))
+
+
 def _wait_before_fork() -> None:
     for thread in list(_FORK_WAITS_FOR):
         thread.join()

@@ -270,14 +270,17 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
     outdated = outdated_state(store.conn)  # an earlier version's state: rebuilt by this run, said in the counts
     if not full and raw_model is not None:
         # the stored state (features, scored pairs, cluster regions) lets only the new mentions be worked on
-        # (the states read ahead are handed over, not kept here: not held through a full path that follows)
-        counts = resolve_store_incremental(store, json.loads(raw_model), judgements, progress, changed=changed,
-                                           processes=settings.resolve_processes,
-                                           parallel_min_mentions=settings.resolve_parallel_min_mentions,
-                                           ready=None if ahead is None else ahead.result("er_state", lambda: None))
+        # (the states read ahead are handed over, not kept here: not held through a full path that follows).
+        # They are taken once the state's meta row and the new mentions are read (and, while the reads go on,
+        # the new mentions prepared): that work waits for no reads
+        counts = resolve_store_incremental(
+            store, json.loads(raw_model), judgements, progress, changed=changed, processes=settings.resolve_processes,
+            parallel_min_mentions=settings.resolve_parallel_min_mentions,
+            ready=None if ahead is None else (lambda: ahead.result("er_state", lambda: None)),
+            reading=None if ahead is None else (lambda: ahead.reading("er_state")))
         if counts is not None:
             return counts
-    elif ahead is not None:
+    if ahead is not None:
         ahead.result("er_state", lambda: None)  # not used: not held through the full path
     from functools import partial
 

@@ -67,3 +67,23 @@ time.sleep(60)                # ... when this parent is killed
     finally:
         if not _gone(worker):
             os.kill(worker, signal.SIGKILL)
+
+
+def test_fork_would_wait_while_a_thread_forks_wait_for_runs():
+    """:func:`fork_would_wait` is true while a thread of :func:`fork_waits_for` runs, false once it has ended
+    (or forks need not wait for it)."""
+    import threading
+
+    from linkage.forking import fork_need_not_wait, fork_waits_for, fork_would_wait
+
+    go = threading.Event()
+    thread = threading.Thread(target=go.wait)
+    fork_waits_for(thread)
+    try:
+        thread.start()
+        assert fork_would_wait()
+        go.set()
+        thread.join()
+        assert not fork_would_wait()
+    finally:
+        fork_need_not_wait(thread)

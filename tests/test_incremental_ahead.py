@@ -75,15 +75,21 @@ def _counting_loads(monkeypatch) -> list:
 
 
 class _Given:
-    """A stand-in for the run's reads ahead, giving ``er_state`` once."""
+    """A stand-in for the run's reads ahead, giving ``er_state`` once; its reads "go on" for the first
+    ``busy`` questions (:meth:`reading`), and are over once it was taken."""
 
-    def __init__(self, ready) -> None:
-        self.ready, self.taken = ready, 0
+    def __init__(self, ready, busy: int = 0) -> None:
+        self.ready, self.taken, self.busy, self.asked = ready, 0, busy, 0
 
     def result(self, name, fallback):
         assert name == "er_state"
         self.taken += 1
         return self.ready if self.taken == 1 else fallback()
+
+    def reading(self, name):
+        assert name == "er_state" and not self.taken
+        self.asked += 1
+        return self.asked <= self.busy
 
 
 def test_the_states_read_ahead_are_those_the_resolve_stage_reads(loaded, tmp_path):
@@ -134,6 +140,59 @@ def test_the_resolve_stage_uses_the_states_read_ahead_with_the_same_result(loade
         assert "touched_mentions" in resolve_stage(s, settings, ahead=given)
     assert given.taken == 1
     assert _resolved(store) == _resolved(plain)
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+@pytest.mark.parametrize("busy", [1, 2, 99])
+def test_new_mentions_prepared_while_the_reads_go_on_give_the_same_result(loaded, tmp_path, monkeypatch, processes,
+                                                                          busy):
+    """While the states are still read ahead, the stage reads and prepares types' new mentions itself (the most
+    costly type first, one type per question while the reads go on, each prepared once: not again by the
+    process that updates it) before it takes the states; it writes what a stage that waited writes."""
+    settings = dataclasses.replace(load_settings(None), resolve_processes=processes, resolve_parallel_min_mentions=0)
+    plain = _copy(loaded, tmp_path / "plain.db")
+    with EmbeddedStore(plain) as s:
+        assert "touched_mentions" in resolve_stage(s, settings)
+    store = _copy(loaded, tmp_path / "ahead.db")
+    given = _Given(_ahead(store), busy=busy)
+    prepared: list = []
+    real = incremental.prepare
+
+    def counted(sub, etype):
+        prepared.append((etype, given.taken))
+        return real(sub, etype)
+    monkeypatch.setattr(incremental, "prepare", counted)
+    import linkage.forking
+
+    monkeypatch.setattr(linkage.forking, "fork_would_wait", lambda: False)
+    with EmbeddedStore(store) as s:
+        meta = state_meta(s.conn, __import__("json").loads(s.get_meta("er_model")))
+        new, _, _ = _new_mentions_by_type(s, defer=True)
+        assert "touched_mentions" in resolve_stage(s, settings, ahead=given)
+    assert given.taken == 1
+    ahead = [etype for etype, taken in prepared if not taken]  # prepared before the states were taken
+    order = incremental._claim_order(meta, new, sorted(set(new) | set(meta["n"])))
+    assert ahead == [t for t in order if t in new][:min(busy, len(new))]
+    if processes == 1:  # (the forked process's own preparations are not seen here)
+        assert sorted(etype for etype, _ in prepared) == sorted(new)
+    assert _resolved(store) == _resolved(plain)
+
+
+def test_the_stage_prepares_nothing_ahead_when_nothing_is_read_ahead(loaded, tmp_path, monkeypatch):
+    """Reads already over (and no thread a fork waits for): every type's new mentions are prepared by the
+    process that updates it, after the states are taken."""
+    import linkage.forking
+
+    monkeypatch.setattr(linkage.forking, "fork_would_wait", lambda: False)
+    store = _copy(loaded, tmp_path / "s.db")
+    given = _Given(_ahead(store))
+    prepared: list = []
+    real = incremental.prepare
+    monkeypatch.setattr(incremental, "prepare", lambda sub, etype: prepared.append(given.taken) or real(sub, etype))
+    settings = dataclasses.replace(load_settings(None), resolve_processes=1)
+    with EmbeddedStore(store) as s:
+        assert "touched_mentions" in resolve_stage(s, settings, ahead=given)
+    assert prepared and all(prepared) and given.asked == 1
 
 
 def test_states_read_before_the_state_changed_are_not_used(loaded, tmp_path, monkeypatch):

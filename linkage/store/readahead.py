@@ -87,6 +87,10 @@ class ReadAhead:
             return fallback()
         return self._values.pop(name)
 
+    def reading(self) -> bool:
+        """Whether the reads still go on (:meth:`result` would wait for them)."""
+        return self._thread.is_alive()
+
     def close(self) -> None:
         """Wait for the reads to end."""
         self._thread.join()
@@ -111,6 +115,8 @@ class ReadsAhead:
     ...                 ReadAhead(p, {"n": lambda conn: conn.execute("SELECT COUNT(*) FROM t").fetchone()[0]})) as r:
     ...     r.result("n", lambda: None), r.result("x", lambda: None), r.result("y", lambda: "none reads it")
     (1, 7, 'none reads it')
+    >>> r.reading("x"), r.reading("y")
+    (False, False)
     """
 
     def __init__(self, *aheads: ReadAhead) -> None:
@@ -122,6 +128,10 @@ class ReadsAhead:
             if name in ahead.names:
                 return ahead.result(name, fallback)
         return fallback()
+
+    def reading(self, name: str) -> bool:
+        """Whether the reads that read ``name`` still go on (False for a name none reads)."""
+        return any(ahead.reading() for ahead in self._aheads if name in ahead.names)
 
     def close(self) -> None:
         """Wait for every read to end."""
