@@ -449,3 +449,35 @@ def test_states_read_ahead_without_a_stop_read_every_type(loaded):
     with ReadAhead(loaded, {"er_state": lambda conn: read_type_states(conn, progress)}, "test") as ahead:
         got = ahead.result("er_state", lambda: None)
     assert progress.first.is_set() and set(got.states) == set(got.meta["n"])
+
+
+def test_states_read_ahead_stopped_between_any_two_blobs_hold_whole_types_only(loaded):
+    """``stop`` set at any point after the first types: the states given are those of the first types in cost
+    order, each whole and equal to what an unstopped read gives (a type stopped part way is left out)."""
+    full = _ahead(loaded)
+    order = incremental._claim_order(full.meta, {}, list(full.meta["n"]))
+
+    class _After:
+        """Says "stop" from its ``k``-th question on."""
+
+        def __init__(self, k: int) -> None:
+            self.k, self.asked = k, 0
+
+        def is_set(self) -> bool:
+            self.asked += 1
+            return self.asked > self.k
+
+    seen = set()
+    for k in range(0, 40):
+        progress = incremental.StatesReading()
+        progress.stop = _After(k)
+        with ReadAhead(loaded, {"er_state": lambda conn: read_type_states(conn, progress)}, "test") as ahead:
+            got = ahead.result("er_state", lambda: pytest.fail("the read ahead failed"))
+        assert list(got.states) == order[:len(got.states)] and len(got.states) >= incremental.FIRST_STATES
+        for etype, ts in got.states.items():
+            want = full.states[etype]
+            assert ts.records.equals(want.records) and np.array_equal(ts.region, want.region)
+            assert all(np.array_equal(ts.pairs[f], want.pairs[f]) for f in want.pairs)
+            assert (ts.keys is None) == (want.keys is None)
+        seen.add(len(got.states))
+    assert len(seen) > 2 and max(seen) == len(full.states)
