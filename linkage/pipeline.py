@@ -655,9 +655,15 @@ def _take_states(ahead: Any) -> Any:
 
 
 def _reading_first_states(ahead: Any) -> bool:
-    """Whether the reads ahead of the ER states the resolve stage's processes start with still go on."""
+    """Whether the reads ahead of the ER states the resolve stage's processes start with still go on; once they
+    are done (the resolve stage asks while it prepares the new mentions ahead) the reading is told to end (at
+    its next blob: the types it has not read whole are read by the process that updates them, after the fork,
+    instead of the fork waiting for them)."""
     got = getattr(ahead, "er_progress", None)
-    return ahead.reading("er_state") and (got is None or not got.first.is_set())
+    if got is not None and got.first.is_set():
+        got.stop.set()
+        return False
+    return ahead.reading("er_state")
 
 
 def read_later(store: EmbeddedStore, full: bool = False) -> Any:
