@@ -611,7 +611,9 @@ def read_ahead(store: EmbeddedStore, full: bool = False) -> Any:
     """What the resolve, clusters and status stages read of the last run's results, read in two threads while
     this run loads (:class:`~linkage.store.readahead.ReadsAhead`): ``er_state``, every entity type's stored ER
     state (:func:`linkage.resolve.incremental.read_type_states`, for :func:`resolve_stage`: its parent process
-    and its forked worker start with their types' states in hand), in one thread; ``cluster_state``, the kept
+    and its forked worker start with their first types' states in hand; the reading of the others ends once the
+    resolve stage has those, :func:`_reading_first_states`, and a type not read whole is read by the process
+    that updates it), in one thread; ``cluster_state``, the kept
     cluster state (:func:`linkage.graph.incremental.load_state`, for :func:`communities_stage`), and
     ``status_inputs``, the kept status inputs (for :func:`status_stage`), in the other. Each is written only by
     its own stage (the ER state and its generation by the resolve stage; the resolve stage uses the states only
