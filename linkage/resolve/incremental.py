@@ -688,21 +688,21 @@ _SEARCH_STRETCHES = 64
 def _marked_left(marked: np.ndarray, left: np.ndarray) -> np.ndarray:
     """``np.flatnonzero(marked[left])`` (positions, sorted), found by binary search in each non-decreasing
     stretch of ``left`` when there are few stretches and few marked records (see :func:`_both_ends_in`).
+    ``left`` holds indices of ``marked`` (0 <= value < len(marked)): the search path does not check them (a
+    negative one, which the gather would wrap, is never found there).
 
     >>> _marked_left(np.array([False, True, True]), np.array([0, 1, 1, 2, 0, 2, 1])).tolist()
     [1, 2, 3, 5, 6]
     """
     marked = np.asarray(marked, dtype=bool)
     m = len(left)
-    if m < 1024:
-        return np.flatnonzero(np.take(marked, left))
-    wanted = np.flatnonzero(marked)
-    if len(wanted) > m * _SEARCH_SHARE:
-        return np.flatnonzero(np.take(marked, left))
-    cuts = np.flatnonzero(left[1:] < left[:-1]) + 1
-    if len(cuts) >= _SEARCH_STRETCHES or len(wanted) * (len(cuts) + 1) > m * _SEARCH_SHARE:
-        return np.flatnonzero(np.take(marked, left))
-    wanted = wanted.astype(left.dtype) if left.dtype.kind in "iu" and len(marked) <= np.iinfo(left.dtype).max else wanted
+    wanted = np.flatnonzero(marked) if m >= 1024 else None
+    cuts = np.flatnonzero(left[1:] < left[:-1]) + 1 if wanted is not None and len(wanted) <= m * _SEARCH_SHARE \
+        else None
+    if cuts is None or len(cuts) >= _SEARCH_STRETCHES or len(wanted) * (len(cuts) + 1) > m * _SEARCH_SHARE:
+        return np.flatnonzero(np.take(marked, left))  # the gather: few pairs, many marked or many stretches
+    if left.dtype.kind in "iu" and len(marked) <= np.iinfo(left.dtype).max:
+        wanted = wanted.astype(left.dtype)
     pieces = []
     for start, stop in zip(np.r_[0, cuts].tolist(), np.r_[cuts, m].tolist()):
         part = left[start:stop]
