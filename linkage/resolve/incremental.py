@@ -1967,8 +1967,9 @@ def resolve_store_incremental(store, model: Mapping[str, Any], judgements: list,
 
     ``ready``: the types' states read ahead (:func:`read_type_states`), used instead of reading them here when
     their ``meta`` row and ER generation equal the store's now (else each type is read as without them); the
-    forked process inherits them. It may be a function giving them (waiting for the reads), called once, after
-    the state's meta row and the new mentions are read; ``reading``: whether those reads (or a thread a fork
+    forked process inherits them. It may be a function giving them (waiting for the reads), called at most
+    once (not when None is returned before the states are needed), after the state's meta row and the new
+    mentions are read; ``reading``: whether those reads (or a thread a fork
     waits for, :func:`linkage.forking.fork_would_wait`, when the types are spread over two processes) still go
     on. While they do, the new mentions of the types are read and prepared here, one type at a time in the
     order the processes take them (:func:`_prepare_ahead`): work either process would do after the fork, done
@@ -2003,6 +2004,7 @@ def resolve_store_incremental(store, model: Mapping[str, Any], judgements: list,
     ready = None  # the job holds the states now (each is let go once its type is updated)
     outcomes = _run_store_types(job, store, order, processes if parallel else 1, say)
     job.ready.clear()  # the states of types the forked process updated
+    job.prepared.clear()  # and their new mentions prepared before the fork
     if outcomes is None:
         return None  # a type's stored state does not hold what its meta row says: rebuild
     try:
@@ -2090,8 +2092,8 @@ _FORKED: dict[str, Any] = {}
 def _run_store_types(job: _StoreJob, store, order: list[str], processes: int, say) -> dict[str, TypeOutcome] | None:
     """``{type: outcome}`` of :func:`_update_store_type` for every type of ``order``; None when a type's stored
     state is unusable. With ``processes`` > 1 (and fork available) one forked process and this one each take
-    the most costly type nobody has taken yet (:data:`UPDATE_COST` times its stored records) until none is
-    left; each reads its types' state through a connection of its own. Each type is updated alone, so who
+    the most costly type nobody has taken yet (:func:`_claim_order`: :data:`UPDATE_COST` times its stored and
+    new records) until none is left; each reads its types' state through a connection of its own. Each type is updated alone, so who
     updates it does not change its outcome."""
     import multiprocessing as mp
 
@@ -2207,13 +2209,15 @@ def _prepare_ahead(conn, new: Mapping[str, "pd.DataFrame | _NewRows"], order: li
 
 
 def _drop_others(job: _StoreJob, claimed: str, mine: Mapping[str, Any]) -> None:
-    """Let go of the states read ahead (``job.ready``) of the types before ``claimed`` in the forked job's order
-    that this process did not take (``mine``): the other process updates them. Each process holds the states it
-    was forked with (the worker shares the parent's pages); a state's memory is freed once neither does."""
+    """Let go of the states read ahead (``job.ready``) and the new mentions prepared (``job.prepared``) of the
+    types before ``claimed`` in the forked job's order that this process did not take (``mine``): the other
+    process updates them. Each process holds the states it was forked with (the worker shares the parent's
+    pages); a state's memory is freed once neither does."""
     order = _FORKED["order"]
     for taken in order[:order.index(claimed)]:
         if taken not in mine:
             job.ready.pop(taken, None)
+            job.prepared.pop(taken, None)
 
 
 def _claim_type(stop: bool = False, alive: Callable[[], bool] | None = None) -> str | None:

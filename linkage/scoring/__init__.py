@@ -482,7 +482,7 @@ def double_name_table(records: pd.DataFrame, evidence: Mapping[str, str]) -> dic
     p1 = records["part1"].to_numpy(dtype=object)
     p2 = records["part2"].to_numpy(dtype=object)
     via = records[evidence["via"]].to_numpy(dtype=object)
-    double = np.flatnonzero((p1 != "") & (p2 != "") & (via != ""))
+    double = np.flatnonzero((p1 != "") & (p2 != "") & (via != "") & pd.notna(via))  # a missing via: no key
     keys = sorted({KEY_SEP.join(sorted((p1[i], p2[i]))) + KEY_SEP + via[i] for i in double.tolist()})
     return {**dict(evidence), "keys": keys}
 
