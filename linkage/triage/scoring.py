@@ -136,10 +136,33 @@ def _gather(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFram
     if only is not None:
         cmap = cmap[_isin(cmap["cluster_id"], only)]
         reports = reports[_isin(reports["report_id"].astype(str), cmap["report_id"])]
-    rep = reports.assign(report_id=reports["report_id"].astype(str)).merge(cmap, on="report_id", how="inner")
     full_m = mentions
     if only is not None:
         mentions = mentions[_isin(mentions["report_id"].astype(str), cmap["report_id"])]
+    small = _small_enough(cmap, reports, mentions, links)
+    joined = (_joined_small if small else _joined)(cmap, every, reports, mentions, full_m, links, policy,
+                                                   only is not None)
+    rep_groups, relations, g_men, types, named = joined
+    wanted = [e for e in types if e in named]
+    labels: Mapping[str, str] = {}
+    if callable(entities):  # a reader of the labels of given entity ids (read by each scoring process)
+        labels = entities(wanted)
+    elif entities is not None and len(entities) and "label" in entities.columns:
+        e = entities[_isin(entities["entity_id"].astype(str), wanted)]
+        labels = dict(zip(_obj(e["entity_id"].astype(str)), _obj(e["label"])))
+    sizes = {cid: len(idx) + len(g_men.get(cid, ())) for cid, idx in rep_groups.items()}
+    return _Gathered(now, policy, rep_groups, relations, g_men, types, labels, sizes)
+
+
+def _joined(cmap: pd.DataFrame, every: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFrame,
+            full_m: pd.DataFrame, links: pd.DataFrame | None, policy: ScoringPolicy, share: bool) -> tuple:
+    """The joins of :func:`_gather` as vectorised frame operations (any size): ``(rep_groups, relations,
+    mentioned, types, named)``, ``named`` the set of the relations' entity ids. ``cmap``: the gathered clusters'
+    (report_id, cluster_id) as text; ``every``: all clusters' (``cmap`` itself unless ``share``); ``reports``
+    and ``mentions``: those of ``cmap``'s reports (or more); ``full_m``: all mentions (where the targets of
+    links into other clusters are looked up when ``share``)."""
+    only = True if share else None
+    rep = reports.assign(report_id=reports["report_id"].astype(str)).merge(cmap, on="report_id", how="inner")
     m = _clustered_mentions(mentions, cmap)
     role = m["role"].fillna("").astype(str).str.strip().str.lower() if "role" in m.columns else pd.Series("", index=m.index)
 
@@ -222,15 +245,138 @@ def _gather(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFram
     # those entities' labels are read (about two thirds of the clusters' entities; each a look-up in the store)
     named = set(pd.unique(pd.concat([f[c] for f in (residence, directs, located, uses) for c in ("src", "dst")],
                                     ignore_index=True).dropna().astype(str)).tolist())
-    wanted = [e for e in types if e in named]
-    labels: Mapping[str, str] = {}
-    if callable(entities):  # a reader of the labels of given entity ids (read by each scoring process)
-        labels = entities(wanted)
-    elif entities is not None and len(entities) and "label" in entities.columns:
-        e = entities[_isin(entities["entity_id"].astype(str), wanted)]
-        labels = dict(zip(_obj(e["entity_id"].astype(str)), _obj(e["label"])))
-    sizes = {cid: len(idx) + len(g_men.get(cid, ())) for cid, idx in rep_groups.items()}
-    return _Gathered(now, policy, rep_groups, relations, g_men, types, labels, sizes)
+    return rep_groups, relations, g_men, types, named
+
+
+#: The most report rows plus mention rows (of the clusters gathered) that :func:`_gather` joins in plain Python
+#: (:func:`_joined_small`) instead of with frame operations (:func:`_joined`): those cost a fixed ~0.05 s in
+#: pandas' overhead, what an incremental run's few changed clusters (~1,000 reports, ~2,500 mentions) take in
+#: Python; the plain loops cost ~2-3 microseconds a row. Only the time depends on it: both give the same result.
+SMALL_GATHER_ROWS = 12_000
+
+
+def _small_enough(cmap: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFrame,
+                  links: pd.DataFrame | None) -> bool:
+    """Whether :func:`_gather` joins in plain Python: few rows, the columns it reads there, and no missing ids
+    where a frame join would match a missing value with a missing one (those inputs take :func:`_joined`)."""
+    if len(reports) + len(mentions) > SMALL_GATHER_ROWS:
+        return False
+    if not {"report_id", "mention_id", "entity_id", "entity_type"} <= set(mentions.columns):
+        return False
+    if "report_id" not in reports.columns or cmap.isna().to_numpy().any():
+        return False
+    if links is not None and len(links):
+        if not {"src_mention_id", "dst_mention_id", "rel_type"} <= set(links.columns):
+            return False
+        if links["src_mention_id"].isna().any() or links["dst_mention_id"].isna().any():
+            return False
+        if mentions["mention_id"].isna().any():
+            return False
+    return True
+
+
+def _by_report(cmap: pd.DataFrame) -> dict[str, list[str]]:
+    """report id -> its clusters (in ``cmap``'s order: what an inner merge on the report id gives)."""
+    out: dict[str, list[str]] = {}
+    for r, c in zip(_obj(cmap["report_id"]).tolist(), _obj(cmap["cluster_id"]).tolist()):
+        out.setdefault(r, []).append(c)
+    return out
+
+
+def _rows_by_cluster(rows: Iterator[tuple]) -> dict[str, tuple]:
+    """cluster_id -> tuple of the distinct (a, b) rows of ``rows`` ((cluster_id, a, b) each), sorted; the
+    clusters sorted: what :func:`_grouped` gives for the same rows."""
+    out: dict[str, tuple] = {}
+    for cid, a, b in sorted(set(rows)):
+        out.setdefault(cid, []).append((a, b))
+    return {cid: tuple(v) for cid, v in out.items()}
+
+
+def _joined_small(cmap: pd.DataFrame, every: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFrame,
+                  full_m: pd.DataFrame, links: pd.DataFrame | None, policy: ScoringPolicy, share: bool) -> tuple:
+    """:func:`_joined` for few rows (:func:`_small_enough`): the same result, joined in plain Python over the
+    columns made as :func:`_joined` makes them (each an element-wise frame operation, so the values are
+    those it joins), the frame joins' row order kept where it shows (which row of an entity id gives its
+    type)."""
+    clusters_of = _by_report(cmap)
+
+    # ---- reports, each with its clusters (an inner merge: report order, then cmap's)
+    n = len(reports)
+    rids = _obj(reports["report_id"].astype(str)).tolist()
+    dates = _dates(reports["received_at"]).tolist() if "received_at" in reports.columns else [None] * n
+    cats = _obj(reports["category"]).tolist() if "category" in reports.columns else [None] * n
+    if "reporter_id" in reports.columns:
+        who = reports["reporter_id"]
+        whos = _obj(who.where(who.astype(str).str.strip() != "", None)).tolist()
+    else:
+        whos = [None] * n
+    rep = [(cid, rid, d, c, w) for rid, d, c, w in zip(rids, dates, cats, whos) for cid in clusters_of.get(rid, ())]
+    rep_groups: dict[str, list] = {}
+    for cid, rid, d, c, w in sorted(rep, key=lambda r: (r[0], r[1])):  # stable: ties keep the merge's order
+        rep_groups.setdefault(cid, []).append(ReportInfo(rid, d, c, w))
+    rep_groups = {cid: tuple(v) for cid, v in rep_groups.items()}
+
+    # ---- mentions with an entity, each with its report's clusters
+    def clustered(frame: pd.DataFrame, where: dict[str, list[str]], with_role: bool) -> list[tuple]:
+        has = frame["entity_id"].notna().to_numpy().tolist()
+        cols = [_obj(frame["mention_id"].astype(str)).tolist(), _obj(frame["report_id"].astype(str)).tolist(),
+                _obj(frame["entity_type"]).tolist(), _obj(frame["entity_id"].astype(str)).tolist()]
+        if with_role:
+            cols.append(_obj(frame["role"].fillna("").astype(str).str.strip().str.lower()).tolist()
+                        if "role" in frame.columns else [""] * len(frame))
+        return [(cid, *row) for ok, *row in zip(has, *cols) if ok for cid in where.get(row[1], ())]
+
+    m = clustered(mentions, clusters_of, True)  # (cluster, mention, report, type, entity, role)
+    types = {e: t for _, _, _, t, e, _ in m}
+
+    # ---- stated links, as entity pairs (cluster of the source mention, src, src type, dst, dst type, relation)
+    lk: list[tuple] = []
+    if links is not None and len(links):
+        by_mention: dict[str, list[tuple]] = {}
+        for cid, mid, _, t, e, _ in m:
+            by_mention.setdefault(mid, []).append((cid, e, t))
+        sel = _isin(links["src_mention_id"].astype(str), list(by_mention))
+        chosen = links[sel]
+        cols = [_obj(chosen[c].astype(str)).tolist() for c in ("src_mention_id", "dst_mention_id", "rel_type")]
+        targets = {mid: [(e, t) for _, e, t in v] for mid, v in by_mention.items()}
+        if share:
+            away = list(dict.fromkeys(d for d in cols[1] if d not in targets))
+            if away:  # targets in other clusters' reports (or in no cluster: not found there either)
+                far = clustered(full_m[_isin(full_m["mention_id"].astype(str), away)], _by_report(every), False)
+                for _, mid, _, t, e in far:
+                    targets.setdefault(mid, []).append((e, t))
+                for e, t in {e: t for _, _, _, t, e in far}.items():
+                    types.setdefault(e, t)  # an entity has one type (its id says which)
+        for s, d, rel in zip(*cols):
+            for cid, se, st in by_mention[s]:
+                for de, dt_ in targets.get(d, ()):
+                    lk.append((cid, se, st, de, dt_, rel))
+
+    def rel(names: tuple, src_types: tuple, dst_types: tuple) -> list[tuple]:
+        return [(c, s, d) for c, s, st, d, dt_, r in lk if r in names and st in src_types and dt_ in dst_types]
+
+    # co-mention: a report with exactly one address, persons with a resident role
+    one: dict[str, dict[str, set]] = {"address": {}, "party": {}}
+    for _, _, rid, t, e, _ in m:
+        if t == "address":
+            one["address"].setdefault(rid, set()).add(e)
+        elif t in _PARTIES:
+            one["party"].setdefault(rid, set()).add(e)
+    one_addr = {r: next(iter(es)) for r, es in one["address"].items() if len(es) == 1}
+    one_party = {r: next(iter(es)) for r, es in one["party"].items() if len(es) == 1}
+    resident = set(policy.resident_roles)
+    residence = rel(("LIVES_AT",), ("person",), ("address",)) + [
+        (c, e, one_addr[r]) for c, _, r, t, e, role in m if t == "person" and role in resident and r in one_addr]
+    directs = rel(("DIRECTOR_OF", "OWNER_OF"), ("person",), ("business",))
+    located = rel(("LOCATED_AT",), ("business",), ("address",))
+    uses = rel(("USES",), _PARTIES, _IDENTIFIERS) + [
+        (c, one_party[r], e) for c, _, r, t, e, _ in m if t in _IDENTIFIERS and r in one_party]
+
+    relations = {"residence": _rows_by_cluster(residence), "directs": _rows_by_cluster(directs),
+                 "located": _rows_by_cluster(located), "uses": _rows_by_cluster(uses)}
+    g_men = _rows_by_cluster((c, r, e) for c, _, r, _, e, _ in m)
+    named = {x for rows in (residence, directs, located, uses) for _, s, d in rows for x in (s, d)}
+    return rep_groups, relations, g_men, types, named
 
 
 def _context(g: _Gathered, cid: str) -> ClusterContext:
