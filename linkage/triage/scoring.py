@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 import marshal
 from dataclasses import dataclass, field
-from typing import Any, Callable, Collection, Iterator, Mapping, Sequence
+from typing import Any, Callable, Collection, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -49,7 +50,9 @@ def _dates(s: pd.Series) -> np.ndarray:
     d = pd.to_datetime(s.astype(str).str[:10], format="%Y-%m-%d", errors="coerce")
     out = np.empty(len(d), dtype=object)
     ok = d.notna().to_numpy()
-    out[ok] = [x.date() for x in d[ok]]
+    # the days as datetime.date (numpy's day unit converts to them; times are midnight: the format has none),
+    # not each value boxed as a Timestamp first
+    out[ok] = d.to_numpy()[ok].astype("datetime64[D]").tolist()
     out[~ok] = None
     return out
 
@@ -283,13 +286,24 @@ def _by_report(cmap: pd.DataFrame) -> dict[str, list[str]]:
     return out
 
 
-def _rows_by_cluster(rows: Iterator[tuple]) -> dict[str, tuple]:
-    """cluster_id -> tuple of the distinct (a, b) rows of ``rows`` ((cluster_id, a, b) each), sorted; the
-    clusters sorted: what :func:`_grouped` gives for the same rows."""
-    out: dict[str, tuple] = {}
-    for cid, a, b in sorted(set(rows)):
-        out.setdefault(cid, []).append((a, b))
-    return {cid: tuple(v) for cid, v in out.items()}
+def _runs(keys: list, items: list) -> dict:
+    """key -> tuple of the ``items`` of each run of equal ``keys`` (sorted keys: one run each)."""
+    out, at = {}, 0
+    for key, run in itertools.groupby(keys):
+        n = len(list(run))
+        out[key] = tuple(items[at:at + n])
+        at += n
+    return out
+
+
+def _rows_by_cluster(cids: Iterable[str], a: Iterable[str], b: Iterable[str]) -> dict[str, tuple]:
+    """cluster_id -> tuple of the distinct (a, b) rows of the rows (cids[i], a[i], b[i]), sorted; the clusters
+    sorted: what :func:`_grouped` gives for the same rows."""
+    rows = sorted(set(zip(cids, a, b)))
+    if not rows:
+        return {}
+    cs, xs, ys = zip(*rows)
+    return _runs(list(cs), list(zip(xs, ys)))
 
 
 def _joined_small(cmap: pd.DataFrame, every: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFrame,
@@ -297,10 +311,11 @@ def _joined_small(cmap: pd.DataFrame, every: pd.DataFrame, reports: pd.DataFrame
     """:func:`_joined` for few rows (:func:`_small_enough`): the same result, joined in plain Python over the
     columns made as :func:`_joined` makes them (each an element-wise frame operation, so the values are
     those it joins), the frame joins' row order kept where it shows (which row of an entity id gives its
-    type)."""
+    type, which of a report's rows comes first)."""
     clusters_of = _by_report(cmap)
 
-    # ---- reports, each with its clusters (an inner merge: report order, then cmap's)
+    # ---- reports, each with its clusters (an inner merge: report order, then cmap's), by cluster then report
+    # id, ties in the merge's order (a stable sort: what _joined's ordering gives)
     n = len(reports)
     rids = _obj(reports["report_id"].astype(str)).tolist()
     dates = _dates(reports["received_at"]).tolist() if "received_at" in reports.columns else [None] * n
@@ -310,71 +325,81 @@ def _joined_small(cmap: pd.DataFrame, every: pd.DataFrame, reports: pd.DataFrame
         whos = _obj(who.where(who.astype(str).str.strip() != "", None)).tolist()
     else:
         whos = [None] * n
-    rep = [(cid, rid, d, c, w) for rid, d, c, w in zip(rids, dates, cats, whos) for cid in clusters_of.get(rid, ())]
-    rep_groups: dict[str, list] = {}
-    for cid, rid, d, c, w in sorted(rep, key=lambda r: (r[0], r[1])):  # stable: ties keep the merge's order
-        rep_groups.setdefault(cid, []).append(ReportInfo(rid, d, c, w))
-    rep_groups = {cid: tuple(v) for cid, v in rep_groups.items()}
+    merged = [(cid, rid, i) for i, rid in enumerate(rids) for cid in clusters_of.get(rid, ())]
+    merged = [(cid, rid, k, i) for k, (cid, rid, i) in enumerate(merged)]
+    merged.sort()
+    rep_groups = _runs([r[0] for r in merged], [ReportInfo(rid, dates[i], cats[i], whos[i])
+                                                for _, rid, _, i in merged])
 
-    # ---- mentions with an entity, each with its report's clusters
-    def clustered(frame: pd.DataFrame, where: dict[str, list[str]], with_role: bool) -> list[tuple]:
+    # ---- mentions with an entity, each with its report's clusters: columns (cluster, mention, report, type,
+    # entity, role)
+    def clustered(frame: pd.DataFrame, where: dict[str, list[str]], with_role: bool) -> list[list]:
         has = frame["entity_id"].notna().to_numpy().tolist()
-        cols = [_obj(frame["mention_id"].astype(str)).tolist(), _obj(frame["report_id"].astype(str)).tolist(),
-                _obj(frame["entity_type"]).tolist(), _obj(frame["entity_id"].astype(str)).tolist()]
+        rid = _obj(frame["report_id"].astype(str)).tolist()
+        pick = [(i, c) for i, (ok, r) in enumerate(zip(has, rid)) if ok for c in where.get(r, ())]
+        at = [i for i, _ in pick]
+        cols = [_obj(frame["mention_id"].astype(str)).tolist(), rid, _obj(frame["entity_type"]).tolist(),
+                _obj(frame["entity_id"].astype(str)).tolist()]
         if with_role:
             cols.append(_obj(frame["role"].fillna("").astype(str).str.strip().str.lower()).tolist()
                         if "role" in frame.columns else [""] * len(frame))
-        return [(cid, *row) for ok, *row in zip(has, *cols) if ok for cid in where.get(row[1], ())]
+        return [[c for _, c in pick]] + [list(map(col.__getitem__, at)) for col in cols]
 
-    m = clustered(mentions, clusters_of, True)  # (cluster, mention, report, type, entity, role)
-    types = {e: t for _, _, _, t, e, _ in m}
+    m_cid, m_mid, m_rid, m_typ, m_eid, m_role = clustered(mentions, clusters_of, True)
+    types = dict(zip(m_eid, m_typ))
 
-    # ---- stated links, as entity pairs (cluster of the source mention, src, src type, dst, dst type, relation)
+    # ---- stated links, as entity pairs: rows (cluster of the source mention, src, src type, dst, dst type, rel)
     lk: list[tuple] = []
     if links is not None and len(links):
-        by_mention: dict[str, list[tuple]] = {}
-        for cid, mid, _, t, e, _ in m:
-            by_mention.setdefault(mid, []).append((cid, e, t))
-        sel = _isin(links["src_mention_id"].astype(str), list(by_mention))
-        chosen = links[sel]
-        cols = [_obj(chosen[c].astype(str)).tolist() for c in ("src_mention_id", "dst_mention_id", "rel_type")]
-        targets = {mid: [(e, t) for _, e, t in v] for mid, v in by_mention.items()}
+        # mention id -> its rows (cluster, entity, type) as a source, (entity, type) as a target, in m's order
+        sources: dict[str, tuple] = dict(zip(m_mid, zip(zip(m_cid, m_eid, m_typ))))  # one row each ...
+        targets: dict[str, tuple] = dict(zip(m_mid, zip(zip(m_eid, m_typ))))
+        if len(sources) < len(m_mid):  # ... unless a mention id has several rows
+            sources, targets = {}, {}
+            for mid, c, e, t in zip(m_mid, m_cid, m_eid, m_typ):
+                sources[mid] = sources.get(mid, ()) + ((c, e, t),)
+                targets[mid] = targets.get(mid, ()) + ((e, t),)
+        chosen = links[_isin(links["src_mention_id"].astype(str), list(sources))]
+        src, dst, rels = (_obj(chosen[c].astype(str)).tolist() for c in ("src_mention_id", "dst_mention_id",
+                                                                          "rel_type"))
         if share:
-            away = list(dict.fromkeys(d for d in cols[1] if d not in targets))
+            away = list(dict.fromkeys(d for d in dst if d not in targets))
             if away:  # targets in other clusters' reports (or in no cluster: not found there either)
-                far = clustered(full_m[_isin(full_m["mention_id"].astype(str), away)], _by_report(every), False)
-                for _, mid, _, t, e in far:
-                    targets.setdefault(mid, []).append((e, t))
-                for e, t in {e: t for _, _, _, t, e in far}.items():
+                _, f_mid, _, f_typ, f_eid = clustered(full_m[_isin(full_m["mention_id"].astype(str), away)],
+                                                      _by_report(every), False)
+                for mid, e, t in zip(f_mid, f_eid, f_typ):
+                    targets[mid] = targets.get(mid, ()) + ((e, t),)
+                for e, t in dict(zip(f_eid, f_typ)).items():
                     types.setdefault(e, t)  # an entity has one type (its id says which)
-        for s, d, rel in zip(*cols):
-            for cid, se, st in by_mention[s]:
-                for de, dt_ in targets.get(d, ()):
-                    lk.append((cid, se, st, de, dt_, rel))
+        lk = [(cid, se, st, de, dt_, rel) for s, d, rel in zip(src, dst, rels) for cid, se, st in sources[s]
+              for de, dt_ in targets.get(d, ())]
 
     def rel(names: tuple, src_types: tuple, dst_types: tuple) -> list[tuple]:
         return [(c, s, d) for c, s, st, d, dt_, r in lk if r in names and st in src_types and dt_ in dst_types]
 
-    # co-mention: a report with exactly one address, persons with a resident role
-    one: dict[str, dict[str, set]] = {"address": {}, "party": {}}
-    for _, _, rid, t, e, _ in m:
+    # co-mention: a report with exactly one address, persons with a resident role; a report with exactly one
+    # party, the identifiers it mentions
+    addrs: dict[str, set] = {}
+    parties: dict[str, set] = {}
+    for r, t, e in zip(m_rid, m_typ, m_eid):
         if t == "address":
-            one["address"].setdefault(rid, set()).add(e)
+            addrs.setdefault(r, set()).add(e)
         elif t in _PARTIES:
-            one["party"].setdefault(rid, set()).add(e)
-    one_addr = {r: next(iter(es)) for r, es in one["address"].items() if len(es) == 1}
-    one_party = {r: next(iter(es)) for r, es in one["party"].items() if len(es) == 1}
+            parties.setdefault(r, set()).add(e)
+    one_addr = {r: next(iter(es)) for r, es in addrs.items() if len(es) == 1}
+    one_party = {r: next(iter(es)) for r, es in parties.items() if len(es) == 1}
     resident = set(policy.resident_roles)
     residence = rel(("LIVES_AT",), ("person",), ("address",)) + [
-        (c, e, one_addr[r]) for c, _, r, t, e, role in m if t == "person" and role in resident and r in one_addr]
+        (c, e, one_addr[r]) for c, r, t, e, role in zip(m_cid, m_rid, m_typ, m_eid, m_role)
+        if t == "person" and r in one_addr and role in resident]
     directs = rel(("DIRECTOR_OF", "OWNER_OF"), ("person",), ("business",))
     located = rel(("LOCATED_AT",), ("business",), ("address",))
     uses = rel(("USES",), _PARTIES, _IDENTIFIERS) + [
-        (c, one_party[r], e) for c, _, r, t, e, _ in m if t in _IDENTIFIERS and r in one_party]
+        (c, one_party[r], e) for c, r, t, e in zip(m_cid, m_rid, m_typ, m_eid) if r in one_party and t in _IDENTIFIERS]
 
-    relations = {"residence": _rows_by_cluster(residence), "directs": _rows_by_cluster(directs),
-                 "located": _rows_by_cluster(located), "uses": _rows_by_cluster(uses)}
-    g_men = _rows_by_cluster((c, r, e) for c, _, r, _, e, _ in m)
+    relations = {name: _rows_by_cluster(*zip(*rows)) if rows else {} for name, rows in
+                 (("residence", residence), ("directs", directs), ("located", located), ("uses", uses))}
+    g_men = _rows_by_cluster(m_cid, m_rid, m_eid)
     named = {x for rows in (residence, directs, located, uses) for _, s, d in rows for x in (s, d)}
     return rep_groups, relations, g_men, types, named
 
