@@ -805,22 +805,23 @@ def _variant_hash_groups(codes: np.ndarray, values: np.ndarray, hashes: np.ndarr
     uh = np.unique(hashes[new])  # every record of sel has one of these hashes
     width = len(uh)
     owner, vh = variant_hashes(values)
-    # the involved (value, hash) groups, sorted by value then hash
-    groups = np.unique(codes[new] * width + np.searchsorted(uh, hashes[new]))
-    gv = groups // width
-    involved = np.zeros(len(values), dtype=bool)
-    involved[gv] = True
-    rows = np.flatnonzero(involved[owner])  # the variants of the involved values, each under the value's hashes
-    first = np.searchsorted(gv, owner[rows])
-    count = np.searchsorted(gv, owner[rows], side="right") - first
+    # the involved (value, hash) groups, sorted by value then hash; per value its first group and their number
+    groups = np.unique(codes[new] * width + _position_in(uh, hashes[new]))
+    per_value = np.bincount(groups // width, minlength=len(values))
+    first_of = np.cumsum(per_value) - per_value
+    rows = np.flatnonzero(per_value[owner] > 0)  # the variants of the involved values, each under their hashes
+    first, count = first_of[owner[rows]], per_value[owner[rows]]
     reach_v = np.repeat(vh[rows], count)
     reach_h = groups[np.repeat(first, count) + ranges(count)] % width
     order = np.argsort(reach_v, kind="stable")
     reach_v, reach_h = reach_v[order], reach_h[order]
     # every value's variants that meet one reached, each with the hashes it is reached under
-    hit = np.flatnonzero(_member_ints(vh, sorted_unique(reach_v)))
-    first = np.searchsorted(reach_v, vh[hit])
-    count = np.searchsorted(reach_v, vh[hit], side="right") - first
+    distinct = sorted_unique(reach_v)
+    starts = np.searchsorted(reach_v, distinct)
+    sizes = np.diff(np.r_[starts, len(reach_v)])
+    hit = np.flatnonzero(_member_ints(vh, distinct))
+    at = np.searchsorted(distinct, vh[hit])
+    first, count = starts[at], sizes[at]
     allowed = np.repeat(owner[hit], count) * width + reach_h[np.repeat(first, count) + ranges(count)]
     key = codes[sel] * width + _position_in(uh, hashes[sel])
     if len(values) * width <= _DENSE_GROUPS_UP_TO:  # a flag per (value, hash): no sort, no hash table
