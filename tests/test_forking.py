@@ -69,21 +69,28 @@ time.sleep(60)                # ... when this parent is killed
             os.kill(worker, signal.SIGKILL)
 
 
-def test_fork_would_wait_while_a_thread_forks_wait_for_runs():
+def test_fork_would_wait_while_a_thread_forks_wait_for_runs(monkeypatch):
     """:func:`fork_would_wait` is true while a thread of :func:`fork_waits_for` runs, false once it has ended
-    (or forks need not wait for it)."""
+    (or forks need not wait for it), and false for a live thread no fork waits for."""
     import threading
 
+    import linkage.forking
     from linkage.forking import fork_need_not_wait, fork_waits_for, fork_would_wait
 
+    monkeypatch.setattr(linkage.forking, "_FORK_WAITS_FOR", set())  # no thread of an earlier test counts
     go = threading.Event()
     thread = threading.Thread(target=go.wait)
     fork_waits_for(thread)
+    other = threading.Thread(target=go.wait)
     try:
+        other.start()
+        assert not fork_would_wait()  # a live thread, but not one forks wait for (nor started yet)
         thread.start()
         assert fork_would_wait()
         go.set()
         thread.join()
         assert not fork_would_wait()
     finally:
+        go.set()
+        other.join()
         fork_need_not_wait(thread)

@@ -96,10 +96,15 @@ def _blocking_case(seed: int = 5, n: int = 600):
     return df, rules, involving
 
 
+@pytest.mark.parametrize("filter_from", [2_000, 0])
 @pytest.mark.parametrize("collide", [False, True])
 @pytest.mark.parametrize("seed", [5, 6, 7])
-def test_narrowed_blocking_gives_the_pairs_of_block_involving(collide, seed):
-    """The fuzzy rule with keys looks only at fuzzy_groups (not whole blocks) and finds the same pairs."""
+def test_narrowed_blocking_gives_the_pairs_of_block_involving(collide, seed, filter_from, monkeypatch):
+    """The fuzzy rule with keys looks only at fuzzy_groups (not whole blocks) and finds the same pairs (also with
+    fuzzy_groups' filter by (variant hash, hash) on these few values)."""
+    from linkage.resolve import incremental
+
+    monkeypatch.setattr(incremental, "_VARIANT_FILTER_FROM", filter_from)
     df, rules, involving = _blocking_case(seed, n=600 + 200 * (seed - 5))
     order = df["mention_id"].to_numpy(object)
     want, _ = block_involving(df, rules, involving, order)
@@ -110,12 +115,17 @@ def test_narrowed_blocking_gives_the_pairs_of_block_involving(collide, seed):
     assert np.array_equal(left, want.left) and np.array_equal(right, want.right)
 
 
+@pytest.mark.parametrize("filter_from", [2_000, 0])
 @pytest.mark.parametrize("seed", [1, 2])
-def test_fuzzy_groups_keeps_every_group_sharing_a_variant_with_an_involved_record_under_its_hash(seed):
-    """fuzzy_groups (numbered variants) against its definition, record by record."""
+def test_fuzzy_groups_keeps_every_group_sharing_a_variant_with_an_involved_record_under_its_hash(seed, filter_from,
+                                                                                               monkeypatch):
+    """fuzzy_groups (numbered variants) against its definition, record by record; also with the filter by
+    (variant hash, hash) that many distinct values take (_variant_hash_groups) for these few."""
     from linkage.blocking import deletion_variants
+    from linkage.resolve import incremental
     from linkage.resolve.incremental import fuzzy_groups
 
+    monkeypatch.setattr(incremental, "_VARIANT_FILTER_FROM", filter_from)
     rng = np.random.default_rng(seed)
     n = 400
     stems = ["jan", "vri", "bak", "ja", "j"]
@@ -128,6 +138,48 @@ def test_fuzzy_groups_keeps_every_group_sharing_a_variant_with_an_involved_recor
     want = [i for i in range(n) if values[i] and hashes[i] and any(
         hashes[r] == hashes[i] and set(deletion_variants(values[r])) & set(deletion_variants(values[i])) for r in new)]
     assert got.tolist() == want and len(want)
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_fuzzy_groups_filtered_by_variant_and_hash_over_many_values_is_its_definition(seed):
+    """Over more distinct values than _VARIANT_FILTER_FROM (the filter by (variant hash, hash) runs), with
+    values one edit apart under other hashes than the involved records' (which the filter by variant alone
+    kept), fuzzy_groups is its definition record by record."""
+    from linkage.blocking import deletion_variants
+    from linkage.resolve.incremental import _VARIANT_FILTER_FROM, fuzzy_groups
+
+    rng = np.random.default_rng(seed)
+    n = 6_000
+    letters = np.array(list("abdeijknrsv"))
+    values = pd.Series(["".join(rng.choice(letters, rng.integers(2, 6))) if rng.random() > 0.05 else ""
+                        for _ in range(n)])
+    assert values.nunique() > _VARIANT_FILTER_FROM
+    hashes = rng.choice(np.array([0, 3, 5, 9, 1 << 40, (1 << 40) + 3], dtype=np.uint64), n)
+    involving = rng.random(n) < 0.01
+    got = fuzzy_groups(values, hashes, involving)
+    reach: dict[int, set] = {}
+    for r in range(n):
+        if involving[r] and hashes[r] and values[r]:
+            reach.setdefault(int(hashes[r]), set()).update(deletion_variants(values[r]))
+    want = [i for i in range(n) if values[i] and hashes[i]
+            and not reach.get(int(hashes[i]), set()).isdisjoint(deletion_variants(values[i]))]
+    assert got.tolist() == want and len(want) > 100
+    # some of the values one edit from an involved one under another hash only: left out
+    everywhere = set().union(*reach.values())
+    assert any(values[i] and hashes[i] and not everywhere.isdisjoint(deletion_variants(values[i]))
+               and i not in set(want) for i in range(n))
+
+
+def test_position_in_is_searchsorted_for_values_among_the_wanted():
+    from linkage.resolve.incremental import _position_in
+
+    rng = np.random.default_rng(0)
+    wanted = np.unique(rng.integers(0, 1 << 62, 40, dtype=np.int64).astype(np.uint64))
+    values = rng.choice(wanted, 1_000)
+    assert _position_in(wanted, values).tolist() == np.searchsorted(wanted, values).tolist()
+    # low bits that never tell them apart (all multiples of 2**20): searched
+    wanted = np.arange(1, 6, dtype=np.uint64) << np.uint64(20)
+    assert _position_in(wanted, wanted[[4, 0, 2]]).tolist() == [4, 0, 2]
 
 
 def test_block_key_hashes_equal_exactly_for_equal_keys():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import sqlite3
 import sys
@@ -158,9 +159,12 @@ def test_new_mentions_prepared_while_the_reads_go_on_give_the_same_result(loaded
     given = _Given(_ahead(store), busy=busy)
     prepared: list = []
     real = incremental.prepare
+    log = tmp_path / "prepared.log"  # every process's preparations (the forked one's too)
 
     def counted(sub, etype):
         prepared.append((etype, given.taken))
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()} {etype}\n")
         return real(sub, etype)
     monkeypatch.setattr(incremental, "prepare", counted)
     import linkage.forking
@@ -174,8 +178,9 @@ def test_new_mentions_prepared_while_the_reads_go_on_give_the_same_result(loaded
     ahead = [etype for etype, taken in prepared if not taken]  # prepared before the states were taken
     order = incremental._claim_order(meta, new, sorted(set(new) | set(meta["n"])))
     assert ahead == [t for t in order if t in new][:min(busy, len(new))]
-    if processes == 1:  # (the forked process's own preparations are not seen here)
+    if processes == 1:
         assert sorted(etype for etype, _ in prepared) == sorted(new)
+    assert sorted(line.split()[1] for line in log.read_text().splitlines()) == sorted(new)  # once, by anyone
     assert _resolved(store) == _resolved(plain)
 
 
@@ -228,6 +233,18 @@ def test_a_generation_bumped_after_the_read_makes_the_stage_read_itself(loaded, 
         calls = _counting_loads(monkeypatch)
         assert "touched_mentions" in resolve_stage(s, load_settings(None), ahead=_Given(ready))
     assert calls
+
+
+def test_a_store_the_incremental_path_refuses_drops_the_states_read_ahead(loaded, tmp_path):
+    """The incremental path gives up before it takes the states (an assignment deleted outside the resolver):
+    the states are taken and let go all the same, not held through the full path that follows."""
+    store = _copy(loaded, tmp_path / "s.db")
+    given = _Given(_ahead(store), busy=5)
+    with EmbeddedStore(store) as s:
+        with s.transaction() as conn:
+            conn.execute("DELETE FROM mention_entities WHERE rowid = (SELECT MIN(rowid) FROM mention_entities)")
+        assert "touched_mentions" not in resolve_stage(s, load_settings(None), ahead=given)
+    assert given.taken == 1 and given.asked == 0
 
 
 def test_a_full_resolve_stage_takes_and_drops_the_states_read_ahead(loaded, tmp_path):

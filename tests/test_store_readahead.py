@@ -273,3 +273,49 @@ def test_a_run_that_clusters_everything_drops_the_memberships_read_ahead(two_par
     assert results["ahead"][1] == ["MainThread", "linkage-readahead-score"]
     assert results["plain"][1] == ["MainThread"]
     assert results["ahead"][0] == results["plain"][0]
+
+
+def test_reading_is_true_while_the_reads_go_on_and_false_once_they_ended(tmp_path):
+    """:meth:`ReadAhead.reading` says whether :meth:`~ReadAhead.result` would wait; :class:`ReadsAhead` asks
+    only the reads that read the name."""
+    from linkage.store.readahead import ReadsAhead
+
+    path = _store(tmp_path / "s.db")
+    go = threading.Event()
+
+    def slow(conn):
+        go.wait(10)
+        return conn.execute("SELECT x FROM t").fetchone()[0]
+    blocked = ReadAhead(path, {"x": slow})
+    quick = ReadAhead(path, {"n": lambda conn: conn.execute("SELECT COUNT(*) FROM t").fetchone()[0]})
+    both = ReadsAhead(blocked, quick)
+    try:
+        quick.close()
+        assert blocked.reading() and both.reading("x")
+        assert not quick.reading() and not both.reading("n") and not both.reading("nobody reads it")
+    finally:
+        go.set()
+        both.close()
+    assert not blocked.reading() and not both.reading("x")
+    assert both.result("x", lambda: None) == 7
+
+
+def test_the_resolve_stage_waits_while_the_reads_or_a_thread_every_fork_waits_for_go_on(monkeypatch):
+    """``_waiting``: the reads ahead going on, or (only when the types go to two processes) a thread a fork would
+    wait for; a live thread forks do not wait for counts for nothing."""
+    import linkage.forking as forking
+    from linkage.resolve.incremental import _waiting
+
+    monkeypatch.setattr(forking, "_FORK_WAITS_FOR", set())
+    go = threading.Event()
+    thread = threading.Thread(target=go.wait, args=(10,))
+    thread.start()
+    try:
+        assert not _waiting(None, True)()  # alive, but no fork waits for it
+        forking.fork_waits_for(thread)
+        assert _waiting(None, True)() and not _waiting(None, False)()
+        assert _waiting(lambda: True, False)() and not _waiting(lambda: False, False)()
+    finally:
+        go.set()
+        thread.join()
+    assert not _waiting(None, True)()

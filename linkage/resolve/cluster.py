@@ -115,7 +115,10 @@ def cluster(n: int, link_left: np.ndarray, link_right: np.ndarray, link_logodds:
         raise ValueError("cluster(): a link's log-odds is NaN; links need a number to be ordered by")
     sl = np.array([a for a, _ in same], dtype=np.int64)
     sr = np.array([b for _, b in same], dtype=np.int64)
-    comp = components(n, np.r_[link_left, sl], np.r_[link_right, sr]) if linked is None else np.asarray(linked)
+    if linked is None:
+        comp = components(n, np.r_[link_left, sl], np.r_[link_right, sr])
+    else:  # a copy: what is returned is never the caller's own array
+        comp = np.array(linked, dtype=np.int64)
     # components that need the careful treatment: a scored non-link or a "different" judgement inside
     inside = comp[other_left] == comp[other_right]
     dl = np.array([a for a, _ in different], dtype=np.int64)

@@ -482,7 +482,7 @@ def double_name_table(records: pd.DataFrame, evidence: Mapping[str, str]) -> dic
     p1 = records["part1"].to_numpy(dtype=object)
     p2 = records["part2"].to_numpy(dtype=object)
     via = records[evidence["via"]].to_numpy(dtype=object)
-    double = np.flatnonzero((p1 != "") & (p2 != "") & (via != ""))
+    double = np.flatnonzero((p1 != "") & (p2 != "") & (via != "") & pd.notna(via))  # a missing via: no key
     keys = sorted({KEY_SEP.join(sorted((p1[i], p2[i]))) + KEY_SEP + via[i] for i in double.tolist()})
     return {**dict(evidence), "keys": keys}
 
@@ -497,6 +497,13 @@ def double_name_pairs(records: pd.DataFrame, left: np.ndarray, right: np.ndarray
     >>> t = {"via": "birth_date", "keys": [chr(31).join(["cornelisse", "yilmaz", "1971-02-18"])]}
     >>> double_name_pairs(df, np.array([0, 0]), np.array([1, 2]), t).tolist()
     [True, False]
+
+    A missing ``via`` value (None, NaN) is part of no double name, whichever records are read:
+
+    >>> df = pd.DataFrame({"part1": ["yilmaz", "cornelisse", "yilmaz", "bakker", "cornelisse"],
+    ...                    "part2": [""] * 5, "birth_date": ["1968-05-01", "1971-02-18", "1971-02-18", None, None]})
+    >>> double_name_pairs(df, np.array([2, 0, 2]), np.array([3, 4, 1]), t).tolist()
+    [False, False, True]
     """
     out = np.zeros(len(left), dtype=bool)
     keys = table.get("keys") or []
@@ -529,14 +536,17 @@ def double_name_pairs(records: pd.DataFrame, left: np.ndarray, right: np.ndarray
     seen = np.unique((np.minimum(ta, tb) * k + np.maximum(ta, tb)) * v + tv)
     # only single-named records whose (name, via) is a part of a seen double name can take part (few):
     # per record first, then per pair by index
+    # a missing via value (None, NaN: code -1) is part of no seen double name; left as -1 it would make the key
+    # of another (name, via) (prepared records hold '' there, never None)
     single = (p1 != "") & (p2 == "")
-    own = single & np.isin(name * v + rv, np.unique(np.r_[ta * v + tv, tb * v + tv]))
+    own = single & (rv >= 0) & np.isin(name * v + rv, np.unique(np.r_[ta * v + tv, tb * v + tv]))
     todo = np.flatnonzero(own[left] | own[right])
     lt, rt = left[todo], right[todo]
     keep = single[lt] & single[rt] & (name[lt] != name[rt])
     todo, lt, rt = todo[keep], lt[keep], rt[keep]
     names = np.minimum(name[lt], name[rt]) * k + np.maximum(name[lt], name[rt])
-    out[todo] = np.isin(names * v + rv[lt], seen) | np.isin(names * v + rv[rt], seen)
+    out[todo] = ((np.isin(names * v + rv[lt], seen) & (rv[lt] >= 0))
+                 | (np.isin(names * v + rv[rt], seen) & (rv[rt] >= 0)))
     return out
 
 

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 import marshal
 from dataclasses import dataclass, field
-from typing import Any, Callable, Collection, Iterator, Mapping, Sequence
+from typing import Any, Callable, Collection, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -49,7 +50,9 @@ def _dates(s: pd.Series) -> np.ndarray:
     d = pd.to_datetime(s.astype(str).str[:10], format="%Y-%m-%d", errors="coerce")
     out = np.empty(len(d), dtype=object)
     ok = d.notna().to_numpy()
-    out[ok] = [x.date() for x in d[ok]]
+    # the days as datetime.date (numpy's day unit converts to them; times are midnight: the format has none),
+    # not each value boxed as a Timestamp first
+    out[ok] = d.to_numpy()[ok].astype("datetime64[D]").tolist()
     out[~ok] = None
     return out
 
@@ -136,10 +139,33 @@ def _gather(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFram
     if only is not None:
         cmap = cmap[_isin(cmap["cluster_id"], only)]
         reports = reports[_isin(reports["report_id"].astype(str), cmap["report_id"])]
-    rep = reports.assign(report_id=reports["report_id"].astype(str)).merge(cmap, on="report_id", how="inner")
     full_m = mentions
     if only is not None:
         mentions = mentions[_isin(mentions["report_id"].astype(str), cmap["report_id"])]
+    small = _small_enough(cmap, reports, mentions, links)
+    joined = (_joined_small if small else _joined)(cmap, every, reports, mentions, full_m, links, policy,
+                                                   only is not None)
+    rep_groups, relations, g_men, types, named = joined
+    wanted = [e for e in types if e in named]
+    labels: Mapping[str, str] = {}
+    if callable(entities):  # a reader of the labels of given entity ids (read by each scoring process)
+        labels = entities(wanted)
+    elif entities is not None and len(entities) and "label" in entities.columns:
+        e = entities[_isin(entities["entity_id"].astype(str), wanted)]
+        labels = dict(zip(_obj(e["entity_id"].astype(str)), _obj(e["label"])))
+    sizes = {cid: len(idx) + len(g_men.get(cid, ())) for cid, idx in rep_groups.items()}
+    return _Gathered(now, policy, rep_groups, relations, g_men, types, labels, sizes)
+
+
+def _joined(cmap: pd.DataFrame, every: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFrame,
+            full_m: pd.DataFrame, links: pd.DataFrame | None, policy: ScoringPolicy, share: bool) -> tuple:
+    """The joins of :func:`_gather` as vectorised frame operations (any size): ``(rep_groups, relations,
+    mentioned, types, named)``, ``named`` the set of the relations' entity ids. ``cmap``: the gathered clusters'
+    (report_id, cluster_id) as text; ``every``: all clusters' (``cmap`` itself unless ``share``); ``reports``
+    and ``mentions``: those of ``cmap``'s reports (or more); ``full_m``: all mentions (where the targets of
+    links into other clusters are looked up when ``share``)."""
+    only = True if share else None
+    rep = reports.assign(report_id=reports["report_id"].astype(str)).merge(cmap, on="report_id", how="inner")
     m = _clustered_mentions(mentions, cmap)
     role = m["role"].fillna("").astype(str).str.strip().str.lower() if "role" in m.columns else pd.Series("", index=m.index)
 
@@ -222,15 +248,161 @@ def _gather(clusters: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFram
     # those entities' labels are read (about two thirds of the clusters' entities; each a look-up in the store)
     named = set(pd.unique(pd.concat([f[c] for f in (residence, directs, located, uses) for c in ("src", "dst")],
                                     ignore_index=True).dropna().astype(str)).tolist())
-    wanted = [e for e in types if e in named]
-    labels: Mapping[str, str] = {}
-    if callable(entities):  # a reader of the labels of given entity ids (read by each scoring process)
-        labels = entities(wanted)
-    elif entities is not None and len(entities) and "label" in entities.columns:
-        e = entities[_isin(entities["entity_id"].astype(str), wanted)]
-        labels = dict(zip(_obj(e["entity_id"].astype(str)), _obj(e["label"])))
-    sizes = {cid: len(idx) + len(g_men.get(cid, ())) for cid, idx in rep_groups.items()}
-    return _Gathered(now, policy, rep_groups, relations, g_men, types, labels, sizes)
+    return rep_groups, relations, g_men, types, named
+
+
+#: The most report rows plus mention rows (of the clusters gathered) that :func:`_gather` joins in plain Python
+#: (:func:`_joined_small`) instead of with frame operations (:func:`_joined`). Measured on the 100k +1k run's
+#: inputs (~900 reports, ~3,800 mentions of ~215 clusters): ~0.03 against ~0.065 s; per further row ~7 against
+#: ~4 microseconds (pandas' cost is mostly fixed), so they meet at ~16,000 rows. Only the time depends on it:
+#: both give the same result (tests/test_scoring_gather.py).
+SMALL_GATHER_ROWS = 12_000
+
+
+def _small_enough(cmap: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFrame,
+                  links: pd.DataFrame | None) -> bool:
+    """Whether :func:`_gather` joins in plain Python: few rows, the columns it reads there, and no missing ids
+    where a frame join would match a missing value with a missing one (those inputs take :func:`_joined`)."""
+    if len(reports) + len(mentions) > SMALL_GATHER_ROWS:
+        return False
+    if not {"report_id", "mention_id", "entity_id", "entity_type"} <= set(mentions.columns):
+        return False
+    if "report_id" not in reports.columns or cmap.isna().to_numpy().any():
+        return False
+    if links is not None and len(links):
+        if not {"src_mention_id", "dst_mention_id", "rel_type"} <= set(links.columns):
+            return False
+        if links["src_mention_id"].isna().any() or links["dst_mention_id"].isna().any():
+            return False
+        if mentions["mention_id"].isna().any():
+            return False
+    return True
+
+
+def _by_report(cmap: pd.DataFrame) -> dict[str, list[str]]:
+    """report id -> its clusters (in ``cmap``'s order: what an inner merge on the report id gives)."""
+    out: dict[str, list[str]] = {}
+    for r, c in zip(_obj(cmap["report_id"]).tolist(), _obj(cmap["cluster_id"]).tolist()):
+        out.setdefault(r, []).append(c)
+    return out
+
+
+def _runs(keys: list, items: list) -> dict:
+    """key -> tuple of the ``items`` of each run of equal ``keys`` (sorted keys: one run each)."""
+    out, at = {}, 0
+    for key, run in itertools.groupby(keys):
+        n = len(list(run))
+        out[key] = tuple(items[at:at + n])
+        at += n
+    return out
+
+
+def _rows_by_cluster(cids: Iterable[str], a: Iterable[str], b: Iterable[str]) -> dict[str, tuple]:
+    """cluster_id -> tuple of the distinct (a, b) rows of the rows (cids[i], a[i], b[i]), sorted; the clusters
+    sorted: what :func:`_grouped` gives for the same rows."""
+    rows = sorted(set(zip(cids, a, b)))
+    if not rows:
+        return {}
+    cs, xs, ys = zip(*rows)
+    return _runs(list(cs), list(zip(xs, ys)))
+
+
+def _joined_small(cmap: pd.DataFrame, every: pd.DataFrame, reports: pd.DataFrame, mentions: pd.DataFrame,
+                  full_m: pd.DataFrame, links: pd.DataFrame | None, policy: ScoringPolicy, share: bool) -> tuple:
+    """:func:`_joined` for few rows (:func:`_small_enough`): the same result, joined in plain Python over the
+    columns made as :func:`_joined` makes them (each an element-wise frame operation, so the values are
+    those it joins), the frame joins' row order kept where it shows (which row of an entity id gives its
+    type, which of a report's rows comes first)."""
+    clusters_of = _by_report(cmap)
+
+    # ---- reports, each with its clusters (an inner merge: report order, then cmap's), by cluster then report
+    # id, ties in the merge's order (a stable sort: what _joined's ordering gives)
+    n = len(reports)
+    rids = _obj(reports["report_id"].astype(str)).tolist()
+    dates = _dates(reports["received_at"]).tolist() if "received_at" in reports.columns else [None] * n
+    cats = _obj(reports["category"]).tolist() if "category" in reports.columns else [None] * n
+    if "reporter_id" in reports.columns:
+        who = reports["reporter_id"]
+        whos = _obj(who.where(who.astype(str).str.strip() != "", None)).tolist()
+    else:
+        whos = [None] * n
+    merged = [(cid, rid, i) for i, rid in enumerate(rids) for cid in clusters_of.get(rid, ())]
+    merged = [(cid, rid, k, i) for k, (cid, rid, i) in enumerate(merged)]
+    merged.sort()
+    rep_groups = _runs([r[0] for r in merged], [ReportInfo(rid, dates[i], cats[i], whos[i])
+                                                for _, rid, _, i in merged])
+
+    # ---- mentions with an entity, each with its report's clusters: columns (cluster, mention, report, type,
+    # entity, role)
+    def clustered(frame: pd.DataFrame, where: dict[str, list[str]], with_role: bool) -> list[list]:
+        has = frame["entity_id"].notna().to_numpy().tolist()
+        rid = _obj(frame["report_id"].astype(str)).tolist()
+        pick = [(i, c) for i, (ok, r) in enumerate(zip(has, rid)) if ok for c in where.get(r, ())]
+        at = [i for i, _ in pick]
+        cols = [_obj(frame["mention_id"].astype(str)).tolist(), rid, _obj(frame["entity_type"]).tolist(),
+                _obj(frame["entity_id"].astype(str)).tolist()]
+        if with_role:
+            cols.append(_obj(frame["role"].fillna("").astype(str).str.strip().str.lower()).tolist()
+                        if "role" in frame.columns else [""] * len(frame))
+        return [[c for _, c in pick]] + [list(map(col.__getitem__, at)) for col in cols]
+
+    m_cid, m_mid, m_rid, m_typ, m_eid, m_role = clustered(mentions, clusters_of, True)
+    types = dict(zip(m_eid, m_typ))
+
+    # ---- stated links, as entity pairs: rows (cluster of the source mention, src, src type, dst, dst type, rel)
+    lk: list[tuple] = []
+    if links is not None and len(links):
+        # mention id -> its rows (cluster, entity, type) as a source, (entity, type) as a target, in m's order
+        sources: dict[str, tuple] = dict(zip(m_mid, zip(zip(m_cid, m_eid, m_typ))))  # one row each ...
+        targets: dict[str, tuple] = dict(zip(m_mid, zip(zip(m_eid, m_typ))))
+        if len(sources) < len(m_mid):  # ... unless a mention id has several rows
+            sources, targets = {}, {}
+            for mid, c, e, t in zip(m_mid, m_cid, m_eid, m_typ):
+                sources[mid] = sources.get(mid, ()) + ((c, e, t),)
+                targets[mid] = targets.get(mid, ()) + ((e, t),)
+        chosen = links[_isin(links["src_mention_id"].astype(str), list(sources))]
+        src, dst, rels = (_obj(chosen[c].astype(str)).tolist() for c in ("src_mention_id", "dst_mention_id",
+                                                                          "rel_type"))
+        if share:
+            away = list(dict.fromkeys(d for d in dst if d not in targets))
+            if away:  # targets in other clusters' reports (or in no cluster: not found there either)
+                _, f_mid, _, f_typ, f_eid = clustered(full_m[_isin(full_m["mention_id"].astype(str), away)],
+                                                      _by_report(every), False)
+                for mid, e, t in zip(f_mid, f_eid, f_typ):
+                    targets[mid] = targets.get(mid, ()) + ((e, t),)
+                for e, t in dict(zip(f_eid, f_typ)).items():
+                    types.setdefault(e, t)  # an entity has one type (its id says which)
+        lk = [(cid, se, st, de, dt_, rel) for s, d, rel in zip(src, dst, rels) for cid, se, st in sources[s]
+              for de, dt_ in targets.get(d, ())]
+
+    def rel(names: tuple, src_types: tuple, dst_types: tuple) -> list[tuple]:
+        return [(c, s, d) for c, s, st, d, dt_, r in lk if r in names and st in src_types and dt_ in dst_types]
+
+    # co-mention: a report with exactly one address, persons with a resident role; a report with exactly one
+    # party, the identifiers it mentions
+    addrs: dict[str, set] = {}
+    parties: dict[str, set] = {}
+    for r, t, e in zip(m_rid, m_typ, m_eid):
+        if t == "address":
+            addrs.setdefault(r, set()).add(e)
+        elif t in _PARTIES:
+            parties.setdefault(r, set()).add(e)
+    one_addr = {r: next(iter(es)) for r, es in addrs.items() if len(es) == 1}
+    one_party = {r: next(iter(es)) for r, es in parties.items() if len(es) == 1}
+    resident = set(policy.resident_roles)
+    residence = rel(("LIVES_AT",), ("person",), ("address",)) + [
+        (c, e, one_addr[r]) for c, r, t, e, role in zip(m_cid, m_rid, m_typ, m_eid, m_role)
+        if t == "person" and r in one_addr and role in resident]
+    directs = rel(("DIRECTOR_OF", "OWNER_OF"), ("person",), ("business",))
+    located = rel(("LOCATED_AT",), ("business",), ("address",))
+    uses = rel(("USES",), _PARTIES, _IDENTIFIERS) + [
+        (c, one_party[r], e) for c, r, t, e in zip(m_cid, m_rid, m_typ, m_eid) if r in one_party and t in _IDENTIFIERS]
+
+    relations = {name: _rows_by_cluster(*zip(*rows)) if rows else {} for name, rows in
+                 (("residence", residence), ("directs", directs), ("located", located), ("uses", uses))}
+    g_men = _rows_by_cluster(m_cid, m_rid, m_eid)
+    named = {x for rows in (residence, directs, located, uses) for _, s, d in rows for x in (s, d)}
+    return rep_groups, relations, g_men, types, named
 
 
 def _context(g: _Gathered, cid: str) -> ClusterContext:
