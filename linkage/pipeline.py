@@ -276,8 +276,8 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
         counts = resolve_store_incremental(
             store, json.loads(raw_model), judgements, progress, changed=changed, processes=settings.resolve_processes,
             parallel_min_mentions=settings.resolve_parallel_min_mentions,
-            ready=None if ahead is None else (lambda: ahead.result("er_state", lambda: None)),
-            reading=None if ahead is None else (lambda: ahead.reading("er_state")))
+            ready=None if ahead is None else (lambda: _take_states(ahead)),
+            reading=None if ahead is None else (lambda: _reading_first_states(ahead)))
         if counts is not None:
             return counts
     if ahead is not None:
@@ -611,7 +611,9 @@ def read_ahead(store: EmbeddedStore, full: bool = False) -> Any:
     """What the resolve, clusters and status stages read of the last run's results, read in two threads while
     this run loads (:class:`~linkage.store.readahead.ReadsAhead`): ``er_state``, every entity type's stored ER
     state (:func:`linkage.resolve.incremental.read_type_states`, for :func:`resolve_stage`: its parent process
-    and its forked worker start with their types' states in hand), in one thread; ``cluster_state``, the kept
+    and its forked worker start with their first types' states in hand; the reading of the others ends once the
+    resolve stage has those, :func:`_reading_first_states`, and a type not read whole is read by the process
+    that updates it), in one thread; ``cluster_state``, the kept
     cluster state (:func:`linkage.graph.incremental.load_state`, for :func:`communities_stage`), and
     ``status_inputs``, the kept status inputs (for :func:`status_stage`), in the other. Each is written only by
     its own stage (the ER state and its generation by the resolve stage; the resolve stage uses the states only
@@ -629,7 +631,7 @@ def read_ahead(store: EmbeddedStore, full: bool = False) -> Any:
     with, loses ~0.13 s: the reading does not yet fit in the load's idle core."""
     from linkage.feedback.lifecycle import read_kept_inputs
     from linkage.graph.incremental import load_state
-    from linkage.resolve.incremental import STATE_READ_MMAP, read_type_states
+    from linkage.resolve.incremental import STATE_READ_MMAP, StatesReading, read_type_states
 
     if full:
         return nullcontext(None)
@@ -637,8 +639,33 @@ def read_ahead(store: EmbeddedStore, full: bool = False) -> Any:
     # blobs are read through a mapping of the store file (as the resolve stage's own read, STATE_READ_MMAP): read
     # page by page they cost ~0.03-0.05 CPU s more; the mapped pages are the file's (page cache, shared, given
     # back when the thread's connection closes), though they count in the process's peak resident size
-    return ReadsAhead(ReadAhead(store.path, {"er_state": read_type_states}, "er", mmap_size=STATE_READ_MMAP),
-                      ReadAhead(store.path, {"cluster_state": load_state, "status_inputs": read_kept_inputs}, "run"))
+    progress = StatesReading()
+    ahead = ReadsAhead(ReadAhead(store.path, {"er_state": lambda conn: read_type_states(conn, progress)}, "er",
+                                 mmap_size=STATE_READ_MMAP),
+                       ReadAhead(store.path, {"cluster_state": load_state, "status_inputs": read_kept_inputs}, "run"))
+    ahead.er_progress = progress  # the resolve stage ends the reading when it takes the states (_take_states)
+    return ahead
+
+
+def _take_states(ahead: Any) -> Any:
+    """The ER states read ahead (:func:`read_ahead`), the reading told to end after the type it reads (the first
+    types are always read: :class:`~linkage.resolve.incremental.StatesReading`)."""
+    got = getattr(ahead, "er_progress", None)
+    if got is not None:
+        got.stop.set()
+    return ahead.result("er_state", lambda: None)
+
+
+def _reading_first_states(ahead: Any) -> bool:
+    """Whether the reads ahead of the ER states the resolve stage's processes start with still go on; once they
+    are done (the resolve stage asks while it prepares the new mentions ahead) the reading is told to end (at
+    its next blob: the types it has not read whole are read by the process that updates them, after the fork,
+    instead of the fork waiting for them)."""
+    got = getattr(ahead, "er_progress", None)
+    if got is not None and got.first.is_set():
+        got.stop.set()
+        return False
+    return ahead.reading("er_state")
 
 
 def read_later(store: EmbeddedStore, full: bool = False) -> Any:

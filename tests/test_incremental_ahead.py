@@ -4,6 +4,7 @@ store's, and the new mentions read one type at a time (:func:`linkage.resolve.in
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import sqlite3
@@ -367,9 +368,9 @@ def test_a_run_reads_the_states_ahead_in_a_thread_of_their_own_and_ends_as_one_t
     real_read = incremental.read_type_states
     readers = []
 
-    def spied(conn):
+    def spied(conn, progress=None):
         readers.append(threading.current_thread().name)
-        return real_read(conn)
+        return real_read(conn, progress)
 
     rows = {}
     for case in ("ahead", "plain"):
@@ -382,10 +383,14 @@ def test_a_run_reads_the_states_ahead_in_a_thread_of_their_own_and_ends_as_one_t
             monkeypatch.setattr(pipeline, "read_ahead", lambda store, full=False: nullcontext(None))
         summary = run(second, store)
         assert summary.counts["er_touched_mentions"] > 0  # the incremental path
-        rows[case] = (_resolved(store), len(calls))
+        rows[case] = (_resolved(store), list(calls))
         monkeypatch.undo()
     assert readers == ["linkage-readahead-er"]
-    assert rows["ahead"][1] == 0 and rows["plain"][1] > 0
+    # the costliest types' states are always read ahead; the others may be left to the resolve stage (its
+    # taking the states ends the reading after the type being read)
+    meta = json.loads(sqlite3.connect(base).execute("SELECT value FROM meta WHERE key = 'er_state'").fetchone()[0])
+    first = incremental._claim_order(meta, {}, list(meta["n"]))[:incremental.FIRST_STATES]
+    assert rows["plain"][1] and not set(rows["ahead"][1]) & set(first)
     assert rows["ahead"][0] == rows["plain"][0]
 
 
@@ -426,3 +431,70 @@ def test_stored_assignments_are_those_of_the_query_in_mention_id_order(loaded):
         want = want[want["mention_id"].isin(ids)].reset_index(drop=True)
         pd.testing.assert_frame_equal(got, want)
         assert incremental._stored_assignments(s.conn, ["a\x00b"]) is None
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_states_read_ahead_only_in_part_give_the_same_store(loaded, tmp_path, processes):
+    """read_type_states told to stop (StatesReading.stop set before it starts): only the FIRST_STATES costliest
+    types are read (``first`` set), in cost order; the resolve stage reads the others itself, and the store ends
+    the same as with every state read ahead."""
+    settings = dataclasses.replace(load_settings(None), resolve_processes=processes, resolve_parallel_min_mentions=0)
+    full = _ahead(loaded)
+    progress = incremental.StatesReading()
+    progress.stop.set()
+    with ReadAhead(loaded, {"er_state": lambda conn: read_type_states(conn, progress)}, "test") as ahead:
+        part = ahead.result("er_state", lambda: pytest.fail("the read ahead failed"))
+    assert progress.first.is_set()
+    order = incremental._claim_order(full.meta, {}, list(full.meta["n"]))
+    assert list(part.states) == order[:incremental.FIRST_STATES] and len(full.states) > incremental.FIRST_STATES
+    assert part.meta == full.meta and part.generation == full.generation and part.n_entities == full.n_entities
+    for etype, ts in part.states.items():
+        assert ts.records.equals(full.states[etype].records)
+        assert all(np.array_equal(ts.pairs[f], full.states[etype].pairs[f]) for f in full.states[etype].pairs)
+    rows = {}
+    for case, given in (("part", part), ("full", full)):
+        store = _copy(loaded, tmp_path / f"{case}-{processes}.db")
+        with EmbeddedStore(store) as s:
+            resolve_stage(s, settings, ahead=_Given(given))
+        rows[case] = _resolved(store)
+    assert rows["part"] == rows["full"]
+
+
+def test_states_read_ahead_without_a_stop_read_every_type(loaded):
+    """Without ``stop`` every usable type is read (``first`` set at the end too)."""
+    progress = incremental.StatesReading()
+    with ReadAhead(loaded, {"er_state": lambda conn: read_type_states(conn, progress)}, "test") as ahead:
+        got = ahead.result("er_state", lambda: None)
+    assert progress.first.is_set() and set(got.states) == set(got.meta["n"])
+
+
+def test_states_read_ahead_stopped_between_any_two_blobs_hold_whole_types_only(loaded):
+    """``stop`` set at any point after the first types: the states given are those of the first types in cost
+    order, each whole and equal to what an unstopped read gives (a type stopped part way is left out)."""
+    full = _ahead(loaded)
+    order = incremental._claim_order(full.meta, {}, list(full.meta["n"]))
+
+    class _After:
+        """Says "stop" from its ``k``-th question on."""
+
+        def __init__(self, k: int) -> None:
+            self.k, self.asked = k, 0
+
+        def is_set(self) -> bool:
+            self.asked += 1
+            return self.asked > self.k
+
+    seen = set()
+    for k in range(0, 40):
+        progress = incremental.StatesReading()
+        progress.stop = _After(k)
+        with ReadAhead(loaded, {"er_state": lambda conn: read_type_states(conn, progress)}, "test") as ahead:
+            got = ahead.result("er_state", lambda: pytest.fail("the read ahead failed"))
+        assert list(got.states) == order[:len(got.states)] and len(got.states) >= incremental.FIRST_STATES
+        for etype, ts in got.states.items():
+            want = full.states[etype]
+            assert ts.records.equals(want.records) and np.array_equal(ts.region, want.region)
+            assert all(np.array_equal(ts.pairs[f], want.pairs[f]) for f in want.pairs)
+            assert (ts.keys is None) == (want.keys is None)
+        seen.add(len(got.states))
+    assert len(seen) > 2 and max(seen) == len(full.states)
