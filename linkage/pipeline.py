@@ -281,7 +281,7 @@ def resolve_stage(store: EmbeddedStore, settings: Settings, progress: Callable[[
         if counts is not None:
             return counts
     if ahead is not None:
-        ahead.result("er_state", lambda: None)  # not used: not held through the full path
+        _take_states(ahead)  # not used (its reading ended early): not held through the full path
     from functools import partial
 
     from linkage.resolve.engine import MentionsByType

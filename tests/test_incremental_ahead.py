@@ -498,3 +498,31 @@ def test_states_read_ahead_stopped_between_any_two_blobs_hold_whole_types_only(l
             assert (ts.keys is None) == (want.keys is None)
         seen.add(len(got.states))
     assert len(seen) > 2 and max(seen) == len(full.states)
+
+
+def test_the_reading_of_the_states_ends_once_the_first_are_read_or_they_are_taken():
+    """``_reading_first_states``: reads go on until the first types' states are read, then the reading is told
+    to stop; ``_take_states`` tells it to stop before it takes them; without a StatesReading both only ask."""
+    from linkage.pipeline import _reading_first_states, _take_states
+    from linkage.resolve.incremental import StatesReading
+
+    class Ahead:
+        def __init__(self, progress):
+            self.er_progress, self.asked = progress, 0
+
+        def reading(self, name):
+            self.asked += 1
+            return True
+
+        def result(self, name, fallback):
+            return "states"
+
+    progress = StatesReading()
+    ahead = Ahead(progress)
+    assert _reading_first_states(ahead) and not progress.stop.is_set()
+    progress.first.set()
+    assert not _reading_first_states(ahead) and progress.stop.is_set()
+    progress = StatesReading()
+    assert _take_states(Ahead(progress)) == "states" and progress.stop.is_set()
+    plain = Ahead(None)
+    assert _reading_first_states(plain) and plain.asked == 1 and _take_states(plain) == "states"

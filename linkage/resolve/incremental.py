@@ -1691,7 +1691,8 @@ class ReadyStates:
 class StatesReading:
     """How far a :func:`read_type_states` in another thread has come, and a way to end it early: ``first`` is
     set once the states of the :data:`FIRST_STATES` costliest types are read (each process of the resolve
-    stage's first type: what it cannot start without); ``stop`` (set by the resolve stage when it takes the
+    stage's first type, what it cannot start without — as ordered by the stored records alone: a large batch of
+    new mentions of one type may change which type a process takes first, costing time, never results); ``stop`` (set by the resolve stage when it takes the
     states) ends the reading after the type being read. The types left unread are read by the process that
     updates them (:func:`_update_store_type`), after the fork, while the other process works."""
 
