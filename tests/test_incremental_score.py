@@ -42,7 +42,8 @@ def scoring_cases(draw):
 def _model(records: pd.DataFrame) -> FittedModel:
     levels = ("missing", "exact", "shares part of a double name", "different")
     comp = ComparisonParams("surname", levels, np.array([1, .8, .1, .1]), np.array([1, .01, .001, .989]))
-    table = double_name_table(records.fillna(""), {"comparison": "surname", "level": levels[2], "via": "birth_date"})
+    evidence = {"comparison": "surname", "level": levels[2], "via": "birth_date"}
+    table = double_name_table(records.astype(object).fillna(""), evidence)
     tf = {"surname": {"column": "surname", "values": {"jansen": 0.02, "bakker": 0.01}, "default": 1e-5,
                       "minimum": 1e-6}}
     return FittedModel("person", [comp], prior=1e-4, match_probability=0.5, cannot_link_probability=1e-4,
