@@ -1692,9 +1692,10 @@ class StatesReading:
     """How far a :func:`read_type_states` in another thread has come, and a way to end it early: ``first`` is
     set once the states of the :data:`FIRST_STATES` costliest types are read (each process of the resolve
     stage's first type, what it cannot start without — as ordered by the stored records alone: a large batch of
-    new mentions of one type may change which type a process takes first, costing time, never results); ``stop`` (set by the resolve stage when it takes the
-    states) ends the reading after the type being read. The types left unread are read by the process that
-    updates them (:func:`_update_store_type`), after the fork, while the other process works."""
+    new mentions of one type may change which type a process takes first, costing time, never results);
+    ``stop`` (set by the resolve stage when it takes the states) ends the reading after the type being read. The types
+    left unread are read by the process that updates them (:func:`_update_store_type`), after the fork, while the
+    other process works."""
 
     def __init__(self) -> None:
         import threading
@@ -2138,7 +2139,7 @@ class _StoreJob:
     the judgements now (sorted) and the mentions of judgements that changed since the state; ``ready``: types'
     states read ahead (:func:`read_type_states`; each taken out by the process that updates its type);
     ``prepared``: types' new mentions read and prepared before the processes start (:func:`_prepare_ahead`:
-    ``{type: (new mentions, prepared records or None)}``), each taken out by the process that updates its type."""
+    ``{type: prepared records or None}``), each taken out by the process that updates its type."""
 
     path: Path
     meta: Mapping[str, Any]
@@ -2182,8 +2183,10 @@ def _update_store_type(job: _StoreJob, etype: str, conn, previous_entities, say)
             old = load_type_state(conn, etype, job.meta)
         if old is None:
             return None
-    got = job.prepared.pop(etype, None)  # read and prepared ahead, before the processes started
-    new_records = (got if got is not None else _prepared(etype, job.new.get(etype), conn, say))[1]
+    if etype in job.prepared:  # read and prepared ahead, before the processes started
+        new_records = job.prepared.pop(etype)
+    else:
+        new_records = _prepared(etype, job.new.get(etype), conn, say)
     upd, ts = _update_type(etype, old, new_records, job.model, job.judgements, job.changed_ids, job.cfg, say,
                            previous_entities)
     n_pairs = pair_count(ts.pairs) - len(ts.dead()) if ts.pairs else 0
@@ -2206,8 +2209,8 @@ def _run_store_types(job: _StoreJob, store, order: list[str], processes: int, sa
     """``{type: outcome}`` of :func:`_update_store_type` for every type of ``order``; None when a type's stored
     state is unusable. With ``processes`` > 1 (and fork available) one forked process and this one each take
     the most costly type nobody has taken yet (:func:`_claim_order`: :data:`UPDATE_COST` times its stored and
-    new records) until none is left; each reads its types' state through a connection of its own. Each type is updated alone, so who
-    updates it does not change its outcome."""
+    new records) until none is left; each reads its types' state through a connection of its own. Each type is
+    updated alone, so who updates it does not change its outcome."""
     import multiprocessing as mp
 
     if processes <= 1 or len(order) < 2 or "fork" not in mp.get_all_start_methods():
@@ -2290,20 +2293,20 @@ def _waiting(reading: Callable[[], bool] | None, parallel: bool) -> Callable[[],
     return lambda: bool((reading is not None and reading()) or (parallel and fork_would_wait()))
 
 
-def _prepared(etype: str, sub: "pd.DataFrame | _NewRows | None", conn, say) -> tuple[int, pd.DataFrame | None]:
-    """``(new mentions, their prepared records or None without any)`` of one type: ``sub`` read through ``conn``
+def _prepared(etype: str, sub: "pd.DataFrame | _NewRows | None", conn, say) -> pd.DataFrame | None:
+    """The prepared records of one type's new mentions (None without any): ``sub`` read through ``conn``
     when it is not read yet (:class:`_NewRows`, by the process that prepares it), then prepared
     (:func:`~linkage.resolve.features.prepare`)."""
     if isinstance(sub, _NewRows):
         sub = sub.read(conn)
     n_sub = 0 if sub is None else len(sub)
     say(f"{etype}: preparing {n_sub} new mentions")
-    return n_sub, (prepare(sub, etype) if n_sub else None)
+    return prepare(sub, etype) if n_sub else None
 
 
 def _prepare_ahead(conn, new: Mapping[str, "pd.DataFrame | _NewRows"], order: list[str],
-                   waiting: Callable[[], bool], say) -> dict[str, tuple[int, pd.DataFrame | None]]:
-    """``{type: (new mentions, prepared records)}`` (:func:`_prepared`, read through ``conn``) of the types of
+                   waiting: Callable[[], bool], say) -> dict[str, pd.DataFrame | None]:
+    """``{type: prepared records}`` (:func:`_prepared`, read through ``conn``) of the types of
     ``order`` that have new mentions, one after the other in that order, for as long as ``waiting()`` says this
     process would wait anyway (a type is read and prepared whole once begun: the last may outlast the wait).
 
@@ -2311,7 +2314,7 @@ def _prepare_ahead(conn, new: Mapping[str, "pd.DataFrame | _NewRows"], order: li
     type's new mentions take ~0.02 s to read and 0.05-0.08 s to prepare in the process that takes the type after
     the fork, before its update can start. Prepared here, in that wait, they are work of neither process. The
     records are the same whoever prepares them (:func:`~linkage.resolve.features.prepare` of the same rows)."""
-    out: dict[str, tuple[int, pd.DataFrame | None]] = {}
+    out: dict[str, pd.DataFrame | None] = {}
     for etype in order:
         if etype not in new:
             continue
