@@ -164,7 +164,6 @@ def _joined(cmap: pd.DataFrame, every: pd.DataFrame, reports: pd.DataFrame, ment
     (report_id, cluster_id) as text; ``every``: all clusters' (``cmap`` itself unless ``share``); ``reports``
     and ``mentions``: those of ``cmap``'s reports (or more); ``full_m``: all mentions (where the targets of
     links into other clusters are looked up when ``share``)."""
-    only = True if share else None
     rep = reports.assign(report_id=reports["report_id"].astype(str)).merge(cmap, on="report_id", how="inner")
     m = _clustered_mentions(mentions, cmap)
     role = m["role"].fillna("").astype(str).str.strip().str.lower() if "role" in m.columns else pd.Series("", index=m.index)
@@ -177,7 +176,7 @@ def _joined(cmap: pd.DataFrame, every: pd.DataFrame, reports: pd.DataFrame, ment
         lk = links[["src_mention_id", "dst_mention_id", "rel_type"]].astype(str)
         lk = lk.join(mm, on="src_mention_id", how="inner").rename(columns={"entity_id": "src", "entity_type": "src_type"})
         targets = mm.drop(columns="cluster_id")
-        if only is not None:
+        if share:
             away = lk["dst_mention_id"][~_isin(lk["dst_mention_id"], mm.index)].unique().tolist()
             if away:  # targets in other clusters' reports (or in no cluster: not found there either)
                 far = full_m[_isin(full_m["mention_id"].astype(str), away)]
