@@ -1511,3 +1511,18 @@ def test_write_cache_grows_the_page_cache_and_mapping_inside_and_puts_them_back(
     assert conn.execute("PRAGMA cache_size").fetchone()[0] == -2 * inc.WRITE_CACHE_KIB
     assert conn.execute("SELECT x FROM t").fetchall() == [(1,)]
     conn.close()
+
+
+def test_ids_mapped_through_a_list_equal_what_pandas_map_gives():
+    from linkage.resolve.incremental import _mapped_values
+
+    rng = np.random.default_rng(7)
+    ids = [f"e{i:04x}" for i in rng.integers(0, 500, size=2_000)]
+    mapping = {v: f"{v}.{k}" for k, v in enumerate(sorted(set(ids))) if k % 7}  # some ids not among the keys
+    for column in (pd.Series(ids, dtype="str", index=rng.permutation(len(ids)), name="entity_id"),
+                   pd.Series(ids, dtype=object), pd.Series([None, "e0001"], dtype="str"),
+                   pd.DataFrame(columns=["entity_id"])["entity_id"]):
+        got, want = _mapped_values(column, mapping), column.map(mapping)
+        assert got.equals(want) and got.dtype == want.dtype and got.name == want.name
+        assert got.index.equals(want.index)
+    assert _mapped_values(pd.Series(["a", "b"], dtype="str"), {"a": "x"}).tolist()[0] == "x"
