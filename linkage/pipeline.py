@@ -1543,10 +1543,21 @@ def _write_changed_members(store: EmbeddedStore, previous: pd.DataFrame, report_
     from linkage.arrays import arrow_text
 
     new_r = arrow_text(report_clusters["report_id"].astype(str))
-    if pc.count_distinct(new_r).as_py() != len(new_r):  # a report twice: the loop's own order of pops decides
+    old_r = arrow_text(previous["report_id"]) if len(previous) else None
+    places = _member_places(old_r, new_r) if old_r is not None else None
+    if places is _REPEATED or (places is None and pc.count_distinct(new_r).as_py() != len(new_r)):
+        # a report twice: the loop's own order of pops decides
         return _write_changed_members_loop(store, previous, report_clusters)
     new_c = arrow_text(report_clusters["cluster_id"].astype(str))
-    if len(previous):
+    if places is not None:  # numbered together (_member_places): no look-ups of their own
+        old_c = arrow_text(previous["cluster_id"])
+        found = places >= 0
+        stored_c = pc.take(old_c, pa.array(np.where(found, places, 0)))
+        same = found & pc.fill_null(pc.equal(stored_c, new_c), False).to_numpy(zero_copy_only=False)
+        hit = np.zeros(len(old_r), dtype=bool)
+        hit[places[found]] = True
+        gone = old_r.filter(pa.array(~hit)).to_pylist()
+    elif len(previous):
         # in Arrow (pandas text columns are Arrow arrays already): each new row's stored row by one hash look-up
         old_r, old_c = arrow_text(previous["report_id"]), arrow_text(previous["cluster_id"])
         at = pc.index_in(new_r, value_set=old_r)
@@ -1565,6 +1576,44 @@ def _write_changed_members(store: EmbeddedStore, previous: pd.DataFrame, report_
         store.conn.executemany("DELETE FROM report_clusters WHERE report_id = ?", [(k,) for k in gone])
     if changed:
         store.conn.executemany("INSERT OR REPLACE INTO report_clusters (report_id, cluster_id) VALUES (?, ?)", changed)
+
+
+#: :func:`_member_places`' answer for new reports that repeat one
+_REPEATED = np.empty(0, dtype=np.intp)
+
+
+def _member_places(old_r: "pa.Array", new_r: "pa.Array") -> Optional[np.ndarray]:
+    """Where each of the report ids ``new_r`` is among the stored ones ``old_r`` (-1: not stored), by one Arrow
+    numbering of both (in order of first appearance: the stored ids, when distinct, are numbered 0, 1, ... in
+    turn, and a new id numbered below ``len(old_r)`` is the stored id of that number); :data:`_REPEATED` when
+    ``new_r`` repeats an id; None when the numbering does not apply (a missing id, stored ids that repeat):
+    the caller looks them up its own way. One hash pass where counting the distinct new ids and looking them
+    up took two (41,000 memberships).
+
+    >>> import pyarrow as pa
+    >>> _member_places(pa.array(["r1", "r2", "r3"]), pa.array(["r3", "r9", "r1"])).tolist()
+    [2, -1, 0]
+    >>> _member_places(pa.array(["r1"]), pa.array(["r9", "r9"])) is _REPEATED
+    True
+    >>> _member_places(pa.array(["r1", "r1"]), pa.array(["r1"])) is None
+    True
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if old_r.null_count or new_r.null_count:
+        return None
+    if old_r.type != new_r.type:
+        new_r = new_r.cast(old_r.type)
+    codes = pc.dictionary_encode(pa.concat_arrays([old_r, new_r])).indices.to_numpy(zero_copy_only=False)
+    n_old = len(old_r)
+    if not np.array_equal(codes[:n_old], np.arange(n_old)):
+        return None
+    new_codes = codes[n_old:].astype(np.intp)
+    if len(new_codes) and np.bincount(new_codes).max() > 1:
+        return _REPEATED
+    new_codes[new_codes >= n_old] = -1
+    return new_codes
 
 
 def _write_changed_members_loop(store: EmbeddedStore, previous: pd.DataFrame, report_clusters: pd.DataFrame) -> None:

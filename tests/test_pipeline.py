@@ -864,6 +864,56 @@ def test_write_changed_members_writes_what_the_loop_writes(tmp_path):
         assert calls[0] == calls[1] and calls[0]
 
 
+def test_write_changed_members_of_every_kind_of_input_writes_what_the_loop_writes():
+    """Memberships numbered together with the stored ones (_member_places, a missing cluster included) and those
+    it leaves to the loop (a report given twice) or that find nothing stored send what the loop sends,
+    for pandas text columns as for object ones; _member_places gives each new report's stored place."""
+    import random
+
+    import pyarrow as pa
+
+    from linkage.pipeline import _REPEATED, _member_places, _write_changed_members, _write_changed_members_loop
+
+    class Recorder:
+        def __init__(self):
+            self.calls = []
+
+        def executemany(self, sql, rows):
+            self.calls.append((sql, list(rows)))
+
+    class FakeStore:
+        def __init__(self):
+            self.conn = Recorder()
+
+    rng = random.Random(9)
+    stored_ids = [f"R{i:03d}" for i in rng.sample(range(300), 200)]
+    previous = pd.DataFrame({"report_id": stored_ids, "cluster_id": [rng.choice("abcd") for _ in stored_ids]})
+    given = [r for r in stored_ids if rng.random() > 0.3] + [f"N{i}" for i in range(20)]
+    rng.shuffle(given)
+    current = pd.DataFrame({"report_id": given, "cluster_id": [rng.choice("abcde") for _ in given]})
+    twice = pd.concat([current, current.iloc[[3, 0]]], ignore_index=True)
+    no_cluster = current.assign(cluster_id=[None if i % 7 == 0 else c for i, c in enumerate(current["cluster_id"])])
+    # (stored ids that repeat, which the table's key rules out, go to the look-up as before: not compared here)
+    cases = [(previous, current), (previous, twice), (previous, no_cluster), (previous, current.iloc[:0]),
+             (previous.iloc[:0], current)]
+    for prev, cur in cases:
+        for dtype in (object, "str"):
+            prev_t, cur_t = prev.astype(dtype), cur.astype(dtype)
+            calls = []
+            for fn in (_write_changed_members, _write_changed_members_loop):
+                store = FakeStore()
+                fn(store, prev_t, cur_t)
+                # a missing cluster: the loop sends NaN where the columns send None (both NULL to SQLite)
+                calls.append([(sql, [tuple(None if v != v else v for v in row) for row in rows])
+                              for sql, rows in store.conn.calls])
+            assert calls[0] == calls[1]
+    places = _member_places(pa.array(stored_ids, type=pa.large_string()), pa.array(given, type=pa.large_string()))
+    assert places.tolist() == [stored_ids.index(r) if r in stored_ids else -1 for r in given]
+    assert _member_places(pa.array(stored_ids), pa.array(given + given[:1])) is _REPEATED
+    assert _member_places(pa.array(stored_ids + stored_ids[:1]), pa.array(given)) is None
+    assert _member_places(pa.array(stored_ids), pa.array(given + [None])) is None
+
+
 def test_signals_read_only_the_labels_of_relation_entities(ran):
     """Scoring reads the labels of the entities of the clusters' relations only: every signal of every cluster
     of a generated store (planted networks: residents, directors, shared vehicles) is the same with the labels of
