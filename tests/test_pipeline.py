@@ -914,6 +914,28 @@ def test_write_changed_members_of_every_kind_of_input_writes_what_the_loop_write
     assert _member_places(pa.array(stored_ids), pa.array(given + [None])) is None
 
 
+def test_by_rank_sorts_as_rank_then_id():
+    """_by_rank gives sort_values by rank then id (index reset) for distinct integer ranks (its own path) and
+    for repeated, missing (float) and nullable ranks (the two keys'), with the frame's other columns intact."""
+    import numpy as np
+
+    from linkage.pipeline import _by_rank
+
+    rng = np.random.default_rng(4)
+    for n in (0, 1, 2, 50, 3000):
+        ids = pd.array([f"c_{i:05d}" for i in rng.permutation(max(n, 1))[:n]], dtype="str")
+        frames = [pd.DataFrame({"cluster_id": ids, "rank": rng.permutation(n) + 1, "score": rng.random(n)}),
+                  pd.DataFrame({"cluster_id": ids, "rank": rng.integers(1, max(n // 3, 2), n), "score": rng.random(n)})]
+        with_nan = frames[1].assign(rank=frames[1]["rank"].astype(float))
+        if n:
+            with_nan.loc[0, "rank"] = np.nan
+        frames += [with_nan, frames[0].assign(rank=frames[0]["rank"].astype("Int64"))]
+        for frame in frames:
+            frame.index = frame.index[::-1] if n else frame.index  # the result's index is reset whatever it was
+            expected = frame.sort_values(["rank", "cluster_id"]).reset_index(drop=True)
+            pd.testing.assert_frame_equal(_by_rank(frame), expected)
+
+
 def test_signals_read_only_the_labels_of_relation_entities(ran):
     """Scoring reads the labels of the entities of the clusters' relations only: every signal of every cluster
     of a generated store (planted networks: residents, directors, shared vehicles) is the same with the labels of
