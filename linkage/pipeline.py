@@ -1319,7 +1319,7 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
     agency_texts = _json_lists(clusters["agencies"].tolist()) if "agencies" in clusters.columns else None
     if on_final is not None:
         on_final(report_clusters[["report_id", "cluster_id"]],
-                 pd.DataFrame({"cluster_id": clusters["cluster_id"].tolist(), "agencies": agency_texts})
+                 pd.DataFrame({"cluster_id": _text_column(clusters["cluster_id"]), "agencies": agency_texts})
                  if agency_texts is not None else pd.DataFrame())
     cols = [c for c in CLUSTER_TABLE_COLUMNS if c in clusters.columns]
     stored_of = {rename.get(raw, raw): sid for raw, sid in reused.items()}  # final id -> stored id
@@ -1360,12 +1360,29 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
                                                     for e in events if e.event != "kept"],
                                 ["at", "run_id", "cluster_id", "event", "related_ids"])
     if light.any() and not read_back:
-        return pd.DataFrame({"cluster_id": clusters["cluster_id"].tolist(), "rank": clusters["rank"].tolist(),
+        return pd.DataFrame({"cluster_id": _text_column(clusters["cluster_id"]), "rank": clusters["rank"].tolist(),
                              "agencies": agency_texts}) \
             if agency_texts is not None else clusters[["cluster_id", "rank"]].copy()
     if light.any():  # the kept rows' long texts were never read: the rows as stored now
         return store.clusters()
     return _as_stored_clusters(values, cols)
+
+
+#: The type pandas gives a column made from a list of texts (its default text type).
+_LISTED_TEXT = pd.Series(["a"]).dtype
+
+
+def _text_column(values: pd.Series) -> Any:
+    """What ``values.tolist()`` gives as a column of a new frame, with the same column resulting: the column's
+    own array when it already is of the type pandas gives a list of texts (:data:`_LISTED_TEXT`), with no Python
+    string made and read back (10,000 cluster ids: ~1 ms against ~3 ms); the list otherwise (an empty list
+    makes a column of another type).
+
+    >>> ids = pd.Series(["c_2", "c_1"])
+    >>> pd.DataFrame({"c": _text_column(ids)}).equals(pd.DataFrame({"c": ids.tolist()}))
+    True
+    """
+    return values.array if len(values) and values.dtype == _LISTED_TEXT else values.tolist()
 
 
 def _by_rank(clusters: pd.DataFrame) -> pd.DataFrame:

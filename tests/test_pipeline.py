@@ -936,6 +936,21 @@ def test_by_rank_sorts_as_rank_then_id():
             pd.testing.assert_frame_equal(_by_rank(frame), expected)
 
 
+def test_text_column_makes_the_column_the_list_makes():
+    """A frame made with _text_column(values) holds the column ``values.tolist()`` gives it, whatever the type of
+    ``values`` (pandas' text types, objects, numbers; missing values included)."""
+    import numpy as np
+
+    from linkage.pipeline import _text_column
+
+    texts = ["c_2", None, "c_1", "c_2"]
+    for values in (pd.Series(texts), pd.Series(texts, dtype=object), pd.Series(texts, dtype="string[pyarrow]"),
+                   pd.Series(texts, dtype="string[python]"), pd.Series(["a", "b"], dtype=object),
+                   pd.Series([1, 2, 3]), pd.Series([1.5, np.nan]), pd.Series([], dtype="str")):
+        pd.testing.assert_frame_equal(pd.DataFrame({"c": _text_column(values), "n": range(len(values))}),
+                                      pd.DataFrame({"c": values.tolist(), "n": range(len(values))}))
+
+
 def test_signals_read_only_the_labels_of_relation_entities(ran):
     """Scoring reads the labels of the entities of the clusters' relations only: every signal of every cluster
     of a generated store (planted networks: residents, directors, shared vehicles) is the same with the labels of
