@@ -864,6 +864,93 @@ def test_write_changed_members_writes_what_the_loop_writes(tmp_path):
         assert calls[0] == calls[1] and calls[0]
 
 
+def test_write_changed_members_of_every_kind_of_input_writes_what_the_loop_writes():
+    """Memberships numbered together with the stored ones (_member_places, a missing cluster included) and those
+    it leaves to the loop (a report given twice) or that find nothing stored send what the loop sends,
+    for pandas text columns as for object ones; _member_places gives each new report's stored place."""
+    import random
+
+    import pyarrow as pa
+
+    from linkage.pipeline import _REPEATED, _member_places, _write_changed_members, _write_changed_members_loop
+
+    class Recorder:
+        def __init__(self):
+            self.calls = []
+
+        def executemany(self, sql, rows):
+            self.calls.append((sql, list(rows)))
+
+    class FakeStore:
+        def __init__(self):
+            self.conn = Recorder()
+
+    rng = random.Random(9)
+    stored_ids = [f"R{i:03d}" for i in rng.sample(range(300), 200)]
+    previous = pd.DataFrame({"report_id": stored_ids, "cluster_id": [rng.choice("abcd") for _ in stored_ids]})
+    given = [r for r in stored_ids if rng.random() > 0.3] + [f"N{i}" for i in range(20)]
+    rng.shuffle(given)
+    current = pd.DataFrame({"report_id": given, "cluster_id": [rng.choice("abcde") for _ in given]})
+    twice = pd.concat([current, current.iloc[[3, 0]]], ignore_index=True)
+    no_cluster = current.assign(cluster_id=[None if i % 7 == 0 else c for i, c in enumerate(current["cluster_id"])])
+    # (stored ids that repeat, which the table's key rules out, go to the look-up as before: not compared here)
+    cases = [(previous, current), (previous, twice), (previous, no_cluster), (previous, current.iloc[:0]),
+             (previous.iloc[:0], current)]
+    for prev, cur in cases:
+        for dtype in (object, "str"):
+            prev_t, cur_t = prev.astype(dtype), cur.astype(dtype)
+            calls = []
+            for fn in (_write_changed_members, _write_changed_members_loop):
+                store = FakeStore()
+                fn(store, prev_t, cur_t)
+                # a missing cluster: the loop sends NaN where the columns send None (both NULL to SQLite)
+                calls.append([(sql, [tuple(None if v != v else v for v in row) for row in rows])
+                              for sql, rows in store.conn.calls])
+            assert calls[0] == calls[1]
+    places = _member_places(pa.array(stored_ids, type=pa.large_string()), pa.array(given, type=pa.large_string()))
+    assert places.tolist() == [stored_ids.index(r) if r in stored_ids else -1 for r in given]
+    assert _member_places(pa.array(stored_ids), pa.array(given + given[:1])) is _REPEATED
+    assert _member_places(pa.array(stored_ids + stored_ids[:1]), pa.array(given)) is None
+    assert _member_places(pa.array(stored_ids), pa.array(given + [None])) is None
+
+
+def test_by_rank_sorts_as_rank_then_id():
+    """_by_rank gives sort_values by rank then id (index reset) for distinct integer ranks (its own path) and
+    for repeated, missing (float) and nullable ranks (the two keys'), with the frame's other columns intact."""
+    import numpy as np
+
+    from linkage.pipeline import _by_rank
+
+    rng = np.random.default_rng(4)
+    for n in (0, 1, 2, 50, 3000):
+        ids = pd.array([f"c_{i:05d}" for i in rng.permutation(max(n, 1))[:n]], dtype="str")
+        frames = [pd.DataFrame({"cluster_id": ids, "rank": rng.permutation(n) + 1, "score": rng.random(n)}),
+                  pd.DataFrame({"cluster_id": ids, "rank": rng.integers(1, max(n // 3, 2), n), "score": rng.random(n)})]
+        with_nan = frames[1].assign(rank=frames[1]["rank"].astype(float))
+        if n:
+            with_nan.loc[0, "rank"] = np.nan
+        frames += [with_nan, frames[0].assign(rank=frames[0]["rank"].astype("Int64"))]
+        for frame in frames:
+            frame.index = frame.index[::-1] if n else frame.index  # the result's index is reset whatever it was
+            expected = frame.sort_values(["rank", "cluster_id"]).reset_index(drop=True)
+            pd.testing.assert_frame_equal(_by_rank(frame), expected)
+
+
+def test_text_column_makes_the_column_the_list_makes():
+    """A frame made with _text_column(values) holds the column ``values.tolist()`` gives it, whatever the type of
+    ``values`` (pandas' text types, objects, numbers; missing values included)."""
+    import numpy as np
+
+    from linkage.pipeline import _text_column
+
+    texts = ["c_2", None, "c_1", "c_2"]
+    for values in (pd.Series(texts), pd.Series(texts, dtype=object), pd.Series(texts, dtype="string[pyarrow]"),
+                   pd.Series(texts, dtype="string[python]"), pd.Series(["a", "b"], dtype=object),
+                   pd.Series([1, 2, 3]), pd.Series([1.5, np.nan]), pd.Series([], dtype="str")):
+        pd.testing.assert_frame_equal(pd.DataFrame({"c": _text_column(values), "n": range(len(values))}),
+                                      pd.DataFrame({"c": values.tolist(), "n": range(len(values))}))
+
+
 def test_signals_read_only_the_labels_of_relation_entities(ran):
     """Scoring reads the labels of the entities of the clusters' relations only: every signal of every cluster
     of a generated store (planted networks: residents, directors, shared vehicles) is the same with the labels of

@@ -63,3 +63,40 @@ def test_carry_over_of_pandas_text_columns_as_of_objects():
         assert carry_over(old.astype(pd.StringDtype("pyarrow", na_value=np.nan)),
                           new.astype(pd.StringDtype("pyarrow", na_value=np.nan))) == plain
         assert carry_over(old.astype("string[pyarrow]"), new) == plain  # one side of each kind
+
+
+def test_positions_are_get_indexer_s():
+    """_positions gives get_indexer's places for text indexes of both kinds (Arrow's hash path) and for others,
+    with missing members (get_indexer's path) and new members among them; an old index that repeats a member
+    raises as get_indexer does."""
+    import pytest
+
+    from linkage.store.stable_ids import _positions
+
+    rng = np.random.default_rng(11)
+    for n in (1, 5, 300):
+        old_ids = [f"r{i}" for i in rng.permutation(n)]
+        new_ids = [f"r{i}" for i in rng.integers(0, 2 * n, n + 7)]  # about half not among the old, some twice
+        for dtype in ("string[pyarrow]", pd.StringDtype("pyarrow", na_value=np.nan), "string[python]", object):
+            old, new = pd.Index(old_ids, dtype=dtype), pd.Index(new_ids, dtype=dtype)
+            expected = old.get_indexer(new)
+            got = _positions(old, new)
+            assert got.tolist() == expected.tolist() and (got == -1).any()
+            with_missing = pd.Index(new_ids[:-1] + [None], dtype=dtype)
+            assert _positions(old, with_missing).tolist() == old.get_indexer(with_missing).tolist()
+    repeated = pd.Index(["r1", "r2", "r1"], dtype="string[pyarrow]")
+    with pytest.raises(pd.errors.InvalidIndexError):
+        _positions(repeated, pd.Index(["r1"], dtype="string[pyarrow]"))
+
+
+def test_carry_over_of_text_member_ids_as_of_objects():
+    """Members given by a pandas text index (as the pipeline's report ids are) give what object ids give."""
+    rng = np.random.default_rng(12)
+    for n in (1, 40, 400, 2000):
+        old, new = _regrouped(rng, n)
+        plain = carry_over(old, new)
+        for dtype in ("string[pyarrow]", pd.StringDtype("pyarrow", na_value=np.nan)):
+            as_text = (old.set_axis(old.index.astype(dtype)).astype(dtype),
+                       new.set_axis(new.index.astype(dtype)).astype(dtype))
+            assert carry_over(*as_text) == plain
+            assert carry_over(*as_text, kept=False) == carry_over(old, new, kept=False)
