@@ -1375,14 +1375,14 @@ _LISTED_TEXT = pd.Series(["a"]).dtype
 def _text_column(values: pd.Series) -> Any:
     """What ``values.tolist()`` gives as a column of a new frame, with the same column resulting: the column's
     own array when it already is of the type pandas gives a list of texts (:data:`_LISTED_TEXT`), with no Python
-    string made and read back (10,000 cluster ids: ~1 ms against ~3 ms); the list otherwise (an empty list
-    makes a column of another type).
+    string made and read back (10,000 cluster ids: ~1 ms against ~3 ms); the list otherwise (an empty list, or one
+    of missing values only, makes a column of another type).
 
     >>> ids = pd.Series(["c_2", "c_1"])
     >>> pd.DataFrame({"c": _text_column(ids)}).equals(pd.DataFrame({"c": ids.tolist()}))
     True
     """
-    return values.array if len(values) and values.dtype == _LISTED_TEXT else values.tolist()
+    return values.array if values.dtype == _LISTED_TEXT and values.notna().any() else values.tolist()
 
 
 def _by_rank(clusters: pd.DataFrame) -> pd.DataFrame:

@@ -1526,3 +1526,14 @@ def test_ids_mapped_through_a_list_equal_what_pandas_map_gives():
         assert got.equals(want) and got.dtype == want.dtype and got.name == want.name
         assert got.index.equals(want.index)
     assert _mapped_values(pd.Series(["a", "b"], dtype="str"), {"a": "x"}).tolist()[0] == "x"
+    # Where pandas infers another dtype than the column's, the result is still pandas' own.
+    class Defaulting(dict):
+        def __missing__(self, key):
+            return "default"
+
+    for column, mapping in ((pd.Series(["a", "b"], dtype="string[pyarrow]"), {"a": "x"}),
+                            (pd.Series(["a", "b"], dtype="string[python]"), {"a": "x"}),
+                            (pd.Series(["a", "b"], dtype="str"), {}), (pd.Series(["a", "b"], dtype="str"), {"a": 5}),
+                            (pd.Series(["a", "b"], dtype="str"), Defaulting(a="x"))):
+        got, want = _mapped_values(column, mapping), column.map(mapping)
+        pd.testing.assert_series_equal(got, want)

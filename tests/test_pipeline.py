@@ -946,7 +946,8 @@ def test_text_column_makes_the_column_the_list_makes():
     texts = ["c_2", None, "c_1", "c_2"]
     for values in (pd.Series(texts), pd.Series(texts, dtype=object), pd.Series(texts, dtype="string[pyarrow]"),
                    pd.Series(texts, dtype="string[python]"), pd.Series(["a", "b"], dtype=object),
-                   pd.Series([1, 2, 3]), pd.Series([1.5, np.nan]), pd.Series([], dtype="str")):
+                   pd.Series([1, 2, 3]), pd.Series([1.5, np.nan]), pd.Series([], dtype="str"),
+                   pd.Series([None, None], dtype="str")):
         pd.testing.assert_frame_equal(pd.DataFrame({"c": _text_column(values), "n": range(len(values))}),
                                       pd.DataFrame({"c": values.tolist(), "n": range(len(values))}))
 
