@@ -167,3 +167,29 @@ def arrow_text(values: Any) -> "pa.Array":
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     return arr if arr.type == pa.large_string() else arr.cast(pa.large_string())
+
+
+def codes_after(old: "pa.Array", new: "pa.Array") -> "np.ndarray | None":
+    """``new``'s numbers in one Arrow numbering of ``old`` followed by ``new`` (numbered in order of first
+    appearance, one hash pass): a number below ``len(old)`` is the place of that value in ``old``, any other a
+    value not in ``old`` (equal values, equal numbers). None when either holds a missing value or ``old``
+    repeats a value (its values are then not numbered 0, 1, ... in turn): the caller looks them up another way.
+    ``new`` is cast to ``old``'s type when they differ.
+
+    >>> import pyarrow as pa
+    >>> codes_after(pa.array(["r1", "r2", "r3"]), pa.array(["r3", "r9", "r1", "r9"])).tolist()
+    [2, 3, 0, 3]
+    >>> codes_after(pa.array(["r1", "r1"]), pa.array(["r1"])) is None
+    True
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if old.null_count or new.null_count:
+        return None
+    if old.type != new.type:
+        new = new.cast(old.type)
+    codes = pc.dictionary_encode(pa.concat_arrays([old, new])).indices.to_numpy(zero_copy_only=False)
+    if not np.array_equal(codes[: len(old)], np.arange(len(old))):
+        return None
+    return codes[len(old):].astype(np.intp)

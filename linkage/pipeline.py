@@ -1636,21 +1636,14 @@ def _member_places(old_r: "pa.Array", new_r: "pa.Array") -> Optional[np.ndarray]
     >>> _member_places(pa.array(["r1", "r1"]), pa.array(["r1"])) is None
     True
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    from linkage.arrays import codes_after
 
-    if old_r.null_count or new_r.null_count:
+    new_codes = codes_after(old_r, new_r)
+    if new_codes is None:
         return None
-    if old_r.type != new_r.type:
-        new_r = new_r.cast(old_r.type)
-    codes = pc.dictionary_encode(pa.concat_arrays([old_r, new_r])).indices.to_numpy(zero_copy_only=False)
-    n_old = len(old_r)
-    if not np.array_equal(codes[:n_old], np.arange(n_old)):
-        return None
-    new_codes = codes[n_old:].astype(np.intp)
     if len(new_codes) and np.bincount(new_codes).max() > 1:
         return _REPEATED
-    new_codes[new_codes >= n_old] = -1
+    new_codes[new_codes >= len(old_r)] = -1
     return new_codes
 
 

@@ -171,15 +171,12 @@ def _positions(old_index: pd.Index, new_index: pd.Index) -> np.ndarray:
     [2, -1, 0]
     """
     if isinstance(old_index.dtype, pd.StringDtype) and isinstance(new_index.dtype, pd.StringDtype):
-        from linkage.arrays import arrow_text
+        from linkage.arrays import arrow_text, codes_after
 
-        o, n = arrow_text(old_index), arrow_text(new_index)
-        if o.null_count == 0 and n.null_count == 0:
-            codes = pc.dictionary_encode(pa.concat_arrays([o, n])).indices.to_numpy(zero_copy_only=False)
-            if np.array_equal(codes[: len(o)], np.arange(len(o))):
-                at = codes[len(o):].astype(np.intp)
-                at[at >= len(o)] = -1
-                return at
+        at = codes_after(arrow_text(old_index), arrow_text(new_index))
+        if at is not None:
+            at[at >= len(old_index)] = -1
+            return at
     return old_index.get_indexer(new_index)
 
 
