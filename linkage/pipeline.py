@@ -555,7 +555,7 @@ def communities_stage(store: EmbeddedStore, settings: Settings, seed: Optional[i
         # the two whole-table counts (~0.02 s at 100,000 reports) in a thread while the changed rows are read
         counting = _graph_counts_behind(store)
         rows = _graph_mentions(store, "mention_id", changed)
-        counted = counting.result() if counting is not None else None
+        counted = counting() if counting is not None else None
         n_resolved, n_mentions = counted if counted is not None else (_resolved_count(store), None)
         update = update_changed(loaded[0], rows, changed, seed=cluster_seed, n_resolved=n_resolved,
                                 relabelled=relabelled)
@@ -707,12 +707,12 @@ def _resolved_count(store: EmbeddedStore) -> int:
         " - (SELECT COUNT(*) FROM mention_entities WHERE entity_id IS NULL)").fetchone()[0])
 
 
-def _graph_counts_behind(store: EmbeddedStore) -> Optional["InThread"]:
-    """``(resolved, mentions)``: :func:`_resolved_count` and the number of stored mentions, counted in a thread
-    through a connection of its own (each count scans a whole index: ~0.01 s at 100,000 reports; SQLite counts
-    without Python's GIL, so the clusters stage reads its changed mentions meanwhile); its :meth:`InThread.result`
-    is None when the counting failed. None when another connection would not see what ``store`` holds (an open
-    transaction, a store not in a file): the caller counts itself then."""
+def _graph_counts_behind(store: EmbeddedStore) -> Optional[Callable[[], Optional[tuple[int, int]]]]:
+    """A function giving ``(resolved, mentions)``: :func:`_resolved_count` and the number of stored mentions,
+    counted in a thread through a connection of its own (each count scans a whole index: ~0.01 s at 100,000
+    reports; SQLite counts without Python's GIL, so the clusters stage reads its changed mentions meanwhile);
+    it waits for the thread, and gives None when the counting failed. None when another connection would not
+    see what ``store`` holds (an open transaction, a store not in a file): the caller counts itself then."""
     from types import SimpleNamespace
 
     from linkage.store.embedded import read_only
@@ -730,7 +730,23 @@ def _graph_counts_behind(store: EmbeddedStore) -> Optional["InThread"]:
                         int(conn.execute("SELECT COUNT(*) FROM mentions").fetchone()[0]))
         finally:
             conn.close()
-    return InThread(count, name="graph-counts")
+    import threading
+
+    got: list = []
+
+    def work() -> None:
+        try:
+            got.append(count())
+        except Exception:  # noqa: BLE001 - the caller counts in place and meets the error there
+            got.append(None)
+
+    thread = threading.Thread(target=work, name="linkage-graph-counts", daemon=True)
+    thread.start()
+
+    def result() -> Optional[tuple[int, int]]:
+        thread.join()
+        return got[0]
+    return result
 
 
 def _graph_reports_sql(where: str = "") -> str:

@@ -72,8 +72,8 @@ def test_graph_counts_behind_counts_the_resolved_and_all_mentions(tmp_path):
         if s.conn.in_transaction:
             s.conn.commit()
         counting = pipeline._graph_counts_behind(s)
-        assert counting is not None and counting.result() == (4, 7)
-        assert counting.result() == (pipeline._resolved_count(s), s.count("mentions"))
+        assert counting is not None and counting() == (4, 7)
+        assert counting() == (pipeline._resolved_count(s), s.count("mentions"))
         s.conn.execute("BEGIN")
         s.conn.execute("DELETE FROM mention_entities WHERE mention_id = 'm4'")
         assert pipeline._graph_counts_behind(s) is None
