@@ -1537,3 +1537,40 @@ def test_ids_mapped_through_a_list_equal_what_pandas_map_gives():
                             (pd.Series(["a", "b"], dtype="str"), Defaulting(a="x"))):
         got, want = _mapped_values(column, mapping), column.map(mapping)
         pd.testing.assert_series_equal(got, want)
+
+
+@pytest.mark.parametrize("text", ["string", "large_string"])
+def test_update_changed_gives_the_same_for_either_text_type_of_the_kept_incidence(text):
+    """A kept incidence of ``large_string`` columns (as a stored state reads back) or of ``string`` columns,
+    and changed rows of either type: the same clusters, region, region rows and unchanged clusters (the long
+    columns are looked up in their own type, the short value sets cast to it)."""
+    import pyarrow as pa
+
+    from linkage.graph.incremental import update_changed, update_clusters
+
+    rng = np.random.default_rng(4)
+    settings = {"hub_max_reports": 6}
+    mentions = _graph_world(rng)
+    state = update_clusters(None, mentions, None, seed=4, settings=settings).state
+    inc = state.incidence
+    kind = getattr(pa, text)()
+    state.incidence = inc.cast(pa.schema([pa.field(f.name, kind if pa.types.is_string(f.type)
+                                                   or pa.types.is_large_string(f.type) else f.type)
+                                          for f in inc.schema]))
+    new = _graph_world(rng, n_groups=6, prefix="N-")
+    moved = mentions.sample(frac=0.05, random_state=4).index
+    mentions = mentions.copy()
+    mentions.loc[moved, "entity_id"] = "HUB0"
+    mentions = pd.concat([mentions, new], ignore_index=True)
+    changed_ids = mentions.loc[moved, "mention_id"].tolist() + new["mention_id"].tolist()
+    changed = mentions[mentions["mention_id"].isin(changed_ids)]
+    got = update_changed(state, changed, changed_ids, seed=4, settings=settings, n_resolved=len(mentions),
+                         relabelled={"HUB0"})
+    want = update_clusters(None, mentions, None, seed=4, settings=settings)
+    assert got is not None and not got.everything
+    pd.testing.assert_frame_equal(got.clusters, want.clusters)
+    # the patched incidence holds every resolved mention's row once
+    assert sorted(got.state.incidence.column("mention_id").to_pylist()) == sorted(mentions["mention_id"])
+    region = set(got.region.tolist())
+    assert set(got.region_rows.column("report_id").to_pylist()) <= region
+    assert got.same_inputs <= set(got.clusters["cluster_id"])

@@ -515,10 +515,11 @@ def test_an_incremental_run_takes_the_region_mentions_from_the_incidence_as_the_
     calls = []
     real = pipeline._region_mentions
 
-    def checked(st, incidence, report_ids, n_resolved, rows=None):
+    def checked(st, incidence, report_ids, n_resolved, rows=None, n_mentions=None):
         from linkage.graph.incremental import PendingIncidenceState
 
-        got = real(st, incidence, report_ids, n_resolved, rows)
+        got = real(st, incidence, report_ids, n_resolved, rows, n_mentions=n_mentions)
+        assert n_mentions == st.count("mentions")  # counted in the stage's thread
         assert rows is not None
         # the stage hands over the state: its incidence is not made for this (only its size is read)
         assert isinstance(incidence, PendingIncidenceState) and incidence.__dict__["pending"] is not None

@@ -57,3 +57,24 @@ def test_arrow_text_of_a_text_column_with_any_index_is_its_values():
               frame["c"].astype("string[python]").set_axis(range(10, 19)), frame["c"].astype("string[pyarrow]")):
         want = pa.array(np.asarray(s, dtype=object), type=pa.large_string(), from_pandas=True)
         assert arrow_text(s).equals(want)
+
+
+def test_graph_counts_behind_counts_the_resolved_and_all_mentions(tmp_path):
+    """_graph_counts_behind gives (mentions with an entity, stored mentions), counted through a connection of its
+    own; nothing when the store's connection holds an open transaction (another connection would not see it)."""
+    from linkage.store import EmbeddedStore
+
+    with EmbeddedStore(tmp_path / "s.db") as s:
+        s.conn.executemany("INSERT INTO mentions (mention_id, report_id, entity_type, content_hash) "
+                           "VALUES (?, 'R1', 'person', ?)", [(f"m{i}", f"h{i}") for i in range(7)])
+        s.conn.executemany("INSERT INTO mention_entities (mention_id, entity_id, entity_type) VALUES (?, ?, 'person')",
+                           [("m0", "e1"), ("m1", "e1"), ("m2", ""), ("m3", "e2"), ("m4", "e3")])
+        if s.conn.in_transaction:
+            s.conn.commit()
+        counting = pipeline._graph_counts_behind(s)
+        assert counting is not None and counting() == (4, 7)
+        assert counting() == (pipeline._resolved_count(s), s.count("mentions"))
+        s.conn.execute("BEGIN")
+        s.conn.execute("DELETE FROM mention_entities WHERE mention_id = 'm4'")
+        assert pipeline._graph_counts_behind(s) is None
+        s.conn.rollback()

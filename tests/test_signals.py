@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -604,3 +605,31 @@ def test_score_with_parts_leaves_out_the_clusters_whose_inputs_digest_is_known()
         want = parts[parts["cluster_id"] != ids[0]].reset_index(drop=True)
         pd.testing.assert_frame_equal(got_parts, want)
         assert got["cluster_id"].tolist() == [c for c in scored["cluster_id"] if c != ids[0]]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_rank_scored_orders_as_the_pandas_sort_by_score_then_id(seed):
+    """rank_scored's order (found by Arrow when it can) is that of a stable pandas sort by score (descending),
+    then cluster id, over tied scores, non-ASCII ids, object and string columns; NaN scores, missing ids and
+    ids that are not text are sorted by pandas."""
+    from linkage.triage.scoring import _rank_order, rank_scored
+
+    rng = np.random.default_rng(seed)
+    n = 300
+    ids = [f"{rng.choice(['C', 'c', 'É', 'Z', '€'])}{int(rng.integers(0, 60)):03d}" for _ in range(n)]
+    frame = pd.DataFrame({"cluster_id": ids, "score": rng.integers(0, 5, n) / 2.0, "tag": np.arange(n)})
+
+    def want(f):
+        return f.sort_values(["score", "cluster_id"], ascending=[False, True], kind="stable")["tag"].tolist()
+
+    for f in (frame, frame.astype({"cluster_id": object}), frame.assign(score=frame["score"].astype(int))):
+        assert _rank_order(f) is not None
+        got = rank_scored([f], columns=None)
+        assert got["tag"].tolist() == want(f)
+        assert got["rank"].tolist() == list(range(1, n + 1))
+    odd = [frame.assign(score=frame["score"].where(frame["tag"] % 7 != 0)),
+           frame.assign(cluster_id=frame["cluster_id"].astype(object).where(frame["tag"] % 5 != 0, None)),
+           frame.assign(cluster_id=np.arange(n)[::-1])]
+    for f in odd:
+        assert _rank_order(f) is None
+        assert rank_scored([f], columns=None)["tag"].tolist() == want(f)

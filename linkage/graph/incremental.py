@@ -257,11 +257,16 @@ def _is_in(values: pa.Array, value_set: pa.Array) -> pa.Array:
     halves at once, the second in a short-lived thread: Arrow hashes without holding Python's GIL, so the two
     halves run on two cores (each of :func:`update_changed`'s look-ups over the ~400,000 incidence rows of
     100,000 reports takes ~6-17 ms; the stages after the resolve stage leave the second core idle). The mask is
-    the same either way (the halves' masks joined in order).
+    the same either way (the halves' masks joined in order). A ``value_set`` of the other text type (``string``,
+    ``large_string``) is cast to that of ``values`` (:func:`_text_column` leaves long columns uncast).
 
     >>> _is_in(pa.array(["a", "b", None]), pa.array(["b"])).to_pylist()
     [False, True, False]
+    >>> _is_in(pa.array(["a", "b"], pa.large_string()), pa.array(["b"])).to_pylist()
+    [False, True]
     """
+    if values.type != value_set.type and _is_text(values.type) and _is_text(value_set.type):
+        value_set = value_set.cast(values.type)  # the short side cast (string <-> large_string): same mask
     n = len(values)
     if n < SPLIT_IS_IN_ROWS or not isinstance(values, pa.Array):
         return pc.is_in(values, value_set=value_set)
@@ -288,9 +293,42 @@ def _is_in(values: pa.Array, value_set: pa.Array) -> pa.Array:
 
 
 def _column(table: pa.Table, name: str) -> pa.Array:
-    col = table.column(name)
-    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    return col.cast(pa.string())
+    return _one_array(table.column(name)).cast(pa.string())
+
+
+def _one_array(col: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """A column as one array: the chunk itself when there is one (``combine_chunks`` copies even a single
+    chunk: ~2-40 ms for a column of the ~400,000 incidence rows of 100,000 reports), else the chunks joined.
+
+    >>> col = pa.chunked_array([pa.array(["a", "b"])])
+    >>> _one_array(col).buffers()[2].address == col.chunk(0).buffers()[2].address
+    True
+    >>> _one_array(pa.chunked_array([["a"], ["b"]])).to_pylist()
+    ['a', 'b']
+    """
+    if not isinstance(col, pa.ChunkedArray):
+        return col
+    return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+
+
+def _text_column(table: pa.Table, name: str) -> pa.Array:
+    """A column as one array of text, in the text type it has (``string`` or ``large_string``; another type is
+    cast to ``string`` as :func:`_column` casts it): a kept incidence's columns are ``large_string``, and a cast
+    copies each of its ~400,000 rows at 100,000 reports (~3-6 ms a column). For look-ups (:func:`_is_in` casts
+    the value set to the column's type) and masks; arrays joined with others must come from tables of the same
+    schema.
+
+    >>> _text_column(pa.table({"a": pa.array(["x"], pa.large_string())}), "a").type
+    DataType(large_string)
+    >>> _text_column(pa.table({"a": [1]}), "a").to_pylist()
+    ['1']
+    """
+    col = _one_array(table.column(name))
+    return col if _is_text(col.type) else col.cast(pa.string())
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
 
 
 def _dirty(old: pa.Table, new: pa.Table, old_keys: pa.Array, new_keys: pa.Array) -> tuple[set[str], pa.Array]:
@@ -430,7 +468,7 @@ def update_changed(previous: ClusterState | None, changed: pd.DataFrame, changed
         new_rows = new_rows.cast(old.schema) if new_rows.num_rows else old.slice(0, 0)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
         return None
-    in_changed = pc.fill_null(_is_in(_column(old, mention_col), ids), False)
+    in_changed = pc.fill_null(_is_in(_text_column(old, mention_col), ids), False)
     stay = pc.invert(in_changed)
     old_rows = old.filter(in_changed)
     # the incidence now: the old rows that stay, then the new rows (made when read, PendingIncidenceState;
@@ -441,8 +479,9 @@ def update_changed(previous: ClusterState | None, changed: pd.DataFrame, changed
     if n_resolved is not None and n_rows != n_resolved:
         return None
     reps, ents = _dirty(old_rows, new_rows, row_keys(old_rows), row_keys(new_rows))
-    parts = [(_column(old, "report_id"), _column(old, "entity_id"), stay),
-             (_column(new_rows, "report_id"), _column(new_rows, "entity_id"), None)]
+    # the columns in their own text type (new_rows has old's schema: the parts join), not copied by a cast
+    parts = [(_text_column(old, "report_id"), _text_column(old, "entity_id"), stay),
+             (_text_column(new_rows, "report_id"), _text_column(new_rows, "entity_id"), None)]
 
     def rows_of(mask_of):
         """Per part: the mask ``mask_of(reports, entities)`` of its rows (the old rows that went: False)."""
@@ -815,7 +854,7 @@ def _apply_edits(base: pa.Table, edits: IncidenceEdits) -> pa.Table:
     """The incidence a base and its edits stand for (:class:`IncidenceEdits`)."""
     table = base
     if len(edits.removed):
-        gone = pc.fill_null(pc.is_in(_column(base, "mention_id"), value_set=edits.removed), False)
+        gone = pc.fill_null(_is_in(_text_column(base, "mention_id"), edits.removed), False)
         table = base.filter(pc.invert(gone))
     return pa.concat_tables([table, edits.added]).combine_chunks()
 
