@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import shutil
 import sqlite3
@@ -831,6 +832,14 @@ def test_json_output_is_strict_json(ran, capsys, generated, tmp_path):
     assert summary["clusters"] and summary["counts"]["clusters_reused"] > 0
 
 
+class _RecordingStore:
+    """A store whose connection only records the ``executemany`` calls it is given (statement, rows)."""
+
+    def __init__(self):
+        self.conn = SimpleNamespace(calls=[])
+        self.conn.executemany = lambda sql, rows: self.conn.calls.append((sql, list(rows)))
+
+
 def test_write_changed_members_writes_what_the_loop_writes(tmp_path):
     """The whole-column comparison of memberships (Arrow) sends the statements the row-by-row loop sends: the
     stored reports no longer given deleted in stored order, every given row whose cluster is not the stored one
@@ -838,17 +847,6 @@ def test_write_changed_members_writes_what_the_loop_writes(tmp_path):
     import random
 
     from linkage.pipeline import _write_changed_members, _write_changed_members_loop
-
-    class Recorder:
-        def __init__(self):
-            self.calls = []
-
-        def executemany(self, sql, rows):
-            self.calls.append((sql, list(rows)))
-
-    class FakeStore:
-        def __init__(self):
-            self.conn = Recorder()
 
     rng = random.Random(7)
     stored_ids = sorted(f"R{i:03d}" for i in range(80))
@@ -859,7 +857,7 @@ def test_write_changed_members_writes_what_the_loop_writes(tmp_path):
     for prev in (previous, previous.iloc[:0]):
         calls = []
         for fn in (_write_changed_members, _write_changed_members_loop):
-            store = FakeStore()
+            store = _RecordingStore()
             fn(store, prev, current)
             calls.append(store.conn.calls)
         assert calls[0] == calls[1] and calls[0]
@@ -874,17 +872,6 @@ def test_write_changed_members_of_every_kind_of_input_writes_what_the_loop_write
     import pyarrow as pa
 
     from linkage.pipeline import _REPEATED, _member_places, _write_changed_members, _write_changed_members_loop
-
-    class Recorder:
-        def __init__(self):
-            self.calls = []
-
-        def executemany(self, sql, rows):
-            self.calls.append((sql, list(rows)))
-
-    class FakeStore:
-        def __init__(self):
-            self.conn = Recorder()
 
     rng = random.Random(9)
     stored_ids = [f"R{i:03d}" for i in rng.sample(range(300), 200)]
@@ -902,7 +889,7 @@ def test_write_changed_members_of_every_kind_of_input_writes_what_the_loop_write
             prev_t, cur_t = prev.astype(dtype), cur.astype(dtype)
             calls = []
             for fn in (_write_changed_members, _write_changed_members_loop):
-                store = FakeStore()
+                store = _RecordingStore()
                 fn(store, prev_t, cur_t)
                 # a missing cluster: the loop sends NaN where the columns send None (both NULL to SQLite)
                 calls.append([(sql, [tuple(None if v != v else v for v in row) for row in rows])
