@@ -745,7 +745,7 @@ def _graph_counts_behind(store: EmbeddedStore) -> Optional[Callable[[], Optional
 
     def result() -> Optional[tuple[int, int]]:
         thread.join()
-        return got[0]
+        return got[0] if got else None  # (a thread ended by a BaseException appended nothing)
     return result
 
 

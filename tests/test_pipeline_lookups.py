@@ -78,3 +78,21 @@ def test_graph_counts_behind_counts_the_resolved_and_all_mentions(tmp_path):
         s.conn.execute("DELETE FROM mention_entities WHERE mention_id = 'm4'")
         assert pipeline._graph_counts_behind(s) is None
         s.conn.rollback()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the interrupt, as planted
+def test_graph_counts_behind_gives_nothing_when_its_thread_was_interrupted(tmp_path, monkeypatch):
+    """A counting thread ended by an exception that is not an ``Exception`` (an interrupt) gives None, as a
+    failed count does: the caller then counts in place."""
+    import linkage.store.embedded as embedded
+    from linkage.store import EmbeddedStore
+
+    def interrupted(path):
+        raise KeyboardInterrupt
+
+    with EmbeddedStore(tmp_path / "s.db") as s:
+        if s.conn.in_transaction:
+            s.conn.commit()
+        monkeypatch.setattr(embedded, "read_only", interrupted)
+        counting = pipeline._graph_counts_behind(s)
+        assert counting is not None and counting() is None

@@ -629,7 +629,9 @@ def test_rank_scored_orders_as_the_pandas_sort_by_score_then_id(seed):
         assert got["rank"].tolist() == list(range(1, n + 1))
     odd = [frame.assign(score=frame["score"].where(frame["tag"] % 7 != 0)),
            frame.assign(cluster_id=frame["cluster_id"].astype(object).where(frame["tag"] % 5 != 0, None)),
-           frame.assign(cluster_id=np.arange(n)[::-1])]
+           frame.assign(cluster_id=np.arange(n)[::-1]),
+           frame.assign(score=frame["score"].astype(np.float16)),  # Arrow's sort has no half floats
+           frame.assign(cluster_id=pd.Categorical(ids, categories=sorted(set(ids))[::-1]))]
     for f in odd:
         assert _rank_order(f) is None
         assert rank_scored([f], columns=None)["tag"].tolist() == want(f)
