@@ -6,6 +6,10 @@ from json.encoder import encode_basestring  # what json.dumps(..., ensure_ascii=
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+import pandas as pd
+
+#: The dtype pandas gives a column made from a list of texts (its default text type).
+LISTED_TEXT = pd.Series(["a"]).dtype
 
 
 def sorted_unique(keys: np.ndarray) -> np.ndarray:
@@ -52,8 +56,6 @@ def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     >>> [a.tolist() for a in unique_inverse(np.array([], dtype=np.int64))]
     [[], []]
     """
-    import pandas as pd
-
     values = np.asarray(values)
     if values.dtype.kind not in "iu":
         raise TypeError(f"unique_inverse: an integer array is needed, not {values.dtype}")
@@ -151,7 +153,6 @@ def arrow_text(values: Any) -> "pa.Array":
     """Text values as one Arrow ``large_string`` array (missing values null): an Arrow array or a pandas string
     column as it is stored, anything else converted value by value. Raises ArrowInvalid / ArrowTypeError for
     non-text."""
-    import pandas as pd
     import pyarrow as pa
 
     if isinstance(values, (pa.Array, pa.ChunkedArray)):

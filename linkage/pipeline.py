@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from linkage.errors import ConfigError
+from linkage.arrays import LISTED_TEXT
 from linkage.gcpause import paused_gc
 from linkage.runlock import exclusive
 from linkage.settings import Settings, load_settings
@@ -702,7 +703,12 @@ def _newest_report(conn) -> Optional[str]:
 def _resolved_count(store: EmbeddedStore) -> int:
     """How many mentions have an entity (``mention_entities`` rows whose ``entity_id`` is neither NULL nor
     ''): all rows less the unresolved ones, which the ``entity_id`` index finds without a scan of the table."""
-    return int(store.conn.execute(
+    return _resolved_in(store.conn)
+
+
+def _resolved_in(conn: sqlite3.Connection) -> int:
+    """:func:`_resolved_count` through a connection."""
+    return int(conn.execute(
         "SELECT (SELECT COUNT(*) FROM mention_entities) - (SELECT COUNT(*) FROM mention_entities WHERE entity_id = '')"
         " - (SELECT COUNT(*) FROM mention_entities WHERE entity_id IS NULL)").fetchone()[0])
 
@@ -713,7 +719,7 @@ def _graph_counts_behind(store: EmbeddedStore) -> Optional[Callable[[], Optional
     reports; SQLite counts without Python's GIL, so the clusters stage reads its changed mentions meanwhile);
     it waits for the thread, and gives None when the counting failed. None when another connection would not
     see what ``store`` holds (an open transaction, a store not in a file): the caller counts itself then."""
-    from types import SimpleNamespace
+    import threading
 
     from linkage.store.embedded import read_only
 
@@ -726,11 +732,10 @@ def _graph_counts_behind(store: EmbeddedStore) -> Optional[Callable[[], Optional
         try:
             with conn:  # one read transaction: both counts of the same snapshot
                 conn.execute("BEGIN")
-                return (_resolved_count(SimpleNamespace(conn=conn)),
+                return (_resolved_in(conn),
                         int(conn.execute("SELECT COUNT(*) FROM mentions").fetchone()[0]))
         finally:
             conn.close()
-    import threading
 
     got: list = []
 
@@ -1416,21 +1421,17 @@ def store_clusters(store: EmbeddedStore, report_clusters: pd.DataFrame, clusters
     return _as_stored_clusters(values, cols)
 
 
-#: The type pandas gives a column made from a list of texts (its default text type).
-_LISTED_TEXT = pd.Series(["a"]).dtype
-
-
 def _text_column(values: pd.Series) -> Any:
     """What ``values.tolist()`` gives as a column of a new frame, with the same column resulting: the column's
-    own array when it already is of the type pandas gives a list of texts (:data:`_LISTED_TEXT`), with no Python
-    string made and read back (10,000 cluster ids: ~1 ms against ~3 ms); the list otherwise (an empty list, or one
-    of missing values only, makes a column of another type).
+    own array when it already is of the type pandas gives a list of texts (:data:`~linkage.arrays.LISTED_TEXT`),
+    with no Python string made and read back (10,000 cluster ids: ~1 ms against ~3 ms); the list otherwise (an
+    empty list, or one of missing values only, makes a column of another type).
 
     >>> ids = pd.Series(["c_2", "c_1"])
     >>> pd.DataFrame({"c": _text_column(ids)}).equals(pd.DataFrame({"c": ids.tolist()}))
     True
     """
-    return values.array if values.dtype == _LISTED_TEXT and values.notna().any() else values.tolist()
+    return values.array if values.dtype == LISTED_TEXT and values.notna().any() else values.tolist()
 
 
 def _by_rank(clusters: pd.DataFrame) -> pd.DataFrame:
